@@ -1,0 +1,53 @@
+"""The reference interpreter: runs any Graph/Program with torch ops on the CPU.
+
+Every backend is tested against this (and against ``kernels/<cell>/reference.py``); it favours
+obviously-correct over fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rnnc.errors import UserInputError
+from rnnc.ir.graph import Graph, Program
+from rnnc.ir.ops import OPS
+
+
+def run_graph(graph: Graph, env: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Evaluate ``graph`` given values for its inputs and params; returns its outputs in order."""
+    values: dict[str, Any] = dict(env)
+    for node in graph.nodes:
+        op = OPS[node.op]
+        args = [values[i] if i else None for i in node.inputs]
+        # trailing omitted optionals are dropped so torch functions see their defaults
+        while args and args[-1] is None and len(args) > op.min_inputs:
+            args.pop()
+        outs = op.evaluate(args, node.attr_dict)
+        if len(outs) != len(node.outputs):
+            raise RuntimeError(f"{node.label} produced {len(outs)} values, expected {len(node.outputs)}")
+        values.update(zip(node.outputs, outs, strict=True))
+    return tuple(values[v] for _, v in graph.outputs)
+
+
+def run_program(program: Program, *inputs: Any) -> Any:
+    """Run a Program on torch tensors. One output is returned bare, several as a tuple."""
+    import torch
+
+    g = program.graph
+    if len(inputs) != len(g.inputs):
+        names = ", ".join(n for n, _ in g.inputs)
+        raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs ({names}), got {len(inputs)}")
+    env: dict[str, Any] = {}
+    for (name, ty), value in zip(g.inputs, inputs, strict=True):
+        if not isinstance(value, torch.Tensor):
+            raise UserInputError(f"input {name} must be a torch.Tensor, got {type(value).__name__}")
+        if value.dim() != ty.rank or any(
+                isinstance(d, int) and d != s for d, s in zip(ty.shape, value.shape, strict=True)):
+            raise UserInputError(f"input {name} has shape {tuple(value.shape)}, program expects {ty.text()}")
+        env[name] = value
+    for name, _ in g.params:
+        env[name] = program.weights[name]
+    with torch.no_grad():
+        outs = run_graph(g, env)
+    return outs[0] if len(outs) == 1 else outs

@@ -1,0 +1,130 @@
+"""The ``rnn`` op: a stack of recurrent layers, each running a Cell over time.
+
+Inputs, in order: ``x``, ``lengths`` (``""`` if absent), one initial-state input per cell
+state (``""`` for zeros), then the weights of every (layer, direction) in the order of that
+layer's ``cell.step.params``.  Outputs: ``y`` then one final state per cell state.
+
+Shapes follow ``torch.nn.LSTM``: ``x`` is ``[B, T, I]`` (``batch_first``) or ``[T, B, I]``;
+states are ``[layers * directions, B, *state.shape]``; ``y`` has ``directions * output_size``
+features.  ``lengths`` (int64 ``[B]``) gives packed-sequence semantics: steps past a sample's
+length leave its state unchanged and output zeros, and the reverse direction starts at the last
+valid step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rnnc.ir.graph import Cell
+from rnnc.ir.ops import OPS, OpDef, ShapeError, _req
+from rnnc.ir.types import TensorType, dims_compatible
+
+
+def rnn_layout(attrs: dict[str, Any]) -> tuple[tuple[Cell, ...], int, int]:
+    """(cells per layer, number of directions, number of weight inputs)."""
+    cells: tuple[Cell, ...] = attrs["cells"]
+    dirs = 2 if attrs["bidirectional"] else 1
+    if len(cells) != attrs["num_layers"]:
+        raise ShapeError(f"rnn has num_layers={attrs['num_layers']} but {len(cells)} cells")
+    return cells, dirs, sum(len(c.param_names) for c in cells) * dirs
+
+
+def weight_slots(attrs: dict[str, Any]) -> list[tuple[int, int, str]]:
+    """(layer, direction, param name) for each weight input, in input order."""
+    cells, dirs, _ = rnn_layout(attrs)
+    return [(k, d, p) for k, c in enumerate(cells) for d in range(dirs) for p in c.param_names]
+
+
+def _infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    cells, dirs, n_weights = rnn_layout(attrs)
+    x = _req(types[0], "x")
+    first = cells[0]
+    n_states = len(first.states)
+    expected = 2 + n_states + n_weights
+    if len(types) != expected:
+        raise ShapeError(f"rnn expects {expected} inputs (x, lengths, {n_states} states, {n_weights} "
+                         f"weights), got {len(types)}")
+    if x.rank != 3:
+        raise ShapeError(f"rnn input must be rank 3 ([B, T, I] or [T, B, I]), got {x.text()}")
+    b, t = (x.shape[0], x.shape[1]) if attrs["batch_first"] else (x.shape[1], x.shape[0])
+    for k, cell in enumerate(cells):
+        want = first.input_size if k == 0 else cells[k - 1].output_size * dirs
+        if cell.input_size != want:
+            raise ShapeError(f"layer {k} cell {cell.kind} takes {cell.input_size} inputs, gets {want}")
+        if cell.state_names != first.state_names:
+            raise ShapeError(f"layer {k} cell states {cell.state_names} differ from layer 0's")
+    if not dims_compatible(x.shape[2], first.input_size):
+        raise ShapeError(f"rnn input {x.text()} has {x.shape[2]} features, cell takes {first.input_size}")
+    lengths = types[1]
+    if lengths is not None and (lengths.rank != 1 or lengths.dtype != "int64"):
+        raise ShapeError(f"lengths must be int64 [B], got {lengths.text()}")
+    lay = attrs["num_layers"] * dirs
+    states_out = []
+    for i, s in enumerate(first.states):
+        st = TensorType((lay, b, *s.shape), s.dtype)
+        given = types[2 + i]
+        if given is not None and (given.rank != st.rank or not all(
+                dims_compatible(p, q) for p, q in zip(given.shape, st.shape, strict=True))):
+            raise ShapeError(f"initial state {s.name} is {given.text()}, expected {st.text()}")
+        states_out.append(st)
+    slots = weight_slots(attrs)
+    for (k, _d, p), wt in zip(slots, types[2 + n_states:], strict=True):
+        want_t = dict(cells[k].step.params)[p]
+        if wt is None or wt.shape != want_t.shape:
+            got = wt.text() if wt is not None else "nothing"
+            raise ShapeError(f"weight {p} of layer {k} is {got}, cell wants {want_t.text()}")
+    y_shape = (b, t, dirs * cells[-1].output_size) if attrs["batch_first"] else (
+        t, b, dirs * cells[-1].output_size)
+    return (TensorType(y_shape, x.dtype), *states_out)
+
+
+def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
+    import torch
+    from rnnc.ir.interp import run_graph
+
+    cells, dirs, _ = rnn_layout(attrs)
+    x = xs[0] if attrs["batch_first"] else xs[0].transpose(0, 1)
+    lengths = xs[1]
+    n_states = len(cells[0].states)
+    batch, steps = x.shape[0], x.shape[1]
+    inits = xs[2:2 + n_states]
+    weights = list(xs[2 + n_states:])
+    finals: list[list[Any]] = [[] for _ in range(n_states)]
+    layer_in = x
+    w_at = 0
+    for k, cell in enumerate(cells):
+        outs = []
+        for d in range(dirs):
+            idx = k * dirs + d
+            params = dict(zip(cell.param_names, weights[w_at:w_at + len(cell.param_names)], strict=True))
+            w_at += len(cell.param_names)
+            state = []
+            for i, s in enumerate(cell.states):
+                init = inits[i]
+                state.append(init[idx] if init is not None else torch.zeros(
+                    (batch, *s.shape), dtype=getattr(torch, s.dtype), device=x.device))
+            ys: list[Any] = [None] * steps
+            order = range(steps - 1, -1, -1) if d == 1 else range(steps)
+            for t in order:
+                env = {"x": layer_in[:, t], **dict(zip(cell.state_names, state, strict=True)), **params}
+                res = run_graph(cell.step, env)
+                y, new = res[0], list(res[1:])
+                if lengths is not None:
+                    live = (lengths > t).to(x.device)
+                    new = [torch.where(live.view(-1, *([1] * (n.dim() - 1))), n, o)
+                           for n, o in zip(new, state, strict=True)]
+                    y = torch.where(live.view(-1, *([1] * (y.dim() - 1))), y, torch.zeros_like(y))
+                ys[t] = y
+                state = new
+            outs.append(torch.stack(ys, dim=1) if steps else layer_in.new_zeros(
+                (batch, 0, cell.output_size)))
+            for i in range(n_states):
+                finals[i].append(state[i])
+        layer_in = torch.cat(outs, dim=-1) if dirs > 1 else outs[0]
+    y = layer_in if attrs["batch_first"] else layer_in.transpose(0, 1)
+    return (y, *(torch.stack(f, dim=0) for f in finals))
+
+
+OPS["rnn"] = OpDef("rnn", 2, None, ("cells", "num_layers", "bidirectional", "batch_first"), _infer, _evaluate,
+                   doc="stack of recurrent layers; each layer's Cell step graph runs over time")

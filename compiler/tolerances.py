@@ -1,0 +1,48 @@
+"""The one tolerance table (DESIGN.md convention 8): every numerical test imports it.
+
+Keyed by (dtype, backend).  ``interp`` is the IR interpreter, ``reference`` the plain-torch cell
+references; compiled backends add their rows here rather than loosening asserts in tests.
+Absolute and relative tolerances follow ``torch.testing.assert_close`` semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: (dtype, backend) -> (atol, rtol)
+TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
+    ("float32", "interp"): (2e-5, 1e-4),
+    ("float32", "reference"): (2e-5, 1e-4),
+    ("float32", "torch"): (2e-5, 1e-4),
+    ("float64", "interp"): (1e-10, 1e-8),
+    ("float64", "reference"): (1e-10, 1e-8),
+    ("float16", "interp"): (2e-3, 2e-3),
+    ("bfloat16", "interp"): (2e-2, 2e-2),
+    # a parallel scan reassociates sums and products of up to T factors
+    ("float32", "scan"): (1e-4, 1e-3),
+    ("float64", "scan"): (1e-9, 1e-7),
+}
+
+
+def tolerance(dtype: str, backend: str) -> tuple[float, float]:
+    """(atol, rtol) for a dtype and backend; a missing row is an error, not a silent default."""
+    try:
+        return TOLERANCES[(dtype, backend)]
+    except KeyError:
+        raise KeyError(f"no tolerance row for dtype={dtype!r}, backend={backend!r}; add one to "
+                       f"rnnc/tolerances.py") from None
+
+
+def assert_close(actual: Any, expected: Any, dtype: str = "float32", backend: str = "interp",
+                 msg: str = "") -> None:
+    """``torch.testing.assert_close`` with the table's tolerance; reports the max abs difference."""
+    import torch
+
+    atol, rtol = tolerance(dtype, backend)
+    actual = torch.as_tensor(actual)
+    expected = torch.as_tensor(expected)
+    try:
+        torch.testing.assert_close(actual, expected.to(actual.dtype), atol=atol, rtol=rtol)
+    except AssertionError as exc:
+        diff = (actual.double() - expected.double()).abs().max().item() if actual.shape == expected.shape else None
+        raise AssertionError(f"{msg} (max abs diff {diff}, atol {atol}, rtol {rtol}): {exc}") from None
