@@ -81,6 +81,7 @@ def _infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[T
 
 def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
     import torch
+
     from rnnc.ir.interp import run_graph
 
     cells, dirs, _ = rnn_layout(attrs)
