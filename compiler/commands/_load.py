@@ -1,0 +1,66 @@
+"""Loading a user's model from the command line: ``file.py[:NAME]``, ``package.module:NAME`` or a
+TorchScript file (``.jit``/``.pt``).  Shared by every subcommand that takes a MODEL argument."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from typing import Any
+
+from rnnc.errors import UserInputError
+
+MODEL_HELP = ("the model: a Python file 'model.py[:NAME]' (NAME defaults to 'model'; a function or class is "
+              "called with no arguments), an importable 'package.module:NAME', or a TorchScript file (.jit/.pt)")
+
+
+def load_model(spec: str) -> Any:
+    """Resolve a MODEL argument to an ``nn.Module`` (or TorchScript module), in eval mode."""
+    import torch
+
+    path, _, name = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
+    if path.endswith((".jit", ".pt", ".pth")) and os.path.exists(path):
+        try:
+            model = torch.jit.load(path, map_location="cpu")
+        except Exception as exc:  # torch raises many types for a bad archive
+            raise UserInputError(f"{path} is not a TorchScript archive torch.jit.load can read ({exc})") from None
+        return model.eval()
+    if path.endswith(".py"):
+        if not os.path.exists(path):
+            raise UserInputError(f"model file {path} does not exist")
+        mod_spec = importlib.util.spec_from_file_location("rnnc_user_model", path)
+        assert mod_spec and mod_spec.loader
+        module = importlib.util.module_from_spec(mod_spec)
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise UserInputError(f"running {path} failed: {type(exc).__name__}: {exc}") from None
+    else:
+        try:
+            module = importlib.import_module(path)
+        except ImportError as exc:
+            raise UserInputError(f"cannot import {path!r} ({exc}); pass a .py file, package.module:NAME or a "
+                                 f".jit file") from None
+    name = name or "model"
+    if not hasattr(module, name):
+        raise UserInputError(f"{path} has no attribute {name!r}; name the model with {path}:NAME")
+    obj = getattr(module, name)
+    if not isinstance(obj, torch.nn.Module) and callable(obj):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise UserInputError(f"calling {spec}() to build the model failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, torch.nn.Module):
+        raise UserInputError(f"{spec} is a {type(obj).__name__}, not a torch.nn.Module")
+    return obj.eval()
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1,16,10' or '1x16x10' -> (1, 16, 10)."""
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UserInputError(f"bad --input-shape {text!r}: expected integers like 1,16,40") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise UserInputError(f"bad --input-shape {text!r}: dims must be positive")
+    return dims
