@@ -106,6 +106,9 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "gelu": lambda x: _t().nn.functional.gelu(x),
     "logsigmoid": lambda x: _t().nn.functional.logsigmoid(x),
     "reciprocal": lambda x: _t().reciprocal(x),
+    # LRU builds its complex eigenvalues λ = |λ| e^{iθ} from the trained phase θ
+    "cos": lambda x: _t().cos(x),
+    "sin": lambda x: _t().sin(x),
 }
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "add": lambda a, b: a + b,
