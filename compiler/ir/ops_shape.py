@@ -273,6 +273,8 @@ def _conv1d_infer(types, attrs):
         out_len: Dim = (length + 2 * attrs["padding"] - eff) // attrs["stride"] + 1
         if out_len <= 0:
             raise ShapeError(f"conv1d: input length {length} is shorter than the kernel ({eff})")
+    elif isinstance(k, int) and attrs["stride"] == 1 and 2 * attrs["padding"] == attrs["dilation"] * (k - 1):
+        out_len = length  # a "same" convolution keeps a symbolic length (e.g. T) symbolic
     else:
         out_len = "?"
     return (TensorType((x.shape[0], w.shape[0], out_len), x.dtype),)

@@ -1,0 +1,166 @@
+"""``trace(model, example_inputs, *, dynamic=None) -> Program``: the frontend's entry point.
+
+Eager ``nn.Module``s go through torch.fx (``fx_trace``/``fx_convert``), TorchScript modules
+through the TorchScript graph converter (``torchscript``).  Which dims stay symbolic:
+
+* ``dynamic=None`` (default): the batch and time dims that reach a recurrent layer.  Found by a
+  first conversion in which every input dim is its own symbol; the symbols that arrive at an
+  ``rnn`` node's batch or time position become ``B`` and ``T``, every other dim is fixed to the
+  example's size.  So one Program serves every batch size and sequence length.
+* a list aligned with ``example_inputs`` (or a dict keyed by input name) of ``{dim: symbol}``
+  (``None`` or ``{}`` for a fully static input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from rnnc.errors import RnncError, UnsupportedError, UserInputError
+from rnnc.frontend.values import TV, Ctx, Packed
+from rnnc.ir import GraphBuilder, Program, Weights
+from rnnc.ir.types import Dim, dtype_of_torch
+
+DynamicSpec = Sequence[Mapping[int, str] | None] | Mapping[str, Mapping[int, str] | None] | None
+
+
+def _examples(example_inputs: Any) -> list[torch.Tensor]:
+    items = list(example_inputs) if isinstance(example_inputs, (tuple, list)) else [example_inputs]
+    for i, t in enumerate(items):
+        if not isinstance(t, torch.Tensor):
+            raise UserInputError(f"example input #{i} is a {type(t).__name__}; trace takes a tensor or a tuple "
+                                 "of tensors (pass lengths as an int64 tensor)")
+        try:
+            dtype_of_torch(t.dtype)
+        except ValueError as exc:
+            raise UserInputError(f"example input #{i}: {exc}") from None
+    return items
+
+
+def _input_names(model: Any, n: int) -> list[str]:
+    try:
+        if isinstance(model, torch.jit.ScriptModule):
+            names = [a.name for a in model.forward.schema.arguments[1:]]
+        else:
+            import inspect
+
+            names = [p for p in inspect.signature(model.forward).parameters]
+    except (TypeError, ValueError, AttributeError):
+        names = []
+    names = [n_ for n_ in names if n_.isidentifier()][:n]
+    return names + [f"input{i}" for i in range(len(names), n)]
+
+
+def _dims_for(example: torch.Tensor, spec: Mapping[int, str] | None) -> tuple[Dim, ...]:
+    spec = dict(spec or {})
+    rank = example.dim()
+    for d in spec:
+        if not -rank <= d < rank:
+            raise UserInputError(f"dynamic dim {d} is out of range for an input of shape {tuple(example.shape)}")
+    spec = {d % rank: s for d, s in spec.items()}
+    return tuple(spec.get(i, int(n)) for i, n in enumerate(example.shape))
+
+
+def _flatten(ctx: Ctx, out: Any, prefix: str, acc: list[tuple[str, Any]]) -> None:
+    if isinstance(out, Packed):
+        out = out.data
+    if isinstance(out, TV):
+        acc.append((prefix, ctx.materialize(out)))
+    elif isinstance(out, (tuple, list)):
+        for i, o in enumerate(out):
+            _flatten(ctx, o, f"{prefix}_{i}", acc)
+    elif out is None:
+        return
+    else:
+        raise UnsupportedError(f"model output {prefix} is a {type(out).__name__}; rnnc Programs return tensors")
+
+
+def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str]) -> Program:
+    name = type(model).__name__ if not isinstance(model, torch.jit.ScriptModule) else model.original_name
+    b = GraphBuilder(name or "model")
+    ctx = Ctx(b)
+    inputs = [TV(b.input(n, d, dtype_of_torch(e.dtype)), e) for n, d, e in zip(names, dims, examples, strict=True)]
+    if isinstance(model, torch.jit.ScriptModule):
+        from rnnc.frontend.torchscript import convert_script_module
+
+        out = convert_script_module(ctx, model, inputs)
+    else:
+        from rnnc.frontend.fx_convert import convert_graph
+        from rnnc.frontend.fx_trace import trace_module
+        from rnnc.frontend.loops import merge_cell_loops
+
+        gm = trace_module(model, examples)
+        merge_cell_loops(gm)
+        out = convert_graph(ctx, gm, inputs, root_name="")
+    flat: list[tuple[str, Any]] = []
+    single = isinstance(out, (TV, Packed))
+    _flatten(ctx, out, "output", flat)
+    if not flat:
+        raise UnsupportedError(f"model {name} returns no tensor")
+    if single:
+        flat = [("output", flat[0][1])]
+    graph = b.build(flat)
+    return Program(graph, Weights(ctx.weights), source=f"rnnc.frontend.trace({name})").verify()
+
+
+def _auto_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
+    """Symbols for the dims that reach an rnn node's batch/time positions (see module docstring)."""
+    probe = [tuple(f"{n}_d{i}" for i in range(e.dim())) for n, e in zip(names, examples, strict=True)]
+    static = [tuple(int(s) for s in e.shape) for e in examples]
+    try:
+        prog = _build(model, examples, probe, names)
+    except RnncError:
+        return static
+    batch: set[str] = set()
+    time: set[str] = set()
+    types = prog.graph.value_types()
+    for node in prog.rnn_nodes():
+        x = types[node.inputs[0]].shape
+        bf = node.attr("batch_first")
+        batch.add(str(x[0] if bf else x[1]))
+        time.add(str(x[1] if bf else x[0]))
+        if node.inputs[1]:
+            batch.add(str(types[node.inputs[1]].shape[0]))
+        n_states = len(node.attr("cells")[0].states)
+        for s in node.inputs[2:2 + n_states]:
+            if s:
+                batch.add(str(types[s].shape[1]))
+    out = []
+    for p, s in zip(probe, static, strict=True):
+        out.append(tuple("B" if sym in batch else "T" if sym in time else n for sym, n in zip(p, s, strict=True)))
+    return out
+
+
+def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dynamic: DynamicSpec = None) -> Program:
+    """Convert a PyTorch model into a verified rnnc ``Program``.
+
+    ``example_inputs``: a tensor or a tuple of tensors, as ``model(*example_inputs)`` takes them.
+    ``dynamic``: which dims stay symbolic (module docstring); default: batch and time.
+    """
+    if not isinstance(model, nn.Module):
+        raise UserInputError(f"trace expects a torch.nn.Module or TorchScript module, got {type(model).__name__}")
+    examples = _examples(example_inputs)
+    with torch.no_grad():
+        try:
+            model(*examples)
+        except Exception as exc:  # the user's inputs do not fit the user's model: say so plainly
+            raise UserInputError(f"{type(model).__name__} fails on the example inputs "
+                                 f"{[tuple(e.shape) for e in examples]}: {type(exc).__name__}: {exc}") from None
+    names = _input_names(model, len(examples))
+    if dynamic is None:
+        dims = _auto_dims(model, examples, names)
+    elif isinstance(dynamic, Mapping):
+        unknown = set(dynamic) - set(names)
+        if unknown:
+            raise UserInputError(f"dynamic names unknown inputs {sorted(unknown)}; inputs are {names}")
+        dims = [_dims_for(e, dynamic.get(n)) for n, e in zip(names, examples, strict=True)]
+    else:
+        spec = list(dynamic)
+        if len(spec) != len(examples):
+            raise UserInputError(f"dynamic has {len(spec)} entries for {len(examples)} example inputs")
+        dims = [_dims_for(e, s) for e, s in zip(examples, spec, strict=True)]
+    with torch.no_grad():
+        return _build(model, examples, dims, names)

@@ -1,0 +1,164 @@
+"""Walk an fx graph and convert each node with the shared handlers into IR.
+
+``convert_graph`` is used both for whole models and for the step of a user-written cell; leaf
+modules (see ``fx_trace.is_rnnc_leaf``) are converted by ``MODULES`` below, everything else by
+``HANDLERS``.  Anything without a handler is one ``UnsupportedError`` naming the module's
+qualified name, the op, and what rnnc supports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from rnnc.frontend import handlers_shape  # noqa: F401  (registers the shape handlers)
+from rnnc.frontend.fx_trace import Traced, function_name
+from rnnc.frontend.handlers import HANDLERS, conv1d, layer_norm, linear, pad
+from rnnc.frontend.loops import cell_scan, convert_cell_scan
+from rnnc.frontend.recurrent import convert_rnnc_layer, convert_torch_cell, convert_torch_rnn, pack_padded, pad_packed
+from rnnc.frontend.values import TV, Ctx
+
+ModuleHandler = Callable[..., Any]
+
+
+def _p(ctx: Ctx, mod: nn.Module, qual: str, name: str) -> TV | None:
+    t = getattr(mod, name, None)
+    return ctx.param(t, f"{qual}.{name}") if isinstance(t, torch.Tensor) else None
+
+
+def _linear(ctx: Ctx, mod: nn.Linear, qual: str, x: TV) -> TV:
+    return linear(ctx, x, _p(ctx, mod, qual, "weight"), _p(ctx, mod, qual, "bias"))
+
+
+def _conv1d(ctx: Ctx, mod: nn.Conv1d, qual: str, x: TV) -> TV:
+    if mod.padding_mode != "zeros":
+        if isinstance(mod.padding, str):
+            raise ctx.unsupported(f"Conv1d padding={mod.padding!r} with padding_mode={mod.padding_mode!r}")
+        p = mod.padding[0]
+        x = pad(ctx, x, (p, p), {"circular": "circular"}.get(mod.padding_mode, mod.padding_mode))
+        padding: Any = 0
+    else:
+        padding = mod.padding
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        else:
+            raise ctx.unsupported(f"Conv1d padding={padding!r}", "integer padding or 'valid'")
+    return conv1d(ctx, x, _p(ctx, mod, qual, "weight"), _p(ctx, mod, qual, "bias"), mod.stride, padding,
+                  mod.dilation, mod.groups)
+
+
+def _layer_norm(ctx: Ctx, mod: nn.LayerNorm, qual: str, x: TV) -> TV:
+    return layer_norm(ctx, x, mod.normalized_shape, _p(ctx, mod, qual, "weight"), _p(ctx, mod, qual, "bias"),
+                      mod.eps)
+
+
+def _embedding(ctx: Ctx, mod: nn.Embedding, qual: str, x: TV) -> TV:
+    if mod.max_norm is not None:
+        raise ctx.unsupported("Embedding with max_norm", "Embedding without max_norm")
+    return ctx.emit("embedding", x, _p(ctx, mod, qual, "weight"))
+
+
+def _act(name: str) -> ModuleHandler:
+    return lambda ctx, mod, qual, x: HANDLERS[name](ctx, x)
+
+
+def _padmod(mode: str) -> ModuleHandler:
+    return lambda ctx, mod, qual, x: pad(ctx, x, mod.padding, mode, getattr(mod, "value", 0.0))
+
+
+MODULES: dict[type, ModuleHandler] = {
+    nn.Linear: _linear,
+    nn.Conv1d: _conv1d,
+    nn.LayerNorm: _layer_norm,
+    nn.Embedding: _embedding,
+    nn.ReLU: _act("relu"), nn.Tanh: _act("tanh"), nn.Sigmoid: _act("sigmoid"), nn.SiLU: _act("silu"),
+    nn.LogSigmoid: _act("logsigmoid"),
+    nn.GELU: lambda ctx, mod, qual, x: HANDLERS["gelu"](ctx, x, mod.approximate),
+    nn.Softplus: lambda ctx, mod, qual, x: HANDLERS["softplus"](ctx, x, mod.beta, mod.threshold),
+    nn.Softmax: lambda ctx, mod, qual, x: HANDLERS["softmax"](ctx, x, mod.dim),
+    nn.Dropout: lambda ctx, mod, qual, x: x, nn.Identity: lambda ctx, mod, qual, x, *a, **k: x,
+    nn.Flatten: lambda ctx, mod, qual, x: HANDLERS["flatten"](ctx, x, mod.start_dim, mod.end_dim),
+    nn.ReflectionPad1d: _padmod("reflect"), nn.ReplicationPad1d: _padmod("replicate"),
+    nn.ConstantPad1d: _padmod("constant"), nn.ZeroPad1d: _padmod("constant"),
+    nn.LSTM: convert_torch_rnn, nn.GRU: convert_torch_rnn, nn.RNN: convert_torch_rnn,
+    nn.LSTMCell: convert_torch_cell, nn.GRUCell: convert_torch_cell, nn.RNNCell: convert_torch_cell,
+}
+
+SUPPORTED_MODULES = ", ".join(sorted(t.__name__ for t in MODULES)) + ", rnnc layers, rnnc.frontend.Recurrent"
+
+
+def _module_handler(ctx: Ctx, mod: nn.Module) -> ModuleHandler:
+    from rnnc.frontend.usercell import Recurrent, convert_recurrent
+
+    if isinstance(mod, Recurrent):
+        return convert_recurrent
+    if hasattr(mod, "rnnc_layer"):
+        return convert_rnnc_layer
+    for cls in type(mod).__mro__:
+        if cls in MODULES:
+            return MODULES[cls]
+    raise ctx.unsupported(f"layer {type(mod).__module__}.{type(mod).__name__}", SUPPORTED_MODULES)
+
+
+def _where(node: fx.Node, root_name: str) -> str:
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        last = list(stack.values())[-1]
+        return str(last[0] if isinstance(last, tuple) else last)
+    return root_name
+
+
+def convert_graph(ctx: Ctx, gm: Traced, inputs: list[Any], *, root_name: str = "") -> Any:
+    """Convert ``gm``'s nodes; ``inputs`` are the placeholders' values. Returns the output
+    structure of the graph with ``TV``s in place of tensors."""
+    env: dict[fx.Node, Any] = {}
+    placeholders = iter(inputs)
+
+    def load(n: fx.Node) -> Any:
+        return env[n]
+
+    out: Any = None
+    for node in gm.graph.nodes:
+        args = fx.node.map_arg(node.args, load)
+        kwargs = fx.node.map_arg(node.kwargs, load)
+        ctx.where = _where(node, root_name) if node.op != "call_module" else str(node.target)
+        if node.op == "placeholder":
+            env[node] = next(placeholders, None)
+        elif node.op == "get_attr":
+            obj: Any = gm.root
+            for part in str(node.target).split("."):
+                obj = getattr(obj, part)
+            if isinstance(obj, torch.Tensor) and obj.numel() and not obj.any() and not obj.requires_grad:
+                # a constant all-zero tensor (torch.zeros with sizes read while tracing)
+                env[node] = TV(None, obj, zeros=True, shape_override=tuple(obj.shape))
+            else:
+                env[node] = ctx.param(obj, str(node.target)) if isinstance(obj, torch.Tensor) else obj
+        elif node.op == "call_module":
+            mod = gm.get_submodule(str(node.target))
+            env[node] = _module_handler(ctx, mod)(ctx, mod, str(node.target), *args, **kwargs)
+        elif node.op == "call_function" and node.target is cell_scan:
+            qual = args[0]
+            env[node] = convert_cell_scan(ctx, gm.get_submodule(qual), qual, *args[1:])
+        elif node.op == "call_function":
+            env[node] = _call(ctx, function_name(node.target), args, kwargs)
+        elif node.op == "call_method":
+            env[node] = _call(ctx, str(node.target), args, kwargs, method=True)
+        elif node.op == "output":
+            out = args[0]
+    return out
+
+
+def _call(ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], method: bool = False) -> Any:
+    if name == "pack_padded_sequence":
+        return pack_padded(ctx, *args, **kwargs)
+    if name == "pad_packed_sequence":
+        return pad_packed(ctx, *args, **kwargs)
+    handler = HANDLERS.get(name.removeprefix("__").removesuffix("__") if name.startswith("__") else name)
+    if handler is None:
+        kind = "tensor method" if method else "function"
+        raise ctx.unsupported(f"{kind} {name}", "the ops listed in rnnc.frontend.supported_ops()")
+    return handler(ctx, *args, **kwargs)

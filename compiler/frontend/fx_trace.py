@@ -1,0 +1,184 @@
+"""torch.fx tracing with concrete example values, and the leaf-module rule.
+
+Plain ``fx.symbolic_trace`` cannot run ``for t in range(x.size(1))`` or ``if x.dim() == 2``: a
+proxy has no value.  ``ConcreteTracer`` runs every node on the example inputs while it records
+it, so sizes, lengths and shape conditions have concrete answers: Python loops over time unroll
+(the loop pass merges the unrolled cell calls back into one rnn node with a symbolic T), and
+branches on shapes take the example's path.  Branches on tensor *data* are refused, because the
+Program would silently bake in the example's path.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rnnc.errors import UnsupportedError
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def is_rnnc_leaf(m: nn.Module) -> bool:
+    """Modules converted whole: recurrent layers and cells (rnnc's and torch's), torch.nn layers."""
+    from rnnc.frontend.usercell import Recurrent
+
+    if isinstance(m, (nn.RNNBase, nn.RNNCellBase, Recurrent)) or hasattr(m, "rnnc_layer"):
+        return True
+    return type(m).__module__.startswith("torch.nn") and not isinstance(m, _CONTAINERS)
+
+
+class ConcreteProxy(fx.Proxy):
+    """A proxy that knows its example value, for sizes and control flow on shapes."""
+
+    def _example(self) -> Any:
+        return self.node.meta.get("rnnc_ex")
+
+    def __bool__(self) -> bool:
+        ex = self._example()
+        if isinstance(ex, (bool, int)):
+            return bool(ex)
+        raise UnsupportedError(f"control flow on tensor data at fx node {self.node.name!r} cannot be traced; "
+                               "rnnc supports branches on shapes and loops over sizes only")
+
+    def __iter__(self) -> Any:
+        # no __len__: torch's argument parser would then take any proxy for a size list
+        ex = self._example()
+        if not isinstance(ex, (tuple, list, torch.Tensor)):
+            raise UnsupportedError(f"cannot iterate over fx node {self.node.name!r} ({type(ex).__name__})")
+        return iter([self[i] for i in range(len(ex))])
+
+
+class TracedInt(int):
+    """A size read during tracing: a real int (``range``, ``if`` and torch factories work), which
+    becomes its fx node again when it is recorded as an argument (so sizes stay symbolic)."""
+
+    node: fx.Node
+
+    def __new__(cls, value: int, node: fx.Node) -> TracedInt:
+        obj = super().__new__(cls, value)
+        obj.node = node
+        return obj
+
+
+class ConcreteTracer(fx.Tracer):
+    """fx tracer whose proxies carry example values (see module docstring)."""
+
+    def __init__(self, examples: list[Any]) -> None:
+        super().__init__(autowrap_functions=(pack_padded_sequence, pad_packed_sequence))
+        self.examples = list(examples)
+        self._next_placeholder = 0
+        self._running = 0  # > 0 while a node runs on example values: no recording then
+
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        if self._running:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if self._running:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return is_rnnc_leaf(m)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return ConcreteProxy(node, self)
+
+    def create_arg(self, a: Any) -> Any:
+        if isinstance(a, TracedInt):
+            return a.node
+        return super().create_arg(a)
+
+    def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, name: str | None = None,
+                     type_expr: Any = None, proxy_factory_fn: Any = None) -> Any:
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        node = proxy.node
+        self._running += 1
+        try:
+            ex = node.meta["rnnc_ex"] = self._run(node)
+        finally:
+            self._running -= 1
+        if isinstance(ex, int) and not isinstance(ex, bool):
+            return TracedInt(ex, node)
+        return proxy
+
+    def _example_of(self, node: fx.Node) -> Any:
+        if "rnnc_ex" not in node.meta and node.op == "get_attr":  # constants fx registers itself
+            obj: Any = self.root
+            for part in str(node.target).split("."):
+                obj = getattr(obj, part)
+            node.meta["rnnc_ex"] = obj
+        return node.meta.get("rnnc_ex")
+
+    def _run(self, node: fx.Node) -> Any:
+        if node.op == "placeholder":
+            i = self._next_placeholder
+            self._next_placeholder += 1
+            return self.examples[i] if i < len(self.examples) else None
+        args = fx.node.map_arg(node.args, self._example_of)
+        kwargs = fx.node.map_arg(node.kwargs, self._example_of)
+        with torch.no_grad():
+            if node.op == "get_attr":
+                obj: Any = self.root
+                for part in str(node.target).split("."):
+                    obj = getattr(obj, part)
+                return obj
+            if node.op == "call_function":
+                return node.target(*args, **kwargs)
+            if node.op == "call_method":
+                return getattr(args[0], node.target)(*args[1:], **kwargs)
+            if node.op == "call_module":
+                return self.root.get_submodule(node.target)(*args, **kwargs)
+        return None
+
+
+class Traced:
+    """An fx graph and the module it was traced from.  Not an ``fx.GraphModule``: generating
+    code for it would register the autowrapped pack/pad functions in fx's global patch table in
+    a way that breaks the next trace."""
+
+    def __init__(self, root: nn.Module, graph: fx.Graph) -> None:
+        self.root, self.graph = root, graph
+
+    def get_submodule(self, target: str) -> nn.Module:
+        return self.root.get_submodule(target)
+
+
+def trace_module(model: nn.Module, examples: list[Any]) -> Traced:
+    """fx-trace ``model.forward`` on ``examples``; forward args beyond them keep their defaults."""
+    if is_rnnc_leaf(model):  # a bare layer: one call_module node on a root that holds it
+        root = nn.Module()
+        root.add_module("model", model)
+        graph = fx.Graph()
+        phs = tuple(graph.placeholder(f"input{i}") for i in range(len(examples)))
+        graph.output(graph.call_module("model", phs))
+        return Traced(root, graph)
+    sig = inspect.signature(model.forward)
+    params = [p for p in sig.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    concrete = {p.name: p.default for p in params[len(examples):] if p.default is not p.empty}
+    tracer = ConcreteTracer(examples)
+    try:
+        graph = tracer.trace(model, concrete_args=concrete or None)
+    except UnsupportedError:
+        raise
+    except Exception as exc:  # fx's own errors: say which model and why, keep the cause
+        raise UnsupportedError(f"torch.fx cannot trace {type(model).__name__}.forward: {exc}") from exc
+    return Traced(tracer.root, graph)
+
+
+def function_name(target: Any) -> str:
+    """The handler name of a call_function target (``torch.cat`` -> ``cat``, ``operator.add`` -> ``add``)."""
+    if target is builtins.getattr:
+        return "getattr"
+    if target is pack_padded_sequence:
+        return "pack_padded_sequence"
+    if target is pad_packed_sequence:
+        return "pad_packed_sequence"
+    return getattr(target, "__name__", str(target))

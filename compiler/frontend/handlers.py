@@ -1,0 +1,273 @@
+"""Op handlers shared by the fx and TorchScript converters: elementwise, linear algebra, NN ops.
+
+A handler takes ``(ctx, *args, **kwargs)`` with torch's own argument order (which is also the
+order of the aten schema), where tensors are ``TV``s and everything else is a python value, and
+returns what torch would return.  ``HANDLERS`` maps the function name (``relu``, ``conv1d``,
+``add`` ...) to it; the shape ops live in ``handlers_shape.py`` and register into the same table.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from rnnc.frontend.values import TV, Ctx, axis
+from rnnc.ir.types import dtype_of_torch
+
+Handler = Callable[..., Any]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*names: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for n in names:
+            HANDLERS[n] = fn
+        return fn
+
+    return deco
+
+
+def is_tensor(x: Any) -> bool:
+    return isinstance(x, TV)
+
+
+# --------------------------------------------------------------------------- elementwise
+_UNARY = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp",
+          "log": "log", "abs": "abs", "sqrt": "sqrt", "neg": "neg", "silu": "silu",
+          "logsigmoid": "logsigmoid", "reciprocal": "reciprocal", "sigmoid_": "sigmoid",
+          "tanh_": "tanh"}
+
+
+def _unary(op: str) -> Handler:
+    def fn(ctx: Ctx, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if not is_tensor(x):
+            return {"neg": operator.neg, "abs": abs}[op](x) if op in ("neg", "abs") else _py_unary(ctx, op, x)
+        return ctx.emit(op, x)
+
+    return fn
+
+
+def _py_unary(ctx: Ctx, op: str, x: Any) -> Any:
+    raise ctx.unsupported(f"{op} of a python {type(x).__name__}")
+
+
+for _name, _op in _UNARY.items():
+    HANDLERS[_name] = _unary(_op)
+
+
+@handles("gelu")
+def _gelu(ctx: Ctx, x: TV, approximate: str = "none") -> TV:
+    if approximate != "none":
+        raise ctx.unsupported(f"gelu(approximate={approximate!r})", "gelu with approximate='none'")
+    return ctx.emit("gelu", x)
+
+
+@handles("softplus")
+def _softplus(ctx: Ctx, x: TV, beta: float = 1.0, threshold: float = 20.0) -> TV:
+    if beta != 1:
+        return ctx.emit("div", ctx.emit("softplus", ctx.emit("mul", x, ctx.lift(beta, x))), ctx.lift(beta, x))
+    return ctx.emit("softplus", x)
+
+
+@handles("hardtanh", "clamp", "clip", "clamp_")
+def _clamp(ctx: Ctx, x: TV, min: Any = None, max: Any = None, *rest: Any) -> TV:  # noqa: A002
+    if is_tensor(min) or is_tensor(max):
+        out = x
+        if min is not None:
+            out = ctx.emit("max", out, ctx.lift(min, x))
+        if max is not None:
+            out = ctx.emit("min", out, ctx.lift(max, x))
+        return out
+    return ctx.emit("clamp", x, min=None if min is None else float(min), max=None if max is None else float(max))
+
+
+def _promote(ctx: Ctx, a: Any, b: Any) -> tuple[TV, TV]:
+    """torch type promotion for the cases models use: python scalars adopt the tensor's dtype,
+    an int tensor meeting a float tensor is cast to the float dtype."""
+    if not is_tensor(a):
+        a = ctx.lift(a, b)
+    if not is_tensor(b):
+        b = ctx.lift(b, a)
+    da, db = a.ex.dtype, b.ex.dtype
+    if da != db:
+        if da.is_floating_point and not db.is_floating_point:
+            b = ctx.emit("cast", b, dtype=dtype_of_torch(da))
+        elif db.is_floating_point and not da.is_floating_point:
+            a = ctx.emit("cast", a, dtype=dtype_of_torch(db))
+        else:
+            raise ctx.unsupported(f"arithmetic between {da} and {db} tensors")
+    return a, b
+
+
+_PY_BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
+              "truediv": operator.truediv, "floordiv": operator.floordiv, "pow": operator.pow,
+              "maximum": max, "minimum": min, "max": max, "min": min, "mod": operator.mod,
+              "gt": operator.gt, "lt": operator.lt, "eq": operator.eq, "ne": operator.ne,
+              "ge": operator.ge, "le": operator.le, "floor_divide": operator.floordiv}
+_IR_BINARY = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "truediv": "div", "pow": "pow",
+              "maximum": "max", "minimum": "min", "gt": "gt", "lt": "lt"}
+
+
+def _binary(name: str) -> Handler:
+    def fn(ctx: Ctx, a: Any, b: Any, *rest: Any, alpha: Any = 1, **kwargs: Any) -> Any:
+        if not is_tensor(a) and not is_tensor(b):
+            return _PY_BINARY[name](a, b)
+        if rest and name in ("add", "sub"):  # aten::add(a, b, alpha)
+            alpha = rest[0]
+        if name not in _IR_BINARY:
+            raise ctx.unsupported(f"tensor op {name}", ", ".join(sorted(_IR_BINARY)))
+        if name in ("add", "sub") and alpha != 1:
+            b = ctx.emit("mul", *_promote(ctx, b, alpha))
+        if name == "pow" and is_tensor(a) and not is_tensor(b) and b == 2:
+            return ctx.emit("mul", a, a)  # exact, and what backends want for squares
+        if name == "pow" and is_tensor(a) and not is_tensor(b) and b == 0.5:
+            return ctx.emit("sqrt", a)
+        x, y = _promote(ctx, a, b)
+        if name in ("div", "truediv") and not x.ex.dtype.is_floating_point:
+            x, y = ctx.emit("cast", x, dtype="float32"), ctx.emit("cast", y, dtype="float32")
+        return ctx.emit(_IR_BINARY[name], x, y)
+
+    return fn
+
+
+for _name in _PY_BINARY:
+    HANDLERS[_name] = _binary(_name)
+HANDLERS["rsub"] = lambda ctx, a, b, alpha=1: HANDLERS["sub"](ctx, b, a)
+for _name in ("add_", "sub_", "mul_", "div_", "iadd", "isub", "imul", "itruediv"):
+    HANDLERS[_name] = HANDLERS[{"add_": "add", "sub_": "sub", "mul_": "mul", "div_": "div",
+                                "iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "div"}[_name]]
+
+
+@handles("where")
+def _where(ctx: Ctx, cond: TV, a: Any, b: Any) -> TV:
+    x, y = _promote(ctx, a, b)
+    return ctx.emit("where", cond, x, y)
+
+
+# --------------------------------------------------------------------------- linear algebra
+@handles("linear")
+def linear(ctx: Ctx, x: TV, weight: TV, bias: TV | None = None) -> TV:
+    return ctx.emit("linear", x, weight, bias)
+
+
+@handles("matmul", "mm", "bmm")
+def _matmul(ctx: Ctx, a: TV, b: TV) -> TV:
+    return ctx.emit("matmul", a, b)
+
+
+@handles("addmm")
+def _addmm(ctx: Ctx, bias: TV, a: TV, b: TV, beta: Any = 1, alpha: Any = 1) -> TV:
+    if beta != 1 or alpha != 1:
+        raise ctx.unsupported("addmm with beta or alpha != 1")
+    return ctx.emit("add", ctx.emit("matmul", a, b), bias)
+
+
+# --------------------------------------------------------------------------- NN ops
+def _one(v: Any, what: str, ctx: Ctx) -> int:
+    if isinstance(v, (list, tuple)):
+        if len(v) != 1:
+            raise ctx.unsupported(f"conv1d {what}={list(v)}")
+        v = v[0]
+    if isinstance(v, str):
+        raise ctx.unsupported(f"conv1d padding={v!r}", "integer padding")
+    return int(v)
+
+
+@handles("conv1d")
+def conv1d(ctx: Ctx, x: TV, weight: TV, bias: TV | None = None, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1) -> TV:
+    squeeze = x.rank == 2  # torch accepts unbatched [C, L]
+    if squeeze:
+        x = ctx.emit("unsqueeze", x, axis=0)
+    y = ctx.emit("conv1d", x, weight, bias, stride=_one(stride, "stride", ctx),
+                 padding=_one(padding, "padding", ctx), dilation=_one(dilation, "dilation", ctx),
+                 groups=int(groups))
+    return ctx.emit("squeeze", y, axis=0) if squeeze else y
+
+
+@handles("pad")
+def pad(ctx: Ctx, x: TV, pad: Any, mode: str = "constant", value: Any = None) -> TV:
+    pads = [int(p) for p in pad]
+    if len(pads) != 2:
+        if any(pads[2:]):
+            raise ctx.unsupported(f"pad {pads} (padding beyond the last axis)", "pad of the last axis")
+        pads = pads[:2]
+    if mode not in ("constant", "reflect", "replicate"):
+        raise ctx.unsupported(f"pad mode {mode!r}", "constant, reflect, replicate")
+    return ctx.emit("pad", x, pads=tuple(pads), mode=mode, value=float(value or 0.0))
+
+
+@handles("layer_norm")
+def layer_norm(ctx: Ctx, x: TV, shape: Any, weight: TV | None = None, bias: TV | None = None,
+               eps: float = 1e-5, *rest: Any) -> TV:
+    ndim = 1 if isinstance(shape, int) else len(shape)
+    return ctx.emit("layer_norm", x, weight, bias, eps=float(eps), ndim=ndim)
+
+
+@handles("embedding")
+def embedding(ctx: Ctx, idx: TV, weight: TV, padding_idx: Any = None, max_norm: Any = None,
+              *rest: Any, **kwargs: Any) -> TV:
+    if isinstance(weight, TV) and not isinstance(idx, TV):  # aten::embedding(weight, indices, ...)
+        idx, weight = weight, idx
+    if idx.ex.dtype.is_floating_point and not weight.ex.dtype.is_floating_point:
+        idx, weight = weight, idx  # aten order is (weight, indices)
+    if max_norm is not None:
+        raise ctx.unsupported("embedding with max_norm", "embedding without max_norm")
+    return ctx.emit("embedding", idx, weight)
+
+
+@handles("dropout", "dropout_", "feature_dropout", "alpha_dropout", "identity", "contiguous", "clone",
+         "detach")
+def _identity(ctx: Ctx, x: Any, *args: Any, **kwargs: Any) -> Any:
+    return x  # rnnc compiles for inference: dropout is the identity
+
+
+@handles("softmax", "log_softmax")
+def _softmax(ctx: Ctx, x: TV, dim: int | None = None, *rest: Any, **kwargs: Any) -> TV:
+    if dim is None:
+        raise ctx.unsupported("softmax without dim")
+    y = ctx.emit("softmax", x, axis=axis(dim, x.rank))
+    return y
+
+
+HANDLERS["log_softmax"] = lambda ctx, x, dim=None, *r, **k: ctx.emit("log", _softmax(ctx, x, dim))
+
+
+def _reduce(op: str) -> Handler:
+    def fn(ctx: Ctx, x: TV, dim: Any = None, keepdim: bool = False, *rest: Any, **kwargs: Any) -> TV:
+        if isinstance(dim, bool):  # sum(x, keepdim) is not a thing; guard against dtype slots
+            dim = None
+        axes = tuple(range(x.rank)) if dim is None or dim == [] else (
+            (dim,) if isinstance(dim, int) else tuple(dim))
+        return ctx.emit(op, x, axes=tuple(axis(a, x.rank) for a in axes), keepdim=bool(keepdim))
+
+    return fn
+
+
+HANDLERS["sum"] = _reduce("sum")
+HANDLERS["mean"] = _reduce("mean")
+HANDLERS["amax"] = _reduce("amax")
+
+
+@handles("to", "type")
+def to(ctx: Ctx, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """``x.to(dtype)`` casts; device moves are no-ops (the IR has no devices)."""
+    from rnnc.frontend.handlers_shape import torch_dtype_arg
+
+    dtype = kwargs.get("dtype")
+    for a in args:
+        d = torch_dtype_arg(a)
+        if d is not None:
+            dtype = d
+            break
+    if dtype is None or not is_tensor(x) or x.ex.dtype == dtype:
+        return x
+    return ctx.emit("cast", x, dtype=dtype_of_torch(dtype))
+
+
+for _meth, _dt in (("float", torch.float32), ("double", torch.float64), ("half", torch.float16),
+                   ("long", torch.int64), ("int", torch.int32), ("bool", torch.bool)):
+    HANDLERS[_meth] = (lambda d: lambda ctx, x, *a, **k: to(ctx, x, d))(_dt)

@@ -1,0 +1,282 @@
+"""Shape handlers: sizes, reshape/view, permute, indexing, cat/stack/split, zeros.
+
+Sizes of symbolic dims come back as ``SymInt`` so that a reshape which passes them on maps to
+ONNX-style ``0`` (copy the dim) instead of baking the example's batch size into the Program.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rnnc.frontend.handlers import HANDLERS, handles, is_tensor
+from rnnc.frontend.values import TV, Ctx, SymInt, axis
+from rnnc.ir.ops_shape import _END
+
+#: TorchScript passes dtypes as ScalarType codes
+_SCALAR_TYPES = {3: torch.int32, 4: torch.int64, 5: torch.float16, 6: torch.float32, 7: torch.float64,
+                 11: torch.bool, 15: torch.bfloat16}
+
+
+def torch_dtype_arg(a: Any) -> torch.dtype | None:
+    if isinstance(a, torch.dtype):
+        return a
+    if isinstance(a, int) and not isinstance(a, bool) and a in _SCALAR_TYPES:
+        return _SCALAR_TYPES[a]
+    return None
+
+
+def _dims(args: tuple[Any, ...]) -> list[Any]:
+    """``f(x, 2, 3)`` and ``f(x, (2, 3))`` both give ``[2, 3]``."""
+    if len(args) == 1 and isinstance(args[0], (list, tuple, torch.Size)):
+        return list(args[0])
+    return list(args)
+
+
+@handles("size")
+def size(ctx: Ctx, x: TV, dim: int | None = None) -> Any:
+    if dim is None:
+        return tuple(x.size(i) for i in range(x.rank))
+    return x.size(axis(dim, x.rank))
+
+
+@handles("dim")
+def _dim(ctx: Ctx, x: TV) -> int:
+    return x.rank
+
+
+@handles("len")
+def _len(ctx: Ctx, x: Any) -> int:
+    return x.size(0) if is_tensor(x) else len(x)
+
+
+@handles("numel")
+def _numel(ctx: Ctx, x: TV) -> int:
+    return int(x.ex.numel())
+
+
+@handles("getattr")
+def _getattr(ctx: Ctx, x: Any, name: str) -> Any:
+    if is_tensor(x):
+        if name == "shape":
+            return size(ctx, x)
+        if name == "ndim":
+            return x.rank
+        if name == "dtype":
+            return x.ex.dtype
+        if name == "device":
+            return x.ex.device
+        if name == "T" and x.rank == 2:
+            return ctx.emit("transpose", x, perm=(1, 0))
+        raise ctx.unsupported(f"tensor attribute .{name}", "shape, ndim, dtype, device, T")
+    return getattr(x, name)
+
+
+@handles("reshape", "view")
+def reshape(ctx: Ctx, x: TV, *shape: Any) -> TV:
+    want = _dims(shape)
+    out: list[int] = []
+    for i, d in enumerate(want):
+        if isinstance(d, SymInt):
+            if i < x.rank and x.shape[i] == d.sym:
+                out.append(0)  # ONNX: copy the input dim
+            elif -1 not in want and -1 not in out:
+                out.append(-1)
+            else:
+                raise ctx.unsupported(f"reshape of {list(x.shape)} to {want} (symbolic dim {d.sym} moves)",
+                                      "reshapes that keep symbolic dims in place or infer one with -1")
+        else:
+            d = int(d)
+            if i < x.rank and x.shape[i] == d and d != 0:
+                out.append(d)
+            elif d == 0:
+                raise ctx.unsupported("reshape to a zero-sized dim")
+            else:
+                out.append(d)
+    return ctx.emit("reshape", x, shape=tuple(out))
+
+
+@handles("flatten")
+def _flatten(ctx: Ctx, x: TV, start_dim: int = 0, end_dim: int = -1) -> TV:
+    s, e = axis(start_dim, x.rank), axis(end_dim, x.rank)
+    if s == e:
+        return x
+    shape = [x.size(i) for i in range(s)] + [-1] + [x.size(i) for i in range(e + 1, x.rank)]
+    return reshape(ctx, x, *shape)
+
+
+@handles("permute")
+def permute(ctx: Ctx, x: TV, *dims: Any) -> TV:
+    perm = tuple(axis(int(d), x.rank) for d in _dims(dims))
+    return ctx.emit("transpose", x, perm=perm)
+
+
+@handles("transpose", "swapaxes")
+def transpose(ctx: Ctx, x: TV, a: int, b: int) -> TV:
+    perm = list(range(x.rank))
+    a, b = axis(a, x.rank), axis(b, x.rank)
+    perm[a], perm[b] = perm[b], perm[a]
+    return ctx.emit("transpose", x, perm=tuple(perm))
+
+
+@handles("t")
+def _t(ctx: Ctx, x: TV) -> TV:
+    return transpose(ctx, x, 0, 1) if x.rank == 2 else x
+
+
+@handles("unsqueeze")
+def unsqueeze(ctx: Ctx, x: TV, dim: int) -> TV:
+    return ctx.emit("unsqueeze", x, axis=axis(dim, x.rank + 1))
+
+
+@handles("squeeze")
+def squeeze(ctx: Ctx, x: TV, dim: Any = None) -> TV:
+    dims = [i for i in range(x.rank) if x.ex.shape[i] == 1] if dim is None else (
+        [dim] if isinstance(dim, int) else list(dim))
+    for d in sorted((axis(d, x.rank) for d in dims), reverse=True):
+        # a symbolic dim that is 1 in the example is squeezed like torch does at run time
+        if x.ex.shape[d] == 1:
+            x = ctx.emit("squeeze", x, axis=d)
+    return x
+
+
+@handles("select")
+def select(ctx: Ctx, x: TV, dim: int, index: int) -> TV:
+    return ctx.emit("select", x, axis=axis(dim, x.rank), index=int(index))
+
+
+@handles("slice")
+def slice_(ctx: Ctx, x: TV, dim: int = 0, start: Any = None, end: Any = None, step: int = 1) -> TV:
+    """aten::slice; full slices are dropped (no node)."""
+    start = 0 if start is None else int(start)
+    stop = _END if end is None or end >= _END or (end >= 2**62) else int(end)
+    ax = axis(dim, x.rank)
+    if start == 0 and stop == _END and step == 1:
+        return x
+    n = x.shape[ax]
+    if isinstance(n, int) and start == 0 and stop >= n and step == 1:
+        return x
+    return ctx.emit("slice", x, axis=ax, start=start, stop=stop, step=int(step))
+
+
+@handles("narrow")
+def _narrow(ctx: Ctx, x: TV, dim: int, start: int, length: int) -> TV:
+    return slice_(ctx, x, dim, start, int(start) + int(length))
+
+
+@handles("getitem")
+def getitem(ctx: Ctx, x: Any, idx: Any) -> Any:
+    if not is_tensor(x):
+        return x[idx]
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    if any(isinstance(i, (TV, list, torch.Tensor)) for i in items):
+        raise ctx.unsupported("indexing with a tensor or list", "ints, slices, None and ...")
+    n_real = sum(1 for i in items if i is not None and i is not Ellipsis)
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at:at + 1] = [slice(None)] * (x.rank - n_real)
+    ax = 0
+    for it in items:
+        if it is None:
+            x = ctx.emit("unsqueeze", x, axis=ax)
+            ax += 1
+        elif isinstance(it, slice):
+            step = 1 if it.step is None else int(it.step)
+            if step <= 0:
+                raise ctx.unsupported(f"slice step {step}", "positive slice steps (use flip)")
+            x = slice_(ctx, x, ax, it.start, it.stop, step)
+            ax += 1
+        else:
+            x = select(ctx, x, ax, int(it))
+    return x
+
+
+@handles("flip")
+def _flip(ctx: Ctx, x: TV, *dims: Any) -> TV:
+    for d in _dims(dims):
+        x = ctx.emit("flip", x, axis=axis(int(d), x.rank))
+    return x
+
+
+@handles("cat", "concat", "concatenate")
+def cat(ctx: Ctx, xs: Any, dim: int = 0, axis_: Any = None) -> TV:
+    xs = [x for x in xs if not (is_tensor(x) and x.rank == 1 and x.ex.numel() == 0)]
+    if len(xs) == 1:
+        return xs[0]
+    return ctx.emit("concat", *xs, axis=axis(dim, xs[0].rank))
+
+
+@handles("stack")
+def stack(ctx: Ctx, xs: Any, dim: int = 0) -> TV:
+    return ctx.emit("stack", *xs, axis=axis(dim, xs[0].rank + 1))
+
+
+@handles("split")
+def split(ctx: Ctx, x: TV, size: Any, dim: int = 0) -> tuple[TV, ...]:
+    ax = axis(dim, x.rank)
+    n = x.shape[ax]
+    if isinstance(size, int):
+        if not isinstance(n, int):
+            raise ctx.unsupported(f"split of symbolic dim {n}", "splits of fixed-size dims")
+        sizes = [min(size, n - s) for s in range(0, n, size)]
+    else:
+        sizes = [int(s) for s in size]
+    if len(sizes) == 1:
+        return (x,)
+    return tuple(ctx.emit("split", x, axis=ax, sizes=tuple(sizes)))
+
+
+HANDLERS["split_with_sizes"] = split
+
+
+@handles("chunk")
+def chunk(ctx: Ctx, x: TV, chunks: int, dim: int = 0) -> tuple[TV, ...]:
+    n = x.shape[axis(dim, x.rank)]
+    if not isinstance(n, int):
+        raise ctx.unsupported(f"chunk of symbolic dim {n}", "chunks of fixed-size dims")
+    each = -(-n // chunks)
+    return split(ctx, x, each, dim)
+
+
+@handles("unbind")
+def _unbind(ctx: Ctx, x: TV, dim: int = 0) -> tuple[TV, ...]:
+    n = x.shape[axis(dim, x.rank)]
+    if not isinstance(n, int):
+        raise ctx.unsupported(f"unbind of symbolic dim {n}", "unbind of fixed-size dims")
+    return tuple(select(ctx, x, dim, i) for i in range(n))
+
+
+@handles("zeros", "new_zeros", "zeros_like")
+def zeros(ctx: Ctx, *args: Any, **kwargs: Any) -> TV:
+    """An all-zero tensor: kept without a node (``zeros=True``) until something needs its value."""
+    if args and is_tensor(args[0]):  # x.new_zeros(size) / zeros_like(x)
+        like = args[0]
+        shape = list(like.shape) if len(args) == 1 else _sym_shape(_dims(args[1:]))
+        ex_shape = [int(d) for d in (like.ex.shape if len(args) == 1 else _dims(args[1:]))]
+        dtype = kwargs.get("dtype") or like.ex.dtype
+    else:
+        dims = _dims(args)
+        shape, ex_shape = _sym_shape(dims), [int(d) for d in dims]
+        dtype = kwargs.get("dtype") or torch.float32
+    dtype = torch_dtype_arg(dtype) or torch.float32
+    return TV(None, torch.zeros(ex_shape, dtype=dtype), zeros=True, shape_override=tuple(shape))
+
+
+def _sym_shape(dims: list[Any]) -> list[Any]:
+    return [d.sym if isinstance(d, SymInt) else int(d) for d in dims]
+
+
+@handles("type_as")
+def _as(ctx: Ctx, x: TV, other: TV) -> TV:
+    if x.ex.dtype != other.ex.dtype:
+        from rnnc.frontend.handlers import to
+
+        x = to(ctx, x, other.ex.dtype)
+    return x
+
+
+@handles("_assert_is_none")
+def _assert_is_none(ctx: Ctx, *args: Any, **kwargs: Any) -> None:
+    """fx's guard for a forward argument left at its default ``None``: nothing to convert."""
+    return None

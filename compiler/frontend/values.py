@@ -1,0 +1,165 @@
+"""What the frontend's converters pass around while they turn a torch graph into IR.
+
+Every tensor is a ``TV``: the IR ``Value`` *and* the tensor it holds for the example inputs
+(its "shadow").  The shadow is computed by the IR op's own torch semantics, so shape questions a
+model asks while running (``x.size(1)``, ``len(state)``, ``if x.dim() == 2``) get concrete
+answers while the IR keeps batch and time symbolic.  Sizes read from symbolic dims are ``SymInt``
+(an ``int`` that remembers which input dim it came from), so ``x.view(x.size(0), -1)`` keeps
+working for every batch size.  fx and TorchScript both convert through ``Ctx`` and one table of
+op handlers, so an op is translated once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rnnc.errors import IRVerificationError, UnsupportedError
+from rnnc.ir import GraphBuilder, Value
+from rnnc.ir.ops import OPS
+from rnnc.ir.types import Dim, dtype_of_torch
+
+
+class SymInt(int):
+    """A concrete size that stands for a symbolic dim (``sym``) of the IR."""
+
+    sym: str
+
+    def __new__(cls, value: int, sym: str) -> SymInt:
+        obj = super().__new__(cls, value)
+        obj.sym = sym
+        return obj
+
+    def __repr__(self) -> str:
+        return f"SymInt({int(self)}, {self.sym!r})"
+
+
+@dataclass
+class TV:
+    """A traced tensor: IR value + example value. ``zeros`` marks a value known to be all zero
+    (an initial state the model built with ``torch.zeros``): rnn nodes take it as "no state"."""
+
+    value: Value | None
+    ex: torch.Tensor
+    zeros: bool = False
+    shape_override: tuple[Dim, ...] | None = None
+
+    @property
+    def shape(self) -> tuple[Dim, ...]:
+        if self.value is not None:
+            return self.value.shape
+        assert self.shape_override is not None
+        return self.shape_override
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def size(self, dim: int) -> int:
+        """Concrete size, tagged with its symbol when the IR dim is symbolic."""
+        d = self.shape[dim]
+        n = int(self.ex.shape[dim])
+        return SymInt(n, d) if isinstance(d, str) else n
+
+
+@dataclass
+class Packed:
+    """``pack_padded_sequence(x, lengths)``: rnn nodes read it as x plus a ``lengths`` input."""
+
+    data: TV
+    lengths: TV
+    batch_first: bool
+
+
+@dataclass
+class Ctx:
+    """Builds one IR graph: emits ops (with their shadows), holds weights, names what fails."""
+
+    builder: GraphBuilder
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    where: str = ""  # qualified name of the module being converted, for error messages
+    _by_id: dict[int, Value] = field(default_factory=dict)
+    _counter: int = 0
+
+    # ------------------------------------------------------------------ errors
+    def unsupported(self, op: str, supported: str = "") -> UnsupportedError:
+        if self.where.startswith("@"):  # a source location (TorchScript), not a module name
+            where = self.where[1:]
+        else:
+            where = f"module {self.where!r}" if self.where else "the model's top level"
+        tail = f"; supported: {supported}" if supported else ""
+        return UnsupportedError(f"rnnc cannot convert {op} in {where}{tail}")
+
+    # ------------------------------------------------------------------ building
+    def emit(self, op: str, *inputs: TV | None, names: Sequence[str] | None = None, **attrs: Any) -> Any:
+        """Add one IR node and compute its shadow with the op's own torch semantics."""
+        vals = [self.materialize(t) if t is not None else None for t in inputs]
+        try:
+            out = self.builder.op(op, *vals, names=names, **attrs)
+        except IRVerificationError as exc:
+            raise self.unsupported(f"{op} ({exc})") from None
+        args = [t.ex if t is not None else None for t in inputs]
+        while args and args[-1] is None and len(args) > OPS[op].min_inputs:
+            args.pop()
+        with torch.no_grad():
+            ex = OPS[op].evaluate(args, dict(self.builder._nodes[-1].attrs))
+        outs = out if isinstance(out, tuple) else (out,)
+        tvs = tuple(TV(v, e) for v, e in zip(outs, ex, strict=True))
+        return tvs if isinstance(out, tuple) else tvs[0]
+
+    def const(self, value: float | int | bool, like: TV | str = "float32") -> TV:
+        dtype = like if isinstance(like, str) else dtype_of_torch(like.ex.dtype)
+        return self.emit("const", value=value, dtype=dtype)
+
+    def param(self, tensor: torch.Tensor, name: str) -> TV:
+        """A weight or constant tensor as an IR param (shared tensors become one param)."""
+        tensor = tensor.detach()
+        key = id(tensor) if tensor.is_leaf else None
+        if key is not None and key in self._by_id:
+            v = self._by_id[key]
+            return TV(v, self.weights[v.name])
+        base = name.replace("/", ".") or "const"
+        cand, i = base, 0
+        while cand in self.weights or cand in self.builder._names:
+            i += 1
+            cand = f"{base}_{i}"
+        v = self.builder.param(cand, tuple(tensor.shape), dtype_of_torch(tensor.dtype))
+        self.weights[cand] = tensor
+        if key is not None:
+            self._by_id[key] = v
+        return TV(v, tensor)
+
+    def materialize(self, t: TV) -> Value:
+        """The IR value of ``t``; an all-zero tensor without a node becomes ``x * 0`` of a
+        source it knows, or a constant when its shape is concrete."""
+        if t.value is not None:
+            return t.value
+        if all(isinstance(d, int) for d in t.shape):
+            t.value = self.param(torch.zeros_like(t.ex), "zeros").value
+            return t.value
+        raise self.unsupported(f"an all-zero tensor of symbolic shape {list(t.shape)} used outside an rnn "
+                               "initial state", "torch.zeros as an initial state of nn.LSTM/GRU/RNN and cells")
+
+    def lift(self, x: Any, like: TV | None = None) -> TV:
+        """A python scalar or a constant tensor as a TV (scalars adopt ``like``'s dtype)."""
+        if isinstance(x, TV):
+            return x
+        if isinstance(x, torch.Tensor):
+            if x.dim() == 0:
+                return self.const(x.item(), dtype_of_torch(x.dtype))
+            return self.param(x, "const")
+        if isinstance(x, (bool, int, float)):
+            dtype = dtype_of_torch(like.ex.dtype) if like is not None else (
+                "float32" if isinstance(x, float) else "int64")
+            if like is not None and like.ex.dtype.is_floating_point:
+                x = float(x)
+            return self.const(x, dtype)
+        raise self.unsupported(f"a value of type {type(x).__name__} where a tensor is expected")
+
+
+def axis(dim: int, rank: int) -> int:
+    """Normalise a possibly negative axis."""
+    return dim % rank if rank else 0

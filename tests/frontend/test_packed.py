@@ -1,0 +1,41 @@
+"""pack_padded_sequence -> the rnn node's lengths input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rnnc.frontend import trace
+from rnnc.tolerances import assert_close
+
+
+class Packed(nn.Module):
+    def __init__(self, kind: type[nn.RNNBase], batch_first: bool) -> None:
+        super().__init__()
+        self.batch_first = batch_first
+        self.is_lstm = kind is nn.LSTM
+        self.rnn = kind(4, 8, num_layers=2, bidirectional=True, batch_first=batch_first)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        total = x.shape[1] if self.batch_first else x.shape[0]
+        packed = pack_padded_sequence(x, lengths, batch_first=self.batch_first, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        y, _ = pad_packed_sequence(out, batch_first=self.batch_first, total_length=total)
+        h = state[0] if self.is_lstm else state
+        return y, h
+
+
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU, nn.RNN])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_packed_lengths(kind: type[nn.RNNBase], batch_first: bool) -> None:
+    torch.manual_seed(1)
+    model = Packed(kind, batch_first).eval()
+    shape = (3, 6, 4) if batch_first else (6, 3, 4)
+    program = trace(model, (torch.randn(shape), torch.tensor([6, 2, 4])))
+    assert program.graph.inputs[1][1].shape == ("B",)
+    x = torch.randn((4, 9, 4) if batch_first else (9, 4, 4))
+    lengths = torch.tensor([3, 9, 1, 5])
+    for got, want in zip(program.run(x, lengths), model(x, lengths), strict=True):
+        assert_close(got, want)

@@ -1,0 +1,87 @@
+"""Silero VAD on real audio (TorchScript converter) and every error path of the frontend."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rnnc.data import speech_frame_labels, speech_sample
+from rnnc.errors import UnsupportedError, UserInputError
+from rnnc.frontend import trace
+from rnnc.frontend.silero import load_inner_model, stream, trace_silero
+
+
+def test_silero_vad_matches_original_on_real_audio() -> None:
+    audio, rate = speech_sample()
+    assert rate == 16000
+    audio = torch.from_numpy(audio)
+    program = trace_silero()
+    assert len(program.rnn_nodes()) == 1
+    want = stream(load_inner_model(), audio)
+    got = stream(program.run, audio)
+    assert got.shape == want.shape and want.shape[1] > 900
+    assert (got - want).abs().max().item() <= 1e-5
+    # the probabilities are meaningful: they agree with the sample's speech labels
+    labels = torch.from_numpy(speech_frame_labels(want.shape[1]))
+    assert ((want[0] > 0.5).long() == labels).float().mean() > 0.9
+
+
+class WithConv2d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(1, 2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.enc(x)
+
+
+def test_unsupported_layer_names_module_and_op() -> None:
+    with pytest.raises(UnsupportedError, match=r"Conv2d in module 'enc\.0'; supported: .*LSTM"):
+        trace(WithConv2d(), torch.randn(1, 1, 5, 5))
+
+
+def test_transformer_is_unsupported() -> None:
+    model = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=8)
+    with pytest.raises(UnsupportedError, match="Transformer"):
+        trace(model, (torch.randn(3, 1, 8), torch.randn(2, 1, 8)))
+
+
+class Cumsum(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(x, dim=1)
+
+
+def test_unsupported_function_names_op() -> None:
+    with pytest.raises(UnsupportedError, match="function cumsum"):
+        trace(Cumsum(), torch.randn(2, 3))
+
+
+class DataBranch(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2 if x.sum() > 0 else x
+
+
+def test_data_dependent_branch_is_refused() -> None:
+    with pytest.raises(UnsupportedError, match="control flow on tensor data"):
+        trace(DataBranch(), torch.ones(2, 3))
+
+
+def test_wrong_example_inputs() -> None:
+    lstm = nn.LSTM(4, 8, batch_first=True)
+    with pytest.raises(UserInputError, match="fails on the example inputs"):
+        trace(lstm, torch.randn(2, 5, 3))
+    with pytest.raises(UserInputError, match="example input #0 is a list"):
+        trace(lstm, ([1.0, 2.0],))
+    with pytest.raises(UserInputError, match="torch.nn.Module"):
+        trace(lambda x: x, torch.randn(2))
+    with pytest.raises(UserInputError, match="dynamic has 2 entries"):
+        trace(lstm, torch.randn(2, 5, 4), dynamic=[{0: "B"}, {}])
+
+
+def test_explicit_dynamic_dims() -> None:
+    lstm = nn.GRU(4, 8, batch_first=True)
+    program = trace(lstm, torch.randn(2, 5, 4), dynamic=[{0: "N"}])
+    assert program.graph.inputs[0][1].shape == ("N", 5, 4)
+    with pytest.raises(UserInputError):
+        program.run(torch.randn(2, 6, 4))
