@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import warnings
 from typing import Any
 
 from rnnc.errors import UserInputError
@@ -21,7 +22,9 @@ def load_model(spec: str) -> Any:
     path, _, name = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
     if path.endswith((".jit", ".pt", ".pth")) and os.path.exists(path):
         try:
-            model = torch.jit.load(path, map_location="cpu")
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; models still ship as it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                model = torch.jit.load(path, map_location="cpu")
         except Exception as exc:  # torch raises many types for a bad archive
             raise UserInputError(f"{path} is not a TorchScript archive torch.jit.load can read ({exc})") from None
         return model.eval()
@@ -53,6 +56,19 @@ def load_model(spec: str) -> Any:
     if not isinstance(obj, torch.nn.Module):
         raise UserInputError(f"{spec} is a {type(obj).__name__}, not a torch.nn.Module")
     return obj.eval()
+
+
+def select_submodule(model: Any, path: str | None) -> Any:
+    """``model.a.b`` for ``path='a.b'``: trace one part of a bigger (e.g. stateful wrapper) model."""
+    if not path:
+        return model
+    obj = model
+    for part in path.split("."):
+        if not hasattr(obj, part):
+            children = ", ".join(n for n, _ in obj.named_children()) or "none"
+            raise UserInputError(f"model has no submodule {path!r} ({part!r} missing; children: {children})")
+        obj = getattr(obj, part)
+    return obj
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

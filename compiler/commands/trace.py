@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rnnc.commands._load import MODEL_HELP, load_model, parse_shape
+from rnnc.commands._load import MODEL_HELP, load_model, parse_shape, select_submodule
 from rnnc.errors import UserInputError
 
 _DTYPES = ("float32", "float16", "bfloat16", "float64", "int64")
@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--input-shape", action="append", required=True, metavar="SHAPE",
                    help="shape of one example input, e.g. 4,32,16; repeat once per input")
+    p.add_argument("--submodule", metavar="PATH",
+                   help="trace model.PATH instead of the whole model, e.g. _model for silero_vad.jit's "
+                        "stateless inner network")
     p.add_argument("--dtype", action="append", choices=_DTYPES,
                    help="dtype of each input (default float32; int64 inputs are filled with small ints)")
     p.add_argument("--print", dest="print_ir", action="store_true", help="print the full IR text")
@@ -45,7 +48,7 @@ def example_inputs(shapes: list[str], dtypes: list[str] | None) -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = select_submodule(load_model(args.model), args.submodule)
     inputs = example_inputs(args.input_shape, args.dtype)
     from rnnc.frontend import trace
 

@@ -9,6 +9,7 @@ the original and the Program can be compared chunk by chunk on real audio.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,9 @@ def load_inner_model(path: str | None = None) -> torch.jit.ScriptModule:
     """The 16 kHz ``VADRNNJIT`` inside ``silero_vad.jit`` (default: the fetched copy)."""
     from rnnc.data import silero_jit_path
 
-    model = torch.jit.load(str(path or silero_jit_path()), map_location="cpu").eval()
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; Silero still ships as it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = torch.jit.load(str(path or silero_jit_path()), map_location="cpu").eval()
     return model._model
 
 

@@ -1,0 +1,68 @@
+"""``rnnc export``: trace a PyTorch model and write it as a checked ONNX file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter
+
+from rnnc.commands._load import MODEL_HELP, load_model
+from rnnc.commands.trace import _DTYPES, example_inputs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a PyTorch model to ONNX (dynamic length, state in/out)",
+                       description="Trace MODEL with example inputs of the given shapes and write an ONNX model. "
+                                   "Batch and sequence length stay dynamic; every recurrent state is an extra "
+                                   "input (feed zeros to start) and output. LSTM/GRU/RNN layers use the native "
+                                   "ONNX ops, other cells an ONNX Scan.")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the .onnx file")
+    p.add_argument("--input-shape", action="append", required=True, metavar="SHAPE",
+                   help="shape of one example input, e.g. 1,16,40; repeat once per input. With --streaming "
+                        "its time dim is the chunk length of the step model")
+    p.add_argument("--dtype", action="append", choices=_DTYPES, help="dtype of each input (default float32)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.add_argument("--streaming", action="store_true",
+                   help="write a step model: one chunk of the example's length in, state in, state out")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnc.backends.onnx import DEFAULT_OPSET, export_onnx
+
+    model = load_model(args.model)
+    inputs = example_inputs(args.input_shape, args.dtype)
+    onnx_model = export_onnx(model, inputs, args.output, opset=args.opset or DEFAULT_OPSET,
+                             streaming=args.streaming)
+    meta = {p.key: p.value for p in onnx_model.metadata_props}
+
+    def shapes(values) -> dict[str, list]:
+        return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+
+    summary = {
+        "path": args.output,
+        "bytes": os.path.getsize(args.output),
+        "opset": int(meta["rnnc.opset"]),
+        "streaming": args.streaming,
+        "program_hash": meta["rnnc.program_hash"],
+        "inputs": shapes(onnx_model.graph.input),
+        "outputs": shapes(onnx_model.graph.output),
+        "states": json.loads(meta["rnnc.states"]),
+        "ops": dict(Counter(n.op_type for n in onnx_model.graph.node)),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"wrote {args.output} ({summary['bytes'] / 1024:.1f} KiB, opset {summary['opset']}"
+          f"{', streaming' if args.streaming else ''})")
+    for kind in ("inputs", "outputs"):
+        print(f"  {kind}: " + ", ".join(f"{n}{v}" for n, v in summary[kind].items()))
+    if summary["states"]:
+        pairs = ", ".join(f"{s['input']} -> {s['output']}" for s in summary["states"])
+        print(f"  states (feed zeros to start): {pairs}")
+    recurrent = {k: v for k, v in summary["ops"].items() if k in ("LSTM", "GRU", "RNN", "Scan")}
+    print(f"  recurrent ops: {recurrent or 'none'}")
+    return 0
