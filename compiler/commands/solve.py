@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=int, default=None, help="input size (default: hidden)")
     p.add_argument("--single-block", action="store_true",
                    help="one block per head: no multi-block split with a grid sync")
+    p.add_argument("--no-register-weights", action="store_true",
+                   help="keep recurrent weights in shared memory only (kernels without register caching)")
     p.add_argument("--family", choices=["fused", "scan"], default=None, help="kernel family of a custom cell")
     p.add_argument("--gates", type=int, default=None, help="gate matrices of a custom fused cell")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         state_size=args.state_size,
         seq_len=args.seq_len,
         grid_sync=not args.single_block,
+        register_weights=not args.no_register_weights,
         family=args.family,
         gates=args.gates,
     )

@@ -1,0 +1,30 @@
+"""Tiling problems, one per (kernel family, device kind).
+
+``build(spec, target)`` picks the problem class; adding a kernel family means adding a module
+here and one line to ``PROBLEMS``, nothing else.
+"""
+
+from __future__ import annotations
+
+from rnnc.targets import HardwareSpec
+
+from ..spec import FUSED, ProblemSpec
+from .base import SCALE, TilingProblem
+from .cpu import CpuFused, CpuScan
+from .fused_gpu import FusedGpu
+from .scan_gpu import ScanGpu
+
+PROBLEMS: dict[tuple[str, str], type[TilingProblem]] = {
+    ("fused", "gpu"): FusedGpu,
+    ("scan", "gpu"): ScanGpu,
+    ("fused", "cpu"): CpuFused,
+    ("scan", "cpu"): CpuScan,
+}
+
+__all__ = ["PROBLEMS", "SCALE", "CpuFused", "CpuScan", "FusedGpu", "ScanGpu", "TilingProblem", "build"]
+
+
+def build(spec: ProblemSpec, target: HardwareSpec) -> TilingProblem:
+    """The tiling problem of ``spec`` on ``target`` (model built, not solved)."""
+    family = FUSED if spec.info.family == FUSED else "scan"
+    return PROBLEMS[(family, target.kind)](spec, target)
