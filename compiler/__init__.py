@@ -13,8 +13,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "trace": ("rnnc.frontend", "trace"),
+    "Recurrent": ("rnnc.frontend", "Recurrent"),
     "Program": ("rnnc.ir", "Program"),
     "RnncError": ("rnnc.errors", "RnncError"),
+    "export_onnx": ("rnnc.backends.onnx", "export_onnx"),
+    "load": ("rnnc.backends.cstyle.artifact", "load"),
 }
 
 __all__ = ["__version__", *_LAZY]
