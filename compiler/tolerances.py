@@ -18,6 +18,11 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     ("float64", "reference"): (1e-10, 1e-8),
     ("float16", "interp"): (2e-3, 2e-3),
     ("bfloat16", "interp"): (2e-2, 2e-2),
+    # onnxruntime's MLAS kernels sum in a different order than torch (blocked GEMMs, fused gates);
+    # over 1000 recurrent steps the rounding differences compound a little
+    ("float32", "onnxruntime"): (5e-5, 2e-4),
+    # C dialect: -ffast-math vectorised exp/tanh and blocked (reassociated) GEMM sums
+    ("float32", "c"): (5e-5, 5e-4),
     # a parallel scan reassociates sums and products of up to T factors
     ("float32", "scan"): (1e-4, 1e-3),
     ("float64", "scan"): (1e-9, 1e-7),

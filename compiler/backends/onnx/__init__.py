@@ -1,0 +1,35 @@
+"""The ONNX backend: export a Program (or a traced model) as an ONNX model for any ONNX runtime.
+
+``export_onnx`` is the entry point (``rnnc.export_onnx``); the backend object registered here
+answers ``supports`` like every other backend.  Modules, one concern each: ``emit`` (names,
+initializers), ``ops`` (IR op -> ONNX nodes), ``render`` (the graph walk), ``native`` (LSTM/GRU/
+RNN ops), ``scan`` (cells as Scan), ``hoist`` (state-free work out of the loop), ``rnn`` (the
+rnn op), ``states`` (state I/O), ``model`` (ModelProto, metadata, checks), ``export`` (the
+public function), ``runtime`` (``StatefulSession``: run an export with its states carried).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rnnc.backends import register_backend
+from rnnc.backends.onnx.export import export_onnx
+from rnnc.backends.onnx.model import check_model, to_onnx
+from rnnc.backends.onnx.render import DEFAULT_OPSET, MIN_EXPORT_OPSET, unsupported
+from rnnc.backends.onnx.runtime import StatefulSession
+
+
+class OnnxBackend:
+    """ONNX is target-agnostic: any target is accepted, only the ops decide."""
+
+    name = "onnx"
+
+    def supports(self, program: Any, target: Any = None, opset: int = DEFAULT_OPSET) -> tuple[bool, str]:
+        why = unsupported(program, opset)
+        return (not why, why)
+
+
+BACKEND = register_backend(OnnxBackend())
+
+__all__ = ["BACKEND", "DEFAULT_OPSET", "MIN_EXPORT_OPSET", "StatefulSession", "check_model", "export_onnx",
+           "to_onnx"]

@@ -1,0 +1,148 @@
+"""Accumulating ONNX graphs: unique names, nodes, shared constants and weight initializers.
+
+One ``Emitter`` per export owns everything that must be unique or shared across the main graph
+and every Scan body: value names (ONNX forbids a body from shadowing an outer name), the
+initializers (bodies read weights and constants from the outer scope instead of copying them)
+and the opset.  An ``OnnxGraph`` is one graph under construction (the main graph or a body).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rnnc.errors import UnsupportedError
+from rnnc.ir import TensorType
+from rnnc.ir.types import Dim
+
+#: IR dtype name -> ONNX element type
+ONNX_DTYPES: dict[str, int] = {
+    "float32": TensorProto.FLOAT,
+    "float16": TensorProto.FLOAT16,
+    "bfloat16": TensorProto.BFLOAT16,
+    "float64": TensorProto.DOUBLE,
+    "int64": TensorProto.INT64,
+    "int32": TensorProto.INT32,
+    "int8": TensorProto.INT8,
+    "uint8": TensorProto.UINT8,
+    "bool": TensorProto.BOOL,
+}
+_SAFE = re.compile(r"[^A-Za-z0-9_./:-]")
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A weight tensor (torch or numpy) as a contiguous numpy array, bfloat16 excluded."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            raise UnsupportedError("bfloat16 weights cannot be written to ONNX by rnnc yet; cast the model "
+                                   "to float32 or float16 first")
+        value = value.numpy()
+    return np.array(value, order="C")
+
+
+class Emitter:
+    """Shared state of one export: opset, dim bindings, names, initializers, weights."""
+
+    def __init__(self, opset: int, weights: Mapping[str, Any], dims: Mapping[str, int] | None = None) -> None:
+        self.opset = opset
+        self.weights = weights  # IR param name -> tensor (the Program's weights)
+        self.dims = dict(dims or {})  # symbolic dims fixed to sizes (streaming models)
+        self.initializers: list[onnx.TensorProto] = []
+        self._names: set[str] = set()
+        self._consts: dict[tuple[str, bytes, tuple[int, ...]], str] = {}
+
+    def fresh(self, hint: str) -> str:
+        """A name no other value of the model (main graph or body) uses."""
+        base = _SAFE.sub("_", hint) or "v"
+        name, k = base, 0
+        while name in self._names:
+            k += 1
+            name = f"{base}_{k}"
+        self._names.add(name)
+        return name
+
+    def reserve(self, name: str) -> None:
+        """Claim an exact name (graph inputs and outputs keep the Program's names)."""
+        self._names.add(name)
+
+    def taken(self, name: str) -> bool:
+        return name in self._names
+
+    def initializer(self, hint: str, array: np.ndarray) -> str:
+        """Add ``array`` as an initializer of the main graph and return its name."""
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))
+        return name
+
+    def const(self, values: Any, dtype: str = "int64") -> str:
+        """A (deduplicated) constant initializer: shape vectors, axes, scalars."""
+        arr = np.asarray(values, dtype=np.dtype(dtype))
+        key = (str(arr.dtype), arr.tobytes(), arr.shape)
+        if key not in self._consts:
+            self._consts[key] = self.initializer(f"const_{dtype}", arr)
+        return self._consts[key]
+
+    def dim(self, d: Dim) -> Dim:
+        """A dim with the streaming bindings applied."""
+        return self.dims.get(d, d) if isinstance(d, str) else d
+
+
+class OnnxGraph:
+    """One ONNX graph under construction; ``scope`` prefixes its value names."""
+
+    def __init__(self, emitter: Emitter, scope: str = "") -> None:
+        self.emitter = emitter
+        self.scope = scope
+        self.nodes: list[onnx.NodeProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[onnx.ValueInfoProto] = []
+
+    def scoped(self, scope: str) -> OnnxGraph:
+        """A view that appends to this graph's nodes but names its values under ``scope``."""
+        view = OnnxGraph(self.emitter, scope)
+        view.nodes = self.nodes
+        return view
+
+    @property
+    def opset(self) -> int:
+        return self.emitter.opset
+
+    def name(self, hint: str) -> str:
+        return self.emitter.fresh(f"{self.scope}{hint}")
+
+    def node(self, op_type: str, inputs: Sequence[str | None], hint: str = "", n_out: int = 1,
+             **attrs: Any) -> list[str]:
+        """Append one node; ``None`` inputs become ONNX's empty name (an omitted optional)."""
+        outs = [self.name(hint or op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, [i or "" for i in inputs], outs,
+                                           name=self.emitter.fresh(f"n_{outs[0]}"), **attrs))
+        return outs
+
+    def op(self, op_type: str, *inputs: str | None, hint: str = "", **attrs: Any) -> str:
+        """Single-output :meth:`node`."""
+        return self.node(op_type, inputs, hint, 1, **attrs)[0]
+
+    def const(self, values: Any, dtype: str = "int64") -> str:
+        return self.emitter.const(values, dtype)
+
+    def value_info(self, name: str, ttype: TensorType) -> onnx.ValueInfoProto:
+        """Typed value info; symbolic dims become ``dim_param``s, derived ``?`` dims stay unnamed."""
+        shape = [self.emitter.dim(d) for d in ttype.shape]
+        return helper.make_tensor_value_info(name, ONNX_DTYPES[ttype.dtype],
+                                             [None if d == "?" else d for d in shape])
+
+    def add_input(self, name: str, ttype: TensorType) -> str:
+        self.inputs.append(self.value_info(name, ttype))
+        return name
+
+    def add_output(self, name: str, ttype: TensorType) -> None:
+        self.outputs.append(self.value_info(name, ttype))
+
+    def make(self, name: str, initializers: Sequence[onnx.TensorProto] = ()) -> onnx.GraphProto:
+        return helper.make_graph(self.nodes, name, self.inputs, self.outputs, initializer=list(initializers))

@@ -1,0 +1,98 @@
+"""Hoisting the state-free part of a cell's step out of the Scan loop.
+
+Everything in a step that depends on ``x`` but not on the state (the input projections
+``W_ih x``, and for minGRU/minLSTM/Mamba most of the gates) can run for all time steps at
+once: the step's ops are batch-parallel, so evaluating them on ``[T*B, ...]`` instead of
+``[B, ...]`` computes every step in one call (one big GEMM instead of T small ones).  The
+loop body then keeps only the state-dependent remainder and scans over the precomputed values.
+
+Only ops that provably never mix the batch axis are hoisted (elementwise ops whose other
+operands do not reach into axis 0, ``linear`` on ``x``, and axis/shape ops that leave axis 0
+alone); anything else stays in the loop, so hoisting never changes a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnnc.ir import Graph, Node, TensorType
+from rnnc.ir.ops import OPS
+
+
+@dataclass(frozen=True)
+class Split:
+    """A step graph cut in two: ``hoisted`` runs on all steps at once, ``body`` per step and
+    reads the ``frontier`` values (computed by ``hoisted``) as scanned inputs."""
+
+    hoisted: Graph
+    body: Graph
+    frontier: tuple[str, ...]
+
+
+def _norm(axis: int, rank: int) -> int:
+    return axis % rank if rank else 0
+
+
+def _keeps_batch_axis(node: Node, types: dict[str, TensorType], derived: set[str]) -> bool:
+    """Whether ``node`` treats axis 0 as an independent batch axis of its x-derived inputs."""
+    ins = [i for i in node.inputs if i]
+    x_in = [i for i in ins if i in derived]
+    rank = types[x_in[0]].rank if x_in else 0
+    op = OPS[node.op]
+    a = node.attr_dict
+    if op.elementwise or node.op == "cast":
+        out_rank = node.types[0].rank
+        others_ok = all(types[i].rank < out_rank or types[i].shape[0] == 1 for i in ins if i not in derived)
+        return all(types[i].rank == out_rank for i in x_in) and others_ok
+    if node.op == "linear":
+        return node.inputs[0] in derived and not any(i in derived for i in ins[1:])
+    if node.op in ("split", "concat", "slice", "softmax", "select", "flip", "squeeze"):
+        return _norm(a["axis"], rank) != 0
+    if node.op == "unsqueeze":
+        return _norm(a["axis"], rank + 1) != 0
+    if node.op in ("sum", "mean", "amax"):
+        axes = (a["axes"],) if isinstance(a["axes"], int) else a["axes"]
+        return all(_norm(x, rank) != 0 for x in axes)
+    if node.op == "transpose":
+        return a["perm"][0] == 0
+    if node.op == "reshape":
+        return a["shape"][0] == 0  # copies the batch dim; -1 elsewhere is per sample
+    return False
+
+
+def split_step(step: Graph) -> Split | None:
+    """Cut ``step``; ``None`` when nothing worth hoisting depends on ``x`` alone."""
+    types = step.value_types()
+    derived = {"x"}  # values computed from x and params only
+    free = set(step.param_names)  # values computable anywhere (params, constants)
+    hoisted: list[Node] = []
+    body: list[Node] = []
+    for node in step.nodes:
+        ins = [i for i in node.inputs if i]
+        if node.op == "const":
+            free.update(node.outputs)
+            hoisted.append(node)
+            body.append(node)
+        elif all(i in derived or i in free for i in ins) and any(i in derived for i in ins) and \
+                _keeps_batch_axis(node, types, derived):
+            derived.update(node.outputs)
+            hoisted.append(node)
+        else:
+            body.append(node)
+    if not any(n.op != "const" for n in hoisted):
+        return None
+    used_later = {i for n in body for i in n.inputs} | {v for _, v in step.outputs}
+    frontier = tuple(v for n in hoisted if n.op != "const" for v in n.outputs if v in used_later)
+    if any(not all(isinstance(d, int) for d in types[v].shape[1:]) for v in frontier):
+        return None  # a scanned input needs its per-sample shape to be reshaped to [T, B, ...]
+    state_inputs = step.inputs[1:]
+    body_inputs = (*state_inputs, *((v, types[v]) for v in frontier))
+    keep_x = "x" in used_later
+    if keep_x:
+        body_inputs = (step.inputs[0], *body_inputs)
+    return Split(
+        hoisted=Graph(f"{step.name}_hoisted", step.inputs[:1], step.params, tuple(hoisted),
+                      tuple((v, v) for v in frontier)),
+        body=Graph(f"{step.name}_body", body_inputs, step.params, tuple(body), step.outputs),
+        frontier=frontier,
+    )

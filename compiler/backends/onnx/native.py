@@ -1,0 +1,126 @@
+"""One rnn layer as ONNX's native ``LSTM`` / ``GRU`` / ``RNN`` op, when the cell *is* that op.
+
+The cell is not trusted by its ``kind``: a user cell may be called "lstm" and differ.  Instead
+:func:`native_kind` probes the cell's step graph with random inputs through the IR interpreter
+and compares it with ONNX's own equations evaluated on the weights exactly as they will be
+written (gates reordered: torch's LSTM i,f,g,o -> ONNX i,o,f,c; GRU r,z,n -> z,r,h with
+``linear_before_reset=1``).  Only a cell that matches takes the native op; everything else
+(LSTM with ``proj_size``, user cells, other dtypes) goes through Scan, so the native path can
+never change a model's numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from rnnc.backends.onnx.emit import OnnxGraph, to_numpy
+from rnnc.ir import Cell
+
+#: cell kind -> (ONNX op, torch gate chunk for each ONNX gate slot)
+_NATIVE: dict[str, tuple[str, tuple[int, ...]]] = {
+    "lstm": ("LSTM", (0, 3, 1, 2)),  # ONNX i, o, f, c  <- torch i, f, g, o
+    "gru": ("GRU", (1, 0, 2)),  # ONNX z, r, h     <- torch r, z, n
+    "elman": ("RNN", (0,)),
+}
+
+
+def _reorder(w: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    chunks = np.split(w, len(order), axis=0)
+    return np.concatenate([chunks[i] for i in order], axis=0)
+
+
+def _onnx_equations(kind: str, x, states, p: Mapping[str, np.ndarray], act: str):
+    """ONNX's LSTM/GRU/RNN step (operator spec, default activations) on reordered weights."""
+    import torch
+
+    t = {k: torch.from_numpy(v) for k, v in p.items()}
+    xw = x @ t["W"].T + t["Wb"]
+    h = states[0]
+    if kind == "lstm":
+        i, o, f, c = (xw + h @ t["R"].T + t["Rb"]).chunk(4, dim=-1)
+        c_new = torch.sigmoid(f) * states[1] + torch.sigmoid(i) * torch.tanh(c)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        return h_new, (h_new, c_new)
+    if kind == "gru":
+        xz, xr, xh = xw.chunk(3, dim=-1)
+        hz, hr, hh = (h @ t["R"].T + t["Rb"]).chunk(3, dim=-1)
+        z, r = torch.sigmoid(xz + hz), torch.sigmoid(xr + hr)
+        h_new = (1 - z) * torch.tanh(xh + r * hh) + z * h
+        return h_new, (h_new,)
+    h_new = getattr(torch, act)(xw + h @ t["R"].T + t["Rb"])
+    return h_new, (h_new,)
+
+
+def onnx_weights(cell: Cell, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """W, R, Wb, Rb of one direction in ONNX's gate order (biases zero when the cell has none)."""
+    _, order = _NATIVE[cell.kind]
+    out = {"W": _reorder(params["weight_ih"], order), "R": _reorder(params["weight_hh"], order)}
+    for key, name in (("Wb", "bias_ih"), ("Rb", "bias_hh")):
+        out[key] = _reorder(params[name], order) if name in params else np.zeros(out["W"].shape[0], np.float32)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def native_kind(cell: Cell) -> str | None:
+    """The ONNX op that computes ``cell`` exactly ("LSTM"/"GRU"/"RNN"), or None."""
+    import torch
+
+    from rnnc.ir.interp import run_graph
+
+    if cell.kind not in _NATIVE or set(cell.param_names) - {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}:
+        return None
+    if any(t.dtype != "float32" for _, t in (*cell.step.inputs, *cell.step.params)):
+        return None  # onnxruntime's native recurrent kernels are float32
+    act = cell.attr("nonlinearity", "tanh")
+    if act not in ("tanh", "relu"):
+        return None
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(shape: Sequence[int | str]) -> torch.Tensor:
+        return torch.randn([2 if isinstance(d, str) else d for d in shape], generator=gen)
+
+    try:
+        params = {n: rand(t.shape) for n, t in cell.step.params}
+        x = rand(cell.step.inputs[0][1].shape)
+        states = [rand(t.shape) for _, t in cell.step.inputs[1:]]
+        with torch.no_grad():
+            got = run_graph(cell.step, {"x": x, **dict(zip(cell.state_names, states, strict=True)), **params})
+            y, new = _onnx_equations(cell.kind, x, states,
+                                     onnx_weights(cell, {k: v.numpy() for k, v in params.items()}), act)
+    except Exception:  # any shape or arity mismatch means "not the native cell"
+        return None
+    want = (y, *new)
+    ok = len(got) == len(want) and all(a.shape == b.shape and torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+                                       for a, b in zip(got, want, strict=False))
+    return _NATIVE[cell.kind][0] if ok else None
+
+
+def render_native(g: OnnxGraph, op_type: str, cell: Cell, xt: str, inits: Sequence[str],
+                  weights: Sequence[Mapping[str, str]], seq_lens: str | None, hint: str) -> tuple[str, list[str]]:
+    """One layer (all directions) as one native op. ``xt`` is ``[T, B, I]``, ``inits`` are
+    ``[D, B, H]``, ``weights[d]`` maps cell param names to initializer names.  Returns
+    ``y [T, B, D*H]`` and the final states ``[D, B, H]`` in the cell's state order."""
+    dirs = len(weights)
+    per_dir = [onnx_weights(cell, {p: to_numpy(g.emitter.weights[n]) for p, n in w.items()}) for w in weights]
+    stack = {k: np.stack([d[k] for d in per_dir]) for k in ("W", "R")}
+    w = g.emitter.initializer(f"{hint}.W", stack["W"])
+    r = g.emitter.initializer(f"{hint}.R", stack["R"])
+    has_bias = any(p.startswith("bias") for p in cell.param_names)
+    b = g.emitter.initializer(f"{hint}.B", np.stack([np.concatenate([d["Wb"], d["Rb"]]) for d in per_dir])) \
+        if has_bias else None
+    attrs: dict = {"hidden_size": cell.hidden_size, "direction": "bidirectional" if dirs == 2 else "forward"}
+    if op_type == "GRU":
+        attrs["linear_before_reset"] = 1
+    if op_type == "RNN":
+        attrs["activations"] = [cell.attr("nonlinearity", "tanh").capitalize()] * dirs
+    n_states = len(cell.states)
+    outs = g.node(op_type, [xt, w, r, b, seq_lens, *inits], hint, n_out=1 + n_states, **attrs)
+    y = outs[0]  # [T, D, B, H]
+    if dirs == 1:
+        y = g.op("Squeeze", y, g.const([1]), hint=f"{hint}.y")
+    else:
+        y = g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), g.const([0, 0, -1]), hint=f"{hint}.y")
+    return y, outs[1:]

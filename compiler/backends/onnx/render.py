@@ -1,0 +1,51 @@
+"""Walking IR graphs into ONNX graphs, and ``supports``: what the exporter can and cannot render.
+
+``render_nodes`` is the one loop that turns IR nodes into ONNX nodes; the top-level graph and
+every Scan body (a cell's step graph) go through it, so an op rendered once works in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rnnc.backends.onnx.emit import OnnxGraph
+from rnnc.backends.onnx.ops import MIN_OPSET, RENDERERS
+from rnnc.errors import UnsupportedError
+from rnnc.ir import Graph, Program
+
+#: the opsets this exporter writes: Split/Squeeze/Unsqueeze take tensor inputs from 13, and
+#: 14 is the oldest opset edge runtimes still commonly pin
+MIN_EXPORT_OPSET = 14
+DEFAULT_OPSET = 18
+
+
+def render_nodes(g: OnnxGraph, graph: Graph, env: Mapping[str, str]) -> dict[str, str]:
+    """Render ``graph``'s nodes into ``g``; ``env`` names the ONNX value of each input and param.
+
+    Returns the full IR value -> ONNX value mapping (inputs, params and every node output).
+    """
+    names = dict(env)
+    types = graph.value_types()
+    for node in graph.nodes:
+        renderer = RENDERERS.get(node.op)
+        if renderer is None:  # supports() rejects this earlier; kept as a guard for direct callers
+            raise UnsupportedError(f"the ONNX exporter cannot render op {node.op!r} (node {node.label})")
+        ins = [names[i] if i else None for i in node.inputs]
+        outs = renderer(g, node, ins, [types[i] if i else None for i in node.inputs])
+        if len(outs) != len(node.outputs):
+            raise AssertionError(f"ONNX renderer of {node.op} gave {len(outs)} outputs for {node.label}")
+        names.update(zip(node.outputs, outs, strict=True))
+    return names
+
+
+def unsupported(program: Program, opset: int) -> str:
+    """Why ``program`` cannot be exported at ``opset`` ("" when it can)."""
+    for graph, node in program.graph.walk():
+        if node.op not in RENDERERS:
+            where = f"in graph {graph.name}" if graph is not program.graph else "at top level"
+            return (f"op {node.op!r} ({node.label} {where}) has no ONNX rendering; supported ops: "
+                    f"{', '.join(sorted(RENDERERS))}")
+        need = MIN_OPSET.get(node.op, MIN_EXPORT_OPSET)
+        if opset < need:
+            return f"op {node.op!r} ({node.label}) needs ONNX opset >= {need}, asked for {opset}"
+    return ""
