@@ -80,3 +80,43 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if not dims or any(d <= 0 for d in dims):
         raise UserInputError(f"bad --input-shape {text!r}: dims must be positive")
     return dims
+
+
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int64")
+
+
+def add_model_arguments(p: Any, *, shape_help: str = "") -> None:
+    """The MODEL, --submodule, --input-shape and --dtype arguments every model command shares."""
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--submodule", metavar="PATH",
+                   help="use model.PATH instead of the whole model, e.g. _model for silero_vad.jit's "
+                        "stateless inner network")
+    p.add_argument("--input-shape", action="append", required=True, metavar="SHAPE",
+                   help=shape_help or "shape of one example input, e.g. 4,32,16; repeat once per input")
+    p.add_argument("--dtype", action="append", choices=DTYPES,
+                   help="dtype of each input (default float32; int64 inputs are filled with small ints)")
+
+
+def example_inputs(shapes: list[str], dtypes: list[str] | None) -> tuple:
+    """Random example inputs (fixed seed) of the given shapes and dtypes."""
+    import torch
+
+    dtypes = dtypes or []
+    if len(dtypes) > len(shapes):
+        raise UserInputError(f"{len(dtypes)} --dtype values for {len(shapes)} --input-shape values")
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for i, text in enumerate(shapes):
+        shape = parse_shape(text)
+        dt = dtypes[i] if i < len(dtypes) else "float32"
+        if dt == "int64":
+            out.append(torch.randint(0, 2, shape, generator=gen))
+        else:
+            out.append(torch.randn(shape, generator=gen).to(getattr(torch, dt)))
+    return tuple(out)
+
+
+def model_and_inputs(args: Any) -> tuple[Any, tuple]:
+    """Load MODEL (and --submodule) and build its example inputs from the parsed arguments."""
+    model = select_submodule(load_model(args.model), getattr(args, "submodule", None))
+    return model, example_inputs(args.input_shape, args.dtype)

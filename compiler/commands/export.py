@@ -7,8 +7,7 @@ import json
 import os
 from collections import Counter
 
-from rnnc.commands._load import MODEL_HELP, load_model
-from rnnc.commands.trace import _DTYPES, example_inputs
+from rnnc.commands._load import add_model_arguments, model_and_inputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,12 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "Batch and sequence length stay dynamic; every recurrent state is an extra "
                                    "input (feed zeros to start) and output. LSTM/GRU/RNN layers use the native "
                                    "ONNX ops, other cells an ONNX Scan.")
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    add_model_arguments(p, shape_help="shape of one example input, e.g. 1,16,40; repeat once per input. With "
+                        "--streaming its time dim is the chunk length of the step model")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the .onnx file")
-    p.add_argument("--input-shape", action="append", required=True, metavar="SHAPE",
-                   help="shape of one example input, e.g. 1,16,40; repeat once per input. With --streaming "
-                        "its time dim is the chunk length of the step model")
-    p.add_argument("--dtype", action="append", choices=_DTYPES, help="dtype of each input (default float32)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--streaming", action="store_true",
                    help="write a step model: one chunk of the example's length in, state in, state out")
@@ -33,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rnnc.backends.onnx import DEFAULT_OPSET, export_onnx
 
-    model = load_model(args.model)
-    inputs = example_inputs(args.input_shape, args.dtype)
+    model, inputs = model_and_inputs(args)
     onnx_model = export_onnx(model, inputs, args.output, opset=args.opset or DEFAULT_OPSET,
                              streaming=args.streaming)
     meta = {p.key: p.value for p in onnx_model.metadata_props}
