@@ -22,7 +22,7 @@ from rnnc.errors import UserInputError
 from rnnc.targets import HardwareSpec
 from rnnc.targets import get as get_target
 
-from . import brute, search
+from . import brute, rank, search
 from .explain import Explanation, InfeasibleTiling, Shortfall, Suggestion, explain
 from .model import IntVar, LinExpr, Model, ModelError, Solution
 from .problems import PROBLEMS, TilingProblem, build
@@ -50,6 +50,7 @@ __all__ = [
     "TilingProblem",
     "brute_force",
     "build",
+    "candidates",
     "explain",
     "solve",
     "solve_model",
@@ -95,3 +96,22 @@ def solve(problem: ProblemSpec, target: HardwareSpec | str, solver: str = "rnnc"
     if sol is None:
         raise InfeasibleTiling(explain(tiling))
     return tiling.schedule(sol, f"solver:{solver}")
+
+
+def candidates(problem: ProblemSpec, target: HardwareSpec | str, k: int = 8) -> list[Schedule]:
+    """Up to ``k`` distinct feasible Schedules of ``problem`` on ``target``, best predicted first.
+
+    What the tuner measures: the top of the cost model's ranking, not a fixed config list.
+    ``candidates(p, t, 1)[0]`` equals ``solve(p, t)``.  Raises like :func:`solve` when nothing fits.
+    """
+    spec = get_target(target)
+    first = solve(problem, spec)  # validates dtype/target and explains infeasibility
+    tiling = build(problem, spec)
+    out: list[Schedule] = []
+    seen: set[tuple] = set()
+    for sol in rank.top_k(tiling.model, max(k, 1)):
+        sched = tiling.schedule(sol, "solver:rnnc")
+        if sched.params not in seen:
+            seen.add(sched.params)
+            out.append(sched)
+    return out or [first]

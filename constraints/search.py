@@ -286,6 +286,24 @@ class RnncSolver:
                         pending.add(k2)
                         queue.append(k2)
 
+    def impose_better(self, s: tuple[list, list, list], obj: tuple[int, ...]) -> None:
+        """Restrict node ``s`` to assignments lexicographically strictly better than ``obj``
+        (raises ``_Fail`` when none can be); shared by :meth:`solve` and k-best ranking."""
+        L, H, _ = s
+        ov = self.obj_vars
+        levels = len(ov)
+        changed = []
+        for k in range(levels):
+            last = k == levels - 1
+            cap = obj[k] - 1 if last else obj[k]
+            if _set(s, ov[k], L[ov[k]], cap):
+                changed.append(ov[k])
+            if L[ov[k]] < obj[k] or H[ov[k]] > obj[k]:
+                break  # this level can still be strictly better: later levels are free
+        queue = [p for i in changed for p in self.watch[i]]
+        if queue:
+            self._propagate(s, queue)
+
     def solve(self, first_only: bool = False) -> Solution | None:
         """Optimal (or, with ``first_only``, any) solution, or None if infeasible."""
         t0 = time.perf_counter()
@@ -305,21 +323,8 @@ class RnncSolver:
 
         def bound(s: tuple[list, list, list]) -> None:
             """Impose 'better than the incumbent' on the objective variables."""
-            if best_obj is None:
-                return
-            L, H, _ = s
-            ov = self.obj_vars
-            changed = []
-            for k in range(levels):
-                last = k == levels - 1
-                cap = best_obj[k] - 1 if last else best_obj[k]
-                if _set(s, ov[k], L[ov[k]], cap):
-                    changed.append(ov[k])
-                if L[ov[k]] < best_obj[k] or H[ov[k]] > best_obj[k]:
-                    break  # this level can still be strictly better: later levels are free
-            queue = [p for i in changed for p in self.watch[i]]
-            if queue:
-                self._propagate(s, queue)
+            if best_obj is not None:
+                self.impose_better(s, best_obj)
 
         def dfs(k: int, s: tuple[list, list, list]) -> bool:
             nonlocal best_vals, best_obj, nodes
