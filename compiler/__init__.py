@@ -17,7 +17,9 @@ _LAZY = {
     "Program": ("rnnc.ir", "Program"),
     "RnncError": ("rnnc.errors", "RnncError"),
     "export_onnx": ("rnnc.backends.onnx", "export_onnx"),
-    "load": ("rnnc.backends.cstyle.artifact", "load"),
+    "load": ("rnnc.backends.manifest", "load"),
+    "quantize": ("rnnc.quant", "quantize"),
+    "tune": ("rnnc.tune", "package"),
 }
 
 __all__ = ["__version__", *_LAZY]

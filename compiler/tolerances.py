@@ -23,6 +23,13 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     ("float32", "onnxruntime"): (5e-5, 2e-4),
     # C dialect: -ffast-math vectorised exp/tanh and blocked (reassociated) GEMM sums
     ("float32", "c"): (5e-5, 5e-4),
+    # TVM (llvm): its own exp/tanh/sigmoid lowering and register-blocked (reassociated) matmul sums
+    ("float32", "tvm"): (5e-5, 2e-4),
+    # quantized ONNX vs the quantized IR in the interpreter: integer sums are exact on both sides,
+    # only the float rescale and gate math differ in order ("int8"); onnxruntime's MatMulNBits
+    # quantizes activations per block inside the kernel, the IR per tensor ("int4a8")
+    ("int8", "onnxruntime"): (1e-5, 1e-4),
+    ("int4a8", "onnxruntime"): (3e-2, 5e-2),
     # a parallel scan reassociates sums and products of up to T factors
     ("float32", "scan"): (1e-4, 1e-3),
     ("float64", "scan"): (1e-9, 1e-7),

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from rnnc.commands._load import MODEL_HELP, load_model
-from rnnc.commands.trace import _DTYPES, example_inputs
+from rnnc.commands._load import DTYPES as _DTYPES
+from rnnc.commands._load import MODEL_HELP, example_inputs, load_model
 from rnnc.errors import UnsupportedError
 
 

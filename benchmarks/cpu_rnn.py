@@ -1,0 +1,184 @@
+"""rnnc's C backend vs PyTorch eager, torch.compile and onnxruntime on this CPU (fp32).
+
+    .venv/bin/python benchmarks/cpu_rnn.py                   # full grid (slow: torch.compile warm-ups)
+    .venv/bin/python benchmarks/cpu_rnn.py --grid reduced    # B in {1,16}, T in {1,128}, H in {128,512,1024}
+    .venv/bin/python benchmarks/cpu_rnn.py --cells lstm --out table.md
+
+Every point runs all systems in one process, interleaved, and reports the best of several
+repetitions, so the ratios compare like with like even on a shared machine.  Columns:
+
+* ``rnnc``: full sequence through ``CompiledProgram`` (fused C kernel, OpenMP);
+  ``rnnc step`` (T=1 rows only): ``Stream.step`` latency, the real-time API;
+* ``eager``: ``nn.LSTM``/``nn.GRU`` (oneDNN); ``compile``: ``torch.compile`` of a hand-written
+  cell, stepped in Python; ``ort``: onnxruntime on ``torch.onnx.export`` of the same layer;
+* ``vs best``: fastest baseline time / rnnc time (> 1 means rnnc is faster);
+* ``mem-bound``: for B=1, time per step if every step streamed the recurrent weights from
+  DRAM at the measured copy bandwidth, as a fraction of the measured time per step (can exceed
+  1 when the weights stay in the L2/L3 caches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+from collections.abc import Callable
+
+import torch
+
+from rnnc.backends.cstyle.program import CompiledProgram
+from rnnc.ir import rnn_program
+from rnnc.kernels import CELLS
+
+GRIDS = {
+    "full": ((1, 16), (1, 128, 1024), (128, 256, 512, 1024)),
+    "reduced": ((1, 16), (1, 128), (128, 512, 1024)),
+}
+GATES = {"lstm": 4, "gru": 3}
+
+
+def best_time(fn: Callable[[], object], budget_s: float = 0.4, max_reps: int = 50) -> float:
+    """Best wall time of ``fn`` after one warm-up, within a time budget."""
+    fn()
+    best, spent, reps = float("inf"), 0.0, 0
+    while reps < max_reps and (spent < budget_s or reps < 2):
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, spent, reps = min(best, dt), spent + dt, reps + 1
+    return best
+
+
+def copy_bandwidth() -> float:
+    """DRAM bandwidth in bytes/s from a 256 MiB tensor copy (read + write)."""
+    a = torch.empty(64 * 1024 * 1024, dtype=torch.float32).fill_(1.0)
+    b = torch.empty_like(a)
+    t = best_time(lambda: b.copy_(a), 1.0, 10)
+    return 2 * a.numel() * 4 / t
+
+
+def hand_cell(kind: str) -> Callable:
+    def lstm(x, h, c, w_ih, w_hh, b):
+        i, f, g, o = (x @ w_ih.t() + h @ w_hh.t() + b).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def gru(x, h, c, w_ih, w_hh, b_ih, b_hh):
+        xr, xz, xn = (x @ w_ih.t() + b_ih).chunk(3, 1)
+        hr, hz, hn = (h @ w_hh.t() + b_hh).chunk(3, 1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return (1 - z) * n + z * h, c
+
+    return lstm if kind == "lstm" else gru
+
+
+def ort_session(layer: torch.nn.Module, hidden: int):
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    torch.onnx.export(layer, (torch.randn(1, 4, hidden),), buf, input_names=["x"], dynamo=False,
+                      dynamic_axes={"x": {0: "B", 1: "T"}})
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = len(os.sched_getaffinity(0))
+    return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+
+
+def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_compile: bool) -> dict:
+    torch.manual_seed(0)
+    layer = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(hidden, hidden, batch_first=True).eval()
+    mod = CELLS[kind].load_module_class()(hidden, hidden)
+    with torch.no_grad():
+        for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(mod, p).copy_(getattr(layer, f"{p}_l0"))
+    cell, weights = mod.rnnc_layer()
+    compiled = CompiledProgram(rnn_program([cell], [[weights]]))
+    x = torch.randn(batch, steps, hidden)
+    row: dict = {"cell": kind, "B": batch, "T": steps, "H": hidden}
+    with torch.no_grad():
+        err = (compiled(x)[0] - layer(x)[0]).abs().max().item()
+        row["err"] = err
+        row["rnnc"] = best_time(lambda: compiled(x))
+        if steps == 1:
+            stream = compiled.stream(batch)
+            row["rnnc step"] = best_time(lambda: stream.step(x[:, 0]))
+        row["eager"] = best_time(lambda: layer(x))
+        sess = ort_session(layer, hidden)
+        xn = x.numpy()
+        row["ort"] = best_time(lambda: sess.run(None, {"x": xn}))
+        if use_compile:
+            step = torch.compile(hand_cell(kind), dynamic=False)
+            w = [layer.weight_ih_l0, layer.weight_hh_l0]
+            bias = [layer.bias_ih_l0 + layer.bias_hh_l0] if kind == "lstm" else [layer.bias_ih_l0, layer.bias_hh_l0]
+            h0 = torch.zeros(batch, hidden)
+
+            def run_compiled():
+                h, c = h0, h0
+                for t in range(steps):
+                    h, c = step(x[:, t], h, c, *w, *bias)
+                return h
+
+            row["compile"] = best_time(run_compiled)
+    base = [row[k] for k in ("eager", "compile", "ort") if k in row]
+    ours = min(row["rnnc"], row.get("rnnc step", row["rnnc"]))
+    row["vs best"] = min(base) / ours
+    if batch == 1:
+        wbytes = GATES[kind] * hidden * hidden * 4
+        row["mem-bound"] = (wbytes / bw) / (ours / steps)
+    return row
+
+
+def fmt_time(s: float) -> str:
+    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def table(rows: list[dict]) -> str:
+    cols = ["cell", "B", "T", "H", "rnnc", "rnnc step", "eager", "compile", "ort", "vs best", "mem-bound", "err"]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            if v is None:
+                cells.append("")
+            elif c in ("rnnc", "rnnc step", "eager", "compile", "ort"):
+                cells.append(fmt_time(v))
+            elif c in ("vs best", "mem-bound"):
+                cells.append(f"{v:.2f}x" if c == "vs best" else f"{v:.2f}")
+            elif c == "err":
+                cells.append(f"{v:.0e}")
+            else:
+                cells.append(str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="full")
+    ap.add_argument("--cells", default="lstm,gru")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
+    ap.add_argument("--out", help="also write the Markdown table here")
+    args = ap.parse_args()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    bw = copy_bandwidth()
+    batches, steps_list, hiddens = GRIDS[args.grid]
+    rows = []
+    for kind in args.cells.split(","):
+        for hidden in hiddens:
+            for batch in batches:
+                for steps in steps_list:
+                    row = bench_point(kind, batch, steps, hidden, bw, not args.no_compile)
+                    rows.append(row)
+                    print(table([row]).splitlines()[-1], flush=True)
+    text = (f"fp32, {len(os.sched_getaffinity(0))} cores, measured copy bandwidth {bw / 1e9:.1f} GB/s, "
+            f"grid {args.grid}\n\n" + table(rows))
+    print("\n" + text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

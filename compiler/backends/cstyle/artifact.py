@@ -1,0 +1,177 @@
+"""Output directories of the C-style backends: ``rnnc compile --backend c|cuda -o OUTDIR``.
+
+An output directory is self-contained::
+
+    manifest.json        Program hash, target, backend, versions, per layer: knobs, Schedule,
+                         sources, built files, measured resources (ptxas) vs predicted
+    program.rnnc         the IR text;  weights.pt: its tensors
+    <layer>.c / .so      C dialect source and shared library (for ``--backend cuda`` this is the
+                         same loop nest as the CUDA kernel: its CPU numerics)
+    <layer>.cu           CUDA source;  <layer>.sm_XX.cubin: one cubin per architecture
+
+``load(OUTDIR)`` returns a :class:`CompiledProgram` (callable, ``.stream(batch)``).
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+from rnnc import __version__
+from rnnc.backends.cstyle.build import build_c, compile_cuda, load_library, nvcc_path
+from rnnc.backends.cstyle.dialects import CDialect, CudaDialect
+from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild, layer_key
+from rnnc.backends.manifest import read_manifest, read_program, write_manifest, write_program
+from rnnc.errors import InfeasibleError, UserInputError
+from rnnc.ir.graph import Cell, Program
+from rnnc.ir.rnn import rnn_layout
+from rnnc.lower.knobs import DTYPE_BYTES, predict_smem
+from rnnc.lower.layer import lower_layer
+
+CUDA_ARCHS = ("sm_80", "sm_86", "sm_89", "sm_90")
+_SOLVER_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+def _target(target: Any, backend: str) -> Any:
+    from rnnc.targets import get
+
+    if target is None:
+        target = "cpu/host" if backend == "c" else "nvidia/h100-sxm"
+    return get(target) if isinstance(target, str) else target
+
+
+def solver_schedule(cell: Cell, target: Any, dtype: str, batch: int = 1) -> Any:
+    """The solver's Schedule for this layer, or None when the solver has no model of the cell.
+    An infeasible tiling is re-raised: the user asked for a target the layer cannot fit."""
+    try:
+        from rnnc.constraints import CELLS, ProblemSpec, solve
+    except ImportError:
+        return None
+    if cell.kind not in CELLS:
+        return None
+    # The rendered CUDA kernel keeps every recurrent weight in shared memory (no register-resident
+    # slice yet), so the solver must model exactly that or its predictions disagree with ptxas.
+    spec = ProblemSpec(cell.kind, hidden=cell.hidden_size, batch=batch, dtype=_SOLVER_DTYPE.get(dtype, "fp32"),
+                       register_weights=False)
+    try:
+        return solve(spec, target)
+    except InfeasibleError:
+        raise
+    except Exception as exc:  # a gap in the solver's model must not block compiling; say so
+        warnings.warn(f"no solver schedule for {cell.kind} on {getattr(target, 'tag', target)} "
+                      f"({type(exc).__name__}: {exc}); using the backend's default knobs", stacklevel=2)
+        return None
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    out = {"rnnc": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    gcc = shutil.which("gcc")
+    if gcc:
+        out["gcc"] = subprocess.run([gcc, "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
+    nvcc = nvcc_path()
+    if nvcc:
+        text = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+        out["nvcc"] = text.strip().splitlines()[-1] if text else "?"
+    return out
+
+
+def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule: Any = None,
+                  dtype: str = "float32", archs: tuple[str, ...] = CUDA_ARCHS, batch: int = 1) -> dict[str, Any]:
+    """Lower, render, build one layer into ``outdir``; returns its manifest entry."""
+    key = layer_key(cell)
+    sched = schedule if schedule is not None else solver_schedule(cell, target, dtype, batch)
+    kdtype = dtype if backend == "cuda" else "float32"
+    note = ""
+    try:
+        kernel = lower_layer(cell, target, sched, kdtype, name=f"rnnc_{key}")
+    except InfeasibleError as exc:
+        if sched is None:
+            raise
+        # the solver models R split between registers and shared memory; this kernel keeps R
+        # in shared memory, so a tile the solver finds may not fit it: use the backend's own
+        note = f"solver schedule not renderable by the shared-memory kernel ({exc}); heuristic knobs used"
+        kernel = lower_layer(cell, target, None, kdtype, name=f"rnnc_{key}")
+    entry: dict[str, Any] = {"cell": cell.kind, "path": kernel.meta["path"], "knobs": kernel.meta["knobs"],
+                             "schedule": sched.to_dict() if hasattr(sched, "to_dict") else None,
+                             "schedule_note": note}
+    c_src = CDialect(kernel).render()
+    (outdir / f"{key}.c").write_text(c_src)
+    shutil.copy(build_c(c_src), outdir / f"{key}.so")
+    entry.update(source_c=f"{key}.c", library=f"{key}.so")
+    if backend == "cuda":
+        r = CudaDialect(kernel, dtype)
+        cu = r.render()
+        (outdir / f"{key}.cu").write_text(cu)
+        entry["source_cuda"] = f"{key}.cu"
+        entry["shared_memory_rendered"] = r.smem_bytes
+        entry["shared_memory_dynamic"] = r.dynamic
+        kn = kernel.meta["knobs"]
+        if kernel.meta["path"] == "fused":
+            n_in = sum(1 for b in kernel.buffers if b.name.startswith("xp_"))
+            entry["shared_memory_predicted"] = predict_smem(cell.hidden_size, kernel.meta["gates"], kn["tile_hidden"],
+                                                            kn["batch_block"], DTYPE_BYTES[dtype], n_in)
+        entry["launch"] = {"grid": kn["workers"], "block": kn["threads"], "cooperative": True,
+                           "dynamic_shared_bytes": r.smem_bytes if r.dynamic else 0,
+                           "kernel": kernel.name, "scalars": list(kernel.scalars),
+                           "buffers": [b.name for b in (*kernel.args, *kernel.work)],
+                           "abi": "sc: device int64[scalars]; bufs: device pointer array in 'buffers' order"}
+        entry["cubins"], entry["resources"] = {}, {}
+        for arch in archs:
+            cubin, res = compile_cuda(cu, arch)
+            shutil.copy(cubin, outdir / f"{key}.{arch}.cubin")
+            entry["cubins"][arch] = f"{key}.{arch}.cubin"
+            entry["resources"][arch] = res.to_dict()
+        if sched is not None and getattr(sched, "resources", None) is not None:
+            entry["schedule_predicted"] = {"registers_per_thread": sched.resources.registers_per_thread,
+                                           "shared_memory_per_block": sched.resources.shared_memory_per_block}
+    return entry
+
+
+def compile_to_dir(program: Program, target: Any, backend: str, outdir: str | Path, schedule: Any = None,
+                   archs: tuple[str, ...] = CUDA_ARCHS, batch: int = 1) -> dict[str, Any]:
+    """Write the output directory (module docstring) and return the manifest."""
+    if backend not in ("c", "cuda"):
+        raise UserInputError(f"the C-style backends are 'c' and 'cuda', not {backend!r}")
+    spec = _target(target, backend)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    layers: dict[str, Any] = {}
+    for node in program.rnn_nodes():
+        cells, _, _ = rnn_layout(node.attr_dict)
+        for cell in cells:
+            key = layer_key(cell)
+            if key not in layers:
+                dtype = cell.step.inputs[0][1].dtype
+                layers[key] = compile_layer(cell, spec, backend, out, schedule, dtype, archs, batch)
+    if not layers:
+        raise UserInputError("the program has no recurrent layer for the C-style backends to compile")
+    manifest = {"backend": backend, "target": spec.tag, "versions": _versions(), "layers": layers,
+                **write_program(out, program)}
+    return write_manifest(out, manifest)
+
+
+def load(outdir: str | Path) -> CompiledProgram:
+    """The callable program of an output directory (C kernels; for ``cuda`` directories the C
+    dialect of the same loop nest, i.e. CPU numerics of the GPU kernel)."""
+    out = Path(outdir)
+    manifest = read_manifest(out)
+    program = read_program(out, manifest)
+    builds: dict[str, LayerBuild] = {}
+    for node in program.rnn_nodes():
+        for cell in rnn_layout(node.attr_dict)[0]:
+            key = layer_key(cell)
+            entry = manifest["layers"][key]
+            kernel = lower_layer(cell, None, entry["knobs"], name=f"rnnc_{key}",
+                                 force_generic=entry["path"] == "generic")
+            src = (out / entry["source_c"]).read_text()
+            if CDialect(kernel).render() != src:
+                raise UserInputError(f"{out}/{entry['source_c']} was built by a different rnnc; recompile")
+            lib = load_library((out / entry["library"]).resolve())
+            builds[key] = LayerBuild(kernel, src, str(out / entry["library"]), getattr(lib, kernel.name))
+    return CompiledProgram(program, builds=builds)

@@ -1,0 +1,122 @@
+"""Building rendered sources: gcc into cached shared libraries, nvcc into cubins with resources.
+
+Shared libraries are cached under ``$RNNC_CACHE_DIR`` (default ``<repo>/.cache/rnnc/cstyle``,
+git-ignored) keyed by the sha256 of the source and the compiler command, so a test suite or a
+benchmark builds each distinct kernel once.  nvcc is only asked for ``-cubin --resource-usage``:
+this machine has no GPU, and what we want from it is the register / shared memory / spill
+report that the Schedule's predictions are checked against.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnc.errors import RnncError, UnsupportedError
+
+C_FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffast-math", "-fPIC", "-shared", "-std=gnu11")
+_LOADED: dict[str, ctypes.CDLL] = {}
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("RNNC_CACHE_DIR")
+    root = Path(env) if env else Path(__file__).resolve().parents[3] / ".cache" / "rnnc"
+    path = root / "cstyle"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def source_key(source: str, flags: tuple[str, ...]) -> str:
+    return hashlib.sha256((source + "\0" + " ".join(flags)).encode()).hexdigest()[:24]
+
+
+def build_c(source: str, flags: tuple[str, ...] = C_FLAGS) -> Path:
+    """Compile ``source`` with gcc into a cached ``.so``; returns its path."""
+    cc = shutil.which(os.environ.get("CC", "gcc"))
+    if cc is None:
+        raise UnsupportedError("the C backend needs gcc on PATH (or CC set to a C compiler)")
+    key = source_key(source, flags)
+    out = cache_dir() / f"k_{key}.so"
+    if out.exists():
+        return out
+    src = cache_dir() / f"k_{key}.c"
+    src.write_text(source)
+    with tempfile.NamedTemporaryFile(dir=cache_dir(), suffix=".so", delete=False) as tmp:
+        tmp_path = tmp.name
+    proc = subprocess.run([cc, *flags, str(src), "-o", tmp_path, "-lm"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        os.unlink(tmp_path)
+        raise RnncError(f"gcc failed on generated source {src} (a bug in rnnc's C renderer):\n{proc.stderr[-2000:]}")
+    os.replace(tmp_path, out)  # atomic: concurrent builders never load a half-written library
+    return out
+
+
+def load_library(path: Path) -> ctypes.CDLL:
+    key = str(path)
+    if key not in _LOADED:
+        _LOADED[key] = ctypes.CDLL(key)
+    return _LOADED[key]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What ptxas reported for one kernel on one architecture."""
+
+    arch: str
+    registers: int
+    shared_bytes: int
+    spill_stores: int
+    spill_loads: int
+    stack_bytes: int
+    constant_bytes: int
+
+    def to_dict(self) -> dict[str, int | str]:
+        return dict(self.__dict__)
+
+
+_RES = {
+    "registers": re.compile(r"Used (\d+) registers"),
+    "shared_bytes": re.compile(r"(\d+) bytes smem"),
+    "stack_bytes": re.compile(r"(\d+) bytes stack frame"),
+    "spill_stores": re.compile(r"(\d+) bytes spill stores"),
+    "spill_loads": re.compile(r"(\d+) bytes spill loads"),
+    "constant_bytes": re.compile(r"(\d+) bytes cmem\[0\]"),
+}
+
+
+def nvcc_path() -> str | None:
+    return shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and "/usr/local/cuda/bin/nvcc") or None
+
+
+def compile_cuda(source: str, arch: str, out_dir: Path | None = None) -> tuple[Path, Resources]:
+    """``nvcc -cubin -arch=sm_XX --resource-usage``; returns the cubin and its resources."""
+    nvcc = nvcc_path()
+    if nvcc is None:
+        raise UnsupportedError("the CUDA backend needs nvcc on PATH to compile kernels")
+    flags = ("-cubin", f"-arch={arch}", "--resource-usage", "-O3", "-std=c++17")
+    key = source_key(source, flags)
+    work = out_dir or cache_dir()
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"k_{key}.cu"
+    src.write_text(source)
+    cubin = work / f"k_{key}_{arch}.cubin"
+    proc = subprocess.run([nvcc, *flags, str(src), "-o", str(cubin)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RnncError(f"nvcc failed for {arch} on {src} (a bug in rnnc's CUDA renderer):\n{proc.stderr[-2000:]}")
+    return cubin, parse_resources(proc.stdout + proc.stderr, arch)
+
+
+def parse_resources(text: str, arch: str) -> Resources:
+    """Parse ptxas ``--resource-usage`` output (the last kernel's ``Function properties``)."""
+    vals: dict[str, int] = {}
+    for key, pat in _RES.items():
+        found = pat.findall(text)
+        vals[key] = int(found[-1]) if found else 0
+    return Resources(arch=arch, **vals)

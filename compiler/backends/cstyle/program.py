@@ -1,0 +1,123 @@
+"""Compiling whole Programs with the C-style backends: every ``rnn`` node's layers become
+kernels, the remaining (non-recurrent) nodes run through the IR's torch semantics.
+
+This is what ``rnnc compile --backend c`` and ``rnnc.load`` hand back: a callable with the
+Program's signature, plus ``stream(batch)`` for real-time stepping of single-rnn programs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnc.backends.cstyle.build import build_c, load_library
+from rnnc.backends.cstyle.dialects import CDialect
+from rnnc.backends.cstyle.runtime import LayerRunner, RnnRunner, Stream
+from rnnc.errors import UnsupportedError, UserInputError
+from rnnc.ir.graph import Cell, Program
+from rnnc.ir.ops import OPS
+from rnnc.ir.printer import cell_hash
+from rnnc.ir.rnn import rnn_layout
+from rnnc.lower.layer import lower_layer
+from rnnc.lower.loopnest import Kernel
+
+
+@dataclass
+class LayerBuild:
+    """One rendered and built layer kernel (shared by directions with the same cell)."""
+
+    kernel: Kernel
+    source: str
+    library: str
+    fn: Any = field(repr=False, default=None)
+
+
+def build_cell_kernel(cell: Cell, target: Any = None, schedule: Any = None, force_generic: bool = False
+                      ) -> LayerBuild:
+    """Lower, render in the C dialect, build with gcc (cached) and load one layer kernel."""
+    name = f"rnnc_{layer_key(cell)}"
+    kernel = lower_layer(cell, target, schedule, "float32", name=name, force_generic=force_generic)
+    return build_kernel(kernel)
+
+
+def build_kernel(kernel: Kernel) -> LayerBuild:
+    """Render any layer loop nest (CPU- or GPU-shaped) in the C dialect, build and load it."""
+    name = kernel.name
+    source = CDialect(kernel).render()
+    lib = build_c(source)
+    fn = getattr(load_library(lib), name)
+    return LayerBuild(kernel, source, str(lib), fn)
+
+
+def layer_key(cell: Cell) -> str:
+    """How builds and manifests name a layer kernel: cell kind and structural hash."""
+    return f"{cell.kind}_{cell_hash(cell)[:12]}"
+
+
+class CompiledProgram:
+    """A Program whose recurrent layers run as C kernels on this CPU."""
+
+    def __init__(self, program: Program, target: Any = None, schedule: Any = None,
+                 force_generic: bool = False, threads: int = 0, builds: dict[str, LayerBuild] | None = None) -> None:
+        self.program = program
+        self.builds: dict[str, LayerBuild] = dict(builds or {})
+        self.rnns: dict[str, RnnRunner] = {}
+        values = dict(program.weights)
+        for node in program.rnn_nodes():
+            attrs = node.attr_dict
+            cells, dirs, _ = rnn_layout(attrs)
+            n_states = len(cells[0].states)
+            weights = list(node.inputs[2 + n_states:])
+            at = 0
+            runners: list[list[LayerRunner]] = []
+            for cell in cells:
+                key = layer_key(cell)
+                if key not in self.builds:
+                    self.builds[key] = build_cell_kernel(cell, target, schedule, force_generic)
+                b = self.builds[key]
+                row = []
+                for _d in range(dirs):
+                    names = weights[at:at + len(cell.param_names)]
+                    at += len(cell.param_names)
+                    try:
+                        params = {p: values[n] for p, n in zip(cell.param_names, names, strict=True)}
+                    except KeyError as exc:
+                        raise UnsupportedError(f"rnn weight {exc} is computed inside the graph; the C backend "
+                                               f"needs weights stored in the Program") from None
+                    row.append(LayerRunner(b.kernel, b.fn, params, threads))
+                runners.append(row)
+            self.rnns[node.outputs[0]] = RnnRunner(runners, cells, attrs["batch_first"])
+
+    def __call__(self, *inputs: Any) -> Any:
+        import torch
+
+        g = self.program.graph
+        if len(inputs) != len(g.inputs):
+            raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
+        env: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
+        env.update(self.program.weights)
+        with torch.no_grad():
+            for node in g.nodes:
+                args = [env[i] if i else None for i in node.inputs]
+                if node.op == "rnn":
+                    n_states = len(node.attr("cells")[0].states)
+                    outs = self.rnns[node.outputs[0]](args[0], args[1], args[2:2 + n_states])
+                else:
+                    op = OPS[node.op]
+                    while args and args[-1] is None and len(args) > op.min_inputs:
+                        args.pop()
+                    outs = op.evaluate(args, node.attr_dict)
+                env.update(zip(node.outputs, outs, strict=True))
+        res = tuple(env[v] for _, v in g.outputs)
+        return res[0] if len(res) == 1 else res
+
+    def stream(self, batch: int = 1) -> Stream:
+        """A streaming stepper; the Program must be a single unidirectional ``rnn`` node."""
+        if len(self.rnns) != 1 or len(self.program.graph.nodes) != 1:
+            raise UserInputError("streaming needs a Program that is exactly one rnn node (x -> y, states)")
+        return next(iter(self.rnns.values())).stream(batch)
+
+    @property
+    def sources(self) -> Mapping[str, str]:
+        return {k: b.source for k, b in self.builds.items()}

@@ -1,0 +1,206 @@
+"""Running C-dialect layer kernels from Python (ctypes), whole ``rnn`` nodes and streaming steps.
+
+A :class:`LayerRunner` owns one built kernel and the packed weights of one (layer, direction);
+it passes tensor views by pointer and element strides, so batch-first inputs and the halves of
+a bidirectional output are never copied.  :class:`RnnRunner` chains the layers of one ``rnn``
+node; :class:`Stream` is the real-time API: states are allocated once and each ``step`` runs
+every layer for one time step (``T=1``) without allocating.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from rnnc.errors import UnsupportedError, UserInputError
+from rnnc.lower.loopnest import Kernel, eval_int
+
+
+def default_threads() -> int:
+    env = os.environ.get("RNNC_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+class LayerRunner:
+    """One compiled (layer, direction): ``run(x[T,B,I] view, y[T,B,F] view, states, ...)``."""
+
+    def __init__(self, kernel: Kernel, fn: Any, params: dict[str, Any], workers: int = 0) -> None:
+        import torch
+
+        self.kernel, self.fn = kernel, fn
+        self.workers = workers or default_threads()
+        meta = kernel.meta
+        # recurrent multiply-adds per step and sample: a step smaller than ~1M MACs is faster on
+        # one core than on two with a barrier per step
+        self.step_macs = meta.get("gates", 1) * meta.get("hidden", 0) * meta.get("hidden", 0)
+        self.tensors: dict[str, Any] = {}
+        for b in kernel.args:
+            if b.name.startswith("p_"):
+                self.tensors[b.name] = params[b.name[2:]].detach().to(torch.float32).contiguous()
+        for p in kernel.packs:
+            src = self.tensors[p.src]
+            self.tensors[p.buf] = src.reshape(p.shape).permute(p.perm).contiguous()
+        self._work: dict[int, list[Any]] = {}
+        self._dummy_len = torch.zeros(1, dtype=torch.int64)
+        self.sc = (ctypes.c_long * len(kernel.scalars))()
+        self.ptrs = (ctypes.c_void_p * (len(kernel.args) + len(kernel.work)))()
+        self.state_names = [b.name[2:] for b in kernel.args if b.name.startswith("s_")]
+
+    def work(self, batch: int, steps: int) -> list[Any]:
+        import torch
+
+        if batch not in self._work:  # work sizes depend on B and compile-time chunk sizes only
+            env = {"B": batch, "T": steps}
+            self._work[batch] = [torch.empty(max(1, eval_int(b.size, env)), dtype=torch.float32)
+                                 for b in self.kernel.work]
+        return self._work[batch]
+
+    def run(self, x: Any, y: Any, y_off: int, states: Sequence[Any], lengths: Any = None,
+            reverse: bool = False) -> None:
+        """``x``: [T, B, I] view (last dim contiguous); ``y``: [T, B, F] view written at
+        ``y_off``; ``states``: contiguous [B, *shape] tensors updated in place."""
+        steps, batch = int(x.shape[0]), int(x.shape[1])
+        self.owner: Any = None  # whoever may call run_again next (set by Stream)
+        if steps == 0:
+            return
+        knobs = self.kernel.meta.get("knobs", {})
+        if knobs.get("resident"):  # per-worker weight copies: exactly one worker per tile group
+            workers = knobs["workers"]
+        elif self.step_macs * batch >= (1 << 20) or self.kernel.meta.get("path") == "generic":
+            workers = self.workers
+        else:
+            workers = 1
+        vals = {"B": batch, "T": steps, "W": workers, "reverse": int(reverse), "has_len": int(lengths is not None),
+                "xs_t": x.stride(0), "xs_b": x.stride(1), "ys_t": y.stride(0), "ys_b": y.stride(1), "y_off": y_off}
+        for i, name in enumerate(self.kernel.scalars):
+            self.sc[i] = vals[name]
+        st = dict(zip(self.state_names, states, strict=True))
+        for i, b in enumerate(self.kernel.args):
+            if b.name == "x":
+                t = x
+            elif b.name == "y":
+                t = y
+            elif b.name == "lengths":
+                t = lengths if lengths is not None else self._dummy_len
+            elif b.name.startswith("s_"):
+                t = st[b.name[2:]]
+            else:
+                t = self.tensors[b.name]
+            self.ptrs[i] = t.data_ptr()
+        for j, t in enumerate(self.work(batch, steps)):
+            self.ptrs[len(self.kernel.args) + j] = t.data_ptr()
+        self.fn(self.sc, self.ptrs)
+
+    def run_again(self, x: Any, y: Any) -> None:
+        """Streaming fast path: the previous :meth:`run` had the same batch, states, lengths
+        and ``T``; only the x/y views change (sets two pointers and four strides)."""
+        sc, ptrs, ix = self.sc, self.ptrs, self._index
+        sc[ix["xs_t"]], sc[ix["xs_b"]] = x.stride(0), x.stride(1)
+        sc[ix["ys_t"]], sc[ix["ys_b"]] = y.stride(0), y.stride(1)
+        ptrs[ix["x"]], ptrs[ix["y"]] = x.data_ptr(), y.data_ptr()
+        self.fn(sc, ptrs)
+
+    @property
+    def _index(self) -> dict[str, int]:
+        if not hasattr(self, "_idx"):
+            self._idx = {**{n: i for i, n in enumerate(self.kernel.scalars)},
+                         **{b.name: i for i, b in enumerate(self.kernel.args)}}
+        return self._idx
+
+
+class RnnRunner:
+    """The layers of one ``rnn`` node: ``runners[layer][direction]``; torch ``nn.LSTM`` layout."""
+
+    def __init__(self, runners: list[list[LayerRunner]], cells: Sequence[Any], batch_first: bool) -> None:
+        self.runners, self.cells, self.batch_first = runners, list(cells), batch_first
+        self.dirs = len(runners[0])
+
+    def __call__(self, x: Any, lengths: Any = None, init_states: Sequence[Any | None] | None = None
+                 ) -> tuple[Any, ...]:
+        import torch
+
+        if x.dtype != torch.float32:
+            raise UnsupportedError(f"the C backend runs float32 inputs, got {x.dtype}")
+        xt = x.transpose(0, 1) if self.batch_first else x
+        if xt.stride(-1) != 1:
+            xt = xt.contiguous()
+        steps, batch = int(xt.shape[0]), int(xt.shape[1])
+        first = self.cells[0]
+        lay = len(self.cells) * self.dirs
+        states = []
+        for i, s in enumerate(first.states):
+            init = init_states[i] if init_states is not None and init_states[i] is not None else None
+            if init is None:
+                states.append(torch.zeros((lay, batch, *s.shape), dtype=torch.float32))
+            else:
+                states.append(init.to(torch.float32).clone().contiguous())
+        if lengths is not None:
+            lengths = lengths.to(torch.int64).contiguous()
+        layer_in = xt
+        for k, cell in enumerate(self.cells):
+            feat = self.dirs * cell.output_size
+            if self.batch_first and k == len(self.cells) - 1:
+                out = torch.empty((batch, steps, feat), dtype=torch.float32).transpose(0, 1)
+            else:
+                out = torch.empty((steps, batch, feat), dtype=torch.float32)
+            for d, runner in enumerate(self.runners[k]):
+                idx = k * self.dirs + d
+                runner.run(layer_in, out, d * cell.output_size, [s[idx] for s in states], lengths, reverse=d == 1)
+            layer_in = out
+        y = layer_in.transpose(0, 1) if self.batch_first else layer_in
+        return (y, *states)
+
+    def stream(self, batch: int = 1) -> Stream:
+        return Stream(self, batch)
+
+
+class Stream:
+    """Real-time stepping: ``y_t, state = step(x_t, state)`` with preallocated buffers.
+
+    ``x_t`` is ``[B, I]`` (or ``[B, T_chunk, I]`` for a chunk of steps, e.g. 32 ms of audio
+    frames); the state lives in ``self.states`` (the same layout as the full-sequence call's
+    final states) and is updated in place, so a step allocates nothing but its output view.
+    """
+
+    def __init__(self, rnn: RnnRunner, batch: int) -> None:
+        import torch
+
+        if rnn.dirs != 1:
+            raise UserInputError("a bidirectional rnn cannot be streamed: its reverse direction needs the future")
+        self.rnn, self.batch = rnn, batch
+        first = rnn.cells[0]
+        lay = len(rnn.cells)
+        self.states = [torch.zeros((lay, batch, *s.shape), dtype=torch.float32) for s in first.states]
+        self._bufs = [torch.empty((1, batch, c.output_size), dtype=torch.float32) for c in rnn.cells]
+
+    def reset(self) -> None:
+        for s in self.states:
+            s.zero_()
+
+    def step(self, x_t: Any, state: Sequence[Any] | None = None) -> tuple[Any, list[Any]]:
+        import torch
+
+        if state is not None and any(a.data_ptr() != b.data_ptr() for a, b in zip(state, self.states, strict=True)):
+            for dst, src in zip(self.states, state, strict=True):
+                dst.copy_(src)
+        chunk = x_t.dim() == 3
+        xt = x_t.transpose(0, 1) if chunk else x_t.unsqueeze(0)
+        if xt.dtype != torch.float32 or xt.stride(-1) != 1:
+            xt = xt.to(torch.float32).contiguous()
+        steps = int(xt.shape[0])
+        layer_in = xt
+        fast = steps == 1 and all(getattr(r[0], "owner", None) is self for r in self.rnn.runners)
+        for k, runner in enumerate(self.rnn.runners):
+            out = self._bufs[k] if steps == 1 else torch.empty((steps, self.batch, self.rnn.cells[k].output_size))
+            if fast:
+                runner[0].run_again(layer_in, out)
+            else:
+                runner[0].run(layer_in, out, 0, [s[k] for s in self.states])
+                runner[0].owner = self if steps == 1 else None
+            layer_in = out
+        y = layer_in.transpose(0, 1) if chunk else layer_in[0]
+        return y, self.states

@@ -1,0 +1,391 @@
+"""The fused path: gate-structured cells as tiled GEMMs with the gate math in their epilogue.
+
+``analyse_gates`` recognises, from the step graph alone, cells whose pre-activations are
+``linear``s of ``x`` or of a state with ``G * H`` outputs, combined gate-wise and split into
+``H``-wide gates that only meet elementwise (LSTM, GRU, Elman, minGRU, minLSTM and user cells of
+the same shape).  For those the hidden units are cut into tiles of ``J``; a tile owns rows
+``g*H + j`` of every gate, so its weight slice is packed contiguously (``[tiles, K, G, J]``) and
+the whole step of a tile needs only the previous hidden state:
+
+    for each time chunk:  xp[tile] = x[chunk] @ Wx[tile]        (blocked GEMM, all steps at once)
+      for each step:      acc = h_prev @ Wh[tile]; gate math; write h_next, y, other states
+                          grid barrier (h_next is read by every tile at the next step)
+
+The recurrent hidden state is double-buffered (``hb[2, B, H]``), so one barrier per step is
+enough.  ``Knobs.reduce_inner`` picks the GPU loop order (one output per thread, reduction
+inside) or the CPU one (reduction outside, a register tile of outputs inside).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnnc.ir.graph import Cell
+from rnnc.lower.knobs import Knobs
+from rnnc.lower.layer import SCALARS, common_buffers, live, time_index
+from rnnc.lower.loopnest import (
+    Alloc,
+    Barrier,
+    Bin,
+    Buffer,
+    Comment,
+    Const,
+    Expr,
+    If,
+    Kernel,
+    Let,
+    Load,
+    Loop,
+    Pack,
+    Ref,
+    Select,
+    Stmt,
+    Store,
+    Var,
+    add,
+    linear_index,
+    mul,
+)
+from rnnc.lower.stepgraph import _BINARY, _UNARY, scalar_op
+
+
+@dataclass(frozen=True)
+class GateLinear:
+    """One pre-activation GEMM: ``out = src @ weight.T (+ bias)`` with ``gates * H`` outputs."""
+
+    out: str
+    src: str  # "x" or a state name
+    weight: str
+    bias: str | None
+    gates: int
+    k: int
+
+
+@dataclass(frozen=True)
+class GatePlan:
+    hidden: int
+    gates: int  # the widest linear's G (sizes the tile)
+    linears: tuple[GateLinear, ...]
+    recurrent_states: tuple[str, ...]  # states a linear reads (double-buffered)
+
+
+def analyse_gates(cell: Cell) -> GatePlan | None:
+    """The gate structure of ``cell``, or None when the fused path does not apply."""
+    g, h = cell.step, cell.hidden_size
+    if cell.output_size != h or any(s.shape != (h,) for s in cell.states):
+        return None
+    params = dict(g.params)
+    widths: dict[str, int] = {"x": 0}  # value -> number of H-wide gates (0: not gate-shaped)
+    for s in cell.states:
+        widths[s.name] = 1
+    for p, t in params.items():
+        if t.shape == (h,):
+            widths[p] = 1
+    linears: list[GateLinear] = []
+    for n in g.nodes:
+        if n.op == "linear":
+            src, w = n.inputs[0], n.inputs[1]
+            bias = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
+            wt = params.get(w)
+            if wt is None or len(wt.shape) != 2 or wt.shape[0] % h or (src != "x" and src not in cell.state_names):
+                return None
+            if bias is not None and bias not in params:
+                return None
+            linears.append(GateLinear(n.outputs[0], src, w, bias, int(wt.shape[0]) // h, int(wt.shape[1])))
+            widths[n.outputs[0]] = int(wt.shape[0]) // h
+        elif n.op == "const":
+            widths[n.outputs[0]] = -1  # scalar: broadcasts to anything
+        elif n.op == "split":
+            gw = widths.get(n.inputs[0], 0)
+            sizes = n.attr("sizes")
+            if gw <= 0 or n.attr("axis") not in (-1, 1) or any(sz % h for sz in sizes):
+                return None
+            for o, sz in zip(n.outputs, sizes, strict=True):
+                widths[o] = sz // h
+        elif n.op in _UNARY or n.op in _BINARY or n.op in ("where", "clamp"):
+            ws = {widths.get(i, 0) for i in n.inputs} - {-1}
+            if 0 in ws or len(ws) != 1 or n.op in ("gt", "lt"):
+                return None
+            widths[n.outputs[0]] = ws.pop()
+        else:
+            return None
+    outs = dict(g.outputs)
+    if any(widths.get(v, 0) != 1 for v in outs.values()):
+        return None
+    if not any(lin.src == "x" for lin in linears) and not linears:
+        return None
+    rec = tuple(sorted({lin.src for lin in linears if lin.src != "x"}))
+    return GatePlan(h, max(lin.gates for lin in linears), tuple(linears), rec)
+
+
+def lower_fused(cell: Cell, plan: GatePlan, kn: Knobs, name: str) -> Kernel:
+    return _Fused(cell, plan, kn).kernel(name)
+
+
+class _Fused:
+    def __init__(self, cell: Cell, plan: GatePlan, kn: Knobs) -> None:
+        self.cell, self.plan, self.kn = cell, plan, kn
+        self.h, self.j = plan.hidden, kn.tile_hidden
+        self.nt = self.h // self.j
+        self.bufs: list[Buffer] = common_buffers(cell)
+        self.packs: list[Pack] = []
+        for lin in plan.linears:  # weights packed per tile: [tiles, K, G, J]
+            shape = (lin.gates, self.nt, self.j, lin.k)
+            self.packs.append(Pack(f"w_{lin.out}", f"p_{lin.weight}", shape, (1, 3, 0, 2)))
+            self.bufs.append(Buffer(f"w_{lin.out}", Const(lin.gates * self.h * lin.k), dtype="param",
+                                    doc=f"{lin.weight} packed [tiles, K, G, J]"))
+
+    # ------------------------------------------------------------------ helpers
+    def local(self, name: str, size: int, dtype: str = "float") -> Alloc:
+        self.bufs.append(Buffer(name, Const(size), "local", dtype, writable=True))
+        return Alloc(name)
+
+    def tiles_loop(self, body: tuple[Stmt, ...]) -> Stmt:
+        """This worker's tiles: ``tile = w + k * W`` (static, so a tile's weights stay in one
+        core's cache, or in one block's shared memory, for the whole sequence)."""
+        per = Bin("/", add(Const(self.nt), Bin("-", Var("W"), Const(1))), Var("W"))
+        tile = add(Var("w"), mul(Var("kt"), Var("W")))
+        return Loop("kt", per, (Let("tile", tile, is_int=True), If(Bin("<", Var("tile"), Const(self.nt)), body)))
+
+    def gemm(self, acc: str, rows: int, gj: int, kdim: int, a_of, w_of) -> list[Stmt]:
+        """``acc[m, q] = sum_k a(m, k) * w(k, q)`` for ``m < rows``, ``q < gj``."""
+        m, q, k = Var("m"), Var("q"), Var("k")
+        if self.kn.reduce_inner:  # GPU: one output per thread, the reduction inside
+            mq = Var("mq")
+            return [Loop("mq", Const(rows * gj), (
+                Let("m", Bin("/", mq, Const(gj)), is_int=True), Let("q", Bin("%", mq, Const(gj)), is_int=True),
+                Let("dot", Const(0.0, True)),
+                Loop("k", Const(kdim), (Let("dot", Bin("add", Ref("dot"), Bin("mul", a_of(m, k), w_of(k, q)))),)),
+                Store(acc, mq, Ref("dot"))), "vector")]
+        if rows == 1:
+            # one row: gcc keeps no accumulator array in registers across k, and a single dot
+            # product per vector of outputs is FMA-latency bound; P partial sums over
+            # interleaved k hide the latency and stay in registers
+            parts = next(p for p in (8, 4, 2, 1) if kdim % p == 0)
+            kk = Var("kk")
+            sums = [Let(f"d{p}", Bin("add", Ref(f"d{p}"), Bin("mul", a_of(Const(0), add(mul(kk, parts), p)),
+                                                                w_of(add(mul(kk, parts), p), q))))
+                    for p in range(parts)]
+            total: Expr = Ref("d0")
+            for p in range(1, parts):
+                total = Bin("add", total, Ref(f"d{p}"))
+            return [Loop("q", Const(gj), (*(Let(f"d{p}", Const(0.0, True)) for p in range(parts)),
+                                          Loop("kk", Const(kdim // parts), tuple(sums)),
+                                          Store(acc, q, total)), "vector")]
+        return [
+            Loop("m", Const(rows), (Loop("q", Const(gj), (Store(acc, add(mul(m, gj), q), Const(0.0, True)),),
+                                         "vector"),), "unroll"),
+            Loop("k", Const(kdim), (Loop("m", Const(rows), (
+                Let("a", a_of(m, k)),
+                Loop("q", Const(gj), (Store(acc, add(mul(m, gj), q), Bin("mul", Ref("a"), w_of(k, q)), True),),
+                     "vector")), "unroll"),)),
+        ]
+
+    # ------------------------------------------------------------------ phases
+    def kernel(self, name: str) -> Kernel:
+        kn, plan, h, j, nt = self.kn, self.plan, self.h, self.j, self.nt
+        mb, tc = kn.batch_block, kn.time_chunk
+        gmax = plan.gates
+        b_var = Var("B")
+        body: list[Stmt] = []
+        # double-buffered recurrent states: hb_<s>[2, B, H]
+        for s in plan.recurrent_states:
+            self.bufs.append(Buffer(f"hb_{s}", mul(Const(2 * h), b_var), "work", writable=True))
+        xlin = [lin for lin in plan.linears if lin.src == "x"]
+        rows_pad = Bin("*", Bin("/", add(mul(Const(tc), b_var), Const(mb - 1)), Const(mb)), Const(mb))
+        for lin in xlin:
+            self.bufs.append(Buffer(f"xp_{lin.out}", mul(Const(nt * lin.gates * j), rows_pad),
+                                    "work", writable=True, doc="input projection of one time chunk, per tile"))
+        resident: dict[str, str] = {}
+        prologue: list[Stmt] = []
+        if kn.resident:
+            for lin in plan.linears:
+                if lin.src != "x":
+                    buf = f"r_{lin.out}"
+                    resident[lin.out] = buf
+                    prologue.append(self.local(buf, lin.k * lin.gates * j, "param"))
+        # copy initial recurrent states into hb[0] (own tiles' columns), then the resident weights
+        copy_in: list[Stmt] = []
+        for s in plan.recurrent_states:
+            copy_in.append(Loop("bj", mul(b_var, Const(j)), (
+                Let("bi", Bin("/", Var("bj"), Const(j)), is_int=True),
+                Let("jj", Bin("%", Var("bj"), Const(j)), is_int=True),
+                Store(f"hb_{s}", add(mul(Var("bi"), h), add(mul(Var("tile"), j), Var("jj"))),
+                      Load(f"s_{s}", add(mul(Var("bi"), h), add(mul(Var("tile"), j), Var("jj")))))), "vector"))
+        for lin in plan.linears:
+            if lin.out in resident:
+                size = lin.k * lin.gates * j
+                copy_in.append(Loop("e", Const(size), (Store(resident[lin.out], Var("e"), Load(
+                    f"w_{lin.out}", add(mul(Var("tile"), size), Var("e")))),), "vector"))
+        prologue.append(self.tiles_loop(tuple(copy_in)))
+        prologue.append(Barrier("grid"))
+        # per chunk: input projections of this worker's tiles
+        c = Var("c")
+        nsteps = Bin("imin", Const(tc), Bin("-", Var("T"), mul(c, tc)))
+        proj: list[Stmt] = []
+        for lin in xlin:
+            gj = lin.gates * j
+            acc = f"ax_{lin.out}"
+            proj.append(self.local(acc, mb * gj))
+            nrows = mul(nsteps, b_var)
+
+            def x_row(m: Expr, nrows: Expr = nrows) -> Expr:
+                """Element offset of projection row ``r0 + m`` (clamped) in x."""
+                r = Bin("imin", add(Var("r0"), m), Bin("-", nrows, Const(1)))
+                t = time_index(add(mul(c, tc), Bin("/", r, b_var)))
+                return add(mul(t, Var("xs_t")), mul(Bin("%", r, b_var), Var("xs_b")))
+
+            def x_of(m: Expr, k: Expr, x_row=x_row) -> Expr:
+                if isinstance(m, Const):  # single row: offset bound once, outside the vector loop
+                    return Load("x", add(Var("xr"), k))
+                return Load("x", add(x_row(m), k))
+
+            wbase = mul(Var("tile"), lin.k * gj)
+            xbase = mul(mul(Var("tile"), gj), rows_pad)
+
+            def w_x(k: Expr, q: Expr, wb: Expr = wbase, gj: int = gj, w: str = f"w_{lin.out}") -> Expr:
+                return Load(w, add(wb, add(mul(k, gj), q)))
+
+            def rows_of(rows: int, acc: str = acc, gj: int = gj, xbase: Expr = xbase, x_of=x_of, w_x=w_x,
+                        lin: GateLinear = lin) -> list[Stmt]:
+                return [*self.gemm(acc, rows, gj, lin.k, x_of, w_x),
+                        Loop("mq", Const(rows * gj), (Store(f"xp_{lin.out}", add(xbase, add(mul(Var("r0"), gj),
+                                                                                            Var("mq"))),
+                                                            Load(acc, Var("mq"))),), "vector")]
+
+            # full blocks of ``mb`` rows, then single rows (T=1, B=1 must not compute 4 rows)
+            full = Bin("/", nrows, Const(mb))
+            proj.append(Loop("rb", full, (Let("r0", mul(Var("rb"), mb), is_int=True), *rows_of(mb))))
+            if mb > 1:
+                proj.append(Loop("rr", Bin("-", nrows, mul(full, mb)), (
+                    Let("r0", add(mul(full, mb), Var("rr")), is_int=True),
+                    Let("xr", x_row(Const(0)), is_int=True), *rows_of(1))))
+        # per step: recurrent GEMMs of this worker's tiles, then the gate math
+        s_pos = add(mul(c, tc), Var("tt"))
+        par = Bin("&", s_pos, Const(1))
+        step: list[Stmt] = [Let("t", time_index(s_pos), is_int=True)]
+        tile_step: list[Stmt] = []
+        for lin in plan.linears:
+            if lin.src == "x":
+                continue
+            gj = lin.gates * j
+            acc = f"acc_{lin.out}"
+            tile_step.append(self.local(acc, mb * gj))
+        # full batch blocks of ``mb`` rows, then single rows: B=1 must not pay for a 4-row tile
+        nfull = Bin("/", b_var, Const(mb))
+        tile_step.append(Loop("bq", nfull, (Let("b0", mul(Var("bq"), mb), is_int=True),
+                                            *self.row_block(mb, rows_pad, par, resident))))
+        if mb > 1:
+            tile_step.append(Loop("br", Bin("-", b_var, mul(nfull, mb)), (
+                Let("b0", add(mul(nfull, mb), Var("br")), is_int=True), *self.row_block(1, rows_pad, par, resident))))
+        step.append(self.tiles_loop(tuple(tile_step)))
+        step.append(Barrier("grid"))
+        chunk = Loop("c", Bin("/", add(Var("T"), Const(tc - 1)), Const(tc)), (
+            self.tiles_loop(tuple(proj)) if proj else Comment("no input projection"),
+            Barrier("block"),  # CUDA: the gate math reads projections other threads wrote
+            Loop("tt", nsteps, tuple(step))))
+        body = [Loop("w", Var("W"), (*prologue, chunk), "parallel")]
+        meta = {"path": "fused", "knobs": kn.to_dict(), "gates": gmax, "tiles": nt, "cell": self.cell.kind,
+                "hidden": h, "recurrent_states": list(plan.recurrent_states)}
+        return Kernel(name, SCALARS, tuple(self.bufs), tuple(body), tuple(self.packs), meta)
+
+    def row_block(self, mb: int, rows_pad: Expr, par: Expr, resident: dict[str, str]) -> list[Stmt]:
+        """Recurrent GEMMs and gate math for batch rows ``b0 .. b0+mb`` of the current tile."""
+        h, b_var, bb = self.h, Var("B"), Var("b0")
+        blk: list[Stmt] = [Let("bmax", Bin("-", b_var, Const(1)), is_int=True)]
+        for lin in self.plan.linears:
+            if lin.src == "x":
+                continue
+            gj = lin.gates * self.j
+
+            def h_of(m: Expr, k: Expr, hsrc: str = f"hb_{lin.src}") -> Expr:
+                bi = Bin("imin", add(bb, m), Var("bmax"))
+                return Load(hsrc, add(mul(par, mul(b_var, h)), add(mul(bi, h), k)))
+
+            if lin.out in resident:
+                def w_of(k: Expr, q: Expr, buf: str = resident[lin.out], gj: int = gj) -> Expr:
+                    return Load(buf, add(mul(k, gj), q))
+            else:
+                def w_of(k: Expr, q: Expr, lin: GateLinear = lin, gj: int = gj) -> Expr:
+                    return Load(f"w_{lin.out}", add(mul(Var("tile"), lin.k * gj), add(mul(k, gj), q)))
+            blk += self.gemm(f"acc_{lin.out}", mb, gj, lin.k, h_of, w_of)
+        if self.kn.reduce_inner:
+            blk.append(Barrier("block"))
+        blk.append(self.epilogue(mb, rows_pad, par))
+        if self.kn.reduce_inner:
+            blk.append(Barrier("block"))
+        return blk
+
+    def epilogue(self, mb: int, rows_pad: Expr, par: Expr) -> Stmt:
+        """Gate math for rows ``b0 .. b0+mb`` and this tile's units, fused into one loop."""
+        cell, plan, h, j = self.cell, self.plan, self.h, self.j
+        b_var, bb = Var("B"), Var("b0")
+        m, jj = Var("m"), Var("jj")
+        b = add(bb, m)
+        unit = add(mul(Var("tile"), j), jj)
+        stmts: list[Stmt] = []
+        env: dict[str, list[Expr]] = {}
+        lins = {lin.out: lin for lin in plan.linears}
+        for s in cell.states:
+            src = f"hb_{s.name}" if s.name in plan.recurrent_states else f"s_{s.name}"
+            off = mul(par, mul(b_var, h)) if s.name in plan.recurrent_states else Const(0)
+            env[s.name] = [Load(src, add(off, add(mul(b, h), unit)))]
+        params = dict(cell.step.params)
+        for p, pt in params.items():
+            if pt.shape == (h,):
+                env[p] = [Load(f"p_{p}", unit)]
+        n_let = 0
+
+        def bind(e: Expr) -> Expr:
+            nonlocal n_let
+            n_let += 1
+            stmts.append(Let(f"e{n_let}", e))
+            return Ref(f"e{n_let}")
+
+        for n in cell.step.nodes:
+            if n.op == "linear":
+                lin = lins[n.outputs[0]]
+                vals = []
+                for g in range(lin.gates):
+                    if lin.src == "x":
+                        gj = lin.gates * j
+                        row = add(mul(Var("tt"), b_var), b)
+                        v: Expr = Load(f"xp_{lin.out}", linear_index([(Var("tile"), mul(gj, rows_pad)), (row, gj),
+                                                                      (g, j)], jj))
+                    else:
+                        v = Load(f"acc_{lin.out}", add(mul(m, lin.gates * j), add(g * j, jj)))
+                    if lin.bias:
+                        v = Bin("add", v, Load(f"p_{lin.bias}", add(g * h, unit)))
+                    vals.append(bind(v))
+                env[n.outputs[0]] = vals
+            elif n.op == "const":
+                env[n.outputs[0]] = [Const(float(n.attr("value")), True)]
+            elif n.op == "split":
+                src, start = env[n.inputs[0]], 0
+                for o, sz in zip(n.outputs, n.attr("sizes"), strict=True):
+                    env[o] = src[start:start + sz // h]
+                    start += sz // h
+            else:
+                ins = [env[i] for i in n.inputs]
+                width = max(len(v) for v in ins)
+                env[n.outputs[0]] = [bind(scalar_op(n, [v[g] if len(v) > 1 else v[0] for v in ins]))
+                                     for g in range(width)]
+        outs = dict(cell.step.outputs)
+        # CPU: liveness is hoisted out of the vector loop (a masked int64 load blocks vectorising)
+        alive: Expr = live(Var("t"), b) if self.kn.reduce_inner else Var("alive")
+        ydst = add(add(mul(Var("t"), Var("ys_t")), mul(b, Var("ys_b"))), add(Var("y_off"), unit))
+        stmts.append(Store("y", ydst, Select(alive, env[outs["y"]][0], Const(0.0, True))))
+        for s in cell.states:
+            new = Select(alive, env[outs[s.name]][0], env[s.name][0])
+            stmts.append(Store(f"s_{s.name}", add(mul(b, h), unit), new))
+            if s.name in plan.recurrent_states:
+                nxt = Bin("-", Const(1), par)
+                stmts.append(Store(f"hb_{s.name}", add(mul(nxt, mul(b_var, h)), add(mul(b, h), unit)), new))
+        if self.kn.reduce_inner:
+            inner: Stmt = Loop("mj", Const(mb * j), (
+                Let("m", Bin("/", Var("mj"), Const(j)), is_int=True), Let("jj", Bin("%", Var("mj"), Const(j)),
+                                                                           is_int=True),
+                If(Bin("<", b, b_var), tuple(stmts))), "vector")
+            return inner
+        return Loop("m", Const(mb), (If(Bin("<", b, b_var), (
+            Let("alive", live(Var("t"), b), is_int=True), Loop("jj", Const(j), tuple(stmts), "vector"))),), "unroll")

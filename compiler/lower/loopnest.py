@@ -1,0 +1,257 @@
+"""The loop-nest IR shared by the C-style backends (C and CUDA render the same tree).
+
+It is deliberately tiny, in the spirit of tinygrad's linearised UOps but as a tree: integer and
+float expressions, loops whose ``kind`` says how a dialect maps them onto hardware, stores,
+scalar lets, guarded blocks and barriers.  Everything a dialect has to decide is carried by the
+node (``Loop.kind``, ``Barrier.scope``, ``Buffer.space``), so renderers never look at cells,
+schedules or op names of the step graph: they translate nodes one by one.
+
+Loop kinds:
+
+* ``serial``   - a plain loop in both dialects.
+* ``unroll``   - a loop of constant trip count the compiler should unroll (register tiles).
+* ``parallel`` - work split across cores (C: ``omp for`` inside the kernel's parallel region)
+  or across thread blocks (CUDA: grid-stride over ``blockIdx.x``).
+* ``vector``   - innermost data-parallel loop (C: ``omp simd``; CUDA: block-stride over
+  ``threadIdx.x``).
+
+Barrier scopes: ``block`` (threads of one CUDA block; nothing on a CPU core) and ``grid``
+(every worker: ``omp barrier`` / cooperative-groups ``grid.sync()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+LoopKind = Literal["serial", "unroll", "parallel", "vector"]
+Space = Literal["arg", "work", "local"]
+
+
+# --------------------------------------------------------------------------- expressions
+@dataclass(frozen=True)
+class Var:
+    """An integer variable: a loop index or a scalar kernel argument (``B``, ``T``, ...)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Const:
+    """A literal; ``is_float`` picks the float literal form in the dialects."""
+
+    value: float | int
+    is_float: bool = False
+
+
+@dataclass(frozen=True)
+class Load:
+    """``buf[index]``; float buffers are widened to the compute type when loaded."""
+
+    buf: str
+    index: Expr
+
+
+@dataclass(frozen=True)
+class Bin:
+    """Binary op: ``+ - * / %`` on ints, ``add sub mul div max min pow gt lt`` on floats."""
+
+    op: str
+    a: Expr
+    b: Expr
+
+
+@dataclass(frozen=True)
+class Call:
+    """A unary float function of the IR op set (``sigmoid``, ``tanh``, ``exp``, ...)."""
+
+    fn: str
+    arg: Expr
+
+
+@dataclass(frozen=True)
+class Select:
+    """``cond ? a : b``."""
+
+    cond: Expr
+    a: Expr
+    b: Expr
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A scalar float temporary defined by a :class:`Let`."""
+
+    name: str
+
+
+Expr = Var | Const | Load | Bin | Call | Select | Ref
+
+
+def as_expr(x: Expr | int) -> Expr:
+    return Const(x) if isinstance(x, int) else x
+
+
+def add(a: Expr | int, b: Expr | int) -> Expr:
+    """Integer ``a + b``, folding zeros (keeps the rendered index math readable)."""
+    a, b = as_expr(a), as_expr(b)
+    if isinstance(a, Const) and a.value == 0:
+        return b
+    if isinstance(b, Const) and b.value == 0:
+        return a
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(int(a.value) + int(b.value))
+    return Bin("+", a, b)
+
+
+def mul(a: Expr | int, b: Expr | int) -> Expr:
+    """Integer ``a * b``, folding ones and zeros."""
+    a, b = as_expr(a), as_expr(b)
+    for x, y in ((a, b), (b, a)):
+        if isinstance(x, Const) and x.value == 1:
+            return y
+        if isinstance(x, Const) and x.value == 0:
+            return Const(0)
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(int(a.value) * int(b.value))
+    return Bin("*", a, b)
+
+
+def linear_index(terms: list[tuple[Expr | int, int | Expr]], offset: Expr | int = 0) -> Expr:
+    """``offset + sum(index * stride)``."""
+    out = as_expr(offset)
+    for idx, stride in terms:
+        out = add(out, mul(idx, stride))
+    return out
+
+
+# --------------------------------------------------------------------------- statements
+@dataclass(frozen=True)
+class Loop:
+    var: str
+    extent: Expr
+    body: tuple[Stmt, ...]
+    kind: LoopKind = "serial"
+
+
+@dataclass(frozen=True)
+class Store:
+    """``buf[index] = value`` (or ``+=`` when ``accumulate``)."""
+
+    buf: str
+    index: Expr
+    value: Expr
+    accumulate: bool = False
+
+
+@dataclass(frozen=True)
+class Let:
+    """A scalar temporary: float (fused gate math keeps gates in registers; read with
+    :class:`Ref`) or, with ``is_int``, an index (read with :class:`Var`).  A float ``Let`` of a
+    name already bound in the same scope reassigns it (scalar accumulators)."""
+
+    name: str
+    value: Expr
+    is_int: bool = False
+
+
+@dataclass(frozen=True)
+class If:
+    cond: Expr
+    body: tuple[Stmt, ...]
+    orelse: tuple[Stmt, ...] = ()
+
+
+@dataclass(frozen=True)
+class Barrier:
+    scope: Literal["block", "grid"]
+
+
+@dataclass(frozen=True)
+class Alloc:
+    """Declares a ``local`` buffer: per core (C stack) or per block (CUDA shared memory)."""
+
+    buf: str
+
+
+@dataclass(frozen=True)
+class Comment:
+    text: str
+
+
+Stmt = Loop | Store | Let | If | Barrier | Alloc | Comment
+
+
+# --------------------------------------------------------------------------- kernels
+@dataclass(frozen=True)
+class Buffer:
+    """A named array.  ``size`` is in elements and may use the kernel's scalar args.
+
+    ``space``: ``arg`` (passed by the caller: inputs, outputs, states, packed weights),
+    ``work`` (global scratch the runtime allocates), ``local`` (per worker, see :class:`Alloc`).
+    ``dtype`` is ``"param"`` for weights (the storage dtype the kernel is built for), ``"float"``
+    for compute-precision scratch and ``"int64"`` for lengths.
+    """
+
+    name: str
+    size: Expr
+    space: Space = "arg"
+    dtype: str = "float"
+    writable: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Pack:
+    """How the runtime lays out one packed weight: ``src.reshape(shape).permute(perm)``.
+
+    Weight layouts are part of the lowering (tiles want each worker's rows contiguous), but the
+    data transformation is described, not coded, so every runtime applies it the same way.
+    """
+
+    buf: str
+    src: str
+    shape: tuple[int, ...]
+    perm: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One recurrent layer as a loop nest.  ``scalars`` are int arguments (``B``, ``T``, ...)."""
+
+    name: str
+    scalars: tuple[str, ...]
+    buffers: tuple[Buffer, ...]
+    body: tuple[Stmt, ...]
+    packs: tuple[Pack, ...] = ()
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def buffer(self, name: str) -> Buffer:
+        for b in self.buffers:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    @property
+    def args(self) -> tuple[Buffer, ...]:
+        return tuple(b for b in self.buffers if b.space == "arg")
+
+    @property
+    def work(self) -> tuple[Buffer, ...]:
+        return tuple(b for b in self.buffers if b.space == "work")
+
+    @property
+    def locals(self) -> tuple[Buffer, ...]:
+        return tuple(b for b in self.buffers if b.space == "local")
+
+
+def eval_int(e: Expr, env: dict[str, int]) -> int:
+    """Evaluate an integer expression (buffer sizes) with the scalar arguments bound."""
+    if isinstance(e, Const):
+        return int(e.value)
+    if isinstance(e, Var):
+        return env[e.name]
+    if isinstance(e, Bin):
+        a, b = eval_int(e.a, env), eval_int(e.b, env)
+        return {"+": a + b, "-": a - b, "*": a * b, "/": a // max(b, 1), "%": a % max(b, 1)}[e.op]
+    raise TypeError(f"not an integer expression: {e!r}")

@@ -1,0 +1,65 @@
+"""The lowering: which path each cell takes, the loop nest's shape, knobs from a Schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnc.kernels import CELLS
+from rnnc.lower import Knobs, knobs_for, lower_layer
+from rnnc.lower.fused import analyse_gates
+from rnnc.lower.loopnest import Barrier, Loop, eval_int
+from rnnc.targets import get
+
+FUSED = {"lstm": 4, "gru": 3, "elman": 1, "mingru": 2, "minlstm": 3}
+
+
+def _cell(name: str, hidden: int = 16):
+    torch.manual_seed(0)
+    return CELLS[name].load_module_class()(8, hidden).rnnc_layer()[0]
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_path_choice(name: str) -> None:
+    plan = analyse_gates(_cell(name))
+    if name in FUSED:
+        assert plan is not None and plan.gates == FUSED[name]
+    else:
+        assert plan is None  # heads, matrix memory, complex or selective-scan states: generic path
+
+
+def _walk(stmts):
+    for s in stmts:
+        yield s
+        if isinstance(s, Loop):
+            yield from _walk(s.body)
+        elif hasattr(s, "body"):
+            yield from _walk(s.body)
+
+
+def test_fused_nest_has_one_grid_barrier_per_step() -> None:
+    kernel = lower_layer(_cell("lstm"), get("cpu/x86-avx512"))
+    loops = {s.var: s for s in _walk(kernel.body) if isinstance(s, Loop)}
+    assert loops["w"].kind == "parallel"
+    step_barriers = [s for s in loops["tt"].body if isinstance(s, Barrier)]
+    assert [b.scope for b in step_barriers] == ["grid"]
+    packs = {p.buf: p for p in kernel.packs}
+    assert packs["w_t1"].shape == (4, 1, 16, 16) and packs["w_t1"].perm == (1, 3, 0, 2)
+    assert eval_int(kernel.buffer("hb_h").size, {"B": 3, "T": 5}) == 2 * 3 * 16
+
+
+def test_cpu_and_gpu_knobs_differ_only_in_data() -> None:
+    cpu = knobs_for(256, 4, get("cpu/x86-avx512"))
+    gpu = knobs_for(256, 4, get("nvidia/h100-sxm"))
+    assert not cpu.reduce_inner and gpu.reduce_inner and gpu.resident
+    assert 256 % gpu.tile_hidden == 0 and gpu.workers == 256 // gpu.tile_hidden <= 132
+
+
+def test_knobs_from_schedule() -> None:
+    from rnnc.constraints import ProblemSpec, solve
+
+    sched = solve(ProblemSpec("lstm", hidden=256, batch=1, dtype="fp32"), "nvidia/h100-sxm")
+    kn = knobs_for(256, 4, get("nvidia/h100-sxm"), sched)
+    assert kn.tile_hidden == sched.param("hidden_tile")
+    assert kn.threads == 32 * sched.param("warps")
+    assert knobs_for(64, 4, None, {"tile_hidden": 8}) == Knobs(**{**knobs_for(64, 4).to_dict(), "tile_hidden": 8})

@@ -1,0 +1,110 @@
+"""Real tuning runs on this CPU (C backend) and compile-only GPU runs (CUDA, estimated)."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from tune_helpers import small, tmp_db
+
+import rnnc
+from rnnc.autotune_db import Record
+from rnnc.tolerances import tolerance
+from rnnc.tune import Tuner, lookup_schedule
+from rnnc.tune.api import lookup_record
+from rnnc.tune.evaluate import FAILED, OK
+from rnnc.tune.protocol import ADAPTERS
+
+
+def test_tiny_real_tuning_run_records_verified_measurements(tmp_path: Path) -> None:
+    db = tmp_db(tmp_path)
+    layer = small("lstm")
+    report = Tuner("cpu/host", "c", db=db, max_candidates=2, repeats=3, progress=False).tune([layer])
+    lr = report.layers[0]
+    assert report.ok and [t["status"] for t in lr.trials] == [OK, OK]
+    # the two candidates are really different kernels (threads 2 vs 1 on this 2-core machine)
+    assert len({t["identity"] for t in lr.trials}) == 2
+    records = [e.record for e in db.scan().entries]
+    assert len(records) == 2 and all(r.verified and not r.estimated and r.time_s > 0 for r in records)
+    assert all(r.max_error <= tolerance("float32", "c")[0] * 10 for r in records)
+    assert lr.best == min(records, key=lambda r: r.time_s)
+    assert lr.best.key == layer.key("cpu/host", "c") and lr.best.schedule["source"] == "tuned"
+    # the database-first lookup that compilation uses finds it, with or without a sequence length
+    sched = lookup_schedule(layer.cell, "cpu/host", "c", batch=2, seq_len=16, db=db)
+    assert sched is not None and dict(sched.params) == lr.best.schedule["params"]
+    assert lookup_record(layer.cell, "cpu/host", "c", batch=2, db=db) == lr.best
+    assert lookup_schedule(layer.cell, "cpu/host", "c", batch=3, db=db) is None
+
+
+def test_resume_skips_measured_candidates_and_budget_stops(tmp_path: Path) -> None:
+    db = tmp_db(tmp_path)
+    layer = small("mingru", hidden=64)
+    first = Tuner("cpu/host", "c", db=db, max_candidates=1, progress=False).tune([layer]).layers[0]
+    assert len(first.trials) == 1
+    again = Tuner("cpu/host", "c", db=db, max_candidates=2, progress=False).tune([layer]).layers[0]
+    assert again.resumed == 1 and len(again.trials) == 1  # only the new candidate ran
+    assert len(db.scan().entries) == 2
+    fresh = tmp_db(tmp_path / "other")
+    out = Tuner("cpu/host", "c", db=fresh, max_candidates=2, time_budget=1e-9, progress=False).tune([layer])
+    assert not out.ok and out.layers[0].trials == [] and "time budget" in out.layers[0].stopped
+    assert fresh.scan().entries == []
+
+
+def test_only_verified_kernels_are_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rnnc.tune.adapt_c import ADAPTER as C
+    from rnnc.tune.protocol import Built
+
+    class Wrong:
+        name, tolerance = "wrong", "c"
+        mode, problem, rendered = C.mode, C.problem, C.rendered
+
+        def build(self, layer, schedule, target):
+            good = C.build(layer, schedule, target)
+            return Built(lambda *xs: tuple(y + 1e-2 for y in good.run(*xs)), good.identity, good.resources)
+
+    mod = types.ModuleType("rnnc_test_wrong_adapter")
+    mod.ADAPTER = Wrong()
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    monkeypatch.setitem(ADAPTERS, "wrong", mod.__name__)
+    db = tmp_db(tmp_path)
+    report = Tuner("cpu/host", "wrong", db=db, max_candidates=2, progress=False).tune([small("gru")])
+    trials = report.layers[0].trials
+    assert trials and all(t["status"] == FAILED and "IR interpreter" in t["reason"] for t in trials)
+    assert not report.ok and db.scan().entries == []
+    assert "no verified kernel" in report.text()
+
+
+def test_gpu_target_without_gpu_is_compile_only_and_estimated(tmp_path: Path) -> None:
+    db = tmp_db(tmp_path)
+    report = Tuner("nvidia/h100-sxm", "cuda", db=db, max_candidates=1, progress=False).tune([small("mingru")])
+    rec = report.layers[0].best
+    assert isinstance(rec, Record) and rec.estimated and rec.time_s is None and rec.estimate_s > 0
+    assert "knobs" in rec.resources
+    from rnnc.backends.cstyle.build import nvcc_path
+
+    if nvcc_path():  # resources come from ptxas when nvcc is installed (it is on the project's machines)
+        assert rec.resources["ptxas"]["arch"] == "sm_90" and rec.resources["ptxas"]["registers"] > 0
+
+
+def test_public_api_traces_a_model(tmp_path: Path) -> None:
+    from rnnc.kernels import CELLS
+
+    model = CELLS["elman"].load_module_class()(8, 32)
+    report = rnnc.tune(model, torch.randn(2, 5, 8), target="cpu/host", batch=2, seq_len=8, max_candidates=1,
+                       db=tmp_db(tmp_path))
+    assert report.ok and report.layers[0].label == "elman I=8 H=32 B=2 T=8"
+    assert callable(rnnc.tune) and rnnc.tune.Tuner is Tuner
+
+
+def test_impossible_pairings_fail_early_with_a_sentence() -> None:
+    from rnnc.errors import UnsupportedError, UserInputError
+
+    with pytest.raises(UnsupportedError, match="GPU"):
+        Tuner("nvidia/t4", "c")
+    with pytest.raises(UnsupportedError, match="arm64"):
+        Tuner("cpu/arm64-neon", "c")
+    with pytest.raises(UserInputError, match="cannot be tuned"):
+        Tuner("cpu/host", "onnx")
