@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "trace": ("rnnc.frontend", "trace"),
+    "compile": ("rnnc.api", "compile"),
     "Recurrent": ("rnnc.frontend", "Recurrent"),
     "Program": ("rnnc.ir", "Program"),
     "RnncError": ("rnnc.errors", "RnncError"),

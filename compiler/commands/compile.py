@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rnnc.commands._load import DTYPES as _DTYPES
-from rnnc.commands._load import MODEL_HELP, example_inputs, load_model
+from rnnc.commands._load import add_model_arguments, model_and_inputs
 from rnnc.errors import UnsupportedError
 
 
@@ -22,12 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Trace MODEL, lower each recurrent layer to a loop nest for TARGET, render it "
                                    "with BACKEND and write sources, built artifacts and manifest.json to OUTDIR. "
                                    "Load the result with rnnc.load(OUTDIR).")
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--input-shape", action="append", required=True, metavar="SHAPE",
-                   help="shape of one example input, e.g. 1,16,40; repeat once per input")
-    p.add_argument("--dtype", action="append", choices=_DTYPES, help="dtype of each input (default float32)")
-    p.add_argument("--target", default=None, help="target tag (see `rnnc targets`), default cpu/host for c")
-    p.add_argument("--backend", default="c", help="backend name, e.g. c or cuda (default c)")
+    add_model_arguments(p)
+    p.add_argument("--target", default="cpu/host",
+                   help="target tag or YAML file (see `rnnc targets`; default cpu/host)")
+    p.add_argument("--backend", default=None,
+                   help="backend name (c, cuda, tvm, ...); default: the best able backend for the target")
+    p.add_argument("--explain", action="store_true", help="say which backend was picked and why")
     p.add_argument("--batch", type=int, default=1, help="batch size the schedule is solved for (default 1)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -35,23 +34,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rnnc.api import choose_backend
     from rnnc.backends import get_backend
     from rnnc.frontend import trace
+    from rnnc.targets import get
 
-    backend = get_backend(args.backend)
+    model, inputs = model_and_inputs(args)
+    program = trace(model, inputs)
+    target = get(args.target)
+    choice = choose_backend(program, target, args.backend)
+    backend = get_backend(choice.backend)
     if not hasattr(backend, "compile"):
-        raise UnsupportedError(f"backend {args.backend!r} does not write compiled output directories")
-    model = load_model(args.model)
-    program = trace(model, example_inputs(args.input_shape, args.dtype))
-    target = args.target
-    ok, reason = backend.supports(program, target)
-    if not ok:
-        raise UnsupportedError(f"backend {args.backend} cannot compile this model: {reason}")
+        raise UnsupportedError(f"backend {choice.backend!r} does not write compiled output directories")
+    if args.explain:
+        print(choice.explain())
     manifest = backend.compile(program, target, args.output, batch=args.batch)
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         return 0
-    print(f"wrote {args.output} ({args.backend} for {manifest['target']}, program {manifest['program_hash'][:12]})")
+    print(f"wrote {args.output} ({choice.backend} for {manifest['target']}, program {manifest['program_hash'][:12]})")
     for key, layer in manifest["layers"].items():
         line = f"  {key}: {layer['path']} loop nest, knobs {layer['knobs']}"
         print(line)

@@ -51,6 +51,13 @@ class _CStyleBackend:
 
         return compile_to_dir(program, target, self.name, outdir, schedule, **kw)
 
+    def runnable(self, program: Any, target: Any, schedule: Any = None) -> Any:
+        """A callable running ``program`` in this process. CUDA kernels cannot launch without a GPU
+        loader yet, so both dialects run the C rendering of the same loop nest here."""
+        from rnnc.backends.cstyle.program import CompiledProgram
+
+        return CompiledProgram(program, target if self.name == "c" else None, schedule)
+
     def load(self, outdir: str) -> Any:
         from rnnc.backends.cstyle.artifact import load
 

@@ -134,11 +134,16 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
 
 
 def compile_to_dir(program: Program, target: Any, backend: str, outdir: str | Path, schedule: Any = None,
-                   archs: tuple[str, ...] = CUDA_ARCHS, batch: int = 1) -> dict[str, Any]:
-    """Write the output directory (module docstring) and return the manifest."""
+                   archs: tuple[str, ...] | None = None, batch: int = 1) -> dict[str, Any]:
+    """Write the output directory (module docstring) and return the manifest. By default cubins
+    are built for the target's own architecture first, then for the common data-centre ones."""
     if backend not in ("c", "cuda"):
         raise UserInputError(f"the C-style backends are 'c' and 'cuda', not {backend!r}")
     spec = _target(target, backend)
+    if archs is None:
+        gpu = getattr(spec, "gpu", None)
+        own = (f"sm_{gpu.compute_capability[0]}{gpu.compute_capability[1]}",) if gpu is not None else ()
+        archs = tuple(dict.fromkeys(own + CUDA_ARCHS))
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     layers: dict[str, Any] = {}

@@ -16,7 +16,7 @@ loop-nest node             C (gcc -O3 -march=native -fopenmp)   CUDA
 
 from __future__ import annotations
 
-from rnnc.backends.cstyle.render import CStyleRenderer
+from rnnc.backends.cstyle.render import CStyleRenderer, cid
 from rnnc.lower.loopnest import Buffer, Const, Loop, Var
 
 #: largest static shared memory per block; above it CUDA needs dynamic shared memory
@@ -38,7 +38,7 @@ class CDialect(CStyleRenderer):
         return [f"void {self.k.name}(const long* sc, void** bufs) {{"]
 
     def worker_loop(self, s: Loop) -> None:
-        extent = f"{s.extent.name}_a" if isinstance(s.extent, Var) else self.expr(s.extent)
+        extent = f"{cid(s.extent.name)}_a" if isinstance(s.extent, Var) else self.expr(s.extent)
         self.emit(f"#pragma omp parallel num_threads({extent})")
         self.emit("{")
         self.depth += 1
@@ -51,7 +51,7 @@ class CDialect(CStyleRenderer):
                 self.emit(f"const long {name} = {name}_a;")
         for b in (*self.k.args, *self.k.work):
             const = "" if b.writable else "const "
-            self.emit(f"{const}{self.ctype(b)}* __restrict__ {b.name} = {b.name}_a;")
+            self.emit(f"{const}{self.ctype(b)}* __restrict__ {cid(b.name)} = {cid(b.name)}_a;")
         self.depth -= 1
         self.block(s.body)
         self.emit("}")
@@ -62,7 +62,7 @@ class CDialect(CStyleRenderer):
             self.emit(f"const long {name}_a = sc[{i}];")
         for i, b in enumerate((*self.k.args, *self.k.work)):
             const = "" if b.writable else "const "
-            self.emit(f"{const}{self.ctype(b)}* {b.name}_a = ({const}{self.ctype(b)}*)bufs[{i}];")
+            self.emit(f"{const}{self.ctype(b)}* {cid(b.name)}_a = ({const}{self.ctype(b)}*)bufs[{i}];")
 
     def vector_loop(self, s: Loop) -> None:
         self.emit("#pragma omp simd")
@@ -75,7 +75,7 @@ class CDialect(CStyleRenderer):
 
     def alloc(self, b: Buffer) -> None:
         assert isinstance(b.size, Const)
-        self.emit(f"{self.ctype(b)} {b.name}[{int(b.size.value)}] __attribute__((aligned(64)));")
+        self.emit(f"{self.ctype(b)} {cid(b.name)}[{int(b.size.value)}] __attribute__((aligned(64)));")
 
 
 class CudaDialect(CStyleRenderer):
@@ -138,9 +138,9 @@ class CudaDialect(CStyleRenderer):
     def alloc(self, b: Buffer) -> None:
         n = int(b.size.value)
         if not self.dynamic:
-            self.emit(f"__shared__ __align__(16) {self.ctype(b)} {b.name}[{n}];")
+            self.emit(f"__shared__ __align__(16) {self.ctype(b)} {cid(b.name)}[{n}];")
             return
         if self._dyn_offset == 0 and "extern __shared__" not in "\n".join(self.lines):
             self.emit("extern __shared__ __align__(16) unsigned char rn_smem[];")
-        self.emit(f"{self.ctype(b)}* {b.name} = ({self.ctype(b)}*)(rn_smem + {self._dyn_offset});")
+        self.emit(f"{self.ctype(b)}* {cid(b.name)} = ({self.ctype(b)}*)(rn_smem + {self._dyn_offset});")
         self._dyn_offset += (self.local_bytes[b.name] + 15) // 16 * 16

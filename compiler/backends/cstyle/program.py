@@ -7,6 +7,7 @@ Program's signature, plus ``stream(batch)`` for real-time stepping of single-rnn
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,9 @@ def build_kernel(kernel: Kernel) -> LayerBuild:
 
 def layer_key(cell: Cell) -> str:
     """How builds and manifests name a layer kernel: cell kind and structural hash."""
-    return f"{cell.kind}_{cell_hash(cell)[:12]}"
+    # kinds of user cells look like "user:MyCell"; symbol and file names need [A-Za-z0-9_]
+    kind = re.sub(r"\W", "_", cell.kind)
+    return f"{kind}_{cell_hash(cell)[:12]}"
 
 
 class CompiledProgram:
@@ -74,7 +77,9 @@ class CompiledProgram:
             for cell in cells:
                 key = layer_key(cell)
                 if key not in self.builds:
-                    self.builds[key] = build_cell_kernel(cell, target, schedule, force_generic)
+                    # one Schedule for every layer, or a mapping layer key -> Schedule (tuned per layer)
+                    sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
+                    self.builds[key] = build_cell_kernel(cell, target, sched, force_generic)
                 b = self.builds[key]
                 row = []
                 for _d in range(dirs):

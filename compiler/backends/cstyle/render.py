@@ -11,6 +11,8 @@ nest.
 from __future__ import annotations
 
 import math
+import re
+import zlib
 
 from rnnc.lower.loopnest import (
     Alloc,
@@ -49,6 +51,13 @@ _CALLS = {"sigmoid": "rn_sigmoid({})", "tanh": "tanhf({})", "exp": "expf({})", "
           "softplus": "rn_softplus({})", "relu": "fmaxf({}, 0.0f)", "abs": "fabsf({})", "sqrt": "sqrtf({})",
           "silu": "rn_silu({})", "gelu": "rn_gelu({})", "logsigmoid": "rn_logsigmoid({})",
           "reciprocal": "(1.0f / {})", "cos": "cosf({})", "sin": "sinf({})", "neg": "(-{})"}
+
+
+def cid(name: str) -> str:
+    """A C identifier for an IR name: user cells bring names like ``w.weight``; a changed name gets
+    a short checksum so two names that differ only in punctuation stay distinct."""
+    safe = re.sub(r"\W", "_", name)
+    return safe if safe == name else f"{safe}_{zlib.crc32(name.encode()) & 0xFFFF:04x}"
 
 
 class CStyleRenderer:
@@ -91,12 +100,12 @@ class CStyleRenderer:
                 return f"{v!r}f" if "e" in repr(v) or "." in repr(v) else f"{v}.0f"
             return str(int(e.value))
         if isinstance(e, Var):
-            return e.name
+            return cid(e.name)
         if isinstance(e, Ref):
-            return e.name
+            return cid(e.name)
         if isinstance(e, Load):
             b = self.bufs[e.buf]
-            return self.widen(b, f"{e.buf}[{self.expr(e.index)}]")
+            return self.widen(b, f"{cid(e.buf)}[{self.expr(e.index)}]")
         if isinstance(e, Bin):
             a, b = self.expr(e.a), self.expr(e.b)
             if e.op in _INT_OPS:
@@ -138,17 +147,17 @@ class CStyleRenderer:
                 self.emit("}")
         elif isinstance(s, Store):
             b = self.bufs[s.buf]
-            target = f"{s.buf}[{self.expr(s.index)}]"
+            target = f"{cid(s.buf)}[{self.expr(s.index)}]"
             if s.accumulate:
                 self.emit(f"{target} = {self.narrow(b, f'{self.widen(b, target)} + {self.expr(s.value)}')};")
             else:
                 self.emit(f"{target} = {self.narrow(b, self.expr(s.value))};")
         elif isinstance(s, Let):
             if s.name in self.scopes[-1] and not s.is_int:
-                self.emit(f"{s.name} = {self.expr(s.value)};")
+                self.emit(f"{cid(s.name)} = {self.expr(s.value)};")
             else:
                 self.scopes[-1].add(s.name)
-                self.emit(f"{'const ' + self.index if s.is_int else 'float'} {s.name} = {self.expr(s.value)};")
+                self.emit(f"{'const ' + self.index if s.is_int else 'float'} {cid(s.name)} = {self.expr(s.value)};")
         elif isinstance(s, If):
             self.emit(f"if ({self.expr(s.cond)}) {{")
             self.block(s.body)
@@ -197,7 +206,7 @@ class CStyleRenderer:
             self.emit(f"const {self.index} {name} = ({self.index})sc[{i}];")
         for i, b in enumerate((*self.k.args, *self.k.work)):
             const = "" if b.writable else "const "
-            self.emit(f"{const}{self.ctype(b)}* __restrict__ {b.name} = ({const}{self.ctype(b)}*)bufs[{i}];")
+            self.emit(f"{const}{self.ctype(b)}* __restrict__ {cid(b.name)} = ({const}{self.ctype(b)}*)bufs[{i}];")
         self.emit("(void)B; (void)T; (void)W; (void)reverse; (void)has_len; (void)xs_t; (void)xs_b; "
                   "(void)ys_t; (void)ys_b; (void)y_off;")
 

@@ -1,0 +1,149 @@
+"""``rnnc.compile``: trace, schedule (tuning database first, solver otherwise), render, build,
+and hand back a module with the original call signature.
+
+Backend choice is data, not dispatch: for a target kind there is a preference order, and each
+registered backend answers ``supports(program, target)``; the first that says yes wins and the
+reasons of the others are kept, so ``explain`` can say which backend was picked and why.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rnnc.errors import UnsupportedError, UserInputError
+
+#: Backends that can *run* compiled layers in this process, best first, per target kind.
+#: A GPU target's kernels run their C-dialect twin on the CPU when no GPU is present.
+PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("c", "tvm"), "gpu": ("cuda", "c")}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which backend was picked for which target, and why the others were not."""
+
+    backend: str
+    target: str
+    reasons: tuple[tuple[str, str], ...] = ()
+    schedules: tuple[tuple[str, str], ...] = field(default=())  # layer key -> "tuned record" | "solver"
+    note: str = ""
+
+    def explain(self) -> str:
+        lines = [f"backend {self.backend} for {self.target}" + (f" ({self.note})" if self.note else "")]
+        lines += [f"  skipped {name}: {why}" for name, why in self.reasons]
+        lines += [f"  layer {key}: schedule from {src}" for key, src in self.schedules]
+        return "\n".join(lines)
+
+
+def _target_kind(target: Any) -> str:
+    return "gpu" if getattr(target, "gpu", None) is not None else "cpu"
+
+
+def choose_backend(program: Any, target: Any, backend: str | None = None) -> Choice:
+    """The backend to use: ``backend`` if given and able, else the first able one by preference."""
+    from rnnc.backends import get_backend
+
+    names = (backend,) if backend else PREFERENCE[_target_kind(target)]
+    reasons: list[tuple[str, str]] = []
+    for name in names:
+        try:
+            ok, why = get_backend(name).supports(program, target)
+        except UserInputError as exc:  # backend not installed / registered
+            ok, why = False, str(exc)
+        if ok:
+            return Choice(name, target.tag, tuple(reasons))
+        reasons.append((name, why))
+    detail = "; ".join(f"{n}: {w}" for n, w in reasons)
+    raise UnsupportedError(f"no backend can compile this model for {target.tag} ({detail})")
+
+
+def _tuned_schedules(program: Any, target: Any, backend: str, batch: int) -> tuple[dict[str, Any], list]:
+    """Per-layer Schedules found in the tuning database (layer key -> Schedule)."""
+    from rnnc.backends.cstyle.program import layer_key
+    from rnnc.tune import lookup_schedule
+
+    found: dict[str, Any] = {}
+    sources: list[tuple[str, str]] = []
+    for node in program.rnn_nodes():
+        for cell in node.attr("cells"):
+            key = layer_key(cell)
+            if key in found or key in dict(sources):
+                continue
+            sched = lookup_schedule(cell, target.tag, backend, batch=batch)
+            if sched is not None:
+                found[key] = sched
+            sources.append((key, "tuned record" if sched is not None else "solver"))
+    return found, sources
+
+
+class CompiledModule(torch.nn.Module):
+    """The compiled model: same call signature as the traced one; recurrent layers run as
+    compiled kernels, the rest through the IR interpreter's torch ops."""
+
+    def __init__(self, program: Any, runner: Any, choice: Choice) -> None:
+        super().__init__()
+        self.program = program
+        self.runner = runner
+        self.choice = choice
+
+    def forward(self, *inputs: Any) -> Any:
+        return self.runner(*inputs)
+
+    def explain(self) -> str:
+        return self.choice.explain()
+
+    def stream(self, batch: int = 1) -> Any:
+        """Streaming step API (``step(x_t) -> y_t``, state preallocated), where the backend has one."""
+        if not hasattr(self.runner, "stream"):
+            raise UnsupportedError(f"backend {self.choice.backend} has no streaming step API")
+        return self.runner.stream(batch)
+
+
+def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str | Any = "cpu/host",
+            backend: str | None = None, *, batch: int | None = None, use_db: bool = True) -> CompiledModule:
+    """Compile ``model`` (an ``nn.Module``, TorchScript module or ``Program``) for ``target``.
+
+    ``backend=None`` picks the best able backend (see :data:`PREFERENCE`); the module's
+    ``explain()`` says which and why.  Schedules come from the tuning database when it has a
+    verified record for the layer, target and backend, and from the solver otherwise.
+    """
+    from rnnc.frontend import trace
+    from rnnc.ir import Program
+    from rnnc.targets import get
+
+    if isinstance(model, Program):
+        program = model
+    else:
+        if example_inputs is None:
+            raise UserInputError("rnnc.compile needs example_inputs to trace a torch model")
+        program = trace(model, tuple(example_inputs))
+    tgt = get(target) if isinstance(target, str) else target
+    choice = choose_backend(program, tgt, backend)
+    if batch is None:
+        batch = int(example_inputs[0].shape[0]) if example_inputs else 1
+    schedules: dict[str, Any] = {}
+    sources: list[tuple[str, str]] = []
+    if use_db:
+        try:
+            schedules, sources = _tuned_schedules(program, tgt, choice.backend, batch)
+        except Exception as exc:  # the database is an accelerator, never a reason to fail
+            warnings.warn(f"tuning database not used: {type(exc).__name__}: {exc}", stacklevel=2)
+    note = ""
+    if _target_kind(tgt) == "gpu" and not torch.cuda.is_available():
+        note = "no GPU here: the kernels' C-dialect twin runs on this CPU"
+    choice = Choice(choice.backend, choice.target, choice.reasons, tuple(sources), note)
+    runner = _runner(program, tgt, choice.backend, schedules or None)
+    return CompiledModule(program, runner, choice)
+
+
+def _runner(program: Any, target: Any, backend: str, schedules: dict[str, Any] | None) -> Any:
+    from rnnc.backends import get_backend
+
+    b = get_backend(backend)
+    if not hasattr(b, "runnable"):
+        raise UnsupportedError(f"backend {backend} cannot run in this process")
+    return b.runnable(program, target, schedules)

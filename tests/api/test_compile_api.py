@@ -1,0 +1,117 @@
+"""``rnnc.compile`` end to end on the CPU: torch layers, every rnnc cell, a user cell, Silero VAD;
+save -> load round trip; backend choice explained; unsupported layers named."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnnc
+from rnnc.errors import UnsupportedError
+from rnnc.kernels import CELLS
+from rnnc.tolerances import assert_close
+
+
+def _check(model: torch.nn.Module, x_trace: torch.Tensor, x_run: torch.Tensor) -> rnnc.api.CompiledModule:
+    compiled = rnnc.compile(model, (x_trace,), target="cpu/host")
+    assert isinstance(compiled, torch.nn.Module)
+    with torch.no_grad():
+        ref = model(x_run)
+    got = compiled(x_run)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    got = got if isinstance(got, tuple) else (got,)
+    flat_ref = [r for item in ref for r in (item if isinstance(item, tuple) else (item,))]
+    assert len(got) == len(flat_ref)
+    for g, r in zip(got, flat_ref, strict=True):
+        assert_close(g, r, backend="c")
+    return compiled
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.nn.LSTM(6, 16, num_layers=2, bidirectional=True, batch_first=True),
+    lambda: torch.nn.GRU(6, 16, batch_first=True),
+    lambda: torch.nn.RNN(6, 16, nonlinearity="relu", batch_first=True),
+], ids=["lstm2bi", "gru", "elman_relu"])
+def test_compile_torch_layers(make):
+    torch.manual_seed(0)
+    compiled = _check(make().eval(), torch.randn(2, 5, 6), torch.randn(3, 9, 6))
+    assert compiled.choice.backend == "c" and "backend c for cpu/host" in compiled.explain()
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_compile_every_rnnc_cell(name):
+    torch.manual_seed(0)
+    _check(CELLS[name].load_module_class()(6, 16).eval(), torch.randn(2, 5, 6), torch.randn(3, 9, 6))
+
+
+class _LeakyCell(torch.nn.Module):
+    """A user-written cell: h' = 0.5 h + tanh(W x + U h)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Linear(6, 12)
+        self.u = torch.nn.Linear(12, 12, bias=False)
+
+    def forward(self, x, h):
+        h2 = 0.5 * h + torch.tanh(self.w(x) + self.u(h))
+        return h2, h2
+
+
+def test_compile_user_cell():
+    torch.manual_seed(0)
+    model = rnnc.Recurrent(_LeakyCell(), [(12,)], input_size=6).eval()
+    _check(model, torch.randn(2, 5, 6), torch.randn(3, 9, 6))
+
+
+def test_compile_silero_on_speech():
+    from rnnc.data import speech_sample
+    from rnnc.frontend.silero import CHUNK, CONTEXT, load_inner_model, stream
+
+    inner = load_inner_model()
+    compiled = rnnc.compile(inner, (torch.zeros(1, CONTEXT + CHUNK), torch.zeros(2, 1, 128)))
+    audio = torch.from_numpy(speech_sample()[0][: 16000 * 5])
+    with torch.no_grad():
+        ref = stream(lambda x, s: inner(x, s), audio)
+    assert_close(stream(lambda x, s: compiled(x, s), audio), ref, backend="c")
+
+
+def test_compile_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.GRU(6, 16, num_layers=2, batch_first=True).eval()
+    program = rnnc.trace(model, (torch.randn(1, 4, 6),))
+    from rnnc.backends import get_backend
+
+    manifest = get_backend("c").compile(program, "cpu/host", str(tmp_path / "out"))
+    assert manifest["program_hash"] == program.hash()
+    loaded = rnnc.load(str(tmp_path / "out"))
+    x = torch.randn(2, 13, 6)
+    with torch.no_grad():
+        ref = model(x)
+    for g, r in zip(loaded(x), ref, strict=True):
+        assert_close(g, r, backend="c")
+
+
+def test_gpu_target_explains_backend_choice():
+    torch.manual_seed(0)
+    model = torch.nn.GRU(6, 16, batch_first=True).eval()
+    compiled = rnnc.compile(model, (torch.randn(1, 4, 6),), target="nvidia/jetson-orin-nano")
+    text = compiled.explain()
+    assert compiled.choice.backend == "cuda" and "nvidia/jetson-orin-nano" in text
+    if not torch.cuda.is_available():
+        assert "C-dialect twin" in text
+    x = torch.randn(2, 7, 6)
+    with torch.no_grad():
+        assert_close(compiled(x)[0], model(x)[0], backend="c")
+
+
+def test_unsupported_layer_is_named():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    with pytest.raises(UnsupportedError, match="Conv2d") as exc:
+        rnnc.compile(model, (torch.randn(1, 1, 8, 8),))
+    assert "supported" in str(exc.value)
+
+
+def test_no_backend_fits_is_explained():
+    model = torch.nn.GRU(6, 16, batch_first=True).eval()
+    with pytest.raises(UnsupportedError, match="c: the C backend runs on CPUs"):
+        rnnc.compile(model, (torch.randn(1, 4, 6),), target="nvidia/t4", backend="c")
