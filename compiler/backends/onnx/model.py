@@ -76,6 +76,18 @@ def _reads(nodes: Sequence[onnx.NodeProto]) -> Counter[str]:
     return names
 
 
+def _domains(nodes: Sequence[onnx.NodeProto]) -> set[str]:
+    """Non-default op domains used by ``nodes`` or their bodies (``com.microsoft`` int4 kernels)."""
+    found: set[str] = set()
+    for node in nodes:
+        if node.domain not in ("", "ai.onnx"):
+            found.add(node.domain)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                found |= _domains(attr.g.node)
+    return found
+
+
 def _fold_output_identities(nodes: list[onnx.NodeProto], outputs: set[str], inputs: set[str]) -> None:
     """``v = Op(...); out = Identity(v)`` -> ``out = Op(...)`` (other readers of ``v`` read
     ``out``): the renderers name values after the IR, the graph outputs after the Program's
@@ -146,6 +158,7 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
                               producer_version=rnnc.__version__,
                               doc_string=f"rnnc export of {g.name} ({'streaming' if streaming else 'full'})")
     model.ir_version = helper.find_min_ir_version_for(opsets)
+    model.opset_import.extend(helper.make_opsetid(d, 1) for d in sorted(_domains(graph_proto.node)))
     helper.set_model_props(model, _metadata(program, opset, streaming, states, dims))
     if check:
         check_model(model)

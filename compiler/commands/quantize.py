@@ -1,0 +1,100 @@
+"""``rnnc quantize``: calibrate a model on sample inputs and write it quantized (integer ONNX or IR)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter
+
+from rnnc.commands._load import DTYPES, MODEL_HELP, example_inputs, load_model, select_submodule
+from rnnc.errors import UserInputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "quantize", help="post-training quantization with outlier handling (int8/int4, ONNX integer kernels)",
+        description="Run MODEL on the calibration inputs, record per-channel activation statistics (inside "
+                    "recurrent cells at every step), and write the model with int8/int4 weights. OUT ending in "
+                    ".onnx gets onnxruntime integer kernels (MatMulInteger/ConvInteger/MatMulNBits; GRU/LSTM as "
+                    "Scan); OUT ending in .pt gets the quantized IR (text + tensors, Program.parse to load).")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--submodule", metavar="PATH", help="quantize model.PATH (e.g. _model inside silero_vad.jit)")
+    p.add_argument("--calib", required=True, metavar="DIR_OR_NPZ",
+                   help="an .npz of input arrays named like the model's inputs (one batch), or a directory of "
+                        "them; inputs left out (initial states) are zeros")
+    p.add_argument("--scheme", default="w8a8", choices=("w8a8", "w8", "w4a8", "w4"),
+                   help="weight bits and whether activations are int8 (default w8a8)")
+    p.add_argument("--outliers", default="none", choices=("none", "keep", "smooth", "rotate", "clip"),
+                   help="activation outlier treatment: keep hot channels in float, SmoothQuant scale migration, "
+                        "Hadamard rotation, or percentile clipping (default none)")
+    p.add_argument("--threshold", type=float, default=8.0, help="keep: max/median channel ratio of an outlier")
+    p.add_argument("--alpha", type=float, default=0.5, help="smooth: migration strength in [0, 1]")
+    p.add_argument("--percentile", type=float, default=99.99, help="clip: percentile of |x| kept in range")
+    p.add_argument("--group", type=int, default=32, help="int4: inputs per scale group")
+    p.add_argument("--input-shape", action="append", metavar="SHAPE",
+                   help="shape of an example input to trace with (default: the first calibration batch)")
+    p.add_argument("--dtype", action="append", choices=DTYPES, help="dtype of each --input-shape input")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.onnx or OUT.pt")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.set_defaults(func=run)
+
+
+def _first_batch(calib: str) -> tuple:
+    """Example inputs to trace with: the first calibration batch, arrays in file order."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from rnnc.quant.data import load_path
+
+    arrays = [np.asarray(v) for v in load_path(Path(calib))[0].values()]
+    # numpy defaults to float64; models (and the calibration check) take float32
+    return tuple(torch.from_numpy(a.astype(np.float32) if a.dtype.kind == "f" else a) for a in arrays)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from rnnc.frontend import trace
+    from rnnc.quant import QuantConfig, quantize
+
+    QuantConfig(args.scheme, args.outliers, threshold=args.threshold, alpha=args.alpha, percentile=args.percentile,
+                group=args.group).check()  # a bad combination fails before any tracing or calibration
+    if args.model.endswith(".onnx"):
+        raise UserInputError(f"{args.model}: rnnc quantize reads the PyTorch model (.py, package.module:NAME or "
+                             f".jit), not ONNX; quantize the source model and it writes the integer ONNX")
+    if not args.output.endswith((".onnx", ".pt")):
+        raise UserInputError(f"output {args.output!r} must end in .onnx (integer ONNX) or .pt (quantized IR)")
+    if not os.path.exists(args.calib):
+        raise UserInputError(f"calibration data {args.calib} does not exist")
+    model = select_submodule(load_model(args.model), args.submodule)
+    examples = example_inputs(args.input_shape, args.dtype) if args.input_shape else _first_batch(args.calib)
+    program = trace(model, examples)
+    q = quantize(program, args.calib, args.scheme, args.outliers, threshold=args.threshold, alpha=args.alpha,
+                 percentile=args.percentile, group=args.group, progress=not args.json)
+    out: dict = {"path": args.output, **q.report.as_json()}
+    if args.output.endswith(".onnx"):
+        model_proto = q.export_onnx(args.output)
+
+        def ops(graph, c: Counter) -> Counter:
+            for n in graph.node:
+                c[n.op_type] += 1
+                for a in n.attribute:
+                    if a.type == a.GRAPH:
+                        ops(a.g, c)
+            return c
+
+        out["ops"] = dict(ops(model_proto.graph, Counter()))
+    else:
+        torch.save({"text": q.program.text(), "weights": dict(q.program.weights)}, args.output)
+    out["bytes"] = os.path.getsize(args.output)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(q.report.summary())
+    integer = {k: v for k, v in out.get("ops", {}).items() if k in (
+        "MatMulInteger", "ConvInteger", "MatMulNBits", "DynamicQuantizeLinear", "QuantizeLinear", "Scan")}
+    print(f"wrote {args.output} ({out['bytes'] / 1024:.1f} KiB)" + (f"; integer kernels: {integer}" if integer else ""))
+    return 0

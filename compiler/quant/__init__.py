@@ -1,0 +1,74 @@
+"""Outlier-aware post-training quantization of rnnc Programs (Mamba-PTQ style).
+
+``rnnc.quantize(model_or_program, calibration_data, scheme="w8a8", outliers="keep")`` runs the
+interpreter on the calibration data (``calibrate``), records per-channel statistics of every
+activation feeding a ``linear``/``conv1d`` (inside cells at every time step too), plans each
+site (``plan``: weights, outlier treatment) and rewrites the Program (``rewrite``) into
+``qlinear``/``qconv1d`` nodes that the interpreter runs and the ONNX backend renders with
+integer kernels (``rnnc.backends.onnx.quant_ops``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rnnc.errors import UserInputError
+from rnnc.ir import Program
+from rnnc.quant.calibrate import ChannelStats, Stats, calibrate
+from rnnc.quant.config import OUTLIERS, SCHEMES, QuantConfig, QuantReport, SiteReport
+from rnnc.quant.data import calibration_batches
+from rnnc.quant.rewrite import quantize_program
+
+
+@dataclass(frozen=True)
+class QuantizedModel:
+    """The quantized Program, what was done to each weight, and the calibration statistics."""
+
+    program: Program
+    report: QuantReport
+    stats: Stats
+
+    def run(self, *inputs: Any) -> Any:
+        """The quantized Program in the reference interpreter."""
+        return self.program.run(*inputs)
+
+    def export_onnx(self, path: Any = None, **kwargs: Any) -> Any:
+        """ONNX with integer kernels (see ``rnnc.export_onnx`` for the options)."""
+        from rnnc.backends.onnx import export_onnx
+
+        return export_onnx(self.program, None, path, **kwargs)
+
+
+def _as_program(model_or_program: Any, batches_source: Any, example_inputs: Any) -> Program:
+    if isinstance(model_or_program, Program):
+        return model_or_program
+    if example_inputs is None:
+        first = batches_source[0] if isinstance(batches_source, (list, tuple)) and batches_source else None
+        if first is None or isinstance(first, dict):
+            raise UserInputError("quantizing a torch model needs example_inputs to trace it with")
+        example_inputs = first if isinstance(first, (tuple, list)) else (first,)
+    from rnnc.frontend import trace
+
+    return trace(model_or_program, tuple(example_inputs))
+
+
+def quantize(model_or_program: Any, calibration_data: Any, scheme: str = "w8a8", outliers: str = "none", *,
+             example_inputs: Any = None, progress: bool = True, stats: Stats | None = None,
+             **options: Any) -> QuantizedModel:
+    """Calibrate and quantize.  ``options`` are :class:`QuantConfig` knobs (``threshold``,
+    ``max_fraction``, ``alpha``, ``percentile``, ``group``, ``skip``); passing ``stats`` from an
+    earlier run skips calibration (comparing treatments on one model calibrates once)."""
+    unknown = set(options) - {f for f in QuantConfig.__dataclass_fields__ if f not in ("scheme", "outliers")}
+    if unknown:
+        raise UserInputError(f"unknown quantization options {sorted(unknown)}")
+    cfg = QuantConfig(scheme, outliers, **options).check()
+    program = _as_program(model_or_program, calibration_data, example_inputs)
+    if stats is None:
+        stats = calibrate(program, calibration_batches(program, calibration_data), progress=progress)
+    qprogram, report = quantize_program(program, stats, cfg)
+    return QuantizedModel(qprogram, report, stats)
+
+
+__all__ = ["OUTLIERS", "SCHEMES", "ChannelStats", "QuantConfig", "QuantReport", "QuantizedModel", "SiteReport",
+           "calibrate", "calibration_batches", "quantize", "quantize_program"]

@@ -1,0 +1,124 @@
+"""What to quantize and how: the scheme, the outlier treatment, their knobs, and what came out.
+
+Kept apart from the rewrite so the CLI can validate a command line (and say what is wrong)
+before anything is loaded or calibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rnnc.errors import UserInputError
+
+#: scheme -> (weight bits, activations quantized)
+SCHEMES: dict[str, tuple[int, bool]] = {"w8a8": (8, True), "w8": (8, False), "w4a8": (4, True), "w4": (4, False)}
+OUTLIERS = ("none", "keep", "smooth", "rotate", "clip")
+#: treatments that act on quantized activations only (weight-only schemes have none to treat)
+_NEEDS_ACTS = ("keep", "smooth", "clip")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """A quantization recipe; :meth:`check` explains any invalid combination."""
+
+    scheme: str = "w8a8"
+    outliers: str = "none"
+    threshold: float = 8.0  # keep: channel max |x| / median channel max |x| above this is an outlier
+    max_fraction: float = 0.05  # keep: at most this fraction of a site's channels stays float
+    alpha: float = 0.5  # smooth: migration strength (0: none, 1: all onto the weights)
+    percentile: float = 99.99  # clip: activation range = this percentile of |x|
+    group: int = 32  # int4: inputs per scale group
+    skip: tuple[str, ...] = ()  # weight names or site names left in float
+    per_tensor: bool = False  # ablation: one weight scale per tensor (what naive int8 does)
+
+    def check(self) -> QuantConfig:
+        if self.scheme not in SCHEMES:
+            raise UserInputError(f"unknown quantization scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
+        if self.outliers not in OUTLIERS:
+            raise UserInputError(f"unknown outlier treatment {self.outliers!r}; choose one of {', '.join(OUTLIERS)}")
+        if self.outliers in _NEEDS_ACTS and not self.quant_acts:
+            raise UserInputError(f"--outliers {self.outliers} treats quantized activations, but scheme {self.scheme} "
+                                 f"keeps activations in float; use {self.scheme}a8 or --outliers none|rotate")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UserInputError(f"smoothing alpha must be in [0, 1], got {self.alpha}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise UserInputError(f"clip percentile must be in (50, 100], got {self.percentile}")
+        if self.threshold <= 1.0 or not 0.0 < self.max_fraction < 1.0:
+            raise UserInputError("outlier threshold must exceed 1 and max_fraction lie in (0, 1)")
+        if self.group < 16 or self.group & (self.group - 1):
+            raise UserInputError(f"int4 group size must be a power of two >= 16 (onnxruntime's block sizes), "
+                                 f"got {self.group}")
+        return self
+
+    @property
+    def wbits(self) -> int:
+        return SCHEMES[self.scheme][0]
+
+    @property
+    def quant_acts(self) -> bool:
+        return SCHEMES[self.scheme][1]
+
+    @property
+    def act(self) -> str:
+        """The ``act`` attribute of the quantized ops."""
+        if not self.quant_acts:
+            return "none"
+        return "static" if self.outliers == "clip" else "dynamic"
+
+    @property
+    def label(self) -> str:
+        return f"{self.scheme}/{self.outliers}"
+
+
+@dataclass
+class SiteReport:
+    """What happened to one weight at one site (per layer and direction inside rnn nodes)."""
+
+    site: str
+    op: str
+    weight: str
+    shape: tuple[int, ...]
+    bits: int
+    group: int
+    act: str
+    kept: tuple[int, ...] = ()
+    max_ratio: float = 0.0
+    smoothed: bool = False
+    rotated: bool = False
+    clip_scale: float | None = None
+    fp_bytes: int = 0
+    q_bytes: int = 0
+    note: str = ""
+
+
+@dataclass
+class QuantReport:
+    """Every site, and the totals a user asks about first (size before and after)."""
+
+    config: QuantConfig
+    sites: list[SiteReport] = field(default_factory=list)
+
+    @property
+    def fp_bytes(self) -> int:
+        return sum(s.fp_bytes for s in self.sites)
+
+    @property
+    def q_bytes(self) -> int:
+        return sum(s.q_bytes for s in self.sites)
+
+    def summary(self) -> str:
+        kept = sum(len(s.kept) for s in self.sites)
+        lines = [f"{self.config.label}: {len(self.sites)} weights quantized, {self.fp_bytes / 1024:.1f} KiB -> "
+                 f"{self.q_bytes / 1024:.1f} KiB of matmul weights, {kept} activation channels kept in float"]
+        for s in self.sites:
+            extra = [f"kept {list(s.kept)}" if s.kept else "", "smoothed" if s.smoothed else "",
+                     "rotated" if s.rotated else "", f"clip {s.clip_scale * 127:.3g}" if s.clip_scale else "", s.note]
+            lines.append(f"  {s.site:<28} {s.op:<7} {'x'.join(map(str, s.shape)):<12} int{s.bits}"
+                         f"{'/g' + str(s.group) if s.group else ''} act={s.act} max/median={s.max_ratio:.1f} "
+                         + " ".join(e for e in extra if e))
+        return "\n".join(lines)
+
+    def as_json(self) -> dict:
+        return {"scheme": self.config.scheme, "outliers": self.config.outliers, "fp_bytes": self.fp_bytes,
+                "q_bytes": self.q_bytes, "sites": [{**s.__dict__, "shape": list(s.shape), "kept": list(s.kept)}
+                                                   for s in self.sites]}

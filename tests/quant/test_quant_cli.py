@@ -1,0 +1,81 @@
+"""``rnnc quantize``: a model file and an .npz of calibration inputs in, integer ONNX or IR out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from quant_helpers import op_types
+
+from rnnc.cli import main
+from rnnc.ir import Program
+
+MODEL = '''
+import torch
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.gru = torch.nn.GRU(16, 32, batch_first=True)
+        self.head = torch.nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.head(self.gru(x)[0])
+
+model = Net
+'''
+
+
+@pytest.fixture()
+def files(tmp_path):
+    (tmp_path / "net.py").write_text(MODEL)
+    x = np.random.default_rng(0).standard_normal((6, 10, 16)).astype(np.float32)
+    x[..., 5] *= 60
+    np.savez(tmp_path / "calib.npz", x=x)
+    return tmp_path
+
+
+def test_quantize_to_integer_onnx(files, capsys):
+    out = files / "net.int8.onnx"
+    rc = main(["quantize", str(files / "net.py"), "--calib", str(files / "calib.npz"), "--outliers", "keep",
+               "-o", str(out), "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scheme"] == "w8a8" and report["ops"]["Scan"] == 1
+    assert [s["kept"] for s in report["sites"] if s["site"].endswith("l0.fwd/t0")] == [[5]]
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= op_types(onnx.load(str(out)).graph)
+
+
+def test_quantize_to_ir_and_directory_calibration(files, capsys):
+    (files / "calib_dir").mkdir()
+    for i in range(2):
+        np.savez(files / "calib_dir" / f"b{i}.npz", x=np.random.default_rng(i).standard_normal((3, 7, 16)))
+    out = files / "net.pt"
+    assert main(["quantize", str(files / "net.py"), "--calib", str(files / "calib_dir"), "--scheme", "w4a8",
+                 "-o", str(out)]) == 0
+    assert "w4a8/none" in capsys.readouterr().out
+    saved = torch.load(out, weights_only=False)
+    program = Program.parse(saved["text"], saved["weights"])
+    assert program.run(torch.randn(2, 5, 16)).shape == (2, 5, 4)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--scheme", "w8", "--outliers", "smooth"], "keeps activations in float"),
+    (["-o", "out.txt"], "must end in .onnx"),
+])
+def test_cli_errors_exit_2(files, capsys, extra, message):
+    argv = ["quantize", str(files / "net.py"), "--calib", str(files / "calib.npz"), "-o", str(files / "o.onnx"), *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_refuses_onnx_models_and_missing_calibration(files, capsys):
+    (files / "m.onnx").write_bytes(b"garbage")
+    assert main(["quantize", str(files / "m.onnx"), "--calib", str(files / "calib.npz"), "-o", "o.onnx"]) == 2
+    assert "not ONNX" in capsys.readouterr().err
+    assert main(["quantize", str(files / "net.py"), "--calib", str(files / "nope.npz"), "-o", "o.onnx"]) == 2
+    assert "does not exist" in capsys.readouterr().err
