@@ -28,8 +28,9 @@ def torch_dtype_arg(a: Any) -> torch.dtype | None:
 
 
 def _dims(args: tuple[Any, ...]) -> list[Any]:
-    """``f(x, 2, 3)`` and ``f(x, (2, 3))`` both give ``[2, 3]``."""
-    if len(args) == 1 and isinstance(args[0], (list, tuple, torch.Size)):
+    """``f(x, 2, 3)`` and ``f(x, (2, 3))`` both give ``[2, 3]``; TorchScript's ``aten::zeros(size,
+    dtype, layout, device, pin_memory)`` passes the size list followed by positional options."""
+    if args and isinstance(args[0], (list, tuple, torch.Size)):
         return list(args[0])
     return list(args)
 
