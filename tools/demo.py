@@ -148,6 +148,53 @@ def silero_onnx_demo() -> str:
             f"(max |diff| {max(diffs):.1e}); streaming step model {spath}")
 
 
+def silero_quant_demo() -> str:
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    import rnnc
+    from rnnc.data import silero_onnx_path, speech_frame_labels, speech_sample
+    from rnnc.frontend.silero import CHUNK, CONTEXT, trace_silero
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from quant_models import silero_flat_onnx  # the If-free 16 kHz graph ORT's quantizer can see
+
+    audio, rate = speech_sample()
+    program = trace_silero()
+    xs, states, state, ctx = [], [], torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
+    for start in range(0, 10 * rate - CHUNK + 1, CHUNK):  # calibrate on the first 10 s, real states
+        chunk = torch.from_numpy(audio[None, start:start + CHUNK])
+        xs.append(torch.cat([ctx, chunk], dim=1))
+        states.append(state)
+        _, state = program.run(xs[-1], state)
+        ctx = chunk[:, -CONTEXT:]
+    q = rnnc.quantize(program, [(torch.cat(xs), torch.cat(states, dim=1))], "w8a8", "keep", progress=False)
+    q_path = OUT / "silero_vad.w8a8.onnx"
+    q.export_onnx(q_path)
+    flat = silero_flat_onnx(silero_onnx_path(), OUT / "silero_flat.onnx")
+    naive = OUT / "silero_naive_int8.onnx"
+    quantize_dynamic(str(flat), str(naive), weight_type=QuantType.QInt8)
+
+    def frame_probs(path: Path, names: tuple[str, str]) -> np.ndarray:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        st, cx, probs = np.zeros((2, 1, 128), np.float32), np.zeros((1, CONTEXT), np.float32), []
+        for start in range(0, len(audio) - CHUNK + 1, CHUNK):
+            chunk = audio[None, start:start + CHUNK]
+            out = sess.run(None, {names[0]: np.concatenate([cx, chunk], 1), names[1]: st})
+            probs.append(out[0][0, 0])
+            st, cx = out[1], chunk[:, -CONTEXT:]
+        return np.array(probs)
+
+    fp = frame_probs(flat, ("input", "state"))
+    labels = speech_frame_labels(len(fp))
+    acc = {name: float(((frame_probs(path, names) > 0.5) == labels).mean()) for name, path, names in (
+        ("naive", naive, ("input", "state")), ("rnnc", q_path, ("x", "state")))}
+    return (f"frame accuracy fp32 {float(((fp > 0.5) == labels).mean()):.3f}, naive ORT dynamic int8 "
+            f"{acc['naive']:.3f}, rnnc w8a8 + outlier channels kept {acc['rnnc']:.3f} "
+            f"({q_path}, {q_path.stat().st_size / 1024:.0f} KiB)")
+
+
 def gpu_kernels_demo() -> str:
     import rnnc
     from rnnc.backends import get_backend
@@ -174,6 +221,7 @@ def main() -> int:
         step("trace + interpret Silero VAD on real speech", silero_demo),
         step("compile Silero VAD for this CPU", silero_compile_demo),
         step("export to ONNX (dynamic length, streaming)", silero_onnx_demo),
+        step("quantize Silero VAD (outlier-aware int8) vs naive int8", silero_quant_demo),
         step("solve + emit CUDA kernels for H100 and Jetson Orin Nano", gpu_kernels_demo),
     ]
     print(f"demo: {sum(ok)}/{len(ok)} steps ok; artifacts in {OUT}/")
