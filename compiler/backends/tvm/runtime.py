@@ -1,0 +1,100 @@
+"""Running a Program whose rnn layers are TVM functions: the callable ``rnnc.load`` returns.
+
+The non-recurrent nodes of the graph run through the IR's own torch semantics (``OPS``); each
+``rnn`` node runs its layers' compiled functions through the TVM runtime, passing torch tensors
+by DLPack (no copies), in the layout ``layer.py`` documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rnnc.backends.tvm.build import LayerFn
+from rnnc.backends.tvm.layer import pack_weight, packed_tiles
+from rnnc.errors import UserInputError
+from rnnc.ir.graph import Node, Program
+from rnnc.ir.ops import OPS
+from rnnc.ir.rnn import rnn_layout
+
+
+class TvmProgram:
+    """A Program whose recurrent layers run as compiled TVM functions on this CPU."""
+
+    def __init__(self, program: Program, executable: Any, layers: Sequence[LayerFn]) -> None:
+        self.program = program
+        self.executable = executable
+        self.layers = {(f.node, f.layer, f.direction): f for f in layers}
+        self._packed: dict[tuple[int, int, int], Any] = {}
+
+    def _fn(self, name: str) -> Any:
+        return self.executable[name]
+
+    def __call__(self, *inputs: Any) -> Any:
+        import torch
+
+        g = self.program.graph
+        if len(inputs) != len(g.inputs):
+            raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
+        values: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
+        values.update(self.program.weights)
+        rnn_index = 0
+        with torch.no_grad():
+            for node in g.nodes:
+                args = [values[i] if i else None for i in node.inputs]
+                if node.op == "rnn":
+                    outs = self._run_rnn(rnn_index, node, args)
+                    rnn_index += 1
+                else:
+                    op = OPS[node.op]
+                    while args and args[-1] is None and len(args) > op.min_inputs:
+                        args.pop()
+                    outs = op.evaluate(args, node.attr_dict)
+                values.update(zip(node.outputs, outs, strict=True))
+        res = tuple(values[v] for _, v in g.outputs)
+        return res[0] if len(res) == 1 else res
+
+    def _weight(self, tensor: Any, jt: int | None) -> Any:
+        """The argument for one weight: as is, or packed in tiles of ``jt`` (cached per tensor)."""
+        if jt is None:
+            return tensor.contiguous()
+        key = (tensor.data_ptr(), id(tensor), jt)
+        if key not in self._packed:
+            self._packed[key] = (tensor, pack_weight(tensor, jt))
+        return self._packed[key][1]
+
+    def _run_rnn(self, index: int, node: Node, args: list[Any]) -> tuple[Any, ...]:
+        import torch
+
+        attrs = node.attr_dict
+        cells, dirs, _ = rnn_layout(attrs)
+        x, lengths = args[0], args[1]
+        n_states = len(cells[0].states)
+        inits, weights = args[2:2 + n_states], args[2 + n_states:]
+        layer_in = (x.transpose(0, 1) if attrs["batch_first"] else x).float().contiguous()
+        steps, batch = layer_in.shape[0], layer_in.shape[1]
+        lens = (lengths.to(torch.int64).contiguous() if lengths is not None
+                else torch.full((batch,), steps, dtype=torch.int64))
+        finals: list[list[Any]] = [[] for _ in range(n_states)]
+        at = 0
+        for k, cell in enumerate(cells):
+            y = torch.zeros((steps, batch, dirs * cell.output_size), dtype=layer_in.dtype)
+            for d in range(dirs):
+                f = self.layers[(index, k, d)]
+                params = dict(zip(cell.param_names, weights[at:at + len(cell.param_names)], strict=True))
+                at += len(cell.param_names)
+                bufs = []
+                for i, s in enumerate(cell.states):
+                    buf = torch.zeros((2, batch, *s.shape), dtype=torch.float32)
+                    if inits[i] is not None:
+                        buf[0] = inits[i][k * dirs + d]
+                    bufs.append(buf)
+                tiles = packed_tiles(f.plan, f.knobs)
+                packed = [self._weight(params[p], tiles.get(p)) for p in cell.param_names]
+                if steps:
+                    self._fn(f.name)(layer_in, y, lens, *bufs, *packed)
+                for i, buf in enumerate(bufs):
+                    finals[i].append(buf[steps % 2].clone())
+            layer_in = y
+        out = layer_in.transpose(0, 1) if attrs["batch_first"] else layer_in
+        return (out.contiguous(), *(torch.stack(f, 0) for f in finals))
