@@ -115,3 +115,19 @@ def test_no_backend_fits_is_explained():
     model = torch.nn.GRU(6, 16, batch_first=True).eval()
     with pytest.raises(UnsupportedError, match="c: the C backend runs on CPUs"):
         rnnc.compile(model, (torch.randn(1, 4, 6),), target="nvidia/t4", backend="c")
+
+
+def test_compile_uses_a_tuned_record_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNC_DB", str(tmp_path / "db"))
+    torch.manual_seed(0)
+    model = torch.nn.GRU(6, 16, batch_first=True).eval()
+    x = torch.randn(2, 5, 6)
+    before = rnnc.compile(model, (x,), target="cpu/host")
+    assert "schedule from solver" in before.explain()
+    report = rnnc.tune(model, (x,), target="cpu/host", backend="c", batch=2, seq_len=8, max_candidates=2)
+    assert report.ok
+    after = rnnc.compile(model, (x,), target="cpu/host")
+    assert "schedule from tuned record" in after.explain()
+    x_run = torch.randn(2, 11, 6)
+    with torch.no_grad():
+        assert_close(after(x_run)[0], model(x_run)[0], backend="c")
