@@ -1,0 +1,245 @@
+"""Render one Triton kernel per cell from its :class:`~rnnc.backends.triton.plan.LoopPlan`.
+
+The kernel runs a whole layer (all ``T`` steps) in one launch: one program per batch tile owns
+every hidden unit, so the step-to-step dependency never leaves the program and no grid sync is
+needed.  Before the loop it loads the recurrent weights as ``[piece, piece]`` tiles and keeps
+them resident (registers, spilling to shared memory at the compiler's discretion); in the loop
+it reads the hoisted input projection of step ``t``, evaluates the loop nodes tile by tile and
+writes ``y[t]``.  Every loop value is a list of ``[BB, SP]`` tiles (``SP`` = ``piece`` rounded
+up to a power of two, padded lanes masked); the op table below is the only place that knows
+what an IR op means in Triton, following ``rnnc.ir.ops`` (torch semantics).
+
+Recurrent products are ``sum(h[:, None, :] * W[None, :, :], axis=2)`` in fp32: exact enough
+for the fp32 tolerance and legal for any batch tile (``tl.dot`` needs 16 rows).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from rnnc.backends.triton.plan import LoopPlan
+
+_UNARY: dict[str, Callable[[str], str]] = {
+    "neg": lambda a: f"(-{a})",
+    "sigmoid": lambda a: f"tl.sigmoid({a})",
+    # tanh through sigmoid: core tl has no tanh that both the interpreter and PTX accept
+    "tanh": lambda a: f"(2.0 * tl.sigmoid(2.0 * {a}) - 1.0)",
+    "exp": lambda a: f"tl.exp({a})",
+    "log": lambda a: f"tl.log({a})",
+    "softplus": lambda a: f"tl.where({a} > 20.0, {a}, tl.log(1.0 + tl.exp(tl.minimum({a}, 20.0))))",
+    "relu": lambda a: f"tl.maximum({a}, 0.0)",
+    "abs": lambda a: f"tl.abs({a})",
+    "sqrt": lambda a: f"tl.sqrt({a})",
+    "silu": lambda a: f"({a} * tl.sigmoid({a}))",
+    "logsigmoid": lambda a: f"(tl.minimum({a}, 0.0) - tl.log(1.0 + tl.exp(-tl.abs({a}))))",
+    "reciprocal": lambda a: f"(1.0 / {a})",
+    "cos": lambda a: f"tl.cos({a})",
+    "sin": lambda a: f"tl.sin({a})",
+}
+_BINARY: dict[str, Callable[[str, str], str]] = {
+    "add": lambda a, b: f"({a} + {b})",
+    "sub": lambda a, b: f"({a} - {b})",
+    "mul": lambda a, b: f"({a} * {b})",
+    "div": lambda a, b: f"({a} / {b})",
+    "max": lambda a, b: f"tl.maximum({a}, {b})",
+    "min": lambda a, b: f"tl.minimum({a}, {b})",
+    "gt": lambda a, b: f"({a} > {b})",
+    "lt": lambda a, b: f"({a} < {b})",
+}
+
+KERNEL_NAME = "rnnc_layer"
+
+
+def ident(name: str) -> str:
+    """A Python identifier for an IR value name."""
+    return "v_" + re.sub(r"\W", "_", name)
+
+
+def pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+class _Emitter:
+    """Builds the kernel body; ``tiles`` maps an IR value to its tile expressions."""
+
+    def __init__(self, plan: LoopPlan) -> None:
+        self.plan = plan
+        self.lines: list[str] = []
+        self.tiles: dict[str, list[str]] = {}
+        self.types = plan.cell.step.value_types()
+
+    def emit(self, line: str, depth: int = 1) -> None:
+        self.lines.append("    " * depth + line)
+
+    def n_tiles(self, name: str) -> int:
+        return self.plan.widths[name] // self.plan.piece
+
+    def feature_offsets(self, k: int) -> str:
+        return f"({k * self.plan.piece} + cols)"
+
+    # ----------------------------------------------------------------- loads
+    def load_rows(self, name: str, row_expr: str, depth: int) -> None:
+        """Tiles of a [rows, F] tensor (states, stepped inputs), as fp32."""
+        width, tiles = self.plan.widths[name], []
+        for k in range(self.n_tiles(name)):
+            var = f"{ident(name)}_{k}"
+            self.emit(f"{var} = tl.load({ident(name)}_ptr + ({row_expr})[:, None] * {width} + "
+                      f"{self.feature_offsets(k)}[None, :], mask=m2, other=0.0).to(tl.float32)", depth)
+            tiles.append(var)
+        self.tiles[name] = tiles
+
+    def load_invariant(self, name: str) -> None:
+        """A [F] vector as [1, SP] tiles, or a [N, K] weight as [SP, SP] tiles ``W_j_k``."""
+        shape = self.types[name].shape
+        p = self.plan.piece
+        if len(shape) == 1:
+            tiles = []
+            for k in range(self.n_tiles(name)):
+                var = f"{ident(name)}_{k}"
+                self.emit(f"{var} = tl.load({ident(name)}_ptr + {self.feature_offsets(k)}, mask=cmask, "
+                          "other=0.0).to(tl.float32)[None, :]")
+                tiles.append(var)
+            self.tiles[name] = tiles
+            return
+        n_out, n_in = shape[0] // p, shape[1] // p
+        for j in range(n_out):
+            for k in range(n_in):
+                self.emit(f"{ident(name)}_{j}_{k} = tl.load({ident(name)}_ptr + ({j * p} + wrows)[:, None] * "
+                          f"{shape[1]} + {self.feature_offsets(k)}[None, :], mask=wmask, other=0.0).to(tl.float32)")
+        self.tiles[name] = []  # read through weight_tile()
+
+    # ------------------------------------------------------------------- ops
+    def operand(self, name: str, k: int) -> str:
+        tiles = self.tiles[name]
+        return tiles[0] if len(tiles) == 1 and self.types[name].rank == 0 else tiles[k]
+
+    def node(self, node) -> None:  # noqa: ANN001 - rnnc.ir.graph.Node
+        op, a = node.op, node.attr_dict
+        ins = [i for i in node.inputs]
+        out = node.outputs
+        if op == "const":
+            self.tiles[out[0]] = [repr(float(a["value"]))]
+            return
+        if op == "split":
+            tiles, at = self.tiles[ins[0]], 0
+            for name, size in zip(out, a["sizes"], strict=True):
+                self.tiles[name] = tiles[at:at + size // self.plan.piece]
+                at += size // self.plan.piece
+            return
+        if op == "concat":
+            self.tiles[out[0]] = [t for i in ins for t in self.tiles[i]]
+            return
+        if op == "cast":
+            self.tiles[out[0]] = self.tiles[ins[0]]
+            return
+        if op == "linear":
+            self.linear(out[0], ins)
+            return
+        n = self.n_tiles(out[0]) if out[0] in self.plan.widths else 1
+        tiles = []
+        for k in range(n):
+            if op in _UNARY:
+                expr = _UNARY[op](self.operand(ins[0], k))
+            elif op in _BINARY:
+                expr = _BINARY[op](self.operand(ins[0], k), self.operand(ins[1], k))
+            elif op == "where":
+                expr = f"tl.where({', '.join(self.operand(i, k) for i in ins)})"
+            else:  # clamp
+                expr = self.operand(ins[0], k)
+                if a.get("min") is not None:
+                    expr = f"tl.maximum({expr}, {float(a['min'])!r})"
+                if a.get("max") is not None:
+                    expr = f"tl.minimum({expr}, {float(a['max'])!r})"
+            var = f"{ident(out[0])}_{k}"
+            self.emit(f"{var} = {expr}", 2)
+            tiles.append(var)
+        self.tiles[out[0]] = tiles
+
+    def linear(self, out: str, ins: list[str]) -> None:
+        """``out_j = sum_k x_k @ W_jk^T (+ b_j)`` with the resident weight tiles."""
+        x, w = ins[0], ins[1]
+        bias = ins[2] if len(ins) > 2 and ins[2] else None
+        tiles = []
+        for j in range(self.n_tiles(out)):
+            terms = [f"tl.sum({self.tiles[x][k]}[:, None, :] * {ident(w)}_{j}_{k}[None, :, :], axis=2)"
+                     for k in range(len(self.tiles[x]))]
+            if bias:
+                terms.append(self.tiles[bias][j])
+            var = f"{ident(out)}_{j}"
+            self.emit(f"{var} = " + " + ".join(terms), 2)
+            tiles.append(var)
+        self.tiles[out] = tiles
+
+    def store_rows(self, ptr: str, name: str, row_expr: str, depth: int, width: int) -> None:
+        for k, tile in enumerate(self.tiles[name]):
+            self.emit(f"tl.store({ptr} + ({row_expr})[:, None] * {width} + {self.feature_offsets(k)}[None, :], "
+                      f"{tile}, mask=m2)", depth)
+
+
+def render_kernel(plan: LoopPlan) -> str:
+    """Triton source of the fused layer kernel for ``plan`` (a module with one ``@triton.jit``)."""
+    cell = plan.cell
+    step = cell.step
+    states = step.input_names[1:]
+    outs = dict(step.outputs)
+    y_width = cell.output_size
+    e = _Emitter(plan)
+    args = [*(f"{ident(n)}_ptr" for n in (*plan.stepped, *plan.invariant, *states)),
+            "y_ptr", *(f"out_{ident(s)}_ptr" for s in states), "len_ptr", "B", "T",
+            "BB: tl.constexpr", "SP: tl.constexpr", "REVERSE: tl.constexpr", "HAS_LEN: tl.constexpr"]
+    e.emit("pid = tl.program_id(0)")
+    e.emit("rows = pid * BB + tl.arange(0, BB)")
+    e.emit("cols = tl.arange(0, SP)")
+    e.emit("wrows = tl.arange(0, SP)")
+    e.emit("rmask = rows < B")
+    e.emit(f"cmask = cols < {plan.piece}")
+    e.emit("m2 = rmask[:, None] & cmask[None, :]")
+    e.emit("wmask = cmask[:, None] & cmask[None, :]")
+    e.emit("# resident parameters (recurrent weight tiles, biases)")
+    for name in plan.invariant:
+        e.load_invariant(name)
+    e.emit("# initial states")
+    for s in states:
+        e.load_rows(s, "rows", 1)
+    e.emit("lens = tl.load(len_ptr + rows, mask=rmask, other=0) if HAS_LEN else rows")
+    e.emit("for i in range(0, T):")
+    e.emit("t = (T - 1 - i) if REVERSE else i", 2)
+    for name in plan.stepped:
+        e.load_rows(name, "t * B + rows", 2)
+    for node in plan.loop_nodes:
+        e.node(node)
+    e.emit("if HAS_LEN:", 2)
+    e.emit("live = (t < lens)[:, None]", 3)
+    new_states = {s: outs[s] for s in states}
+    y_name = outs[step.output_names[0]]
+    for s in states:
+        e.emit(f"{ident(s)}_next = " + ", ".join(
+            f"tl.where(live, {new}, {old})" for new, old in zip(e.tiles[new_states[s]], e.tiles[s], strict=True))
+            + ",", 3)
+    e.emit("y_tiles = " + ", ".join(f"tl.where(live, {t}, 0.0)" for t in e.tiles[y_name]) + ",", 3)
+    e.emit("else:", 2)
+    for s in states:
+        e.emit(f"{ident(s)}_next = " + ", ".join(e.tiles[new_states[s]]) + ",", 3)
+    e.emit("y_tiles = " + ", ".join(e.tiles[y_name]) + ",", 3)
+    e.tiles["__y"] = [f"y_tiles[{k}]" for k in range(len(e.tiles[y_name]))]
+    e.store_rows("y_ptr", "__y", "t * B + rows", 2, y_width)
+    for s in states:
+        e.emit(", ".join(e.tiles[s]) + f", = {ident(s)}_next", 2)
+    for s in states:
+        e.store_rows(f"out_{ident(s)}_ptr", s, "rows", 1, plan.widths[s])
+    header = [
+        f'"""Fused {cell.kind} layer kernel rendered by rnnc from the cell\'s IR step graph."""',
+        "import triton",
+        "import triton.language as tl",
+        "",
+        "",
+        "@triton.jit",
+        f"def {KERNEL_NAME}({', '.join(args)}):",
+    ]
+    return "\n".join(header + e.lines) + "\n"
+
+
+def kernel_args(plan: LoopPlan) -> list[str]:
+    """The IR value names bound to the kernel's leading pointer arguments, in order."""
+    return [*plan.stepped, *plan.invariant, *plan.cell.step.input_names[1:]]

@@ -1,0 +1,167 @@
+"""Load rendered kernels and run Programs with them.
+
+``@triton.jit`` reads its kernel's source with ``inspect``, so a rendered kernel must live in a
+real ``.py`` file: :func:`load_kernel` writes it under ``.cache/rnnc/triton/`` keyed by the hash
+of the source and imports it from there.  On a machine without a GPU the same kernels run under
+``TRITON_INTERPRET=1`` (set before triton is imported) on CPU tensors.
+
+:class:`TritonProgram` runs a whole Program: ``rnn`` nodes layer by layer and direction by
+direction, one kernel launch each (after the hoisted input projection, one torch evaluation of
+the pre-loop graph over all ``T * B`` rows); every other node through the IR's own evaluators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnnc.backends.triton.plan import LoopPlan, plan_cell
+from rnnc.backends.triton.render import KERNEL_NAME, kernel_args, pow2, render_kernel
+
+_MODULES: dict[str, Any] = {}
+
+
+def cache_dir() -> Path:
+    """Where rendered kernel files go (``RNNC_CACHE`` overrides the repo-local ``.cache``)."""
+    return Path(os.environ.get("RNNC_CACHE", ".cache/rnnc")) / "triton"
+
+
+def load_kernel(source: str, directory: Path | None = None) -> Any:
+    """The ``@triton.jit`` function of ``source``, imported from a file named by its hash."""
+    key = hashlib.sha256(source.encode()).hexdigest()[:20]
+    if key not in _MODULES:
+        folder = directory or cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"rnnc_{key}.py"
+        if not path.exists() or path.read_text() != source:
+            path.write_text(source)
+        spec = importlib.util.spec_from_file_location(f"rnnc_triton_{key}", path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        _MODULES[key] = module
+    return getattr(_MODULES[key], KERNEL_NAME)
+
+
+@dataclass(frozen=True)
+class LayerKernel:
+    """One cell's plan, kernel and launch configuration (batch tile, warps)."""
+
+    plan: LoopPlan
+    source: str
+    batch_tile: int
+    warps: int
+
+    @property
+    def kernel(self) -> Any:
+        return load_kernel(self.source)
+
+
+def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4) -> LayerKernel:
+    plan = plan_cell(cell)
+    return LayerKernel(plan, render_kernel(plan), pow2(max(1, batch_tile)), warps)
+
+
+def _device() -> str:
+    import torch
+
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    return "cuda" if torch.cuda.is_available() and not interpret else "cpu"
+
+
+def run_layer(lk: LayerKernel, x: Any, params: dict[str, Any], init: list[Any], lengths: Any,
+              reverse: bool) -> tuple[Any, list[Any]]:
+    """One (layer, direction): ``x`` is time-major ``[T, B, I]``; returns ``y [T, B, O]`` and the
+    final states ``[B, F]``."""
+    import torch
+
+    from rnnc.ir.interp import run_graph
+
+    plan = lk.plan
+    steps, batch = x.shape[0], x.shape[1]
+    pre = run_graph(plan.pre, {plan.cell.step.input_names[0]: x.reshape(steps * batch, -1), **params})
+    values = dict(zip([v for _, v in plan.pre.outputs], pre, strict=True))
+    values.update(params)
+    values.update(zip(plan.cell.step.input_names[1:], init, strict=True))
+    args = []
+    for name in kernel_args(plan):
+        v = values[name]
+        if name in plan.stepped:
+            v = v.reshape(steps, batch, -1)
+        args.append(v.float().contiguous())
+    y = torch.empty((steps, batch, plan.cell.output_size), dtype=torch.float32, device=x.device)
+    finals = [torch.empty((batch, *s.shape), dtype=torch.float32, device=x.device) for s in plan.cell.states]
+    lens = lengths.to(x.device).contiguous() if lengths is not None else torch.zeros(1, dtype=torch.int64,
+                                                                                      device=x.device)
+    if steps and batch:
+        grid = (-(-batch // lk.batch_tile),)
+        lk.kernel[grid](*args, y, *finals, lens, batch, steps, BB=lk.batch_tile, SP=pow2(plan.piece),
+                        REVERSE=reverse, HAS_LEN=lengths is not None, num_warps=lk.warps)
+    else:
+        finals = [a.clone() for a in args[-len(finals):]]
+    return y.to(x.dtype), [f.to(x.dtype) for f in finals]
+
+
+def run_rnn(kernels: list[LayerKernel], attrs: dict[str, Any], xs: list[Any]) -> tuple[Any, ...]:
+    """The ``rnn`` op (same inputs/outputs as ``rnnc.ir.rnn``) with one launch per layer and direction."""
+    import torch
+
+    from rnnc.ir.rnn import rnn_layout
+
+    cells, dirs, _ = rnn_layout(attrs)
+    x = xs[0].transpose(0, 1) if attrs["batch_first"] else xs[0]
+    lengths = xs[1]
+    n_states = len(cells[0].states)
+    batch = x.shape[1]
+    weights = list(xs[2 + n_states:])
+    finals: list[list[Any]] = [[] for _ in range(n_states)]
+    layer_in, w_at = x.contiguous(), 0
+    for k, cell in enumerate(cells):
+        outs = []
+        for d in range(dirs):
+            idx = k * dirs + d
+            params = dict(zip(cell.param_names, weights[w_at:w_at + len(cell.param_names)], strict=True))
+            w_at += len(cell.param_names)
+            init = [xs[2 + i][idx] if xs[2 + i] is not None else torch.zeros(
+                (batch, *s.shape), dtype=x.dtype, device=x.device) for i, s in enumerate(cell.states)]
+            y, fin = run_layer(kernels[k], layer_in, params, init, lengths, reverse=d == 1)
+            outs.append(y)
+            for i in range(n_states):
+                finals[i].append(fin[i])
+        layer_in = torch.cat(outs, dim=-1) if dirs > 1 else outs[0]
+    y = layer_in.transpose(0, 1) if attrs["batch_first"] else layer_in
+    return (y, *(torch.stack(f, dim=0) for f in finals))
+
+
+class TritonProgram:
+    """A callable Program whose ``rnn`` nodes run as fused Triton kernels (``kernels[node output]``)."""
+
+    def __init__(self, program: Any, kernels: dict[str, list[LayerKernel]]) -> None:
+        self.program = program
+        self.kernels = kernels
+
+    def __call__(self, *inputs: Any) -> Any:
+        import torch
+
+        from rnnc.ir.ops import OPS
+
+        device = _device()
+        graph = self.program.graph
+        values: dict[str, Any] = {name: torch.as_tensor(v).to(device) if v is not None else None
+                                  for (name, _), v in zip(graph.inputs, inputs, strict=False)}
+        values.update({k: v.to(device) for k, v in self.program.weights.items()})
+        for node in graph.nodes:
+            args = [values[i] if i else None for i in node.inputs]
+            if node.op == "rnn":
+                outs = run_rnn(self.kernels[node.outputs[0]], node.attr_dict, args)
+            else:
+                op = OPS[node.op]
+                while args and args[-1] is None and len(args) > op.min_inputs:
+                    args.pop()
+                outs = op.evaluate(args, node.attr_dict)
+            values.update(zip(node.outputs, outs, strict=True))
+        result = tuple(values[v] for _, v in graph.outputs)
+        return result[0] if len(result) == 1 else result
