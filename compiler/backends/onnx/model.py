@@ -109,6 +109,29 @@ def _fold_output_identities(nodes: list[onnx.NodeProto], outputs: set[str], inpu
                     reader.input[i] = out
 
 
+def _fold_squeeze_of_unsqueeze(nodes: list[onnx.NodeProto], outputs: set[str]) -> None:
+    """``u = Unsqueeze(v, axes); w = Squeeze(u, axes)`` -> ``w = Identity(v)``: a layer's final
+    state is written ``[1, B, H]`` and the model often selects it back to ``[B, H]``; in a one-step
+    streaming model every such node is paid on each call.  Only folds when both read the very same
+    axes constant, so the shapes provably round-trip."""
+    producers = {o: n for n in nodes for o in n.output}
+    for node in list(nodes):
+        if node.op_type != "Squeeze" or len(node.input) != 2:
+            continue
+        src = producers.get(node.input[0])
+        if src is None or src.op_type != "Unsqueeze" or len(src.input) != 2 or src.input[1] != node.input[1]:
+            continue
+        out, value = node.output[0], src.input[0]
+        if out in outputs:
+            nodes[nodes.index(node)] = helper.make_node("Identity", [value], [out], name=node.name)
+            continue
+        nodes.remove(node)  # an intermediate: its readers read the unsqueezed value's source directly
+        for reader in nodes:
+            for i, name in enumerate(reader.input):
+                if name == out:
+                    reader.input[i] = value
+
+
 def _metadata(program: Program, opset: int, streaming: bool, states: Sequence[StateIO],
               dims: dict[str, int]) -> dict[str, str]:
     cells = [c.kind for _, n in program.graph.walk() if n.op == "rnn" for c in cells_of(n)]
@@ -148,6 +171,7 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
             emitter.reserve(out_name)
             main.nodes.append(helper.make_node("Identity", [src], [out_name], name=f"n_{out_name}"))
         main.add_output(out_name, types[value])
+    _fold_squeeze_of_unsqueeze(main.nodes, set(g.output_names))
     _fold_output_identities(main.nodes, set(g.output_names), set(g.input_names))
     graph_proto = main.make(g.name)
     used = set(_reads(graph_proto.node))
