@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from rnnc.kernels import CELLS
 GRIDS = {
     "full": ((1, 16), (1, 128, 1024), (128, 256, 512, 1024)),
     "reduced": ((1, 16), (1, 128), (128, 512, 1024)),
+    "quick": ((1,), (1, 64), (128, 512)),  # `rnnc bench --quick`: two sizes on each plot axis
 }
 GATES = {"lstm": 4, "gru": 3}
 
@@ -160,6 +162,7 @@ def main() -> None:
     ap.add_argument("--cells", default="lstm,gru")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
     ap.add_argument("--out", help="also write the Markdown table here")
+    ap.add_argument("--json", help="also write every row (times in seconds) here, for `rnnc bench`'s plots")
     args = ap.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     bw = copy_bandwidth()
@@ -178,6 +181,9 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":

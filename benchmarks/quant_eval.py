@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -38,6 +39,8 @@ from rnnc.frontend.silero import CHUNK, CONTEXT, trace_silero  # noqa: E402
 TMP = Path(tempfile.mkdtemp(prefix="rnnc_quant_"))
 VARIANTS = [("w8a8", o) for o in ("none", "keep", "smooth", "rotate", "clip")] + [
     ("w8", "none"), ("w4a8", "none"), ("w4a8", "keep"), ("w4", "none"), ("w4", "rotate")]
+# accuracy vs ONNX size per model, one dict per table row, written by --json for `rnnc bench`'s plot
+RECORDS: list[dict] = []
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -125,6 +128,8 @@ def eval_silero(rows: list[str]) -> None:
     for label, probs, ms, size in results:
         acc = float(((probs > 0.5) == labels).mean())
         acc_h = float(((probs[held:] > 0.5) == labels[held:]).mean())
+        RECORDS.append({"model": "silero", "variant": label, "metric": "frame acc", "accuracy": acc,
+                        "size_kib": size / 1024, "ms": ms})
         rows.append(f"| {label} | {acc:.3f} | {auc(labels, probs):.3f} | {acc_h:.3f} | {size / 1024:.0f} KiB "
                     f"| {ms:.3f} | {base_ms / ms:.2f}x |")
     rows.append(f"\nfp32 rnnc export size {base_size / 1024:.0f} KiB (the Silero file holds the 8 kHz model too).")
@@ -146,6 +151,8 @@ def eval_g2p(rows: list[str]) -> None:
     fp_path = TMP / "g2p_fp32.onnx"
     rnnc.export_onnx(program, None, fp_path)
     fp_ms = _ort_ms(fp_path, (g, dec))
+    RECORDS.append({"model": "g2p", "variant": "fp32", "metric": "argmax agreement", "accuracy": 1.0,
+                    "size_kib": os.path.getsize(fp_path) / 1024, "ms": fp_ms})
     rows += ["", "### g2p-en GRU encoder/decoder (real weights, 20 words, 13 decoder steps)", "",
              "Grapheme ids use g2p-en's vocabulary order (<pad>, <unk>, </s>, a-z), which the checkpoint does "
              "not store; its 29-row embedding matches it.", "",
@@ -159,8 +166,11 @@ def eval_g2p(rows: list[str]) -> None:
         agree = float((out.argmax(-1) == ref.argmax(-1)).float().mean())
         path = TMP / f"g2p_{scheme}_{outliers}.onnx"
         q.export_onnx(path)
+        ms = _ort_ms(path, (g, dec))
+        RECORDS.append({"model": "g2p", "variant": f"rnnc {scheme} / {outliers}", "metric": "argmax agreement",
+                        "accuracy": agree, "size_kib": os.path.getsize(path) / 1024, "ms": ms})
         rows.append(f"| rnnc {scheme} / {outliers} | {agree:.3f} | {float((out - ref).abs().max()):.3f} | "
-                    f"{os.path.getsize(path) / 1024:.0f} KiB | {_ort_ms(path, (g, dec)):.2f} |")
+                    f"{os.path.getsize(path) / 1024:.0f} KiB | {ms:.2f} |")
 
 
 def _ort_ms(path: Path, inputs: tuple[torch.Tensor, ...], reps: int = 20) -> float:
@@ -225,6 +235,7 @@ def main() -> int:
     ap.add_argument("--only", choices=("silero", "g2p", "sktime"))
     ap.add_argument("--quick", action="store_true", help="sktime: JapaneseVowels only")
     ap.add_argument("--out", help="also write the Markdown here")
+    ap.add_argument("--json", help="also write accuracy/size records (Silero, g2p) here, for `rnnc bench`'s plot")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = [f"## Quantization (rnnc {rnnc.__version__}, onnxruntime {ort.__version__}, torch {torch.__version__})"]
@@ -237,6 +248,8 @@ def main() -> int:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(RECORDS, indent=1))
     return 0
 
 

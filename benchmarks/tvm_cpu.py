@@ -14,6 +14,7 @@ means TVM is faster), ``err``: max |TVM - eager| over the output.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 import torch
@@ -90,6 +91,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="threads for every system (0: all cores; 1 gives stable numbers on a loaded machine)")
     ap.add_argument("--out", help="also write the Markdown table here")
+    ap.add_argument("--json", help="also write every row (times in seconds) here, for `rnnc bench`'s plots")
     args = ap.parse_args()
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
@@ -110,6 +112,9 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":
