@@ -128,9 +128,16 @@ def _auto_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> li
         for s in node.inputs[2:2 + n_states]:
             if s:
                 batch.add(str(types[s].shape[1]))
+    # independent time axes (an encoder's and a decoder's inputs) get their own symbols, T, T1, ...:
+    # one shared symbol would claim at export time that their lengths are equal
+    time_names: dict[str, str] = {}
+    for p in probe:
+        for sym in p:
+            if sym in time and sym not in batch and sym not in time_names:
+                time_names[sym] = "T" if not time_names else f"T{len(time_names)}"
     out = []
     for p, s in zip(probe, static, strict=True):
-        out.append(tuple("B" if sym in batch else "T" if sym in time else n for sym, n in zip(p, s, strict=True)))
+        out.append(tuple("B" if sym in batch else time_names.get(sym, n) for sym, n in zip(p, s, strict=True)))
     return out
 
 
