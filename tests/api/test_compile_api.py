@@ -131,3 +131,27 @@ def test_compile_uses_a_tuned_record_first(tmp_path, monkeypatch):
     x_run = torch.randn(2, 11, 6)
     with torch.no_grad():
         assert_close(after(x_run)[0], model(x_run)[0], backend="c")
+
+
+@pytest.mark.parametrize("backend, target", [("c", "cpu/host"), ("cuda", "nvidia/h100-sxm"),
+                                             ("tvm", "cpu/host"), ("onnx", "cpu/host")])
+def test_one_manifest_format_for_every_backend(tmp_path, backend, target):
+    """``rnnc compile --backend X -o OUT`` then ``rnnc.load(OUT)`` gives the model's numbers."""
+    from rnnc.backends.manifest import read_manifest
+    from rnnc.cli import main
+
+    model_file = tmp_path / "m.py"
+    model_file.write_text("import torch\ntorch.manual_seed(0)\nmodel = torch.nn.LSTM(6, 16, batch_first=True)\n")
+    out = tmp_path / "out"
+    assert main(["compile", str(model_file), "--input-shape", "1,5,6", "--backend", backend, "--target", target,
+                 "-o", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest["backend"] == backend and {"program", "weights", "program_hash", "versions"} <= set(manifest)
+    torch.manual_seed(0)
+    ref_model = torch.nn.LSTM(6, 16, batch_first=True).eval()
+    x = torch.randn(2, 9, 6)
+    with torch.no_grad():
+        ref = ref_model(x)
+    got = rnnc.load(str(out))(x)
+    assert_close(got[0], ref[0], backend="c" if backend in ("c", "cuda") else
+                 {"tvm": "tvm", "onnx": "onnxruntime"}[backend])

@@ -29,6 +29,23 @@ class OnnxBackend:
         why = unsupported(program, opset)
         return (not why, why)
 
+    def compile(self, program: Any, target: Any, outdir: str, **kw: Any) -> dict:
+        """Write ``model.onnx`` + the shared manifest (``rnnc compile --backend onnx``)."""
+        from rnnc.backends.onnx.artifact import compile_to_dir
+
+        return compile_to_dir(program, target, outdir, **{k: v for k, v in kw.items() if k == "opset"})
+
+    def load(self, outdir: str) -> Any:
+        from rnnc.backends.onnx.artifact import load
+
+        return load(outdir)
+
+    def runnable(self, program: Any, target: Any = None, schedule: Any = None) -> Any:
+        """Run through onnxruntime in this process (``rnnc.compile(..., backend="onnx")``)."""
+        from rnnc.backends.onnx.artifact import runnable
+
+        return runnable(program)
+
 
 BACKEND = register_backend(OnnxBackend())
 
