@@ -15,6 +15,8 @@ from rnnc.errors import UserInputError
 from rnnc.targets import DTYPE_BYTES
 
 FUSED, SCAN = "fused", "scan"
+#: kernel-calibration fields of ProblemSpec, omitted from ``key()`` at their defaults
+_CALIBRATION = ("shared_weights", "register_overhead", "min_warps")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,16 @@ class ProblemSpec:
     change the recurrent tiling (the input projection is a separate GEMM) but is part of
     ``key()``, so tuning records keyed on a Schedule's problem stay distinct.
     ``family``/``gates`` override the cell table for user-written cells.
+
+    Kernel calibration (fused family; a backend sets these, usually from what its compiler
+    reported, because the model only knows the weights, accumulators and a fixed overhead):
+    ``shared_weights=False`` for kernels that keep every recurrent weight in registers (the
+    Triton kernel: tensors loaded before the time loop live in registers, nothing puts them in
+    shared memory); ``register_overhead`` extra 32-bit registers per thread on top of the
+    model's fixed overhead (may be negative; the model's total overhead never goes below 0);
+    ``min_warps`` the fewest warps per block to consider (a configuration the compiler showed
+    to spill).  At their defaults they are left out of ``key()``, so existing tuning records
+    and schedules keep their keys.
     """
 
     cell: str
@@ -78,6 +90,9 @@ class ProblemSpec:
     register_weights: bool = True
     family: str | None = None
     gates: int | None = None
+    shared_weights: bool = True
+    register_overhead: int = 0
+    min_warps: int = 1
 
     def __post_init__(self) -> None:
         cell = ALIASES.get(self.cell.lower(), self.cell.lower())
@@ -99,6 +114,10 @@ class ProblemSpec:
             raise UserInputError(
                 f"hidden={self.hidden} is not divisible by heads={self.heads}; pick heads that divide the hidden size"
             )
+        if isinstance(self.register_overhead, bool) or not isinstance(self.register_overhead, int):
+            raise UserInputError(f"register_overhead must be an integer, got {self.register_overhead!r}")
+        if isinstance(self.min_warps, bool) or not isinstance(self.min_warps, int) or self.min_warps < 1:
+            raise UserInputError(f"min_warps must be a positive integer, got {self.min_warps!r}")
         if self.family not in (None, FUSED, SCAN):
             raise UserInputError(f"family must be 'fused' or 'scan', got {self.family!r}")
         if self.gates is not None and (not isinstance(self.gates, int) or self.gates < 1):
@@ -125,7 +144,8 @@ class ProblemSpec:
 
     def key(self) -> tuple[tuple[str, Any], ...]:
         """Sorted (field, value) pairs: hashable, JSON-friendly, part of a Schedule."""
-        return tuple(sorted((f.name, getattr(self, f.name)) for f in fields(self)))
+        return tuple(sorted((f.name, getattr(self, f.name)) for f in fields(self)
+                            if f.name not in _CALIBRATION or getattr(self, f.name) != f.default))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

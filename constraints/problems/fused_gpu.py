@@ -62,7 +62,10 @@ class FusedGpu(TilingProblem):
         hpb = m.decision("heads_per_block", divisors(NH), prefer="max")
         bt = m.decision("batch_tile", [d for d in divisors(Bp) if d % ng == 0], prefer="max")
         w = m.decision("warps", pow2_between(1, g.max_threads_per_block // g.warp_size))
-        chunks = range(1, self.nk + 2) if s.register_weights else [1]
+        if s.min_warps > 1:  # spec calibration: fewer warps were seen to spill
+            m.add_ge(w, s.min_warps, name="at least min_warps warps (compiler feedback)")
+        # shared_weights=False: the kernel has no shared-memory part for R, all of it is in registers
+        chunks = (range(1, self.nk + 2) if s.shared_weights else [self.nk + 1]) if s.register_weights else [1]
         rc1 = m.decision("reg_chunks1", chunks, prefer="max")  # register chunks + 1
 
         hsplit = m.quotient("blocks_per_head", Dh, ht)
@@ -81,7 +84,8 @@ class FusedGpu(TilingProblem):
         wacc = m.product("warp_acc", wr, bt)
 
         reg_elems = kc * pr1 - kc * rows  # rows x (rc1 - 1) chunks x kc
-        reg_bytes = m.define("reg_bytes", sz * reg_elems + 4 * acc + 4 * OVERHEAD_REGISTERS * g.warp_size * w)
+        overhead = max(0, OVERHEAD_REGISTERS + s.register_overhead)  # spec: measured kernel calibration
+        reg_bytes = m.define("reg_bytes", sz * reg_elems + 4 * acc + 4 * overhead * g.warp_size * w)
         smem_elems = m.define("smem_elems", Kp * rows - reg_elems)
         smem = m.define("smem_bytes", sz * smem_elems + sz * Kp * htile + 4 * acc)
 

@@ -27,9 +27,13 @@ def _target(target: Any) -> Any:
     return get(target or "cpu/host") if isinstance(target, str) or target is None else target
 
 
-def schedule_for(cell: Any, target: Any, batch: int = 1) -> Any:
+def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int = 0, min_warps: int = 1) -> Any:
     """The solver's single-block fused Schedule of ``cell`` on a GPU ``target``; raises
-    :class:`rnnc.errors.InfeasibleError` (with the solver's explanation) when none fits."""
+    :class:`rnnc.errors.InfeasibleError` (with the solver's explanation) when none fits.
+
+    Always ``shared_weights=False``: the rendered kernel keeps every weight tile in registers.
+    ``register_overhead``/``min_warps`` are the compiler feedback that
+    :func:`rnnc.backends.triton.aot.fit_schedule` measures (see ``ProblemSpec``)."""
     from rnnc.backends.triton.plan import plan_cell
     from rnnc.constraints import CELLS, ProblemSpec, solve
 
@@ -39,7 +43,8 @@ def schedule_for(cell: Any, target: Any, batch: int = 1) -> Any:
     spec = ProblemSpec(cell.kind if known else "custom", hidden=cell.hidden_size, heads=heads, batch=batch,
                        dtype=SOLVER_DTYPES.get(cell.step.inputs[0][1].dtype, "fp32"),
                        input_size=cell.input_size, grid_sync=False,
-                       family=None if known else "fused", gates=None if known else plan.gates)
+                       family=None if known else "fused", gates=None if known else plan.gates,
+                       shared_weights=False, register_overhead=register_overhead, min_warps=min_warps)
     return solve(spec, _target(target))
 
 

@@ -121,5 +121,90 @@ def compile_for(lk: LayerKernel, capability: int, outstem: str | None = None) ->
     return CompiledResources(**json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+#: how far ptxas's register count may be from the prediction before it is fed back (issue 4)
+TOLERANCE = 0.10
+#: solve/compile rounds before fit_schedule settles for the last spill-free schedule
+MAX_ROUNDS = 6
+
+
+def allocated(registers: int, unit: int = 8) -> int:
+    """Registers per thread the hardware allocates for ptxas's count (rounded up to ``unit``)."""
+    return -(-registers // unit) * unit
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A Schedule after compiler feedback, the kernel's measured resources, and every round.
+
+    ``rounds``: per solve, the calibration it ran with (``register_overhead``, ``min_warps``),
+    the chosen ``batch_tile``/``warps``, the predicted and the compiled registers/shared memory
+    and spills -- what the manifest records so a prediction can always be checked.
+    ``converged``: the final prediction is within :data:`TOLERANCE` of ptxas.
+    """
+
+    schedule: Any
+    measured: CompiledResources
+    rounds: tuple[dict[str, Any], ...]
+    converged: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule.to_dict(), "measured": self.measured.to_dict(),
+                "rounds": list(self.rounds), "converged": self.converged}
+
+
+def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit:
+    """Solve, compile for ``sm_<capability>``, feed ptxas's answer back into the solver, repeat.
+
+    Why: the solver's register model counts the weights, the accumulators and a fixed overhead;
+    the Triton kernel also needs registers for its broadcast tile products and layout
+    conversions, which only ptxas knows (LSTM H=64 at 4 warps: 168 predicted, 255 + spills).
+    A spilling kernel raises ``min_warps`` past its warp count; a spill-free one whose registers
+    are more than :data:`TOLERANCE` off shifts ``register_overhead`` by the difference, so the
+    next solve predicts what ptxas reported (and picks more warps if that no longer fits).
+    Raises :class:`UnsupportedError` when no spill-free schedule is found."""
+    from rnnc.backends.triton import schedule_for
+    from rnnc.backends.triton.runtime import layer_kernel
+    from rnnc.errors import InfeasibleError
+
+    unit = max(1, target.gpu.register_allocation_unit // target.gpu.warp_size)
+    overhead, min_warps = 0, 1
+    seen: dict[tuple[int, int], CompiledResources] = {}
+    rounds: list[dict[str, Any]] = []
+    best: tuple[Any, CompiledResources] | None = None
+    for _ in range(MAX_ROUNDS):
+        try:
+            sched = schedule_for(cell, target, batch, register_overhead=overhead, min_warps=min_warps)
+        except InfeasibleError as exc:
+            if not rounds:
+                raise
+            raise UnsupportedError(f"{cell.kind} H={cell.hidden_size}: after compiler feedback "
+                                   f"(min_warps={min_warps}, register_overhead={overhead}) no single-block "
+                                   f"schedule fits sm_{capability}: {str(exc).splitlines()[0]}") from None
+        knobs = (int(sched.param("batch_tile")), int(sched.param("warps")))
+        if knobs not in seen:
+            seen[knobs] = compile_for(layer_kernel(cell, *knobs), capability)
+        res = seen[knobs]
+        pred = int(sched.resources.registers_per_thread)
+        # the prediction is the *allocated* count (ptxas's count rounded up to the allocation unit)
+        alloc = allocated(res.registers_per_thread, unit)
+        rounds.append({"register_overhead": overhead, "min_warps": min_warps, "batch_tile": knobs[0],
+                       "warps": knobs[1], "predicted_registers": pred,
+                       "predicted_shared": int(sched.resources.shared_memory_per_block),
+                       "registers": res.registers_per_thread, "allocated_registers": alloc,
+                       "shared": res.shared_memory_per_block,
+                       "spill_stores": res.spill_stores, "spill_loads": res.spill_loads})
+        if res.spill_stores or res.spill_loads:
+            min_warps = 2 * knobs[1]
+            continue
+        best = (sched, res)
+        if abs(alloc - pred) <= TOLERANCE * pred:
+            return Fit(sched, res, tuple(rounds), True)
+        overhead += alloc - pred
+    if best is None:
+        raise UnsupportedError(f"no spill-free {cell.kind} H={cell.hidden_size} kernel for sm_{capability} after "
+                               f"{len(rounds)} rounds of compiler feedback: {rounds[-1]}")
+    return Fit(best[0], best[1], tuple(rounds), False)
+
+
 if __name__ == "__main__":
     print(json.dumps(_compile_here(*json.loads(sys.argv[1]))))

@@ -3,8 +3,10 @@
 ::
 
     manifest.json          shared format (``rnnc.backends.manifest``) + per layer (``node.k``): kernel file,
-                           Schedule (GPU targets), launch config, and per architecture the
-                           compiled registers / shared memory / spills next to the prediction
+                           Schedule (GPU targets; after compiler feedback, see
+                           ``aot.fit_schedule``), launch config, ``feedback`` (every solve/compile
+                           round), and per architecture the compiled registers / shared memory /
+                           spills next to the prediction
     layer_<n>_<k>.py       the rendered kernel source (what ``load`` imports and launches)
     layer_<n>_<k>.<sm>.cubin / .ptx   the ahead-of-time compiled kernel per architecture
     program.rnnc, weights.pt          the IR and its tensors (the non-rnn nodes run from them)
@@ -37,7 +39,8 @@ def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1
                    **_: Any) -> dict[str, Any]:
     """Render, AOT-compile and describe every layer of ``program`` into ``outdir``."""
     from rnnc.backends.triton import TRITON_BACKEND, layer_kernels, schedule_for
-    from rnnc.backends.triton.aot import compile_for
+    from rnnc.backends.triton.aot import compile_for, fit_schedule
+    from rnnc.backends.triton.runtime import layer_kernel
     from rnnc.errors import UnsupportedError
     from rnnc.ir.rnn import rnn_layout
 
@@ -54,14 +57,19 @@ def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1
         node = next(n for n in program.rnn_nodes() if n.outputs[0] == key)
         for k, (lk, cell) in enumerate(zip(kernels, rnn_layout(node.attr_dict)[0], strict=True)):
             stem = f"layer_{key}_{k}"
+            fit = None
+            if gpu is not None and aot:  # compiler feedback on the target's own architecture
+                fit = fit_schedule(cell, target, 10 * gpu.compute_capability[0] + gpu.compute_capability[1], batch)
+                lk = layer_kernel(cell, int(fit.schedule.param("batch_tile")), int(fit.schedule.param("warps")))
             (out / f"{stem}.py").write_text(lk.source)
             entry: dict[str, Any] = {"node": key, "layer": k, "cell": cell.kind, "source": f"{stem}.py",
                                      "path": "fused single-block", "resources": {},
                                      "knobs": {"batch_tile": lk.batch_tile, "warps": lk.warps,
                                                "piece": lk.plan.piece}}
             if gpu is not None:
-                sched = schedule_for(cell, target, batch)
-                entry["schedule"] = sched.to_dict()
+                entry["schedule"] = (fit.schedule if fit else schedule_for(cell, target, batch)).to_dict()
+            if fit is not None:  # every solve/compile round: predictions next to what ptxas reported
+                entry["feedback"] = {"rounds": fit.rounds, "converged": fit.converged}
             for cc in caps if aot else ():
                 try:
                     res = compile_for(lk, cc, str((out / f"{stem}.sm_{cc}").resolve()))

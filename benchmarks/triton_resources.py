@@ -1,0 +1,116 @@
+"""Predicted vs compiled resources of the Triton backend's fused kernels (issue 4's README table).
+
+    python benchmarks/triton_resources.py                  # Markdown table on stdout
+    python benchmarks/triton_resources.py --out table.md   # also write it to a file
+    python benchmarks/triton_resources.py --quick          # lstm/gru/elman at H=16 and 64 only
+
+Why: the solver's Schedule predicts registers per thread and shared memory per block; only the
+real compiler knows.  For lstm/gru/elman x hidden {16, 32, 64, 128, 256} x sm_80
+(``nvidia/a100-80gb``) / sm_90 (``nvidia/h100-sxm``), fp32, batch 4, this asks the solver for a
+single-block schedule, AOT-compiles the rendered kernel without a GPU (Triton's code generator,
+the wheel's ptxas) and runs :func:`rnnc.backends.triton.aot.fit_schedule`: where ptxas reports
+spills or registers more than 10 % off the prediction, that is fed back into the solver
+(``min_warps`` / ``register_overhead``) and the kernel recompiled.  The table shows the first
+prediction, the fed-back one and what was compiled; points without a single-block schedule are
+listed with the solver's reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+TARGETS = {80: "nvidia/a100-80gb", 90: "nvidia/h100-sxm"}
+CELLS = ("lstm", "gru", "elman")
+HIDDEN = (16, 32, 64, 128, 256)
+BATCH = 4
+
+
+def make_cell(kind: str, hidden: int) -> Any:
+    """The IR cell of rnnc's ``kind`` layer module at ``hidden`` (input size = hidden)."""
+    import torch
+
+    from rnnc.ir import rnn_program
+    from rnnc.kernels import CELLS as MODULES
+
+    torch.manual_seed(0)
+    cell, weights = MODULES[kind].load_module_class()(hidden, hidden).rnnc_layer()
+    return rnn_program([cell], [[weights]]).rnn_nodes()[0].attr("cells")[0]
+
+
+def measure(kind: str, hidden: int, cc: int) -> dict[str, Any]:
+    """One table row (``declined`` set with the reason when there is no spill-free schedule)."""
+    from rnnc.backends.triton import schedule_for
+    from rnnc.backends.triton.aot import allocated, fit_schedule
+    from rnnc.errors import RnncError
+    from rnnc.targets import get
+
+    row: dict[str, Any] = {"cell": kind, "hidden": hidden, "arch": f"sm_{cc}", "target": TARGETS[cc]}
+    cell, target = make_cell(kind, hidden), get(TARGETS[cc])
+    start = time.perf_counter()
+    try:
+        first = schedule_for(cell, target, BATCH)
+        fit = fit_schedule(cell, target, cc, BATCH)
+    except RnncError as exc:
+        row["declined"] = " ".join(str(exc).split())[:220]
+        return row
+    r, m = fit.schedule.resources, fit.measured
+    row.update(first_warps=first.param("warps"), first_regs=first.resources.registers_per_thread,
+               warps=fit.schedule.param("warps"), batch_tile=fit.schedule.param("batch_tile"),
+               pred_regs=r.registers_per_thread, regs=m.registers_per_thread,
+               alloc=allocated(m.registers_per_thread),
+               pred_smem=r.shared_memory_per_block, smem=m.shared_memory_per_block,
+               spills=m.spill_stores + m.spill_loads, rounds=len(fit.rounds), converged=fit.converged,
+               overhead=fit.rounds[-1]["register_overhead"], seconds=round(time.perf_counter() - start, 1))
+    return row
+
+
+def pct(measured: int, predicted: int) -> str:
+    return f"{100 * (measured - predicted) / predicted:+.0f} %" if predicted else "n/a"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The Markdown table plus the list of declined points."""
+    head = ("| cell | H | arch | solver first: warps / regs | fed back: warps / regs | compiled regs (allocated) "
+            "| regs Δ | predicted smem B | compiled smem B | smem Δ | spills B | rounds |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    declined = []
+    for r in rows:
+        if "declined" in r:
+            declined.append(f"- {r['cell']} H={r['hidden']} {r['arch']} ({r['target']}): {r['declined']}")
+            continue
+        lines.append(f"| {r['cell']} | {r['hidden']} | {r['arch']} | {r['first_warps']} / {r['first_regs']} "
+                     f"| {r['warps']} / {r['pred_regs']} | {r['regs']} ({r['alloc']}) "
+                     f"| {pct(r['alloc'], r['pred_regs'])} "
+                     f"| {r['pred_smem']} | {r['smem']} | {pct(r['smem'], r['pred_smem'])} | {r['spills']} "
+                     f"| {r['rounds']}{'' if r['converged'] else ' (not converged)'} |")
+    if declined:
+        lines += ["", "Declined (no single-block, spill-free schedule):", "", *declined]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, help="also write the Markdown table here")
+    ap.add_argument("--quick", action="store_true", help="H=16 and 64 only")
+    ap.add_argument("--jobs", type=int, default=2, help="points compiled in parallel (each in a subprocess)")
+    args = ap.parse_args(argv)
+    hidden = (16, 64) if args.quick else HIDDEN
+    points = [(c, h, cc) for c in CELLS for h in hidden for cc in sorted(TARGETS)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(lambda p: measure(*p), points))
+    text = table(rows) + (f"\nfp32, batch {BATCH}, triton AOT + ptxas --verbose; {len(points)} points in "
+                          f"{time.perf_counter() - start:.0f} s.\n")
+    sys.stdout.write(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
