@@ -17,15 +17,16 @@ from rnnc.errors import UnsupportedError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compile", help="compile a model's recurrent layers for a target (C or CUDA kernels)",
-                       description="Trace MODEL, lower each recurrent layer to a loop nest for TARGET, render it "
-                                   "with BACKEND and write sources, built artifacts and manifest.json to OUTDIR. "
+    p = sub.add_parser("compile", help="compile a model's recurrent layers for a target (C, CUDA, TVM, Triton or ONNX)",
+                       description="Trace MODEL, render each recurrent layer for TARGET with BACKEND (chosen "
+                                   "automatically unless given) and write sources, built artifacts and "
+                                   "manifest.json to OUTDIR. "
                                    "Load the result with rnnc.load(OUTDIR).")
     add_model_arguments(p)
     p.add_argument("--target", default="cpu/host",
                    help="target tag or YAML file (see `rnnc targets`; default cpu/host)")
     p.add_argument("--backend", default=None,
-                   help="backend name (c, cuda, tvm, ...); default: the best able backend for the target")
+                   help="backend name (c, cuda, tvm, triton, onnx); default: the best able backend for the target")
     p.add_argument("--explain", action="store_true", help="say which backend was picked and why")
     p.add_argument("--batch", type=int, default=1, help="batch size the schedule is solved for (default 1)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
