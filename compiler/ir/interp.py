@@ -6,24 +6,33 @@ obviously-correct over fast.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rnnc.errors import UserInputError
-from rnnc.ir.graph import Graph, Program
+from rnnc.ir.graph import Graph, Node, Program
 from rnnc.ir.ops import OPS
 
+RnnHook = Callable[[Node, list[Any]], tuple[Any, ...]]
 
-def run_graph(graph: Graph, env: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Evaluate ``graph`` given values for its inputs and params; returns its outputs in order."""
+
+def run_graph(graph: Graph, env: Mapping[str, Any], rnn: RnnHook | None = None) -> tuple[Any, ...]:
+    """Evaluate ``graph`` given values for its inputs and params; returns its outputs in order.
+
+    ``rnn`` lets a backend run the recurrent layers with its compiled kernels while every other
+    op keeps the interpreter's torch semantics: it gets the ``rnn`` node and its full argument
+    list (``None`` for omitted inputs) and returns the node's outputs."""
     values: dict[str, Any] = dict(env)
     for node in graph.nodes:
         op = OPS[node.op]
         args = [values[i] if i else None for i in node.inputs]
-        # trailing omitted optionals are dropped so torch functions see their defaults
-        while args and args[-1] is None and len(args) > op.min_inputs:
-            args.pop()
-        outs = op.evaluate(args, node.attr_dict)
+        if rnn is not None and node.op == "rnn":
+            outs = rnn(node, args)
+        else:
+            # trailing omitted optionals are dropped so torch functions see their defaults
+            while args and args[-1] is None and len(args) > op.min_inputs:
+                args.pop()
+            outs = op.evaluate(args, node.attr_dict)
         if len(outs) != len(node.outputs):
             raise RuntimeError(f"{node.label} produced {len(outs)} values, expected {len(node.outputs)}")
         values.update(zip(node.outputs, outs, strict=True))

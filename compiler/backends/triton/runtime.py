@@ -146,22 +146,13 @@ class TritonProgram:
     def __call__(self, *inputs: Any) -> Any:
         import torch
 
-        from rnnc.ir.ops import OPS
+        from rnnc.ir.interp import run_graph
 
         device = _device()
         graph = self.program.graph
         values: dict[str, Any] = {name: torch.as_tensor(v).to(device) if v is not None else None
                                   for (name, _), v in zip(graph.inputs, inputs, strict=False)}
         values.update({k: v.to(device) for k, v in self.program.weights.items()})
-        for node in graph.nodes:
-            args = [values[i] if i else None for i in node.inputs]
-            if node.op == "rnn":
-                outs = run_rnn(self.kernels[node.outputs[0]], node.attr_dict, args)
-            else:
-                op = OPS[node.op]
-                while args and args[-1] is None and len(args) > op.min_inputs:
-                    args.pop()
-                outs = op.evaluate(args, node.attr_dict)
-            values.update(zip(node.outputs, outs, strict=True))
-        result = tuple(values[v] for _, v in graph.outputs)
+        result = run_graph(graph, values, rnn=lambda node, args: run_rnn(self.kernels[node.outputs[0]],
+                                                                           node.attr_dict, args))
         return result[0] if len(result) == 1 else result

@@ -14,7 +14,7 @@ from rnnc.backends.tvm.build import LayerFn
 from rnnc.backends.tvm.layer import pack_weight, packed_tiles
 from rnnc.errors import UserInputError
 from rnnc.ir.graph import Node, Program
-from rnnc.ir.ops import OPS
+from rnnc.ir.interp import run_graph
 from rnnc.ir.rnn import rnn_layout
 
 
@@ -38,20 +38,9 @@ class TvmProgram:
             raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
         values: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
         values.update(self.program.weights)
-        rnn_index = 0
+        index = {node.outputs[0]: i for i, node in enumerate(self.program.rnn_nodes())}
         with torch.no_grad():
-            for node in g.nodes:
-                args = [values[i] if i else None for i in node.inputs]
-                if node.op == "rnn":
-                    outs = self._run_rnn(rnn_index, node, args)
-                    rnn_index += 1
-                else:
-                    op = OPS[node.op]
-                    while args and args[-1] is None and len(args) > op.min_inputs:
-                        args.pop()
-                    outs = op.evaluate(args, node.attr_dict)
-                values.update(zip(node.outputs, outs, strict=True))
-        res = tuple(values[v] for _, v in g.outputs)
+            res = run_graph(g, values, rnn=lambda node, args: self._run_rnn(index[node.outputs[0]], node, args))
         return res[0] if len(res) == 1 else res
 
     def _weight(self, tensor: Any, jt: int | None) -> Any:
