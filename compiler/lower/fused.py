@@ -12,7 +12,11 @@ the whole step of a tile needs only the previous hidden state:
                           grid barrier (h_next is read by every tile at the next step)
 
 The recurrent hidden state is double-buffered (``hb[2, B, H]``), so one barrier per step is
-enough.  ``Knobs.reduce_inner`` picks the GPU loop order (one output per thread, reduction
+enough.  Weight-only ``qlinear`` (``act="none"``, per-channel scales) counts as a gate linear:
+its int8 codes are packed and streamed as int8 and its row scale is applied in the epilogue;
+other ``qlinear`` forms make the cell take the generic path.
+
+``Knobs.reduce_inner`` picks the GPU loop order (one output per thread, reduction
 inside) or the CPU one (reduction outside, a register tile of outputs inside).
 """
 
@@ -59,6 +63,9 @@ class GateLinear:
     bias: str | None
     gates: int
     k: int
+    #: per-output-channel scale of a weight-only ``qlinear`` (the weight then holds int8 codes);
+    #: the GEMMs accumulate over widened codes and the epilogue applies it once per output
+    scale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,15 +90,26 @@ def analyse_gates(cell: Cell) -> GatePlan | None:
             widths[p] = 1
     linears: list[GateLinear] = []
     for n in g.nodes:
-        if n.op == "linear":
+        if n.op in ("linear", "qlinear"):
             src, w = n.inputs[0], n.inputs[1]
-            bias = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
+            scale = None
+            if n.op == "qlinear":
+                # weight-only, per-channel only: integer activations and group-wise scales need a
+                # different GEMM, and float outlier channels a second one (the generic path decides)
+                ins = list(n.inputs) + [""] * (7 - len(n.inputs))
+                scale = ins[2]
+                st = params.get(scale)
+                if n.attr("act") != "none" or any(ins[4:]) or st is None or len(st.shape) != 1:
+                    return None
+                bias = ins[3] or None
+            else:
+                bias = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
             wt = params.get(w)
             if wt is None or len(wt.shape) != 2 or wt.shape[0] % h or (src != "x" and src not in cell.state_names):
                 return None
             if bias is not None and bias not in params:
                 return None
-            linears.append(GateLinear(n.outputs[0], src, w, bias, int(wt.shape[0]) // h, int(wt.shape[1])))
+            linears.append(GateLinear(n.outputs[0], src, w, bias, int(wt.shape[0]) // h, int(wt.shape[1]), scale))
             widths[n.outputs[0]] = int(wt.shape[0]) // h
         elif n.op == "const":
             widths[n.outputs[0]] = -1  # scalar: broadcasts to anything
@@ -132,10 +150,15 @@ class _Fused:
         for lin in plan.linears:  # weights packed per tile: [tiles, K, G, J]
             shape = (lin.gates, self.nt, self.j, lin.k)
             self.packs.append(Pack(f"w_{lin.out}", f"p_{lin.weight}", shape, (1, 3, 0, 2)))
-            self.bufs.append(Buffer(f"w_{lin.out}", Const(lin.gates * self.h * lin.k), dtype="param",
+            self.bufs.append(Buffer(f"w_{lin.out}", Const(lin.gates * self.h * lin.k), dtype=self.wdtype(lin),
                                     doc=f"{lin.weight} packed [tiles, K, G, J]"))
 
     # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def wdtype(lin: GateLinear) -> str:
+        """Element type of a packed weight: int8 codes for quantized linears, else storage."""
+        return "int8" if lin.scale else "param"
+
     def local(self, name: str, size: int, dtype: str = "float") -> Alloc:
         self.bufs.append(Buffer(name, Const(size), "local", dtype, writable=True))
         return Alloc(name)
@@ -147,8 +170,14 @@ class _Fused:
         tile = add(Var("w"), mul(Var("kt"), Var("W")))
         return Loop("kt", per, (Let("tile", tile, is_int=True), If(Bin("<", Var("tile"), Const(self.nt)), body)))
 
-    def gemm(self, acc: str, rows: int, gj: int, kdim: int, a_of, w_of) -> list[Stmt]:
-        """``acc[m, q] = sum_k a(m, k) * w(k, q)`` for ``m < rows``, ``q < gj``."""
+    def gemm(self, acc: str, rows: int, gj: int, kdim: int, a_of, w_of, int8: bool = False) -> list[Stmt]:
+        """``acc[m, q] = sum_k a(m, k) * w(k, q)`` for ``m < rows``, ``q < gj``.
+
+        ``int8``: ``w`` loads int8 codes.  gcc cannot vectorise the one-row form below over
+        ``q`` (outer-loop vectorisation finds no vector type for a char load inside a float
+        loop), so int8 weights always take the accumulator-array form, whose inner ``q`` loop
+        widens 16 codes per instruction.
+        """
         m, q, k = Var("m"), Var("q"), Var("k")
         if self.kn.reduce_inner:  # GPU: one output per thread, the reduction inside
             mq = Var("mq")
@@ -157,7 +186,7 @@ class _Fused:
                 Let("dot", Const(0.0, True)),
                 Loop("k", Const(kdim), (Let("dot", Bin("add", Ref("dot"), Bin("mul", a_of(m, k), w_of(k, q)))),)),
                 Store(acc, mq, Ref("dot"))), "vector")]
-        if rows == 1:
+        if rows == 1 and not int8:
             # one row: gcc keeps no accumulator array in registers across k, and a single dot
             # product per vector of outputs is FMA-latency bound; P partial sums over
             # interleaved k hide the latency and stay in registers
@@ -203,7 +232,7 @@ class _Fused:
                 if lin.src != "x":
                     buf = f"r_{lin.out}"
                     resident[lin.out] = buf
-                    prologue.append(self.local(buf, lin.k * lin.gates * j, "param"))
+                    prologue.append(self.local(buf, lin.k * lin.gates * j, self.wdtype(lin)))
         # copy initial recurrent states into hb[0] (own tiles' columns), then the resident weights
         copy_in: list[Stmt] = []
         for s in plan.recurrent_states:
@@ -248,7 +277,7 @@ class _Fused:
 
             def rows_of(rows: int, acc: str = acc, gj: int = gj, xbase: Expr = xbase, x_of=x_of, w_x=w_x,
                         lin: GateLinear = lin) -> list[Stmt]:
-                return [*self.gemm(acc, rows, gj, lin.k, x_of, w_x),
+                return [*self.gemm(acc, rows, gj, lin.k, x_of, w_x, bool(lin.scale)),
                         Loop("mq", Const(rows * gj), (Store(f"xp_{lin.out}", add(xbase, add(mul(Var("r0"), gj),
                                                                                             Var("mq"))),
                                                             Load(acc, Var("mq"))),), "vector")]
@@ -308,7 +337,7 @@ class _Fused:
             else:
                 def w_of(k: Expr, q: Expr, lin: GateLinear = lin, gj: int = gj) -> Expr:
                     return Load(f"w_{lin.out}", add(mul(Var("tile"), lin.k * gj), add(mul(k, gj), q)))
-            blk += self.gemm(f"acc_{lin.out}", mb, gj, lin.k, h_of, w_of)
+            blk += self.gemm(f"acc_{lin.out}", mb, gj, lin.k, h_of, w_of, bool(lin.scale))
         if self.kn.reduce_inner:
             blk.append(Barrier("block"))
         blk.append(self.epilogue(mb, rows_pad, par))
@@ -343,7 +372,7 @@ class _Fused:
             return Ref(f"e{n_let}")
 
         for n in cell.step.nodes:
-            if n.op == "linear":
+            if n.op in ("linear", "qlinear"):
                 lin = lins[n.outputs[0]]
                 vals = []
                 for g in range(lin.gates):
@@ -354,6 +383,8 @@ class _Fused:
                                                                       (g, j)], jj))
                     else:
                         v = Load(f"acc_{lin.out}", add(mul(m, lin.gates * j), add(g * j, jj)))
+                    if lin.scale:
+                        v = Bin("mul", v, Load(f"p_{lin.scale}", add(g * h, unit)))
                     if lin.bias:
                         v = Bin("add", v, Load(f"p_{lin.bias}", add(g * h, unit)))
                     vals.append(bind(v))

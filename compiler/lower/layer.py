@@ -66,7 +66,9 @@ def common_buffers(cell: Cell) -> list[Buffer]:
         bufs.append(Buffer(f"s_{s.name}", mul(Var("B"), math.prod(s.shape)), dtype="float", writable=True,
                            doc=f"state {s.name}: initial in, final out"))
     for name, t in cell.step.params:
-        bufs.append(Buffer(f"p_{name}", Const(math.prod(int(d) for d in t.shape)), dtype="param"))
+        # int8 codes of quantized weights keep their element type (see ``Buffer.dtype``)
+        kind = "int8" if t.dtype == "int8" else "param"
+        bufs.append(Buffer(f"p_{name}", Const(math.prod(int(d) for d in t.shape)), dtype=kind))
     return bufs
 
 

@@ -190,7 +190,10 @@ class Buffer:
     ``space``: ``arg`` (passed by the caller: inputs, outputs, states, packed weights),
     ``work`` (global scratch the runtime allocates), ``local`` (per worker, see :class:`Alloc`).
     ``dtype`` is ``"param"`` for weights (the storage dtype the kernel is built for), ``"float"``
-    for compute-precision scratch and ``"int64"`` for lengths.
+    for compute-precision scratch, ``"int64"`` for lengths and ``"int8"`` for the integer codes
+    of quantized weights (``qlinear``): they keep their own element type whatever the kernel's
+    storage dtype is, because a quarter of the bytes per weight is the point of quantizing, and
+    are widened to float where they are loaded.
     """
 
     name: str

@@ -3,7 +3,8 @@
 This is the path every cell takes (user cells included): each IR node becomes a small loop nest
 over its per-sample output shape.  Shape ops (reshape, squeeze, unsqueeze, split, slice, select,
 transpose) are views, i.e. index arithmetic, not copies; elementwise ops broadcast by stride 0;
-``linear``/``matmul``/``sum`` reduce with a scalar accumulator.  Values that depend only on
+``linear``/``matmul``/``sum`` reduce with a scalar accumulator; weight-only ``qlinear`` does the
+same over widened int8 codes and applies the row (or group) scale once per accumulator.  Values that depend only on
 weights (LRU's eigenvalues, Mamba's ``-exp(A_log)``) carry no batch dimension and are computed
 once per kernel call by the caller's prologue.
 """
@@ -156,6 +157,8 @@ class StepLowerer:
             self.elementwise(n)
         elif op == "linear":
             self.linear(n)
+        elif op == "qlinear":
+            self.qlinear(n)
         elif op == "matmul":
             self.matmul(n)
         elif op == "sum":
@@ -248,6 +251,56 @@ class StepLowerer:
             init = bias.load((ix[-1],)) if bias is not None else Const(0.0, True)
             return [Let(acc, init), Loop(k.name, Const(k_dim), (Let(acc, Bin("add", Ref(acc), prod)),), "serial"),
                     Store(out.buf, out.load(ix).index, Ref(acc))]
+
+        self.out_stmts.extend(loop_nest(shape, "i", body))
+        self.env[n.outputs[0]] = out
+
+    def qlinear(self, n: Node) -> None:
+        """Weight-only int8 ``qlinear``: ``y[o] = sum_g scale[o, g] * sum_{k in g} x[k] * wq[o, k] + b[o]``.
+
+        The codes are loaded as int8 and widened to float in the product, so the weights stay a
+        quarter of the bytes of the float kernel (the whole reason to quantize a memory-bound
+        recurrence); the scale multiplies each accumulator once instead of every weight.
+        Integer activations (``act`` dynamic/static) and float outlier channels are declined
+        with the reason, so ``supports()`` can name them.
+        """
+        act = n.attr("act")
+        ins = list(n.inputs) + [""] * (7 - len(n.inputs))
+        if act != "none":
+            raise UnsupportedError(f"the C-style backends lower qlinear ({n.label}) with act='none' (weight-only "
+                                   f"int8) only, not act={act!r} (int8 activations); quantize with scheme 'w8'/'w4'")
+        if ins[5] or ins[6]:
+            raise UnsupportedError(f"the C-style backends cannot lower qlinear ({n.label}) with float outlier "
+                                   f"channels (keep_idx/keep_w) yet; quantize with outliers='none'")
+        x = self.materialize(self.env[n.inputs[0]], n.outputs[0])
+        wq, scale = self.env[ins[1]], self.env[ins[2]]
+        bias = self.env[ins[3]] if ins[3] else None
+        if wq.is_const or scale.is_const or len(wq.shape) != 2:
+            raise UnsupportedError(f"{n.label}: qlinear weights must be stored 2-d parameters")
+        groups = scale.shape[1] if len(scale.shape) == 2 else 1
+        k_dim = x.shape[-1]
+        if k_dim % groups:
+            raise UnsupportedError(f"{n.label}: {k_dim} input features do not split into {groups} scale groups")
+        size = k_dim // groups
+        shape = self.shape_of(n.outputs[0])
+        out = self.fresh(n.outputs[0], shape)
+        acc, tot = f"acc{self._next()}", f"acc{self._next()}"
+
+        def body(ix: tuple[Expr, ...]) -> list[Stmt]:
+            row = ix[-1]
+            k, g = Var(f"k{len(ix)}"), Var(f"g{len(ix)}")
+            kk = add(mul(g, size), k) if groups > 1 else k
+            xi = x.load((*ix[:-1], kk)) if x.shape[:-1] else x.load((kk,))
+            inner = Loop(k.name, Const(size), (Let(acc, Bin("add", Ref(acc), Bin("mul", xi, wq.load((row, kk))))),),
+                         "serial")
+            init = bias.load((row,)) if bias is not None else Const(0.0, True)
+            if groups == 1:
+                res: Expr = Bin("add", Bin("mul", Ref(acc), scale.load((row,))), init)
+                return [Let(acc, Const(0.0, True)), inner, Store(out.buf, out.load(ix).index, res)]
+            group = Loop(g.name, Const(groups), (
+                Let(acc, Const(0.0, True)), inner,
+                Let(tot, Bin("add", Ref(tot), Bin("mul", Ref(acc), scale.load((row, g)))))), "serial")
+            return [Let(tot, init), group, Store(out.buf, out.load(ix).index, Ref(tot))]
 
         self.out_stmts.extend(loop_nest(shape, "i", body))
         self.env[n.outputs[0]] = out

@@ -11,6 +11,7 @@ loop-nest node             C (gcc -O3 -march=native -fopenmp)   CUDA
 ``Barrier("grid")``        ``omp barrier``                      ``cooperative_groups`` ``grid.sync()``
 ``Alloc`` (local buffer)   aligned stack array                  ``__shared__`` array (dynamic > 48 KiB)
 ``param`` buffers          ``float``                            ``float`` / ``__half`` / ``__nv_bfloat16``
+``int8`` (qlinear codes)   ``signed char``, widened to float    ``signed char``, widened to float
 =========================  ===================================  ======================================
 """
 
@@ -92,7 +93,7 @@ class CudaDialect(CStyleRenderer):
 
     def __init__(self, kernel, dtype: str = "float32") -> None:
         super().__init__(kernel, dtype)
-        self.local_bytes = {b.name: int(b.size.value) * (4 if self.ctype(b) == "float" else 2)
+        self.local_bytes = {b.name: int(b.size.value) * {"float": 4, "signed char": 1}.get(self.ctype(b), 2)
                             for b in kernel.locals}
         # every array is __align__(16), so each occupies a multiple of 16 bytes
         self.smem_bytes = sum((n + 15) // 16 * 16 for n in self.local_bytes.values())
@@ -100,6 +101,8 @@ class CudaDialect(CStyleRenderer):
         self._dyn_offset = 0
 
     def widen(self, b: Buffer, text: str) -> str:
+        if b.dtype == "int8":
+            return super().widen(b, text)
         return self._widen[self.dtype].format(text) if b.dtype == "param" and self.dtype in self._widen else text
 
     def narrow(self, b: Buffer, text: str) -> str:

@@ -17,7 +17,7 @@ from rnnc.backends.cstyle.dialects import CDialect
 from rnnc.backends.cstyle.runtime import LayerRunner, RnnRunner, Stream
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Cell, Program
-from rnnc.ir.ops import OPS
+from rnnc.ir.interp import run_graph
 from rnnc.ir.printer import cell_hash
 from rnnc.ir.rnn import rnn_layout
 from rnnc.lower.layer import lower_layer
@@ -102,19 +102,13 @@ class CompiledProgram:
             raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
         env: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
         env.update(self.program.weights)
+
+        def rnn(node: Any, args: list[Any]) -> tuple[Any, ...]:
+            n_states = len(node.attr("cells")[0].states)
+            return self.rnns[node.outputs[0]](args[0], args[1], args[2:2 + n_states])
+
         with torch.no_grad():
-            for node in g.nodes:
-                args = [env[i] if i else None for i in node.inputs]
-                if node.op == "rnn":
-                    n_states = len(node.attr("cells")[0].states)
-                    outs = self.rnns[node.outputs[0]](args[0], args[1], args[2:2 + n_states])
-                else:
-                    op = OPS[node.op]
-                    while args and args[-1] is None and len(args) > op.min_inputs:
-                        args.pop()
-                    outs = op.evaluate(args, node.attr_dict)
-                env.update(zip(node.outputs, outs, strict=True))
-        res = tuple(env[v] for _, v in g.outputs)
+            res = run_graph(g, env, rnn=rnn)
         return res[0] if len(res) == 1 else res
 
     def stream(self, batch: int = 1) -> Stream:

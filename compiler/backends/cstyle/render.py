@@ -82,10 +82,13 @@ class CStyleRenderer:
     def ctype(self, b: Buffer) -> str:
         if b.dtype == "int64":
             return "long"
+        if b.dtype == "int8":  # quantized weight codes: 1 byte each in both dialects
+            return "signed char"
         return self.storage[self.dtype] if b.dtype == "param" else "float"
 
     def widen(self, b: Buffer, text: str) -> str:  # dialect: storage -> fp32
-        return text
+        # int8 codes are cast explicitly so the product with a float never runs in int arithmetic
+        return f"((float){text})" if b.dtype == "int8" else text
 
     def narrow(self, b: Buffer, text: str) -> str:  # dialect: fp32 -> storage
         return text

@@ -40,7 +40,9 @@ class LayerRunner:
         self.tensors: dict[str, Any] = {}
         for b in kernel.args:
             if b.name.startswith("p_"):
-                self.tensors[b.name] = params[b.name[2:]].detach().to(torch.float32).contiguous()
+                # int8 buffers hold quantized codes: passing them as float would break the C types
+                dt = torch.int8 if b.dtype == "int8" else torch.float32
+                self.tensors[b.name] = params[b.name[2:]].detach().to(dt).contiguous()
         for p in kernel.packs:
             src = self.tensors[p.src]
             self.tensors[p.buf] = src.reshape(p.shape).permute(p.perm).contiguous()
