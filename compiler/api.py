@@ -63,7 +63,7 @@ def choose_backend(program: Any, target: Any, backend: str | None = None) -> Cho
 
 def _tuned_schedules(program: Any, target: Any, backend: str, batch: int) -> tuple[dict[str, Any], list]:
     """Per-layer Schedules found in the tuning database (layer key -> Schedule)."""
-    from rnnc.backends.cstyle.program import layer_key
+    from rnnc.ir import layer_key
     from rnnc.tune import lookup_schedule
 
     found: dict[str, Any] = {}

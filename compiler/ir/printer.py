@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -102,6 +103,14 @@ def structural_hash(program: Program) -> str:
 def cell_hash(cell: Cell) -> str:
     """Structural hash of one cell (the per-layer part of a tuning key)."""
     return hashlib.sha256(print_cell(cell).encode()).hexdigest()
+
+
+def layer_key(cell: Cell) -> str:
+    """The name every backend, manifest and ``rnnc.compile`` use for one layer kernel: the cell kind
+    and its structural hash.  User cells' kinds look like ``user:MyCell``; kernel symbols and
+    file names need ``[A-Za-z0-9_]``."""
+    kind = re.sub(r"\W", "_", cell.kind)
+    return f"{kind}_{cell_hash(cell)[:12]}"
 
 
 def summarize(program: Program) -> str:

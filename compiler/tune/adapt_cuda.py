@@ -38,7 +38,8 @@ class CudaTunable:
     def build(self, layer: Any, schedule: Any, target: Any) -> Built:
         from rnnc.backends.cstyle.build import compile_cuda, nvcc_path
         from rnnc.backends.cstyle.dialects import CudaDialect
-        from rnnc.backends.cstyle.program import CompiledProgram, build_kernel, layer_key
+        from rnnc.backends.cstyle.program import CompiledProgram, build_kernel
+        from rnnc.ir import layer_key
         from rnnc.lower.layer import lower_layer
 
         key = layer_key(layer.cell)

@@ -24,9 +24,10 @@ from typing import Any
 from rnnc import __version__
 from rnnc.backends.cstyle.build import build_c, compile_cuda, load_library, nvcc_path
 from rnnc.backends.cstyle.dialects import CDialect, CudaDialect
-from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild, layer_key
+from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
 from rnnc.backends.manifest import read_manifest, read_program, write_manifest, write_program
 from rnnc.errors import InfeasibleError, UserInputError
+from rnnc.ir import layer_key
 from rnnc.ir.graph import Cell, Program
 from rnnc.ir.rnn import rnn_layout
 from rnnc.lower.knobs import DTYPE_BYTES, predict_smem

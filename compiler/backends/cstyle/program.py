@@ -7,7 +7,6 @@ Program's signature, plus ``stream(batch)`` for real-time stepping of single-rnn
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ from rnnc.backends.cstyle.runtime import LayerRunner, RnnRunner, Stream
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Cell, Program
 from rnnc.ir.interp import run_graph
-from rnnc.ir.printer import cell_hash
+from rnnc.ir.printer import layer_key
 from rnnc.ir.rnn import rnn_layout
 from rnnc.lower.layer import lower_layer
 from rnnc.lower.loopnest import Kernel
@@ -49,13 +48,6 @@ def build_kernel(kernel: Kernel) -> LayerBuild:
     lib = build_c(source)
     fn = getattr(load_library(lib), name)
     return LayerBuild(kernel, source, str(lib), fn)
-
-
-def layer_key(cell: Cell) -> str:
-    """How builds and manifests name a layer kernel: cell kind and structural hash."""
-    # kinds of user cells look like "user:MyCell"; symbol and file names need [A-Za-z0-9_]
-    kind = re.sub(r"\W", "_", cell.kind)
-    return f"{kind}_{cell_hash(cell)[:12]}"
 
 
 class CompiledProgram:

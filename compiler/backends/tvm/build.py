@@ -80,7 +80,7 @@ def schedule_for(schedule: Any, cell: Cell, target: Any, batch: int) -> Any:
     mapping (layer key -> Schedule, what ``rnnc.compile`` passes from the tuning database), or
     the solver's when none is given."""
     if isinstance(schedule, Mapping):
-        from rnnc.backends.cstyle.program import layer_key  # the key rnnc.api and the database use
+        from rnnc.ir import layer_key
 
         schedule = schedule.get(layer_key(cell))
     return schedule if schedule is not None else solver_schedule(cell, target, batch)
