@@ -2,17 +2,21 @@
 
     python benchmarks/triton_resources.py                  # Markdown table on stdout
     python benchmarks/triton_resources.py --out table.md   # also write it to a file
-    python benchmarks/triton_resources.py --quick          # lstm/gru/elman at H=16 and 64 only
+    python benchmarks/triton_resources.py --quick          # H=16 and 64 only
 
 Why: the solver's Schedule predicts registers per thread and shared memory per block; only the
-real compiler knows.  For lstm/gru/elman x hidden {16, 32, 64, 128, 256} x sm_80
-(``nvidia/a100-80gb``) / sm_90 (``nvidia/h100-sxm``), fp32, batch 4, this asks the solver for a
-single-block schedule, AOT-compiles the rendered kernel without a GPU (Triton's code generator,
-the wheel's ptxas) and runs :func:`rnnc.backends.triton.aot.fit_schedule`: where ptxas reports
+real compiler knows.  For all nine cells x hidden {16, 32, 64, 128, 256} x sm_80
+(``nvidia/a100-80gb``), sm_86 (``nvidia/rtx-3090``), sm_89 (``nvidia/rtx-4090``), sm_90
+(``nvidia/h100-sxm``), sm_100 (``nvidia/b200``), fp32, batch 4, this asks the solver for a
+schedule (single-block ``fused_recurrence`` for lstm/gru/elman/slstm, ``chunked_scan`` for the
+linear cells), AOT-compiles the rendered kernel(s) without a GPU (Triton's code generator, the
+wheel's ptxas) and runs :func:`rnnc.backends.triton.aot.fit_schedule`: where ptxas reports
 spills or registers more than 10 % off the prediction, that is fed back into the solver
 (``min_warps`` / ``register_overhead``) and the kernel recompiled.  The table shows the first
-prediction, the fed-back one and what was compiled; points without a single-block schedule are
-listed with the solver's reason.
+prediction, the fed-back one and what was compiled; points without a schedule are listed with
+the solver's reason.  slstm/mlstm use 4 heads; mamba has D = H channels with N = 16 states each;
+lru has N = H states; for a scan cell the registers/shared memory are the largest over its
+scan components (mlstm: 3 kernels).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-TARGETS = {80: "nvidia/a100-80gb", 90: "nvidia/h100-sxm"}
-CELLS = ("lstm", "gru", "elman")
+TARGETS = {80: "nvidia/a100-80gb", 86: "nvidia/rtx-3090", 89: "nvidia/rtx-4090", 90: "nvidia/h100-sxm",
+           100: "nvidia/b200"}
+CELLS = ("lstm", "gru", "elman", "slstm", "mingru", "minlstm", "lru", "mamba", "mlstm")
 HIDDEN = (16, 32, 64, 128, 256)
 BATCH = 4
 
@@ -38,7 +43,9 @@ def make_cell(kind: str, hidden: int) -> Any:
     from rnnc.kernels import CELLS as MODULES
 
     torch.manual_seed(0)
-    cell, weights = MODULES[kind].load_module_class()(hidden, hidden).rnnc_layer()
+    extra = {"num_heads": 4} if kind in ("slstm", "mlstm") else {}
+    state = 16 if kind == "mamba" else hidden  # Mamba: D = hidden channels, N = 16 states each
+    cell, weights = MODULES[kind].load_module_class()(hidden, state, **extra).rnnc_layer()
     return rnn_program([cell], [[weights]]).rnn_nodes()[0].attr("cells")[0]
 
 
@@ -59,8 +66,11 @@ def measure(kind: str, hidden: int, cc: int) -> dict[str, Any]:
         row["declined"] = " ".join(str(exc).split())[:220]
         return row
     r, m = fit.schedule.resources, fit.measured
+    sp = dict(fit.schedule.params)
+    knobs = (f"chunk {sp['chunk']}, channel tile {sp['channel_tile']}" if fit.schedule.kernel == "chunked_scan"
+             else f"batch tile {sp['batch_tile']}")
     row.update(first_warps=first.param("warps"), first_regs=first.resources.registers_per_thread,
-               warps=fit.schedule.param("warps"), batch_tile=fit.schedule.param("batch_tile"),
+               warps=fit.schedule.param("warps"), knobs=knobs,
                pred_regs=r.registers_per_thread, regs=m.registers_per_thread,
                alloc=allocated(m.registers_per_thread),
                pred_smem=r.shared_memory_per_block, smem=m.shared_memory_per_block,
@@ -75,8 +85,8 @@ def pct(measured: int, predicted: int) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table plus the list of declined points."""
-    head = ("| cell | H | arch | solver first: warps / regs | fed back: warps / regs | compiled regs (allocated) "
-            "| regs Δ | predicted smem B | compiled smem B | smem Δ | spills B | rounds |")
+    head = ("| cell | H | arch | solver first: warps / regs | fed back: warps / regs | tiling "
+            "| compiled regs (allocated) | regs Δ | predicted smem B | compiled smem B | smem Δ | spills B | rounds |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     declined = []
     for r in rows:
@@ -84,12 +94,12 @@ def table(rows: list[dict[str, Any]]) -> str:
             declined.append(f"- {r['cell']} H={r['hidden']} {r['arch']} ({r['target']}): {r['declined']}")
             continue
         lines.append(f"| {r['cell']} | {r['hidden']} | {r['arch']} | {r['first_warps']} / {r['first_regs']} "
-                     f"| {r['warps']} / {r['pred_regs']} | {r['regs']} ({r['alloc']}) "
+                     f"| {r['warps']} / {r['pred_regs']} | {r['knobs']} | {r['regs']} ({r['alloc']}) "
                      f"| {pct(r['alloc'], r['pred_regs'])} "
                      f"| {r['pred_smem']} | {r['smem']} | {pct(r['smem'], r['pred_smem'])} | {r['spills']} "
                      f"| {r['rounds']}{'' if r['converged'] else ' (not converged)'} |")
     if declined:
-        lines += ["", "Declined (no single-block, spill-free schedule):", "", *declined]
+        lines += ["", "Declined (no spill-free schedule):", "", *declined]
     return "\n".join(lines) + "\n"
 
 

@@ -67,7 +67,8 @@ class ProblemSpec:
     ``key()``, so tuning records keyed on a Schedule's problem stay distinct.
     ``family``/``gates`` override the cell table for user-written cells.
 
-    Kernel calibration (fused family; a backend sets these, usually from what its compiler
+    Kernel calibration (fused family; ``register_overhead`` also for the scan family; a backend
+    sets these, usually from what its compiler
     reported, because the model only knows the weights, accumulators and a fixed overhead):
     ``shared_weights=False`` for kernels that keep every recurrent weight in registers (the
     Triton kernel: tensors loaded before the time loop live in registers, nothing puts them in

@@ -93,9 +93,17 @@ class ScanGpu(TilingProblem):
             smem = m.define("smem_bytes", sz * info.inputs * sLc + sz * shared_inputs * sL)
             elems = m.define("state_elems", info.state_words * N * ct)
             state = 4 * elems
-            ept = m.quotient("elems_per_thread", elems, m.define("threads", g.warp_size * w))
-            m.add_ge(ept, 1, name="threads have work")
-        regs = m.define("reg_bytes", state + 4 * OVERHEAD_REGISTERS * g.warp_size * w)
+            if info.state_words * N * per_row >= g.warp_size:
+                ept = m.quotient("elems_per_thread", elems, m.define("threads", g.warp_size * w))
+                m.add_ge(ept, 1, name="threads have work")
+            else:  # a batch row has fewer state elements than a warp has threads (e.g. minGRU H=16):
+                # threads idle whatever the tiling, so one warp owning the whole row stays legal
+                m.add_le(w, 1, name="one warp for a row smaller than a warp")
+                ept = m.define("elems_per_thread", 1)
+
+        # spec.register_overhead: a backend's measured kernel calibration (compiler feedback)
+        overhead = max(0, OVERHEAD_REGISTERS + s.register_overhead)
+        regs = m.define("reg_bytes", state + 4 * overhead * g.warp_size * w)
         reserved = g.shared_memory_reserved_per_block_bytes
         sm_smem = m.product("sm_smem", bps, m.define("smem_total", smem + reserved))
         sm_regs = m.product("sm_regs", bps, regs)

@@ -7,8 +7,10 @@ Registers itself as ``triton`` in :mod:`rnnc.backends`.  Entry points: :func:`co
 and ``TRITON_BACKEND.load(outdir)``.
 
 Scope (declined in ``supports`` with the reason otherwise): nonlinear cells whose recurrent
-weights fit one block per head (the solver's ``grid_sync=False`` problem); fp32 compute.
-Linear cells (chunked scan) and multi-block layers (grid-wide sync per step) are not rendered.
+weights fit one block per head (the solver's ``grid_sync=False`` problem) as one fused kernel;
+linear cells whose state updates are affine or max-plus in the state (``scanplan``) as chunked
+parallel scans; fp32/fp16/bf16 storage with fp32 arithmetic.  Multi-block layers (grid-wide
+sync per step) are not rendered.
 """
 
 from __future__ import annotations
@@ -28,18 +30,27 @@ def _target(target: Any) -> Any:
 
 
 def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int = 0, min_warps: int = 1) -> Any:
-    """The solver's single-block fused Schedule of ``cell`` on a GPU ``target``; raises
-    :class:`rnnc.errors.InfeasibleError` (with the solver's explanation) when none fits.
+    """The solver's Schedule of ``cell`` on a GPU ``target``: single-block fused for nonlinear
+    cells, ``chunked_scan`` for linear ones; raises :class:`rnnc.errors.InfeasibleError` (with
+    the solver's explanation) when none fits.
 
-    Always ``shared_weights=False``: the rendered kernel keeps every weight tile in registers.
-    ``register_overhead``/``min_warps`` are the compiler feedback that
+    Fused: always ``shared_weights=False`` (the rendered kernel keeps every weight tile in
+    registers); ``register_overhead``/``min_warps`` are the compiler feedback that
     :func:`rnnc.backends.triton.aot.fit_schedule` measures (see ``ProblemSpec``)."""
-    from rnnc.backends.triton.plan import plan_cell
+    from rnnc.backends.triton.runtime import plan_any
     from rnnc.constraints import CELLS, ProblemSpec, solve
 
-    plan = plan_cell(cell)
+    plan = plan_any(cell)
     heads = int(cell.attr("num_heads", 1) or 1)
     known = cell.kind in CELLS
+    if cell.recurrence == "linear":
+        state = cell.states[0].shape
+        # the scan kernel streams fp32 coefficients whatever the storage dtype (see scan.py)
+        spec = ProblemSpec(cell.kind if known else "custom", hidden=cell.hidden_size if known else cell.output_size,
+                           heads=heads, batch=batch, dtype="fp32",
+                           input_size=cell.input_size, state_size=int(state[-1]) if state else 1,
+                           family=None if known else "scan", register_overhead=register_overhead)
+        return solve(spec, _target(target))
     spec = ProblemSpec(cell.kind if known else "custom", hidden=cell.hidden_size, heads=heads, batch=batch,
                        dtype=SOLVER_DTYPES.get(cell.step.inputs[0][1].dtype, "fp32"),
                        input_size=cell.input_size, grid_sync=False,
@@ -54,7 +65,7 @@ class TritonBackend:
     name = "triton"
 
     def supports(self, program: Any, target: Any = None) -> tuple[bool, str]:
-        from rnnc.backends.triton.plan import plan_cell
+        from rnnc.backends.triton.runtime import plan_any
         from rnnc.errors import InfeasibleError, RnncError
         from rnnc.ir.rnn import rnn_layout
 
@@ -68,10 +79,13 @@ class TritonBackend:
         for node in program.rnn_nodes():
             for cell in rnn_layout(node.attr_dict)[0]:
                 try:
-                    plan_cell(cell)
+                    plan_any(cell)
                     if getattr(spec, "gpu", None) is not None:
                         schedule_for(cell, spec)
                 except InfeasibleError as exc:
+                    if cell.recurrence == "linear":
+                        return False, (f"{cell.kind} H={cell.hidden_size} has no chunked-scan schedule on "
+                                       f"{spec.tag}: {exc}")
                     return False, (f"{cell.kind} H={cell.hidden_size} does not fit one block per head on "
                                    f"{spec.tag} and the Triton backend has no grid-synchronised "
                                    f"multi-block kernel: {exc}")
@@ -96,10 +110,9 @@ class TritonBackend:
 TRITON_BACKEND = register_backend(TritonBackend())
 
 
-def layer_kernels(program: Any, target: Any = None, batch: int = 1) -> dict[str, list[Any]]:
+def layer_kernels(program: Any, target: Any = None, batch: int = 1, fit: bool | None = None) -> dict[str, list[Any]]:
     """Per rnn node (keyed by its first output), one LayerKernel per layer; on a GPU target the
-    batch tile and warps come from the solver's Schedule."""
-    from rnnc.backends.triton.runtime import layer_kernel
+    launch configuration comes from the Schedule (see :func:`kernel_for`)."""
     from rnnc.ir.rnn import rnn_layout
 
     spec = _target(target)
@@ -107,13 +120,52 @@ def layer_kernels(program: Any, target: Any = None, batch: int = 1) -> dict[str,
     for node in program.rnn_nodes():
         kernels = []
         for cell in rnn_layout(node.attr_dict)[0]:
-            if getattr(spec, "gpu", None) is not None:
-                sched = schedule_for(cell, spec, batch)
-                kernels.append(layer_kernel(cell, int(sched.param("batch_tile")), int(sched.param("warps"))))
-            else:
-                kernels.append(layer_kernel(cell))
+            kernels.append(kernel_for(cell, spec, batch, fit))
         out[node.outputs[0]] = kernels
     return out
+
+
+def kernel_for(cell: Any, target: Any, batch: int = 1, fit: bool | None = None) -> Any:
+    """The LayerKernel of ``cell`` with its launch configuration from the Schedule on a GPU target.
+
+    With ``fit`` (default: when triton's AOT compiler works here) the Schedule is the one after
+    compiler feedback (:func:`rnnc.backends.triton.aot.fit_schedule` on the target's own
+    architecture), so the kernel that runs is the one that was checked spill-free, not the
+    solver's first answer.  Fused cells: ``batch_tile``/``warps``; scan cells: ``chunk``,
+    ``channel_tile`` and ``warps``."""
+    from rnnc.backends.triton.runtime import layer_kernel
+
+    if getattr(target, "gpu", None) is None:
+        return layer_kernel(cell)
+    from rnnc.backends.triton import aot
+
+    if fit if fit is not None else aot.available():
+        cap = 10 * target.gpu.compute_capability[0] + target.gpu.compute_capability[1]
+        sched = aot.fit_schedule(cell, target, cap, batch).schedule
+    else:
+        sched = schedule_for(cell, target, batch)
+    if cell.recurrence == "linear":
+        return scan_kernel(cell, sched)
+    return layer_kernel(cell, int(sched.param("batch_tile")), int(sched.param("warps")))
+
+
+def scan_kernel(cell: Any, sched: Any) -> Any:
+    """The chunked-scan LayerKernel of ``cell`` at a ``chunked_scan`` Schedule."""
+    from rnnc.backends.triton.runtime import layer_kernel
+
+    return layer_kernel(cell, warps=int(sched.param("warps")), chunk=int(sched.param("chunk")),
+                        tile=scan_tile(cell, int(sched.param("channel_tile"))))
+
+
+def scan_tile(cell: Any, channel_tile: int) -> int:
+    """State elements per program for a solver ``channel_tile``: the solver counts channels
+    (Mamba: each with N states; mLSTM: value columns of a DH-long key row), the kernel counts
+    state elements of its flattened state."""
+    per_channel = 1
+    shape = cell.states[0].shape
+    if len(shape) >= 2:
+        per_channel = int(shape[-1])
+    return min(1024, channel_tile * per_channel)
 
 
 def compile_program(program: Any, target: Any = None, batch: int = 1) -> Any:
@@ -127,4 +179,4 @@ def compile_program(program: Any, target: Any = None, batch: int = 1) -> Any:
     return TritonProgram(program, layer_kernels(program, target, batch))
 
 
-__all__ = ["TRITON_BACKEND", "TritonBackend", "compile_program", "layer_kernels", "schedule_for"]
+__all__ = ["TRITON_BACKEND", "TritonBackend", "compile_program", "kernel_for", "layer_kernels", "schedule_for"]

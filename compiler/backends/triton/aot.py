@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnc.backends.triton.render import pow2
+from rnnc.backends.triton import SOLVER_DTYPES
+from rnnc.backends.triton.render import KERNEL_NAME, pow2
 from rnnc.backends.triton.runtime import LayerKernel
+from rnnc.backends.triton.scan import KERNEL_PREFIX, launch_config
 from rnnc.errors import UnsupportedError
 
 
@@ -48,15 +50,33 @@ def ptxas_path() -> Path:
     return newest if newest.exists() else folder / "ptxas"
 
 
-def signature(arg_names: list[str], batch_tile: int, sp: int, dtype: str = "fp32"
-              ) -> tuple[dict[str, str], dict[str, Any]]:
-    """The kernel's argument types and constexpr values (``reverse``/``lengths`` off: same code)."""
-    consts = {"BB": batch_tile, "SP": sp, "REVERSE": False, "HAS_LEN": False}
+def available() -> bool:
+    """Whether triton's CUDA code generator and the wheel's ptxas are here (no GPU needed)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return ptxas_path().exists()
+
+
+def signature(arg_names: list[str], consts: dict[str, Any], dtype: str = "fp32") -> dict[str, str]:
+    """The kernel's argument types: pointers of the storage ``dtype`` (``len_ptr`` int64),
+    scalars i32, ``consts`` constexpr."""
     sig = {}
     for name in arg_names:
         sig[name] = ("constexpr" if name in consts else "*i64" if name == "len_ptr"
                      else f"*{dtype}" if name.endswith("_ptr") else "i32")
-    return sig, consts
+    return sig
+
+
+def launches(lk: LayerKernel) -> list[tuple[str, dict[str, Any], str]]:
+    """(kernel name, constexpr values, pointer dtype) of every kernel ``lk`` launches, at the
+    launch configuration AOT compiles (forward, no lengths: the same code path)."""
+    if lk.is_scan:
+        return [(f"{KERNEL_PREFIX}{i}", launch_config(lk, comp), "fp32") for i, comp in enumerate(lk.plan.components)]
+    dtype = SOLVER_DTYPES.get(lk.plan.cell.step.inputs[0][1].dtype, "fp32")
+    return [(KERNEL_NAME, {"BB": lk.batch_tile, "SP": pow2(lk.plan.piece), "REVERSE": False, "HAS_LEN": False,
+                           **lk.extra_consts()}, dtype)]
 
 
 def ptxas_resources(ptx: str, arch: str) -> tuple[int, int, int]:
@@ -74,9 +94,11 @@ def ptxas_resources(ptx: str, arch: str) -> tuple[int, int, int]:
             int(spills.group(2)) if spills else 0)
 
 
-def _compile_here(source_path: str, batch_tile: int, sp: int, warps: int, capability: int,
+def _compile_here(source_path: str, kernels: list, warps: int, capability: int,
                   outstem: str) -> dict[str, Any]:
-    """Compile in this process (which must not be in interpreter mode); writes ``outstem``.ptx/.cubin."""
+    """Compile in this process (which must not be in interpreter mode); writes ``outstem``.ptx/.cubin
+    (``outstem``.<i>.ptx/.cubin for the further kernels of a module).  Resources of a module with
+    several kernels: the largest registers / shared memory, the summed spills."""
     import importlib.util
 
     import triton
@@ -86,31 +108,43 @@ def _compile_here(source_path: str, batch_tile: int, sp: int, warps: int, capabi
     spec = importlib.util.spec_from_file_location("rnnc_aot_kernel", source_path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    fn = module.rnnc_layer
-    sig, consts = signature(list(fn.arg_names), batch_tile, sp)
-    compiled = triton.compile(ASTSource(fn, sig, consts), target=GPUTarget("cuda", capability, 32),
-                              options={"num_warps": warps})
-    Path(outstem + ".ptx").write_text(compiled.asm["ptx"])
-    Path(outstem + ".cubin").write_bytes(compiled.asm["cubin"])
-    regs, stores, loads = ptxas_resources(compiled.asm["ptx"], f"sm_{capability}" + ("a" if capability >= 90 else ""))
-    return CompiledResources(f"sm_{capability}", regs, int(compiled.metadata.shared), stores, loads,
-                             32 * warps).to_dict()
+    regs = shared = stores = loads = 0
+    for i, (name, consts, dtype) in enumerate(kernels):
+        fn = getattr(module, name)
+        compiled = triton.compile(ASTSource(fn, signature(list(fn.arg_names), consts, dtype), consts),
+                                  target=GPUTarget("cuda", capability, 32), options={"num_warps": warps})
+        stem = outstem if i == 0 else f"{outstem}.{i}"
+        Path(stem + ".ptx").write_text(compiled.asm["ptx"])
+        Path(stem + ".cubin").write_bytes(compiled.asm["cubin"])
+        r, st, ld = ptxas_resources(compiled.asm["ptx"], f"sm_{capability}" + ("a" if capability >= 90 else ""))
+        regs, shared = max(regs, r), max(shared, int(compiled.metadata.shared))
+        stores, loads = stores + st, loads + ld
+    return CompiledResources(f"sm_{capability}", regs, shared, stores, loads, 32 * warps).to_dict()
+
+
+_COMPILED: dict[tuple[str, int, int, str], CompiledResources] = {}
 
 
 def compile_for(lk: LayerKernel, capability: int, outstem: str | None = None) -> CompiledResources:
-    """Compile ``lk`` for compute capability ``capability`` (80, 86, 89, 90) and measure it.
+    """Compile ``lk`` for compute capability ``capability`` (80, 86, 89, 90, 100) and measure it.
 
     Runs in a subprocess: once ``TRITON_INTERPRET=1`` has patched ``triton.language`` (tests,
-    CPU runs) the real code generator no longer works in that process."""
-    from rnnc.backends.triton.runtime import cache_dir, load_kernel
+    CPU runs) the real code generator no longer works in that process.  Results without an
+    ``outstem`` are remembered per (source, launch configuration, architecture), so the feedback
+    loop and the runtime do not compile the same kernel twice."""
+    from rnnc.backends.triton.runtime import cache_dir, load_module
 
-    load_kernel(lk.source)  # writes the source file
+    kernels = launches(lk)
+    key = (lk.source, capability, lk.warps, json.dumps(kernels))
+    if outstem is None and key in _COMPILED:
+        return _COMPILED[key]
+    load_module(lk.source)  # writes the source file
     import hashlib
 
     src = cache_dir() / f"rnnc_{hashlib.sha256(lk.source.encode()).hexdigest()[:20]}.py"
     with tempfile.TemporaryDirectory() as tmp:
         stem = outstem or str(Path(tmp, "k"))
-        args = json.dumps([str(src.resolve()), lk.batch_tile, pow2(lk.plan.piece), lk.warps, capability, stem])
+        args = json.dumps([str(src.resolve()), kernels, lk.warps, capability, stem])
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
         proc = subprocess.run([sys.executable, "-m", "rnnc.backends.triton.aot", args], capture_output=True,
@@ -118,7 +152,9 @@ def compile_for(lk: LayerKernel, capability: int, outstem: str | None = None) ->
     if proc.returncode:
         raise UnsupportedError(f"Triton could not compile the {lk.plan.cell.kind} kernel for sm_{capability}: "
                                f"{proc.stderr.strip()[-600:]}")
-    return CompiledResources(**json.loads(proc.stdout.strip().splitlines()[-1]))
+    res = CompiledResources(**json.loads(proc.stdout.strip().splitlines()[-1]))
+    _COMPILED[key] = res
+    return res
 
 
 #: how far ptxas's register count may be from the prediction before it is fed back (issue 4)
@@ -161,8 +197,11 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit
     A spilling kernel raises ``min_warps`` past its warp count; a spill-free one whose registers
     are more than :data:`TOLERANCE` off shifts ``register_overhead`` by the difference, so the
     next solve predicts what ptxas reported (and picks more warps if that no longer fits).
-    Raises :class:`UnsupportedError` when no spill-free schedule is found."""
-    from rnnc.backends.triton import schedule_for
+    Raises :class:`UnsupportedError` when no spill-free schedule is found.
+
+    Linear cells (``chunked_scan``): the same loop with ``register_overhead`` only (the scan
+    kernel bounds its own working set, ``scan.sub_tile``, so more warps do not cure a spill)."""
+    from rnnc.backends.triton import scan_kernel, schedule_for
     from rnnc.backends.triton.runtime import layer_kernel
     from rnnc.errors import InfeasibleError
 
@@ -178,23 +217,27 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit
             if not rounds:
                 raise
             raise UnsupportedError(f"{cell.kind} H={cell.hidden_size}: after compiler feedback "
-                                   f"(min_warps={min_warps}, register_overhead={overhead}) no single-block "
+                                   f"(min_warps={min_warps}, register_overhead={overhead}) no "
                                    f"schedule fits sm_{capability}: {str(exc).splitlines()[0]}") from None
-        knobs = (int(sched.param("batch_tile")), int(sched.param("warps")))
+        scan = cell.recurrence == "linear"
+        lk = scan_kernel(cell, sched) if scan else layer_kernel(cell, int(sched.param("batch_tile")),
+                                                                 int(sched.param("warps")))
+        knobs = (lk.chunk, lk.tile, lk.warps) if scan else (lk.batch_tile, lk.warps)
         if knobs not in seen:
-            seen[knobs] = compile_for(layer_kernel(cell, *knobs), capability)
+            seen[knobs] = compile_for(lk, capability)
         res = seen[knobs]
         pred = int(sched.resources.registers_per_thread)
         # the prediction is the *allocated* count (ptxas's count rounded up to the allocation unit)
         alloc = allocated(res.registers_per_thread, unit)
-        rounds.append({"register_overhead": overhead, "min_warps": min_warps, "batch_tile": knobs[0],
-                       "warps": knobs[1], "predicted_registers": pred,
+        rounds.append({"register_overhead": overhead, "min_warps": min_warps, **lk.knobs, "predicted_registers": pred,
                        "predicted_shared": int(sched.resources.shared_memory_per_block),
                        "registers": res.registers_per_thread, "allocated_registers": alloc,
                        "shared": res.shared_memory_per_block,
                        "spill_stores": res.spill_stores, "spill_loads": res.spill_loads})
         if res.spill_stores or res.spill_loads:
-            min_warps = 2 * knobs[1]
+            if scan:
+                break
+            min_warps = 2 * lk.warps
             continue
         best = (sched, res)
         if abs(alloc - pred) <= TOLERANCE * pred:

@@ -7,8 +7,10 @@
                            ``aot.fit_schedule``), launch config, ``feedback`` (every solve/compile
                            round), and per architecture the compiled registers / shared memory /
                            spills next to the prediction
-    layer_<n>_<k>.py       the rendered kernel source (what ``load`` imports and launches)
-    layer_<n>_<k>.<sm>.cubin / .ptx   the ahead-of-time compiled kernel per architecture
+    layer_<n>_<k>.py       the rendered kernel source (what ``load`` imports and launches): one fused
+                           kernel, or one chunked-scan kernel per scan component (linear cells)
+    layer_<n>_<k>.<sm>.cubin / .ptx   the ahead-of-time compiled kernel per architecture (scan
+                           components after the first: layer_<n>_<k>.<sm>.<i>.cubin)
     program.rnnc, weights.pt          the IR and its tensors (the non-rnn nodes run from them)
 """
 
@@ -20,8 +22,7 @@ from typing import Any
 
 from rnnc import __version__
 from rnnc.backends.manifest import read_manifest, read_program, write_manifest, write_program
-from rnnc.backends.triton.plan import plan_cell
-from rnnc.backends.triton.runtime import LayerKernel, TritonProgram
+from rnnc.backends.triton.runtime import LayerKernel, TritonProgram, plan_any
 
 #: compute capabilities compiled when the target is not a GPU (and always alongside the target's)
 DEFAULT_CAPABILITIES = (80, 90)
@@ -38,7 +39,7 @@ def _versions() -> dict[str, str]:
 def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1, aot: bool = True,
                    **_: Any) -> dict[str, Any]:
     """Render, AOT-compile and describe every layer of ``program`` into ``outdir``."""
-    from rnnc.backends.triton import TRITON_BACKEND, layer_kernels, schedule_for
+    from rnnc.backends.triton import TRITON_BACKEND, layer_kernels, scan_kernel, schedule_for
     from rnnc.backends.triton.aot import compile_for, fit_schedule
     from rnnc.backends.triton.runtime import layer_kernel
     from rnnc.errors import UnsupportedError
@@ -53,19 +54,19 @@ def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1
     caps = sorted({*DEFAULT_CAPABILITIES, *([10 * gpu.compute_capability[0] + gpu.compute_capability[1]]
                                              if gpu is not None else [])})
     layers: dict[str, dict[str, Any]] = {}
-    for key, kernels in layer_kernels(program, target, batch).items():
+    for key, kernels in layer_kernels(program, target, batch, fit=False).items():
         node = next(n for n in program.rnn_nodes() if n.outputs[0] == key)
         for k, (lk, cell) in enumerate(zip(kernels, rnn_layout(node.attr_dict)[0], strict=True)):
             stem = f"layer_{key}_{k}"
             fit = None
             if gpu is not None and aot:  # compiler feedback on the target's own architecture
                 fit = fit_schedule(cell, target, 10 * gpu.compute_capability[0] + gpu.compute_capability[1], batch)
-                lk = layer_kernel(cell, int(fit.schedule.param("batch_tile")), int(fit.schedule.param("warps")))
+                lk = (scan_kernel(cell, fit.schedule) if lk.is_scan else
+                      layer_kernel(cell, int(fit.schedule.param("batch_tile")), int(fit.schedule.param("warps"))))
             (out / f"{stem}.py").write_text(lk.source)
             entry: dict[str, Any] = {"node": key, "layer": k, "cell": cell.kind, "source": f"{stem}.py",
-                                     "path": "fused single-block", "resources": {},
-                                     "knobs": {"batch_tile": lk.batch_tile, "warps": lk.warps,
-                                               "piece": lk.plan.piece}}
+                                     "path": "chunked scan" if lk.is_scan else "fused single-block",
+                                     "resources": {}, "knobs": lk.knobs}
             if gpu is not None:
                 entry["schedule"] = (fit.schedule if fit else schedule_for(cell, target, batch)).to_dict()
             if fit is not None:  # every solve/compile round: predictions next to what ptxas reported
@@ -98,6 +99,7 @@ def load(outdir: str | Path) -> TritonProgram:
             entry = manifest["layers"][f"{node.outputs[0]}.{k}"]
             source = Path(outdir, entry["source"]).read_text()
             knobs = entry["knobs"]
-            row.append(LayerKernel(plan_cell(cell), source, int(knobs["batch_tile"]), int(knobs["warps"])))
+            row.append(LayerKernel(plan_any(cell), source, int(knobs.get("batch_tile", 1)), int(knobs["warps"]),
+                                   int(knobs.get("chunk", 0)), int(knobs.get("tile", 0))))
         kernels[node.outputs[0]] = row
     return TritonProgram(program, kernels)

@@ -6,6 +6,14 @@ from it) is *hoisted*: the runtime evaluates it once for all ``T * B`` rows with
 matmul), and the kernel reads the results step by step.  The remaining *loop* nodes are what the
 renderer turns into Triton code.
 
+Head-wise (block-diagonal) recurrent weights -- sLSTM's ``reshape(h) -> matmul(., R[G, NH, DH,
+DH']) -> reshape`` -- are rewritten into one ``linear`` with a *derived* block-diagonal weight
+(built from ``R`` at launch time, :func:`derive_param`); the tile width divides the head size,
+so the renderer skips the all-zero off-diagonal tiles and the kernel does the head-wise work
+only.  When nothing in the loop mixes heads (:func:`_head_parallel`) the grid gets one program
+per head, each computing head 0's tiles shifted by ``pid_h * DH`` -- the solver's
+single-block-per-head schedule.
+
 Inside the kernel every ``[B, F]`` value is held as ``F / piece`` column tiles of width
 ``piece`` (the gcd of all feature widths in the loop), so ``split``/``concat`` are just list
 operations on tiles and ``linear`` is a grid of tile products with resident weight tiles.  No
@@ -14,8 +22,10 @@ per-cell knowledge is involved: a user-written cell with the same ops plans the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from rnnc.errors import UnsupportedError
 from rnnc.ir.graph import Cell, Graph, Node
@@ -45,6 +55,28 @@ class LoopPlan:
     piece: int
     widths: dict[str, int]
     ranks: dict[str, int]
+    #: derived weight -> (source param, heads): block-diagonal [G*NH*DH', NH*DH] from R [G, NH, DH, DH']
+    derived: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    #: head-parallel grid: ``heads`` programs per batch tile, each owning ``head_dim`` units of
+    #: every ``[.., NH, DH]`` feature group (1 / 0: one program owns all features)
+    heads: int = 1
+    head_dim: int = 0
+
+    def active(self, name: str, k: int) -> bool:
+        """Whether tile ``k`` of value ``name`` is computed by a program (head 0's tiles, shifted
+        by ``pid_h * head_dim`` at run time); every tile when the grid is not head-parallel."""
+        if self.heads == 1 or self.ranks.get(name, 1) == 0:
+            return True
+        return ((k * self.piece) % (self.heads * self.head_dim)) // self.head_dim == 0
+
+    def zero_tile(self, weight: str, j: int, k: int) -> bool:
+        """Whether weight tile (row tile j, column tile k) is structurally zero (off its head's block)."""
+        if weight not in self.derived:
+            return False
+        shape = self.cell.step.value_types()[self.derived[weight][0]].shape
+        heads, dh_in, dh_out = int(shape[1]), int(shape[2]), int(shape[3])
+        p = self.piece
+        return ((j * p) % (heads * dh_out)) // dh_out != (k * p) // dh_in
 
     @property
     def gates(self) -> int:
@@ -65,8 +97,10 @@ def _fail(cell: Cell, what: str) -> UnsupportedError:
 def plan_cell(cell: Cell) -> LoopPlan:
     """The :class:`LoopPlan` of ``cell``; raises :class:`UnsupportedError` naming what blocks it."""
     if cell.recurrence != "nonlinear":
-        raise _fail(cell, f"its recurrence is {cell.recurrence}; the chunked scan for linear cells is "
-                          "not implemented in the Triton backend yet (use --backend tvm or onnx)")
+        raise _fail(cell, f"its recurrence is {cell.recurrence}; linear cells are planned as a chunked scan "
+                          "(rnnc.backends.triton.scanplan)")
+    derived: dict[str, tuple[str, int]] = {}
+    cell = _headwise(cell, derived)
     step = cell.step
     types = step.value_types()
     x_name = step.input_names[0]
@@ -114,9 +148,86 @@ def plan_cell(cell: Cell) -> LoopPlan:
         if ranks[name] == 2 and name in params:  # a weight: both dims are tiled
             piece = math.gcd(piece, int(types[name].shape[0]))
         piece = math.gcd(piece, w)
+    for src, _ in derived.values():  # tiles never straddle two heads
+        shape = types[src].shape
+        piece = math.gcd(math.gcd(piece, int(shape[2])), int(shape[3]))
     pre = Graph(f"{step.name}_pre", step.inputs[:1], step.params, tuple(pre_nodes),
                 tuple((n, n) for n in (*stepped, *[v for v in invariant if v in pre_out])))
-    return LoopPlan(cell, pre, tuple(loop_nodes), tuple(stepped), tuple(invariant), max(piece, 1), widths, ranks)
+    heads, head_dim = _head_parallel(cell, tuple(loop_nodes), widths, derived)
+    return LoopPlan(cell, pre, tuple(loop_nodes), tuple(stepped), tuple(invariant), max(piece, 1), widths, ranks,
+                    derived, heads, head_dim)
+
+
+def _head_parallel(cell: Cell, loop_nodes: tuple[Node, ...], widths: dict[str, int],
+                   derived: dict[str, tuple[str, int]]) -> tuple[int, int]:
+    """(heads, head size) when the loop never mixes heads -- every recurrent product is a
+    block-diagonal derived weight with square ``DH x DH`` blocks, every feature width and split
+    is a multiple of ``NH * DH`` -- so one program per head suffices (what the solver's
+    single-block-per-head schedule assumes); ``(1, 0)`` otherwise."""
+    types = cell.step.value_types()
+    blocks = {tuple(int(d) for d in types[src].shape[1:]) for src, _ in derived.values()}
+    if len(blocks) != 1:
+        return 1, 0
+    (heads, dh_in, dh_out), = blocks
+    width = heads * dh_in
+    if heads == 1 or dh_in != dh_out or any(w % width for w in widths.values()):
+        return 1, 0
+    for node in loop_nodes:
+        if node.op == "linear" and node.inputs[1] not in derived:
+            return 1, 0
+        if node.op == "split" and any(int(size) % width for size in node.attr("sizes")):
+            return 1, 0
+    return heads, dh_in
+
+
+def _headwise(cell: Cell, derived: dict[str, tuple[str, int]]) -> Cell:
+    """Rewrite ``reshape(v, (0, 1, NH, 1, DH)) -> matmul(., R) -> reshape(., (0, N))`` with a
+    parameter ``R [G, NH, DH, DH']`` into ``linear(v, R@blockdiag)`` (recorded in ``derived``)."""
+    step = cell.step
+    types = step.value_types()
+    params = set(step.param_names)
+    users: dict[str, list[Node]] = {}
+    for node in step.nodes:
+        for i in node.inputs:
+            users.setdefault(i, []).append(node)
+    replace: dict[int, Node | None] = {}
+    new_params = list(step.params)
+    for k, node in enumerate(step.nodes):
+        if node.op != "matmul" or node.inputs[1] not in params or types[node.inputs[1]].rank != 4:
+            continue
+        first = next((n for n in step.nodes if node.inputs[0] in n.outputs), None)
+        after = users.get(node.outputs[0], [])
+        r_shape = types[node.inputs[1]].shape
+        g, heads, dh_in, dh_out = (int(d) for d in r_shape)
+        if (first is None or first.op != "reshape" or len(users.get(first.outputs[0], [])) != 1
+                or tuple(first.attr("shape")) != (0, 1, heads, 1, dh_in) or types[first.inputs[0]].rank != 2
+                or len(after) != 1 or after[0].op != "reshape"
+                or tuple(after[0].attr("shape")) != (0, g * heads * dh_out)):
+            continue
+        name = f"{node.inputs[1]}@blockdiag"
+        derived[name] = (node.inputs[1], heads)
+        w_type = types[node.inputs[1]].with_shape((g * heads * dh_out, heads * dh_in))
+        new_params.append((name, w_type))
+        replace[step.nodes.index(first)] = None
+        replace[k] = None
+        last = after[0]
+        replace[step.nodes.index(last)] = Node("linear", (first.inputs[0], name, ""), last.outputs, last.types)
+    if not replace:
+        return cell
+    nodes = tuple(replace.get(k, n) for k, n in enumerate(step.nodes))
+    new_step = Graph(step.name, step.inputs, tuple(new_params), tuple(n for n in nodes if n is not None),
+                     step.outputs)
+    return dataclasses.replace(cell, step=new_step)
+
+
+def derive_param(plan: LoopPlan, name: str, params: dict[str, Any]) -> Any:
+    """The dense block-diagonal ``[G*NH*DH', NH*DH]`` weight of a head-wise ``R [G, NH, DH, DH']``."""
+    import torch
+
+    src, heads = plan.derived[name]
+    r = params[src]
+    return torch.cat([torch.block_diag(*[r[g, hd].transpose(0, 1) for hd in range(heads)])
+                      for g in range(r.shape[0])], dim=0)
 
 
 def _batched(shape: tuple) -> bool:

@@ -10,7 +10,11 @@ up to a power of two, padded lanes masked); the op table below is the only place
 what an IR op means in Triton, following ``rnnc.ir.ops`` (torch semantics).
 
 Recurrent products are ``sum(h[:, None, :] * W[None, :, :], axis=2)`` in fp32: exact enough
-for the fp32 tolerance and legal for any batch tile (``tl.dot`` needs 16 rows).
+for the fp32 tolerance and legal for any batch tile.  For fp16/bf16 storage with a batch tile and
+a tile width of at least 16 (what ``tl.dot`` needs) the kernel is rendered with ``dot=True`` (fp16 only,
+see :func:`use_dot`):
+weight tiles stay resident in the storage dtype and the product is ``tl.dot`` (tensor cores on
+a GPU) with fp32 accumulation; everything else computes in fp32 and is stored in the storage dtype.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ _BINARY: dict[str, Callable[[str, str], str]] = {
 }
 
 KERNEL_NAME = "rnnc_layer"
+#: IR dtype -> Triton dtype of the storage (pointers, resident dot operands)
+TL_DTYPES = {"float32": "tl.float32", "float16": "tl.float16", "bfloat16": "tl.bfloat16"}
 
 
 def ident(name: str) -> str:
@@ -63,8 +69,10 @@ def pow2(n: int) -> int:
 class _Emitter:
     """Builds the kernel body; ``tiles`` maps an IR value to its tile expressions."""
 
-    def __init__(self, plan: LoopPlan) -> None:
+    def __init__(self, plan: LoopPlan, dot: bool = False) -> None:
         self.plan = plan
+        self.dot = dot
+        self.store = TL_DTYPES[plan.cell.step.inputs[0][1].dtype]
         self.lines: list[str] = []
         self.tiles: dict[str, list[str]] = {}
         self.types = plan.cell.step.value_types()
@@ -76,13 +84,17 @@ class _Emitter:
         return self.plan.widths[name] // self.plan.piece
 
     def feature_offsets(self, k: int) -> str:
-        return f"({k * self.plan.piece} + cols)"
+        """Feature columns of tile ``k`` (shifted to this program's head on a head-parallel grid)."""
+        return f"({k * self.plan.piece}{' + hoff' if self.plan.heads > 1 else ''} + cols)"
 
     # ----------------------------------------------------------------- loads
     def load_rows(self, name: str, row_expr: str, depth: int) -> None:
-        """Tiles of a [rows, F] tensor (states, stepped inputs), as fp32."""
+        """Tiles of a [rows, F] tensor (states, stepped inputs), as fp32 (``None``: another head's)."""
         width, tiles = self.plan.widths[name], []
         for k in range(self.n_tiles(name)):
+            if not self.plan.active(name, k):
+                tiles.append(None)
+                continue
             var = f"{ident(name)}_{k}"
             self.emit(f"{var} = tl.load({ident(name)}_ptr + ({row_expr})[:, None] * {width} + "
                       f"{self.feature_offsets(k)}[None, :], mask=m2, other=0.0).to(tl.float32)", depth)
@@ -96,6 +108,9 @@ class _Emitter:
         if len(shape) == 1:
             tiles = []
             for k in range(self.n_tiles(name)):
+                if not self.plan.active(name, k):
+                    tiles.append(None)
+                    continue
                 var = f"{ident(name)}_{k}"
                 self.emit(f"{var} = tl.load({ident(name)}_ptr + {self.feature_offsets(k)}, mask=cmask, "
                           "other=0.0).to(tl.float32)[None, :]")
@@ -103,10 +118,14 @@ class _Emitter:
             self.tiles[name] = tiles
             return
         n_out, n_in = shape[0] // p, shape[1] // p
+        hoff = " + hoff" if self.plan.heads > 1 else ""
         for j in range(n_out):
             for k in range(n_in):
-                self.emit(f"{ident(name)}_{j}_{k} = tl.load({ident(name)}_ptr + ({j * p} + wrows)[:, None] * "
-                          f"{shape[1]} + {self.feature_offsets(k)}[None, :], mask=wmask, other=0.0).to(tl.float32)")
+                if self.plan.zero_tile(name, j, k) or not self.plan.active(name, k):
+                    continue
+                dtype = self.store if self.dot else "tl.float32"
+                self.emit(f"{ident(name)}_{j}_{k} = tl.load({ident(name)}_ptr + ({j * p}{hoff} + wrows)[:, None] * "
+                          f"{shape[1]} + {self.feature_offsets(k)}[None, :], mask=wmask, other=0.0).to({dtype})")
         self.tiles[name] = []  # read through weight_tile()
 
     # ------------------------------------------------------------------- ops
@@ -137,8 +156,11 @@ class _Emitter:
             self.linear(out[0], ins)
             return
         n = self.n_tiles(out[0]) if out[0] in self.plan.widths else 1
-        tiles = []
+        tiles: list[str | None] = []
         for k in range(n):
+            if not self.plan.active(out[0], k):
+                tiles.append(None)
+                continue
             if op in _UNARY:
                 expr = _UNARY[op](self.operand(ins[0], k))
             elif op in _BINARY:
@@ -160,10 +182,16 @@ class _Emitter:
         """``out_j = sum_k x_k @ W_jk^T (+ b_j)`` with the resident weight tiles."""
         x, w = ins[0], ins[1]
         bias = ins[2] if len(ins) > 2 and ins[2] else None
-        tiles = []
+        tiles: list[str | None] = []
         for j in range(self.n_tiles(out)):
-            terms = [f"tl.sum({self.tiles[x][k]}[:, None, :] * {ident(w)}_{j}_{k}[None, :, :], axis=2)"
-                     for k in range(len(self.tiles[x]))]
+            if not self.plan.active(out, j):
+                tiles.append(None)
+                continue
+            ks = [k for k, tile in enumerate(self.tiles[x]) if tile is not None and not self.plan.zero_tile(w, j, k)]
+            if self.dot:
+                terms = [f"tl.dot({self.tiles[x][k]}.to({self.store}), tl.trans({ident(w)}_{j}_{k}))" for k in ks]
+            else:
+                terms = [f"tl.sum({self.tiles[x][k]}[:, None, :] * {ident(w)}_{j}_{k}[None, :, :], axis=2)" for k in ks]
             if bias:
                 terms.append(self.tiles[bias][j])
             var = f"{ident(out)}_{j}"
@@ -173,22 +201,37 @@ class _Emitter:
 
     def store_rows(self, ptr: str, name: str, row_expr: str, depth: int, width: int) -> None:
         for k, tile in enumerate(self.tiles[name]):
+            if tile is None:
+                continue
             self.emit(f"tl.store({ptr} + ({row_expr})[:, None] * {width} + {self.feature_offsets(k)}[None, :], "
                       f"{tile}, mask=m2)", depth)
 
 
-def render_kernel(plan: LoopPlan) -> str:
-    """Triton source of the fused layer kernel for ``plan`` (a module with one ``@triton.jit``)."""
+def use_dot(plan: LoopPlan, batch_tile: int) -> bool:
+    """Whether the recurrent products can be ``tl.dot``: fp16 storage, and every operand at least 16 wide.
+
+    Not for bf16: Triton 3.9's interpreter computes ``tl.dot`` on bf16 operands from their raw
+    bits (wrong by orders of magnitude), so a bf16 dot kernel could not be checked without a
+    GPU; bf16 layers keep fp32 weight tiles and the fp32 product instead."""
+    half = plan.cell.step.inputs[0][1].dtype == "float16"
+    return half and batch_tile >= 16 and pow2(plan.piece) >= 16 and plan.piece == pow2(plan.piece)
+
+
+def render_kernel(plan: LoopPlan, dot: bool = False) -> str:
+    """Triton source of the fused layer kernel for ``plan`` (a module with one ``@triton.jit``);
+    ``dot``: recurrent products as ``tl.dot`` on storage-dtype weight tiles (see :func:`use_dot`)."""
     cell = plan.cell
     step = cell.step
     states = step.input_names[1:]
     outs = dict(step.outputs)
     y_width = cell.output_size
-    e = _Emitter(plan)
+    e = _Emitter(plan, dot)
     args = [*(f"{ident(n)}_ptr" for n in (*plan.stepped, *plan.invariant, *states)),
             "y_ptr", *(f"out_{ident(s)}_ptr" for s in states), "len_ptr", "B", "T",
             "BB: tl.constexpr", "SP: tl.constexpr", "REVERSE: tl.constexpr", "HAS_LEN: tl.constexpr"]
     e.emit("pid = tl.program_id(0)")
+    if plan.heads > 1:  # head-parallel grid: this program owns head program_id(1) of every feature group
+        e.emit(f"hoff = tl.program_id(1) * {plan.head_dim}")
     e.emit("rows = pid * BB + tl.arange(0, BB)")
     e.emit("cols = tl.arange(0, SP)")
     e.emit("wrows = tl.arange(0, SP)")
@@ -213,19 +256,23 @@ def render_kernel(plan: LoopPlan) -> str:
     e.emit("live = (t < lens)[:, None]", 3)
     new_states = {s: outs[s] for s in states}
     y_name = outs[step.output_names[0]]
+    def live(name: str) -> list[str]:
+        return [t for t in e.tiles[name] if t is not None]
+
     for s in states:
         e.emit(f"{ident(s)}_next = " + ", ".join(
-            f"tl.where(live, {new}, {old})" for new, old in zip(e.tiles[new_states[s]], e.tiles[s], strict=True))
+            f"tl.where(live, {new}, {old})" for new, old in zip(live(new_states[s]), live(s), strict=True))
             + ",", 3)
-    e.emit("y_tiles = " + ", ".join(f"tl.where(live, {t}, 0.0)" for t in e.tiles[y_name]) + ",", 3)
+    e.emit("y_tiles = " + ", ".join(f"tl.where(live, {t}, 0.0)" for t in live(y_name)) + ",", 3)
     e.emit("else:", 2)
     for s in states:
-        e.emit(f"{ident(s)}_next = " + ", ".join(e.tiles[new_states[s]]) + ",", 3)
-    e.emit("y_tiles = " + ", ".join(e.tiles[y_name]) + ",", 3)
-    e.tiles["__y"] = [f"y_tiles[{k}]" for k in range(len(e.tiles[y_name]))]
+        e.emit(f"{ident(s)}_next = " + ", ".join(live(new_states[s])) + ",", 3)
+    e.emit("y_tiles = " + ", ".join(live(y_name)) + ",", 3)
+    at = iter(range(len(e.tiles[y_name])))
+    e.tiles["__y"] = [None if t is None else f"y_tiles[{next(at)}]" for t in e.tiles[y_name]]
     e.store_rows("y_ptr", "__y", "t * B + rows", 2, y_width)
     for s in states:
-        e.emit(", ".join(e.tiles[s]) + f", = {ident(s)}_next", 2)
+        e.emit(", ".join(live(s)) + f", = {ident(s)}_next", 2)
     for s in states:
         e.store_rows(f"out_{ident(s)}_ptr", s, "rows", 1, plan.widths[s])
     header = [

@@ -6,8 +6,10 @@ of the source and imports it from there.  On a machine without a GPU the same ke
 ``TRITON_INTERPRET=1`` (set before triton is imported) on CPU tensors.
 
 :class:`TritonProgram` runs a whole Program: ``rnn`` nodes layer by layer and direction by
-direction, one kernel launch each (after the hoisted input projection, one torch evaluation of
-the pre-loop graph over all ``T * B`` rows); every other node through the IR's own evaluators.
+direction, one fused kernel launch each for nonlinear cells (after the hoisted input projection,
+one torch evaluation of the pre-loop graph over all ``T * B`` rows) or one chunked-scan launch
+per scan component for linear cells (``rnnc.backends.triton.scan``); every other node through
+the IR's own evaluators.  Storage dtype (fp32/fp16/bf16) is the program's; arithmetic is fp32.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnc.backends.triton.plan import LoopPlan, plan_cell
-from rnnc.backends.triton.render import KERNEL_NAME, kernel_args, pow2, render_kernel
+from rnnc.backends.triton.plan import LoopPlan, derive_param, plan_cell
+from rnnc.backends.triton.render import KERNEL_NAME, kernel_args, pow2, render_kernel, use_dot
+from rnnc.backends.triton.scan import render_scan, run_scan_layer
+from rnnc.backends.triton.scanplan import ScanPlan, plan_scan
 
 _MODULES: dict[str, Any] = {}
 
@@ -32,6 +36,11 @@ def cache_dir() -> Path:
 
 def load_kernel(source: str, directory: Path | None = None) -> Any:
     """The ``@triton.jit`` function of ``source``, imported from a file named by its hash."""
+    return getattr(load_module(source, directory), KERNEL_NAME)
+
+
+def load_module(source: str, directory: Path | None = None) -> Any:
+    """The module of ``source`` (its ``@triton.jit`` kernels), imported from a file named by its hash."""
     key = hashlib.sha256(source.encode()).hexdigest()[:20]
     if key not in _MODULES:
         folder = directory or cache_dir()
@@ -43,26 +52,60 @@ def load_kernel(source: str, directory: Path | None = None) -> Any:
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(module)  # type: ignore[union-attr]
         _MODULES[key] = module
-    return getattr(_MODULES[key], KERNEL_NAME)
+    return _MODULES[key]
 
 
 @dataclass(frozen=True)
 class LayerKernel:
-    """One cell's plan, kernel and launch configuration (batch tile, warps)."""
+    """One cell's plan, kernel source and launch configuration.
 
-    plan: LoopPlan
+    Nonlinear cells (``LoopPlan``): one fused kernel, ``batch_tile`` rows per program.
+    Linear cells (``ScanPlan``): one chunked-scan kernel per component, ``chunk`` steps per
+    chunk and ``tile`` state elements per program (``batch_tile`` unused)."""
+
+    plan: LoopPlan | ScanPlan
     source: str
     batch_tile: int
     warps: int
+    chunk: int = 0
+    tile: int = 0
 
     @property
     def kernel(self) -> Any:
         return load_kernel(self.source)
 
+    @property
+    def module(self) -> Any:
+        return load_module(self.source)
 
-def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4) -> LayerKernel:
-    plan = plan_cell(cell)
-    return LayerKernel(plan, render_kernel(plan), pow2(max(1, batch_tile)), warps)
+    @property
+    def is_scan(self) -> bool:
+        return isinstance(self.plan, ScanPlan)
+
+    def extra_consts(self) -> dict[str, Any]:
+        """Constexprs of the fused kernel beyond the tiling (none yet)."""
+        return {}
+
+    @property
+    def knobs(self) -> dict[str, int]:
+        """What a manifest records to rebuild this launch configuration."""
+        if self.is_scan:
+            return {"chunk": self.chunk, "tile": self.tile, "warps": self.warps}
+        return {"batch_tile": self.batch_tile, "warps": self.warps, "piece": self.plan.piece}
+
+
+def plan_any(cell: Any) -> LoopPlan | ScanPlan:
+    """The cell's plan: a chunked scan for ``linear`` cells, the fused loop otherwise."""
+    return plan_scan(cell) if cell.recurrence == "linear" else plan_cell(cell)
+
+
+def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4, chunk: int = 64, tile: int = 1024) -> LayerKernel:
+    """Plan and render ``cell`` with this launch configuration (sizes rounded up to powers of two)."""
+    plan = plan_any(cell)
+    if isinstance(plan, ScanPlan):
+        return LayerKernel(plan, render_scan(plan), 1, warps, pow2(max(1, chunk)), pow2(max(1, tile)))
+    bt = pow2(max(1, batch_tile))
+    return LayerKernel(plan, render_kernel(plan, use_dot(plan, bt)), bt, warps)
 
 
 def _device() -> str:
@@ -78,31 +121,37 @@ def run_layer(lk: LayerKernel, x: Any, params: dict[str, Any], init: list[Any], 
     final states ``[B, F]``."""
     import torch
 
+    if lk.is_scan:
+        return run_scan_layer(lk, x, params, init, lengths, reverse)
+
     from rnnc.ir.interp import run_graph
 
     plan = lk.plan
     steps, batch = x.shape[0], x.shape[1]
-    pre = run_graph(plan.pre, {plan.cell.step.input_names[0]: x.reshape(steps * batch, -1), **params})
+    store = x.dtype  # fp16/bf16 storage: the hoisted projection accumulates in fp32, then is stored
+    fp32 = {k: v.float() for k, v in params.items()}
+    pre = run_graph(plan.pre, {plan.cell.step.input_names[0]: x.reshape(steps * batch, -1).float(), **fp32})
     values = dict(zip([v for _, v in plan.pre.outputs], pre, strict=True))
     values.update(params)
+    values.update({name: derive_param(plan, name, params) for name in plan.derived})
     values.update(zip(plan.cell.step.input_names[1:], init, strict=True))
     args = []
     for name in kernel_args(plan):
         v = values[name]
         if name in plan.stepped:
             v = v.reshape(steps, batch, -1)
-        args.append(v.float().contiguous())
-    y = torch.empty((steps, batch, plan.cell.output_size), dtype=torch.float32, device=x.device)
-    finals = [torch.empty((batch, *s.shape), dtype=torch.float32, device=x.device) for s in plan.cell.states]
+        args.append(v.to(store).contiguous())
+    y = torch.empty((steps, batch, plan.cell.output_size), dtype=store, device=x.device)
+    finals = [torch.empty((batch, *s.shape), dtype=store, device=x.device) for s in plan.cell.states]
     lens = lengths.to(x.device).contiguous() if lengths is not None else torch.zeros(1, dtype=torch.int64,
                                                                                       device=x.device)
     if steps and batch:
-        grid = (-(-batch // lk.batch_tile),)
+        grid = (-(-batch // lk.batch_tile), plan.heads)
         lk.kernel[grid](*args, y, *finals, lens, batch, steps, BB=lk.batch_tile, SP=pow2(plan.piece),
                         REVERSE=reverse, HAS_LEN=lengths is not None, num_warps=lk.warps)
     else:
         finals = [a.clone() for a in args[-len(finals):]]
-    return y.to(x.dtype), [f.to(x.dtype) for f in finals]
+    return y, finals
 
 
 def run_rnn(kernels: list[LayerKernel], attrs: dict[str, Any], xs: list[Any]) -> tuple[Any, ...]:

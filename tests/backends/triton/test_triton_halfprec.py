@@ -1,0 +1,42 @@
+"""fp16/bf16 storage with fp32 arithmetic: every cell under the interpreter vs the fp32 reference
+module run on the same rounded weights, inputs and initial states (tolerances: rnnc.tolerances).
+fp16 LSTM/GRU at H=16 take the ``tl.dot`` path (batch tile 16, tile width 16)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from triton_cases import FUSED, INPUT, SCAN, program, states
+
+from rnnc.backends.triton import compile_program
+from rnnc.backends.triton.render import use_dot
+from rnnc.backends.triton.runtime import layer_kernel
+from rnnc.tolerances import assert_close
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+@pytest.mark.parametrize("name", [*FUSED, *SCAN])
+def test_half_storage_matches_fp32_reference(name: str, dtype: str) -> None:
+    prog, mods = program(name, 16, with_states=True, dtype=DTYPES[dtype])
+    cell = prog.rnn_nodes()[0].attr("cells")[0]
+    x = torch.randn(4, 9, INPUT, generator=torch.Generator().manual_seed(11)).to(DTYPES[dtype])
+    init = [s.to(DTYPES[dtype]) for s in states(cell, 1, 4)]
+    got = compile_program(prog)(x, *init)
+    assert all(g.dtype == DTYPES[dtype] for g in got)
+    y_ref, s_ref = mods[0][0](x.float(), tuple(s[0].float() for s in init))
+    assert_close(got[0].float().cpu(), y_ref, dtype, "triton", f"{name} {dtype} y vs fp32 reference")
+    for g, r, what in zip(got[1:], s_ref, cell.state_names, strict=True):
+        assert_close(g[0].float().cpu(), r, dtype, "triton", f"{name} {dtype} {what} vs fp32 reference")
+
+
+def test_fp16_uses_tl_dot_where_shapes_allow() -> None:
+    """The recurrent product is rendered as tl.dot for fp16 with 16-wide tiles, not for fp32/bf16
+    or for tiles narrower than 16 (sLSTM H=16: 4-wide heads)."""
+    for name, dtype, want in (("lstm", torch.float16, True), ("lstm", torch.float32, False),
+                              ("lstm", torch.bfloat16, False), ("slstm", torch.float16, False)):
+        cell = program(name, 16, dtype=dtype)[0].rnn_nodes()[0].attr("cells")[0]
+        lk = layer_kernel(cell, batch_tile=16)
+        assert use_dot(lk.plan, 16) is want and ("tl.dot(" in lk.source) is want, (name, dtype)
