@@ -127,6 +127,7 @@ WORDS = ["quantization", "recurrent", "network", "compiler", "outlier", "silero"
          "calibration", "kernel", "onnxruntime", "integer", "phoneme", "grapheme", "speech", "edge", "python",
          "matrix", "precision", "rotation"]
 SOS = 2  # decoder start id (g2p-en's phoneme list: <pad>, <unk>, <s>, </s>, ...)
+EOS = 3  # decoder end id (</s>): agreement past it compares decoding beyond the word
 
 
 class G2P(nn.Module):

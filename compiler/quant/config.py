@@ -30,6 +30,13 @@ class QuantConfig:
     group: int = 32  # int4: inputs per scale group
     skip: tuple[str, ...] = ()  # weight names or site names left in float
     per_tensor: bool = False  # ablation: one weight scale per tensor (what naive int8 does)
+    static: bool = False  # a8 schemes: calibrated (static) activation scales instead of per-call dynamic ones
+    recurrent_bits: int = 0  # int4 schemes: weight bits of state-fed (recurrent) projections; 0 = the scheme's
+    group8: int = 0  # int8 weights: 0 = one scale per output channel, else group-wise (MatMulNBits bits=8)
+    mse_clip: bool = False  # int4: per-group scale searched for the least squared error instead of absmax
+    weight_only: tuple[str, ...] = ()  # weight or site names whose activations stay float (int8 storage only)
+    fold: bool = True  # smooth: fold the activation division into the producing linear/conv where legal
+    min_weight: int = 0  # weights with fewer elements stay float: their int kernel costs more than it saves
 
     def check(self) -> QuantConfig:
         if self.scheme not in SCHEMES:
@@ -45,6 +52,12 @@ class QuantConfig:
             raise UserInputError(f"clip percentile must be in (50, 100], got {self.percentile}")
         if self.threshold <= 1.0 or not 0.0 < self.max_fraction < 1.0:
             raise UserInputError("outlier threshold must exceed 1 and max_fraction lie in (0, 1)")
+        if self.static and not self.quant_acts:
+            raise UserInputError(f"static activation scales need an a8 scheme, got {self.scheme}")
+        if self.group8 and (self.group8 < 16 or self.group8 & (self.group8 - 1)):
+            raise UserInputError(f"int8 group size must be 0 (per channel) or a power of two >= 16, got {self.group8}")
+        if self.recurrent_bits not in (0, 4, 8):
+            raise UserInputError(f"recurrent_bits must be 0 (the scheme's), 4 or 8, got {self.recurrent_bits}")
         if self.group < 16 or self.group & (self.group - 1):
             raise UserInputError(f"int4 group size must be a power of two >= 16 (onnxruntime's block sizes), "
                                  f"got {self.group}")
@@ -63,11 +76,11 @@ class QuantConfig:
         """The ``act`` attribute of the quantized ops."""
         if not self.quant_acts:
             return "none"
-        return "static" if self.outliers == "clip" else "dynamic"
+        return "static" if self.outliers == "clip" or self.static else "dynamic"
 
     @property
     def label(self) -> str:
-        return f"{self.scheme}/{self.outliers}"
+        return f"{self.scheme}/{self.outliers}" + ("/static" if self.static else "")
 
 
 @dataclass

@@ -27,29 +27,53 @@ class SitePlan:
     n_keep: int = 0
     smooth: bool = False
     rotate: bool = False
+    folded: bool = False  # the smoothing division lives in the producing layer's weights (no mul)
+    clipped: bool = False  # static scale from a percentile (values beyond it saturate on purpose)
     tensors: list[dict[str, torch.Tensor]] = field(default_factory=list)  # one dict per direction
     reports: list[SiteReport] = field(default_factory=list)
 
 
+def static_scale(absmax: torch.Tensor, keep: list[int], smooth: torch.Tensor | None) -> float:
+    """Symmetric int8 scale covering the calibrated max |x| of every channel that reaches the
+    integer product: kept (float) channels excluded, smoothed channels divided by their factor."""
+    a = absmax.to(torch.float32).clone()
+    if smooth is not None:
+        a = a * smooth.reshape(-1)  # SMOOTH holds 1 / s
+    if keep:
+        a[torch.tensor(keep, dtype=torch.int64)] = 0.0
+    r = float(a.max()) if a.numel() else 0.0
+    return (r if r > 0 else 1.0) / 127.0
+
+
 def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | None], cfg: QuantConfig,
-              sites: list[str], names: list[str]) -> SitePlan:
-    """Plan ``op`` ("linear"/"conv1d") for each direction's weight (``[out, in]`` / ``[O, C, K]``)."""
+              sites: list[str], names: list[str], recurrent: bool = False,
+              smooth: list[torch.Tensor] | None = None) -> SitePlan:
+    """Plan ``op`` ("linear"/"conv1d") for each direction's weight (``[out, in]`` / ``[O, C, K]``).
+
+    ``recurrent``: the op reads a recurrent state (``W_hh h``), whose error is fed back every step,
+    so ``cfg.recurrent_bits`` may keep it wider than the input projections (mixed int4/int8).
+    ``smooth``: per direction, smoothing factors decided earlier (a fold into the producer, ``fold.py``)."""
     seen = all(s is not None and s.absmax is not None for s in stats)
     act = cfg.act if seen or cfg.act == "none" else "dynamic"
+    if any(n in cfg.weight_only for n in (*names, *sites)):
+        act = "none"  # mixed: this site's activations stay float (e.g. where no integer kernel is faster)
     note = "" if seen else "never reached during calibration: no outlier treatment"
     plan = SitePlan(act=act)
     keep: list[int] = []
-    if cfg.outliers == "keep" and seen:
+    treat = seen and act != "none"  # weight-only sites have no quantized activation to treat
+    if cfg.outliers == "keep" and treat:
         keep = sorted({c for s in stats for c in detect_outliers(s, cfg.threshold, cfg.max_fraction)})
         if op == "conv1d" and keep and weights[0].shape[1] * 1 != stats[0].absmax.numel():
             keep = []  # grouped conv: channels do not map onto one weight column
     plan.n_keep = len(keep)
-    plan.smooth = cfg.outliers == "smooth" and seen
+    plan.smooth = cfg.outliers == "smooth" and treat
     rot_ok = op == "linear" and hadamard_block(weights[0].shape[1]) > 1
     plan.rotate = cfg.outliers == "rotate" and rot_ok
     if cfg.outliers == "rotate" and not rot_ok:
         note = "not rotated: conv or odd channel count"
-    for w, st, site, name in zip(weights, stats, sites, names, strict=True):
+    if plan.rotate and plan.act == "static":  # per-channel maxima say nothing about the rotated range
+        plan.act, note = "dynamic", "rotated: dynamic activation scale"
+    for d, (w, st, site, name) in enumerate(zip(weights, stats, sites, names, strict=True)):
         w = w.detach().to(torch.float32)
         t: dict[str, torch.Tensor] = {}
         ratio = float(st.outlier_ratio().max()) if st is not None and st.absmax is not None else 0.0
@@ -60,26 +84,40 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
             w = w.index_fill(1, idx, 0.0)  # those inputs reach the int product as zeros
         if plan.smooth:
             assert st is not None and st.absmax is not None
-            s = smoothing_factors(st.absmax, w, cfg.alpha)
+            s = smooth[d] if smooth is not None else smoothing_factors(st.absmax, w, cfg.alpha)
             w = w * s.view(1, -1, *([1] * (w.dim() - 2)))
             t[SMOOTH] = (1.0 / s).view(-1, *([1] * (w.dim() - 2)))
         if plan.rotate:
             r = random_hadamard(w.shape[1])
             w = w @ r
             t[ROT] = r
-        qw = quantize_weight(w, cfg.wbits, cfg.group, cfg.per_tensor)
+        bits = cfg.recurrent_bits if recurrent and cfg.recurrent_bits else cfg.wbits
+        imp = None
+        if cfg.mse_clip and st is not None and st.abssum is not None and op == "linear":
+            imp = st.mean_abs.to(torch.float32) ** 2  # calibrated E|x_j|^2: how much input j's error matters
+            if t.get(SMOOTH) is not None:
+                imp = imp * t[SMOOTH].reshape(-1) ** 2
+            if plan.rotate:
+                imp = None  # rotated inputs mix channels: no per-channel statistics
+        group8 = cfg.group8 if plan.act == "none" else 0  # int8 groups need MatMulNBits: weight-only
+        qw = quantize_weight(w, bits, cfg.group, cfg.per_tensor, cfg.mse_clip, group8, imp)
         t[Q], t[SCALE] = qw.q, qw.scale.to(torch.float32)
         cs = None
-        if act == "static":
-            assert st is not None
-            cs = clip_scale(st, cfg.percentile)  # outliers is one choice: clip never meets keep
+        if plan.act == "static":
+            assert st is not None and st.absmax is not None
+            if cfg.outliers == "clip":
+                cs = clip_scale(st, cfg.percentile)  # outliers is one choice: clip never meets keep
+                plan.clipped = True
+            else:  # the calibrated max of what reaches the integer product (kept channels out, smoothed)
+                cs = static_scale(st.absmax, keep, t.get(SMOOTH))
             t[XSCALE] = torch.tensor(cs, dtype=torch.float32)
         plan.tensors.append(t)
         plan.reports.append(SiteReport(
-            site=site, op=op, weight=name, shape=tuple(w.shape), bits=qw.bits, group=qw.group, act=act,
+            site=site, op=op, weight=name, shape=tuple(w.shape), bits=qw.bits, group=qw.group, act=plan.act,
             kept=tuple(keep), max_ratio=ratio, smoothed=plan.smooth, rotated=plan.rotate, clip_scale=cs,
             fp_bytes=4 * w.numel(), q_bytes=qw.nbytes + sum(4 * v.numel() for k, v in t.items()
                                                              if k in (KEEP_W, SMOOTH, ROT)),
-            note=note + ("" if qw.bits == cfg.wbits else " int8: shape unfit for int4 groups")))
+            note=note + ("" if qw.bits == bits else " int8: shape unfit for int4 groups")
+            + (f" recurrent: int{bits}" if bits != cfg.wbits else "")))
     return plan
 

@@ -20,6 +20,7 @@ from rnnc.ir.rnn import rnn_layout
 from rnnc.ir.types import dtype_of_torch
 from rnnc.quant.calibrate import OBSERVED, Stats
 from rnnc.quant.config import QuantConfig, QuantReport
+from rnnc.quant.fold import Folds, plan_folds
 from rnnc.quant.plan import KEEP_IDX, KEEP_W, ROT, SCALE, SMOOTH, XSCALE, Q, SitePlan, plan_site
 
 _QOP = {"linear": "qlinear", "conv1d": "qconv1d"}
@@ -46,7 +47,7 @@ def _emit(node: Node, plan: SitePlan, pnames: dict[str, str], x_type: TensorType
     out = node.outputs[0]
     nodes: list[Node] = []
     x = node.inputs[0]
-    if plan.smooth:
+    if plan.smooth and not plan.folded:
         nodes.append(Node("mul", (x, pnames[SMOOTH]), (f"{out}.smoothed",), (x_type,)))
         x = f"{out}.smoothed"
     if plan.rotate:
@@ -58,6 +59,8 @@ def _emit(node: Node, plan: SitePlan, pnames: dict[str, str], x_type: TensorType
     while ins[-1] == "":
         ins.pop()
     attrs = {**node.attr_dict, "act": plan.act}
+    if plan.act == "static" and plan.reports[0].clip_scale is not None and not plan.clipped:
+        attrs["xrange"] = "max"  # x_scale covers the calibrated max: the ONNX int8 chains may read it
     if node.op == "linear":
         attrs["bits"] = plan.reports[0].bits
     nodes.append(Node(_QOP[node.op], tuple(ins), node.outputs, node.types, freeze_attrs(attrs)))
@@ -73,14 +76,15 @@ def _fresh(base: str, taken: set[str]) -> str:
 
 
 def _rewrite_graph(graph: Graph, weights: list[dict[str, Any]], stats: Stats, cfg: QuantConfig,
-                   report: QuantReport, prefixes: list[str], param_names: list[dict[str, str]] | None
-                   ) -> tuple[Graph, list[dict[str, Any]]]:
+                   report: QuantReport, prefixes: list[str], param_names: list[dict[str, str]] | None,
+                   folds: Folds | None = None) -> tuple[Graph, list[dict[str, Any]]]:
     """Rewrite one graph for each weight binding (``weights[d]``: param name -> tensor).
 
     Returns the new graph and, per binding, its new params' tensors.  ``param_names[d]`` maps the
     graph's params to program-level names (for the report); ``None`` at top level.
     """
     params = set(graph.param_names)
+    states = set(graph.input_names[1:]) if param_names is not None else set()  # a cell step: x, *states
     types = graph.value_types()
     taken = set(types)
     nodes: list[Node] = []
@@ -89,13 +93,21 @@ def _rewrite_graph(graph: Graph, weights: list[dict[str, Any]], stats: Stats, cf
     replaced: set[str] = set()
     for node in graph.nodes:
         site = node.outputs[0]
-        if not _candidate(node, params, cfg, site):
+        if not _candidate(node, params, cfg, site) or weights[0][node.inputs[1]].numel() < cfg.min_weight:
             nodes.append(node)
             continue
         w_name = node.inputs[1]
         sites = [p + site for p in prefixes]
         names = [(m or {}).get(w_name, w_name) for m in (param_names or [None] * len(weights))]
-        plan = plan_site(node.op, [w[w_name] for w in weights], [stats.get(s) for s in sites], cfg, sites, names)
+        fold = folds.sites.get(site) if folds is not None else None
+        plan = plan_site(node.op, [w[w_name] for w in weights], [stats.get(s) for s in sites], cfg, sites, names,
+                         recurrent=node.inputs[0] in states, smooth=[fold[1]] if fold else None)
+        if fold:  # plan_folds chose only sites that smooth, and already rescaled their producers
+            assert plan.smooth, f"{site}: folded smoothing without a smoothed plan"
+            plan.folded = True
+            for t, r in zip(plan.tensors, plan.reports, strict=True):
+                r.q_bytes -= 4 * t.pop(SMOOTH).numel()  # no run-time divisor is stored
+                r.note = (r.note + f" smoothing folded into {fold[0]}").strip()
         report.sites.extend(plan.reports)
         base = w_name if w_name not in replaced else f"{w_name}.{site}"
         replaced.add(w_name)
@@ -170,13 +182,18 @@ def quantize_program(program: Program, stats: Stats, cfg: QuantConfig) -> tuple[
         else:
             top_nodes.append(node)
     staged = Graph(g.name, g.inputs, g.params, tuple(top_nodes), g.outputs)
-    new_graph, per = _rewrite_graph(staged, [weights], stats, cfg, report, [""], None)
+    params = set(staged.param_names)
+    folds = plan_folds(staged, weights, stats, cfg, lambda n, site: _candidate(n, params, cfg, site) and
+                       weights[n.inputs[1]].numel() >= cfg.min_weight and
+                       not {n.inputs[1], site} & set(cfg.weight_only))
+    weights.update(folds.weights)
+    new_graph, per = _rewrite_graph(staged, [weights], stats, cfg, report, [""], None, folds)
     types = dict(new_graph.params)
     types.update({n: _ttype(t) for n, t in rnn_weights.items()})
     all_weights = {**per[0], **rnn_weights}
     order = [*(n for n, _ in new_graph.params), *rnn_weights]
     used = {i for n in new_graph.nodes for i in n.inputs}
-    params = tuple(dict.fromkeys((n, types[n]) for n in order if n in used))
-    final = Graph(g.name, g.inputs, params, new_graph.nodes, g.outputs)
-    out = Program(final, Weights({n: all_weights[n] for n, _ in params}), source=program.source)
+    kept = tuple(dict.fromkeys((n, types[n]) for n in order if n in used))
+    final = Graph(g.name, g.inputs, kept, new_graph.nodes, g.outputs)
+    out = Program(final, Weights({n: all_weights[n] for n, _ in kept}), source=program.source)
     return out.verify(), report

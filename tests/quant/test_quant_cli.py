@@ -47,7 +47,7 @@ def test_quantize_to_integer_onnx(files, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["scheme"] == "w8a8" and report["ops"]["Scan"] == 1
     assert [s["kept"] for s in report["sites"] if s["site"].endswith("l0.fwd/t0")] == [[5]]
-    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= op_types(onnx.load(str(out)).graph)
+    assert {"MatMulIntegerToFloat", "DynamicQuantizeLinear"} <= op_types(onnx.load(str(out)).graph)
 
 
 def test_quantize_to_ir_and_directory_calibration(files, capsys):

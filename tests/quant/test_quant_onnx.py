@@ -28,7 +28,7 @@ def test_gru_onnx_matches_quantized_ir(gru_program, scheme, outliers):
     ops = op_types(model.graph)
     assert "GRU" not in ops and "Scan" in ops  # the GRU is decomposed: integer matmuls + gate math
     if scheme == "w8a8":
-        assert "MatMulInteger" in ops
+        assert "MatMulIntegerToFloat" in ops  # integer product + rescale fused
         assert ("QuantizeLinear" if outliers == "clip" else "DynamicQuantizeLinear") in ops
     if scheme == "w4":
         assert "MatMulNBits" in ops

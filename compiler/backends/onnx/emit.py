@@ -49,11 +49,19 @@ def to_numpy(value: Any) -> np.ndarray:
 class Emitter:
     """Shared state of one export: opset, dim bindings, names, initializers, weights."""
 
-    def __init__(self, opset: int, weights: Mapping[str, Any], dims: Mapping[str, int] | None = None) -> None:
+    def __init__(self, opset: int, weights: Mapping[str, Any], dims: Mapping[str, int] | None = None,
+                 hoist: bool | str = True) -> None:
         self.opset = opset
+        # Scan bodies: run the state-free part once over all steps (``hoist.py``); "all" also
+        # hoists dynamically quantized projections (exact, per-step scales, rarely faster)
+        self.hoist = hoist
         self.weights = weights  # IR param name -> tensor (the Program's weights)
         self.dims = dict(dims or {})  # symbolic dims fixed to sizes (streaming models)
         self.initializers: list[onnx.TensorProto] = []
+        # nodes on initializers only, placed first in the main graph: onnxruntime folds them into
+        # constants at load, which it does not do for nodes inside Scan bodies (``widened``)
+        self.prelude: list[onnx.NodeProto] = []
+        self._widened: dict[tuple[str, str], str] = {}
         self._names: set[str] = set()
         self._consts: dict[tuple[str, bytes, tuple[int, ...]], str] = {}
 
@@ -88,6 +96,18 @@ class Emitter:
             self._consts[key] = self.initializer(f"const_{dtype}", arr)
         return self._consts[key]
 
+    def widened(self, codes: str, scale: str, hint: str) -> str:
+        """``float(codes) * scale`` of two initializers, computed in the main graph's prelude (once
+        per pair): a weight-only int8 weight stored as int8, folded to float when the model loads."""
+        key = (codes, scale)
+        if key not in self._widened:
+            cast, out = self.fresh(f"{hint}.wide_cast"), self.fresh(f"{hint}.wide")
+            self.prelude.append(helper.make_node("Cast", [codes], [cast], name=self.fresh(f"n_{cast}"),
+                                                 to=TensorProto.FLOAT))
+            self.prelude.append(helper.make_node("Mul", [cast, scale], [out], name=self.fresh(f"n_{out}")))
+            self._widened[key] = out
+        return self._widened[key]
+
     def dim(self, d: Dim) -> Dim:
         """A dim with the streaming bindings applied."""
         return self.dims.get(d, d) if isinstance(d, str) else d
@@ -102,6 +122,13 @@ class OnnxGraph:
         self.nodes: list[onnx.NodeProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[onnx.ValueInfoProto] = []
+        # static int8 chains of the IR graph being rendered (``quant_ops``): IR value -> the
+        # x_scale param of the conv reading it, and ONNX values holding uint8 codes -> their scale
+        self.u8_links: dict[str, str] = {}
+        self.u8_values: dict[str, str] = {}
+        # set while a Scan's hoisted part renders (``scan._hoist``): the ONNX value ``[1]`` holding
+        # T, the number of steps stacked along the rows of every value ([T*B, ...])
+        self.hoist_steps: str | None = None
 
     def scoped(self, scope: str) -> OnnxGraph:
         """A view that appends to this graph's nodes but names its values under ``scope``."""

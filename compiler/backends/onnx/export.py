@@ -37,19 +37,25 @@ def as_program(model_or_program: Any, example_inputs: Sequence[Any] | None) -> P
 
 
 def export_onnx(model_or_program: Any, example_inputs: Any = None, path: str | os.PathLike | None = None, *,
-                opset: int = DEFAULT_OPSET, streaming: bool = False) -> onnx.ModelProto:
+                opset: int = DEFAULT_OPSET, streaming: bool = False,
+                hoist: bool | str = True) -> onnx.ModelProto:
     """Export to ONNX; write ``path`` when given and return the ModelProto.
 
     Batch and sequence length stay dynamic.  Recurrent states are extra graph inputs and
     outputs (listed in the ``rnnc.states`` metadata): feed zeros to start a sequence, feed the
     returned states to continue it.  ``streaming=True`` fixes the time dims to the example
     inputs' (the chunk length) for a real-time step model.  LSTM/GRU/Elman layers become the
-    native ONNX ops, every other cell an ONNX Scan of its step graph.
+    native ONNX ops, every other cell an ONNX Scan of its step graph, whose state-free part
+    (input projections, quantized ones included) runs once over all steps before the loop;
+    ``hoist=False`` keeps it in the loop, ``hoist="all"`` also hoists dynamically quantized
+    projections (per-step scales; the results are the same either way).
     """
     check_opset(opset)  # before tracing: a bad flag should not cost a trace
+    if hoist not in (True, False, "all"):
+        raise UserInputError(f"hoist must be True, False or 'all', got {hoist!r}")
     examples = _as_tuple(example_inputs)
     program = as_program(model_or_program, examples)
-    model = to_onnx(program, opset=opset, streaming=streaming, example_inputs=examples)
+    model = to_onnx(program, opset=opset, streaming=streaming, example_inputs=examples, hoist=hoist)
     if path is not None:
         directory = os.path.dirname(os.fspath(path))
         if directory and not os.path.isdir(directory):

@@ -8,7 +8,11 @@ loop body then keeps only the state-dependent remainder and scans over the preco
 
 Only ops that provably never mix the batch axis are hoisted (elementwise ops whose other
 operands do not reach into axis 0, ``linear`` on ``x``, and axis/shape ops that leave axis 0
-alone); anything else stays in the loop, so hoisting never changes a result.
+alone); anything else stays in the loop, so hoisting never changes a result.  Quantized
+projections (``qlinear``) are hoisted too: weight-only, static and MatMulNBits forms are
+row-wise already; the ``dynamic`` form quantizes x per tensor *per step*, which the renderer
+keeps in the hoisted form by computing one scale and zero point per step (``[T, B, I]``
+reduced over its last two axes) instead of one for the whole sequence.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def _norm(axis: int, rank: int) -> int:
     return axis % rank if rank else 0
 
 
-def _keeps_batch_axis(node: Node, types: dict[str, TensorType], derived: set[str]) -> bool:
+def _keeps_batch_axis(node: Node, types: dict[str, TensorType], derived: set[str], dynamic: bool = True) -> bool:
     """Whether ``node`` treats axis 0 as an independent batch axis of its x-derived inputs."""
     ins = [i for i in node.inputs if i]
     x_in = [i for i in ins if i in derived]
@@ -44,7 +48,9 @@ def _keeps_batch_axis(node: Node, types: dict[str, TensorType], derived: set[str
         out_rank = node.types[0].rank
         others_ok = all(types[i].rank < out_rank or types[i].shape[0] == 1 for i in ins if i not in derived)
         return all(types[i].rank == out_rank for i in x_in) and others_ok
-    if node.op == "linear":
+    if node.op == "qlinear" and node.attr("act") == "dynamic" and not dynamic:
+        return False
+    if node.op in ("linear", "qlinear"):  # qlinear "dynamic" quantizes per step: see quant_ops._per_step_dynamic
         return node.inputs[0] in derived and not any(i in derived for i in ins[1:])
     if node.op in ("split", "concat", "slice", "softmax", "select", "flip", "squeeze"):
         return _norm(a["axis"], rank) != 0
@@ -60,8 +66,29 @@ def _keeps_batch_axis(node: Node, types: dict[str, TensorType], derived: set[str
     return False
 
 
-def split_step(step: Graph) -> Split | None:
-    """Cut ``step``; ``None`` when nothing worth hoisting depends on ``x`` alone."""
+def _sink_splits(hoisted: list[Node], body: list[Node]) -> None:
+    """Move a hoisted ``split`` whose parts only the loop reads back into the loop: its one input
+    is then scanned instead of its k parts (a GRU's gates: 1 scanned input, not 3), which saves
+    k-1 per-step slices and the copies the hoisted split and reshapes would make."""
+    moved = True
+    while moved:
+        moved = False
+        read_hoisted = {i for n in hoisted for i in n.inputs}
+        for node in reversed(hoisted):
+            if node.op == "split" and not set(node.outputs) & read_hoisted:
+                hoisted.remove(node)
+                body.insert(0, node)  # its input is a scanned (frontier) value: available first
+                moved = True
+                break
+
+
+def split_step(step: Graph, dynamic: bool = True) -> Split | None:
+    """Cut ``step``; ``None`` when nothing worth hoisting depends on ``x`` alone.
+
+    ``dynamic=False`` keeps dynamically quantized projections in the loop: there onnxruntime fuses
+    each into one ``DynamicQuantizeMatMul``, while the exact hoisted form (per-step scales) costs
+    about ten elementwise passes over ``[T, B, ...]``, which outweighs the saved calls unless the
+    batch is small (measured in ``benchmarks/quant_eval.py``)."""
     types = step.value_types()
     derived = {"x"}  # values computed from x and params only
     free = set(step.param_names)  # values computable anywhere (params, constants)
@@ -74,11 +101,12 @@ def split_step(step: Graph) -> Split | None:
             hoisted.append(node)
             body.append(node)
         elif all(i in derived or i in free for i in ins) and any(i in derived for i in ins) and \
-                _keeps_batch_axis(node, types, derived):
+                _keeps_batch_axis(node, types, derived, dynamic):
             derived.update(node.outputs)
             hoisted.append(node)
         else:
             body.append(node)
+    _sink_splits(hoisted, body)
     if not any(n.op != "const" for n in hoisted):
         return None
     used_later = {i for n in body for i in n.inputs} | {v for _, v in step.outputs}

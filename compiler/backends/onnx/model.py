@@ -146,7 +146,8 @@ def _metadata(program: Program, opset: int, streaming: bool, states: Sequence[St
 
 
 def to_onnx(program: Program, *, opset: int, streaming: bool = False,
-            example_inputs: Sequence[Any] | None = None, check: bool = True) -> onnx.ModelProto:
+            example_inputs: Sequence[Any] | None = None, check: bool = True,
+            hoist: bool | str = True) -> onnx.ModelProto:
     """Render ``program`` as a checked ModelProto (see the module docstring)."""
     opset = check_opset(opset)
     why = unsupported(program, opset)
@@ -155,7 +156,7 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     exposed, states = expose_states(program)
     dims = streaming_dims(program, states, example_inputs) if streaming else {}
     g = exposed.graph
-    emitter = Emitter(opset, program.weights, dims)
+    emitter = Emitter(opset, program.weights, dims, hoist=hoist)
     main = OnnxGraph(emitter)
     for name in (*g.input_names, *g.param_names):
         emitter.reserve(name)
@@ -171,6 +172,7 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
             emitter.reserve(out_name)
             main.nodes.append(helper.make_node("Identity", [src], [out_name], name=f"n_{out_name}"))
         main.add_output(out_name, types[value])
+    main.nodes[:0] = emitter.prelude
     _fold_squeeze_of_unsqueeze(main.nodes, set(g.output_names))
     _fold_output_identities(main.nodes, set(g.output_names), set(g.input_names))
     graph_proto = main.make(g.name)

@@ -7,10 +7,23 @@ as a real integer kernel:
   ``ConvInteger`` against int8 weights -> int32 -> one float rescale (``x_scale * w_scale``);
 * ``static``: ``QuantizeLinear`` with the calibrated (clipped) scale (uint8, zero point 128:
   the IR's symmetric int8 codes shifted onto the u8s8 fast path) -> the same integer kernels;
-* ``none`` (weight-only int8): the int8 weight widened by ``Cast``/``Mul`` (folded once at load:
+* ``none`` (weight-only int8): the int8 weight widened by ``Cast``/``Mul`` in the main graph's
+  prelude, also for weights used inside a Scan body (folded once at load:
   a storage format; onnxruntime's QDQ fusion of ``DequantizeLinear`` fails inside Scan bodies);
 * int4 group-wise weights: ``com.microsoft.MatMulNBits`` (packed 4-bit blocks), with
-  ``accuracy_level=4`` (int8 activations inside the kernel) when activations are quantized.
+  ``accuracy_level=4`` (int8 activations inside the kernel) when activations are quantized;
+  group-wise int8 weight-only (``group8``) is ``MatMulNBits`` with ``bits=8``.
+
+Static chains: a static ``qconv1d`` whose output only feeds a ``relu`` that only feeds another
+static ``qconv1d`` (Silero's encoder) becomes ``QLinearConv`` writing uint8 codes at the next
+conv's calibrated scale (zero point 0: the ReLU is the requantisation's clamp at 0), and the
+next conv reads those codes directly -- no float tensor, Relu, QuantizeLinear, Cast or rescale
+between them.  Identical to the IR up to the requantisation's rounding (at most one code of the
+next layer's input, where ``acc * s_x * s_w / s_next`` sits on a rounding tie) and the bias,
+which ``QLinearConv`` adds in int32 (error <= ``s_x * s_w / 2``); codes above 127 (inputs
+beyond the calibrated range) keep 255 levels where the IR saturates at 127.  Only a conv whose
+``x_scale`` covers the calibrated max (``xrange="max"``, not a clipping percentile) is read
+this way.  ``chain_links`` finds the chains; ``render_nodes`` hands them to the renderers.
 
 Kept outlier channels are zeroed (one ``Mul`` by a 0/1 mask) before quantization and added
 back through a small float ``MatMul``/``Conv`` on the gathered channels.  Weights are written
@@ -23,9 +36,9 @@ import numpy as np
 from onnx import TensorProto
 
 from rnnc.backends.onnx.emit import OnnxGraph, to_numpy
-from rnnc.backends.onnx.ops import Ins, Types, renders
+from rnnc.backends.onnx.ops import RENDERERS, Ins, Types, renders
 from rnnc.errors import UnsupportedError
-from rnnc.ir import Node
+from rnnc.ir import Graph, Node
 
 MS_DOMAIN = "com.microsoft"
 
@@ -96,6 +109,57 @@ def _integer(g: OnnxGraph, x: str, act: str, x_scale: str | None, kernel, w_scal
     return g.op("Mul", g.op("Cast", acc, to=TensorProto.FLOAT), rescale, hint=f"{hint}.y")
 
 
+def chain_links(graph: Graph) -> dict[str, str]:
+    """The static int8 chains of ``graph``: the output of each static ``qconv1d`` that is rendered
+    as uint8 codes (and of the ``relu`` after it) -> the ``x_scale`` param of the conv reading them."""
+    readers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for i in node.inputs:
+            if i:
+                readers.setdefault(i, []).append(node)
+    outputs = {v for _, v in graph.outputs}
+
+    def static_conv(n: Node) -> bool:
+        return n.op == "qconv1d" and n.attr("act") == "static" and len(n.inputs) <= 5 and bool(n.inputs[4])
+
+    links: dict[str, str] = {}
+    for node in graph.nodes:
+        y = node.outputs[0]
+        if not static_conv(node) or y in outputs or len(readers.get(y, [])) != 1:
+            continue
+        relu = readers[y][0]
+        r = relu.outputs[0]
+        if relu.op != "relu" or r in outputs or len(readers.get(r, [])) != 1:
+            continue
+        nxt = readers[r][0]
+        if static_conv(nxt) and nxt.attr("xrange") == "max" and nxt.inputs[0] == r and r not in nxt.inputs[1:]:
+            links[y] = links[r] = nxt.inputs[4]
+    return links
+
+
+def _u8_input(g: OnnxGraph, x: str) -> bool:
+    return x in g.u8_values
+
+
+_float_relu = RENDERERS["relu"]
+
+
+@renders("relu")
+def _relu(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    """Inside a static chain the conv's uint8 codes (zero point 0) are already rectified."""
+    if ins[0] and _u8_input(g, ins[0]):
+        return [ins[0]]
+    return _float_relu(g, node, ins, types)
+
+
+def _int_to_float(g: OnnxGraph, xq: str, w_t: str, x_scale: str, w_scale: str, zp: str, bias: str | None,
+                  hint: str) -> str:
+    """``com.microsoft.MatMulIntegerToFloat``: the integer product, its rescale and the bias in one
+    kernel (instead of MatMulInteger -> Cast -> Mul -> Add, four nodes each paid per call)."""
+    return g.node("MatMulIntegerToFloat", [xq, w_t, x_scale, w_scale, zp, None, bias], f"{hint}.mm", 1,
+                  domain=MS_DOMAIN)[0]
+
+
 @renders("qlinear")
 def _qlinear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     hint = node.outputs[0]
@@ -106,7 +170,7 @@ def _qlinear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     wq, ws = _weight(g, ins[1], "wq"), _weight(g, ins[2], "w_scale")
     rest, kept = _split_keep(g, x, ins, -1, types[0].rank, hint)
     bits = node.attr("bits", 8)
-    if bits == 4:  # the packed 4-bit kernel (int8 activations inside it when act != none)
+    if bits == 4 or (act == "none" and ws.ndim == 2):  # packed low-bit kernel (group-wise int8 too)
         if act == "static":
             bound = g.op("Mul", ins[4], g.const(127.0, "float32"))
             rest = g.op("Clip", rest, g.op("Neg", bound), bound)  # the calibrated (clipped) range
@@ -116,13 +180,23 @@ def _qlinear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     elif act == "none":  # int8 weight-only: stored int8, widened once (onnxruntime folds it at load)
         w_t = g.emitter.initializer(f"{hint}.wq_t", np.ascontiguousarray(wq.T))
         scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))
-        w = g.op("Mul", g.op("Cast", w_t, to=TensorProto.FLOAT), scale)
+        w = g.emitter.widened(w_t, scale, hint)
         y = g.op("MatMul", rest, w, hint=f"{hint}.mm")
     else:
         w_t = g.emitter.initializer(f"{hint}.wq_t", np.ascontiguousarray(wq.T))
         w_scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))
-        y = _integer(g, rest, act, ins[4], lambda xq, zp: g.op("MatMulInteger", xq, w_t, zp, hint=f"{hint}.acc"),
-                     w_scale, hint)
+        if act == "dynamic" and g.hoist_steps is not None:  # hoisted out of a Scan: one scale per step
+            y = _per_step_dynamic(g, rest, wq, w_t, w_scale, hint)
+        else:
+            if act == "dynamic":
+                xq, s, zp = g.node("DynamicQuantizeLinear", [rest], f"{hint}.xq", 3)
+            else:  # symmetric int8 codes shifted by 128 into uint8 (onnxruntime's fast u8s8 path)
+                zp = g.const(128, "uint8")
+                xq, s = g.op("QuantizeLinear", rest, ins[4], zp, hint=f"{hint}.xq"), ins[4]
+            bias = ins[3] if kept is None else None  # with kept channels the bias goes after their product
+            y = _int_to_float(g, xq, w_t, s, w_scale, zp, bias, hint)
+            if kept is None:
+                return [y]
     if kept is not None:
         kw = g.emitter.initializer(f"{hint}.keep_w_t", np.ascontiguousarray(_weight(g, ins[6], "keep_w").T))
         y = g.op("Add", y, g.op("MatMul", kept, kw), hint=f"{hint}.with_kept")
@@ -141,10 +215,13 @@ def _qconv1d(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     assert x is not None
     ws = _weight(g, ins[2], "w_scale")
     conv = {"strides": [a["stride"]], "pads": [a["padding"]] * 2, "dilations": [a["dilation"]], "group": a["groups"]}
+    links = g.u8_links
+    if act == "static" and (hint in links or _u8_input(g, x)):
+        return [_qlinear_conv(g, node, ins, ws, conv, links.get(hint), hint)]
     rest, kept = _split_keep(g, x, ins, 1, 3, hint)
     if act == "none":  # weight-only: widened once (a DequantizeLinear here would be re-fused by ORT)
         scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1, 1, 1).astype(np.float32))
-        w = g.op("Mul", g.op("Cast", ins[1], to=TensorProto.FLOAT), scale)
+        w = g.emitter.widened(ins[1], scale, hint)
         y = g.op("Conv", rest, w, hint=f"{hint}.conv", **conv)
     else:
         w_scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1, 1).astype(np.float32))
@@ -156,3 +233,69 @@ def _qconv1d(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     if ins[3]:
         y = g.op("Add", y, g.op("Unsqueeze", ins[3], g.const([1])), hint=hint)
     return [y]
+
+
+def _qlinear_conv(g: OnnxGraph, node: Node, ins: Ins, ws: np.ndarray, conv: dict, next_scale: str | None,
+                  hint: str) -> str:
+    """A static ``qconv1d`` inside a chain as ``QLinearConv``: reads uint8 codes (the previous
+    conv's, zero point 0, or ``x`` quantized here with the symmetric codes shifted by 128) and
+    writes uint8 codes at ``next_scale`` for the next conv, or float at the chain's end."""
+    x, x_scale = ins[0], ins[4]
+    assert x is not None and x_scale is not None
+    wq = _weight(g, ins[1], "wq")
+    if _u8_input(g, x):
+        xq, zp = x, g.const(0, "uint8")
+    else:
+        zp = g.const(128, "uint8")
+        xq = g.op("QuantizeLinear", x, x_scale, zp, hint=f"{hint}.xq")
+    if next_scale:
+        w_scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))
+        w_zp = g.emitter.initializer(f"{hint}.w_zp", np.zeros(wq.shape[0], np.int8))
+        bias = None
+        if ins[3]:  # int32 at the accumulator's scale s_x * s_w (what QLinearConv adds before requantising)
+            s_x = float(_weight(g, x_scale, "x_scale"))
+            b = np.round(_weight(g, ins[3], "bias").astype(np.float64) / (s_x * ws.astype(np.float64)))
+            bias = g.emitter.initializer(f"{hint}.bias_i32", np.clip(b, -2**31, 2**31 - 1).astype(np.int32))
+        y = g.op("QLinearConv", xq, x_scale, zp, ins[1], w_scale, w_zp, next_scale, g.const(0, "uint8"), bias,
+                 hint=f"{hint}.u8", **conv)
+        g.u8_values[y] = next_scale
+        return y
+    acc = g.op("ConvInteger", xq, ins[1], zp, hint=f"{hint}.acc", **conv)  # the chain's end: back to float
+    scale = g.emitter.initializer(f"{hint}.rescale", (float(_weight(g, x_scale, "x_scale")) * ws).reshape(-1, 1)
+                                  .astype(np.float32))
+    y = g.op("Mul", g.op("Cast", acc, to=TensorProto.FLOAT), scale, hint=f"{hint}.y")
+    if ins[3]:
+        y = g.op("Add", y, g.op("Unsqueeze", ins[3], g.const([1])), hint=hint)
+    return y
+
+
+def _per_step_dynamic(g: OnnxGraph, x: str, wq: np.ndarray, w_t: str, w_scale: str, hint: str) -> str:
+    """A hoisted dynamic ``qlinear``: ``x`` is ``[T*B, I]``, every step's ``B`` rows quantized with
+    that step's own ``DynamicQuantizeLinear`` parameters (range widened to 0, scale = range/255,
+    zero point rounded half to even), exactly as the in-loop op would: a per-axis
+    ``QuantizeLinear`` over ``[T, B, I]``, one ``MatMulInteger`` over all steps (zero point 0),
+    then per step ``acc - zp_t * colsum(W)`` (int32, exact) times ``scale_t * w_scale``."""
+    assert g.hoist_steps is not None
+    f32 = "float32"
+    k, n = wq.shape[1], wq.shape[0]
+    x3 = g.op("Reshape", x, g.op("Concat", g.hoist_steps, g.const([-1, k]), axis=0), hint=f"{hint}.x_steps")
+
+    def reduce(op: str) -> str:  # per step: [T]; axes became an input in opset 18
+        if g.opset >= 18:
+            return g.op(op, x3, g.const([1, 2]), keepdims=0)
+        return g.op(op, x3, axes=[1, 2], keepdims=0)
+
+    lo = g.op("Min", reduce("ReduceMin"), g.const(0.0, f32))
+    scale = g.op("Div", g.op("Sub", g.op("Max", reduce("ReduceMax"), g.const(0.0, f32)), lo), g.const(255.0, f32))
+    safe = g.op("Max", scale, g.const(np.finfo(np.float32).tiny, f32))  # an all-zero step: codes = zp = 0
+    zp = g.op("Cast", g.op("Clip", g.op("Round", g.op("Div", g.op("Neg", lo), safe)), g.const(0.0, f32),
+                           g.const(255.0, f32)), to=TensorProto.UINT8)
+    xq = g.op("QuantizeLinear", x3, safe, zp, axis=0, hint=f"{hint}.xq_t")
+    acc = g.op("MatMulInteger", xq, w_t, hint=f"{hint}.acc")  # [T, B, N] int32, codes against zero 0
+    colsum = g.emitter.initializer(f"{hint}.colsum", wq.astype(np.int32).sum(axis=1).astype(np.int32))
+    col = g.const([1, 2])
+    zp_t = g.op("Unsqueeze", g.op("Cast", zp, to=TensorProto.INT32), col)
+    acc = g.op("Sub", acc, g.op("Mul", zp_t, colsum))
+    y = g.op("Mul", g.op("Cast", acc, to=TensorProto.FLOAT), g.op("Mul", g.op("Unsqueeze", scale, col), w_scale))
+    rows = g.op("Slice", g.op("Shape", x), g.const([0]), g.const([-1]))
+    return g.op("Reshape", y, g.op("Concat", rows, g.const([n]), axis=0), hint=f"{hint}.y")

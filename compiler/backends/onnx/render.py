@@ -24,8 +24,20 @@ def render_nodes(g: OnnxGraph, graph: Graph, env: Mapping[str, str]) -> dict[str
 
     Returns the full IR value -> ONNX value mapping (inputs, params and every node output).
     """
+    from rnnc.backends.onnx.quant_ops import chain_links
+
     names = dict(env)
     types = graph.value_types()
+    saved = g.u8_links, g.u8_values  # a hoisted part renders into its parent graph: restore after
+    g.u8_links, g.u8_values = chain_links(graph), {}
+    try:
+        _render_loop(g, graph, names, types)
+    finally:
+        g.u8_links, g.u8_values = saved
+    return names
+
+
+def _render_loop(g: OnnxGraph, graph: Graph, names: dict[str, str], types: Mapping) -> None:
     for node in graph.nodes:
         renderer = RENDERERS.get(node.op)
         if renderer is None:  # supports() rejects this earlier; kept as a guard for direct callers
@@ -35,7 +47,6 @@ def render_nodes(g: OnnxGraph, graph: Graph, env: Mapping[str, str]) -> dict[str
         if len(outs) != len(node.outputs):
             raise AssertionError(f"ONNX renderer of {node.op} gave {len(outs)} outputs for {node.label}")
         names.update(zip(node.outputs, outs, strict=True))
-    return names
 
 
 def unsupported(program: Program, opset: int) -> str:

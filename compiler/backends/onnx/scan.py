@@ -45,8 +45,12 @@ def _hoist(g: OnnxGraph, cut: Split, xt: str, weights: Mapping[str, str]) -> lis
     types = cut.body.value_types()
     features = cut.hoisted.inputs[0][1].shape[1:]
     x_flat = g.op("Reshape", xt, g.const([-1, *features]))  # [T*B, I]: every step is one more sample
-    names = render_nodes(g, cut.hoisted, {"x": x_flat, **weights})
     steps = g.op("Slice", g.op("Shape", xt), g.const([0]), g.const([1]))
+    saved, g.hoist_steps = g.hoist_steps, steps  # per-step dynamic quantization needs T (quant_ops)
+    try:
+        names = render_nodes(g, cut.hoisted, {"x": x_flat, **weights})
+    finally:
+        g.hoist_steps = saved
     return [g.op("Reshape", names[v], g.op("Concat", steps, g.const([-1, *types[v].shape[1:]]), axis=0),
                  hint=f"{v}_all") for v in cut.frontier]
 
@@ -63,7 +67,7 @@ def _direction(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], mask: st
         y, finals = _step(g.scoped(f"{hint}/"), cell, cell.step, env, inits, m1)
         y_tm = g.op("Unsqueeze", y, g.const([0]), hint=f"{hint}.y")
         return y_tm, finals, {y: y_tm}
-    cut = split_step(cell.step)
+    cut = split_step(cell.step, dynamic=g.emitter.hoist == "all") if g.emitter.hoist else None
     step = cut.body if cut else cell.step
     scanned = _hoist(g, cut, xt, weights) if cut else []
     keep_x = "x" in step.input_names
