@@ -32,6 +32,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="smooth: migration strength in [0, 1]")
     p.add_argument("--percentile", type=float, default=99.99, help="clip: percentile of |x| kept in range")
     p.add_argument("--group", type=int, default=32, help="int4: inputs per scale group")
+    p.add_argument("--static", action="store_true",
+                   help="a8 schemes: calibrated activation scales (QLinearConv chains in ONNX) instead of per-call "
+                        "dynamic ones; fastest at small batch")
+    p.add_argument("--recurrent-bits", type=int, default=0, choices=(0, 4, 8),
+                   help="int4 schemes: weight bits of state-fed (recurrent) projections (0: the scheme's)")
+    p.add_argument("--group8", type=int, default=0,
+                   help="int8 weights: 0 = one scale per output channel, else group-wise (power of two >= 16)")
+    p.add_argument("--mse-clip", action="store_true", help="int4: per-group scales searched for the least error")
+    p.add_argument("--weight-only", action="append", default=[], metavar="NAME",
+                   help="weight or site name whose activations stay float (int8 storage only); repeatable")
+    p.add_argument("--min-weight", type=int, default=0, metavar="N",
+                   help="weights with fewer than N elements stay float (their int kernels cost more than they save)")
+    p.add_argument("--no-fold", action="store_true",
+                   help="smooth: keep the activation division as a run-time Mul instead of folding it into the "
+                        "producing linear/conv")
     p.add_argument("--input-shape", action="append", metavar="SHAPE",
                    help="shape of an example input to trace with (default: the first calibration batch)")
     p.add_argument("--dtype", action="append", choices=DTYPES, help="dtype of each --input-shape input")
@@ -60,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from rnnc.frontend import trace
     from rnnc.quant import QuantConfig, quantize
 
-    QuantConfig(args.scheme, args.outliers, threshold=args.threshold, alpha=args.alpha, percentile=args.percentile,
-                group=args.group).check()  # a bad combination fails before any tracing or calibration
+    options = dict(threshold=args.threshold, alpha=args.alpha, percentile=args.percentile, group=args.group,
+                   static=args.static, recurrent_bits=args.recurrent_bits, group8=args.group8, mse_clip=args.mse_clip,
+                   weight_only=tuple(args.weight_only), min_weight=args.min_weight, fold=not args.no_fold)
+    QuantConfig(args.scheme, args.outliers, **options).check()  # a bad combination fails before any tracing
     if args.model.endswith(".onnx"):
         raise UserInputError(f"{args.model}: rnnc quantize reads the PyTorch model (.py, package.module:NAME or "
                              f".jit), not ONNX; quantize the source model and it writes the integer ONNX")
@@ -72,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     model = select_submodule(load_model(args.model), args.submodule)
     examples = example_inputs(args.input_shape, args.dtype) if args.input_shape else _first_batch(args.calib)
     program = trace(model, examples)
-    q = quantize(program, args.calib, args.scheme, args.outliers, threshold=args.threshold, alpha=args.alpha,
-                 percentile=args.percentile, group=args.group, progress=not args.json)
+    q = quantize(program, args.calib, args.scheme, args.outliers, progress=not args.json, **options)
     out: dict = {"path": args.output, **q.report.as_json()}
     if args.output.endswith(".onnx"):
         model_proto = q.export_onnx(args.output)

@@ -79,3 +79,34 @@ def test_cli_refuses_onnx_models_and_missing_calibration(files, capsys):
     assert "not ONNX" in capsys.readouterr().err
     assert main(["quantize", str(files / "net.py"), "--calib", str(files / "nope.npz"), "-o", "o.onnx"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_speed_and_accuracy_options_reach_the_quantizer(files, capsys):
+    """--static, --min-weight, --recurrent-bits and --weight-only change what is quantized, and the
+    integer ONNX still tracks the float model."""
+    import onnxruntime as ort
+
+    from rnnc.commands._load import load_model
+
+    out = files / "net.static.onnx"
+    assert main(["quantize", str(files / "net.py"), "--calib", str(files / "calib.npz"), "--scheme", "w4a8",
+                 "--static", "--recurrent-bits", "8", "--min-weight", "200", "--outliers", "keep", "-o", str(out),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    sites = {s["weight"]: s for s in report["sites"]}
+    assert set(sites) == {"gru.l0.fwd.weight_ih", "gru.l0.fwd.weight_hh"}  # head: 4x32 = 128 < --min-weight 200
+    assert sites["gru.l0.fwd.weight_hh"]["bits"] == 8 and {s["act"] for s in sites.values()} == {"static"}
+    model = load_model(str(files / "net.py"))
+    x = np.random.default_rng(3).standard_normal((2, 10, 16)).astype(np.float32)
+    x[..., 5] *= 60  # the calibration data's outlier channel
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    feeds = {m.name: np.zeros([d if isinstance(d, int) else 2 for d in m.shape], np.float32)
+             for m in sess.get_inputs()[1:]}  # the exposed initial state: zeros, as the model's default
+    got = sess.run(None, {sess.get_inputs()[0].name: x, **feeds})[0]
+    want = model(torch.from_numpy(x)).detach().numpy()
+    err = np.abs(got - want).max() / np.abs(want).max()
+    assert err < 0.03
+    capsys.readouterr()
+    assert main(["quantize", str(files / "net.py"), "--calib", str(files / "calib.npz"), "--scheme", "w8",
+                 "--static", "-o", str(files / "o.onnx")]) == 2
+    assert "static activation scales need an a8 scheme" in capsys.readouterr().err
