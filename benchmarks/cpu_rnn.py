@@ -14,42 +14,31 @@ repetitions, so the ratios compare like with like even on a shared machine.  Col
 * ``vs best``: fastest baseline time / rnnc time (> 1 means rnnc is faster);
 * ``mem-bound``: for B=1, time per step if every step streamed the recurrent weights from
   DRAM at the measured copy bandwidth, as a fraction of the measured time per step (can exceed
-  1 when the weights stay in the L2/L3 caches).
+  1 when the weights stay in the L2/L3 caches);
+* ``int8``: the same C kernel with weight-only int8 weights (``rnnc.quantize`` scheme ``w8``:
+  per-channel scales, the codes stream as int8), full sequence or, for T=1, the faster of that
+  and ``Stream.step``; ``int8 vs best``: fastest fp32 baseline / int8 time; ``int8 vs bound``
+  (B=1): the fp32 DRAM bound per step (as in ``mem-bound``) / int8 time per step, > 1 means
+  faster than any fp32 kernel that streams its recurrent weights from DRAM could be;
+  ``int8 err``: max |int8 - eager| (quantization error, not a kernel error).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
-import time
 from collections.abc import Callable
 
 import torch
+from _common import GRIDS, best_time, fmt_time, grid_parser, grid_points, write_outputs
 
+import rnnc
 from rnnc.backends.cstyle.program import CompiledProgram
 from rnnc.ir import rnn_program
 from rnnc.kernels import CELLS
 
-GRIDS = {
-    "full": ((1, 16), (1, 128, 1024), (128, 256, 512, 1024)),
-    "reduced": ((1, 16), (1, 128), (128, 512, 1024)),
-    "quick": ((1,), (1, 64), (128, 512)),  # `rnnc bench --quick`: two sizes on each plot axis
-}
+__all__ = ["GRIDS", "best_time", "bench_point", "fmt_time", "table"]  # tvm_cpu.py imports these from here
 GATES = {"lstm": 4, "gru": 3}
-
-
-def best_time(fn: Callable[[], object], budget_s: float = 0.4, max_reps: int = 50) -> float:
-    """Best wall time of ``fn`` after one warm-up, within a time budget."""
-    fn()
-    best, spent, reps = float("inf"), 0.0, 0
-    while reps < max_reps and (spent < budget_s or reps < 2):
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
-        best, spent, reps = min(best, dt), spent + dt, reps + 1
-    return best
 
 
 def copy_bandwidth() -> float:
@@ -87,7 +76,14 @@ def ort_session(layer: torch.nn.Module, hidden: int):
     return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
 
 
-def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_compile: bool) -> dict:
+def int8_program(prog, hidden: int):
+    """``prog`` with weight-only int8 weights (scheme ``w8``), calibrated on a fixed random input."""
+    g = torch.Generator().manual_seed(1)
+    return rnnc.quantize(prog, [torch.randn(2, 8, hidden, generator=g)], scheme="w8", progress=False).program
+
+
+def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_compile: bool,
+                int8: bool = True) -> dict:
     torch.manual_seed(0)
     layer = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(hidden, hidden, batch_first=True).eval()
     mod = CELLS[kind].load_module_class()(hidden, hidden)
@@ -95,7 +91,9 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
         for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(mod, p).copy_(getattr(layer, f"{p}_l0"))
     cell, weights = mod.rnnc_layer()
-    compiled = CompiledProgram(rnn_program([cell], [[weights]]))
+    prog = rnn_program([cell], [[weights]])
+    compiled = CompiledProgram(prog)
+    compiled8 = CompiledProgram(int8_program(prog, hidden)) if int8 else None
     x = torch.randn(batch, steps, hidden)
     row: dict = {"cell": kind, "B": batch, "T": steps, "H": hidden}
     with torch.no_grad():
@@ -105,6 +103,12 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
         if steps == 1:
             stream = compiled.stream(batch)
             row["rnnc step"] = best_time(lambda: stream.step(x[:, 0]))
+        if compiled8 is not None:
+            row["int8 err"] = (compiled8(x)[0] - layer(x)[0]).abs().max().item()
+            row["int8"] = best_time(lambda: compiled8(x))
+            if steps == 1:
+                stream8 = compiled8.stream(batch)
+                row["int8"] = min(row["int8"], best_time(lambda: stream8.step(x[:, 0])))
         row["eager"] = best_time(lambda: layer(x))
         sess = ort_session(layer, hidden)
         xn = x.numpy()
@@ -125,18 +129,19 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
     base = [row[k] for k in ("eager", "compile", "ort") if k in row]
     ours = min(row["rnnc"], row.get("rnnc step", row["rnnc"]))
     row["vs best"] = min(base) / ours
+    if "int8" in row:
+        row["int8 vs best"] = min(base) / row["int8"]
     if batch == 1:
         wbytes = GATES[kind] * hidden * hidden * 4
         row["mem-bound"] = (wbytes / bw) / (ours / steps)
+        if "int8" in row:
+            row["int8 vs bound"] = (wbytes / bw) / (row["int8"] / steps)
     return row
 
 
-def fmt_time(s: float) -> str:
-    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
-
-
 def table(rows: list[dict]) -> str:
-    cols = ["cell", "B", "T", "H", "rnnc", "rnnc step", "eager", "compile", "ort", "vs best", "mem-bound", "err"]
+    cols = ["cell", "B", "T", "H", "rnnc", "rnnc step", "eager", "compile", "ort", "vs best", "mem-bound", "err",
+            "int8", "int8 vs best", "int8 vs bound", "int8 err"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = []
@@ -144,11 +149,13 @@ def table(rows: list[dict]) -> str:
             v = r.get(c)
             if v is None:
                 cells.append("")
-            elif c in ("rnnc", "rnnc step", "eager", "compile", "ort"):
+            elif c in ("rnnc", "rnnc step", "eager", "compile", "ort", "int8"):
                 cells.append(fmt_time(v))
-            elif c in ("vs best", "mem-bound"):
-                cells.append(f"{v:.2f}x" if c == "vs best" else f"{v:.2f}")
-            elif c == "err":
+            elif c in ("vs best", "int8 vs best", "int8 vs bound"):
+                cells.append(f"{v:.2f}x")
+            elif c == "mem-bound":
+                cells.append(f"{v:.2f}")
+            elif c in ("err", "int8 err"):
                 cells.append(f"{v:.0e}")
             else:
                 cells.append(str(v))
@@ -157,33 +164,20 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--grid", choices=sorted(GRIDS), default="full")
-    ap.add_argument("--cells", default="lstm,gru")
+    ap = grid_parser(__doc__)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
-    ap.add_argument("--out", help="also write the Markdown table here")
-    ap.add_argument("--json", help="also write every row (times in seconds) here, for `rnnc bench`'s plots")
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8-weight C kernel columns")
     args = ap.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     bw = copy_bandwidth()
-    batches, steps_list, hiddens = GRIDS[args.grid]
     rows = []
-    for kind in args.cells.split(","):
-        for hidden in hiddens:
-            for batch in batches:
-                for steps in steps_list:
-                    row = bench_point(kind, batch, steps, hidden, bw, not args.no_compile)
-                    rows.append(row)
-                    print(table([row]).splitlines()[-1], flush=True)
+    for kind, batch, steps, hidden in grid_points(args):
+        row = bench_point(kind, batch, steps, hidden, bw, not args.no_compile, not args.no_int8)
+        rows.append(row)
+        print(table([row]).splitlines()[-1], flush=True)
     text = (f"fp32, {len(os.sched_getaffinity(0))} cores, measured copy bandwidth {bw / 1e9:.1f} GB/s, "
             f"grid {args.grid}\n\n" + table(rows))
-    print("\n" + text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_outputs(args, text, rows)
 
 
 if __name__ == "__main__":

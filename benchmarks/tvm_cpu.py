@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/tvm_cpu.py --grid reduced     # B in {1,16}, T in {1,128}, H in {128,512,1024}
     .venv/bin/python benchmarks/tvm_cpu.py --cells lstm --out table.md
 
-Every point runs all systems in one process, interleaved, best of several repetitions (the
-timing helpers are ``cpu_rnn.py``'s).  Columns: ``tvm`` (full sequence through the TVM build,
+Every point runs all systems in one process, interleaved, best of several repetitions (timing
+helpers and flags: ``_common.py``, shared with ``cpu_rnn.py``).  Columns: ``tvm`` (full
+sequence through the TVM build,
 ``rnnc.backends.tvm.compile_program``), ``eager`` (``nn.LSTM``/``nn.GRU``, oneDNN), ``c``
 (rnnc's C backend), ``tvm/eager`` and ``tvm/c``: the other system's time / TVM's time (> 1
 means TVM is faster), ``err``: max |TVM - eager| over the output.
@@ -13,12 +14,10 @@ means TVM is faster), ``err``: max |TVM - eager| over the output.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
 import torch
-from cpu_rnn import GRIDS, best_time, fmt_time
+from _common import best_time, fmt_time, grid_parser, grid_points, write_outputs
 
 from rnnc.ir import rnn_program
 from rnnc.kernels import CELLS
@@ -84,37 +83,20 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--grid", choices=sorted(GRIDS), default="full")
-    ap.add_argument("--cells", default="lstm,gru")
-    ap.add_argument("--hidden", help="comma-separated hidden sizes (overrides the grid's)")
+    ap = grid_parser(__doc__)
     ap.add_argument("--threads", type=int, default=0,
                     help="threads for every system (0: all cores; 1 gives stable numbers on a loaded machine)")
-    ap.add_argument("--out", help="also write the Markdown table here")
-    ap.add_argument("--json", help="also write every row (times in seconds) here, for `rnnc bench`'s plots")
     args = ap.parse_args()
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     os.environ.setdefault("TVM_NUM_THREADS", str(threads))
-    batches, steps_list, hiddens = GRIDS[args.grid]
-    if args.hidden:
-        hiddens = tuple(int(h) for h in args.hidden.split(","))
     rows = []
-    for kind in args.cells.split(","):
-        for hidden in hiddens:
-            for batch in batches:
-                for steps in steps_list:
-                    row = bench_point(kind, batch, steps, hidden, args.threads)
-                    rows.append(row)
-                    print(table([row]).splitlines()[-1], flush=True)
+    for kind, batch, steps, hidden in grid_points(args):
+        row = bench_point(kind, batch, steps, hidden, args.threads)
+        rows.append(row)
+        print(table([row]).splitlines()[-1], flush=True)
     text = f"fp32, {threads} thread(s) per system, grid {args.grid}\n\n" + table(rows)
-    print("\n" + text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_outputs(args, text, rows)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ its int8 codes are packed and streamed as int8 and its row scale is applied in t
 other ``qlinear`` forms make the cell take the generic path.
 
 ``Knobs.reduce_inner`` picks the GPU loop order (one output per thread, reduction
-inside) or the CPU one (reduction outside, a register tile of outputs inside).
+inside) or the CPU one (reduction outside, a register tile of outputs inside).  On the GPU the
+recurrent GEMM is :mod:`rnnc.lower.warp_gemm` (warps own weight rows, lanes split K, the
+Schedule's ``register_k`` columns of each row in registers, the rest in shared memory).
 """
 
 from __future__ import annotations
@@ -51,6 +53,18 @@ from rnnc.lower.loopnest import (
     mul,
 )
 from rnnc.lower.stepgraph import _BINARY, _UNARY, scalar_op
+from rnnc.lower.warp_gemm import WarpSplit, load_registers, load_shared, split_for, warp_gemm
+
+#: partial sums of the one-row GEMV: 4 output vectors x 2 partials = 8 independent FMA chains,
+#: enough for 2 FMA pipes x 4 cycles latency, and 8 of 32 (16 AVX2) vector registers
+_GEMV_PARTS = 2
+
+
+def _sum(terms: list[Expr]) -> Expr:
+    total = terms[0]
+    for t in terms[1:]:
+        total = Bin("add", total, t)
+    return total
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,7 @@ class _Fused:
         self.nt = self.h // self.j
         self.bufs: list[Buffer] = common_buffers(cell)
         self.packs: list[Pack] = []
+        self.splits: dict[str, WarpSplit] = {}  # GPU: recurrent linear -> register/shared split
         for lin in plan.linears:  # weights packed per tile: [tiles, K, G, J]
             shape = (lin.gates, self.nt, self.j, lin.k)
             self.packs.append(Pack(f"w_{lin.out}", f"p_{lin.weight}", shape, (1, 3, 0, 2)))
@@ -163,20 +178,32 @@ class _Fused:
         self.bufs.append(Buffer(name, Const(size), "local", dtype, writable=True))
         return Alloc(name)
 
-    def tiles_loop(self, body: tuple[Stmt, ...]) -> Stmt:
+    def acc_rows(self, mb: int) -> int:
+        """Rows of a GEMM accumulator array: the one-row GEMV keeps ``_GEMV_PARTS`` partial rows (CPU)."""
+        return mb if self.kn.reduce_inner else max(mb, _GEMV_PARTS)
+
+    def tiles_loop(self, body: tuple[Stmt, ...], serpentine: Expr | None = None) -> Stmt:
         """This worker's tiles: ``tile = w + k * W`` (static, so a tile's weights stay in one
-        core's cache, or in one block's shared memory, for the whole sequence)."""
+        core's cache, or in one block's shared memory, for the whole sequence).
+
+        ``serpentine`` (CPU steps): when it is 1 the tiles run in reverse order.  A worker whose
+        recurrent slice is larger than its L2 streams it every step; with LRU caches a pass in
+        the same order finds nothing left, while alternating the direction starts each step on
+        the tiles the previous one touched last, so about one L2 of weights is reused per step
+        (LSTM H=512 on two 1 MiB-L2 cores: -20% time per step, measured)."""
         per = Bin("/", add(Const(self.nt), Bin("-", Var("W"), Const(1))), Var("W"))
-        tile = add(Var("w"), mul(Var("kt"), Var("W")))
+        kt: Expr = Var("kt")
+        if serpentine is not None:
+            kt = Select(serpentine, Bin("-", Bin("-", per, Const(1)), kt), kt)
+        tile = add(Var("w"), mul(kt, Var("W")))
         return Loop("kt", per, (Let("tile", tile, is_int=True), If(Bin("<", Var("tile"), Const(self.nt)), body)))
 
     def gemm(self, acc: str, rows: int, gj: int, kdim: int, a_of, w_of, int8: bool = False) -> list[Stmt]:
         """``acc[m, q] = sum_k a(m, k) * w(k, q)`` for ``m < rows``, ``q < gj``.
 
-        ``int8``: ``w`` loads int8 codes.  gcc cannot vectorise the one-row form below over
-        ``q`` (outer-loop vectorisation finds no vector type for a char load inside a float
-        loop), so int8 weights always take the accumulator-array form, whose inner ``q`` loop
-        widens 16 codes per instruction.
+        ``int8``: ``w`` loads int8 codes; every CPU form keeps ``q`` innermost (an accumulator
+        array), so the vector loop widens 16 codes per instruction (gcc cannot vectorise a char
+        load over an outer loop).  ``acc`` must hold ``max(rows, _GEMV_PARTS) * gj`` floats.
         """
         m, q, k = Var("m"), Var("q"), Var("k")
         if self.kn.reduce_inner:  # GPU: one output per thread, the reduction inside
@@ -186,29 +213,62 @@ class _Fused:
                 Let("dot", Const(0.0, True)),
                 Loop("k", Const(kdim), (Let("dot", Bin("add", Ref("dot"), Bin("mul", a_of(m, k), w_of(k, q)))),)),
                 Store(acc, mq, Ref("dot"))), "vector")]
-        if rows == 1 and not int8:
-            # one row: gcc keeps no accumulator array in registers across k, and a single dot
-            # product per vector of outputs is FMA-latency bound; P partial sums over
-            # interleaved k hide the latency and stay in registers
-            parts = next(p for p in (8, 4, 2, 1) if kdim % p == 0)
-            kk = Var("kk")
-            sums = [Let(f"d{p}", Bin("add", Ref(f"d{p}"), Bin("mul", a_of(Const(0), add(mul(kk, parts), p)),
-                                                                w_of(add(mul(kk, parts), p), q))))
-                    for p in range(parts)]
-            total: Expr = Ref("d0")
-            for p in range(1, parts):
-                total = Bin("add", total, Ref(f"d{p}"))
-            return [Loop("q", Const(gj), (*(Let(f"d{p}", Const(0.0, True)) for p in range(parts)),
-                                          Loop("kk", Const(kdim // parts), tuple(sums)),
-                                          Store(acc, q, total)), "vector")]
+        if rows == 1:
+            # one row (B=1 GEMV): the weights must stream as one contiguous pass, so the vector of
+            # outputs is innermost; a single accumulator per output vector is FMA-latency bound, so
+            # ``parts`` partial sums over interleaved k (register arrays of ``gj``) hide the latency
+            parts = next(p for p in (_GEMV_PARTS, 2, 1) if kdim % p == 0)
+            if parts > 1:
+                return [*self._gemm_rows(acc, parts, gj, kdim // parts,
+                                         lambda p, k: a_of(Const(0), add(mul(k, parts), p)),
+                                         lambda k, q, p: w_of(add(mul(k, parts), p), q), "kk"),
+                        Loop("q", Const(gj), (Store(acc, q, _sum([Load(acc, add(p * gj, q)) for p in range(parts)])),),
+                             "vector")]
+        # several rows: a register tile of ``rows x gj`` accumulators in one array that gcc keeps
+        # in vector registers across k.  (Loading each weight vector once for all rows, which
+        # would halve the loads, was tried: gcc then spills the accumulators or gives up
+        # vectorising, 1.4-6x slower.)
+        return self._gemm_rows(acc, rows, gj, kdim, a_of, lambda k, q, _m: w_of(k, q), "k")
+
+    @staticmethod
+    def _gemm_rows(acc: str, rows: int, gj: int, kdim: int, a_of, w_of, kvar: str, init=None) -> list[Stmt]:
+        """``acc[m, :] = init(m, :) + sum_k a(m, k) * w(k, :, m)``: a register tile of ``rows x gj``
+        outputs (gcc keeps the array in vector registers when it is at most ~16 of them), the
+        reduction outside, one broadcast per row and step of k.  ``init``: 0 when None."""
+        m, q, k = Var("m"), Var("q"), Var(kvar)
+        start = init(m, q) if init is not None else Const(0.0, True)
         return [
-            Loop("m", Const(rows), (Loop("q", Const(gj), (Store(acc, add(mul(m, gj), q), Const(0.0, True)),),
+            Loop("m", Const(rows), (Loop("q", Const(gj), (Store(acc, add(mul(m, gj), q), start),),
                                          "vector"),), "unroll"),
-            Loop("k", Const(kdim), (Loop("m", Const(rows), (
+            Loop(kvar, Const(kdim), (Loop("m", Const(rows), (
                 Let("a", a_of(m, k)),
-                Loop("q", Const(gj), (Store(acc, add(mul(m, gj), q), Bin("mul", Ref("a"), w_of(k, q)), True),),
+                Loop("q", Const(gj), (Store(acc, add(mul(m, gj), q), Bin("mul", Ref("a"), w_of(k, q, m)), True),),
                      "vector")), "unroll"),)),
         ]
+
+    # ------------------------------------------------------------------ GPU resident weights
+    def warp_resident(self, lin: GateLinear) -> list[Stmt]:
+        """Declare the register part (``g_``) and shared part (``r_``) of a recurrent weight tile;
+        int8 codes stay in shared memory (the register path widens storage floats only)."""
+        kn = self.kn
+        sp = split_for(lin.gates * self.j, lin.k, kn.threads, 0 if lin.scale else kn.register_k)
+        self.splits[lin.out] = sp
+        out: list[Stmt] = []
+        if sp.shared_k:
+            out.append(self.local(f"r_{lin.out}", sp.rows * sp.shared_k, self.wdtype(lin)))
+        if sp.register_k:
+            self.bufs.append(Buffer(f"g_{lin.out}", Const(sp.threads * sp.slots), "register", "param",
+                                    writable=True, doc="register-resident weights [thread, slot]"))
+            out.append(Alloc(f"g_{lin.out}"))
+        return out
+
+    def warp_copy_in(self, lin: GateLinear) -> list[Stmt]:
+        sp, gj = self.splits[lin.out], lin.gates * self.j
+
+        def w_of(k: Expr, q: Expr) -> Expr:
+            return Load(f"w_{lin.out}", add(mul(Var("tile"), lin.k * gj), add(mul(k, gj), q)))
+
+        return [*load_registers(sp, f"g_{lin.out}", w_of), *load_shared(sp, f"r_{lin.out}", w_of)]
 
     # ------------------------------------------------------------------ phases
     def kernel(self, name: str) -> Kernel:
@@ -232,7 +292,10 @@ class _Fused:
                 if lin.src != "x":
                     buf = f"r_{lin.out}"
                     resident[lin.out] = buf
-                    prologue.append(self.local(buf, lin.k * lin.gates * j, self.wdtype(lin)))
+                    if kn.reduce_inner:  # GPU: registers + shared memory, split per the Schedule
+                        prologue += self.warp_resident(lin)
+                    else:
+                        prologue.append(self.local(buf, lin.k * lin.gates * j, self.wdtype(lin)))
         # copy initial recurrent states into hb[0] (own tiles' columns), then the resident weights
         copy_in: list[Stmt] = []
         for s in plan.recurrent_states:
@@ -242,7 +305,9 @@ class _Fused:
                 Store(f"hb_{s}", add(mul(Var("bi"), h), add(mul(Var("tile"), j), Var("jj"))),
                       Load(f"s_{s}", add(mul(Var("bi"), h), add(mul(Var("tile"), j), Var("jj")))))), "vector"))
         for lin in plan.linears:
-            if lin.out in resident:
+            if lin.out in self.splits:
+                copy_in += self.warp_copy_in(lin)
+            elif lin.out in resident:
                 size = lin.k * lin.gates * j
                 copy_in.append(Loop("e", Const(size), (Store(resident[lin.out], Var("e"), Load(
                     f"w_{lin.out}", add(mul(Var("tile"), size), Var("e")))),), "vector"))
@@ -255,7 +320,7 @@ class _Fused:
         for lin in xlin:
             gj = lin.gates * j
             acc = f"ax_{lin.out}"
-            proj.append(self.local(acc, mb * gj))
+            proj.append(self.local(acc, self.acc_rows(mb) * gj))
             nrows = mul(nsteps, b_var)
 
             def x_row(m: Expr, nrows: Expr = nrows) -> Expr:
@@ -265,9 +330,10 @@ class _Fused:
                 return add(mul(t, Var("xs_t")), mul(Bin("%", r, b_var), Var("xs_b")))
 
             def x_of(m: Expr, k: Expr, x_row=x_row) -> Expr:
-                if isinstance(m, Const):  # single row: offset bound once, outside the vector loop
-                    return Load("x", add(Var("xr"), k))
                 return Load("x", add(x_row(m), k))
+
+            def x_one(_m: Expr, k: Expr) -> Expr:  # single row: offset bound once as ``xr``
+                return Load("x", add(Var("xr"), k))
 
             wbase = mul(Var("tile"), lin.k * gj)
             xbase = mul(mul(Var("tile"), gj), rows_pad)
@@ -277,14 +343,15 @@ class _Fused:
 
             def rows_of(rows: int, acc: str = acc, gj: int = gj, xbase: Expr = xbase, x_of=x_of, w_x=w_x,
                         lin: GateLinear = lin) -> list[Stmt]:
-                return [*self.gemm(acc, rows, gj, lin.k, x_of, w_x, bool(lin.scale)),
+                return [*self.gemm(acc, rows, gj, lin.k, x_of if rows > 1 else x_one, w_x, bool(lin.scale)),
                         Loop("mq", Const(rows * gj), (Store(f"xp_{lin.out}", add(xbase, add(mul(Var("r0"), gj),
                                                                                             Var("mq"))),
                                                             Load(acc, Var("mq"))),), "vector")]
 
             # full blocks of ``mb`` rows, then single rows (T=1, B=1 must not compute 4 rows)
             full = Bin("/", nrows, Const(mb))
-            proj.append(Loop("rb", full, (Let("r0", mul(Var("rb"), mb), is_int=True), *rows_of(mb))))
+            one = [Let("xr", x_row(Const(0)), is_int=True)] if mb == 1 else []  # rows_of(1) reads ``xr``
+            proj.append(Loop("rb", full, (Let("r0", mul(Var("rb"), mb), is_int=True), *one, *rows_of(mb))))
             if mb > 1:
                 proj.append(Loop("rr", Bin("-", nrows, mul(full, mb)), (
                     Let("r0", add(mul(full, mb), Var("rr")), is_int=True),
@@ -299,15 +366,19 @@ class _Fused:
                 continue
             gj = lin.gates * j
             acc = f"acc_{lin.out}"
-            tile_step.append(self.local(acc, mb * gj))
+            tile_step.append(self.local(acc, self.acc_rows(mb) * gj))
         # full batch blocks of ``mb`` rows, then single rows: B=1 must not pay for a 4-row tile
         nfull = Bin("/", b_var, Const(mb))
-        tile_step.append(Loop("bq", nfull, (Let("b0", mul(Var("bq"), mb), is_int=True),
-                                            *self.row_block(mb, rows_pad, par, resident))))
+        kb = self.k_block(mb, resident)
+        if kb:
+            tile_step += self.kblocked_rows(mb, kb, rows_pad, par)
+        else:
+            tile_step.append(Loop("bq", nfull, (Let("b0", mul(Var("bq"), mb), is_int=True),
+                                                *self.row_block(mb, rows_pad, par, resident))))
         if mb > 1:
             tile_step.append(Loop("br", Bin("-", b_var, mul(nfull, mb)), (
                 Let("b0", add(mul(nfull, mb), Var("br")), is_int=True), *self.row_block(1, rows_pad, par, resident))))
-        step.append(self.tiles_loop(tuple(tile_step)))
+        step.append(self.tiles_loop(tuple(tile_step), None if kn.reduce_inner else par))
         step.append(Barrier("grid"))
         chunk = Loop("c", Bin("/", add(Var("T"), Const(tc - 1)), Const(tc)), (
             self.tiles_loop(tuple(proj)) if proj else Comment("no input projection"),
@@ -331,6 +402,10 @@ class _Fused:
                 bi = Bin("imin", add(bb, m), Var("bmax"))
                 return Load(hsrc, add(mul(par, mul(b_var, h)), add(mul(bi, h), k)))
 
+            if lin.out in self.splits:
+                sp = self.splits[lin.out]
+                blk += warp_gemm(sp, f"acc_{lin.out}", mb, f"g_{lin.out}", resident[lin.out], h_of)
+                continue
             if lin.out in resident:
                 def w_of(k: Expr, q: Expr, buf: str = resident[lin.out], gj: int = gj) -> Expr:
                     return Load(buf, add(mul(k, gj), q))
@@ -345,8 +420,60 @@ class _Fused:
             blk.append(Barrier("block"))
         return blk
 
-    def epilogue(self, mb: int, rows_pad: Expr, par: Expr) -> Stmt:
-        """Gate math for rows ``b0 .. b0+mb`` and this tile's units, fused into one loop."""
+    def k_block(self, mb: int, resident: dict[str, str]) -> int:
+        """The recurrent GEMMs' K block (CPU, full row blocks of ``mb > 1`` rows), 0 = none.
+
+        ``Knobs.k_block`` (the Schedule's ``k_block``) smaller than K makes the loop over K blocks
+        the outermost of a tile's step: every row block then reuses one L1-sized panel of the
+        tile's weights, instead of re-reading the whole tile from L2 per row block; partial sums
+        wait in ``kacc_`` (a [tiles, B, G*J] work buffer) between blocks.  One row has nothing
+        to reuse, so B=1 (and GPU kernels) never block."""
+        kn = self.kn
+        rec = [lin for lin in self.plan.linears if lin.src != "x"]
+        if kn.reduce_inner or resident or mb < 2 or not rec or not 0 < kn.k_block:
+            return 0
+        kb = min(kn.k_block, min(lin.k for lin in rec))
+        return kb if all(lin.k % kb == 0 and lin.k > kb for lin in rec) else 0
+
+    def kblocked_rows(self, mb: int, kb: int, rows_pad: Expr, par: Expr) -> list[Stmt]:
+        """Full row blocks of this tile with K blocked by ``kb`` (see :meth:`k_block`), then
+        their gate math from ``kacc_``."""
+        h, b_var, bb, m, q = self.h, Var("B"), Var("b0"), Var("m"), Var("q")
+        kblk = Var("kb")
+        inner: list[Stmt] = [Let("bmax", Bin("-", b_var, Const(1)), is_int=True)]
+        for lin in self.plan.linears:
+            if lin.src == "x":
+                continue
+            gj, acc, kacc = lin.gates * self.j, f"acc_{lin.out}", f"kacc_{lin.out}"
+            self.bufs.append(Buffer(kacc, mul(Const(self.nt * gj), b_var), "work", writable=True,
+                                    doc="partial sums of the K-blocked recurrent GEMM [tiles, B, G*J]"))
+
+            def kacc_at(mm: Expr, qq: Expr, kacc: str = kacc, gj: int = gj) -> Expr:
+                return add(mul(add(mul(Var("tile"), b_var), add(bb, mm)), gj), qq)
+
+            def h_of(mm: Expr, k: Expr, hsrc: str = f"hb_{lin.src}") -> Expr:
+                bi = Bin("imin", add(bb, mm), Var("bmax"))
+                return Load(hsrc, add(mul(par, mul(b_var, h)), add(mul(bi, h), add(mul(kblk, kb), k))))
+
+            def w_of(k: Expr, qq: Expr, _m: Expr, lin: GateLinear = lin, gj: int = gj) -> Expr:
+                return Load(f"w_{lin.out}", add(mul(Var("tile"), lin.k * gj), add(mul(add(mul(kblk, kb), k), gj), qq)))
+
+            def init(mm: Expr, qq: Expr, kacc: str = kacc, kacc_at=kacc_at) -> Expr:
+                return Select(Bin("==", kblk, Const(0)), Const(0.0, True), Load(kacc, kacc_at(mm, qq)))
+
+            inner += self._gemm_rows(acc, mb, gj, kb, h_of, w_of, "k", init)
+            inner.append(Loop("m", Const(mb), (Loop("q", Const(gj), (
+                Store(kacc, kacc_at(m, q), Load(acc, add(mul(m, gj), q))),), "vector"),), "unroll"))
+        nfull = Bin("/", b_var, Const(mb))
+        rows = Loop("bq", nfull, (Let("b0", mul(Var("bq"), mb), is_int=True), *inner))
+        gate = Loop("bq", nfull, (Let("b0", mul(Var("bq"), mb), is_int=True),
+                                  self.epilogue(mb, rows_pad, par, kacc=True)))
+        k_total = min(lin.k for lin in self.plan.linears if lin.src != "x")
+        return [Loop("kb", Const(k_total // kb), (rows,)), gate]
+
+    def epilogue(self, mb: int, rows_pad: Expr, par: Expr, kacc: bool = False) -> Stmt:
+        """Gate math for rows ``b0 .. b0+mb`` and this tile's units, fused into one loop
+        (``kacc``: the recurrent sums are in ``kacc_``, see :meth:`kblocked_rows`)."""
         cell, plan, h, j = self.cell, self.plan, self.h, self.j
         b_var, bb = Var("B"), Var("b0")
         m, jj = Var("m"), Var("jj")
@@ -382,7 +509,9 @@ class _Fused:
                         v: Expr = Load(f"xp_{lin.out}", linear_index([(Var("tile"), mul(gj, rows_pad)), (row, gj),
                                                                       (g, j)], jj))
                     else:
-                        v = Load(f"acc_{lin.out}", add(mul(m, lin.gates * j), add(g * j, jj)))
+                        gj = lin.gates * j
+                        v = Load(f"kacc_{lin.out}", add(mul(add(mul(Var("tile"), b_var), b), gj), add(g * j, jj))) \
+                            if kacc else Load(f"acc_{lin.out}", add(mul(m, gj), add(g * j, jj)))
                     if lin.scale:
                         v = Bin("mul", v, Load(f"p_{lin.scale}", add(g * h, unit)))
                     if lin.bias:

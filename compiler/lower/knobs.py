@@ -26,7 +26,15 @@ class Knobs:
     ``threads``: CUDA threads per block; ``reduce_inner``: GPU loop order (one output per
     thread, reduction inside) instead of the CPU order (reduction outside, vector of outputs
     inside); ``resident``: recurrent weights are copied once into per-worker memory (CUDA
-    shared memory) before the time loop; ``dtype``: storage dtype of weights and activations.
+    shared memory) before the time loop; ``dtype``: storage dtype of weights and activations;
+    ``k_block`` (CPU, 0 = none): K block of the recurrent GEMM of batch row blocks, so one
+    L1-sized weight panel serves every row block of a tile (see ``rnnc.lower.fused``).
+
+    GPU only (``reduce_inner``): ``register_k`` of the ``K`` columns of each recurrent weight row
+    stay in registers for the whole sequence (each warp owns rows, its 32 lanes split ``K``), the
+    other ``K - register_k`` in shared memory; ``max_registers`` caps registers per thread at the
+    Schedule's prediction (``__maxnreg__``; 0 = no cap), so ptxas either meets it or reports
+    spills, which the backend feeds back into the solver.
     """
 
     tile_hidden: int = 16
@@ -37,6 +45,9 @@ class Knobs:
     reduce_inner: bool = False
     resident: bool = False
     dtype: str = "float32"
+    register_k: int = 0
+    max_registers: int = 0
+    k_block: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,10 +57,11 @@ _FIELDS = tuple(Knobs.__dataclass_fields__)
 
 
 def knobs_for(hidden: int, gates: int, target: Any = None, schedule: Any = None, dtype: str = "float32",
-              batch: int | None = None) -> Knobs:
-    """Knobs from ``schedule`` when given (fields it lacks fall back), else from heuristics."""
-    base = gpu_knobs(hidden, gates, target, dtype, batch) if _is_gpu(target) else cpu_knobs(hidden, gates,
-                                                                                              target, dtype)
+              batch: int | None = None, int8_weights: bool = False) -> Knobs:
+    """Knobs from ``schedule`` when given (fields it lacks fall back), else from heuristics
+    (``int8_weights``: the fused GEMMs stream int8 codes, see :func:`cpu_knobs`)."""
+    base = gpu_knobs(hidden, gates, target, dtype, batch) if _is_gpu(target) else cpu_knobs(
+        hidden, gates, target, dtype, int8_weights)
     if schedule is None:
         return base
     src = schedule if isinstance(schedule, dict) else from_schedule(schedule, hidden)
@@ -60,9 +72,9 @@ def from_schedule(schedule: Any, hidden: int) -> dict[str, Any]:
     """Map an ``rnnc.constraints.Schedule``'s params onto knobs.
 
     ``fused_recurrence`` (GPU): ``hidden_tile``, ``batch_tile``, ``warps``, ``blocks_per_head``.
-    This kernel keeps the whole recurrent slice in shared memory (``register_k`` is not
-    rendered yet), so the Schedule's register/shared split is read as "all shared".
-    ``cpu_fused_recurrence``: ``threads`` (the register tile follows the vector width).
+    ``register_k`` (K-columns of R in registers) and the predicted registers per thread
+    (``max_registers``) are rendered as they are.
+    ``cpu_fused_recurrence``: ``threads``, ``mr``, ``nr`` (see :func:`_from_cpu_fused`).
     """
     p = dict(getattr(schedule, "params", ()))
     out: dict[str, Any] = {}
@@ -73,8 +85,44 @@ def from_schedule(schedule: Any, hidden: int) -> dict[str, Any]:
         out["batch_block"] = int(p["batch_tile"])
     if "warps" in p:
         out["threads"] = 32 * int(p["warps"])
-    if getattr(schedule, "kernel", "").startswith("cpu") and "threads" in p:
+    if "register_k" in p:  # GPU: the register/shared split of R and the register budget
+        out["register_k"] = int(p["register_k"])
+        regs = getattr(getattr(schedule, "resources", None), "registers_per_thread", 0)
+        # a Schedule without register weights predicts registers for accumulators and the model's
+        # overhead only; capping at that would make ptxas spill, so only register tiles are capped
+        out["max_registers"] = int(regs or 0) if out["register_k"] > 0 else 0
+        # the solver pads the batch to the tensor-core n (8) for mma shapes; this kernel runs
+        # SIMT FMAs, so a tile of more batch rows than the problem has only costs registers
+        batch = dict(getattr(schedule, "problem", ())).get("batch")
+        if batch and "batch_tile" in p:
+            out["batch_block"] = max(1, min(int(p["batch_tile"]), int(batch)))
+    if getattr(schedule, "kernel", "") == "cpu_fused_recurrence":
+        out.update(_from_cpu_fused(p, hidden))
+    elif getattr(schedule, "kernel", "").startswith("cpu") and "threads" in p:
         out["workers"] = int(p["threads"])
+    return out
+
+
+def _from_cpu_fused(p: dict[str, Any], hidden: int) -> dict[str, Any]:
+    """``cpu_fused_recurrence`` params as C-lowering knobs.
+
+    ``threads`` -> ``workers``; the micro-tile of ``mr`` vectors of ``vector_lanes`` rows of R ->
+    ``tile_hidden``: a tile owns the ``G`` gate rows of its units, so it is the largest divisor
+    of H with ``G * tile_hidden <= mr * lanes`` (``G = rows_per_thread * threads / H``);
+    ``nr`` batch columns -> ``batch_block`` (rows of the register tile); ``k_block`` -> ``k_block``
+    (rendered for row blocks of B > 1; one row reads each weight once per step anyway).  Not
+    rendered: ``l2_resident`` (where the weights live is up to the caches; the kernel's
+    serpentine tile order reuses what L2 holds)."""
+    out: dict[str, Any] = {}
+    if "threads" in p:
+        out["workers"] = int(p["threads"])
+    if {"mr", "vector_lanes", "rows_per_thread", "threads"} <= p.keys():
+        gates = max(1, int(p["rows_per_thread"]) * int(p["threads"]) // max(hidden, 1))
+        out["tile_hidden"] = _divisor_at_most(hidden, max(1, int(p["mr"]) * int(p["vector_lanes"]) // gates))
+    if "nr" in p:
+        out["batch_block"] = max(1, int(p["nr"]))
+    if "k_block" in p:
+        out["k_block"] = int(p["k_block"])
     return out
 
 
@@ -86,16 +134,32 @@ def _divisor_at_most(n: int, cap: int) -> int:
     return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
 
 
-def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str) -> Knobs:
+def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bool = False) -> Knobs:
     """A tile of ``gates * tile_hidden`` outputs spans four vector registers per batch row, and
-    four batch rows keep 16 accumulators live (of 32 AVX-512 / 16 AVX2 registers)."""
+    four batch rows keep 16 accumulators live (of 32 AVX-512 / 16 AVX2 registers).
+
+    ``time_chunk``: each chunk's input projection streams all input weights once; when the two
+    weight matrices together exceed half the L3 that stream evicts the recurrent weights the
+    steps need, so big layers take long chunks (LSTM H=1024 B=1 T=128: -15% with 128 instead of
+    16; H<=512 and B=16 measured no gain, and the projection buffer grows with the chunk).
+
+    ``int8_weights``: gcc vectorises a loop over int8 codes by whole byte vectors (64 codes per
+    AVX-512 register), so a tile row of ``G * tile_hidden`` codes that is not a multiple of that
+    falls into mixed 32/16-byte code (GRU H=512 B=1: 2.3x slower); such tiles are widened to the
+    next multiple when H allows (the register tile then takes fewer batch rows)."""
     cpu = getattr(target, "cpu", None)
     lanes = (cpu.vector_width_bits // 32) if cpu is not None else 16
     want = max(1, (4 * lanes) // max(gates, 1))
     tile = _divisor_at_most(hidden, want)
+    if int8_weights:
+        byte_lanes = 4 * lanes
+        tile = next((t for t in range(tile, hidden + 1) if hidden % t == 0 and gates * t % byte_lanes == 0), tile)
     regs = cpu.vector_registers if cpu is not None else 32
     block = max(1, min(4, (regs // 2) // max(1, (gates * tile + lanes - 1) // lanes)))
-    return Knobs(tile_hidden=tile, batch_block=block, time_chunk=16, workers=0, dtype=dtype)
+    l3 = getattr(cpu, "l3_bytes", 0) or 32 * 2**20
+    weights = 2 * gates * hidden * hidden * DTYPE_BYTES.get(dtype, 4)
+    chunk = 128 if weights > l3 // 2 else 16
+    return Knobs(tile_hidden=tile, batch_block=block, time_chunk=chunk, workers=0, dtype=dtype)
 
 
 def gpu_knobs(hidden: int, gates: int, target: Any, dtype: str, batch: int | None) -> Knobs:
@@ -126,11 +190,14 @@ def _round_up(x: int, m: int) -> int:
     return (x + m - 1) // m * m
 
 
-def predict_smem(hidden: int, gates: int, tile: int, batch_block: int, bytes_: int, input_linears: int = 1) -> int:
-    """Shared memory of one fused CUDA block: the resident recurrent weight slice (storage
-    dtype) plus one fp32 accumulator tile for the recurrent GEMM and one per input projection.
+def predict_smem(hidden: int, gates: int, tile: int, batch_block: int, bytes_: int, input_linears: int = 1,
+                 register_k: int = 0) -> int:
+    """Shared memory of one fused CUDA block: the part of the resident recurrent weight slice
+    that is not in registers (``hidden - register_k`` columns, storage dtype) plus one fp32
+    accumulator tile for the recurrent GEMM and one per input projection.
     Must equal what ``rnnc.lower.fused`` allocates (tests check it against ptxas)."""
     def r16(n: int) -> int:  # every shared array is 16-byte aligned
         return _round_up(n, 16)
 
-    return r16(hidden * gates * tile * bytes_) + (1 + input_linears) * r16(batch_block * gates * tile * 4)
+    shared_k = hidden - min(max(register_k, 0), hidden)
+    return r16(shared_k * gates * tile * bytes_) + (1 + input_linears) * r16(batch_block * gates * tile * 4)

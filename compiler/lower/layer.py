@@ -79,7 +79,8 @@ def lower_layer(cell: Cell, target: object = None, schedule: object = None, dtyp
 
     plan = None if force_generic else analyse_gates(cell)
     gates = plan.gates if plan is not None else 1
-    knobs = knobs_for(cell.hidden_size, gates, target, schedule, dtype)
+    int8 = plan is not None and any(lin.scale for lin in plan.linears)
+    knobs = knobs_for(cell.hidden_size, gates, target, schedule, dtype, int8_weights=int8)
     if plan is not None:
         check_feasible(cell, plan.gates, knobs, target)
         return lower_fused(cell, plan, knobs, name)
@@ -92,7 +93,7 @@ def check_feasible(cell: Cell, gates: int, knobs: Knobs, target: object) -> None
     if gpu is None or not knobs.resident:
         return
     need = predict_smem(cell.hidden_size, gates, knobs.tile_hidden, knobs.batch_block,
-                        DTYPE_BYTES.get(knobs.dtype, 4))
+                        DTYPE_BYTES.get(knobs.dtype, 4), register_k=knobs.register_k)
     have = gpu.shared_memory_per_block_optin_bytes - gpu.shared_memory_reserved_per_block_bytes
     tag = getattr(target, "tag", "the target")
     if need > have:

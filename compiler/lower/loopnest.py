@@ -14,6 +14,17 @@ Loop kinds:
   or across thread blocks (CUDA: grid-stride over ``blockIdx.x``).
 * ``vector``   - innermost data-parallel loop (C: ``omp simd``; CUDA: block-stride over
   ``threadIdx.x``).
+* ``warps``    - the warps of a block (extent = threads / 32; C: a serial loop; CUDA: runs
+  once, the index is ``threadIdx.x / 32``).
+* ``lanes``    - the 32 lanes of a warp (C: a serial loop; CUDA: runs once, the index is
+  ``threadIdx.x % 32``).  Float accumulators named in ``Loop.reduce`` (bound before the loop)
+  hold per-lane partial sums inside it and their sum over all lanes after it (CUDA: a warp
+  shuffle butterfly; C: the serial loop already summed them).
+
+Buffer space ``register``: per-thread arrays (a GPU's register-resident weights) indexed as
+``[thread, slot]`` where ``thread = warp * 32 + lane`` of the enclosing ``warps``/``lanes``
+loops; C emulates a block's threads in one core and keeps the whole array, CUDA gives each
+thread its own row (the thread part of the index renders as 0, slots must be constants).
 
 Barrier scopes: ``block`` (threads of one CUDA block; nothing on a CPU core) and ``grid``
 (every worker: ``omp barrier`` / cooperative-groups ``grid.sync()``).
@@ -24,8 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-LoopKind = Literal["serial", "unroll", "parallel", "vector"]
-Space = Literal["arg", "work", "local"]
+LoopKind = Literal["serial", "unroll", "parallel", "vector", "warps", "lanes"]
+Space = Literal["arg", "work", "local", "register"]
 
 
 # --------------------------------------------------------------------------- expressions
@@ -132,6 +143,8 @@ class Loop:
     extent: Expr
     body: tuple[Stmt, ...]
     kind: LoopKind = "serial"
+    #: ``lanes`` loops: float accumulators summed over the lanes (see the module docstring)
+    reduce: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,10 @@ class Kernel:
     @property
     def locals(self) -> tuple[Buffer, ...]:
         return tuple(b for b in self.buffers if b.space == "local")
+
+    @property
+    def registers(self) -> tuple[Buffer, ...]:
+        return tuple(b for b in self.buffers if b.space == "register")
 
 
 def eval_int(e: Expr, env: dict[str, int]) -> int:

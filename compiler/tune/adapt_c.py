@@ -1,8 +1,9 @@
 """Tuning adapter of the C backend: candidates are built with gcc and timed on this CPU.
 
-A CPU ``Schedule`` reaches the C lowering through ``rnnc.lower.knobs.from_schedule`` (today it
-reads ``threads``; the register-tile parameters follow the target's vector width), and
-``threads`` is also the OpenMP worker count the runtime is given.  Kernels are built with
+A CPU ``Schedule`` reaches the C lowering through ``rnnc.lower.knobs.from_schedule`` (``threads``
+-> workers, ``mr`` x vector lanes -> hidden tile, ``nr`` -> batch block, ``k_block``; the
+``l2_resident`` decision is not rendered), and ``threads`` is also the OpenMP worker count the
+runtime is given.  Kernels are built with
 ``-march=native``, so only targets describing this CPU can be measured here.
 """
 

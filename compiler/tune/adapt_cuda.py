@@ -3,8 +3,9 @@
 Each candidate is lowered with its Schedule, rendered in the CUDA dialect and compiled by
 ``nvcc --resource-usage`` for the target's architecture (registers, shared memory, spills are
 recorded); its numerics are checked through the C dialect of the *same* loop nest.  The time
-is the Schedule's cost-model estimate and the record says ``estimated: true``.  rnnc has no
-CUDA launcher yet, so even with a GPU present this adapter does not time kernels.
+is the Schedule's cost-model estimate and the record says ``estimated: true``.  The kernels can
+launch on a GPU (``rnnc.backends.cstyle.cuda_driver``), but timing them inside the tuner is not
+wired yet, so even with a GPU present this adapter records estimates.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ class CudaTunable:
         return ESTIMATE
 
     def problem(self, spec: Any) -> Any:
-        """The rendered kernel keeps the whole recurrent slice in shared memory (no register
-        caching), so only tilings that fit that way are candidates."""
-        return spec.replace(register_weights=False)
+        """The fused kernel renders the solver's register/shared split of the recurrent weights
+        (``register_k``) as it is, so the solver's own problem describes it unchanged."""
+        return spec
 
     def rendered(self, layer: Any, schedule: Any) -> Any:
         from rnnc.lower.knobs import from_schedule

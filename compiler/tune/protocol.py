@@ -12,8 +12,8 @@ module and one line in ``ADAPTERS``.
 * ``rendered(layer, schedule)``: the part of a Schedule this backend actually renders (a
   hashable value).  Candidates equal under it are the same kernel; the tuner measures one of
   them and takes the next-ranked distinct candidate instead of the rest.
-* ``problem(spec)``: the solver problem this backend's kernels are described by (e.g. the
-  CUDA kernel keeps recurrent weights in shared memory only: ``register_weights=False``).
+* ``problem(spec)``: the solver problem this backend's kernels are described by (e.g. a
+  kernel that kept recurrent weights in shared memory only would set ``register_weights=False``).
 * ``build(layer, schedule, target)``: compile one candidate into a :class:`Built`, whose
   ``run(*inputs)`` executes *this machine's* numerics of the kernel (for a GPU kernel: its
   C-dialect twin) so every candidate is checked against the IR interpreter before it counts.

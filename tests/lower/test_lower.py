@@ -63,3 +63,23 @@ def test_knobs_from_schedule() -> None:
     assert kn.tile_hidden == sched.param("hidden_tile")
     assert kn.threads == 32 * sched.param("warps")
     assert knobs_for(64, 4, None, {"tile_hidden": 8}) == Knobs(**{**knobs_for(64, 4).to_dict(), "tile_hidden": 8})
+
+
+def test_cpu_schedule_params_reach_the_kernel() -> None:
+    """``cpu_fused_recurrence`` params become knobs (threads, micro-tile, batch tile, K block), and
+    Schedules that differ in them give different C kernels (the tuner's candidates stay distinct)."""
+    from rnnc.backends.cstyle.dialects import CDialect
+    from rnnc.constraints import ProblemSpec, candidates
+
+    target = get("cpu/x86-avx512")
+    scheds = candidates(ProblemSpec("lstm", hidden=64, batch=8, seq_len=32, dtype="fp32"), target, 4)
+    assert {s.kernel for s in scheds} == {"cpu_fused_recurrence"}
+    sources = set()
+    for s in scheds:
+        p = dict(s.params)
+        kn = knobs_for(64, 4, target, s)
+        assert kn.workers == p["threads"] and kn.batch_block == p["nr"] and kn.k_block == p["k_block"]
+        assert 64 % kn.tile_hidden == 0 and 4 * kn.tile_hidden <= p["mr"] * p["vector_lanes"]
+        sources.add(CDialect(lower_layer(_cell("lstm", 64), target, s, name="k")).render())
+    distinct = {(s.param("k_block"), s.param("mr"), s.param("nr")) for s in scheds}
+    assert len(sources) == len(distinct) > 1

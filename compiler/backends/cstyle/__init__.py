@@ -52,10 +52,19 @@ class _CStyleBackend:
         return compile_to_dir(program, target, self.name, outdir, schedule, **kw)
 
     def runnable(self, program: Any, target: Any, schedule: Any = None) -> Any:
-        """A callable running ``program`` in this process. CUDA kernels cannot launch without a GPU
-        loader yet, so both dialects run the C rendering of the same loop nest here."""
+        """A callable running ``program`` in this process: CUDA kernels on this machine's GPU when
+        it has one and nvcc to build them (launched through the driver API), else the C rendering
+        of the same loop nest."""
         from rnnc.backends.cstyle.program import CompiledProgram
 
+        if self.name == "cuda":
+            from rnnc.backends.cstyle.build import nvcc_path
+            from rnnc.backends.cstyle.cuda_driver import cuda_available
+
+            if nvcc_path() is not None and cuda_available():
+                from rnnc.backends.cstyle.cuda_program import compile_cuda_program
+
+                return compile_cuda_program(program, target, schedule)
         return CompiledProgram(program, target if self.name == "c" else None, schedule)
 
     def load(self, outdir: str) -> Any:

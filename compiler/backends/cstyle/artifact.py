@@ -23,6 +23,7 @@ from typing import Any
 
 from rnnc import __version__
 from rnnc.backends.cstyle.build import build_c, compile_cuda, load_library, nvcc_path
+from rnnc.backends.cstyle.cuda_fit import fit_cuda_schedule
 from rnnc.backends.cstyle.dialects import CDialect, CudaDialect
 from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
 from rnnc.backends.manifest import read_manifest, read_program, write_manifest, write_program
@@ -30,6 +31,7 @@ from rnnc.errors import InfeasibleError, UserInputError
 from rnnc.ir import layer_key
 from rnnc.ir.graph import Cell, Program
 from rnnc.ir.rnn import rnn_layout
+from rnnc.lower.fused import analyse_gates
 from rnnc.lower.knobs import DTYPE_BYTES, predict_smem
 from rnnc.lower.layer import lower_layer
 
@@ -45,19 +47,19 @@ def _target(target: Any, backend: str) -> Any:
     return get(target) if isinstance(target, str) else target
 
 
-def solver_schedule(cell: Cell, target: Any, dtype: str, batch: int = 1) -> Any:
+def solver_schedule(cell: Cell, target: Any, dtype: str, batch: int = 1, register_overhead: int = 0) -> Any:
     """The solver's Schedule for this layer, or None when the solver has no model of the cell.
-    An infeasible tiling is re-raised: the user asked for a target the layer cannot fit."""
+    An infeasible tiling is re-raised: the user asked for a target the layer cannot fit.
+    ``register_overhead``: registers per thread ptxas needed beyond the model (see fit_schedule)."""
     try:
         from rnnc.constraints import CELLS, ProblemSpec, solve
     except ImportError:
         return None
     if cell.kind not in CELLS:
         return None
-    # The rendered CUDA kernel keeps every recurrent weight in shared memory (no register-resident
-    # slice yet), so the solver must model exactly that or its predictions disagree with ptxas.
+    # the fused CUDA kernel renders the solver's register/shared split of R as it is (register_k)
     spec = ProblemSpec(cell.kind, hidden=cell.hidden_size, batch=batch, dtype=_SOLVER_DTYPE.get(dtype, "fp32"),
-                       register_weights=False)
+                       register_overhead=register_overhead)
     try:
         return solve(spec, target)
     except InfeasibleError:
@@ -66,6 +68,20 @@ def solver_schedule(cell: Cell, target: Any, dtype: str, batch: int = 1) -> Any:
         warnings.warn(f"no solver schedule for {cell.kind} on {getattr(target, 'tag', target)} "
                       f"({type(exc).__name__}: {exc}); using the backend's default knobs", stacklevel=2)
         return None
+
+
+def weight_split(kernel: Any, bytes_: int) -> dict[str, Any]:
+    """Where the fused CUDA kernel keeps its recurrent weights: per recurrent linear, K-columns
+    in registers and in shared memory, and the bytes each takes (per thread / per block)."""
+    kn = kernel.meta["knobs"]
+    out: dict[str, Any] = {"register_k": kn["register_k"], "linears": {}}
+    for b in kernel.buffers:
+        if b.space == "register":
+            slots = int(b.size.value) // kn["threads"]
+            out["linears"].setdefault(b.name[2:], {})["register_bytes_per_thread"] = slots * bytes_
+        elif b.space == "local" and b.name.startswith("r_"):
+            out["linears"].setdefault(b.name[2:], {})["shared_bytes"] = int(b.size.value) * bytes_
+    return out
 
 
 def _versions() -> dict[str, str]:
@@ -86,18 +102,23 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
                   dtype: str = "float32", archs: tuple[str, ...] = CUDA_ARCHS, batch: int = 1) -> dict[str, Any]:
     """Lower, render, build one layer into ``outdir``; returns its manifest entry."""
     key = layer_key(cell)
-    sched = schedule if schedule is not None else solver_schedule(cell, target, dtype, batch)
     kdtype = dtype if backend == "cuda" else "float32"
-    note = ""
-    try:
-        kernel = lower_layer(cell, target, sched, kdtype, name=f"rnnc_{key}")
-    except InfeasibleError as exc:
-        if sched is None:
-            raise
-        # the solver models R split between registers and shared memory; this kernel keeps R
-        # in shared memory, so a tile the solver finds may not fit it: use the backend's own
-        note = f"solver schedule not renderable by the shared-memory kernel ({exc}); heuristic knobs used"
-        kernel = lower_layer(cell, target, None, kdtype, name=f"rnnc_{key}")
+    note, fit = "", None
+    if backend == "cuda" and schedule is None and getattr(target, "gpu", None) is not None \
+            and analyse_gates(cell) is not None:
+        # the solver's Schedule, refitted until ptxas meets its register prediction (cuda_fit)
+        fit = fit_cuda_schedule(cell, target, kdtype, f"rnnc_{key}", batch, also=archs)
+        sched, kernel, note = fit.schedule, fit.kernel, fit.note
+    else:
+        sched = schedule if schedule is not None else solver_schedule(cell, target, dtype, batch)
+        try:
+            kernel = lower_layer(cell, target, sched, kdtype, name=f"rnnc_{key}")
+        except InfeasibleError as exc:
+            if sched is None:
+                raise
+            # a Schedule given by the caller (or a CPU one) that this kernel cannot hold
+            note = f"solver schedule not renderable by this kernel ({exc}); heuristic knobs used"
+            kernel = lower_layer(cell, target, None, kdtype, name=f"rnnc_{key}")
     entry: dict[str, Any] = {"cell": cell.kind, "path": kernel.meta["path"], "knobs": kernel.meta["knobs"],
                              "schedule": sched.to_dict() if hasattr(sched, "to_dict") else None,
                              "schedule_note": note}
@@ -116,7 +137,9 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
         if kernel.meta["path"] == "fused":
             n_in = sum(1 for b in kernel.buffers if b.name.startswith("xp_"))
             entry["shared_memory_predicted"] = predict_smem(cell.hidden_size, kernel.meta["gates"], kn["tile_hidden"],
-                                                            kn["batch_block"], DTYPE_BYTES[dtype], n_in)
+                                                            kn["batch_block"], DTYPE_BYTES[dtype], n_in,
+                                                            kn["register_k"])
+            entry["weight_split"] = weight_split(kernel, DTYPE_BYTES[dtype])
         entry["launch"] = {"grid": kn["workers"], "block": kn["threads"], "cooperative": True,
                            "dynamic_shared_bytes": r.smem_bytes if r.dynamic else 0,
                            "kernel": kernel.name, "scalars": list(kernel.scalars),
@@ -131,6 +154,13 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
         if sched is not None and getattr(sched, "resources", None) is not None:
             entry["schedule_predicted"] = {"registers_per_thread": sched.resources.registers_per_thread,
                                            "shared_memory_per_block": sched.resources.shared_memory_per_block}
+        res_by_arch = entry["resources"].items()
+        entry["registers"] = {"predicted": kn.get("max_registers") or None, "cap": kn.get("max_registers", 0),
+                              "ptxas": {a: rs["registers"] for a, rs in res_by_arch},
+                              "spills": {a: rs["spill_stores"] + rs["spill_loads"] for a, rs in res_by_arch}}
+        if fit is not None:
+            entry["register_fit"] = {"arch": fit.arch, "register_overhead": fit.register_overhead,
+                                     "rounds": fit.rounds}
     return entry
 
 
@@ -162,11 +192,19 @@ def compile_to_dir(program: Program, target: Any, backend: str, outdir: str | Pa
     return write_manifest(out, manifest)
 
 
-def load(outdir: str | Path) -> CompiledProgram:
-    """The callable program of an output directory (C kernels; for ``cuda`` directories the C
-    dialect of the same loop nest, i.e. CPU numerics of the GPU kernel)."""
+def load(outdir: str | Path) -> Any:
+    """The callable program of an output directory.  ``cuda`` directories run their cubins on
+    the GPU when this machine has one (:func:`rnnc.backends.cstyle.cuda_program.load_cuda`,
+    which is also the explicit GPU entry point); without one, like ``c`` directories, they run
+    the C dialect of the same loop nest, i.e. the CPU numerics of the GPU kernel."""
+    from rnnc.backends.cstyle.cuda_driver import cuda_available
+
     out = Path(outdir)
     manifest = read_manifest(out)
+    if manifest.get("backend") == "cuda" and cuda_available():
+        from rnnc.backends.cstyle.cuda_program import load_cuda
+
+        return load_cuda(out)
     program = read_program(out, manifest)
     builds: dict[str, LayerBuild] = {}
     for node in program.rnn_nodes():

@@ -3,7 +3,7 @@
 How the loop nest maps onto hardware:
 
 =========================  ===================================  ======================================
-loop-nest node             C (gcc -O3 -march=native -fopenmp)   CUDA
+loop-nest node             C (gcc build.C_FLAGS)                CUDA
 =========================  ===================================  ======================================
 ``Loop(kind=parallel)``    ``omp parallel``; ``w`` = thread id  ``w`` = ``blockIdx.x`` (grid = workers)
 ``Loop(kind=vector)``      ``omp simd`` loop                    block-stride loop over ``threadIdx.x``
@@ -12,13 +12,18 @@ loop-nest node             C (gcc -O3 -march=native -fopenmp)   CUDA
 ``Alloc`` (local buffer)   aligned stack array                  ``__shared__`` array (dynamic > 48 KiB)
 ``param`` buffers          ``float``                            ``float`` / ``__half`` / ``__nv_bfloat16``
 ``int8`` (qlinear codes)   ``signed char``, widened to float    ``signed char``, widened to float
+``Loop(kind=warps)``       serial loop                          ``threadIdx.x / 32`` (runs once)
+``Loop(kind=lanes)``       serial loop (sums its ``reduce``)    ``threadIdx.x % 32``, shuffle-sum after
+``register`` buffer        stack array ``[thread, slot]``       per-thread array ``[slot]`` (registers)
 =========================  ===================================  ======================================
 """
 
 from __future__ import annotations
 
+from dataclasses import fields, is_dataclass, replace
+
 from rnnc.backends.cstyle.render import CStyleRenderer, cid
-from rnnc.lower.loopnest import Buffer, Const, Loop, Var
+from rnnc.lower.loopnest import Buffer, Const, Expr, Load, Loop, Stmt, Store, Var
 
 #: largest static shared memory per block; above it CUDA needs dynamic shared memory
 STATIC_SMEM_LIMIT = 48 * 1024
@@ -79,6 +84,35 @@ class CDialect(CStyleRenderer):
         self.emit(f"{self.ctype(b)} {cid(b.name)}[{int(b.size.value)}] __attribute__((aligned(64)));")
 
 
+#: fp16/bf16 halves of a packed 32-bit register word, widened to fp32.  The 16-bit field is
+#: extracted by ``asm volatile`` so nvcc cannot hoist the widening out of the time loop (which
+#: would turn every packed pair back into two live fp32 registers and spill); fp16 is decoded
+#: with 32-bit integer ops and one multiply by 2**112 (exact for finite values, subnormals
+#: included), because the ``cvt.f32.f16`` path makes ptxas split the word and spill as well.
+_PACKED_HELPERS = """\
+static __device__ __forceinline__ unsigned rn_lo16(unsigned w) {
+  unsigned u; asm volatile("and.b32 %0, %1, 0xffff;" : "=r"(u) : "r"(w)); return u; }
+static __device__ __forceinline__ unsigned rn_hi16(unsigned w) {
+  unsigned u; asm volatile("shr.b32 %0, %1, 16;" : "=r"(u) : "r"(w)); return u; }
+static __device__ __forceinline__ float rn_f16bits(unsigned u) {
+  return __uint_as_float(((u & 0x8000u) << 16) | ((u & 0x7fffu) << 13)) * 0x1p112f; }
+static __device__ __forceinline__ float rn_bf16bits(unsigned u) { return __uint_as_float(u << 16); }
+"""
+_TO_BITS = {"float16": "__half_as_ushort(__float2half({}))", "bfloat16": "__bfloat16_as_ushort(__float2bfloat16({}))"}
+_FROM_BITS = {"float16": "rn_f16bits", "bfloat16": "rn_bf16bits"}
+
+
+def _thread_free(e: Expr, names: frozenset[str]) -> Expr:
+    """``e`` with the thread-index variables ``names`` set to 0 (a register array's own row)."""
+    if isinstance(e, Var):
+        return Const(0) if e.name in names else e
+    if not is_dataclass(e):
+        return e
+    changes = {f.name: _thread_free(getattr(e, f.name), names) for f in fields(e)
+               if is_dataclass(getattr(e, f.name))}
+    return replace(e, **changes) if changes else e
+
+
 class CudaDialect(CStyleRenderer):
     """CUDA C++: one cooperative kernel per layer, ``extern "C" __global__ NAME(sc, bufs)``."""
 
@@ -99,6 +133,52 @@ class CudaDialect(CStyleRenderer):
         self.smem_bytes = sum((n + 15) // 16 * 16 for n in self.local_bytes.values())
         self.dynamic = self.smem_bytes > STATIC_SMEM_LIMIT
         self._dyn_offset = 0
+        self.threads = int(kernel.meta.get("knobs", {}).get("threads", 256))
+        #: register-resident weights per thread, per buffer (slots of the ``[thread, slot]`` array)
+        self.register_slots = {b.name: int(b.size.value) // self.threads for b in kernel.registers}
+        self.thread_vars: frozenset[str] = frozenset()
+
+    # ------------------------------------------------------------------ register-resident buffers
+    def _reg_index(self, index: Expr) -> str:
+        return self.expr(_thread_free(index, self.thread_vars))
+
+    def _packed(self, b: Buffer) -> bool:
+        return b.dtype == "param" and self.dtype in _FROM_BITS
+
+    def expr(self, e: Expr) -> str:
+        if isinstance(e, Load) and self.bufs[e.buf].space == "register":
+            b, i = self.bufs[e.buf], self._reg_index(e.index)
+            if not self._packed(b):
+                return f"{cid(e.buf)}[{i}]"
+            word, f = f"{cid(e.buf)}[({i}) >> 1]", _FROM_BITS[self.dtype]
+            return f"((({i}) & 1) ? {f}(rn_hi16({word})) : {f}(rn_lo16({word})))"
+        return super().expr(e)
+
+    def stmt(self, s: Stmt) -> None:
+        if isinstance(s, Store) and self.bufs[s.buf].space == "register":
+            b, i, v = self.bufs[s.buf], self._reg_index(s.index), self.expr(s.value)
+            if not self._packed(b):
+                self.emit(f"{cid(s.buf)}[{i}] = {v};")
+                return
+            word, bits = f"{cid(s.buf)}[({i}) >> 1]", f"(unsigned){_TO_BITS[self.dtype].format(v)}"
+            self.emit(f"{word} = (({i}) & 1) ? (({word} & 0xffffu) | ({bits} << 16)) : "
+                      f"(({word} & 0xffff0000u) | {bits});")
+        elif isinstance(s, Loop) and s.kind in ("warps", "lanes"):
+            self.emit("{")
+            self.depth += 1
+            self.emit(f"const int {s.var} = threadIdx.x {'>> 5' if s.kind == 'warps' else '& 31'};")
+            outer, self.thread_vars = self.thread_vars, self.thread_vars | {s.var}
+            self.depth -= 1
+            self.block(s.body)
+            self.thread_vars = outer
+            self.depth += 1
+            for name in s.reduce:  # every lane ends with the warp's sum (xor butterfly)
+                self.emit(f"for (int rn_o = 16; rn_o > 0; rn_o >>= 1) {cid(name)} += "
+                          f"__shfl_xor_sync(0xffffffffu, {cid(name)}, rn_o);")
+            self.depth -= 1
+            self.emit("}")
+        else:
+            super().stmt(s)
 
     def widen(self, b: Buffer, text: str) -> str:
         if b.dtype == "int8":
@@ -110,12 +190,14 @@ class CudaDialect(CStyleRenderer):
 
     def preamble(self) -> str:
         return ("// generated by rnnc (CUDA dialect)\n#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n"
-                "#include <cooperative_groups.h>\nnamespace cg = cooperative_groups;\n\n")
+                "#include <cooperative_groups.h>\nnamespace cg = cooperative_groups;\n\n" + _PACKED_HELPERS)
 
     def signature(self) -> list[str]:
-        threads = int(self.k.meta.get("knobs", {}).get("threads", 256))
-        return [f'extern "C" __global__ void __launch_bounds__({threads})',
-                f"{self.k.name}(const long* sc, void** bufs) {{"]
+        """``__maxnreg__`` holds ptxas to the Schedule's register prediction (it cannot be
+        combined with ``__launch_bounds__``); without one, the block size bounds registers."""
+        cap = int(self.k.meta.get("knobs", {}).get("max_registers", 0) or 0)
+        bound = f"__maxnreg__({cap})" if cap else f"__launch_bounds__({self.threads})"
+        return [f'extern "C" __global__ void {bound}', f"{self.k.name}(const long* sc, void** bufs) {{"]
 
     def unroll_pragma(self) -> str:
         return "#pragma unroll"
@@ -140,6 +222,13 @@ class CudaDialect(CStyleRenderer):
 
     def alloc(self, b: Buffer) -> None:
         n = int(b.size.value)
+        if b.space == "register":  # fp16/bf16 weights two per 32-bit word
+            slots = self.register_slots[b.name]
+            if self._packed(b):
+                self.emit(f"unsigned {cid(b.name)}[{(slots + 1) // 2}] = {{}};")
+            else:
+                self.emit(f"{self.ctype(b)} {cid(b.name)}[{slots}];")
+            return
         if not self.dynamic:
             self.emit(f"__shared__ __align__(16) {self.ctype(b)} {cid(b.name)}[{n}];")
             return

@@ -25,6 +25,19 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
+#: recurrent multiply-adds per step (times batch) from which the fused kernel runs on every core:
+#: an OpenMP barrier costs well under a microsecond, so splitting even an LSTM H=128 step (64K
+#: MACs, ~1.3 us from L2 on one core) across two cores wins (B=1 T=128: 320 -> 193 us measured)
+_PARALLEL_STEP_MACS = 1 << 15
+#: the same for a single step (streaming): waking the OpenMP team is most of a small call (two
+#: cores saved 1 us of 9 at LSTM H=128), and when anything else keeps the second core busy
+#: (another process, another library's spinning thread pool) the woken worker can wait for a
+#: scheduler tick (2-worker steps measured 6-24 ms on this 2-core machine while other jobs ran).
+#: Steps that stream megabytes still need both cores' cache bandwidth to match onnxruntime (GRU
+#: B=1: H=1024 334 us on one core vs 176 us for ort on two; H=512 73 us vs 58 us), so they fork
+_PARALLEL_ONE_STEP_MACS = 1 << 19
+
+
 class LayerRunner:
     """One compiled (layer, direction): ``run(x[T,B,I] view, y[T,B,F] view, states, ...)``."""
 
@@ -34,8 +47,7 @@ class LayerRunner:
         self.kernel, self.fn = kernel, fn
         self.workers = workers or default_threads()
         meta = kernel.meta
-        # recurrent multiply-adds per step and sample: a step smaller than ~1M MACs is faster on
-        # one core than on two with a barrier per step
+        # recurrent multiply-adds per step and sample (decides one core vs all, see _PARALLEL_STEP_MACS)
         self.step_macs = meta.get("gates", 1) * meta.get("hidden", 0) * meta.get("hidden", 0)
         self.tensors: dict[str, Any] = {}
         for b in kernel.args:
@@ -72,7 +84,10 @@ class LayerRunner:
         knobs = self.kernel.meta.get("knobs", {})
         if knobs.get("resident"):  # per-worker weight copies: exactly one worker per tile group
             workers = knobs["workers"]
-        elif self.step_macs * batch >= (1 << 20) or self.kernel.meta.get("path") == "generic":
+        elif knobs.get("workers"):  # a Schedule's thread count (capped by the cores we may use)
+            workers = min(int(knobs["workers"]), self.workers)
+        elif (self.step_macs * batch >= (_PARALLEL_STEP_MACS if steps > 1 else _PARALLEL_ONE_STEP_MACS)
+              or self.kernel.meta.get("path") == "generic"):
             workers = self.workers
         else:
             workers = 1

@@ -1,0 +1,62 @@
+"""What the CPU layer benchmarks (``cpu_rnn.py``, ``tvm_cpu.py``) share: the grids, the timer, the
+command-line preamble and the output files, so the two scripts cannot drift apart."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+#: (batches, sequence lengths, hidden sizes) per ``--grid``
+GRIDS = {
+    "full": ((1, 16), (1, 128, 1024), (128, 256, 512, 1024)),
+    "reduced": ((1, 16), (1, 128), (128, 512, 1024)),
+    "quick": ((1,), (1, 64), (128, 512)),  # `rnnc bench --quick`: two sizes on each plot axis
+}
+
+
+def best_time(fn: Callable[[], object], budget_s: float = 0.4, max_reps: int = 50) -> float:
+    """Best wall time of ``fn`` after one warm-up, within a time budget."""
+    fn()
+    best, spent, reps = float("inf"), 0.0, 0
+    while reps < max_reps and (spent < budget_s or reps < 2):
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, spent, reps = min(best, dt), spent + dt, reps + 1
+    return best
+
+
+def fmt_time(s: float) -> str:
+    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def grid_parser(doc: str) -> argparse.ArgumentParser:
+    """``--grid``, ``--cells``, ``--hidden``, ``--out`` and ``--json``; scripts add their own flags."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="full")
+    ap.add_argument("--cells", default="lstm,gru")
+    ap.add_argument("--hidden", help="comma-separated hidden sizes (overrides the grid's)")
+    ap.add_argument("--out", help="also write the Markdown table here")
+    ap.add_argument("--json", help="also write every row (times in seconds) here, for `rnnc bench`'s plots")
+    return ap
+
+
+def grid_points(args: argparse.Namespace) -> list[tuple[str, int, int, int]]:
+    """``(cell, batch, steps, hidden)`` in the order the tables list them."""
+    batches, steps_list, hiddens = GRIDS[args.grid]
+    if args.hidden:
+        hiddens = tuple(int(h) for h in args.hidden.split(","))
+    return [(kind, b, t, h) for kind in args.cells.split(",") for h in hiddens for b in batches for t in steps_list]
+
+
+def write_outputs(args: argparse.Namespace, text: str, rows: list[dict]) -> None:
+    """Print the final table and write ``--out`` / ``--json``."""
+    print("\n" + text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)

@@ -1,0 +1,256 @@
+"""Whole Programs on a GPU: the CUDA dialect's layer kernels driven from torch CUDA tensors.
+
+The GPU twin of :mod:`rnnc.backends.cstyle.program` / :mod:`~rnnc.backends.cstyle.runtime`:
+the same calling convention (scalars ``sc``, buffers in ``Kernel.args`` then ``Kernel.work``
+order), the same weight packing (``Kernel.packs``), the same layer chaining, but the tensors
+live on the GPU in the kernel's storage dtype (``x``, ``y`` and weights fp32/fp16/bf16; states
+and scratch fp32) and the kernel is launched through :mod:`~rnnc.backends.cstyle.cuda_driver`.
+Non-recurrent nodes run through the IR's torch semantics on the same device.
+
+Indices inside the kernels are 32-bit: every tensor must stay below 2**31 elements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rnnc.backends.cstyle.cuda_driver import CudaKernel, driver, pick_cubin
+from rnnc.errors import UnsupportedError, UserInputError
+from rnnc.ir.graph import Cell, Program
+from rnnc.ir.interp import run_graph
+from rnnc.ir.printer import layer_key
+from rnnc.ir.rnn import rnn_layout
+from rnnc.lower.loopnest import Kernel, eval_int
+
+_TORCH_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, name)
+
+
+class CudaLayerRunner:
+    """One (layer, direction) on the GPU: packed weights resident on the device."""
+
+    def __init__(self, kernel: Kernel, launcher: CudaKernel, params: Mapping[str, Any], device: Any) -> None:
+        import torch
+
+        self.kernel, self.launcher, self.device = kernel, launcher, device
+        self.dtype = kernel.meta.get("knobs", {}).get("dtype", "float32")
+        store = _torch_dtype(self.dtype)
+        self.tensors: dict[str, Any] = {}
+        for b in kernel.args:
+            if b.name.startswith("p_"):
+                dt = torch.int8 if b.dtype == "int8" else (store if b.dtype == "param" else torch.float32)
+                self.tensors[b.name] = params[b.name[2:]].detach().to(device=device, dtype=dt).contiguous()
+        for p in kernel.packs:
+            self.tensors[p.buf] = self.tensors[p.src].reshape(p.shape).permute(p.perm).contiguous()
+        self._work: dict[tuple[int, int], list[Any]] = {}
+        self._dummy_len = torch.zeros(1, dtype=torch.int64, device=device)
+        self.state_names = [b.name[2:] for b in kernel.args if b.name.startswith("s_")]
+
+    def work(self, batch: int, steps: int) -> list[Any]:
+        import torch
+
+        key = (batch, steps)
+        if key not in self._work:
+            env = {"B": batch, "T": steps}
+            self._work[key] = [torch.empty(max(1, eval_int(b.size, env)), dtype=torch.float32, device=self.device)
+                               for b in self.kernel.work]
+        return self._work[key]
+
+    def run(self, x: Any, y: Any, y_off: int, states: Sequence[Any], lengths: Any = None,
+            reverse: bool = False) -> None:
+        import torch
+
+        steps, batch = int(x.shape[0]), int(x.shape[1])
+        if steps == 0:
+            return
+        vals = {"B": batch, "T": steps, "W": self.launcher.grid, "reverse": int(reverse),
+                "has_len": int(lengths is not None), "xs_t": x.stride(0), "xs_b": x.stride(1),
+                "ys_t": y.stride(0), "ys_b": y.stride(1), "y_off": y_off}
+        st = dict(zip(self.state_names, states, strict=True))
+        ptrs = []
+        for b in self.kernel.args:
+            if b.name == "x":
+                t = x
+            elif b.name == "y":
+                t = y
+            elif b.name == "lengths":
+                t = lengths if lengths is not None else self._dummy_len
+            elif b.name.startswith("s_"):
+                t = st[b.name[2:]]
+            else:
+                t = self.tensors[b.name]
+            ptrs.append(t.data_ptr())
+        ptrs += [t.data_ptr() for t in self.work(batch, steps)]
+        sc = torch.tensor([vals[n] for n in self.kernel.scalars], dtype=torch.int64, device=self.device)
+        bufs = torch.tensor(ptrs, dtype=torch.int64, device=self.device)
+        # sc/bufs are freed back to torch's stream-ordered allocator after this call, so later
+        # work on the same stream cannot reuse them before the kernel has read them
+        self.launcher.launch(sc, bufs, torch.cuda.current_stream(self.device).cuda_stream)
+
+
+class CudaRnnRunner:
+    """The layers of one ``rnn`` node on the GPU (``nn.LSTM`` layout, like ``RnnRunner``)."""
+
+    def __init__(self, runners: list[list[CudaLayerRunner]], cells: Sequence[Cell], batch_first: bool) -> None:
+        self.runners, self.cells, self.batch_first = runners, list(cells), batch_first
+        self.dirs = len(runners[0])
+        self.device = runners[0][0].device
+        self.store = _torch_dtype(runners[0][0].dtype)
+
+    def __call__(self, x: Any, lengths: Any = None, init_states: Sequence[Any | None] | None = None
+                 ) -> tuple[Any, ...]:
+        import torch
+
+        in_dtype = x.dtype
+        x = x.to(device=self.device, dtype=self.store)
+        xt = x.transpose(0, 1) if self.batch_first else x
+        if xt.stride(-1) != 1:
+            xt = xt.contiguous()
+        steps, batch = int(xt.shape[0]), int(xt.shape[1])
+        lay = len(self.cells) * self.dirs
+        states = []
+        for i, s in enumerate(self.cells[0].states):
+            init = init_states[i] if init_states is not None else None
+            if init is None:
+                states.append(torch.zeros((lay, batch, *s.shape), dtype=torch.float32, device=self.device))
+            else:
+                states.append(init.to(device=self.device, dtype=torch.float32).clone().contiguous())
+        if lengths is not None:
+            lengths = lengths.to(device=self.device, dtype=torch.int64).contiguous()
+        layer_in = xt
+        for k, cell in enumerate(self.cells):
+            feat = self.dirs * cell.output_size
+            if self.batch_first and k == len(self.cells) - 1:
+                out = torch.empty((batch, steps, feat), dtype=self.store, device=self.device).transpose(0, 1)
+            else:
+                out = torch.empty((steps, batch, feat), dtype=self.store, device=self.device)
+            for d, runner in enumerate(self.runners[k]):
+                idx = k * self.dirs + d
+                runner.run(layer_in, out, d * cell.output_size, [s[idx] for s in states], lengths, reverse=d == 1)
+            layer_in = out
+        y = layer_in.transpose(0, 1) if self.batch_first else layer_in
+        return (y.to(in_dtype), *(s.to(in_dtype) for s in states))
+
+
+class CudaProgram:
+    """A Program whose recurrent layers run as CUDA kernels on the current GPU.
+
+    ``layers`` maps a layer key to ``(kernel, launcher)``.  Inputs may be CPU or CUDA tensors;
+    outputs come back where the first input was (so code written for the CPU twin, or for the
+    torch module, runs unchanged), computed on the GPU either way."""
+
+    def __init__(self, program: Program, layers: Mapping[str, tuple[Kernel, CudaKernel]]) -> None:
+        import torch
+
+        self.program = program
+        self.device = torch.device("cuda", driver().ordinal)
+        self.weights = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in program.weights.items()}
+        self.rnns: dict[str, CudaRnnRunner] = {}
+        for node in program.rnn_nodes():
+            cells, dirs, _ = rnn_layout(node.attr_dict)
+            weights = list(node.inputs[2 + len(cells[0].states):])
+            at, runners = 0, []
+            for cell in cells:
+                kernel, launcher = layers[layer_key(cell)]
+                row = []
+                for _d in range(dirs):
+                    names = weights[at:at + len(cell.param_names)]
+                    at += len(cell.param_names)
+                    try:
+                        params = {p: self.weights[n] for p, n in zip(cell.param_names, names, strict=True)}
+                    except KeyError as exc:
+                        raise UnsupportedError(f"rnn weight {exc} is computed inside the graph; the CUDA backend "
+                                               f"needs weights stored in the Program") from None
+                    row.append(CudaLayerRunner(kernel, launcher, params, self.device))
+                runners.append(row)
+            self.rnns[node.outputs[0]] = CudaRnnRunner(runners, cells, node.attr_dict["batch_first"])
+
+    def __call__(self, *inputs: Any) -> Any:
+        import torch
+
+        g = self.program.graph
+        if len(inputs) != len(g.inputs):
+            raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
+        env: dict[str, Any] = {n: (v.to(self.device) if hasattr(v, "to") else v)
+                               for n, v in zip(g.input_names, inputs, strict=True)}
+        env.update(self.weights)
+
+        def rnn(node: Any, args: list[Any]) -> tuple[Any, ...]:
+            n_states = len(node.attr("cells")[0].states)
+            return self.rnns[node.outputs[0]](args[0], args[1], args[2:2 + n_states])
+
+        with torch.no_grad():
+            res = run_graph(g, env, rnn=rnn)
+        home = next((v.device for v in inputs if isinstance(v, torch.Tensor)), self.device)
+        res = tuple(r.to(home) if isinstance(r, torch.Tensor) else r for r in res)
+        return res[0] if len(res) == 1 else res
+
+
+def load_cuda(outdir: str | Path) -> CudaProgram:
+    """The GPU program of a ``--backend cuda`` output directory: each layer's cubin for this
+    GPU's architecture, launched as the manifest's ``launch`` entry says.  Raises
+    :class:`UnsupportedError` when there is no CUDA device."""
+    from rnnc.backends.manifest import read_manifest, read_program
+    from rnnc.lower.layer import lower_layer
+
+    drv = driver()  # first: no device -> one clear error before any file work
+    out = Path(outdir)
+    manifest = read_manifest(out)
+    if manifest.get("backend") != "cuda":
+        raise UserInputError(f"{out} was compiled with --backend {manifest.get('backend')}, not cuda")
+    program = read_program(out, manifest)
+    layers: dict[str, tuple[Kernel, CudaKernel]] = {}
+    for node in program.rnn_nodes():
+        for cell in rnn_layout(node.attr_dict)[0]:
+            key = layer_key(cell)
+            if key in layers:
+                continue
+            entry = manifest["layers"][key]
+            kernel = lower_layer(cell, None, entry["knobs"], name=f"rnnc_{key}",
+                                 force_generic=entry["path"] == "generic")
+            arch = pick_cubin(entry["cubins"], drv.arch)
+            launch = entry["launch"]
+            cubin = (out / entry["cubins"][arch]).read_bytes()
+            layers[key] = (kernel, CudaKernel(cubin, launch["kernel"], int(launch["grid"]) or 1, int(launch["block"]),
+                                              int(launch["dynamic_shared_bytes"])))
+    return CudaProgram(program, layers)
+
+
+def compile_cuda_program(program: Program, target: Any, schedule: Any = None) -> CudaProgram:
+    """Compile every recurrent layer for this GPU (nvcc, in-process) and return the program.
+    Raises :class:`UnsupportedError` when there is no CUDA device or no nvcc."""
+    from rnnc.backends.cstyle.build import compile_cuda
+    from rnnc.backends.cstyle.cuda_fit import fit_cuda_schedule
+    from rnnc.backends.cstyle.dialects import CudaDialect
+    from rnnc.lower.fused import analyse_gates
+    from rnnc.lower.layer import lower_layer
+
+    drv = driver()
+    layers: dict[str, tuple[Kernel, CudaKernel]] = {}
+    for node in program.rnn_nodes():
+        for cell in rnn_layout(node.attr_dict)[0]:
+            key = layer_key(cell)
+            if key in layers:
+                continue
+            dtype = cell.step.inputs[0][1].dtype
+            if dtype not in _TORCH_DTYPES:
+                raise UnsupportedError(f"the CUDA backend stores {', '.join(_TORCH_DTYPES)}; {cell.kind} is {dtype}")
+            sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
+            name = f"rnnc_{key}"
+            if sched is None and analyse_gates(cell) is not None and getattr(target, "gpu", None) is not None:
+                kernel = fit_cuda_schedule(cell, target, dtype, name, arch=drv.arch).kernel
+            else:
+                kernel = lower_layer(cell, target, sched, dtype, name=name)
+            r = CudaDialect(kernel, dtype)
+            cubin, _ = compile_cuda(r.render(), drv.arch)
+            kn = kernel.meta["knobs"]
+            layers[key] = (kernel, CudaKernel(cubin.read_bytes(), kernel.name, int(kn["workers"]) or 1,
+                                              int(kn["threads"]), r.smem_bytes if r.dynamic else 0))
+    return CudaProgram(program, layers)
