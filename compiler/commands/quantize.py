@@ -40,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group8", type=int, default=0,
                    help="int8 weights: 0 = one scale per output channel, else group-wise (power of two >= 16)")
     p.add_argument("--mse-clip", action="store_true", help="int4: per-group scales searched for the least error")
+    p.add_argument("--gptq", action="store_true",
+                   help="GPTQ rounding of linear weights: each column's rounding error is spread onto the columns "
+                        "not yet quantized, weighted by the calibrated input Hessian (slower calibration)")
+    p.add_argument("--gptq-act-order", action="store_true",
+                   help="gptq: quantize columns by decreasing input energy (group scales fixed up front)")
+    p.add_argument("--int8-weight", action="append", default=[], metavar="NAME",
+                   help="int4 schemes: weight or site name kept int8 (e.g. a sensitive output head); repeatable")
     p.add_argument("--weight-only", action="append", default=[], metavar="NAME",
                    help="weight or site name whose activations stay float (int8 storage only); repeatable")
     p.add_argument("--min-weight", type=int, default=0, metavar="N",
@@ -77,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = dict(threshold=args.threshold, alpha=args.alpha, percentile=args.percentile, group=args.group,
                    static=args.static, recurrent_bits=args.recurrent_bits, group8=args.group8, mse_clip=args.mse_clip,
+                   gptq=args.gptq, gptq_act_order=args.gptq_act_order, int8_weights=tuple(args.int8_weight),
                    weight_only=tuple(args.weight_only), min_weight=args.min_weight, fold=not args.no_fold)
     QuantConfig(args.scheme, args.outliers, **options).check()  # a bad combination fails before any tracing
     if args.model.endswith(".onnx"):

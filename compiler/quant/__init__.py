@@ -60,16 +60,19 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str = "w8a8",
     ``max_fraction``, ``alpha``, ``percentile``, ``group``, ``skip``; for speed and accuracy:
     ``static`` calibrated activation scales (int8 conv chains in ONNX), ``weight_only`` and
     ``min_weight`` per-site mixed precision, ``recurrent_bits`` int8 recurrent weights in int4
-    schemes, ``group8`` group-wise int8, ``mse_clip`` error-minimising int4 scales, ``fold``
-    SmoothQuant folded into the producer); passing ``stats`` from an earlier run skips
-    calibration (comparing treatments on one model calibrates once)."""
+    schemes, ``int8_weights`` int8 by name in int4 schemes, ``group8`` group-wise int8, ``mse_clip``
+    error-minimising int4 scales, ``fold`` SmoothQuant folded into the producer, ``gptq`` (with
+    ``gptq_damp``, ``gptq_act_order``) error-compensating rounding of linear weights from
+    calibrated input Hessians); passing ``stats`` from an earlier run skips calibration (comparing
+    treatments on one model calibrates once) unless ``gptq`` needs Hessians those stats lack."""
     unknown = set(options) - {f for f in QuantConfig.__dataclass_fields__ if f not in ("scheme", "outliers")}
     if unknown:
         raise UserInputError(f"unknown quantization options {sorted(unknown)}")
     cfg = QuantConfig(scheme, outliers, **options).check()
     program = _as_program(model_or_program, calibration_data, example_inputs)
-    if stats is None:
-        stats = calibrate(program, calibration_batches(program, calibration_data), progress=progress)
+    if stats is None or (cfg.gptq and not any(s.hessian is not None for s in stats.values())):
+        stats = calibrate(program, calibration_batches(program, calibration_data), progress=progress,
+                          hessian=cfg.gptq)
     qprogram, report = quantize_program(program, stats, cfg)
     return QuantizedModel(qprogram, report, stats)
 

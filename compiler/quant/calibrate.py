@@ -7,6 +7,11 @@ nothing for it.  Inside ``rnn`` nodes the cell's step graph runs once per time s
 projection) is observed at every step, per layer and direction: their weights differ, so do
 their quantization parameters.  Sites are named ``node`` at top level and
 ``rnn_node/l{layer}.{fwd|rev}/node`` inside cells (``node`` = the op's first output).
+
+``hessian=True`` also accumulates, per ``linear`` site, the input second-moment matrix
+``H = sum_n x_n x_n^T`` (``[in, in]``, float64) that GPTQ's error-compensating rounding needs
+(``gptq.py``).  It is opt-in: a dense matrix per site (and an extra GEMM per site per step) is
+wasted work for round-to-nearest, which needs only the per-channel ranges.
 """
 
 from __future__ import annotations
@@ -34,12 +39,17 @@ class ChannelStats:
     abssum: torch.Tensor | None = None
     count: int = 0
     sample: list[torch.Tensor] = field(default_factory=list)
+    hessian: torch.Tensor | None = None  # sum of x x^T over every observed row (linear sites, opt-in)
     _kept: int = 0
 
-    def update(self, x: torch.Tensor, axis: int) -> None:
-        flat = x.detach().movedim(axis, -1).reshape(-1, x.shape[axis]).abs().to(torch.float64)
-        if flat.shape[0] == 0:
+    def update(self, x: torch.Tensor, axis: int, hessian: bool = False) -> None:
+        rows = x.detach().movedim(axis, -1).reshape(-1, x.shape[axis]).to(torch.float64)
+        if rows.shape[0] == 0:
             return
+        if hessian:
+            h = rows.T @ rows
+            self.hessian = h if self.hessian is None else self.hessian + h
+        flat = rows.abs()
         amax, asum = flat.amax(dim=0), flat.sum(dim=0)
         self.absmax = amax if self.absmax is None else torch.maximum(self.absmax, amax)
         self.abssum = asum if self.abssum is None else self.abssum + asum
@@ -75,12 +85,14 @@ _GEN = torch.Generator().manual_seed(0)
 Stats = dict[str, ChannelStats]
 
 
-def _observe(stats: Stats, site: str, x: torch.Tensor, axis: int) -> None:
-    stats.setdefault(site, ChannelStats()).update(x, axis)
+def _observe(stats: Stats, site: str, x: torch.Tensor, axis: int, hessian: bool = False) -> None:
+    stats.setdefault(site, ChannelStats()).update(x, axis, hessian)
 
 
-def observe_graph(graph: Graph, env: Mapping[str, Any], stats: Stats, prefix: str = "") -> tuple[Any, ...]:
-    """``run_graph`` that records the inputs of observed ops under ``prefix + node``."""
+def observe_graph(graph: Graph, env: Mapping[str, Any], stats: Stats, prefix: str = "",
+                  hessian: bool = False) -> tuple[Any, ...]:
+    """``run_graph`` that records the inputs of observed ops under ``prefix + node`` (and, with
+    ``hessian``, the input second moments of ``linear`` sites)."""
     values: dict[str, Any] = dict(env)
     for node in graph.nodes:
         op = OPS[node.op]
@@ -88,16 +100,17 @@ def observe_graph(graph: Graph, env: Mapping[str, Any], stats: Stats, prefix: st
         while args and args[-1] is None and len(args) > op.min_inputs:
             args.pop()
         if node.op in OBSERVED:
-            _observe(stats, prefix + node.outputs[0], args[0], OBSERVED[node.op])
+            _observe(stats, prefix + node.outputs[0], args[0], OBSERVED[node.op], hessian and node.op == "linear")
         if node.op == "rnn":
-            outs = _observe_rnn(node.attr_dict, args, stats, prefix + node.outputs[0])
+            outs = _observe_rnn(node.attr_dict, args, stats, prefix + node.outputs[0], hessian)
         else:
             outs = op.evaluate(args, node.attr_dict)
         values.update(zip(node.outputs, outs, strict=True))
     return tuple(values[v] for _, v in graph.outputs)
 
 
-def _observe_rnn(attrs: dict[str, Any], xs: list[Any], stats: Stats, site: str) -> tuple[Any, ...]:
+def _observe_rnn(attrs: dict[str, Any], xs: list[Any], stats: Stats, site: str,
+                 hessian: bool = False) -> tuple[Any, ...]:
     """The rnn op's time loop with each step observed; packed steps past a sample's length are
     left out of the statistics (they are padding, not data)."""
     cells, dirs, _ = rnn_layout(attrs)
@@ -122,7 +135,7 @@ def _observe_rnn(attrs: dict[str, Any], xs: list[Any], stats: Stats, site: str) 
                 live = None if lengths is None else lengths > t
                 env = {"x": layer_in[:, t], **dict(zip(cell.state_names, state, strict=True)), **params}
                 step_stats: Stats = {}
-                res = observe_graph(cell.step, _rows(env, live, cell.step), step_stats, "")
+                res = observe_graph(cell.step, _rows(env, live, cell.step), step_stats, "", hessian)
                 for name, st in step_stats.items():  # merge this step's stats into the site's
                     _merge(stats, f"{site}/l{k}.{'rev' if d else 'fwd'}/{name}", st)
                 y, new = res[0], list(res[1:])
@@ -160,6 +173,8 @@ def _merge(stats: Stats, site: str, new: ChannelStats) -> None:
     old.absmax = torch.maximum(old.absmax, new.absmax)
     old.abssum = old.abssum + (new.abssum if new.abssum is not None else 0)
     old.count += new.count
+    if new.hessian is not None:
+        old.hessian = new.hessian if old.hessian is None else old.hessian + new.hessian
     old.sample.extend(new.sample)
     old._kept += new._kept
     if old._kept > _SAMPLE_CAP:
@@ -168,8 +183,10 @@ def _merge(stats: Stats, site: str, new: ChannelStats) -> None:
         old._kept = old.sample[0].numel()
 
 
-def calibrate(program: Program, batches: list[tuple[torch.Tensor, ...]], progress: bool = True) -> Stats:
-    """Per-site channel statistics over every calibration batch (validated by ``data.py``)."""
+def calibrate(program: Program, batches: list[tuple[torch.Tensor, ...]], progress: bool = True,
+              hessian: bool = False) -> Stats:
+    """Per-site channel statistics over every calibration batch (validated by ``data.py``);
+    ``hessian``: also the input second-moment matrices of ``linear`` sites (for ``gptq=True``)."""
     from tqdm import tqdm
 
     stats: Stats = {}
@@ -178,5 +195,5 @@ def calibrate(program: Program, batches: list[tuple[torch.Tensor, ...]], progres
         for batch in tqdm(batches, desc="calibrating", unit="batch", disable=not progress, leave=False):
             env = dict(zip(g.input_names, batch, strict=True))
             env.update({p: program.weights[p] for p in g.param_names})
-            observe_graph(g, env, stats)
+            observe_graph(g, env, stats, hessian=hessian)
     return stats

@@ -37,6 +37,10 @@ class QuantConfig:
     weight_only: tuple[str, ...] = ()  # weight or site names whose activations stay float (int8 storage only)
     fold: bool = True  # smooth: fold the activation division into the producing linear/conv where legal
     min_weight: int = 0  # weights with fewer elements stay float: their int kernel costs more than it saves
+    int8_weights: tuple[str, ...] = ()  # int4 schemes: weight or site names kept int8 (a sensitive output head)
+    gptq: bool = False  # linear weights rounded by GPTQ (calibrated input Hessians) instead of to nearest
+    gptq_damp: float = 0.01  # gptq: fraction of the Hessian's mean diagonal added to it before inverting
+    gptq_act_order: bool = False  # gptq: columns by decreasing input energy (group scales fixed up front)
 
     def check(self) -> QuantConfig:
         if self.scheme not in SCHEMES:
@@ -58,6 +62,11 @@ class QuantConfig:
             raise UserInputError(f"int8 group size must be 0 (per channel) or a power of two >= 16, got {self.group8}")
         if self.recurrent_bits not in (0, 4, 8):
             raise UserInputError(f"recurrent_bits must be 0 (the scheme's), 4 or 8, got {self.recurrent_bits}")
+        if self.gptq and self.per_tensor:
+            raise UserInputError("gptq rounds into per-channel or group-wise scales; it does not combine with "
+                                 "per_tensor (the naive-int8 ablation)")
+        if not 0.0 < self.gptq_damp <= 1.0:
+            raise UserInputError(f"gptq damping must be in (0, 1], got {self.gptq_damp}")
         if self.group < 16 or self.group & (self.group - 1):
             raise UserInputError(f"int4 group size must be a power of two >= 16 (onnxruntime's block sizes), "
                                  f"got {self.group}")
@@ -80,7 +89,7 @@ class QuantConfig:
 
     @property
     def label(self) -> str:
-        return f"{self.scheme}/{self.outliers}" + ("/static" if self.static else "")
+        return f"{self.scheme}/{self.outliers}" + ("/static" if self.static else "") + ("/gptq" if self.gptq else "")
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch
 
 from rnnc.quant.calibrate import ChannelStats
 from rnnc.quant.config import QuantConfig, SiteReport
+from rnnc.quant.gptq import gptq_quantize
 from rnnc.quant.outliers import clip_scale, detect_outliers, hadamard_block, random_hadamard, smoothing_factors
 from rnnc.quant.weights import quantize_weight
 
@@ -43,6 +44,20 @@ def static_scale(absmax: torch.Tensor, keep: list[int], smooth: torch.Tensor | N
         a[torch.tensor(keep, dtype=torch.int64)] = 0.0
     r = float(a.max()) if a.numel() else 0.0
     return (r if r > 0 else 1.0) / 127.0
+
+
+def _transformed_hessian(h: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``H`` of the input the integer product actually sees: smoothing divides channel j by
+    ``s_j`` (``H_ij / (s_i s_j)``), rotation multiplies by ``R`` (``R^T H R``); kept channels
+    are cut off later (``gptq.prepare_hessian``)."""
+    h = h.to(torch.float64)
+    if t.get(SMOOTH) is not None:
+        inv = t[SMOOTH].reshape(-1).to(torch.float64)
+        h = h * inv[:, None] * inv[None, :]
+    if t.get(ROT) is not None:
+        r = t[ROT].to(torch.float64)
+        h = r.T @ h @ r
+    return h
 
 
 def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | None], cfg: QuantConfig,
@@ -92,6 +107,8 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
             w = w @ r
             t[ROT] = r
         bits = cfg.recurrent_bits if recurrent and cfg.recurrent_bits else cfg.wbits
+        if {name, site} & set(cfg.int8_weights) or any(n in cfg.int8_weights for n in names):
+            bits = 8  # mixed int4/int8 by name (every direction alike: one cell serves them all)
         imp = None
         if cfg.mse_clip and st is not None and st.abssum is not None and op == "linear":
             imp = st.mean_abs.to(torch.float32) ** 2  # calibrated E|x_j|^2: how much input j's error matters
@@ -100,7 +117,15 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
             if plan.rotate:
                 imp = None  # rotated inputs mix channels: no per-channel statistics
         group8 = cfg.group8 if plan.act == "none" else 0  # int8 groups need MatMulNBits: weight-only
-        qw = quantize_weight(w, bits, cfg.group, cfg.per_tensor, cfg.mse_clip, group8, imp)
+        h = st.hessian if cfg.gptq and op == "linear" and st is not None else None
+        if h is not None and h.shape == (w.shape[1], w.shape[1]):
+            h = _transformed_hessian(h, t)
+            qw = gptq_quantize(w, h, bits, cfg.group, group8, cfg.gptq_damp, cfg.mse_clip, t.get(KEEP_IDX),
+                               cfg.gptq_act_order)
+            how = " gptq"
+        else:
+            how = " gptq: no calibrated Hessian (conv or never reached), rounded to nearest" if cfg.gptq else ""
+            qw = quantize_weight(w, bits, cfg.group, cfg.per_tensor, cfg.mse_clip, group8, imp)
         t[Q], t[SCALE] = qw.q, qw.scale.to(torch.float32)
         cs = None
         if plan.act == "static":
@@ -117,7 +142,8 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
             kept=tuple(keep), max_ratio=ratio, smoothed=plan.smooth, rotated=plan.rotate, clip_scale=cs,
             fp_bytes=4 * w.numel(), q_bytes=qw.nbytes + sum(4 * v.numel() for k, v in t.items()
                                                              if k in (KEEP_W, SMOOTH, ROT)),
-            note=note + ("" if qw.bits == bits else " int8: shape unfit for int4 groups")
-            + (f" recurrent: int{bits}" if bits != cfg.wbits else "")))
+            note=(note + how).strip() + ("" if qw.bits == bits else " int8: shape unfit for int4 groups")
+            + (f" recurrent: int{bits}" if bits != cfg.wbits and recurrent else "")
+            + (" int8 by name" if bits != cfg.wbits and not recurrent else "")))
     return plan
 

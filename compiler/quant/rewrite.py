@@ -99,6 +99,9 @@ def _rewrite_graph(graph: Graph, weights: list[dict[str, Any]], stats: Stats, cf
         w_name = node.inputs[1]
         sites = [p + site for p in prefixes]
         names = [(m or {}).get(w_name, w_name) for m in (param_names or [None] * len(weights))]
+        if {*names, *sites} & set(cfg.skip):  # program-level names of cell weights / prefixed cell sites
+            nodes.append(node)
+            continue
         fold = folds.sites.get(site) if folds is not None else None
         plan = plan_site(node.op, [w[w_name] for w in weights], [stats.get(s) for s in sites], cfg, sites, names,
                          recurrent=node.inputs[0] in states, smooth=[fold[1]] if fold else None)

@@ -104,21 +104,32 @@ def mse_group_scales(w: torch.Tensor, bits: int = 4, group: int = DEFAULT_GROUP,
     return QuantizedWeight(q.to(torch.int8), best_scale, bits, group)
 
 
-def quantize_weight(w: torch.Tensor, bits: int, group: int = DEFAULT_GROUP,
-                    per_tensor: bool = False, mse: bool = False, group8: int = 0,
-                    importance: torch.Tensor | None = None) -> QuantizedWeight:
-    """The scheme's weight format for one matrix: int4 group-wise where the shape allows it.
+def weight_format(w: torch.Tensor, bits: int, group: int = DEFAULT_GROUP, group8: int = 0) -> tuple[int, int]:
+    """``(bits, group)`` a matrix gets under a scheme (group 0: one scale per output channel).
 
     A ``[out, in]`` matrix whose ``in`` is not a multiple of ``group`` (tiny input layers), and
     every conv kernel, fall back to int8 per channel: onnxruntime's int4 kernel (MatMulNBits)
     exists for matmuls only, and an odd-sized group would need padding for a negligible saving.
+    Shared by round-to-nearest and GPTQ so both always produce the same format.
     """
+    if bits == 4 and w.dim() == 2 and w.shape[1] % group == 0:
+        return 4, group
+    if group8 and w.dim() == 2 and w.shape[1] % group8 == 0 and w.shape[1] > group8:
+        return 8, group8
+    return 8, 0
+
+
+def quantize_weight(w: torch.Tensor, bits: int, group: int = DEFAULT_GROUP,
+                    per_tensor: bool = False, mse: bool = False, group8: int = 0,
+                    importance: torch.Tensor | None = None) -> QuantizedWeight:
+    """The scheme's weight format for one matrix (see :func:`weight_format`), round-to-nearest."""
     if per_tensor:  # the ablation: every row shares the largest row's scale
         scale = torch.full((w.shape[0],), float(w.abs().amax()) / QMAX[8] or 1.0)
         codes = torch.clamp(torch.round(w.detach().float() / scale.view(-1, *([1] * (w.dim() - 1)))), -127, 127)
         return QuantizedWeight(codes.to(torch.int8), scale, 8, 0)
-    if bits == 4 and w.dim() == 2 and w.shape[1] % group == 0:
-        return mse_group_scales(w, 4, group, importance=importance) if mse else quantize_groupwise(w, 4, group)
-    if group8 and w.dim() == 2 and w.shape[1] % group8 == 0 and w.shape[1] > group8:
-        return quantize_groupwise(w, 8, group8)
+    fbits, fgroup = weight_format(w, bits, group, group8)
+    if fbits == 4:
+        return mse_group_scales(w, 4, fgroup, importance=importance) if mse else quantize_groupwise(w, 4, fgroup)
+    if fgroup:
+        return quantize_groupwise(w, 8, fgroup)
     return quantize_per_channel(w, 8)

@@ -25,6 +25,13 @@ beyond the calibrated range) keep 255 levels where the IR saturates at 127.  Onl
 ``x_scale`` covers the calibrated max (``xrange="max"``, not a clipping percentile) is read
 this way.  ``chain_links`` finds the chains; ``render_nodes`` hands them to the renderers.
 
+Chain tails: a static conv -> relu whose output reaches, through shape ops only (squeeze,
+unsqueeze, reshape), the input ``x`` of a one-direction ``rnn`` whose cell quantizes ``x``
+statically (and uses it for nothing else) -- Silero's ``encoder.3`` -> LSTM -- also becomes
+``QLinearConv``, writing codes at that cell projection's scale; the ReLU becomes one
+``DequantizeLinear`` (zero point 0), and the cell's ``QuantizeLinear`` turns those values back
+into the same codes.  Two nodes instead of ``ConvInteger``, ``Cast``, ``Mul``, bias ``Add``, ``Relu``.
+
 Kept outlier channels are zeroed (one ``Mul`` by a 0/1 mask) before quantization and added
 back through a small float ``MatMul``/``Conv`` on the gathered channels.  Weights are written
 in the layout each kernel wants (``MatMulInteger`` has no transB, so ``[in, out]``).
@@ -39,6 +46,7 @@ from rnnc.backends.onnx.emit import OnnxGraph, to_numpy
 from rnnc.backends.onnx.ops import RENDERERS, Ins, Types, renders
 from rnnc.errors import UnsupportedError
 from rnnc.ir import Graph, Node
+from rnnc.ir.rnn import rnn_layout, weight_slots
 
 MS_DOMAIN = "com.microsoft"
 
@@ -134,7 +142,49 @@ def chain_links(graph: Graph) -> dict[str, str]:
         nxt = readers[r][0]
         if static_conv(nxt) and nxt.attr("xrange") == "max" and nxt.inputs[0] == r and r not in nxt.inputs[1:]:
             links[y] = links[r] = nxt.inputs[4]
+            continue
+        tail = _rnn_tail_scale(r, readers, outputs)
+        if tail is not None:  # only the conv: the relu (not linked) turns the codes back into float
+            links[y] = tail
     return links
+
+
+_SHAPE_OPS = ("squeeze", "unsqueeze", "reshape")
+
+
+def _rnn_tail_scale(v: str, readers: dict[str, list[Node]], outputs: set[str]) -> str | None:
+    """The ``x_scale`` param (rnn input name) of the static cell projection that ``v`` reaches
+    through shape ops only, if ``v``'s values are used for nothing else; else None."""
+    while True:
+        rs = readers.get(v, [])
+        if v in outputs or len(rs) != 1:
+            return None
+        node = rs[0]
+        if node.op not in _SHAPE_OPS:
+            break
+        if node.inputs[0] != v or v in node.inputs[1:]:
+            return None
+        v = node.outputs[0]
+    if node.op != "rnn" or node.inputs[0] != v or v in node.inputs[1:]:
+        return None
+    attrs = node.attr_dict
+    cells, dirs, _ = rnn_layout(attrs)
+    if dirs != 1:
+        return None
+    step = cells[0].step
+    x = step.input_names[0]
+    uses = [n for n in step.nodes if x in n.inputs]
+    if len(uses) != 1:
+        return None
+    q = uses[0]
+    if q.op != "qlinear" or q.attr("act") != "static" or q.attr("xrange") != "max" or q.inputs[0] != x \
+            or x in q.inputs[1:] or len(q.inputs) > 5 or len(q.inputs) < 5 or not q.inputs[4]:
+        return None
+    head = 2 + len(cells[0].states)
+    for i, (layer, d, p) in enumerate(weight_slots(attrs)):
+        if layer == 0 and d == 0 and p == q.inputs[4]:
+            return node.inputs[head + i]
+    return None
 
 
 def _u8_input(g: OnnxGraph, x: str) -> bool:
@@ -146,9 +196,12 @@ _float_relu = RENDERERS["relu"]
 
 @renders("relu")
 def _relu(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
-    """Inside a static chain the conv's uint8 codes (zero point 0) are already rectified."""
+    """Inside a static chain the conv's uint8 codes (zero point 0) are already rectified; at a
+    chain's tail (codes for a cell projection) they only go back to float."""
     if ins[0] and _u8_input(g, ins[0]):
-        return [ins[0]]
+        if node.outputs[0] in g.u8_links:
+            return [ins[0]]
+        return [g.op("DequantizeLinear", ins[0], g.u8_values[ins[0]], g.const(0, "uint8"), hint=node.outputs[0])]
     return _float_relu(g, node, ins, types)
 
 
@@ -258,7 +311,7 @@ def _qlinear_conv(g: OnnxGraph, node: Node, ins: Ins, ws: np.ndarray, conv: dict
             bias = g.emitter.initializer(f"{hint}.bias_i32", np.clip(b, -2**31, 2**31 - 1).astype(np.int32))
         y = g.op("QLinearConv", xq, x_scale, zp, ins[1], w_scale, w_zp, next_scale, g.const(0, "uint8"), bias,
                  hint=f"{hint}.u8", **conv)
-        g.u8_values[y] = next_scale
+        g.u8_values[y] = next_scale  # the next conv's x_scale param, or at a tail the rnn's weight input
         return y
     acc = g.op("ConvInteger", xq, ins[1], zp, hint=f"{hint}.acc", **conv)  # the chain's end: back to float
     scale = g.emitter.initializer(f"{hint}.rescale", (float(_weight(g, x_scale, "x_scale")) * ws).reshape(-1, 1)
