@@ -3,14 +3,17 @@
     python benchmarks/triton_resources.py                  # Markdown table on stdout
     python benchmarks/triton_resources.py --out table.md   # also write it to a file
     python benchmarks/triton_resources.py --quick          # H=16 and 64 only
+    python benchmarks/triton_resources.py --cells lstm,gru --hidden 128,256,512,1024   # a subset
 
 Why: the solver's Schedule predicts registers per thread and shared memory per block; only the
-real compiler knows.  For all nine cells x hidden {16, 32, 64, 128, 256} x sm_80
+real compiler knows.  For all nine cells x hidden {16, 32, 64, 128, 256} (lstm/gru also 512
+and 1024, which only the multi-block kernel reaches) x sm_80
 (``nvidia/a100-80gb``), sm_86 (``nvidia/rtx-3090``), sm_89 (``nvidia/rtx-4090``), sm_90
 (``nvidia/h100-sxm``), sm_100 (``nvidia/b200``), fp32, batch 4, this asks the solver for a
-schedule (single-block ``fused_recurrence`` for lstm/gru/elman/slstm, ``chunked_scan`` for the
-linear cells), AOT-compiles the rendered kernel(s) without a GPU (Triton's code generator, the
-wheel's ptxas) and runs :func:`rnnc.backends.triton.aot.fit_schedule`: where ptxas reports
+schedule (``fused_recurrence`` for lstm/gru/elman/slstm: single-block when the weights fit one
+block, else multi-block with a grid sync per step; ``chunked_scan`` for the linear cells),
+AOT-compiles the rendered kernel(s) without a GPU (Triton's code generator, the wheel's ptxas)
+and runs :func:`rnnc.backends.triton.aot.fit_schedule`: where ptxas reports
 spills or registers more than 10 % off the prediction, that is fed back into the solver
 (``min_warps`` / ``register_overhead``) and the kernel recompiled.  The table shows the first
 prediction, the fed-back one and what was compiled; points without a schedule are listed with
@@ -32,6 +35,8 @@ TARGETS = {80: "nvidia/a100-80gb", 86: "nvidia/rtx-3090", 89: "nvidia/rtx-4090",
            100: "nvidia/b200"}
 CELLS = ("lstm", "gru", "elman", "slstm", "mingru", "minlstm", "lru", "mamba", "mlstm")
 HIDDEN = (16, 32, 64, 128, 256)
+#: larger sizes for the cells realistic models use them with (multi-block kernels only)
+LARGE = {"lstm": (512, 1024), "gru": (512, 1024)}
 BATCH = 4
 
 
@@ -67,8 +72,13 @@ def measure(kind: str, hidden: int, cc: int) -> dict[str, Any]:
         return row
     r, m = fit.schedule.resources, fit.measured
     sp = dict(fit.schedule.params)
-    knobs = (f"chunk {sp['chunk']}, channel tile {sp['channel_tile']}" if fit.schedule.kernel == "chunked_scan"
-             else f"batch tile {sp['batch_tile']}")
+    if fit.schedule.kernel == "chunked_scan":
+        knobs = f"chunk {sp['chunk']}, channel tile {sp['channel_tile']}"
+    elif sp["blocks_per_head"] > 1:  # multi-block: hidden tile x blocks, grid sync per step
+        knobs = (f"batch tile {sp['batch_tile']}, hidden tile {sp['hidden_tile']} x {sp['blocks_per_head']} "
+                 f"blocks ({fit.schedule.resources.blocks} programs, grid sync)")
+    else:
+        knobs = f"batch tile {sp['batch_tile']}"
     row.update(first_warps=first.param("warps"), first_regs=first.resources.registers_per_thread,
                warps=fit.schedule.param("warps"), knobs=knobs,
                pred_regs=r.registers_per_thread, regs=m.registers_per_thread,
@@ -108,9 +118,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the Markdown table here")
     ap.add_argument("--quick", action="store_true", help="H=16 and 64 only")
     ap.add_argument("--jobs", type=int, default=2, help="points compiled in parallel (each in a subprocess)")
+    ap.add_argument("--cells", help="comma-separated cells (default: all nine)")
+    ap.add_argument("--hidden", help="comma-separated hidden sizes (default: all the script's sizes)")
+    ap.add_argument("--arch", help="comma-separated compute capabilities, e.g. 80,90 (default: all five)")
     args = ap.parse_args(argv)
-    hidden = (16, 64) if args.quick else HIDDEN
-    points = [(c, h, cc) for c in CELLS for h in hidden for cc in sorted(TARGETS)]
+    cells = tuple(args.cells.split(",")) if args.cells else CELLS
+    unknown = sorted(set(cells) - set(CELLS))
+    if unknown:
+        ap.error(f"unknown cells {unknown}; choose from {', '.join(CELLS)}")
+    try:
+        wanted = {int(h) for h in args.hidden.split(",")} if args.hidden else None
+        archs = sorted({int(a) for a in args.arch.split(",")}) if args.arch else sorted(TARGETS)
+    except ValueError:
+        ap.error("--hidden and --arch take comma-separated integers")
+    if set(archs) - set(TARGETS):
+        ap.error(f"unknown architectures {sorted(set(archs) - set(TARGETS))}; choose from {sorted(TARGETS)}")
+    points = []
+    for c in cells:
+        sizes = (16, 64) if args.quick else (*HIDDEN, *LARGE.get(c, ()))
+        points += [(c, h, cc) for h in sizes if wanted is None or h in wanted for cc in archs]
     start = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda p: measure(*p), points))

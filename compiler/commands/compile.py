@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {args.output} ({choice.backend} for {manifest['target']}, program {manifest['program_hash'][:12]})")
     for key, layer in manifest["layers"].items():
-        line = f"  {key}: {layer['path']} loop nest, knobs {layer['knobs']}"
+        line = f"  {key}: {layer['path']} kernel, knobs {layer['knobs']}"
         print(line)
         for arch, res in layer.get("resources", {}).items():
             print(f"    {arch}: {res['registers']} registers, {res['shared_bytes']} B static smem, "

@@ -9,8 +9,11 @@ and ``TRITON_BACKEND.load(outdir)``.
 Scope (declined in ``supports`` with the reason otherwise): nonlinear cells whose recurrent
 weights fit one block per head (the solver's ``grid_sync=False`` problem) as one fused kernel;
 linear cells whose state updates are affine or max-plus in the state (``scanplan``) as chunked
-parallel scans; fp32/fp16/bf16 storage with fp32 arithmetic.  Multi-block layers (grid-wide
-sync per step) are not rendered.
+parallel scans; fp32/fp16/bf16 storage with fp32 arithmetic.  Nonlinear cells whose weights do
+not fit one block get the solver's multi-block schedule (``grid_sync=True``: ``hidden_tile``
+units per program, ``blocks_per_head`` programs per batch tile) and the multi-block kernel
+(:func:`rnnc.backends.triton.plan.split_hidden`; a grid-wide barrier per step in one persistent
+launch on a GPU, one launch per step otherwise).
 """
 
 from __future__ import annotations
@@ -29,16 +32,24 @@ def _target(target: Any) -> Any:
     return get(target or "cpu/host") if isinstance(target, str) or target is None else target
 
 
-def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int = 0, min_warps: int = 1) -> Any:
+def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int = 0, min_warps: int = 1,
+                 grid_sync: bool | None = None) -> Any:
     """The solver's Schedule of ``cell`` on a GPU ``target``: single-block fused for nonlinear
-    cells, ``chunked_scan`` for linear ones; raises :class:`rnnc.errors.InfeasibleError` (with
-    the solver's explanation) when none fits.
+    cells when one fits, else multi-block (``grid_sync=True``) when the cell's loop can be split
+    (:func:`rnnc.backends.triton.plan.split_hidden`), ``chunked_scan`` for linear ones; raises
+    :class:`rnnc.errors.InfeasibleError` (with the solver's explanation) when none fits.
+
+    Why single-block first: it needs no grid-wide barrier, which costs a few microseconds a step.
+    ``grid_sync``: ``None`` that order, ``False`` single-block only, ``True`` let the solver
+    weigh both (what :func:`~rnnc.backends.triton.aot.fit_schedule` asks once compiler feedback
+    has ruled single-block out).
 
     Fused: always ``shared_weights=False`` (the rendered kernel keeps every weight tile in
     registers); ``register_overhead``/``min_warps`` are the compiler feedback that
     :func:`rnnc.backends.triton.aot.fit_schedule` measures (see ``ProblemSpec``)."""
     from rnnc.backends.triton.runtime import plan_any
     from rnnc.constraints import CELLS, ProblemSpec, solve
+    from rnnc.errors import InfeasibleError
 
     plan = plan_any(cell)
     heads = int(cell.attr("num_heads", 1) or 1)
@@ -56,7 +67,14 @@ def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int 
                        input_size=cell.input_size, grid_sync=False,
                        family=None if known else "fused", gates=None if known else plan.gates,
                        shared_weights=False, register_overhead=register_overhead, min_warps=min_warps)
-    return solve(spec, _target(target))
+    if grid_sync is not None:
+        return solve(spec.replace(grid_sync=grid_sync and can_split(plan)), _target(target))
+    try:
+        return solve(spec, _target(target))
+    except InfeasibleError:
+        if not can_split(plan):
+            raise
+        return solve(spec.replace(grid_sync=True), _target(target))  # its error names the multi-block limit
 
 
 class TritonBackend:
@@ -86,9 +104,10 @@ class TritonBackend:
                     if cell.recurrence == "linear":
                         return False, (f"{cell.kind} H={cell.hidden_size} has no chunked-scan schedule on "
                                        f"{spec.tag}: {exc}")
+                    how = ("nor any multi-block grid" if can_split(plan_any(cell)) else
+                           "and its loop cannot be split over blocks")
                     return False, (f"{cell.kind} H={cell.hidden_size} does not fit one block per head on "
-                                   f"{spec.tag} and the Triton backend has no grid-synchronised "
-                                   f"multi-block kernel: {exc}")
+                                   f"{spec.tag} {how}: {exc}")
                 except RnncError as exc:
                     return False, str(exc)
         return True, ""
@@ -146,7 +165,31 @@ def kernel_for(cell: Any, target: Any, batch: int = 1, fit: bool | None = None) 
         sched = schedule_for(cell, target, batch)
     if cell.recurrence == "linear":
         return scan_kernel(cell, sched)
-    return layer_kernel(cell, int(sched.param("batch_tile")), int(sched.param("warps")))
+    return fused_kernel(cell, sched)
+
+
+def fused_kernel(cell: Any, sched: Any) -> Any:
+    """The fused LayerKernel of a nonlinear ``cell`` at a ``fused_recurrence`` Schedule: single
+    block, or multi-block with the Schedule's ``hidden_tile`` when it has several blocks per head."""
+    from rnnc.backends.triton.runtime import layer_kernel
+
+    split = int(sched.param("blocks_per_head")) > 1
+    return layer_kernel(cell, int(sched.param("batch_tile")), int(sched.param("warps")),
+                        hidden_tile=int(sched.param("hidden_tile")) if split else 0)
+
+
+def can_split(plan: Any) -> bool:
+    """Whether a nonlinear cell's loop can run on a multi-block grid (see ``split_hidden``)."""
+    from rnnc.backends.triton.plan import LoopPlan, split_hidden
+    from rnnc.errors import UnsupportedError
+
+    if not isinstance(plan, LoopPlan) or plan.cell.hidden_size < 2:
+        return False
+    try:
+        split_hidden(plan, 1)
+    except UnsupportedError:
+        return False
+    return True
 
 
 def scan_kernel(cell: Any, sched: Any) -> Any:
@@ -179,4 +222,5 @@ def compile_program(program: Any, target: Any = None, batch: int = 1) -> Any:
     return TritonProgram(program, layer_kernels(program, target, batch))
 
 
-__all__ = ["TRITON_BACKEND", "TritonBackend", "compile_program", "kernel_for", "layer_kernels", "schedule_for"]
+__all__ = ["TRITON_BACKEND", "TritonBackend", "can_split", "compile_program", "fused_kernel", "kernel_for",
+           "layer_kernels", "schedule_for"]

@@ -60,11 +60,13 @@ def available() -> bool:
 
 
 def signature(arg_names: list[str], consts: dict[str, Any], dtype: str = "fp32") -> dict[str, str]:
-    """The kernel's argument types: pointers of the storage ``dtype`` (``len_ptr`` int64),
-    scalars i32, ``consts`` constexpr."""
+    """The kernel's argument types: pointers of the storage ``dtype`` (``len_ptr`` int64; the
+    multi-block kernel's fp32 state buffers ``st_*``/``hx_*`` and i32 ``sync_ptr``), scalars i32,
+    ``consts`` constexpr."""
     sig = {}
     for name in arg_names:
-        sig[name] = ("constexpr" if name in consts else "*i64" if name == "len_ptr"
+        sig[name] = ("constexpr" if name in consts else "*i64" if name == "len_ptr" else "*i32" if name == "sync_ptr"
+                     else "*fp32" if name.startswith(("st_", "hx_"))  # multi-block state buffers
                      else f"*{dtype}" if name.endswith("_ptr") else "i32")
     return sig
 
@@ -199,10 +201,14 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit
     next solve predicts what ptxas reported (and picks more warps if that no longer fits).
     Raises :class:`UnsupportedError` when no spill-free schedule is found.
 
+    Multi-block kernels spill because a program's weight slice is too large, which more warps
+    only trade for fewer rows per warp: there the spilled words are added to ``register_overhead``
+    so the solver picks a smaller hidden tile (more blocks) instead.
+
     Linear cells (``chunked_scan``): the same loop with ``register_overhead`` only (the scan
     kernel bounds its own working set, ``scan.sub_tile``, so more warps do not cure a spill)."""
-    from rnnc.backends.triton import scan_kernel, schedule_for
-    from rnnc.backends.triton.runtime import layer_kernel
+    from rnnc.backends.triton import can_split, fused_kernel, scan_kernel, schedule_for
+    from rnnc.backends.triton.runtime import plan_any
     from rnnc.errors import InfeasibleError
 
     unit = max(1, target.gpu.register_allocation_unit // target.gpu.warp_size)
@@ -210,19 +216,24 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit
     seen: dict[tuple[int, int], CompiledResources] = {}
     rounds: list[dict[str, Any]] = []
     best: tuple[Any, CompiledResources] | None = None
-    for _ in range(MAX_ROUNDS):
+    sync: bool | None = None  # single-block first; multi-block once feedback rules single-block out
+    for _ in range(MAX_ROUNDS + 2):
         try:
-            sched = schedule_for(cell, target, batch, register_overhead=overhead, min_warps=min_warps)
+            sched = schedule_for(cell, target, batch, register_overhead=overhead, min_warps=min_warps,
+                                 grid_sync=sync)
         except InfeasibleError as exc:
             if not rounds:
                 raise
+            if sync is None and best is None and cell.recurrence != "linear" and can_split(plan_any(cell)):
+                # single block spills at every warp count that fits: split the hidden units over blocks
+                sync, min_warps = True, 1
+                continue
             raise UnsupportedError(f"{cell.kind} H={cell.hidden_size}: after compiler feedback "
                                    f"(min_warps={min_warps}, register_overhead={overhead}) no "
                                    f"schedule fits sm_{capability}: {str(exc).splitlines()[0]}") from None
         scan = cell.recurrence == "linear"
-        lk = scan_kernel(cell, sched) if scan else layer_kernel(cell, int(sched.param("batch_tile")),
-                                                                 int(sched.param("warps")))
-        knobs = (lk.chunk, lk.tile, lk.warps) if scan else (lk.batch_tile, lk.warps)
+        lk = scan_kernel(cell, sched) if scan else fused_kernel(cell, sched)
+        knobs = (lk.chunk, lk.tile, lk.warps) if scan else (lk.batch_tile, lk.warps, lk.hidden_tile)
         if knobs not in seen:
             seen[knobs] = compile_for(lk, capability)
         res = seen[knobs]
@@ -237,6 +248,10 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit
         if res.spill_stores or res.spill_loads:
             if scan:
                 break
+            if lk.multi_block:  # charge the spilled words as registers: the solver picks a smaller hidden tile
+                overhead += allocated(res.registers_per_thread + -(-max(res.spill_stores, res.spill_loads) // 4),
+                                      unit) - pred
+                continue
             min_warps = 2 * lk.warps
             continue
         best = (sched, res)

@@ -39,9 +39,8 @@ def _versions() -> dict[str, str]:
 def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1, aot: bool = True,
                    **_: Any) -> dict[str, Any]:
     """Render, AOT-compile and describe every layer of ``program`` into ``outdir``."""
-    from rnnc.backends.triton import TRITON_BACKEND, layer_kernels, scan_kernel, schedule_for
+    from rnnc.backends.triton import TRITON_BACKEND, fused_kernel, layer_kernels, scan_kernel, schedule_for
     from rnnc.backends.triton.aot import compile_for, fit_schedule
-    from rnnc.backends.triton.runtime import layer_kernel
     from rnnc.errors import UnsupportedError
     from rnnc.ir.rnn import rnn_layout
 
@@ -61,12 +60,14 @@ def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1
             fit = None
             if gpu is not None and aot:  # compiler feedback on the target's own architecture
                 fit = fit_schedule(cell, target, 10 * gpu.compute_capability[0] + gpu.compute_capability[1], batch)
-                lk = (scan_kernel(cell, fit.schedule) if lk.is_scan else
-                      layer_kernel(cell, int(fit.schedule.param("batch_tile")), int(fit.schedule.param("warps"))))
+                lk = scan_kernel(cell, fit.schedule) if lk.is_scan else fused_kernel(cell, fit.schedule)
             (out / f"{stem}.py").write_text(lk.source)
             entry: dict[str, Any] = {"node": key, "layer": k, "cell": cell.kind, "source": f"{stem}.py",
                                      "path": "chunked scan" if lk.is_scan else "fused single-block",
                                      "resources": {}, "knobs": lk.knobs}
+            if lk.multi_block:  # the persistent launch a GPU runs (per-step launches as the fallback)
+                entry.update(path="fused multi-block", variant="persistent grid-sync",
+                             grid=list(lk.grid(batch)), fallback="one launch per step")
             if gpu is not None:
                 entry["schedule"] = (fit.schedule if fit else schedule_for(cell, target, batch)).to_dict()
             if fit is not None:  # every solve/compile round: predictions next to what ptxas reported
@@ -87,6 +88,7 @@ def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1
 
 def load(outdir: str | Path) -> TritonProgram:
     """The callable Program of a Triton output directory (kernels imported from its sources)."""
+    from rnnc.backends.triton.plan import split_hidden
     from rnnc.ir.rnn import rnn_layout
 
     manifest = read_manifest(outdir)
@@ -99,7 +101,11 @@ def load(outdir: str | Path) -> TritonProgram:
             entry = manifest["layers"][f"{node.outputs[0]}.{k}"]
             source = Path(outdir, entry["source"]).read_text()
             knobs = entry["knobs"]
-            row.append(LayerKernel(plan_any(cell), source, int(knobs.get("batch_tile", 1)), int(knobs["warps"]),
-                                   int(knobs.get("chunk", 0)), int(knobs.get("tile", 0))))
+            plan = plan_any(cell)
+            if knobs.get("hidden_tile"):  # multi-block kernel: the same split as at compile time
+                plan = split_hidden(plan, int(knobs["hidden_tile"]))
+            row.append(LayerKernel(plan, source, int(knobs.get("batch_tile", 1)), int(knobs["warps"]),
+                                   int(knobs.get("chunk", 0)), int(knobs.get("tile", 0)),
+                                   int(knobs.get("hidden_tile", 0))))
         kernels[node.outputs[0]] = row
     return TritonProgram(program, kernels)

@@ -61,13 +61,25 @@ class LoopPlan:
     #: every ``[.., NH, DH]`` feature group (1 / 0: one program owns all features)
     heads: int = 1
     head_dim: int = 0
+    #: multi-block grid (:func:`split_hidden`): ``blocks`` programs per batch tile, each owning
+    #: ``block_units`` units of every hidden-size-wide feature group; ``exchange``: the states a
+    #: recurrent ``linear`` reads whole, so they go through global memory after every step
+    blocks: int = 1
+    block_units: int = 0
+    exchange: tuple[str, ...] = ()
+
+    @property
+    def split(self) -> tuple[int, int]:
+        """(programs along grid axis 1, units each owns per feature group): heads or hidden blocks."""
+        return (self.blocks, self.block_units) if self.blocks > 1 else (self.heads, self.head_dim)
 
     def active(self, name: str, k: int) -> bool:
-        """Whether tile ``k`` of value ``name`` is computed by a program (head 0's tiles, shifted
-        by ``pid_h * head_dim`` at run time); every tile when the grid is not head-parallel."""
-        if self.heads == 1 or self.ranks.get(name, 1) == 0:
+        """Whether tile ``k`` of value ``name`` is computed by a program (program 0's tiles, shifted
+        by ``program_id(1) * units`` at run time); every tile on a one-program-per-batch-tile grid."""
+        parts, units = self.split
+        if parts == 1 or self.ranks.get(name, 1) == 0:
             return True
-        return ((k * self.piece) % (self.heads * self.head_dim)) // self.head_dim == 0
+        return ((k * self.piece) % (parts * units)) // units == 0
 
     def zero_tile(self, weight: str, j: int, k: int) -> bool:
         """Whether weight tile (row tile j, column tile k) is structurally zero (off its head's block)."""
@@ -178,6 +190,40 @@ def _head_parallel(cell: Cell, loop_nodes: tuple[Node, ...], widths: dict[str, i
         if node.op == "split" and any(int(size) % width for size in node.attr("sizes")):
             return 1, 0
     return heads, dh_in
+
+
+def split_hidden(plan: LoopPlan, hidden_tile: int) -> LoopPlan:
+    """``plan`` on a multi-block grid: ``hidden / hidden_tile`` programs per batch tile, program
+    ``n`` owning units ``[n * hidden_tile, (n + 1) * hidden_tile)`` of every hidden-size-wide
+    feature group (so all gate rows of its units, and the gate math stays local).
+
+    Why these conditions: a program computes only its rows of each recurrent product but needs
+    the *whole* previous state as the product's input, so that input must be a state (written to
+    global memory once per step and read back whole after a grid-wide barrier); every loop value
+    must be made of whole hidden-size groups so each program's share is a fixed column set.
+    Raises :class:`UnsupportedError` with the reason otherwise."""
+    cell = plan.cell
+    hidden = cell.hidden_size
+    if hidden_tile <= 0 or hidden % hidden_tile or hidden_tile == hidden:
+        raise _fail(cell, f"hidden tile {hidden_tile} does not split hidden size {hidden} into several blocks")
+    if plan.heads > 1:
+        raise _fail(cell, "a head-parallel cell is split per head already; more than one block per head is not "
+                          "rendered")
+    states = set(cell.step.input_names[1:])
+    exchange: list[str] = []
+    for node in plan.loop_nodes:
+        if node.op == "linear":
+            if node.inputs[0] not in states:
+                raise _fail(cell, f"{node.label}: a multi-block kernel needs the recurrent product's input to be "
+                                  f"a state (it is {node.inputs[0]!r})")
+            exchange.append(node.inputs[0])
+        if node.op == "split" and any(int(size) % hidden for size in node.attr("sizes")):
+            raise _fail(cell, f"{node.label}: splits into widths that are not multiples of the hidden size")
+    odd = sorted(n for n, w in plan.widths.items() if w % hidden)
+    if odd:
+        raise _fail(cell, f"values {odd[:4]} are not whole multiples of the hidden size {hidden}")
+    return dataclasses.replace(plan, piece=math.gcd(plan.piece, hidden_tile), blocks=hidden // hidden_tile,
+                               block_units=hidden_tile, exchange=tuple(dict.fromkeys(exchange)))
 
 
 def _headwise(cell: Cell, derived: dict[str, tuple[str, int]]) -> Cell:

@@ -19,6 +19,7 @@ a GPU) with fp32 accumulation; everything else computes in fp32 and is stored in
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
@@ -72,6 +73,7 @@ class _Emitter:
     def __init__(self, plan: LoopPlan, dot: bool = False) -> None:
         self.plan = plan
         self.dot = dot
+        self.kp = k_piece(plan)
         self.store = TL_DTYPES[plan.cell.step.inputs[0][1].dtype]
         self.lines: list[str] = []
         self.tiles: dict[str, list[str]] = {}
@@ -85,18 +87,18 @@ class _Emitter:
 
     def feature_offsets(self, k: int) -> str:
         """Feature columns of tile ``k`` (shifted to this program's head on a head-parallel grid)."""
-        return f"({k * self.plan.piece}{' + hoff' if self.plan.heads > 1 else ''} + cols)"
+        return f"({k * self.plan.piece}{' + hoff' if self.plan.split[0] > 1 else ''} + cols)"
 
     # ----------------------------------------------------------------- loads
-    def load_rows(self, name: str, row_expr: str, depth: int) -> None:
-        """Tiles of a [rows, F] tensor (states, stepped inputs), as fp32 (``None``: another head's)."""
+    def load_rows(self, name: str, row_expr: str, depth: int, ptr: str = "") -> None:
+        """Tiles of a [rows, F] tensor (states, stepped inputs), as fp32 (``None``: another program's)."""
         width, tiles = self.plan.widths[name], []
         for k in range(self.n_tiles(name)):
             if not self.plan.active(name, k):
                 tiles.append(None)
                 continue
             var = f"{ident(name)}_{k}"
-            self.emit(f"{var} = tl.load({ident(name)}_ptr + ({row_expr})[:, None] * {width} + "
+            self.emit(f"{var} = tl.load({ptr or ident(name) + '_ptr'} + ({row_expr})[:, None] * {width} + "
                       f"{self.feature_offsets(k)}[None, :], mask=m2, other=0.0).to(tl.float32)", depth)
             tiles.append(var)
         self.tiles[name] = tiles
@@ -119,6 +121,16 @@ class _Emitter:
             return
         n_out, n_in = shape[0] // p, shape[1] // p
         hoff = " + hoff" if self.plan.heads > 1 else ""
+        if self.plan.blocks > 1:  # this program's rows x every KP-wide column chunk (the whole input)
+            dtype = self.store if self.dot else "tl.float32"
+            for j in range(n_out):
+                if self.row_owned(j):
+                    for kk in range(shape[1] // self.kp):
+                        self.emit(f"{ident(name)}_{j}_{kk} = tl.load({ident(name)}_ptr + ({j * p} + hoff + wrows)"
+                                  f"[:, None] * {shape[1]} + ({kk * self.kp} + kcols)[None, :], mask=wkmask, "
+                                  f"other=0.0).to({dtype})")
+            self.tiles[name] = []
+            return
         for j in range(n_out):
             for k in range(n_in):
                 if self.plan.zero_tile(name, j, k) or not self.plan.active(name, k):
@@ -178,8 +190,14 @@ class _Emitter:
             tiles.append(var)
         self.tiles[out[0]] = tiles
 
+    def row_owned(self, j: int) -> bool:
+        """Whether weight row tile ``j`` is this program's (multi-block: program 0's, shifted by ``hoff``)."""
+        parts, units = self.plan.split
+        return parts == 1 or ((j * self.plan.piece) % (parts * units)) // units == 0
+
     def linear(self, out: str, ins: list[str]) -> None:
-        """``out_j = sum_k x_k @ W_jk^T (+ b_j)`` with the resident weight tiles."""
+        """``out_j = sum_k x_k @ W_jk^T (+ b_j)`` with the resident weight tiles (multi-block: ``x``
+        is the whole state read back from global memory, in ``KP``-wide chunks ``xf_..``)."""
         x, w = ins[0], ins[1]
         bias = ins[2] if len(ins) > 2 and ins[2] else None
         tiles: list[str | None] = []
@@ -187,11 +205,15 @@ class _Emitter:
             if not self.plan.active(out, j):
                 tiles.append(None)
                 continue
-            ks = [k for k, tile in enumerate(self.tiles[x]) if tile is not None and not self.plan.zero_tile(w, j, k)]
-            if self.dot:
-                terms = [f"tl.dot({self.tiles[x][k]}.to({self.store}), tl.trans({ident(w)}_{j}_{k}))" for k in ks]
+            if self.plan.blocks > 1:
+                xs = [(kk, f"xf_{ident(x)}_{kk}") for kk in range(self.plan.widths[x] // self.kp)]
             else:
-                terms = [f"tl.sum({self.tiles[x][k]}[:, None, :] * {ident(w)}_{j}_{k}[None, :, :], axis=2)" for k in ks]
+                xs = [(k, tile) for k, tile in enumerate(self.tiles[x])
+                      if tile is not None and not self.plan.zero_tile(w, j, k)]
+            if self.dot:
+                terms = [f"tl.dot({xt}.to({self.store}), tl.trans({ident(w)}_{j}_{k}))" for k, xt in xs]
+            else:
+                terms = [f"tl.sum({xt}[:, None, :] * {ident(w)}_{j}_{k}[None, :, :], axis=2)" for k, xt in xs]
             if bias:
                 terms.append(self.tiles[bias][j])
             var = f"{ident(out)}_{j}"
@@ -207,6 +229,13 @@ class _Emitter:
                       f"{tile}, mask=m2)", depth)
 
 
+def k_piece(plan: LoopPlan) -> int:
+    """Column chunk of the recurrent products on a multi-block grid: the whole state is each
+    product's input there, so it is cut into power-of-two chunks of at most 128 (few, wide tiles
+    keep the rendered kernel short for H = 1024); ``piece`` otherwise."""
+    return math.gcd(plan.cell.hidden_size, 128) if plan.blocks > 1 else plan.piece
+
+
 def use_dot(plan: LoopPlan, batch_tile: int) -> bool:
     """Whether the recurrent products can be ``tl.dot``: fp16 storage, and every operand at least 16 wide.
 
@@ -219,19 +248,39 @@ def use_dot(plan: LoopPlan, batch_tile: int) -> bool:
 
 def render_kernel(plan: LoopPlan, dot: bool = False) -> str:
     """Triton source of the fused layer kernel for ``plan`` (a module with one ``@triton.jit``);
-    ``dot``: recurrent products as ``tl.dot`` on storage-dtype weight tiles (see :func:`use_dot`)."""
+    ``dot``: recurrent products as ``tl.dot`` on storage-dtype weight tiles (see :func:`use_dot`).
+
+    On a multi-block plan (``plan.blocks > 1``, :func:`rnnc.backends.triton.plan.split_hidden`)
+    the same body is rendered with the exchange around it, and one source serves both launch
+    modes: ``GRID_SYNC=True`` runs steps ``I0 .. I0+NSTEPS`` in one persistent launch with a
+    grid-wide barrier after each (all programs must be co-resident); ``GRID_SYNC=False`` is
+    launched once per step (``NSTEPS=1``), the barrier being the launch boundary -- what runs
+    under ``TRITON_INTERPRET=1``, which runs programs one after another, and the fallback when
+    co-residency is not guaranteed.  States then live in fp32 buffers ``st_*`` (read at launch
+    start, written at its end) and each exchanged state also in a double buffer ``hx_* [2, B, F]``
+    (step ``i`` reads slot ``i % 2`` whole and writes its own columns of slot ``(i + 1) % 2``)."""
     cell = plan.cell
     step = cell.step
     states = step.input_names[1:]
     outs = dict(step.outputs)
     y_width = cell.output_size
+    multi = plan.blocks > 1
     e = _Emitter(plan, dot)
-    args = [*(f"{ident(n)}_ptr" for n in (*plan.stepped, *plan.invariant, *states)),
-            "y_ptr", *(f"out_{ident(s)}_ptr" for s in states), "len_ptr", "B", "T",
-            "BB: tl.constexpr", "SP: tl.constexpr", "REVERSE: tl.constexpr", "HAS_LEN: tl.constexpr"]
+    if multi:
+        args = [*(f"{ident(n)}_ptr" for n in (*plan.stepped, *plan.invariant)),
+                *(f"st_{ident(s)}_ptr" for s in states), "y_ptr", *(f"hx_{ident(s)}_ptr" for s in plan.exchange),
+                "sync_ptr", "len_ptr", "B", "T", "I0", "NSTEPS", "BB: tl.constexpr", "SP: tl.constexpr",
+                "KP: tl.constexpr", "REVERSE: tl.constexpr", "HAS_LEN: tl.constexpr", "GRID_SYNC: tl.constexpr"]
+    else:
+        args = [*(f"{ident(n)}_ptr" for n in (*plan.stepped, *plan.invariant, *states)),
+                "y_ptr", *(f"out_{ident(s)}_ptr" for s in states), "len_ptr", "B", "T",
+                "BB: tl.constexpr", "SP: tl.constexpr", "REVERSE: tl.constexpr", "HAS_LEN: tl.constexpr"]
     e.emit("pid = tl.program_id(0)")
     if plan.heads > 1:  # head-parallel grid: this program owns head program_id(1) of every feature group
         e.emit(f"hoff = tl.program_id(1) * {plan.head_dim}")
+    if multi:  # multi-block grid: this program owns units hoff .. hoff + block_units of every group
+        e.emit(f"hoff = tl.program_id(1) * {plan.block_units}")
+        e.emit("kcols = tl.arange(0, KP)")
     e.emit("rows = pid * BB + tl.arange(0, BB)")
     e.emit("cols = tl.arange(0, SP)")
     e.emit("wrows = tl.arange(0, SP)")
@@ -239,14 +288,27 @@ def render_kernel(plan: LoopPlan, dot: bool = False) -> str:
     e.emit(f"cmask = cols < {plan.piece}")
     e.emit("m2 = rmask[:, None] & cmask[None, :]")
     e.emit("wmask = cmask[:, None] & cmask[None, :]")
+    if multi:
+        e.emit("wkmask = cmask[:, None] & (kcols < KP)[None, :]")
     e.emit("# resident parameters (recurrent weight tiles, biases)")
     for name in plan.invariant:
         e.load_invariant(name)
     e.emit("# initial states")
     for s in states:
-        e.load_rows(s, "rows", 1)
+        e.load_rows(s, "rows", 1, f"st_{ident(s)}_ptr" if multi else "")
     e.emit("lens = tl.load(len_ptr + rows, mask=rmask, other=0) if HAS_LEN else rows")
-    e.emit("for i in range(0, T):")
+    if multi:
+        e.emit("nprog = tl.num_programs(0) * tl.num_programs(1)")
+        e.emit("for ii in range(0, NSTEPS):")
+        e.emit("i = I0 + ii", 2)
+        e.emit("slot = i % 2", 2)
+        for s in plan.exchange:  # the whole previous state, bypassing L1 (other SMs wrote it)
+            width = plan.widths[s]
+            for kk in range(width // e.kp):
+                e.emit(f"xf_{ident(s)}_{kk} = tl.load(hx_{ident(s)}_ptr + (slot * B + rows)[:, None] * {width} + "
+                       f"({kk * e.kp} + kcols)[None, :], mask=rmask[:, None], other=0.0, cache_modifier='.cg')", 2)
+    else:
+        e.emit("for i in range(0, T):")
     e.emit("t = (T - 1 - i) if REVERSE else i", 2)
     for name in plan.stepped:
         e.load_rows(name, "t * B + rows", 2)
@@ -256,6 +318,7 @@ def render_kernel(plan: LoopPlan, dot: bool = False) -> str:
     e.emit("live = (t < lens)[:, None]", 3)
     new_states = {s: outs[s] for s in states}
     y_name = outs[step.output_names[0]]
+
     def live(name: str) -> list[str]:
         return [t for t in e.tiles[name] if t is not None]
 
@@ -273,10 +336,21 @@ def render_kernel(plan: LoopPlan, dot: bool = False) -> str:
     e.store_rows("y_ptr", "__y", "t * B + rows", 2, y_width)
     for s in states:
         e.emit(", ".join(live(s)) + f", = {ident(s)}_next", 2)
+    if multi:
+        for s in plan.exchange:  # this program's columns of the new state, for every program's next step
+            e.store_rows(f"hx_{ident(s)}_ptr", s, "(1 - slot) * B + rows", 2, plan.widths[s])
+        e.emit("if GRID_SYNC:  # grid-wide barrier: a monotonic arrival counter, release/acquire ordered", 2)
+        e.emit("tl.debug_barrier()", 3)
+        e.emit("tl.atomic_add(sync_ptr, 1, sem='release')", 3)
+        e.emit("arrived = tl.atomic_load(sync_ptr, sem='acquire')", 3)
+        e.emit("while arrived < (ii + 1) * nprog:", 3)
+        e.emit("arrived = tl.atomic_load(sync_ptr, sem='acquire')", 4)
+        e.emit("tl.debug_barrier()", 3)
     for s in states:
-        e.store_rows(f"out_{ident(s)}_ptr", s, "rows", 1, plan.widths[s])
+        e.store_rows(f"st_{ident(s)}_ptr" if multi else f"out_{ident(s)}_ptr", s, "rows", 1, plan.widths[s])
+    kind = "multi-block (grid-synchronised)" if multi else "fused"
     header = [
-        f'"""Fused {cell.kind} layer kernel rendered by rnnc from the cell\'s IR step graph."""',
+        f'"""{kind.capitalize()} {cell.kind} layer kernel rendered by rnnc from the cell\'s IR step graph."""',
         "import triton",
         "import triton.language as tl",
         "",
@@ -288,5 +362,8 @@ def render_kernel(plan: LoopPlan, dot: bool = False) -> str:
 
 
 def kernel_args(plan: LoopPlan) -> list[str]:
-    """The IR value names bound to the kernel's leading pointer arguments, in order."""
+    """The IR value names bound to the kernel's leading pointer arguments, in order (multi-block:
+    the states' fp32 buffers come next, see :func:`render_kernel`)."""
+    if plan.blocks > 1:
+        return [*plan.stepped, *plan.invariant]
     return [*plan.stepped, *plan.invariant, *plan.cell.step.input_names[1:]]

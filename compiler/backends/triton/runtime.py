@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnc.backends.triton.plan import LoopPlan, derive_param, plan_cell
-from rnnc.backends.triton.render import KERNEL_NAME, kernel_args, pow2, render_kernel, use_dot
+from rnnc.backends.triton.plan import LoopPlan, derive_param, plan_cell, split_hidden
+from rnnc.backends.triton.render import KERNEL_NAME, k_piece, kernel_args, pow2, render_kernel, use_dot
 from rnnc.backends.triton.scan import render_scan, run_scan_layer
 from rnnc.backends.triton.scanplan import ScanPlan, plan_scan
 
@@ -59,7 +59,9 @@ def load_module(source: str, directory: Path | None = None) -> Any:
 class LayerKernel:
     """One cell's plan, kernel source and launch configuration.
 
-    Nonlinear cells (``LoopPlan``): one fused kernel, ``batch_tile`` rows per program.
+    Nonlinear cells (``LoopPlan``): one fused kernel, ``batch_tile`` rows per program; with a
+    ``hidden_tile`` (multi-block plan) also ``hidden / hidden_tile`` programs per batch tile that
+    exchange the state through global memory every step.
     Linear cells (``ScanPlan``): one chunked-scan kernel per component, ``chunk`` steps per
     chunk and ``tile`` state elements per program (``batch_tile`` unused)."""
 
@@ -69,6 +71,7 @@ class LayerKernel:
     warps: int
     chunk: int = 0
     tile: int = 0
+    hidden_tile: int = 0
 
     @property
     def kernel(self) -> Any:
@@ -82,16 +85,28 @@ class LayerKernel:
     def is_scan(self) -> bool:
         return isinstance(self.plan, ScanPlan)
 
+    @property
+    def multi_block(self) -> bool:
+        return not self.is_scan and self.plan.blocks > 1
+
     def extra_consts(self) -> dict[str, Any]:
-        """Constexprs of the fused kernel beyond the tiling (none yet)."""
-        return {}
+        """Constexprs of the fused kernel beyond the tiling: the multi-block kernel's column chunk
+        and its persistent (grid-synchronised) variant, the one a GPU runs and AOT compiles."""
+        return {"KP": k_piece(self.plan), "GRID_SYNC": True} if self.multi_block else {}
 
     @property
     def knobs(self) -> dict[str, int]:
         """What a manifest records to rebuild this launch configuration."""
         if self.is_scan:
             return {"chunk": self.chunk, "tile": self.tile, "warps": self.warps}
-        return {"batch_tile": self.batch_tile, "warps": self.warps, "piece": self.plan.piece}
+        knobs = {"batch_tile": self.batch_tile, "warps": self.warps, "piece": self.plan.piece}
+        if self.multi_block:
+            knobs.update(hidden_tile=self.hidden_tile, hidden_blocks=self.plan.blocks)
+        return knobs
+
+    def grid(self, batch: int) -> tuple[int, int]:
+        """Programs along (batch tiles, heads or hidden blocks)."""
+        return -(-batch // self.batch_tile), self.plan.split[0]
 
 
 def plan_any(cell: Any) -> LoopPlan | ScanPlan:
@@ -99,12 +114,17 @@ def plan_any(cell: Any) -> LoopPlan | ScanPlan:
     return plan_scan(cell) if cell.recurrence == "linear" else plan_cell(cell)
 
 
-def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4, chunk: int = 64, tile: int = 1024) -> LayerKernel:
-    """Plan and render ``cell`` with this launch configuration (sizes rounded up to powers of two)."""
+def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4, chunk: int = 64, tile: int = 1024,
+                 hidden_tile: int = 0) -> LayerKernel:
+    """Plan and render ``cell`` with this launch configuration (sizes rounded up to powers of two);
+    a ``hidden_tile`` smaller than the hidden size renders the multi-block kernel."""
     plan = plan_any(cell)
     if isinstance(plan, ScanPlan):
         return LayerKernel(plan, render_scan(plan), 1, warps, pow2(max(1, chunk)), pow2(max(1, tile)))
     bt = pow2(max(1, batch_tile))
+    if hidden_tile and hidden_tile != cell.hidden_size:
+        plan = split_hidden(plan, hidden_tile)
+        return LayerKernel(plan, render_kernel(plan, use_dot(plan, bt)), bt, warps, hidden_tile=hidden_tile)
     return LayerKernel(plan, render_kernel(plan, use_dot(plan, bt)), bt, warps)
 
 
@@ -145,13 +165,57 @@ def run_layer(lk: LayerKernel, x: Any, params: dict[str, Any], init: list[Any], 
     finals = [torch.empty((batch, *s.shape), dtype=store, device=x.device) for s in plan.cell.states]
     lens = lengths.to(x.device).contiguous() if lengths is not None else torch.zeros(1, dtype=torch.int64,
                                                                                       device=x.device)
+    if lk.multi_block:
+        return _run_multi_block(lk, args, y, init, lens, lengths is not None, reverse)
     if steps and batch:
-        grid = (-(-batch // lk.batch_tile), plan.heads)
+        grid = lk.grid(batch)
         lk.kernel[grid](*args, y, *finals, lens, batch, steps, BB=lk.batch_tile, SP=pow2(plan.piece),
                         REVERSE=reverse, HAS_LEN=lengths is not None, num_warps=lk.warps)
     else:
         finals = [a.clone() for a in args[-len(finals):]]
     return y, finals
+
+
+def persistent_ok(lk: LayerKernel, batch: int, device: Any) -> bool:
+    """Whether the persistent grid-synchronised launch is safe: a real GPU (the interpreter runs
+    programs one after another, so a spin barrier would never be passed) with at least one SM
+    per program, which is what the solver's schedule sizes the grid for (one block per SM)."""
+    import torch
+
+    if device.type != "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
+        return False
+    programs = lk.grid(batch)[0] * lk.grid(batch)[1]
+    return programs <= torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _run_multi_block(lk: LayerKernel, args: list[Any], y: Any, init: list[Any], lens: Any, has_len: bool,
+                     reverse: bool) -> tuple[Any, list[Any]]:
+    """Launch a multi-block kernel: persistent (one launch, grid barrier per step) when
+    :func:`persistent_ok`, else once per step; states in fp32 buffers, cast to storage at the end."""
+    import torch
+
+    plan = lk.plan
+    steps, batch = y.shape[0], y.shape[1]
+    device = y.device
+    states = [s.float().contiguous().clone() for s in init]
+    names = plan.cell.step.input_names[1:]
+    hx = []
+    for name in plan.exchange:
+        buf = torch.zeros((2, batch, plan.widths[name]), dtype=torch.float32, device=device)
+        buf[0] = states[names.index(name)]
+        hx.append(buf)
+    if steps and batch:
+        grid = lk.grid(batch)
+        consts = {"BB": lk.batch_tile, "SP": pow2(plan.piece), "KP": k_piece(plan), "REVERSE": reverse,
+                  "HAS_LEN": has_len, "num_warps": lk.warps}
+        if persistent_ok(lk, batch, device):
+            sync = torch.zeros(1, dtype=torch.int32, device=device)
+            lk.kernel[grid](*args, *states, y, *hx, sync, lens, batch, steps, 0, steps, GRID_SYNC=True, **consts)
+        else:
+            sync = torch.zeros(1, dtype=torch.int32, device=device)
+            for i in range(steps):
+                lk.kernel[grid](*args, *states, y, *hx, sync, lens, batch, steps, i, 1, GRID_SYNC=False, **consts)
+    return y, [s.to(y.dtype) for s in states]
 
 
 def run_rnn(kernels: list[LayerKernel], attrs: dict[str, Any], xs: list[Any]) -> tuple[Any, ...]:
