@@ -20,6 +20,7 @@ from onnx import helper
 import rnnc
 from rnnc.backends.onnx import rnn as _rnn  # noqa: F401  (registers the rnn renderer)
 from rnnc.backends.onnx.emit import Emitter, OnnxGraph, to_numpy
+from rnnc.backends.onnx.peephole import clean
 from rnnc.backends.onnx.render import MIN_EXPORT_OPSET, render_nodes, unsupported
 from rnnc.backends.onnx.states import StateIO, expose_states
 from rnnc.errors import RnncError, UnsupportedError, UserInputError
@@ -175,6 +176,9 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     main.nodes[:0] = emitter.prelude
     _fold_squeeze_of_unsqueeze(main.nodes, set(g.output_names))
     _fold_output_identities(main.nodes, set(g.output_names), set(g.input_names))
+    small = {p: to_numpy(program.weights[p]) for p in g.param_names}  # scales and zero points a fold compares
+    const_weights = [onnx.numpy_helper.from_array(a, p) for p, a in small.items() if a.size <= 64]
+    emitter.initializers += clean(main.nodes, set(g.output_names), [*emitter.initializers, *const_weights])
     graph_proto = main.make(g.name)
     used = set(_reads(graph_proto.node))
     weights = [onnx.numpy_helper.from_array(to_numpy(program.weights[p]), p) for p in g.param_names if p in used]
