@@ -49,6 +49,8 @@ SUITES: dict[str, Suite] = {
                   ("--steps", "64", "--repeat", "5")),
     "quant": Suite("quant_eval.py", "Outlier-aware quantization: accuracy, size, latency",
                    ("--quick",), "--out", "--json"),
+    "cuda_resources": Suite("cuda_resources.py", "CUDA backend: predicted vs ptxas resources on every GPU target",
+                            ("--quick",), "--out", "--json"),
 }
 VERSIONED = ("torch", "onnxruntime", "onnx", "apache-tvm", "ortools", "numpy", "matplotlib")
 STDERR_TAIL = 40  # lines of a failed suite's stderr kept in the report

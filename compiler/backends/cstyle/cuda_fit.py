@@ -92,7 +92,7 @@ def fit_cuda_schedule(cell: Cell, target: Any, dtype: str, name: str, batch: int
             note = f"no schedule after register feedback (overhead {overhead}): {str(exc).splitlines()[0]}"
             break
         if sched is None:
-            note = "the solver has no model of this cell"
+            note = "no solver schedule (no model of this cell, or the target lacks the dtype: see the warning)"
             break
         try:
             kernel = lower_layer(cell, target, sched, dtype, name=name)
@@ -125,7 +125,12 @@ def fit_cuda_schedule(cell: Cell, target: Any, dtype: str, name: str, batch: int
             return CudaFit(last[0], kernel, src, arch, res, overhead, rounds,
                            note + "; the last Schedule is used without its register cap (ptxas: "
                            f"{res.registers} registers, predicted {last[0].resources.registers_per_thread})")
-    kernel = lower_layer(cell, target, None, dtype, name=name)
+        note += f"; without its register cap the last Schedule still spills {4 * words} B"
+    try:
+        kernel = lower_layer(cell, target, None, dtype, name=name)
+    except InfeasibleError as exc:  # say why the solver's schedules failed, not only why the fallback does
+        raise InfeasibleError(f"no spill-free schedule: {note.lstrip('; ')}; the backend's heuristic knobs do not "
+                              f"fit either ({str(exc).splitlines()[0]})") from exc
     src = CudaDialect(kernel, dtype).render()
     _, res = compile_cuda(src, arch)
     return CudaFit(None, kernel, src, arch, res, overhead, rounds, note + "; heuristic shared-memory knobs used")
