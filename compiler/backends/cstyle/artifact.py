@@ -62,7 +62,7 @@ def solver_schedule(cell: Cell, target: Any, dtype: str, batch: int = 1, registe
                        register_overhead=register_overhead)
     try:
         return solve(spec, target)
-    except InfeasibleError:
+    except (InfeasibleError, UserInputError):  # no tiling fits, or the target lacks the dtype (T4 and bf16)
         raise
     except Exception as exc:  # a gap in the solver's model must not block compiling; say so
         warnings.warn(f"no solver schedule for {cell.kind} on {getattr(target, 'tag', target)} "

@@ -156,3 +156,13 @@ def rnnc_trace(mod: torch.nn.Module):
     import rnnc
 
     return rnnc.trace(mod, (torch.randn(1, 4, 6),))
+
+
+def test_a_dtype_the_target_lacks_is_an_error_not_a_fallback() -> None:
+    """nvidia/t4 (sm_75) lists no bf16: the user hears that, instead of getting heuristic knobs
+    the solver never checked."""
+    from rnnc.errors import UserInputError
+
+    cell, _ = module("gru", 128).rnnc_layer()
+    with pytest.raises(UserInputError, match="does not support dtype bf16"):
+        solver_schedule(cell, get("nvidia/t4"), "bfloat16")
