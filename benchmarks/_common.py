@@ -33,11 +33,14 @@ def fmt_time(s: float) -> str:
 
 
 def grid_parser(doc: str) -> argparse.ArgumentParser:
-    """``--grid``, ``--cells``, ``--hidden``, ``--out`` and ``--json``; scripts add their own flags."""
+    """``--grid``, ``--cells``, ``--hidden``/``--batch``/``--steps`` (one slice of the grid, e.g. to
+    rerun the points a change is about), ``--out`` and ``--json``; scripts add their own flags."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--grid", choices=sorted(GRIDS), default="full")
     ap.add_argument("--cells", default="lstm,gru")
     ap.add_argument("--hidden", help="comma-separated hidden sizes (overrides the grid's)")
+    ap.add_argument("--batch", help="comma-separated batch sizes (overrides the grid's)")
+    ap.add_argument("--steps", help="comma-separated sequence lengths (overrides the grid's)")
     ap.add_argument("--out", help="also write the Markdown table here")
     ap.add_argument("--json", help="also write every row (times in seconds) here, for `rnnc bench`'s plots")
     return ap
@@ -47,8 +50,19 @@ def grid_points(args: argparse.Namespace) -> list[tuple[str, int, int, int]]:
     """``(cell, batch, steps, hidden)`` in the order the tables list them."""
     batches, steps_list, hiddens = GRIDS[args.grid]
     if args.hidden:
-        hiddens = tuple(int(h) for h in args.hidden.split(","))
+        hiddens = _ints(args.hidden)
+    if getattr(args, "batch", None):
+        batches = _ints(args.batch)
+    if getattr(args, "steps", None):
+        steps_list = _ints(args.steps)
     return [(kind, b, t, h) for kind in args.cells.split(",") for h in hiddens for b in batches for t in steps_list]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(f"expected comma-separated integers, got {text!r}") from None
 
 
 def write_outputs(args: argparse.Namespace, text: str, rows: list[dict]) -> None:

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/cpu_rnn.py                   # full grid (slow: torch.compile warm-ups)
     .venv/bin/python benchmarks/cpu_rnn.py --grid reduced    # B in {1,16}, T in {1,128}, H in {128,512,1024}
     .venv/bin/python benchmarks/cpu_rnn.py --cells lstm --out table.md
+    .venv/bin/python benchmarks/cpu_rnn.py --cells lstm --batch 16 --steps 128   # one slice of the grid
 
 Every point runs all systems in one process, interleaved, and reports the best of several
 repetitions, so the ratios compare like with like even on a shared machine.  Columns:

@@ -65,6 +65,8 @@ class CStyleRenderer:
 
     dialect = "?"
     qualifier = "static inline"
+    #: dialect spellings of IR functions that differ from the shared ``_CALLS`` (dialect)
+    calls: dict[str, str] = {}
     #: integer type of indices and loop counters (dialect)
     index = "long"
     storage = {"float32": "float"}
@@ -119,7 +121,7 @@ class CStyleRenderer:
                 return f"({a} {_FLOAT_OPS[e.op]} {b})"
             return {"max": f"fmaxf({a}, {b})", "min": f"fminf({a}, {b})", "pow": f"powf({a}, {b})"}[e.op]
         if isinstance(e, Call):
-            return _CALLS[e.fn].format(self.expr(e.arg))
+            return self.calls.get(e.fn, _CALLS[e.fn]).format(self.expr(e.arg))
         if isinstance(e, Select):
             return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
         raise TypeError(f"cannot render {e!r}")

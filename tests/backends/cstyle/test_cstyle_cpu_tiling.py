@@ -74,3 +74,23 @@ def test_int8_gru_takes_a_byte_vector_wide_tile() -> None:
     init = [s.unsqueeze(0) for s in states(cell, 3)]
     for i, (g, w) in enumerate(zip(compiled(x, *init), q.program.run(x, *init), strict=True)):
         assert_close(g, w, "float32", "c", f"int8 gru output {i} vs the quantized interpreter")
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_rows_past_their_length_in_row_blocks(name: str) -> None:
+    """Liveness picks one of two loops per batch row (the CPU epilogue has no per-store select):
+    rows that end inside a full row block and in the remainder rows keep their states and
+    write zeros, exactly as the interpreter does, from given initial states."""
+    mod = module(name, 32)
+    cell, weights = mod.rnnc_layer()
+    prog = rnn_program([cell], [[weights]], with_states=True, with_lengths=True)
+    compiled = CompiledProgram(prog, schedule={layer_key(cell): {"tile_hidden": 8, "batch_block": 4,
+                                                                 "workers": 2}})
+    assert "alive ?" not in next(iter(compiled.sources.values()))
+    x = torch.randn(6, 7, cell.input_size, generator=torch.Generator().manual_seed(6))
+    lengths = torch.tensor([7, 2, 0, 5, 7, 3])  # full block [0, 4), remainder rows 4 and 5
+    init = [s.unsqueeze(0) for s in states(cell, 6)]
+    got = compiled(x, lengths, *init)
+    want = prog.run(x, lengths, *init)
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert_close(g, w, "float32", "c", f"{name} output {i} with lengths vs interpreter")
