@@ -198,18 +198,24 @@ def silero_quant_demo() -> str:
 def gpu_kernels_demo() -> str:
     import rnnc
     from rnnc.backends import get_backend
-    from rnnc.constraints import ProblemSpec, solve
     from rnnc.frontend.silero import CHUNK, CONTEXT, load_inner_model
 
     program = rnnc.trace(load_inner_model(), (torch.zeros(1, CONTEXT + CHUNK), torch.zeros(2, 1, 128)))
     lines = []
     for tag in ("nvidia/h100-sxm", "nvidia/jetson-orin-nano"):
-        sched = solve(ProblemSpec("lstm", hidden=128, batch=1, dtype="fp32", register_weights=False), tag)
-        print(sched.describe())
         manifest = get_backend("cuda").compile(program, tag, str(OUT / f"cuda_{tag.split('/')[1]}"))
         for key, layer in manifest["layers"].items():
+            # the Schedule the kernel was rendered from (after ptxas feedback), not a second solve
+            params = (layer.get("schedule") or {}).get("params", {})
+            regs = layer.get("registers", {})
+            fit = layer.get("register_fit", {})
+            print(f"{tag} {key}: hidden_tile={params.get('hidden_tile')} warps={params.get('warps')} "
+                  f"blocks={params.get('blocks_per_head')} register_k={params.get('register_k')}/"
+                  f"{params.get('padded_k')}; registers predicted {regs.get('predicted')}, ptxas {regs.get('ptxas')}; "
+                  f"shared memory predicted {layer.get('shared_memory_predicted')} B, rendered "
+                  f"{layer.get('shared_memory_rendered')} B; {len(fit.get('rounds', []))} feedback round(s)")
             own = next(iter(layer["resources"].items()))
-            lines.append(f"{tag} {key}: {own[0]} {own[1]['registers']} regs, "
+            lines.append(f"{tag} {key}: {own[0]} {own[1]['registers']} regs (predicted {regs.get('predicted')}), "
                          f"{own[1]['spill_stores'] + own[1]['spill_loads']} B spills")
     return "; ".join(lines)
 
