@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnc.backends.cstyle.cuda_driver import CudaKernel, driver, pick_cubin
+from rnnc.backends.cstyle.runtime import bound_tensors, launch_values
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Cell, Program
 from rnnc.ir.interp import run_graph
@@ -70,23 +71,9 @@ class CudaLayerRunner:
         steps, batch = int(x.shape[0]), int(x.shape[1])
         if steps == 0:
             return
-        vals = {"B": batch, "T": steps, "W": self.launcher.grid, "reverse": int(reverse),
-                "has_len": int(lengths is not None), "xs_t": x.stride(0), "xs_b": x.stride(1),
-                "ys_t": y.stride(0), "ys_b": y.stride(1), "y_off": y_off}
+        vals = launch_values(x, y, y_off, self.launcher.grid, reverse, lengths)
         st = dict(zip(self.state_names, states, strict=True))
-        ptrs = []
-        for b in self.kernel.args:
-            if b.name == "x":
-                t = x
-            elif b.name == "y":
-                t = y
-            elif b.name == "lengths":
-                t = lengths if lengths is not None else self._dummy_len
-            elif b.name.startswith("s_"):
-                t = st[b.name[2:]]
-            else:
-                t = self.tensors[b.name]
-            ptrs.append(t.data_ptr())
+        ptrs = [t.data_ptr() for t in bound_tensors(self.kernel, x, y, lengths, st, self.tensors, self._dummy_len)]
         ptrs += [t.data_ptr() for t in self.work(batch, steps)]
         sc = torch.tensor([vals[n] for n in self.kernel.scalars], dtype=torch.int64, device=self.device)
         bufs = torch.tensor(ptrs, dtype=torch.int64, device=self.device)

@@ -18,6 +18,32 @@ from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.lower.loopnest import Kernel, eval_int
 
 
+def launch_values(x: Any, y: Any, y_off: int, workers: int, reverse: bool, lengths: Any) -> dict[str, int]:
+    """The scalar arguments every layer kernel takes (both dialects): sizes, strides, flags."""
+    return {"B": int(x.shape[1]), "T": int(x.shape[0]), "W": workers, "reverse": int(reverse),
+            "has_len": int(lengths is not None), "xs_t": x.stride(0), "xs_b": x.stride(1), "ys_t": y.stride(0),
+            "ys_b": y.stride(1), "y_off": y_off}
+
+
+def bound_tensors(kernel: Kernel, x: Any, y: Any, lengths: Any, states: dict[str, Any], weights: dict[str, Any],
+                  no_lengths: Any) -> list[Any]:
+    """The tensor behind each of ``kernel.args``, in order (both dialects bind the same names):
+    ``x``, ``y``, ``lengths`` (``no_lengths`` when absent), ``s_<state>``, else a packed weight."""
+    out = []
+    for b in kernel.args:
+        if b.name == "x":
+            out.append(x)
+        elif b.name == "y":
+            out.append(y)
+        elif b.name == "lengths":
+            out.append(lengths if lengths is not None else no_lengths)
+        elif b.name.startswith("s_"):
+            out.append(states[b.name[2:]])
+        else:
+            out.append(weights[b.name])
+    return out
+
+
 def default_threads() -> int:
     env = os.environ.get("RNNC_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
     if env:
@@ -91,22 +117,11 @@ class LayerRunner:
             workers = self.workers
         else:
             workers = 1
-        vals = {"B": batch, "T": steps, "W": workers, "reverse": int(reverse), "has_len": int(lengths is not None),
-                "xs_t": x.stride(0), "xs_b": x.stride(1), "ys_t": y.stride(0), "ys_b": y.stride(1), "y_off": y_off}
+        vals = launch_values(x, y, y_off, workers, reverse, lengths)
         for i, name in enumerate(self.kernel.scalars):
             self.sc[i] = vals[name]
         st = dict(zip(self.state_names, states, strict=True))
-        for i, b in enumerate(self.kernel.args):
-            if b.name == "x":
-                t = x
-            elif b.name == "y":
-                t = y
-            elif b.name == "lengths":
-                t = lengths if lengths is not None else self._dummy_len
-            elif b.name.startswith("s_"):
-                t = st[b.name[2:]]
-            else:
-                t = self.tensors[b.name]
+        for i, t in enumerate(bound_tensors(self.kernel, x, y, lengths, st, self.tensors, self._dummy_len)):
             self.ptrs[i] = t.data_ptr()
         for j, t in enumerate(self.work(batch, steps)):
             self.ptrs[len(self.kernel.args) + j] = t.data_ptr()
