@@ -12,9 +12,6 @@ from rnnc.backends.triton import compile_program
 from rnnc.tolerances import assert_close
 
 SHAPES = [(b, t) for b in (1, 4) for t in (1, 9)]
-#: Triton's interpreter runs tl.associative_scan one element at a time (~0.2 ms each): the
-#: big-state scans (mLSTM's C: 1024 elements per row at H=64) skip B=4 x T=9 at H=64
-BIG_STATE = {"mlstm": [(1, 1), (4, 1), (1, 9)], "mamba": [(1, 1), (4, 1), (1, 9)]}
 
 
 def _check(name: str, hidden: int, shapes: list[tuple[int, int]] = SHAPES) -> None:
@@ -43,7 +40,7 @@ def test_cell_matches_interpreter_and_reference_h16(name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [*FUSED, *SCAN])
 def test_cell_matches_interpreter_and_reference_h64(name: str) -> None:
-    _check(name, 64, BIG_STATE.get(name, SHAPES))
+    _check(name, 64)
 
 
 @pytest.mark.gpu
@@ -99,3 +96,4 @@ def test_slstm_runs_one_program_per_head() -> None:
     assert (lk.plan.heads, lk.plan.head_dim, lk.plan.piece) == (4, 16, 16)
     # 4 gates x one 16 x 16 block of head `hoff`, instead of 4 x (64 / 16)^2 dense tiles
     assert lk.source.count("= tl.load(v_weight_hh_blockdiag_ptr") == 4
+
