@@ -7,11 +7,11 @@ from rnnc.ir.builder import GraphBuilder, Value
 from rnnc.ir.graph import Cell, Graph, Node, Program, StateSpec, Weights, cells_of
 from rnnc.ir.layers import add_rnn, rnn_program, weight_name
 from rnnc.ir.ops import OPS
-from rnnc.ir.printer import cell_hash, layer_key, print_cell
+from rnnc.ir.printer import cell_hash, layer_cells, layer_key, print_cell
 from rnnc.ir.types import TensorType, dtype_of_torch, torch_dtype
 
 __all__ = [
     "OPS", "Cell", "Graph", "GraphBuilder", "Node", "Program", "StateSpec", "TensorType", "Value",
-    "Weights", "add_rnn", "cell_hash", "cells_of", "layer_key", "dtype_of_torch", "print_cell", "rnn_program",
-    "torch_dtype", "weight_name",
+    "Weights", "add_rnn", "cell_hash", "cells_of", "dtype_of_torch", "layer_cells", "layer_key", "print_cell",
+    "rnn_program", "torch_dtype", "weight_name",
 ]

@@ -113,6 +113,16 @@ def layer_key(cell: Cell) -> str:
     return f"{kind}_{cell_hash(cell)[:12]}"
 
 
+def layer_cells(program: Program) -> dict[str, Cell]:
+    """Each distinct recurrent layer of ``program`` by :func:`layer_key`, in program order: what a
+    backend compiles (and an artifact loads) once, however many rnn nodes share it."""
+    out: dict[str, Cell] = {}
+    for node in program.rnn_nodes():
+        for cell in node.attr_dict["cells"]:
+            out.setdefault(layer_key(cell), cell)
+    return out
+
+
 def summarize(program: Program) -> str:
     g = program.graph
     counts = Counter(n.op for n in g.nodes)

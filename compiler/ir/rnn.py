@@ -30,6 +30,20 @@ def rnn_layout(attrs: dict[str, Any]) -> tuple[tuple[Cell, ...], int, int]:
     return cells, dirs, sum(len(c.param_names) for c in cells) * dirs
 
 
+def direction_params(attrs: dict[str, Any], weights: Sequence[Any]) -> list[dict[str, Any]]:
+    """The weight inputs of each (layer, direction) by parameter name, at ``layer * dirs + direction``
+    (the order :func:`weight_slots` lists them in)."""
+    cells, dirs, _ = rnn_layout(attrs)
+    out: list[dict[str, Any]] = []
+    at = 0
+    for cell in cells:
+        n = len(cell.param_names)
+        for _ in range(dirs):
+            out.append(dict(zip(cell.param_names, weights[at:at + n], strict=True)))
+            at += n
+    return out
+
+
 def weight_slots(attrs: dict[str, Any]) -> list[tuple[int, int, str]]:
     """(layer, direction, param name) for each weight input, in input order."""
     cells, dirs, _ = rnn_layout(attrs)
@@ -90,16 +104,14 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
     n_states = len(cells[0].states)
     batch, steps = x.shape[0], x.shape[1]
     inits = xs[2:2 + n_states]
-    weights = list(xs[2 + n_states:])
+    per_direction = direction_params(attrs, xs[2 + n_states:])
     finals: list[list[Any]] = [[] for _ in range(n_states)]
     layer_in = x
-    w_at = 0
     for k, cell in enumerate(cells):
         outs = []
         for d in range(dirs):
             idx = k * dirs + d
-            params = dict(zip(cell.param_names, weights[w_at:w_at + len(cell.param_names)], strict=True))
-            w_at += len(cell.param_names)
+            params = per_direction[idx]
             state = []
             for i, s in enumerate(cell.states):
                 init = inits[i]

@@ -14,7 +14,7 @@ from typing import Any
 from rnnc.autotune_db import RecordKey
 from rnnc.errors import UserInputError
 from rnnc.ir import Cell, Program, cell_hash, rnn_program
-from rnnc.ir.rnn import rnn_layout
+from rnnc.ir.rnn import direction_params, rnn_layout
 
 _SOLVER_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
 
@@ -77,19 +77,15 @@ def layers_of(program: Program, batch: int = 1, seq_len: int = 64) -> list[Layer
     out: dict[str, Layer] = {}
     values = dict(program.weights)
     for node in program.rnn_nodes():
-        cells, _, _ = rnn_layout(node.attr_dict)
-        n_states = len(cells[0].states)
-        names = list(node.inputs[2 + n_states:])
-        at = 0
-        dirs = 2 if node.attr_dict.get("bidirectional") else 1
-        for cell in cells:
-            wnames = names[at:at + len(cell.param_names)]
-            at += dirs * len(cell.param_names)
+        cells, dirs, _ = rnn_layout(node.attr_dict)
+        per_direction = direction_params(node.attr_dict, node.inputs[2 + len(cells[0].states):])
+        for k, cell in enumerate(cells):
+            wnames = per_direction[k * dirs]  # the forward direction's weights stand for the layer
             h = cell_hash(cell)
             if h in out:
                 continue
             try:
-                weights = {p: values[n] for p, n in zip(cell.param_names, wnames, strict=True)}
+                weights = {p: values[n] for p, n in wnames.items()}
             except KeyError as exc:
                 raise UserInputError(f"rnn weight {exc} is computed inside the graph; tuning needs weights stored "
                                      "in the Program") from None

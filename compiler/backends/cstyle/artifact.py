@@ -28,9 +28,8 @@ from rnnc.backends.cstyle.dialects import CDialect, CudaDialect
 from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
 from rnnc.backends.manifest import read_manifest, read_program, write_manifest, write_program
 from rnnc.errors import InfeasibleError, UserInputError
-from rnnc.ir import layer_key
+from rnnc.ir import layer_cells, layer_key
 from rnnc.ir.graph import Cell, Program
-from rnnc.ir.rnn import rnn_layout
 from rnnc.lower.fused import analyse_gates
 from rnnc.lower.knobs import DTYPE_BYTES, predict_smem
 from rnnc.lower.layer import lower_layer
@@ -178,13 +177,9 @@ def compile_to_dir(program: Program, target: Any, backend: str, outdir: str | Pa
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     layers: dict[str, Any] = {}
-    for node in program.rnn_nodes():
-        cells, _, _ = rnn_layout(node.attr_dict)
-        for cell in cells:
-            key = layer_key(cell)
-            if key not in layers:
-                dtype = cell.step.inputs[0][1].dtype
-                layers[key] = compile_layer(cell, spec, backend, out, schedule, dtype, archs, batch)
+    for key, cell in layer_cells(program).items():
+        dtype = cell.step.inputs[0][1].dtype
+        layers[key] = compile_layer(cell, spec, backend, out, schedule, dtype, archs, batch)
     if not layers:
         raise UserInputError("the program has no recurrent layer for the C-style backends to compile")
     manifest = {"backend": backend, "target": spec.tag, "versions": _versions(), "layers": layers,
@@ -207,15 +202,12 @@ def load(outdir: str | Path) -> Any:
         return load_cuda(out)
     program = read_program(out, manifest)
     builds: dict[str, LayerBuild] = {}
-    for node in program.rnn_nodes():
-        for cell in rnn_layout(node.attr_dict)[0]:
-            key = layer_key(cell)
-            entry = manifest["layers"][key]
-            kernel = lower_layer(cell, None, entry["knobs"], name=f"rnnc_{key}",
-                                 force_generic=entry["path"] == "generic")
-            src = (out / entry["source_c"]).read_text()
-            if CDialect(kernel).render() != src:
-                raise UserInputError(f"{out}/{entry['source_c']} was built by a different rnnc; recompile")
-            lib = load_library((out / entry["library"]).resolve())
-            builds[key] = LayerBuild(kernel, src, str(out / entry["library"]), getattr(lib, kernel.name))
+    for key, cell in layer_cells(program).items():
+        entry = manifest["layers"][key]
+        kernel = lower_layer(cell, None, entry["knobs"], name=f"rnnc_{key}", force_generic=entry["path"] == "generic")
+        src = (out / entry["source_c"]).read_text()
+        if CDialect(kernel).render() != src:
+            raise UserInputError(f"{out}/{entry['source_c']} was built by a different rnnc; recompile")
+        lib = load_library((out / entry["library"]).resolve())
+        builds[key] = LayerBuild(kernel, src, str(out / entry["library"]), getattr(lib, kernel.name))
     return CompiledProgram(program, builds=builds)

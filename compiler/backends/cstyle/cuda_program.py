@@ -21,8 +21,8 @@ from rnnc.backends.cstyle.runtime import bound_tensors, launch_values
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Cell, Program
 from rnnc.ir.interp import run_graph
-from rnnc.ir.printer import layer_key
-from rnnc.ir.rnn import rnn_layout
+from rnnc.ir.printer import layer_cells, layer_key
+from rnnc.ir.rnn import direction_params, rnn_layout
 from rnnc.lower.loopnest import Kernel, eval_int
 
 _TORCH_DTYPES = ("float32", "float16", "bfloat16")
@@ -142,16 +142,14 @@ class CudaProgram:
         self.rnns: dict[str, CudaRnnRunner] = {}
         for node in program.rnn_nodes():
             cells, dirs, _ = rnn_layout(node.attr_dict)
-            weights = list(node.inputs[2 + len(cells[0].states):])
-            at, runners = 0, []
-            for cell in cells:
+            per_direction = direction_params(node.attr_dict, node.inputs[2 + len(cells[0].states):])
+            runners = []
+            for k, cell in enumerate(cells):
                 kernel, launcher = layers[layer_key(cell)]
                 row = []
-                for _d in range(dirs):
-                    names = weights[at:at + len(cell.param_names)]
-                    at += len(cell.param_names)
+                for d in range(dirs):
                     try:
-                        params = {p: self.weights[n] for p, n in zip(cell.param_names, names, strict=True)}
+                        params = {p: self.weights[n] for p, n in per_direction[k * dirs + d].items()}
                     except KeyError as exc:
                         raise UnsupportedError(f"rnn weight {exc} is computed inside the graph; the CUDA backend "
                                                f"needs weights stored in the Program") from None
@@ -194,19 +192,14 @@ def load_cuda(outdir: str | Path) -> CudaProgram:
         raise UserInputError(f"{out} was compiled with --backend {manifest.get('backend')}, not cuda")
     program = read_program(out, manifest)
     layers: dict[str, tuple[Kernel, CudaKernel]] = {}
-    for node in program.rnn_nodes():
-        for cell in rnn_layout(node.attr_dict)[0]:
-            key = layer_key(cell)
-            if key in layers:
-                continue
-            entry = manifest["layers"][key]
-            kernel = lower_layer(cell, None, entry["knobs"], name=f"rnnc_{key}",
-                                 force_generic=entry["path"] == "generic")
-            arch = pick_cubin(entry["cubins"], drv.arch)
-            launch = entry["launch"]
-            cubin = (out / entry["cubins"][arch]).read_bytes()
-            layers[key] = (kernel, CudaKernel(cubin, launch["kernel"], int(launch["grid"]) or 1, int(launch["block"]),
-                                              int(launch["dynamic_shared_bytes"])))
+    for key, cell in layer_cells(program).items():
+        entry = manifest["layers"][key]
+        kernel = lower_layer(cell, None, entry["knobs"], name=f"rnnc_{key}", force_generic=entry["path"] == "generic")
+        arch = pick_cubin(entry["cubins"], drv.arch)
+        launch = entry["launch"]
+        cubin = (out / entry["cubins"][arch]).read_bytes()
+        layers[key] = (kernel, CudaKernel(cubin, launch["kernel"], int(launch["grid"]) or 1, int(launch["block"]),
+                                          int(launch["dynamic_shared_bytes"])))
     return CudaProgram(program, layers)
 
 
@@ -221,23 +214,19 @@ def compile_cuda_program(program: Program, target: Any, schedule: Any = None) ->
 
     drv = driver()
     layers: dict[str, tuple[Kernel, CudaKernel]] = {}
-    for node in program.rnn_nodes():
-        for cell in rnn_layout(node.attr_dict)[0]:
-            key = layer_key(cell)
-            if key in layers:
-                continue
-            dtype = cell.step.inputs[0][1].dtype
-            if dtype not in _TORCH_DTYPES:
-                raise UnsupportedError(f"the CUDA backend stores {', '.join(_TORCH_DTYPES)}; {cell.kind} is {dtype}")
-            sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
-            name = f"rnnc_{key}"
-            if sched is None and analyse_gates(cell) is not None and getattr(target, "gpu", None) is not None:
-                kernel = fit_cuda_schedule(cell, target, dtype, name, arch=drv.arch).kernel
-            else:
-                kernel = lower_layer(cell, target, sched, dtype, name=name)
-            r = CudaDialect(kernel, dtype)
-            cubin, _ = compile_cuda(r.render(), drv.arch)
-            kn = kernel.meta["knobs"]
-            layers[key] = (kernel, CudaKernel(cubin.read_bytes(), kernel.name, int(kn["workers"]) or 1,
-                                              int(kn["threads"]), r.smem_bytes if r.dynamic else 0))
+    for key, cell in layer_cells(program).items():
+        dtype = cell.step.inputs[0][1].dtype
+        if dtype not in _TORCH_DTYPES:
+            raise UnsupportedError(f"the CUDA backend stores {', '.join(_TORCH_DTYPES)}; {cell.kind} is {dtype}")
+        sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
+        name = f"rnnc_{key}"
+        if sched is None and analyse_gates(cell) is not None and getattr(target, "gpu", None) is not None:
+            kernel = fit_cuda_schedule(cell, target, dtype, name, arch=drv.arch).kernel
+        else:
+            kernel = lower_layer(cell, target, sched, dtype, name=name)
+        r = CudaDialect(kernel, dtype)
+        cubin, _ = compile_cuda(r.render(), drv.arch)
+        kn = kernel.meta["knobs"]
+        layers[key] = (kernel, CudaKernel(cubin.read_bytes(), kernel.name, int(kn["workers"]) or 1,
+                                          int(kn["threads"]), r.smem_bytes if r.dynamic else 0))
     return CudaProgram(program, layers)

@@ -18,7 +18,7 @@ from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Cell, Program
 from rnnc.ir.interp import run_graph
 from rnnc.ir.printer import layer_key
-from rnnc.ir.rnn import rnn_layout
+from rnnc.ir.rnn import direction_params, rnn_layout
 from rnnc.lower.layer import lower_layer
 from rnnc.lower.loopnest import Kernel
 
@@ -62,11 +62,9 @@ class CompiledProgram:
         for node in program.rnn_nodes():
             attrs = node.attr_dict
             cells, dirs, _ = rnn_layout(attrs)
-            n_states = len(cells[0].states)
-            weights = list(node.inputs[2 + n_states:])
-            at = 0
+            per_direction = direction_params(attrs, node.inputs[2 + len(cells[0].states):])
             runners: list[list[LayerRunner]] = []
-            for cell in cells:
+            for k, cell in enumerate(cells):
                 key = layer_key(cell)
                 if key not in self.builds:
                     # one Schedule for every layer, or a mapping layer key -> Schedule (tuned per layer)
@@ -74,11 +72,9 @@ class CompiledProgram:
                     self.builds[key] = build_cell_kernel(cell, target, sched, force_generic)
                 b = self.builds[key]
                 row = []
-                for _d in range(dirs):
-                    names = weights[at:at + len(cell.param_names)]
-                    at += len(cell.param_names)
+                for d in range(dirs):
                     try:
-                        params = {p: values[n] for p, n in zip(cell.param_names, names, strict=True)}
+                        params = {p: values[n] for p, n in per_direction[k * dirs + d].items()}
                     except KeyError as exc:
                         raise UnsupportedError(f"rnn weight {exc} is computed inside the graph; the C backend "
                                                f"needs weights stored in the Program") from None

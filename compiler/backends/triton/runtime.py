@@ -222,22 +222,21 @@ def run_rnn(kernels: list[LayerKernel], attrs: dict[str, Any], xs: list[Any]) ->
     """The ``rnn`` op (same inputs/outputs as ``rnnc.ir.rnn``) with one launch per layer and direction."""
     import torch
 
-    from rnnc.ir.rnn import rnn_layout
+    from rnnc.ir.rnn import direction_params, rnn_layout
 
     cells, dirs, _ = rnn_layout(attrs)
     x = xs[0].transpose(0, 1) if attrs["batch_first"] else xs[0]
     lengths = xs[1]
     n_states = len(cells[0].states)
     batch = x.shape[1]
-    weights = list(xs[2 + n_states:])
+    per_direction = direction_params(attrs, xs[2 + n_states:])
     finals: list[list[Any]] = [[] for _ in range(n_states)]
-    layer_in, w_at = x.contiguous(), 0
+    layer_in = x.contiguous()
     for k, cell in enumerate(cells):
         outs = []
         for d in range(dirs):
             idx = k * dirs + d
-            params = dict(zip(cell.param_names, weights[w_at:w_at + len(cell.param_names)], strict=True))
-            w_at += len(cell.param_names)
+            params = per_direction[idx]
             init = [xs[2 + i][idx] if xs[2 + i] is not None else torch.zeros(
                 (batch, *s.shape), dtype=x.dtype, device=x.device) for i, s in enumerate(cell.states)]
             y, fin = run_layer(kernels[k], layer_in, params, init, lengths, reverse=d == 1)

@@ -15,7 +15,7 @@ from rnnc.backends.tvm.layer import pack_weight, packed_tiles
 from rnnc.errors import UserInputError
 from rnnc.ir.graph import Node, Program
 from rnnc.ir.interp import run_graph
-from rnnc.ir.rnn import rnn_layout
+from rnnc.ir.rnn import direction_params, rnn_layout
 
 
 class TvmProgram:
@@ -59,19 +59,17 @@ class TvmProgram:
         cells, dirs, _ = rnn_layout(attrs)
         x, lengths = args[0], args[1]
         n_states = len(cells[0].states)
-        inits, weights = args[2:2 + n_states], args[2 + n_states:]
+        inits, per_direction = args[2:2 + n_states], direction_params(attrs, args[2 + n_states:])
         layer_in = (x.transpose(0, 1) if attrs["batch_first"] else x).float().contiguous()
         steps, batch = layer_in.shape[0], layer_in.shape[1]
         lens = (lengths.to(torch.int64).contiguous() if lengths is not None
                 else torch.full((batch,), steps, dtype=torch.int64))
         finals: list[list[Any]] = [[] for _ in range(n_states)]
-        at = 0
         for k, cell in enumerate(cells):
             y = torch.zeros((steps, batch, dirs * cell.output_size), dtype=layer_in.dtype)
             for d in range(dirs):
                 f = self.layers[(index, k, d)]
-                params = dict(zip(cell.param_names, weights[at:at + len(cell.param_names)], strict=True))
-                at += len(cell.param_names)
+                params = per_direction[k * dirs + d]
                 bufs = []
                 for i, s in enumerate(cell.states):
                     buf = torch.zeros((2, batch, *s.shape), dtype=torch.float32)
