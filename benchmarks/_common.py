@@ -32,6 +32,24 @@ def fmt_time(s: float) -> str:
     return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
 
 
+def ratio(v: float) -> str:
+    return f"{v:.2f}x"
+
+
+def error(v: float) -> str:
+    return f"{v:.0e}"
+
+
+def markdown_table(rows: list[dict], cols: list[str], formats: dict[str, Callable[[float], str]]) -> str:
+    """One Markdown table of ``rows`` (dicts keyed by column); a column's formatter from ``formats``,
+    ``str`` otherwise; a missing value is an empty cell."""
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = ["" if r.get(c) is None else formats.get(c, str)(r[c]) for c in cols]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def grid_parser(doc: str) -> argparse.ArgumentParser:
     """``--grid``, ``--cells``, ``--hidden``/``--batch``/``--steps`` (one slice of the grid, e.g. to
     rerun the points a change is about), ``--out`` and ``--json``; scripts add their own flags."""

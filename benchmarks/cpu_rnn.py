@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable
 
 import torch
-from _common import GRIDS, best_time, fmt_time, grid_parser, grid_points, write_outputs
+from _common import GRIDS, best_time, error, fmt_time, grid_parser, grid_points, markdown_table, ratio, write_outputs
 
 import rnnc
 from rnnc.backends.cstyle.program import CompiledProgram
@@ -143,25 +143,10 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
 def table(rows: list[dict]) -> str:
     cols = ["cell", "B", "T", "H", "rnnc", "rnnc step", "eager", "compile", "ort", "vs best", "mem-bound", "err",
             "int8", "int8 vs best", "int8 vs bound", "int8 err"]
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c)
-            if v is None:
-                cells.append("")
-            elif c in ("rnnc", "rnnc step", "eager", "compile", "ort", "int8"):
-                cells.append(fmt_time(v))
-            elif c in ("vs best", "int8 vs best", "int8 vs bound"):
-                cells.append(f"{v:.2f}x")
-            elif c == "mem-bound":
-                cells.append(f"{v:.2f}")
-            elif c in ("err", "int8 err"):
-                cells.append(f"{v:.0e}")
-            else:
-                cells.append(str(v))
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+    formats = {**dict.fromkeys(("rnnc", "rnnc step", "eager", "compile", "ort", "int8"), fmt_time),
+               **dict.fromkeys(("vs best", "int8 vs best", "int8 vs bound"), ratio),
+               "mem-bound": lambda v: f"{v:.2f}", "err": error, "int8 err": error}
+    return markdown_table(rows, cols, formats)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import best_time, fmt_time, grid_parser, grid_points, write_outputs
+from _common import best_time, error, fmt_time, grid_parser, grid_points, markdown_table, ratio, write_outputs
 
 from rnnc.ir import rnn_program
 from rnnc.kernels import CELLS
@@ -63,23 +63,8 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, threads: int = 0
 
 def table(rows: list[dict]) -> str:
     cols = ["cell", "B", "T", "H", "tvm", "eager", "c", "tvm/eager", "tvm/c", "err"]
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c)
-            if v is None:
-                cells.append("")
-            elif c in ("tvm", "eager", "c"):
-                cells.append(fmt_time(v))
-            elif c.startswith("tvm/"):
-                cells.append(f"{v:.2f}x")
-            elif c == "err":
-                cells.append(f"{v:.0e}")
-            else:
-                cells.append(str(v))
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+    formats = {"tvm": fmt_time, "eager": fmt_time, "c": fmt_time, "tvm/eager": ratio, "tvm/c": ratio, "err": error}
+    return markdown_table(rows, cols, formats)
 
 
 def main() -> None:
