@@ -152,11 +152,11 @@ def test_persistent_variant_on_gpu(name: str) -> None:
     lk = fn.kernels[prog.rnn_nodes()[0].outputs[0]][0]
     # batch 1: the solver's grid for nvidia/h100-sxm (<= its 132 SMs), which must all be co-resident
     assert lk.multi_block, lk.knobs
-    if not persistent_ok(lk, 1, torch.device("cuda")):  # e.g. an H100 PCIe (114 SMs) runs the per-step fallback
-        pytest.skip(f"this GPU has {torch.cuda.get_device_properties(0).multi_processor_count} SMs, fewer than the "
-                    f"h100-sxm schedule's programs; the persistent variant cannot be co-resident here")
+    # a GPU with fewer SMs than the schedule's programs (e.g. an H100 PCIe, 114) cannot hold them all
+    # co-resident: the runtime takes the per-step fallback there, which must be just as right
+    variant = "persistent" if persistent_ok(lk, 1, torch.device("cuda")) else "per-step fallback"
     x = torch.randn(1, 64, INPUT, generator=torch.Generator().manual_seed(11))
     init = states(cell, 1, 1)
     got = [g.cpu() for g in fn(x, *init)]
     for g, w, what in zip(got, prog.run(x, *init), ("y", *cell.state_names), strict=True):
-        assert_close(g, w, "float32", "triton", f"{name} H=256 persistent {what}")
+        assert_close(g, w, "float32", "triton", f"{name} H=256 {variant} {what}")
