@@ -51,6 +51,10 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     # ties and the int32 bias may move one code of an inner activation (one quantization step,
     # ~1/127 of its range), which the following layers carry on to the output
     ("int8chain", "onnxruntime"): (5e-2, 5e-2),
+    # one-step LSTM as onnxruntime's DynamicQuantizeLSTM with batch > 1 and several intra-op
+    # threads: it splits the batch across threads and quantizes each block's h with its own scale
+    # (the IR: one scale per step), so a gate may move by a few quantization steps of h
+    ("int8lstm", "onnxruntime"): (2e-2, 5e-2),
     # a parallel scan reassociates sums and products of up to T factors
     ("float32", "scan"): (1e-4, 1e-3),
     ("float64", "scan"): (1e-9, 1e-7),

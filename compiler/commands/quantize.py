@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--static", action="store_true",
                    help="a8 schemes: calibrated activation scales (QLinearConv chains in ONNX) instead of per-call "
                         "dynamic ones; fastest at small batch")
+    p.add_argument("--dynamic", action="append", default=[], metavar="NAME",
+                   help="with --static: weight/site name or dotted prefix (e.g. decoder.rnn) that keeps per-call "
+                        "dynamic activation scales; a one-step LSTM so quantized becomes one onnxruntime "
+                        "DynamicQuantizeLSTM node; repeatable")
     p.add_argument("--recurrent-bits", type=int, default=0, choices=(0, 4, 8),
                    help="int4 schemes: weight bits of state-fed (recurrent) projections (0: the scheme's)")
     p.add_argument("--group8", type=int, default=0,
@@ -85,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     options = dict(threshold=args.threshold, alpha=args.alpha, percentile=args.percentile, group=args.group,
                    static=args.static, recurrent_bits=args.recurrent_bits, group8=args.group8, mse_clip=args.mse_clip,
                    gptq=args.gptq, gptq_act_order=args.gptq_act_order, int8_weights=tuple(args.int8_weight),
-                   weight_only=tuple(args.weight_only), min_weight=args.min_weight, fold=not args.no_fold)
+                   weight_only=tuple(args.weight_only), min_weight=args.min_weight, fold=not args.no_fold,
+                   dynamic=tuple(args.dynamic))
     QuantConfig(args.scheme, args.outliers, **options).check()  # a bad combination fails before any tracing
     if args.model.endswith(".onnx"):
         raise UserInputError(f"{args.model}: rnnc quantize reads the PyTorch model (.py, package.module:NAME or "

@@ -41,6 +41,7 @@ class QuantConfig:
     gptq: bool = False  # linear weights rounded by GPTQ (calibrated input Hessians) instead of to nearest
     gptq_damp: float = 0.01  # gptq: fraction of the Hessian's mean diagonal added to it before inverting
     gptq_act_order: bool = False  # gptq: columns by decreasing input energy (group scales fixed up front)
+    dynamic: tuple[str, ...] = ()  # static: weight/site names (or dotted prefixes) kept on per-call dynamic scales
 
     def check(self) -> QuantConfig:
         if self.scheme not in SCHEMES:
@@ -58,6 +59,8 @@ class QuantConfig:
             raise UserInputError("outlier threshold must exceed 1 and max_fraction lie in (0, 1)")
         if self.static and not self.quant_acts:
             raise UserInputError(f"static activation scales need an a8 scheme, got {self.scheme}")
+        if self.dynamic and not self.quant_acts:
+            raise UserInputError(f"dynamic activation scales need an a8 scheme, got {self.scheme}")
         if self.group8 and (self.group8 < 16 or self.group8 & (self.group8 - 1)):
             raise UserInputError(f"int8 group size must be 0 (per channel) or a power of two >= 16, got {self.group8}")
         if self.recurrent_bits not in (0, 4, 8):
@@ -90,6 +93,12 @@ class QuantConfig:
     @property
     def label(self) -> str:
         return f"{self.scheme}/{self.outliers}" + ("/static" if self.static else "") + ("/gptq" if self.gptq else "")
+
+
+def named(entries: tuple[str, ...], names: tuple[str, ...] | list[str]) -> bool:
+    """``names`` (a site's weight and site names) hit by ``entries``: equal, or an entry is a
+    dotted/slashed prefix (``decoder.rnn`` names every weight of that layer)."""
+    return any(n == e or n.startswith(e + ".") or n.startswith(e + "/") for e in entries for n in names)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rnnc.quant.calibrate import ChannelStats
-from rnnc.quant.config import QuantConfig, SiteReport
+from rnnc.quant.config import QuantConfig, SiteReport, named
 from rnnc.quant.gptq import gptq_quantize
 from rnnc.quant.outliers import clip_scale, detect_outliers, hadamard_block, random_hadamard, smoothing_factors
 from rnnc.quant.weights import quantize_weight
@@ -72,6 +72,8 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
     act = cfg.act if seen or cfg.act == "none" else "dynamic"
     if any(n in cfg.weight_only for n in (*names, *sites)):
         act = "none"  # mixed: this site's activations stay float (e.g. where no integer kernel is faster)
+    elif act == "static" and named(cfg.dynamic, [*names, *sites]):
+        act = "dynamic"  # mixed static/dynamic: e.g. an LSTM step onnxruntime fuses as DynamicQuantizeLSTM
     note = "" if seen else "never reached during calibration: no outlier treatment"
     plan = SitePlan(act=act)
     keep: list[int] = []

@@ -27,6 +27,11 @@ _NATIVE: dict[str, tuple[str, tuple[int, ...]]] = {
 }
 
 
+def reorder_gates(kind: str, w: np.ndarray) -> np.ndarray:
+    """Rows (gate blocks along axis 0) of a torch ``kind`` cell's tensor in ONNX's gate order."""
+    return _reorder(w, _NATIVE[kind][1])
+
+
 def _reorder(w: np.ndarray, order: Sequence[int]) -> np.ndarray:
     chunks = np.split(w, len(order), axis=0)
     return np.concatenate([chunks[i] for i in order], axis=0)
@@ -116,8 +121,15 @@ def render_native(g: OnnxGraph, op_type: str, cell: Cell, xt: str, inits: Sequen
         attrs["linear_before_reset"] = 1
     if op_type == "RNN":
         attrs["activations"] = [cell.attr("nonlinearity", "tanh").capitalize()] * dirs
-    n_states = len(cell.states)
-    outs = g.node(op_type, [xt, w, r, b, seq_lens, *inits], hint, n_out=1 + n_states, **attrs)
+    return native_node(g, op_type, [xt, w, r, b, seq_lens, *inits], attrs, dirs, len(cell.states), hint)
+
+
+def native_node(g: OnnxGraph, op_type: str, inputs: Sequence[str | None], attrs: dict, dirs: int, n_states: int,
+                hint: str, domain: str = "") -> tuple[str, list[str]]:
+    """One recurrent node (ONNX's or onnxruntime's quantized one) and its ``Y [T, D, B, H]``
+    laid out as the next layer reads it: ``[T, B, D*H]``.  Returns it and the final states."""
+    extra = {"domain": domain} if domain else {}
+    outs = g.node(op_type, list(inputs), hint, n_out=1 + n_states, **attrs, **extra)
     y = outs[0]  # [T, D, B, H]
     if dirs == 1:
         y = g.op("Squeeze", y, g.const([1]), hint=f"{hint}.y")

@@ -14,9 +14,12 @@ from onnx import TensorProto
 from rnnc.backends.onnx.emit import OnnxGraph
 from rnnc.backends.onnx.native import native_kind, render_native
 from rnnc.backends.onnx.ops import Ins, Types, renders
+from rnnc.backends.onnx.qlstm import is_dq_lstm, render_dq_lstm
 from rnnc.backends.onnx.scan import render_scan
-from rnnc.ir import Node
+from rnnc.ir import Cell, Node
 from rnnc.ir.rnn import rnn_layout
+
+_DQ_LSTM = "DynamicQuantizeLSTM"
 
 
 def _zeros_state(g: OnnxGraph, xt: str, lay: int, shape: tuple, dtype: str) -> str:
@@ -35,9 +38,15 @@ def _step_mask(g: OnnxGraph, xt: str, lengths: str) -> str:
                 hint="step_mask")
 
 
-def _native(g: OnnxGraph, cell: object, weights: list[str | None]) -> str | None:
-    """The native ONNX op for a layer of ``cell``, if its weights are all Program weights."""
-    return native_kind(cell) if all(w in g.emitter.weights for w in weights) else None
+def _native(g: OnnxGraph, cell: Cell, weights: list[str | None], one_step: bool) -> str | None:
+    """The one ONNX (or onnxruntime) op for a layer of ``cell``, if its weights are all Program
+    weights: ONNX's LSTM/GRU/RNN, or ``DynamicQuantizeLSTM`` for a statically one-step layer
+    without lengths (the only case where its whole-sequence input scale is the IR's per-step one)."""
+    if not all(w in g.emitter.weights for w in weights):
+        return None
+    if one_step and is_dq_lstm(cell):
+        return _DQ_LSTM
+    return native_kind(cell)
 
 
 def _swap_batch_time(g: OnnxGraph, x: str, batch_first: bool, steps: object, features: object, hint: str,
@@ -66,7 +75,8 @@ def _rnn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     assert x_type is not None
     steps = g.emitter.dim(x_type.shape[1] if batch_first else x_type.shape[0])
     weights = ins[2 + n_states:]
-    if steps == 1 and not lengths and all(ins[2:2 + n_states]) and not _native(g, cells[0], weights):
+    one_step = steps == 1 and not lengths
+    if one_step and all(ins[2:2 + n_states]) and not _native(g, cells[0], weights, one_step):
         xt = x  # an inlined one-step layer flattens [B, 1, I] and [1, B, I] alike (same data)
     else:
         xt = _swap_batch_time(g, x, batch_first, steps, x_type.shape[2], f"{hint}.x_tm", to_time_major=True)
@@ -82,8 +92,10 @@ def _rnn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
         at += dirs * n_p
         layer_inits = inits if len(cells) == 1 else [
             g.op("Slice", s, g.const([k * dirs]), g.const([(k + 1) * dirs]), g.const([0])) for s in inits]
-        op_type = _native(g, cell, [n for w in per_dir for n in w.values()])
-        if op_type:
+        op_type = _native(g, cell, [n for w in per_dir for n in w.values()], one_step)
+        if op_type == _DQ_LSTM:
+            xt, fin = render_dq_lstm(g, cell, xt, layer_inits, per_dir, f"{hint}.l{k}")
+        elif op_type:
             if lengths and seq_lens is None:
                 seq_lens = g.op("Cast", lengths, to=TensorProto.INT32)
             xt, fin = render_native(g, op_type, cell, xt, layer_inits, per_dir, seq_lens, f"{hint}.l{k}")

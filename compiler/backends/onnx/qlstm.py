@@ -1,0 +1,109 @@
+"""A one-step dynamically quantized LSTM layer as onnxruntime's fused ``DynamicQuantizeLSTM``.
+
+Unrolled, an int8 LSTM step is ~14 ONNX nodes (two ``DynamicQuantizeLinear`` ->
+``MatMulIntegerToFloat``, the gate math); at batch 1 (a streaming chunk) each node's fixed cost
+dominates, so one int8 step took ~3x fp32's single ``LSTM`` node.  ``com.microsoft.
+DynamicQuantizeLSTM`` is one node: int8 weights (per output channel), ``x`` and ``h`` quantized
+to uint8 at run time exactly like ``DynamicQuantizeLinear``.  It quantizes ``x`` once over the
+whole sequence ``[T, B, I]`` while the IR quantizes each step's ``[B, I]``; the two agree only
+when ``T == 1``, so the exporter uses it only for a statically one-step layer (streaming
+exports) and keeps the Scan otherwise.
+
+As with the native float ops (``native.py``), the cell is not trusted by its kind:
+:func:`is_dq_lstm` runs the quantized step graph through the IR interpreter on random int8
+weights and inputs and compares it with the kernel's equations, so only a cell that *is* that
+kernel (``act="dynamic"``, 8-bit per-channel weights, no kept channels, smoothing or rotation)
+takes it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from rnnc.backends.onnx.emit import OnnxGraph, to_numpy
+from rnnc.backends.onnx.native import native_node, reorder_gates
+from rnnc.ir import Cell
+
+MS_DOMAIN = "com.microsoft"
+_W, _R = ("weight_ih.q", "weight_ih.scale"), ("weight_hh.q", "weight_hh.scale")
+_PARAMS = {*_W, *_R}
+_BIASES = {"bias_ih", "bias_hh"}
+
+
+def _dq_product(x, wq, ws):
+    """The kernel's product: ``x`` to uint8 by ``DynamicQuantizeLinear``'s rule, integer GEMM, rescale."""
+
+    from rnnc.ir.ops_quant import dynamic_quantize_u8
+
+    xq, s, zp = dynamic_quantize_u8(x)
+    return ((xq - zp).double() @ wq.double().T).float() * s * ws
+
+
+@functools.lru_cache(maxsize=64)
+def is_dq_lstm(cell: Cell) -> bool:
+    """``cell`` computes exactly what one ``DynamicQuantizeLSTM`` step does."""
+    import torch
+
+    from rnnc.ir.interp import run_graph
+
+    names = set(cell.param_names)
+    if cell.kind != "lstm" or not _PARAMS <= names or names - _PARAMS - _BIASES or len(cell.states) != 2:
+        return False
+    types = dict(cell.step.params)
+    if any(types[n].dtype != "int8" for n in (_W[0], _R[0])) or any(types[n].rank != 1 for n in (_W[1], _R[1])):
+        return False  # group-wise scales: the kernel has one scale per output channel
+    if any(t.dtype != "float32" for _, t in cell.step.inputs):
+        return False
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(shape: Sequence[int | str]) -> torch.Tensor:
+        return torch.randn([3 if isinstance(d, str) else d for d in shape], generator=gen)
+
+    try:
+        params = {n: rand(t.shape) for n, t in cell.step.params}
+        for q, s in (_W, _R):
+            params[q] = torch.randint(-127, 128, tuple(params[q].shape), generator=gen).to(torch.int8)
+            params[s] = params[s].abs() * 0.01 + 1e-3
+        x = rand(cell.step.inputs[0][1].shape)
+        h, c = (rand(t.shape) for _, t in cell.step.inputs[1:])
+        with torch.no_grad():
+            got = run_graph(cell.step, {"x": x, "h": h, "c": c, **params})
+            gates = _dq_product(x, params[_W[0]], params[_W[1]]) + _dq_product(h, params[_R[0]], params[_R[1]])
+            for b in _BIASES & names:
+                gates = gates + params[b]
+            i, f, g, o = gates.chunk(4, dim=-1)
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+    except Exception:  # any shape or arity mismatch means "not this kernel"
+        return False
+    want = (h_new, h_new, c_new)
+    return len(got) == 3 and all(a.shape == b.shape and torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+                                 for a, b in zip(got, want, strict=True))
+
+
+def render_dq_lstm(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], weights: Sequence[Mapping[str, str]],
+                   hint: str) -> tuple[str, list[str]]:
+    """One layer (all directions) as one ``DynamicQuantizeLSTM``; the same contract as
+    ``native.render_native`` (``xt [T=1, B, I]`` in, ``y [1, B, D*H]`` and final ``h, c`` out)."""
+    dirs = len(weights)
+    per = [{p: to_numpy(g.emitter.weights[n]) for p, n in w.items()} for w in weights]
+    four_h = 4 * cell.hidden_size
+
+    def stacked(name: str, key: str, transpose: bool) -> str:
+        arr = np.stack([reorder_gates("lstm", d[key]).T if transpose else reorder_gates("lstm", d[key])
+                        for d in per])
+        return g.emitter.initializer(f"{hint}.{name}", np.ascontiguousarray(arr))
+
+    w, w_scale = stacked("W", _W[0], True), stacked("W_scale", _W[1], False)
+    r, r_scale = stacked("R", _R[0], True), stacked("R_scale", _R[1], False)
+    zero = g.emitter.initializer(f"{hint}.zero_point", np.zeros((dirs, four_h), np.int8))
+    bias = [np.concatenate([reorder_gates("lstm", d[b]) if b in d else np.zeros(four_h, np.float32)
+                            for b in ("bias_ih", "bias_hh")]) for d in per]
+    b = g.emitter.initializer(f"{hint}.B", np.stack(bias).astype(np.float32)) if _BIASES & set(cell.param_names) \
+        else None
+    attrs = {"hidden_size": cell.hidden_size, "direction": "bidirectional" if dirs == 2 else "forward"}
+    return native_node(g, "DynamicQuantizeLSTM", [xt, w, r, b, None, *inits, None, w_scale, zero, r_scale, zero],
+                       attrs, dirs, 2, hint, domain=MS_DOMAIN)
