@@ -42,6 +42,15 @@ def dynamic_quantize_u8(x: Any) -> tuple[Any, Any, Any]:
     return xq, scale, zp
 
 
+def sequence_codes(x: Any) -> Any:
+    """A quantized LSTM layer's input (cell attr ``xquant="sequence"``): the whole sequence
+    ``[B, T, I]`` quantized once by :func:`dynamic_quantize_u8` and handed to the cell as
+    ``(code - zero_point) * scale``.  Its weight-only input projection then computes exactly the
+    integer product of onnxruntime's ``DynamicQuantizeLSTM`` (up to float summation order)."""
+    xq, scale, zp = dynamic_quantize_u8(x)
+    return (xq - zp) * scale
+
+
 def static_quantize_s8(x: Any, scale: Any) -> Any:
     """ONNX ``QuantizeLinear`` to int8 with zero point 0 (saturating), as float."""
     torch = _t()

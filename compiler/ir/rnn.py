@@ -97,6 +97,7 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
     import torch
 
     from rnnc.ir.interp import run_graph
+    from rnnc.ir.ops_quant import sequence_codes
 
     cells, dirs, _ = rnn_layout(attrs)
     x = xs[0] if attrs["batch_first"] else xs[0].transpose(0, 1)
@@ -108,6 +109,8 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
     finals: list[list[Any]] = [[] for _ in range(n_states)]
     layer_in = x
     for k, cell in enumerate(cells):
+        if cell.attr("xquant") == "sequence":  # quantized LSTM: the whole input sequence at one scale
+            layer_in = sequence_codes(layer_in)
         outs = []
         for d in range(dirs):
             idx = k * dirs + d

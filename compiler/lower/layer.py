@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from rnnc.errors import InfeasibleError
+from rnnc.errors import InfeasibleError, UnsupportedError
 from rnnc.ir.graph import Cell
 from rnnc.lower.knobs import DTYPE_BYTES, Knobs, knobs_for, predict_smem
 from rnnc.lower.loopnest import (
@@ -77,6 +77,9 @@ def lower_layer(cell: Cell, target: object = None, schedule: object = None, dtyp
     """The loop nest of one layer; the fused path when the cell has gate structure."""
     from rnnc.lower.fused import analyse_gates, lower_fused
 
+    if cell.attr("xquant") is not None:
+        raise UnsupportedError(f"the C-style backends cannot lower {cell.kind} with int8 input activations "
+                               f"(xquant={cell.attr('xquant')!r}); quantize with scheme 'w8'/'w4'")
     plan = None if force_generic else analyse_gates(cell)
     gates = plan.gates if plan is not None else 1
     int8 = plan is not None and any(lin.scale for lin in plan.linears)

@@ -134,6 +134,25 @@ def _rewrite_graph(graph: Graph, weights: list[dict[str, Any]], stats: Stats, cf
     return new_graph, new_tensors
 
 
+def _sequence_input(cell: Cell, step: Graph, per_dir: list[dict[str, Any]]) -> Graph | None:
+    """``step`` with its input projection weight-only, when that projection is a plain dynamic
+    int8 ``qlinear`` of an LSTM's ``x``: the rnn then quantizes each layer's whole input sequence
+    once (cell attr ``xquant="sequence"``), which is what onnxruntime's fused
+    ``DynamicQuantizeLSTM`` does, so the layer exports as that one kernel.  None otherwise."""
+    if cell.kind != "lstm":
+        return None
+    x = step.input_names[0]
+    uses = [n for n in step.nodes if x in n.inputs]
+    if len(uses) != 1:
+        return None
+    q = uses[0]
+    if q.op != "qlinear" or q.inputs[0] != x or x in q.inputs[1:] or q.attr("act") != "dynamic" \
+            or q.attr("bits", 8) != 8 or len(q.inputs) > 4 or any(d[q.inputs[2]].dim() != 1 for d in per_dir):
+        return None  # static, kept channels, smoothing/rotation in front, int4 or group-wise: not the kernel
+    plain = dataclasses.replace(q, attrs=freeze_attrs({**q.attr_dict, "act": "none"}))
+    return dataclasses.replace(step, nodes=tuple(plain if n is q else n for n in step.nodes))
+
+
 def _rewrite_rnn(node: Node, program_weights: Weights, stats: Stats, cfg: QuantConfig,
                  report: QuantReport) -> tuple[Node, dict[str, Any]]:
     """New cells and weight inputs for one ``rnn`` node; returns it and its new weights."""
@@ -151,9 +170,18 @@ def _rewrite_rnn(node: Node, program_weights: Weights, stats: Stats, cfg: QuantC
         at += dirs * n_p
         ws = [{p: program_weights[n] for p, n in b.items()} for b in bind]
         tags = [f"l{k}.{'rev' if d else 'fwd'}" for d in range(dirs)]
+        first_site = len(report.sites)
         step, per_dir = _rewrite_graph(cell.step, ws, stats, cfg, report,
                                        [f"{node.outputs[0]}/{t}/" for t in tags], bind)
-        new_cell = dataclasses.replace(cell, step=step, attrs=freeze_attrs({**dict(cell.attrs), "quant": cfg.label}))
+        cell_attrs = {**dict(cell.attrs), "quant": cfg.label}
+        fused = _sequence_input(cell, step, per_dir) if cfg.fused_lstm else None
+        if fused is not None:
+            proj = next(n for n in step.nodes if n.inputs[:1] == (step.input_names[0],)).outputs[0]
+            step, cell_attrs["xquant"] = fused, "sequence"
+            for r in report.sites[first_site:]:
+                if r.site.endswith(f"/{proj}"):
+                    r.note = (r.note + " one input scale per sequence (fused LSTM kernel)").strip()
+        new_cell = dataclasses.replace(cell, step=step, attrs=freeze_attrs(cell_attrs))
         new_cells.append(new_cell if step is not cell.step else cell)
         for d in range(dirs):
             for p in step.param_names:

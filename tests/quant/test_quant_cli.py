@@ -110,3 +110,37 @@ def test_cli_speed_and_accuracy_options_reach_the_quantizer(files, capsys):
     assert main(["quantize", str(files / "net.py"), "--calib", str(files / "calib.npz"), "--scheme", "w8",
                  "--static", "-o", str(files / "o.onnx")]) == 2
     assert "static activation scales need an a8 scheme" in capsys.readouterr().err
+
+
+LSTM_MODEL = '''
+import torch
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = torch.nn.Linear(16, 24)
+        self.lstm = torch.nn.LSTM(24, 32, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(torch.relu(self.proj(x)))[0]
+
+model = Net
+'''
+
+
+def test_cli_lstm_forms(files, capsys):
+    """Default: the LSTM's input is quantized per sequence and exports as DynamicQuantizeLSTM;
+    --per-step-lstm keeps the Scan; --static --dynamic NAME keeps that layer dynamic."""
+    (files / "lstm.py").write_text(LSTM_MODEL)
+    base = ["quantize", str(files / "lstm.py"), "--calib", str(files / "calib.npz"), "--json"]
+    for extra, want, absent in (([], "DynamicQuantizeLSTM", "Scan"), (["--per-step-lstm"], "Scan",
+                                                                       "DynamicQuantizeLSTM")):
+        assert main([*base, *extra, "-o", str(files / "l.onnx")]) == 0
+        ops = json.loads(capsys.readouterr().out)["ops"]
+        assert want in ops and absent not in ops, (extra, ops)
+    assert main([*base, "--static", "--dynamic", "lstm", "-o", str(files / "s.onnx")]) == 0
+    sites = {s["weight"]: s["act"] for s in json.loads(capsys.readouterr().out)["sites"]}
+    assert sites == {"proj.weight": "static", "lstm.l0.fwd.weight_ih": "dynamic", "lstm.l0.fwd.weight_hh": "dynamic"}
+    assert main([*base, "--scheme", "w8", "--dynamic", "lstm", "-o", str(files / "w.onnx")]) == 2
+    assert "dynamic activation scales need an a8 scheme" in capsys.readouterr().err

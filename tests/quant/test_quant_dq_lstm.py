@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
@@ -17,8 +18,10 @@ from quant_helpers import op_types
 import rnnc
 from rnnc.backends.onnx.qlstm import is_dq_lstm
 from rnnc.errors import UserInputError
+from rnnc.ir import rnn_program
 from rnnc.ir.graph import freeze_attrs
 from rnnc.ir.rnn import rnn_layout
+from rnnc.kernels import CELLS
 from rnnc.tolerances import assert_close
 
 
@@ -67,9 +70,10 @@ def _compare(q, d: int, batch: int, threads: int, tol: str) -> None:
             assert_close(torch.from_numpy(a), b, tol, "onnxruntime")
 
 
-@pytest.mark.parametrize(("bidirectional", "layers"), [(False, 1), (True, 1), (False, 2), (True, 2)])
-def test_one_step_lstm_is_one_fused_node_per_layer(bidirectional, layers):
-    q, d = _setup(bidirectional, layers, scheme="w8a8")
+@pytest.mark.parametrize(("bidirectional", "layers", "fused"),
+                         [(False, 1, True), (False, 1, False), (True, 1, False), (False, 2, True), (True, 2, False)])
+def test_one_step_lstm_is_one_fused_node_per_layer(bidirectional, layers, fused):
+    q, d = _setup(bidirectional, layers, scheme="w8a8", fused_lstm=fused)
     ops = [n.op_type for n in q.export_onnx().graph.node]
     assert ops.count("DynamicQuantizeLSTM") == layers
     assert "MatMulIntegerToFloat" not in ops and "Scan" not in ops
@@ -82,11 +86,97 @@ def test_batched_multithreaded_stays_within_the_documented_tolerance():
     _compare(q, d, batch=6, threads=2, tol="int8lstm")
 
 
+class Tagger(torch.nn.Module):
+    """A sequence model: LSTM stack over T steps (lengths optional) and a linear head."""
+
+    def __init__(self, bidirectional: bool = False, layers: int = 1, proj: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = torch.nn.LSTM(8, 32, num_layers=layers, bidirectional=bidirectional, batch_first=True,
+                                 proj_size=proj)
+        self.head = torch.nn.Linear((proj or 32) * (2 if bidirectional else 1), 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0])
+
+
+def _sequences(batch: int, steps: int, seed: int) -> torch.Tensor:
+    x = torch.randn(batch, steps, 8, generator=torch.Generator().manual_seed(seed))
+    x[:, steps // 2] *= 4  # one loud step: a per-sequence scale differs from per-step ones
+    return x
+
+
+def _feeds_for(sess: ort.InferenceSession, *xs: torch.Tensor) -> dict:
+    """The given inputs, then zeros for the exposed initial states (what the IR assumes)."""
+    feeds = {}
+    for i, meta in enumerate(sess.get_inputs()):
+        if i < len(xs):
+            feeds[meta.name] = xs[i].numpy()
+        else:
+            shape = [xs[0].shape[0] if isinstance(d, str) or d is None else d for d in meta.shape]
+            feeds[meta.name] = np.zeros(shape, np.float32)
+    return feeds
+
+
+def _check_sequence_model(q, batch: int, threads: int, tol: str) -> None:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(q.export_onnx().SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    for seed in range(3):
+        x = _sequences(batch, 11, seed)
+        assert_close(torch.from_numpy(sess.run(None, _feeds_for(sess, x))[0]), q.run(x), tol, "onnxruntime")
+
+
+@pytest.mark.parametrize(("bidirectional", "layers"), [(False, 1), (True, 1), (False, 2), (True, 2)])
+def test_multi_step_lstm_quantizes_its_input_per_sequence_and_fuses(bidirectional, layers):
+    program = rnnc.trace(Tagger(bidirectional, layers).eval(), (_sequences(2, 11, 0),))
+    q = rnnc.quantize(program, [(_sequences(16, 11, 9),)], "w8a8", "none", progress=False)
+    cells = rnn_layout(next(n for n in q.program.graph.nodes if n.op == "rnn").attr_dict)[0]
+    assert all(c.attr("xquant") == "sequence" and is_dq_lstm(c) for c in cells)
+    ops = [n.op_type for n in q.export_onnx().graph.node]
+    assert ops.count("DynamicQuantizeLSTM") == layers and "Scan" not in ops
+    _check_sequence_model(q, batch=1, threads=2, tol="int8")
+    _check_sequence_model(q, batch=4, threads=1, tol="int8")
+    _check_sequence_model(q, batch=4, threads=2, tol="int8lstm")
+    # the per-sequence scale is a quantization choice, not an approximation of one: vs fp32 it is
+    # as close as the per-step form (fused_lstm=False, a Scan of per-step integer products)
+    per_step = rnnc.quantize(program, [(_sequences(16, 11, 9),)], "w8a8", "none", progress=False,
+                             stats=q.stats, fused_lstm=False)
+    assert "Scan" in op_types(per_step.export_onnx().graph)
+    x = _sequences(8, 11, 5)
+    ref = program.run(x)
+    err_seq, err_step = (float((m.run(x) - ref).abs().max()) for m in (q, per_step))
+    assert err_seq < 0.05 and err_step < 0.05, (err_seq, err_step)
+
+
+def test_lstm_with_lengths_stays_a_scan_on_the_sequence_codes():
+    torch.manual_seed(0)
+    m = CELLS["lstm"].load_module_class()(8, 16)
+    cell, weights = m.rnnc_layer()
+    program = rnn_program([cell], [[weights]], with_lengths=True)
+    lengths = torch.tensor([11, 4, 7])
+    q = rnnc.quantize(program, [(_sequences(3, 11, 9), lengths)], "w8a8", "none", progress=False)
+    proto = q.export_onnx()
+    # the kernel would keep updating a finished sequence's h from the padding, and that h would
+    # set the step's quantization range: with lengths the layer is a Scan on the sequence's codes
+    assert "DynamicQuantizeLSTM" not in op_types(proto.graph)
+    assert {"DynamicQuantizeLinear", "Scan"} <= op_types(proto.graph)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    for seed in range(3):
+        x = _sequences(3, 11, seed)
+        x[1, 4:] = 50.0  # padding beyond a length: the kernel's sequence scale sees it, and so must the IR
+        got = sess.run(None, _feeds_for(sess, x, lengths))
+        for a, b in zip(got, q.run(x, lengths), strict=True):
+            assert_close(torch.from_numpy(a), b, "int8", "onnxruntime")
+
+
 def test_layers_that_are_not_the_kernel_keep_their_own_form():
-    # several steps: the kernel's whole-sequence x scale is not the IR's per-step one
+    # the per-step form (fused_lstm=False) over several steps: whole-sequence x scale != per-step
     model = torch.nn.LSTM(8, 16, batch_first=True)
     program = rnnc.trace(model, (torch.randn(2, 5, 8),))
-    q = rnnc.quantize(program, [(torch.randn(4, 5, 8),)], "w8a8", "none", progress=False)
+    q = rnnc.quantize(program, [(torch.randn(4, 5, 8),)], "w8a8", "none", progress=False, fused_lstm=False)
     assert "DynamicQuantizeLSTM" not in op_types(q.export_onnx().graph)
     cell = rnn_layout(next(n for n in q.program.graph.nodes if n.op == "rnn").attr_dict)[0][0]
     assert is_dq_lstm(cell)  # the cell itself is the kernel's; only the length rules it out
@@ -94,6 +184,21 @@ def test_layers_that_are_not_the_kernel_keep_their_own_form():
     for options in ({"scheme": "w8a8", "static": True}, {"scheme": "w4a8", "group": 16}, {"scheme": "w8"}):
         qo, _ = _setup(False, 1, **options)
         assert "DynamicQuantizeLSTM" not in op_types(qo.export_onnx().graph), options
+
+
+def test_sequence_quantized_cell_that_is_not_the_kernel_gets_the_codes_in_the_graph():
+    # LSTM with a projection: the input is still quantized per sequence, but the cell (W_hr) is no
+    # DynamicQuantizeLSTM, so the export quantizes the sequence itself and runs a Scan
+    program = rnnc.trace(Tagger(proj=8).eval(), (_sequences(2, 11, 0),))
+    q = rnnc.quantize(program, [(_sequences(16, 11, 9),)], "w8a8", "none", progress=False)
+    cell = rnn_layout(next(n for n in q.program.graph.nodes if n.op == "rnn").attr_dict)[0][0]
+    assert cell.attr("xquant") == "sequence" and not is_dq_lstm(cell)
+    ops = op_types(q.export_onnx().graph)
+    assert "DynamicQuantizeLSTM" not in ops and {"DequantizeLinear", "Scan"} <= ops
+    _check_sequence_model(q, batch=3, threads=2, tol="int8")
+    with pytest.raises(rnnc.errors.UnsupportedError, match="int8 input activations"):
+        from rnnc.lower.layer import lower_layer
+        lower_layer(cell)
 
 
 def test_kept_outlier_channels_rule_the_kernel_out():
@@ -104,8 +209,9 @@ def test_kept_outlier_channels_rule_the_kernel_out():
     _compare(q, d, batch=2, threads=2, tol="int8")
 
 
-def test_static_recipe_with_a_dynamic_lstm():
-    q, d = _setup(False, 1, scheme="w8a8", static=True, dynamic=("rnn",))
+@pytest.mark.parametrize("fused", [True, False])
+def test_static_recipe_with_a_dynamic_lstm(fused):
+    q, d = _setup(False, 1, scheme="w8a8", static=True, dynamic=("rnn",), fused_lstm=fused)
     acts = {s.weight: s.act for s in q.report.sites}
     assert acts["conv.weight"] == "static"
     assert {a for w, a in acts.items() if w.startswith("rnn.")} == {"dynamic"}
@@ -117,7 +223,7 @@ def test_static_recipe_with_a_dynamic_lstm():
 
 
 def test_dq_lstm_probe_rejects_other_arithmetic():
-    q, _ = _setup(False, 1, scheme="w8a8")
+    q, _ = _setup(False, 1, scheme="w8a8", fused_lstm=False)
     cell = rnn_layout(next(n for n in q.program.graph.nodes if n.op == "rnn").attr_dict)[0][0]
     assert is_dq_lstm(cell)
     # the same params, but act="none" (float activations): same structure, other numbers

@@ -5,9 +5,18 @@ Unrolled, an int8 LSTM step is ~14 ONNX nodes (two ``DynamicQuantizeLinear`` ->
 dominates, so one int8 step took ~3x fp32's single ``LSTM`` node.  ``com.microsoft.
 DynamicQuantizeLSTM`` is one node: int8 weights (per output channel), ``x`` and ``h`` quantized
 to uint8 at run time exactly like ``DynamicQuantizeLinear``.  It quantizes ``x`` once over the
-whole sequence ``[T, B, I]`` while the IR quantizes each step's ``[B, I]``; the two agree only
-when ``T == 1``, so the exporter uses it only for a statically one-step layer (streaming
-exports) and keeps the Scan otherwise.
+whole sequence ``[T, B, I]``, ``h`` at every step.  Two IR forms are that kernel:
+
+* ``xquant="sequence"`` cells (the quantizer's default for LSTMs, ``fused_lstm=True``): the rnn
+  quantizes the layer input once per sequence and the cell's input projection is weight-only on
+  those codes -- any length, lengths and directions included;
+* a per-step dynamic input projection (``fused_lstm=False``) -- the same only when ``T == 1``, so
+  the exporter uses it for a statically one-step layer (streaming exports) and keeps the Scan
+  otherwise.
+
+With batch > 1 and several intra-op threads onnxruntime splits the batch across threads and
+quantizes each block's ``h`` with its own scale (tolerance row ``int8lstm``); at batch 1 or on one
+thread it is the IR's arithmetic.
 
 As with the native float ops (``native.py``), the cell is not trusted by its kind:
 :func:`is_dq_lstm` runs the quantized step graph through the IR interpreter on random int8
@@ -44,7 +53,8 @@ def _dq_product(x, wq, ws):
 
 @functools.lru_cache(maxsize=64)
 def is_dq_lstm(cell: Cell) -> bool:
-    """``cell`` computes exactly what one ``DynamicQuantizeLSTM`` step does."""
+    """``cell`` computes exactly what one ``DynamicQuantizeLSTM`` step does (for a
+    ``xquant="sequence"`` cell: on an input the rnn has already quantized)."""
     import torch
 
     from rnnc.ir.interp import run_graph
@@ -71,7 +81,11 @@ def is_dq_lstm(cell: Cell) -> bool:
         h, c = (rand(t.shape) for _, t in cell.step.inputs[1:])
         with torch.no_grad():
             got = run_graph(cell.step, {"x": x, "h": h, "c": c, **params})
-            gates = _dq_product(x, params[_W[0]], params[_W[1]]) + _dq_product(h, params[_R[0]], params[_R[1]])
+            if cell.attr("xquant") == "sequence":  # x arrives as codes: a float product on dequantized weights
+                xw = x @ (params[_W[0]].float() * params[_W[1]][:, None]).T
+            else:
+                xw = _dq_product(x, params[_W[0]], params[_W[1]])
+            gates = xw + _dq_product(h, params[_R[0]], params[_R[1]])
             for b in _BIASES & names:
                 gates = gates + params[b]
             i, f, g, o = gates.chunk(4, dim=-1)
@@ -85,9 +99,9 @@ def is_dq_lstm(cell: Cell) -> bool:
 
 
 def render_dq_lstm(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], weights: Sequence[Mapping[str, str]],
-                   hint: str) -> tuple[str, list[str]]:
+                   seq_lens: str | None, hint: str) -> tuple[str, list[str]]:
     """One layer (all directions) as one ``DynamicQuantizeLSTM``; the same contract as
-    ``native.render_native`` (``xt [T=1, B, I]`` in, ``y [1, B, D*H]`` and final ``h, c`` out)."""
+    ``native.render_native`` (``xt [T, B, I]`` in, ``y [T, B, D*H]`` and final ``h, c`` out)."""
     dirs = len(weights)
     per = [{p: to_numpy(g.emitter.weights[n]) for p, n in w.items()} for w in weights]
     four_h = 4 * cell.hidden_size
@@ -105,5 +119,5 @@ def render_dq_lstm(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], weig
     b = g.emitter.initializer(f"{hint}.B", np.stack(bias).astype(np.float32)) if _BIASES & set(cell.param_names) \
         else None
     attrs = {"hidden_size": cell.hidden_size, "direction": "bidirectional" if dirs == 2 else "forward"}
-    return native_node(g, "DynamicQuantizeLSTM", [xt, w, r, b, None, *inits, None, w_scale, zero, r_scale, zero],
+    return native_node(g, "DynamicQuantizeLSTM", [xt, w, r, b, seq_lens, *inits, None, w_scale, zero, r_scale, zero],
                        attrs, dirs, 2, hint, domain=MS_DOMAIN)

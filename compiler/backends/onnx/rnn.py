@@ -38,13 +38,16 @@ def _step_mask(g: OnnxGraph, xt: str, lengths: str) -> str:
                 hint="step_mask")
 
 
-def _native(g: OnnxGraph, cell: Cell, weights: list[str | None], one_step: bool) -> str | None:
+def _native(g: OnnxGraph, cell: Cell, weights: list[str | None], one_step: bool, lengths: bool) -> str | None:
     """The one ONNX (or onnxruntime) op for a layer of ``cell``, if its weights are all Program
-    weights: ONNX's LSTM/GRU/RNN, or ``DynamicQuantizeLSTM`` for a statically one-step layer
-    without lengths (the only case where its whole-sequence input scale is the IR's per-step one)."""
+    weights: ONNX's LSTM/GRU/RNN, or ``DynamicQuantizeLSTM`` for a quantized LSTM without lengths
+    whose input is quantized per sequence (``xquant``) or that runs one step (where the kernel's
+    whole-sequence input scale is the IR's per-step one).  With lengths the kernel keeps updating
+    a finished sequence's working ``h`` from the padding, and that ``h`` still sets the step's
+    quantization range (the IR freezes it), so a layer with lengths stays a Scan."""
     if not all(w in g.emitter.weights for w in weights):
         return None
-    if one_step and is_dq_lstm(cell):
+    if not lengths and (one_step or cell.attr("xquant") == "sequence") and is_dq_lstm(cell):
         return _DQ_LSTM
     return native_kind(cell)
 
@@ -75,8 +78,8 @@ def _rnn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     assert x_type is not None
     steps = g.emitter.dim(x_type.shape[1] if batch_first else x_type.shape[0])
     weights = ins[2 + n_states:]
-    one_step = steps == 1 and not lengths
-    if one_step and all(ins[2:2 + n_states]) and not _native(g, cells[0], weights, one_step):
+    one_step = steps == 1
+    if one_step and not lengths and all(ins[2:2 + n_states]) and not _native(g, cells[0], weights, True, False):
         xt = x  # an inlined one-step layer flattens [B, 1, I] and [1, B, I] alike (same data)
     else:
         xt = _swap_batch_time(g, x, batch_first, steps, x_type.shape[2], f"{hint}.x_tm", to_time_major=True)
@@ -92,14 +95,17 @@ def _rnn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
         at += dirs * n_p
         layer_inits = inits if len(cells) == 1 else [
             g.op("Slice", s, g.const([k * dirs]), g.const([(k + 1) * dirs]), g.const([0])) for s in inits]
-        op_type = _native(g, cell, [n for w in per_dir for n in w.values()], one_step)
+        op_type = _native(g, cell, [n for w in per_dir for n in w.values()], one_step, bool(lengths))
+        if op_type and lengths and seq_lens is None:
+            seq_lens = g.op("Cast", lengths, to=TensorProto.INT32)
         if op_type == _DQ_LSTM:
-            xt, fin = render_dq_lstm(g, cell, xt, layer_inits, per_dir, f"{hint}.l{k}")
+            xt, fin = render_dq_lstm(g, cell, xt, layer_inits, per_dir, seq_lens, f"{hint}.l{k}")
         elif op_type:
-            if lengths and seq_lens is None:
-                seq_lens = g.op("Cast", lengths, to=TensorProto.INT32)
             xt, fin = render_native(g, op_type, cell, xt, layer_inits, per_dir, seq_lens, f"{hint}.l{k}")
         else:
+            if cell.attr("xquant") == "sequence":  # not the fused kernel: quantize the sequence here
+                codes = g.node("DynamicQuantizeLinear", [xt], f"{hint}.l{k}.xq", 3)
+                xt = g.op("DequantizeLinear", *codes, hint=f"{hint}.l{k}.xcodes")
             if lengths and mask is None:
                 mask = _step_mask(g, xt, lengths)
             xt, fin = render_scan(g, cell, xt, layer_inits, per_dir, mask, inline=steps == 1,
