@@ -1,7 +1,7 @@
 """Outlier-aware PTQ on real models: accuracy, size and onnxruntime latency vs fp32 and naive int8.
 
     .venv/bin/python benchmarks/quant_eval.py                 # everything (a few minutes on 2 cores)
-    .venv/bin/python benchmarks/quant_eval.py --only silero   # silero | g2p | sktime
+    .venv/bin/python benchmarks/quant_eval.py --only silero   # silero | g2p | sktime | lstm
     .venv/bin/python benchmarks/quant_eval.py --out bench_out/quant.md
 
 * Silero VAD: the speech sample streamed chunk by chunk (512 samples, state carried) through
@@ -21,6 +21,8 @@
 * sktime: LSTM/GRU/minGRU/Mamba-S6 classifiers trained here; test accuracy through the quantized
   IR in the interpreter, with and without an injected 50x outlier channel (fp32 unchanged).
   Timings are the best of 5 medians (the machine may be shared).
+* lstm: w8a8 LSTM layers at H = 128..512 (random init): onnxruntime speed of the fused
+  per-sequence form, the per-step Scan and onnxruntime's own ``quantize_dynamic``, vs fp32.
 """
 
 from __future__ import annotations
@@ -301,17 +303,23 @@ G2P_EXTRA = [
 ]
 
 
-def _ort_ms(path: Path, inputs: tuple[torch.Tensor, ...], reps: int = 20, blocks: int = 5) -> float:
-    """Milliseconds per call: the lowest of ``blocks`` medians of ``reps`` calls each (a shared
-    machine's load bursts inflate some blocks; the quietest block is the model's own cost)."""
-    s = session(path)
+def _feeds(s: ort.InferenceSession, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+    """The given inputs, then zeros for the exposed initial states."""
     feeds = {}
     for i, meta in enumerate(s.get_inputs()):
         if i < len(inputs):
             feeds[meta.name] = inputs[i].numpy()
-        else:  # exposed initial states: zeros
+        else:
             batch = inputs[0].shape[0]
             feeds[meta.name] = np.zeros([d if isinstance(d, int) else batch for d in meta.shape], np.float32)
+    return feeds
+
+
+def _ort_ms(path: Path, inputs: tuple[torch.Tensor, ...], reps: int = 20, blocks: int = 5) -> float:
+    """Milliseconds per call: the lowest of ``blocks`` medians of ``reps`` calls each (a shared
+    machine's load bursts inflate some blocks; the quietest block is the model's own cost)."""
+    s = session(path)
+    feeds = _feeds(s, inputs)
     s.run(None, feeds)
     best = float("inf")
     for _ in range(blocks):
@@ -367,19 +375,64 @@ def eval_sktime(rows: list[str], quick: bool = False) -> None:
                 rows.append(f"| {name} | {kind} | {tag} | {fp:.3f} | " + " | ".join(cells) + f" | {ms} |")
 
 
+# --------------------------------------------------------------------------- LSTM speed at size
+LSTM_SIZES = [(128, 1), (128, 16), (256, 1), (256, 16), (512, 1), (512, 16)]
+
+
+def eval_lstm(rows: list[str], quick: bool = False) -> None:
+    """ORT speed of a w8a8 LSTM layer at realistic sizes: the default (input quantized per
+    sequence, one fused ``DynamicQuantizeLSTM``) vs the per-step Scan form and onnxruntime's own
+    ``quantize_dynamic`` of the fp32 export, each against fp32's native ``LSTM`` in the same run."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    steps = 100
+    rows += ["", f"### w8a8 LSTM layers at size (I = H, T = {steps}, default torch init; onnxruntime, 1 thread)", "",
+             "ms per call (best of 5 medians) and speed-up vs fp32's native `LSTM` in the same run; error: "
+             "max |y_int8 - y_fp32| / max |y_fp32| on the timed input.", "",
+             "| H | B | fp32 ms | rnnc fused ms | speed-up | rnnc per-step Scan ms | speed-up "
+             "| ORT quantize_dynamic ms | speed-up | err fused | err per-step | size fp32 -> int8 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for hidden, batch in LSTM_SIZES[:2] if quick else LSTM_SIZES:
+        torch.manual_seed(0)
+        model = torch.nn.LSTM(hidden, hidden, batch_first=True).eval()
+        gen = torch.Generator().manual_seed(1)
+        x = torch.randn(batch, steps, hidden, generator=gen)
+        program = rnnc.trace(model, (x,))
+        calib = [torch.randn(8, steps, hidden, generator=gen) for _ in range(2)]
+        fp, fused, step, naive = (TMP / f"lstm{hidden}_{n}.onnx" for n in ("fp", "fused", "step", "naive"))
+        rnnc.export_onnx(program, None, fp)
+        q = rnnc.quantize(program, calib, "w8a8", "none", progress=False)
+        q.export_onnx(fused)
+        rnnc.quantize(program, calib, "w8a8", "none", stats=q.stats, progress=False, fused_lstm=False).export_onnx(step)
+        quantize_dynamic(str(fp), str(naive), weight_type=QuantType.QInt8)
+        ms = {p: _ort_ms(p, (x,), 10) for p in (fp, fused, step, naive)}
+        outs = {}
+        for p in (fp, fused, step):
+            sess = session(p)
+            outs[p] = sess.run(None, _feeds(sess, (x,)))[0]
+        ref = np.abs(outs[fp]).max()
+        errs = [float(np.abs(outs[p] - outs[fp]).max() / ref) for p in (fused, step)]
+        RECORDS.append({"model": f"lstm{hidden}", "variant": f"B={batch}", "metric": "speed-up fused",
+                        "accuracy": 1 - errs[0], "size_kib": os.path.getsize(fused) / 1024, "ms": ms[fused]})
+        rows.append(f"| {hidden} | {batch} | {ms[fp]:.2f} | {ms[fused]:.2f} | {ms[fp] / ms[fused]:.2f}x | "
+                    f"{ms[step]:.2f} | {ms[fp] / ms[step]:.2f}x | {ms[naive]:.2f} | {ms[fp] / ms[naive]:.2f}x | "
+                    f"{errs[0]:.2%} | {errs[1]:.2%} | {os.path.getsize(fp) / 1024:.0f} -> "
+                    f"{os.path.getsize(fused) / 1024:.0f} KiB |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=("silero", "g2p", "sktime"))
-    ap.add_argument("--quick", action="store_true", help="sktime: JapaneseVowels only")
+    ap.add_argument("--only", choices=("silero", "g2p", "sktime", "lstm"))
+    ap.add_argument("--quick", action="store_true", help="sktime: JapaneseVowels only; lstm: H=128 only")
     ap.add_argument("--out", help="also write the Markdown here")
     ap.add_argument("--json", help="also write accuracy/size records (Silero, g2p) here, for `rnnc bench`'s plot")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = [f"## Quantization (rnnc {rnnc.__version__}, onnxruntime {ort.__version__}, torch {torch.__version__})"]
-    for name, fn in (("silero", eval_silero), ("g2p", eval_g2p), ("sktime", eval_sktime)):
+    for name, fn in (("silero", eval_silero), ("g2p", eval_g2p), ("sktime", eval_sktime), ("lstm", eval_lstm)):
         if args.only in (None, name):
             t0 = time.time()
-            fn(rows, args.quick) if name == "sktime" else fn(rows)
+            fn(rows, args.quick) if name in ("sktime", "lstm") else fn(rows)
             print(f"[{name}: {time.time() - t0:.0f} s]", file=sys.stderr)
     text = "\n".join(rows)
     print(text)
