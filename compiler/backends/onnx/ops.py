@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph
+from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph, to_numpy
 from rnnc.ir import Node, TensorType
 
 Ins = list[str | None]
@@ -189,7 +189,20 @@ def _split(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
 
 @renders("conv1d")
 def _conv1d(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    from rnnc.backends.onnx.framed import framed_conv, frames_of, side_by_side
+
     a = node.attr_dict
+    w = ins[1]
+    if w in g.emitter.weights and types[0] is not None and types[0].dtype == "float32":
+        weight = to_numpy(g.emitter.weights[w])
+        m = frames_of(types[0], weight.shape, a, g)
+        if m is not None:  # an STFT-like front end: one MatMul over stride-long blocks
+            w_cat = g.emitter.initializer(f"{node.outputs[0]}.w_cat", side_by_side(weight, a["stride"]))
+            y = framed_conv(g, ins[0], w_cat, weight.shape[0], m, a["stride"], g.emitter.dim(types[0].shape[2]),
+                            node.outputs[0])
+            if len(ins) > 2 and ins[2]:
+                y = g.op("Add", y, g.op("Unsqueeze", ins[2], g.const([1])), hint=node.outputs[0])
+            return [y]
     return g.node("Conv", ins, node.outputs[0], strides=[a["stride"]], pads=[a["padding"]] * 2,
                   dilations=[a["dilation"]], group=a["groups"])
 

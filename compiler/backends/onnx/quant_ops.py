@@ -43,6 +43,7 @@ import numpy as np
 from onnx import TensorProto
 
 from rnnc.backends.onnx.emit import OnnxGraph, to_numpy
+from rnnc.backends.onnx.framed import framed_conv, frames_of, side_by_side
 from rnnc.backends.onnx.ops import RENDERERS, Ins, Types, renders
 from rnnc.errors import UnsupportedError
 from rnnc.ir import Graph, Node
@@ -272,7 +273,14 @@ def _qconv1d(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     if act == "static" and (hint in links or _u8_input(g, x)):
         return [_qlinear_conv(g, node, ins, ws, conv, links.get(hint), hint)]
     rest, kept = _split_keep(g, x, ins, 1, 3, hint)
-    if act == "none":  # weight-only: widened once (a DequantizeLinear here would be re-fused by ORT)
+    wq = _weight(g, ins[1], "wq")
+    m = frames_of(types[0], wq.shape, a, g) if act == "none" and kept is None and ws.ndim == 1 else None
+    if m is not None:  # an STFT-like front end (framed.py), its int8 codes stored side by side
+        codes = g.emitter.initializer(f"{hint}.wq_cat", side_by_side(wq, a["stride"]))
+        scale = g.emitter.initializer(f"{hint}.w_scale_cat", np.tile(ws.astype(np.float32), m))
+        y = framed_conv(g, rest, g.emitter.widened(codes, scale, hint), wq.shape[0], m, a["stride"],
+                        g.emitter.dim(types[0].shape[2]), hint)
+    elif act == "none":  # weight-only: widened once (a DequantizeLinear here would be re-fused by ORT)
         scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1, 1, 1).astype(np.float32))
         w = g.emitter.widened(ins[1], scale, hint)
         y = g.op("Conv", rest, w, hint=f"{hint}.conv", **conv)
