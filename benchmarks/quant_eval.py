@@ -339,11 +339,12 @@ def eval_sktime(rows: list[str], quick: bool = False) -> None:
              "int4 rounding from calibrated input Hessians. `x50`, `x300`: one "
              "activation channel scaled and compensated in the next weights, so fp32 is unchanged (LSTM/GRU/minGRU: "
              "the cell's input x; Mamba: the head's input). ORT ms: the whole test set through rnnc's fp32 export "
-             "vs the w8a8/keep export with its quantized input projection in the Scan loop -> hoisted out of it "
-             "(`hoist=\"all\"`: exact per-step dynamic scales).", "",
+             "-> the w8a8/keep export -> the w8a8/smooth export (default export options; an LSTM whose input "
+             "projection is plain dynamic int8 -- smoothing folded, nothing kept -- is one DynamicQuantizeLSTM). "
+             "Size: ONNX KiB fp32 -> w8a8/smooth.", "",
              "| set | cell | outlier | fp32 | w8a8 none | keep | smooth | rotate | clip | w4a8 keep "
-             "| w4a8 keep GPTQ | ORT ms fp32 -> int8 in-loop -> hoisted |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| w4a8 keep GPTQ | ORT ms fp32 -> keep -> smooth | KiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     gp = qm.load_set("GunPoint")
     sets = [("JapaneseVowels", qm.load_set("JapaneseVowels"), ("lstm", "gru", "mingru", "mamba")),
             ("GunPoint/5", (gp[0][:, ::5], gp[1], gp[2][:, ::5], gp[3], gp[4]), ("lstm", "gru"))]
@@ -365,14 +366,14 @@ def eval_sktime(rows: list[str], quick: bool = False) -> None:
                     out = q.run(xte)
                     acc = float((out.argmax(-1) == yte).float().mean())
                     cells.append(f"{acc:.3f} / {float((out - ref).norm() / ref.norm()):.1%}")
-                    if (scheme, outliers) == ("w8a8", "keep"):
-                        q.export_onnx(TMP / "clf_q.onnx", hoist="all")
-                        q.export_onnx(TMP / "clf_q_loop.onnx", hoist=False)
+                    if scheme == "w8a8" and outliers in ("keep", "smooth"):
+                        q.export_onnx(TMP / f"clf_{outliers}.onnx")
                 rnnc.export_onnx(program, None, TMP / "clf_fp.onnx")
-                ms = " -> ".join(f"{_ort_ms(TMP / f, (xte,), 5):.1f}" for f in ("clf_fp.onnx", "clf_q_loop.onnx",
-                                                                                  "clf_q.onnx"))
+                files = ("clf_fp.onnx", "clf_keep.onnx", "clf_smooth.onnx")
+                ms = " -> ".join(f"{_ort_ms(TMP / f, (xte,), 5):.1f}" for f in files)
+                size = f"{os.path.getsize(TMP / files[0]) / 1024:.0f} -> {os.path.getsize(TMP / files[2]) / 1024:.0f}"
                 tag = f"x{factor:.0f}" if factor > 1 else "-"
-                rows.append(f"| {name} | {kind} | {tag} | {fp:.3f} | " + " | ".join(cells) + f" | {ms} |")
+                rows.append(f"| {name} | {kind} | {tag} | {fp:.3f} | " + " | ".join(cells) + f" | {ms} | {size} |")
 
 
 # --------------------------------------------------------------------------- LSTM speed at size
@@ -403,7 +404,8 @@ def eval_lstm(rows: list[str], quick: bool = False) -> None:
         rnnc.export_onnx(program, None, fp)
         q = rnnc.quantize(program, calib, "w8a8", "none", progress=False)
         q.export_onnx(fused)
-        rnnc.quantize(program, calib, "w8a8", "none", stats=q.stats, progress=False, fused_lstm=False).export_onnx(step)
+        per_step = rnnc.quantize(program, calib, "w8a8", "none", stats=q.stats, progress=False, sequence_scale=False)
+        per_step.export_onnx(step)
         quantize_dynamic(str(fp), str(naive), weight_type=QuantType.QInt8)
         ms = {p: _ort_ms(p, (x,), 10) for p in (fp, fused, step, naive)}
         outs = {}

@@ -41,7 +41,7 @@ class QuantConfig:
     gptq: bool = False  # linear weights rounded by GPTQ (calibrated input Hessians) instead of to nearest
     gptq_damp: float = 0.01  # gptq: fraction of the Hessian's mean diagonal added to it before inverting
     gptq_act_order: bool = False  # gptq: columns by decreasing input energy (group scales fixed up front)
-    fused_lstm: bool = True  # dynamic LSTM inputs: one scale per sequence (onnxruntime's DynamicQuantizeLSTM)
+    sequence_scale: bool = True  # dynamic cell inputs: one scale per sequence (fused LSTM kernel, hoisted GEMM)
     dynamic: tuple[str, ...] = ()  # static: weight/site names (or dotted prefixes) kept on per-call dynamic scales
 
     def check(self) -> QuantConfig:

@@ -134,23 +134,24 @@ def _rewrite_graph(graph: Graph, weights: list[dict[str, Any]], stats: Stats, cf
     return new_graph, new_tensors
 
 
-def _sequence_input(cell: Cell, step: Graph, per_dir: list[dict[str, Any]]) -> Graph | None:
-    """``step`` with its input projection weight-only, when that projection is a plain dynamic
-    int8 ``qlinear`` of an LSTM's ``x``: the rnn then quantizes each layer's whole input sequence
-    once (cell attr ``xquant="sequence"``), which is what onnxruntime's fused
-    ``DynamicQuantizeLSTM`` does, so the layer exports as that one kernel.  None otherwise."""
-    if cell.kind != "lstm":
-        return None
+def _sequence_input(step: Graph, per_dir: list[dict[str, Any]]) -> tuple[Graph, list[str]] | None:
+    """``step`` with its input projections weight-only, when every use of the cell input ``x`` is a
+    plain dynamic int8 ``qlinear``: the rnn then quantizes each layer's whole input sequence once
+    (cell attr ``xquant="sequence"``) and the projections read those codes.  That is what
+    onnxruntime's fused ``DynamicQuantizeLSTM`` does (an LSTM exports as that one kernel), and in
+    a Scan it lets the projection run as one integer GEMM over all steps before the loop.
+    Returns the new step and the projections' output names, or None."""
     x = step.input_names[0]
     uses = [n for n in step.nodes if x in n.inputs]
-    if len(uses) != 1:
+    if not uses:
         return None
-    q = uses[0]
-    if q.op != "qlinear" or q.inputs[0] != x or x in q.inputs[1:] or q.attr("act") != "dynamic" \
-            or q.attr("bits", 8) != 8 or len(q.inputs) > 4 or any(d[q.inputs[2]].dim() != 1 for d in per_dir):
-        return None  # static, kept channels, smoothing/rotation in front, int4 or group-wise: not the kernel
-    plain = dataclasses.replace(q, attrs=freeze_attrs({**q.attr_dict, "act": "none"}))
-    return dataclasses.replace(step, nodes=tuple(plain if n is q else n for n in step.nodes))
+    for q in uses:
+        if q.op != "qlinear" or q.inputs[0] != x or x in q.inputs[1:] or q.attr("act") != "dynamic" \
+                or q.attr("bits", 8) != 8 or len(q.inputs) > 4 or any(d[q.inputs[2]].dim() != 1 for d in per_dir):
+            return None  # static, kept channels, smoothing/rotation in front, int4 or group-wise, or x used raw
+    plain = {id(q): dataclasses.replace(q, attrs=freeze_attrs({**q.attr_dict, "act": "none"})) for q in uses}
+    return (dataclasses.replace(step, nodes=tuple(plain.get(id(n), n) for n in step.nodes)),
+            [q.outputs[0] for q in uses])
 
 
 def _rewrite_rnn(node: Node, program_weights: Weights, stats: Stats, cfg: QuantConfig,
@@ -174,13 +175,12 @@ def _rewrite_rnn(node: Node, program_weights: Weights, stats: Stats, cfg: QuantC
         step, per_dir = _rewrite_graph(cell.step, ws, stats, cfg, report,
                                        [f"{node.outputs[0]}/{t}/" for t in tags], bind)
         cell_attrs = {**dict(cell.attrs), "quant": cfg.label}
-        fused = _sequence_input(cell, step, per_dir) if cfg.fused_lstm else None
-        if fused is not None:
-            proj = next(n for n in step.nodes if n.inputs[:1] == (step.input_names[0],)).outputs[0]
-            step, cell_attrs["xquant"] = fused, "sequence"
+        seq = _sequence_input(step, per_dir) if cfg.sequence_scale else None
+        if seq is not None:
+            step, cell_attrs["xquant"] = seq[0], "sequence"
             for r in report.sites[first_site:]:
-                if r.site.endswith(f"/{proj}"):
-                    r.note = (r.note + " one input scale per sequence (fused LSTM kernel)").strip()
+                if any(r.site.endswith(f"/{proj}") for proj in seq[1]):
+                    r.note = (r.note + " one input scale per sequence").strip()
         new_cell = dataclasses.replace(cell, step=step, attrs=freeze_attrs(cell_attrs))
         new_cells.append(new_cell if step is not cell.step else cell)
         for d in range(dirs):

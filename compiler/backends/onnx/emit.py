@@ -62,6 +62,9 @@ class Emitter:
         # constants at load, which it does not do for nodes inside Scan bodies (``widened``)
         self.prelude: list[onnx.NodeProto] = []
         self._widened: dict[tuple[str, str], str] = {}
+        # a sequence-quantized layer input (cell attr xquant): float value -> its uint8 codes,
+        # scale and zero point, so a weight-only projection of it can run as an integer GEMM
+        self.seq_codes: dict[str, tuple[str, str, str]] = {}
         self._names: set[str] = set()
         self._consts: dict[tuple[str, bytes, tuple[int, ...]], str] = {}
 
@@ -107,6 +110,12 @@ class Emitter:
             self.prelude.append(helper.make_node("Mul", [cast, scale], [out], name=self.fresh(f"n_{out}")))
             self._widened[key] = out
         return self._widened[key]
+
+    def reshaped_codes(self, g: OnnxGraph, src: str, dst: str, shape: str) -> None:
+        """``dst`` is ``Reshape(src, shape)``: give it ``src``'s codes, reshaped alike."""
+        if src in self.seq_codes:
+            q, s, zp = self.seq_codes[src]
+            self.seq_codes[dst] = (g.op("Reshape", q, shape, hint=f"{dst}.codes"), s, zp)
 
     def dim(self, d: Dim) -> Dim:
         """A dim with the streaming bindings applied."""

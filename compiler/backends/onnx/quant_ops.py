@@ -231,6 +231,11 @@ def _qlinear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
         y = _nbits(g, rest, wq, ws, bits, act, hint)
         if y is None:
             raise UnsupportedError(f"{node.label}: {wq.shape[1]} inputs fit no MatMulNBits block (16..256)")
+    elif act == "none" and kept is None and x in g.emitter.seq_codes:  # codes of a sequence-quantized input
+        xq, s, zp = g.emitter.seq_codes[x]
+        w_t = g.emitter.initializer(f"{hint}.wq_t", np.ascontiguousarray(wq.T))
+        w_scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))
+        return [_int_to_float(g, xq, w_t, s, w_scale, zp, ins[3], hint)]
     elif act == "none":  # int8 weight-only: stored int8, widened once (onnxruntime folds it at load)
         w_t = g.emitter.initializer(f"{hint}.wq_t", np.ascontiguousarray(wq.T))
         scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))

@@ -106,6 +106,7 @@ def _rnn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
             if cell.attr("xquant") == "sequence":  # not the fused kernel: quantize the sequence here
                 codes = g.node("DynamicQuantizeLinear", [xt], f"{hint}.l{k}.xq", 3)
                 xt = g.op("DequantizeLinear", *codes, hint=f"{hint}.l{k}.xcodes")
+                g.emitter.seq_codes[xt] = (codes[0], codes[1], codes[2])  # hoisted projections read the codes
             if lengths and mask is None:
                 mask = _step_mask(g, xt, lengths)
             xt, fin = render_scan(g, cell, xt, layer_inits, per_dir, mask, inline=steps == 1,

@@ -44,7 +44,9 @@ def _hoist(g: OnnxGraph, cut: Split, xt: str, weights: Mapping[str, str]) -> lis
     """Run the state-free part on all steps at once; returns each frontier value as ``[T, B, ...]``."""
     types = cut.body.value_types()
     features = cut.hoisted.inputs[0][1].shape[1:]
-    x_flat = g.op("Reshape", xt, g.const([-1, *features]))  # [T*B, I]: every step is one more sample
+    flat = g.const([-1, *features])
+    x_flat = g.op("Reshape", xt, flat)  # [T*B, I]: every step is one more sample
+    g.emitter.reshaped_codes(g, xt, x_flat, flat)
     steps = g.op("Slice", g.op("Shape", xt), g.const([0]), g.const([1]))
     saved, g.hoist_steps = g.hoist_steps, steps  # per-step dynamic quantization needs T (quant_ops)
     try:
@@ -61,7 +63,9 @@ def _direction(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], mask: st
     """One direction: ``xt [T, B, I]``, ``inits [B, *state]`` -> ``y [T, B, out]``, the finals
     ``[B, *state]``, and the values already given a leading unit axis (reusable for the finals)."""
     if inline:
-        x1 = g.op("Reshape", xt, g.const([-1, *dict(cell.step.inputs)["x"].shape[1:]]))  # [1, B, I] -> [B, I]
+        flat = g.const([-1, *dict(cell.step.inputs)["x"].shape[1:]])
+        x1 = g.op("Reshape", xt, flat)  # [1, B, I] -> [B, I]
+        g.emitter.reshaped_codes(g, xt, x1, flat)
         m1 = g.op("Squeeze", mask, g.const([0])) if mask else None
         env = {"x": x1, **dict(zip(cell.state_names, inits, strict=True)), **weights}
         y, finals = _step(g.scoped(f"{hint}/"), cell, cell.step, env, inits, m1)
