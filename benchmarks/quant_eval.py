@@ -404,7 +404,7 @@ def eval_lstm(rows: list[str], quick: bool = False) -> None:
         rnnc.export_onnx(program, None, fp)
         q = rnnc.quantize(program, calib, "w8a8", "none", progress=False)
         q.export_onnx(fused)
-        per_step = rnnc.quantize(program, calib, "w8a8", "none", stats=q.stats, progress=False, sequence_scale=False)
+        per_step = rnnc.quantize(program, calib, "w8a8", "none", stats=q.stats, progress=False, sequence_scale="none")
         per_step.export_onnx(step)
         quantize_dynamic(str(fp), str(naive), weight_type=QuantType.QInt8)
         ms = {p: _ort_ms(p, (x,), 10) for p in (fp, fused, step, naive)}

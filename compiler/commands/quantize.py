@@ -39,10 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --static: weight/site name or dotted prefix (e.g. decoder.rnn) that keeps per-call "
                         "dynamic activation scales; a one-step LSTM so quantized becomes one onnxruntime "
                         "DynamicQuantizeLSTM node; repeatable")
-    p.add_argument("--per-step-scale", action="store_true",
-                   help="dynamic a8: quantize a recurrent cell's input with a new scale at every step instead of once "
-                        "per sequence (the default: an LSTM exports as onnxruntime's fused DynamicQuantizeLSTM, other "
-                        "cells run their input projection as one integer GEMM over all steps)")
+    p.add_argument("--sequence-scale", default="lstm", choices=("lstm", "all", "none"),
+                   help="dynamic a8: which cells quantize their input once per sequence instead of at every step "
+                        "(default lstm: an LSTM then exports as onnxruntime's fused DynamicQuantizeLSTM; 'all' also "
+                        "runs other cells' input projections as one integer GEMM over all steps)")
     p.add_argument("--recurrent-bits", type=int, default=0, choices=(0, 4, 8),
                    help="int4 schemes: weight bits of state-fed (recurrent) projections (0: the scheme's)")
     p.add_argument("--group8", type=int, default=0,
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                    static=args.static, recurrent_bits=args.recurrent_bits, group8=args.group8, mse_clip=args.mse_clip,
                    gptq=args.gptq, gptq_act_order=args.gptq_act_order, int8_weights=tuple(args.int8_weight),
                    weight_only=tuple(args.weight_only), min_weight=args.min_weight, fold=not args.no_fold,
-                   dynamic=tuple(args.dynamic), sequence_scale=not args.per_step_scale)
+                   dynamic=tuple(args.dynamic), sequence_scale=args.sequence_scale)
     QuantConfig(args.scheme, args.outliers, **options).check()  # a bad combination fails before any tracing
     if args.model.endswith(".onnx"):
         raise UserInputError(f"{args.model}: rnnc quantize reads the PyTorch model (.py, package.module:NAME or "

@@ -15,6 +15,11 @@ SCHEMES: dict[str, tuple[int, bool]] = {"w8a8": (8, True), "w8": (8, False), "w4
 OUTLIERS = ("none", "keep", "smooth", "rotate", "clip")
 #: treatments that act on quantized activations only (weight-only schemes have none to treat)
 _NEEDS_ACTS = ("keep", "smooth", "clip")
+#: which cells quantize their (dynamic) input once per sequence: LSTMs by default -- they then run
+#: as onnxruntime's fused DynamicQuantizeLSTM (2-4x fp32); other cells gain little from it (their
+#: input GEMM is hoisted either way) and a per-step scale tracks varying inputs better (g2p: 0.981
+#: per step vs 0.965 per sequence, benchmarks/quant_eval.py)
+SEQUENCE_SCALE = ("lstm", "all", "none")
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ class QuantConfig:
     gptq: bool = False  # linear weights rounded by GPTQ (calibrated input Hessians) instead of to nearest
     gptq_damp: float = 0.01  # gptq: fraction of the Hessian's mean diagonal added to it before inverting
     gptq_act_order: bool = False  # gptq: columns by decreasing input energy (group scales fixed up front)
-    sequence_scale: bool = True  # dynamic cell inputs: one scale per sequence (fused LSTM kernel, hoisted GEMM)
+    sequence_scale: str = "lstm"  # cells whose dynamic input takes one scale per sequence: lstm | all | none
     dynamic: tuple[str, ...] = ()  # static: weight/site names (or dotted prefixes) kept on per-call dynamic scales
 
     def check(self) -> QuantConfig:
@@ -60,6 +65,9 @@ class QuantConfig:
             raise UserInputError("outlier threshold must exceed 1 and max_fraction lie in (0, 1)")
         if self.static and not self.quant_acts:
             raise UserInputError(f"static activation scales need an a8 scheme, got {self.scheme}")
+        if self.sequence_scale not in SEQUENCE_SCALE:
+            raise UserInputError(f"sequence_scale must be one of {', '.join(SEQUENCE_SCALE)}, "
+                                 f"got {self.sequence_scale!r}")
         if self.dynamic and not self.quant_acts:
             raise UserInputError(f"dynamic activation scales need an a8 scheme, got {self.scheme}")
         if self.group8 and (self.group8 < 16 or self.group8 & (self.group8 - 1)):

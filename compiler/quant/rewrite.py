@@ -175,7 +175,8 @@ def _rewrite_rnn(node: Node, program_weights: Weights, stats: Stats, cfg: QuantC
         step, per_dir = _rewrite_graph(cell.step, ws, stats, cfg, report,
                                        [f"{node.outputs[0]}/{t}/" for t in tags], bind)
         cell_attrs = {**dict(cell.attrs), "quant": cfg.label}
-        seq = _sequence_input(step, per_dir) if cfg.sequence_scale else None
+        wanted = cfg.sequence_scale == "all" or (cfg.sequence_scale == "lstm" and cell.kind == "lstm")
+        seq = _sequence_input(step, per_dir) if wanted else None
         if seq is not None:
             step, cell_attrs["xquant"] = seq[0], "sequence"
             for r in report.sites[first_site:]:

@@ -131,10 +131,10 @@ model = Net
 
 def test_cli_lstm_forms(files, capsys):
     """Default: the LSTM's input is quantized per sequence and exports as DynamicQuantizeLSTM;
-    --per-step-scale keeps the Scan; --static --dynamic NAME keeps that layer dynamic."""
+    --sequence-scale none keeps the Scan; --static --dynamic NAME keeps that layer dynamic."""
     (files / "lstm.py").write_text(LSTM_MODEL)
     base = ["quantize", str(files / "lstm.py"), "--calib", str(files / "calib.npz"), "--json"]
-    for extra, want, absent in (([], "DynamicQuantizeLSTM", "Scan"), (["--per-step-scale"], "Scan",
+    for extra, want, absent in (([], "DynamicQuantizeLSTM", "Scan"), (["--sequence-scale", "none"], "Scan",
                                                                        "DynamicQuantizeLSTM")):
         assert main([*base, *extra, "-o", str(files / "l.onnx")]) == 0
         ops = json.loads(capsys.readouterr().out)["ops"]

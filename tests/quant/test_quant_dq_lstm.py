@@ -73,7 +73,7 @@ def _compare(q, d: int, batch: int, threads: int, tol: str) -> None:
 @pytest.mark.parametrize(("bidirectional", "layers", "fused"),
                          [(False, 1, True), (False, 1, False), (True, 1, False), (False, 2, True), (True, 2, False)])
 def test_one_step_lstm_is_one_fused_node_per_layer(bidirectional, layers, fused):
-    q, d = _setup(bidirectional, layers, scheme="w8a8", sequence_scale=fused)
+    q, d = _setup(bidirectional, layers, scheme="w8a8", sequence_scale="lstm" if fused else "none")
     ops = [n.op_type for n in q.export_onnx().graph.node]
     assert ops.count("DynamicQuantizeLSTM") == layers
     assert "MatMulIntegerToFloat" not in ops and "Scan" not in ops
@@ -139,9 +139,9 @@ def test_multi_step_lstm_quantizes_its_input_per_sequence_and_fuses(bidirectiona
     _check_sequence_model(q, batch=4, threads=1, tol="int8")
     _check_sequence_model(q, batch=4, threads=2, tol="int8lstm")
     # the per-sequence scale is a quantization choice, not an approximation of one: vs fp32 it is
-    # as close as the per-step form (sequence_scale=False, a Scan of per-step integer products)
+    # as close as the per-step form (sequence_scale="none", a Scan of per-step integer products)
     per_step = rnnc.quantize(program, [(_sequences(16, 11, 9),)], "w8a8", "none", progress=False,
-                             stats=q.stats, sequence_scale=False)
+                             stats=q.stats, sequence_scale="none")
     assert "Scan" in op_types(per_step.export_onnx().graph)
     x = _sequences(8, 11, 5)
     ref = program.run(x)
@@ -173,10 +173,10 @@ def test_lstm_with_lengths_stays_a_scan_on_the_sequence_codes():
 
 
 def test_layers_that_are_not_the_kernel_keep_their_own_form():
-    # the per-step form (sequence_scale=False) over several steps: whole-sequence x scale != per-step
+    # the per-step form (sequence_scale="none") over several steps: whole-sequence x scale != per-step
     model = torch.nn.LSTM(8, 16, batch_first=True)
     program = rnnc.trace(model, (torch.randn(2, 5, 8),))
-    q = rnnc.quantize(program, [(torch.randn(4, 5, 8),)], "w8a8", "none", progress=False, sequence_scale=False)
+    q = rnnc.quantize(program, [(torch.randn(4, 5, 8),)], "w8a8", "none", progress=False, sequence_scale="none")
     assert "DynamicQuantizeLSTM" not in op_types(q.export_onnx().graph)
     cell = rnn_layout(next(n for n in q.program.graph.nodes if n.op == "rnn").attr_dict)[0][0]
     assert is_dq_lstm(cell)  # the cell itself is the kernel's; only the length rules it out
@@ -211,7 +211,7 @@ def test_kept_outlier_channels_rule_the_kernel_out():
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_static_recipe_with_a_dynamic_lstm(fused):
-    q, d = _setup(False, 1, scheme="w8a8", static=True, dynamic=("rnn",), sequence_scale=fused)
+    q, d = _setup(False, 1, scheme="w8a8", static=True, dynamic=("rnn",), sequence_scale="lstm" if fused else "none")
     acts = {s.weight: s.act for s in q.report.sites}
     assert acts["conv.weight"] == "static"
     assert {a for w, a in acts.items() if w.startswith("rnn.")} == {"dynamic"}
@@ -223,7 +223,7 @@ def test_static_recipe_with_a_dynamic_lstm(fused):
 
 
 def test_dq_lstm_probe_rejects_other_arithmetic():
-    q, _ = _setup(False, 1, scheme="w8a8", sequence_scale=False)
+    q, _ = _setup(False, 1, scheme="w8a8", sequence_scale="none")
     cell = rnn_layout(next(n for n in q.program.graph.nodes if n.op == "rnn").attr_dict)[0][0]
     assert is_dq_lstm(cell)
     # the same params, but act="none" (float activations): same structure, other numbers

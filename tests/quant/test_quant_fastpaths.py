@@ -178,21 +178,21 @@ def test_hoisted_dynamic_quantizes_per_step():
 
 
 def test_default_export_keeps_dynamic_projections_in_the_loop():
-    """By default only the row-wise quantized forms leave the loop (see hoist.split_step); the
-    default per-sequence input scale makes the input projection one of them: an integer GEMM over
-    all steps on the codes of the sequence, before the Scan."""
+    """By default only the row-wise quantized forms leave the loop (see hoist.split_step); a
+    per-sequence input scale (``sequence_scale="all"``; a GRU's default is per step) makes the
+    input projection one of them: an integer GEMM over all steps on the sequence's codes."""
     _, program = traced(1.0)
     top = {}
-    for options, in_body in (({}, 1), ({"sequence_scale": False}, 2), ({"static": True}, 1)):
+    for options, in_body in (({}, 2), ({"sequence_scale": "all"}, 1), ({"static": True}, 1)):
         q = rnnc.quantize(program, [inputs()], "w8a8", "none", progress=False, **options)
         proto = q.export_onnx()
         scan_body = next(n for n in proto.graph.node if n.op_type == "Scan").attribute[0].g
         assert len(_integer_ops(scan_body)) == in_body, options
         top[str(options)] = [n for n in proto.graph.node if n.op_type == "MatMulIntegerToFloat"]
-        if not options:
+        if options == {"sequence_scale": "all"}:
             assert_close(torch.from_numpy(ort_run(proto, inputs(seed=4))[0]), q.run(inputs(seed=4)), "int8",
                          "onnxruntime")
     # in_proj and head outside the loop either way; the sequence-scaled input projection joins them
-    assert len(top["{}"]) == len(top[str({"sequence_scale": False})]) + 1
+    assert len(top[str({"sequence_scale": "all"})]) == len(top["{}"]) + 1
     with pytest.raises(UserInputError, match="hoist"):
         q.export_onnx(hoist="some")

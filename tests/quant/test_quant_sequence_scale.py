@@ -1,4 +1,5 @@
-"""Per-sequence input scales (cell attr ``xquant``) for every cell: the IR quantizes a layer's
+"""Per-sequence input scales (cell attr ``xquant``; ``sequence_scale="all"``, the default is LSTMs
+only) for every cell: the IR quantizes a layer's
 whole input once, the ONNX export runs the input projections as one integer GEMM over all steps
 (an LSTM as ``DynamicQuantizeLSTM``), and onnxruntime matches the quantized IR."""
 
@@ -25,7 +26,7 @@ def test_every_cell_matches_the_ir_with_sequence_scales(name):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(3, 9, 8, generator=gen)
     x[:, 4] *= 5  # one loud step
-    q = rnnc.quantize(program, [torch.randn(4, 9, 8, generator=gen)], "w8a8", progress=False)
+    q = rnnc.quantize(program, [torch.randn(4, 9, 8, generator=gen)], "w8a8", progress=False, sequence_scale="all")
     qcell = rnn_layout(q.program.rnn_nodes()[0].attr_dict)[0][0]
     x_users = [n for n in qcell.step.nodes if "x" in n.inputs]
     # sequence-scaled exactly when every use of x is a projection (LRU/Mamba also use x elsewhere)
@@ -43,8 +44,20 @@ def test_every_cell_matches_the_ir_with_sequence_scales(name):
         assert_close(torch.from_numpy(got), want, "int8", "onnxruntime")
     if qcell.attr("xquant"):  # a per-sequence scale is a quantization choice: as close to fp32 as per-step
         per_step = rnnc.quantize(program, [torch.randn(4, 9, 8, generator=gen)], "w8a8", progress=False,
-                                 stats=q.stats, sequence_scale=False)
+                                 stats=q.stats, sequence_scale="none")
         ref = program.run(x)[0]
         err_seq = float((q.run(x)[0] - ref).abs().max() / ref.abs().max())
         err_step = float((per_step.run(x)[0] - ref).abs().max() / ref.abs().max())
         assert err_seq < 0.08 and err_step < 0.08, (err_seq, err_step)
+
+
+def test_default_is_lstm_only_and_bad_values_are_refused():
+    from rnnc.errors import UserInputError
+
+    for name, want in (("lstm", "sequence"), ("gru", None)):
+        cell, weights = CELLS[name].load_module_class()(8, 16).rnnc_layer()
+        q = rnnc.quantize(rnn_program([cell], [[weights]]), [torch.randn(4, 9, 8)], "w8a8", progress=False)
+        assert rnn_layout(q.program.rnn_nodes()[0].attr_dict)[0][0].attr("xquant") == want
+    with pytest.raises(UserInputError, match="sequence_scale must be one of lstm, all, none"):
+        rnnc.quantize(rnn_program([cell], [[weights]]), [torch.randn(4, 9, 8)], "w8a8", progress=False,
+                      sequence_scale=True)

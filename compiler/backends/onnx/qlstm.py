@@ -7,10 +7,10 @@ DynamicQuantizeLSTM`` is one node: int8 weights (per output channel), ``x`` and 
 to uint8 at run time exactly like ``DynamicQuantizeLinear``.  It quantizes ``x`` once over the
 whole sequence ``[T, B, I]``, ``h`` at every step.  Two IR forms are that kernel:
 
-* ``xquant="sequence"`` cells (the quantizer's default, ``sequence_scale=True``): the rnn
+* ``xquant="sequence"`` cells (the quantizer's default for LSTMs, ``sequence_scale="lstm"``): the rnn
   quantizes the layer input once per sequence and the cell's input projection is weight-only on
   those codes -- any length and both directions, but no lengths (``rnn.py`` says why);
-* a per-step dynamic input projection (``sequence_scale=False``) -- the same only when ``T == 1``, so
+* a per-step dynamic input projection (``sequence_scale="none"``) -- the same only when ``T == 1``, so
   the exporter uses it for a statically one-step layer (streaming exports) and keeps the Scan
   otherwise.
 
