@@ -414,8 +414,6 @@ def eval_lstm(rows: list[str], quick: bool = False) -> None:
             outs[p] = sess.run(None, _feeds(sess, (x,)))[0]
         ref = np.abs(outs[fp]).max()
         errs = [float(np.abs(outs[p] - outs[fp]).max() / ref) for p in (fused, step)]
-        RECORDS.append({"model": f"lstm{hidden}", "variant": f"B={batch}", "metric": "speed-up fused",
-                        "accuracy": 1 - errs[0], "size_kib": os.path.getsize(fused) / 1024, "ms": ms[fused]})
         rows.append(f"| {hidden} | {batch} | {ms[fp]:.2f} | {ms[fused]:.2f} | {ms[fp] / ms[fused]:.2f}x | "
                     f"{ms[step]:.2f} | {ms[fp] / ms[step]:.2f}x | {ms[naive]:.2f} | {ms[fp] / ms[naive]:.2f}x | "
                     f"{errs[0]:.2%} | {errs[1]:.2%} | {os.path.getsize(fp) / 1024:.0f} -> "
