@@ -339,11 +339,10 @@ def eval_sktime(rows: list[str], quick: bool = False) -> None:
              "int4 rounding from calibrated input Hessians. `x50`, `x300`: one "
              "activation channel scaled and compensated in the next weights, so fp32 is unchanged (LSTM/GRU/minGRU: "
              "the cell's input x; Mamba: the head's input). ORT ms: the whole test set through rnnc's fp32 export "
-             "-> the w8a8/keep export -> the w8a8/smooth export (default export options; an LSTM whose input "
-             "projection is plain dynamic int8 -- smoothing folded, nothing kept -- is one DynamicQuantizeLSTM). "
-             "Size: ONNX KiB fp32 -> w8a8/smooth.", "",
+             "-> the w8a8/none export -> the w8a8/keep export (default export options: the plain LSTM is one "
+             "DynamicQuantizeLSTM, one with kept channels a Scan). Size: ONNX KiB fp32 -> w8a8/none.", "",
              "| set | cell | outlier | fp32 | w8a8 none | keep | smooth | rotate | clip | w4a8 keep "
-             "| w4a8 keep GPTQ | ORT ms fp32 -> keep -> smooth | KiB |",
+             "| w4a8 keep GPTQ | ORT ms fp32 -> none -> keep | KiB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     gp = qm.load_set("GunPoint")
     sets = [("JapaneseVowels", qm.load_set("JapaneseVowels"), ("lstm", "gru", "mingru", "mamba")),
@@ -366,10 +365,10 @@ def eval_sktime(rows: list[str], quick: bool = False) -> None:
                     out = q.run(xte)
                     acc = float((out.argmax(-1) == yte).float().mean())
                     cells.append(f"{acc:.3f} / {float((out - ref).norm() / ref.norm()):.1%}")
-                    if scheme == "w8a8" and outliers in ("keep", "smooth"):
+                    if scheme == "w8a8" and outliers in ("none", "keep"):
                         q.export_onnx(TMP / f"clf_{outliers}.onnx")
                 rnnc.export_onnx(program, None, TMP / "clf_fp.onnx")
-                files = ("clf_fp.onnx", "clf_keep.onnx", "clf_smooth.onnx")
+                files = ("clf_fp.onnx", "clf_none.onnx", "clf_keep.onnx")
                 ms = " -> ".join(f"{_ort_ms(TMP / f, (xte,), 5):.1f}" for f in files)
                 size = f"{os.path.getsize(TMP / files[0]) / 1024:.0f} -> {os.path.getsize(TMP / files[2]) / 1024:.0f}"
                 tag = f"x{factor:.0f}" if factor > 1 else "-"
