@@ -70,6 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: the ops the summary line counts: onnxruntime's integer kernels and what feeds them
+INTEGER_OPS = ("MatMulInteger", "MatMulIntegerToFloat", "ConvInteger", "QLinearConv", "MatMulNBits",
+               "DynamicQuantizeLSTM", "DynamicQuantizeLinear", "QuantizeLinear", "Scan")
+
+
 def _first_batch(calib: str) -> tuple:
     """Example inputs to trace with: the first calibration batch, arrays in file order."""
     from pathlib import Path
@@ -127,7 +132,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(q.report.summary())
-    integer = {k: v for k, v in out.get("ops", {}).items() if k in (
-        "MatMulInteger", "ConvInteger", "MatMulNBits", "DynamicQuantizeLinear", "QuantizeLinear", "Scan")}
+    integer = {k: v for k, v in out.get("ops", {}).items() if k in INTEGER_OPS}
     print(f"wrote {args.output} ({out['bytes'] / 1024:.1f} KiB)" + (f"; integer kernels: {integer}" if integer else ""))
     return 0

@@ -192,7 +192,7 @@ def calibrate(program: Program, batches: list[tuple[torch.Tensor, ...]], progres
     stats: Stats = {}
     g = program.graph
     with torch.no_grad():
-        for batch in tqdm(batches, desc="calibrating", unit="batch", disable=not progress, leave=False):
+        for batch in tqdm(batches, desc="calibrating", unit="batch", disable=not progress):
             env = dict(zip(g.input_names, batch, strict=True))
             env.update({p: program.weights[p] for p in g.param_names})
             observe_graph(g, env, stats, hessian=hessian)
