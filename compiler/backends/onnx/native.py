@@ -68,6 +68,20 @@ def onnx_weights(cell: Cell, params: Mapping[str, np.ndarray]) -> dict[str, np.n
     return out
 
 
+def probe_tensors(cell: Cell, batch: int = 2, seed: int = 0) -> tuple[dict, object, list]:
+    """Random params, ``x`` and states for probing ``cell``'s step graph against a kernel's equations
+    (symbolic dims become ``batch``): ``(params, x, states)``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(shape: Sequence[int | str]) -> torch.Tensor:
+        return torch.randn([batch if isinstance(d, str) else d for d in shape], generator=gen)
+
+    params = {n: rand(t.shape) for n, t in cell.step.params}
+    return params, rand(cell.step.inputs[0][1].shape), [rand(t.shape) for _, t in cell.step.inputs[1:]]
+
+
 @functools.lru_cache(maxsize=64)
 def native_kind(cell: Cell) -> str | None:
     """The ONNX op that computes ``cell`` exactly ("LSTM"/"GRU"/"RNN"), or None."""
@@ -82,15 +96,8 @@ def native_kind(cell: Cell) -> str | None:
     act = cell.attr("nonlinearity", "tanh")
     if act not in ("tanh", "relu"):
         return None
-    gen = torch.Generator().manual_seed(0)
-
-    def rand(shape: Sequence[int | str]) -> torch.Tensor:
-        return torch.randn([2 if isinstance(d, str) else d for d in shape], generator=gen)
-
     try:
-        params = {n: rand(t.shape) for n, t in cell.step.params}
-        x = rand(cell.step.inputs[0][1].shape)
-        states = [rand(t.shape) for _, t in cell.step.inputs[1:]]
+        params, x, states = probe_tensors(cell)
         with torch.no_grad():
             got = run_graph(cell.step, {"x": x, **dict(zip(cell.state_names, states, strict=True)), **params})
             y, new = _onnx_equations(cell.kind, x, states,

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from rnnc.backends.onnx.emit import OnnxGraph, to_numpy
-from rnnc.backends.onnx.native import native_node, reorder_gates
+from rnnc.backends.onnx.native import native_node, probe_tensors, reorder_gates
 from rnnc.ir import Cell
 
 MS_DOMAIN = "com.microsoft"
@@ -67,18 +67,12 @@ def is_dq_lstm(cell: Cell) -> bool:
         return False  # group-wise scales: the kernel has one scale per output channel
     if any(t.dtype != "float32" for _, t in cell.step.inputs):
         return False
-    gen = torch.Generator().manual_seed(0)
-
-    def rand(shape: Sequence[int | str]) -> torch.Tensor:
-        return torch.randn([3 if isinstance(d, str) else d for d in shape], generator=gen)
-
     try:
-        params = {n: rand(t.shape) for n, t in cell.step.params}
-        for q, s in (_W, _R):
+        params, x, (h, c) = probe_tensors(cell, batch=3)
+        gen = torch.Generator().manual_seed(1)
+        for q, s in (_W, _R):  # int8 codes and positive scales where the random floats were
             params[q] = torch.randint(-127, 128, tuple(params[q].shape), generator=gen).to(torch.int8)
             params[s] = params[s].abs() * 0.01 + 1e-3
-        x = rand(cell.step.inputs[0][1].shape)
-        h, c = (rand(t.shape) for _, t in cell.step.inputs[1:])
         with torch.no_grad():
             got = run_graph(cell.step, {"x": x, "h": h, "c": c, **params})
             if cell.attr("xquant") == "sequence":  # x arrives as codes: a float product on dequantized weights
