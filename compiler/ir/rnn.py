@@ -109,7 +109,7 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
     finals: list[list[Any]] = [[] for _ in range(n_states)]
     layer_in = x
     for k, cell in enumerate(cells):
-        if cell.attr("xquant") == "sequence":  # quantized LSTM: the whole input sequence at one scale
+        if cell.attr("xquant") == "sequence":  # quantized cell input: the whole sequence at one scale
             layer_in = sequence_codes(layer_in)
         outs = []
         for d in range(dirs):
