@@ -20,7 +20,7 @@ from rnnc.ir.rnn import rnn_layout
 from rnnc.ir.types import dtype_of_torch
 from rnnc.quant.calibrate import OBSERVED, Stats
 from rnnc.quant.config import QuantConfig, QuantReport
-from rnnc.quant.fold import Folds, plan_folds
+from rnnc.quant.fold import Folds, plan_cell_folds, plan_folds
 from rnnc.quant.plan import KEEP_IDX, KEEP_W, ROT, SCALE, SMOOTH, XSCALE, Q, SitePlan, plan_site
 
 _QOP = {"linear": "qlinear", "conv1d": "qconv1d"}
@@ -104,7 +104,7 @@ def _rewrite_graph(graph: Graph, weights: list[dict[str, Any]], stats: Stats, cf
             continue
         fold = folds.sites.get(site) if folds is not None else None
         plan = plan_site(node.op, [w[w_name] for w in weights], [stats.get(s) for s in sites], cfg, sites, names,
-                         recurrent=node.inputs[0] in states, smooth=[fold[1]] if fold else None)
+                         recurrent=node.inputs[0] in states, smooth=[fold[1]] * len(weights) if fold else None)
         if fold:  # plan_folds chose only sites that smooth, and already rescaled their producers
             assert plan.smooth, f"{site}: folded smoothing without a smoothed plan"
             plan.folded = True
@@ -155,8 +155,10 @@ def _sequence_input(step: Graph, per_dir: list[dict[str, Any]]) -> tuple[Graph, 
 
 
 def _rewrite_rnn(node: Node, program_weights: Weights, stats: Stats, cfg: QuantConfig,
-                 report: QuantReport) -> tuple[Node, dict[str, Any]]:
-    """New cells and weight inputs for one ``rnn`` node; returns it and its new weights."""
+                 report: QuantReport, input_fold: tuple[str, str, torch.Tensor] | None = None
+                 ) -> tuple[Node, dict[str, Any]]:
+    """New cells and weight inputs for one ``rnn`` node; returns it and its new weights.
+    ``input_fold``: (first layer's input-projection site, producer, ``s``) from ``plan_cell_folds``."""
     attrs = node.attr_dict
     cells, dirs, _ = rnn_layout(attrs)
     n_states = len(cells[0].states)
@@ -172,8 +174,9 @@ def _rewrite_rnn(node: Node, program_weights: Weights, stats: Stats, cfg: QuantC
         ws = [{p: program_weights[n] for p, n in b.items()} for b in bind]
         tags = [f"l{k}.{'rev' if d else 'fwd'}" for d in range(dirs)]
         first_site = len(report.sites)
+        folds = Folds(sites={input_fold[0]: input_fold[1:]}) if input_fold and k == 0 else None
         step, per_dir = _rewrite_graph(cell.step, ws, stats, cfg, report,
-                                       [f"{node.outputs[0]}/{t}/" for t in tags], bind)
+                                       [f"{node.outputs[0]}/{t}/" for t in tags], bind, folds)
         cell_attrs = {**dict(cell.attrs), "quant": cfg.label}
         wanted = cfg.sequence_scale == "all" or (cfg.sequence_scale == "lstm" and cell.kind == "lstm")
         seq = _sequence_input(step, per_dir) if wanted else None
@@ -204,11 +207,17 @@ def quantize_program(program: Program, stats: Stats, cfg: QuantConfig) -> tuple[
     report = QuantReport(cfg)
     g = program.graph
     weights = {n: program.weights[n] for n in g.param_names}
+
+    def cell_candidate(name: str, site: str) -> bool:
+        return not {name, site} & {*cfg.skip, *cfg.weight_only} and weights[name].numel() >= cfg.min_weight
+
+    input_folds, rescaled = plan_cell_folds(g, weights, stats, cfg, cell_candidate)
+    weights.update(rescaled)
     rnn_weights: dict[str, Any] = {}
     top_nodes: list[Node] = []
     for node in g.nodes:
         if node.op == "rnn":
-            new, tensors = _rewrite_rnn(node, program.weights, stats, cfg, report)
+            new, tensors = _rewrite_rnn(node, program.weights, stats, cfg, report, input_folds.get(node.outputs[0]))
             rnn_weights.update(tensors)
             top_nodes.append(new)
         else:
