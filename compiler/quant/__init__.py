@@ -63,8 +63,11 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str = "w8a8",
     schemes, ``int8_weights`` int8 by name in int4 schemes, ``group8`` group-wise int8, ``mse_clip``
     error-minimising int4 scales, ``fold`` SmoothQuant folded into the producer, ``gptq`` (with
     ``gptq_damp``, ``gptq_act_order``) error-compensating rounding of linear weights from
-    calibrated input Hessians); passing ``stats`` from an earlier run skips calibration (comparing
-    treatments on one model calibrates once) unless ``gptq`` needs Hessians those stats lack."""
+    calibrated input Hessians), ``sequence_scale`` ("lstm" | "all" | "none": cells whose dynamic input
+    takes one scale per sequence -- an LSTM then exports as onnxruntime's DynamicQuantizeLSTM),
+    ``dynamic`` sites kept on dynamic scales under ``static``); passing ``stats`` from an earlier run
+    skips calibration (comparing treatments on one model calibrates once) unless ``gptq`` needs
+    Hessians those stats lack."""
     unknown = set(options) - {f for f in QuantConfig.__dataclass_fields__ if f not in ("scheme", "outliers")}
     if unknown:
         raise UserInputError(f"unknown quantization options {sorted(unknown)}")
