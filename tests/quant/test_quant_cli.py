@@ -144,3 +144,29 @@ def test_cli_lstm_forms(files, capsys):
     assert sites == {"proj.weight": "static", "lstm.l0.fwd.weight_ih": "dynamic", "lstm.l0.fwd.weight_hh": "dynamic"}
     assert main([*base, "--scheme", "w8", "--dynamic", "lstm", "-o", str(files / "w.onnx")]) == 2
     assert "dynamic activation scales need an a8 scheme" in capsys.readouterr().err
+
+
+CONV_MODEL = '''
+import torch
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv1d(16, 24, 3, padding=1)
+        self.gru = torch.nn.GRU(24, 32, batch_first=True)
+
+    def forward(self, x):
+        return self.gru(torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2))[0]
+
+model = Net
+'''
+
+
+def test_cli_points_dynamic_convs_to_static(files, capsys):
+    (files / "conv.py").write_text(CONV_MODEL)
+    base = ["quantize", str(files / "conv.py"), "--calib", str(files / "calib.npz")]
+    assert main([*base, "-o", str(files / "d.onnx")]) == 0
+    assert "--static turns conv chains into QLinearConv" in capsys.readouterr().out
+    assert main([*base, "--static", "-o", str(files / "s.onnx")]) == 0
+    assert "--static turns" not in capsys.readouterr().out
