@@ -7,7 +7,7 @@ nobody reads).  Each pass here is exact (bit-identical outputs) and only looks a
 - ``requantize_codes``: ``DequantizeLinear(q, s, z)`` -> shape ops -> ``QuantizeLinear(., s, z)``
   with the very same scale and zero-point values is the identity on the codes; the shape ops
   then move onto the uint8 codes and both conversions go (a static conv chain's tail feeding an
-  rnn cell's static input projection through Squeeze/Unsqueeze/Reshape).
+  rnn cell's static input projection through Squeeze/Unsqueeze/Reshape/Transpose).
 - ``collapse_reshapes``: ``Reshape(Squeeze/Unsqueeze/Reshape(v), shape)`` is ``Reshape(v, shape)``
   when ``shape`` is a constant with no 0 entry (0 would copy a dim of the intermediate): all of
   them keep the row-major element order.
@@ -26,6 +26,8 @@ import onnx
 
 #: ops that only change the shape, never the values or their row-major order
 SHAPE_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten"})
+#: ops that only move values (a per-tensor dequantize commutes with them): codes may take their place
+MOVES = SHAPE_OPS | {"Transpose"}
 
 
 def _reads(nodes: Sequence[onnx.NodeProto]) -> Counter[str]:
@@ -37,6 +39,10 @@ def _reads(nodes: Sequence[onnx.NodeProto]) -> Counter[str]:
             if attr.type == onnx.AttributeProto.GRAPH:
                 names.update(_reads(attr.g.node))
     return names
+
+
+def _shape_reads(nodes: Sequence[onnx.NodeProto], value: str) -> int:
+    return sum(1 for n in nodes if n.op_type == "Shape" and n.input[0] == value)
 
 
 def _rename_reads(nodes: Sequence[onnx.NodeProto], old: str, new: str) -> None:
@@ -59,16 +65,18 @@ def _same_value(a: str, b: str, consts: Mapping[str, np.ndarray]) -> bool:
 def requantize_codes(nodes: list[onnx.NodeProto], outputs: set[str], consts: Mapping[str, np.ndarray]) -> int:
     """Fold ``DequantizeLinear -> shape ops -> QuantizeLinear`` at one scale (see the module
     docstring); returns how many pairs were folded.  Every intermediate must have exactly one
-    reader and not be a graph output, so no float value anyone else reads disappears."""
+    reader besides ``Shape`` ops (they see the same shape on the codes) and not be a graph output,
+    so no float value anyone else reads disappears."""
     folded = 0
     for dq in [n for n in nodes if n.op_type == "DequantizeLinear"]:
         reads = _reads(nodes)
         if len(dq.input) != 3 or any(a.name == "axis" for a in dq.attribute):
             continue  # per-tensor, explicit zero point only
         path, value = [], dq.output[0]
-        while reads[value] == 1 and value not in outputs:
-            reader = next(n for n in nodes if value in n.input)
-            if reader.op_type in SHAPE_OPS and reader.input[0] == value:
+        # a Shape may read the float values too: the codes moved in their place have the same shape
+        while reads[value] - _shape_reads(nodes, value) == 1 and value not in outputs:
+            reader = next(n for n in nodes if value in n.input and n.op_type != "Shape")
+            if reader.op_type in MOVES and reader.input[0] == value:
                 path.append(reader)
                 value = reader.output[0]
                 continue

@@ -26,7 +26,7 @@ beyond the calibrated range) keep 255 levels where the IR saturates at 127.  Onl
 this way.  ``chain_links`` finds the chains; ``render_nodes`` hands them to the renderers.
 
 Chain tails: a static conv -> relu whose output reaches, through shape ops only (squeeze,
-unsqueeze, reshape), the input ``x`` of a one-direction ``rnn`` whose cell quantizes ``x``
+unsqueeze, reshape, transpose), the input ``x`` of a one-direction ``rnn`` whose cell quantizes ``x``
 statically (and uses it for nothing else) -- Silero's ``encoder.3`` -> LSTM -- also becomes
 ``QLinearConv``, writing codes at that cell projection's scale; the ReLU becomes one
 ``DequantizeLinear`` (zero point 0), and the cell's ``QuantizeLinear`` turns those values back
@@ -150,7 +150,9 @@ def chain_links(graph: Graph) -> dict[str, str]:
     return links
 
 
-_SHAPE_OPS = ("squeeze", "unsqueeze", "reshape")
+#: ops between a chain's last conv and a cell projection that only move values (per-tensor codes
+#: survive them): a CRNN's [B, C, T] -> [B, T, C] transpose included
+_SHAPE_OPS = ("squeeze", "unsqueeze", "reshape", "transpose")
 
 
 def _rnn_tail_scale(v: str, readers: dict[str, list[Node]], outputs: set[str]) -> str | None:
