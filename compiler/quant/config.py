@@ -39,7 +39,7 @@ class QuantConfig:
     recurrent_bits: int = 0  # int4 schemes: weight bits of state-fed (recurrent) projections; 0 = the scheme's
     group8: int = 0  # int8 weights: 0 = one scale per output channel, else group-wise (MatMulNBits bits=8)
     mse_clip: bool = False  # int4: per-group scale searched for the least squared error instead of absmax
-    weight_only: tuple[str, ...] = ()  # weight or site names whose activations stay float (int8 storage only)
+    weight_only: tuple[str, ...] = ()  # weight/site names (or dotted prefixes) whose activations stay float
     fold: bool = True  # smooth: fold the activation division into the producing linear/conv where legal
     min_weight: int = 0  # weights with fewer elements stay float: their int kernel costs more than it saves
     int8_weights: tuple[str, ...] = ()  # int4 schemes: weight or site names kept int8 (a sensitive output head)

@@ -70,7 +70,7 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
     ``smooth``: per direction, smoothing factors decided earlier (a fold into the producer, ``fold.py``)."""
     seen = all(s is not None and s.absmax is not None for s in stats)
     act = cfg.act if seen or cfg.act == "none" else "dynamic"
-    if any(n in cfg.weight_only for n in (*names, *sites)):
+    if named(cfg.weight_only, [*names, *sites]):
         act = "none"  # mixed: this site's activations stay float (e.g. where no integer kernel is faster)
     elif act == "static" and named(cfg.dynamic, [*names, *sites]):
         act = "dynamic"  # mixed static/dynamic: e.g. an LSTM step onnxruntime fuses as DynamicQuantizeLSTM

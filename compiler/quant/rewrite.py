@@ -19,7 +19,7 @@ from rnnc.ir.graph import freeze_attrs
 from rnnc.ir.rnn import rnn_layout
 from rnnc.ir.types import dtype_of_torch
 from rnnc.quant.calibrate import OBSERVED, Stats
-from rnnc.quant.config import QuantConfig, QuantReport
+from rnnc.quant.config import QuantConfig, QuantReport, named
 from rnnc.quant.fold import Folds, plan_cell_folds, plan_folds
 from rnnc.quant.plan import KEEP_IDX, KEEP_W, ROT, SCALE, SMOOTH, XSCALE, Q, SitePlan, plan_site
 
@@ -209,7 +209,8 @@ def quantize_program(program: Program, stats: Stats, cfg: QuantConfig) -> tuple[
     weights = {n: program.weights[n] for n in g.param_names}
 
     def cell_candidate(name: str, site: str) -> bool:
-        return not {name, site} & {*cfg.skip, *cfg.weight_only} and weights[name].numel() >= cfg.min_weight
+        return not {name, site} & set(cfg.skip) and not named(cfg.weight_only, [name, site]) and \
+            weights[name].numel() >= cfg.min_weight
 
     input_folds, rescaled = plan_cell_folds(g, weights, stats, cfg, cell_candidate)
     weights.update(rescaled)
@@ -226,7 +227,7 @@ def quantize_program(program: Program, stats: Stats, cfg: QuantConfig) -> tuple[
     params = set(staged.param_names)
     folds = plan_folds(staged, weights, stats, cfg, lambda n, site: _candidate(n, params, cfg, site) and
                        weights[n.inputs[1]].numel() >= cfg.min_weight and
-                       not {n.inputs[1], site} & set(cfg.weight_only))
+                       not named(cfg.weight_only, [n.inputs[1], site]))
     weights.update(folds.weights)
     new_graph, per = _rewrite_graph(staged, [weights], stats, cfg, report, [""], None, folds)
     types = dict(new_graph.params)

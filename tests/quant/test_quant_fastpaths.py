@@ -89,7 +89,8 @@ def _integer_ops(graph) -> list[str]:
     return [n.op_type for n in graph.node if n.op_type in ("MatMulInteger", "MatMulIntegerToFloat", "MatMulNBits")]
 
 
-@pytest.mark.parametrize("scheme,options", [("w8a8", {}), ("w8a8", {"static": True}), ("w8", {}),
+# (weight-only int8 GRUs are ONNX's native GRU on widened weights: test_quant_native_int8.py)
+@pytest.mark.parametrize("scheme,options", [("w8a8", {}), ("w8a8", {"static": True}),
                                             ("w4", {}), ("w4a8", {"recurrent_bits": 8})])
 def test_hoisted_quantized_projection(scheme, options):
     _, program = traced(30.0)
@@ -100,9 +101,8 @@ def test_hoisted_quantized_projection(scheme, options):
     body = {k: v.attribute[0].g for k, v in scan_of.items()}
     # in the loop: W_ih x and W_hh h; hoisted: only W_hh h stays, W_ih x runs once over all steps
     int_top = _integer_ops(hoisted.graph)
-    if scheme != "w8":  # weight-only int8 is a float MatMul on a widened weight
-        assert len(_integer_ops(body[id(looped)])) == 2 and len(_integer_ops(body[id(hoisted)])) == 1
-        assert int_top  # in_proj, the hoisted W_ih and the head
+    assert len(_integer_ops(body[id(looped)])) == 2 and len(_integer_ops(body[id(hoisted)])) == 1
+    assert int_top  # in_proj, the hoisted W_ih and the head
     x = inputs(batch=3, steps=9, seed=7)
     a, b = ort_run(hoisted, x)[0], ort_run(looped, x)[0]
     kind = "int4a8" if scheme == "w4a8" else "int8"

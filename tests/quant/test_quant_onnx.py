@@ -26,7 +26,10 @@ def test_gru_onnx_matches_quantized_ir(gru_program, scheme, outliers):
     model = q.export_onnx()
     onnx.checker.check_model(model, full_check=True)
     ops = op_types(model.graph)
-    assert "GRU" not in ops and "Scan" in ops  # the GRU is decomposed: integer matmuls + gate math
+    if scheme == "w8":  # weight-only int8: ONNX's own GRU on int8 codes widened at load
+        assert "GRU" in ops and "Scan" not in ops
+    else:  # the GRU is decomposed: integer matmuls + gate math
+        assert "GRU" not in ops and "Scan" in ops
     if scheme == "w8a8":
         assert "MatMulIntegerToFloat" in ops  # integer product + rescale fused
         assert ("QuantizeLinear" if outliers == "clip" else "DynamicQuantizeLinear") in ops

@@ -110,6 +110,81 @@ def native_kind(cell: Cell) -> str | None:
     return _NATIVE[cell.kind][0] if ok else None
 
 
+_Q, _S = ".q", ".scale"
+
+
+def dequantized(cell: Cell) -> Cell | None:
+    """A weight-only int8 cell (every ``qlinear`` ``act="none"``, one scale per output channel, no
+    kept channels) as the float cell it computes: each ``qlinear(x, <w>.q, <w>.scale, b)`` becomes
+    ``linear(x, <w>, b)`` -- the IR's ``act="none"`` product is exactly ``x @ (q * scale).T``.
+    Lets :func:`native_kind` judge it; the export then widens the int8 codes at load."""
+    import dataclasses
+
+    from rnnc.ir import Graph, Node
+    from rnnc.ir.types import TensorType
+
+    types = dict(cell.step.params)
+    quant = [n for n in cell.step.nodes if n.op == "qlinear"]
+    if not quant:
+        return None
+    renamed: dict[str, str] = {}
+    nodes = []
+    for n in cell.step.nodes:
+        if n.op != "qlinear":
+            nodes.append(n)
+            continue
+        q, s = n.inputs[1], n.inputs[2]
+        if n.attr("act") != "none" or len(n.inputs) > 4 or not q.endswith(_Q) or s != q[:-len(_Q)] + _S \
+                or types[s].rank != 1:
+            return None
+        base = q[:-len(_Q)]
+        renamed[q] = base
+        nodes.append(Node("linear", (n.inputs[0], base, *n.inputs[3:]), n.outputs, n.types))
+    used = {i for n in nodes for i in n.inputs}
+    params = tuple((renamed[p], TensorType(t.shape, "float32")) if p in renamed else (p, t)
+                   for p, t in cell.step.params if p in renamed or p in used)
+    step = Graph(cell.step.name, cell.step.inputs, params, tuple(nodes), cell.step.outputs)
+    return dataclasses.replace(cell, step=step)
+
+
+def render_native_int8(g: OnnxGraph, op_type: str, cell: Cell, xt: str, inits: Sequence[str],
+                       weights: Sequence[Mapping[str, str]], seq_lens: str | None,
+                       hint: str) -> tuple[str, list[str]]:
+    """:func:`render_native` for a weight-only int8 cell (:func:`dequantized`): ``W``/``R`` are stored
+    as int8 codes in ONNX's gate order with per-row scales and widened in the prelude (folded to
+    float once, when onnxruntime loads the model), so the file keeps int8 weights while the layer
+    runs as the native kernel (onnxruntime has no quantized GRU)."""
+    dirs = len(weights)
+    order = _NATIVE[cell.kind][1]
+    per = [{p: to_numpy(g.emitter.weights[n]) for p, n in w.items()} for w in weights]
+
+    def widened(key: str, base: str) -> str:
+        if base + _Q not in per[0]:  # left float (skip, min_weight): as render_native writes it
+            return g.emitter.initializer(f"{hint}.{key}", np.stack([_reorder(d[base], order) for d in per]))
+        codes = np.stack([_reorder(d[base + _Q], order) for d in per])
+        scale = np.stack([_reorder(d[base + _S], order) for d in per])[..., None].astype(np.float32)
+        return g.emitter.widened(g.emitter.initializer(f"{hint}.{key}_q", codes),
+                                 g.emitter.initializer(f"{hint}.{key}_scale", scale), f"{hint}.{key}")
+
+    w, r = widened("W", "weight_ih"), widened("R", "weight_hh")
+    has_bias = any(p.startswith("bias") for p in cell.param_names)
+    four = cell.hidden_size * len(order)
+    b = g.emitter.initializer(f"{hint}.B", np.stack([np.concatenate([
+        _reorder(d[k], order) if k in d else np.zeros(four, np.float32) for k in ("bias_ih", "bias_hh")])
+        for d in per]).astype(np.float32)) if has_bias else None
+    return native_node(g, op_type, [xt, w, r, b, seq_lens, *inits], _native_attrs(op_type, cell, dirs), dirs,
+                       len(cell.states), hint)
+
+
+def _native_attrs(op_type: str, cell: Cell, dirs: int) -> dict:
+    attrs: dict = {"hidden_size": cell.hidden_size, "direction": "bidirectional" if dirs == 2 else "forward"}
+    if op_type == "GRU":
+        attrs["linear_before_reset"] = 1
+    if op_type == "RNN":
+        attrs["activations"] = [cell.attr("nonlinearity", "tanh").capitalize()] * dirs
+    return attrs
+
+
 def render_native(g: OnnxGraph, op_type: str, cell: Cell, xt: str, inits: Sequence[str],
                   weights: Sequence[Mapping[str, str]], seq_lens: str | None, hint: str) -> tuple[str, list[str]]:
     """One layer (all directions) as one native op. ``xt`` is ``[T, B, I]``, ``inits`` are
@@ -123,12 +198,8 @@ def render_native(g: OnnxGraph, op_type: str, cell: Cell, xt: str, inits: Sequen
     has_bias = any(p.startswith("bias") for p in cell.param_names)
     b = g.emitter.initializer(f"{hint}.B", np.stack([np.concatenate([d["Wb"], d["Rb"]]) for d in per_dir])) \
         if has_bias else None
-    attrs: dict = {"hidden_size": cell.hidden_size, "direction": "bidirectional" if dirs == 2 else "forward"}
-    if op_type == "GRU":
-        attrs["linear_before_reset"] = 1
-    if op_type == "RNN":
-        attrs["activations"] = [cell.attr("nonlinearity", "tanh").capitalize()] * dirs
-    return native_node(g, op_type, [xt, w, r, b, seq_lens, *inits], attrs, dirs, len(cell.states), hint)
+    return native_node(g, op_type, [xt, w, r, b, seq_lens, *inits], _native_attrs(op_type, cell, dirs), dirs,
+                       len(cell.states), hint)
 
 
 def native_node(g: OnnxGraph, op_type: str, inputs: Sequence[str | None], attrs: dict, dirs: int, n_states: int,

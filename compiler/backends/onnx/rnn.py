@@ -12,7 +12,7 @@ from __future__ import annotations
 from onnx import TensorProto
 
 from rnnc.backends.onnx.emit import OnnxGraph
-from rnnc.backends.onnx.native import native_kind, render_native
+from rnnc.backends.onnx.native import dequantized, native_kind, render_native, render_native_int8
 from rnnc.backends.onnx.ops import Ins, Types, renders
 from rnnc.backends.onnx.qlstm import is_dq_lstm, render_dq_lstm
 from rnnc.backends.onnx.scan import render_scan
@@ -20,6 +20,7 @@ from rnnc.ir import Cell, Node
 from rnnc.ir.rnn import rnn_layout
 
 _DQ_LSTM = "DynamicQuantizeLSTM"
+_INT8 = "/int8"  # suffix: the native op with int8-stored weights (native.render_native_int8)
 
 
 def _zeros_state(g: OnnxGraph, xt: str, lay: int, shape: tuple, dtype: str) -> str:
@@ -44,12 +45,18 @@ def _native(g: OnnxGraph, cell: Cell, weights: list[str | None], one_step: bool,
     whose input is quantized per sequence (``xquant``) or that runs one step (where the kernel's
     whole-sequence input scale is the IR's per-step one).  With lengths the kernel keeps updating
     a finished sequence's working ``h`` from the padding, and that ``h`` still sets the step's
-    quantization range (the IR freezes it), so a layer with lengths stays a Scan."""
+    quantization range (the IR freezes it), so a layer with lengths stays a Scan.  A weight-only
+    int8 cell that is the native op on its dequantized weights gets that op with int8-stored
+    weights widened at load (``<op>/int8``)."""
     if not all(w in g.emitter.weights for w in weights):
         return None
     if not lengths and (one_step or cell.attr("xquant") == "sequence") and is_dq_lstm(cell):
         return _DQ_LSTM
-    return native_kind(cell)
+    kind = native_kind(cell)
+    if kind is None and cell.attr("xquant") is None:
+        wide = dequantized(cell)  # weight-only int8: the native op on weights widened at load
+        kind = native_kind(wide) + _INT8 if wide is not None and native_kind(wide) else None
+    return kind
 
 
 def _swap_batch_time(g: OnnxGraph, x: str, batch_first: bool, steps: object, features: object, hint: str,
@@ -100,6 +107,9 @@ def _rnn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
             seq_lens = g.op("Cast", lengths, to=TensorProto.INT32)
         if op_type == _DQ_LSTM:
             xt, fin = render_dq_lstm(g, cell, xt, layer_inits, per_dir, seq_lens, f"{hint}.l{k}")
+        elif op_type and op_type.endswith(_INT8):
+            xt, fin = render_native_int8(g, op_type.removesuffix(_INT8), cell, xt, layer_inits, per_dir, seq_lens,
+                                         f"{hint}.l{k}")
         elif op_type:
             xt, fin = render_native(g, op_type, cell, xt, layer_inits, per_dir, seq_lens, f"{hint}.l{k}")
         else:
