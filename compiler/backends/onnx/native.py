@@ -124,8 +124,7 @@ def dequantized(cell: Cell) -> Cell | None:
     from rnnc.ir.types import TensorType
 
     types = dict(cell.step.params)
-    quant = [n for n in cell.step.nodes if n.op == "qlinear"]
-    if not quant:
+    if not any(n.op == "qlinear" for n in cell.step.nodes):
         return None
     renamed: dict[str, str] = {}
     nodes = []
@@ -168,9 +167,9 @@ def render_native_int8(g: OnnxGraph, op_type: str, cell: Cell, xt: str, inits: S
 
     w, r = widened("W", "weight_ih"), widened("R", "weight_hh")
     has_bias = any(p.startswith("bias") for p in cell.param_names)
-    four = cell.hidden_size * len(order)
+    rows = cell.hidden_size * len(order)  # gates x H
     b = g.emitter.initializer(f"{hint}.B", np.stack([np.concatenate([
-        _reorder(d[k], order) if k in d else np.zeros(four, np.float32) for k in ("bias_ih", "bias_hh")])
+        _reorder(d[k], order) if k in d else np.zeros(rows, np.float32) for k in ("bias_ih", "bias_hh")])
         for d in per]).astype(np.float32)) if has_bias else None
     return native_node(g, op_type, [xt, w, r, b, seq_lens, *inits], _native_attrs(op_type, cell, dirs), dirs,
                        len(cell.states), hint)
