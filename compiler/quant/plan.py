@@ -84,8 +84,8 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
             keep = []  # grouped conv: channels do not map onto one weight column
     plan.n_keep = len(keep)
     plan.smooth = cfg.outliers == "smooth" and treat
-    hot = any(detect_outliers(st, cfg.threshold, 1.0) for st in stats if st is not None)
-    if plan.smooth and recurrent and smooth is None and not hot:
+    if plan.smooth and recurrent and smooth is None and \
+            not any(detect_outliers(st, cfg.threshold, 1.0) for st in stats if st is not None):
         # a state-fed input is produced by the cell's own arithmetic, so its division can never be
         # folded away: smoothing it costs a run-time mul every step (and rules out the fused LSTM
         # kernel), so it is done only where the state has an outlier channel

@@ -166,16 +166,23 @@ def render_native_int8(g: OnnxGraph, op_type: str, cell: Cell, xt: str, inits: S
                                  g.emitter.initializer(f"{hint}.{key}_scale", scale), f"{hint}.{key}")
 
     w, r = widened("W", "weight_ih"), widened("R", "weight_hh")
-    has_bias = any(p.startswith("bias") for p in cell.param_names)
+    return native_node(g, op_type, [xt, w, r, bias_initializer(g, cell, per, hint), seq_lens, *inits],
+                       native_attrs(op_type, cell, dirs), dirs, len(cell.states), hint)
+
+
+def bias_initializer(g: OnnxGraph, cell: Cell, per: Sequence[Mapping[str, np.ndarray]], hint: str) -> str | None:
+    """ONNX's ``B [D, 2 * gates * H]``: each direction's ``bias_ih`` then ``bias_hh`` in ONNX's gate
+    order (zeros for a missing one); None when the cell has no bias at all."""
+    if not any(p.startswith("bias") for p in cell.param_names):
+        return None
+    order = _NATIVE[cell.kind][1]
     rows = cell.hidden_size * len(order)  # gates x H
-    b = g.emitter.initializer(f"{hint}.B", np.stack([np.concatenate([
+    return g.emitter.initializer(f"{hint}.B", np.stack([np.concatenate([
         _reorder(d[k], order) if k in d else np.zeros(rows, np.float32) for k in ("bias_ih", "bias_hh")])
-        for d in per]).astype(np.float32)) if has_bias else None
-    return native_node(g, op_type, [xt, w, r, b, seq_lens, *inits], _native_attrs(op_type, cell, dirs), dirs,
-                       len(cell.states), hint)
+        for d in per]).astype(np.float32))
 
 
-def _native_attrs(op_type: str, cell: Cell, dirs: int) -> dict:
+def native_attrs(op_type: str, cell: Cell, dirs: int) -> dict:
     attrs: dict = {"hidden_size": cell.hidden_size, "direction": "bidirectional" if dirs == 2 else "forward"}
     if op_type == "GRU":
         attrs["linear_before_reset"] = 1
@@ -190,15 +197,12 @@ def render_native(g: OnnxGraph, op_type: str, cell: Cell, xt: str, inits: Sequen
     ``[D, B, H]``, ``weights[d]`` maps cell param names to initializer names.  Returns
     ``y [T, B, D*H]`` and the final states ``[D, B, H]`` in the cell's state order."""
     dirs = len(weights)
-    per_dir = [onnx_weights(cell, {p: to_numpy(g.emitter.weights[n]) for p, n in w.items()}) for w in weights]
-    stack = {k: np.stack([d[k] for d in per_dir]) for k in ("W", "R")}
-    w = g.emitter.initializer(f"{hint}.W", stack["W"])
-    r = g.emitter.initializer(f"{hint}.R", stack["R"])
-    has_bias = any(p.startswith("bias") for p in cell.param_names)
-    b = g.emitter.initializer(f"{hint}.B", np.stack([np.concatenate([d["Wb"], d["Rb"]]) for d in per_dir])) \
-        if has_bias else None
-    return native_node(g, op_type, [xt, w, r, b, seq_lens, *inits], _native_attrs(op_type, cell, dirs), dirs,
-                       len(cell.states), hint)
+    per = [{p: to_numpy(g.emitter.weights[n]) for p, n in w.items()} for w in weights]
+    per_dir = [onnx_weights(cell, d) for d in per]
+    w = g.emitter.initializer(f"{hint}.W", np.stack([d["W"] for d in per_dir]))
+    r = g.emitter.initializer(f"{hint}.R", np.stack([d["R"] for d in per_dir]))
+    return native_node(g, op_type, [xt, w, r, bias_initializer(g, cell, per, hint), seq_lens, *inits],
+                       native_attrs(op_type, cell, dirs), dirs, len(cell.states), hint)
 
 
 def native_node(g: OnnxGraph, op_type: str, inputs: Sequence[str | None], attrs: dict, dirs: int, n_states: int,

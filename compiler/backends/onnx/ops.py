@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph, to_numpy
+from rnnc.backends.onnx.framed import framed_conv, frames_of, side_by_side
 from rnnc.ir import Node, TensorType
 
 Ins = list[str | None]
@@ -189,8 +190,6 @@ def _split(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
 
 @renders("conv1d")
 def _conv1d(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
-    from rnnc.backends.onnx.framed import framed_conv, frames_of, side_by_side
-
     a = node.attr_dict
     w = ins[1]
     if w in g.emitter.weights and types[0] is not None and types[0].dtype == "float32":

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from rnnc.backends.onnx.emit import OnnxGraph, to_numpy
-from rnnc.backends.onnx.native import native_node, probe_tensors, reorder_gates
+from rnnc.backends.onnx.native import bias_initializer, native_attrs, native_node, probe_tensors, reorder_gates
 from rnnc.ir import Cell
 
 MS_DOMAIN = "com.microsoft"
@@ -98,7 +98,6 @@ def render_dq_lstm(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], weig
     ``native.render_native`` (``xt [T, B, I]`` in, ``y [T, B, D*H]`` and final ``h, c`` out)."""
     dirs = len(weights)
     per = [{p: to_numpy(g.emitter.weights[n]) for p, n in w.items()} for w in weights]
-    four_h = 4 * cell.hidden_size
 
     def stacked(name: str, key: str, transpose: bool) -> str:
         arr = np.stack([reorder_gates("lstm", d[key]).T if transpose else reorder_gates("lstm", d[key])
@@ -107,11 +106,7 @@ def render_dq_lstm(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], weig
 
     w, w_scale = stacked("W", _W[0], True), stacked("W_scale", _W[1], False)
     r, r_scale = stacked("R", _R[0], True), stacked("R_scale", _R[1], False)
-    zero = g.emitter.initializer(f"{hint}.zero_point", np.zeros((dirs, four_h), np.int8))
-    bias = [np.concatenate([reorder_gates("lstm", d[b]) if b in d else np.zeros(four_h, np.float32)
-                            for b in ("bias_ih", "bias_hh")]) for d in per]
-    b = g.emitter.initializer(f"{hint}.B", np.stack(bias).astype(np.float32)) if _BIASES & set(cell.param_names) \
-        else None
-    attrs = {"hidden_size": cell.hidden_size, "direction": "bidirectional" if dirs == 2 else "forward"}
+    zero = g.emitter.initializer(f"{hint}.zero_point", np.zeros((dirs, 4 * cell.hidden_size), np.int8))
+    b = bias_initializer(g, cell, per, hint)
     return native_node(g, "DynamicQuantizeLSTM", [xt, w, r, b, seq_lens, *inits, None, w_scale, zero, r_scale, zero],
-                       attrs, dirs, 2, hint, domain=MS_DOMAIN)
+                       native_attrs("LSTM", cell, dirs), dirs, 2, hint, domain=MS_DOMAIN)

@@ -233,23 +233,19 @@ def _qlinear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
         y = _nbits(g, rest, wq, ws, bits, act, hint)
         if y is None:
             raise UnsupportedError(f"{node.label}: {wq.shape[1]} inputs fit no MatMulNBits block (16..256)")
-    elif act == "none" and kept is None and x in g.emitter.seq_codes:  # codes of a sequence-quantized input
-        xq, s, zp = g.emitter.seq_codes[x]
+    else:  # one scale per output channel
         w_t = g.emitter.initializer(f"{hint}.wq_t", np.ascontiguousarray(wq.T))
         w_scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))
-        return [_int_to_float(g, xq, w_t, s, w_scale, zp, ins[3], hint)]
-    elif act == "none":  # int8 weight-only: stored int8, widened once (onnxruntime folds it at load)
-        w_t = g.emitter.initializer(f"{hint}.wq_t", np.ascontiguousarray(wq.T))
-        scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))
-        w = g.emitter.widened(w_t, scale, hint)
-        y = g.op("MatMul", rest, w, hint=f"{hint}.mm")
-    else:
-        w_t = g.emitter.initializer(f"{hint}.wq_t", np.ascontiguousarray(wq.T))
-        w_scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))
-        if act == "dynamic" and g.hoist_steps is not None:  # hoisted out of a Scan: one scale per step
+        # the codes of a sequence-quantized cell input: its weight-only product is an integer one
+        codes = g.emitter.seq_codes.get(x) if act == "none" and kept is None else None
+        if act == "none" and codes is None:  # weight-only: stored int8, widened once (folded at load)
+            y = g.op("MatMul", rest, g.emitter.widened(w_t, w_scale, hint), hint=f"{hint}.mm")
+        elif act == "dynamic" and g.hoist_steps is not None:  # hoisted out of a Scan: one scale per step
             y = _per_step_dynamic(g, rest, wq, w_t, w_scale, hint)
         else:
-            if act == "dynamic":
+            if codes is not None:
+                xq, s, zp = codes
+            elif act == "dynamic":
                 xq, s, zp = g.node("DynamicQuantizeLinear", [rest], f"{hint}.xq", 3)
             else:  # symmetric int8 codes shifted by 128 into uint8 (onnxruntime's fast u8s8 path)
                 zp = g.const(128, "uint8")

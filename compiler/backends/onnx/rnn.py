@@ -55,7 +55,8 @@ def _native(g: OnnxGraph, cell: Cell, weights: list[str | None], one_step: bool,
     kind = native_kind(cell)
     if kind is None and cell.attr("xquant") is None:
         wide = dequantized(cell)  # weight-only int8: the native op on weights widened at load
-        kind = native_kind(wide) + _INT8 if wide is not None and native_kind(wide) else None
+        wide_kind = native_kind(wide) if wide is not None else None
+        kind = wide_kind + _INT8 if wide_kind else None
     return kind
 
 
