@@ -121,6 +121,8 @@ def host_overrides(data: dict[str, Any]) -> None:
     if mhz:
         data["clock_mhz"] = mhz
         detected.append("clock_mhz")
+    cpu["int8_dot"] = host_int8_dot(flags, dict(cpu.get("int8_dot") or {}))
+    detected.append("int8_dot")
     dtypes = list(data.get("dtypes") or [])
     for flag, dtype in (("avx512_bf16", "bf16"), ("avx512_fp16", "fp16")):
         if flag in flags and dtype not in dtypes:
@@ -132,6 +134,32 @@ def host_overrides(data: dict[str, Any]) -> None:
         f"detected from this machine: {', '.join(detected)}; everything else is copied from {base}",
         "memory bandwidth and cache bandwidth are NOT measured: they are the generic target's values",
     ]
+
+
+#: x86 flags (as /proc/cpuinfo spells them) whose integer dot product adds into int32 without
+#: saturation: onnxruntime's MLAS takes a VNNI or AMX kernel whenever one of them is present
+_X86_EXACT = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def host_int8_dot(flags: set[str], generic: dict[str, Any]) -> dict[str, str]:
+    """This CPU's integer dot-product semantics from its flags (``Int8Dot``'s fields).
+
+    Why not the generic file's entry: an AVX-512 CPU without VNNI (Skylake-SP) and an AVX2 CPU
+    with AVX-VNNI (Alder Lake) both exist, so the ISA family does not decide; the flags do.
+    """
+    if platform.machine().lower() in ("aarch64", "arm64") or "asimd" in flags:
+        dot = "asimddp" in flags
+        return {"instruction": "udot/sdot" if dot else "umull/uadalp", "semantics": "exact", "format": "s8",
+                "source": f"detected: /proc/cpuinfo {'has' if dot else 'lacks'} asimddp; MLAS widens "
+                          "8-bit products exactly either way"}
+    exact = [f for f in _X86_EXACT if f in flags]
+    if exact:
+        return {"instruction": "vpdpbusd", "semantics": "exact", "format": "s8",
+                "source": f"detected: /proc/cpuinfo flag {exact[0]}"}
+    if "avx2" in flags or "avx512bw" in flags or "ssse3" in flags:
+        return {"instruction": "vpmaddubsw", "semantics": "saturating_pairs", "format": "s7",
+                "source": f"detected: /proc/cpuinfo has no {'/'.join(_X86_EXACT)}"}
+    return {**generic, "source": "no CPU flags readable; copied from the generic target"}
 
 
 def _rescale_peaks(data: dict[str, Any]) -> None:

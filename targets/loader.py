@@ -16,7 +16,7 @@ import yaml
 
 from rnnc.errors import UserInputError
 
-from .spec import DTYPE_BYTES, CpuSpec, GpuSpec, HardwareSpec, MmaShape
+from .spec import DTYPE_BYTES, INT8_FORMATS, INT8_SEMANTICS, CpuSpec, GpuSpec, HardwareSpec, Int8Dot, MmaShape
 
 # Binary units for on-chip sizes (what vendors mean by "64 KB shared memory"), decimal units for
 # DRAM capacity as marketed ("80 GB HBM3").
@@ -182,7 +182,22 @@ def _cpu(r: _Reader) -> CpuSpec:
         l3_bytes=r.size("l3", minimum=0),
         cache_line_bytes=r.int("cache_line_bytes"),
         l2_bytes_per_cycle=r.int("l2_bytes_per_cycle"),
+        int8_dot=_int8_dot(r),
     )
+
+
+def _int8_dot(r: _Reader) -> Int8Dot:
+    """The ``cpu.int8_dot`` entry: required, because a wrong guess ships wrong int8 models."""
+    d = r.sub("int8_dot")
+    semantics, fmt = d.str("semantics"), d.str("format")
+    if semantics not in INT8_SEMANTICS:
+        raise d.fail("semantics", f"must be one of {', '.join(INT8_SEMANTICS)}, got {semantics!r}")
+    if fmt not in INT8_FORMATS:
+        raise d.fail("format", f"must be one of {', '.join(INT8_FORMATS)}, got {fmt!r}")
+    if semantics == "saturating_pairs" and fmt == "s8":
+        raise d.fail("format", "s8 overflows a saturating pair sum (255 * 127 * 2 > 32767); use s7 or u8")
+    source = str(d.data.get("source") or f"targets/{Path(r.path.split(' ')[0]).name}")
+    return Int8Dot(d.str("instruction"), semantics, fmt, source)
 
 
 def parse(data: Any, path: str, overrides: Callable[[dict[str, Any]], None] | None = None) -> HardwareSpec:

@@ -81,6 +81,34 @@ class GpuSpec:
         return self.max_threads_per_sm // self.warp_size
 
 
+#: how an 8-bit integer dot product adds its products on a CPU (``targets/int8dot.py`` models each)
+INT8_SEMANTICS = ("exact", "saturating_pairs")
+#: integer formats rnnc emits: ``s8`` u8 activations x full-range int8 weights; ``s7`` the same with
+#: 7-bit weights (|w| <= 63); ``u8`` u8 x u8 (weights shifted by 128, zero point 128)
+INT8_FORMATS = ("s8", "s7", "u8")
+
+
+@dataclass(frozen=True)
+class Int8Dot:
+    """The CPU's integer dot-product semantics, as onnxruntime's u8 x s8 GEMM meets them.
+
+    Why it is target data: the same int8 ONNX file is exact on a CPU with AVX512-VNNI (``vpdpbusd``
+    adds into int32) and wrong on one without (``vpmaddubsw`` adds pairs of u8 x s8 products into a
+    *saturating* int16), so which integer format is exact depends on the CPU the model will run on,
+    not on the one it was built on.  ``format`` is the format rnnc emits for this target by default
+    and ``source`` says where the entry came from (the YAML file, or the host's CPU flags).
+    """
+
+    instruction: str
+    semantics: str
+    format: str
+    source: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.instruction} ({self.semantics}), format {self.format}" + (
+            f" [{self.source}]" if self.source else "")
+
+
 @dataclass(frozen=True)
 class CpuSpec:
     """Core count, SIMD and cache sizes of a CPU (per core unless the name says ``shared``)."""
@@ -97,6 +125,7 @@ class CpuSpec:
     l3_bytes: int
     cache_line_bytes: int
     l2_bytes_per_cycle: int
+    int8_dot: Int8Dot = Int8Dot("generic", "exact", "s8", "default: no int8_dot entry")
 
     def lanes(self, dtype: str) -> int:
         """Vector lanes of one register for ``dtype`` elements (8 fp32 lanes in 256 bits)."""

@@ -10,7 +10,7 @@ integer kernels (``rnnc.backends.onnx.quant_ops``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rnnc.errors import UserInputError
@@ -19,6 +19,7 @@ from rnnc.quant.calibrate import ChannelStats, Stats, calibrate
 from rnnc.quant.config import OUTLIERS, SCHEMES, QuantConfig, QuantReport, SiteReport
 from rnnc.quant.data import calibration_batches
 from rnnc.quant.rewrite import quantize_program
+from rnnc.targets.int8dot import weight_format
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,18 @@ class QuantizedModel:
     program: Program
     report: QuantReport
     stats: Stats
+    target: str = "cpu/host"  # the CPU whose integer dot product the weights were made exact for
 
     def run(self, *inputs: Any) -> Any:
         """The quantized Program in the reference interpreter."""
         return self.program.run(*inputs)
 
     def export_onnx(self, path: Any = None, **kwargs: Any) -> Any:
-        """ONNX with integer kernels (see ``rnnc.export_onnx`` for the options)."""
+        """ONNX with integer kernels (see ``rnnc.export_onnx`` for the options), exact on the
+        quantization target unless ``target=`` names another CPU."""
         from rnnc.backends.onnx import export_onnx
 
+        kwargs.setdefault("target", self.target)
         return export_onnx(self.program, None, path, **kwargs)
 
 
@@ -67,17 +71,24 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str = "w8a8",
     takes one scale per sequence -- an LSTM then exports as onnxruntime's DynamicQuantizeLSTM),
     ``dynamic`` sites kept on dynamic scales under ``static``); passing ``stats`` from an earlier run
     skips calibration (comparing treatments on one model calibrates once) unless ``gptq`` needs
-    Hessians those stats lack."""
+    Hessians those stats lack.
+
+    ``target`` (default ``cpu/host``) is the CPU the model must be exact on: where its int8 dot
+    product saturates pair sums (x86 without VNNI), weights that meet integer activations get 7-bit
+    codes (``int8_format="s7"``); ``int8_format="s8"`` keeps 8 bits (exported as u8 x u8 there: exact,
+    slower).  ``targets/<tag>.yaml``'s ``int8_dot`` entry decides the default."""
     unknown = set(options) - {f for f in QuantConfig.__dataclass_fields__ if f not in ("scheme", "outliers")}
     if unknown:
         raise UserInputError(f"unknown quantization options {sorted(unknown)}")
     cfg = QuantConfig(scheme, outliers, **options).check()
+    _, fmt = weight_format(cfg.target, cfg.int8_format)  # before calibrating: a bad target costs nothing
+    cfg = replace(cfg, int8_format=fmt)
     program = _as_program(model_or_program, calibration_data, example_inputs)
     if stats is None or (cfg.gptq and not any(s.hessian is not None for s in stats.values())):
         stats = calibrate(program, calibration_batches(program, calibration_data), progress=progress,
                           hessian=cfg.gptq)
     qprogram, report = quantize_program(program, stats, cfg)
-    return QuantizedModel(qprogram, report, stats)
+    return QuantizedModel(qprogram, report, stats, cfg.target)
 
 
 __all__ = ["OUTLIERS", "SCHEMES", "ChannelStats", "QuantConfig", "QuantReport", "QuantizedModel", "SiteReport",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rnnc.errors import UserInputError
+from rnnc.targets.spec import INT8_FORMATS
 
 #: scheme -> (weight bits, activations quantized)
 SCHEMES: dict[str, tuple[int, bool]] = {"w8a8": (8, True), "w8": (8, False), "w4a8": (4, True), "w4": (4, False)}
@@ -48,6 +49,8 @@ class QuantConfig:
     gptq_act_order: bool = False  # gptq: columns by decreasing input energy (group scales fixed up front)
     sequence_scale: str = "lstm"  # cells whose dynamic input takes one scale per sequence: lstm | all | none
     dynamic: tuple[str, ...] = ()  # static: weight/site names (or dotted prefixes) kept on per-call dynamic scales
+    target: str = "cpu/host"  # the CPU the int8 model must be exact on (its YAML int8_dot entry)
+    int8_format: str = ""  # s8 | s7 | u8 for weights meeting integer activations; "" = the target's format
 
     def check(self) -> QuantConfig:
         if self.scheme not in SCHEMES:
@@ -79,6 +82,9 @@ class QuantConfig:
                                  "per_tensor (the naive-int8 ablation)")
         if not 0.0 < self.gptq_damp <= 1.0:
             raise UserInputError(f"gptq damping must be in (0, 1], got {self.gptq_damp}")
+        if self.int8_format and self.int8_format not in INT8_FORMATS:
+            raise UserInputError(f"int8 format must be one of {', '.join(INT8_FORMATS)} (or empty: the target's), "
+                                 f"got {self.int8_format!r}")
         if self.group < 16 or self.group & (self.group - 1):
             raise UserInputError(f"int4 group size must be a power of two >= 16 (onnxruntime's block sizes), "
                                  f"got {self.group}")
@@ -101,7 +107,8 @@ class QuantConfig:
 
     @property
     def label(self) -> str:
-        return f"{self.scheme}/{self.outliers}" + ("/static" if self.static else "") + ("/gptq" if self.gptq else "")
+        return (f"{self.scheme}/{self.outliers}" + ("/static" if self.static else "") + ("/gptq" if self.gptq else "")
+                + (f"/{self.int8_format}" if self.quant_acts and self.int8_format else ""))
 
 
 def named(entries: tuple[str, ...], names: tuple[str, ...] | list[str]) -> bool:

@@ -118,6 +118,8 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
         bits = cfg.recurrent_bits if recurrent and cfg.recurrent_bits else cfg.wbits
         if {name, site} & set(cfg.int8_weights) or any(n in cfg.int8_weights for n in names):
             bits = 8  # mixed int4/int8 by name (every direction alike: one cell serves them all)
+        # integer activations meet these codes: 7 bits keep the target's pair sums exact (int8dot.py)
+        qbits = 7 if bits == 8 and plan.act != "none" and cfg.int8_format == "s7" else bits
         imp = None
         if cfg.mse_clip and st is not None and st.abssum is not None and op == "linear":
             imp = st.mean_abs.to(torch.float32) ** 2  # calibrated E|x_j|^2: how much input j's error matters
@@ -129,12 +131,12 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
         h = st.hessian if cfg.gptq and op == "linear" and st is not None else None
         if h is not None and h.shape == (w.shape[1], w.shape[1]):
             h = _transformed_hessian(h, t)
-            qw = gptq_quantize(w, h, bits, cfg.group, group8, cfg.gptq_damp, cfg.mse_clip, t.get(KEEP_IDX),
+            qw = gptq_quantize(w, h, qbits, cfg.group, group8, cfg.gptq_damp, cfg.mse_clip, t.get(KEEP_IDX),
                                cfg.gptq_act_order)
             how = " gptq"
         else:
             how = " gptq: no calibrated Hessian (conv or never reached), rounded to nearest" if cfg.gptq else ""
-            qw = quantize_weight(w, bits, cfg.group, cfg.per_tensor, cfg.mse_clip, group8, imp)
+            qw = quantize_weight(w, qbits, cfg.group, cfg.per_tensor, cfg.mse_clip, group8, imp)
         t[Q], t[SCALE] = qw.q, qw.scale.to(torch.float32)
         cs = None
         if plan.act == "static":
@@ -151,7 +153,7 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
             kept=tuple(keep), max_ratio=ratio, smoothed=plan.smooth, rotated=plan.rotate, clip_scale=cs,
             fp_bytes=4 * w.numel(), q_bytes=qw.nbytes + sum(4 * v.numel() for k, v in t.items()
                                                              if k in (KEEP_W, SMOOTH, ROT)),
-            note=(note + how).strip() + ("" if qw.bits == bits else " int8: shape unfit for int4 groups")
+            note=(note + how).strip() + ("" if qw.bits == qbits else f" int{qw.bits}: shape unfit for int4 groups")
             + (f" recurrent: int{bits}" if bits != cfg.wbits and recurrent else "")
             + (" int8 by name" if bits != cfg.wbits and not recurrent else "")))
     return plan

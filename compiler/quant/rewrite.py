@@ -147,7 +147,8 @@ def _sequence_input(step: Graph, per_dir: list[dict[str, Any]]) -> tuple[Graph, 
         return None
     for q in uses:
         if q.op != "qlinear" or q.inputs[0] != x or x in q.inputs[1:] or q.attr("act") != "dynamic" \
-                or q.attr("bits", 8) != 8 or len(q.inputs) > 4 or any(d[q.inputs[2]].dim() != 1 for d in per_dir):
+                or q.attr("bits", 8) not in (7, 8) or len(q.inputs) > 4 \
+                or any(d[q.inputs[2]].dim() != 1 for d in per_dir):
             return None  # static, kept channels, smoothing/rotation in front, int4 or group-wise, or x used raw
     plain = {id(q): dataclasses.replace(q, attrs=freeze_attrs({**q.attr_dict, "act": "none"})) for q in uses}
     return (dataclasses.replace(step, nodes=tuple(plain.get(id(n), n) for n in step.nodes)),

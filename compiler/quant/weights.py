@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-#: largest magnitude of a symmetric code of each width (int4 keeps -8 unused: symmetric range)
-QMAX = {8: 127, 4: 7}
+#: largest magnitude of a symmetric code of each width (int4 keeps -8 unused: symmetric range).
+#: 7 is int8 storage with 7-bit codes: the format that stays exact on CPUs whose u8 x s8 dot
+#: product saturates pair sums in int16 (``targets/int8dot.py``)
+QMAX = {8: 127, 7: 63, 4: 7}
 DEFAULT_GROUP = 32
 
 
@@ -41,13 +43,14 @@ class QuantizedWeight:
     @property
     def nbytes(self) -> int:
         """Storage as it would be packed (two int4 codes per byte) plus the float scales."""
-        return (self.q.numel() * self.bits + 7) // 8 + 4 * self.scale.numel()
+        stored = 8 if self.bits == 7 else self.bits  # 7-bit codes live in int8 bytes
+        return (self.q.numel() * stored + 7) // 8 + 4 * self.scale.numel()
 
 
 def quantize_per_channel(w: torch.Tensor, bits: int = 8) -> QuantizedWeight:
     """One symmetric scale per output channel (dim 0); any rank (linear or conv weights)."""
     if bits not in QMAX:
-        raise ValueError(f"weight width {bits} is not supported (use 8 or 4)")
+        raise ValueError(f"weight width {bits} is not supported (use 8, 7 or 4)")
     w = w.detach().to(torch.float32)
     absmax = w.reshape(w.shape[0], -1).abs().amax(dim=1)
     scale = torch.where(absmax > 0, absmax / QMAX[bits], torch.ones_like(absmax))
@@ -116,7 +119,7 @@ def weight_format(w: torch.Tensor, bits: int, group: int = DEFAULT_GROUP, group8
         return 4, group
     if group8 and w.dim() == 2 and w.shape[1] % group8 == 0 and w.shape[1] > group8:
         return 8, group8
-    return 8, 0
+    return (7 if bits == 7 else 8), 0
 
 
 def quantize_weight(w: torch.Tensor, bits: int, group: int = DEFAULT_GROUP,
@@ -124,12 +127,14 @@ def quantize_weight(w: torch.Tensor, bits: int, group: int = DEFAULT_GROUP,
                     importance: torch.Tensor | None = None) -> QuantizedWeight:
     """The scheme's weight format for one matrix (see :func:`weight_format`), round-to-nearest."""
     if per_tensor:  # the ablation: every row shares the largest row's scale
-        scale = torch.full((w.shape[0],), float(w.abs().amax()) / QMAX[8] or 1.0)
-        codes = torch.clamp(torch.round(w.detach().float() / scale.view(-1, *([1] * (w.dim() - 1)))), -127, 127)
-        return QuantizedWeight(codes.to(torch.int8), scale, 8, 0)
+        pbits = 7 if bits == 7 else 8
+        scale = torch.full((w.shape[0],), float(w.abs().amax()) / QMAX[pbits] or 1.0)
+        codes = torch.clamp(torch.round(w.detach().float() / scale.view(-1, *([1] * (w.dim() - 1)))),
+                            -QMAX[pbits], QMAX[pbits])
+        return QuantizedWeight(codes.to(torch.int8), scale, pbits, 0)
     fbits, fgroup = weight_format(w, bits, group, group8)
     if fbits == 4:
         return mse_group_scales(w, 4, fgroup, importance=importance) if mse else quantize_groupwise(w, 4, fgroup)
     if fgroup:
         return quantize_groupwise(w, 8, fgroup)
-    return quantize_per_channel(w, 8)
+    return quantize_per_channel(w, fbits)

@@ -38,7 +38,7 @@ def as_program(model_or_program: Any, example_inputs: Sequence[Any] | None) -> P
 
 def export_onnx(model_or_program: Any, example_inputs: Any = None, path: str | os.PathLike | None = None, *,
                 opset: int = DEFAULT_OPSET, streaming: bool = False,
-                hoist: bool | str = True) -> onnx.ModelProto:
+                hoist: bool | str = True, target: Any = None) -> onnx.ModelProto:
     """Export to ONNX; write ``path`` when given and return the ModelProto.
 
     Batch and sequence length stay dynamic.  Recurrent states are extra graph inputs and
@@ -49,13 +49,18 @@ def export_onnx(model_or_program: Any, example_inputs: Any = None, path: str | o
     (input projections, quantized ones included) runs once over all steps before the loop;
     ``hoist=False`` keeps it in the loop, ``hoist="all"`` also hoists dynamically quantized
     projections (per-step scales; the results are the same either way).
+
+    ``target`` (a CPU tag or spec, default ``cpu/host``): integer products are made exact on that
+    CPU's int8 dot product; full-range weights that would saturate there are stored as u8 (exact
+    everywhere, slower), and the ``rnnc.int8`` metadata records the target and the formats.
     """
     check_opset(opset)  # before tracing: a bad flag should not cost a trace
     if hoist not in (True, False, "all"):
         raise UserInputError(f"hoist must be True, False or 'all', got {hoist!r}")
     examples = _as_tuple(example_inputs)
     program = as_program(model_or_program, examples)
-    model = to_onnx(program, opset=opset, streaming=streaming, example_inputs=examples, hoist=hoist)
+    model = to_onnx(program, opset=opset, streaming=streaming, example_inputs=examples, hoist=hoist,
+                    target=target)
     if path is not None:
         directory = os.path.dirname(os.fspath(path))
         if directory and not os.path.isdir(directory):

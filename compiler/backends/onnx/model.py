@@ -20,6 +20,7 @@ from onnx import helper
 import rnnc
 from rnnc.backends.onnx import rnn as _rnn  # noqa: F401  (registers the rnn renderer)
 from rnnc.backends.onnx.emit import Emitter, OnnxGraph, to_numpy
+from rnnc.backends.onnx.intformat import make_exact
 from rnnc.backends.onnx.peephole import clean
 from rnnc.backends.onnx.render import MIN_EXPORT_OPSET, render_nodes, unsupported
 from rnnc.backends.onnx.states import StateIO, expose_states
@@ -148,8 +149,11 @@ def _metadata(program: Program, opset: int, streaming: bool, states: Sequence[St
 
 def to_onnx(program: Program, *, opset: int, streaming: bool = False,
             example_inputs: Sequence[Any] | None = None, check: bool = True,
-            hoist: bool | str = True) -> onnx.ModelProto:
-    """Render ``program`` as a checked ModelProto (see the module docstring)."""
+            hoist: bool | str = True, target: Any = None) -> onnx.ModelProto:
+    """Render ``program`` as a checked ModelProto (see the module docstring).
+
+    ``target``: the CPU whose integer dot product the int8 weights must be exact on (default
+    ``cpu/host``; ``intformat.make_exact``); models without integer products ignore it."""
     opset = check_opset(opset)
     why = unsupported(program, opset)
     if why:
@@ -190,6 +194,7 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     model.ir_version = helper.find_min_ir_version_for(opsets)
     model.opset_import.extend(helper.make_opsetid(d, 1) for d in sorted(_domains(graph_proto.node)))
     helper.set_model_props(model, _metadata(program, opset, streaming, states, dims))
+    make_exact(model, target)
     if check:
         check_model(model)
     return model
