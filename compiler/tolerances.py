@@ -46,6 +46,10 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     # only the float rescale and gate math differ in order ("int8"); onnxruntime's MatMulNBits
     # quantizes activations per block inside the kernel, the IR per tensor ("int4a8")
     ("int8", "onnxruntime"): (1e-5, 1e-4),
+    # a rotated (Hadamard) input reaches its dynamic quantizer through a float x @ R, which torch
+    # and onnxruntime's sgemm sum in different orders: a value on a rounding tie may land one code
+    # away (~1/255 of the step's range), which the recurrence carries to the output
+    ("int8rotated", "onnxruntime"): (1e-2, 1e-2),
     ("int4a8", "onnxruntime"): (3e-2, 5e-2),
     # static int8 conv chains (QLinearConv writing the next conv's uint8 codes): requantisation
     # ties and the int32 bias may move one code of an inner activation (one quantization step,

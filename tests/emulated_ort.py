@@ -7,7 +7,7 @@ CPUID and takes its AVX2 ``vpmaddubsw`` kernels, so every machine can check what
 VNNI gets -- numerics, not speed.  The worker imports only numpy and onnxruntime (each import is
 emulated) and keeps its sessions; ``tests/conftest.py`` starts one per test session.
 
-Protocol: 8-byte little-endian length, then a pickle of ``(model bytes, feeds)``; ``None`` ends it.
+Protocol: 8-byte little-endian length, then a pickle of ``(model bytes, feeds, threads)``; ``None`` ends it.
 """
 
 from __future__ import annotations
@@ -52,10 +52,11 @@ class EmulatedOrt:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env)
 
-    def run(self, model: Any, feeds: dict[str, Any]) -> list[Any]:
-        """Outputs of ``model`` (a ModelProto or bytes) for ``feeds`` (numpy arrays)."""
+    def run(self, model: Any, feeds: dict[str, Any], threads: int = 0) -> list[Any]:
+        """Outputs of ``model`` (a ModelProto or bytes) for ``feeds`` (numpy arrays); ``threads``:
+        onnxruntime's intra-op threads (0: its default)."""
         data = model if isinstance(model, bytes) else model.SerializeToString()
-        _send(self.proc.stdin, (data, feeds))
+        _send(self.proc.stdin, (data, feeds, threads))
         status, value = _recv(self.proc.stdout)
         if status != "ok":
             raise RuntimeError(f"onnxruntime under emulated {self.cpu}: {value}")
@@ -78,11 +79,13 @@ def _worker() -> None:
             return
         if request is None:
             return
-        model, feeds = request
-        key = hashlib.sha256(model).hexdigest()
+        model, feeds, threads = request
+        key = f"{hashlib.sha256(model).hexdigest()}/{threads}"
         try:
             if key not in sessions:
-                sessions[key] = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = threads
+                sessions[key] = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
             reply = ("ok", sessions[key].run(None, feeds))
         except Exception as exc:  # noqa: BLE001 -- the caller raises it with the worker's words
             reply = ("error", f"{type(exc).__name__}: {exc}")

@@ -62,6 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fold", action="store_true",
                    help="smooth: keep the activation division as a run-time Mul instead of folding it into the "
                         "producing linear/conv")
+    p.add_argument("--target", default="cpu/host", metavar="TAG",
+                   help="the CPU the int8 model must be exact on (default: this machine, cpu/host); its "
+                        "int8_dot entry decides the weight format, e.g. 7-bit weights for cpu/x86-avx2, whose "
+                        "u8 x s8 dot product saturates (`rnnc targets show TAG`)")
+    p.add_argument("--int8-format", default="", choices=("", "s8", "s7", "u8"),
+                   help="override the target's format: s8 full-range int8 weights, s7 7-bit weights (exact on "
+                        "every CPU, fastest where u8 x s8 saturates), u8 full-range weights stored as u8 where "
+                        "the target needs it (exact, slower there)")
     p.add_argument("--input-shape", action="append", metavar="SHAPE",
                    help="shape of an example input to trace with (default: the first calibration batch)")
     p.add_argument("--dtype", action="append", choices=DTYPES, help="dtype of each --input-shape input")
@@ -94,13 +102,16 @@ def run(args: argparse.Namespace) -> int:
 
     from rnnc.frontend import trace
     from rnnc.quant import QuantConfig, quantize
+    from rnnc.targets.int8dot import weight_format
 
     options = dict(threshold=args.threshold, alpha=args.alpha, percentile=args.percentile, group=args.group,
                    static=args.static, recurrent_bits=args.recurrent_bits, group8=args.group8, mse_clip=args.mse_clip,
                    gptq=args.gptq, gptq_act_order=args.gptq_act_order, int8_weights=tuple(args.int8_weight),
                    weight_only=tuple(args.weight_only), min_weight=args.min_weight, fold=not args.no_fold,
-                   dynamic=tuple(args.dynamic), sequence_scale=args.sequence_scale)
+                   dynamic=tuple(args.dynamic), sequence_scale=args.sequence_scale, target=args.target,
+                   int8_format=args.int8_format)
     QuantConfig(args.scheme, args.outliers, **options).check()  # a bad combination fails before any tracing
+    weight_format(args.target, args.int8_format)  # so does a GPU or unknown --target
     if args.model.endswith(".onnx"):
         raise UserInputError(f"{args.model}: rnnc quantize reads the PyTorch model (.py, package.module:NAME or "
                              f".jit), not ONNX; quantize the source model and it writes the integer ONNX")
@@ -125,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
             return c
 
         out["ops"] = dict(ops(model_proto.graph, Counter()))
+        meta = {m.key: m.value for m in model_proto.metadata_props}
+        if "rnnc.int8" in meta:
+            out["int8"] = json.loads(meta["rnnc.int8"])
     else:
         torch.save({"text": q.program.text(), "weights": dict(q.program.weights)}, args.output)
     out["bytes"] = os.path.getsize(args.output)
@@ -132,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(q.report.summary())
+    if "int8" in out:
+        i8 = out["int8"]
+        print(f"int8 weights exact on {i8['target']} ({i8['instruction']}, {i8['semantics']}): "
+              + ", ".join(f"{n} {f}" for f, n in sorted(i8["formats"].items()))
+              + (f"; {len(i8['converted_to_u8'])} stored as u8 to stay exact" if i8["converted_to_u8"] else ""))
     integer = {k: v for k, v in out.get("ops", {}).items() if k in INTEGER_OPS}
     print(f"wrote {args.output} ({out['bytes'] / 1024:.1f} KiB)" + (f"; integer kernels: {integer}" if integer else ""))
     if "ConvInteger" in out.get("ops", {}) and not args.static:
