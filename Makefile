@@ -8,9 +8,15 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.rnnc-setup
 TORCH  := torch==2.13.0
 
-.PHONY: setup data demo test lint clean
+.PHONY: setup data qemu demo test lint clean
 
-setup: $(STAMP) data
+setup: $(STAMP) data qemu
+
+# The int8 tests run onnxruntime on an emulated AVX2 CPU without VNNI (tests/emulated_ort.py):
+# Debian's qemu-user, installed once (CI and these machines run as root).
+qemu:
+	@command -v qemu-x86_64 >/dev/null || { apt-get update -qq && apt-get install -y -qq qemu-user >/dev/null; } \
+	  || { echo "make setup: install qemu-user (apt-get install qemu-user); the int8 tests need qemu-x86_64"; exit 1; }
 
 # Re-runs only when pyproject.toml changes, so a second `make setup` is fast and changes nothing.
 $(STAMP): pyproject.toml

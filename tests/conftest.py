@@ -15,3 +15,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def emulated_avx2():
+    """onnxruntime under ``qemu-x86_64 -cpu Haswell`` (AVX2, no VNNI): what a user whose CPU
+    saturates u8 x s8 pair sums gets, on whatever CPU runs the suite (``tests/emulated_ort.py``)."""
+    from emulated_ort import EmulatedOrt
+
+    worker = EmulatedOrt("Haswell")
+    yield worker
+    worker.close()
