@@ -92,3 +92,44 @@ def write_outputs(args: argparse.Namespace, text: str, rows: list[dict]) -> None
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+
+
+#: the CPU flags a benchmark reader needs to place a number (vector width, FMA, int8 dot products)
+FLAGS_OF_NOTE = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
+                 "avx512_bf16", "amx_int8", "asimd", "asimddp", "i8mm")
+
+
+def machine_header(title: str) -> list[str]:
+    """Markdown lines naming where and when a table was measured: CPU model and flags, cores,
+    the detected int8 dot product, and the versions of everything timed (tables are only
+    comparable on the same machine)."""
+    import datetime
+    import os
+    import platform
+
+    import numpy
+    import onnxruntime
+    import torch
+
+    import rnnc
+    from rnnc.targets import get
+
+    info: dict[str, str] = {}
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip().lower(), value.strip())
+            if not line.strip() and info:
+                break
+    except OSError:
+        pass
+    flags = set(info.get("flags", info.get("features", "")).split())
+    host = get("cpu/host")
+    return [f"# {title}", "",
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"- CPU: {info.get('model name', platform.processor() or platform.machine())}, "
+            f"{len(os.sched_getaffinity(0))} cores",
+            f"- flags: {' '.join(f for f in FLAGS_OF_NOTE if f in flags) or 'unknown'}",
+            f"- int8 dot product (cpu/host): {host.cpu.int8_dot}",
+            f"- versions: rnnc {rnnc.__version__}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
+            f"numpy {numpy.__version__}, python {platform.python_version()}", ""]

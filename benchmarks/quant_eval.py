@@ -145,22 +145,27 @@ SILERO_EXTRA = [
 ]
 
 
-def eval_silero(rows: list[str]) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    audio, rate = speech_sample()
-    program = trace_silero()
+def silero_calibration(program: rnnc.Program, audio: np.ndarray, rate: int) -> list[tuple[torch.Tensor, ...]]:
+    """The first 10 s streamed through the fp32 program: every chunk with the real state it met."""
     calib_audio = torch.from_numpy(audio[:10 * rate])
     xs, states = [], []
     state, ctx = torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
-    for start in range(0, len(calib_audio) - CHUNK + 1, CHUNK):  # fp32 stream: real states to calibrate on
+    for start in range(0, len(calib_audio) - CHUNK + 1, CHUNK):
         chunk = calib_audio[None, start:start + CHUNK]
         x = torch.cat([ctx, chunk], dim=1)
         xs.append(x)
         states.append(state)
         _, state = program.run(x, state)
         ctx = chunk[:, -CONTEXT:]
-    calib = [(torch.cat(xs), torch.cat(states, dim=1))]
+    return [(torch.cat(xs), torch.cat(states, dim=1))]
+
+
+def eval_silero(rows: list[str]) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    audio, rate = speech_sample()
+    program = trace_silero()
+    calib = silero_calibration(program, audio, rate)
     held = (10 * rate) // CHUNK
     flat = qm.silero_flat_onnx(silero_onnx_path(), TMP / "silero_flat.onnx")
     quantize_dynamic(str(flat), str(TMP / "silero_naive.onnx"), weight_type=QuantType.QInt8)

@@ -74,9 +74,10 @@ def int8_target(target: str | HardwareSpec | None) -> HardwareSpec:
 
     spec = get(target or "cpu/host")
     if spec.cpu is None:
+        beside = f"; its CPU is {spec.companion_cpu}" if spec.companion_cpu else ""
         raise UserInputError(f"{spec.tag} is a GPU; rnnc's int8 models run on CPUs (onnxruntime's integer kernels), "
-                             f"so name the CPU they will run on: cpu/host, cpu/x86-avx2, cpu/x86-avx512, "
-                             f"cpu/arm64-neon or a target YAML file (`rnnc targets` lists them)")
+                             f"so name the CPU they will run on{beside} (e.g. cpu/host, cpu/x86-avx2, cpu/x86-avx512, "
+                             f"cpu/arm64-neon or a target YAML file; `rnnc targets` lists them)")
     return spec
 
 

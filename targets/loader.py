@@ -233,6 +233,7 @@ def parse(data: Any, path: str, overrides: Callable[[dict[str, Any]], None] | No
         sources=tuple(sorted((str(k), str(v)) for k, v in sources.items())),
         notes=r.strings("notes"),
         path=path,
+        companion_cpu=str(data.get("companion_cpu") or ""),
     )
     for dtype, _ in spec.peak_tflops:
         if dtype not in spec.dtypes:

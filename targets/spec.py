@@ -151,6 +151,7 @@ class HardwareSpec:
     sources: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = ()
     path: str = ""
+    companion_cpu: str = ""  # SoCs (Jetson): the CPU target beside this GPU, for what runs on the CPU
 
     @property
     def is_gpu(self) -> bool:

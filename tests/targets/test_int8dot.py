@@ -142,3 +142,11 @@ def test_a_target_file_must_declare_an_exact_format(tmp_path):
     missing.write_text(text.replace("  int8_dot:", "  int8_dot_unused:"))
     with pytest.raises(UserInputError, match="field 'cpu.int8_dot' is missing"):
         get(str(missing))
+
+
+def test_a_jetson_points_at_its_cpu():
+    for tag in ("nvidia/jetson-agx-orin", "nvidia/jetson-orin-nano"):
+        cpu = get(get(tag).companion_cpu)
+        assert cpu.cpu is not None and cpu.cpu.isa == "aarch64" and cpu.cpu.int8_dot.semantics == "exact"
+        with pytest.raises(UserInputError, match=f"{tag} is a GPU; .* its CPU is cpu/arm64-a78ae"):
+            int8_target(tag)
