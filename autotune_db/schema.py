@@ -7,7 +7,7 @@ record stays valid however the search space evolves.  Its value is the winning `
 (as JSON), the measured time or, when the hardware was not present, ``estimated: true`` with
 the cost model's figure and the compiled resources, and when/where it was measured.
 
-This module is pure data (DESIGN.md: autotune_db never imports backends or torch): versions are
+This module is pure data (docs/design.md: autotune_db never imports backends or torch): versions are
 read from package metadata, not by importing the packages.
 """
 

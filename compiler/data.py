@@ -1,4 +1,4 @@
-"""Where the real models and data of shared/DATA.md live once ``tools/fetch_data.py`` ran.
+"""Where the real models and data of docs/data.md live once ``tools/fetch_data.py`` ran.
 
 Tests, the demo and the benchmarks find files through these helpers rather than hard-coded
 paths, so a missing download fails with one sentence that says what to run.  Nothing here

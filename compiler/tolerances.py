@@ -1,4 +1,4 @@
-"""The one tolerance table (DESIGN.md convention 8): every numerical test imports it.
+"""The one tolerance table (docs/design.md convention 8): every numerical test imports it.
 
 Keyed by (dtype, backend).  ``interp`` is the IR interpreter, ``reference`` the plain-torch cell
 references; compiled backends add their rows here rather than loosening asserts in tests.

@@ -1,6 +1,6 @@
 """rnnc.constraints: integer tiling models, two solvers over them, and the ``Schedule`` type.
 
-Pure library (DESIGN.md convention 5): imports neither torch nor the IR nor any backend.
+Pure library (docs/design.md convention 5): imports neither torch nor the IR nor any backend.
 
 Typical use::
 

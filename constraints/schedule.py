@@ -1,4 +1,4 @@
-"""The one ``Schedule`` type of rnnc (DESIGN.md convention 6).
+"""The one ``Schedule`` type of rnnc (docs/design.md convention 6).
 
 Everything that decides *how* a recurrent kernel runs on a target produces a ``Schedule``: the
 constraint solvers (``source="solver:rnnc"`` / ``"solver:cpsat"``), hand-written heuristics

@@ -2,7 +2,7 @@
 
 The backends and the tuner build a :class:`ProblemSpec` from an IR layer; the CLI builds one
 from flags.  It names the cell, not IR objects, so that the solver stays a pure library
-(DESIGN.md: constraints never import ir, torch or backends).  Custom cells pass ``family``
+(docs/design.md: constraints never import ir, torch or backends).  Custom cells pass ``family``
 and ``gates`` (or ``scan``) explicitly instead of a known cell name.
 """
 

