@@ -1,4 +1,5 @@
-"""``rnnc.compile``: trace, schedule (tuning database first, solver otherwise), render, build,
+"""``rnnc.compile``: trace, schedule (a tuning record first, else the backend's untuned default:
+``rnnc.tune.resolve``), render, build,
 and hand back a module with the original call signature.
 
 Backend choice is data, not dispatch: for a target kind there is a preference order, and each
@@ -8,7 +9,6 @@ reasons of the others are kept, so ``explain`` can say which backend was picked 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,7 @@ class Choice:
     backend: str
     target: str
     reasons: tuple[tuple[str, str], ...] = ()
-    schedules: tuple[tuple[str, str], ...] = field(default=())  # layer key -> "tuned record" | "solver"
+    schedules: tuple[tuple[str, str], ...] = field(default=())  # layer key -> where its schedule came from
     note: str = ""
 
     def explain(self) -> str:
@@ -59,25 +59,6 @@ def choose_backend(program: Any, target: Any, backend: str | None = None) -> Cho
         reasons.append((name, why))
     detail = "; ".join(f"{n}: {w}" for n, w in reasons)
     raise UnsupportedError(f"no backend can compile this model for {target.tag} ({detail})")
-
-
-def _tuned_schedules(program: Any, target: Any, backend: str, batch: int) -> tuple[dict[str, Any], list]:
-    """Per-layer Schedules found in the tuning database (layer key -> Schedule)."""
-    from rnnc.ir import layer_key
-    from rnnc.tune import lookup_schedule
-
-    found: dict[str, Any] = {}
-    sources: list[tuple[str, str]] = []
-    for node in program.rnn_nodes():
-        for cell in node.attr("cells"):
-            key = layer_key(cell)
-            if key in found or key in dict(sources):
-                continue
-            sched = lookup_schedule(cell, target.tag, backend, batch=batch)
-            if sched is not None:
-                found[key] = sched
-            sources.append((key, "tuned record" if sched is not None else "solver"))
-    return found, sources
 
 
 class CompiledModule(torch.nn.Module):
@@ -114,6 +95,7 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     from rnnc.frontend import trace
     from rnnc.ir import Program
     from rnnc.targets import get
+    from rnnc.tune.resolve import resolve_schedules
 
     if isinstance(model, Program):
         program = model
@@ -125,13 +107,8 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     choice = choose_backend(program, tgt, backend)
     if batch is None:
         batch = int(example_inputs[0].shape[0]) if example_inputs else 1
-    schedules: dict[str, Any] = {}
-    sources: list[tuple[str, str]] = []
-    if use_db:
-        try:
-            schedules, sources = _tuned_schedules(program, tgt, choice.backend, batch)
-        except Exception as exc:  # the database is an accelerator, never a reason to fail
-            warnings.warn(f"tuning database not used: {type(exc).__name__}: {exc}", stacklevel=2)
+    resolved = resolve_schedules(program, tgt, choice.backend, batch, use_db=use_db)
+    schedules, sources = resolved.schedules, list(resolved.provenance.items())
     note = ""
     if _target_kind(tgt) == "gpu" and not torch.cuda.is_available():
         note = "no GPU here: the kernels' C-dialect twin runs on this CPU"

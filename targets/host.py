@@ -71,6 +71,24 @@ def _sysfs_caches() -> dict[str, int]:
     return out
 
 
+def host_flags() -> frozenset[str]:
+    """This CPU's flags as /proc/cpuinfo spells them (x86 ``flags``, Arm ``features``)."""
+    info = _cpuinfo()
+    return frozenset(info.get("flags", info.get("features", "")).split())
+
+
+def can_run(cpu: Any) -> tuple[bool, str]:
+    """Whether code built for a CPU target (its ``isa`` and ``isa_flags``) runs on this machine,
+    and if not, which flag or ISA is missing -- so the C backend can build a target's kernels
+    with its own ``-march`` and still measure them here (AVX2 code on an AVX-512 host)."""
+    machine = platform.machine().lower()
+    here = "aarch64" if machine in ("aarch64", "arm64") else "x86_64" if machine in ("x86_64", "amd64") else machine
+    if cpu.isa != here:
+        return False, f"it is {cpu.isa} code and this machine is {here}"
+    missing = sorted(set(cpu.isa_flags) - host_flags())
+    return (not missing, f"this CPU lacks {', '.join(missing)}" if missing else "")
+
+
 def base_tag() -> str:
     """The generic target whose ISA matches this machine (what cpu/host starts from)."""
     flags = set(_cpuinfo().get("flags", _cpuinfo().get("features", "")).split())
@@ -122,6 +140,7 @@ def host_overrides(data: dict[str, Any]) -> None:
         data["clock_mhz"] = mhz
         detected.append("clock_mhz")
     cpu["int8_dot"] = host_int8_dot(flags, dict(cpu.get("int8_dot") or {}))
+    cpu["march"], cpu["isa_flags"] = "native", sorted(set(cpu.get("isa_flags") or ()) & flags)
     detected.append("int8_dot")
     dtypes = list(data.get("dtypes") or [])
     for flag, dtype in (("avx512_bf16", "bf16"), ("avx512_fp16", "fp16")):

@@ -183,6 +183,8 @@ def _cpu(r: _Reader) -> CpuSpec:
         cache_line_bytes=r.int("cache_line_bytes"),
         l2_bytes_per_cycle=r.int("l2_bytes_per_cycle"),
         int8_dot=_int8_dot(r),
+        march=str(r.data.get("march") or "native"),
+        isa_flags=r.strings("isa_flags"),
     )
 
 

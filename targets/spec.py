@@ -126,6 +126,8 @@ class CpuSpec:
     cache_line_bytes: int
     l2_bytes_per_cycle: int
     int8_dot: Int8Dot = Int8Dot("generic", "exact", "s8", "default: no int8_dot entry")
+    march: str = "native"  # gcc -march of the C kernels built for this target (cpu/host: native)
+    isa_flags: tuple[str, ...] = ()  # CPU flags needed to run them (what a host must have to measure)
 
     def lanes(self, dtype: str) -> int:
         """Vector lanes of one register for ``dtype`` elements (8 fp32 lanes in 256 bits)."""

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="backend name (c, cuda, tvm, triton, onnx); default: the best able backend for the target")
     p.add_argument("--explain", action="store_true", help="say which backend was picked and why")
     p.add_argument("--batch", type=int, default=1, help="batch size the schedule is solved for (default 1)")
+    p.add_argument("--no-db", action="store_true",
+                   help="ignore the tuning database (default: a verified record for a layer, target and backend "
+                        "is used, as rnnc.compile does)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=run)
@@ -37,8 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rnnc.api import choose_backend
     from rnnc.backends import get_backend
+    from rnnc.backends.manifest import write_manifest
     from rnnc.frontend import trace
     from rnnc.targets import get
+    from rnnc.tune.resolve import default_source, resolve_schedules
 
     model, inputs = model_and_inputs(args)
     program = trace(model, inputs)
@@ -47,15 +52,22 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend(choice.backend)
     if not hasattr(backend, "compile"):
         raise UnsupportedError(f"backend {choice.backend!r} does not write compiled output directories")
+    # the same schedules rnnc.compile would use: a tuning record first, else the backend's default
+    resolved = resolve_schedules(program, target, choice.backend, args.batch, use_db=not args.no_db)
     if args.explain:
-        print(choice.explain())
-    manifest = backend.compile(program, target, args.output, batch=args.batch)
+        print("\n".join([choice.explain(), *(f"  {line}" for line in resolved.lines())]))
+    kw = {"schedule": resolved.schedules} if resolved.schedules else {}
+    manifest = backend.compile(program, target, args.output, batch=args.batch, **kw)
+    for key, layer in manifest.get("layers", {}).items():  # where each layer's schedule came from
+        if isinstance(layer, dict):
+            layer["schedule_source"] = resolved.provenance.get(key, default_source(choice.backend))
+    manifest = write_manifest(args.output, {k: v for k, v in manifest.items() if k != "format"})
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         return 0
     print(f"wrote {args.output} ({choice.backend} for {manifest['target']}, program {manifest['program_hash'][:12]})")
     for key, layer in manifest["layers"].items():
-        line = f"  {key}: {layer['path']} kernel, knobs {layer['knobs']}"
+        line = f"  {key}: {layer['path']} kernel, knobs {layer['knobs']}; schedule from {layer['schedule_source']}"
         print(line)
         for arch, res in layer.get("resources", {}).items():
             print(f"    {arch}: {res['registers']} registers, {res['shared_bytes']} B static smem, "

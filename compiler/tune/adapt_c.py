@@ -3,8 +3,9 @@
 A CPU ``Schedule`` reaches the C lowering through ``rnnc.lower.knobs.from_schedule`` (``threads``
 -> workers, ``mr`` x vector lanes -> hidden tile, ``nr`` -> batch block, ``k_block``; the
 ``l2_resident`` decision is not rendered), and ``threads`` is also the OpenMP worker count the
-runtime is given.  Kernels are built with
-``-march=native``, so only targets describing this CPU can be measured here.
+runtime is given.  Kernels are built with the target's ``-march`` (``build.c_flags``), so any
+CPU target whose ISA this machine can execute is measured here as that CPU would run its code
+(``cpu/x86-avx2`` on an AVX-512 host); other ISAs are tuned on such a machine.
 """
 
 from __future__ import annotations
@@ -23,17 +24,27 @@ class CTunable:
     tolerance = "c"
 
     def mode(self, target: Any) -> str:
-        from rnnc.targets.host import base_tag
+        from rnnc.targets.host import can_run
 
         if target.kind != "cpu":
             raise UnsupportedError(f"the C backend runs on CPUs; {target.tag} is a GPU (tune it with --backend cuda)")
-        if target.tag not in (HOST_TAG, base_tag()):
-            raise UnsupportedError(f"C kernels are built with -march=native for this CPU ({base_tag()}); "
-                                   f"tune for {target.tag} on such a machine, or use --target {HOST_TAG}")
+        ok, why = can_run(target.cpu)
+        if not ok:
+            raise UnsupportedError(f"C kernels for {target.tag} cannot be measured on this machine ({why}); "
+                                   f"tune for {target.tag} on such a CPU, or use --target {HOST_TAG}")
         return MEASURE
 
     def problem(self, spec: Any) -> Any:
         return spec
+
+    def untuned_default(self, layer: Any, target: Any) -> Any:
+        """What ``rnnc.compile`` builds without a record (``cpu_knobs``), as a Schedule with no
+        params: always the tuner's first candidate, so tuning can only replace it with a
+        candidate measured faster (``rnnc.tune.resolve``)."""
+        from rnnc.constraints import Schedule
+
+        return Schedule(kernel="untuned_default", cell=layer.cell.kind, target=target.tag,
+                        problem=tuple(layer.shapes()), params=())
 
     def rendered(self, layer: Any, schedule: Any) -> Any:
         from rnnc.lower.knobs import from_schedule

@@ -1,6 +1,8 @@
 """The tuner: solver-ranked candidates, each compiled, checked, timed; winners recorded.
 
-Per layer: ``rnnc.constraints.candidates`` gives the top-k feasible Schedules by the cost model
+Per layer: the backend's untuned default (what compile builds without a record, so a tuned
+layer is never slower than an untuned one), then ``rnnc.constraints.candidates``: the top-k
+feasible Schedules by the cost model
 (the search stays small: no fixed config lists, no 20-minute Triton autotunes); candidates
 already measured for this key in the overlay are skipped (so an interrupted run resumes where
 it stopped); the rest go to an executor (in-process, or Ray with ``ray=``), and every verified
@@ -125,8 +127,12 @@ class Tuner:
             done = {e.record.params() for e in self.db.entries_for(key, warn=False)
                     if e.layer == OVERLAY and not e.stale}
         todo, distinct = [], set()
-        # rank a wider pool and keep the first max_candidates the backend renders differently
-        for sched in candidates(self.adapter.problem(layer.problem()), self.target, self.max_candidates * POOL_FACTOR):
+        # the untuned default first (tuning must never make a layer slower than not tuning), then
+        # a wider ranked pool, keeping the first max_candidates the backend renders differently
+        default = getattr(self.adapter, "untuned_default", None)
+        pool = [default(layer, self.target)] if default is not None else []
+        pool += candidates(self.adapter.problem(layer.problem()), self.target, self.max_candidates * POOL_FACTOR)
+        for sched in pool:
             form = self.adapter.rendered(layer, sched)
             if form in distinct:
                 continue

@@ -123,9 +123,13 @@ def test_compile_uses_a_tuned_record_first(tmp_path, monkeypatch):
     model = torch.nn.GRU(6, 16, batch_first=True).eval()
     x = torch.randn(2, 5, 6)
     before = rnnc.compile(model, (x,), target="cpu/host")
-    assert "schedule from solver" in before.explain()
+    assert "schedule from untuned default: heuristic knobs" in before.explain()
     report = rnnc.tune(model, (x,), target="cpu/host", backend="c", batch=2, seq_len=8, max_candidates=2)
     assert report.ok
+    trials = report.layers[0].trials
+    assert trials[0]["params"] == {} and trials[0]["status"] == "ok"  # the untuned default is candidate one
+    best = report.layers[0].best
+    assert best.time_s <= trials[0]["time_s"]  # so the record is never slower than not tuning
     after = rnnc.compile(model, (x,), target="cpu/host")
     assert "schedule from tuned record" in after.explain()
     x_run = torch.randn(2, 11, 6)

@@ -18,11 +18,12 @@ import platform
 import shutil
 import subprocess
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rnnc import __version__
-from rnnc.backends.cstyle.build import build_c, compile_cuda, load_library, nvcc_path
+from rnnc.backends.cstyle.build import build_c, c_flags, compile_cuda, load_library, nvcc_path
 from rnnc.backends.cstyle.cuda_fit import fit_cuda_schedule
 from rnnc.backends.cstyle.dialects import CDialect, CudaDialect
 from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
@@ -108,6 +109,9 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
         # the solver's Schedule, refitted until ptxas meets its register prediction (cuda_fit)
         fit = fit_cuda_schedule(cell, target, kdtype, f"rnnc_{key}", batch, also=archs)
         sched, kernel, note = fit.schedule, fit.kernel, fit.note
+    elif backend == "c":  # the C default is the heuristic knobs rnnc.compile uses (rnnc.tune.resolve)
+        sched = schedule
+        kernel = lower_layer(cell, target, sched, kdtype, name=f"rnnc_{key}")
     else:
         sched = schedule if schedule is not None else solver_schedule(cell, target, dtype, batch)
         try:
@@ -123,8 +127,9 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
                              "schedule_note": note}
     c_src = CDialect(kernel).render()
     (outdir / f"{key}.c").write_text(c_src)
-    shutil.copy(build_c(c_src), outdir / f"{key}.so")
-    entry.update(source_c=f"{key}.c", library=f"{key}.so")
+    flags = c_flags(target)
+    shutil.copy(build_c(c_src, flags), outdir / f"{key}.so")
+    entry.update(source_c=f"{key}.c", library=f"{key}.so", c_flags=" ".join(flags))
     if backend == "cuda":
         r = CudaDialect(kernel, dtype)
         cu = r.render()
@@ -179,7 +184,10 @@ def compile_to_dir(program: Program, target: Any, backend: str, outdir: str | Pa
     layers: dict[str, Any] = {}
     for key, cell in layer_cells(program).items():
         dtype = cell.step.inputs[0][1].dtype
-        layers[key] = compile_layer(cell, spec, backend, out, schedule, dtype, archs, batch)
+        # one Schedule for every layer, or layer key -> Schedule (rnnc.tune.resolve)
+        sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
+        layers[key] = compile_layer(cell, spec, backend, out, sched, dtype, archs, batch)
+
     if not layers:
         raise UserInputError("the program has no recurrent layer for the C-style backends to compile")
     manifest = {"backend": backend, "target": spec.tag, "versions": _versions(), "layers": layers,

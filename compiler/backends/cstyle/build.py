@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rnnc.errors import RnncError, UnsupportedError
 
@@ -26,6 +27,20 @@ from rnnc.errors import RnncError, UnsupportedError
 #: generic tuning loads each weight vector once into a register (LSTM B=16 H=512: -13% per step)
 C_FLAGS = ("-O3", "-march=native", "-mtune=generic", "-fopenmp", "-ffast-math", "-fPIC", "-shared", "-std=gnu11")
 _LOADED: dict[str, ctypes.CDLL] = {}
+
+
+def c_flags(target: Any = None) -> tuple[str, ...]:
+    """gcc flags for the kernels of ``target``: its own ``-march`` (``cpu/x86-avx2`` ->
+    ``x86-64-v3``) when this machine can run that code, so a target's kernels are built -- and
+    measured -- as that CPU would run them (AVX2 code on an AVX-512 host); ``-march=native``
+    for ``cpu/host``, GPU targets (their C twin is a numerics check) and ISAs this machine cannot
+    execute (the same twin: numerics here, not the target's speed)."""
+    from rnnc.targets.host import can_run
+
+    cpu = getattr(target, "cpu", None)
+    if cpu is None or cpu.march == "native" or not can_run(cpu)[0]:
+        return C_FLAGS
+    return tuple(f"-march={cpu.march}" if f == "-march=native" else f for f in C_FLAGS)
 
 
 def cache_dir() -> Path:

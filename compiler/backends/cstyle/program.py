@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnc.backends.cstyle.build import build_c, load_library
+from rnnc.backends.cstyle.build import build_c, c_flags, load_library
 from rnnc.backends.cstyle.dialects import CDialect
 from rnnc.backends.cstyle.runtime import LayerRunner, RnnRunner, Stream
 from rnnc.errors import UnsupportedError, UserInputError
@@ -38,14 +38,15 @@ def build_cell_kernel(cell: Cell, target: Any = None, schedule: Any = None, forc
     """Lower, render in the C dialect, build with gcc (cached) and load one layer kernel."""
     name = f"rnnc_{layer_key(cell)}"
     kernel = lower_layer(cell, target, schedule, "float32", name=name, force_generic=force_generic)
-    return build_kernel(kernel)
+    return build_kernel(kernel, target)
 
 
-def build_kernel(kernel: Kernel) -> LayerBuild:
-    """Render any layer loop nest (CPU- or GPU-shaped) in the C dialect, build and load it."""
+def build_kernel(kernel: Kernel, target: Any = None) -> LayerBuild:
+    """Render any layer loop nest (CPU- or GPU-shaped) in the C dialect, build (with the
+    target's ``-march`` where this CPU runs it, ``build.c_flags``) and load it."""
     name = kernel.name
     source = CDialect(kernel).render()
-    lib = build_c(source)
+    lib = build_c(source, c_flags(target))
     fn = getattr(load_library(lib), name)
     return LayerBuild(kernel, source, str(lib), fn)
 

@@ -1,0 +1,79 @@
+"""One answer to "which schedule does this layer get, and where did it come from?".
+
+``rnnc.compile`` (API) and ``rnnc compile`` (CLI) both ask :func:`resolve_schedules`: a verified
+record of the tuning database for (layer, shapes, target, backend) first, else the backend's
+untuned default, which each backend names truthfully (``DEFAULTS``) -- so ``explain()`` and the
+manifest say what really shaped each kernel, not what might have.  The tuner's first candidate
+is that same untuned default (``Tuner.tune_layer``), so a record can only replace it with
+something measured faster.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+#: what a backend builds a layer from when the database has no record for it
+DEFAULTS = {
+    "c": "untuned default: heuristic knobs from the target's vector width, registers and L3 "
+         "(rnnc.lower.knobs.cpu_knobs)",
+    "cuda": "solver (rnnc.constraints), refitted until ptxas meets its register prediction",
+    "triton": "solver (rnnc.constraints)",
+    "tvm": "solver (rnnc.constraints)",
+    "onnx": "onnxruntime's own kernels (no schedule)",
+}
+
+
+@dataclass
+class Resolved:
+    """Per layer key: the Schedule to build with (absent: the backend default) and its source."""
+
+    schedules: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        return [f"layer {key}: schedule from {src}" for key, src in self.provenance.items()]
+
+
+def default_source(backend: str) -> str:
+    return DEFAULTS.get(backend, "solver (rnnc.constraints)")
+
+
+def _record_source(rec: Any) -> str:
+    from rnnc.constraints.units import fmt_seconds
+
+    params = ", ".join(f"{k}={v}" for k, v in sorted(rec.schedule.get("params", {}).items())) or "untuned knobs"
+    what = f"estimated {fmt_seconds(rec.estimate_s)}" if rec.estimated else f"{fmt_seconds(rec.time_s)} measured"
+    return f"tuned record ({what}; {params})"
+
+
+def resolve_schedules(program: Any, target: Any, backend: str, batch: int = 1, use_db: bool = True,
+                      db: Any = None) -> Resolved:
+    """Schedules for every recurrent layer of ``program`` (layer key -> Schedule) and where each
+    came from.  A broken database is reported once and never stops a compile."""
+    from rnnc.constraints import Schedule
+    from rnnc.errors import RnncError
+    from rnnc.ir import layer_key
+    from rnnc.tune.api import lookup_record
+
+    out = Resolved()
+    tag = getattr(target, "tag", target)
+    for node in program.rnn_nodes():
+        for cell in node.attr("cells"):
+            key = layer_key(cell)
+            if key in out.provenance:
+                continue
+            rec = None
+            if use_db:
+                try:
+                    rec = lookup_record(cell, tag, backend, batch=batch, db=db)
+                except RnncError as exc:  # the database is an accelerator, never a reason to fail
+                    warnings.warn(f"tuning database not used: {exc}", stacklevel=2)
+                    use_db = False
+            if rec is not None:
+                out.schedules[key] = Schedule.from_dict(rec.schedule)
+                out.provenance[key] = _record_source(rec)
+            else:
+                out.provenance[key] = default_source(backend)
+    return out
