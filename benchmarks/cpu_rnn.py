@@ -4,11 +4,17 @@
     .venv/bin/python benchmarks/cpu_rnn.py --grid reduced    # B in {1,16}, T in {1,128}, H in {128,512,1024}
     .venv/bin/python benchmarks/cpu_rnn.py --cells lstm --out table.md
     .venv/bin/python benchmarks/cpu_rnn.py --cells lstm --batch 16 --steps 128   # one slice of the grid
+    .venv/bin/python benchmarks/cpu_rnn.py --grid reduced --tune 6 --target cpu/x86-avx2   # tuned vs untuned,
+                                             # AVX2 (x86-64-v3) kernels; writes docs/benchmarks/cpu_rnn_tuned.md
 
 Every point runs all systems in one process, interleaved, and reports the best of several
 repetitions, so the ratios compare like with like even on a shared machine.  Columns:
 
-* ``rnnc``: full sequence through ``CompiledProgram`` (fused C kernel, OpenMP);
+* ``rnnc``: full sequence through ``CompiledProgram`` (fused C kernel, OpenMP), built for
+  ``--target`` (its ``-march``: ``cpu/x86-avx2`` is x86-64-v3 code, runnable on AVX-512 hosts);
+  untuned, i.e. what ``rnnc.compile`` builds without a tuning record;
+* ``tuned`` (``--tune N``): after ``rnnc tune`` of the point with N candidates into a fresh
+  database, the record ``rnnc.compile`` would now use; ``tuned/untuned`` > 1 means faster;
   ``rnnc step`` (T=1 rows only): ``Stream.step`` latency, the real-time API;
 * ``eager``: ``nn.LSTM``/``nn.GRU`` (oneDNN); ``compile``: ``torch.compile`` of a hand-written
   cell, stepped in Python; ``ort``: onnxruntime on ``torch.onnx.export`` of the same layer;
@@ -28,15 +34,28 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Callable
 
 import torch
-from _common import GRIDS, best_time, error, fmt_time, grid_parser, grid_points, markdown_table, ratio, write_outputs
+from _common import (
+    GRIDS,
+    best_time,
+    error,
+    fmt_time,
+    grid_parser,
+    grid_points,
+    machine_header,
+    markdown_table,
+    ratio,
+    write_outputs,
+)
 
 import rnnc
 from rnnc.backends.cstyle.program import CompiledProgram
 from rnnc.ir import rnn_program
 from rnnc.kernels import CELLS
+from rnnc.targets import get as get_target
 
 __all__ = ["GRIDS", "best_time", "bench_point", "fmt_time", "table"]  # tvm_cpu.py imports these from here
 GATES = {"lstm": 4, "gru": 3}
@@ -83,8 +102,23 @@ def int8_program(prog, hidden: int):
     return rnnc.quantize(prog, [torch.randn(2, 8, hidden, generator=g)], scheme="w8", progress=False).program
 
 
+def tuned_program(prog, target, batch: int, steps: int, candidates: int) -> tuple[CompiledProgram, str]:
+    """``prog`` built with the record a fresh ``rnnc tune`` of this point leaves (and its params)."""
+    import tempfile
+
+    from rnnc.autotune_db import Database
+    from rnnc.tune import Tuner, layers_of, lookup_schedule
+
+    db = Database(tempfile.mkdtemp(prefix="rnnc_bench_db_"))
+    Tuner(target, "c", db=db, max_candidates=candidates, progress=False).tune(layers_of(prog, batch, steps))
+    cell = prog.rnn_nodes()[0].attr("cells")[0]
+    sched = lookup_schedule(cell, target.tag, "c", batch=batch, seq_len=steps, db=db)
+    params = ", ".join(f"{k}={v}" for k, v in sched.params) or "untuned default"
+    return CompiledProgram(prog, target, sched), params
+
+
 def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_compile: bool,
-                int8: bool = True) -> dict:
+                int8: bool = True, target: str = "cpu/host", tune: int = 0) -> dict:
     torch.manual_seed(0)
     layer = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(hidden, hidden, batch_first=True).eval()
     mod = CELLS[kind].load_module_class()(hidden, hidden)
@@ -93,14 +127,20 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
             getattr(mod, p).copy_(getattr(layer, f"{p}_l0"))
     cell, weights = mod.rnnc_layer()
     prog = rnn_program([cell], [[weights]])
-    compiled = CompiledProgram(prog)
-    compiled8 = CompiledProgram(int8_program(prog, hidden)) if int8 else None
+    spec = get_target(target)
+    compiled = CompiledProgram(prog, spec)
+    compiled8 = CompiledProgram(int8_program(prog, hidden), spec) if int8 else None
+    tuned, tuned_params = tuned_program(prog, spec, batch, steps, tune) if tune else (None, "")
     x = torch.randn(batch, steps, hidden)
     row: dict = {"cell": kind, "B": batch, "T": steps, "H": hidden}
     with torch.no_grad():
         err = (compiled(x)[0] - layer(x)[0]).abs().max().item()
         row["err"] = err
         row["rnnc"] = best_time(lambda: compiled(x))
+        if tuned is not None:
+            row["tuned"] = best_time(lambda: tuned(x))
+            row["tuned/untuned"] = row["rnnc"] / row["tuned"]
+            row["tuned params"] = tuned_params
         if steps == 1:
             stream = compiled.stream(batch)
             row["rnnc step"] = best_time(lambda: stream.step(x[:, 0]))
@@ -128,7 +168,7 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
 
             row["compile"] = best_time(run_compiled)
     base = [row[k] for k in ("eager", "compile", "ort") if k in row]
-    ours = min(row["rnnc"], row.get("rnnc step", row["rnnc"]))
+    ours = min(row["rnnc"], row.get("rnnc step", row["rnnc"]), row.get("tuned", row["rnnc"]))
     row["vs best"] = min(base) / ours
     if "int8" in row:
         row["int8 vs best"] = min(base) / row["int8"]
@@ -141,10 +181,10 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
 
 
 def table(rows: list[dict]) -> str:
-    cols = ["cell", "B", "T", "H", "rnnc", "rnnc step", "eager", "compile", "ort", "vs best", "mem-bound", "err",
-            "int8", "int8 vs best", "int8 vs bound", "int8 err"]
-    formats = {**dict.fromkeys(("rnnc", "rnnc step", "eager", "compile", "ort", "int8"), fmt_time),
-               **dict.fromkeys(("vs best", "int8 vs best", "int8 vs bound"), ratio),
+    cols = ["cell", "B", "T", "H", "rnnc", "rnnc step", "tuned", "tuned/untuned", "eager", "compile", "ort", "vs best",
+            "mem-bound", "err", "int8", "int8 vs best", "int8 vs bound", "int8 err", "tuned params"]
+    formats = {**dict.fromkeys(("rnnc", "rnnc step", "tuned", "eager", "compile", "ort", "int8"), fmt_time),
+               **dict.fromkeys(("vs best", "int8 vs best", "int8 vs bound", "tuned/untuned"), ratio),
                "mem-bound": lambda v: f"{v:.2f}", "err": error, "int8 err": error}
     return markdown_table(rows, cols, formats)
 
@@ -153,16 +193,22 @@ def main() -> None:
     ap = grid_parser(__doc__)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8-weight C kernel columns")
+    ap.add_argument("--target", default="cpu/host", help="CPU target the C kernels are built for (its -march)")
+    ap.add_argument("--tune", type=int, default=0, metavar="N",
+                    help="also tune each point with N candidates and time the tuned kernel")
     args = ap.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     bw = copy_bandwidth()
     rows = []
     for kind, batch, steps, hidden in grid_points(args):
-        row = bench_point(kind, batch, steps, hidden, bw, not args.no_compile, not args.no_int8)
+        row = bench_point(kind, batch, steps, hidden, bw, not args.no_compile, not args.no_int8, args.target, args.tune)
         rows.append(row)
         print(table([row]).splitlines()[-1], flush=True)
-    text = (f"fp32, {len(os.sched_getaffinity(0))} cores, measured copy bandwidth {bw / 1e9:.1f} GB/s, "
-            f"grid {args.grid}\n\n" + table(rows))
+    flags = " ".join(get_target(args.target).cpu.march.split())
+    text = "\n".join(machine_header("C backend vs torch eager, torch.compile, onnxruntime (fp32)")) + (
+        f"\nCommand: `benchmarks/cpu_rnn.py {' '.join(sys.argv[1:])}`; kernels built for {args.target} "
+        f"(-march={flags}); {len(os.sched_getaffinity(0))} cores, measured copy bandwidth {bw / 1e9:.1f} GB/s, "
+        f"grid {args.grid}\n\n" + table(rows))
     write_outputs(args, text, rows)
 
 

@@ -67,10 +67,12 @@ class CompiledProgram:
             runners: list[list[LayerRunner]] = []
             for k, cell in enumerate(cells):
                 key = layer_key(cell)
+                # one Schedule for every layer, or a mapping layer key -> Schedule (tuned per layer)
+                sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
                 if key not in self.builds:
-                    # one Schedule for every layer, or a mapping layer key -> Schedule (tuned per layer)
-                    sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
                     self.builds[key] = build_cell_kernel(cell, target, sched, force_generic)
+                # the worker count the tuner measured this schedule with (0: decided per call)
+                workers = threads or int(getattr(sched, "param", lambda *_: 0)("threads", 0) or 0)
                 b = self.builds[key]
                 row = []
                 for d in range(dirs):
@@ -79,7 +81,7 @@ class CompiledProgram:
                     except KeyError as exc:
                         raise UnsupportedError(f"rnn weight {exc} is computed inside the graph; the C backend "
                                                f"needs weights stored in the Program") from None
-                    row.append(LayerRunner(b.kernel, b.fn, params, threads))
+                    row.append(LayerRunner(b.kernel, b.fn, params, workers))
                 runners.append(row)
             self.rnns[node.outputs[0]] = RnnRunner(runners, cells, attrs["batch_first"])
 
