@@ -54,6 +54,9 @@ class Knobs:
 
 
 _FIELDS = tuple(Knobs.__dataclass_fields__)
+#: Schedule kernel name of C knob variants the tuner searches beside the solver's tilings: their
+#: params are Knobs fields, rendered unchanged (``rnnc.tune.adapt_c.CTunable.knob_variants``)
+CPU_KNOBS_KERNEL = "cpu_knobs"
 
 
 def knobs_for(hidden: int, gates: int, target: Any = None, schedule: Any = None, dtype: str = "float32",
@@ -96,7 +99,11 @@ def from_schedule(schedule: Any, hidden: int) -> dict[str, Any]:
         batch = dict(getattr(schedule, "problem", ())).get("batch")
         if batch and "batch_tile" in p:
             out["batch_block"] = max(1, min(int(p["batch_tile"]), int(batch)))
-    if getattr(schedule, "kernel", "") == "cpu_fused_recurrence":
+    if getattr(schedule, "kernel", "") == CPU_KNOBS_KERNEL:  # the tuner's own knob variants: as they are
+        out.update({k: int(v) for k, v in p.items() if k in _FIELDS and k != "workers"})
+        if "threads" in p:
+            out["workers"] = int(p["threads"])
+    elif getattr(schedule, "kernel", "") == "cpu_fused_recurrence":
         out.update(_from_cpu_fused(p, hidden))
     elif getattr(schedule, "kernel", "").startswith("cpu") and "threads" in p:
         out["workers"] = int(p["threads"])

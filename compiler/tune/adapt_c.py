@@ -46,6 +46,41 @@ class CTunable:
         return Schedule(kernel="untuned_default", cell=layer.cell.kind, target=target.tag,
                         problem=tuple(layer.shapes()), params=())
 
+    def knob_variants(self, layer: Any, target: Any) -> list[Any]:
+        """The C kernel's own knobs around the untuned default, searched beside the solver's
+        tilings (which do not cover them): the time chunk (how many steps' input projection run
+        as one GEMM), the register tile's batch rows and hidden units.  One knob at a time
+        first, so a small ``max_candidates`` still tries each direction.  Measured, never assumed:
+        the default's guesses differ by host (AVX2's 16 registers vs AVX-512's 32)."""
+        from rnnc.constraints import Schedule
+        from rnnc.lower.knobs import CPU_KNOBS_KERNEL, cpu_knobs
+
+        cell, h = layer.cell, layer.cell.hidden_size
+        base = cpu_knobs(h, _gates(cell), target, "float32")
+        options = {
+            "time_chunk": [c for c in (64, 128, 16, 32) if c <= max(layer.seq_len, 1)],
+            "batch_block": [b for b in (1, 2, 4, 8) if b <= max(layer.batch, 1)],
+            "tile_hidden": [t for t in (base.tile_hidden * 2, base.tile_hidden // 2) if t >= 1 and h % t == 0],
+        }
+        default = {k: getattr(base, k) for k in options}
+        seen, out = {tuple(default.items())}, []
+
+        def add(params: dict[str, int]) -> None:
+            key = tuple(params.items())
+            if key not in seen:
+                seen.add(key)
+                out.append(Schedule(kernel=CPU_KNOBS_KERNEL, cell=cell.kind, target=target.tag,
+                                    problem=tuple(layer.shapes()), params=key))
+
+        for name, values in options.items():  # one knob at a time
+            for v in values:
+                add({**default, name: v})
+        for chunk in options["time_chunk"]:  # then pairs of chunk and batch rows
+            for block in options["batch_block"]:
+                add({**default, "time_chunk": chunk, "batch_block": block})
+        return out
+
+
     def rendered(self, layer: Any, schedule: Any) -> Any:
         from rnnc.lower.knobs import from_schedule
 
@@ -61,6 +96,15 @@ class CTunable:
         code = "\n".join(program.sources.values())
         identity = hashlib.sha256(f"{code}\0threads={threads}".encode()).hexdigest()[:16]
         return Built(program, identity, {"threads": threads, "knobs": knobs[0] if knobs else {}})
+
+
+
+def _gates(cell: Any) -> int:
+    """Gate rows per hidden unit of the fused path (LSTM 4, GRU 3, ...), as the lowering sees it."""
+    from rnnc.lower.fused import analyse_gates
+
+    plan = analyse_gates(cell)
+    return plan.gates if plan is not None else 1
 
 
 ADAPTER = CTunable()

@@ -130,8 +130,12 @@ class Tuner:
         # the untuned default first (tuning must never make a layer slower than not tuning), then
         # a wider ranked pool, keeping the first max_candidates the backend renders differently
         default = getattr(self.adapter, "untuned_default", None)
-        pool = [default(layer, self.target)] if default is not None else []
-        pool += candidates(self.adapter.problem(layer.problem()), self.target, self.max_candidates * POOL_FACTOR)
+        variants = getattr(self.adapter, "knob_variants", None)
+        ranked = list(candidates(self.adapter.problem(layer.problem()), self.target,
+                                 self.max_candidates * POOL_FACTOR))
+        own = variants(layer, self.target) if variants is not None else []
+        # the default, then the backend's own knob variants and the solver's ranked tilings in turn
+        pool = ([default(layer, self.target)] if default is not None else []) + _alternate(own, ranked)
         for sched in pool:
             form = self.adapter.rendered(layer, sched)
             if form in distinct:
@@ -190,6 +194,14 @@ class Tuner:
             label=layer.label,
             host={k: str(v) for k, v in outcome["host"].items() if k != "pid"},
         )
+
+
+def _alternate(a: list[Any], b: list[Any]) -> list[Any]:
+    """``a[0], b[0], a[1], b[1], ...`` then the rest of the longer: neither source crowds out the other."""
+    out: list[Any] = []
+    for i in range(max(len(a), len(b))):
+        out += [seq[i] for seq in (a, b) if i < len(seq)]
+    return out
 
 
 def _bar(total: int, label: str, enabled: bool) -> Any:
