@@ -43,6 +43,20 @@ def _target_kind(target: Any) -> str:
     return "gpu" if getattr(target, "gpu", None) is not None else "cpu"
 
 
+def able_backends(program: Any, target: Any) -> list[str]:
+    """The backends of the target kind's preference order that can compile ``program``."""
+    from rnnc.backends import get_backend
+
+    able = []
+    for name in PREFERENCE[_target_kind(target)]:
+        try:
+            if get_backend(name).supports(program, target)[0]:
+                able.append(name)
+        except UserInputError:  # not installed
+            continue
+    return able
+
+
 def choose_backend(program: Any, target: Any, backend: str | None = None) -> Choice:
     """The backend to use: ``backend`` if given and able, else the first able one by preference."""
     from rnnc.backends import get_backend
@@ -95,7 +109,7 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     from rnnc.frontend import trace
     from rnnc.ir import Program
     from rnnc.targets import get
-    from rnnc.tune.resolve import resolve_schedules
+    from rnnc.tune.resolve import fastest_backend, resolve_schedules
 
     if isinstance(model, Program):
         program = model
@@ -107,11 +121,20 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     choice = choose_backend(program, tgt, backend)
     if batch is None:
         batch = int(example_inputs[0].shape[0]) if example_inputs else 1
-    resolved = resolve_schedules(program, tgt, choice.backend, batch, use_db=use_db)
-    schedules, sources = resolved.schedules, list(resolved.provenance.items())
     note = ""
+    resolved = None
+    if backend is None and use_db:  # the backend is part of the search: the fastest measured one wins
+        able = able_backends(program, tgt)
+        best, per, why = fastest_backend(program, tgt, able, batch)
+        if best is not None:
+            choice = Choice(best, tgt.tag, tuple((n, f"slower in its tuned records ({why})")
+                                                 for n in able if n != best))
+            resolved, note = per[best], why
+    if resolved is None:
+        resolved = resolve_schedules(program, tgt, choice.backend, batch, use_db=use_db)
+    schedules, sources = resolved.schedules, list(resolved.provenance.items())
     if _target_kind(tgt) == "gpu" and not torch.cuda.is_available():
-        note = "no GPU here: the kernels' C-dialect twin runs on this CPU"
+        note = "; ".join(filter(None, [note, "no GPU here: the kernels' C-dialect twin runs on this CPU"]))
     choice = Choice(choice.backend, choice.target, choice.reasons, tuple(sources), note)
     runner = _runner(program, tgt, choice.backend, schedules or None)
     return CompiledModule(program, runner, choice)

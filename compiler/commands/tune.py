@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from rnnc.commands._db_common import add_db_options, open_db, readable_warnings
 from rnnc.commands._load import MODEL_HELP
@@ -33,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=int, help="input size of --cell")
     p.add_argument("--hidden", type=int, help="hidden size of --cell")
     p.add_argument("--target", default="cpu/host", help="target tag (default cpu/host)")
-    p.add_argument("--backend", default=None, help="backend (default: c for CPU targets, cuda for GPUs)")
+    p.add_argument("--backend", default=None,
+                   help="backend (default: c for CPU targets, cuda for GPUs); 'all': every tunable backend that can "
+                        "be measured or estimated for the target, so rnnc.compile can take the fastest")
     p.add_argument("--batch", type=int, default=1, help="batch size to tune for (default 1)")
     p.add_argument("--seq-len", type=int, default=64, help="sequence length to tune for (default 64)")
     p.add_argument("--max-candidates", type=int, default=8, help="distinct candidates per layer (default 8)")
@@ -53,6 +56,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_db_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(func=run)
+
+
+def able_backends(target: Any) -> list[str]:
+    """Every tunable backend whose adapter accepts ``target`` (``--backend all``)."""
+    from rnnc.errors import UnsupportedError
+    from rnnc.tune.protocol import ADAPTERS, tunable
+
+    able = []
+    for name in ADAPTERS:
+        try:
+            tunable(name).mode(target)
+        except (UnsupportedError, ImportError):
+            continue
+        able.append(name)
+    if not able:
+        raise UserInputError(f"no tunable backend can measure or estimate kernels for {target.tag}")
+    return able
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,9 +109,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise UserInputError("give a MODEL, --cell, or --ci --models models.yaml")
     target = get(args.target)
-    backend = args.backend or DEFAULT_BACKENDS[target.kind]
-    tuner = Tuner(target, backend, db=db, max_candidates=args.max_candidates, time_budget=args.time_budget,
-                  repeats=args.repeats, progress=progress, ray=args.ray, resume=not args.no_resume)
-    report = tuner.tune(layers)
-    print(json.dumps(report.to_dict(), indent=2, sort_keys=True) if args.json else report.text())
-    return 0 if report.ok else 1
+    backends = [args.backend or DEFAULT_BACKENDS[target.kind]]
+    if args.backend == "all":
+        backends = able_backends(target)
+    reports = []
+    for backend in backends:
+        tuner = Tuner(target, backend, db=db, max_candidates=args.max_candidates, time_budget=args.time_budget,
+                      repeats=args.repeats, progress=progress, ray=args.ray, resume=not args.no_resume)
+        reports.append(tuner.tune(layers))
+    if args.json:
+        data = [r.to_dict() for r in reports]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=2, sort_keys=True))
+    else:
+        print("\n".join(r.text() for r in reports))
+    return 0 if all(r.ok for r in reports) else 1

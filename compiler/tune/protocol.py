@@ -31,7 +31,7 @@ from rnnc.errors import UserInputError
 MEASURE, ESTIMATE = "measure", "estimate"
 
 #: backend name -> module defining ``ADAPTER``
-ADAPTERS = {"c": "rnnc.tune.adapt_c", "cuda": "rnnc.tune.adapt_cuda"}
+ADAPTERS = {"c": "rnnc.tune.adapt_c", "cuda": "rnnc.tune.adapt_cuda", "tvm": "rnnc.tune.adapt_tvm"}
 
 
 @dataclass

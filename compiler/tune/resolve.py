@@ -31,9 +31,37 @@ class Resolved:
 
     schedules: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
+    times: dict[str, float] = field(default_factory=dict)  # measured seconds of each tuned layer
+
+    @property
+    def fully_measured(self) -> bool:
+        """Every layer has a measured (not estimated) record: the backend's time is known."""
+        return bool(self.provenance) and set(self.times) == set(self.provenance)
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.times.values())
 
     def lines(self) -> list[str]:
         return [f"layer {key}: schedule from {src}" for key, src in self.provenance.items()]
+
+
+def fastest_backend(program: Any, target: Any, able: list[str], batch: int = 1,
+                    db: Any = None) -> tuple[str | None, dict[str, Resolved], str]:
+    """Among ``able`` backends, the one whose measured records make ``program`` fastest (every
+    layer recorded; the backend is part of the search, ``rnnc tune --backend all``), the
+    resolutions of each, and a sentence for ``explain()``; ``None`` when no backend has
+    measured records for every layer (then the preference order decides)."""
+    from rnnc.constraints.units import fmt_seconds
+
+    per = {name: resolve_schedules(program, target, name, batch, db=db) for name in able}
+    timed = {name: r.total_s for name, r in per.items() if r.fully_measured}
+    if not timed:
+        return None, per, ""
+    best = min(timed, key=timed.__getitem__)
+    text = "tuned records: " + ", ".join(f"{n} {fmt_seconds(t)}" for n, t in sorted(timed.items(),
+                                                                                   key=lambda kv: kv[1]))
+    return best, per, text + f" -> {best}"
 
 
 def default_source(backend: str) -> str:
@@ -74,6 +102,8 @@ def resolve_schedules(program: Any, target: Any, backend: str, batch: int = 1, u
             if rec is not None:
                 out.schedules[key] = Schedule.from_dict(rec.schedule)
                 out.provenance[key] = _record_source(rec)
+                if not rec.estimated and rec.time_s is not None:
+                    out.times[key] = float(rec.time_s)
             else:
                 out.provenance[key] = default_source(backend)
     return out

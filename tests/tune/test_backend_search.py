@@ -1,0 +1,43 @@
+"""The backend is part of the search: ``rnnc tune --backend all`` tunes every tunable backend
+able to run on the target, and ``rnnc.compile(backend=None)`` takes the one whose measured
+records are fastest, saying so in ``explain()``."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+import rnnc
+from rnnc.cli import main
+from rnnc.tolerances import assert_close
+from rnnc.tune.api import lookup_record
+
+
+def test_compile_takes_the_fastest_tuned_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNC_DB", str(tmp_path / "db"))
+    torch.manual_seed(0)
+    model = torch.nn.GRU(16, 32, batch_first=True).eval()
+    x = torch.randn(2, 12, 16)
+    for backend in ("c", "tvm"):
+        report = rnnc.tune(model, (x,), target="cpu/host", backend=backend, batch=2, seq_len=12, max_candidates=2)
+        assert report.ok
+    cell = rnnc.trace(model, (x,)).rnn_nodes()[0].attr("cells")[0]
+    times = {b: lookup_record(cell, "cpu/host", b, batch=2).time_s for b in ("c", "tvm")}
+    compiled = rnnc.compile(model, (x,), target="cpu/host")
+    assert compiled.choice.backend == min(times, key=times.__getitem__)
+    text = compiled.explain()
+    assert "tuned records: " in text and "schedule from tuned record" in text
+    with torch.no_grad():
+        assert_close(compiled(x)[0], model(x)[0], "float32", compiled.choice.backend)
+    forced = rnnc.compile(model, (x,), target="cpu/host", backend="c")  # an explicit backend still wins
+    assert forced.choice.backend == "c"
+
+
+def test_cli_tune_all_backends(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNC_DB", str(tmp_path / "db"))
+    rc = main(["tune", "--cell", "lstm", "--input-size", "8", "--hidden", "16", "--batch", "2", "--seq-len", "6",
+               "--backend", "all", "--max-candidates", "2", "--json"])
+    assert rc == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert sorted(r["backend"] for r in reports) == ["c", "tvm"] and all(r["ok"] for r in reports)
