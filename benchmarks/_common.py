@@ -83,8 +83,21 @@ def _ints(text: str) -> tuple[int, ...]:
         raise SystemExit(f"expected comma-separated integers, got {text!r}") from None
 
 
-def write_outputs(args: argparse.Namespace, text: str, rows: list[dict]) -> None:
-    """Print the final table and write ``--out`` / ``--json``."""
+def page_header(title: str) -> str:
+    """The machine header plus the exact command, as the first lines of a benchmark's Markdown:
+    every page under docs/benchmarks/ says where, when and how it was measured."""
+    import os
+    import sys
+
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), os.path.dirname(os.path.dirname(__file__)))
+    return "\n".join(machine_header(title) + [f"Command: `{' '.join([script, *sys.argv[1:]])}`", ""]) + "\n"
+
+
+def write_outputs(args: argparse.Namespace, text: str, rows: list[dict], title: str = "") -> None:
+    """Print the final table and write ``--out`` / ``--json`` (with the page header when ``title``
+    is given and the text does not start with one)."""
+    if title and not text.startswith("# "):
+        text = page_header(title) + text
     print("\n" + text)
     if args.out:
         with open(args.out, "w") as f:

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _common import page_header  # noqa: E402  (benchmarks/ is the script's folder)
+
 CELLS = ("lstm", "gru")
 HIDDEN = (128, 256, 512, 1024)
 DTYPES = ("float32", "bfloat16")
@@ -172,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         rows = list(pool.map(one, points))
-    text = table(rows) + f"\nnvcc -O3 --resource-usage for each target's own arch, batch 1; {len(points)} points " \
+    text = page_header("CUDA kernels: predicted vs ptxas resources") + table(rows) + \
+        f"\nnvcc -O3 --resource-usage for each target's own arch, batch 1; {len(points)} points " \
                          f"in {time.perf_counter() - start:.0f} s.\n"
     sys.stdout.write(text)
     if args.out:

@@ -32,6 +32,7 @@ from rnnc.backends.onnx.states import expose_states
 from rnnc.ir import Program, rnn_program
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "backends" / "onnx"))
+from _common import page_header  # noqa: E402  (benchmarks/ is the script's folder)
 from onnx_test_helpers import torch_rnn_program  # noqa: E402  (the one torch-module -> Program mapping)
 
 
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only not in name:
             continue
         rows += bench_model(name, module, size, args.steps, args.repeat, args.threads)
+    print(page_header("ONNX export on onnxruntime vs PyTorch"))
     print(f"onnxruntime {ort.__version__}, torch {torch.__version__}, {args.threads} thread(s), batch 1, "
           f"{'median' if MEDIAN else 'best-of-N'} ms per sequence\n")
     print("| model | mode | PyTorch eager | torch.onnx.export + ORT | rnnc export + ORT | rnnc vs eager "

@@ -41,6 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quant_models as qm  # noqa: E402
+from _common import page_header  # noqa: E402
 
 import rnnc  # noqa: E402
 from rnnc.data import silero_onnx_path, speech_frame_labels, speech_sample  # noqa: E402
@@ -432,7 +433,8 @@ def main() -> int:
     ap.add_argument("--json", help="also write accuracy/size records (Silero, g2p) here, for `rnnc bench`'s plot")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    rows = [f"## Quantization (rnnc {rnnc.__version__}, onnxruntime {ort.__version__}, torch {torch.__version__})"]
+    rows = [page_header("Outlier-aware PTQ on real models"),
+            f"## Quantization (rnnc {rnnc.__version__}, onnxruntime {ort.__version__}, torch {torch.__version__})"]
     for name, fn in (("silero", eval_silero), ("g2p", eval_g2p), ("sktime", eval_sktime), ("lstm", eval_lstm)):
         if args.only in (None, name):
             t0 = time.time()

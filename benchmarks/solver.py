@@ -39,6 +39,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from _common import page_header  # noqa: E402  (benchmarks/ is the script's folder)
+
 from rnnc import targets
 from rnnc.constraints import CELLS, ProblemSpec, brute, build, search, solve_model
 from rnnc.constraints.model import DECISION, LINEAR, MAXIMUM, PRODUCT, QUOTIENT, Divides, LinExpr, Model
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     note = "ConstrINT runs: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) if statuses else ""
     if ci is None:
         note = f"ConstrINT skipped: {why}"
-    print(table(rows, note))
+    print(page_header("Tiling solver: propagation vs CP-SAT vs brute force vs ConstrINT") + table(rows, note))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     bad = [r for r in rows if not r["agree_cpsat"] or r.get("agree_brute") is False]

@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _common import page_header  # noqa: E402  (benchmarks/ is the script's folder)
+
 TARGETS = {80: "nvidia/a100-80gb", 86: "nvidia/rtx-3090", 89: "nvidia/rtx-4090", 90: "nvidia/h100-sxm",
            100: "nvidia/b200"}
 CELLS = ("lstm", "gru", "elman", "slstm", "mingru", "minlstm", "lru", "mamba", "mlstm")
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda p: measure(*p), points))
-    text = table(rows) + (f"\nfp32, batch {BATCH}, triton AOT + ptxas --verbose; {len(points)} points in "
+    text = page_header("Triton kernels: AOT resources") + table(rows) + (
+        f"\nfp32, batch {BATCH}, triton AOT + ptxas --verbose; {len(points)} points in "
                           f"{time.perf_counter() - start:.0f} s.\n")
     sys.stdout.write(text)
     if args.out:

@@ -81,7 +81,7 @@ def main() -> None:
         rows.append(row)
         print(table([row]).splitlines()[-1], flush=True)
     text = f"fp32, {threads} thread(s) per system, grid {args.grid}\n\n" + table(rows)
-    write_outputs(args, text, rows)
+    write_outputs(args, text, rows, "TVM backend vs the C backend, torch eager and onnxruntime (fp32)")
 
 
 if __name__ == "__main__":
