@@ -1,5 +1,6 @@
-"""Suite-wide test policy: ``gpu``-marked tests need a CUDA device and are skipped without one
-(the only skip the suite allows, docs/design.md convention 9)."""
+"""Suite-wide skip policy, the only place a test is skipped (docs/design.md convention 9):
+``gpu``-marked tests need a CUDA device; ``nvcc``-marked tests need the CUDA compiler (installed on
+the project's machines and CI; a machine without it skips them here, saying so)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import pytest
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (gpu marker); this machine has none")
+    from rnnc.backends.cstyle.build import nvcc_path
+
+    skips = {}
+    if not torch.cuda.is_available():
+        skips["gpu"] = pytest.mark.skip(reason="needs a CUDA GPU (gpu marker); this machine has none")
+    if nvcc_path() is None:
+        skips["nvcc"] = pytest.mark.skip(reason="needs nvcc (nvcc marker); it is not on PATH here")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

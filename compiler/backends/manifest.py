@@ -44,11 +44,31 @@ def read_program(outdir: str | Path, manifest: dict[str, Any]) -> Any:
     from rnnc.ir.graph import Program
 
     out = Path(outdir)
-    weights = torch.load(out / manifest["weights"], weights_only=True)
-    program = Program.parse((out / manifest["program"]).read_text(), weights)
-    if program.hash() != manifest["program_hash"]:
+    wpath, ppath = manifest_file(out, manifest, "weights"), manifest_file(out, manifest, "program")
+    try:
+        weights = torch.load(wpath, weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and runtime errors alike for a damaged file
+        raise UserInputError(f"{wpath} cannot be read as rnnc weights ({type(exc).__name__}); "
+                             f"recompile the model into {out}") from None
+    program = Program.parse(ppath.read_text(), weights)
+    if program.hash() != manifest_field(out, manifest, "program_hash"):
         raise UserInputError(f"{out}/{manifest['program']} does not match the manifest's program hash (edited?)")
     return program
+
+
+def manifest_field(outdir: str | Path, manifest: dict[str, Any], key: str) -> Any:
+    """``manifest[key]``, or one sentence saying the manifest lacks it."""
+    if key not in manifest:
+        raise UserInputError(f"{outdir}/manifest.json has no {key!r} entry (damaged or hand-edited); recompile")
+    return manifest[key]
+
+
+def manifest_file(outdir: str | Path, manifest: dict[str, Any] | dict, key: str) -> Path:
+    """The existing file ``manifest[key]`` names inside ``outdir``, or one sentence saying which is missing."""
+    path = Path(outdir) / str(manifest_field(outdir, manifest, key))
+    if not path.is_file():
+        raise UserInputError(f"{path} is missing from the output directory (manifest key {key!r}); recompile")
+    return path
 
 
 def write_program(outdir: str | Path, program: Any) -> dict[str, str]:

@@ -137,8 +137,9 @@ def test_compile_uses_a_tuned_record_first(tmp_path, monkeypatch):
         assert_close(after(x_run)[0], model(x_run)[0], backend="c")
 
 
-@pytest.mark.parametrize("backend, target", [("c", "cpu/host"), ("cuda", "nvidia/h100-sxm"),
-                                             ("tvm", "cpu/host"), ("onnx", "cpu/host")])
+@pytest.mark.parametrize("backend, target", [
+    ("c", "cpu/host"), pytest.param("cuda", "nvidia/h100-sxm", marks=pytest.mark.nvcc),
+    ("tvm", "cpu/host"), ("onnx", "cpu/host")])
 def test_one_manifest_format_for_every_backend(tmp_path, backend, target):
     """``rnnc compile --backend X -o OUT`` then ``rnnc.load(OUT)`` gives the model's numbers."""
     from rnnc.backends.manifest import read_manifest

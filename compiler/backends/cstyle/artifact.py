@@ -27,7 +27,7 @@ from rnnc.backends.cstyle.build import build_c, c_flags, compile_cuda, load_libr
 from rnnc.backends.cstyle.cuda_fit import fit_cuda_schedule
 from rnnc.backends.cstyle.dialects import CDialect, CudaDialect
 from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
-from rnnc.backends.manifest import read_manifest, read_program, write_manifest, write_program
+from rnnc.backends.manifest import manifest_file, read_manifest, read_program, write_manifest, write_program
 from rnnc.errors import InfeasibleError, UserInputError
 from rnnc.ir import layer_cells, layer_key
 from rnnc.ir.graph import Cell, Program
@@ -213,9 +213,9 @@ def load(outdir: str | Path) -> Any:
     for key, cell in layer_cells(program).items():
         entry = manifest["layers"][key]
         kernel = lower_layer(cell, None, entry["knobs"], name=f"rnnc_{key}", force_generic=entry["path"] == "generic")
-        src = (out / entry["source_c"]).read_text()
+        src = manifest_file(out, entry, "source_c").read_text()
         if CDialect(kernel).render() != src:
             raise UserInputError(f"{out}/{entry['source_c']} was built by a different rnnc; recompile")
-        lib = load_library((out / entry["library"]).resolve())
+        lib = load_library(manifest_file(out, entry, "library").resolve())
         builds[key] = LayerBuild(kernel, src, str(out / entry["library"]), getattr(lib, kernel.name))
     return CompiledProgram(program, builds=builds)

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import rnnc
-from rnnc.backends.cstyle.build import nvcc_path
 from rnnc.cli import main
 from rnnc.tolerances import assert_close
 
@@ -49,7 +48,7 @@ def test_compile_c_and_load(model_file, tmp_path) -> None:
     assert_close(compiled(x), want, "float32", "c", "loaded C program")
 
 
-@pytest.mark.skipif(nvcc_path() is None, reason="nvcc is not installed")
+@pytest.mark.nvcc
 def test_compile_cuda_writes_cubins_and_resources(model_file, tmp_path) -> None:
     out = tmp_path / "out_cuda"
     rc = main(["compile", str(model_file), "--input-shape", "1,20,12", "--backend", "cuda",

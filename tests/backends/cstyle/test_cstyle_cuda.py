@@ -8,14 +8,14 @@ from __future__ import annotations
 import pytest
 from cstyle_cases import module
 
-from rnnc.backends.cstyle.build import compile_cuda, nvcc_path, parse_resources
+from rnnc.backends.cstyle.build import compile_cuda, parse_resources
 from rnnc.backends.cstyle.dialects import CudaDialect
 from rnnc.errors import InfeasibleError
 from rnnc.lower import lower_layer
 from rnnc.lower.knobs import DTYPE_BYTES, predict_smem
 from rnnc.targets import get
 
-needs_nvcc = pytest.mark.skipif(nvcc_path() is None, reason="nvcc is not installed")
+needs_nvcc = pytest.mark.nvcc  # skipped without nvcc by tests/conftest.py (the one skip policy)
 
 
 def _render(name: str, hidden: int, dtype: str, tag: str = "nvidia/h100-sxm"):

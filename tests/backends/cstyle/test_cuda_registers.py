@@ -15,7 +15,6 @@ import torch
 from cstyle_cases import module
 
 from rnnc.backends.cstyle.artifact import solver_schedule
-from rnnc.backends.cstyle.build import nvcc_path
 from rnnc.backends.cstyle.cuda_fit import arch_of, fit_cuda_schedule
 from rnnc.backends.cstyle.dialects import CudaDialect
 from rnnc.backends.cstyle.program import build_kernel
@@ -27,7 +26,7 @@ from rnnc.lower.warp_gemm import LANES, split_for
 from rnnc.targets import get
 from rnnc.tolerances import assert_close
 
-needs_nvcc = pytest.mark.skipif(nvcc_path() is None, reason="nvcc is not installed")
+needs_nvcc = pytest.mark.nvcc  # skipped without nvcc by tests/conftest.py (the one skip policy)
 A100 = "nvidia/a100-80gb"
 
 

@@ -10,7 +10,6 @@ import torch
 from tvm_cases import INPUT, program
 
 from rnnc.backends import get_backend
-from rnnc.backends.cstyle.build import nvcc_path
 from rnnc.backends.manifest import load
 from rnnc.backends.tvm.layer import pack_weight
 from rnnc.cli import main
@@ -69,7 +68,7 @@ def test_cli_compile_tvm(tmp_path) -> None:
     assert_close(load(out)(x), want, "float32", "tvm", "CLI-compiled model vs torch")
 
 
-@pytest.mark.skipif(nvcc_path() is None, reason="nvcc is not installed")
+@pytest.mark.nvcc
 def test_compile_dir_for_a_gpu_target(tmp_path) -> None:
     prog, _ = program("lstm", 32)
     manifest = get_backend("tvm").compile(prog, "nvidia/h100-sxm", str(tmp_path))

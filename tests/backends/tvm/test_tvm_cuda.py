@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 from tvm_cases import program
 
-from rnnc.backends.cstyle.build import nvcc_path
 from rnnc.backends.tvm.cuda import cuda_source, nvcc_resources
 from rnnc.kernels import CELLS
 from rnnc.targets import get
 
-needs_nvcc = pytest.mark.skipif(nvcc_path() is None, reason="nvcc is not installed")
+needs_nvcc = pytest.mark.nvcc  # skipped without nvcc by tests/conftest.py (the one skip policy)
 
 
 def _check(name: str, arch: str, tmp_path) -> None:
