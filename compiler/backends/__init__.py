@@ -26,6 +26,9 @@ class Backend(Protocol):
 
 
 BACKENDS: dict[str, Backend] = {}
+#: import name -> (the PyPI package, the rnnc extra that installs it): heavy backends are optional
+EXTRAS = {"tvm": ("apache-tvm", "tvm"), "tvm_ffi": ("apache-tvm", "tvm"), "triton": ("triton", "triton"),
+          "ray": ("ray", "ray")}
 
 
 def register_backend(backend: Backend) -> Backend:
@@ -41,6 +44,11 @@ def get_backend(name: str) -> Backend:
             importlib.import_module(f"rnnc.backends.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"rnnc.backends.{name}":
+                top = (exc.name or "").split(".")[0]
+                if top in EXTRAS:  # a heavy backend whose optional dependency is not installed
+                    raise UserInputError(f"backend {name!r} needs {EXTRAS[top][0]}, which is not installed: "
+                                         f"pip install 'rnnc[{EXTRAS[top][1]}]' (make setup installs every "
+                                         f"extra)") from None
                 raise
         if name not in BACKENDS:
             known = ", ".join(sorted(BACKENDS)) or "none loaded"

@@ -28,7 +28,7 @@ def ensure_ray(address: str | bool) -> Any:
     try:
         import ray
     except ImportError:
-        raise UnsupportedError("--ray needs Ray: pip install 'rnnc[dev]' (or pip install ray)") from None
+        raise UnsupportedError("--ray needs Ray: pip install 'rnnc[ray]'") from None
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                   "ignore_reinit_error": True}

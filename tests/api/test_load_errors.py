@@ -70,3 +70,21 @@ def test_missing_or_edited_files(outdir):
     lib.rename(lib.with_suffix(".gone"))
     with pytest.raises(UserInputError, match=lib.name):
         rnnc.load(outdir)
+
+
+def test_a_missing_optional_backend_names_its_extra(monkeypatch):
+    """Heavy backends are extras: without apache-tvm, asking for TVM says which extra installs it,
+    and the CPU preference order falls back to C."""
+    import sys
+
+    from rnnc.errors import UnsupportedError
+
+    for mod in [m for m in sys.modules if m == "tvm" or m.startswith("tvm.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "tvm", None)  # import tvm -> ModuleNotFoundError
+    model = torch.nn.GRU(6, 8, batch_first=True).eval()
+    x = torch.randn(1, 4, 6)
+    with pytest.raises(UnsupportedError, match=r"tvm: the TVM backend needs apache-tvm, which is not installed: "
+                                               r"pip install 'rnnc\[tvm\]'"):
+        rnnc.compile(model, (x,), target="cpu/host", backend="tvm")
+    assert rnnc.compile(model, (x,), target="cpu/host").choice.backend == "c"

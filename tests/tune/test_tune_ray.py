@@ -6,12 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import ray  # the ray extra, which make setup installs (no skips outside tests/conftest.py)
 from tune_helpers import small, tmp_db
 
 from rnnc.tune import Tuner
 from rnnc.tune.evaluate import OK
-
-ray = pytest.importorskip("ray", reason="Ray is in the dev extra: pip install -e '.[dev]'")
 
 
 @pytest.fixture(scope="module")

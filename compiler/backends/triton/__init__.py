@@ -83,14 +83,13 @@ class TritonBackend:
     name = "triton"
 
     def supports(self, program: Any, target: Any = None) -> tuple[bool, str]:
+        try:  # first: the backend's modules import triton
+            import triton  # noqa: F401
+        except ImportError:
+            return False, "the Triton backend needs triton, which is not installed: pip install 'rnnc[triton]'"
         from rnnc.backends.triton.runtime import plan_any
         from rnnc.errors import InfeasibleError, RnncError
         from rnnc.ir.rnn import rnn_layout
-
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            return False, "the Triton backend needs triton (pip install triton==3.9.0)"
         if not program.rnn_nodes():
             return False, "the program has no recurrent layer (rnn node) to compile"
         spec = _target(target)

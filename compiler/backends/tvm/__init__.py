@@ -23,14 +23,13 @@ class TvmBackend:
     name = "tvm"
 
     def supports(self, program: Any, target: Any = None) -> tuple[bool, str]:
+        try:  # first: every module of this backend imports tvm
+            import tvm  # noqa: F401
+        except ImportError:
+            return False, "the TVM backend needs apache-tvm, which is not installed: pip install 'rnnc[tvm]'"
         from rnnc.backends.tvm.build import check_cell
         from rnnc.errors import RnncError
         from rnnc.ir.rnn import rnn_layout
-
-        try:
-            import tvm  # noqa: F401
-        except ImportError:
-            return False, "the TVM backend needs apache-tvm (pip install apache-tvm==0.27.0.post1)"
         if not program.rnn_nodes():
             return False, "the program has no recurrent layer (rnn node) to compile"
         for node in program.rnn_nodes():
