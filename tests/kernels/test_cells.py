@@ -1,4 +1,10 @@
-"""Every registered cell: IR interpreter == plain-torch reference == the nn.Module, over a sweep."""
+"""Every registered cell: IR interpreter == plain-torch reference, over a sweep.
+
+The nn.Module's ``forward`` *is* the reference (``RnncLayer.forward`` calls it on the module's
+own parameters), so module-vs-reference here would compare the reference with itself; the modules
+are held against outside oracles in ``test_torch_oracles.py`` (torch.nn.LSTM/GRU/RNN) and
+``test_paper_oracles.py`` (numpy float64 oracles from the papers for minGRU, minLSTM, LRU, Mamba
+and mLSTM), and sLSTM against its unstabilised paper form below."""
 
 from __future__ import annotations
 
@@ -31,16 +37,15 @@ def test_interpreter_matches_reference(name: str, batch: int, steps: int, hidden
     x = torch.randn(batch, steps, INPUT_SIZE, generator=torch.Generator().manual_seed(2))
     state = random_states(module, batch) if given else None
     reference = CELLS[name].reference()
+    # the module runs the registry's reference (what users train is what the IR is checked against)
+    assert type(module)._reference is reference
     with torch.no_grad():
         want_y, want_states = reference(x, dict(module.named_parameters()), state, **module.hparams())
-        mod_y, mod_states = module(x, state)
     got_y, got_states = run_ir(module, x, state)
-    assert len(got_states) == len(want_states) == len(mod_states)
+    assert len(got_states) == len(want_states)
     assert_close(got_y, want_y, "float32", "interp", f"{name} y")
-    assert_close(mod_y, want_y, "float32", "reference", f"{name} module y")
-    for i, (g, w, m) in enumerate(zip(got_states, want_states, mod_states, strict=True)):
+    for i, (g, w) in enumerate(zip(got_states, want_states, strict=True)):
         assert_close(g, w, "float32", "interp", f"{name} state {i}")
-        assert_close(m, w, "float32", "reference", f"{name} module state {i}")
 
 
 @pytest.mark.parametrize("name", list(CELLS))
