@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from rnnc.errors import UnsupportedError, UserInputError
+from rnnc.errors import RnncError, UnsupportedError, UserInputError
 
 #: Backends that can *run* compiled layers in this process, best first, per target kind.
 #: A GPU target's kernels run their C-dialect twin on the CPU when no GPU is present.
@@ -99,13 +99,15 @@ class CompiledModule(torch.nn.Module):
 
 
 def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str | Any = "cpu/host",
-            backend: str | None = None, *, batch: int | None = None, use_db: bool = True) -> CompiledModule:
+            backend: str | None = None, *, batch: int | None = None, use_db: bool = True,
+            measure: bool = True) -> CompiledModule:
     """Compile ``model`` (an ``nn.Module``, TorchScript module or ``Program``) for ``target``.
 
     ``backend=None`` picks the best able backend (see :data:`PREFERENCE`); the module's
     ``explain()`` says which and why.  Schedules come from the tuning database when it has a
     verified record for the layer, target and backend, and from the solver otherwise.
     """
+    from rnnc.engines import has_non_recurrent_ops
     from rnnc.frontend import trace
     from rnnc.ir import Program
     from rnnc.targets import get
@@ -137,7 +139,37 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
         note = "; ".join(filter(None, [note, "no GPU here: the kernels' C-dialect twin runs on this CPU"]))
     choice = Choice(choice.backend, choice.target, choice.reasons, tuple(sources), note)
     runner = _runner(program, tgt, choice.backend, schedules or None)
+    if backend is None and measure and example_inputs is not None and _target_kind(tgt) == "cpu" \
+            and has_non_recurrent_ops(program):
+        choice, runner = _whole_model_choice(program, tgt, choice, runner, tuple(example_inputs))
     return CompiledModule(program, runner, choice)
+
+
+def _whole_model_choice(program: Any, target: Any, choice: Choice, runner: Any,
+                        inputs: tuple[Any, ...]) -> tuple[Choice, Any]:
+    """The kernel backend's runner against whole-model engines, timed on the example inputs
+    (``rnnc.engines``); the fastest is kept and ``explain()`` shows every time."""
+    from rnnc.backends import get_backend
+    from rnnc.engines import WHOLE_MODEL_ENGINES, describe, fastest
+
+    runners, skipped = {choice.backend: runner}, []
+    for name in WHOLE_MODEL_ENGINES:
+        try:
+            ok, why = get_backend(name).supports(program, target)
+            if ok:
+                runners[name] = _runner(program, target, name, None)
+            else:
+                skipped.append((name, why))
+        except RnncError as exc:  # an engine that cannot take this model is a reason, not a failure
+            skipped.append((name, str(exc)))
+    if len(runners) == 1:
+        return Choice(choice.backend, choice.target, (*choice.reasons, *skipped), choice.schedules, choice.note), runner
+    best, times = fastest(runners, inputs)
+    why = describe(times, best)
+    reasons = (*choice.reasons, *skipped, *((n, f"slower on this model ({why})") for n in runners if n != best))
+    note = "; ".join(filter(None, [choice.note if best == choice.backend else "", why]))
+    schedules = choice.schedules if best == choice.backend else (("whole model", "onnxruntime's own kernels"),)
+    return Choice(best, choice.target, reasons, schedules, note), runners[best]
 
 
 def _runner(program: Any, target: Any, backend: str, schedules: dict[str, Any] | None) -> Any:

@@ -32,6 +32,9 @@ class OnnxRunner:
 
         self.session.reset()  # stateless between calls, like the interpreter
         outs = [torch.from_numpy(o) for o in self.session(*inputs)]
+        if self.program is not None:  # the Program's own outputs, in its order (the export may add
+            names = self.session.outputs  # final states of layers whose initial state was an input)
+            outs = [outs[names.index(n)] for n in self.program.graph.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 

@@ -195,9 +195,28 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     model.opset_import.extend(helper.make_opsetid(d, 1) for d in sorted(_domains(graph_proto.node)))
     helper.set_model_props(model, _metadata(program, opset, streaming, states, dims))
     make_exact(model, target)
+    _drop_unread_initializers(model.graph)
     if check:
         check_model(model)
     return model
+
+
+def _drop_unread_initializers(graph: onnx.GraphProto) -> None:
+    """Constants no node reads (folds can orphan them): onnxruntime warns about each at load."""
+    read: set[str] = {o.name for o in graph.output}
+
+    def walk(g: onnx.GraphProto) -> None:
+        for node in g.node:
+            read.update(node.input)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for sub in attr.graphs:
+                    walk(sub)
+
+    walk(graph)
+    for t in [t for t in graph.initializer if t.name not in read]:
+        graph.initializer.remove(t)
 
 
 def check_model(model: onnx.ModelProto) -> None:

@@ -1,0 +1,57 @@
+"""Which engine runs a whole model fastest here: measured on the example inputs, not assumed.
+
+Why: a model is more than its recurrent layers.  The kernel backends (C, TVM) run the recurrent
+layers natively and every other op (convs, norms, an STFT, the head) through the IR
+interpreter, one torch call at a time -- for a small streaming model such as Silero VAD that
+per-op Python dispatch, not arithmetic, is the cost (673 us per chunk against 112 us for
+onnxruntime on rnnc's own export).  So when a program has non-recurrent ops and no backend was
+named, ``rnnc.compile`` also builds the ``onnx`` engine (onnxruntime on rnnc's export, the whole
+model in one native call), times each candidate on the example inputs and keeps the fastest;
+``explain()`` shows the timings.  A program that is only recurrent layers keeps the kernel
+backend (and its streaming step API).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+#: engines that run a whole model natively, measured against the kernel backends
+WHOLE_MODEL_ENGINES = ("onnx",)
+#: seconds of timing per candidate (after two warm-up calls)
+BUDGET_S = 0.25
+
+
+def has_non_recurrent_ops(program: Any) -> bool:
+    """Whether any top-level op is not an ``rnn`` node (what the interpreter would run)."""
+    return any(n.op != "rnn" for n in program.graph.nodes)
+
+
+def best_time(fn: Callable[..., Any], inputs: Sequence[Any], budget_s: float = BUDGET_S, max_reps: int = 200) -> float:
+    """Best wall time of ``fn(*inputs)`` after two warm-up calls, within ``budget_s``."""
+    import torch
+
+    with torch.no_grad():
+        fn(*inputs)
+        fn(*inputs)
+        best, spent, reps = float("inf"), 0.0, 0
+        while reps < max_reps and (spent < budget_s or reps < 3):
+            t0 = time.perf_counter()
+            fn(*inputs)
+            dt = time.perf_counter() - t0
+            best, spent, reps = min(best, dt), spent + dt, reps + 1
+    return best
+
+
+def fastest(runners: dict[str, Any], inputs: Sequence[Any]) -> tuple[str, dict[str, float]]:
+    """(name of the fastest runner, seconds per call of each) on ``inputs``."""
+    times = {name: best_time(run, inputs) for name, run in runners.items()}
+    return min(times, key=times.__getitem__), times
+
+
+def describe(times: dict[str, float], best: str) -> str:
+    from rnnc.constraints.units import fmt_seconds
+
+    ranked = sorted(times.items(), key=lambda kv: kv[1])
+    return "measured on the example inputs: " + ", ".join(f"{n} {fmt_seconds(t)}" for n, t in ranked) + f" -> {best}"
