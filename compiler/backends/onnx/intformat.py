@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -51,16 +52,6 @@ class Int8Report:
     def as_json(self) -> dict:
         return {"target": self.target, "instruction": self.instruction, "semantics": self.semantics,
                 "formats": self.formats, "converted_to_u8": self.converted}
-
-    def summary(self) -> str:
-        if not self.formats:
-            return ""
-        parts = ", ".join(f"{n} {f}" for f, n in sorted(self.formats.items()))
-        text = f"int8 weights for {self.target} ({self.instruction}, {self.semantics}): {parts}"
-        if self.converted:
-            text += (f"; {len(self.converted)} full-range weight(s) stored as u8 to stay exact there "
-                     f"(quantize with target={self.target!r} for the faster 7-bit u8 x s8 format)")
-        return text
 
 
 def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
@@ -110,14 +101,20 @@ def make_exact(model: onnx.ModelProto, target: str | HardwareSpec | None = None)
     spec = int8_target(target)
     dot = spec.cpu.int8_dot
     report = Int8Report(spec.tag, dot.instruction, dot.semantics)
+    convert = set()
     for name, readers in uses.items():
         if name not in inits:
             raise UnsupportedError(f"the integer weight {name!r} of {readers[0][0].op_type} is computed in the graph, "
                                    f"so its exactness on {spec.tag} cannot be checked; this is an rnnc bug")
+        w = numpy_helper.to_array(inits[name][1])
+        flat, axis = _flat(w, readers[0][3])
+        if w.dtype == np.int8 and not exact_on(flat, dot.semantics, axis):
+            convert.add(name)
+    _same_type_per_node(uses, convert)
+    for name, readers in uses.items():
         graph, tensor = inits[name]
         w = numpy_helper.to_array(tensor)
-        flat, axis = _flat(w, readers[0][3])
-        if exact_on(flat, dot.semantics, axis):
+        if name not in convert:
             fmt = _format_of(w)
             report.formats[fmt] = report.formats.get(fmt, 0) + 1
             continue
@@ -141,6 +138,23 @@ def make_exact(model: onnx.ModelProto, target: str | HardwareSpec | None = None)
     onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
                                         "rnnc.int8": json.dumps(report.as_json())})
     return report
+
+
+def _same_type_per_node(uses: dict[str, list], convert: set[str]) -> None:
+    """A node's weights share one type (DynamicQuantizeLSTM's W and R are both T2), so when one of
+    them must become u8 the node's other int8 weights follow -- to a fixpoint, since a weight
+    may be read by several nodes."""
+    slots_of: dict[int, tuple[Any, list[str]]] = {}
+    for name, readers in uses.items():
+        for node, *_ in readers:
+            slots_of.setdefault(id(node), (node, []))[1].append(name)
+    changed = True
+    while changed:
+        changed = False
+        for _, names in slots_of.values():
+            if convert & set(names) and not set(names) <= convert:
+                convert.update(names)
+                changed = True
 
 
 def _drop_unused(graphs: list[onnx.GraphProto], inits: dict) -> None:
