@@ -104,8 +104,12 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     """Compile ``model`` (an ``nn.Module``, TorchScript module or ``Program``) for ``target``.
 
     ``backend=None`` picks the best able backend (see :data:`PREFERENCE`); the module's
-    ``explain()`` says which and why.  Schedules come from the tuning database when it has a
-    verified record for the layer, target and backend, and from the solver otherwise.
+    ``explain()`` says which and why; with tuned records for every layer in several backends, the
+    fastest recorded backend wins.  Schedules come from the tuning database when it has a verified
+    record for the layer, target and backend, else from the backend's untuned default, and
+    ``explain()`` names each layer's source (``rnnc.tune.resolve``).  A CPU model with
+    non-recurrent ops is also run whole by onnxruntime on rnnc's export and the faster on
+    ``example_inputs`` is kept (``measure=False`` skips that; ``rnnc.engines``).
     """
     from rnnc.engines import has_non_recurrent_ops
     from rnnc.frontend import trace
