@@ -88,6 +88,11 @@ class CompiledModule(torch.nn.Module):
     def forward(self, *inputs: Any) -> Any:
         return self.runner(*inputs)
 
+    def __call__(self, *inputs: Any) -> Any:
+        """Straight to the runner: nn.Module's hook machinery costs microseconds per call, which a
+        32 ms streaming chunk run natively in ~100 us notices (a compiled module has no hooks)."""
+        return self.runner(*inputs)
+
     def explain(self) -> str:
         return self.choice.explain()
 
