@@ -98,13 +98,16 @@ def silero_compile_demo() -> str:
     audio = torch.from_numpy(speech_sample()[0])
     systems = {"TorchScript (as shipped)": inner, "onnxruntime on rnnc's export": exported,
                "rnnc.compile": compiled}
-    times, outs = {}, {}
+    times: dict[str, float] = {}
+    outs = {}
     with torch.no_grad():
-        for name, fn in systems.items():
+        for fn in systems.values():
             stream(lambda x, s, fn=fn: fn(x, s), audio[: 16 * CHUNK])  # warm-up (TorchScript profiles)
-            t0 = time.perf_counter()
-            outs[name] = stream(lambda x, s, fn=fn: fn(x, s), audio)[0]
-            times[name] = time.perf_counter() - t0
+        for _ in range(3):  # round-robin, best of three: a busy spell of the machine hits all alike
+            for name, fn in systems.items():
+                t0 = time.perf_counter()
+                outs[name] = stream(lambda x, s, fn=fn: fn(x, s), audio)[0]
+                times[name] = min(times.get(name, float("inf")), time.perf_counter() - t0)
     ref, got = outs["TorchScript (as shipped)"], outs["rnnc.compile"]
     same = _speech_segments(got) == _speech_segments(ref)
     best = min((n for n in systems if n != "rnnc.compile"), key=times.__getitem__)
