@@ -72,7 +72,11 @@ def _show(spec: targets.HardwareSpec) -> str:
             value = fmt_bytes(value)
         elif key == "mma_shapes":
             value = "; ".join(f"{d}: {', '.join(map(str, s))}" for d, s in value)
+        elif isinstance(value, tuple):
+            value = " ".join(map(str, value)) or "-"
         lines.append(f"  {key}: {value}")
+    if spec.companion_cpu:
+        lines.append(f"  companion CPU: {spec.companion_cpu} (what runs int8 and CPU kernels on this device)")
     lines += [f"  note: {n}" for n in spec.notes]
     lines.append("  sources:")
     lines += [f"    [{k}] {v}" for k, v in spec.sources]
