@@ -138,16 +138,19 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
         able = able_backends(program, tgt)
         best, per, why = fastest_backend(program, tgt, able, batch)
         if best is not None:
-            choice = Choice(best, tgt.tag, tuple((n, f"slower in its tuned records ({why})")
-                                                 for n in able if n != best))
+            choice = Choice(best, tgt.tag, tuple(
+                (n, f"slower in its tuned records ({why})" if per[n].fully_measured
+                 else "no measured tuning record for every layer") for n in able if n != best))
             resolved, note = per[best], why
     if resolved is None:
         resolved = resolve_schedules(program, tgt, choice.backend, batch, use_db=use_db)
-    schedules, sources = resolved.schedules, list(resolved.provenance.items())
+    schedules = resolved.schedules
     if _target_kind(tgt) == "gpu" and not torch.cuda.is_available():
         note = "; ".join(filter(None, [note, "no GPU here: the kernels' C-dialect twin runs on this CPU"]))
-    choice = Choice(choice.backend, choice.target, choice.reasons, tuple(sources), note)
     runner = _runner(program, tgt, choice.backend, schedules or None)
+    resolved.check_built(choice.backend, runner)
+    sources = list(resolved.provenance.items())
+    choice = Choice(choice.backend, choice.target, choice.reasons, tuple(sources), note)
     if backend is None and measure and example_inputs is not None and _target_kind(tgt) == "cpu" \
             and has_non_recurrent_ops(program):
         choice, runner = _whole_model_choice(program, tgt, choice, runner, tuple(example_inputs))

@@ -93,10 +93,22 @@ class CTunable:
         threads = int(schedule.param("threads", 0) or 0)
         program = compile_program(layer.program(), target, schedule, threads=threads)
         knobs = [b.kernel.meta.get("knobs", {}) for b in program.builds.values()]
-        code = "\n".join(program.sources.values())
-        identity = hashlib.sha256(f"{code}\0threads={threads}".encode()).hexdigest()[:16]
+        identity = source_identity("\n".join(program.sources.values()), threads)
         return Built(program, identity, {"threads": threads, "knobs": knobs[0] if knobs else {}})
 
+    def built_identity(self, runner: Any, key: str, schedule: Any) -> str | None:
+        """The identity of layer ``key`` as ``runner`` (a compiled program) built it, comparable
+        with a record's ``source_sha``; None when the runner is not this backend's."""
+        builds = getattr(runner, "builds", None)
+        if not builds or key not in builds:
+            return None
+        return source_identity(builds[key].source, int(schedule.param("threads", 0) or 0))
+
+
+
+def source_identity(code: str, threads: int) -> str:
+    """Hash of a kernel's C source and its worker count: equal means the same kernel runs."""
+    return hashlib.sha256(f"{code}\0threads={threads}".encode()).hexdigest()[:16]
 
 
 def _gates(cell: Any) -> int:

@@ -14,6 +14,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from rnnc.errors import RnncError
+
 #: what a backend builds a layer from when the database has no record for it
 DEFAULTS = {
     "c": "untuned default: heuristic knobs from the target's vector width, registers and L3 "
@@ -32,6 +34,25 @@ class Resolved:
     schedules: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
     times: dict[str, float] = field(default_factory=dict)  # measured seconds of each tuned layer
+    identities: dict[str, str] = field(default_factory=dict)  # the timed kernel's source hash, per layer
+
+    def check_built(self, backend: str, runner: Any) -> None:
+        """Append to each tuned layer's provenance whether the kernel just built is byte for byte
+        the one the record timed (a changed rnnc may render a record's schedule differently)."""
+        from rnnc.tune.protocol import tunable
+
+        try:
+            adapter = tunable(backend)
+        except RnncError:
+            return
+        built = getattr(adapter, "built_identity", None)
+        for key, want in self.identities.items():
+            got = built(runner, key, self.schedules[key]) if built is not None else None
+            if got is None:
+                continue
+            self.provenance[key] += ("; source identical to the timed kernel" if got == want else
+                                     "; WARNING: the source differs from the timed kernel (rnnc changed since "
+                                     "tuning): re-tune this layer")
 
     @property
     def fully_measured(self) -> bool:
@@ -81,7 +102,6 @@ def resolve_schedules(program: Any, target: Any, backend: str, batch: int = 1, u
     """Schedules for every recurrent layer of ``program`` (layer key -> Schedule) and where each
     came from.  A broken database is reported once and never stops a compile."""
     from rnnc.constraints import Schedule
-    from rnnc.errors import RnncError
     from rnnc.ir import layer_key
     from rnnc.tune.api import lookup_record
 
@@ -104,6 +124,8 @@ def resolve_schedules(program: Any, target: Any, backend: str, batch: int = 1, u
                 out.provenance[key] = _record_source(rec)
                 if not rec.estimated and rec.time_s is not None:
                     out.times[key] = float(rec.time_s)
+                if rec.resources.get("source_sha"):
+                    out.identities[key] = str(rec.resources["source_sha"])
             else:
                 out.provenance[key] = default_source(backend)
     return out

@@ -189,7 +189,8 @@ class Tuner:
             estimated=self.mode == ESTIMATE,
             estimate_s=outcome["estimate_s"],
             max_error=outcome["max_error"],
-            resources=outcome["resources"],
+            # the identity of the source that was timed: compile checks it builds the same bytes
+            resources={**outcome["resources"], "source_sha": outcome["identity"]},
             target_fingerprint=self.db.fingerprint(self.target.tag) or "",
             label=layer.label,
             host={k: str(v) for k, v in outcome["host"].items() if k != "pid"},

@@ -41,3 +41,26 @@ def test_cli_tune_all_backends(tmp_path, monkeypatch, capsys):
     assert rc == 0
     reports = json.loads(capsys.readouterr().out)
     assert sorted(r["backend"] for r in reports) == ["c", "tvm"] and all(r["ok"] for r in reports)
+
+
+def test_explain_says_the_built_kernel_is_the_timed_one(tmp_path, monkeypatch):
+    """A record keeps the hash of the source it timed; compile rebuilds it byte for byte, and an
+    edited hash (a record from an rnnc that rendered differently) is flagged."""
+    from rnnc.autotune_db import Database
+
+    monkeypatch.setenv("RNNC_DB", str(tmp_path / "db"))
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(8, 16, batch_first=True).eval()
+    x = torch.randn(2, 9, 8)
+    rnnc.tune(model, (x,), target="cpu/host", backend="c", batch=2, seq_len=9, max_candidates=2)
+    text = rnnc.compile(model, (x,), target="cpu/host", backend="c").explain()
+    assert "source identical to the timed kernel" in text
+    files = list((tmp_path / "db").glob("*.jsonl"))
+    lines = files[0].read_text().splitlines()
+    edited = [lines[0]] + [json.dumps({**json.loads(ln), "resources": {**json.loads(ln)["resources"],
+                                                                       "source_sha": "0" * 16}})
+                           for ln in lines[1:]]
+    files[0].write_text("\n".join(edited) + "\n")
+    assert Database().scan(warn=False)  # still readable
+    text = rnnc.compile(model, (x,), target="cpu/host", backend="c").explain()
+    assert "the source differs from the timed kernel" in text and "re-tune" in text
