@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", required=True, metavar="DIR_OR_NPZ",
                    help="an .npz of input arrays named like the model's inputs (one batch), or a directory of "
                         "them; inputs left out (initial states) are zeros")
-    p.add_argument("--scheme", default="w8a8", choices=("w8a8", "w8", "w4a8", "w4"),
+    p.add_argument("--scheme", default="w8a8", choices=("w8a8", "w8", "w4a8", "w4", "auto"),
                    help="weight bits and whether activations are int8 (default w8a8)")
     p.add_argument("--outliers", default="none", choices=("none", "keep", "smooth", "rotate", "clip"),
                    help="activation outlier treatment: keep hot channels in float, SmoothQuant scale migration, "
@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fold", action="store_true",
                    help="smooth: keep the activation division as a run-time Mul instead of folding it into the "
                         "producing linear/conv")
+    p.add_argument("--max-loss", type=float, default=0.01, metavar="L",
+                   help="--scheme auto: the largest relative L2 distortion of the outputs on held-out data "
+                        "(default 0.01); per-site precision is searched for the fastest plan within it")
+    p.add_argument("--validation", metavar="DIR_OR_NPZ",
+                   help="--scheme auto: data the loss is measured on (default: the last calibration batch)")
     p.add_argument("--target", default="cpu/host", metavar="TAG",
                    help="the CPU the int8 model must be exact on (default: this machine, cpu/host); its "
                         "int8_dot entry decides the weight format, e.g. 7-bit weights for cpu/x86-avx2, whose "
@@ -110,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
                    weight_only=tuple(args.weight_only), min_weight=args.min_weight, fold=not args.no_fold,
                    dynamic=tuple(args.dynamic), sequence_scale=args.sequence_scale, target=args.target,
                    int8_format=args.int8_format)
-    QuantConfig(args.scheme, args.outliers, **options).check()  # a bad combination fails before any tracing
+    auto = args.scheme == "auto"
+    QuantConfig("w8a8" if auto else args.scheme, args.outliers, **options).check()  # fails before any tracing
     weight_format(args.target, args.int8_format)  # so does a GPU or unknown --target
     if args.model.endswith(".onnx"):
         raise UserInputError(f"{args.model}: rnnc quantize reads the PyTorch model (.py, package.module:NAME or "
@@ -122,8 +128,13 @@ def run(args: argparse.Namespace) -> int:
     model = select_submodule(load_model(args.model), args.submodule)
     examples = example_inputs(args.input_shape, args.dtype) if args.input_shape else _first_batch(args.calib)
     program = trace(model, examples)
-    q = quantize(program, args.calib, args.scheme, args.outliers, progress=not args.json, **options)
+    if args.validation and not os.path.exists(args.validation):
+        raise UserInputError(f"validation data {args.validation} does not exist")
+    extra = {"max_loss": args.max_loss, "validation": args.validation} if auto else {}
+    q = quantize(program, args.calib, args.scheme, args.outliers, progress=not args.json, **extra, **options)
     out: dict = {"path": args.output, **q.report.as_json()}
+    if q.auto is not None:
+        out["auto"] = q.auto.as_json()
     if args.output.endswith(".onnx"):
         model_proto = q.export_onnx(args.output)
 
@@ -146,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(q.report.summary())
+    if q.auto is not None:
+        print(q.auto.summary())
     if "int8" in out:
         i8 = out["int8"]
         print(f"int8 weights exact on {i8['target']} ({i8['instruction']}, {i8['semantics']}): "

@@ -30,6 +30,7 @@ class QuantizedModel:
     report: QuantReport
     stats: Stats
     target: str = "cpu/host"  # the CPU whose integer dot product the weights were made exact for
+    auto: Any = None  # scheme="auto": the search's AutoReport (sensitivities, plans tried, Pareto front)
 
     def run(self, *inputs: Any) -> Any:
         """The quantized Program in the reference interpreter."""
@@ -59,6 +60,7 @@ def _as_program(model_or_program: Any, batches_source: Any, example_inputs: Any)
 
 def quantize(model_or_program: Any, calibration_data: Any, scheme: str = "w8a8", outliers: str = "none", *,
              example_inputs: Any = None, progress: bool = True, stats: Stats | None = None,
+             max_loss: float = 0.01, validation: Any = None, metric: Any = None,
              **options: Any) -> QuantizedModel:
     """Calibrate and quantize.  ``options`` are :class:`QuantConfig` knobs (``threshold``,
     ``max_fraction``, ``alpha``, ``percentile``, ``group``, ``skip``; for speed and accuracy:
@@ -73,6 +75,12 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str = "w8a8",
     skips calibration (comparing treatments on one model calibrates once) unless ``gptq`` needs
     Hessians those stats lack.
 
+    ``scheme="auto"`` searches per-site precision (int8 activations, weight-only int8, float) for
+    the fastest plan whose loss on held-out calibration batches (or ``validation``) is at most
+    ``max_loss`` by ``metric(float_outputs, quantized_outputs)`` (default: relative L2
+    distortion); ``QuantizedModel.auto`` reports it, and ``BudgetError`` says when no plan can
+    (``rnnc.quant.auto``).
+
     ``target`` (default ``cpu/host``) is the CPU the model must be exact on: where its int8 dot
     product saturates pair sums (x86 without VNNI), weights that meet integer activations get 7-bit
     codes (``int8_format="s7"``); ``int8_format="s8"`` keeps 8 bits (exported as u8 x u8 there: exact,
@@ -80,6 +88,15 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str = "w8a8",
     unknown = set(options) - {f for f in QuantConfig.__dataclass_fields__ if f not in ("scheme", "outliers")}
     if unknown:
         raise UserInputError(f"unknown quantization options {sorted(unknown)}")
+    if scheme == "auto":  # per-site mixed precision searched under an accuracy budget (quant/auto.py)
+        from rnnc.quant.auto import auto_quantize
+
+        _, fmt = weight_format(options.get("target", "cpu/host"), options.get("int8_format", ""))
+        program = _as_program(model_or_program, calibration_data, example_inputs)
+        (qprogram, report, stats), auto = auto_quantize(
+            program, calibration_data, max_loss, validation=validation, metric=metric, outliers=outliers,
+            progress=progress, **{**options, "int8_format": fmt})
+        return QuantizedModel(qprogram, report, stats, options.get("target", "cpu/host"), auto)
     cfg = QuantConfig(scheme, outliers, **options).check()
     _, fmt = weight_format(cfg.target, cfg.int8_format)  # before calibrating: a bad target costs nothing
     cfg = replace(cfg, int8_format=fmt)

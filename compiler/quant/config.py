@@ -54,7 +54,8 @@ class QuantConfig:
 
     def check(self) -> QuantConfig:
         if self.scheme not in SCHEMES:
-            raise UserInputError(f"unknown quantization scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
+            raise UserInputError(f"unknown quantization scheme {self.scheme!r}; choose one of "
+                                 f"{', '.join(SCHEMES)} or auto")
         if self.outliers not in OUTLIERS:
             raise UserInputError(f"unknown outlier treatment {self.outliers!r}; choose one of {', '.join(OUTLIERS)}")
         if self.outliers in _NEEDS_ACTS and not self.quant_acts:

@@ -1,0 +1,82 @@
+"""``scheme="auto"``: per-site precision searched under an accuracy budget, checked against a loss
+computed here from the float and quantized Programs (not the search's own figure)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from quant_helpers import inputs, traced
+from test_quant_cli import MODEL
+
+import rnnc
+from rnnc.cli import main
+from rnnc.errors import UserInputError
+from rnnc.quant.auto import BudgetError
+
+
+def _distortion(program, qprogram, x) -> float:
+    with torch.no_grad():
+        ref, got = program.run(x).double(), qprogram.run(x).double()
+    return float((got - ref).norm() / ref.norm())
+
+
+@pytest.fixture(scope="module")
+def outlier_gru():
+    return traced(50.0)[1]  # an outlier channel into the GRU: one site cannot take int8 activations
+
+
+def test_auto_meets_the_budget_on_held_out_data(outlier_gru):
+    calib = [inputs(seed=s) for s in range(4)]
+    q = rnnc.quantize(outlier_gru, calib, "auto", max_loss=0.01, progress=False)
+    chosen = q.auto.chosen
+    assert chosen.loss <= 0.01
+    assert _distortion(outlier_gru, q.program, calib[-1]) == pytest.approx(chosen.loss, rel=1e-6)
+    assert _distortion(outlier_gru, q.program, inputs(seed=11)) < 0.03  # data the search never saw
+    assert chosen.int8_sites >= 1 and set(q.auto.sensitivity) == set(chosen.plan)
+    worst = max(q.auto.sensitivity, key=q.auto.sensitivity.get)
+    assert chosen.plan[worst] != "int8"  # the site that hurts most alone is the one stepped down
+    every_int8 = next(t for t in q.auto.trials if set(t.plan.values()) == {"int8"})
+    assert every_int8.loss > 0.01  # plain w8a8 everywhere misses this budget: the search mattered
+    assert q.auto.pareto() and "Pareto front" in q.auto.summary()
+
+
+def test_a_tighter_budget_keeps_fewer_integer_sites(outlier_gru):
+    calib = [inputs(seed=s) for s in range(4)]
+    loose = rnnc.quantize(outlier_gru, calib, "auto", max_loss=0.05, progress=False).auto.chosen
+    tight = rnnc.quantize(outlier_gru, calib, "auto", max_loss=0.002, progress=False).auto.chosen
+    assert tight.loss <= 0.002 < 0.05 and tight.int8_sites <= loose.int8_sites
+
+
+def test_a_user_metric_and_an_impossible_budget(outlier_gru):
+    calib = [inputs(seed=s) for s in range(4)]
+
+    def argmax_flips(ref, out):  # the task's own metric: fraction of changed decisions
+        return float((ref[0].argmax(-1) != out[0].argmax(-1)).float().mean())
+
+    q = rnnc.quantize(outlier_gru, calib, "auto", max_loss=0.05, metric=argmax_flips, progress=False)
+    assert q.auto.metric == "argmax_flips" and q.auto.chosen.loss <= 0.05
+    with pytest.raises(BudgetError, match="no quantized plan meets relative L2 distortion <= 1e-09") as exc:
+        rnnc.quantize(outlier_gru, calib, "auto", max_loss=1e-9, progress=False)
+    assert exc.value.best_loss > 1e-9 and exc.value.plan
+    with pytest.raises(UserInputError, match="holds out 1 calibration batch"):
+        rnnc.quantize(outlier_gru, [inputs()], "auto", progress=False)
+
+
+def test_cli_scheme_auto(tmp_path, capsys):
+    (tmp_path / "net.py").write_text(MODEL)
+    (tmp_path / "calib").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        x = rng.standard_normal((4, 10, 16)).astype(np.float32)
+        np.savez(tmp_path / "calib" / f"b{i}.npz", x=x)
+    out = tmp_path / "net.auto.onnx"
+    argv = ["quantize", str(tmp_path / "net.py"), "--calib", str(tmp_path / "calib"), "--scheme", "auto",
+            "--max-loss", "0.02", "-o", str(out), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["auto"]["chosen"]["loss"] <= 0.02 and out.is_file()
+    assert main([*argv[:-3], "--max-loss", "1e-12", "-o", str(out)]) == 1  # nothing meets it: exit 1
+    assert "no quantized plan meets" in capsys.readouterr().err
