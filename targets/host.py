@@ -71,10 +71,14 @@ def _sysfs_caches() -> dict[str, int]:
     return out
 
 
-def host_flags() -> frozenset[str]:
-    """This CPU's flags as /proc/cpuinfo spells them (x86 ``flags``, Arm ``features``)."""
-    info = _cpuinfo()
+def _flags(info: dict[str, str]) -> frozenset[str]:
+    """CPU flags of a /proc/cpuinfo block (x86 spells them ``flags``, Arm ``features``)."""
     return frozenset(info.get("flags", info.get("features", "")).split())
+
+
+def host_flags() -> frozenset[str]:
+    """This CPU's flags as /proc/cpuinfo spells them."""
+    return _flags(_cpuinfo())
 
 
 def can_run(cpu: Any) -> tuple[bool, str]:
@@ -91,7 +95,7 @@ def can_run(cpu: Any) -> tuple[bool, str]:
 
 def base_tag() -> str:
     """The generic target whose ISA matches this machine (what cpu/host starts from)."""
-    flags = set(_cpuinfo().get("flags", _cpuinfo().get("features", "")).split())
+    flags = host_flags()
     if "avx512f" in flags:
         return "cpu/x86-avx512"
     if "avx2" in flags:
@@ -104,7 +108,7 @@ def base_tag() -> str:
 def host_overrides(data: dict[str, Any]) -> None:
     """Patch a generic CPU target document in place with what this machine reports."""
     info = _cpuinfo()
-    flags = set(info.get("flags", info.get("features", "")).split())
+    flags = _flags(info)
     cpu = data.setdefault("cpu", {})
     base = data.get("tag", "?")
     detected: list[str] = []
@@ -160,7 +164,7 @@ def host_overrides(data: dict[str, Any]) -> None:
 _X86_EXACT = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
-def host_int8_dot(flags: set[str], generic: dict[str, Any]) -> dict[str, str]:
+def host_int8_dot(flags: frozenset[str] | set[str], generic: dict[str, Any]) -> dict[str, str]:
     """This CPU's integer dot-product semantics from its flags (``Int8Dot``'s fields).
 
     Why not the generic file's entry: an AVX-512 CPU without VNNI (Skylake-SP) and an AVX2 CPU
