@@ -15,7 +15,6 @@ faster u8 x s8 kernel.  The pass reports what it did in the ``rnnc.int8`` metada
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from rnnc.backends.onnx.peephole import all_graphs, drop_unread_initializers
 from rnnc.errors import UnsupportedError
 from rnnc.targets import HardwareSpec
 from rnnc.targets.int8dot import WEIGHT_QMAX, exact_on, int8_target
@@ -54,16 +54,6 @@ class Int8Report:
                 "formats": self.formats, "converted_to_u8": self.converted}
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
-            for sub in attr.graphs:
-                yield from _graphs(sub)
-
-
 def _format_of(w: np.ndarray) -> str:
     if w.dtype == np.uint8:
         return "u8"
@@ -84,7 +74,7 @@ def make_exact(model: onnx.ModelProto, target: str | HardwareSpec | None = None)
     inits: dict[str, tuple[onnx.GraphProto, onnx.TensorProto]] = {}
     uses: dict[str, list[tuple[onnx.NodeProto, int, int, int]]] = {}
     others: set[str] = set()
-    graphs = list(_graphs(model.graph))
+    graphs = list(all_graphs(model.graph))
     for graph in graphs:
         for t in graph.initializer:
             inits[t.name] = (graph, t)
@@ -134,7 +124,7 @@ def make_exact(model: onnx.ModelProto, target: str | HardwareSpec | None = None)
             graph.initializer.remove(tensor)
         report.formats["u8"] = report.formats.get("u8", 0) + 1
         report.converted.append(name)
-    _drop_unused(graphs, inits)
+    drop_unread_initializers(model.graph)  # the replaced zero points
     onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
                                         "rnnc.int8": json.dumps(report.as_json())})
     return report
@@ -155,13 +145,3 @@ def _same_type_per_node(uses: dict[str, list], convert: set[str]) -> None:
             if convert & set(names) and not set(names) <= convert:
                 convert.update(names)
                 changed = True
-
-
-def _drop_unused(graphs: list[onnx.GraphProto], inits: dict) -> None:
-    """Zero-point initializers the rewrite replaced and nothing else reads."""
-    read = {n for g in graphs for node in g.node for n in node.input}
-    read |= {o.name for g in graphs for o in g.output}
-    for graph in graphs:
-        for t in list(graph.initializer):
-            if t.name in inits and t.name not in read:
-                graph.initializer.remove(t)

@@ -10,7 +10,6 @@ strict shape inference before it is returned, so a broken file never reaches a u
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ import rnnc
 from rnnc.backends.onnx import rnn as _rnn  # noqa: F401  (registers the rnn renderer)
 from rnnc.backends.onnx.emit import Emitter, OnnxGraph, to_numpy
 from rnnc.backends.onnx.intformat import make_exact
-from rnnc.backends.onnx.peephole import clean
+from rnnc.backends.onnx.peephole import clean, drop_unread_initializers, value_reads
 from rnnc.backends.onnx.render import MIN_EXPORT_OPSET, render_nodes, unsupported
 from rnnc.backends.onnx.states import StateIO, expose_states
 from rnnc.errors import RnncError, UnsupportedError, UserInputError
@@ -67,17 +66,6 @@ def streaming_dims(program: Program, states: Sequence[StateIO], example_inputs: 
     return dims
 
 
-def _reads(nodes: Sequence[onnx.NodeProto]) -> Counter[str]:
-    """How often each value name is read by ``nodes`` or by any of their bodies."""
-    names: Counter[str] = Counter()
-    for node in nodes:
-        names.update(node.input)
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                names.update(_reads(attr.g.node))
-    return names
-
-
 def _domains(nodes: Sequence[onnx.NodeProto]) -> set[str]:
     """Non-default op domains used by ``nodes`` or their bodies (``com.microsoft`` int4 kernels)."""
     found: set[str] = set()
@@ -95,7 +83,7 @@ def _fold_output_identities(nodes: list[onnx.NodeProto], outputs: set[str], inpu
     ``out``): the renderers name values after the IR, the graph outputs after the Program's
     outputs, and every node a streaming step model runs costs time on each call."""
     producers = {o: n for n in nodes for o in n.output}
-    in_bodies = _reads([n for n in nodes if any(a.type == onnx.AttributeProto.GRAPH for a in n.attribute)])
+    in_bodies = value_reads([n for n in nodes if any(a.type == onnx.AttributeProto.GRAPH for a in n.attribute)])
     for node in list(nodes):
         src = node.input[0] if node.op_type == "Identity" else ""
         if node.output[0] not in outputs or src not in producers or src in outputs | inputs or in_bodies[src]:
@@ -184,7 +172,7 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     const_weights = [onnx.numpy_helper.from_array(a, p) for p, a in small.items() if a.size <= 64]
     emitter.initializers += clean(main.nodes, set(g.output_names), [*emitter.initializers, *const_weights])
     graph_proto = main.make(g.name)
-    used = set(_reads(graph_proto.node))
+    used = set(value_reads(graph_proto.node))
     weights = [onnx.numpy_helper.from_array(to_numpy(program.weights[p]), p) for p in g.param_names if p in used]
     graph_proto.initializer.extend([*weights, *emitter.initializers])
     opsets = [helper.make_opsetid("", opset)]
@@ -195,28 +183,10 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     model.opset_import.extend(helper.make_opsetid(d, 1) for d in sorted(_domains(graph_proto.node)))
     helper.set_model_props(model, _metadata(program, opset, streaming, states, dims))
     make_exact(model, target)
-    _drop_unread_initializers(model.graph)
+    drop_unread_initializers(model.graph)
     if check:
         check_model(model)
     return model
-
-
-def _drop_unread_initializers(graph: onnx.GraphProto) -> None:
-    """Constants no node reads (folds can orphan them): onnxruntime warns about each at load."""
-    read: set[str] = {o.name for o in graph.output}
-
-    def walk(g: onnx.GraphProto) -> None:
-        for node in g.node:
-            read.update(node.input)
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    walk(attr.g)
-                for sub in attr.graphs:
-                    walk(sub)
-
-    walk(graph)
-    for t in [t for t in graph.initializer if t.name not in read]:
-        graph.initializer.remove(t)
 
 
 def check_model(model: onnx.ModelProto) -> None:

@@ -19,7 +19,7 @@ nobody reads).  Each pass here is exact (bit-identical outputs) and only looks a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -30,14 +30,14 @@ SHAPE_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten"})
 MOVES = SHAPE_OPS | {"Transpose"}
 
 
-def _reads(nodes: Sequence[onnx.NodeProto]) -> Counter[str]:
+def value_reads(nodes: Sequence[onnx.NodeProto]) -> Counter[str]:
     """How often each value name is read by ``nodes`` or by any of their bodies."""
     names: Counter[str] = Counter()
     for node in nodes:
         names.update(i for i in node.input if i)
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                names.update(_reads(attr.g.node))
+                names.update(value_reads(attr.g.node))
     return names
 
 
@@ -69,7 +69,7 @@ def requantize_codes(nodes: list[onnx.NodeProto], outputs: set[str], consts: Map
     so no float value anyone else reads disappears."""
     folded = 0
     for dq in [n for n in nodes if n.op_type == "DequantizeLinear"]:
-        reads = _reads(nodes)
+        reads = value_reads(nodes)
         if len(dq.input) != 3 or any(a.name == "axis" for a in dq.attribute):
             continue  # per-tensor, explicit zero point only
         path, value = [], dq.output[0]
@@ -201,7 +201,7 @@ def drop_dead(nodes: list[onnx.NodeProto], outputs: set[str]) -> int:
     """Remove nodes none of whose outputs is read or a graph output, until none is left."""
     dropped = 0
     while True:
-        reads = _reads(nodes)
+        reads = value_reads(nodes)
         dead = [n for n in nodes if not any(o and (reads[o] or o in outputs) for o in n.output)]
         if not dead:
             return dropped
@@ -221,3 +221,27 @@ def clean(nodes: list[onnx.NodeProto], outputs: set[str],
     merge_duplicates(nodes, outputs)
     drop_dead(nodes, outputs)
     return [onnx.numpy_helper.from_array(v, n) for n, v in consts.items() if n not in known]
+
+
+def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every body graph under it (Scan, Loop, If), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from all_graphs(attr.g)
+            for sub in attr.graphs:
+                yield from all_graphs(sub)
+
+
+def drop_unread_initializers(graph: onnx.GraphProto) -> int:
+    """Remove constants that no node of ``graph`` or its bodies reads (folds and format rewrites
+    orphan them; onnxruntime warns about each at load); returns how many went."""
+    graphs = list(all_graphs(graph))
+    read = set(value_reads(graph.node)) | {o.name for g in graphs for o in g.output}
+    dropped = 0
+    for g in graphs:
+        for t in [t for t in g.initializer if t.name not in read]:
+            g.initializer.remove(t)
+            dropped += 1
+    return dropped
