@@ -142,6 +142,8 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
                 (n, f"slower in its tuned records ({why})" if per[n].fully_measured
                  else "no measured tuning record for every layer") for n in able if n != best))
             resolved, note = per[best], why
+        else:  # no backend fully tuned: the preference order's pick, already resolved above
+            resolved = per.get(choice.backend)
     if resolved is None:
         resolved = resolve_schedules(program, tgt, choice.backend, batch, use_db=use_db)
     schedules = resolved.schedules

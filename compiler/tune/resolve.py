@@ -75,6 +75,7 @@ def fastest_backend(program: Any, target: Any, able: list[str], batch: int = 1,
     measured records for every layer (then the preference order decides)."""
     from rnnc.constraints.units import fmt_seconds
 
+    db = db if db is not None else _open_db()  # one database (and one environment probe) for all
     per = {name: resolve_schedules(program, target, name, batch, db=db) for name in able}
     timed = {name: r.total_s for name, r in per.items() if r.fully_measured}
     if not timed:
@@ -83,6 +84,17 @@ def fastest_backend(program: Any, target: Any, able: list[str], batch: int = 1,
     text = "tuned records: " + ", ".join(f"{n} {fmt_seconds(t)}" for n, t in sorted(timed.items(),
                                                                                    key=lambda kv: kv[1]))
     return best, per, text + f" -> {best}"
+
+
+def _open_db() -> Any:
+    """The tuning database (overlay + shipped), or None with a warning when it cannot be opened."""
+    from rnnc.autotune_db import Database
+
+    try:
+        return Database()
+    except Exception as exc:  # the database is an accelerator, never a reason to fail
+        warnings.warn(f"tuning database not used: {type(exc).__name__}: {exc}", stacklevel=3)
+        return None
 
 
 def default_source(backend: str) -> str:
@@ -107,6 +119,9 @@ def resolve_schedules(program: Any, target: Any, backend: str, batch: int = 1, u
 
     out = Resolved()
     tag = getattr(target, "tag", target)
+    if use_db and db is None:
+        db = _open_db()
+        use_db = db is not None
     for node in program.rnn_nodes():
         for cell in node.attr("cells"):
             key = layer_key(cell)
@@ -116,8 +131,8 @@ def resolve_schedules(program: Any, target: Any, backend: str, batch: int = 1, u
             if use_db:
                 try:
                     rec = lookup_record(cell, tag, backend, batch=batch, db=db)
-                except RnncError as exc:  # the database is an accelerator, never a reason to fail
-                    warnings.warn(f"tuning database not used: {exc}", stacklevel=2)
+                except Exception as exc:  # the database is an accelerator, never a reason to fail
+                    warnings.warn(f"tuning database not used: {type(exc).__name__}: {exc}", stacklevel=2)
                     use_db = False
             if rec is not None:
                 out.schedules[key] = Schedule.from_dict(rec.schedule)
