@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     # the same schedules rnnc.compile would use: a tuning record first, else the backend's default
     resolved = resolve_schedules(program, target, choice.backend, args.batch, use_db=not args.no_db)
     if args.explain:
-        print("\n".join([choice.explain(), *(f"  {line}" for line in resolved.lines() if args.backend)]))
+        # rnnc.compile's explanation already names each layer's schedule source; choose_backend's does not
+        extra = [f"  {line}" for line in resolved.lines()] if args.backend else []
+        print("\n".join([choice.explain(), *extra]))
     kw = {"schedule": resolved.schedules} if resolved.schedules else {}
     manifest = backend.compile(program, target, args.output, batch=args.batch, **kw)
     for key, layer in manifest.get("layers", {}).items():  # where each layer's schedule came from

@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def able_backends(target: Any) -> list[str]:
+def tunable_backends(target: Any) -> list[str]:
     """Every tunable backend whose adapter accepts ``target`` (``--backend all``)."""
     from rnnc.errors import UnsupportedError
     from rnnc.tune.protocol import ADAPTERS, tunable
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     target = get(args.target)
     backends = [args.backend or DEFAULT_BACKENDS[target.kind]]
     if args.backend == "all":
-        backends = able_backends(target)
+        backends = tunable_backends(target)
     reports = []
     for backend in backends:
         tuner = Tuner(target, backend, db=db, max_candidates=args.max_candidates, time_budget=args.time_budget,

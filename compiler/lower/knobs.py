@@ -71,6 +71,12 @@ def knobs_for(hidden: int, gates: int, target: Any = None, schedule: Any = None,
     return Knobs(**{**base.to_dict(), **{k: v for k, v in src.items() if k in _FIELDS}})
 
 
+def schedule_threads(schedule: Any) -> int:
+    """The CPU worker count a Schedule was measured with (0: decided at run time, also when there
+    is no Schedule) -- what the C runtime must use for a tuned layer to run as it was timed."""
+    return int(schedule.param("threads", 0) or 0) if hasattr(schedule, "param") else 0
+
+
 def from_schedule(schedule: Any, hidden: int) -> dict[str, Any]:
     """Map an ``rnnc.constraints.Schedule``'s params onto knobs.
 

@@ -14,6 +14,7 @@ import hashlib
 from typing import Any
 
 from rnnc.errors import UnsupportedError
+from rnnc.lower.knobs import schedule_threads
 from rnnc.tune.protocol import MEASURE, Built
 
 HOST_TAG = "cpu/host"
@@ -85,12 +86,12 @@ class CTunable:
         from rnnc.lower.knobs import from_schedule
 
         knobs = dict(from_schedule(schedule, layer.cell.hidden_size))
-        return tuple(sorted({**knobs, "threads": int(schedule.param("threads", 0) or 0)}.items()))
+        return tuple(sorted({**knobs, "threads": schedule_threads(schedule)}.items()))
 
     def build(self, layer: Any, schedule: Any, target: Any) -> Built:
         from rnnc.backends.cstyle import compile_program
 
-        threads = int(schedule.param("threads", 0) or 0)
+        threads = schedule_threads(schedule)
         program = compile_program(layer.program(), target, schedule, threads=threads)
         knobs = [b.kernel.meta.get("knobs", {}) for b in program.builds.values()]
         identity = source_identity("\n".join(program.sources.values()), threads)
@@ -102,7 +103,7 @@ class CTunable:
         builds = getattr(runner, "builds", None)
         if not builds or key not in builds:
             return None
-        return source_identity(builds[key].source, int(schedule.param("threads", 0) or 0))
+        return source_identity(builds[key].source, schedule_threads(schedule))
 
 
 

@@ -19,6 +19,7 @@ from rnnc.ir.graph import Cell, Program
 from rnnc.ir.interp import run_graph
 from rnnc.ir.printer import layer_key
 from rnnc.ir.rnn import direction_params, rnn_layout
+from rnnc.lower.knobs import schedule_threads
 from rnnc.lower.layer import lower_layer
 from rnnc.lower.loopnest import Kernel
 
@@ -72,7 +73,7 @@ class CompiledProgram:
                 if key not in self.builds:
                     self.builds[key] = build_cell_kernel(cell, target, sched, force_generic)
                 # the worker count the tuner measured this schedule with (0: decided per call)
-                workers = threads or int(getattr(sched, "param", lambda *_: 0)("threads", 0) or 0)
+                workers = threads or schedule_threads(sched)
                 b = self.builds[key]
                 row = []
                 for d in range(dirs):
