@@ -144,18 +144,21 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
     loss_of = metric or relative_l2
     report = AutoReport(max_loss, getattr(metric, "__name__", "metric") if metric else "relative L2 distortion")
 
-    _, base_report = quantize_program(program, stats, _config({}, options, outliers))
-    sites = list(dict.fromkeys(s.weight for s in base_report.sites))
+    base = quantize_program(program, stats, _config({}, options, outliers))  # the all-int8 plan
+    sites = list(dict.fromkeys(s.weight for s in base[1].sites))
     fp_bytes: dict[str, int] = {}
-    for rep in base_report.sites:
+    for rep in base[1].sites:
         fp_bytes[rep.weight] = fp_bytes.get(rep.weight, 0) + rep.fp_bytes
     seen: dict[tuple, Trial] = {}
+    latest: dict[tuple, tuple[Program, Any]] = {}  # the last plan quantized (the answer, when it fits)
 
-    def evaluate(plan: dict[str, str]) -> Trial:
+    def evaluate(plan: dict[str, str], quantized: tuple[Program, Any] | None = None) -> Trial:
         key = tuple(sorted(plan.items()))
         if key in seen:
             return seen[key]
-        qprog, qrep = quantize_program(program, stats, _config(plan, options, outliers))
+        qprog, qrep = quantized or quantize_program(program, stats, _config(plan, options, outliers))
+        latest.clear()
+        latest[key] = (qprog, qrep)
         loss = max(loss_of(r, _outputs(qprog, b)) for r, b in zip(reference, judge, strict=True))
         quantized = {rep.weight for rep in qrep.sites}
         size = qrep.q_bytes + sum(n for site, n in fp_bytes.items() if site not in quantized)  # float sites: fp32
@@ -165,12 +168,12 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
 
     if not sites:
         raise UserInputError("the model has no linear/conv weight to quantize")
-    bar = _bar(len(sites) + 2 * len(sites) + 1, progress)
+    bar = _bar(3 * len(sites) + 1, progress)  # sensitivities, the all-int8 plan, at most two steps a site
     for site in sites:  # each site alone quantized, the rest float
         report.sensitivity[site] = evaluate({s: "int8" if s == site else "float" for s in sites}).loss
         bar.update(1)
     plan = dict.fromkeys(sites, "int8")
-    trial = evaluate(plan)
+    trial = evaluate(plan, base)
     bar.update(1)
     order = sorted(sites, key=lambda s: -report.sensitivity[s])
     while trial.loss > max_loss:
@@ -190,7 +193,8 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
                           f"({', '.join(f'{s}={v}' for s, v in best.plan.items())}); raise --max-loss or give "
                           f"more calibration data", best.loss, best.plan)
     report.chosen = trial
-    qprog, qrep = quantize_program(program, stats, _config(plan, options, outliers))
+    key = tuple(sorted(plan.items()))
+    qprog, qrep = latest[key] if key in latest else quantize_program(program, stats, _config(plan, options, outliers))
     return (qprog, qrep, stats), report
 
 

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import torch
 
+from rnnc.targets.int8dot import WEIGHT_QMAX
+
 #: largest magnitude of a symmetric code of each width (int4 keeps -8 unused: symmetric range).
 #: 7 is int8 storage with 7-bit codes: the format that stays exact on CPUs whose u8 x s8 dot
 #: product saturates pair sums in int16 (``targets/int8dot.py``)
-QMAX = {8: 127, 7: 63, 4: 7}
+QMAX = {8: 127, 7: WEIGHT_QMAX["s7"], 4: 7}
 DEFAULT_GROUP = 32
 
 
