@@ -91,19 +91,19 @@ def make_exact(model: onnx.ModelProto, target: str | HardwareSpec | None = None)
     spec = int8_target(target)
     dot = spec.cpu.int8_dot
     report = Int8Report(spec.tag, dot.instruction, dot.semantics)
-    convert = set()
+    convert, arrays = set(), {}
     for name, readers in uses.items():
         if name not in inits:
             raise UnsupportedError(f"the integer weight {name!r} of {readers[0][0].op_type} is computed in the graph, "
                                    f"so its exactness on {spec.tag} cannot be checked; this is an rnnc bug")
-        w = numpy_helper.to_array(inits[name][1])
+        w = arrays[name] = numpy_helper.to_array(inits[name][1])
         flat, axis = _flat(w, readers[0][3])
         if w.dtype == np.int8 and not exact_on(flat, dot.semantics, axis):
             convert.add(name)
     _same_type_per_node(uses, convert)
     for name, readers in uses.items():
         graph, tensor = inits[name]
-        w = numpy_helper.to_array(tensor)
+        w = arrays[name]
         if name not in convert:
             fmt = _format_of(w)
             report.formats[fmt] = report.formats.get(fmt, 0) + 1
