@@ -50,8 +50,14 @@ class Emitter:
     """Shared state of one export: opset, dim bindings, names, initializers, weights."""
 
     def __init__(self, opset: int, weights: Mapping[str, Any], dims: Mapping[str, int] | None = None,
-                 hoist: bool | str = True) -> None:
+                 hoist: bool | str = True, unroll: bool = False, qdq: bool = False) -> None:
         self.opset = opset
+        # a provider without loops or recurrent ops (``mobile.py``): every layer is written as its
+        # step graph repeated over the fixed chunk, in the ops the provider has
+        self.unroll = unroll
+        # quantized ops as QuantizeLinear/DequantizeLinear around float ops (what NNAPI, QNN and
+        # XNNPACK place), not onnxruntime's integer kernels (``quant_ops``)
+        self.qdq = qdq
         # Scan bodies: run the state-free part once over all steps (``hoist.py``); "all" also
         # hoists dynamically quantized projections (exact, per-step scales, rarely faster)
         self.hoist = hoist

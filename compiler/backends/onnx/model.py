@@ -20,11 +20,13 @@ import rnnc
 from rnnc.backends.onnx import rnn as _rnn  # noqa: F401  (registers the rnn renderer)
 from rnnc.backends.onnx.emit import Emitter, OnnxGraph, to_numpy
 from rnnc.backends.onnx.intformat import make_exact
+from rnnc.backends.onnx.legalize import legalize
 from rnnc.backends.onnx.peephole import clean, drop_unread_initializers, value_reads
 from rnnc.backends.onnx.render import MIN_EXPORT_OPSET, render_nodes, unsupported
 from rnnc.backends.onnx.states import StateIO, expose_states
 from rnnc.errors import RnncError, UnsupportedError, UserInputError
 from rnnc.ir import Program, cells_of
+from rnnc.targets.providers import Provider
 
 
 def check_opset(opset: Any) -> int:
@@ -45,16 +47,19 @@ def _ort_version() -> str:
         return "?"
 
 
-def streaming_dims(program: Program, states: Sequence[StateIO], example_inputs: Sequence[Any]) -> dict[str, int]:
+def streaming_dims(program: Program, states: Sequence[StateIO], example_inputs: Sequence[Any],
+                   fix_batch: bool = False) -> dict[str, int]:
     """Bind every non-batch symbolic input dim to the example's size (the chunk length).
 
-    The batch symbol is the one the states carry (``[L*D, B, ...]``), so it stays dynamic.
+    The batch symbol is the one the states carry (``[L*D, B, ...]``), so it stays dynamic,
+    unless ``fix_batch`` (a provider that takes fixed shapes only, e.g. NNAPI).
     """
     g = program.graph
     if example_inputs is None or len(example_inputs) < len(g.inputs):
         raise UserInputError(f"a streaming export needs one example input per model input ({len(g.inputs)}: "
                              f"{', '.join(g.input_names)}) to fix the chunk length")
-    batch = {s.type.shape[1] for s in states if s.type.rank > 1 and isinstance(s.type.shape[1], str)}
+    batch = set() if fix_batch else {s.type.shape[1] for s in states
+                                     if s.type.rank > 1 and isinstance(s.type.shape[1], str)}
     dims: dict[str, int] = {}
     for (name, ttype), value in zip(g.inputs, example_inputs[:len(g.inputs)], strict=True):
         shape = tuple(getattr(value, "shape", ()))
@@ -123,9 +128,10 @@ def _fold_squeeze_of_unsqueeze(nodes: list[onnx.NodeProto], outputs: set[str]) -
 
 
 def _metadata(program: Program, opset: int, streaming: bool, states: Sequence[StateIO],
-              dims: dict[str, int]) -> dict[str, str]:
+              dims: dict[str, int], provider: Provider | None) -> dict[str, str]:
     cells = [c.kind for _, n in program.graph.walk() if n.op == "rnn" for c in cells_of(n)]
-    return {
+    extra = {"rnnc.provider": provider.tag} if provider else {}
+    return {**extra,
         "rnnc.version": rnnc.__version__,
         "rnnc.program_hash": program.hash(),
         "rnnc.cells": ",".join(cells),
@@ -137,19 +143,25 @@ def _metadata(program: Program, opset: int, streaming: bool, states: Sequence[St
 
 def to_onnx(program: Program, *, opset: int, streaming: bool = False,
             example_inputs: Sequence[Any] | None = None, check: bool = True,
-            hoist: bool | str = True, target: Any = None) -> onnx.ModelProto:
+            hoist: bool | str = True, target: Any = None, provider: Provider | None = None) -> onnx.ModelProto:
     """Render ``program`` as a checked ModelProto (see the module docstring).
 
     ``target``: the CPU whose integer dot product the int8 weights must be exact on (default
-    ``cpu/host``; ``intformat.make_exact``); models without integer products ignore it."""
+    ``cpu/host``; ``intformat.make_exact``); models without integer products ignore it.
+    ``provider`` (``targets/providers``): a streaming model in that execution provider's ops --
+    every shape fixed where it takes fixed shapes only, recurrences written out over the chunk,
+    quantized ops as QDQ where that is its int8 format, and ``legalize``'s rewrites."""
     opset = check_opset(opset)
     why = unsupported(program, opset)
     if why:
         raise UnsupportedError(f"cannot export {program.graph.name} to ONNX: {why}")
     exposed, states = expose_states(program)
-    dims = streaming_dims(program, states, example_inputs) if streaming else {}
+    streaming = streaming or provider is not None
+    dims = streaming_dims(program, states, example_inputs, fix_batch=bool(provider and provider.fixed_shapes)) \
+        if streaming else {}
     g = exposed.graph
-    emitter = Emitter(opset, program.weights, dims, hoist=hoist)
+    emitter = Emitter(opset, program.weights, dims, hoist=hoist, unroll=provider is not None,
+                      qdq=bool(provider and provider.quant.format == "qdq"))
     main = OnnxGraph(emitter)
     for name in (*g.input_names, *g.param_names):
         emitter.reserve(name)
@@ -181,8 +193,11 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
                               doc_string=f"rnnc export of {g.name} ({'streaming' if streaming else 'full'})")
     model.ir_version = helper.find_min_ir_version_for(opsets)
     model.opset_import.extend(helper.make_opsetid(d, 1) for d in sorted(_domains(graph_proto.node)))
-    helper.set_model_props(model, _metadata(program, opset, streaming, states, dims))
+    helper.set_model_props(model, _metadata(program, opset, streaming, states, dims, provider))
     make_exact(model, target)
+    if provider is not None:  # what was rewritten for the provider, for the export report
+        helper.set_model_props(model, {**{m.key: m.value for m in model.metadata_props},
+                                       "rnnc.rewrites": json.dumps(legalize(model, provider))})
     drop_unread_initializers(model.graph)
     if check:
         check_model(model)

@@ -48,8 +48,8 @@ def _native(g: OnnxGraph, cell: Cell, weights: list[str | None], one_step: bool,
     quantization range (the IR freezes it), so a layer with lengths stays a Scan.  A weight-only
     int8 cell that is the native op on its dequantized weights gets that op with int8-stored
     weights widened at load (``<op>/int8``)."""
-    if not all(w in g.emitter.weights for w in weights):
-        return None
+    if g.emitter.unroll or not all(w in g.emitter.weights for w in weights):
+        return None  # unrolled (a provider without recurrent ops), or weights computed in the graph
     if not lengths and (one_step or cell.attr("xquant") == "sequence") and is_dq_lstm(cell):
         return _DQ_LSTM
     kind = native_kind(cell)
@@ -120,7 +120,7 @@ def _rnn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
                 g.emitter.seq_codes[xt] = (codes[0], codes[1], codes[2])  # hoisted projections read the codes
             if lengths and mask is None:
                 mask = _step_mask(g, xt, lengths)
-            xt, fin = render_scan(g, cell, xt, layer_inits, per_dir, mask, inline=steps == 1,
+            xt, fin = render_scan(g, cell, xt, layer_inits, per_dir, mask, steps=steps,
                                   hint=f"{hint}.l{k}")
         for i, f in enumerate(fin):
             finals[i].append(f)

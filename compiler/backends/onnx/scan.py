@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from rnnc.backends.onnx.emit import OnnxGraph
 from rnnc.backends.onnx.hoist import Split, split_step
 from rnnc.backends.onnx.render import render_nodes
+from rnnc.errors import UnsupportedError
 from rnnc.ir import Cell, Graph, TensorType
 
 
@@ -40,28 +41,70 @@ def _step(g: OnnxGraph, cell: Cell, step: Graph, env: Mapping[str, str], states:
     return y, masked
 
 
-def _hoist(g: OnnxGraph, cut: Split, xt: str, weights: Mapping[str, str]) -> list[str]:
-    """Run the state-free part on all steps at once; returns each frontier value as ``[T, B, ...]``."""
+def _hoist(g: OnnxGraph, cut: Split, xt: str, weights: Mapping[str, str], fixed_steps: int | None = None) -> list[str]:
+    """Run the state-free part on all steps at once; returns each frontier value as ``[T, B, ...]``.
+    ``fixed_steps``: the chunk length when it is fixed (unrolled), so no shape is computed at run time."""
     types = cut.body.value_types()
     features = cut.hoisted.inputs[0][1].shape[1:]
     flat = g.const([-1, *features])
     x_flat = g.op("Reshape", xt, flat)  # [T*B, I]: every step is one more sample
     g.emitter.reshaped_codes(g, xt, x_flat, flat)
-    steps = g.op("Slice", g.op("Shape", xt), g.const([0]), g.const([1]))
+    steps = g.const([fixed_steps]) if fixed_steps else g.op("Slice", g.op("Shape", xt), g.const([0]), g.const([1]))
     saved, g.hoist_steps = g.hoist_steps, steps  # per-step dynamic quantization needs T (quant_ops)
     try:
         names = render_nodes(g, cut.hoisted, {"x": x_flat, **weights})
     finally:
         g.hoist_steps = saved
+    if fixed_steps:
+        return [g.op("Reshape", names[v], g.const([fixed_steps, -1, *types[v].shape[1:]]), hint=f"{v}_all")
+                for v in cut.frontier]
     return [g.op("Reshape", names[v], g.op("Concat", steps, g.const([-1, *types[v].shape[1:]]), axis=0),
                  hint=f"{v}_all") for v in cut.frontier]
 
 
+def _per_step(g: OnnxGraph, value: str, steps: int, hint: str) -> list[str]:
+    """``[T, B, ...]`` as T values ``[B, ...]`` (one Split along time, each part squeezed)."""
+    parts = [value] if steps == 1 else g.node("Split", [value, g.const([1] * steps)], hint, n_out=steps, axis=0)
+    return [g.op("Squeeze", p, g.const([0]), hint=f"{hint}_{t}") for t, p in enumerate(parts)]
+
+
+def _unrolled(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], mask: str | None,
+              weights: Mapping[str, str], reverse: bool, steps: int, hint: str) -> tuple[str, list[str]]:
+    """One direction written out step by step over a fixed chunk of ``steps``: the state-free
+    part once for the whole chunk (as in a Scan), then the cell's in-loop part ``steps`` times,
+    each step reading the previous one's states.  For providers with neither loops nor recurrent
+    ops (NNAPI, CoreML, QNN): every node is a plain MatMul/Gemm, Sigmoid, Tanh, Mul, Add, ..."""
+    cut = split_step(cell.step, dynamic=g.emitter.hoist == "all") if g.emitter.hoist else None
+    step = cut.body if cut else cell.step
+    seqs: dict[str, list[str]] = {}
+    if cut:
+        for v, whole in zip(cut.frontier, _hoist(g, cut, xt, weights, fixed_steps=steps), strict=True):
+            seqs[v] = _per_step(g, whole, steps, f"{hint}.{v}")
+    if "x" in step.input_names:
+        seqs["x"] = _per_step(g, xt, steps, f"{hint}.x")
+    masks = _per_step(g, mask, steps, f"{hint}.mask") if mask else None
+    states, ys = list(inits), [""] * steps
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        env = {**dict(zip(cell.state_names, states, strict=True)), **{v: seqs[v][t] for v in seqs}, **weights}
+        ys[t], states = _step(g.scoped(f"{hint}.t{t}/"), cell, step, env, states, masks[t] if masks else None)
+    lifted = [g.op("Unsqueeze", y, g.const([0])) for y in ys]
+    return (lifted[0] if steps == 1 else g.op("Concat", *lifted, axis=0, hint=f"{hint}.y")), states
+
+
 def _direction(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], mask: str | None,
-               weights: Mapping[str, str], reverse: bool, inline: bool,
+               weights: Mapping[str, str], reverse: bool, steps: object,
                hint: str) -> tuple[str, list[str], dict[str, str]]:
     """One direction: ``xt [T, B, I]``, ``inits [B, *state]`` -> ``y [T, B, out]``, the finals
-    ``[B, *state]``, and the values already given a leading unit axis (reusable for the finals)."""
+    ``[B, *state]``, and the values already given a leading unit axis (reusable for the finals).
+    ``steps`` is the chunk length (an int when fixed): one step is inlined, and with
+    ``emitter.unroll`` a fixed chunk is written out step by step instead of as a Scan."""
+    inline = steps == 1
+    if g.emitter.unroll and not inline:
+        if not isinstance(steps, int):
+            raise UnsupportedError(f"writing layer {hint} out step by step needs a fixed chunk length; export "
+                                   "with fixed shapes (the example input's time length)")
+        y, finals = _unrolled(g, cell, xt, inits, mask, weights, reverse, steps, hint)
+        return y, finals, {}
     if inline:
         flat = g.const([-1, *dict(cell.step.inputs)["x"].shape[1:]])
         x1 = g.op("Reshape", xt, flat)  # [1, B, I] -> [B, I]
@@ -102,7 +145,7 @@ def _direction(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], mask: st
 
 
 def render_scan(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], weights: Sequence[Mapping[str, str]],
-                mask: str | None, inline: bool, hint: str) -> tuple[str, list[str]]:
+                mask: str | None, steps: object, hint: str) -> tuple[str, list[str]]:
     """One layer (all directions). ``inits`` are ``[D, B, *state]``; returns ``y [T, B, D*out]``
     and the final states ``[D, B, *state]`` in the cell's state order."""
     dirs = len(weights)
@@ -112,7 +155,7 @@ def render_scan(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], weights
         # Squeeze aliases its input in onnxruntime, Gather copies: it matters per streaming step
         per_dir = [g.op("Squeeze", s, g.const([0])) if dirs == 1 else g.op("Gather", s, g.const(d), axis=0)
                    for s in inits]
-        y, fin, lifted = _direction(g, cell, xt, per_dir, mask, weights[d], reverse=d == 1, inline=inline,
+        y, fin, lifted = _direction(g, cell, xt, per_dir, mask, weights[d], reverse=d == 1, steps=steps,
                                     hint=f"{hint}.{'rev' if d else 'fwd'}")
         ys.append(y)
         for i, f in enumerate(fin):
