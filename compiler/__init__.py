@@ -18,6 +18,7 @@ _LAZY = {
     "Program": ("rnnc.ir", "Program"),
     "RnncError": ("rnnc.errors", "RnncError"),
     "export_onnx": ("rnnc.backends.onnx", "export_onnx"),
+    "export_mobile": ("rnnc.backends.onnx.mobile", "export_mobile"),
     "load": ("rnnc.backends.manifest", "load"),
     "quantize": ("rnnc.quant", "quantize"),
     "tune": ("rnnc.tune", "package"),

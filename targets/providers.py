@@ -52,6 +52,7 @@ class Provider:
     provider: str
     checker: str
     fixed_shapes: bool
+    shares_cpu: bool  # runs on the CPU in onnxruntime's memory: a fallback node costs no device copy
     max_rank: int
     conv_spatial_dims: tuple[int, ...]
     pad_modes: tuple[str, ...]
@@ -124,6 +125,7 @@ def parse(data: Any, path: str) -> Provider:
     return Provider(
         tag=tag, name=_get(data, path, "name", str), provider=_get(data, path, "provider", str),
         checker=_choice(data, path, "checker", CHECKERS), fixed_shapes=_get(data, path, "fixed_shapes", bool),
+        shares_cpu=_get(data, path, "shares_cpu", bool),
         max_rank=_get(data, path, "max_rank", int), conv_spatial_dims=dims,
         pad_modes=tuple(_get(data, path, "pad_modes", list)),
         quant=ProviderQuant(_choice(data, path, "quantization.format", QUANT_FORMATS),

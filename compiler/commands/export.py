@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import Counter
 
 from rnnc.commands._load import add_model_arguments, model_and_inputs
@@ -22,14 +23,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--streaming", action="store_true",
                    help="write a step model: one chunk of the example's length in, state in, state out")
+    p.add_argument("--for", dest="provider", metavar="PROVIDER",
+                   help="a phone/edge execution provider (nnapi, coreml, qnn, xnnpack, ort-mobile; "
+                        "targets/providers/*.yaml): a streaming model with fixed shapes in that provider's ops, "
+                        "its .ort file and reduced-build operator config beside it, and onnxruntime's verdict "
+                        "on how much of it the provider takes (exit 1 below 90 %%)")
+    p.add_argument("--no-ort", action="store_true", help="with --for: skip the .ort conversion")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=run)
+
+
+def print_mobile(report, as_json: bool, extra: dict | None = None) -> int:
+    """The report of an export for a provider (``rnnc export --for``, ``rnnc quantize --for``);
+    exit status 1 when the provider takes too little of the model."""
+    out = {**report.as_json(), **(extra or {})}
+    if as_json:
+        print(json.dumps(out, indent=2))
+    else:
+        fixed = ", ".join(f"{k}={v}" for k, v in report.fixed_dims.items())
+        print(f"wrote {report.path} for {report.provider.name} ({os.path.getsize(report.path) / 1024:.1f} KiB"
+              f"{', fixed ' + fixed if fixed else ''})")
+        print(f"  {report.provider.short}: {report.coverage.text()}")
+        if report.rewrites:
+            print(f"  rewritten into its ops: {', '.join(sorted(set(report.rewrites)))}")
+        if report.ort_path:
+            print(f"  {report.ort_path} and {report.config_path} (onnxruntime's converter, "
+                  f"{report.provider.ort_style} style)")
+        for key, value in (extra or {}).items():
+            print(f"  {key}: {value}")
+    if report.problem:
+        print(f"error: {report.problem}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from rnnc.backends.onnx import DEFAULT_OPSET, export_onnx
 
     model, inputs = model_and_inputs(args)
+    if args.provider:
+        from rnnc.backends.onnx.mobile import export_mobile
+
+        report = export_mobile(model, inputs, args.output, provider=args.provider, opset=args.opset,
+                               ort=not args.no_ort)
+        return print_mobile(report, args.json)
     onnx_model = export_onnx(model, inputs, args.output, opset=args.opset or DEFAULT_OPSET,
                              streaming=args.streaming)
     meta = {p.key: p.value for p in onnx_model.metadata_props}

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", required=True, metavar="DIR_OR_NPZ",
                    help="an .npz of input arrays named like the model's inputs (one batch), or a directory of "
                         "them; inputs left out (initial states) are zeros")
-    p.add_argument("--scheme", default="w8a8", choices=("w8a8", "w8", "w4a8", "w4", "auto"),
+    p.add_argument("--scheme", default=None, choices=("w8a8", "w8", "w4a8", "w4", "auto"),
                    help="weight bits and whether activations are int8 (default w8a8)")
     p.add_argument("--outliers", default="none", choices=("none", "keep", "smooth", "rotate", "clip"),
                    help="activation outlier treatment: keep hot channels in float, SmoothQuant scale migration, "
@@ -67,8 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 0.01); per-site precision is searched for the fastest plan within it")
     p.add_argument("--validation", metavar="DIR_OR_NPZ",
                    help="--scheme auto: data the loss is measured on (default: the last calibration batch)")
-    p.add_argument("--target", default="cpu/host", metavar="TAG",
-                   help="the CPU the int8 model must be exact on (default: this machine, cpu/host); its "
+    p.add_argument("--for", dest="provider", metavar="PROVIDER",
+                   help="a phone/edge execution provider (nnapi, coreml, qnn, xnnpack, ort-mobile): the int8 form "
+                        "it places (static QDQ, or weight-only for coreml), exported as a fixed-shape streaming "
+                        "model (shapes of --input-shape or of the first calibration batch) with its .ort file, "
+                        "onnxruntime's coverage verdict and the output distortion against fp32")
+    p.add_argument("--target", default=None, metavar="TAG",
+                   help="the CPU the int8 model must be exact on (default: this machine, cpu/host; with --for an "
+                        "Arm CPU, cpu/arm64-neon); its "
                         "int8_dot entry decides the weight format, e.g. 7-bit weights for cpu/x86-avx2, whose "
                         "u8 x s8 dot product saturates (`rnnc targets show TAG`)")
     p.add_argument("--int8-format", default="", choices=("", "s8", "s7", "u8"),
@@ -102,6 +108,25 @@ def _first_batch(calib: str) -> tuple:
     return tuple(torch.from_numpy(a.astype(np.float32) if a.dtype.kind == "f" else a) for a in arrays)
 
 
+def _distortion(program, qprogram, calib: str) -> str:
+    """Relative L2 distortion of the outputs (the largest over outputs, ``quant.auto.relative_l2``),
+    quantized IR against the float Program on the first calibration batch: the accuracy half of a
+    provider export's report (the exported model matches the quantized IR,
+    ``tests/backends/onnx/test_mobile.py``)."""
+    from pathlib import Path
+
+    import torch
+
+    from rnnc.quant.auto import relative_l2
+    from rnnc.quant.data import calibration_batches
+
+    batch = calibration_batches(program, Path(calib))[0]
+    with torch.no_grad():
+        ref, got = program.run(*batch), qprogram.run(*batch)
+    as_list = (lambda v: list(v) if isinstance(v, (tuple, list)) else [v])  # noqa: E731
+    return f"{relative_l2(as_list(ref), as_list(got)):.4f}"
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -116,8 +141,18 @@ def run(args: argparse.Namespace) -> int:
                    dynamic=tuple(args.dynamic), sequence_scale=args.sequence_scale, target=args.target,
                    int8_format=args.int8_format)
     auto = args.scheme == "auto"
-    QuantConfig("w8a8" if auto else args.scheme, args.outliers, **options).check()  # fails before any tracing
-    weight_format(args.target, args.int8_format)  # so does a GPU or unknown --target
+    if args.provider:
+        from rnnc.quant.config import for_provider
+
+        if not args.output.endswith(".onnx"):
+            raise UserInputError(f"with --for the output is an ONNX model for the provider; got {args.output!r}")
+        scheme, checked = for_provider(args.provider, args.scheme, options)
+        QuantConfig(scheme, args.outliers, **checked).check()
+        options["target"] = checked["target"]
+    else:
+        options["target"] = args.target or "cpu/host"
+        QuantConfig("w8a8" if auto else args.scheme or "w8a8", args.outliers, **options).check()  # before tracing
+    weight_format(options["target"], args.int8_format)  # so does a GPU or unknown --target
     if args.model.endswith(".onnx"):
         raise UserInputError(f"{args.model}: rnnc quantize reads the PyTorch model (.py, package.module:NAME or "
                              f".jit), not ONNX; quantize the source model and it writes the integer ONNX")
@@ -131,7 +166,17 @@ def run(args: argparse.Namespace) -> int:
     if args.validation and not os.path.exists(args.validation):
         raise UserInputError(f"validation data {args.validation} does not exist")
     extra = {"max_loss": args.max_loss, "validation": args.validation} if auto else {}
+    if args.provider:
+        extra["provider"] = args.provider
     q = quantize(program, args.calib, args.scheme, args.outliers, progress=not args.json, **extra, **options)
+    if args.provider:
+        from rnnc.commands.export import print_mobile
+
+        report = q.export_mobile(args.output, examples)
+        if not args.json:
+            print(q.report.summary())
+        return print_mobile(report, args.json, {"distortion vs fp32 (quantized IR, calibration data)":
+                                                 _distortion(program, q.program, args.calib)})
     out: dict = {"path": args.output, **q.report.as_json()}
     if q.auto is not None:
         out["auto"] = q.auto.as_json()

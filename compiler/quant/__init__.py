@@ -16,10 +16,11 @@ from typing import Any
 from rnnc.errors import UserInputError
 from rnnc.ir import Program
 from rnnc.quant.calibrate import ChannelStats, Stats, calibrate
-from rnnc.quant.config import OUTLIERS, SCHEMES, QuantConfig, QuantReport, SiteReport
+from rnnc.quant.config import OUTLIERS, SCHEMES, QuantConfig, QuantReport, SiteReport, for_provider
 from rnnc.quant.data import calibration_batches
 from rnnc.quant.rewrite import quantize_program
 from rnnc.targets.int8dot import weight_format
+from rnnc.targets.providers import get_provider
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class QuantizedModel:
     stats: Stats
     target: str = "cpu/host"  # the CPU whose integer dot product the weights were made exact for
     auto: Any = None  # scheme="auto": the search's AutoReport (sensitivities, plans tried, Pareto front)
+    provider: str | None = None  # quantize(provider=): the execution provider whose int8 form it has
 
     def run(self, *inputs: Any) -> Any:
         """The quantized Program in the reference interpreter."""
@@ -43,6 +45,15 @@ class QuantizedModel:
 
         kwargs.setdefault("target", self.target)
         return export_onnx(self.program, None, path, **kwargs)
+
+    def export_mobile(self, path: Any, example_inputs: Any, provider: str | None = None, **kwargs: Any) -> Any:
+        """A streaming model for a phone's execution provider (``rnnc.export_mobile``); ``provider``
+        defaults to the one this model was quantized for (``quantize(..., provider=)``)."""
+        from rnnc.backends.onnx.mobile import export_mobile
+
+        if provider is None and self.provider is None:
+            raise UserInputError("export_mobile needs provider= (this model was not quantized for one)")
+        return export_mobile(self.program, example_inputs, path, provider=provider or self.provider, **kwargs)
 
 
 def _as_program(model_or_program: Any, batches_source: Any, example_inputs: Any) -> Program:
@@ -58,9 +69,9 @@ def _as_program(model_or_program: Any, batches_source: Any, example_inputs: Any)
     return trace(model_or_program, tuple(example_inputs))
 
 
-def quantize(model_or_program: Any, calibration_data: Any, scheme: str = "w8a8", outliers: str = "none", *,
+def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = None, outliers: str = "none", *,
              example_inputs: Any = None, progress: bool = True, stats: Stats | None = None,
-             max_loss: float = 0.01, validation: Any = None, metric: Any = None,
+             max_loss: float = 0.01, validation: Any = None, metric: Any = None, provider: str | None = None,
              **options: Any) -> QuantizedModel:
     """Calibrate and quantize.  ``options`` are :class:`QuantConfig` knobs (``threshold``,
     ``max_fraction``, ``alpha``, ``percentile``, ``group``, ``skip``; for speed and accuracy:
@@ -84,10 +95,27 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str = "w8a8",
     ``target`` (default ``cpu/host``) is the CPU the model must be exact on: where its int8 dot
     product saturates pair sums (x86 without VNNI), weights that meet integer activations get 7-bit
     codes (``int8_format="s7"``); ``int8_format="s8"`` keeps 8 bits (exported as u8 x u8 there: exact,
-    slower).  ``targets/<tag>.yaml``'s ``int8_dot`` entry decides the default."""
+    slower).  ``targets/<tag>.yaml``'s ``int8_dot`` entry decides the default.
+
+    ``provider`` (``nnapi``, ``coreml``, ``qnn``, ``xnnpack``, ``ort-mobile``; ``targets/providers``):
+    the int8 form that phone execution provider places -- static QDQ or weight-only int8 --
+    (``scheme`` None or the one it takes); export with ``QuantizedModel.export_mobile``.
+    Without a provider ``scheme`` None is ``"w8a8"``."""
     unknown = set(options) - {f for f in QuantConfig.__dataclass_fields__ if f not in ("scheme", "outliers")}
     if unknown:
         raise UserInputError(f"unknown quantization options {sorted(unknown)}")
+    if provider is not None:  # the int8 form a phone's accelerator places (quant.config.for_provider)
+        if scheme == "auto":
+            raise UserInputError("scheme='auto' does not combine with provider= yet: the provider fixes the form "
+                                 "(static int8 QDQ or weight-only int8); pass the scheme it takes or none")
+        scheme, options = for_provider(provider, scheme, options)
+        cfg = QuantConfig(scheme, outliers, **options).check()
+        program = _as_program(model_or_program, calibration_data, example_inputs)
+        if stats is None:
+            stats = calibrate(program, calibration_batches(program, calibration_data), progress=progress)
+        qprogram, report = quantize_program(program, stats, cfg)
+        return QuantizedModel(qprogram, report, stats, cfg.target, provider=get_provider(provider).tag)
+    scheme = scheme or "w8a8"
     if scheme == "auto":  # per-site mixed precision searched under an accuracy budget (quant/auto.py)
         from rnnc.quant.auto import auto_quantize
 

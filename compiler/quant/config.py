@@ -170,3 +170,30 @@ class QuantReport:
         return {"scheme": self.config.scheme, "outliers": self.config.outliers, "fp_bytes": self.fp_bytes,
                 "q_bytes": self.q_bytes, "sites": [{**s.__dict__, "shape": list(s.shape), "kept": list(s.kept)}
                                                    for s in self.sites]}
+
+
+def for_provider(provider: str, scheme: str | None, options: dict) -> tuple[str, dict]:
+    """The scheme and options that give the int8 form ``provider`` places (``targets/providers``):
+    static activations everywhere for QDQ (NNAPI, QNN, XNNPACK: accelerators run no per-call
+    scales), int8 weights alone for ``weight_only`` (CoreML).  ``scheme`` None takes the provider's;
+    one it cannot run, or options that contradict it, are refused in one sentence."""
+    from rnnc.targets.providers import get_provider
+
+    p = get_provider(provider)
+    fmt = p.quant.format
+    if fmt == "none":
+        raise UserInputError(f"{p.name} runs float models only ({p.path}); export it without quantizing")
+    want = "w8a8" if fmt == "qdq" else "w8"
+    what = ("static int8 QDQ (calibrated activation scales, int8 weights per channel)" if fmt == "qdq"
+            else "int8 weights with float activations")
+    if scheme not in (None, want):
+        raise UserInputError(f"{p.name} takes {what}: scheme {want}, not {scheme}")
+    if options.get("group8") or options.get("dynamic"):
+        raise UserInputError(f"{p.name} takes {what}; group-wise scales (group8) and dynamic sites do not export "
+                             "for it")
+    if fmt == "qdq":
+        options = {**options, "static": True, "sequence_scale": "none"}
+    # the provider's CPU is Arm (exact int8 dot products): weights keep all 8 bits
+    options = {**options, "target": options.get("target") or "cpu/arm64-neon",
+               "int8_format": options.get("int8_format") or "s8"}
+    return want, options

@@ -50,13 +50,14 @@ class Emitter:
     """Shared state of one export: opset, dim bindings, names, initializers, weights."""
 
     def __init__(self, opset: int, weights: Mapping[str, Any], dims: Mapping[str, int] | None = None,
-                 hoist: bool | str = True, unroll: bool = False, qdq: bool = False) -> None:
+                 hoist: bool | str = True, unroll: bool = False, qdq: tuple[str, str] | None = None) -> None:
         self.opset = opset
         # a provider without loops or recurrent ops (``mobile.py``): every layer is written as its
         # step graph repeated over the fixed chunk, in the ops the provider has
         self.unroll = unroll
         # quantized ops as QuantizeLinear/DequantizeLinear around float ops (what NNAPI, QNN and
-        # XNNPACK place), not onnxruntime's integer kernels (``quant_ops``)
+        # XNNPACK place), not onnxruntime's integer kernels (``quant_ops``): the provider's
+        # (activation, weight) storage types, "uint8" or "int8"
         self.qdq = qdq
         # Scan bodies: run the state-free part once over all steps (``hoist.py``); "all" also
         # hoists dynamically quantized projections (exact, per-step scales, rarely faster)
@@ -160,7 +161,12 @@ class OnnxGraph:
 
     def node(self, op_type: str, inputs: Sequence[str | None], hint: str = "", n_out: int = 1,
              **attrs: Any) -> list[str]:
-        """Append one node; ``None`` inputs become ONNX's empty name (an omitted optional)."""
+        """Append one node; ``None`` inputs become ONNX's empty name (an omitted optional), and
+        trailing ones are dropped (tools such as onnxruntime's mobile checker count an empty
+        input name as a value of unknown shape)."""
+        inputs = list(inputs)
+        while inputs and inputs[-1] is None:
+            inputs.pop()
         outs = [self.name(hint or op_type.lower()) for _ in range(n_out)]
         self.nodes.append(helper.make_node(op_type, [i or "" for i in inputs], outs,
                                            name=self.emitter.fresh(f"n_{outs[0]}"), **attrs))

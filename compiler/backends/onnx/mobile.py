@@ -76,9 +76,11 @@ class MobileExport:
 
     @property
     def problem(self) -> str:
-        """One sentence when the provider cannot take enough of the model ("" when it can)."""
+        """One sentence when the provider cannot take enough of the model ("" when it can).  A
+        provider that shares the CPU (XNNPACK) is never judged: what it lacks runs on onnxruntime's
+        CPU provider in the same memory."""
         c = self.coverage
-        if c.fraction >= MIN_COVERAGE:
+        if c.fraction >= MIN_COVERAGE or self.provider.shares_cpu:
             return ""
         ops = ", ".join(c.unsupported_ops) or "none by op: shapes or ranks"
         return (f"{self.provider.name} can take only {100 * c.fraction:.0f} % of the nodes of {self.path} "

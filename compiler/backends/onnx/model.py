@@ -161,7 +161,8 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
         if streaming else {}
     g = exposed.graph
     emitter = Emitter(opset, program.weights, dims, hoist=hoist, unroll=provider is not None,
-                      qdq=bool(provider and provider.quant.format == "qdq"))
+                      qdq=(provider.quant.activations, provider.quant.weights)
+                      if provider and provider.quant.format == "qdq" else None)
     main = OnnxGraph(emitter)
     for name in (*g.input_names, *g.param_names):
         emitter.reserve(name)

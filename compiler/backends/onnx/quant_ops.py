@@ -216,11 +216,75 @@ def _int_to_float(g: OnnxGraph, xq: str, w_t: str, x_scale: str, w_scale: str, z
                   domain=MS_DOMAIN)[0]
 
 
+def _qdq_input(g: OnnxGraph, node: Node, x: str, act: str, x_scale: str | None, hint: str) -> str:
+    """QDQ form of the op's input: ``DequantizeLinear(QuantizeLinear(x))`` at the calibrated scale
+    (uint8, zero point 128: exactly the IR's symmetric int8 codes) for ``static``, ``x`` as is for
+    weight-only.  Dynamic scales have no QDQ form an accelerator places: a clear error instead."""
+    if act == "dynamic":
+        raise UnsupportedError(f"{node.label} quantizes its input with per-call (dynamic) scales, which phone "
+                               "accelerators do not run; quantize for the provider (rnnc quantize --for, or "
+                               "static=True with no dynamic sites) so every activation scale is calibrated")
+    if act == "none":
+        return x
+    assert x_scale is not None and g.emitter.qdq is not None
+    zp = g.const(128, "uint8") if g.emitter.qdq[0] == "uint8" else g.const(0, "int8")
+    return g.op("DequantizeLinear", g.op("QuantizeLinear", x, x_scale, zp, hint=f"{hint}.xq"), x_scale, zp,
+                hint=f"{hint}.xdq")
+
+
+def _qdq_weight(g: OnnxGraph, node: Node, wq: np.ndarray, ws: np.ndarray, hint: str, axis: int) -> str:
+    """``DequantizeLinear`` of the stored int8 weight with its per-output-channel scales."""
+    if node.attr("bits", 8) != 8 or ws.ndim != 1:
+        raise UnsupportedError(f"{node.label} has {node.attr('bits', 8)}-bit or group-wise weight scales; the "
+                               "QDQ int8 that phone accelerators place has one int8 scale per output channel "
+                               "(quantize with scheme w8a8 and no group8)")
+    scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))
+    assert g.emitter.qdq is not None
+    if g.emitter.qdq[1] == "uint8":  # the same codes shifted by 128 (QNN HTP takes uint8 weights)
+        codes = g.emitter.initializer(f"{hint}.wq", np.ascontiguousarray((wq.astype(np.int16) + 128).astype(np.uint8)))
+        zp = g.emitter.initializer(f"{hint}.w_zp", np.full(ws.size, 128, np.uint8))
+        return g.op("DequantizeLinear", codes, scale, zp, axis=axis, hint=f"{hint}.wdq")
+    codes = g.emitter.initializer(f"{hint}.wq", np.ascontiguousarray(wq.astype(np.int8)))
+    return g.op("DequantizeLinear", codes, scale, axis=axis, hint=f"{hint}.wdq")
+
+
+def _qdq_linear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    """A ``qlinear`` as QDQ around a float ``MatMul`` (``Emitter.qdq``): what NNAPI, QNN and
+    XNNPACK turn into one int8 kernel.  The same numbers as the IR up to float summation order."""
+    hint, act = node.outputs[0], node.attr("act")
+    assert ins[0] is not None and types[0] is not None
+    rest, kept = _split_keep(g, ins[0], ins, -1, types[0].rank, hint)
+    wq, ws = _weight(g, ins[1], "wq"), _weight(g, ins[2], "w_scale")
+    w = _qdq_weight(g, node, np.ascontiguousarray(wq.T), ws, hint, axis=1)
+    y = g.op("MatMul", _qdq_input(g, node, rest, act, ins[4], hint), w, hint=f"{hint}.mm")
+    if kept is not None:
+        kw = g.emitter.initializer(f"{hint}.keep_w_t", np.ascontiguousarray(_weight(g, ins[6], "keep_w").T))
+        y = g.op("Add", y, g.op("MatMul", kept, kw), hint=f"{hint}.with_kept")
+    return [g.op("Add", y, ins[3], hint=hint) if ins[3] else y]
+
+
+def _qdq_conv1d(g: OnnxGraph, node: Node, ins: Ins, conv: dict) -> list[str]:
+    """A ``qconv1d`` as QDQ around a float ``Conv`` (see :func:`_qdq_linear`)."""
+    hint, act = node.outputs[0], node.attr("act")
+    assert ins[0] is not None
+    rest, kept = _split_keep(g, ins[0], ins, 1, 3, hint)
+    w = _qdq_weight(g, node, _weight(g, ins[1], "wq"), _weight(g, ins[2], "w_scale"), hint, axis=0)
+    y = g.op("Conv", _qdq_input(g, node, rest, act, ins[4], hint), w, ins[3] if kept is None else None,
+             hint=f"{hint}.conv" if kept is not None else hint, **conv)
+    if kept is not None:
+        y = g.op("Add", y, g.op("Conv", kept, ins[6], **{**conv, "group": 1}), hint=f"{hint}.with_kept")
+        if ins[3]:
+            y = g.op("Add", y, g.op("Unsqueeze", ins[3], g.const([1])), hint=hint)
+    return [y]
+
+
 @renders("qlinear")
 def _qlinear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     hint = node.outputs[0]
     act = node.attr("act")
     ins = [*ins, *([None] * (7 - len(ins)))]
+    if g.emitter.qdq:
+        return _qdq_linear(g, node, ins, types)
     x = ins[0]
     assert x is not None and types[0] is not None
     wq, ws = _weight(g, ins[1], "wq"), _weight(g, ins[2], "w_scale")
@@ -272,6 +336,8 @@ def _qconv1d(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     assert x is not None
     ws = _weight(g, ins[2], "w_scale")
     conv = {"strides": [a["stride"]], "pads": [a["padding"]] * 2, "dilations": [a["dilation"]], "group": a["groups"]}
+    if g.emitter.qdq:
+        return _qdq_conv1d(g, node, ins, conv)
     links = g.u8_links
     if act == "static" and (hint in links or _u8_input(g, x)):
         return [_qlinear_conv(g, node, ins, ws, conv, links.get(hint), hint)]

@@ -29,7 +29,7 @@ def render_nodes(g: OnnxGraph, graph: Graph, env: Mapping[str, str]) -> dict[str
     names = dict(env)
     types = graph.value_types()
     saved = g.u8_links, g.u8_values  # a hoisted part renders into its parent graph: restore after
-    g.u8_links, g.u8_values = chain_links(graph), {}
+    g.u8_links, g.u8_values = ({} if g.emitter.qdq else chain_links(graph)), {}  # QDQ: no integer chains
     try:
         _render_loop(g, graph, names, types)
     finally:
