@@ -13,6 +13,7 @@ import json
 
 from rnnc import targets
 from rnnc.constraints.units import fmt_bytes
+from rnnc.targets.providers import Provider, get_provider, provider_tags
 
 HELP = "list hardware targets, or show one (`rnnc targets show TAG`)"
 
@@ -84,14 +85,43 @@ def _show(spec: targets.HardwareSpec) -> str:
     return "\n".join(lines)
 
 
+def _provider_dict(p: Provider) -> dict:
+    return {"tag": p.tag, "name": p.name, "provider": p.provider, "checker": p.checker,
+            "fixed_shapes": p.fixed_shapes, "shares_cpu": p.shares_cpu, "max_rank": p.max_rank,
+            "conv_spatial_dims": list(p.conv_spatial_dims), "pad_modes": list(p.pad_modes),
+            "quantization": {"format": p.quant.format, "activations": p.quant.activations, "weights": p.quant.weights},
+            "ort_format": {"optimization_style": p.ort_style, "target_platform": p.ort_platform},
+            "ops": "all" if p.all_ops else dict(p.ops), "file": p.path}
+
+
+def _show_provider(p: Provider) -> str:
+    ops = "every op of onnxruntime's CPU kernels" if p.all_ops else f"{len(p.ops)} ops"
+    return "\n".join([
+        f"{p.tag}: {p.name} ({p.provider}) -- rnnc export --for {p.short}",
+        f"  shapes {'fixed' if p.fixed_shapes else 'dynamic'}, rank <= {p.max_rank}, conv spatial dims "
+        f"{list(p.conv_spatial_dims)}, pad modes {list(p.pad_modes) or 'none'}",
+        f"  int8: {p.quant.format} (activations {p.quant.activations}, weights {p.quant.weights})",
+        f"  ops: {ops}" + ("" if p.all_ops else ": " + ", ".join(sorted(p.ops))),
+        f"  .ort: {p.ort_style} optimization style, {p.ort_platform}; coverage by {p.checker}",
+        f"  file: {p.path}"])
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "targets_command", None) == "show":
+        if args.tag.startswith("ep/") or args.tag in [t.split("/", 1)[1] for t in provider_tags()]:
+            p = get_provider(args.tag)
+            print(json.dumps(_provider_dict(p), indent=2) if args.json else _show_provider(p))
+            return 0
         spec = targets.get(args.tag)
         print(json.dumps(spec.to_dict(), indent=2) if args.json else _show(spec))
         return 0
     specs = [targets.get(tag) for tag in targets.list_tags()]
+    providers = [get_provider(t) for t in provider_tags()]
     if args.json:
-        print(json.dumps([s.to_dict() for s in specs], indent=2))
+        print(json.dumps([s.to_dict() for s in specs], indent=2))  # devices; providers: `show ep/NAME --json`
     else:
         print(_table([_row(s) for s in specs]))
+        print("\nexecution providers for phones and edge devices (rnnc export --for NAME; targets/providers/):")
+        for p in providers:
+            print(f"  {p.tag:<15} {p.name}; int8 {p.quant.format}")
     return 0

@@ -69,6 +69,9 @@ class Emitter:
         # constants at load, which it does not do for nodes inside Scan bodies (``widened``)
         self.prelude: list[onnx.NodeProto] = []
         self._widened: dict[tuple[str, str], str] = {}
+        # values derived from weights alone, by key: a step written out T times (``unroll``) reads
+        # one copy of each transposed or dequantized weight, not T
+        self._derived: dict[tuple, str] = {}
         # a sequence-quantized layer input (cell attr xquant): float value -> its uint8 codes,
         # scale and zero point, so a weight-only projection of it can run as an integer GEMM
         self.seq_codes: dict[str, tuple[str, str, str]] = {}
@@ -97,6 +100,12 @@ class Emitter:
         name = self.fresh(hint)
         self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))
         return name
+
+    def derived(self, key: tuple, make: Any) -> str:
+        """The value ``make()`` returns, made once per ``key`` (a weight's name and transform)."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
 
     def const(self, values: Any, dtype: str = "int64") -> str:
         """A (deduplicated) constant initializer: shape vectors, axes, scalars."""

@@ -9,11 +9,12 @@ the provider *does* list, and only where the provider lacks the original form:
 * ``Pad`` with constant pads -> ``Concat`` with constant blocks (constant mode) or with
   reversed ``Slice``\\ s of the edges (reflect mode);
 * 1-D ``Conv`` where only 2-D convs run (NNAPI) -> ``Unsqueeze``, a 2-D ``Conv`` over a unit
-  height, ``Squeeze``.
+  height, ``Squeeze``;
+* ``Softplus`` (sLSTM's gates; not in NNAPI) -> ``relu(x) + log(1 + exp(-|x|))``.
 
-Every rule is exact (the same numbers, not an approximation).  Shapes come from ONNX shape
-inference on the fixed-shape model; a node whose shape is unknown is left alone, and whatever
-the provider still lacks is named by the coverage report (``mobile.py``), never hidden.
+The first three are exact (the same numbers); the Softplus form agrees up to float rounding.
+Shapes come from ONNX shape inference on the fixed-shape model; a node whose shape is unknown
+is left alone, and whatever the provider still lacks is named by the coverage report (``mobile.py``), never hidden.
 """
 
 from __future__ import annotations
@@ -38,12 +39,18 @@ class _Rewriter:
             dims = vi.type.tensor_type.shape.dim
             if vi.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
                 self.shapes[vi.name] = tuple(d.dim_value for d in dims)
+        self.types = {vi.name: vi.type.tensor_type.elem_type
+                      for vi in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
         self.inits = {t.name: t for t in self.graph.initializer}
         for name, t in self.inits.items():
             self.shapes[name] = tuple(t.dims)
         self.names = {*self.inits, *(o for n in self.graph.node for o in n.output),
                       *(i.name for i in self.graph.input)}
         self.new: list[onnx.NodeProto] = []
+
+    def elem_type(self, name: str) -> int:
+        """The ONNX element type of a value (0 when unknown)."""
+        return self.inits[name].data_type if name in self.inits else self.types.get(name, 0)
 
     def fresh(self, hint: str) -> str:
         name, k = hint, 0
@@ -171,8 +178,23 @@ def _conv1d(r: _Rewriter, node: onnx.NodeProto, p: Provider) -> bool:
     return True
 
 
+def _softplus(r: _Rewriter, node: onnx.NodeProto, p: Provider) -> bool:
+    """``softplus(x) = relu(x) + log(1 + exp(-|x|))``: the overflow-free form (no ``exp(x)`` of a
+    large ``x``); equal to onnxruntime's Softplus up to float rounding, not bit for bit."""
+    if p.supports("Softplus") or not all(p.supports(o) for o in ("Relu", "Abs", "Neg", "Exp", "Add", "Log")):
+        return False
+    x, out = node.input[0], node.output[0]
+    dtype = {1: np.float32, 10: np.float16}.get(r.elem_type(x))
+    if dtype is None:
+        return False
+    tail = r.emit("Exp", [r.emit("Neg", [r.emit("Abs", [x], f"{out}_abs")], f"{out}_nabs")], f"{out}_exp")
+    log = r.emit("Log", [r.emit("Add", [tail, r.const("one", np.array(1, dtype))], f"{out}_1p")], f"{out}_log")
+    r.emit("Add", [r.emit("Relu", [x], f"{out}_relu"), log], "", output=out)
+    return True
+
+
 _RULES: dict[str, Callable[[_Rewriter, onnx.NodeProto, Provider], bool]] = {
-    "Gather": _gather, "Pad": _pad, "Conv": _conv1d,
+    "Gather": _gather, "Pad": _pad, "Conv": _conv1d, "Softplus": _softplus,
 }
 
 
@@ -189,5 +211,17 @@ def legalize(model: onnx.ModelProto, provider: Provider) -> list[str]:
             del r.new[start:]
             r.new.append(node)
     del model.graph.node[:]
-    model.graph.node.extend(r.new)
+    model.graph.node.extend(_live(r.new, {o.name for o in model.graph.output}))
     return done
+
+
+def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """``nodes`` without those nothing reads any more (a weight's old ``DequantizeLinear`` after
+    its conv took a 2-D copy), so their initializers go too."""
+    keep = list(nodes)
+    while True:
+        read = {i for n in keep for i in n.input} | outputs
+        alive = [n for n in keep if any(o in read for o in n.output)]
+        if len(alive) == len(keep):
+            return keep
+        keep = alive

@@ -40,7 +40,7 @@ in the layout each kernel wants (``MatMulInteger`` has no transB, so ``[in, out]
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto
+from onnx import TensorProto, helper
 
 from rnnc.backends.onnx.emit import OnnxGraph, to_numpy
 from rnnc.backends.onnx.framed import framed_conv, frames_of, side_by_side
@@ -232,8 +232,17 @@ def _qdq_input(g: OnnxGraph, node: Node, x: str, act: str, x_scale: str | None, 
                 hint=f"{hint}.xdq")
 
 
-def _qdq_weight(g: OnnxGraph, node: Node, wq: np.ndarray, ws: np.ndarray, hint: str, axis: int) -> str:
-    """``DequantizeLinear`` of the stored int8 weight with its per-output-channel scales."""
+def _qdq_weight(g: OnnxGraph, node: Node, ins: Ins, hint: str, axis: int) -> str:
+    """``DequantizeLinear`` of the stored int8 weight with its per-output-channel scales (once per
+    weight: in the main graph, where every step of an unrolled layer reads it)."""
+    key = ("qdq", ins[1], ins[2], axis)
+    return g.emitter.derived(key, lambda: _qdq_weight_node(g, node, ins, hint, axis))
+
+
+def _qdq_weight_node(g: OnnxGraph, node: Node, ins: Ins, hint: str, axis: int) -> str:
+    wq, ws = _weight(g, ins[1], "wq"), _weight(g, ins[2], "w_scale")
+    if axis == 1:  # a linear's weight, laid out [in, out] for MatMul
+        wq = np.ascontiguousarray(wq.T)
     if node.attr("bits", 8) != 8 or ws.ndim != 1:
         raise UnsupportedError(f"{node.label} has {node.attr('bits', 8)}-bit or group-wise weight scales; the "
                                "QDQ int8 that phone accelerators place has one int8 scale per output channel "
@@ -243,9 +252,13 @@ def _qdq_weight(g: OnnxGraph, node: Node, wq: np.ndarray, ws: np.ndarray, hint: 
     if g.emitter.qdq[1] == "uint8":  # the same codes shifted by 128 (QNN HTP takes uint8 weights)
         codes = g.emitter.initializer(f"{hint}.wq", np.ascontiguousarray((wq.astype(np.int16) + 128).astype(np.uint8)))
         zp = g.emitter.initializer(f"{hint}.w_zp", np.full(ws.size, 128, np.uint8))
-        return g.op("DequantizeLinear", codes, scale, zp, axis=axis, hint=f"{hint}.wdq")
-    codes = g.emitter.initializer(f"{hint}.wq", np.ascontiguousarray(wq.astype(np.int8)))
-    return g.op("DequantizeLinear", codes, scale, axis=axis, hint=f"{hint}.wdq")
+        inputs = [codes, scale, zp]
+    else:
+        inputs = [g.emitter.initializer(f"{hint}.wq", np.ascontiguousarray(wq.astype(np.int8))), scale]
+    out = g.emitter.fresh(f"{hint}.wdq")
+    g.emitter.prelude.append(helper.make_node("DequantizeLinear", inputs, [out], name=g.emitter.fresh(f"n_{out}"),
+                                              axis=axis))
+    return out
 
 
 def _qdq_linear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
@@ -254,8 +267,7 @@ def _qdq_linear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     hint, act = node.outputs[0], node.attr("act")
     assert ins[0] is not None and types[0] is not None
     rest, kept = _split_keep(g, ins[0], ins, -1, types[0].rank, hint)
-    wq, ws = _weight(g, ins[1], "wq"), _weight(g, ins[2], "w_scale")
-    w = _qdq_weight(g, node, np.ascontiguousarray(wq.T), ws, hint, axis=1)
+    w = _qdq_weight(g, node, ins, hint, axis=1)
     y = g.op("MatMul", _qdq_input(g, node, rest, act, ins[4], hint), w, hint=f"{hint}.mm")
     if kept is not None:
         kw = g.emitter.initializer(f"{hint}.keep_w_t", np.ascontiguousarray(_weight(g, ins[6], "keep_w").T))
@@ -268,7 +280,7 @@ def _qdq_conv1d(g: OnnxGraph, node: Node, ins: Ins, conv: dict) -> list[str]:
     hint, act = node.outputs[0], node.attr("act")
     assert ins[0] is not None
     rest, kept = _split_keep(g, ins[0], ins, 1, 3, hint)
-    w = _qdq_weight(g, node, _weight(g, ins[1], "wq"), _weight(g, ins[2], "w_scale"), hint, axis=0)
+    w = _qdq_weight(g, node, ins, hint, axis=0)
     y = g.op("Conv", _qdq_input(g, node, rest, act, ins[4], hint), w, ins[3] if kept is None else None,
              hint=f"{hint}.conv" if kept is not None else hint, **conv)
     if kept is not None:
@@ -297,9 +309,11 @@ def _qlinear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
         y = _nbits(g, rest, wq, ws, bits, act, hint)
         if y is None:
             raise UnsupportedError(f"{node.label}: {wq.shape[1]} inputs fit no MatMulNBits block (16..256)")
-    else:  # one scale per output channel
-        w_t = g.emitter.initializer(f"{hint}.wq_t", np.ascontiguousarray(wq.T))
-        w_scale = g.emitter.initializer(f"{hint}.w_scale", ws.reshape(-1).astype(np.float32))
+    else:  # one scale per output channel; one copy per weight (an unrolled step reads it T times)
+        w_t = g.emitter.derived(("wq_t", ins[1]), lambda: g.emitter.initializer(f"{hint}.wq_t",
+                                                                                np.ascontiguousarray(wq.T)))
+        w_scale = g.emitter.derived(("w_scale", ins[2]), lambda: g.emitter.initializer(
+            f"{hint}.w_scale", ws.reshape(-1).astype(np.float32)))
         # the codes of a sequence-quantized cell input: its weight-only product is an integer one
         codes = g.emitter.seq_codes.get(x) if act == "none" and kept is None else None
         if act == "none" and codes is None:  # weight-only: stored int8, widened once (folded at load)

@@ -65,12 +65,13 @@ def expose_states(program: Program) -> tuple[Program, tuple[StateIO, ...]]:
                 inputs.append((ins[2 + i], st_type))
                 graph_inputs.add(ins[2 + i])
             final = node.outputs[1 + i]
+            if ins[2 + i] not in graph_inputs:
+                continue  # computed inside the model (Silero slices its state input): the model returns its own
             added_out = final not in out_of_value
             if added_out:
                 out_of_value[final] = unique(f"{prefix}{s.name}_n")
                 outputs.append((out_of_value[final], final))
-            if ins[2 + i] in graph_inputs:  # a state computed inside the model stays internal
-                pairs.append(StateIO(ins[2 + i], out_of_value[final], st_type, node.outputs[0], added_in, added_out))
+            pairs.append(StateIO(ins[2 + i], out_of_value[final], st_type, node.outputs[0], added_in, added_out))
         nodes.append(dataclasses.replace(node, inputs=tuple(ins)))
     graph = Graph(g.name, tuple(inputs), g.params, tuple(nodes), tuple(outputs))
     return Program(graph, program.weights, program.source).verify(), tuple(pairs)
