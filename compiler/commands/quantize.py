@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.output.endswith(".onnx"):
             raise UserInputError(f"with --for the output is an ONNX model for the provider; got {args.output!r}")
-        scheme, checked = for_provider(args.provider, args.scheme, options)
+        scheme, checked = for_provider(args.provider, None if auto else args.scheme, options)
         QuantConfig(scheme, args.outliers, **checked).check()
         options["target"] = checked["target"]
     else:
@@ -175,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         report = q.export_mobile(args.output, examples)
         if not args.json:
             print(q.report.summary())
+            if q.auto is not None:
+                print(q.auto.summary())
         return print_mobile(report, args.json, {"distortion vs fp32 (quantized IR, calibration data)":
                                                  _distortion(program, q.program, args.calib)})
     out: dict = {"path": args.output, **q.report.as_json()}

@@ -99,16 +99,24 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = 
 
     ``provider`` (``nnapi``, ``coreml``, ``qnn``, ``xnnpack``, ``ort-mobile``; ``targets/providers``):
     the int8 form that phone execution provider places -- static QDQ or weight-only int8 --
-    (``scheme`` None or the one it takes); export with ``QuantizedModel.export_mobile``.
+    (``scheme`` None or the one it takes, or ``"auto"``: the budgeted per-site search over the
+    provider's forms); export with ``QuantizedModel.export_mobile``.
     Without a provider ``scheme`` None is ``"w8a8"``."""
     unknown = set(options) - {f for f in QuantConfig.__dataclass_fields__ if f not in ("scheme", "outliers")}
     if unknown:
         raise UserInputError(f"unknown quantization options {sorted(unknown)}")
     if provider is not None:  # the int8 form a phone's accelerator places (quant.config.for_provider)
-        if scheme == "auto":
-            raise UserInputError("scheme='auto' does not combine with provider= yet: the provider fixes the form "
-                                 "(static int8 QDQ or weight-only int8); pass the scheme it takes or none")
-        scheme, options = for_provider(provider, scheme, options)
+        auto = scheme == "auto"
+        scheme, options = for_provider(provider, None if auto else scheme, options)
+        if auto:  # the budgeted search over the provider's forms: QDQ int8 / weight-only / float per site
+            from rnnc.quant.auto import auto_quantize
+
+            program = _as_program(model_or_program, calibration_data, example_inputs)
+            levels = ("int8", "weight-only", "float") if scheme == "w8a8" else ("weight-only", "float")
+            (qprogram, report, stats), search = auto_quantize(
+                program, calibration_data, max_loss, validation=validation, metric=metric, outliers=outliers,
+                progress=progress, levels=levels, **options)
+            return QuantizedModel(qprogram, report, stats, options["target"], search, get_provider(provider).tag)
         cfg = QuantConfig(scheme, outliers, **options).check()
         program = _as_program(model_or_program, calibration_data, example_inputs)
         if stats is None:

@@ -124,11 +124,17 @@ def _config(plan: dict[str, str], options: dict[str, Any], outliers: str = "none
 
 def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.01, *,
                   validation: Any = None, metric: Callable[..., float] | None = None, holdout: int = 1,
-                  outliers: str = "none", progress: bool = True, **options: Any) -> tuple[Any, AutoReport]:
+                  outliers: str = "none", progress: bool = True, levels: Sequence[str] = LEVELS,
+                  **options: Any) -> tuple[Any, AutoReport]:
     """(the quantized Program with its QuantReport, the search report); see the module docstring.
-    ``options`` are QuantConfig fields applied to every plan (``target``, ``int8_format``, ...)."""
+    ``options`` are QuantConfig fields applied to every plan (``target``, ``int8_format``, ...);
+    ``levels`` the per-site choices, fastest first (a provider without integer activations, CoreML,
+    searches ``("weight-only", "float")``)."""
     if not 0.0 < max_loss:
         raise UserInputError(f"max_loss must be positive, got {max_loss}")
+    if not levels or any(v not in LEVELS for v in levels) or levels[-1] != "float":
+        raise UserInputError(f"levels must be a subset of {LEVELS} ending in 'float', got {tuple(levels)}")
+    levels = tuple(levels)
     t0 = time.perf_counter()
     batches = calibration_batches(program, calibration_data)
     if validation is not None:
@@ -169,11 +175,12 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
     if not sites:
         raise UserInputError("the model has no linear/conv weight to quantize")
     bar = _bar(3 * len(sites) + 1, progress)  # sensitivities, the all-int8 plan, at most two steps a site
+    top = levels[0]
     for site in sites:  # each site alone quantized, the rest float
-        report.sensitivity[site] = evaluate({s: "int8" if s == site else "float" for s in sites}).loss
+        report.sensitivity[site] = evaluate({s: top if s == site else "float" for s in sites}).loss
         bar.update(1)
-    plan = dict.fromkeys(sites, "int8")
-    trial = evaluate(plan, base)
+    plan = dict.fromkeys(sites, top)
+    trial = evaluate(plan, base if top == "int8" else None)
     bar.update(1)
     order = sorted(sites, key=lambda s: -report.sensitivity[s])
     while trial.loss > max_loss:
@@ -181,7 +188,7 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         if not movable:
             break
         site = movable[0]  # the most sensitive site not yet float steps down one level
-        plan[site] = LEVELS[LEVELS.index(plan[site]) + 1]
+        plan[site] = levels[levels.index(plan[site]) + 1]
         trial = evaluate(plan)
         bar.update(1)
     bar.close()

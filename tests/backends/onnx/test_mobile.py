@@ -330,3 +330,32 @@ def test_cli_export_for_reports_onnxruntimes_verdict_and_exits_1_below_90_percen
         sys.path.remove(str(tmp_path))
     captured = capsys.readouterr()
     assert code == 1 and "ai.onnx:Reciprocal" in captured.err and captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("provider,top", [("nnapi", "int8"), ("coreml", "weight-only")])
+def test_budgeted_search_stays_within_the_providers_int8_forms(tmp_path, vad, provider, top):
+    batches = [vad.feats[:, i:i + 160] for i in range(0, 640, 160)]
+    q = rnnc.quantize(vad.model, batches, "auto", provider=provider, max_loss=0.02, example_inputs=(vad.feats,),
+                      progress=False)
+    assert q.auto.chosen.loss <= 0.02 and set(q.auto.chosen.plan.values()) <= {top, "weight-only", "float"}
+    assert any(level != "float" for level in q.auto.chosen.plan.values())
+    report = q.export_mobile(tmp_path / "auto.onnx", (vad.feats[:, :8],))
+    _check_accelerated(report, onnx.load(report.path))
+
+
+def test_cli_quantize_for_a_provider_writes_the_qdq_model_and_its_report(tmp_path, capsys):
+    model_file = tmp_path / "m.py"
+    model_file.write_text("import torch\ntorch.manual_seed(0)\nmodel = torch.nn.GRU(4, 8, batch_first=True)\n")
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, input=np.random.default_rng(0).standard_normal((4, 12, 4)).astype(np.float32))
+    out = tmp_path / "q.onnx"
+    code = main(["quantize", str(model_file), "--calib", str(calib), "--input-shape", "1,6,4", "--for", "nnapi",
+                 "-o", str(out), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["verdict"] == "YES" and report["provider"] == "ep/nnapi"
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "MatMul"} <= ops and not ops & RECURRENT_OPS
+    assert float(report["distortion vs fp32 (quantized IR, calibration data)"]) < 0.05
+    code = main(["quantize", str(model_file), "--calib", str(calib), "--input-shape", "1,6,4", "--for", "coreml",
+                 "--scheme", "w4", "-o", str(out)])
+    assert code == 2 and "w8" in capsys.readouterr().err  # CoreML takes weight-only int8, not int4
