@@ -229,6 +229,19 @@ def gpu_kernels_demo() -> str:
     return "; ".join(lines)
 
 
+def silero_mobile_demo() -> str:
+    import rnnc
+    from rnnc.frontend.silero import CHUNK, CONTEXT, load_inner_model
+
+    example = (torch.zeros(1, CONTEXT + CHUNK), torch.zeros(2, 1, 128))
+    lines = []
+    for provider in ("nnapi", "coreml"):
+        r = rnnc.export_mobile(load_inner_model(), example, OUT / f"silero_vad.{provider}.onnx", provider=provider)
+        lines.append(f"{provider}: {r.coverage.supported}/{r.coverage.nodes} nodes in {r.coverage.partitions} "
+                     f"partition(s), onnxruntime says {r.coverage.verdict} ({Path(r.ort_path).name})")
+    return "; ".join(lines)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     ok = [
@@ -237,6 +250,7 @@ def main() -> int:
         step("compile Silero VAD for this CPU", silero_compile_demo),
         step("export to ONNX (dynamic length, streaming)", silero_onnx_demo),
         step("quantize Silero VAD (outlier-aware int8) vs naive int8", silero_quant_demo),
+        step("export Silero VAD for phone accelerators (NNAPI, CoreML)", silero_mobile_demo),
         step("solve + emit CUDA kernels for H100 and Jetson Orin Nano", gpu_kernels_demo),
     ]
     print(f"demo: {sum(ok)}/{len(ok)} steps ok; artifacts in {OUT}/")
