@@ -359,3 +359,33 @@ def test_cli_quantize_for_a_provider_writes_the_qdq_model_and_its_report(tmp_pat
     code = main(["quantize", str(model_file), "--calib", str(calib), "--input-shape", "1,6,4", "--for", "coreml",
                  "--scheme", "w4", "-o", str(out)])
     assert code == 2 and "w8" in capsys.readouterr().err  # CoreML takes weight-only int8, not int4
+
+
+def test_onnxruntimes_own_checker_prints_yes_for_the_silero_exports(tmp_path, silero):
+    """The literal verdict lines of ``python -m onnxruntime.tools.check_onnx_model_mobile_usability``
+    (its ``analyze_model``), not only rnnc's reading of the same partitioning."""
+    import logging
+    import pathlib
+
+    from onnxruntime.tools.mobile_helpers.usability_checker import analyze_model
+
+    class Lines(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    q = rnnc.quantize(silero["program"], silero["calib"], provider="nnapi", progress=False)
+    for name, export, ep in (("fp32", lambda p: export_mobile(silero["inner"], silero["example"], p,
+                                                               provider="coreml", ort=False), "CoreML MLProgram"),
+                             ("int8", lambda p: q.export_mobile(p, silero["example"], ort=False), "NNAPI")):
+        path = tmp_path / f"{name}.onnx"
+        export(path)
+        logger = logging.getLogger(f"rnnc.test.checker.{name}")
+        logger.setLevel(logging.INFO)
+        handler = Lines()
+        logger.addHandler(handler)
+        analyze_model(pathlib.Path(path), skip_optimize=False, logger=logger)
+        assert f"Model should perform well with {ep} as is: YES" in handler.lines, handler.lines
