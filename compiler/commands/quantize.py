@@ -25,9 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "them; inputs left out (initial states) are zeros")
     p.add_argument("--scheme", default=None, choices=("w8a8", "w8", "w4a8", "w4", "auto"),
                    help="weight bits and whether activations are int8 (default w8a8)")
-    p.add_argument("--outliers", default="none", choices=("none", "keep", "smooth", "rotate", "clip"),
+    p.add_argument("--outliers", default=None, choices=("none", "keep", "smooth", "rotate", "clip"),
                    help="activation outlier treatment: keep hot channels in float, SmoothQuant scale migration, "
-                        "Hadamard rotation, or percentile clipping (default none)")
+                        "Hadamard rotation, or percentile clipping (default none; --scheme auto tries none, "
+                        "smooth and keep unless this names one)")
     p.add_argument("--threshold", type=float, default=8.0, help="keep: max/median channel ratio of an outlier")
     p.add_argument("--alpha", type=float, default=0.5, help="smooth: migration strength in [0, 1]")
     p.add_argument("--percentile", type=float, default=99.99, help="clip: percentile of |x| kept in range")
@@ -147,11 +148,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.output.endswith(".onnx"):
             raise UserInputError(f"with --for the output is an ONNX model for the provider; got {args.output!r}")
         scheme, checked = for_provider(args.provider, None if auto else args.scheme, options)
-        QuantConfig(scheme, args.outliers, **checked).check()
+        QuantConfig(scheme, args.outliers or "none", **checked).check()
         options["target"] = checked["target"]
     else:
         options["target"] = args.target or "cpu/host"
-        QuantConfig("w8a8" if auto else args.scheme or "w8a8", args.outliers, **options).check()  # before tracing
+        QuantConfig("w8a8" if auto else args.scheme or "w8a8", args.outliers or "none", **options).check()
     weight_format(options["target"], args.int8_format)  # so does a GPU or unknown --target
     if args.model.endswith(".onnx"):
         raise UserInputError(f"{args.model}: rnnc quantize reads the PyTorch model (.py, package.module:NAME or "

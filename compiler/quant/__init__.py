@@ -69,10 +69,10 @@ def _as_program(model_or_program: Any, batches_source: Any, example_inputs: Any)
     return trace(model_or_program, tuple(example_inputs))
 
 
-def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = None, outliers: str = "none", *,
+def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = None, outliers: str | None = None, *,
              example_inputs: Any = None, progress: bool = True, stats: Stats | None = None,
              max_loss: float = 0.01, validation: Any = None, metric: Any = None, provider: str | None = None,
-             **options: Any) -> QuantizedModel:
+             measure: bool | None = None, **options: Any) -> QuantizedModel:
     """Calibrate and quantize.  ``options`` are :class:`QuantConfig` knobs (``threshold``,
     ``max_fraction``, ``alpha``, ``percentile``, ``group``, ``skip``; for speed and accuracy:
     ``static`` calibrated activation scales (int8 conv chains in ONNX), ``weight_only`` and
@@ -86,8 +86,10 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = 
     skips calibration (comparing treatments on one model calibrates once) unless ``gptq`` needs
     Hessians those stats lack.
 
-    ``scheme="auto"`` searches per-site precision (int8 activations, weight-only int8, float) for
-    the fastest plan whose loss on held-out calibration batches (or ``validation``) is at most
+    ``scheme="auto"`` searches per-site precision (static or dynamic int8 activations, weight-only
+    int8, float) and the outlier treatment (none, smooth, keep; ``outliers`` fixes one) for the
+    fastest plan (timed in onnxruntime for ``cpu/host``) whose loss on held-out calibration batches
+    (or ``validation``; ``measure=False`` skips the timing and ranks by level) is at most
     ``max_loss`` by ``metric(float_outputs, quantized_outputs)`` (default: relative L2
     distortion); ``QuantizedModel.auto`` reports it, and ``BudgetError`` says when no plan can
     (``rnnc.quant.auto``).
@@ -112,12 +114,12 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = 
             from rnnc.quant.auto import auto_quantize
 
             program = _as_program(model_or_program, calibration_data, example_inputs)
-            levels = ("int8", "weight-only", "float") if scheme == "w8a8" else ("weight-only", "float")
+            levels = ("int8-static", "weight-only", "float") if scheme == "w8a8" else ("weight-only", "float")
             (qprogram, report, stats), search = auto_quantize(
                 program, calibration_data, max_loss, validation=validation, metric=metric, outliers=outliers,
-                progress=progress, levels=levels, **options)
+                progress=progress, levels=levels, measure=measure, **options)
             return QuantizedModel(qprogram, report, stats, options["target"], search, get_provider(provider).tag)
-        cfg = QuantConfig(scheme, outliers, **options).check()
+        cfg = QuantConfig(scheme, outliers or "none", **options).check()
         program = _as_program(model_or_program, calibration_data, example_inputs)
         if stats is None:
             stats = calibrate(program, calibration_batches(program, calibration_data), progress=progress)
@@ -131,9 +133,9 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = 
         program = _as_program(model_or_program, calibration_data, example_inputs)
         (qprogram, report, stats), auto = auto_quantize(
             program, calibration_data, max_loss, validation=validation, metric=metric, outliers=outliers,
-            progress=progress, **{**options, "int8_format": fmt})
+            progress=progress, measure=measure, **{**options, "int8_format": fmt})
         return QuantizedModel(qprogram, report, stats, options.get("target", "cpu/host"), auto)
-    cfg = QuantConfig(scheme, outliers, **options).check()
+    cfg = QuantConfig(scheme, outliers or "none", **options).check()
     _, fmt = weight_format(cfg.target, cfg.int8_format)  # before calibrating: a bad target costs nothing
     cfg = replace(cfg, int8_format=fmt)
     program = _as_program(model_or_program, calibration_data, example_inputs)

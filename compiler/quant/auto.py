@@ -1,4 +1,4 @@
-"""``scheme="auto"``: per-site mixed precision searched under an accuracy budget.
+"""``scheme="auto"``: per-site mixed precision searched under an accuracy budget, for speed.
 
 Why: the right recipe differs per model (Silero's edge recipe was found by hand; a speaker
 encoder loses 13 AUC points with the same w8a8 that costs Silero nothing), so the default must
@@ -10,19 +10,26 @@ be a search, with the knobs as overrides.  The search here:
    relative L2 distortion ``max_k ||y_q,k - y_k|| / ||y_k||`` over outputs -- scale-free, and
    a small distortion of the logits/probabilities a task reads bounds how many argmax
    decisions or threshold crossings can change, which is why it tracks accuracy and AUC;
-3. sensitivity: each weight site alone quantized w8a8 (everything else float) -- which layer,
-   input projection or recurrent weight hurts the output most, recurrent feedback over the
-   held-out sequences included;
-4. greedy descent from the fastest plan (every site w8a8, integer activations): while the loss
-   is over budget, the most sensitive remaining site steps down one level -- integer
-   activations -> weight-only int8 -> float -- and the plan is re-measured;
-5. the first plan within budget is the answer; every plan tried is kept (loss, size, integer
-   sites) for the report's Pareto front.  If only the all-float plan meets the budget, no
-   quantized model is returned: :class:`BudgetError` says the best loss reached and by which plan.
+3. sensitivity: each weight site alone quantized at the fastest level (everything else float)
+   -- which layer, input projection or recurrent weight hurts the output most, recurrent
+   feedback over the held-out sequences included;
+4. per site the levels are, fastest first: ``int8-static`` (calibrated activation scales: static
+   int8 chains, no per-call quantization), ``int8`` (dynamic per-call scales), ``weight-only``
+   (int8 weights, float activations), ``float``; and the outlier treatment of the whole model
+   is searched too (``none``, ``smooth``, ``keep``) unless the caller fixed one;
+5. per treatment, greedy descent from the fastest plan: while the loss is over budget, the most
+   sensitive site not yet float steps down one level; then a climb: each site, least sensitive
+   first, steps back up while the plan stays within budget (the descent may overshoot);
+6. the plans that end within budget are the candidates, each also without integer activations
+   (its int8 sites weight-only: the same storage at float speed, for models too small for int8
+   kernels to pay off); on ``cpu/host`` each is exported and
+   timed in onnxruntime on this machine (as is the float model), and the fastest wins; for other
+   targets the level order is the speed prediction (int8-static > int8 > weight-only > float,
+   how onnxruntime's kernels rank on CPUs: ``docs/benchmarks/quant_eval.md``).  When no plan
+   within budget beats float, the report says so in one sentence with both times; when only the
+   all-float plan meets the budget, :class:`BudgetError` gives the best loss reached and its plan.
 
-Speed is ordered by a proxy (sites with integer activations > weight-only > float, which is how
-onnxruntime's kernels rank on CPUs: ``docs/benchmarks/quant_eval.md``); the chosen plan's
-latency is measured by the caller (``rnnc quantize --scheme auto`` prints it).
+Every plan tried is kept (loss, size, latency where measured) for the report's Pareto front.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from rnnc.errors import RnncError, UserInputError
@@ -43,7 +51,10 @@ from rnnc.quant.data import calibration_batches
 from rnnc.quant.rewrite import quantize_program
 
 #: what a site can be, fastest first
-LEVELS = ("int8", "weight-only", "float")
+LEVELS = ("int8-static", "int8", "weight-only", "float")
+#: whole-model outlier treatments the search tries when the caller fixed none
+TREATMENTS = ("none", "smooth", "keep")
+_INT_ACTS = ("int8-static", "int8")
 
 
 class BudgetError(RnncError):
@@ -69,15 +80,22 @@ class Trial:
     plan: dict[str, str]
     loss: float
     q_bytes: int  # bytes of every site's weights in this plan (float sites at 4 bytes a weight)
+    outliers: str = "none"
+    latency_ms: float | None = None  # onnxruntime on this host, candidates only
 
     @property
     def int8_sites(self) -> int:
-        return sum(level == "int8" for level in self.plan.values())
+        """Sites whose activations are integer (static or dynamic scales)."""
+        return sum(level in _INT_ACTS for level in self.plan.values())
+
+    def row(self) -> dict:
+        return {"plan": self.plan, "outliers": self.outliers, "loss": self.loss, "q_bytes": self.q_bytes,
+                "int8_sites": self.int8_sites, "latency_ms": self.latency_ms}
 
 
 @dataclass
 class AutoReport:
-    """What the search did: sensitivities, every plan tried, the choice and the time it took."""
+    """What the search did: sensitivities, every plan tried, the timed candidates, the choice."""
 
     max_loss: float
     metric: str
@@ -85,56 +103,112 @@ class AutoReport:
     trials: list[Trial] = field(default_factory=list)
     chosen: Trial | None = None
     seconds: float = 0.0
+    fp32_ms: float | None = None  # the float model in onnxruntime, when latencies were measured
+    fp32_bytes: int = 0
+    speed: str = "predicted from the level order"  # or "onnxruntime on this host"
+    note: str = ""  # one sentence when the fastest plan within budget is not faster than float
 
     def pareto(self) -> list[Trial]:
-        """Plans no other plan beats on both loss and size."""
-        return [t for t in self.trials if not any(o.loss <= t.loss and o.q_bytes <= t.q_bytes and
-                                                  (o.loss, o.q_bytes) != (t.loss, t.q_bytes) for o in self.trials)]
+        """Plans no other plan beats on loss, size and (where both were timed) latency."""
+        def beats(o: Trial, t: Trial) -> bool:
+            lat = o.latency_ms is None or t.latency_ms is None or o.latency_ms <= t.latency_ms
+            return o.loss <= t.loss and o.q_bytes <= t.q_bytes and lat and (o.loss, o.q_bytes, o.latency_ms) != \
+                (t.loss, t.q_bytes, t.latency_ms)
+
+        return [t for t in self.trials if not any(beats(o, t) for o in self.trials)]
 
     def summary(self) -> str:
         lines = [f"scheme auto: {len(self.trials)} plans in {self.seconds:.2f} s, budget {self.metric} <= "
-                 f"{self.max_loss:g}"]
+                 f"{self.max_loss:g}; speed {self.speed}"]
         if self.chosen is not None:
             c = self.chosen
-            lines.append(f"  chosen: loss {c.loss:.4g}, {c.int8_sites}/{len(c.plan)} sites with int8 activations, "
-                         f"weights {c.q_bytes / 1024:.1f} KiB")
+            speed = (f", {c.latency_ms:.3f} ms vs fp32 {self.fp32_ms:.3f} ms ({self.fp32_ms / c.latency_ms:.2f}x)"
+                     if c.latency_ms and self.fp32_ms else "")
+            size = f" ({self.fp32_bytes / c.q_bytes:.1f}x smaller)" if self.fp32_bytes and c.q_bytes else ""
+            lines.append(f"  chosen: loss {c.loss:.4g}, outliers {c.outliers}, {c.int8_sites}/{len(c.plan)} sites "
+                         f"with int8 activations, weights {c.q_bytes / 1024:.1f} KiB{size}{speed}")
             lines += [f"    {site:<32} {level}  (alone: {self.sensitivity.get(site, 0.0):.3g})"
                       for site, level in c.plan.items()]
+        timed = [t for t in self.trials if t.latency_ms is not None]
+        if timed:
+            lines.append("  candidates timed: " + "; ".join(
+                f"{t.outliers} loss {t.loss:.3g} {t.latency_ms:.3f} ms" for t in timed))
+        if self.note:
+            lines.append(f"  note: {self.note}")
         front = sorted(self.pareto(), key=lambda t: t.loss)
-        lines.append("  Pareto front (loss, KiB, int8 sites): " + "; ".join(
-            f"({t.loss:.3g}, {t.q_bytes / 1024:.1f}, {t.int8_sites})" for t in front))
+        lines.append("  Pareto front (loss, KiB, ms): " + "; ".join(
+            f"({t.loss:.3g}, {t.q_bytes / 1024:.1f}, {'-' if t.latency_ms is None else f'{t.latency_ms:.3f}'})"
+            for t in front))
         return "\n".join(lines)
 
     def as_json(self) -> dict:
-        def row(t: Trial) -> dict:
-            return {"plan": t.plan, "loss": t.loss, "q_bytes": t.q_bytes, "int8_sites": t.int8_sites}
-
         return {"max_loss": self.max_loss, "metric": self.metric, "seconds": round(self.seconds, 3),
-                "sensitivity": self.sensitivity, "chosen": row(self.chosen) if self.chosen else None,
-                "pareto": [row(t) for t in self.pareto()], "trials": [row(t) for t in self.trials]}
+                "speed": self.speed, "fp32_ms": self.fp32_ms, "fp32_bytes": self.fp32_bytes, "note": self.note,
+                "sensitivity": self.sensitivity, "chosen": self.chosen.row() if self.chosen else None,
+                "pareto": [t.row() for t in self.pareto()], "trials": [t.row() for t in self.trials]}
 
 
 def _config(plan: dict[str, str], options: dict[str, Any], outliers: str = "none") -> QuantConfig:
+    """The QuantConfig of a per-site plan: float sites skipped, weight-only sites named, static
+    scales when any site is ``int8-static`` with the ``int8`` sites kept dynamic."""
     skip = tuple(s for s, level in plan.items() if level == "float")
     weight_only = tuple(s for s, level in plan.items() if level == "weight-only")
+    static = options.get("static", False) or any(level == "int8-static" for level in plan.values())
+    dynamic = tuple(s for s, level in plan.items() if level == "int8") if static else ()
+    rest = {k: v for k, v in options.items() if k not in ("skip", "weight_only", "static", "dynamic")}
     return QuantConfig("w8a8", outliers, skip=(*options.get("skip", ()), *skip),
-                       weight_only=(*options.get("weight_only", ()), *weight_only),
-                       **{k: v for k, v in options.items() if k not in ("skip", "weight_only")}).check()
+                       weight_only=(*options.get("weight_only", ()), *weight_only), static=static,
+                       dynamic=(*options.get("dynamic", ()), *dynamic), **rest).check()
+
+
+def _onnx_ms(program: Program, batch: tuple[Any, ...], target: str) -> float:
+    """Best-of-rounds milliseconds of ``program``'s ONNX export in onnxruntime on ``batch``."""
+    import onnxruntime as ort
+
+    from rnnc.backends.onnx.model import to_onnx
+    from rnnc.backends.onnx.render import DEFAULT_OPSET
+
+    model = to_onnx(program, opset=DEFAULT_OPSET, target=target)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    feeds = {}
+    for i, n in enumerate(names):  # inputs the export added (states) start at zeros
+        value = batch[i] if i < len(batch) else None
+        if value is None:
+            meta = sess.get_inputs()[i]
+            dims = [d if isinstance(d, int) else batch[0].shape[0] for d in meta.shape]
+            feeds[n] = np.zeros(dims, np.float32)
+        else:
+            feeds[n] = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    sess.run(None, feeds)
+    best, spent = float("inf"), 0.0
+    while spent < 0.3 or best == float("inf"):
+        t = time.perf_counter()
+        sess.run(None, feeds)
+        dt = time.perf_counter() - t
+        best, spent = min(best, dt), spent + dt
+        if spent > 3.0:
+            break
+    return best * 1e3
 
 
 def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.01, *,
                   validation: Any = None, metric: Callable[..., float] | None = None, holdout: int = 1,
-                  outliers: str = "none", progress: bool = True, levels: Sequence[str] = LEVELS,
-                  **options: Any) -> tuple[Any, AutoReport]:
-    """(the quantized Program with its QuantReport, the search report); see the module docstring.
-    ``options`` are QuantConfig fields applied to every plan (``target``, ``int8_format``, ...);
-    ``levels`` the per-site choices, fastest first (a provider without integer activations, CoreML,
-    searches ``("weight-only", "float")``)."""
+                  outliers: str | None = None, progress: bool = True, levels: Sequence[str] = LEVELS,
+                  measure: bool | None = None, **options: Any) -> tuple[Any, AutoReport]:
+    """(the quantized Program with its QuantReport and stats, the search report); see the module
+    docstring.  ``options`` are QuantConfig fields applied to every plan (``target``,
+    ``int8_format``, ...); ``levels`` the per-site choices, fastest first (a provider without integer
+    activations, CoreML, searches ``("weight-only", "float")``); ``outliers`` fixes the treatment
+    (None: search ``TREATMENTS``); ``measure`` times the candidates in onnxruntime (default: when the
+    target is this machine, ``cpu/host``)."""
     if not 0.0 < max_loss:
         raise UserInputError(f"max_loss must be positive, got {max_loss}")
-    if not levels or any(v not in LEVELS for v in levels) or levels[-1] != "float":
-        raise UserInputError(f"levels must be a subset of {LEVELS} ending in 'float', got {tuple(levels)}")
     levels = tuple(levels)
+    if not levels or any(v not in LEVELS for v in levels) or levels[-1] != "float" or len(set(levels)) != len(levels):
+        raise UserInputError(f"levels must be distinct levels of {LEVELS} ending in 'float', got {levels}")
+    target = options.get("target", "cpu/host")
+    measure = target == "cpu/host" if measure is None else measure
     t0 = time.perf_counter()
     batches = calibration_batches(program, calibration_data)
     if validation is not None:
@@ -149,59 +223,102 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
     reference = [_outputs(program, b) for b in judge]
     loss_of = metric or relative_l2
     report = AutoReport(max_loss, getattr(metric, "__name__", "metric") if metric else "relative L2 distortion")
+    acts = levels[0] in _INT_ACTS
+    treatments = (outliers,) if outliers else (TREATMENTS if acts else ("none",))
 
-    base = quantize_program(program, stats, _config({}, options, outliers))  # the all-int8 plan
+    base = quantize_program(program, stats, _config({}, options, treatments[0]))
     sites = list(dict.fromkeys(s.weight for s in base[1].sites))
+    if not sites:
+        raise UserInputError("the model has no linear/conv weight to quantize")
     fp_bytes: dict[str, int] = {}
     for rep in base[1].sites:
         fp_bytes[rep.weight] = fp_bytes.get(rep.weight, 0) + rep.fp_bytes
+    report.fp32_bytes = sum(fp_bytes.values())
     seen: dict[tuple, Trial] = {}
-    latest: dict[tuple, tuple[Program, Any]] = {}  # the last plan quantized (the answer, when it fits)
+    programs: dict[tuple, tuple[Program, Any]] = {}  # the candidates' quantized Programs
 
-    def evaluate(plan: dict[str, str], quantized: tuple[Program, Any] | None = None) -> Trial:
-        key = tuple(sorted(plan.items()))
+    def key_of(plan: dict[str, str], treatment: str) -> tuple:
+        return (treatment, *sorted(plan.items()))
+
+    def evaluate(plan: dict[str, str], treatment: str) -> Trial:
+        key = key_of(plan, treatment)
         if key in seen:
             return seen[key]
-        qprog, qrep = quantized or quantize_program(program, stats, _config(plan, options, outliers))
-        latest.clear()
-        latest[key] = (qprog, qrep)
+        qprog, qrep = quantize_program(program, stats, _config(plan, options, treatment))
         loss = max(loss_of(r, _outputs(qprog, b)) for r, b in zip(reference, judge, strict=True))
         quantized = {rep.weight for rep in qrep.sites}
         size = qrep.q_bytes + sum(n for site, n in fp_bytes.items() if site not in quantized)  # float sites: fp32
-        trial = seen[key] = Trial(dict(plan), loss, size)
+        trial = seen[key] = Trial(dict(plan), loss, size, treatment)
         report.trials.append(trial)
+        bar.update(1)
         return trial
 
-    if not sites:
-        raise UserInputError("the model has no linear/conv weight to quantize")
-    bar = _bar(3 * len(sites) + 1, progress)  # sensitivities, the all-int8 plan, at most two steps a site
     top = levels[0]
-    for site in sites:  # each site alone quantized, the rest float
-        report.sensitivity[site] = evaluate({s: top if s == site else "float" for s in sites}).loss
-        bar.update(1)
-    plan = dict.fromkeys(sites, top)
-    trial = evaluate(plan, base if top == "int8" else None)
-    bar.update(1)
+    bar = _bar(len(treatments) * (2 * len(sites) * len(levels) + 1) + len(sites), progress)
+    for site in sites:  # each site alone quantized at the fastest level, the rest float
+        report.sensitivity[site] = evaluate({s: top if s == site else "float" for s in sites}, treatments[0]).loss
     order = sorted(sites, key=lambda s: -report.sensitivity[s])
-    while trial.loss > max_loss:
-        movable = [s for s in order if plan[s] != "float"]
-        if not movable:
-            break
-        site = movable[0]  # the most sensitive site not yet float steps down one level
-        plan[site] = levels[levels.index(plan[site]) + 1]
-        trial = evaluate(plan)
-        bar.update(1)
+    finals: list[tuple[dict[str, str], str]] = []
+    for treatment in treatments:
+        plan = dict.fromkeys(sites, top)
+        trial = evaluate(plan, treatment)
+        while trial.loss > max_loss:  # descent: the most sensitive site not yet float steps down
+            movable = [s for s in order if plan[s] != "float"]
+            if not movable:
+                break
+            plan[movable[0]] = levels[levels.index(plan[movable[0]]) + 1]
+            trial = evaluate(plan, treatment)
+        if trial.loss > max_loss or all(v == "float" for v in plan.values()):
+            continue
+        for site in reversed(order):  # climb: least sensitive first, back up while within budget
+            while plan[site] != top:
+                up = {**plan, site: levels[levels.index(plan[site]) - 1]}
+                if evaluate(up, treatment).loss > max_loss:
+                    break
+                plan = up
+        finals.append((plan, treatment))
     bar.close()
-    report.seconds = time.perf_counter() - t0
-    if trial.loss > max_loss or all(level == "float" for level in plan.values()):
+    if not finals:
+        report.seconds = time.perf_counter() - t0
         best = min(report.trials, key=lambda t: t.loss if any(v != "float" for v in t.plan.values()) else 1e30)
         raise BudgetError(f"no quantized plan meets {report.metric} <= {max_loss:g}: the best reached "
                           f"{best.loss:.4g} with {best.int8_sites} int8-activation site(s) "
-                          f"({', '.join(f'{s}={v}' for s, v in best.plan.items())}); raise --max-loss or give "
-                          f"more calibration data", best.loss, best.plan)
-    report.chosen = trial
-    key = tuple(sorted(plan.items()))
-    qprog, qrep = latest[key] if key in latest else quantize_program(program, stats, _config(plan, options, outliers))
+                          f"({', '.join(f'{s}={v}' for s, v in best.plan.items())}; outliers {best.outliers}); "
+                          f"raise --max-loss or give more calibration data", best.loss, best.plan)
+    # each candidate also without integer activations (weight-only outliers need no treatment):
+    # int8 storage at float speed, for models too small for int8 kernels to pay off
+    for plan, _ in list(finals):
+        if "weight-only" in levels and any(v in _INT_ACTS for v in plan.values()):
+            light = {s: "weight-only" if v in _INT_ACTS else v for s, v in plan.items()}
+            if evaluate(light, "none").loss > max_loss:
+                continue
+            for site in reversed(order):  # float sites that fit as weight-only now, least sensitive first
+                if light[site] == "float" and evaluate({**light, site: "weight-only"}, "none").loss <= max_loss:
+                    light = {**light, site: "weight-only"}
+            if (light, "none") not in finals:
+                finals.append((light, "none"))
+    candidates = []
+    for plan, treatment in finals:
+        key = key_of(plan, treatment)
+        programs[key] = quantize_program(program, stats, _config(plan, options, treatment))
+        candidates.append(seen[key])
+    if measure:
+        report.speed = "onnxruntime on this host"
+        report.fp32_ms = _onnx_ms(program, judge[0], target)
+        for cand in candidates:
+            cand.latency_ms = _onnx_ms(programs[key_of(cand.plan, cand.outliers)][0], judge[0], target)
+        chosen = min(candidates, key=lambda t: (t.latency_ms, t.loss))
+        if chosen.latency_ms >= report.fp32_ms:
+            report.note = (f"no plan within the budget runs faster than float in onnxruntime here: the fastest takes "
+                           f"{chosen.latency_ms:.3f} ms against fp32's {report.fp32_ms:.3f} ms (quantizing and "
+                           f"rescaling activations costs more than the int8 products save at these sizes); it is "
+                           f"{report.fp32_bytes / max(chosen.q_bytes, 1):.1f}x smaller")
+    else:
+        rank = {level: i for i, level in enumerate(LEVELS)}
+        chosen = min(candidates, key=lambda t: (sum(rank[v] for v in t.plan.values()), t.loss))
+    report.chosen = chosen
+    report.seconds = time.perf_counter() - t0
+    qprog, qrep = programs[key_of(chosen.plan, chosen.outliers)]
     return (qprog, qrep, stats), report
 
 

@@ -332,7 +332,7 @@ def test_cli_export_for_reports_onnxruntimes_verdict_and_exits_1_below_90_percen
     assert code == 1 and "ai.onnx:Reciprocal" in captured.err and captured.err.count("\n") == 1
 
 
-@pytest.mark.parametrize("provider,top", [("nnapi", "int8"), ("coreml", "weight-only")])
+@pytest.mark.parametrize("provider,top", [("nnapi", "int8-static"), ("coreml", "weight-only")])
 def test_budgeted_search_stays_within_the_providers_int8_forms(tmp_path, vad, provider, top):
     batches = [vad.feats[:, i:i + 160] for i in range(0, 640, 160)]
     q = rnnc.quantize(vad.model, batches, "auto", provider=provider, max_loss=0.02, example_inputs=(vad.feats,),
