@@ -156,17 +156,18 @@ class G2P(nn.Module):
         return self.fc(y)
 
 
-def g2p_inputs(model: G2P, steps: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grapheme ids of ``WORDS`` (+ </s>, left-padded with <pad>) and the fp32 greedy decode as
+def g2p_inputs(model: G2P, steps: int = 0, words: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grapheme ids of ``words`` (default ``WORDS``; + </s>, left-padded with <pad>) and the fp32 greedy decode as
     the decoder's teacher-forced input (so every model variant sees the same sequence)."""
+    words = words or WORDS
     length = 13  # the longest word + </s>; the calibration list is padded to the same length
-    ids = [[GRAPHEMES.index(c) for c in w] + [2] for w in WORDS]
+    ids = [[GRAPHEMES.index(c) for c in w] + [2] for w in words]
     assert max(map(len, ids)) <= length
     g = torch.tensor([[0] * (length - len(s)) + s for s in ids])
     steps = steps or length  # rnnc's tracer names both inputs' time dim T, so keep them equal
     with torch.no_grad():
         _, h = model.enc(model.enc_emb(g))
-        tok = torch.full((len(WORDS), 1), SOS)
+        tok = torch.full((len(words), 1), SOS)
         seq = [tok]
         for _ in range(steps - 1):
             y, h = model.dec(model.dec_emb(tok), h)

@@ -1,0 +1,301 @@
+"""``scheme="auto"`` on trained models it was never tuned on, judged by each task's own metric.
+
+    .venv/bin/python benchmarks/quant_auto.py      # writes docs/benchmarks/quant_auto.md
+
+Every model is trained (random weights have no outlier channels).  For each: the search
+(``rnnc.quantize(..., "auto", max_loss=0.01, metric=<task metric drop on validation data>)``)
+picks per-site precision and the outlier treatment and times its candidates in onnxruntime on
+this CPU; then the chosen model's ONNX export is scored on *test* data neither calibration nor
+the search saw, against the fp32 export on the same data.
+
+* Silero VAD (trained, shipped): frame accuracy against the speech sample's RTTM turns;
+  calibration 0-8 s, validation 8-15 s (teacher-forced states), test: 15-30 s streamed with the
+  state carried.
+* g2p-en GRU encoder-decoder (trained weights): argmax agreement with fp32 on held-out words
+  (calibration: 20 words, validation and test: 40 others each).
+* sktime JapaneseVowels LSTM classifier (trained here): test accuracy.
+* new: a 2-layer stacked LSTM on JapaneseVowels (trained here): test accuracy.
+* new: frame-level speech VAD, one LSTM layer, and the same with a GRU (``tests/speech_model.py``,
+  trained here on the speech sample): accuracy on held-out frames (validation: those before 15 s,
+  test: those after).
+
+Loss = the task metric's drop on validation (accuracy or agreement, in [0, 1]); budget 0.01.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from _common import machine_header  # noqa: E402
+
+OUT = ROOT / "docs" / "benchmarks" / "quant_auto.md"
+BUDGET = 0.01
+
+
+@dataclass
+class Case:
+    name: str
+    new: bool
+    model: Any  # torch module or Program
+    calib: list  # calibration batches (tuples)
+    validation: tuple  # the batch the search judges on
+    val_metric: Any  # (ref outputs, quantized outputs) -> drop
+    test: Any  # (onnx path) -> task metric on test data
+    metric_name: str
+
+
+def _session(path: str) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def _feeds(sess: ort.InferenceSession, inputs: tuple) -> dict:
+    out = {}
+    for i, meta in enumerate(sess.get_inputs()):
+        if i < len(inputs):
+            out[meta.name] = np.asarray(inputs[i])
+        else:  # states the export exposes: zeros
+            batch = np.asarray(inputs[0]).shape[0]
+            out[meta.name] = np.zeros([d if isinstance(d, int) else batch for d in meta.shape], np.float32)
+    return out
+
+
+def drop(score) -> Any:
+    """A task metric ``score(outputs) -> float`` as the search's loss: its drop from fp32."""
+    def loss(ref, out) -> float:
+        return max(0.0, score(ref) - score(out))
+
+    loss.__name__ = f"{score.__name__} drop"
+    return loss
+
+
+# --------------------------------------------------------------------------- cases
+def silero_case() -> Case:
+    from rnnc.data import speech_frame_labels, speech_sample
+    from rnnc.frontend.silero import CHUNK, CONTEXT, trace_silero
+
+    audio, rate = speech_sample()
+    program = trace_silero()
+    labels = speech_frame_labels(len(audio) // CHUNK)
+    xs, states, state, ctx = [], [], torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
+    for start in range(0, 15 * rate - CHUNK + 1, CHUNK):
+        chunk = torch.from_numpy(audio[None, start:start + CHUNK])
+        xs.append(torch.cat([ctx, chunk], dim=1))
+        states.append(state)
+        _, state = program.run(xs[-1], state)
+        ctx = chunk[:, -CONTEXT:]
+    split = 8 * rate // CHUNK
+    calib = [(torch.cat(xs[i:i + 64]), torch.cat(states[i:i + 64], dim=1)) for i in range(0, split, 64)]
+    validation = (torch.cat(xs[split:]), torch.cat(states[split:], dim=1))
+    val_labels = torch.from_numpy(labels[split:len(xs)])
+
+    def frame_accuracy(outputs) -> float:
+        return float(((outputs[0][:, 0] > 0.5).long() == val_labels).float().mean())
+
+    def test(path: str) -> float:
+        sess = _session(path)
+        st, cx, hits, n = np.zeros((2, 1, 128), np.float32), np.zeros((1, CONTEXT), np.float32), 0, 0
+        for k, start in enumerate(range(0, len(audio) - CHUNK + 1, CHUNK)):
+            chunk = audio[None, start:start + CHUNK]
+            prob, st = sess.run(None, {"x": np.concatenate([cx, chunk], 1), "state": st})[:2]
+            cx = chunk[:, -CONTEXT:]
+            if start >= 15 * rate:
+                hits, n = hits + int((prob[0, 0] > 0.5) == labels[k]), n + 1
+        return hits / n
+
+    return Case("Silero VAD", False, program, calib, validation, drop(frame_accuracy), test, "frame accuracy")
+
+
+#: more words for g2p (calibration: the 20 of quant_models.WORDS; validation and test: 40 each)
+EXTRA_WORDS = """about above across action answer around basket battery blanket bridge brother
+butter candle castle chicken circle cotton danger dinner doctor dragon engine evening family
+farmer finger flower forest garden golden guitar hammer harbor helmet hunter island jacket
+jungle kitchen ladder lemon letter lizard market meadow mirror monkey morning motor needle
+number orange oyster packet paper pencil pepper pillow planet pocket powder rabbit ribbon
+river rocket saddle sailor salad season shadow silver singer sister spider spring summer
+sunset table ticket tiger timber tomato tunnel turtle velvet village violin wagon walnut window
+winter wizard yellow""".split()
+
+
+def g2p_case() -> Case:
+    from quant_models import G2P, WORDS, g2p_inputs
+
+    model = G2P()
+    calib = [g2p_inputs(model, words=WORDS)]
+    words = [w for w in EXTRA_WORDS if len(w) <= 12][:80]
+    validation, test_in = g2p_inputs(model, words=words[:40]), g2p_inputs(model, words=words[40:])
+
+    def test(path: str) -> float:
+        sess = _session(path)
+        got = sess.run(None, _feeds(sess, (test_in[0].numpy(), test_in[1].numpy())))[0]
+        with torch.no_grad():
+            ref = model(*test_in).numpy()
+        return float((got.argmax(-1) == ref.argmax(-1)).mean())
+
+    def agreement_drop(ref, out) -> float:
+        return float((ref[0].argmax(-1) != out[0].argmax(-1)).float().mean())
+
+    agreement_drop.__name__ = "argmax disagreement"
+    return Case("g2p-en GRU (real weights)", False, model, calib, validation, agreement_drop, test,
+                "argmax agreement with fp32")
+
+
+class Stacked(nn.Module):
+    """in_proj -> 2-layer LSTM -> last step -> head."""
+
+    def __init__(self, dims: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.in_proj = nn.Linear(dims, hidden)
+        self.rnn = nn.LSTM(hidden, hidden, num_layers=2, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.in_proj(x))[0][:, -1])
+
+
+def sktime_case(stacked: bool) -> Case:
+    from quant_models import load_set, train
+
+    data = load_set("JapaneseVowels")
+    xtr, ytr, xte, yte, classes = data
+    if stacked:
+        torch.manual_seed(0)
+        model = Stacked(xtr.shape[2], 48, classes)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(40):
+            for idx in torch.randperm(len(xtr)).split(32):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+                opt.step()
+        model.eval()
+    else:
+        model = train("lstm", data)
+    cut = int(0.8 * len(xtr))
+    calib = [(xtr[i:i + 64],) for i in range(0, cut, 64)]
+    validation, val_y = (xtr[cut:],), ytr[cut:]
+
+    def accuracy(outputs) -> float:
+        return float((outputs[0].argmax(-1) == val_y).float().mean())
+
+    def test(path: str) -> float:
+        sess = _session(path)
+        logits = sess.run(None, _feeds(sess, (xte.numpy(),)))[0]
+        return float((logits.argmax(-1) == yte.numpy()).mean())
+
+    name = "JapaneseVowels 2-layer stacked LSTM" if stacked else "JapaneseVowels LSTM classifier"
+    return Case(name, stacked, model, calib, validation, drop(accuracy), test, "test accuracy")
+
+
+def speech_case(kind: str) -> Case:
+    from speech_model import WINDOW, train_vad
+
+    trained = train_vad(kind)
+    feats, labels, held = trained.feats, torch.from_numpy(trained.labels), torch.from_numpy(trained.test)
+    half = feats.shape[1] // 2
+    val_mask = held.clone()
+    val_mask[half:] = False
+    test_mask = held.clone()
+    test_mask[:half] = False
+    starts = [s for s in range(0, feats.shape[1] - WINDOW, WINDOW) if not held[s:s + WINDOW].any()]
+    windows = torch.stack([feats[0, s:s + WINDOW] for s in starts])
+    calib = [(windows[i:i + 8],) for i in range(0, len(windows), 8)]
+
+    def held_out_accuracy(outputs) -> float:
+        speech = (outputs[0][0, :, 0] > 0.5).long()
+        return float((speech[val_mask] == labels[val_mask]).float().mean())
+
+    def test(path: str) -> float:
+        sess = _session(path)
+        probs = sess.run(None, _feeds(sess, (feats.numpy(),)))[0][0, :, 0]
+        speech = torch.from_numpy((probs > 0.5).astype(np.int64))
+        return float((speech[test_mask] == labels[test_mask]).float().mean())
+
+    return Case(f"speech VAD, one {kind.upper()} layer", True, trained.model, calib, (feats,),
+                drop(held_out_accuracy), test, "held-out frame accuracy")
+
+
+# --------------------------------------------------------------------------- run
+def run_case(case: Case, tmp: Path) -> dict:
+    import rnnc
+
+    t0 = time.time()
+    fp32_path = tmp / "fp32.onnx"
+    example = case.calib[0]
+    rnnc.export_onnx(case.model, example, str(fp32_path))
+    row: dict[str, Any] = {"model": case.name + (" (new)" if case.new else ""), "metric": case.metric_name,
+                           "fp32": case.test(str(fp32_path))}
+    try:
+        q = rnnc.quantize(case.model, case.calib, "auto", max_loss=BUDGET, validation=[case.validation],
+                          metric=case.val_metric, example_inputs=example, progress=False)
+    except rnnc.RnncError as exc:
+        row.update(result=f"no plan: {exc}", seconds=time.time() - t0)
+        return row
+    q_path = tmp / "q.onnx"
+    q.export_onnx(str(q_path))
+    a = q.auto
+    c = a.chosen
+    levels = {lv: sum(v == lv for v in c.plan.values()) for lv in ("int8-static", "int8", "weight-only", "float")}
+    row.update(auto=case.test(str(q_path)), val_loss=c.loss, outliers=c.outliers,
+               plan=", ".join(f"{n} {lv}" for lv, n in levels.items() if n),
+               smaller=a.fp32_bytes / max(c.q_bytes, 1), fp32_ms=a.fp32_ms, q_ms=c.latency_ms,
+               speedup=a.fp32_ms / c.latency_ms, note=a.note, seconds=time.time() - t0, plans=len(a.trials))
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(OUT), help=f"where the Markdown goes (default {OUT})")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    import tempfile
+
+    rows = []
+    makers = (silero_case, g2p_case, lambda: sktime_case(False), lambda: sktime_case(True),
+              lambda: speech_case("lstm"), lambda: speech_case("gru"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for make in makers:
+            case = make()
+            rows.append(run_case(case, Path(tmp)))
+            print(f"[{case.name}: {rows[-1]['seconds']:.0f} s] {rows[-1]}", file=sys.stderr)
+    lines = machine_header("scheme auto on trained models: task metric, size, onnxruntime speed")
+    lines += ["Written by `benchmarks/quant_auto.py` (see its docstring). Budget: the task metric's drop on "
+              f"validation data <= {BUDGET}; test columns are the ONNX exports on data neither calibration nor "
+              "the search saw. Speed: onnxruntime on this CPU, the search's own timing on the validation batch.", "",
+              "| model | task metric | fp32 test | auto test | val drop | chosen plan (sites) | outliers | "
+              "smaller | fp32 ms | auto ms | speed | plans, s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for r in rows:
+        if "auto" not in r:
+            lines.append(f"| {r['model']} | {r['metric']} | {r['fp32']:.4f} | - | - | {r['result']} | | | | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['metric']} | {r['fp32']:.4f} | {r['auto']:.4f} | {r['val_loss']:.4f} | "
+                     f"{r['plan']} | {r['outliers']} | {r['smaller']:.1f}x | {r['fp32_ms']:.3f} | {r['q_ms']:.3f} | "
+                     f"{r['speedup']:.2f}x | {r['plans']}, {r['seconds']:.0f} |")
+        if r["note"]:
+            notes.append(f"- {r['model']}: {r['note']}")
+    if notes:
+        lines += ["", "Where no plan within budget beats fp32, the search says so:", *notes]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
