@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="weight bits and whether activations are int8 (default w8a8)")
     p.add_argument("--outliers", default=None, choices=("none", "keep", "smooth", "rotate", "clip"),
                    help="activation outlier treatment: keep hot channels in float, SmoothQuant scale migration, "
-                        "Hadamard rotation, or percentile clipping (default none; --scheme auto tries none, "
-                        "smooth and keep unless this names one)")
+                        "Hadamard rotation, or percentile clipping (default none; --scheme auto tries each "
+                        "unless this names one)")
     p.add_argument("--threshold", type=float, default=8.0, help="keep: max/median channel ratio of an outlier")
     p.add_argument("--alpha", type=float, default=0.5, help="smooth: migration strength in [0, 1]")
     p.add_argument("--percentile", type=float, default=99.99, help="clip: percentile of |x| kept in range")

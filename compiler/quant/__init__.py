@@ -87,7 +87,7 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = 
     Hessians those stats lack.
 
     ``scheme="auto"`` searches per-site precision (static or dynamic int8 activations, weight-only
-    int8, float) and the outlier treatment (none, smooth, keep; ``outliers`` fixes one) for the
+    int8, float) and the outlier treatment (none, smooth, keep, clip, rotate; ``outliers`` fixes one) for the
     fastest plan (timed in onnxruntime for ``cpu/host``) whose loss on held-out calibration batches
     (or ``validation``; ``measure=False`` skips the timing and ranks by level) is at most
     ``max_loss`` by ``metric(float_outputs, quantized_outputs)`` (default: relative L2

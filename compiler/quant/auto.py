@@ -16,7 +16,7 @@ be a search, with the knobs as overrides.  The search here:
 4. per site the levels are, fastest first: ``int8-static`` (calibrated activation scales: static
    int8 chains, no per-call quantization), ``int8`` (dynamic per-call scales), ``weight-only``
    (int8 weights, float activations), ``float``; and the outlier treatment of the whole model
-   is searched too (``none``, ``smooth``, ``keep``) unless the caller fixed one;
+   is searched too (``none``, ``smooth``, ``keep``, ``clip``, ``rotate``) unless the caller fixed one;
 5. per treatment, greedy descent from the fastest plan: while the loss is over budget, the most
    sensitive site not yet float steps down one level; then a climb: each site, least sensitive
    first, steps back up while the plan stays within budget (the descent may overshoot);
@@ -54,7 +54,7 @@ from rnnc.quant.rewrite import quantize_program
 #: what a site can be, fastest first
 LEVELS = ("int8-static", "int8", "weight-only", "float")
 #: whole-model outlier treatments the search tries when the caller fixed none
-TREATMENTS = ("none", "smooth", "keep")
+TREATMENTS = ("none", "smooth", "keep", "clip", "rotate")
 _INT_ACTS = ("int8-static", "int8")
 
 
