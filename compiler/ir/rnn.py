@@ -93,6 +93,50 @@ def _infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[T
     return (TensorType(y_shape, x.dtype), *states_out)
 
 
+#: ``run_direction(layer, direction, cell, layer_in, out, offset, states)``: run one (layer,
+#: direction) over ``layer_in [T, B, I]``, write its ``[T, B, F]`` output into ``out[..., offset:
+#: offset + F]`` and leave its final states in the ``states`` views (``[B, *shape]`` each, holding
+#: the initial states on entry)
+RunDirection = Any
+
+
+def run_stack(cells: Sequence[Cell], dirs: int, x_tm: Any, inits: Sequence[Any | None], run_direction: RunDirection,
+              *, out_dtype: Any = None, state_dtype: Any = None, device: Any = None,
+              batch_first_out: bool = False, zeroed: bool = False) -> tuple[Any, list[Any]]:
+    """The one layer-stack driver (interpreter and every backend's runner): chains the layers of
+    an ``rnn`` node through ``[T, B, D*F]`` outputs, each direction writing its slice, with the
+    states laid out like ``torch.nn.LSTM`` (``[L*D, B, *shape]``, zeros where ``inits`` has None).
+
+    Returns the last layer's output (time-major; a batch-major buffer transposed when
+    ``batch_first_out``, so the caller's final transpose is free) and the final states.
+    ``zeroed``: outputs start at zeros (for kernels that skip padded steps) instead of empty."""
+    import torch
+
+    steps, batch = int(x_tm.shape[0]), int(x_tm.shape[1])
+    device = device if device is not None else x_tm.device
+    out_dtype = out_dtype or x_tm.dtype
+    lay = len(cells) * dirs
+    states = []
+    for i, s in enumerate(cells[0].states):
+        dtype = state_dtype or getattr(torch, s.dtype)
+        init = inits[i] if i < len(inits) else None
+        states.append(torch.zeros((lay, batch, *s.shape), dtype=dtype, device=device) if init is None
+                      else init.to(device=device, dtype=dtype).clone().contiguous())
+    layer_in = x_tm
+    alloc = torch.zeros if zeroed else torch.empty
+    for k, cell in enumerate(cells):
+        feat = dirs * cell.output_size
+        if batch_first_out and k == len(cells) - 1:
+            out = alloc((batch, steps, feat), dtype=out_dtype, device=device).transpose(0, 1)
+        else:
+            out = alloc((steps, batch, feat), dtype=out_dtype, device=device)
+        for d in range(dirs):
+            idx = k * dirs + d
+            run_direction(k, d, cell, layer_in, out, d * cell.output_size, [s[idx] for s in states])
+        layer_in = out
+    return layer_in, states
+
+
 def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
     import torch
 
@@ -100,46 +144,36 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
     from rnnc.ir.ops_quant import sequence_codes
 
     cells, dirs, _ = rnn_layout(attrs)
-    x = xs[0] if attrs["batch_first"] else xs[0].transpose(0, 1)
+    x_tm = xs[0].transpose(0, 1) if attrs["batch_first"] else xs[0]
     lengths = xs[1]
     n_states = len(cells[0].states)
-    batch, steps = x.shape[0], x.shape[1]
-    inits = xs[2:2 + n_states]
+    steps = int(x_tm.shape[0])
     per_direction = direction_params(attrs, xs[2 + n_states:])
-    finals: list[list[Any]] = [[] for _ in range(n_states)]
-    layer_in = x
-    for k, cell in enumerate(cells):
+
+    def direction(k: int, d: int, cell: Cell, layer_in: Any, out: Any, off: int, states: list[Any]) -> None:
         if cell.attr("xquant") == "sequence":  # quantized cell input: the whole sequence at one scale
-            layer_in = sequence_codes(layer_in)
-        outs = []
-        for d in range(dirs):
-            idx = k * dirs + d
-            params = per_direction[idx]
-            state = []
-            for i, s in enumerate(cell.states):
-                init = inits[i]
-                state.append(init[idx] if init is not None else torch.zeros(
-                    (batch, *s.shape), dtype=getattr(torch, s.dtype), device=x.device))
-            ys: list[Any] = [None] * steps
-            order = range(steps - 1, -1, -1) if d == 1 else range(steps)
-            for t in order:
-                env = {"x": layer_in[:, t], **dict(zip(cell.state_names, state, strict=True)), **params}
-                res = run_graph(cell.step, env)
-                y, new = res[0], list(res[1:])
-                if lengths is not None:
-                    live = (lengths > t).to(x.device)
-                    new = [torch.where(live.view(-1, *([1] * (n.dim() - 1))), n, o)
-                           for n, o in zip(new, state, strict=True)]
-                    y = torch.where(live.view(-1, *([1] * (y.dim() - 1))), y, torch.zeros_like(y))
-                ys[t] = y
-                state = new
-            outs.append(torch.stack(ys, dim=1) if steps else layer_in.new_zeros(
-                (batch, 0, cell.output_size)))
-            for i in range(n_states):
-                finals[i].append(state[i])
-        layer_in = torch.cat(outs, dim=-1) if dirs > 1 else outs[0]
-    y = layer_in if attrs["batch_first"] else layer_in.transpose(0, 1)
-    return (y, *(torch.stack(f, dim=0) for f in finals))
+            layer_in = sequence_codes(layer_in)  # per tensor: the layout does not matter
+        params = per_direction[k * dirs + d]
+        state = [s.clone() for s in states]
+        ys: list[Any] = [None] * steps
+        for t in (range(steps - 1, -1, -1) if d == 1 else range(steps)):
+            env = {"x": layer_in[t], **dict(zip(cell.state_names, state, strict=True)), **params}
+            res = run_graph(cell.step, env)
+            y, new = res[0], list(res[1:])
+            if lengths is not None:
+                live = (lengths > t).to(layer_in.device)
+                new = [torch.where(live.view(-1, *([1] * (n.dim() - 1))), n, o)
+                       for n, o in zip(new, state, strict=True)]
+                y = torch.where(live.view(-1, *([1] * (y.dim() - 1))), y, torch.zeros_like(y))
+            ys[t] = y
+            state = new
+        if steps:
+            out[:, :, off:off + cell.output_size] = torch.stack(ys, dim=0)
+        for view, final in zip(states, state, strict=True):
+            view.copy_(final)
+
+    y, finals = run_stack(cells, dirs, x_tm, xs[2:2 + n_states], direction, batch_first_out=attrs["batch_first"])
+    return (y.transpose(0, 1) if attrs["batch_first"] else y, *finals)
 
 
 OPS["rnn"] = OpDef("rnn", 2, None, ("cells", "num_layers", "bidirectional", "batch_first"), _infer, _evaluate,

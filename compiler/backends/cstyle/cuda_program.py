@@ -2,7 +2,7 @@
 
 The GPU twin of :mod:`rnnc.backends.cstyle.program` / :mod:`~rnnc.backends.cstyle.runtime`:
 the same calling convention (scalars ``sc``, buffers in ``Kernel.args`` then ``Kernel.work``
-order), the same weight packing (``Kernel.packs``), the same layer chaining, but the tensors
+order), the same weight packing (``Kernel.packs``), the same ``RnnRunner`` (one layer stack), but the tensors
 live on the GPU in the kernel's storage dtype (``x``, ``y`` and weights fp32/fp16/bf16; states
 and scratch fp32) and the kernel is launched through :mod:`~rnnc.backends.cstyle.cuda_driver`.
 Non-recurrent nodes run through the IR's torch semantics on the same device.
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from rnnc.backends.cstyle.cuda_driver import CudaKernel, driver, pick_cubin
-from rnnc.backends.cstyle.runtime import bound_tensors, launch_values
+from rnnc.backends.cstyle.runtime import RnnRunner, bound_tensors, launch_values
 from rnnc.errors import UnsupportedError, UserInputError
-from rnnc.ir.graph import Cell, Program
+from rnnc.ir.graph import Program
 from rnnc.ir.interp import run_graph
 from rnnc.ir.printer import layer_cells, layer_key
 from rnnc.ir.rnn import direction_params, rnn_layout
@@ -82,50 +82,6 @@ class CudaLayerRunner:
         self.launcher.launch(sc, bufs, torch.cuda.current_stream(self.device).cuda_stream)
 
 
-class CudaRnnRunner:
-    """The layers of one ``rnn`` node on the GPU (``nn.LSTM`` layout, like ``RnnRunner``)."""
-
-    def __init__(self, runners: list[list[CudaLayerRunner]], cells: Sequence[Cell], batch_first: bool) -> None:
-        self.runners, self.cells, self.batch_first = runners, list(cells), batch_first
-        self.dirs = len(runners[0])
-        self.device = runners[0][0].device
-        self.store = _torch_dtype(runners[0][0].dtype)
-
-    def __call__(self, x: Any, lengths: Any = None, init_states: Sequence[Any | None] | None = None
-                 ) -> tuple[Any, ...]:
-        import torch
-
-        in_dtype = x.dtype
-        x = x.to(device=self.device, dtype=self.store)
-        xt = x.transpose(0, 1) if self.batch_first else x
-        if xt.stride(-1) != 1:
-            xt = xt.contiguous()
-        steps, batch = int(xt.shape[0]), int(xt.shape[1])
-        lay = len(self.cells) * self.dirs
-        states = []
-        for i, s in enumerate(self.cells[0].states):
-            init = init_states[i] if init_states is not None else None
-            if init is None:
-                states.append(torch.zeros((lay, batch, *s.shape), dtype=torch.float32, device=self.device))
-            else:
-                states.append(init.to(device=self.device, dtype=torch.float32).clone().contiguous())
-        if lengths is not None:
-            lengths = lengths.to(device=self.device, dtype=torch.int64).contiguous()
-        layer_in = xt
-        for k, cell in enumerate(self.cells):
-            feat = self.dirs * cell.output_size
-            if self.batch_first and k == len(self.cells) - 1:
-                out = torch.empty((batch, steps, feat), dtype=self.store, device=self.device).transpose(0, 1)
-            else:
-                out = torch.empty((steps, batch, feat), dtype=self.store, device=self.device)
-            for d, runner in enumerate(self.runners[k]):
-                idx = k * self.dirs + d
-                runner.run(layer_in, out, d * cell.output_size, [s[idx] for s in states], lengths, reverse=d == 1)
-            layer_in = out
-        y = layer_in.transpose(0, 1) if self.batch_first else layer_in
-        return (y.to(in_dtype), *(s.to(in_dtype) for s in states))
-
-
 class CudaProgram:
     """A Program whose recurrent layers run as CUDA kernels on the current GPU.
 
@@ -139,7 +95,7 @@ class CudaProgram:
         self.program = program
         self.device = torch.device("cuda", driver().ordinal)
         self.weights = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in program.weights.items()}
-        self.rnns: dict[str, CudaRnnRunner] = {}
+        self.rnns: dict[str, RnnRunner] = {}
         for node in program.rnn_nodes():
             cells, dirs, _ = rnn_layout(node.attr_dict)
             per_direction = direction_params(node.attr_dict, node.inputs[2 + len(cells[0].states):])
@@ -155,7 +111,9 @@ class CudaProgram:
                                                f"needs weights stored in the Program") from None
                     row.append(CudaLayerRunner(kernel, launcher, params, self.device))
                 runners.append(row)
-            self.rnns[node.outputs[0]] = CudaRnnRunner(runners, cells, node.attr_dict["batch_first"])
+            first = runners[0][0]
+            self.rnns[node.outputs[0]] = RnnRunner(runners, cells, node.attr_dict["batch_first"], device=first.device,
+                                                   store=_torch_dtype(first.dtype))
 
     def __call__(self, *inputs: Any) -> Any:
         import torch

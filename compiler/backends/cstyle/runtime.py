@@ -145,46 +145,45 @@ class LayerRunner:
 
 
 class RnnRunner:
-    """The layers of one ``rnn`` node: ``runners[layer][direction]``; torch ``nn.LSTM`` layout."""
+    """The layers of one ``rnn`` node: ``runners[layer][direction]``; torch ``nn.LSTM`` layout.
 
-    def __init__(self, runners: list[list[LayerRunner]], cells: Sequence[Any], batch_first: bool) -> None:
+    The same class drives the C dialect's :class:`LayerRunner` on this CPU (``device`` None,
+    float32) and the CUDA dialect's ``CudaLayerRunner`` on a GPU (``device`` set, ``store`` the
+    kernels' storage dtype for ``x``/``y``; states fp32); the layer stack itself is
+    :func:`rnnc.ir.rnn.run_stack`, the one driver every backend shares."""
+
+    def __init__(self, runners: list[list[Any]], cells: Sequence[Any], batch_first: bool, device: Any = None,
+                 store: Any = None) -> None:
         self.runners, self.cells, self.batch_first = runners, list(cells), batch_first
         self.dirs = len(runners[0])
+        self.device, self.store = device, store
 
     def __call__(self, x: Any, lengths: Any = None, init_states: Sequence[Any | None] | None = None
                  ) -> tuple[Any, ...]:
         import torch
 
-        if x.dtype != torch.float32:
+        from rnnc.ir.rnn import run_stack
+
+        in_dtype = x.dtype
+        if self.device is None and x.dtype != torch.float32:
             raise UnsupportedError(f"the C backend runs float32 inputs, got {x.dtype}")
+        if self.device is not None:
+            x = x.to(device=self.device, dtype=self.store)
         xt = x.transpose(0, 1) if self.batch_first else x
         if xt.stride(-1) != 1:
             xt = xt.contiguous()
-        steps, batch = int(xt.shape[0]), int(xt.shape[1])
-        first = self.cells[0]
-        lay = len(self.cells) * self.dirs
-        states = []
-        for i, s in enumerate(first.states):
-            init = init_states[i] if init_states is not None and init_states[i] is not None else None
-            if init is None:
-                states.append(torch.zeros((lay, batch, *s.shape), dtype=torch.float32))
-            else:
-                states.append(init.to(torch.float32).clone().contiguous())
         if lengths is not None:
-            lengths = lengths.to(torch.int64).contiguous()
-        layer_in = xt
-        for k, cell in enumerate(self.cells):
-            feat = self.dirs * cell.output_size
-            if self.batch_first and k == len(self.cells) - 1:
-                out = torch.empty((batch, steps, feat), dtype=torch.float32).transpose(0, 1)
-            else:
-                out = torch.empty((steps, batch, feat), dtype=torch.float32)
-            for d, runner in enumerate(self.runners[k]):
-                idx = k * self.dirs + d
-                runner.run(layer_in, out, d * cell.output_size, [s[idx] for s in states], lengths, reverse=d == 1)
-            layer_in = out
-        y = layer_in.transpose(0, 1) if self.batch_first else layer_in
-        return (y, *states)
+            lengths = lengths.to(device=xt.device, dtype=torch.int64).contiguous()
+
+        def direction(k: int, d: int, cell: Any, layer_in: Any, out: Any, off: int, states: list[Any]) -> None:
+            self.runners[k][d].run(layer_in, out, off, states, lengths, reverse=d == 1)
+
+        y, states = run_stack(self.cells, self.dirs, xt, list(init_states or ()), direction, out_dtype=xt.dtype,
+                              state_dtype=torch.float32, device=xt.device, batch_first_out=self.batch_first)
+        y = y.transpose(0, 1) if self.batch_first else y
+        if self.device is None:
+            return (y, *states)
+        return (y.to(in_dtype), *(s.to(in_dtype) for s in states))
 
     def stream(self, batch: int = 1) -> Stream:
         return Stream(self, batch)

@@ -220,32 +220,24 @@ def _run_multi_block(lk: LayerKernel, args: list[Any], y: Any, init: list[Any], 
 
 def run_rnn(kernels: list[LayerKernel], attrs: dict[str, Any], xs: list[Any]) -> tuple[Any, ...]:
     """The ``rnn`` op (same inputs/outputs as ``rnnc.ir.rnn``) with one launch per layer and direction."""
-    import torch
 
-    from rnnc.ir.rnn import direction_params, rnn_layout
+    from rnnc.ir.rnn import direction_params, rnn_layout, run_stack
 
     cells, dirs, _ = rnn_layout(attrs)
-    x = xs[0].transpose(0, 1) if attrs["batch_first"] else xs[0]
+    x = (xs[0].transpose(0, 1) if attrs["batch_first"] else xs[0]).contiguous()
     lengths = xs[1]
     n_states = len(cells[0].states)
-    batch = x.shape[1]
     per_direction = direction_params(attrs, xs[2 + n_states:])
-    finals: list[list[Any]] = [[] for _ in range(n_states)]
-    layer_in = x.contiguous()
-    for k, cell in enumerate(cells):
-        outs = []
-        for d in range(dirs):
-            idx = k * dirs + d
-            params = per_direction[idx]
-            init = [xs[2 + i][idx] if xs[2 + i] is not None else torch.zeros(
-                (batch, *s.shape), dtype=x.dtype, device=x.device) for i, s in enumerate(cell.states)]
-            y, fin = run_layer(kernels[k], layer_in, params, init, lengths, reverse=d == 1)
-            outs.append(y)
-            for i in range(n_states):
-                finals[i].append(fin[i])
-        layer_in = torch.cat(outs, dim=-1) if dirs > 1 else outs[0]
-    y = layer_in.transpose(0, 1) if attrs["batch_first"] else layer_in
-    return (y, *(torch.stack(f, dim=0) for f in finals))
+
+    def direction(k: int, d: int, cell: Any, layer_in: Any, out: Any, off: int, states: list[Any]) -> None:
+        y, fin = run_layer(kernels[k], layer_in.contiguous(), per_direction[k * dirs + d], list(states), lengths,
+                           reverse=d == 1)
+        out[:, :, off:off + cell.output_size] = y
+        for view, final in zip(states, fin, strict=True):
+            view.copy_(final)
+
+    y, finals = run_stack(cells, dirs, x, xs[2:2 + n_states], direction, out_dtype=x.dtype, state_dtype=x.dtype)
+    return (y.transpose(0, 1) if attrs["batch_first"] else y, *finals)
 
 
 class TritonProgram:

@@ -15,7 +15,7 @@ from rnnc.backends.tvm.layer import pack_weight, packed_tiles
 from rnnc.errors import UserInputError
 from rnnc.ir.graph import Node, Program
 from rnnc.ir.interp import run_graph
-from rnnc.ir.rnn import direction_params, rnn_layout
+from rnnc.ir.rnn import direction_params, rnn_layout, run_stack
 
 
 class TvmProgram:
@@ -60,28 +60,29 @@ class TvmProgram:
         x, lengths = args[0], args[1]
         n_states = len(cells[0].states)
         inits, per_direction = args[2:2 + n_states], direction_params(attrs, args[2 + n_states:])
-        layer_in = (x.transpose(0, 1) if attrs["batch_first"] else x).float().contiguous()
-        steps, batch = layer_in.shape[0], layer_in.shape[1]
+        x_tm = (x.transpose(0, 1) if attrs["batch_first"] else x).float().contiguous()
+        steps, batch = x_tm.shape[0], x_tm.shape[1]
         lens = (lengths.to(torch.int64).contiguous() if lengths is not None
                 else torch.full((batch,), steps, dtype=torch.int64))
-        finals: list[list[Any]] = [[] for _ in range(n_states)]
-        for k, cell in enumerate(cells):
-            y = torch.zeros((steps, batch, dirs * cell.output_size), dtype=layer_in.dtype)
-            for d in range(dirs):
-                f = self.layers[(index, k, d)]
-                params = per_direction[k * dirs + d]
-                bufs = []
-                for i, s in enumerate(cell.states):
-                    buf = torch.zeros((2, batch, *s.shape), dtype=torch.float32)
-                    if inits[i] is not None:
-                        buf[0] = inits[i][k * dirs + d]
-                    bufs.append(buf)
-                tiles = packed_tiles(f.plan, f.knobs)
-                packed = [self._weight(params[p], tiles.get(p)) for p in cell.param_names]
-                if steps:
-                    self._fn(f.name)(layer_in, y, lens, *bufs, *packed)
-                for i, buf in enumerate(bufs):
-                    finals[i].append(buf[steps % 2].clone())
-            layer_in = y
-        out = layer_in.transpose(0, 1) if attrs["batch_first"] else layer_in
-        return (out.contiguous(), *(torch.stack(f, 0) for f in finals))
+
+        def direction(k: int, d: int, cell: Any, layer_in: Any, out: Any, off: int, states: list[Any]) -> None:
+            # the TVM function writes its own columns of the whole [T, B, D*F] output (its direction is
+            # compiled in) and double-buffers each state: [0] holds the initial, [T % 2] the final
+            f = self.layers[(index, k, d)]
+            params = per_direction[k * dirs + d]
+            bufs = []
+            for view, s in zip(states, cell.states, strict=True):
+                buf = torch.zeros((2, batch, *s.shape), dtype=torch.float32)
+                buf[0] = view
+                bufs.append(buf)
+            tiles = packed_tiles(f.plan, f.knobs)
+            packed = [self._weight(params[p], tiles.get(p)) for p in cell.param_names]
+            if steps:
+                self._fn(f.name)(layer_in.contiguous(), out, lens, *bufs, *packed)
+            for view, buf in zip(states, bufs, strict=True):
+                view.copy_(buf[steps % 2])
+
+        y, finals = run_stack(cells, dirs, x_tm, inits, direction, out_dtype=x_tm.dtype, state_dtype=torch.float32,
+                              zeroed=True)
+        out = y.transpose(0, 1) if attrs["batch_first"] else y
+        return (out.contiguous(), *finals)

@@ -127,3 +127,27 @@ def test_gpu_shaped_loop_nest_runs_in_c() -> None:
         want = rnn_program([cell], [[weights]]).run(x)
         for g, w in zip(got, want, strict=True):
             assert_close(g, w, "float32", "c", f"{name} GPU-shaped nest")
+
+
+def test_one_runner_drives_host_and_device_layers_alike() -> None:
+    """``RnnRunner`` is the C and the CUDA dialects' one layer-stack runner: with ``device`` and
+    ``store`` set (the CUDA path) it moves inputs there and outputs back. Driven here with CPU
+    tensors and C layer kernels, so the device branch runs without a GPU; a bidirectional
+    two-layer LSTM with initial states against the interpreter."""
+    from rnnc.backends.cstyle.program import build_cell_kernel
+    from rnnc.backends.cstyle.runtime import LayerRunner, RnnRunner
+
+    torch.manual_seed(3)
+    lstm = torch.nn.LSTM(5, 8, num_layers=2, bidirectional=True, batch_first=True).eval()
+    cells = [CELLS["lstm"].build_cell(5 if k == 0 else 16, 8) for k in range(2)]
+    builds = [build_cell_kernel(cell) for cell in cells]
+    runners = [[LayerRunner(builds[k].kernel, builds[k].fn,
+                            {p: getattr(lstm, f"{p}_l{k}{'_reverse' if d else ''}").detach() for p in cell.param_names})
+                for d in range(2)] for k, cell in enumerate(cells)]
+    x, h0, c0 = torch.randn(3, 6, 5), torch.randn(4, 3, 8), torch.randn(4, 3, 8)
+    with torch.no_grad():
+        y, (h, c) = lstm(x, (h0, c0))  # torch itself is the reference
+    for device, store in ((None, None), (torch.device("cpu"), torch.float32)):
+        got = RnnRunner(runners, cells, batch_first=True, device=device, store=store)(x, None, [h0, c0])
+        for g, w in zip(got, (y, h, c), strict=True):
+            assert_close(g, w, "float32", "c", f"runner device={device}")
