@@ -10,14 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from rnnc.backends import register_backend
+from rnnc.backends.cstyle.variants import CUDA, C, Variant
 
 
 class _CStyleBackend:
     """``supports`` answers per rnn layer: the loop nest must lower (every op of the step graph
-    known to the lowering) and, for CUDA, fit the target's shared memory."""
+    known to the lowering) and, for CUDA, fit the target's shared memory.  What differs between
+    C and CUDA is the :class:`~rnnc.backends.cstyle.variants.Variant`'s data."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, variant: Variant) -> None:
+        self.variant = variant
+        self.name = variant.name
 
     def supports(self, program: Any, target: Any = None) -> tuple[bool, str]:
         from rnnc.errors import RnncError
@@ -28,20 +31,20 @@ class _CStyleBackend:
             from rnnc.targets import get
 
             target = get(target)
-        if self.name == "c" and target is not None and getattr(target, "gpu", None) is not None:
-            return False, f"the C backend runs on CPUs; {target.tag} is a GPU (use --backend cuda)"
-        if self.name == "cuda" and target is not None and getattr(target, "gpu", None) is None:
-            return False, f"the CUDA backend needs a GPU target; {target.tag} is a CPU (use --backend c)"
+        wrong = self.variant.wrong_target(target) if target is not None else ""
+        if wrong:
+            return False, wrong
         if not program.rnn_nodes():
             return False, "the program has no recurrent layer (rnn node) to compile"
         for node in program.rnn_nodes():
             cells, _, _ = rnn_layout(node.attr_dict)
             for cell in cells:
                 dtype = cell.step.inputs[0][1].dtype
-                if self.name == "c" and dtype != "float32":
-                    return False, f"the C backend runs float32 cells; {cell.kind} is {dtype}"
+                if dtype not in self.variant.kernel_dtypes:
+                    return False, (f"the {self.name.upper()} backend runs {'/'.join(self.variant.kernel_dtypes)} "
+                                   f"cells; {cell.kind} is {dtype}")
                 try:
-                    lower_layer(cell, target, dtype=dtype if self.name == "cuda" else "float32")
+                    lower_layer(cell, target, dtype=self.variant.kernel_dtype(dtype))
                 except RnncError as exc:
                     return False, str(exc)
         return True, ""
@@ -52,12 +55,12 @@ class _CStyleBackend:
         return compile_to_dir(program, target, self.name, outdir, schedule, **kw)
 
     def runnable(self, program: Any, target: Any, schedule: Any = None) -> Any:
-        """A callable running ``program`` in this process: CUDA kernels on this machine's GPU when
+        """A callable running ``program`` in this process: GPU kernels on this machine's GPU when
         it has one and nvcc to build them (launched through the driver API), else the C rendering
         of the same loop nest."""
         from rnnc.backends.cstyle.program import CompiledProgram
 
-        if self.name == "cuda":
+        if self.variant.on_gpu:
             from rnnc.backends.cstyle.build import nvcc_path
             from rnnc.backends.cstyle.cuda_driver import cuda_available
 
@@ -65,7 +68,7 @@ class _CStyleBackend:
                 from rnnc.backends.cstyle.cuda_program import compile_cuda_program
 
                 return compile_cuda_program(program, target, schedule)
-        return CompiledProgram(program, target if self.name == "c" else None, schedule)
+        return CompiledProgram(program, None if self.variant.on_gpu else target, schedule)
 
     def load(self, outdir: str) -> Any:
         from rnnc.backends.cstyle.artifact import load
@@ -73,8 +76,8 @@ class _CStyleBackend:
         return load(outdir)
 
 
-C_BACKEND = register_backend(_CStyleBackend("c"))
-CUDA_BACKEND = register_backend(_CStyleBackend("cuda"))
+C_BACKEND = register_backend(_CStyleBackend(C))
+CUDA_BACKEND = register_backend(_CStyleBackend(CUDA))
 
 
 def compile_program(program: Any, target: Any = None, schedule: Any = None, **kw: Any) -> Any:

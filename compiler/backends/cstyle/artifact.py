@@ -27,6 +27,7 @@ from rnnc.backends.cstyle.build import build_c, c_flags, compile_cuda, load_libr
 from rnnc.backends.cstyle.cuda_fit import fit_cuda_schedule
 from rnnc.backends.cstyle.dialects import CDialect, CudaDialect
 from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
+from rnnc.backends.cstyle.variants import variant
 from rnnc.backends.manifest import manifest_file, read_manifest, read_program, write_manifest, write_program
 from rnnc.errors import InfeasibleError, UserInputError
 from rnnc.ir import layer_cells, layer_key
@@ -43,7 +44,7 @@ def _target(target: Any, backend: str) -> Any:
     from rnnc.targets import get
 
     if target is None:
-        target = "cpu/host" if backend == "c" else "nvidia/h100-sxm"
+        target = variant(backend).default_target
     return get(target) if isinstance(target, str) else target
 
 
@@ -102,14 +103,15 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
                   dtype: str = "float32", archs: tuple[str, ...] = CUDA_ARCHS, batch: int = 1) -> dict[str, Any]:
     """Lower, render, build one layer into ``outdir``; returns its manifest entry."""
     key = layer_key(cell)
-    kdtype = dtype if backend == "cuda" else "float32"
+    v = variant(backend)
+    kdtype = v.kernel_dtype(dtype)
     note, fit = "", None
-    if backend == "cuda" and schedule is None and getattr(target, "gpu", None) is not None \
+    if v.on_gpu and schedule is None and getattr(target, "gpu", None) is not None \
             and analyse_gates(cell) is not None:
         # the solver's Schedule, refitted until ptxas meets its register prediction (cuda_fit)
         fit = fit_cuda_schedule(cell, target, kdtype, f"rnnc_{key}", batch, also=archs)
         sched, kernel, note = fit.schedule, fit.kernel, fit.note
-    elif backend == "c":  # the C default is the heuristic knobs rnnc.compile uses (rnnc.tune.resolve)
+    elif not v.on_gpu:  # the CPU default is the heuristic knobs rnnc.compile uses (rnnc.tune.resolve)
         sched = schedule
         kernel = lower_layer(cell, target, sched, kdtype, name=f"rnnc_{key}")
     else:
@@ -130,7 +132,7 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
     flags = c_flags(target)
     shutil.copy(build_c(c_src, flags), outdir / f"{key}.so")
     entry.update(source_c=f"{key}.c", library=f"{key}.so", c_flags=" ".join(flags))
-    if backend == "cuda":
+    if v.on_gpu:  # the GPU dialect's source and a cubin per architecture beside the C twin
         r = CudaDialect(kernel, dtype)
         cu = r.render()
         (outdir / f"{key}.cu").write_text(cu)
@@ -172,8 +174,7 @@ def compile_to_dir(program: Program, target: Any, backend: str, outdir: str | Pa
                    archs: tuple[str, ...] | None = None, batch: int = 1) -> dict[str, Any]:
     """Write the output directory (module docstring) and return the manifest. By default cubins
     are built for the target's own architecture first, then for the common data-centre ones."""
-    if backend not in ("c", "cuda"):
-        raise UserInputError(f"the C-style backends are 'c' and 'cuda', not {backend!r}")
+    variant(backend)  # one sentence for a name that is neither
     spec = _target(target, backend)
     if archs is None:
         gpu = getattr(spec, "gpu", None)
@@ -204,7 +205,7 @@ def load(outdir: str | Path) -> Any:
 
     out = Path(outdir)
     manifest = read_manifest(out)
-    if manifest.get("backend") == "cuda" and cuda_available():
+    if variant(manifest.get("backend", "c")).on_gpu and cuda_available():
         from rnnc.backends.cstyle.cuda_program import load_cuda
 
         return load_cuda(out)
