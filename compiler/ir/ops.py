@@ -140,6 +140,11 @@ def _binary_infer_for(name: str) -> Infer:
     return infer
 
 
+#: the elementwise scalar ops, by arity: the table every backend's scalar renderer covers
+#: (``tests/test_op_tables.py`` names the tables a new op still needs)
+UNARY_OPS = frozenset(_UNARY)
+BINARY_OPS = frozenset(_BINARY)
+
 for _name, _fn in _UNARY.items():
     OPS[_name] = OpDef(_name, 1, 1, (), _unary_infer, (lambda f: lambda xs, a: (f(xs[0]),))(_fn), True)
 for _name, _fn in _BINARY.items():

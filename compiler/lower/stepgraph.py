@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from rnnc.errors import UnsupportedError
 from rnnc.ir.graph import Graph, Node
+from rnnc.ir.ops import BINARY_OPS, UNARY_OPS
 from rnnc.lower.loopnest import (
     Alloc,
     Barrier,
@@ -37,9 +38,9 @@ from rnnc.lower.loopnest import (
     mul,
 )
 
-_UNARY = {"neg", "sigmoid", "tanh", "exp", "log", "softplus", "relu", "abs", "sqrt", "silu", "gelu",
-          "logsigmoid", "reciprocal", "cos", "sin"}
-_BINARY = {"add", "sub", "mul", "div", "max", "min", "pow", "gt", "lt"}
+#: the loop nest takes every scalar op of the IR (its C-style renderers spell them all)
+_UNARY = UNARY_OPS
+_BINARY = BINARY_OPS
 _VIEWS = {"reshape", "unsqueeze", "squeeze", "split", "slice", "select", "transpose", "cast"}
 
 

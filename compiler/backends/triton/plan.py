@@ -27,13 +27,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from rnnc.backends.triton.scalar import BINARY as _BINARY_TABLE
+from rnnc.backends.triton.scalar import UNARY as _UNARY_TABLE
 from rnnc.errors import UnsupportedError
 from rnnc.ir.graph import Cell, Graph, Node
 
-#: ops the loop renderer knows (``rnnc.backends.triton.render``); anything else is declined
-UNARY = ("neg", "sigmoid", "tanh", "exp", "log", "softplus", "relu", "abs", "sqrt", "silu",
-         "logsigmoid", "reciprocal", "cos", "sin")
-BINARY = ("add", "sub", "mul", "div", "max", "min", "gt", "lt")
+#: ops the loop renderer knows: the keys of its table (``scalar.py``); anything else is declined
+UNARY = tuple(_UNARY_TABLE)
+BINARY = tuple(_BINARY_TABLE)
 LOOP_OPS = frozenset((*UNARY, *BINARY, "linear", "split", "concat", "const", "cast", "clamp", "where"))
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 
