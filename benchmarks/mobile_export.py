@@ -103,7 +103,7 @@ def vad_case(kind: str):
         return trained.accuracy(speech)
 
     return (f"speech {kind.upper()} (trained)", trained.model, (trained.feats[:, :8],),
-            [trained.feats[:, :320]], accuracy)
+            [trained.train_windows()], accuracy)
 
 
 def _feeds(sess: ort.InferenceSession, example) -> dict:

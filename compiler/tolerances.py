@@ -2,22 +2,22 @@
 
 Keyed by (dtype, backend).  ``interp`` is the IR interpreter, ``reference`` the plain-torch cell
 references; compiled backends add their rows here rather than loosening asserts in tests.
-Absolute and relative tolerances follow ``torch.testing.assert_close`` semantics.
+Absolute and relative tolerances follow ``torch.testing.assert_close`` semantics.  Beside the
+table, ``OBSERVED`` holds the largest error the test suite saw for each row (written by
+``tools/observed_tolerances.py``), so a row far looser than what it guards shows up as one.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 #: (dtype, backend) -> (atol, rtol)
 TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     ("float32", "interp"): (2e-5, 1e-4),
     ("float32", "reference"): (2e-5, 1e-4),
-    ("float32", "torch"): (2e-5, 1e-4),
     ("float64", "interp"): (1e-10, 1e-8),
     ("float64", "reference"): (1e-10, 1e-8),
-    ("float16", "interp"): (2e-3, 2e-3),
-    ("bfloat16", "interp"): (2e-2, 2e-2),
     # onnxruntime's MLAS kernels sum in a different order than torch (blocked GEMMs, fused gates);
     # over 1000 recurrent steps the rounding differences compound a little
     ("float32", "onnxruntime"): (5e-5, 2e-4),
@@ -57,8 +57,9 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     ("int8chain", "onnxruntime"): (5e-2, 5e-2),
     # QDQ int8 for a phone's provider run as its float meaning (QuantizeLinear -> DequantizeLinear
     # -> float MatMul/Conv): every input code equals the IR's unless a float product summed in
-    # another order lands on a rounding tie (one code, ~1/127 of that activation's range, carried
-    # on by the recurrence); largest error seen: 2.4e-7 (Silero VAD, NNAPI/QNN/XNNPACK QDQ)
+    # another order lands on a rounding tie; then one code moves (~1/127 of that activation's
+    # range) and the recurrence carries it on, which is what the bound allows. No tie flipped in
+    # the suite here (OBSERVED: under 1e-6), so a wrong zero point or scale still fails by far
     ("int8qdq", "onnxruntime"): (2e-2, 2e-2),
     # one-step LSTM as onnxruntime's DynamicQuantizeLSTM with batch > 1 and several intra-op
     # threads: it splits the batch across threads and quantizes each block's h with its own scale
@@ -68,6 +69,54 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     ("float32", "scan"): (1e-4, 1e-3),
     ("float64", "scan"): (1e-9, 1e-7),
 }
+
+
+# --- observed: written by tools/observed_tolerances.py
+#: largest error the test suite saw per row (abs, share of the bound, comparisons); AMD EPYC, pytest exit 1
+OBSERVED: dict[tuple[str, str], tuple[float, float, int] | None] = {
+    ('float32', 'interp'): (3.05e-05, 0.0595, 2197),
+    ('float32', 'reference'): (0.0121, 0.187, 586),
+    ('float64', 'interp'): (8.88e-16, 1.52e-06, 25),
+    ('float64', 'reference'): (1.83e+15, 1.08e-05, 78),
+    ('float32', 'onnxruntime'): (0.000183, 0.0669, 608),
+    ('float32', 'c'): (6.56e-06, 0.0462, 866),
+    ('float16', 'c'): (3.05e-05, 0.0281, 8),
+    ('bfloat16', 'c'): (8.94e-08, 7.36e-06, 8),
+    ('float32', 'cuda'): None,  # no test exercises this row on this machine
+    ('float16', 'cuda'): None,  # no test exercises this row on this machine
+    ('bfloat16', 'cuda'): None,  # no test exercises this row on this machine
+    ('float32', 'tvm'): (3.05e-05, 0.0595, 466),
+    ('float32', 'triton'): (0.000462, 0.522, 513),
+    ('float16', 'triton'): (0.00336, 0.431, 25),
+    ('bfloat16', 'triton'): (0.0298, 0.197, 25),
+    ('int8', 'onnxruntime'): (1.53e-05, 0.032, 274),
+    ('int8rotated', 'onnxruntime'): (8.94e-08, 7.23e-06, 1),
+    ('int4a8', 'onnxruntime'): (0.00485, 0.159, 4),
+    ('int8chain', 'onnxruntime'): (0.0203, 0.399, 11),
+    ('int8qdq', 'onnxruntime'): (9.24e-07, 3.58e-05, 8),
+    ('int8lstm', 'onnxruntime'): (0.0057, 0.133, 24),
+    ('float32', 'scan'): (0.547, 0.583, 632),
+    ('float64', 'scan'): (8.88e-16, 3.62e-08, 10),
+}
+# --- end observed
+
+#: set to a file path: every ``assert_close`` appends the error it saw (``tools/observed_tolerances.py``)
+LOG_ENV = "RNNC_TOLERANCE_LOG"
+
+
+def _log(dtype: str, backend: str, actual: Any, expected: Any, atol: float, rtol: float) -> None:
+    """Append one comparison's largest absolute error and its largest share of the allowed bound
+    (``|a - e| / (atol + rtol |e|)``; 1.0 is the edge of the row) to the log file."""
+    import json
+
+    a, e = actual.double(), expected.to(actual.dtype).double()
+    err = (a - e).abs()
+    finite = err[err.isfinite()]  # inf == inf and nan == nan compare equal: no error to record
+    if not finite.numel():
+        return
+    share = (err / (atol + rtol * e.abs()))[err.isfinite()].max().item()
+    with open(os.environ[LOG_ENV], "a", encoding="utf-8") as f:
+        f.write(json.dumps({"row": [dtype, backend], "abs": finite.max().item(), "share": share}) + "\n")
 
 
 def tolerance(dtype: str, backend: str) -> tuple[float, float]:
@@ -92,3 +141,5 @@ def assert_close(actual: Any, expected: Any, dtype: str = "float32", backend: st
     except AssertionError as exc:
         diff = (actual.double() - expected.double()).abs().max().item() if actual.shape == expected.shape else None
         raise AssertionError(f"{msg} (max abs diff {diff}, atol {atol}, rtol {rtol}): {exc}") from None
+    if os.environ.get(LOG_ENV) and actual.numel():  # passing comparisons only (a test may expect a failure)
+        _log(dtype, backend, actual, expected, atol, rtol)

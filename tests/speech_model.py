@@ -53,6 +53,14 @@ class Trained:
     labels: np.ndarray  # [frames] 0/1
     test: np.ndarray  # [frames] bool: held-out frames
 
+    def train_windows(self, count: int = 16) -> torch.Tensor:
+        """``[count, WINDOW, BANDS]`` windows lying wholly in training blocks, spread over the sample
+        (calibration data that never touches the held-out frames)."""
+        held = self.test
+        starts = [s for s in range(0, self.feats.shape[1] - WINDOW, WINDOW) if not held[s:s + WINDOW].any()]
+        pick = starts[:: max(1, len(starts) // count)][:count]
+        return torch.stack([self.feats[0, s:s + WINDOW] for s in pick])
+
     def accuracy(self, speech: np.ndarray) -> float:
         """Frame accuracy on the held-out frames of ``speech`` (0/1 per frame, from frame 0 on)."""
         n = min(len(speech), len(self.labels))

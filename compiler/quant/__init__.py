@@ -53,6 +53,7 @@ class QuantizedModel:
 
         if provider is None and self.provider is None:
             raise UserInputError("export_mobile needs provider= (this model was not quantized for one)")
+        kwargs.setdefault("target", self.target)  # the CPU its integer weights were made exact for
         return export_mobile(self.program, example_inputs, path, provider=provider or self.provider, **kwargs)
 
 
@@ -110,6 +111,7 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = 
     if provider is not None:  # the int8 form a phone's accelerator places (quant.config.for_provider)
         auto = scheme == "auto"
         scheme, options = for_provider(provider, None if auto else scheme, options)
+        QuantConfig(scheme, outliers or "none", **options).check()  # as the CLI checks it, auto or not
         if auto:  # the budgeted search over the provider's forms: QDQ int8 / weight-only / float per site
             from rnnc.quant.auto import auto_quantize
 

@@ -111,10 +111,11 @@ class AutoReport:
 
     def pareto(self) -> list[Trial]:
         """Plans no other plan beats on loss, size and (where both were timed) latency."""
-        def beats(o: Trial, t: Trial) -> bool:
-            lat = o.latency_ms is None or t.latency_ms is None or o.latency_ms <= t.latency_ms
-            return o.loss <= t.loss and o.q_bytes <= t.q_bytes and lat and (o.loss, o.q_bytes, o.latency_ms) != \
-                (t.loss, t.q_bytes, t.latency_ms)
+        def beats(o: Trial, t: Trial) -> bool:  # no worse on every shared dim, better on one
+            pairs = [(o.loss, t.loss), (o.q_bytes, t.q_bytes)]
+            if o.latency_ms is not None and t.latency_ms is not None:
+                pairs.append((o.latency_ms, t.latency_ms))
+            return all(a <= b for a, b in pairs) and any(a < b for a, b in pairs)
 
         return [t for t in self.trials if not any(beats(o, t) for o in self.trials)]
 
@@ -162,11 +163,22 @@ def _config(plan: dict[str, str], options: dict[str, Any], outliers: str = "none
                        dynamic=(*options.get("dynamic", ()), *dynamic), **rest).check()
 
 
+def _batch_symbol(program: Program) -> str | None:
+    """The Program's batch dim: axis 1 of its ``[L*D, B, H]`` state inputs when it has them, else
+    ``B`` where an input has it (the tracer's name), else the first symbolic dim of input 0."""
+    for _, ttype in program.graph.inputs[1:]:
+        if ttype.rank == 3 and isinstance(ttype.shape[1], str):
+            return ttype.shape[1]
+    dims = [d for _, t in program.graph.inputs for d in t.shape if isinstance(d, str)]
+    if "B" in dims:
+        return "B"
+    return next((d for d in program.graph.inputs[0][1].shape if isinstance(d, str)), None)
+
+
 def one_sample(program: Program, batch: tuple[Any, ...]) -> tuple[Any, ...]:
     """The first sample of ``batch``: each input narrowed to 1 along the axis that carries the
-    Program's batch symbol (the first symbolic dim of its first input; ``[L, B, H]`` states too)."""
-    first = program.graph.inputs[0][1].shape
-    symbol = next((d for d in first if isinstance(d, str)), None)
+    Program's batch dim (:func:`_batch_symbol`; time-major inputs and ``[L, B, H]`` states too)."""
+    symbol = _batch_symbol(program)
     out = []
     for (_, ttype), value in zip(program.graph.inputs, batch, strict=False):
         axis = ttype.shape.index(symbol) if symbol in ttype.shape else None
@@ -175,8 +187,8 @@ def one_sample(program: Program, batch: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _onnx_session(program: Program, batch: tuple[Any, ...], target: str) -> tuple[Any, dict[str, Any]]:
-    """An onnxruntime session of ``program``'s export and its feeds for ``batch`` (states the
-    export adds start at zeros)."""
+    """An onnxruntime session of ``program``'s export and its feeds for ``batch``, one sample
+    (:func:`one_sample`): the states the export adds start at zeros, their batch dim 1."""
     import onnxruntime as ort
 
     from rnnc.backends.onnx.model import to_onnx
@@ -190,8 +202,7 @@ def _onnx_session(program: Program, batch: tuple[Any, ...], target: str) -> tupl
             value = batch[i]
             feeds[meta.name] = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
         else:
-            rows = batch[0].shape[0]
-            feeds[meta.name] = np.zeros([d if isinstance(d, int) else rows for d in meta.shape], np.float32)
+            feeds[meta.name] = np.zeros([d if isinstance(d, int) else 1 for d in meta.shape], np.float32)
     return sess, feeds
 
 
@@ -326,8 +337,8 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
                           f"raise --max-loss or give more calibration data", best.loss, best.plan)
     # each candidate also with integer activations on its larger half of sites only (small GEMMs
     # pay the activation quantization without enough products to win it back: Silero's edge recipe
-    # by hand was exactly this), and without integer activations at all (weight-only outliers
-    # need no treatment): int8 storage at float speed, for models too small for int8 kernels
+    # by hand was exactly this), and without integer activations at all: int8 storage at float
+    # speed, for models too small for int8 kernels
     by_size = sorted(sites, key=lambda s: -fp_bytes[s])
     large = set(by_size[:max(1, len(by_size) // 2)])
     for plan, treatment in list(finals):
@@ -335,16 +346,17 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
             mixed = {s: "weight-only" if v in _INT_ACTS and s not in large else v for s, v in plan.items()}
             if mixed != plan and evaluate(mixed, treatment).loss <= max_loss and (mixed, treatment) not in finals:
                 finals.append((mixed, treatment))
+    plain = outliers or "none"  # weight-only outliers need no treatment, unless the caller fixed one
     for plan, _ in list(finals):
         if "weight-only" in levels and any(v in _INT_ACTS for v in plan.values()):
             light = {s: "weight-only" if v in _INT_ACTS else v for s, v in plan.items()}
-            if evaluate(light, "none").loss > max_loss:
+            if evaluate(light, plain).loss > max_loss:
                 continue
             for site in reversed(order):  # float sites that fit as weight-only now, least sensitive first
-                if light[site] == "float" and evaluate({**light, site: "weight-only"}, "none").loss <= max_loss:
+                if light[site] == "float" and evaluate({**light, site: "weight-only"}, plain).loss <= max_loss:
                     light = {**light, site: "weight-only"}
-            if (light, "none") not in finals:
-                finals.append((light, "none"))
+            if (light, plain) not in finals:
+                finals.append((light, plain))
     candidates = []
     for plan, treatment in finals:
         key = key_of(plan, treatment)

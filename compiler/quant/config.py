@@ -175,8 +175,10 @@ class QuantReport:
 def for_provider(provider: str, scheme: str | None, options: dict) -> tuple[str, dict]:
     """The scheme and options that give the int8 form ``provider`` places (``targets/providers``):
     static activations everywhere for QDQ (NNAPI, QNN, XNNPACK: accelerators run no per-call
-    scales), int8 weights alone for ``weight_only`` (CoreML).  ``scheme`` None takes the provider's;
-    one it cannot run, or options that contradict it, are refused in one sentence."""
+    scales; so ``static`` is set and per-sequence scales are off), int8 weights alone for
+    ``weight_only`` (CoreML), and an Arm target with full 8-bit weights unless ``target`` /
+    ``int8_format`` name others.  ``scheme`` None takes the provider's; a scheme it cannot run,
+    group-wise scales or dynamic sites are refused in one sentence."""
     from rnnc.targets.providers import get_provider
 
     p = get_provider(provider)

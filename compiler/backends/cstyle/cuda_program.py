@@ -18,7 +18,7 @@ from typing import Any
 
 from rnnc.backends.cstyle.cuda_driver import CudaKernel, driver, pick_cubin
 from rnnc.backends.cstyle.runtime import RnnRunner, bound_tensors, launch_values
-from rnnc.backends.cstyle.variants import variant
+from rnnc.backends.cstyle.variants import VARIANTS
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Program
 from rnnc.ir.interp import run_graph
@@ -147,8 +147,9 @@ def load_cuda(outdir: str | Path) -> CudaProgram:
     drv = driver()  # first: no device -> one clear error before any file work
     out = Path(outdir)
     manifest = read_manifest(out)
-    if not variant(str(manifest.get("backend"))).on_gpu:  # no cubins in a CPU backend's directory
-        raise UserInputError(f"{out} was compiled with --backend {manifest.get('backend')}, not for a GPU")
+    backend = manifest.get("backend")
+    if backend not in VARIANTS or not VARIANTS[backend].on_gpu:  # no cubins in any other directory
+        raise UserInputError(f"{out} was compiled with --backend {backend}, not cuda")
     program = read_program(out, manifest)
     layers: dict[str, tuple[Kernel, CudaKernel]] = {}
     for key, cell in layer_cells(program).items():

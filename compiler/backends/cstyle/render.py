@@ -37,6 +37,8 @@ from rnnc.lower.loopnest import (
 
 _INT_OPS = {"+": "+", "-": "-", "*": "*", "/": "/", "%": "%", "&": "&", "<": "<", "==": "==", "||": "||"}
 _FLOAT_OPS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "gt": ">", "lt": "<"}
+#: binary float ops that are calls, not operators
+_FLOAT_CALLS = {"max": "fmaxf({}, {})", "min": "fminf({}, {})", "pow": "powf({}, {})"}
 
 #: float helpers, written once; ``{q}`` is the dialect's function qualifier
 _HELPERS = """\
@@ -119,7 +121,7 @@ class CStyleRenderer:
                 return f"rn_imin({a}, {b})"
             if e.op in _FLOAT_OPS:
                 return f"({a} {_FLOAT_OPS[e.op]} {b})"
-            return {"max": f"fmaxf({a}, {b})", "min": f"fminf({a}, {b})", "pow": f"powf({a}, {b})"}[e.op]
+            return _FLOAT_CALLS[e.op].format(a, b)
         if isinstance(e, Call):
             return self.calls.get(e.fn, _CALLS[e.fn]).format(self.expr(e.arg))
         if isinstance(e, Select):

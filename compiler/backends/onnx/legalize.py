@@ -25,7 +25,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from rnnc.backends.onnx.peephole import value_reads
 from rnnc.targets.providers import Provider
+
+_INT64_MIN = int(np.iinfo(np.int64).min)
 
 
 class _Rewriter:
@@ -138,6 +141,7 @@ def _pad(r: _Rewriter, node: onnx.NodeProto, p: Provider) -> bool:
                 parts.append(r.const("pad_block", np.full(block, value, dtype=value.dtype)))
             else:  # reflect: the edge's neighbours in reverse order, one Slice with step -1
                 start, end = (width, 0) if at_start else (cur[axis] - 2, cur[axis] - 2 - width)
+                end = end if end >= 0 else _INT64_MIN  # a negative end counts from the back: "before 0" is min int
                 parts.append(r.emit("Slice", [x, r.const("pad_s", np.array([start])), r.const("pad_e", np.array([end])),
                                               r.const("pad_a", np.array([axis])), r.const("pad_step", np.array([-1]))],
                                     f"{node.output[0]}_edge"))
@@ -220,7 +224,7 @@ def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto
     its conv took a 2-D copy), so their initializers go too."""
     keep = list(nodes)
     while True:
-        read = {i for n in keep for i in n.input} | outputs
+        read = set(value_reads(keep)) | outputs  # a Scan body's reads of outer values count too
         alive = [n for n in keep if any(o in read for o in n.output)]
         if len(alive) == len(keep):
             return keep

@@ -149,8 +149,9 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     ``target``: the CPU whose integer dot product the int8 weights must be exact on (default
     ``cpu/host``; ``intformat.make_exact``); models without integer products ignore it.
     ``provider`` (``targets/providers``): a streaming model in that execution provider's ops --
-    every shape fixed where it takes fixed shapes only, recurrences written out over the chunk,
-    quantized ops as QDQ where that is its int8 format, and ``legalize``'s rewrites."""
+    every shape fixed where it takes fixed shapes only, recurrences written out over the chunk for
+    accelerators (not for providers that share the CPU), quantized ops as QDQ where that is its
+    int8 format, and ``legalize``'s rewrites."""
     opset = check_opset(opset)
     why = unsupported(program, opset)
     if why:
@@ -160,7 +161,10 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     dims = streaming_dims(program, states, example_inputs, fix_batch=bool(provider and provider.fixed_shapes)) \
         if streaming else {}
     g = exposed.graph
-    emitter = Emitter(opset, program.weights, dims, hoist=hoist, unroll=provider is not None,
+    # written out step by step for accelerators; a provider on the CPU (ORT Mobile, XNNPACK) leaves
+    # recurrent ops to onnxruntime's CPU kernels, which run them in place
+    unroll = provider is not None and not provider.shares_cpu
+    emitter = Emitter(opset, program.weights, dims, hoist=hoist, unroll=unroll,
                       qdq=(provider.quant.activations, provider.quant.weights)
                       if provider and provider.quant.format == "qdq" else None)
     main = OnnxGraph(emitter)

@@ -270,7 +270,8 @@ def _qdq_linear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     w = _qdq_weight(g, node, ins, hint, axis=1)
     y = g.op("MatMul", _qdq_input(g, node, rest, act, ins[4], hint), w, hint=f"{hint}.mm")
     if kept is not None:
-        kw = g.emitter.initializer(f"{hint}.keep_w_t", np.ascontiguousarray(_weight(g, ins[6], "keep_w").T))
+        kw = g.emitter.derived(("keep_w_t", ins[6]), lambda: g.emitter.initializer(
+            f"{hint}.keep_w_t", np.ascontiguousarray(_weight(g, ins[6], "keep_w").T)))
         y = g.op("Add", y, g.op("MatMul", kept, kw), hint=f"{hint}.with_kept")
     return [g.op("Add", y, ins[3], hint=hint) if ins[3] else y]
 
@@ -333,7 +334,8 @@ def _qlinear(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
             if kept is None:
                 return [y]
     if kept is not None:
-        kw = g.emitter.initializer(f"{hint}.keep_w_t", np.ascontiguousarray(_weight(g, ins[6], "keep_w").T))
+        kw = g.emitter.derived(("keep_w_t", ins[6]), lambda: g.emitter.initializer(
+            f"{hint}.keep_w_t", np.ascontiguousarray(_weight(g, ins[6], "keep_w").T)))
         y = g.op("Add", y, g.op("MatMul", kept, kw), hint=f"{hint}.with_kept")
     if ins[3]:
         y = g.op("Add", y, ins[3], hint=hint)
