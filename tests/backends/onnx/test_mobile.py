@@ -261,8 +261,9 @@ def test_softplus_becomes_nnapis_ops_without_overflow():
     assert done == ["Softplus -> Abs+Neg+Exp+Add+Log+Relu+Add"] and get_provider("nnapi").supports("Log")
     after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     assert np.isfinite(after).all()  # exp(100) would overflow float32; the rewrite never forms it
-    np.testing.assert_allclose(after, np.logaddexp(0.0, x.astype(np.float64)), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-7)  # onnxruntime's own Softplus
+    assert_close(after, np.logaddexp(0.0, x.astype(np.float64)).astype(np.float32), "float32", "onnxruntime",
+                 "softplus rewrite vs float64")
+    assert_close(after, before, "float32", "onnxruntime", "softplus rewrite vs onnxruntime's own Softplus")
 
 
 def test_conv1d_becomes_conv2d_where_the_provider_runs_2d_convs_only():
@@ -274,7 +275,7 @@ def test_conv1d_becomes_conv2d_where_the_provider_runs_2d_convs_only():
     legalize(model, get_provider("nnapi"))
     assert [n.op_type for n in model.graph.node] == ["Unsqueeze", "Conv", "Squeeze"]
     after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
-    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)  # another conv kernel: summation order
+    assert_close(after, before, "float32", "onnxruntime", "2-D conv vs 1-D conv")  # another kernel: summation order
     assert not legalize(_model(node, [1, 4, 20], [numpy_helper.from_array(w, "w")], [1, 6, 10]),
                         get_provider("coreml"))  # CoreML takes 1-D convs as they are
 
