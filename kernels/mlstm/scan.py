@@ -1,4 +1,6 @@
-"""The mLSTM's parallel (quadratic, attention-like) form: the independent check of the loop.
+"""The mLSTM's parallel (quadratic, attention-like) form: a check of the loop's order of evaluation
+(it reuses the reference's ``project`` gate math; the outside check of that math is
+``tests/kernels/test_paper_oracles.py``).
 
 Unrolling the stabilised recurrence with F_t = Σ_{τ≤t} log f_τ gives, for every step t and
 every earlier step s (plus the initial state as a pseudo-step 0 with log-weight F_t + m_0)::

@@ -1,7 +1,11 @@
-"""Linear cells: the plain time loop (reference.py) == an independent parallel formulation.
+"""Linear cells: the plain time loop (reference.py) == a parallel formulation of the same recurrence.
 
 minGRU, minLSTM, LRU and Mamba S6 go through the Hillis-Steele scan of ``rnnc.kernels.scan``;
-mLSTM through its quadratic attention-like form (``kernels/mlstm/scan.py``).
+mLSTM through its quadratic attention-like form (``kernels/mlstm/scan.py``).  What this checks
+is the *order of evaluation* (sequential loop vs parallel scan / causal matrix): the parallel
+forms reuse each reference's per-step gate math (``coefficients``, ``project``) on purpose, so
+it is not an outside check of that math -- ``test_paper_oracles.py`` is, written from the papers'
+equations with none of the references' helpers.
 """
 
 from __future__ import annotations
