@@ -216,6 +216,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} ({out['bytes'] / 1024:.1f} KiB)" + (f"; integer kernels: {integer}" if integer else ""))
     if "ConvInteger" in out.get("ops", {}) and not args.static:
         print("note: onnxruntime's ConvInteger (dynamic int8 convs) is slower than its float Conv at small sizes; "
-              "--static turns conv chains into QLinearConv (Silero VAD: 0.6x -> 1.1x fp32; with --weight-only "
-              "for a 1-channel front end and --min-weight 1024, 1.6x; see the README)")
+              "--static turns conv chains into QLinearConv, and --scheme auto times the choices on this CPU "
+              "(measurements: docs/benchmarks/quant_eval.md)")
     return 0
