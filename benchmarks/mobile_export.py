@@ -64,17 +64,11 @@ def _ms_per_call(sess: ort.InferenceSession, feeds: dict) -> float:
 def silero_case():
     """(name, float model, example inputs, calibration data, accuracy(session) -> float)."""
     from rnnc.data import speech_frame_labels, speech_sample
-    from rnnc.frontend.silero import CHUNK, CONTEXT, load_inner_model, trace_silero
+    from rnnc.frontend.silero import CHUNK, CONTEXT, chunk_inputs, load_inner_model, trace_silero
 
     audio, rate = speech_sample()
     program = trace_silero()
-    xs, states, state, ctx = [], [], torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
-    for start in range(0, 8 * rate - CHUNK + 1, CHUNK):
-        chunk = torch.from_numpy(audio[None, start:start + CHUNK])
-        xs.append(torch.cat([ctx, chunk], dim=1))
-        states.append(state)
-        _, state = program.run(xs[-1], state)
-        ctx = chunk[:, -CONTEXT:]
+    calib = chunk_inputs(program.run, audio, 8, rate)  # the first 8 s, real states
 
     def accuracy(sess: ort.InferenceSession) -> float:
         st, cx, probs = np.zeros((2, 1, 128), np.float32), np.zeros((1, CONTEXT), np.float32), []
@@ -87,7 +81,7 @@ def silero_case():
         return float(((probs > 0.5) == speech_frame_labels(len(probs))).mean())
 
     example = (torch.zeros(1, CONTEXT + CHUNK), torch.zeros(2, 1, 128))
-    return "Silero VAD", load_inner_model(), example, [(torch.cat(xs), torch.cat(states, dim=1))], accuracy
+    return "Silero VAD", load_inner_model(), example, [calib], accuracy
 
 
 def vad_case(kind: str):

@@ -88,21 +88,15 @@ def drop(score) -> Any:
 # --------------------------------------------------------------------------- cases
 def silero_case() -> Case:
     from rnnc.data import speech_frame_labels, speech_sample
-    from rnnc.frontend.silero import CHUNK, CONTEXT, trace_silero
+    from rnnc.frontend.silero import CHUNK, CONTEXT, chunk_inputs, trace_silero
 
     audio, rate = speech_sample()
     program = trace_silero()
     labels = speech_frame_labels(len(audio) // CHUNK)
-    xs, states, state, ctx = [], [], torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
-    for start in range(0, 15 * rate - CHUNK + 1, CHUNK):
-        chunk = torch.from_numpy(audio[None, start:start + CHUNK])
-        xs.append(torch.cat([ctx, chunk], dim=1))
-        states.append(state)
-        _, state = program.run(xs[-1], state)
-        ctx = chunk[:, -CONTEXT:]
+    xs, states = chunk_inputs(program.run, audio, 15, rate)  # 0-15 s streamed, real states
     split = 8 * rate // CHUNK
-    calib = [(torch.cat(xs[i:i + 64]), torch.cat(states[i:i + 64], dim=1)) for i in range(0, split, 64)]
-    validation = (torch.cat(xs[split:]), torch.cat(states[split:], dim=1))
+    calib = [(xs[i:i + 64], states[:, i:i + 64]) for i in range(0, split, 64)]
+    validation = (xs[split:], states[:, split:])
     val_labels = torch.from_numpy(labels[split:len(xs)])
 
     def frame_accuracy(outputs) -> float:

@@ -45,7 +45,7 @@ from _common import page_header  # noqa: E402
 
 import rnnc  # noqa: E402
 from rnnc.data import silero_onnx_path, speech_frame_labels, speech_sample  # noqa: E402
-from rnnc.frontend.silero import CHUNK, CONTEXT, trace_silero  # noqa: E402
+from rnnc.frontend.silero import CHUNK, CONTEXT, chunk_inputs, trace_silero  # noqa: E402
 
 TMP = Path(tempfile.mkdtemp(prefix="rnnc_quant_"))
 VARIANTS = [("w8a8", o) for o in ("none", "keep", "smooth", "rotate", "clip")] + [
@@ -148,17 +148,7 @@ SILERO_EXTRA = [
 
 def silero_calibration(program: rnnc.Program, audio: np.ndarray, rate: int) -> list[tuple[torch.Tensor, ...]]:
     """The first 10 s streamed through the fp32 program: every chunk with the real state it met."""
-    calib_audio = torch.from_numpy(audio[:10 * rate])
-    xs, states = [], []
-    state, ctx = torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
-    for start in range(0, len(calib_audio) - CHUNK + 1, CHUNK):
-        chunk = calib_audio[None, start:start + CHUNK]
-        x = torch.cat([ctx, chunk], dim=1)
-        xs.append(x)
-        states.append(state)
-        _, state = program.run(x, state)
-        ctx = chunk[:, -CONTEXT:]
-    return [(torch.cat(xs), torch.cat(states, dim=1))]
+    return [chunk_inputs(program.run, audio, 10, rate)]
 
 
 def eval_silero(rows: list[str]) -> None:

@@ -164,21 +164,15 @@ def silero_quant_demo() -> str:
 
     import rnnc
     from rnnc.data import silero_onnx_path, speech_frame_labels, speech_sample
-    from rnnc.frontend.silero import CHUNK, CONTEXT, trace_silero
+    from rnnc.frontend.silero import CHUNK, CONTEXT, chunk_inputs, trace_silero
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from quant_models import silero_flat_onnx  # the If-free 16 kHz graph ORT's quantizer can see
 
     audio, rate = speech_sample()
     program = trace_silero()
-    xs, states, state, ctx = [], [], torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
-    for start in range(0, 10 * rate - CHUNK + 1, CHUNK):  # calibrate on the first 10 s, real states
-        chunk = torch.from_numpy(audio[None, start:start + CHUNK])
-        xs.append(torch.cat([ctx, chunk], dim=1))
-        states.append(state)
-        _, state = program.run(xs[-1], state)
-        ctx = chunk[:, -CONTEXT:]
-    q = rnnc.quantize(program, [(torch.cat(xs), torch.cat(states, dim=1))], "w8a8", "keep", progress=False)
+    calib = chunk_inputs(program.run, audio, 10, rate)  # calibrate on the first 10 s, real states
+    q = rnnc.quantize(program, [calib], "w8a8", "keep", progress=False)
     q_path = OUT / "silero_vad.w8a8.onnx"
     q.export_onnx(q_path)
     flat = silero_flat_onnx(silero_onnx_path(), OUT / "silero_flat.onnx")

@@ -39,6 +39,26 @@ def trace_silero(path: str | None = None) -> Program:
     return trace(inner, (torch.zeros(1, CONTEXT + CHUNK), torch.zeros(2, 1, 128)))
 
 
+def chunk_inputs(step: Callable[[torch.Tensor, torch.Tensor], Any], audio: Any,
+                 seconds: float | None = None, rate: int = 16000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every chunk's model input and the state it meets when ``audio`` (the first ``seconds`` of
+    it) streams through ``step`` as the wrapper drives it: ``(x [N, 64 + 512], state [2, N, 128])``,
+    one row per chunk -- calibration and validation batches with real, teacher-forced states."""
+    wave = torch.as_tensor(audio)
+    if seconds is not None:
+        wave = wave[:int(seconds * rate)]
+    xs, states = [], []
+    state, context = torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
+    with torch.no_grad():
+        for start in range(0, len(wave) - CHUNK + 1, CHUNK):
+            chunk = wave[None, start:start + CHUNK]
+            xs.append(torch.cat([context, chunk], dim=1))
+            states.append(state)
+            state = step(xs[-1], state)[1]
+            context = chunk[:, -CONTEXT:]
+    return torch.cat(xs), torch.cat(states, dim=1)
+
+
 def stream(step: Callable[[torch.Tensor, torch.Tensor], Any], audio: torch.Tensor) -> torch.Tensor:
     """Speech probability per 512-sample chunk of ``audio [N]`` (or ``[B, N]``), as the wrapper
     computes it; ``step`` is the inner model or ``Program.run``."""

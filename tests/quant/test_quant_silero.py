@@ -12,12 +12,11 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 from quant_helpers import op_types
 
 import rnnc
 from rnnc.data import speech_frame_labels, speech_sample
-from rnnc.frontend.silero import CHUNK, CONTEXT, trace_silero
+from rnnc.frontend.silero import CHUNK, CONTEXT, chunk_inputs, trace_silero
 
 SECONDS_CALIB = 10  # the benchmark's split; accuracy is measured on all 30 s
 
@@ -27,16 +26,7 @@ def silero():
     audio = speech_sample()[0]
     program = trace_silero()
     # calibration inputs: the fp32 model streamed over the first seconds (real states)
-    xs, states, state, ctx = [], [], torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
-    calib_audio = torch.from_numpy(audio[:SECONDS_CALIB * 16000])
-    for start in range(0, len(calib_audio) - CHUNK + 1, CHUNK):
-        chunk = calib_audio[None, start:start + CHUNK]
-        x = torch.cat([ctx, chunk], 1)
-        xs.append(x)
-        states.append(state)
-        state = program.run(x, state)[1]
-        ctx = chunk[:, -CONTEXT:]
-    return program, [(torch.cat(xs), torch.cat(states, 1))], audio
+    return program, [chunk_inputs(program.run, audio, SECONDS_CALIB)], audio
 
 
 def _accuracy(model_proto, audio: np.ndarray) -> float:

@@ -100,20 +100,13 @@ def test_rnnc_cells_unrolled_from_their_step_graphs(tmp_path, cell):
 @pytest.fixture(scope="module")
 def silero():
     from rnnc.data import speech_sample
-    from rnnc.frontend.silero import CHUNK, CONTEXT, load_inner_model, trace_silero
+    from rnnc.frontend.silero import CHUNK, CONTEXT, chunk_inputs, load_inner_model, trace_silero
 
     audio, rate = speech_sample()
     program = trace_silero()
-    xs, states, state, ctx = [], [], torch.zeros(2, 1, 128), torch.zeros(1, CONTEXT)
-    for start in range(0, 8 * rate - CHUNK + 1, CHUNK):  # calibration: the first 8 s, real states
-        chunk = torch.from_numpy(audio[None, start:start + CHUNK])
-        xs.append(torch.cat([ctx, chunk], dim=1))
-        states.append(state)
-        _, state = program.run(xs[-1], state)
-        ctx = chunk[:, -CONTEXT:]
-    return {"inner": load_inner_model(), "program": program, "audio": audio,
-            "calib": [(torch.cat(xs), torch.cat(states, dim=1))], "example": (torch.zeros(1, CONTEXT + CHUNK),
-                                                                               torch.zeros(2, 1, 128))}
+    calib = chunk_inputs(program.run, audio, 8, rate)  # the first 8 s, real states
+    return {"inner": load_inner_model(), "program": program, "audio": audio, "calib": [calib],
+            "example": (torch.zeros(1, CONTEXT + CHUNK), torch.zeros(2, 1, 128))}
 
 
 def _silero_accuracy(path: str, audio: np.ndarray, qdq_fused: bool = True) -> float:
