@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 #: (batches, sequence lengths, hidden sizes) per ``--grid``
 GRIDS = {
@@ -91,6 +93,14 @@ def page_header(title: str) -> str:
 
     script = os.path.relpath(os.path.abspath(sys.argv[0]), os.path.dirname(os.path.dirname(__file__)))
     return "\n".join(machine_header(title) + [f"Command: `{' '.join([script, *sys.argv[1:]])}`", ""]) + "\n"
+
+
+def write_page(path: str | os.PathLike, lines: list[str]) -> None:
+    """Print a finished page (machine header first) and write it to ``path``, creating its folder."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
 
 
 def write_outputs(args: argparse.Namespace, text: str, rows: list[dict], title: str = "") -> None:

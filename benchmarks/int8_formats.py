@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quant_eval as qe  # noqa: E402
 import quant_models as qm  # noqa: E402
-from _common import machine_header  # noqa: E402
+from _common import machine_header, write_page  # noqa: E402
 
 import rnnc  # noqa: E402
 from rnnc.data import speech_frame_labels, speech_sample  # noqa: E402
@@ -173,10 +173,7 @@ def main() -> int:
         t0 = time.time()
         fn(rows)
         print(f"[{name}: {time.time() - t0:.0f} s]", file=sys.stderr)
-    text = "\n".join(rows) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_page(args.out, rows)
     return 0
 
 

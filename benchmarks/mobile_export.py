@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _common import machine_header  # noqa: E402
+from _common import machine_header, write_page  # noqa: E402
 
 OUT = ROOT / "docs" / "benchmarks" / "mobile_export.md"
 PROVIDERS = ("nnapi", "coreml", "qnn", "xnnpack", "ort-mobile")
@@ -167,10 +167,7 @@ def main() -> int:
             case = make()
             run_case(case, rows, Path(tmp_dir))
             print(f"[{case[0]}: {time.time() - t0:.0f} s]", file=sys.stderr)
-    text = "\n".join(rows) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_page(args.out, rows)
     return 0
 
 

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _common import machine_header  # noqa: E402
+from _common import machine_header, write_page  # noqa: E402
 
 OUT = ROOT / "docs" / "benchmarks" / "quant_auto.md"
 BUDGET = 0.01
@@ -307,9 +307,7 @@ def main() -> int:
             notes.append(f"- {r['model']}: {r['note']}")
     if notes:
         lines += ["", "Where no plan within budget beats fp32, the search says so:", *notes]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).write_text(text)
+    write_page(args.out, lines)
     return 0
 
 

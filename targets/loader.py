@@ -243,19 +243,24 @@ def parse(data: Any, path: str, overrides: Callable[[dict[str, Any]], None] | No
     return spec
 
 
-def load_file(path: str | Path) -> HardwareSpec:
-    """Load and validate one target YAML file (shipped or user-written)."""
+def read_yaml(path: str | Path, what: str = "target") -> Any:
+    """The YAML document of a ``what`` file (target or provider); one sentence naming the file
+    when it is missing, unreadable or not YAML (with the line where the parser stopped)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserInputError(f"{p}: target file not found.") from None
+        raise UserInputError(f"{p}: {what} file not found.") from None
     except OSError as exc:
-        raise UserInputError(f"{p}: cannot read target file ({exc.strerror}).") from None
+        raise UserInputError(f"{p}: cannot read {what} file ({exc.strerror}).") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserInputError(f"{p}: not valid YAML{where}; fix the syntax and retry.") from None
-    return parse(data, str(p))
+
+
+def load_file(path: str | Path) -> HardwareSpec:
+    """Load and validate one target YAML file (shipped or user-written)."""
+    return parse(read_yaml(path), str(path))

@@ -22,9 +22,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from rnnc.errors import UserInputError
+
+from .loader import read_yaml
 
 _DIR = Path(__file__).resolve().parent / "providers"
 CHECKERS = ("nnapi", "coreml-mlprogram", "table")
@@ -139,14 +139,7 @@ def parse(data: Any, path: str) -> Provider:
 
 def load_provider_file(path: str | Path) -> Provider:
     """Load and validate one provider YAML file (shipped or user-written)."""
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserInputError(f"{p}: provider file not found.") from None
-    except yaml.YAMLError:
-        raise UserInputError(f"{p}: not valid YAML; fix the syntax and retry.") from None
-    return parse(data, str(p))
+    return parse(read_yaml(path, "provider"), str(path))
 
 
 @functools.cache
