@@ -41,6 +41,8 @@ from rnnc.lower.loopnest import (
     mul,
 )
 from rnnc.lower.stepgraph import StepLowerer, View, contiguous_strides, dense, loop_nest
+from rnnc.passes import plan_layer
+from rnnc.passes.plan import INPUT, STATE
 
 SCALARS = ("B", "T", "W", "reverse", "has_len", "xs_t", "xs_b", "ys_t", "ys_b", "y_off")
 
@@ -75,12 +77,12 @@ def common_buffers(cell: Cell) -> list[Buffer]:
 def lower_layer(cell: Cell, target: object = None, schedule: object = None, dtype: str = "float32",
                 name: str = "rnnc_layer", force_generic: bool = False) -> Kernel:
     """The loop nest of one layer; the fused path when the cell has gate structure."""
-    from rnnc.lower.fused import analyse_gates, lower_fused
+    from rnnc.lower.fused import lower_fused
 
     if cell.attr("xquant") is not None:
         raise UnsupportedError(f"the C-style backends cannot lower {cell.kind} with int8 input activations "
                                f"(xquant={cell.attr('xquant')!r}); quantize with scheme 'w8'/'w4'")
-    plan = None if force_generic else analyse_gates(cell)
+    plan = None if force_generic else plan_layer(cell).gate_plan
     gates = plan.gates if plan is not None else 1
     int8 = plan is not None and any(lin.scale for lin in plan.linears)
     knobs = knobs_for(cell.hidden_size, gates, target, schedule, dtype, int8_weights=int8)
@@ -118,7 +120,7 @@ def lower_generic(cell: Cell, knobs: Knobs, name: str, target: object = None) ->
     half-updated state; the masked copy-out implements ``lengths``.
     """
     g = cell.step
-    batched = _batched_values(cell)
+    batched = set(plan_layer(cell).values_of(INPUT, STATE))  # values that carry the batch dim
     b, s = Var("b"), Var("s")
     t = time_index(s)
     env: dict[str, View] = {"x": View("x", add(mul(t, Var("xs_t")), mul(b, Var("xs_b"))), (cell.input_size,), (1,))}
@@ -153,13 +155,3 @@ def lower_generic(cell: Cell, knobs: Knobs, name: str, target: object = None) ->
     meta = {"path": "generic", "knobs": knobs.to_dict(), "gates": 1, "cell": cell.kind, "hidden": cell.hidden_size,
             "local_bytes": sum(int(bf.size.value) * 4 for bf in lowerer.buffers)}
     return Kernel(name, SCALARS, tuple(bufs), body, (), meta)
-
-
-def _batched_values(cell: Cell) -> set[str]:
-    """Values that depend on x or the states (they carry the batch dim)."""
-    g = cell.step
-    out = set(g.input_names)
-    for n in g.nodes:
-        if any(i in out for i in n.inputs if i):
-            out.update(n.outputs)
-    return out

@@ -16,8 +16,6 @@ from rnnc.errors import UserInputError
 from rnnc.ir import Cell, Program, cell_hash, rnn_program
 from rnnc.ir.rnn import direction_params, rnn_layout
 
-_SOLVER_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
-
 
 @dataclass(frozen=True)
 class Layer:
@@ -46,20 +44,15 @@ class Layer:
         return RecordKey(cell_hash(self.cell), self.shapes(), self.dtype, target, backend)
 
     def problem(self) -> Any:
-        """The solver's ``ProblemSpec`` of this layer (heads and state size from the cell attrs)."""
-        from rnnc.constraints import CELLS, ProblemSpec
+        """The solver's ``ProblemSpec`` of this layer: the layer plan's (``rnnc.passes``), for the
+        cells the solver's table knows (its ranked tilings are the tuner's candidates)."""
+        from rnnc.constraints import CELLS
+        from rnnc.passes import plan_layer
 
         if self.cell.kind not in CELLS:
             raise UserInputError(f"the solver has no tiling model for cell {self.cell.kind!r}; tuning needs "
                                  f"one of {', '.join(CELLS)}")
-        attrs = dict(self.cell.attrs)
-        heads = int(attrs.get("num_heads", attrs.get("heads", 1)) or 1)
-        hidden, extra = self.cell.hidden_size, {}
-        if CELLS[self.cell.kind].scan == "selective":  # Mamba: channels are the output, hidden is N
-            hidden, extra = self.cell.output_size, {"state_size": self.cell.hidden_size}
-        return ProblemSpec(self.cell.kind, hidden=hidden, heads=heads, batch=self.batch,
-                           dtype=_SOLVER_DTYPE.get(self.dtype, "fp32"), input_size=self.cell.input_size,
-                           seq_len=self.seq_len, **extra)
+        return plan_layer(self.cell).problem(self.batch, self.dtype, self.seq_len)
 
     def program(self) -> Program:
         """A Program with just this layer (the reference the candidates must match)."""

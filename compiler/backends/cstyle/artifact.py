@@ -37,9 +37,6 @@ from rnnc.lower.knobs import DTYPE_BYTES, predict_smem
 from rnnc.lower.layer import lower_layer
 
 CUDA_ARCHS = ("sm_80", "sm_86", "sm_89", "sm_90")
-_SOLVER_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
-
-
 def _target(target: Any, backend: str) -> Any:
     from rnnc.targets import get
 
@@ -52,15 +49,14 @@ def solver_schedule(cell: Cell, target: Any, dtype: str, batch: int = 1, registe
     """The solver's Schedule for this layer, or None when the solver has no model of the cell.
     An infeasible tiling is re-raised: the user asked for a target the layer cannot fit.
     ``register_overhead``: registers per thread ptxas needed beyond the model (see fit_schedule)."""
-    try:
-        from rnnc.constraints import CELLS, ProblemSpec, solve
-    except ImportError:
-        return None
-    if cell.kind not in CELLS:
+    from rnnc.constraints import solve
+    from rnnc.passes import plan_layer
+
+    plan = plan_layer(cell)
+    if not plan.known:
         return None
     # the fused CUDA kernel renders the solver's register/shared split of R as it is (register_k)
-    spec = ProblemSpec(cell.kind, hidden=cell.hidden_size, batch=batch, dtype=_SOLVER_DTYPE.get(dtype, "fp32"),
-                       register_overhead=register_overhead)
+    spec = plan.problem(batch, dtype, register_overhead=register_overhead)
     try:
         return solve(spec, target)
     except (InfeasibleError, UserInputError):  # no tiling fits, or the target lacks the dtype (T4 and bf16)

@@ -6,9 +6,10 @@ once: the step's ops are batch-parallel, so evaluating them on ``[T*B, ...]`` in
 ``[B, ...]`` computes every step in one call (one big GEMM instead of T small ones).  The
 loop body then keeps only the state-dependent remainder and scans over the precomputed values.
 
-Only ops that provably never mix the batch axis are hoisted (elementwise ops whose other
-operands do not reach into axis 0, ``linear`` on ``x``, and axis/shape ops that leave axis 0
-alone); anything else stays in the loop, so hoisting never changes a result.  Quantized
+Only ops that provably never mix the batch axis are hoisted (the layer plan's row-wise nodes,
+``rnnc.passes``: elementwise ops whose other operands do not reach into axis 0, ``linear`` on
+``x``, and axis/shape ops that leave axis 0 alone); anything else stays in the loop, so hoisting
+never changes a result.  Quantized
 projections (``qlinear``) are hoisted too: weight-only, static and MatMulNBits forms are
 row-wise already; the ``dynamic`` form quantizes x per tensor *per step*, which the renderer
 keeps in the hoisted form by computing one scale and zero point per step (``[T, B, I]``
@@ -19,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rnnc.ir import Graph, Node, TensorType
-from rnnc.ir.ops import OPS
+from rnnc.ir import Cell, Graph, Node
+from rnnc.passes import plan_layer
 
 
 @dataclass(frozen=True)
@@ -31,39 +32,6 @@ class Split:
     hoisted: Graph
     body: Graph
     frontier: tuple[str, ...]
-
-
-def _norm(axis: int, rank: int) -> int:
-    return axis % rank if rank else 0
-
-
-def _keeps_batch_axis(node: Node, types: dict[str, TensorType], derived: set[str], dynamic: bool = True) -> bool:
-    """Whether ``node`` treats axis 0 as an independent batch axis of its x-derived inputs."""
-    ins = [i for i in node.inputs if i]
-    x_in = [i for i in ins if i in derived]
-    rank = types[x_in[0]].rank if x_in else 0
-    op = OPS[node.op]
-    a = node.attr_dict
-    if op.elementwise or node.op == "cast":
-        out_rank = node.types[0].rank
-        others_ok = all(types[i].rank < out_rank or types[i].shape[0] == 1 for i in ins if i not in derived)
-        return all(types[i].rank == out_rank for i in x_in) and others_ok
-    if node.op == "qlinear" and node.attr("act") == "dynamic" and not dynamic:
-        return False
-    if node.op in ("linear", "qlinear"):  # qlinear "dynamic" quantizes per step: see quant_ops._per_step_dynamic
-        return node.inputs[0] in derived and not any(i in derived for i in ins[1:])
-    if node.op in ("split", "concat", "slice", "softmax", "select", "flip", "squeeze"):
-        return _norm(a["axis"], rank) != 0
-    if node.op == "unsqueeze":
-        return _norm(a["axis"], rank + 1) != 0
-    if node.op in ("sum", "mean", "amax"):
-        axes = (a["axes"],) if isinstance(a["axes"], int) else a["axes"]
-        return all(_norm(x, rank) != 0 for x in axes)
-    if node.op == "transpose":
-        return a["perm"][0] == 0
-    if node.op == "reshape":
-        return a["shape"][0] == 0  # copies the batch dim; -1 elsewhere is per sample
-    return False
 
 
 def _sink_splits(hoisted: list[Node], body: list[Node]) -> None:
@@ -82,30 +50,20 @@ def _sink_splits(hoisted: list[Node], body: list[Node]) -> None:
                 break
 
 
-def split_step(step: Graph, dynamic: bool = True) -> Split | None:
-    """Cut ``step``; ``None`` when nothing worth hoisting depends on ``x`` alone.
+def split_step(cell: Cell, dynamic: bool = True) -> Split | None:
+    """Cut ``cell``'s step; ``None`` when nothing worth hoisting depends on ``x`` alone.
 
+    What may be hoisted is the layer plan's (``LayerPlan.hoistable``: row-wise nodes fed by ``x``
+    and parameters only); constants are copied into both halves.
     ``dynamic=False`` keeps dynamically quantized projections in the loop: there onnxruntime fuses
     each into one ``DynamicQuantizeMatMul``, while the exact hoisted form (per-step scales) costs
     about ten elementwise passes over ``[T, B, ...]``, which outweighs the saved calls unless the
     batch is small (measured in ``benchmarks/quant_eval.py``)."""
+    step = cell.step
     types = step.value_types()
-    derived = {"x"}  # values computed from x and params only
-    free = set(step.param_names)  # values computable anywhere (params, constants)
-    hoisted: list[Node] = []
-    body: list[Node] = []
-    for node in step.nodes:
-        ins = [i for i in node.inputs if i]
-        if node.op == "const":
-            free.update(node.outputs)
-            hoisted.append(node)
-            body.append(node)
-        elif all(i in derived or i in free for i in ins) and any(i in derived for i in ins) and \
-                _keeps_batch_axis(node, types, derived, dynamic):
-            derived.update(node.outputs)
-            hoisted.append(node)
-        else:
-            body.append(node)
+    lifted = {id(n) for n in plan_layer(cell).hoistable(per_step_quant=dynamic)}
+    hoisted = [n for n in step.nodes if n.op == "const" or id(n) in lifted]
+    body = [n for n in step.nodes if id(n) not in lifted]
     _sink_splits(hoisted, body)
     if not any(n.op != "const" for n in hoisted):
         return None

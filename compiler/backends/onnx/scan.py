@@ -74,7 +74,7 @@ def _unrolled(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], mask: str
     part once for the whole chunk (as in a Scan), then the cell's in-loop part ``steps`` times,
     each step reading the previous one's states.  For providers with neither loops nor recurrent
     ops (NNAPI, CoreML, QNN): every node is a plain MatMul/Gemm, Sigmoid, Tanh, Mul, Add, ..."""
-    cut = split_step(cell.step, dynamic=g.emitter.hoist == "all") if g.emitter.hoist else None
+    cut = split_step(cell, dynamic=g.emitter.hoist == "all") if g.emitter.hoist else None
     step = cut.body if cut else cell.step
     seqs: dict[str, list[str]] = {}
     if cut:
@@ -114,7 +114,7 @@ def _direction(g: OnnxGraph, cell: Cell, xt: str, inits: Sequence[str], mask: st
         y, finals = _step(g.scoped(f"{hint}/"), cell, cell.step, env, inits, m1)
         y_tm = g.op("Unsqueeze", y, g.const([0]), hint=f"{hint}.y")
         return y_tm, finals, {y: y_tm}
-    cut = split_step(cell.step, dynamic=g.emitter.hoist == "all") if g.emitter.hoist else None
+    cut = split_step(cell, dynamic=g.emitter.hoist == "all") if g.emitter.hoist else None
     step = cut.body if cut else cell.step
     scanned = _hoist(g, cut, xt, weights) if cut else []
     keep_x = "x" in step.input_names

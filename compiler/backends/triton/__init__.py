@@ -23,7 +23,6 @@ from typing import Any
 from rnnc.backends import register_backend
 
 #: rnnc dtype names -> the solver's
-SOLVER_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
 def _target(target: Any) -> Any:
@@ -48,25 +47,19 @@ def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int 
     registers); ``register_overhead``/``min_warps`` are the compiler feedback that
     :func:`rnnc.backends.triton.aot.fit_schedule` measures (see ``ProblemSpec``)."""
     from rnnc.backends.triton.runtime import plan_any
-    from rnnc.constraints import CELLS, ProblemSpec, solve
+    from rnnc.constraints import solve
     from rnnc.errors import InfeasibleError
+    from rnnc.passes import plan_layer
 
-    plan = plan_any(cell)
-    heads = int(cell.attr("num_heads", 1) or 1)
-    known = cell.kind in CELLS
+    layer = plan_layer(cell)
     if cell.recurrence == "linear":
-        state = cell.states[0].shape
         # the scan kernel streams fp32 coefficients whatever the storage dtype (see scan.py)
-        spec = ProblemSpec(cell.kind if known else "custom", hidden=cell.hidden_size if known else cell.output_size,
-                           heads=heads, batch=batch, dtype="fp32",
-                           input_size=cell.input_size, state_size=int(state[-1]) if state else 1,
-                           family=None if known else "scan", register_overhead=register_overhead)
-        return solve(spec, _target(target))
-    spec = ProblemSpec(cell.kind if known else "custom", hidden=cell.hidden_size, heads=heads, batch=batch,
-                       dtype=SOLVER_DTYPES.get(cell.step.inputs[0][1].dtype, "fp32"),
-                       input_size=cell.input_size, grid_sync=False,
-                       family=None if known else "fused", gates=None if known else plan.gates,
-                       shared_weights=False, register_overhead=register_overhead, min_warps=min_warps)
+        return solve(layer.problem(batch, "float32", register_overhead=register_overhead), _target(target))
+    plan = plan_any(cell)
+    spec = layer.problem(batch, grid_sync=False, shared_weights=False, register_overhead=register_overhead,
+                         min_warps=min_warps)
+    if not layer.known:  # the loop's recurrent weights after the head-wise rewrite size the tile
+        spec = spec.replace(gates=plan.gates)
     if grid_sync is not None:
         return solve(spec.replace(grid_sync=grid_sync and can_split(plan)), _target(target))
     try:

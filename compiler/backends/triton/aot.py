@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnc.backends.triton import SOLVER_DTYPES
 from rnnc.backends.triton.render import KERNEL_NAME, pow2
 from rnnc.backends.triton.runtime import LayerKernel
 from rnnc.backends.triton.scan import KERNEL_PREFIX, launch_config
 from rnnc.errors import UnsupportedError
+from rnnc.passes.plan import SOLVER_DTYPES
 
 
 @dataclass(frozen=True)

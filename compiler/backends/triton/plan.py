@@ -31,6 +31,8 @@ from rnnc.backends.triton.scalar import BINARY as _BINARY_TABLE
 from rnnc.backends.triton.scalar import UNARY as _UNARY_TABLE
 from rnnc.errors import UnsupportedError
 from rnnc.ir.graph import Cell, Graph, Node
+from rnnc.passes import plan_layer
+from rnnc.passes.plan import STATE
 
 #: ops the loop renderer knows: the keys of its table (``scalar.py``); anything else is declined
 UNARY = tuple(_UNARY_TABLE)
@@ -122,18 +124,17 @@ def plan_cell(cell: Cell) -> LoopPlan:
     for s in cell.states:
         if len(s.shape) != 1 or s.dtype not in FLOAT_DTYPES:
             raise _fail(cell, f"state {s.name} is {s.dtype}{list(s.shape)}; only float vector states are rendered")
-    dep: set[str] = set(states)  # values that depend on a state
+    depends = plan_layer(cell).depends  # the layer plan's classes: only state values need the loop
     pre_nodes: list[Node] = []
     loop_nodes: list[Node] = []
     for node in step.nodes:
-        if node.op != "const" and not any(i in dep for i in node.inputs if i):
+        if node.op != "const" and depends[node.outputs[0]] != STATE:
             pre_nodes.append(node)
             continue
         if node.op not in LOOP_OPS:
             raise _fail(cell, f"op {node.op!r} ({node.label}) depends on the recurrent state and has no Triton "
                               "rendering")
         loop_nodes.append(node)
-        dep.update(node.outputs)
     pre_out = {n for node in pre_nodes for n in node.outputs} | {x_name}
     loop_reads = [i for node in loop_nodes for i in node.inputs if i] + [v for _, v in step.outputs]
     stepped, invariant = [], []

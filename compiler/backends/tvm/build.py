@@ -22,7 +22,6 @@ from rnnc.errors import UnsupportedError
 from rnnc.ir.graph import Cell, Program
 from rnnc.ir.rnn import rnn_layout
 
-_SOLVER_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 _BUILDS: dict[tuple[int, str], Any] = {}
 
 
@@ -66,13 +65,11 @@ def check_cell(cell: Cell) -> None:
 
 def solver_schedule(cell: Cell, target: Any, batch: int) -> Any:
     """The solver's Schedule for a known cell on ``target``, None for cells it has no model of."""
-    from rnnc.constraints import CELLS, ProblemSpec, solve
+    from rnnc.constraints import solve
+    from rnnc.passes import plan_layer
 
-    if cell.kind not in CELLS:
-        return None
-    dtype = _SOLVER_DTYPE.get(cell.step.inputs[0][1].dtype, "fp32")
-    heads = int(cell.attr("num_heads", 1) or 1)
-    return solve(ProblemSpec(cell.kind, hidden=cell.hidden_size, heads=heads, batch=batch, dtype=dtype), target)
+    plan = plan_layer(cell)
+    return solve(plan.problem(batch), target) if plan.known else None
 
 
 def schedule_for(schedule: Any, cell: Cell, target: Any, batch: int) -> Any:

@@ -24,6 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from rnnc.ir.graph import Cell, Node
+from rnnc.passes import plan_layer
+from rnnc.passes.plan import INPUT, STATE, WEIGHTS
 
 REDUCTIONS = frozenset({"linear", "matmul", "sum"})
 VIEWS = frozenset({"reshape", "unsqueeze", "squeeze", "split", "slice", "select", "transpose", "cast"})
@@ -53,15 +55,6 @@ def unsupported_ops(cell: Cell) -> list[str]:
     return sorted({n.op for n in cell.step.nodes if n.op not in KNOWN_OPS})
 
 
-def _depends(cell: Cell, roots: set[str]) -> set[str]:
-    """Values that depend (transitively) on any of ``roots``."""
-    out = set(roots)
-    for n in cell.step.nodes:
-        if any(i in out for i in n.inputs if i):
-            out.update(n.outputs)
-    return out
-
-
 def _producers(cell: Cell) -> dict[str, Node]:
     return {o: n for n in cell.step.nodes for o in n.outputs}
 
@@ -70,12 +63,9 @@ def plan_step(cell: Cell) -> StepPlan:
     """Stage and materialization decisions for one cell (module docstring)."""
     g = cell.step
     produced_by = _producers(cell)
-    on_x = _depends(cell, {"x"})
-    on_state = _depends(cell, set(cell.state_names))
-    stage: dict[str, str] = {}
-    for n in g.nodes:
-        v = n.outputs[0]
-        stage[v] = "step" if v in on_state else ("prologue" if v not in on_x else "xonly")
+    depends = plan_layer(cell).depends  # the layer plan's weights / input / state classes
+    as_stage = {WEIGHTS: "prologue", INPUT: "xonly", STATE: "step"}
+    stage: dict[str, str] = {n.outputs[0]: as_stage[depends[n.outputs[0]]] for n in g.nodes}
     # hoist x-only reductions and their x-only ancestors
     hoist: set[str] = set()
     todo = [n.outputs[0] for n in g.nodes if stage[n.outputs[0]] == "xonly" and n.op in REDUCTIONS]

@@ -174,7 +174,7 @@ def test_hoisting_moves_input_projections_out_of_the_loop_but_never_batch_mixing
     from rnnc.ir import Cell, StateSpec
 
     mingru = CELLS["mingru"].build_cell(4, 6)
-    cut = split_step(mingru.step)
+    cut = split_step(mingru)
     assert cut is not None and "linear" in [n.op for n in cut.hoisted.nodes]
     assert "linear" not in [n.op for n in cut.body.nodes]
 
@@ -187,7 +187,7 @@ def test_hoisting_moves_input_projections_out_of_the_loop_but_never_batch_mixing
     mixed = b.mean(proj, axes=(0,), keepdim=True)  # mixes samples: not hoistable
     h_new = b.tanh(h * 0.5 + mixed + proj)
     cell = Cell("mix", "nonlinear", 4, 4, 4, (StateSpec("h", (4,)),), b.build({"y": h_new, "h": h_new}))
-    cut = split_step(cell.step)
+    cut = split_step(cell)
     assert cut is not None and [n.op for n in cut.hoisted.nodes if n.op != "const"] == ["linear"]
     program = rnn_program([cell], [[{"w": torch.randn(4, 4)}]], with_states=True)
     x_in = torch.randn(3, 9, 4)
