@@ -42,6 +42,7 @@ from rnnc.lower.loopnest import (
     Let,
     Load,
     Loop,
+    MicroGemm,
     Pack,
     Ref,
     Select,
@@ -162,7 +163,15 @@ class _Fused:
         self.bufs: list[Buffer] = common_buffers(cell)
         self.packs: list[Pack] = []
         self.splits: dict[str, WarpSplit] = {}  # GPU: recurrent linear -> register/shared split
-        for lin in plan.linears:  # weights packed per tile: [tiles, K, G, J]
+        #: float input projections the host computes (``Knobs.host_gemm``): buffer -> weight param
+        self.hosted: dict[str, str] = {}
+        for lin in plan.linears:
+            if kn.host_gemm and not kn.reduce_inner and lin.src == "x" and not lin.scale:
+                self.hosted[lin.out] = lin.weight
+                self.bufs.append(Buffer(f"xg_{lin.out}", mul(mul(Var("T"), Var("B")), Const(lin.gates * self.h)),
+                                        doc=f"x @ {lin.weight}.T for all steps, [T, B, G*H], computed by the host"))
+                continue
+            # weights packed per tile: [tiles, K, G, J]
             shape = (lin.gates, self.nt, self.j, lin.k)
             self.packs.append(Pack(f"w_{lin.out}", f"p_{lin.weight}", shape, (1, 3, 0, 2)))
             self.bufs.append(Buffer(f"w_{lin.out}", Const(lin.gates * self.h * lin.k), dtype=self.wdtype(lin),
@@ -224,11 +233,23 @@ class _Fused:
                                          lambda k, q, p: w_of(add(mul(k, parts), p), q), "kk"),
                         Loop("q", Const(gj), (Store(acc, q, _sum([Load(acc, add(p * gj, q)) for p in range(parts)])),),
                              "vector")]
-        # several rows: a register tile of ``rows x gj`` accumulators in one array that gcc keeps
-        # in vector registers across k.  (Loading each weight vector once for all rows, which
-        # would halve the loads, was tried: gcc then spills the accumulators or gives up
-        # vectorising, 1.4-6x slower.)
+        # several rows: a register tile of ``rows x gj`` accumulators.  As loops, gcc keeps the
+        # array in vector registers but reloads each weight vector once per row (loading it once
+        # for all rows spills the accumulators or stops vectorising, 1.4-6x slower), so float
+        # tiles are one micro-kernel call (``Knobs.ukernel``, rnnc.backends.cstyle.ukernels).
+        if self.kn.ukernel and not int8:
+            return [self.micro(acc, rows, gj, kdim, a_of, w_of)]
         return self._gemm_rows(acc, rows, gj, kdim, a_of, lambda k, q, _m: w_of(k, q), "k")
+
+    @staticmethod
+    def micro(acc: str, rows: int, gj: int, kdim: int, a_of, w_of) -> MicroGemm:
+        """The :class:`MicroGemm` of ``acc = a @ w``.  Every caller's ``a_of(m, k)`` reads
+        ``buf[row_m + k]`` and ``w_of(k, q)`` reads ``buf[base + k*gj + q]``, so the loads at
+        ``k = q = 0`` give the row offsets and the weight panel's base."""
+        firsts = [a_of(Const(m), Const(0)) for m in range(rows)]
+        w0 = w_of(Const(0), Const(0))
+        assert all(isinstance(f, Load) and f.buf == firsts[0].buf for f in firsts) and isinstance(w0, Load)
+        return MicroGemm(acc, rows, gj, kdim, firsts[0].buf, tuple(f.index for f in firsts), w0.buf, w0.index)
 
     @staticmethod
     def _gemm_rows(acc: str, rows: int, gj: int, kdim: int, a_of, w_of, kvar: str, init=None) -> list[Stmt]:
@@ -280,7 +301,7 @@ class _Fused:
         # double-buffered recurrent states: hb_<s>[2, B, H]
         for s in plan.recurrent_states:
             self.bufs.append(Buffer(f"hb_{s}", mul(Const(2 * h), b_var), "work", writable=True))
-        xlin = [lin for lin in plan.linears if lin.src == "x"]
+        xlin = [lin for lin in plan.linears if lin.src == "x" and lin.out not in self.hosted]
         rows_pad = Bin("*", Bin("/", add(mul(Const(tc), b_var), Const(mb - 1)), Const(mb)), Const(mb))
         for lin in xlin:
             self.bufs.append(Buffer(f"xp_{lin.out}", mul(Const(nt * lin.gates * j), rows_pad),
@@ -386,7 +407,8 @@ class _Fused:
             Loop("tt", nsteps, tuple(step))))
         body = [Loop("w", Var("W"), (*prologue, chunk), "parallel")]
         meta = {"path": "fused", "knobs": kn.to_dict(), "gates": gmax, "tiles": nt, "cell": self.cell.kind,
-                "hidden": h, "recurrent_states": list(plan.recurrent_states)}
+                "hidden": h, "recurrent_states": list(plan.recurrent_states),
+                "host_gemm": {f"xg_{out}": f"p_{w}" for out, w in self.hosted.items()}}
         return Kernel(name, SCALARS, tuple(self.bufs), tuple(body), tuple(self.packs), meta)
 
     def row_block(self, mb: int, rows_pad: Expr, par: Expr, resident: dict[str, str]) -> list[Stmt]:
@@ -503,10 +525,13 @@ class _Fused:
                 lin = lins[n.outputs[0]]
                 vals = []
                 for g in range(lin.gates):
-                    if lin.src == "x":
+                    if lin.out in self.hosted:  # [T, B, G*H] in the weight's own row order
+                        row = add(mul(Var("t"), b_var), b)
+                        v: Expr = Load(f"xg_{lin.out}", add(mul(row, lin.gates * h), add(g * h, unit)))
+                    elif lin.src == "x":
                         gj = lin.gates * j
                         row = add(mul(Var("tt"), b_var), b)
-                        v: Expr = Load(f"xp_{lin.out}", linear_index([(Var("tile"), mul(gj, rows_pad)), (row, gj),
+                        v = Load(f"xp_{lin.out}", linear_index([(Var("tile"), mul(gj, rows_pad)), (row, gj),
                                                                       (g, j)], jj))
                     else:
                         gj = lin.gates * j

@@ -28,7 +28,13 @@ class Knobs:
     inside); ``resident``: recurrent weights are copied once into per-worker memory (CUDA
     shared memory) before the time loop; ``dtype``: storage dtype of weights and activations;
     ``k_block`` (CPU, 0 = none): K block of the recurrent GEMM of batch row blocks, so one
-    L1-sized weight panel serves every row block of a tile (see ``rnnc.lower.fused``).
+    L1-sized weight panel serves every row block of a tile (see ``rnnc.lower.fused``);
+    ``host_gemm`` (CPU, 0/1): the input projections of the whole sequence are one GEMM of the
+    host's maintained BLAS (oneDNN/MKL through torch) before the kernel runs, instead of the
+    kernel's own blocked GEMM per time chunk -- faster where that library's micro-kernels beat
+    the generated loop (large ``T*B``), measured by the tuner, never assumed; ``ukernel`` (CPU,
+    0/1): multi-row float GEMM tiles are register-tile micro-kernels
+    (``rnnc.backends.cstyle.ukernels``) instead of loops gcc vectorises.
 
     GPU only (``reduce_inner``): ``register_k`` of the ``K`` columns of each recurrent weight row
     stay in registers for the whole sequence (each warp owns rows, its 32 lanes split ``K``), the
@@ -48,6 +54,8 @@ class Knobs:
     register_k: int = 0
     max_registers: int = 0
     k_block: int = 0
+    host_gemm: int = 0
+    ukernel: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,8 +156,11 @@ def _divisor_at_most(n: int, cap: int) -> int:
 
 
 def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bool = False) -> Knobs:
-    """A tile of ``gates * tile_hidden`` outputs spans four vector registers per batch row, and
-    four batch rows keep 16 accumulators live (of 32 AVX-512 / 16 AVX2 registers).
+    """A tile of ``gates * tile_hidden`` outputs spans four vector registers per batch row; the
+    micro-kernel holds those weight vectors plus one accumulator per row and vector, so the batch
+    rows are as many as the rest of the registers take, at most four: 4 on AVX-512 (16 of 32
+    registers), 3 on AVX2 (12 + 4 of 16; LSTM H=512 B=16, x86-64-v3 on a Zen 4: 48 ms with 3
+    rows vs 55 ms with 2, measured with ``benchmarks/cpu_rnn.py``).
 
     ``time_chunk``: each chunk's input projection streams all input weights once; when the two
     weight matrices together exceed half the L3 that stream evicts the recurrent weights the
@@ -168,7 +179,8 @@ def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bo
         byte_lanes = 4 * lanes
         tile = next((t for t in range(tile, hidden + 1) if hidden % t == 0 and gates * t % byte_lanes == 0), tile)
     regs = cpu.vector_registers if cpu is not None else 32
-    block = max(1, min(4, (regs // 2) // max(1, (gates * tile + lanes - 1) // lanes)))
+    vectors = max(1, (gates * tile + lanes - 1) // lanes)
+    block = max(1, min(4, (regs - vectors) // vectors))
     l3 = getattr(cpu, "l3_bytes", 0) or 32 * 2**20
     weights = 2 * gates * hidden * hidden * DTYPE_BYTES.get(dtype, 4)
     chunk = 128 if weights > l3 // 2 else 16

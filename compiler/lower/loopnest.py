@@ -192,7 +192,25 @@ class Comment:
     text: str
 
 
-Stmt = Loop | Store | Let | If | Barrier | Alloc | Comment
+@dataclass(frozen=True)
+class MicroGemm:
+    """``acc[m*gj + q] = sum_k a_buf[a_offs[m] + k] * w_buf[w_off + k*gj + q]`` for ``m < rows``,
+    ``q < gj``: a register-tile GEMM the C dialect renders as one micro-kernel per shape, with
+    explicit vector accumulators per ISA (``rnnc.backends.cstyle.ukernels``).  Why a node of its
+    own: written as loops, gcc reloads every weight vector once per row (or spills the tile when
+    the loads are hoisted), so the loop form reaches half the FMA rate the tile allows."""
+
+    acc: str
+    rows: int
+    gj: int
+    kdim: int
+    a_buf: str
+    a_offs: tuple[Expr, ...]
+    w_buf: str
+    w_off: Expr
+
+
+Stmt = Loop | Store | Let | If | Barrier | Alloc | Comment | MicroGemm
 
 
 # --------------------------------------------------------------------------- kernels

@@ -15,6 +15,7 @@ from typing import Any
 
 from rnnc.errors import UnsupportedError
 from rnnc.lower.knobs import schedule_threads
+from rnnc.passes import plan_layer
 from rnnc.tune.protocol import MEASURE, Built
 
 HOST_TAG = "cpu/host"
@@ -57,11 +58,16 @@ class CTunable:
         from rnnc.lower.knobs import CPU_KNOBS_KERNEL, cpu_knobs
 
         cell, h = layer.cell, layer.cell.hidden_size
-        base = cpu_knobs(h, _gates(cell), target, "float32")
+        plan = plan_layer(cell).gate_plan
+        base = cpu_knobs(h, plan.gates if plan is not None else 1, target, "float32")
         options = {
             "time_chunk": [c for c in (64, 128, 16, 32) if c <= max(layer.seq_len, 1)],
-            "batch_block": [b for b in (1, 2, 4, 8) if b <= max(layer.batch, 1)],
+            "batch_block": [b for b in (1, 2, 3, 4, 6, 8) if b <= max(layer.batch, 1)],
             "tile_hidden": [t for t in (base.tile_hidden * 2, base.tile_hidden // 2) if t >= 1 and h % t == 0],
+            # the input projection by the host's BLAS (torch) for all steps at once, and the loop
+            # form of the GEMM tiles instead of the micro-kernel: measured, never assumed
+            "host_gemm": [1] if layer.seq_len * layer.batch > 1 else [],
+            "ukernel": [0] if layer.batch > 1 or layer.seq_len > 1 else [],
         }
         default = {k: getattr(base, k) for k in options}
         seen, out = {tuple(default.items())}, []
@@ -110,14 +116,6 @@ class CTunable:
 def source_identity(code: str, threads: int) -> str:
     """Hash of a kernel's C source and its worker count: equal means the same kernel runs."""
     return hashlib.sha256(f"{code}\0threads={threads}".encode()).hexdigest()[:16]
-
-
-def _gates(cell: Any) -> int:
-    """Gate rows per hidden unit of the fused path (LSTM 4, GRU 3, ...), as the lowering sees it."""
-    from rnnc.lower.fused import analyse_gates
-
-    plan = analyse_gates(cell)
-    return plan.gates if plan is not None else 1
 
 
 ADAPTER = CTunable()

@@ -28,6 +28,7 @@ from rnnc.lower.loopnest import (
     Let,
     Load,
     Loop,
+    MicroGemm,
     Ref,
     Select,
     Stmt,
@@ -180,6 +181,8 @@ class CStyleRenderer:
             self.alloc(self.bufs[s.buf])
         elif isinstance(s, Comment):
             self.emit(f"/* {s.text} */")
+        elif isinstance(s, MicroGemm):
+            self.micro_gemm(s)
         else:
             raise TypeError(f"cannot render {s!r}")
 
@@ -195,6 +198,13 @@ class CStyleRenderer:
 
     def barrier(self, scope: str) -> str:
         raise NotImplementedError
+
+    def micro_gemm(self, s: MicroGemm) -> None:  # dialect: only CPU lowerings emit the node
+        raise TypeError(f"the {self.dialect} dialect has no micro-kernel GEMM ({s.acc})")
+
+    def helpers(self) -> str:
+        """Dialect text placed before the kernel function, known once the body is rendered."""
+        return ""
 
     def alloc(self, b: Buffer) -> None:
         raise NotImplementedError
@@ -227,4 +237,5 @@ class CStyleRenderer:
         self.depth -= 1
         self.block(self.k.body)
         self.emit("}")
-        return head + _HELPERS.format(q=self.qualifier, i=self.index) + "\n" + "\n".join(self.lines) + "\n"
+        return (head + _HELPERS.format(q=self.qualifier, i=self.index) + self.helpers() + "\n"
+                + "\n".join(self.lines) + "\n")

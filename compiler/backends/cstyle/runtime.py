@@ -84,6 +84,8 @@ class LayerRunner:
         for p in kernel.packs:
             src = self.tensors[p.src]
             self.tensors[p.buf] = src.reshape(p.shape).permute(p.perm).contiguous()
+        # input projections the host's GEMM computes (Knobs.host_gemm): buffer -> weight [I, G*H]
+        self.hosted = {buf: self.tensors[w].t().contiguous() for buf, w in meta.get("host_gemm", {}).items()}
         self._work: dict[int, list[Any]] = {}
         self._dummy_len = torch.zeros(1, dtype=torch.int64)
         self.sc = (ctypes.c_long * len(kernel.scalars))()
@@ -121,6 +123,7 @@ class LayerRunner:
         for i, name in enumerate(self.kernel.scalars):
             self.sc[i] = vals[name]
         st = dict(zip(self.state_names, states, strict=True))
+        self.project(x)
         for i, t in enumerate(bound_tensors(self.kernel, x, y, lengths, st, self.tensors, self._dummy_len)):
             self.ptrs[i] = t.data_ptr()
         for j, t in enumerate(self.work(batch, steps)):
@@ -134,7 +137,18 @@ class LayerRunner:
         sc[ix["xs_t"]], sc[ix["xs_b"]] = x.stride(0), x.stride(1)
         sc[ix["ys_t"]], sc[ix["ys_b"]] = y.stride(0), y.stride(1)
         ptrs[ix["x"]], ptrs[ix["y"]] = x.data_ptr(), y.data_ptr()
+        if self.hosted:
+            self.project(x)
+            for buf in self.hosted:
+                ptrs[ix[buf]] = self.tensors[buf].data_ptr()
         self.fn(sc, ptrs)
+
+    def project(self, x: Any) -> None:
+        """The hosted input projections of ``x`` ([T, B, I] view): one GEMM of torch's BLAS each."""
+        import torch
+
+        for buf, wt in self.hosted.items():
+            self.tensors[buf] = torch.matmul(x, wt)
 
     @property
     def _index(self) -> dict[str, int]:
