@@ -12,11 +12,15 @@ TORCH  := torch==2.13.0
 
 setup: $(STAMP) data qemu
 
-# The int8 tests run onnxruntime on an emulated AVX2 CPU without VNNI (tests/emulated_ort.py):
-# Debian's qemu-user, installed once (CI and these machines run as root).
+# The int8 tests run onnxruntime on an emulated AVX2 CPU without VNNI (tests/emulated_ort.py), and
+# the C micro-kernels' NEON branch is cross-compiled and run under qemu-aarch64
+# (tests/backends/cstyle/test_ukernels.py): Debian's qemu-user and gcc-aarch64-linux-gnu,
+# installed once (CI and these machines run as root).
 qemu:
-	@command -v qemu-x86_64 >/dev/null || { apt-get update -qq && apt-get install -y -qq qemu-user >/dev/null; } \
-	  || { echo "make setup: install qemu-user (apt-get install qemu-user); the int8 tests need qemu-x86_64"; exit 1; }
+	@{ command -v qemu-x86_64 && command -v qemu-aarch64 && command -v aarch64-linux-gnu-gcc; } >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq qemu-user gcc-aarch64-linux-gnu >/dev/null; } \
+	  || { echo "make setup: install qemu-user and gcc-aarch64-linux-gnu (apt-get install ...); the int8 and" \
+	            "micro-kernel tests need qemu-x86_64, qemu-aarch64 and aarch64-linux-gnu-gcc"; exit 1; }
 
 # Re-runs only when pyproject.toml changes, so a second `make setup` is fast and changes nothing.
 $(STAMP): pyproject.toml

@@ -15,6 +15,9 @@ loop-nest node             C (gcc build.C_FLAGS)                CUDA
 ``Loop(kind=warps)``       serial loop                          ``threadIdx.x / 32`` (runs once)
 ``Loop(kind=lanes)``       serial loop (sums its ``reduce``)    ``threadIdx.x % 32``, shuffle-sum after
 ``register`` buffer        stack array ``[thread, slot]``       per-thread array ``[slot]`` (registers)
+``MicroGemm``              call of a register-tile micro-kernel  not emitted (GPU lowerings use
+                           (``ukernels.py``: AVX-512/AVX2/NEON   ``warp_gemm``)
+                           vector branch by ``-march``)
 =========================  ===================================  ======================================
 """
 
