@@ -237,7 +237,7 @@ class _Fused:
         # array in vector registers but reloads each weight vector once per row (loading it once
         # for all rows spills the accumulators or stops vectorising, 1.4-6x slower), so float
         # tiles are one micro-kernel call (``Knobs.ukernel``, rnnc.backends.cstyle.ukernels).
-        if self.kn.ukernel and not int8:
+        if self.kn.ukernel and not int8 and self.kn.dtype == "float32":
             return [self.micro(acc, rows, gj, kdim, a_of, w_of)]
         return self._gemm_rows(acc, rows, gj, kdim, a_of, lambda k, q, _m: w_of(k, q), "k")
 

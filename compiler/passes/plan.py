@@ -85,8 +85,9 @@ class LayerPlan:
     def problem(self, batch: int = 1, dtype: str | None = None, seq_len: int | None = None, **calibration: Any) -> Any:
         """The solver's ``ProblemSpec`` of this layer.
 
-        Scan cells are sized by their channels (``output_size``: Mamba's D, not its state size N,
-        which goes to ``state_size``); fused cells by the hidden size.  ``dtype``: a torch dtype
+        Sized by the state's channels: the hidden size (LRU's N complex states, an LSTM's H),
+        except for selective scans, whose state is ``[D, N]``: D channels (``output_size``),
+        each with ``state_size`` N.  ``dtype``: a torch dtype
         name (default: the cell's); ``calibration``: ProblemSpec's kernel-calibration fields
         (``register_overhead``, ``min_warps``, ``shared_weights``, ``grid_sync``)."""
         from rnnc.constraints import ProblemSpec
@@ -100,12 +101,10 @@ class LayerPlan:
             extra["family"] = self.family
             if self.family == "fused":
                 extra["gates"] = self.gates
-        if self.family == "scan":
-            hidden = cell.output_size
-            if self.scan == "selective" and cell.states and len(cell.states[0].shape) > 1:
-                extra["state_size"] = int(cell.states[0].shape[-1])
-        else:
-            hidden = cell.hidden_size
+        hidden = cell.hidden_size  # the state's channels (LRU's N, an LSTM's H)
+        if self.scan == "selective" and cell.states and len(cell.states[0].shape) > 1:
+            hidden = cell.output_size  # Mamba: D channels, each with N states
+            extra["state_size"] = int(cell.states[0].shape[-1])
         heads = self.heads if hidden % self.heads == 0 else 1
         return ProblemSpec(cell.kind if self.known else "custom", hidden=hidden, heads=heads, batch=int(batch),
                            dtype=SOLVER_DTYPES.get(dtype, "fp32"), input_size=cell.input_size, **extra)

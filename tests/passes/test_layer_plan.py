@@ -91,3 +91,10 @@ def test_no_other_cell_to_problem_adapter(path):
     files = [ROOT / path] if path.endswith(".py") else sorted((ROOT / path).rglob("*.py"))
     offenders = [str(f.relative_to(ROOT)) for f in files if "ProblemSpec(" in f.read_text()]
     assert offenders == []
+
+
+def test_diagonal_scan_problem_is_sized_by_its_state_channels():
+    """LRU maps D inputs to N complex states and back to D outputs: its scan runs over N."""
+    d, n = 12, 20
+    spec = plan_layer(CELLS["lru"].build_cell(d, n)).problem()
+    assert (spec.cell, spec.hidden) == ("lru", n)

@@ -37,6 +37,8 @@ from rnnc.lower.knobs import DTYPE_BYTES, predict_smem
 from rnnc.lower.layer import lower_layer
 
 CUDA_ARCHS = ("sm_80", "sm_86", "sm_89", "sm_90")
+
+
 def _target(target: Any, backend: str) -> Any:
     from rnnc.targets import get
 

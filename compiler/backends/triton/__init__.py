@@ -22,8 +22,6 @@ from typing import Any
 
 from rnnc.backends import register_backend
 
-#: rnnc dtype names -> the solver's
-
 
 def _target(target: Any) -> Any:
     from rnnc.targets import get
