@@ -1,7 +1,8 @@
 """CPU tilings of the fused C kernel: every tiling a Schedule can ask for computes the same layer.
 
 The knobs here are the ones ``cpu_fused_recurrence`` Schedules set (``threads``, ``mr`` ->
-``tile_hidden``, ``nr`` -> ``batch_block``, ``k_block``); each combination is checked against the
+``tile_hidden``, ``nr`` -> ``batch_block``, ``k_block``) and the tuner's own (``host_gemm``,
+``ukernel``); each combination is checked against the
 IR interpreter and the cell's plain-torch reference, with batch sizes that leave remainder rows
 next to full row blocks and enough tiles per worker for the serpentine tile order to matter.
 """
@@ -23,6 +24,10 @@ TILINGS = [
     {"tile_hidden": 8, "batch_block": 2, "k_block": 16, "workers": 1},
     {"tile_hidden": 16, "batch_block": 1, "k_block": 0, "workers": 2},  # B=1-style GEMV for every row
     {"tile_hidden": 2, "batch_block": 3, "k_block": 5, "workers": 2},  # k_block not dividing K: unblocked
+    # the input projection by torch's BLAS before the kernel (the kernel reads [T, B, G*H])
+    {"tile_hidden": 8, "batch_block": 3, "k_block": 0, "workers": 2, "host_gemm": 1},
+    # the loop form of the GEMM tiles instead of the micro-kernel
+    {"tile_hidden": 4, "batch_block": 4, "k_block": 0, "workers": 2, "ukernel": 0},
 ]
 
 
@@ -94,3 +99,16 @@ def test_rows_past_their_length_in_row_blocks(name: str) -> None:
     want = prog.run(x, lengths, *init)
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert_close(g, w, "float32", "c", f"{name} output {i} with lengths vs interpreter")
+
+
+def test_streaming_with_the_host_projection_recomputes_it_every_step() -> None:
+    """``Stream.step`` swaps only the x/y pointers between steps; a hosted input projection must
+    follow x, so stepping equals the whole sequence (and the interpreter)."""
+    cell, weights = module("lstm", 16).rnnc_layer()
+    prog = rnn_program([cell], [[weights]])
+    compiled = CompiledProgram(prog, schedule={layer_key(cell): {"host_gemm": 1, "batch_block": 2}})
+    assert next(iter(compiled.builds.values())).kernel.meta["host_gemm"]
+    x = torch.randn(2, 6, cell.input_size, generator=torch.Generator().manual_seed(7))
+    stream = compiled.stream(batch=2)
+    steps = torch.stack([stream.step(x[:, t])[0].clone() for t in range(x.shape[1])], dim=1)
+    assert_close(steps, prog.run(x)[0], "float32", "c", "hosted projection, stepped vs interpreter")
