@@ -21,7 +21,7 @@ frozen result.  The facts, and which backend decision rests on each:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -47,16 +47,11 @@ class LayerPlan:
     family: str  # "fused" (nonlinear recurrence) | "scan" (linear in the state)
     scan: str  # the solver's scan kind for known scan cells ("diag", "selective", "matrix"), else ""
     known: bool  # the solver's cell table has this kind
-    facts: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     # -- node classes ------------------------------------------------------------------------
     def stage(self, node: Node) -> str:
         """The class of ``node`` (that of its first output)."""
         return self.depends[node.outputs[0]]
-
-    def nodes_of(self, *classes: str) -> tuple[Node, ...]:
-        """Step nodes whose class is one of ``classes``, in graph order."""
-        return tuple(n for n in self.cell.step.nodes if self.depends[n.outputs[0]] in classes)
 
     def values_of(self, *classes: str) -> frozenset[str]:
         """Values (graph inputs included) whose class is one of ``classes``."""
@@ -174,7 +169,6 @@ def recurrence_form(cell: Cell, facts: Facts) -> None:
 
 #: the analysis passes, in order (each may read what earlier ones found)
 PASSES: tuple[Pass, ...] = (dependencies, row_parallel, gate_structure, recurrence_form)
-_PLANNED = ("depends", "row_wise", "per_step_quant", "gate_plan", "gates", "heads", "family", "scan", "known")
 _CACHE: dict[int, tuple[Cell, LayerPlan]] = {}
 
 
@@ -186,10 +180,8 @@ def plan_layer(cell: Cell) -> LayerPlan:
     facts: Facts = {}
     for p in PASSES:
         p(cell, facts)
-    known = {k: facts[k] for k in _PLANNED}
-    known["depends"] = MappingProxyType(known["depends"])
-    rest = MappingProxyType({k: v for k, v in facts.items() if k not in _PLANNED})
-    plan = LayerPlan(cell, facts=rest, **known)
+    facts["depends"] = MappingProxyType(facts["depends"])
+    plan = LayerPlan(cell, **facts)  # every LayerPlan field but the cell is one pass's fact
     if len(_CACHE) > 256:
         _CACHE.clear()
     _CACHE[id(cell)] = (cell, plan)
