@@ -78,10 +78,11 @@ def _flatten(ctx: Ctx, out: Any, prefix: str, acc: list[tuple[str, Any]]) -> Non
         raise UnsupportedError(f"model output {prefix} is a {type(out).__name__}; rnnc Programs return tensors")
 
 
-def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str]) -> Program:
+def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str],
+           probing: bool = False) -> Program:
     name = type(model).__name__ if not isinstance(model, torch.jit.ScriptModule) else model.original_name
     b = GraphBuilder(name or "model")
-    ctx = Ctx(b)
+    ctx = Ctx(b, probing=probing)
     inputs = [TV(b.input(n, d, dtype_of_torch(e.dtype)), e) for n, d, e in zip(names, dims, examples, strict=True)]
     if isinstance(model, torch.jit.ScriptModule):
         from rnnc.frontend.torchscript import convert_script_module
@@ -111,7 +112,7 @@ def _auto_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> li
     probe = [tuple(f"{n}_d{i}" for i in range(e.dim())) for n, e in zip(names, examples, strict=True)]
     static = [tuple(int(s) for s in e.shape) for e in examples]
     try:
-        prog = _build(model, examples, probe, names)
+        prog = _build(model, examples, probe, names, probing=True)
     except RnncError:
         return static
     batch: set[str] = set()

@@ -8,13 +8,16 @@ qualified name, the op, and what rnnc supports.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.utils import _pytree as pytree
 
 from rnnc.frontend import handlers_shape  # noqa: F401  (registers the shape handlers)
+from rnnc.frontend.aten import convert_call
 from rnnc.frontend.fx_trace import Traced, function_name
 from rnnc.frontend.handlers import HANDLERS, conv1d, layer_norm, linear, pad
 from rnnc.frontend.loops import cell_scan, convert_cell_scan
@@ -101,7 +104,12 @@ def _module_handler(ctx: Ctx, mod: nn.Module) -> ModuleHandler:
     for cls in type(mod).__mro__:
         if cls in MODULES:
             return MODULES[cls]
-    raise ctx.unsupported(f"layer {type(mod).__module__}.{type(mod).__name__}", SUPPORTED_MODULES)
+    return _exported_module
+
+
+def _exported_module(ctx: Ctx, mod: nn.Module, qual: str, *args: Any, **kwargs: Any) -> Any:
+    """A torch.nn layer rnnc has no handler for: captured through torch.export (``aten.py``)."""
+    return convert_call(ctx, mod, args, kwargs, f"layer {type(mod).__module__}.{type(mod).__name__}", qual)
 
 
 def _where(node: fx.Node, root_name: str) -> str:
@@ -144,21 +152,33 @@ def convert_graph(ctx: Ctx, gm: Traced, inputs: list[Any], *, root_name: str = "
             qual = args[0]
             env[node] = convert_cell_scan(ctx, gm.get_submodule(qual), qual, *args[1:])
         elif node.op == "call_function":
-            env[node] = _call(ctx, function_name(node.target), args, kwargs)
+            env[node] = _call(ctx, function_name(node.target), args, kwargs, node.target)
         elif node.op == "call_method":
-            env[node] = _call(ctx, str(node.target), args, kwargs, method=True)
+            env[node] = _call(ctx, str(node.target), args, kwargs, _method(str(node.target)))
         elif node.op == "output":
             out = args[0]
     return out
 
 
-def _call(ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], method: bool = False) -> Any:
+@functools.cache
+def _method(name: str) -> Callable[..., Any]:
+    """``x.name(*args)`` as a function (one object per name, so exports of it are cached)."""
+    def call(x: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(x, name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def _call(ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], fn: Callable[..., Any]) -> Any:
     if name == "pack_padded_sequence":
         return pack_padded(ctx, *args, **kwargs)
     if name == "pad_packed_sequence":
         return pad_packed(ctx, *args, **kwargs)
     handler = HANDLERS.get(name.removeprefix("__").removesuffix("__") if name.startswith("__") else name)
     if handler is None:
-        kind = "tensor method" if method else "function"
-        raise ctx.unsupported(f"{kind} {name}", "the ops listed in rnnc.frontend.supported_ops()")
+        if not any(isinstance(a, TV) for a in pytree.tree_leaves((args, kwargs))):
+            return fn(*args, **kwargs)  # python arithmetic on sizes and constants: just run it
+        kind = "tensor method" if fn is _method(name) else "function"
+        return convert_call(ctx, fn, args, kwargs, f"{kind} {name}")
     return handler(ctx, *args, **kwargs)

@@ -27,10 +27,13 @@ class SymInt(int):
     """A concrete size that stands for a symbolic dim (``sym``) of the IR."""
 
     sym: str
+    #: the tensor and axis the size was read from, when it was (``arange(x.size(1))`` needs it)
+    source: tuple[TV, int] | None
 
-    def __new__(cls, value: int, sym: str) -> SymInt:
+    def __new__(cls, value: int, sym: str, source: tuple[TV, int] | None = None) -> SymInt:
         obj = super().__new__(cls, value)
         obj.sym = sym
+        obj.source = source
         return obj
 
     def __repr__(self) -> str:
@@ -62,7 +65,7 @@ class TV:
         """Concrete size, tagged with its symbol when the IR dim is symbolic."""
         d = self.shape[dim]
         n = int(self.ex.shape[dim])
-        return SymInt(n, d) if isinstance(d, str) else n
+        return SymInt(n, d, (self, dim)) if isinstance(d, str) else n
 
 
 @dataclass
@@ -81,6 +84,9 @@ class Ctx:
     builder: GraphBuilder
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
     where: str = ""  # qualified name of the module being converted, for error messages
+    #: the first, all-dims-symbolic conversion that finds the batch and time dims (``api.py``):
+    #: a call that fixes a dim then only means that dim is not batch or time
+    probing: bool = False
     _by_id: dict[int, Value] = field(default_factory=dict)
     _counter: int = 0
 

@@ -36,15 +36,24 @@ class WithConv2d(nn.Module):
         return self.enc(x)
 
 
-def test_unsupported_layer_names_module_and_op() -> None:
-    with pytest.raises(UnsupportedError, match=r"Conv2d in module 'enc\.0'; supported: .*LSTM"):
-        trace(WithConv2d(), torch.randn(1, 1, 5, 5))
+def test_layer_without_handler_is_captured_through_torch_export() -> None:
+    """nn.Conv2d has no fx handler: it goes through torch.export (core ATen) and keeps its
+    qualified weight names and the symbolic batch it was given."""
+    model = WithConv2d().eval()
+    program = trace(model, torch.randn(2, 1, 5, 5), dynamic=[{0: "B"}])
+    assert [n.attr("target") for n in program.graph.nodes if n.op == "aten"] == ["conv2d.default"]
+    assert "enc.0.weight" in program.weights
+    x = torch.randn(3, 1, 5, 5)
+    torch.testing.assert_close(program.run(x), model(x), rtol=1e-5, atol=1e-6)
 
 
-def test_transformer_is_unsupported() -> None:
-    model = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=8)
-    with pytest.raises(UnsupportedError, match="Transformer"):
-        trace(model, (torch.randn(3, 1, 8), torch.randn(2, 1, 8)))
+def test_transformer_traces_through_torch_export() -> None:
+    model = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                           dim_feedforward=8).eval()
+    src, tgt = torch.randn(3, 1, 8), torch.randn(2, 1, 8)
+    program = trace(model, (src, tgt))
+    with torch.no_grad():
+        torch.testing.assert_close(program.run(src, tgt), model(src, tgt), rtol=1e-4, atol=1e-5)
 
 
 class Cumsum(nn.Module):
@@ -52,9 +61,20 @@ class Cumsum(nn.Module):
         return torch.cumsum(x, dim=1)
 
 
-def test_unsupported_function_names_op() -> None:
-    with pytest.raises(UnsupportedError, match="function cumsum"):
-        trace(Cumsum(), torch.randn(2, 3))
+def test_function_without_handler_is_captured() -> None:
+    x = torch.randn(2, 3)
+    program = trace(Cumsum(), x)
+    torch.testing.assert_close(program.run(x), torch.cumsum(x, dim=1))
+
+
+class NonZero(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nonzero(x)
+
+
+def test_data_dependent_shape_is_refused_naming_the_aten_op() -> None:
+    with pytest.raises(UnsupportedError, match="nonzero"):
+        trace(NonZero(), torch.randn(2, 3))
 
 
 class DataBranch(nn.Module):

@@ -56,6 +56,13 @@ def unsupported(program: Program, opset: int) -> str:
             where = f"in graph {graph.name}" if graph is not program.graph else "at top level"
             return (f"op {node.op!r} ({node.label} {where}) has no ONNX rendering; supported ops: "
                     f"{', '.join(sorted(RENDERERS))}")
+        if node.op == "aten":
+            from rnnc.backends.onnx.ops_aten import unsupported_aten
+
+            why = unsupported_aten(node)
+            if why:
+                where = f"in graph {graph.name}" if graph is not program.graph else "at top level"
+                return f"{why} ({where}); it runs in rnnc's interpreter and compiled modules, not in ONNX"
         need = MIN_OPSET.get(node.op, MIN_EXPORT_OPSET)
         if opset < need:
             return f"op {node.op!r} ({node.label}) needs ONNX opset >= {need}, asked for {opset}"

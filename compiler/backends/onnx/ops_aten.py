@@ -1,0 +1,563 @@
+"""ONNX renderings of the IR's ``aten`` op, one per ATen overload (``rnnc.ir.ops_aten``).
+
+Each renderer restates one core-ATen operator with standard ONNX ops (opset >= 17), in the form
+onnxruntime runs whole (``Conv``, ``BatchNormalization``, ``MaxPool``, ``Resize``...).  An overload
+without a renderer is named by ``unsupported`` before rendering starts, in one sentence: the
+Program still runs in rnnc (interpreter, compiled module), it just has no ONNX form yet.
+Renderers take the call's decoded arguments: tensor arguments are ONNX value names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph
+from rnnc.backends.onnx.ops import Ins, Types, renders
+from rnnc.ir import Node, TensorType
+
+Args = list[Any]
+AtenRenderer = Callable[[OnnxGraph, Node, Args, dict[str, Any], Types], list[str]]
+ATEN_RENDERERS: dict[str, AtenRenderer] = {}
+
+
+def aten_renders(*targets: str) -> Callable[[AtenRenderer], AtenRenderer]:
+    def deco(fn: AtenRenderer) -> AtenRenderer:
+        for t in targets:
+            ATEN_RENDERERS[t] = fn
+        return fn
+
+    return deco
+
+
+def renderer_of(target: str) -> AtenRenderer | None:
+    """By overload (``"conv2d.default"``), else by operator name for every overload."""
+    return ATEN_RENDERERS.get(target) or ATEN_RENDERERS.get(target.partition(".")[0])
+
+
+def _decode(value: Any, ins: Ins) -> Any:
+    if isinstance(value, str) and value.startswith("%") and value[1:].isdigit():
+        return ins[int(value[1:])]
+    if isinstance(value, (list, tuple)):
+        return [_decode(v, ins) for v in value]
+    return value
+
+
+@renders("aten")
+def _aten(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    target = node.attr("target")
+    fn = renderer_of(target)
+    if fn is None:  # unsupported() names it first; a guard for direct callers
+        raise KeyError(f"aten.{target} has no ONNX rendering")
+    args = _decode(node.attr("args"), ins)
+    kwargs = {k: _decode(v, ins) for k, v in (node.attr("kwargs") or ())}
+    return fn(g, node, args, kwargs, types)
+
+
+def unsupported_aten(node: Node) -> str:
+    """Why an ``aten`` node has no ONNX form ("" when it has)."""
+    target = node.attr("target")
+    if renderer_of(target) is None:
+        return f"ATen operator aten.{target} ({node.label}) has no ONNX rendering yet"
+    return ""
+
+
+def _arg(args: Args, i: int, kwargs: dict[str, Any], name: str, default: Any) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[i] if i < len(args) and args[i] is not None else default
+
+
+def _ints(v: Any, n: int) -> list[int]:
+    v = list(v) if isinstance(v, (list, tuple)) else [v]
+    return [int(x) for x in (v * n if len(v) == 1 else v)]
+
+
+def _in_type(node: Node, types: Types, which: int = 0) -> TensorType:
+    t = types[which]
+    assert t is not None, f"{node.label}: input {which} has no type"
+    return t
+
+
+def _out(node: Node) -> str:
+    return node.outputs[0]
+
+
+# --------------------------------------------------------------------------- convolution
+def _conv(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    x, w, b = args[0], args[1], _arg(args, 2, kwargs, "bias", None)
+    wt = _in_type(node, types, 1)
+    n = wt.rank - 2
+    stride = _ints(_arg(args, 3, kwargs, "stride", 1), n)
+    padding = _arg(args, 4, kwargs, "padding", 0)
+    dilation = _ints(_arg(args, 5, kwargs, "dilation", 1), n)
+    groups = int(_arg(args, 6, kwargs, "groups", 1))
+    if isinstance(padding, str):  # "valid" / "same" (torch puts an odd extra pad at the end)
+        total = [0 if padding == "valid" else d * (int(k) - 1) for d, k in zip(dilation, wt.shape[2:], strict=True)]
+        pads = [t // 2 for t in total] + [t - t // 2 for t in total]
+    else:
+        p = _ints(padding, n)
+        pads = p + p
+    ins = [x, w, b] if b else [x, w]
+    return g.node("Conv", ins, _out(node), strides=stride, pads=pads, dilations=dilation, group=groups)
+
+
+aten_renders("conv1d", "conv2d", "conv3d")(_conv)
+
+
+@aten_renders("conv_transpose1d", "conv_transpose2d")
+def _conv_transpose(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    x, w, b = args[0], args[1], _arg(args, 2, kwargs, "bias", None)
+    n = _in_type(node, types, 1).rank - 2
+    stride = _ints(_arg(args, 3, kwargs, "stride", 1), n)
+    p = _ints(_arg(args, 4, kwargs, "padding", 0), n)
+    out_pad = _ints(_arg(args, 5, kwargs, "output_padding", 0), n)
+    groups = int(_arg(args, 6, kwargs, "groups", 1))
+    dilation = _ints(_arg(args, 7, kwargs, "dilation", 1), n)
+    return g.node("ConvTranspose", [x, w, b] if b else [x, w], _out(node), strides=stride, pads=p + p,
+                  output_padding=out_pad, dilations=dilation, group=groups)
+
+
+# --------------------------------------------------------------------------- normalisation
+def _channels(node: Node, types: Types) -> int:
+    c = _in_type(node, types).shape[1]
+    if not isinstance(c, int):
+        raise ValueError(f"{node.label}: the channel dim must be fixed, got {c}")
+    return c
+
+
+def _scale_bias(g: OnnxGraph, node: Node, types: Types, w: Any, b: Any) -> tuple[str, str]:
+    c, dt = _channels(node, types), _in_type(node, types).dtype
+    return (w or g.const(np.ones(c), dt)), (b or g.const(np.zeros(c), dt))
+
+
+@aten_renders("batch_norm")
+def _batch_norm(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    x, w, b, mean, var = args[:5]
+    eps = float(_arg(args, 7, kwargs, "eps", 1e-5))
+    w, b = _scale_bias(g, node, types, w, b)
+    return g.node("BatchNormalization", [x, w, b, mean, var], _out(node), epsilon=eps)
+
+
+@aten_renders("instance_norm")
+def _instance_norm(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    x, w, b, mean, var, use_input_stats = args[:6]
+    eps = float(_arg(args, 7, kwargs, "eps", 1e-5))
+    if not use_input_stats:  # running statistics: a batch norm
+        return _batch_norm(g, node, [x, w, b, mean, var, False, 0.1, eps], {}, types)
+    w, b = _scale_bias(g, node, types, w, b)
+    return g.node("InstanceNormalization", [x, w, b], _out(node), epsilon=eps)
+
+
+@aten_renders("group_norm")
+def _group_norm(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """Normalise over [C/G, ...] per group with reductions (ONNX's GroupNormalization changed
+    meaning between opsets 18 and 21), then the per-channel affine."""
+    x, groups = args[0], int(args[1])
+    w, b = _arg(args, 2, kwargs, "weight", None), _arg(args, 3, kwargs, "bias", None)
+    eps = float(_arg(args, 4, kwargs, "eps", 1e-5))
+    xt = _in_type(node, types)
+    dt = xt.dtype
+    grouped = g.op("Reshape", x, g.const([0, groups, -1]))
+    mean = g.op("ReduceMean", grouped, g.const([2]), keepdims=1)
+    centred = g.op("Sub", grouped, mean)
+    var = g.op("ReduceMean", g.op("Mul", centred, centred), g.const([2]), keepdims=1)
+    normed = g.op("Div", centred, g.op("Sqrt", g.op("Add", var, g.const(eps, dt))))
+    y = g.op("Reshape", normed, g.op("Shape", x))
+    tail = [1] * (xt.rank - 2)
+    if w:
+        y = g.op("Mul", y, g.op("Reshape", w, g.const([-1, *tail])))
+    if b:
+        y = g.op("Add", y, g.op("Reshape", b, g.const([-1, *tail])))
+    return [g.op("Identity", y, hint=_out(node))]
+
+
+# --------------------------------------------------------------------------- pooling, resizing
+def _pool(kind: str) -> AtenRenderer:
+    def render(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+        n = _in_type(node, types).rank - 2
+        kernel = _ints(args[1], n)
+        stride = _arg(args, 2, kwargs, "stride", None)
+        stride = kernel if not stride else _ints(stride, n)
+        p = _ints(_arg(args, 3, kwargs, "padding", 0), n)
+        if kind == "MaxPool":
+            dilation = _ints(_arg(args, 4, kwargs, "dilation", 1), n)
+            ceil = int(bool(_arg(args, 5, kwargs, "ceil_mode", False)))
+            return g.node("MaxPool", [args[0]], _out(node), kernel_shape=kernel, strides=stride, pads=p + p,
+                          dilations=dilation, ceil_mode=ceil)
+        ceil = int(bool(_arg(args, 4, kwargs, "ceil_mode", False)))
+        include = int(bool(_arg(args, 5, kwargs, "count_include_pad", True)))
+        if _arg(args, 6, kwargs, "divisor_override", None) is not None:
+            raise ValueError(f"{node.label}: avg_pool with divisor_override has no ONNX form")
+        return g.node("AveragePool", [args[0]], _out(node), kernel_shape=kernel, strides=stride, pads=p + p,
+                      ceil_mode=ceil, count_include_pad=include)
+
+    return render
+
+
+aten_renders("max_pool1d", "max_pool2d")(_pool("MaxPool"))
+aten_renders("avg_pool1d", "avg_pool2d")(_pool("AveragePool"))
+
+
+@aten_renders("adaptive_avg_pool1d", "adaptive_avg_pool2d")
+def _adaptive_avg(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """Output size 1 on an axis is a mean over it; a fixed input size that the output size
+    divides is a plain average pool; anything else has no single ONNX op."""
+    xt = _in_type(node, types)
+    n = xt.rank - 2
+    out = _ints(args[1], n)
+    spatial = xt.shape[2:]
+    if all(o == 1 for o in out):
+        return g.node("ReduceMean", [args[0], g.const(list(range(2, xt.rank)))], _out(node), keepdims=1)
+    kernel = []
+    for i, (s, o) in enumerate(zip(spatial, out, strict=True)):
+        if not isinstance(s, int) or s % o:
+            raise ValueError(f"{node.label}: adaptive pooling of axis {i + 2} ({s} -> {o}) has no ONNX form")
+        kernel.append(s // o)
+    return g.node("AveragePool", [args[0]], _out(node), kernel_shape=kernel, strides=kernel)
+
+
+def _resize(mode: str) -> AtenRenderer:
+    def render(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+        xt = _in_type(node, types)
+        n = xt.rank - 2
+        out_size = args[1] if len(args) > 1 else None
+        align = bool(args[2]) if mode == "linear" and len(args) > 3 else False
+        scales = args[-1] if len(args) > 2 else None
+        attrs: dict[str, Any] = {"mode": mode}
+        if mode == "nearest":  # torch's "nearest": floor(dst * in / out)
+            attrs.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        else:
+            attrs["coordinate_transformation_mode"] = "align_corners" if align else "half_pixel"
+        if scales:
+            sc = g.const(np.array([1.0, 1.0, *[float(s) for s in _ints_f(scales, n)]]), "float32")
+            return g.node("Resize", [args[0], None, sc], _out(node), **attrs)
+        if out_size:
+            sizes = g.op("Concat", g.op("Slice", g.op("Shape", args[0]), g.const([0]), g.const([2])),
+                         g.const([int(s) for s in out_size]), axis=0)
+            return g.node("Resize", [args[0], None, None, sizes], _out(node), **attrs)
+        raise ValueError(f"{node.label}: resize without scales or sizes")
+
+    return render
+
+
+def _ints_f(v: Any, n: int) -> list[float]:
+    v = list(v) if isinstance(v, (list, tuple)) else [v]
+    return [float(x) for x in (v * n if len(v) == 1 else v)]
+
+
+aten_renders("upsample_nearest1d", "upsample_nearest2d")(_resize("nearest"))
+aten_renders("upsample_linear1d", "upsample_bilinear2d")(_resize("linear"))
+
+
+@aten_renders("pixel_shuffle")
+def _pixel_shuffle(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    return g.node("DepthToSpace", [args[0]], _out(node), blocksize=int(args[1]), mode="CRD")
+
+
+# --------------------------------------------------------------------------- activations
+@aten_renders("glu")
+def _glu(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    dim = int(_arg(args, 1, kwargs, "dim", -1)) % xt.rank
+    a, b = g.node("Split", [args[0]], "glu_half", n_out=2, axis=dim, num_outputs=2) if g.opset >= 18 else \
+        g.node("Split", [args[0]], "glu_half", n_out=2, axis=dim)
+    return [g.op("Mul", a, g.op("Sigmoid", b), hint=_out(node))]
+
+
+def _simple(op_type: str, **fixed: Any) -> AtenRenderer:
+    def render(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+        return g.node(op_type, [args[0]], _out(node), **fixed)
+
+    return render
+
+
+aten_renders("hardswish")(_simple("HardSwish"))
+aten_renders("hardsigmoid")(_simple("HardSigmoid", alpha=1 / 6, beta=0.5))
+for _t, _o in {"erf": "Erf", "floor": "Floor", "ceil": "Ceil", "sign": "Sign", "round": "Round",
+               "logical_not": "Not", "bitwise_not": "Not", "tan": "Tan", "atan": "Atan", "asin": "Asin",
+               "acos": "Acos", "sinh": "Sinh", "cosh": "Cosh"}.items():
+    ATEN_RENDERERS[_t] = _simple(_o)
+
+
+@aten_renders("leaky_relu")
+def _leaky(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    return g.node("LeakyRelu", [args[0]], _out(node), alpha=float(_arg(args, 1, kwargs, "negative_slope", 0.01)))
+
+
+@aten_renders("elu")
+def _elu(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    alpha, scale, in_scale = (float(_arg(args, i, kwargs, k, 1.0)) for i, k in
+                              ((1, "alpha"), (2, "scale"), (3, "input_scale")))
+    dt = _in_type(node, types).dtype
+    x = args[0] if in_scale == 1.0 else g.op("Mul", args[0], g.const(in_scale, dt))
+    y = g.op("Elu", x, alpha=alpha)
+    if scale != 1.0:
+        y = g.op("Mul", y, g.const(scale, dt))
+    return [g.op("Identity", y, hint=_out(node))]
+
+
+@aten_renders("mish")
+def _mish(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    if g.opset >= 18:
+        return g.node("Mish", [args[0]], _out(node))
+    return [g.op("Mul", args[0], g.op("Tanh", g.op("Softplus", args[0])), hint=_out(node))]
+
+
+@aten_renders("prelu")
+def _prelu(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """torch's weight is per channel (dim 1); ONNX broadcasts from the right: [C, 1, ...]."""
+    xt, wt = _in_type(node, types), _in_type(node, types, 1)
+    slope = args[1]
+    if xt.rank > 2 and wt.shape != (1,):
+        slope = g.op("Reshape", slope, g.const([-1] + [1] * (xt.rank - 2)))
+    return g.node("PRelu", [args[0], slope], _out(node))
+
+
+@aten_renders("log1p")
+def _log1p(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    return [g.op("Log", g.op("Add", args[0], g.const(1.0, _in_type(node, types).dtype)), hint=_out(node))]
+
+
+# --------------------------------------------------------------------------- reductions
+def _axes(v: Any, rank: int) -> list[int]:
+    v = [v] if isinstance(v, int) else list(v or range(rank))
+    return [int(a) % rank for a in v]
+
+
+@aten_renders("linalg_vector_norm")
+def _vector_norm(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    ord_ = float(_arg(args, 1, kwargs, "ord", 2.0))
+    axes = _axes(_arg(args, 2, kwargs, "dim", None), xt.rank)
+    keep = int(bool(_arg(args, 3, kwargs, "keepdim", False)))
+    op = {2.0: "ReduceL2", 1.0: "ReduceL1", float("inf"): "ReduceMax"}.get(ord_)
+    if op is None:
+        raise ValueError(f"{node.label}: vector norm of order {ord_} has no ONNX form here")
+    x = g.op("Abs", args[0]) if op == "ReduceMax" else args[0]
+    return g.node(op, [x, g.const(axes)], _out(node), keepdims=keep)
+
+
+@aten_renders("logsumexp")
+def _logsumexp(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    return g.node("ReduceLogSumExp", [args[0], g.const(_axes(args[1], xt.rank))], _out(node), keepdims=keep)
+
+
+@aten_renders("cumsum")
+def _cumsum(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    return g.node("CumSum", [args[0], g.const(int(args[1]) % _in_type(node, types).rank)], _out(node))
+
+
+@aten_renders("amin")
+def _amin(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    return g.node("ReduceMin", [args[0], g.const(_axes(args[1], xt.rank))], _out(node), keepdims=keep)
+
+
+@aten_renders("any")
+def _any(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    as_int = g.op("Cast", args[0], to=ONNX_DTYPES["int32"])
+    m = g.op("ReduceMax", as_int, g.const(_axes(_arg(args, 1, kwargs, "dim", None), xt.rank)), keepdims=keep)
+    return g.node("Cast", [m], _out(node), to=ONNX_DTYPES["bool"])
+
+
+@aten_renders("argmax", "argmin")
+def _argmax(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    dim = _arg(args, 1, kwargs, "dim", None)
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    op = "ArgMax" if node.attr("target").startswith("argmax") else "ArgMin"
+    if dim is None:
+        return g.node(op, [g.op("Reshape", args[0], g.const([-1]))], _out(node), axis=0, keepdims=0)
+    return g.node(op, [args[0]], _out(node), axis=int(dim) % xt.rank, keepdims=keep)
+
+
+# --------------------------------------------------------------------------- comparisons, logic
+def _compare(op_type: str, negate: bool = False) -> AtenRenderer:
+    def render(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+        a, b = args[0], args[1]
+        if not isinstance(b, str):  # a python scalar: a constant of a's dtype
+            b = g.const(b, _in_type(node, types).dtype)
+        if negate:
+            return [g.op("Not", g.op(op_type, a, b), hint=_out(node))]
+        return g.node(op_type, [a, b], _out(node))
+
+    return render
+
+
+ATEN_RENDERERS.update({
+    "eq": _compare("Equal"), "ne": _compare("Equal", negate=True), "ge": _compare("GreaterOrEqual"),
+    "le": _compare("LessOrEqual"), "gt": _compare("Greater"), "lt": _compare("Less"),
+    "logical_and": _compare("And"), "logical_or": _compare("Or"), "logical_xor": _compare("Xor"),
+    "bitwise_and": _compare("And"), "bitwise_or": _compare("Or"),
+    "maximum": _compare("Max"), "minimum": _compare("Min"), "remainder": _compare("Mod"),
+})
+
+
+@aten_renders("div")
+def _div_rounding(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    dt = _in_type(node, types).dtype
+    b = args[1] if isinstance(args[1], str) else g.const(args[1], dt)
+    q = g.op("Div", args[0], b)
+    mode = kwargs.get("rounding_mode")
+    if mode == "floor" and dt.startswith("float"):
+        q = g.op("Floor", q)
+    elif mode == "trunc" and dt.startswith("float"):  # trunc(q) = sign(q) * floor(|q|)
+        q = g.op("Mul", g.op("Sign", q), g.op("Floor", g.op("Abs", q)))
+    return [g.op("Identity", q, hint=_out(node))]
+
+
+# --------------------------------------------------------------------------- shapes, creation, indexing
+@aten_renders("expand")
+def _expand(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """torch's ``-1`` (keep the dim) is ONNX's ``1`` (Expand broadcasts: max of the two)."""
+    sizes = [1 if int(s) == -1 else int(s) for s in args[1]]
+    return g.node("Expand", [args[0], g.const(sizes)], _out(node))
+
+
+@aten_renders("repeat")
+def _repeat(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    reps = [int(r) for r in args[1]]
+    x = args[0]
+    extra = len(reps) - _in_type(node, types).rank
+    if extra > 0:
+        x = g.op("Unsqueeze", x, g.const(list(range(extra))))
+    return g.node("Tile", [x, g.const(reps)], _out(node))
+
+
+def _fill_value(node: Node, args: Args, kwargs: dict[str, Any], default: float) -> tuple[float, str]:
+    value = default if node.attr("target").partition(".")[0] in ("zeros_like", "ones_like") else args[1]
+    dt = kwargs.get("dtype")
+    return value, (dt[6:] if isinstance(dt, str) and dt.startswith("dtype:") else "")
+
+
+@aten_renders("full_like", "zeros_like", "ones_like")
+def _full_like(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    base = node.attr("target").partition(".")[0]
+    value, dt = _fill_value(node, args, kwargs, 1.0 if base == "ones_like" else 0.0)
+    dt = dt or _in_type(node, types).dtype
+    from onnx import helper
+
+    tensor = helper.make_tensor("value", ONNX_DTYPES[dt], [1], [value])
+    return g.node("ConstantOfShape", [g.op("Shape", args[0])], _out(node), value=tensor)
+
+
+@aten_renders("full", "zeros", "ones", "arange", "scalar_tensor", "empty")
+def _static(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """Creation ops with constant arguments: computed once, stored as an initializer."""
+    from rnnc.ir.ops_aten import call
+
+    (value,) = call(node.attr("target"), node.attr("args"), node.attr("kwargs") or (), [])
+    return [g.op("Identity", g.emitter.initializer(_out(node), value.numpy()), hint=_out(node))]
+
+
+@aten_renders("index_select")
+def _index_select(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    return g.node("Gather", [args[0], args[2]], _out(node), axis=int(args[1]) % _in_type(node, types).rank)
+
+
+@aten_renders("gather")
+def _gather(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    return g.node("GatherElements", [args[0], args[2]], _out(node), axis=int(args[1]) % _in_type(node, types).rank)
+
+
+@aten_renders("index")
+def _index(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``x[..., idx]`` with one index tensor: a Gather on that axis (torch puts the index's dims
+    there, as Gather does); several index tensors are advanced indexing ONNX cannot say in one op."""
+    idx = list(args[1])
+    used = [i for i, t in enumerate(idx) if t is not None]
+    if len(used) != 1:
+        raise ValueError(f"{node.label}: indexing with {len(used)} index tensors has no ONNX form here")
+    return g.node("Gather", [args[0], idx[used[0]]], _out(node), axis=used[0])
+
+
+@aten_renders("constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replication_pad1d", "replication_pad2d")
+def _pad_nd(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """torch lists pads from the last dim backwards as (left, right); ONNX wants all begins then all ends."""
+    xt = _in_type(node, types)
+    p = [int(v) for v in args[1]]
+    begins, ends = [0] * xt.rank, [0] * xt.rank
+    for k in range(len(p) // 2):
+        begins[xt.rank - 1 - k], ends[xt.rank - 1 - k] = p[2 * k], p[2 * k + 1]
+    base = node.attr("target").partition(".")[0]
+    mode = "reflect" if base.startswith("reflection") else "edge" if base.startswith("replication") else "constant"
+    ins = [args[0], g.const(begins + ends)]
+    if mode == "constant":
+        ins.append(g.const(float(_arg(args, 2, kwargs, "value", 0.0)), xt.dtype))
+    return g.node("Pad", ins, _out(node), mode=mode)
+
+
+@aten_renders("tril", "triu")
+def _trilu(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    k = int(_arg(args, 1, kwargs, "diagonal", 0))
+    upper = int(node.attr("target").startswith("triu"))
+    return g.node("Trilu", [args[0], g.const(k)], _out(node), upper=upper)
+
+
+@aten_renders("clamp")
+def _clamp_tensor(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    y, dt = args[0], _in_type(node, types).dtype
+    lo, hi = _arg(args, 1, kwargs, "min", None), _arg(args, 2, kwargs, "max", None)
+    if lo is not None:
+        y = g.op("Max", y, lo if isinstance(lo, str) else g.const(lo, dt))
+    if hi is not None:
+        y = g.op("Min", y, hi if isinstance(hi, str) else g.const(hi, dt))
+    return [g.op("Identity", y, hint=_out(node))]
+
+
+# --------------------------------------------------------------------------- attention
+@aten_renders("scaled_dot_product_attention")
+def _sdpa(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """softmax(q k^T * scale + mask) v, with a boolean mask as -inf where False and the causal
+    mask built from the runtime lengths (Trilu over ones of [L, S])."""
+    q, k, v = args[:3]
+    qt = _in_type(node, types)
+    dt = qt.dtype
+    mask = _arg(args, 3, kwargs, "attn_mask", None)
+    causal = bool(_arg(args, 5, kwargs, "is_causal", False))
+    scale = _arg(args, 6, kwargs, "scale", None)
+    e = qt.shape[-1]
+    if scale is None:
+        if not isinstance(e, int):
+            raise ValueError(f"{node.label}: attention with a symbolic head size needs an explicit scale")
+        scale = 1.0 / float(np.sqrt(e))
+    kt = _in_type(node, types, 1)
+    perm = list(range(kt.rank - 2)) + [kt.rank - 1, kt.rank - 2]
+    scores = g.op("Mul", g.op("MatMul", q, g.op("Transpose", k, perm=perm)), g.const(float(scale), dt))
+    neg_inf = g.const(float("-inf"), dt)
+    if causal:
+        lq = g.op("Slice", g.op("Shape", q), g.const([-2]), g.const([-1]))
+        lk = g.op("Slice", g.op("Shape", k), g.const([-2]), g.const([-1]))
+        from onnx import helper
+
+        ones = g.op("ConstantOfShape", g.op("Concat", lq, lk, axis=0),
+                    value=helper.make_tensor("one", ONNX_DTYPES["bool"], [1], [True]))
+        keep = g.op("Trilu", ones, g.const(0), upper=0)
+        scores = g.op("Where", keep, scores, neg_inf)
+    if mask is not None:
+        raw = node.attr("args")[3] if len(node.attr("args")) > 3 else dict(node.attr("kwargs") or ())["attn_mask"]
+        mt = types[int(raw[1:])]
+        if mt is not None and mt.dtype == "bool":
+            scores = g.op("Where", mask, scores, neg_inf)
+        else:
+            scores = g.op("Add", scores, mask)
+    attn = g.op("Softmax", scores, axis=-1)
+    return [g.op("MatMul", attn, v, hint=_out(node))]
+
+
+# --------------------------------------------------------------------------- the arange op
+@renders("arange")
+def _arange_op(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    n = g.op("Gather", g.op("Shape", ins[0]), g.const(node.attr("axis") % xt.rank), axis=0)
+    dt = node.attr("dtype")
+    r = g.op("Range", g.const(0), n, g.const(1))
+    return g.node("Cast", [r], node.outputs[0], to=ONNX_DTYPES[dt])

@@ -1,0 +1,149 @@
+"""The IR's open end: ``aten``, one core-ATen operator applied to IR values, and ``arange``.
+
+Why one generic op: the frontend captures everything that is not a recurrent layer through
+``torch.export`` decomposed to core ATen (``rnnc.frontend.aten``), a closed set of about two
+hundred operators whose meaning PyTorch defines.  Ops the rest of rnnc rewrites, fuses or
+quantizes (linear, conv1d, the elementwise scalar ops, layer_norm, ...) become first-class IR
+ops; every other core-ATen op becomes an ``aten`` node naming its overload, so coverage is the
+operator set's, not a list grown model by model.  Its interpreter semantics are the ATen op
+itself, its shape inference runs the op on meta tensors (below), and each exporter renders the
+overloads it knows (``backends/onnx/ops_aten.py``); one it does not know is named in one
+sentence (``explain()``/``export_onnx``), never guessed.
+
+Attributes (all JSON, so the printed text round-trips):
+
+* ``target``: the overload, e.g. ``"max_pool2d.default"`` (``torch.ops.aten.<target>``);
+* ``args`` / ``kwargs``: the call's arguments, a tensor input written ``"%i"`` (the node's i-th
+  input), a dtype ``"dtype:float32"``; device, layout and memory-format arguments are dropped
+  (the interpreter runs on the CPU, exporters choose their own layouts).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from rnnc.ir.ops import ShapeError, _req, _t, infers, register_op
+from rnnc.ir.types import Dim, TensorType, dtype_of_torch, torch_dtype
+
+#: keyword arguments that only place or lay out memory: meaningless for the IR
+DROPPED_KWARGS = frozenset({"device", "layout", "pin_memory", "memory_format", "non_blocking"})
+
+#: sizes that stand for symbolic dims in meta evaluation: two runs with different primes tell a
+#: dim that follows a symbol (``T``) from one derived from it (``T // 2`` -> ``?``) or a constant
+_SENTINELS = ((10007, 10009, 10037, 10039, 10061, 10067, 10069, 10079),
+              (20011, 20021, 20023, 20029, 20047, 20051, 20063, 20071))
+
+
+@functools.cache
+def overload(target: str) -> Any:
+    """``torch.ops.aten.<target>``, or one ShapeError naming the unknown overload."""
+    packet, _, name = target.partition(".")
+    try:
+        return getattr(getattr(_t().ops.aten, packet), name or "default")
+    except (AttributeError, RuntimeError):
+        raise ShapeError(f"unknown ATen operator aten.{target}") from None
+
+
+def encode(value: Any, tensor_index: dict[int, int]) -> Any:
+    """An argument as an attribute: tensors (by ``id``) become ``"%i"``, dtypes ``"dtype:..."``."""
+    torch = _t()
+    if isinstance(value, torch.Tensor):
+        return f"%{tensor_index[id(value)]}"
+    if isinstance(value, torch.dtype):
+        return f"dtype:{dtype_of_torch(value)}"
+    if isinstance(value, (list, tuple)):
+        return tuple(encode(v, tensor_index) for v in value)
+    if isinstance(value, (bool, str, type(None))):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    raise TypeError(f"ATen argument {value!r} of type {type(value).__name__} cannot be an IR attribute")
+
+
+def decode(value: Any, inputs: Sequence[Any]) -> Any:
+    """Inverse of :func:`encode` given the node's input tensors."""
+    if isinstance(value, str):
+        if value.startswith("%") and value[1:].isdigit():
+            return inputs[int(value[1:])]
+        if value.startswith("dtype:"):
+            return torch_dtype(value[6:])
+        return value
+    if isinstance(value, (list, tuple)):
+        return [decode(v, inputs) for v in value]
+    return value
+
+
+def call(target: str, args: Any, kwargs: Any, inputs: Sequence[Any]) -> tuple[Any, ...]:
+    """Run the overload on ``inputs`` (real or meta tensors); always a tuple of tensors."""
+    fn = overload(target)
+    out = fn(*decode(tuple(args), inputs), **{k: decode(v, inputs) for k, v in (kwargs or ())})
+    outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    if not all(isinstance(o, _t().Tensor) for o in outs):
+        raise ShapeError(f"aten.{target} returns {[type(o).__name__ for o in outs]}, not tensors")
+    return outs
+
+
+@register_op("aten", inputs=(0, None), attrs=("target", "args"),
+             doc="a core-ATen operator by name (see module docstring); kwargs optional")
+def _aten(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
+    return call(a["target"], a["args"], a.get("kwargs", ()), xs)
+
+
+@infers("aten")
+def _aten_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    """Run the op twice on meta tensors, each symbolic dim replaced by a distinct prime (a
+    different one per run): an output dim equal to a symbol's prime in both runs is that
+    symbol, one equal in both runs is that constant, anything else is ``?`` (derived)."""
+    torch = _t()
+    symbols: list[str] = []
+    for t in types:
+        for d in (t.shape if t is not None else ()):
+            if isinstance(d, str) and d != "?" and d not in symbols:
+                symbols.append(d)
+    runs: list[tuple[Any, ...]] = []
+    for sentinels in _SENTINELS:
+        pool = iter(sentinels[len(symbols):])
+        size = dict(zip(symbols, sentinels, strict=False))
+        metas = []
+        for t in types:
+            if t is None:
+                metas.append(None)
+                continue
+            shape = [d if isinstance(d, int) else size.get(d) or next(pool, 10103) for d in t.shape]
+            metas.append(torch.empty(shape, dtype=torch_dtype(t.dtype), device="meta"))
+        try:
+            runs.append(call(attrs["target"], attrs["args"], attrs.get("kwargs", ()), metas))
+        except ShapeError:
+            raise
+        except Exception as exc:  # the op's own argument checks: say which op and why
+            raise ShapeError(f"aten.{attrs['target']}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    out: list[TensorType] = []
+    for first, second in zip(*runs, strict=True):
+        dims: list[Dim] = []
+        for n1, n2 in zip(first.shape, second.shape, strict=True):
+            sym = next((s for i, s in enumerate(symbols) if n1 == _SENTINELS[0][i] and n2 == _SENTINELS[1][i]), None)
+            dims.append(sym if sym is not None else int(n1) if n1 == n2 else "?")
+        try:
+            dtype = dtype_of_torch(first.dtype)
+        except ValueError as exc:
+            raise ShapeError(f"aten.{attrs['target']}: {exc}") from None
+        out.append(TensorType(tuple(dims), dtype))
+    return tuple(out)
+
+
+@register_op("arange", inputs=1, attrs=("axis", "dtype"),
+             doc="0, 1, ..., n-1 where n = x.shape[axis]: a range as long as a (symbolic) dim")
+def _arange(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
+    return (_t().arange(xs[0].shape[a["axis"]], dtype=torch_dtype(a["dtype"])),)
+
+
+@infers("arange")
+def _arange_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    x = _req(types[0], "x")
+    if not -x.rank <= attrs["axis"] < x.rank:
+        raise ShapeError(f"arange: axis {attrs['axis']} out of range for {x.text()}")
+    return (TensorType((x.shape[attrs["axis"]],), attrs["dtype"]),)
