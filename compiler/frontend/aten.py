@@ -196,13 +196,17 @@ def _walk(ctx: Ctx, ep: Any, tvs: list[TV], qual: str, what: str) -> Any:
         elif node.target in _ARITH:
             env[node] = _sym(_ARITH[node.target](*args), *args)
         elif isinstance(node.target, torch._ops.OpOverload):
-            if node.target is aten.sym_size.int:
+            if not node.target._schema.returns:  # export's runtime asserts: nothing to compute
+                env[node] = None
+            elif node.target is aten.sym_size.int:
                 env[node] = args[0].size(args[1] % args[0].rank)
             else:
                 env[node] = convert_node(ctx, node.target, args, kwargs, what)
         else:
             raise ctx.unsupported(f"{what}: its export calls {node.target} (not an ATen operator)")
     flat = list(out) if isinstance(out, (tuple, list)) else [out]
+    user_out = torch.export.graph_signature.OutputKind.USER_OUTPUT
+    flat = [v for v, spec in zip(flat, ep.graph_signature.output_specs, strict=True) if spec.kind == user_out]
     return pytree.tree_unflatten(flat, ep.module_call_graph[0].signature.out_spec)
 
 

@@ -176,9 +176,11 @@ def _call(ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], fn
     if name == "pad_packed_sequence":
         return pad_packed(ctx, *args, **kwargs)
     handler = HANDLERS.get(name.removeprefix("__").removesuffix("__") if name.startswith("__") else name)
-    if handler is None:
-        if not any(isinstance(a, TV) for a in pytree.tree_leaves((args, kwargs))):
-            return fn(*args, **kwargs)  # python arithmetic on sizes and constants: just run it
-        kind = "tensor method" if fn is _method(name) else "function"
-        return convert_call(ctx, fn, args, kwargs, f"{kind} {name}")
-    return handler(ctx, *args, **kwargs)
+    if handler is not None:
+        out = handler(ctx, *args, **kwargs)
+        if out is not NotImplemented:  # a handler declines a form it has no IR op for
+            return out
+    if not any(isinstance(a, TV) for a in pytree.tree_leaves((args, kwargs))):
+        return fn(*args, **kwargs)  # python arithmetic on sizes and constants: just run it
+    kind = "tensor method" if fn is _method(name) else "function"
+    return convert_call(ctx, fn, args, kwargs, f"{kind} {name}")

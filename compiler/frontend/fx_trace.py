@@ -11,6 +11,7 @@ Program would silently bake in the example's path.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import inspect
 from typing import Any
 
@@ -45,6 +46,23 @@ class ConcreteProxy(fx.Proxy):
         raise UnsupportedError(f"control flow on tensor data at fx node {self.node.name!r} cannot be traced; "
                                "rnnc supports branches on shapes and loops over sizes only")
 
+    def __len__(self) -> int:
+        """``len(x)``: the example's length (an ``int``: ``range(len(x))`` unrolls like ``x.size(0)``)."""
+        ex = self._example()
+        if not isinstance(ex, (tuple, list, torch.Tensor)):
+            raise UnsupportedError(f"len() of fx node {self.node.name!r} ({type(ex).__name__})")
+        return len(ex)
+
+    def __getattr__(self, name: str) -> Any:
+        """Tensor facts that are constants while tracing (dtype, device) are read from the example;
+        dunder probes (``__cuda_array_interface__``) get the AttributeError a tensor gives."""
+        if name.startswith("__") or name in ("node", "tracer"):
+            raise AttributeError(name)
+        ex = self._example()
+        if isinstance(ex, torch.Tensor) and name in ("dtype", "device", "is_cuda", "layout"):
+            return getattr(ex, name)
+        return super().__getattr__(name)
+
     def __iter__(self) -> Any:
         # no __len__: torch's argument parser would then take any proxy for a size list
         ex = self._example()
@@ -77,6 +95,8 @@ class ConcreteTracer(fx.Tracer):
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         if self._running:
             return forward(*args, **kwargs)
+        if not any(m is sub for sub in self.root.modules()):
+            return forward(*args, **kwargs)  # built inside forward (``Helper()(x)``): traced through
         return super().call_module(m, forward, args, kwargs)
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
@@ -106,6 +126,8 @@ class ConcreteTracer(fx.Tracer):
             self._running -= 1
         if isinstance(ex, int) and not isinstance(ex, bool):
             return TracedInt(ex, node)
+        if isinstance(ex, (str, torch.dtype, torch.device)):
+            return ex  # x.type(), x.dtype: constants while tracing, passed on as values
         return proxy
 
     def _example_of(self, node: fx.Node) -> Any:
@@ -150,6 +172,54 @@ class Traced:
         return self.root.get_submodule(target)
 
 
+@contextlib.contextmanager
+def _packing_recorded() -> Any:
+    """``nn.utils.rnn.pack_padded_sequence(...)`` reached as a module attribute: fx's autowrap
+    only sees names imported into the model's module, so the attributes are wrapped too while
+    tracing (recorded as one call, not traced into)."""
+    from torch.fx._symbolic_trace import _create_wrapped_func
+    from torch.nn.utils import rnn as rnn_utils
+
+    saved = {name: getattr(rnn_utils, name) for name in ("pack_padded_sequence", "pad_packed_sequence")}
+    try:
+        for name, fn in saved.items():
+            setattr(rnn_utils, name, _create_wrapped_func(fn))
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(rnn_utils, name, fn)
+
+
+#: torch factories a model calls with sizes it read (``torch.zeros(x.size(0), h)``)
+_FACTORIES = ("zeros", "ones", "full", "empty", "arange")
+
+
+@contextlib.contextmanager
+def _factories_recorded(tracer: ConcreteTracer) -> Any:
+    """``torch.zeros(b, h)`` with ``b = x.size(0)`` is not a tensor operation, so fx would run it
+    and bake the example's batch into a constant; while tracing, the factories record a node
+    whenever a size argument was read from a traced tensor (a ``TracedInt``)."""
+    saved = {name: getattr(torch, name) for name in _FACTORIES}
+
+    def recording(fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            leaves = [a for a in (*args, *kwargs.values()) for a in (a if isinstance(a, (list, tuple)) else [a])]
+            if tracer._running or not any(isinstance(a, (TracedInt, fx.Proxy)) for a in leaves):
+                return fn(*args, **kwargs)
+            proxy = tracer.create_proxy("call_function", fn, args, kwargs)
+            return proxy
+
+        return call
+
+    try:
+        for name, fn in saved.items():
+            setattr(torch, name, recording(fn))
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch, name, fn)
+
+
 def trace_module(model: nn.Module, examples: list[Any]) -> Traced:
     """fx-trace ``model.forward`` on ``examples``; forward args beyond them keep their defaults."""
     if is_rnnc_leaf(model):  # a bare layer: one call_module node on a root that holds it
@@ -165,7 +235,8 @@ def trace_module(model: nn.Module, examples: list[Any]) -> Traced:
     concrete = {p.name: p.default for p in params[len(examples):] if p.default is not p.empty}
     tracer = ConcreteTracer(examples)
     try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
+        with _packing_recorded(), _factories_recorded(tracer):
+            graph = tracer.trace(model, concrete_args=concrete or None)
     except UnsupportedError:
         raise
     except Exception as exc:  # fx's own errors: say which model and why, keep the cause

@@ -81,7 +81,9 @@ def _clamp(ctx: Ctx, x: TV, min: Any = None, max: Any = None, *rest: Any) -> TV:
         if max is not None:
             out = ctx.emit("min", out, ctx.lift(max, x))
         return out
-    return ctx.emit("clamp", x, min=None if min is None else float(min), max=None if max is None else float(max))
+    # an integer tensor keeps integer bounds: clamp(int64, 0.0) would promote it to float in torch
+    num = float if x.ex.dtype.is_floating_point else int
+    return ctx.emit("clamp", x, min=None if min is None else num(min), max=None if max is None else num(max))
 
 
 def _promote(ctx: Ctx, a: Any, b: Any) -> tuple[TV, TV]:
@@ -118,7 +120,7 @@ def _binary(name: str) -> Handler:
         if rest and name in ("add", "sub"):  # aten::add(a, b, alpha)
             alpha = rest[0]
         if name not in _IR_BINARY:
-            raise ctx.unsupported(f"tensor op {name}", ", ".join(sorted(_IR_BINARY)))
+            return NotImplemented  # comparisons, floor division, ...: captured through torch.export
         if name in ("add", "sub") and alpha != 1:
             b = ctx.emit("mul", *_promote(ctx, b, alpha))
         if name == "pow" and is_tensor(a) and not is_tensor(b) and b == 2:
@@ -250,6 +252,11 @@ def _reduce(op: str) -> Handler:
 HANDLERS["sum"] = _reduce("sum")
 HANDLERS["mean"] = _reduce("mean")
 HANDLERS["amax"] = _reduce("amax")
+
+
+@handles("cpu", "cuda")
+def _device(ctx: Ctx, x: Any, *args: Any, **kwargs: Any) -> Any:
+    return x  # the IR has no devices
 
 
 @handles("to", "type")

@@ -203,25 +203,43 @@ def _unbind(ctx: Ctx, x: TV, dim: int = 0) -> Any:
 
 
 @on("expand")
-def _expand(ctx: Ctx, x: TV, sizes: Any, implicit: bool = False) -> TV:
-    """Sizes that keep a dim become ``-1``; a broadcast of a size-1 dim to a symbolic size is not
-    expressible as constants (it is left to the consumer's broadcasting when that is the only use)."""
-    sizes = list(sizes)
-    lead = len(sizes) - x.rank
-    out: list[int] = []
-    for i, s in enumerate(sizes):
-        d = x.shape[i - lead] if i >= lead else None
-        if d is not None and ((isinstance(s, SymInt) and s.sym == d) or (not isinstance(s, SymInt) and s == d)
-                              or s == -1):
-            out.append(-1)
-        elif isinstance(s, SymInt):
-            raise ctx.unsupported(f"expand of {list(x.shape)} to a symbolic size {s.sym}",
-                                  "expands to constant sizes (broadcasting does the rest)")
-        else:
-            out.append(int(s))
-    if all(o == -1 for o in out) and lead == 0:
-        return x
-    return generic(ctx, "expand.default", (x, out), {})
+def _expand(ctx: Ctx, x: TV, sizes: Any, implicit: bool = False) -> Any:
+    return HANDLERS["expand"](ctx, x, *list(sizes))
+
+
+@on("repeat")
+def _repeat(ctx: Ctx, x: TV, reps: Any) -> Any:
+    return HANDLERS["repeat"](ctx, x, *list(reps))
+
+
+@on("full.default")
+def _full(ctx: Ctx, size: Any, value: Any, **kwargs: Any) -> Any:
+    return HANDLERS["full"](ctx, size, value, **kwargs)
+
+
+@on("zeros.default", "empty.memory_format")
+def _zeros(ctx: Ctx, size: Any, **kwargs: Any) -> Any:
+    return HANDLERS["zeros"](ctx, list(size), **kwargs)
+
+
+@on("ones.default")
+def _ones(ctx: Ctx, size: Any, **kwargs: Any) -> Any:
+    return HANDLERS["ones"](ctx, list(size), **kwargs)
+
+
+@on("new_zeros", "new_empty")
+def _new_zeros(ctx: Ctx, x: TV, size: Any, **kwargs: Any) -> Any:
+    return HANDLERS["new_zeros"](ctx, x, list(size), **kwargs)
+
+
+@on("new_ones")
+def _new_ones(ctx: Ctx, x: TV, size: Any, **kwargs: Any) -> Any:
+    return HANDLERS["new_ones"](ctx, x, list(size), **kwargs)
+
+
+@on("new_full")
+def _new_full(ctx: Ctx, x: TV, size: Any, value: Any, **kwargs: Any) -> Any:
+    return HANDLERS["new_full"](ctx, x, size, value, **kwargs)
 
 
 @on("clone", "alias", "detach", "lift_fresh_copy", "contiguous", "dropout")

@@ -13,6 +13,7 @@ import torch
 from rnnc.frontend.handlers import HANDLERS, handles, is_tensor
 from rnnc.frontend.values import TV, Ctx, SymInt, axis
 from rnnc.ir.ops_shape import _END
+from rnnc.ir.types import dtype_of_torch
 
 #: TorchScript passes dtypes as ScalarType codes
 _SCALAR_TYPES = {3: torch.int32, 4: torch.int64, 5: torch.float16, 6: torch.float32, 7: torch.float64,
@@ -84,9 +85,12 @@ def reshape(ctx: Ctx, x: TV, *shape: Any) -> TV:
                 out.append(0)  # ONNX: copy the input dim
             elif -1 not in want and -1 not in out:
                 out.append(-1)
-            else:
-                raise ctx.unsupported(f"reshape of {list(x.shape)} to {want} (symbolic dim {d.sym} moves)",
-                                      "reshapes that keep symbolic dims in place or infer one with -1")
+            else:  # several symbolic dims move: sizes read at run time from where they came from
+                made = ctx.shape_entries(want)
+                if made is None:
+                    raise ctx.unsupported(f"reshape of {list(x.shape)} to {want} (two sizes computed from "
+                                          "symbolic dims)", "reshapes whose sizes are read from tensors")
+                return ctx.emit("reshape_dyn", x, *made[1], shape=made[0])
         else:
             d = int(d)
             if i < x.rank and x.shape[i] == d and d != 0:
@@ -214,7 +218,9 @@ def stack(ctx: Ctx, xs: Any, dim: int = 0) -> TV:
 
 
 @handles("split")
-def split(ctx: Ctx, x: TV, size: Any, dim: int = 0) -> tuple[TV, ...]:
+def split(ctx: Ctx, x: TV, size: Any = None, dim: int = 0, split_size: Any = None,
+          split_size_or_sections: Any = None) -> tuple[TV, ...]:
+    size = next(s for s in (size, split_size, split_size_or_sections) if s is not None)
     ax = axis(dim, x.rank)
     n = x.shape[ax]
     if isinstance(size, int):
@@ -261,7 +267,96 @@ def zeros(ctx: Ctx, *args: Any, **kwargs: Any) -> TV:
         shape, ex_shape = _sym_shape(dims), [int(d) for d in dims]
         dtype = kwargs.get("dtype") or torch.float32
     dtype = torch_dtype_arg(dtype) or torch.float32
-    return TV(None, torch.zeros(ex_shape, dtype=dtype), zeros=True, shape_override=tuple(shape))
+    sizes = tuple(like.size(i) for i in range(like.rank)) if args and is_tensor(args[0]) and len(args) == 1 else (
+        tuple(_dims(args[1:] if args and is_tensor(args[0]) else args)))
+    return TV(None, torch.zeros(ex_shape, dtype=dtype), zeros=True, shape_override=tuple(shape), sizes=sizes)
+
+
+def filled(ctx: Ctx, sizes: Any, value: Any, dtype: torch.dtype) -> Any:
+    """A tensor of ``sizes`` (``SymInt``s where symbolic) filled with ``value``: a ``full_dyn``
+    node, or ``NotImplemented`` when a size cannot be read at run time."""
+    if isinstance(value, TV):
+        return NotImplemented
+    made = ctx.shape_entries(list(sizes))
+    if made is None or -1 in made[0]:
+        return NotImplemented
+    entries, refs = made
+    value = float(value) if dtype.is_floating_point else int(value)
+    return ctx.emit("full_dyn", *refs, shape=entries, value=value, dtype=dtype_of_torch(dtype))
+
+
+def _dtype(kwargs: dict[str, Any], like: TV | None, value: Any) -> torch.dtype:
+    d = torch_dtype_arg(kwargs.get("dtype"))
+    if d is not None:
+        return d
+    if like is not None:
+        return like.ex.dtype
+    return torch.int64 if isinstance(value, (bool, int)) and not isinstance(value, float) else torch.float32
+
+
+@handles("ones")
+def _ones(ctx: Ctx, *sizes: Any, **kwargs: Any) -> Any:
+    return filled(ctx, _dims(sizes), 1.0, _dtype(kwargs, None, 1.0))
+
+
+HANDLERS["empty"] = lambda ctx, *sizes, **kwargs: zeros(ctx, *sizes, **kwargs)  # zeros: a defined value
+HANDLERS["new_empty"] = lambda ctx, x, *sizes, **kwargs: zeros(ctx, x, *sizes, **kwargs)
+
+
+@handles("full")
+def _full(ctx: Ctx, size: Any, fill_value: Any, **kwargs: Any) -> Any:
+    return filled(ctx, list(size), fill_value, _dtype(kwargs, None, fill_value))
+
+
+@handles("new_ones")
+def _new_ones(ctx: Ctx, x: TV, *sizes: Any, **kwargs: Any) -> Any:
+    return filled(ctx, _dims(sizes), 1.0, _dtype(kwargs, x, 1.0))
+
+
+@handles("new_full")
+def _new_full(ctx: Ctx, x: TV, size: Any, fill_value: Any, **kwargs: Any) -> Any:
+    return filled(ctx, list(size), fill_value, _dtype(kwargs, x, fill_value))
+
+
+@handles("expand")
+def expand(ctx: Ctx, x: TV, *sizes: Any) -> Any:
+    """Sizes that keep a dim are ``-1``; a size-1 dim broadcast to a symbolic size reads that size
+    at run time (``expand_dyn``)."""
+    want = _dims(sizes)
+    lead = len(want) - x.rank
+    keep = []
+    for i, s in enumerate(want):
+        d = x.shape[i - lead] if i >= lead else None
+        same = d is not None and ((isinstance(s, SymInt) and s.sym == d) or (not isinstance(s, SymInt) and s == d))
+        keep.append(-1 if (same or (s == -1 and not isinstance(s, SymInt))) else s)
+    if all(k == -1 for k in keep) and lead == 0:
+        return x
+    made = ctx.shape_entries(keep)
+    if made is None:
+        return NotImplemented
+    return ctx.emit("expand_dyn", x, *made[1], shape=made[0])
+
+
+@handles("expand_as")
+def _expand_as(ctx: Ctx, x: TV, other: TV) -> Any:
+    return expand(ctx, x, *[other.size(i) for i in range(other.rank)])
+
+
+@handles("repeat")
+def _repeat(ctx: Ctx, x: TV, *reps: Any) -> Any:
+    """``repeat`` of size-1 dims is an expand (``h.repeat(1, t, 1)`` in attention decoders)."""
+    reps = _dims(reps)
+    lead = len(reps) - x.rank
+    sizes: list[Any] = []
+    for i, r in enumerate(reps):
+        d = x.ex.shape[i - lead] if i >= lead else 1
+        if r == 1 and not isinstance(r, SymInt):
+            sizes.append(-1 if i >= lead else 1)
+        elif d == 1 and (i < lead or x.shape[i - lead] == 1):
+            sizes.append(r)
+        else:
+            return NotImplemented  # a real tiling: torch.export captures it
+    return expand(ctx, x, *sizes)
 
 
 def _sym_shape(dims: list[Any]) -> list[Any]:

@@ -49,6 +49,9 @@ class TV:
     ex: torch.Tensor
     zeros: bool = False
     shape_override: tuple[Dim, ...] | None = None
+    #: the sizes an all-zero tensor was made with (``SymInt``s where symbolic): what
+    #: materializing it at run time needs
+    sizes: tuple[Any, ...] | None = None
 
     @property
     def shape(self) -> tuple[Dim, ...]:
@@ -146,8 +149,37 @@ class Ctx:
         if all(isinstance(d, int) for d in t.shape):
             t.value = self.param(torch.zeros_like(t.ex), "zeros").value
             return t.value
+        if t.sizes is not None:
+            made = self.shape_entries(t.sizes)
+            if made is not None and -1 not in made[0]:
+                entries, refs = made
+                t.value = self.emit("full_dyn", *refs, shape=entries, value=0.0 if t.ex.dtype.is_floating_point else 0,
+                                    dtype=dtype_of_torch(t.ex.dtype)).value
+                return t.value
         raise self.unsupported(f"an all-zero tensor of symbolic shape {list(t.shape)} used outside an rnn "
                                "initial state", "torch.zeros as an initial state of nn.LSTM/GRU/RNN and cells")
+
+    def shape_entries(self, sizes: Sequence[Any]) -> tuple[tuple[Any, ...], list[TV]] | None:
+        """Sizes as ``ops_dyn`` shape entries: constants, ``[k, axis]`` for a size read from a
+        tensor (its ``SymInt.source``, reference ``k``), ``-1`` for one derived size without a
+        source.  ``None`` when two sizes have no source (no op can say them)."""
+        refs: list[TV] = []
+        entries: list[Any] = []
+        for d in sizes:
+            if isinstance(d, SymInt) and d.source is not None and d.source[0].value is not None:
+                tv, ax = d.source
+                k = next((i for i, r in enumerate(refs) if r is tv), None)
+                if k is None:
+                    refs.append(tv)
+                    k = len(refs) - 1
+                entries.append((k, ax))
+            elif isinstance(d, SymInt):
+                entries.append(-1)
+            else:
+                entries.append(int(d))
+        if entries.count(-1) > 1:
+            return None
+        return tuple(entries), refs
 
     def lift(self, x: Any, like: TV | None = None) -> TV:
         """A python scalar or a constant tensor as a TV (scalars adopt ``like``'s dtype)."""

@@ -1,6 +1,7 @@
 """The rnnc IR: immutable graphs of ops, recurrent cells as step graphs, programs with weights."""
 
-from rnnc.ir import ops_aten as _ops_aten  # noqa: F401  (registers aten/arange)
+from rnnc.ir import ops_aten as _ops_aten  # noqa: F401  (registers aten)
+from rnnc.ir import ops_dyn as _ops_dyn  # noqa: F401  (registers reshape_dyn/expand_dyn/full_dyn/arange)
 from rnnc.ir import ops_quant as _ops_quant  # noqa: F401  (registers qlinear/qconv1d)
 from rnnc.ir import ops_shape as _ops_shape  # noqa: F401  (registers shape/NN ops)
 from rnnc.ir import rnn as _rnn  # noqa: F401  (registers the rnn op)

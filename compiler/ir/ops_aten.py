@@ -1,4 +1,4 @@
-"""The IR's open end: ``aten``, one core-ATen operator applied to IR values, and ``arange``.
+"""The IR's open end: ``aten``, one core-ATen operator applied to IR values.
 
 Why one generic op: the frontend captures everything that is not a recurrent layer through
 ``torch.export`` decomposed to core ATen (``rnnc.frontend.aten``), a closed set of about two
@@ -24,7 +24,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from rnnc.ir.ops import ShapeError, _req, _t, infers, register_op
+from rnnc.ir.ops import ShapeError, _t, infers, register_op
 from rnnc.ir.types import Dim, TensorType, dtype_of_torch, torch_dtype
 
 #: keyword arguments that only place or lay out memory: meaningless for the IR
@@ -133,17 +133,3 @@ def _aten_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tu
             raise ShapeError(f"aten.{attrs['target']}: {exc}") from None
         out.append(TensorType(tuple(dims), dtype))
     return tuple(out)
-
-
-@register_op("arange", inputs=1, attrs=("axis", "dtype"),
-             doc="0, 1, ..., n-1 where n = x.shape[axis]: a range as long as a (symbolic) dim")
-def _arange(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
-    return (_t().arange(xs[0].shape[a["axis"]], dtype=torch_dtype(a["dtype"])),)
-
-
-@infers("arange")
-def _arange_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
-    x = _req(types[0], "x")
-    if not -x.rank <= attrs["axis"] < x.rank:
-        raise ShapeError(f"arange: axis {attrs['axis']} out of range for {x.text()}")
-    return (TensorType((x.shape[attrs["axis"]],), attrs["dtype"]),)

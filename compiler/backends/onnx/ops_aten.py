@@ -551,13 +551,3 @@ def _sdpa(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: T
             scores = g.op("Add", scores, mask)
     attn = g.op("Softmax", scores, axis=-1)
     return [g.op("MatMul", attn, v, hint=_out(node))]
-
-
-# --------------------------------------------------------------------------- the arange op
-@renders("arange")
-def _arange_op(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
-    xt = _in_type(node, types)
-    n = g.op("Gather", g.op("Shape", ins[0]), g.const(node.attr("axis") % xt.rank), axis=0)
-    dt = node.attr("dtype")
-    r = g.op("Range", g.const(0), n, g.const(1))
-    return g.node("Cast", [r], node.outputs[0], to=ONNX_DTYPES[dt])

@@ -1,0 +1,48 @@
+"""ONNX renderings of the run-time-shaped ops (``rnnc.ir.ops_dyn``): each size entry becomes
+a constant or ``Gather(Shape(ref), axis)``, concatenated into the shape input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onnx import helper
+
+from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph
+from rnnc.backends.onnx.ops import Ins, Types, renders
+from rnnc.ir import Node
+
+
+def shape_of(g: OnnxGraph, entries: Any, refs: Ins, minus_one_as: int = -1) -> str:
+    """An int64 [n] ONNX value holding the entries' sizes."""
+    parts: list[str] = []
+    for e in entries:
+        if isinstance(e, int):
+            parts.append(g.const([minus_one_as if e == -1 else e]))
+        else:
+            k, ax = e
+            parts.append(g.op("Gather", g.op("Shape", refs[k]), g.const([ax]), axis=0))
+    return parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=0)
+
+
+@renders("reshape_dyn")
+def _reshape_dyn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    return g.node("Reshape", [ins[0], shape_of(g, node.attr("shape"), ins[1:])], node.outputs[0])
+
+
+@renders("expand_dyn")
+def _expand_dyn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    # torch's -1 (keep the dim) is ONNX Expand's 1 (it broadcasts to the larger of the two)
+    return g.node("Expand", [ins[0], shape_of(g, node.attr("shape"), ins[1:], minus_one_as=1)], node.outputs[0])
+
+
+@renders("full_dyn")
+def _full_dyn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    value = helper.make_tensor("value", ONNX_DTYPES[node.attr("dtype")], [1], [node.attr("value")])
+    return g.node("ConstantOfShape", [shape_of(g, node.attr("shape"), ins)], node.outputs[0], value=value)
+
+
+@renders("arange")
+def _arange(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    n = g.op("Gather", g.op("Shape", ins[0]), g.const(node.attr("axis")), axis=0)
+    r = g.op("Range", g.const(0), n, g.const(1))
+    return g.node("Cast", [r], node.outputs[0], to=ONNX_DTYPES[node.attr("dtype")])

@@ -1,0 +1,103 @@
+"""Ops whose output sizes are read at run time from other tensors' dims.
+
+Why: a model writes ``x.view(t, b, 2, h)``, ``torch.zeros(b, h)`` or ``h.repeat(1, t, 1)`` with
+sizes it read from its inputs.  When those sizes are symbolic (batch, time) no constant shape
+attribute can say them, and ONNX's ``0``/``-1`` rules only cover a dim kept in place or one
+inferred.  These ops name each size either as a constant or as "dim ``axis`` of reference input
+``k``", so the Program stays valid for every batch and length, and exporters build the shape at
+run time (``Shape`` -> ``Gather`` -> ``Concat``).
+
+Shape entries (attribute ``shape``): an int (``-1``: inferred, reshape only; ``-1`` in
+``expand_dyn``: keep the input's dim), or ``[k, axis]``: dim ``axis`` of reference ``k``
+(the op's inputs after ``x``; all inputs for ``full_dyn``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rnnc.ir.ops import ShapeError, _req, _t, infers, register_op
+from rnnc.ir.types import Dim, TensorType, broadcast_shapes, torch_dtype
+
+
+def _entry_dims(entries: Any, refs: Sequence[TensorType | None]) -> list[Dim]:
+    out: list[Dim] = []
+    for e in entries:
+        if isinstance(e, int):
+            out.append(e)
+            continue
+        k, ax = e
+        if not 0 <= k < len(refs) or refs[k] is None:
+            raise ShapeError(f"shape entry {list(e)} names reference {k}, there are {len(refs)}")
+        ref = refs[k]
+        assert ref is not None
+        if not -ref.rank <= ax < ref.rank:
+            raise ShapeError(f"shape entry {list(e)}: axis {ax} out of range for {ref.text()}")
+        out.append(ref.shape[ax])
+    return out
+
+
+def concrete(entries: Any, refs: Sequence[Any]) -> list[int]:
+    """The entries' sizes given the reference tensors."""
+    return [e if isinstance(e, int) else int(refs[e[0]].shape[e[1]]) for e in entries]
+
+
+@register_op("reshape_dyn", inputs=(1, None), attrs=("shape",), doc="x.reshape(sizes read from the references)")
+def _reshape_dyn(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
+    return (xs[0].reshape(concrete(a["shape"], xs[1:])),)
+
+
+@infers("reshape_dyn")
+def _reshape_dyn_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    x = _req(types[0], "x")
+    dims = _entry_dims(attrs["shape"], types[1:])
+    if dims.count(-1) > 1:
+        raise ShapeError("reshape_dyn: at most one -1")
+    return (TensorType(tuple("?" if d == -1 else d for d in dims), x.dtype),)
+
+
+@register_op("expand_dyn", inputs=(1, None), attrs=("shape",), doc="x.expand(sizes read from the references)")
+def _expand_dyn(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
+    return (xs[0].expand(concrete(a["shape"], xs[1:])),)
+
+
+@infers("expand_dyn")
+def _expand_dyn_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    x = _req(types[0], "x")
+    dims = _entry_dims(attrs["shape"], types[1:])
+    lead = len(dims) - x.rank
+    if lead < 0:
+        raise ShapeError(f"expand_dyn: {len(dims)} sizes for {x.text()}")
+    want = tuple(x.shape[i - lead] if d == -1 else d for i, d in enumerate(dims))
+    if broadcast_shapes(x.shape, want) is None:
+        raise ShapeError(f"expand_dyn: cannot expand {x.text()} to {list(want)}")
+    return (TensorType(want, x.dtype),)
+
+
+@register_op("full_dyn", inputs=(0, None), attrs=("shape", "value", "dtype"),
+             doc="torch.full(sizes read from the references, value)")
+def _full_dyn(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
+    return (_t().full(concrete(a["shape"], xs), a["value"], dtype=torch_dtype(a["dtype"])),)
+
+
+@infers("full_dyn")
+def _full_dyn_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    dims = _entry_dims(attrs["shape"], types)
+    if any(d == -1 for d in dims):
+        raise ShapeError("full_dyn: every size must be known")
+    return (TensorType(tuple(dims), attrs["dtype"]),)
+
+
+@register_op("arange", inputs=1, attrs=("axis", "dtype"),
+             doc="0, 1, ..., n-1 where n = x.shape[axis]: a range as long as a (symbolic) dim")
+def _arange(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
+    return (_t().arange(xs[0].shape[a["axis"]], dtype=torch_dtype(a["dtype"])),)
+
+
+@infers("arange")
+def _arange_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    x = _req(types[0], "x")
+    if not -x.rank <= attrs["axis"] < x.rank:
+        raise ShapeError(f"arange: axis {attrs['axis']} out of range for {x.text()}")
+    return (TensorType((x.shape[attrs["axis"]],), attrs["dtype"]),)
