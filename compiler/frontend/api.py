@@ -78,6 +78,18 @@ def _flatten(ctx: Ctx, out: Any, prefix: str, acc: list[tuple[str, Any]]) -> Non
         raise UnsupportedError(f"model output {prefix} is a {type(out).__name__}; rnnc Programs return tensors")
 
 
+def _show(dims: list[tuple[Dim, ...]], names: list[str]) -> str:
+    return ", ".join(f"{n}[{','.join(str(d) for d in ds)}]" for n, ds in zip(names, dims, strict=True))
+
+
+def _warn_fixed(tried: list[str]) -> None:
+    if tried:
+        import warnings
+
+        warnings.warn("rnnc.trace kept fewer dims symbolic than the model allows; " + " | ".join(tried),
+                      stacklevel=3)
+
+
 def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str],
            probing: bool = False) -> Program:
     name = type(model).__name__ if not isinstance(model, torch.jit.ScriptModule) else model.original_name
@@ -107,41 +119,6 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
     return Program(graph, Weights(ctx.weights), source=f"rnnc.frontend.trace({name})").verify()
 
 
-def _auto_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
-    """Symbols for the dims that reach an rnn node's batch/time positions (see module docstring)."""
-    probe = [tuple(f"{n}_d{i}" for i in range(e.dim())) for n, e in zip(names, examples, strict=True)]
-    static = [tuple(int(s) for s in e.shape) for e in examples]
-    try:
-        prog = _build(model, examples, probe, names, probing=True)
-    except RnncError:
-        return static
-    batch: set[str] = set()
-    time: set[str] = set()
-    types = prog.graph.value_types()
-    for node in prog.rnn_nodes():
-        x = types[node.inputs[0]].shape
-        bf = node.attr("batch_first")
-        batch.add(str(x[0] if bf else x[1]))
-        time.add(str(x[1] if bf else x[0]))
-        if node.inputs[1]:
-            batch.add(str(types[node.inputs[1]].shape[0]))
-        n_states = len(node.attr("cells")[0].states)
-        for s in node.inputs[2:2 + n_states]:
-            if s:
-                batch.add(str(types[s].shape[1]))
-    # independent time axes (an encoder's and a decoder's inputs) get their own symbols, T, T1, ...:
-    # one shared symbol would claim at export time that their lengths are equal
-    time_names: dict[str, str] = {}
-    for p in probe:
-        for sym in p:
-            if sym in time and sym not in batch and sym not in time_names:
-                time_names[sym] = "T" if not time_names else f"T{len(time_names)}"
-    out = []
-    for p, s in zip(probe, static, strict=True):
-        out.append(tuple("B" if sym in batch else time_names.get(sym, n) for sym, n in zip(p, s, strict=True)))
-    return out
-
-
 def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dynamic: DynamicSpec = None) -> Program:
     """Convert a PyTorch model into a verified rnnc ``Program``.
 
@@ -159,8 +136,8 @@ def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dyn
                                  f"{[tuple(e.shape) for e in examples]}: {type(exc).__name__}: {exc}") from None
     names = _input_names(model, len(examples))
     if dynamic is None:
-        dims = _auto_dims(model, examples, names)
-    elif isinstance(dynamic, Mapping):
+        return _trace_auto(model, examples, names)
+    if isinstance(dynamic, Mapping):
         unknown = set(dynamic) - set(names)
         if unknown:
             raise UserInputError(f"dynamic names unknown inputs {sorted(unknown)}; inputs are {names}")
@@ -172,3 +149,29 @@ def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dyn
         dims = [_dims_for(e, s) for e, s in zip(examples, spec, strict=True)]
     with torch.no_grad():
         return _build(model, examples, dims, names)
+
+
+def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str]) -> Program:
+    """The default dims (``dims.py``): every dim the model leaves free, else the dims that reach
+    a recurrent layer, else the example's sizes -- a fallback warns with the reason."""
+    from rnnc.frontend.dims import free_dims, rnn_dims
+
+    static = [tuple(int(s) for s in e.shape) for e in examples]
+    seen: list[list[tuple[Dim, ...]]] = [static]
+    why: list[str] = []
+    with torch.no_grad():
+        for how in (free_dims, rnn_dims):
+            dims = how(model, examples, names)
+            if dims in seen:
+                continue
+            seen.append(dims)
+            try:
+                program = _build(model, examples, dims, names)
+            except RnncError as exc:
+                why.append(f"with {_show(dims, names)}: {exc}")
+                continue
+            _warn_fixed(why)
+            return program
+        program = _build(model, examples, static, names)
+    _warn_fixed(why)
+    return program

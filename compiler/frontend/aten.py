@@ -28,7 +28,7 @@ import torch
 from torch import fx, nn
 from torch.utils import _pytree as pytree
 
-from rnnc.frontend.values import TV, Ctx, SymInt
+from rnnc.frontend.values import DERIVED, TV, Ctx, SymInt
 
 aten = torch.ops.aten
 
@@ -158,9 +158,6 @@ def _sym(value: Any, *operands: Any) -> Any:
         return SymInt(value, DERIVED)
     return value
 
-
-#: the symbol of a size computed from symbolic ones (never an IR dim, so never "the same dim")
-DERIVED = "?derived"
 
 _ARITH: dict[Any, Callable[..., Any]] = {
     operator.add: operator.add, operator.sub: operator.sub, operator.mul: operator.mul,

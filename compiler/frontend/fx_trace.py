@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import inspect
+import operator
 from typing import Any
 
 import torch
@@ -76,11 +77,50 @@ class TracedInt(int):
     becomes its fx node again when it is recorded as an argument (so sizes stay symbolic)."""
 
     node: fx.Node
+    tracer: Any
 
-    def __new__(cls, value: int, node: fx.Node) -> TracedInt:
+    def __new__(cls, value: int, node: fx.Node, tracer: Any = None) -> TracedInt:
         obj = super().__new__(cls, value)
         obj.node = node
+        obj.tracer = tracer
         return obj
+
+    def _record(self, op: Any, *args: Any) -> Any:
+        """``t * b`` on sizes: recorded as a node too, so ``view(t * b, h)`` keeps its symbols."""
+        value = op(*(int(a) if isinstance(a, TracedInt) else a for a in args))
+        if self.tracer is None or self.tracer._running or not isinstance(value, int) or isinstance(value, bool):
+            return value
+        return self.tracer.create_proxy("call_function", op, args, {})
+
+    def __add__(self, o: Any) -> Any:
+        return self._record(operator.add, self, o)
+
+    def __radd__(self, o: Any) -> Any:
+        return self._record(operator.add, o, self)
+
+    def __sub__(self, o: Any) -> Any:
+        return self._record(operator.sub, self, o)
+
+    def __rsub__(self, o: Any) -> Any:
+        return self._record(operator.sub, o, self)
+
+    def __mul__(self, o: Any) -> Any:
+        return self._record(operator.mul, self, o)
+
+    def __rmul__(self, o: Any) -> Any:
+        return self._record(operator.mul, o, self)
+
+    def __floordiv__(self, o: Any) -> Any:
+        return self._record(operator.floordiv, self, o)
+
+    def __rfloordiv__(self, o: Any) -> Any:
+        return self._record(operator.floordiv, o, self)
+
+    def __mod__(self, o: Any) -> Any:
+        return self._record(operator.mod, self, o)
+
+    def __neg__(self) -> Any:
+        return self._record(operator.neg, self)
 
 
 class ConcreteTracer(fx.Tracer):
@@ -125,7 +165,7 @@ class ConcreteTracer(fx.Tracer):
         finally:
             self._running -= 1
         if isinstance(ex, int) and not isinstance(ex, bool):
-            return TracedInt(ex, node)
+            return TracedInt(ex, node, self)
         if isinstance(ex, (str, torch.dtype, torch.device)):
             return ex  # x.type(), x.dtype: constants while tracing, passed on as values
         return proxy

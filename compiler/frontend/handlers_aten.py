@@ -176,9 +176,6 @@ def _slice(ctx: Ctx, x: TV, dim: int = 0, start: Any = None, end: Any = None, st
     dim = axis(dim, x.rank)
     if _is_full(x, dim, end):
         end = _END
-    if isinstance(start, SymInt) or isinstance(end, SymInt):
-        raise ctx.unsupported(f"a slice of dim {dim} of {list(x.shape)} bounded by a symbolic size",
-                              "slices with constant bounds, or to the end")
     return slice_(ctx, x, dim, start, end, step)
 
 

@@ -153,10 +153,20 @@ def select(ctx: Ctx, x: TV, dim: int, index: int) -> TV:
 
 @handles("slice")
 def slice_(ctx: Ctx, x: TV, dim: int = 0, start: Any = None, end: Any = None, step: int = 1) -> TV:
-    """aten::slice; full slices are dropped (no node)."""
+    """aten::slice; full slices are dropped (no node).  A bound read from a symbolic size is a
+    ``slice_dyn`` (``x[:, :t]`` after a padded conv); the dim's own size is "to the end"."""
+    ax = axis(dim, x.rank)
+    if isinstance(end, SymInt) and end.sym == x.shape[ax] and not isinstance(start, SymInt):
+        end = None
+    if isinstance(start, SymInt) or isinstance(end, SymInt):
+        made = ctx.shape_entries([0 if start is None else start, _END if end is None else end])
+        if made is None or -1 in made[0]:
+            raise ctx.unsupported(f"a slice of dim {ax} of {list(x.shape)} whose bound is computed from "
+                                  "symbolic sizes", "bounds that are constants or sizes read from tensors")
+        (lo, hi), refs = made
+        return ctx.emit("slice_dyn", x, *refs, axis=ax, start=lo, stop=hi, step=int(step))
     start = 0 if start is None else int(start)
     stop = _END if end is None or end >= _END or (end >= 2**62) else int(end)
-    ax = axis(dim, x.rank)
     if start == 0 and stop == _END and step == 1:
         return x
     n = x.shape[ax]

@@ -39,6 +39,45 @@ class SymInt(int):
     def __repr__(self) -> str:
         return f"SymInt({int(self)}, {self.sym!r})"
 
+    # arithmetic on a symbolic size stays symbolic (``t // 2``, ``b * t``): marked as derived, so
+    # no op bakes the example's value in; it may still be inferred (``-1``) by a reshape
+    def _derived(self, value: Any) -> Any:
+        return SymInt(value, DERIVED) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    def __add__(self, o: Any) -> Any:
+        return self._derived(int(self) + o)
+
+    def __radd__(self, o: Any) -> Any:
+        return self._derived(o + int(self))
+
+    def __sub__(self, o: Any) -> Any:
+        return self._derived(int(self) - o)
+
+    def __rsub__(self, o: Any) -> Any:
+        return self._derived(o - int(self))
+
+    def __mul__(self, o: Any) -> Any:
+        return self._derived(int(self) * o)
+
+    def __rmul__(self, o: Any) -> Any:
+        return self._derived(o * int(self))
+
+    def __floordiv__(self, o: Any) -> Any:
+        return self._derived(int(self) // o)
+
+    def __rfloordiv__(self, o: Any) -> Any:
+        return self._derived(o // int(self))
+
+    def __mod__(self, o: Any) -> Any:
+        return self._derived(int(self) % o)
+
+    def __neg__(self) -> Any:
+        return self._derived(-int(self))
+
+
+#: the symbol of a size computed from symbolic ones (never an IR dim, so never "the same dim")
+DERIVED = "?derived"
+
 
 @dataclass
 class TV:

@@ -101,3 +101,23 @@ def _arange_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> 
     if not -x.rank <= attrs["axis"] < x.rank:
         raise ShapeError(f"arange: axis {attrs['axis']} out of range for {x.text()}")
     return (TensorType((x.shape[attrs["axis"]],), attrs["dtype"]),)
+
+
+@register_op("slice_dyn", inputs=(1, None), attrs=("axis", "start", "stop", "step"),
+             doc="x[start:stop:step] on axis, start/stop being shape entries (``x[:, :t]`` with t read from y)")
+def _slice_dyn(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
+    start, stop = concrete((a["start"], a["stop"]), xs[1:])
+    index = [slice(None)] * xs[0].dim()
+    index[a["axis"]] = slice(start, stop, a["step"])
+    return (xs[0][tuple(index)],)
+
+
+@infers("slice_dyn")
+def _slice_dyn_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    x = _req(types[0], "x")
+    ax = attrs["axis"]
+    if not 0 <= ax < x.rank or attrs["step"] < 1:
+        raise ShapeError(f"slice_dyn: axis {ax} / step {attrs['step']} invalid for {x.text()}")
+    start, stop = _entry_dims((attrs["start"], attrs["stop"]), types[1:])
+    n: Dim = stop if start == 0 and attrs["step"] == 1 and not (isinstance(stop, int) and stop < 0) else "?"
+    return (x.with_shape(tuple(n if i == ax else d for i, d in enumerate(x.shape))),)

@@ -46,3 +46,11 @@ def _arange(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     n = g.op("Gather", g.op("Shape", ins[0]), g.const(node.attr("axis")), axis=0)
     r = g.op("Range", g.const(0), n, g.const(1))
     return g.node("Cast", [r], node.outputs[0], to=ONNX_DTYPES[node.attr("dtype")])
+
+
+@renders("slice_dyn")
+def _slice_dyn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    starts = shape_of(g, (node.attr("start"),), ins[1:])
+    ends = shape_of(g, (node.attr("stop"),), ins[1:])
+    return g.node("Slice", [ins[0], starts, ends, g.const([node.attr("axis")]), g.const([node.attr("step")])],
+                  node.outputs[0])

@@ -1,0 +1,123 @@
+"""Which input dims stay symbolic when ``trace`` is not told (``dynamic=None``).
+
+Why two methods: the question is "which sizes does the model leave free?", and the model itself
+can answer it.  ``free_dims`` runs the model eagerly with each group of same-sized input dims
+doubled (``repeat_interleave``, so token ids stay valid and sorted lengths stay sorted); a group
+the model still runs with is free: batch, time, an attention memory's length, an image's width.
+Dims it rejects (features, channels, a fixed height) stay constants.  Each free group gets one
+symbol: ``B`` for the one that reaches a recurrent layer's batch (else the one holding dim 0 of
+the first input), ``T``, ``T1``, ... for the others.  ``rnn_dims`` is the narrower older rule
+(only dims that reach an ``rnn`` node), the fallback when rnnc cannot keep every free dim
+symbolic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rnnc.errors import RnncError
+from rnnc.ir.types import Dim
+
+Spot = tuple[int, int]  # (input index, dim)
+
+
+def _runs(model: Any, examples: list[torch.Tensor], spots: list[Spot]) -> bool:
+    grown = list(examples)
+    for i, d in spots:
+        grown[i] = grown[i].repeat_interleave(2, dim=d)
+    try:
+        with torch.no_grad():
+            model(*grown)
+    except Exception:  # noqa: BLE001 -- any failure means the model fixes one of these sizes
+        return False
+    return True
+
+
+def free_groups(model: Any, examples: list[torch.Tensor]) -> list[list[Spot]]:
+    """Groups of input dims the model runs with at twice the example's size, jointly per size."""
+    by_size: dict[int, list[Spot]] = {}
+    for i, e in enumerate(examples):
+        for d, n in enumerate(e.shape):
+            by_size.setdefault(int(n), []).append((i, d))
+    groups: list[list[Spot]] = []
+    for members in by_size.values():
+        if _runs(model, examples, members):
+            inputs = [i for i, _ in members]
+            if len(set(inputs)) < len(inputs):  # two dims of one input: batch and time of one size?
+                alone = [m for m in members if _runs(model, examples, [m])]
+                groups.extend([m] for m in alone)
+                rest = [m for m in members if m not in alone]
+                if rest:
+                    groups.append(rest)
+            else:
+                groups.append(members)
+        elif len(members) > 1:
+            groups.extend([m] for m in members if _runs(model, examples, [m]))
+    return groups
+
+
+def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
+    groups = free_groups(model, examples)
+    roles = _roles(model, examples, names)
+    symbol: dict[Spot, str] = {}
+    batch = next((g for g in groups if any(roles.get(m) == "B" for m in g)), None)
+    if batch is None:
+        batch = next((g for g in groups if (0, 0) in g), None)
+    n_time = 0
+    for g in groups:
+        if g is batch:
+            name = "B"
+        else:
+            name = "T" if n_time == 0 else f"T{n_time}"
+            n_time += 1
+        for m in g:
+            symbol[m] = name
+    return [tuple(symbol.get((i, d), int(n)) for d, n in enumerate(e.shape)) for i, e in enumerate(examples)]
+
+
+def _roles(model: Any, examples: list[torch.Tensor], names: list[str]) -> dict[Spot, str]:
+    """(input, dim) -> "B" for dims the probe sees reach a recurrent batch position."""
+    dims = rnn_dims(model, examples, names)
+    return {(i, d): "B" for i, ds in enumerate(dims) for d, s in enumerate(ds) if s == "B"}
+
+
+def rnn_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
+    """Symbols for the dims that reach an rnn node's batch/time positions: B, and T, T1, ... for
+    independent time axes (an all-dims-symbolic probe conversion shows where each input dim goes)."""
+    probe = [tuple(f"{n}_d{i}" for i in range(e.dim())) for n, e in zip(names, examples, strict=True)]
+    static = [tuple(int(s) for s in e.shape) for e in examples]
+    try:
+        from rnnc.frontend.api import _build
+
+        prog = _build(model, examples, probe, names, probing=True)
+    except RnncError:
+        return static
+    batch: set[str] = set()
+    time: set[str] = set()
+    types = prog.graph.value_types()
+    for node in prog.rnn_nodes():
+        x = types[node.inputs[0]].shape
+        bf = node.attr("batch_first")
+        batch.add(str(x[0] if bf else x[1]))
+        time.add(str(x[1] if bf else x[0]))
+        if node.inputs[1]:
+            batch.add(str(types[node.inputs[1]].shape[0]))
+        n_states = len(node.attr("cells")[0].states)
+        for s in node.inputs[2:2 + n_states]:
+            if s:
+                batch.add(str(types[s].shape[1]))
+    # independent time axes (an encoder's and a decoder's inputs) get their own symbols, T, T1, ...:
+    # one shared symbol would claim at export time that their lengths are equal
+    time_names: dict[str, str] = {}
+    for p in probe:
+        for sym in p:
+            if sym in time and sym not in batch and sym not in time_names:
+                time_names[sym] = "T" if not time_names else f"T{len(time_names)}"
+    out = []
+    for p, s in zip(probe, static, strict=True):
+        out.append(tuple("B" if sym in batch else time_names.get(sym, n) for sym, n in zip(p, s, strict=True)))
+    return out
+
+
