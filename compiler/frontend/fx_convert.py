@@ -16,13 +16,13 @@ import torch
 from torch import fx, nn
 from torch.utils import _pytree as pytree
 
-from rnnc.frontend import handlers_shape  # noqa: F401  (registers the shape handlers)
+from rnnc.frontend import handlers_aten, handlers_shape  # noqa: F401  (register their handlers)
 from rnnc.frontend.aten import convert_call
 from rnnc.frontend.fx_trace import Traced, function_name
 from rnnc.frontend.handlers import HANDLERS, conv1d, layer_norm, linear, pad
 from rnnc.frontend.loops import cell_scan, convert_cell_scan
 from rnnc.frontend.recurrent import convert_rnnc_layer, convert_torch_cell, convert_torch_rnn, pack_padded, pad_packed
-from rnnc.frontend.values import TV, Ctx
+from rnnc.frontend.values import TV, Ctx, SymInt
 
 ModuleHandler = Callable[..., Any]
 
@@ -180,7 +180,12 @@ def _call(ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], fn
         out = handler(ctx, *args, **kwargs)
         if out is not NotImplemented:  # a handler declines a form it has no IR op for
             return out
-    if not any(isinstance(a, TV) for a in pytree.tree_leaves((args, kwargs))):
-        return fn(*args, **kwargs)  # python arithmetic on sizes and constants: just run it
+    leaves = pytree.tree_leaves((args, kwargs))
+    if not any(isinstance(a, TV) for a in leaves):
+        out = fn(*args, **kwargs)  # python arithmetic on sizes and constants: just run it
+        sym = next((a.sym for a in leaves if isinstance(a, SymInt)), None)
+        if isinstance(out, torch.Tensor) and sym is not None:  # would bake a symbolic size in
+            raise ctx.unsupported(f"function {name} with a size that follows the symbolic dim {sym}")
+        return out
     kind = "tensor method" if fn is _method(name) else "function"
     return convert_call(ctx, fn, args, kwargs, f"{kind} {name}")

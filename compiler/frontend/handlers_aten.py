@@ -400,3 +400,31 @@ def _arange(ctx: Ctx, *args: Any, **kwargs: Any) -> Any:
         return NotImplemented
     src, dim = end.source
     return ctx.emit("arange", src, axis=dim, dtype=dtype_of_torch(kwargs.get("dtype") or torch.int64))
+
+
+HANDLERS["arange"] = _arange  # torch.arange(x.size(1)) in fx graphs too
+
+
+def _adaptive(reduce: str) -> AtenHandler:
+    def fn(ctx: Ctx, x: TV, sizes: Any) -> Any:
+        """Adaptive pooling whose output keeps some axes and pools others to 1 is a mean (max) over
+        those axes -- also when a kept axis is symbolic (``AdaptiveAvgPool2d((None, 1))``)."""
+        sizes = list(sizes)
+        first = x.rank - len(sizes)
+        axes = []
+        for i, s in enumerate(sizes):
+            d = x.shape[first + i]
+            if (isinstance(s, SymInt) and s.sym == d) or (not isinstance(s, SymInt) and s == d):
+                continue
+            if s == 1 and not isinstance(s, SymInt):
+                axes.append(first + i)
+            else:
+                return NotImplemented
+        return HANDLERS[reduce](ctx, x, axes, True) if axes else x
+
+    return fn
+
+
+ATEN["adaptive_avg_pool1d"] = ATEN["adaptive_avg_pool2d"] = _adaptive("mean")
+ATEN["adaptive_max_pool1d"] = ATEN["adaptive_max_pool2d"] = lambda ctx, x, sizes: (
+    NotImplemented if (r := _adaptive("amax")(ctx, x, sizes)) is NotImplemented else (r, None))

@@ -204,6 +204,7 @@ class Ctx:
         source.  ``None`` when two sizes have no source (no op can say them)."""
         refs: list[TV] = []
         entries: list[Any] = []
+        derived = 0
         for d in sizes:
             if isinstance(d, SymInt) and d.source is not None and d.source[0].value is not None:
                 tv, ax = d.source
@@ -214,9 +215,10 @@ class Ctx:
                 entries.append((k, ax))
             elif isinstance(d, SymInt):
                 entries.append(-1)
+                derived += 1
             else:
                 entries.append(int(d))
-        if entries.count(-1) > 1:
+        if derived > 1:
             return None
         return tuple(entries), refs
 

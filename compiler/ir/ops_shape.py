@@ -88,9 +88,28 @@ def _reshape_infer(types, attrs):
                 raise ShapeError(f"reshape {x.text()} to {attrs['shape']}: sizes do not divide")
             out[out.index(-1)] = total // prod
         else:
-            # dims copied with 0 cancel out; what is left over is unknown until run time
-            out[out.index(-1)] = "?"
+            out[out.index(-1)] = _inferred_symbol(x.shape, attrs["shape"], out)
     return (TensorType(tuple(out), x.dtype),)
+
+
+def _inferred_symbol(shape: tuple[Dim, ...], spec: Any, out: list[Dim]) -> Dim:
+    """What a ``-1`` stands for: dims copied with ``0`` cancel out; if what is left of the input
+    is one named symbol times constants equal to the output's other constants, it is that symbol
+    (``[B] -> [-1, 1, 1]`` keeps ``B``), otherwise unknown until run time (``?``)."""
+    rest = [d for i, d in enumerate(shape) if not (i < len(spec) and spec[i] == 0)]
+    syms = [d for d in rest if isinstance(d, str)]
+    if len(syms) != 1 or syms[0] == "?":
+        return "?"
+    kept = {i for i, d in enumerate(spec) if d == 0}
+    n_in, n_out = 1, 1
+    for d in rest:
+        n_in *= d if isinstance(d, int) else 1
+    for i, d in enumerate(out):
+        if i not in kept and d != -1:
+            if not isinstance(d, int):
+                return "?"
+            n_out *= d
+    return syms[0] if n_in == n_out else "?"
 
 
 @register_op("transpose", inputs=1, attrs=("perm",))
