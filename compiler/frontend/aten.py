@@ -28,7 +28,7 @@ import torch
 from torch import fx, nn
 from torch.utils import _pytree as pytree
 
-from rnnc.frontend.values import DERIVED, TV, Ctx, SymInt
+from rnnc.frontend.values import TV, Ctx, SymInt
 
 aten = torch.ops.aten
 
@@ -152,13 +152,6 @@ def _state(ep: Any, target: str) -> torch.Tensor:
     return ep.constants[target]
 
 
-def _sym(value: Any, *operands: Any) -> Any:
-    """Arithmetic on sizes: the result of a symbolic size stays marked as derived (``?``)."""
-    if isinstance(value, int) and not isinstance(value, bool) and any(isinstance(o, SymInt) for o in operands):
-        return SymInt(value, DERIVED)
-    return value
-
-
 _ARITH: dict[Any, Callable[..., Any]] = {
     operator.add: operator.add, operator.sub: operator.sub, operator.mul: operator.mul,
     operator.floordiv: operator.floordiv, operator.truediv: operator.truediv, operator.mod: operator.mod,
@@ -191,7 +184,7 @@ def _walk(ctx: Ctx, ep: Any, tvs: list[TV], qual: str, what: str) -> Any:
         elif node.target is operator.getitem:
             env[node] = args[0][args[1]]
         elif node.target in _ARITH:
-            env[node] = _sym(_ARITH[node.target](*args), *args)
+            env[node] = _ARITH[node.target](*args)  # SymInt arithmetic keeps its expression
         elif isinstance(node.target, torch._ops.OpOverload):
             if not node.target._schema.returns:  # export's runtime asserts: nothing to compute
                 env[node] = None

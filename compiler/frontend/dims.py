@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-from rnnc.errors import RnncError
 from rnnc.ir.types import Dim
 
 Spot = tuple[int, int]  # (input index, dim)
@@ -92,7 +91,7 @@ def rnn_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list
         from rnnc.frontend.api import _build
 
         prog = _build(model, examples, probe, names, probing=True)
-    except RnncError:
+    except Exception:  # noqa: BLE001 -- a best-effort probe: any failure means "no roles known"
         return static
     batch: set[str] = set()
     time: set[str] = set()
@@ -100,8 +99,8 @@ def rnn_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list
     for node in prog.rnn_nodes():
         x = types[node.inputs[0]].shape
         bf = node.attr("batch_first")
-        batch.add(str(x[0] if bf else x[1]))
-        time.add(str(x[1] if bf else x[0]))
+        batch.add(str(x[0] if bf else x[1]).split("'")[0])  # T'5004: a size derived from T
+        time.add(str(x[1] if bf else x[0]).split("'")[0])
         if node.inputs[1]:
             batch.add(str(types[node.inputs[1]].shape[0]))
         n_states = len(node.attr("cells")[0].states)

@@ -175,12 +175,13 @@ def _call(ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], fn
         return pack_padded(ctx, *args, **kwargs)
     if name == "pad_packed_sequence":
         return pad_packed(ctx, *args, **kwargs)
+    leaves = pytree.tree_leaves((args, kwargs))
+    constant = not any(isinstance(a, TV) for a in leaves) and any(isinstance(a, torch.Tensor) for a in leaves)
     handler = HANDLERS.get(name.removeprefix("__").removesuffix("__") if name.startswith("__") else name)
-    if handler is not None:
+    if handler is not None and not constant:  # (an op on constant tensors is just run, below)
         out = handler(ctx, *args, **kwargs)
         if out is not NotImplemented:  # a handler declines a form it has no IR op for
             return out
-    leaves = pytree.tree_leaves((args, kwargs))
     if not any(isinstance(a, TV) for a in leaves):
         out = fn(*args, **kwargs)  # python arithmetic on sizes and constants: just run it
         sym = next((a.sym for a in leaves if isinstance(a, SymInt)), None)

@@ -394,12 +394,20 @@ def _bn_legit(ctx: Ctx, x: TV, w: TV | None, b: TV | None, mean: TV, var: TV, mo
 
 @on("arange.default", "arange.start", "arange.start_step")
 def _arange(ctx: Ctx, *args: Any, **kwargs: Any) -> Any:
-    """``arange(n)`` with ``n`` a symbolic size: the ``arange`` IR op over the dim it was read from."""
+    """``arange`` whose bounds follow symbolic sizes: the ``arange`` IR op, its length a shape
+    entry read at run time (``arange(1, x.size(1) + 1)``)."""
     start, end, step = (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
-    if not isinstance(end, SymInt) or end.source is None or start != 0 or step != 1:
+    start, end, step = kwargs.get("start", start), kwargs.get("end", end), kwargs.get("step", step)
+    if not any(isinstance(v, SymInt) for v in (start, end)) or isinstance(step, SymInt):
         return NotImplemented
-    src, dim = end.source
-    return ctx.emit("arange", src, axis=dim, dtype=dtype_of_torch(kwargs.get("dtype") or torch.int64))
+    n = end - start if step == 1 else (end - start + (step - 1 if step > 0 else step + 1)) // step
+    made = ctx.shape_entries([n])
+    if made is None or made[0] == (-1,) or isinstance(start, SymInt):
+        return NotImplemented
+    (entry,), refs = made
+    dtype = kwargs.get("dtype") or (torch.float32 if any(isinstance(v, float) for v in (start, end, step))
+                                    else torch.int64)
+    return ctx.emit("arange", *refs, n=entry, start=start, step=step, dtype=dtype_of_torch(dtype))
 
 
 HANDLERS["arange"] = _arange  # torch.arange(x.size(1)) in fx graphs too

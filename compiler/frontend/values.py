@@ -24,55 +24,72 @@ from rnnc.ir.types import Dim, dtype_of_torch
 
 
 class SymInt(int):
-    """A concrete size that stands for a symbolic dim (``sym``) of the IR."""
+    """A concrete size that stands for a symbolic dim (``sym``) of the IR.
+
+    ``source``: the tensor and axis it was read from (``x.size(1)``); ``expr``: how a size
+    computed from others was computed (``(op, a, b)`` with ``op`` one of ``+ - * // %`` and
+    operands ``SymInt``s or ints).  With either, ops can read the size at run time
+    (``Ctx.shape_entries``); a derived size has the symbol ``DERIVED``."""
 
     sym: str
-    #: the tensor and axis the size was read from, when it was (``arange(x.size(1))`` needs it)
     source: tuple[TV, int] | None
+    expr: tuple[Any, ...] | None
 
-    def __new__(cls, value: int, sym: str, source: tuple[TV, int] | None = None) -> SymInt:
+    def __new__(cls, value: int, sym: str, source: tuple[TV, int] | None = None,
+                expr: tuple[Any, ...] | None = None) -> SymInt:
         obj = super().__new__(cls, value)
         obj.sym = sym
         obj.source = source
+        obj.expr = expr
         return obj
 
     def __repr__(self) -> str:
         return f"SymInt({int(self)}, {self.sym!r})"
 
-    # arithmetic on a symbolic size stays symbolic (``t // 2``, ``b * t``): marked as derived, so
-    # no op bakes the example's value in; it may still be inferred (``-1``) by a reshape
-    def _derived(self, value: Any) -> Any:
-        return SymInt(value, DERIVED) if isinstance(value, int) and not isinstance(value, bool) else value
+    # arithmetic on a symbolic size stays symbolic (``t // 2``, ``b * t``): derived, with its
+    # expression, so no op bakes the example's value in
+    def _op(self, op: str, a: Any, b: Any) -> Any:
+        if not isinstance(b, int) or not isinstance(a, int) or isinstance(a, bool) or isinstance(b, bool):
+            return _PY_OPS[op](int(a) if isinstance(a, SymInt) else a, int(b) if isinstance(b, SymInt) else b)
+        value = _PY_OPS[op](int(a), int(b))
+        return SymInt(value, DERIVED, expr=(op, a, b))
 
     def __add__(self, o: Any) -> Any:
-        return self._derived(int(self) + o)
+        return self._op("+", self, o)
 
     def __radd__(self, o: Any) -> Any:
-        return self._derived(o + int(self))
+        return self._op("+", o, self)
 
     def __sub__(self, o: Any) -> Any:
-        return self._derived(int(self) - o)
+        return self._op("-", self, o)
 
     def __rsub__(self, o: Any) -> Any:
-        return self._derived(o - int(self))
+        return self._op("-", o, self)
 
     def __mul__(self, o: Any) -> Any:
-        return self._derived(int(self) * o)
+        return self._op("*", self, o)
 
     def __rmul__(self, o: Any) -> Any:
-        return self._derived(o * int(self))
+        return self._op("*", o, self)
 
     def __floordiv__(self, o: Any) -> Any:
-        return self._derived(int(self) // o)
+        return self._op("//", self, o)
 
     def __rfloordiv__(self, o: Any) -> Any:
-        return self._derived(o // int(self))
+        return self._op("//", o, self)
 
     def __mod__(self, o: Any) -> Any:
-        return self._derived(int(self) % o)
+        return self._op("%", self, o)
+
+    def __rmod__(self, o: Any) -> Any:
+        return self._op("%", o, self)
 
     def __neg__(self) -> Any:
-        return self._derived(-int(self))
+        return self._op("-", 0, self)
+
+
+_PY_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+           "//": lambda a, b: a // b, "%": lambda a, b: a % b}
 
 
 #: the symbol of a size computed from symbolic ones (never an IR dim, so never "the same dim")
@@ -199,25 +216,34 @@ class Ctx:
                                "initial state", "torch.zeros as an initial state of nn.LSTM/GRU/RNN and cells")
 
     def shape_entries(self, sizes: Sequence[Any]) -> tuple[tuple[Any, ...], list[TV]] | None:
-        """Sizes as ``ops_dyn`` shape entries: constants, ``[k, axis]`` for a size read from a
-        tensor (its ``SymInt.source``, reference ``k``), ``-1`` for one derived size without a
-        source.  ``None`` when two sizes have no source (no op can say them)."""
+        """Sizes as ``ops_dyn`` shape entries: constants, ``[k, axis]`` for a size read from
+        reference ``k``, ``[op, a, b]`` for a size computed from such, ``-1`` for one size known
+        only as derived.  ``None`` when two sizes cannot be said."""
         refs: list[TV] = []
-        entries: list[Any] = []
-        derived = 0
-        for d in sizes:
-            if isinstance(d, SymInt) and d.source is not None and d.source[0].value is not None:
+
+        def entry(d: Any) -> Any:
+            if not isinstance(d, SymInt):
+                return int(d)
+            if d.source is not None and d.source[0].value is not None:
                 tv, ax = d.source
                 k = next((i for i, r in enumerate(refs) if r is tv), None)
                 if k is None:
                     refs.append(tv)
                     k = len(refs) - 1
-                entries.append((k, ax))
-            elif isinstance(d, SymInt):
-                entries.append(-1)
-                derived += 1
-            else:
-                entries.append(int(d))
+                return (k, ax)
+            if d.expr is not None:
+                op, a, b = d.expr
+                ea, eb = entry(a), entry(b)
+                return None if ea is None or eb is None else (op, ea, eb)
+            return None
+
+        entries: list[Any] = []
+        derived = 0
+        for d in sizes:
+            e = entry(d)
+            if e is None:
+                e, derived = -1, derived + 1
+            entries.append(e)
         if derived > 1:
             return None
         return tuple(entries), refs

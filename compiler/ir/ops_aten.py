@@ -21,6 +21,7 @@ Attributes (all JSON, so the printed text round-trips):
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,10 +31,19 @@ from rnnc.ir.types import Dim, TensorType, dtype_of_torch, torch_dtype
 #: keyword arguments that only place or lay out memory: meaningless for the IR
 DROPPED_KWARGS = frozenset({"device", "layout", "pin_memory", "memory_format", "non_blocking"})
 
-#: sizes that stand for symbolic dims in meta evaluation: two runs with different primes tell a
-#: dim that follows a symbol (``T``) from one derived from it (``T // 2`` -> ``?``) or a constant
-_SENTINELS = ((10007, 10009, 10037, 10039, 10061, 10067, 10069, 10079),
-              (20011, 20021, 20023, 20029, 20047, 20051, 20063, 20071))
+#: meta evaluation gives each symbol a size from its name (so a symbol has the same size in every
+#: op, and a size derived from it the same value): run r uses ``_BASE[r] + 2 * (crc32 % 1999)``;
+#: anonymous ``?`` dims take sizes from a pool of their own
+_BASE = (10007, 20011)
+_ANON = (40009, 50021)
+
+
+def _sentinel(sym: str, run: int, taken: set[int]) -> int:
+    n = _BASE[run] + 2 * (zlib.crc32(sym.encode()) % 1999)
+    while n in taken:  # two symbols of one op on one size: the later moves (order is the op's)
+        n += 1
+    taken.add(n)
+    return n
 
 
 @functools.cache
@@ -93,40 +103,65 @@ def _aten(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
     return call(a["target"], a["args"], a.get("kwargs", ()), xs)
 
 
+def _meta_run(attrs: dict[str, Any], types: Sequence[TensorType | None], size: dict[str, int], run: int) -> Any:
+    torch = _t()
+    anon = iter(range(_ANON[run], _ANON[run] + 1000, 2))
+    metas = []
+    for t in types:
+        if t is None:
+            metas.append(None)
+            continue
+        shape = [d if isinstance(d, int) else size[d] if d in size else next(anon) for d in t.shape]
+        metas.append(torch.empty(shape, dtype=torch_dtype(t.dtype), device="meta"))
+    try:
+        return call(attrs["target"], attrs["args"], attrs.get("kwargs", ()), metas)
+    except ShapeError:
+        raise
+    except Exception as exc:  # the op's own argument checks: say which op and why
+        raise ShapeError(f"aten.{attrs['target']}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+
+
 @infers("aten")
 def _aten_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
-    """Run the op twice on meta tensors, each symbolic dim replaced by a distinct prime (a
-    different one per run): an output dim equal to a symbol's prime in both runs is that
-    symbol, one equal in both runs is that constant, anything else is ``?`` (derived)."""
-    torch = _t()
+    """Run the op on meta tensors, each symbolic dim given a size from its name, twice (two
+    sizes per symbol): an output dim that follows a symbol in both runs is that symbol, one
+    equal in both runs is a constant.  Any other dim is derived: if changing one symbol alone
+    changes it, it is named ``<symbol>'<its size in the first run>`` -- the same name wherever
+    the same function of that symbol appears (``T`` through a stride-2 conv: ``T'5004`` ...),
+    so later ops can tell equal sizes apart from merely unknown ones; otherwise ``?``."""
     symbols: list[str] = []
     for t in types:
         for d in (t.shape if t is not None else ()):
             if isinstance(d, str) and d != "?" and d not in symbols:
                 symbols.append(d)
-    runs: list[tuple[Any, ...]] = []
-    for sentinels in _SENTINELS:
-        pool = iter(sentinels[len(symbols):])
-        size = dict(zip(symbols, sentinels, strict=False))
-        metas = []
-        for t in types:
-            if t is None:
-                metas.append(None)
-                continue
-            shape = [d if isinstance(d, int) else size.get(d) or next(pool, 10103) for d in t.shape]
-            metas.append(torch.empty(shape, dtype=torch_dtype(t.dtype), device="meta"))
-        try:
-            runs.append(call(attrs["target"], attrs["args"], attrs.get("kwargs", ()), metas))
-        except ShapeError:
-            raise
-        except Exception as exc:  # the op's own argument checks: say which op and why
-            raise ShapeError(f"aten.{attrs['target']}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    sizes: list[dict[str, int]] = []
+    for run in (0, 1):
+        taken: set[int] = set()
+        sizes.append({sym: _sentinel(sym, run, taken) for sym in symbols})
+    runs = [_meta_run(attrs, types, sizes[r], r) for r in (0, 1)]
+    moved: dict[str, Any] = {}
+
+    def derived_name(k: int, axis: int) -> str:
+        v0 = int(runs[0][k].shape[axis])
+        deps = []
+        for sym in symbols:
+            if sym not in moved:
+                moved[sym] = _meta_run(attrs, types, {**sizes[0], sym: sizes[1][sym]}, 0)
+            if int(moved[sym][k].shape[axis]) != v0:
+                deps.append(sym)
+        return f"{deps[0]}'{v0}" if len(deps) == 1 else "?"
+
     out: list[TensorType] = []
-    for first, second in zip(*runs, strict=True):
+    for k, (first, second) in enumerate(zip(*runs, strict=True)):
         dims: list[Dim] = []
-        for n1, n2 in zip(first.shape, second.shape, strict=True):
-            sym = next((s for i, s in enumerate(symbols) if n1 == _SENTINELS[0][i] and n2 == _SENTINELS[1][i]), None)
-            dims.append(sym if sym is not None else int(n1) if n1 == n2 else "?")
+        for axis, (n1, n2) in enumerate(zip(first.shape, second.shape, strict=True)):
+            sym = next((s for s in symbols if n1 == sizes[0][s] and n2 == sizes[1][s]), None)
+            if sym is not None:
+                dims.append(sym)
+            elif n1 == n2:
+                dims.append(int(n1))
+            else:
+                dims.append(derived_name(k, axis))
         try:
             dtype = dtype_of_torch(first.dtype)
         except ValueError as exc:

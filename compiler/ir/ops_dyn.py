@@ -26,21 +26,36 @@ def _entry_dims(entries: Any, refs: Sequence[TensorType | None]) -> list[Dim]:
     for e in entries:
         if isinstance(e, int):
             out.append(e)
-            continue
-        k, ax = e
-        if not 0 <= k < len(refs) or refs[k] is None:
-            raise ShapeError(f"shape entry {list(e)} names reference {k}, there are {len(refs)}")
-        ref = refs[k]
-        assert ref is not None
-        if not -ref.rank <= ax < ref.rank:
-            raise ShapeError(f"shape entry {list(e)}: axis {ax} out of range for {ref.text()}")
-        out.append(ref.shape[ax])
+        elif isinstance(e[0], str):  # a computed size: checked, known only at run time
+            _entry_dims(e[1:], refs)
+            out.append("?")
+        else:
+            k, ax = e
+            if not 0 <= k < len(refs) or refs[k] is None:
+                raise ShapeError(f"shape entry {list(e)} names reference {k}, there are {len(refs)}")
+            ref = refs[k]
+            assert ref is not None
+            if not -ref.rank <= ax < ref.rank:
+                raise ShapeError(f"shape entry {list(e)}: axis {ax} out of range for {ref.text()}")
+            out.append(ref.shape[ax])
     return out
+
+
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+        "//": lambda a, b: a // b, "%": lambda a, b: a % b}
+
+
+def _value(e: Any, refs: Sequence[Any]) -> int:
+    if isinstance(e, int):
+        return e
+    if isinstance(e[0], str):
+        return _OPS[e[0]](_value(e[1], refs), _value(e[2], refs))
+    return int(refs[e[0]].shape[e[1]])
 
 
 def concrete(entries: Any, refs: Sequence[Any]) -> list[int]:
     """The entries' sizes given the reference tensors."""
-    return [e if isinstance(e, int) else int(refs[e[0]].shape[e[1]]) for e in entries]
+    return [_value(e, refs) for e in entries]
 
 
 @register_op("reshape_dyn", inputs=(1, None), attrs=("shape",), doc="x.reshape(sizes read from the references)")
@@ -89,18 +104,17 @@ def _full_dyn_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -
     return (TensorType(tuple(dims), attrs["dtype"]),)
 
 
-@register_op("arange", inputs=1, attrs=("axis", "dtype"),
-             doc="0, 1, ..., n-1 where n = x.shape[axis]: a range as long as a (symbolic) dim")
+@register_op("arange", inputs=(0, None), attrs=("n", "start", "step", "dtype"),
+             doc="start, start + step, ... (n values, n a shape entry): a range as long as a symbolic size")
 def _arange(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
-    return (_t().arange(xs[0].shape[a["axis"]], dtype=torch_dtype(a["dtype"])),)
+    (n,) = concrete((a["n"],), xs)
+    i = _t().arange(n, dtype=_t().float64 if "float" in a["dtype"] else _t().int64)
+    return ((i * a["step"] + a["start"]).to(torch_dtype(a["dtype"])),)
 
 
 @infers("arange")
 def _arange_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
-    x = _req(types[0], "x")
-    if not -x.rank <= attrs["axis"] < x.rank:
-        raise ShapeError(f"arange: axis {attrs['axis']} out of range for {x.text()}")
-    return (TensorType((x.shape[attrs["axis"]],), attrs["dtype"]),)
+    return (TensorType(tuple(_entry_dims((attrs["n"],), types)), attrs["dtype"]),)
 
 
 @register_op("slice_dyn", inputs=(1, None), attrs=("axis", "start", "stop", "step"),

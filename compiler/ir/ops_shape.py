@@ -93,12 +93,13 @@ def _reshape_infer(types, attrs):
 
 
 def _inferred_symbol(shape: tuple[Dim, ...], spec: Any, out: list[Dim]) -> Dim:
-    """What a ``-1`` stands for: dims copied with ``0`` cancel out; if what is left of the input
-    is one named symbol times constants equal to the output's other constants, it is that symbol
-    (``[B] -> [-1, 1, 1]`` keeps ``B``), otherwise unknown until run time (``?``)."""
+    """What a ``-1`` stands for: dims copied with ``0`` cancel out; what is left of the input is
+    constants (the -1 is their quotient by the output's constants) or one named symbol times
+    constants equal to the output's (``[B] -> [-1, 1, 1]`` keeps ``B``); otherwise it is unknown
+    until run time (``?``)."""
     rest = [d for i, d in enumerate(shape) if not (i < len(spec) and spec[i] == 0)]
     syms = [d for d in rest if isinstance(d, str)]
-    if len(syms) != 1 or syms[0] == "?":
+    if len(syms) > 1 or (syms and syms[0] == "?"):
         return "?"
     kept = {i for i, d in enumerate(spec) if d == 0}
     n_in, n_out = 1, 1
@@ -109,6 +110,8 @@ def _inferred_symbol(shape: tuple[Dim, ...], spec: Any, out: list[Dim]) -> Dim:
             if not isinstance(d, int):
                 return "?"
             n_out *= d
+    if not syms:  # symbolic dims all copied in place: what is left is a constant
+        return n_in // n_out if n_out and n_in % n_out == 0 else "?"
     return syms[0] if n_in == n_out else "?"
 
 

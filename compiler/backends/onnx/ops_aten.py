@@ -551,3 +551,33 @@ def _sdpa(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: T
             scores = g.op("Add", scores, mask)
     attn = g.op("Softmax", scores, axis=-1)
     return [g.op("MatMul", attn, v, hint=_out(node))]
+
+
+@aten_renders("sort")
+def _sort(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """A full TopK along ``dim`` (ties may come out in another order than torch's)."""
+    xt = _in_type(node, types)
+    dim = int(_arg(args, 1, kwargs, "dim", -1)) % xt.rank
+    descending = bool(_arg(args, 2, kwargs, "descending", False))
+    k = g.op("Gather", g.op("Shape", args[0]), g.const([dim]), axis=0)
+    return g.node("TopK", [args[0], k], _out(node), n_out=2, axis=dim, largest=int(descending), sorted=1)
+
+
+@aten_renders("topk")
+def _topk(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    dim = int(_arg(args, 2, kwargs, "dim", -1)) % xt.rank
+    largest = bool(_arg(args, 3, kwargs, "largest", True))
+    return g.node("TopK", [args[0], g.const([int(args[1])])], _out(node), n_out=2, axis=dim, largest=int(largest),
+                  sorted=1)
+
+
+@aten_renders("max.dim", "min.dim")
+def _max_dim(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    dim = int(args[1]) % xt.rank
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    is_max = node.attr("target").startswith("max")
+    values = g.op("ReduceMax" if is_max else "ReduceMin", args[0], g.const([dim]), keepdims=keep)
+    index = g.op("ArgMax" if is_max else "ArgMin", args[0], axis=dim, keepdims=keep)
+    return [g.op("Identity", values, hint=node.outputs[0]), g.op("Identity", index, hint=node.outputs[1])]

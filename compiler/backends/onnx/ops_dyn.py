@@ -14,14 +14,21 @@ from rnnc.ir import Node
 
 def shape_of(g: OnnxGraph, entries: Any, refs: Ins, minus_one_as: int = -1) -> str:
     """An int64 [n] ONNX value holding the entries' sizes."""
-    parts: list[str] = []
-    for e in entries:
-        if isinstance(e, int):
-            parts.append(g.const([minus_one_as if e == -1 else e]))
-        else:
-            k, ax = e
-            parts.append(g.op("Gather", g.op("Shape", refs[k]), g.const([ax]), axis=0))
+    parts = [g.const([minus_one_as]) if e == -1 else _size(g, e, refs) for e in entries]
     return parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=0)
+
+
+_ONNX_OPS = {"+": "Add", "-": "Sub", "*": "Mul", "//": "Div", "%": "Mod"}
+
+
+def _size(g: OnnxGraph, e: Any, refs: Ins) -> str:
+    """One entry as an int64 [1] value (sizes are >= 0, so ONNX's truncating Div is floor)."""
+    if isinstance(e, int):
+        return g.const([e])
+    if isinstance(e[0], str):
+        return g.op(_ONNX_OPS[e[0]], _size(g, e[1], refs), _size(g, e[2], refs))
+    k, ax = e
+    return g.op("Gather", g.op("Shape", refs[k]), g.const([ax]), axis=0)
 
 
 @renders("reshape_dyn")
@@ -43,8 +50,10 @@ def _full_dyn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
 
 @renders("arange")
 def _arange(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
-    n = g.op("Gather", g.op("Shape", ins[0]), g.const(node.attr("axis")), axis=0)
-    r = g.op("Range", g.const(0), n, g.const(1))
+    n = g.op("Squeeze", _size(g, node.attr("n"), ins), g.const([0]))
+    r = g.op("Cast", g.op("Range", g.const(0), n, g.const(1)), to=ONNX_DTYPES["float64"])
+    r = g.op("Add", g.op("Mul", r, g.const(float(node.attr("step")), "float64")),
+             g.const(float(node.attr("start")), "float64"))
     return g.node("Cast", [r], node.outputs[0], to=ONNX_DTYPES[node.attr("dtype")])
 
 
