@@ -65,6 +65,10 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     # threads: it splits the batch across threads and quantizes each block's h with its own scale
     # (the IR: one scale per step), so a gate may move by a few quantization steps of h
     ("int8lstm", "onnxruntime"): (2e-2, 5e-2),
+    # rnnc.trace's own check of a Program with symbolic dims against the eager model at twice the
+    # example's sizes (frontend/dims.py): it looks for a baked size or a wrong op, not for the last
+    # bits, so it allows what a long sequence's reassociated sums can drift
+    ("float32", "trace-check"): (1e-3, 1e-3),
     # a parallel scan reassociates sums and products of up to T factors
     ("float32", "scan"): (1e-4, 1e-3),
     ("float64", "scan"): (1e-9, 1e-7),

@@ -154,7 +154,7 @@ def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dyn
 def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str]) -> Program:
     """The default dims (``dims.py``): every dim the model leaves free, else the dims that reach
     a recurrent layer, else the example's sizes -- a fallback warns with the reason."""
-    from rnnc.frontend.dims import free_dims, rnn_dims
+    from rnnc.frontend.dims import check_at_other_size, free_dims, rnn_dims
 
     static = [tuple(int(s) for s in e.shape) for e in examples]
     seen: list[list[tuple[Dim, ...]]] = [static]
@@ -169,6 +169,11 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str]) -> P
                 program = _build(model, examples, dims, names)
             except RnncError as exc:
                 why.append(f"with {_show(dims, names)}: {exc}")
+                continue
+            wrong = check_at_other_size(model, program, examples, dims)
+            if wrong:
+                why.append(f"with {_show(dims, names)}: {wrong} (a size the trace fixed, e.g. a Python loop "
+                           "unrolled over the example's length)")
                 continue
             _warn_fixed(why)
             return program

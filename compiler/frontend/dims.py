@@ -120,3 +120,41 @@ def rnn_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list
     return out
 
 
+
+
+def _flat(out: Any) -> list[Any]:
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _flat(o)]
+    return [out]
+
+
+def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]) -> str:
+    """Why ``program`` disagrees with ``model`` at twice the example's size in every symbolic dim
+    ("" when it agrees, or when the model itself cannot run there).  Catches what a trace bakes
+    in without knowing (a Python loop unrolled over the example's length)."""
+    from rnnc.tolerances import tolerance
+
+    grown = list(examples)
+    for i, ds in enumerate(dims):
+        for d, s in enumerate(ds):
+            if isinstance(s, str):
+                grown[i] = grown[i].repeat_interleave(2, dim=d)
+    try:
+        with torch.no_grad():
+            want = _flat(model(*grown))
+    except Exception:  # noqa: BLE001 -- the model has no answer there: nothing to compare
+        return ""
+    shapes = [tuple(g.shape) for g in grown]
+    try:
+        got = _flat(program.run(*grown))
+    except Exception as exc:  # noqa: BLE001 -- the Program is wrong there: that is the finding
+        return f"at input sizes {shapes} the Program fails ({type(exc).__name__}: {str(exc)[:200]})"
+    atol, rtol = tolerance("float32", "trace-check")
+    for k, (g, w) in enumerate(zip(got, want, strict=False)):
+        if not isinstance(w, torch.Tensor):
+            continue
+        if tuple(g.shape) != tuple(w.shape):
+            return f"at input sizes {shapes} output {k} has shape {tuple(g.shape)}, the model's {tuple(w.shape)}"
+        if not torch.allclose(g.double(), w.double(), atol=atol, rtol=rtol):
+            return f"at input sizes {shapes} output {k} differs from the model's"
+    return "" if len(got) == len(want) else f"at input sizes {shapes} the Program returns {len(got)} outputs"

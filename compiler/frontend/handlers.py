@@ -119,7 +119,7 @@ def _binary(name: str) -> Handler:
             return _PY_BINARY[name](a, b)
         if rest and name in ("add", "sub"):  # aten::add(a, b, alpha)
             alpha = rest[0]
-        if name not in _IR_BINARY:
+        if name not in _IR_BINARY or kwargs.get("rounding_mode") is not None:
             return NotImplemented  # comparisons, floor division, ...: captured through torch.export
         if name in ("add", "sub") and alpha != 1:
             b = ctx.emit("mul", *_promote(ctx, b, alpha))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnc.frontend.values import TV, Ctx, Packed
+from rnnc.frontend.values import TV, Ctx, Packed, SymInt
 from rnnc.ir import Cell, weight_name
 from rnnc.kernels.elman.cell import build_cell as elman_cell
 from rnnc.kernels.gru.cell import build_cell as gru_cell
@@ -137,11 +137,18 @@ def pack_padded(ctx: Ctx, x: TV, lengths: Any, batch_first: bool = False, enforc
 
 def pad_packed(ctx: Ctx, seq: Packed, batch_first: bool = False, padding_value: float = 0.0,
                total_length: Any = None) -> tuple[TV, TV]:
-    """``pad_packed_sequence``: the output stays padded to the input's T (rnnc keeps T symbolic,
-    so it cannot shrink it to ``max(lengths)``); padding is zeros."""
+    """``pad_packed_sequence``: padded with zeros to ``max(lengths)`` like torch (``trim_to_lengths``;
+    a batch whose longest sequence fills the input keeps T), or to ``total_length``."""
     if padding_value != 0.0:
         raise ctx.unsupported(f"pad_packed_sequence(padding_value={padding_value})", "padding_value=0")
     y = seq.data
     if batch_first != seq.batch_first:
         y = ctx.emit("transpose", y, perm=(1, 0, 2))
+    t_axis = 1 if batch_first else 0
+    if total_length is None:
+        y = ctx.emit("trim_to_lengths", y, seq.lengths, axis=t_axis)
+    elif not (isinstance(total_length, SymInt) and total_length.sym == y.shape[t_axis]) and total_length != y.ex.shape[
+            t_axis]:
+        raise ctx.unsupported(f"pad_packed_sequence(total_length={int(total_length)}) longer than the input",
+                              "total_length equal to the padded input's length")
     return y, seq.lengths

@@ -135,3 +135,18 @@ def _slice_dyn_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) 
     start, stop = _entry_dims((attrs["start"], attrs["stop"]), types[1:])
     n: Dim = stop if start == 0 and attrs["step"] == 1 and not (isinstance(stop, int) and stop < 0) else "?"
     return (x.with_shape(tuple(n if i == ax else d for i, d in enumerate(x.shape))),)
+
+
+@register_op("trim_to_lengths", inputs=2, attrs=("axis",),
+             doc="x cut along axis to max(lengths): pad_packed_sequence's padded length")
+def _trim(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
+    n = int(xs[1].max()) if xs[1].numel() else 0
+    return (xs[0].narrow(a["axis"], 0, n),)
+
+
+@infers("trim_to_lengths")
+def _trim_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    x, lengths = _req(types[0], "x"), _req(types[1], "lengths")
+    if lengths.rank != 1 or not 0 <= attrs["axis"] < x.rank:
+        raise ShapeError(f"trim_to_lengths: lengths {lengths.text()} / axis {attrs['axis']} invalid for {x.text()}")
+    return (x.with_shape(tuple("?" if i == attrs["axis"] else d for i, d in enumerate(x.shape))),)

@@ -63,3 +63,9 @@ def _slice_dyn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
     ends = shape_of(g, (node.attr("stop"),), ins[1:])
     return g.node("Slice", [ins[0], starts, ends, g.const([node.attr("axis")]), g.const([node.attr("step")])],
                   node.outputs[0])
+
+
+@renders("trim_to_lengths")
+def _trim(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
+    longest = g.op("Cast", g.op("ReduceMax", ins[1], keepdims=1), to=ONNX_DTYPES["int64"])
+    return g.node("Slice", [ins[0], g.const([0]), longest, g.const([node.attr("axis")])], node.outputs[0])
