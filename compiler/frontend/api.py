@@ -104,9 +104,11 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         from rnnc.frontend.fx_convert import convert_graph
         from rnnc.frontend.fx_trace import trace_module
         from rnnc.frontend.loops import merge_cell_loops
+        from rnnc.frontend.stepcells import find_step_cells
 
-        gm = trace_module(model, examples)
-        merge_cell_loops(gm)
+        cells = find_step_cells(model, examples)
+        gm = trace_module(model, examples, cells)
+        merge_cell_loops(gm, cells)
         out = convert_graph(ctx, gm, inputs, root_name="")
     flat: list[tuple[str, Any]] = []
     single = isinstance(out, (TV, Packed))

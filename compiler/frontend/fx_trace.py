@@ -129,6 +129,7 @@ class ConcreteTracer(fx.Tracer):
     def __init__(self, examples: list[Any]) -> None:
         super().__init__(autowrap_functions=(pack_padded_sequence, pad_packed_sequence))
         self.examples = list(examples)
+        self.step_cells: set[int] = set()  # ids of user modules kept whole (``stepcells.py``)
         self._next_placeholder = 0
         self._running = 0  # > 0 while a node runs on example values: no recording then
 
@@ -145,7 +146,7 @@ class ConcreteTracer(fx.Tracer):
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_rnnc_leaf(m)
+        return is_rnnc_leaf(m) or id(m) in self.step_cells
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return ConcreteProxy(node, self)
@@ -260,8 +261,9 @@ def _factories_recorded(tracer: ConcreteTracer) -> Any:
             setattr(torch, name, fn)
 
 
-def trace_module(model: nn.Module, examples: list[Any]) -> Traced:
-    """fx-trace ``model.forward`` on ``examples``; forward args beyond them keep their defaults."""
+def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) -> Traced:
+    """fx-trace ``model.forward`` on ``examples``; forward args beyond them keep their defaults;
+    the modules whose ids are in ``step_cells`` stay leaves (user cells stepped in loops)."""
     if is_rnnc_leaf(model):  # a bare layer: one call_module node on a root that holds it
         root = nn.Module()
         root.add_module("model", model)
@@ -274,6 +276,7 @@ def trace_module(model: nn.Module, examples: list[Any]) -> Traced:
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     concrete = {p.name: p.default for p in params[len(examples):] if p.default is not p.empty}
     tracer = ConcreteTracer(examples)
+    tracer.step_cells = set(step_cells)
     try:
         with _packing_recorded(), _factories_recorded(tracer):
             graph = tracer.trace(model, concrete_args=concrete or None)

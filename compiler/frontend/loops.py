@@ -48,7 +48,9 @@ def _state_of(call: fx.Node) -> Any:
     return call.args[1] if len(call.args) > 1 else call.kwargs.get("hx")
 
 
-def _follows(state: Any, prev: fx.Node, lstm: bool) -> bool:
+def _follows(state: Any, prev: fx.Node, lstm: bool, user: bool = False) -> bool:
+    if user:  # y, state = cell(x_t, state): the state is the call's second result
+        return isinstance(state, fx.Node) and state.target is operator.getitem and state.args == (prev, 1)
     if not lstm:
         return state is prev
     if not (isinstance(state, (tuple, list)) and len(state) == 2):
@@ -57,7 +59,9 @@ def _follows(state: Any, prev: fx.Node, lstm: bool) -> bool:
                for i, s in enumerate(state))
 
 
-def _merge_one(gm: Traced, calls: list[fx.Node], lstm: bool) -> bool:
+def _merge_one(gm: Traced, calls: list[fx.Node], lstm: bool, user: bool = False) -> bool:
+    """``lstm``: calls return a tuple whose first item is the step's output (LSTMCell's (h, c),
+    a user cell's (y, state)); ``user``: the state is the call's second result."""
     steps = [_time_index(c.args[0]) for c in calls]
     if any(s is None for s in steps):
         return False
@@ -66,7 +70,8 @@ def _merge_one(gm: Traced, calls: list[fx.Node], lstm: bool) -> bool:
     if len(xs) != 1 or len(axes) != 1 or [s[2] for s in steps] != list(range(len(calls))):
         return False
     x, axis = steps[0][0], steps[0][1]
-    if axis not in (0, 1) or any(not _follows(_state_of(c), p, lstm) for p, c in zip(calls, calls[1:], strict=False)):
+    if axis not in (0, 1) or any(not _follows(_state_of(c), p, lstm, user)
+                                 for p, c in zip(calls, calls[1:], strict=False)):
         return False
     outs = [next((u for u in c.users if u.target is operator.getitem and u.args[1] == 0), None) if lstm else c
             for c in calls]
@@ -112,24 +117,33 @@ def _drop_dead(graph: fx.Graph) -> None:
             graph.erase_node(node)
 
 
-def merge_cell_loops(gm: Traced) -> int:
-    """Rewrite every mergeable chain of torch cell calls in place; returns how many merged."""
+def merge_cell_loops(gm: Traced, step_cells: Any = ()) -> int:
+    """Rewrite every mergeable chain of cell calls in place (torch cells, and the user modules
+    whose ids are in ``step_cells``); returns how many merged."""
     by_target: dict[str, list[fx.Node]] = {}
     for node in gm.graph.nodes:
-        if node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)), nn.RNNCellBase):
+        if node.op != "call_module":
+            continue
+        mod = gm.get_submodule(str(node.target))
+        if isinstance(mod, nn.RNNCellBase) or id(mod) in step_cells:
             by_target.setdefault(str(node.target), []).append(node)
     merged = 0
     for target, calls in by_target.items():
         if len(calls) >= 2:
-            merged += _merge_one(gm, calls, isinstance(gm.get_submodule(target), nn.LSTMCell))
+            mod = gm.get_submodule(target)
+            user = not isinstance(mod, nn.RNNCellBase)
+            merged += _merge_one(gm, calls, user or isinstance(mod, nn.LSTMCell), user)
     return merged
 
 
 def convert_cell_scan(ctx: Any, mod: nn.RNNCellBase, qual: str, x: Any, axis: int, state: Any,
                       stack_dim: int | None) -> tuple[Any, Any]:
-    """The merged loop as one rnn node; returns (stacked outputs or None, final state)."""
+    """The merged loop as one rnn node; returns (stacked outputs or None, final state) -- for a
+    user cell, the final state is what its last call returned: (y_T, state_T)."""
     from rnnc.frontend.recurrent import cell_of, emit_rnn
 
+    if not isinstance(mod, nn.RNNCellBase):
+        return _user_cell_scan(ctx, mod, qual, x, axis, state, stack_dim)
     cell, weights = cell_of(mod)
     states = list(state) if isinstance(state, (tuple, list)) else ([state] if state is not None else [])
     init = [ctx.emit("unsqueeze", s, axis=0) if s is not None and not s.zeros else None for s in states] or None
@@ -143,3 +157,27 @@ def convert_cell_scan(ctx: Any, mod: nn.RNNCellBase, qual: str, x: Any, axis: in
     want.insert(stack_dim % 3, "T")
     perm = tuple(src.index(d) for d in want)
     return (y if perm == (0, 1, 2) else ctx.emit("transpose", y, perm=perm)), final
+
+
+def _user_cell_scan(ctx: Any, mod: nn.Module, qual: str, x: Any, axis: int, state: Any,
+                    stack_dim: int | None) -> tuple[Any, Any]:
+    from rnnc.frontend.recurrent import emit_rnn
+    from rnnc.frontend.usercell import Recurrent, build_user_cell
+
+    states = list(state) if isinstance(state, (tuple, list)) else [state]
+    shapes = [tuple(int(d) for d in s.ex.shape[1:]) for s in states]
+    rec = Recurrent(mod, shapes, input_size=int(x.ex.shape[-1]), batch_first=axis == 1)
+    cell, weights = build_user_cell(rec, qual, x.ex.dtype, cell_qual=qual)
+    init = [ctx.emit("unsqueeze", s, axis=0) if not s.zeros else None for s in states]
+    y, finals = emit_rnn(ctx, x, [cell], [[weights]], prefix=f"{qual}.", batch_first=axis == 1, init=init)
+    outs = [ctx.emit("select", f, axis=0, index=0) for f in finals]
+    final_state = tuple(outs) if isinstance(state, (tuple, list)) else outs[0]
+    y_last = ctx.emit("select", y, axis=axis, index=-1)
+    ys = None
+    if stack_dim is not None:
+        src = ["B", "T", "H"] if axis == 1 else ["T", "B", "H"]
+        want = ["B", "H"]
+        want.insert(stack_dim % 3, "T")
+        perm = tuple(src.index(d) for d in want)
+        ys = y if perm == (0, 1, 2) else ctx.emit("transpose", y, perm=perm)
+    return ys, (y_last, final_state)

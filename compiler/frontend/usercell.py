@@ -60,14 +60,16 @@ class Recurrent(nn.Module):
         return (y if self.batch_first else y.transpose(0, 1)), state
 
 
-def build_user_cell(rec: Recurrent, qual: str, dtype: torch.dtype = torch.float32
+def build_user_cell(rec: Recurrent, qual: str, dtype: torch.dtype = torch.float32, *, cell_qual: str | None = None
                     ) -> tuple[Cell, dict[str, torch.Tensor]]:
-    """Trace ``rec.cell``'s step with fx into a Cell; returns the cell and its weights."""
+    """Trace ``rec.cell``'s step with fx into a Cell; returns the cell and its weights.
+    ``cell_qual``: the cell module's qualified name (default ``<qual>.cell``), for messages."""
     from rnnc.frontend.fx_convert import convert_graph
     from rnnc.frontend.fx_trace import trace_module
     from rnnc.frontend.values import TV, Ctx
 
     name = type(rec.cell).__name__
+    where = cell_qual or f"{qual}.cell"
     dt = dtype_of_torch(dtype)
     b = GraphBuilder(f"{name}_step")
     ex_b = 2
@@ -78,22 +80,22 @@ def build_user_cell(rec: Recurrent, qual: str, dtype: torch.dtype = torch.float3
                                                                     strict=True)]
     gm = trace_module(rec.cell, [x_ex, rec._pack(s_ex)])
     ctx = Ctx(b)
-    out = convert_graph(ctx, gm, [x, rec._pack(states)], root_name=f"{qual}.cell")
+    out = convert_graph(ctx, gm, [x, rec._pack(states)], root_name=where)
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise UserInputError(f"cell {qual}.cell ({name}) must return (y_t, new_state)")
+        raise UserInputError(f"cell {where} ({name}) must return (y_t, new_state)")
     y, new = out
     new_states = list(new) if isinstance(new, (tuple, list)) else [new]
     if len(new_states) != len(states):
-        raise UserInputError(f"cell {qual}.cell ({name}) returns {len(new_states)} states, "
+        raise UserInputError(f"cell {where} ({name}) returns {len(new_states)} states, "
                              f"Recurrent declares {len(states)}")
     for n, s in zip(rec.state_names, new_states, strict=True):
         ctx.materialize(s)
         if not isinstance(s, TV):
-            raise UserInputError(f"cell {qual}.cell ({name}) returns a non-tensor for state {n}")
+            raise UserInputError(f"cell {where} ({name}) returns a non-tensor for state {n}")
     step = b.build([("y", y.value), *((n, s.value) for n, s in zip(rec.state_names, new_states, strict=True))])
     y_size = y.shape[-1]
     if y.rank != 2 or not isinstance(y_size, int):
-        raise UserInputError(f"cell {qual}.cell ({name}) returns y_t of shape {list(y.shape)}; expected [B, size]")
+        raise UserInputError(f"cell {where} ({name}) returns y_t of shape {list(y.shape)}; expected [B, size]")
     cell = Cell(f"user:{name}", rec.recurrence, rec.input_size,
                 rec.state_shapes[0][-1] if rec.state_shapes[0] else 1, y_size,
                 tuple(StateSpec(n, s, dt) for n, s in zip(rec.state_names, rec.state_shapes, strict=True)), step)
