@@ -129,6 +129,8 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
             raise UserInputError("rnnc.compile needs example_inputs to trace a torch model")
         program = trace(model, tuple(example_inputs))
     tgt = get(target) if isinstance(target, str) else target
+    if backend is None and not program.rnn_nodes():
+        return _without_recurrent_layers(program, tgt, example_inputs if measure else None)
     choice = choose_backend(program, tgt, backend)
     if batch is None:
         batch = int(example_inputs[0].shape[0]) if example_inputs else 1
@@ -157,6 +159,33 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
             and has_non_recurrent_ops(program):
         choice, runner = _whole_model_choice(program, tgt, choice, runner, tuple(example_inputs))
     return CompiledModule(program, runner, choice)
+
+
+def _without_recurrent_layers(program: Any, target: Any, inputs: Sequence[Any] | None) -> CompiledModule:
+    """A model with no recurrent layer left (its loops unrolled at a fixed length, or none at all)
+    is still compiled: onnxruntime on rnnc's export on a CPU where it can export, else the IR
+    interpreter (torch ops); with example inputs both are timed and the faster kept."""
+    from rnnc.backends import get_backend
+    from rnnc.engines import describe, fastest
+
+    runners: dict[str, Any] = {"interp": program.run}
+    reasons: list[tuple[str, str]] = [(n, "the program has no recurrent layer to compile")
+                                      for n in PREFERENCE[_target_kind(target)]]
+    if _target_kind(target) == "cpu":
+        try:
+            ok, why = get_backend("onnx").supports(program, target)
+            if ok:
+                runners["onnx"] = _runner(program, target, "onnx", None)
+            else:
+                reasons.append(("onnx", why))
+        except RnncError as exc:
+            reasons.append(("onnx", str(exc)))
+    best, note = ("onnx" if "onnx" in runners else "interp"), "no recurrent layer: the whole model runs in one engine"
+    if inputs is not None and len(runners) > 1:
+        best, times = fastest(runners, tuple(inputs))
+        note = f"{note}; {describe(times, best)}"
+    reasons += [(n, "slower on this model") for n in runners if n != best]
+    return CompiledModule(program, runners[best], Choice(best, target.tag, tuple(reasons), (), note))
 
 
 def _whole_model_choice(program: Any, target: Any, choice: Choice, runner: Any,

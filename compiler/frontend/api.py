@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnc.errors import RnncError, UnsupportedError, UserInputError
+from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.frontend.values import TV, Ctx, Packed
 from rnnc.ir import GraphBuilder, Program, Weights
 from rnnc.ir.types import Dim, dtype_of_torch
@@ -154,22 +154,28 @@ def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dyn
 
 
 def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str]) -> Program:
-    """The default dims (``dims.py``): every dim the model leaves free, else the dims that reach
-    a recurrent layer, else the example's sizes -- a fallback warns with the reason."""
+    """The default dims (``dims.py``): every dim the model leaves free, else one group of them
+    (batch first), else the dims that reach a recurrent layer, else the example's sizes; each
+    choice is checked at another size, and a fallback warns why."""
     from rnnc.frontend.dims import check_at_other_size, free_dims, rnn_dims
 
     static = [tuple(int(s) for s in e.shape) for e in examples]
     seen: list[list[tuple[Dim, ...]]] = [static]
     why: list[str] = []
     with torch.no_grad():
-        for how in (free_dims, rnn_dims):
-            dims = how(model, examples, names)
+        free = free_dims(model, examples, names)
+        symbols = sorted({d for ds in free for d in ds if isinstance(d, str)}, key=lambda d: (d != "B", d))
+        one_each = [[tuple(d if d == keep else int(n) for d, n in zip(ds, e.shape, strict=True))
+                     for ds, e in zip(free, examples, strict=True)] for keep in symbols]
+        candidates = [free, *(one_each if len(symbols) > 1 else []), None]
+        for dims in candidates:
+            dims = dims if dims is not None else rnn_dims(model, examples, names)
             if dims in seen:
                 continue
             seen.append(dims)
             try:
                 program = _build(model, examples, dims, names)
-            except RnncError as exc:
+            except Exception as exc:  # noqa: BLE001 -- this choice of dims failed; the next is tried
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
             wrong = check_at_other_size(model, program, examples, dims)

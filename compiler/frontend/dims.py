@@ -5,8 +5,9 @@ can answer it.  ``free_dims`` runs the model eagerly with each group of same-siz
 doubled (``repeat_interleave``, so token ids stay valid and sorted lengths stay sorted); a group
 the model still runs with is free: batch, time, an attention memory's length, an image's width.
 Dims it rejects (features, channels, a fixed height) stay constants.  Each free group gets one
-symbol: ``B`` for the one that reaches a recurrent layer's batch (else the one holding dim 0 of
-the first input), ``T``, ``T1``, ... for the others.  ``rnn_dims`` is the narrower older rule
+symbol: ``B`` for the batch -- the group along which the model is separable (sample 1 run alone
+gives sample 1 of the full run; else the group holding dim 0 of the first input) -- and ``T``,
+``T1``, ... for the others.  ``rnn_dims`` is the narrower older rule
 (only dims that reach an ``rnn`` node), the fallback when rnnc cannot keep every free dim
 symbolic.
 """
@@ -59,11 +60,10 @@ def free_groups(model: Any, examples: list[torch.Tensor]) -> list[list[Spot]]:
 
 def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
     groups = free_groups(model, examples)
-    roles = _roles(model, examples, names)
-    symbol: dict[Spot, str] = {}
-    batch = next((g for g in groups if any(roles.get(m) == "B" for m in g)), None)
+    batch = next((g for g in groups if _is_batch(model, examples, g)), None)
     if batch is None:
         batch = next((g for g in groups if (0, 0) in g), None)
+    symbol: dict[Spot, str] = {}
     n_time = 0
     for g in groups:
         if g is batch:
@@ -76,10 +76,34 @@ def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> lis
     return [tuple(symbol.get((i, d), int(n)) for d, n in enumerate(e.shape)) for i, e in enumerate(examples)]
 
 
-def _roles(model: Any, examples: list[torch.Tensor], names: list[str]) -> dict[Spot, str]:
-    """(input, dim) -> "B" for dims the probe sees reach a recurrent batch position."""
-    dims = rnn_dims(model, examples, names)
-    return {(i, d): "B" for i, ds in enumerate(dims) for d, s in enumerate(ds) if s == "B"}
+def _is_batch(model: Any, examples: list[torch.Tensor], group: list[Spot]) -> bool:
+    """Whether ``group`` is the batch: the model run on sample 1 alone gives sample 1 of the full
+    run in every output (a time axis does not: step 1 alone lacks the state from step 0)."""
+    from rnnc.tolerances import tolerance
+
+    n = int(examples[group[0][0]].shape[group[0][1]])
+    if n < 2:
+        return False
+    one = list(examples)
+    for i, d in group:
+        one[i] = one[i].narrow(d, 1, 1)
+    try:
+        with torch.no_grad():
+            full, single = _flat(model(*examples)), _flat(model(*one))
+    except Exception:  # noqa: BLE001 -- the model cannot run on one sample: not separable
+        return False
+    atol, rtol = tolerance("float32", "trace-check")
+    found = False
+    for f, o in zip(full, single, strict=False):
+        if not isinstance(f, torch.Tensor) or f.dim() != o.dim():
+            return False
+        axes = [a for a in range(f.dim()) if f.shape[a] == n and o.shape[a] == 1]
+        if not axes:
+            continue
+        if not any(torch.allclose(f.narrow(a, 1, 1).double(), o.double(), atol=atol, rtol=rtol) for a in axes):
+            return False
+        found = True
+    return found
 
 
 def rnn_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:

@@ -129,7 +129,7 @@ def _pin_for_probe(ctx: Ctx, tvs: list[TV], attrs: dict[str, Any]) -> list[TV]:
 
 def _is_full(x: TV, dim: int, end: Any) -> bool:
     n = x.shape[dim]
-    return (isinstance(end, SymInt) and end.sym == n) or (isinstance(n, int) and not isinstance(end, SymInt)
+    return (isinstance(end, SymInt) and end.is_dim(x, dim)) or (isinstance(n, int) and not isinstance(end, SymInt)
                                                           and end is not None and end >= n)
 
 
@@ -422,7 +422,7 @@ def _adaptive(reduce: str) -> AtenHandler:
         axes = []
         for i, s in enumerate(sizes):
             d = x.shape[first + i]
-            if (isinstance(s, SymInt) and s.sym == d) or (not isinstance(s, SymInt) and s == d):
+            if (isinstance(s, SymInt) and s.is_dim(x, first + i)) or (not isinstance(s, SymInt) and s == d):
                 continue
             if s == 1 and not isinstance(s, SymInt):
                 axes.append(first + i)

@@ -115,7 +115,7 @@ def reshape(ctx: Ctx, x: TV, *shape: Any) -> TV:
     out: list[int] = []
     for i, d in enumerate(want):
         if isinstance(d, SymInt):
-            if i < x.rank and x.shape[i] == d.sym:
+            if i < x.rank and d.is_dim(x, i):
                 out.append(0)  # ONNX: copy the input dim
             elif -1 not in want and -1 not in out:
                 out.append(-1)
@@ -190,7 +190,7 @@ def slice_(ctx: Ctx, x: TV, dim: int = 0, start: Any = None, end: Any = None, st
     """aten::slice; full slices are dropped (no node).  A bound read from a symbolic size is a
     ``slice_dyn`` (``x[:, :t]`` after a padded conv); the dim's own size is "to the end"."""
     ax = axis(dim, x.rank)
-    if isinstance(end, SymInt) and end.sym == x.shape[ax] and not isinstance(start, SymInt):
+    if isinstance(end, SymInt) and end.is_dim(x, ax) and not isinstance(start, SymInt):
         end = None
     if isinstance(start, SymInt) or isinstance(end, SymInt):
         made = ctx.shape_entries([0 if start is None else start, _END if end is None else end])
@@ -371,7 +371,8 @@ def expand(ctx: Ctx, x: TV, *sizes: Any) -> Any:
     keep = []
     for i, s in enumerate(want):
         d = x.shape[i - lead] if i >= lead else None
-        same = d is not None and ((isinstance(s, SymInt) and s.sym == d) or (not isinstance(s, SymInt) and s == d))
+        same = d is not None and ((isinstance(s, SymInt) and s.is_dim(x, i - lead))
+                                  or (not isinstance(s, SymInt) and s == d))
         keep.append(-1 if (same or (s == -1 and not isinstance(s, SymInt))) else s)
     if all(k == -1 for k in keep) and lead == 0:
         return x

@@ -147,7 +147,7 @@ def pad_packed(ctx: Ctx, seq: Packed, batch_first: bool = False, padding_value: 
     t_axis = 1 if batch_first else 0
     if total_length is None:
         y = ctx.emit("trim_to_lengths", y, seq.lengths, axis=t_axis)
-    elif not (isinstance(total_length, SymInt) and total_length.sym == y.shape[t_axis]) and total_length != y.ex.shape[
+    elif not (isinstance(total_length, SymInt) and total_length.is_dim(y, t_axis)) and total_length != y.ex.shape[
             t_axis]:
         raise ctx.unsupported(f"pad_packed_sequence(total_length={int(total_length)}) longer than the input",
                               "total_length equal to the padded input's length")

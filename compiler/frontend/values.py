@@ -46,6 +46,14 @@ class SymInt(int):
     def __repr__(self) -> str:
         return f"SymInt({int(self)}, {self.sym!r})"
 
+    def is_dim(self, tv: TV, axis: int) -> bool:
+        """Whether this size is ``tv``'s dim ``axis`` at run time: the same named symbol, or read
+        from that very dim (two ``?`` dims are not the same size)."""
+        d = tv.shape[axis]
+        if isinstance(d, str) and d != "?" and self.sym == d:
+            return True
+        return self.source is not None and self.source[0] is tv and self.source[1] % tv.rank == axis % tv.rank
+
     # arithmetic on a symbolic size stays symbolic (``t // 2``, ``b * t``): derived, with its
     # expression, so no op bakes the example's value in
     def _op(self, op: str, a: Any, b: Any) -> Any:

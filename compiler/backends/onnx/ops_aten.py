@@ -581,3 +581,12 @@ def _max_dim(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types
     values = g.op("ReduceMax" if is_max else "ReduceMin", args[0], g.const([dim]), keepdims=keep)
     index = g.op("ArgMax" if is_max else "ArgMin", args[0], axis=dim, keepdims=keep)
     return [g.op("Identity", values, hint=node.outputs[0]), g.op("Identity", index, hint=node.outputs[1])]
+
+
+@aten_renders("logcumsumexp")
+def _logcumsumexp(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """log(cumsum(exp(x - m))) + m with m the axis maximum: no overflow for large x."""
+    dim = int(args[1]) % _in_type(node, types).rank
+    m = g.op("ReduceMax", args[0], g.const([dim]), keepdims=1)
+    s = g.op("CumSum", g.op("Exp", g.op("Sub", args[0], m)), g.const(dim))
+    return [g.op("Add", g.op("Log", s), m, hint=_out(node))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from onnx import helper
 
 from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph
@@ -15,6 +16,8 @@ from rnnc.ir import Node
 def shape_of(g: OnnxGraph, entries: Any, refs: Ins, minus_one_as: int = -1) -> str:
     """An int64 [n] ONNX value holding the entries' sizes."""
     parts = [g.const([minus_one_as]) if e == -1 else _size(g, e, refs) for e in entries]
+    if not parts:  # a scalar's shape
+        return g.const(np.zeros(0, dtype=np.int64))
     return parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=0)
 
 
