@@ -15,12 +15,10 @@ import warnings
 
 import pytest
 import torch
+from corpus import CORPUS, Entry  # tests/frontend/corpus (pytest puts this folder on sys.path)
 
 import rnnc
 from rnnc.tolerances import assert_close
-
-from corpus import CORPUS, Entry  # tests/frontend/corpus (pytest puts this folder on sys.path)
-
 
 #: entries whose length rnnc cannot keep symbolic yet, and why: ``trace`` warns naming the check
 #: that failed, keeps the batch symbolic and the length at the example's (docs/frontend.md)
