@@ -130,8 +130,16 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
         program = trace(model, tuple(example_inputs))
     tgt = get(target) if isinstance(target, str) else target
     if backend is None and not program.rnn_nodes():
-        return _without_recurrent_layers(program, tgt, example_inputs if measure else None)
-    choice = choose_backend(program, tgt, backend)
+        none = "the program has no recurrent layer to compile"
+        return _whole_model(program, tgt, example_inputs if measure else None,
+                            [(n, none) for n in PREFERENCE[_target_kind(tgt)]])
+    try:
+        choice = choose_backend(program, tgt, backend)
+    except UnsupportedError:
+        if backend is not None:
+            raise
+        declined = [(n, get_backend_reason(program, tgt, n)) for n in PREFERENCE[_target_kind(tgt)]]
+        return _whole_model(program, tgt, example_inputs if measure else None, declined)
     if batch is None:
         batch = int(example_inputs[0].shape[0]) if example_inputs else 1
     note = ""
@@ -161,16 +169,27 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     return CompiledModule(program, runner, choice)
 
 
-def _without_recurrent_layers(program: Any, target: Any, inputs: Sequence[Any] | None) -> CompiledModule:
-    """A model with no recurrent layer left (its loops unrolled at a fixed length, or none at all)
-    is still compiled: onnxruntime on rnnc's export on a CPU where it can export, else the IR
-    interpreter (torch ops); with example inputs both are timed and the faster kept."""
+def get_backend_reason(program: Any, target: Any, name: str) -> str:
+    """Why backend ``name`` declines ``program`` ("" if it takes it)."""
+    from rnnc.backends import get_backend
+
+    try:
+        return get_backend(name).supports(program, target)[1]
+    except UserInputError as exc:
+        return str(exc)
+
+
+def _whole_model(program: Any, target: Any, inputs: Sequence[Any] | None,
+                 declined: list[tuple[str, str]]) -> CompiledModule:
+    """A model no kernel backend takes (no recurrent layer left, or a cell step with an op they
+    cannot lower) is still compiled, never refused: onnxruntime on rnnc's export on a CPU where it
+    exports, else the IR interpreter (torch ops); with example inputs both are timed and the
+    faster kept.  ``explain()`` lists why each kernel backend declined."""
     from rnnc.backends import get_backend
     from rnnc.engines import describe, fastest
 
     runners: dict[str, Any] = {"interp": program.run}
-    reasons: list[tuple[str, str]] = [(n, "the program has no recurrent layer to compile")
-                                      for n in PREFERENCE[_target_kind(target)]]
+    reasons = list(declined)
     if _target_kind(target) == "cpu":
         try:
             ok, why = get_backend("onnx").supports(program, target)
@@ -180,7 +199,7 @@ def _without_recurrent_layers(program: Any, target: Any, inputs: Sequence[Any] |
                 reasons.append(("onnx", why))
         except RnncError as exc:
             reasons.append(("onnx", str(exc)))
-    best, note = ("onnx" if "onnx" in runners else "interp"), "no recurrent layer: the whole model runs in one engine"
+    best, note = ("onnx" if "onnx" in runners else "interp"), "no kernel backend takes this model: it runs whole"
     if inputs is not None and len(runners) > 1:
         best, times = fastest(runners, tuple(inputs))
         note = f"{note}; {describe(times, best)}"

@@ -45,7 +45,7 @@ KEEP = (
     aten.elu.default, aten.hardswish.default, aten.hardsigmoid.default, aten.mish.default, aten.prelu.default,
     aten.gelu.default, aten.silu.default, aten.softplus.default, aten.hardtanh.default, aten.embedding.default,
     aten.cumsum.default, aten.rsqrt.default, aten.log1p.default, aten.scaled_dot_product_attention.default,
-    aten.pixel_shuffle.default, aten.logsumexp.default,
+    aten.pixel_shuffle.default, aten.logsumexp.default, aten.tril.default, aten.triu.default,
 )
 
 

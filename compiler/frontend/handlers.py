@@ -37,7 +37,7 @@ def is_tensor(x: Any) -> bool:
 # --------------------------------------------------------------------------- elementwise
 _UNARY = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp",
           "log": "log", "abs": "abs", "sqrt": "sqrt", "neg": "neg", "silu": "silu",
-          "logsigmoid": "logsigmoid", "reciprocal": "reciprocal", "sigmoid_": "sigmoid",
+          "logsigmoid": "logsigmoid", "log_sigmoid": "logsigmoid", "reciprocal": "reciprocal", "sigmoid_": "sigmoid",
           "tanh_": "tanh"}
 
 
@@ -114,11 +114,15 @@ _IR_BINARY = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "truediv":
 
 
 def _binary(name: str) -> Handler:
-    def fn(ctx: Ctx, a: Any, b: Any, *rest: Any, alpha: Any = 1, **kwargs: Any) -> Any:
+    def fn(ctx: Ctx, a: Any, b: Any = None, *rest: Any, alpha: Any = 1, **kwargs: Any) -> Any:
+        if b is None:  # x.max(dim=...) and friends: not a binary op
+            return NotImplemented
         if not is_tensor(a) and not is_tensor(b):
             return _PY_BINARY[name](a, b)
         if rest and name in ("add", "sub"):  # aten::add(a, b, alpha)
             alpha = rest[0]
+        if name in ("max", "min") and is_tensor(a) and is_tensor(b) and not rest and not kwargs:
+            return ctx.emit(name, *_promote(ctx, a, b))  # torch.max(a, b): elementwise
         if name not in _IR_BINARY or kwargs.get("rounding_mode") is not None:
             return NotImplemented  # comparisons, floor division, ...: captured through torch.export
         if name in ("add", "sub") and alpha != 1:
@@ -195,10 +199,10 @@ def pad(ctx: Ctx, x: TV, pad: Any, mode: str = "constant", value: Any = None) ->
     pads = [int(p) for p in pad]
     if len(pads) != 2:
         if any(pads[2:]):
-            raise ctx.unsupported(f"pad {pads} (padding beyond the last axis)", "pad of the last axis")
+            return NotImplemented  # padding more axes: captured through torch.export
         pads = pads[:2]
     if mode not in ("constant", "reflect", "replicate"):
-        raise ctx.unsupported(f"pad mode {mode!r}", "constant, reflect, replicate")
+        return NotImplemented
     return ctx.emit("pad", x, pads=tuple(pads), mode=mode, value=float(value or 0.0))
 
 

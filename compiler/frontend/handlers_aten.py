@@ -274,6 +274,8 @@ for _n in ("pow", "gt", "lt", "where"):
 for _n in ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "abs", "neg", "reciprocal", "silu"):
     ATEN[_n] = (lambda n: lambda ctx, x: HANDLERS[n](ctx, x))(_n)
 ATEN["cos"] = lambda ctx, x: ctx.emit("cos", x)
+ATEN["maximum"] = lambda ctx, a, b: ctx.emit("max", a, b) if isinstance(a, TV) and isinstance(b, TV) else NotImplemented
+ATEN["minimum"] = lambda ctx, a, b: ctx.emit("min", a, b) if isinstance(a, TV) and isinstance(b, TV) else NotImplemented
 ATEN["sin"] = lambda ctx, x: ctx.emit("sin", x)
 
 

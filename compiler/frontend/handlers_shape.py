@@ -220,7 +220,7 @@ def getitem(ctx: Ctx, x: Any, idx: Any) -> Any:
         return x[idx]
     items = list(idx) if isinstance(idx, tuple) else [idx]
     if any(isinstance(i, (TV, list, torch.Tensor)) for i in items):
-        raise ctx.unsupported("indexing with a tensor or list", "ints, slices, None and ...")
+        return NotImplemented  # advanced indexing: captured through torch.export
     n_real = sum(1 for i in items if i is not None and i is not Ellipsis)
     if Ellipsis in items:
         at = items.index(Ellipsis)
@@ -326,6 +326,10 @@ def filled(ctx: Ctx, sizes: Any, value: Any, dtype: torch.dtype) -> Any:
         return NotImplemented
     entries, refs = made
     value = float(value) if dtype.is_floating_point else int(value)
+    if not refs:  # constant sizes: a constant (a scalar, or a tensor parameter)
+        if not entries:
+            return ctx.const(value, dtype_of_torch(dtype))
+        return ctx.param(torch.full([int(e) for e in entries], value, dtype=dtype), "const")
     return ctx.emit("full_dyn", *refs, shape=entries, value=value, dtype=dtype_of_torch(dtype))
 
 

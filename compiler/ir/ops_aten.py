@@ -33,7 +33,7 @@ DROPPED_KWARGS = frozenset({"device", "layout", "pin_memory", "memory_format", "
 
 #: meta evaluation gives each symbol a size from its name (so a symbol has the same size in every
 #: op, and a size derived from it the same value): run r uses ``_BASE[r] + 2 * (crc32 % 1999)``;
-#: anonymous ``?`` dims take sizes from a pool of their own
+#: every anonymous ``?`` dim takes ``_ANON[r]`` (ops that need two of them equal accept that)
 _BASE = (10007, 20011)
 _ANON = (40009, 50021)
 
@@ -105,13 +105,12 @@ def _aten(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
 
 def _meta_run(attrs: dict[str, Any], types: Sequence[TensorType | None], size: dict[str, int], run: int) -> Any:
     torch = _t()
-    anon = iter(range(_ANON[run], _ANON[run] + 1000, 2))
     metas = []
     for t in types:
         if t is None:
             metas.append(None)
             continue
-        shape = [d if isinstance(d, int) else size[d] if d in size else next(anon) for d in t.shape]
+        shape = [d if isinstance(d, int) else size.get(d, _ANON[run]) for d in t.shape]
         metas.append(torch.empty(shape, dtype=torch_dtype(t.dtype), device="meta"))
     try:
         return call(attrs["target"], attrs["args"], attrs.get("kwargs", ()), metas)
@@ -123,6 +122,21 @@ def _meta_run(attrs: dict[str, Any], types: Sequence[TensorType | None], size: d
 
 @infers("aten")
 def _aten_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    """Shapes from meta runs (``_infer_named``); if the op rejects its symbols at distinct sizes
+    (it needs a ``?`` dim to equal ``B``), every symbolic dim gets one size and the outputs'
+    symbolic dims are ``?``."""
+    try:
+        return _infer_named(types, attrs)
+    except ShapeError as first:
+        shared = [t.with_shape(tuple(d if isinstance(d, int) else "?" for d in t.shape)) if t is not None else None
+                  for t in types]
+        try:
+            return _infer_named(shared, attrs)
+        except ShapeError:
+            raise first from None
+
+
+def _infer_named(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
     """Run the op on meta tensors, each symbolic dim given a size from its name, twice (two
     sizes per symbol): an output dim that follows a symbol in both runs is that symbol, one
     equal in both runs is a constant.  Any other dim is derived: if changing one symbol alone

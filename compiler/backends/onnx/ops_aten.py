@@ -76,8 +76,10 @@ def _ints(v: Any, n: int) -> list[int]:
 
 
 def _in_type(node: Node, types: Types, which: int = 0) -> TensorType:
-    t = types[which]
-    assert t is not None, f"{node.label}: input {which} has no type"
+    """The IR type of the call's argument ``which`` (a tensor argument, ``"%k"``: input k)."""
+    raw = node.attr("args")[which]
+    t = types[int(raw[1:])] if isinstance(raw, str) and raw.startswith("%") else None
+    assert t is not None, f"{node.label}: argument {which} is not a tensor input"
     return t
 
 
@@ -105,6 +107,15 @@ def _conv(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: T
 
 
 aten_renders("conv1d", "conv2d", "conv3d")(_conv)
+
+
+@aten_renders("convolution")
+def _convolution(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """aten.convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups)."""
+    x, w, b, stride, padding, dilation, transposed, out_pad, groups = args[:9]
+    if transposed:
+        return _conv_transpose(g, node, [x, w, b, stride, padding, out_pad, groups, dilation], {}, types)
+    return _conv(g, node, [x, w, b, stride, padding, dilation, groups], {}, types)
 
 
 @aten_renders("conv_transpose1d", "conv_transpose2d")
@@ -396,7 +407,7 @@ ATEN_RENDERERS.update({
     "eq": _compare("Equal"), "ne": _compare("Equal", negate=True), "ge": _compare("GreaterOrEqual"),
     "le": _compare("LessOrEqual"), "gt": _compare("Greater"), "lt": _compare("Less"),
     "logical_and": _compare("And"), "logical_or": _compare("Or"), "logical_xor": _compare("Xor"),
-    "bitwise_and": _compare("And"), "bitwise_or": _compare("Or"),
+    "bitwise_and": _compare("And"), "bitwise_or": _compare("Or"), "bitwise_xor": _compare("Xor"),
     "maximum": _compare("Max"), "minimum": _compare("Min"), "remainder": _compare("Mod"),
 })
 
@@ -449,13 +460,31 @@ def _full_like(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], typ
     return g.node("ConstantOfShape", [g.op("Shape", args[0])], _out(node), value=tensor)
 
 
-@aten_renders("full", "zeros", "ones", "arange", "scalar_tensor", "empty")
+@aten_renders("full", "zeros", "ones", "scalar_tensor", "empty")
 def _static(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """Creation ops with constant arguments: computed once, stored as an initializer."""
     from rnnc.ir.ops_aten import call
 
     (value,) = call(node.attr("target"), node.attr("args"), node.attr("kwargs") or (), [])
-    return [g.op("Identity", g.emitter.initializer(_out(node), value.numpy()), hint=_out(node))]
+    return [g.emitter.initializer(_out(node), value.numpy())]
+
+
+@aten_renders("arange")
+def _arange_static(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """A ``Range`` node, not an initializer: onnx's shape-data propagation mistakes an int64
+    initializer read through ``Unsqueeze`` for a shape and rejects the broadcast after it."""
+    from rnnc.ir.ops_aten import call
+
+    (value,) = call(node.attr("target"), node.attr("args"), node.attr("kwargs") or (), [])
+    dt = str(value.dtype).removeprefix("torch.")
+    n = int(value.numel())
+    if n < 2:
+        return [g.emitter.initializer(_out(node), value.numpy())]
+    start, step = value[0].item(), (value[1] - value[0]).item()
+    r = g.op("Range", g.const(0, "int64"), g.const(n, "int64"), g.const(1, "int64"))
+    r = g.op("Add", g.op("Mul", g.op("Cast", r, to=ONNX_DTYPES["float64"]), g.const(float(step), "float64")),
+             g.const(float(start), "float64"))
+    return g.node("Cast", [r], _out(node), to=ONNX_DTYPES[dt])
 
 
 @aten_renders("index_select")
@@ -545,7 +574,7 @@ def _sdpa(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: T
     if mask is not None:
         raw = node.attr("args")[3] if len(node.attr("args")) > 3 else dict(node.attr("kwargs") or ())["attn_mask"]
         mt = types[int(raw[1:])]
-        if mt is not None and mt.dtype == "bool":
+        if mt.dtype == "bool":
             scores = g.op("Where", mask, scores, neg_inf)
         else:
             scores = g.op("Add", scores, mask)
