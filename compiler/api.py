@@ -94,7 +94,13 @@ class CompiledModule(torch.nn.Module):
         return self.runner(*inputs)
 
     def explain(self) -> str:
-        return self.choice.explain()
+        """The choice and its reasons; and, unless one engine runs the model whole, the operators
+        rnnc has no op of its own for (the IR's ``aten`` nodes), which run in torch."""
+        text = self.choice.explain()
+        in_torch = sorted({f"aten.{n.attr('target')}" for n in self.program.graph.nodes if n.op == "aten"})
+        if in_torch and self.choice.backend != "onnx":
+            text += "\n  runs in torch (no rnnc op): " + ", ".join(in_torch)
+        return text
 
     def stream(self, batch: int = 1) -> Any:
         """Streaming step API (``step(x_t) -> y_t``, state preallocated), where the backend has one."""

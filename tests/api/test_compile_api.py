@@ -104,11 +104,32 @@ def test_gpu_target_explains_backend_choice():
         assert_close(compiled(x)[0], model(x)[0], backend="c")
 
 
-def test_unsupported_layer_is_named():
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
-    with pytest.raises(UnsupportedError, match="Conv2d") as exc:
-        rnnc.compile(model, (torch.randn(1, 1, 8, 8),))
-    assert "supported" in str(exc.value)
+def test_a_model_no_kernel_backend_takes_still_compiles():
+    """No recurrent layer: compile runs the whole model in one engine and says why, never refuses."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)).eval()
+    compiled = rnnc.compile(model, (torch.randn(1, 1, 8, 8),))
+    text = compiled.explain()
+    assert compiled.choice.backend in ("onnx", "interp") and "no recurrent layer" in text
+    x = torch.randn(3, 1, 8, 8)
+    got = compiled(x)
+    got = got[0] if isinstance(got, (list, tuple)) else got
+    with torch.no_grad():
+        assert_close(torch.as_tensor(got), model(x), backend="onnxruntime")
+
+
+def test_explain_names_the_ops_that_run_in_torch():
+    class ConvGRU(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+            self.gru = torch.nn.GRU(16, 8, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x).permute(0, 2, 1, 3).flatten(2)
+            return self.gru(y)[0]
+
+    compiled = rnnc.compile(ConvGRU().eval(), (torch.randn(2, 1, 5, 8),), backend="c")
+    assert "runs in torch" in compiled.explain() and "aten.conv2d.default" in compiled.explain()
 
 
 def test_no_backend_fits_is_explained():
