@@ -147,3 +147,13 @@ def assert_close(actual: Any, expected: Any, dtype: str = "float32", backend: st
         raise AssertionError(f"{msg} (max abs diff {diff}, atol {atol}, rtol {rtol}): {exc}") from None
     if os.environ.get(LOG_ENV) and actual.numel():  # passing comparisons only (a test may expect a failure)
         _log(dtype, backend, actual, expected, atol, rtol)
+
+
+def is_close(actual: Any, expected: Any, dtype: str = "float32", backend: str = "interp") -> bool:
+    """:func:`assert_close` as a predicate, for checks rnnc runs itself (``rnnc.trace``'s check of
+    a Program at another size); a passing comparison is logged like a test's."""
+    try:
+        assert_close(actual, expected, dtype, backend)
+    except AssertionError:
+        return False
+    return True

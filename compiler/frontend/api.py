@@ -13,6 +13,7 @@ through the TorchScript graph converter (``torchscript``).  Which dims stay symb
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,6 +73,9 @@ def _flatten(ctx: Ctx, out: Any, prefix: str, acc: list[tuple[str, Any]]) -> Non
     elif isinstance(out, (tuple, list)):
         for i, o in enumerate(out):
             _flatten(ctx, o, f"{prefix}_{i}", acc)
+    elif isinstance(out, Mapping):  # {"logits": ..., "state": ...}: outputs named by key, in order
+        for k, o in out.items():
+            _flatten(ctx, o, f"{prefix}_{k}" if str(k).isidentifier() else f"{prefix}_{len(acc)}", acc)
     elif out is None:
         return
     else:
@@ -121,14 +125,39 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
     return Program(graph, Weights(ctx.weights), source=f"rnnc.frontend.trace({name})").verify()
 
 
+@contextlib.contextmanager
+def inference_mode(model: nn.Module) -> Any:
+    """The model in eval mode while rnnc runs and traces it (rnnc compiles inference: dropout is
+    the identity, norms use running statistics), its buffers untouched by those runs; every
+    module's training flag and every buffer are put back afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, was in flags:
+            m.training = was
+        with torch.no_grad():
+            for b, saved in buffers:
+                if b.shape == saved.shape:
+                    b.copy_(saved)
+
+
 def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dynamic: DynamicSpec = None) -> Program:
     """Convert a PyTorch model into a verified rnnc ``Program``.
 
     ``example_inputs``: a tensor or a tuple of tensors, as ``model(*example_inputs)`` takes them.
-    ``dynamic``: which dims stay symbolic (module docstring); default: batch and time.
+    ``dynamic``: which dims stay symbolic (module docstring); default: every dim the model leaves
+    free, checked at another size (docs/frontend.md).  The model is traced in eval mode.
     """
     if not isinstance(model, nn.Module):
         raise UserInputError(f"trace expects a torch.nn.Module or TorchScript module, got {type(model).__name__}")
+    with inference_mode(model):
+        return _trace(model, example_inputs, dynamic)
+
+
+def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Program:
     examples = _examples(example_inputs)
     with torch.no_grad():
         try:

@@ -124,7 +124,7 @@ def _export(ctx: Ctx, fn: Callable[..., Any], rebuild: Any, tvs: list[TV], what:
 
     dynamic = tuple({i: torch.export.Dim.AUTO for i, d in enumerate(t.shape) if isinstance(d, str)} or None
                     for t in tvs)
-    wrapper = _Call(fn, rebuild).eval()
+    wrapper = _Call(fn, rebuild)  # (trace holds the model in eval mode: api.inference_mode)
     try:
         # size-oblivious: an example batch of 1 must not make export specialize the batch to 1
         with fx_config.patch(backed_size_oblivious=True), warnings.catch_warnings():

@@ -1,0 +1,110 @@
+"""Which dims ``trace`` keeps symbolic by itself, how it checks them, and what it leaves alone."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+import rnnc
+from rnnc.tolerances import assert_close
+
+
+class Tagger(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+        self.lstm = nn.LSTM(4, 8)  # seq-first: [T, B, F]
+        self.bn = nn.BatchNorm1d(8)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        y, _ = self.lstm(self.drop(x))
+        return {"y": self.bn(y.permute(1, 2, 0)), "last": y[-1]}
+
+
+def test_seq_first_batch_is_found_and_the_model_is_left_as_it_was() -> None:
+    model = Tagger().train()
+    running = model.bn.running_mean.clone()
+    program = rnnc.trace(model, torch.randn(5, 2, 4))
+    assert program.graph.inputs[0][1].shape == ("T", "B", 4)  # B by separability, not position
+    assert [n for n, _ in program.graph.outputs] == ["output_y", "output_last"]
+    assert model.training and model.drop.training and torch.equal(model.bn.running_mean, running)
+    x = torch.randn(9, 3, 4)
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+    got = program.run(x)
+    assert_close(got[0], want["y"])
+    assert_close(got[1], want["last"])
+
+
+class InlineScan(nn.Module):
+    """A linear recurrence written with tensor ops in a Python loop (no step module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.rand(6) * 0.9)
+        self.proj = nn.Linear(3, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.proj(x)
+        h = torch.zeros_like(u[:, 0])
+        ys = []
+        for t in range(x.size(1)):
+            h = self.a * h + u[:, t]
+            ys.append(h)
+        return torch.stack(ys, dim=1)
+
+
+def test_a_loop_that_fixes_the_length_is_caught_and_said() -> None:
+    model = InlineScan()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, torch.randn(2, 6, 3))
+    said = " ".join(str(w.message) for w in caught)
+    assert "kept fewer dims symbolic" in said and "Python loop" in said
+    assert program.graph.inputs[0][1].shape == ("B", 6, 3)  # the batch stays free
+    x = torch.randn(4, 6, 3)
+    with torch.no_grad():
+        assert_close(program.run(x), model(x))
+
+
+class GatedCell(nn.Module):
+    def __init__(self, n_in: int, n_hidden: int) -> None:
+        super().__init__()
+        self.gates = nn.Linear(n_in + n_hidden, 2 * n_hidden)
+        self.norm = nn.LayerNorm(n_hidden)
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        h, c = state
+        z, f = self.gates(torch.cat([x, h], dim=-1)).chunk(2, dim=-1)
+        c = torch.sigmoid(f) * c + (1 - torch.sigmoid(f)) * torch.tanh(z)
+        h = self.norm(c)
+        return h, (h, c)
+
+
+class CellLoop(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = GatedCell(5, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.size(0)
+        state = (x.new_zeros(b, 7), x.new_zeros(b, 7))
+        outs = []
+        for t in range(x.size(1)):
+            y, state = self.cell(x[:, t], state)
+            outs.append(y)
+        return torch.stack(outs, dim=1) + state[1].unsqueeze(1)
+
+
+def test_a_user_cell_stepped_in_a_loop_is_one_rnn_node() -> None:
+    model = CellLoop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback: B and T stay symbolic
+        program = rnnc.trace(model, torch.randn(2, 6, 5))
+    assert len(program.rnn_nodes()) == 1 and program.graph.inputs[0][1].shape == ("B", "T", 5)
+    x = torch.randn(3, 11, 5)
+    with torch.no_grad():
+        assert_close(program.run(x), model(x))
