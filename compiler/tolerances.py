@@ -78,12 +78,12 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
 # --- observed: written by tools/observed_tolerances.py
 #: largest error the test suite saw per row (abs, share of the bound, comparisons); AMD EPYC, pytest exit 0
 OBSERVED: dict[tuple[str, str], tuple[float, float, int] | None] = {
-    ('float32', 'interp'): (3.05e-05, 0.0595, 2197),
-    ('float32', 'reference'): (0.0121, 0.187, 586),
+    ('float32', 'interp'): (3.05e-05, 0.0595, 2298),
+    ('float32', 'reference'): (0.0121, 0.187, 587),
     ('float64', 'interp'): (8.88e-16, 1.52e-06, 25),
-    ('float64', 'reference'): (1.83e+15, 1.08e-05, 78),
-    ('float32', 'onnxruntime'): (0.000183, 0.0669, 608),
-    ('float32', 'c'): (6.56e-06, 0.0462, 868),
+    ('float64', 'reference'): (1.83e+15, 1.08e-05, 79),
+    ('float32', 'onnxruntime'): (0.000183, 0.0669, 710),
+    ('float32', 'c'): (6.56e-06, 0.0462, 937),
     ('float16', 'c'): (3.05e-05, 0.0281, 8),
     ('bfloat16', 'c'): (8.94e-08, 7.36e-06, 8),
     ('float32', 'cuda'): None,  # no test exercises this row on this machine
@@ -99,6 +99,7 @@ OBSERVED: dict[tuple[str, str], tuple[float, float, int] | None] = {
     ('int8chain', 'onnxruntime'): (0.0203, 0.399, 11),
     ('int8qdq', 'onnxruntime'): (9.24e-07, 3.58e-05, 12),
     ('int8lstm', 'onnxruntime'): (0.0057, 0.133, 24),
+    ('float32', 'trace-check'): (2.86e-06, 0.000596, 1563),
     ('float32', 'scan'): (0.547, 0.583, 632),
     ('float64', 'scan'): (8.88e-16, 3.62e-08, 10),
 }
