@@ -21,6 +21,7 @@ from torch import fx, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnc.errors import UnsupportedError
+from rnnc.frontend.values import SIZE_DUNDERS
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
@@ -92,35 +93,12 @@ class TracedInt(int):
             return value
         return self.tracer.create_proxy("call_function", op, args, {})
 
-    def __add__(self, o: Any) -> Any:
-        return self._record(operator.add, self, o)
 
-    def __radd__(self, o: Any) -> Any:
-        return self._record(operator.add, o, self)
-
-    def __sub__(self, o: Any) -> Any:
-        return self._record(operator.sub, self, o)
-
-    def __rsub__(self, o: Any) -> Any:
-        return self._record(operator.sub, o, self)
-
-    def __mul__(self, o: Any) -> Any:
-        return self._record(operator.mul, self, o)
-
-    def __rmul__(self, o: Any) -> Any:
-        return self._record(operator.mul, o, self)
-
-    def __floordiv__(self, o: Any) -> Any:
-        return self._record(operator.floordiv, self, o)
-
-    def __rfloordiv__(self, o: Any) -> Any:
-        return self._record(operator.floordiv, o, self)
-
-    def __mod__(self, o: Any) -> Any:
-        return self._record(operator.mod, self, o)
-
-    def __neg__(self) -> Any:
-        return self._record(operator.neg, self)
+_INT_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod}
+for _name, (_op, _reflected) in SIZE_DUNDERS.items():
+    setattr(TracedInt, _name, (lambda f, r: lambda self, o: (self._record(f, o, self) if r
+                                                             else self._record(f, self, o)))(_INT_OPS[_op], _reflected))
+TracedInt.__neg__ = lambda self: self._record(operator.neg, self)  # type: ignore[method-assign]
 
 
 class ConcreteTracer(fx.Tracer):

@@ -62,42 +62,18 @@ class SymInt(int):
         value = _PY_OPS[op](int(a), int(b))
         return SymInt(value, DERIVED, expr=(op, a, b))
 
-    def __add__(self, o: Any) -> Any:
-        return self._op("+", self, o)
-
-    def __radd__(self, o: Any) -> Any:
-        return self._op("+", o, self)
-
-    def __sub__(self, o: Any) -> Any:
-        return self._op("-", self, o)
-
-    def __rsub__(self, o: Any) -> Any:
-        return self._op("-", o, self)
-
-    def __mul__(self, o: Any) -> Any:
-        return self._op("*", self, o)
-
-    def __rmul__(self, o: Any) -> Any:
-        return self._op("*", o, self)
-
-    def __floordiv__(self, o: Any) -> Any:
-        return self._op("//", self, o)
-
-    def __rfloordiv__(self, o: Any) -> Any:
-        return self._op("//", o, self)
-
-    def __mod__(self, o: Any) -> Any:
-        return self._op("%", self, o)
-
-    def __rmod__(self, o: Any) -> Any:
-        return self._op("%", o, self)
-
-    def __neg__(self) -> Any:
-        return self._op("-", 0, self)
-
 
 _PY_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
            "//": lambda a, b: a // b, "%": lambda a, b: a % b}
+#: dunder -> (op, reflected): ``t * 2`` and ``2 * t`` both build ("*", ...)
+SIZE_DUNDERS = {"__add__": ("+", False), "__radd__": ("+", True), "__sub__": ("-", False),
+                "__rsub__": ("-", True), "__mul__": ("*", False), "__rmul__": ("*", True),
+                "__floordiv__": ("//", False), "__rfloordiv__": ("//", True), "__mod__": ("%", False),
+                "__rmod__": ("%", True)}
+for _name, (_sym_op, _reflected) in SIZE_DUNDERS.items():
+    setattr(SymInt, _name, (lambda op, r: lambda self, o: self._op(op, o, self) if r else self._op(op, self, o))(
+        _sym_op, _reflected))
+SymInt.__neg__ = lambda self: self._op("-", 0, self)  # type: ignore[method-assign]
 
 
 #: the symbol of a size computed from symbolic ones (never an IR dim, so never "the same dim")

@@ -14,6 +14,7 @@ from typing import Any
 
 from rnnc.backends import register_backend
 from rnnc.backends.onnx import ops_aten as _ops_aten  # noqa: F401  (registers aten)
+from rnnc.backends.onnx import ops_aten_tensor as _ops_aten_tensor  # noqa: F401  (its tensor operators)
 from rnnc.backends.onnx import ops_dyn as _ops_dyn  # noqa: F401  (registers reshape_dyn/expand_dyn/full_dyn/arange)
 from rnnc.backends.onnx import quant_ops as _quant_ops  # noqa: F401  (registers qlinear/qconv1d)
 from rnnc.backends.onnx.export import export_onnx

@@ -1,0 +1,261 @@
+"""ONNX renderings of the ``aten`` op's tensor operators: reductions, comparisons and logic,
+shape and creation ops, indexing, sorting (the neural-network ones are in ``ops_aten.py``, whose
+registry and helpers these use)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph
+from rnnc.backends.onnx.ops import Types
+from rnnc.backends.onnx.ops_aten import ATEN_RENDERERS, Args, AtenRenderer, _arg, _in_type, _out, aten_renders
+from rnnc.ir import Node
+
+
+# --------------------------------------------------------------------------- reductions
+def _axes(v: Any, rank: int) -> list[int]:
+    v = [v] if isinstance(v, int) else list(v or range(rank))
+    return [int(a) % rank for a in v]
+
+
+@aten_renders("linalg_vector_norm")
+def _vector_norm(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    ord_ = float(_arg(args, 1, kwargs, "ord", 2.0))
+    axes = _axes(_arg(args, 2, kwargs, "dim", None), xt.rank)
+    keep = int(bool(_arg(args, 3, kwargs, "keepdim", False)))
+    op = {2.0: "ReduceL2", 1.0: "ReduceL1", float("inf"): "ReduceMax"}.get(ord_)
+    if op is None:
+        raise ValueError(f"{node.label}: vector norm of order {ord_} has no ONNX form here")
+    x = g.op("Abs", args[0]) if op == "ReduceMax" else args[0]
+    return g.node(op, [x, g.const(axes)], _out(node), keepdims=keep)
+
+
+@aten_renders("logsumexp")
+def _logsumexp(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    return g.node("ReduceLogSumExp", [args[0], g.const(_axes(args[1], xt.rank))], _out(node), keepdims=keep)
+
+
+@aten_renders("cumsum")
+def _cumsum(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    return g.node("CumSum", [args[0], g.const(int(args[1]) % _in_type(node, types).rank)], _out(node))
+
+
+@aten_renders("amin")
+def _amin(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    return g.node("ReduceMin", [args[0], g.const(_axes(args[1], xt.rank))], _out(node), keepdims=keep)
+
+
+@aten_renders("any")
+def _any(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    as_int = g.op("Cast", args[0], to=ONNX_DTYPES["int32"])
+    m = g.op("ReduceMax", as_int, g.const(_axes(_arg(args, 1, kwargs, "dim", None), xt.rank)), keepdims=keep)
+    return g.node("Cast", [m], _out(node), to=ONNX_DTYPES["bool"])
+
+
+@aten_renders("argmax", "argmin")
+def _argmax(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    dim = _arg(args, 1, kwargs, "dim", None)
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    op = "ArgMax" if node.attr("target").startswith("argmax") else "ArgMin"
+    if dim is None:
+        return g.node(op, [g.op("Reshape", args[0], g.const([-1]))], _out(node), axis=0, keepdims=0)
+    return g.node(op, [args[0]], _out(node), axis=int(dim) % xt.rank, keepdims=keep)
+
+
+# --------------------------------------------------------------------------- comparisons, logic
+def _compare(op_type: str, negate: bool = False) -> AtenRenderer:
+    def render(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+        a, b = args[0], args[1]
+        if not isinstance(b, str):  # a python scalar: a constant of a's dtype
+            b = g.const(b, _in_type(node, types).dtype)
+        if negate:
+            return [g.op("Not", g.op(op_type, a, b), hint=_out(node))]
+        return g.node(op_type, [a, b], _out(node))
+
+    return render
+
+
+ATEN_RENDERERS.update({
+    "eq": _compare("Equal"), "ne": _compare("Equal", negate=True), "ge": _compare("GreaterOrEqual"),
+    "le": _compare("LessOrEqual"), "gt": _compare("Greater"), "lt": _compare("Less"),
+    "logical_and": _compare("And"), "logical_or": _compare("Or"), "logical_xor": _compare("Xor"),
+    "bitwise_and": _compare("And"), "bitwise_or": _compare("Or"), "bitwise_xor": _compare("Xor"),
+    "maximum": _compare("Max"), "minimum": _compare("Min"), "remainder": _compare("Mod"),
+})
+
+
+@aten_renders("div")
+def _div_rounding(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    dt = _in_type(node, types).dtype
+    b = args[1] if isinstance(args[1], str) else g.const(args[1], dt)
+    q = g.op("Div", args[0], b)
+    mode = kwargs.get("rounding_mode")
+    if mode == "floor" and dt.startswith("float"):
+        q = g.op("Floor", q)
+    elif mode == "trunc" and dt.startswith("float"):  # trunc(q) = sign(q) * floor(|q|)
+        q = g.op("Mul", g.op("Sign", q), g.op("Floor", g.op("Abs", q)))
+    return [g.op("Identity", q, hint=_out(node))]
+
+
+# --------------------------------------------------------------------------- shapes, creation, indexing
+@aten_renders("expand")
+def _expand(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """torch's ``-1`` (keep the dim) is ONNX's ``1`` (Expand broadcasts: max of the two)."""
+    sizes = [1 if int(s) == -1 else int(s) for s in args[1]]
+    return g.node("Expand", [args[0], g.const(sizes)], _out(node))
+
+
+@aten_renders("repeat")
+def _repeat(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    reps = [int(r) for r in args[1]]
+    x = args[0]
+    extra = len(reps) - _in_type(node, types).rank
+    if extra > 0:
+        x = g.op("Unsqueeze", x, g.const(list(range(extra))))
+    return g.node("Tile", [x, g.const(reps)], _out(node))
+
+
+def _fill_value(node: Node, args: Args, kwargs: dict[str, Any], default: float) -> tuple[float, str]:
+    value = default if node.attr("target").partition(".")[0] in ("zeros_like", "ones_like") else args[1]
+    dt = kwargs.get("dtype")
+    return value, (dt[6:] if isinstance(dt, str) and dt.startswith("dtype:") else "")
+
+
+@aten_renders("full_like", "zeros_like", "ones_like")
+def _full_like(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    base = node.attr("target").partition(".")[0]
+    value, dt = _fill_value(node, args, kwargs, 1.0 if base == "ones_like" else 0.0)
+    dt = dt or _in_type(node, types).dtype
+    from onnx import helper
+
+    tensor = helper.make_tensor("value", ONNX_DTYPES[dt], [1], [value])
+    return g.node("ConstantOfShape", [g.op("Shape", args[0])], _out(node), value=tensor)
+
+
+@aten_renders("full", "zeros", "ones", "scalar_tensor", "empty")
+def _static(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """Creation ops with constant arguments: computed once, stored as an initializer."""
+    from rnnc.ir.ops_aten import call
+
+    (value,) = call(node.attr("target"), node.attr("args"), node.attr("kwargs") or (), [])
+    return [g.emitter.initializer(_out(node), value.numpy())]
+
+
+@aten_renders("arange")
+def _arange_static(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """A ``Range`` node, not an initializer: onnx's shape-data propagation mistakes an int64
+    initializer read through ``Unsqueeze`` for a shape and rejects the broadcast after it."""
+    from rnnc.ir.ops_aten import call
+
+    (value,) = call(node.attr("target"), node.attr("args"), node.attr("kwargs") or (), [])
+    dt = str(value.dtype).removeprefix("torch.")
+    n = int(value.numel())
+    if n < 2:
+        return [g.emitter.initializer(_out(node), value.numpy())]
+    start, step = value[0].item(), (value[1] - value[0]).item()
+    r = g.op("Range", g.const(0, "int64"), g.const(n, "int64"), g.const(1, "int64"))
+    r = g.op("Add", g.op("Mul", g.op("Cast", r, to=ONNX_DTYPES["float64"]), g.const(float(step), "float64")),
+             g.const(float(start), "float64"))
+    return g.node("Cast", [r], _out(node), to=ONNX_DTYPES[dt])
+
+
+@aten_renders("index_select")
+def _index_select(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    return g.node("Gather", [args[0], args[2]], _out(node), axis=int(args[1]) % _in_type(node, types).rank)
+
+
+@aten_renders("gather")
+def _gather(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    return g.node("GatherElements", [args[0], args[2]], _out(node), axis=int(args[1]) % _in_type(node, types).rank)
+
+
+@aten_renders("index")
+def _index(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``x[..., idx]`` with one index tensor: a Gather on that axis (torch puts the index's dims
+    there, as Gather does); several index tensors are advanced indexing ONNX cannot say in one op."""
+    idx = list(args[1])
+    used = [i for i, t in enumerate(idx) if t is not None]
+    if len(used) != 1:
+        raise ValueError(f"{node.label}: indexing with {len(used)} index tensors has no ONNX form here")
+    return g.node("Gather", [args[0], idx[used[0]]], _out(node), axis=used[0])
+
+
+@aten_renders("constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replication_pad1d", "replication_pad2d")
+def _pad_nd(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """torch lists pads from the last dim backwards as (left, right); ONNX wants all begins then all ends."""
+    xt = _in_type(node, types)
+    p = [int(v) for v in args[1]]
+    begins, ends = [0] * xt.rank, [0] * xt.rank
+    for k in range(len(p) // 2):
+        begins[xt.rank - 1 - k], ends[xt.rank - 1 - k] = p[2 * k], p[2 * k + 1]
+    base = node.attr("target").partition(".")[0]
+    mode = "reflect" if base.startswith("reflection") else "edge" if base.startswith("replication") else "constant"
+    ins = [args[0], g.const(begins + ends)]
+    if mode == "constant":
+        ins.append(g.const(float(_arg(args, 2, kwargs, "value", 0.0)), xt.dtype))
+    return g.node("Pad", ins, _out(node), mode=mode)
+
+
+@aten_renders("tril", "triu")
+def _trilu(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    k = int(_arg(args, 1, kwargs, "diagonal", 0))
+    upper = int(node.attr("target").startswith("triu"))
+    return g.node("Trilu", [args[0], g.const(k)], _out(node), upper=upper)
+
+
+@aten_renders("clamp")
+def _clamp_tensor(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    y, dt = args[0], _in_type(node, types).dtype
+    lo, hi = _arg(args, 1, kwargs, "min", None), _arg(args, 2, kwargs, "max", None)
+    if lo is not None:
+        y = g.op("Max", y, lo if isinstance(lo, str) else g.const(lo, dt))
+    if hi is not None:
+        y = g.op("Min", y, hi if isinstance(hi, str) else g.const(hi, dt))
+    return [g.op("Identity", y, hint=_out(node))]
+
+
+@aten_renders("sort")
+def _sort(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """A full TopK along ``dim`` (ties may come out in another order than torch's)."""
+    xt = _in_type(node, types)
+    dim = int(_arg(args, 1, kwargs, "dim", -1)) % xt.rank
+    descending = bool(_arg(args, 2, kwargs, "descending", False))
+    k = g.op("Gather", g.op("Shape", args[0]), g.const([dim]), axis=0)
+    return g.node("TopK", [args[0], k], _out(node), n_out=2, axis=dim, largest=int(descending), sorted=1)
+
+
+@aten_renders("topk")
+def _topk(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    dim = int(_arg(args, 2, kwargs, "dim", -1)) % xt.rank
+    largest = bool(_arg(args, 3, kwargs, "largest", True))
+    return g.node("TopK", [args[0], g.const([int(args[1])])], _out(node), n_out=2, axis=dim, largest=int(largest),
+                  sorted=1)
+
+
+@aten_renders("max.dim", "min.dim")
+def _max_dim(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    xt = _in_type(node, types)
+    dim = int(args[1]) % xt.rank
+    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    is_max = node.attr("target").startswith("max")
+    values = g.op("ReduceMax" if is_max else "ReduceMin", args[0], g.const([dim]), keepdims=keep)
+    index = g.op("ArgMax" if is_max else "ArgMin", args[0], axis=dim, keepdims=keep)
+    return [g.op("Identity", values, hint=node.outputs[0]), g.op("Identity", index, hint=node.outputs[1])]
+
+
+@aten_renders("logcumsumexp")
+def _logcumsumexp(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """log(cumsum(exp(x - m))) + m with m the axis maximum: no overflow for large x."""
+    dim = int(args[1]) % _in_type(node, types).rank
+    m = g.op("ReduceMax", args[0], g.const([dim]), keepdims=1)
+    s = g.op("CumSum", g.op("Exp", g.op("Sub", args[0], m)), g.const(dim))
+    return [g.op("Add", g.op("Log", s), m, hint=_out(node))]
