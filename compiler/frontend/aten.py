@@ -73,12 +73,18 @@ class _Call(nn.Module):
         return fn(*args, **kwargs)
 
 
-_CACHE: dict[Any, Any] = {}
+#: exports of this process, by call signature: a trace converts each call twice or more (the
+#: candidate dims, the fallbacks), and an export costs ~0.1-1 s.  Values hold the callable too,
+#: so its id cannot be reused by another object while the entry lives.
+_CACHE: dict[Any, tuple[Any, Any]] = {}
 
 
 def _signature(fn: Any, leaves: list[Any]) -> Any:
-    """Cache key: the callable, and each argument's dims/dtype (tensors) or value."""
+    """Cache key: the callable (and, for a module, its current parameter and buffer objects), and
+    each argument's dims/dtype (tensors) or value."""
     key: list[Any] = [id(fn)]
+    if isinstance(fn, nn.Module):
+        key.append(tuple(id(t) for t in (*fn.parameters(), *fn.buffers())))
     for a in leaves:
         if isinstance(a, TV):
             key.append((tuple(a.shape), tuple(a.ex.shape), str(a.ex.dtype)))
@@ -110,12 +116,14 @@ def convert_call(ctx: Ctx, fn: Callable[..., Any], args: tuple[Any, ...], kwargs
         return pytree.tree_unflatten(flat, spec)
 
     key = _signature(fn, leaves)
-    ep = _CACHE.get(key)
-    if ep is None:
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is fn:
+        ep = hit[1]
+    else:
         ep = _export(ctx, fn, rebuild, tvs, what)
         if len(_CACHE) > 256:
             _CACHE.clear()
-        _CACHE[key] = ep
+        _CACHE[key] = (fn, ep)
     return _walk(ctx, ep, tvs, qual, what)
 
 
