@@ -13,9 +13,12 @@ __all__ = ["Recurrent", "supported_ops", "trace"]
 
 
 def supported_ops() -> dict[str, list[str]]:
-    """What the converters handle: torch.nn layers and function/method/aten names."""
+    """What converts to rnnc's own IR ops directly: torch.nn layers, function/method names, and
+    the core-ATen operators with a first-class mapping.  Everything else an eager model calls is
+    captured through torch.export into the generic ``aten`` op (docs/frontend.md)."""
     from rnnc.frontend import fx_convert
     from rnnc.frontend.handlers import HANDLERS
+    from rnnc.frontend.handlers_aten import ATEN
 
     return {"modules": sorted(t.__name__ for t in fx_convert.MODULES),
-            "functions": sorted(HANDLERS)}
+            "functions": sorted(HANDLERS), "aten": sorted(ATEN)}

@@ -1,14 +1,17 @@
 """``trace(model, example_inputs, *, dynamic=None) -> Program``: the frontend's entry point.
 
-Eager ``nn.Module``s go through torch.fx (``fx_trace``/``fx_convert``), TorchScript modules
-through the TorchScript graph converter (``torchscript``).  Which dims stay symbolic:
+Eager ``nn.Module``s go through torch.fx (``fx_trace``/``fx_convert``; calls it has no handler
+for through torch.export, ``aten.py``), TorchScript modules through the TorchScript graph
+converter (``torchscript``).  Which dims stay symbolic:
 
-* ``dynamic=None`` (default): the batch and time dims that reach a recurrent layer.  Found by a
-  first conversion in which every input dim is its own symbol; the symbols that arrive at an
-  ``rnn`` node's batch or time position become ``B`` and ``T``, every other dim is fixed to the
-  example's size.  So one Program serves every batch size and sequence length.
+* ``dynamic=None`` (default): every dim the model leaves free (``dims.py``: the model is run with
+  each group of same-sized dims doubled), ``B`` for the batch, ``T``, ``T1``, ... for the others.
+  The Program is checked against the model at twice the example's sizes; if it disagrees, or a
+  size cannot be said, fewer dims stay symbolic (one free group, then the dims that reach a
+  recurrent layer, then none) and a warning says why.  So one Program serves every batch size
+  and sequence length the model does.
 * a list aligned with ``example_inputs`` (or a dict keyed by input name) of ``{dim: symbol}``
-  (``None`` or ``{}`` for a fully static input).
+  (``None`` or ``{}`` for a fully static input): taken as given, not checked.
 """
 
 from __future__ import annotations

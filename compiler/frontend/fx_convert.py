@@ -2,8 +2,9 @@
 
 ``convert_graph`` is used both for whole models and for the step of a user-written cell; leaf
 modules (see ``fx_trace.is_rnnc_leaf``) are converted by ``MODULES`` below, everything else by
-``HANDLERS``.  Anything without a handler is one ``UnsupportedError`` naming the module's
-qualified name, the op, and what rnnc supports.
+``HANDLERS``.  A layer or call without a handler (or whose handler declines the form it was
+called in, returning ``NotImplemented``) is captured through torch.export (``aten.py``); what
+cannot be captured either is one ``UnsupportedError`` naming the module and the op.
 """
 
 from __future__ import annotations
@@ -91,7 +92,6 @@ MODULES: dict[type, ModuleHandler] = {
     nn.LSTMCell: convert_torch_cell, nn.GRUCell: convert_torch_cell, nn.RNNCell: convert_torch_cell,
 }
 
-SUPPORTED_MODULES = ", ".join(sorted(t.__name__ for t in MODULES)) + ", rnnc layers, rnnc.frontend.Recurrent"
 
 
 def _module_handler(ctx: Ctx, mod: nn.Module) -> ModuleHandler:
