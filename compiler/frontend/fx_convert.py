@@ -19,7 +19,7 @@ from torch.utils import _pytree as pytree
 
 from rnnc.frontend import handlers_aten, handlers_shape  # noqa: F401  (register their handlers)
 from rnnc.frontend.aten import convert_call
-from rnnc.frontend.fx_trace import Traced, function_name
+from rnnc.frontend.fx_trace import Traced, function_name, user_line
 from rnnc.frontend.handlers import HANDLERS, conv1d, layer_norm, linear, pad
 from rnnc.frontend.loops import cell_scan, convert_cell_scan
 from rnnc.frontend.recurrent import convert_rnnc_layer, convert_torch_cell, convert_torch_rnn, pack_padded, pad_packed
@@ -134,6 +134,7 @@ def convert_graph(ctx: Ctx, gm: Traced, inputs: list[Any], *, root_name: str = "
         args = fx.node.map_arg(node.args, load)
         kwargs = fx.node.map_arg(node.kwargs, load)
         ctx.where = _where(node, root_name) if node.op != "call_module" else str(node.target)
+        ctx.source = user_line(node)
         if node.op == "placeholder":
             env[node] = next(placeholders, None)
         elif node.op == "get_attr":

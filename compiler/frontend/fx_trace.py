@@ -14,6 +14,7 @@ import builtins
 import contextlib
 import inspect
 import operator
+import re
 from typing import Any
 
 import torch
@@ -108,6 +109,7 @@ class ConcreteTracer(fx.Tracer):
         super().__init__(autowrap_functions=(pack_padded_sequence, pad_packed_sequence))
         self.examples = list(examples)
         self.step_cells: set[int] = set()  # ids of user modules kept whole (``stepcells.py``)
+        self.record_stack_traces = True  # each node's user source line, for messages (``user_line``)
         self._next_placeholder = 0
         self._running = 0  # > 0 while a node runs on example values: no recording then
 
@@ -274,3 +276,22 @@ def function_name(target: Any) -> str:
     if target is pad_packed_sequence:
         return "pad_packed_sequence"
     return getattr(target, "__name__", str(target))
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def user_line(node: fx.Node) -> str:
+    """The innermost frame of the user's code that made ``node`` (``model.py:42``): the last
+    frame of its recorded stack outside torch and rnnc."""
+    import os
+
+    import rnnc
+
+    own = os.path.dirname(os.path.abspath(rnnc.__file__))
+    found = ""
+    for path, line in _FRAME.findall(node.stack_trace or ""):
+        if "/torch/" in path or path.startswith(own) or path.startswith("<frozen"):
+            continue
+        found = f"{os.path.basename(path)}:{line}"
+    return found

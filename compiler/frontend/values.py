@@ -127,6 +127,8 @@ class Ctx:
     builder: GraphBuilder
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
     where: str = ""  # qualified name of the module being converted, for error messages
+    #: the user's source line of the call being converted (``file.py:42``), for error messages
+    source: str = ""
     #: the first, all-dims-symbolic conversion that finds the batch and time dims (``api.py``):
     #: a call that fixes a dim then only means that dim is not batch or time
     probing: bool = False
@@ -139,6 +141,8 @@ class Ctx:
             where = self.where[1:]
         else:
             where = f"module {self.where!r}" if self.where else "the model's top level"
+        if self.source:
+            where += f" at {self.source}"
         tail = f"; supported: {supported}" if supported else ""
         return UnsupportedError(f"rnnc cannot convert {op} in {where}{tail}")
 
