@@ -43,36 +43,40 @@ def _target_kind(target: Any) -> str:
     return "gpu" if getattr(target, "gpu", None) is not None else "cpu"
 
 
-def able_backends(program: Any, target: Any) -> list[str]:
-    """The backends of the target kind's preference order that can compile ``program``."""
+def _verdict(program: Any, target: Any, name: str) -> tuple[bool, str]:
+    """Whether backend ``name`` takes ``program`` for ``target``, and why not."""
     from rnnc.backends import get_backend
 
-    able = []
-    for name in PREFERENCE[_target_kind(target)]:
-        try:
-            if get_backend(name).supports(program, target)[0]:
-                able.append(name)
-        except UserInputError:  # not installed
-            continue
-    return able
+    try:
+        return get_backend(name).supports(program, target)
+    except UserInputError as exc:  # backend not installed / registered
+        return False, str(exc)
+
+
+def able_backends(program: Any, target: Any) -> list[str]:
+    """The backends of the target kind's preference order that can compile ``program``."""
+    return [name for name in PREFERENCE[_target_kind(target)] if _verdict(program, target, name)[0]]
+
+
+class NoBackendError(UnsupportedError):
+    """No backend takes the program; ``reasons`` holds (backend, why) for each one asked."""
+
+    def __init__(self, message: str, reasons: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(message)
+        self.reasons = reasons
 
 
 def choose_backend(program: Any, target: Any, backend: str | None = None) -> Choice:
     """The backend to use: ``backend`` if given and able, else the first able one by preference."""
-    from rnnc.backends import get_backend
-
     names = (backend,) if backend else PREFERENCE[_target_kind(target)]
     reasons: list[tuple[str, str]] = []
     for name in names:
-        try:
-            ok, why = get_backend(name).supports(program, target)
-        except UserInputError as exc:  # backend not installed / registered
-            ok, why = False, str(exc)
+        ok, why = _verdict(program, target, name)
         if ok:
             return Choice(name, target.tag, tuple(reasons))
         reasons.append((name, why))
     detail = "; ".join(f"{n}: {w}" for n, w in reasons)
-    raise UnsupportedError(f"no backend can compile this model for {target.tag} ({detail})")
+    raise NoBackendError(f"no backend can compile this model for {target.tag} ({detail})", tuple(reasons))
 
 
 class CompiledModule(torch.nn.Module):
@@ -141,11 +145,10 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
                             [(n, none) for n in PREFERENCE[_target_kind(tgt)]])
     try:
         choice = choose_backend(program, tgt, backend)
-    except UnsupportedError:
+    except NoBackendError as exc:
         if backend is not None:
             raise
-        declined = [(n, get_backend_reason(program, tgt, n)) for n in PREFERENCE[_target_kind(tgt)]]
-        return _whole_model(program, tgt, example_inputs if measure else None, declined)
+        return _whole_model(program, tgt, example_inputs if measure else None, list(exc.reasons))
     if batch is None:
         batch = int(example_inputs[0].shape[0]) if example_inputs else 1
     note = ""
@@ -175,14 +178,23 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     return CompiledModule(program, runner, choice)
 
 
-def get_backend_reason(program: Any, target: Any, name: str) -> str:
-    """Why backend ``name`` declines ``program`` ("" if it takes it)."""
-    from rnnc.backends import get_backend
+def _engine_runners(program: Any, target: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Runners of the whole-model engines that take ``program`` (``rnnc.engines``), and why the
+    others do not: an engine that cannot take a model is a reason, not a failure."""
+    from rnnc.engines import WHOLE_MODEL_ENGINES
 
-    try:
-        return get_backend(name).supports(program, target)[1]
-    except UserInputError as exc:
-        return str(exc)
+    runners: dict[str, Any] = {}
+    skipped: list[tuple[str, str]] = []
+    for name in WHOLE_MODEL_ENGINES:
+        try:
+            ok, why = _verdict(program, target, name)
+            if ok:
+                runners[name] = _runner(program, target, name, None)
+            else:
+                skipped.append((name, why))
+        except RnncError as exc:
+            skipped.append((name, str(exc)))
+    return runners, skipped
 
 
 def _whole_model(program: Any, target: Any, inputs: Sequence[Any] | None,
@@ -191,20 +203,14 @@ def _whole_model(program: Any, target: Any, inputs: Sequence[Any] | None,
     cannot lower) is still compiled, never refused: onnxruntime on rnnc's export on a CPU where it
     exports, else the IR interpreter (torch ops); with example inputs both are timed and the
     faster kept.  ``explain()`` lists why each kernel backend declined."""
-    from rnnc.backends import get_backend
     from rnnc.engines import describe, fastest
 
     runners: dict[str, Any] = {"interp": program.run}
     reasons = list(declined)
     if _target_kind(target) == "cpu":
-        try:
-            ok, why = get_backend("onnx").supports(program, target)
-            if ok:
-                runners["onnx"] = _runner(program, target, "onnx", None)
-            else:
-                reasons.append(("onnx", why))
-        except RnncError as exc:
-            reasons.append(("onnx", str(exc)))
+        engines, skipped = _engine_runners(program, target)
+        runners.update(engines)
+        reasons += skipped
     best, note = ("onnx" if "onnx" in runners else "interp"), "no kernel backend takes this model: it runs whole"
     if inputs is not None and len(runners) > 1:
         best, times = fastest(runners, tuple(inputs))
@@ -217,19 +223,10 @@ def _whole_model_choice(program: Any, target: Any, choice: Choice, runner: Any,
                         inputs: tuple[Any, ...]) -> tuple[Choice, Any]:
     """The kernel backend's runner against whole-model engines, timed on the example inputs
     (``rnnc.engines``); the fastest is kept and ``explain()`` shows every time."""
-    from rnnc.backends import get_backend
-    from rnnc.engines import WHOLE_MODEL_ENGINES, describe, fastest
+    from rnnc.engines import describe, fastest
 
-    runners, skipped = {choice.backend: runner}, []
-    for name in WHOLE_MODEL_ENGINES:
-        try:
-            ok, why = get_backend(name).supports(program, target)
-            if ok:
-                runners[name] = _runner(program, target, name, None)
-            else:
-                skipped.append((name, why))
-        except RnncError as exc:  # an engine that cannot take this model is a reason, not a failure
-            skipped.append((name, str(exc)))
+    engines, skipped = _engine_runners(program, target)
+    runners = {choice.backend: runner, **engines}
     if len(runners) == 1:
         return Choice(choice.backend, choice.target, (*choice.reasons, *skipped), choice.schedules, choice.note), runner
     best, times = fastest(runners, inputs)

@@ -98,7 +98,9 @@ def _warn_fixed(tried: list[str]) -> None:
 
 
 def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str],
-           probing: bool = False) -> Program:
+           probing: bool = False, cells: dict[int, Any] | None = None) -> Program:
+    """One conversion with the given dims; ``cells``: the step cells one eager run found
+    (``stepcells.find_step_cells``), passed in so a trace that builds several times runs it once."""
     name = type(model).__name__ if not isinstance(model, torch.jit.ScriptModule) else model.original_name
     b = GraphBuilder(name or "model")
     ctx = Ctx(b, probing=probing)
@@ -113,7 +115,8 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         from rnnc.frontend.loops import merge_cell_loops
         from rnnc.frontend.stepcells import find_step_cells
 
-        cells = find_step_cells(model, examples)
+        if cells is None:
+            cells = find_step_cells(model, examples)
         gm = trace_module(model, examples, cells)
         merge_cell_loops(gm, cells)
         out = convert_graph(ctx, gm, inputs, root_name="")
@@ -170,7 +173,10 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
                                  f"{[tuple(e.shape) for e in examples]}: {type(exc).__name__}: {exc}") from None
     names = _input_names(model, len(examples))
     if dynamic is None:
-        return _trace_auto(model, examples, names)
+        from rnnc.frontend.stepcells import find_step_cells
+
+        cells = {} if isinstance(model, torch.jit.ScriptModule) else find_step_cells(model, examples)
+        return _trace_auto(model, examples, names, cells)
     if isinstance(dynamic, Mapping):
         unknown = set(dynamic) - set(names)
         if unknown:
@@ -185,7 +191,7 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
         return _build(model, examples, dims, names)
 
 
-def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str]) -> Program:
+def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cells: dict[int, Any]) -> Program:
     """The default dims (``dims.py``): every dim the model leaves free, else one group of them
     (batch first), else the dims that reach a recurrent layer, else the example's sizes; each
     choice is checked at another size, and a fallback warns why."""
@@ -201,12 +207,12 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str]) -> P
                      for ds, e in zip(free, examples, strict=True)] for keep in symbols]
         candidates = [free, *(one_each if len(symbols) > 1 else []), None]
         for dims in candidates:
-            dims = dims if dims is not None else rnn_dims(model, examples, names)
+            dims = dims if dims is not None else rnn_dims(model, examples, names, cells)
             if dims in seen:
                 continue
             seen.append(dims)
             try:
-                program = _build(model, examples, dims, names)
+                program = _build(model, examples, dims, names, cells=cells)
             except Exception as exc:  # noqa: BLE001 -- this choice of dims failed; the next is tried
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
@@ -217,6 +223,6 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str]) -> P
                 continue
             _warn_fixed(why)
             return program
-        program = _build(model, examples, static, names)
+        program = _build(model, examples, static, names, cells=cells)
     _warn_fixed(why)
     return program

@@ -196,9 +196,7 @@ def _walk(ctx: Ctx, ep: Any, tvs: list[TV], qual: str, what: str) -> Any:
         elif isinstance(node.target, torch._ops.OpOverload):
             if not node.target._schema.returns:  # export's runtime asserts: nothing to compute
                 env[node] = None
-            elif node.target is aten.sym_size.int:
-                env[node] = args[0].size(args[1] % args[0].rank)
-            else:
+            else:  # (sym_size reads a SymInt back: handlers_aten)
                 env[node] = convert_node(ctx, node.target, args, kwargs, what)
         else:
             raise ctx.unsupported(f"{what}: its export calls {node.target} (not an ATen operator)")

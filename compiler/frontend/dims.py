@@ -107,7 +107,8 @@ def _is_batch(model: Any, examples: list[torch.Tensor], group: list[Spot]) -> bo
     return found
 
 
-def rnn_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
+def rnn_dims(model: Any, examples: list[torch.Tensor], names: list[str],
+             cells: dict[int, Any] | None = None) -> list[tuple[Dim, ...]]:
     """Symbols for the dims that reach an rnn node's batch/time positions: B, and T, T1, ... for
     independent time axes (an all-dims-symbolic probe conversion shows where each input dim goes)."""
     probe = [tuple(f"{n}_d{i}" for i in range(e.dim())) for n, e in zip(names, examples, strict=True)]
@@ -115,7 +116,7 @@ def rnn_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list
     try:
         from rnnc.frontend.api import _build
 
-        prog = _build(model, examples, probe, names, probing=True)
+        prog = _build(model, examples, probe, names, probing=True, cells=cells)
     except Exception:  # noqa: BLE001 -- a best-effort probe: any failure means "no roles known"
         return static
     batch: set[str] = set()

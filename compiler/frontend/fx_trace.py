@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnc.errors import UnsupportedError
 from rnnc.frontend.values import SIZE_DUNDERS
+from rnnc.ir.ops_dyn import SIZE_OPS
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
@@ -95,10 +96,9 @@ class TracedInt(int):
         return self.tracer.create_proxy("call_function", op, args, {})
 
 
-_INT_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod}
 for _name, (_op, _reflected) in SIZE_DUNDERS.items():
     setattr(TracedInt, _name, (lambda f, r: lambda self, o: (self._record(f, o, self) if r
-                                                             else self._record(f, self, o)))(_INT_OPS[_op], _reflected))
+                                                             else self._record(f, self, o)))(SIZE_OPS[_op], _reflected))
 TracedInt.__neg__ = lambda self: self._record(operator.neg, self)  # type: ignore[method-assign]
 
 
@@ -194,6 +194,18 @@ class Traced:
 
 
 @contextlib.contextmanager
+def _patched(owner: Any, names: Any, wrap: Any) -> Any:
+    """``owner.<name>`` replaced by ``wrap(original)`` for each name while the block runs."""
+    saved = {name: getattr(owner, name) for name in names}
+    try:
+        for name, fn in saved.items():
+            setattr(owner, name, wrap(fn))
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(owner, name, fn)
+
+
 def _packing_recorded() -> Any:
     """``nn.utils.rnn.pack_padded_sequence(...)`` reached as a module attribute: fx's autowrap
     only sees names imported into the model's module, so the attributes are wrapped too while
@@ -201,44 +213,28 @@ def _packing_recorded() -> Any:
     from torch.fx._symbolic_trace import _create_wrapped_func
     from torch.nn.utils import rnn as rnn_utils
 
-    saved = {name: getattr(rnn_utils, name) for name in ("pack_padded_sequence", "pad_packed_sequence")}
-    try:
-        for name, fn in saved.items():
-            setattr(rnn_utils, name, _create_wrapped_func(fn))
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(rnn_utils, name, fn)
+    return _patched(rnn_utils, ("pack_padded_sequence", "pad_packed_sequence"), _create_wrapped_func)
 
 
 #: torch factories a model calls with sizes it read (``torch.zeros(x.size(0), h)``)
 _FACTORIES = ("zeros", "ones", "full", "empty", "arange")
 
 
-@contextlib.contextmanager
 def _factories_recorded(tracer: ConcreteTracer) -> Any:
     """``torch.zeros(b, h)`` with ``b = x.size(0)`` is not a tensor operation, so fx would run it
     and bake the example's batch into a constant; while tracing, the factories record a node
     whenever a size argument was read from a traced tensor (a ``TracedInt``)."""
-    saved = {name: getattr(torch, name) for name in _FACTORIES}
 
     def recording(fn: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
             leaves = [a for a in (*args, *kwargs.values()) for a in (a if isinstance(a, (list, tuple)) else [a])]
             if tracer._running or not any(isinstance(a, (TracedInt, fx.Proxy)) for a in leaves):
                 return fn(*args, **kwargs)
-            proxy = tracer.create_proxy("call_function", fn, args, kwargs)
-            return proxy
+            return tracer.create_proxy("call_function", fn, args, kwargs)
 
         return call
 
-    try:
-        for name, fn in saved.items():
-            setattr(torch, name, recording(fn))
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(torch, name, fn)
+    return _patched(torch, _FACTORIES, recording)
 
 
 def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) -> Traced:

@@ -20,6 +20,7 @@ import torch
 from rnnc.errors import IRVerificationError, UnsupportedError
 from rnnc.ir import GraphBuilder, Value
 from rnnc.ir.ops import OPS
+from rnnc.ir.ops_dyn import SIZE_OPS
 from rnnc.ir.types import Dim, dtype_of_torch
 
 
@@ -58,13 +59,11 @@ class SymInt(int):
     # expression, so no op bakes the example's value in
     def _op(self, op: str, a: Any, b: Any) -> Any:
         if not isinstance(b, int) or not isinstance(a, int) or isinstance(a, bool) or isinstance(b, bool):
-            return _PY_OPS[op](int(a) if isinstance(a, SymInt) else a, int(b) if isinstance(b, SymInt) else b)
-        value = _PY_OPS[op](int(a), int(b))
+            return SIZE_OPS[op](int(a) if isinstance(a, SymInt) else a, int(b) if isinstance(b, SymInt) else b)
+        value = SIZE_OPS[op](int(a), int(b))
         return SymInt(value, DERIVED, expr=(op, a, b))
 
 
-_PY_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-           "//": lambda a, b: a // b, "%": lambda a, b: a % b}
 #: dunder -> (op, reflected): ``t * 2`` and ``2 * t`` both build ("*", ...)
 SIZE_DUNDERS = {"__add__": ("+", False), "__radd__": ("+", True), "__sub__": ("-", False),
                 "__rsub__": ("-", True), "__mul__": ("*", False), "__rmul__": ("*", True),

@@ -14,6 +14,7 @@ Shape entries (attribute ``shape``): an int (``-1``: inferred, reshape only; ``-
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,15 +42,16 @@ def _entry_dims(entries: Any, refs: Sequence[TensorType | None]) -> list[Dim]:
     return out
 
 
-_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-        "//": lambda a, b: a // b, "%": lambda a, b: a % b}
+#: the arithmetic a shape entry ``[op, a, b]`` may use; the frontend's symbolic sizes
+#: (``SymInt``, ``TracedInt``) compute with the same table
+SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod}
 
 
 def _value(e: Any, refs: Sequence[Any]) -> int:
     if isinstance(e, int):
         return e
     if isinstance(e[0], str):
-        return _OPS[e[0]](_value(e[1], refs), _value(e[2], refs))
+        return SIZE_OPS[e[0]](_value(e[1], refs), _value(e[2], refs))
     return int(refs[e[0]].shape[e[1]])
 
 

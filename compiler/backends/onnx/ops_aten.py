@@ -70,9 +70,10 @@ def _arg(args: Args, i: int, kwargs: dict[str, Any], name: str, default: Any) ->
     return args[i] if i < len(args) and args[i] is not None else default
 
 
-def _ints(v: Any, n: int) -> list[int]:
+def _ints(v: Any, n: int, cast: Any = int) -> list[Any]:
+    """A per-axis argument for ``n`` axes (torch lets one value stand for all)."""
     v = list(v) if isinstance(v, (list, tuple)) else [v]
-    return [int(x) for x in (v * n if len(v) == 1 else v)]
+    return [cast(x) for x in (v * n if len(v) == 1 else v)]
 
 
 def _in_type(node: Node, types: Types, which: int = 0) -> TensorType:
@@ -243,7 +244,7 @@ def _resize(mode: str) -> AtenRenderer:
         else:
             attrs["coordinate_transformation_mode"] = "align_corners" if align else "half_pixel"
         if scales:
-            sc = g.const(np.array([1.0, 1.0, *[float(s) for s in _ints_f(scales, n)]]), "float32")
+            sc = g.const(np.array([1.0, 1.0, *_ints(scales, n, float)]), "float32")
             return g.node("Resize", [args[0], None, sc], _out(node), **attrs)
         if out_size:
             sizes = g.op("Concat", g.op("Slice", g.op("Shape", args[0]), g.const([0]), g.const([2])),
@@ -252,11 +253,6 @@ def _resize(mode: str) -> AtenRenderer:
         raise ValueError(f"{node.label}: resize without scales or sizes")
 
     return render
-
-
-def _ints_f(v: Any, n: int) -> list[float]:
-    v = list(v) if isinstance(v, (list, tuple)) else [v]
-    return [float(x) for x in (v * n if len(v) == 1 else v)]
 
 
 aten_renders("upsample_nearest1d", "upsample_nearest2d")(_resize("nearest"))

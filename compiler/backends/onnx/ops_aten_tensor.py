@@ -31,23 +31,23 @@ def _vector_norm(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], t
     return g.node(op, [x, g.const(axes)], _out(node), keepdims=keep)
 
 
-@aten_renders("logsumexp")
-def _logsumexp(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
-    xt = _in_type(node, types)
-    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
-    return g.node("ReduceLogSumExp", [args[0], g.const(_axes(args[1], xt.rank))], _out(node), keepdims=keep)
+def _reduce(op_type: str) -> AtenRenderer:
+    """``op(x, dims, keepdim)`` as the ONNX reduction ``op_type`` over ``dims``."""
+    def render(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+        keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+        axes = _axes(_arg(args, 1, kwargs, "dim", None), _in_type(node, types).rank)
+        return g.node(op_type, [args[0], g.const(axes)], _out(node), keepdims=keep)
+
+    return render
+
+
+aten_renders("logsumexp")(_reduce("ReduceLogSumExp"))
+aten_renders("amin")(_reduce("ReduceMin"))
 
 
 @aten_renders("cumsum")
 def _cumsum(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     return g.node("CumSum", [args[0], g.const(int(args[1]) % _in_type(node, types).rank)], _out(node))
-
-
-@aten_renders("amin")
-def _amin(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
-    xt = _in_type(node, types)
-    keep = int(bool(_arg(args, 2, kwargs, "keepdim", False)))
-    return g.node("ReduceMin", [args[0], g.const(_axes(args[1], xt.rank))], _out(node), keepdims=keep)
 
 
 @aten_renders("any")
