@@ -51,6 +51,16 @@ CELLS: dict[str, CellInfo] = {c.name: c for c in (
              "LRULayer"),
     CellInfo("mamba", "linear", "Mamba S6 selective scan: input-dependent delta, B, C; diagonal A",
              "MambaS6Layer"),
+    CellInfo("gla", "linear", "GLA (Yang et al. 2024): matrix state, data-dependent gate per key channel",
+             "GLALayer"),
+    CellInfo("retnet", "linear", "RetNet retention (Sun et al. 2023): matrix state, fixed decay per head",
+             "RetNetLayer"),
+    CellInfo("hgrn2", "linear", "HGRN2 (Qin et al. 2024): lower-bounded forget gate, outer-product state",
+             "HGRN2Layer"),
+    CellInfo("deltanet", "linear", "DeltaNet / Gated DeltaNet (Yang et al. 2024, 2025): delta-rule matrix state",
+             "DeltaNetLayer"),
+    CellInfo("mamba2", "linear", "Mamba-2 SSD (Dao & Gu 2024): scalar decay per head, shared B/C",
+             "Mamba2Layer"),
 )}
 
 

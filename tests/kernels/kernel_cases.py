@@ -30,6 +30,11 @@ HPARAMS: dict[str, Callable[[int], dict[str, Any]]] = {
     "minlstm": lambda h: {},
     "lru": lambda h: {"r_min": 0.5, "r_max": 0.99},
     "mamba": lambda h: {},
+    "gla": lambda h: {"num_heads": heads_for(h)},
+    "retnet": lambda h: {"num_heads": heads_for(h)},
+    "hgrn2": lambda h: {"num_heads": heads_for(h)},
+    "deltanet": lambda h: {"num_heads": heads_for(h)},
+    "mamba2": lambda h: {"num_heads": heads_for(h), "state_size": 5},
 }
 
 

@@ -10,6 +10,7 @@ equations with none of the references' helpers.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
@@ -22,11 +23,22 @@ from rnnc.kernels.mamba.scan import parallel as mamba_parallel
 from rnnc.kernels.mingru.scan import parallel as mingru_parallel
 from rnnc.kernels.minlstm.scan import parallel as minlstm_parallel
 from rnnc.kernels.mlstm.scan import parallel as mlstm_parallel
+from rnnc.kernels.deltanet.chunk import chunked as deltanet_chunked
+from rnnc.kernels.gla.chunk import chunked as gla_chunked
+from rnnc.kernels.hgrn2.chunk import chunked as hgrn2_chunked
+from rnnc.kernels.mamba2.chunk import chunked as mamba2_chunked
+from rnnc.kernels.retnet.chunk import chunked as retnet_chunked
 from rnnc.kernels.scan import linear_scan
 from rnnc.tolerances import assert_close
 
 PARALLEL = {"mingru": mingru_parallel, "minlstm": minlstm_parallel, "lru": lru_parallel,
-            "mamba": mamba_parallel, "mlstm": mlstm_parallel}
+            "mamba": mamba_parallel, "mlstm": mlstm_parallel,
+            # the matrix-state family: chunkwise form at a chunk that splits every tested length unevenly
+            **{name: functools.partial(fn, chunk_size=5) for name, fn in (
+                ("gla", gla_chunked), ("retnet", retnet_chunked), ("hgrn2", hgrn2_chunked),
+                ("deltanet", deltanet_chunked), ("mamba2", mamba2_chunked))}}
+
+FAMILY = ("gla", "retnet", "hgrn2", "deltanet", "mamba2")
 
 
 def test_every_linear_cell_has_a_parallel_form() -> None:
@@ -42,7 +54,8 @@ def test_loop_matches_parallel_scan(name: str, batch: int, steps: int, hidden: i
     params = dict(module.named_parameters())
     with torch.no_grad():
         want_y, want_states = CELLS[name].reference()(x, params, state, **module.hparams())
-        kwargs = {k: v for k, v in module.hparams().items() if k in ("num_heads", "forget_gate")}
+        kwargs = module.hparams() if name in FAMILY else {
+            k: v for k, v in module.hparams().items() if k in ("num_heads", "forget_gate")}
         got_y, got_states = PARALLEL[name](x, params, state, **kwargs)
     assert_close(got_y, want_y, "float32", "scan", f"{name} y")
     for i, (g, w) in enumerate(zip(got_states, want_states, strict=True)):

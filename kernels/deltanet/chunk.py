@@ -1,0 +1,6 @@
+"""DeltaNet's chunkwise (WY/UT) form: the reference's projections and readout around ``kernels/chunk.py``."""
+
+from rnnc.kernels.deltanet.reference import project, readout
+from rnnc.kernels.linattn import make_chunked
+
+chunked = make_chunked("delta", project, readout)

@@ -1,0 +1,6 @@
+"""HGRN2's chunkwise form: the reference's projections and readout around ``kernels/chunk.py``."""
+
+from rnnc.kernels.hgrn2.reference import project, readout
+from rnnc.kernels.linattn import make_chunked
+
+chunked = make_chunked("gla", project, readout)

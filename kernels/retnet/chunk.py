@@ -1,0 +1,6 @@
+"""RetNet's chunkwise retention: the reference's projections and readout around ``kernels/chunk.py``."""
+
+from rnnc.kernels.linattn import make_chunked
+from rnnc.kernels.retnet.reference import project, readout
+
+chunked = make_chunked("gla", project, readout)
