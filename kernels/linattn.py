@@ -198,7 +198,7 @@ def build_family_cell(kind: str, form: str, input_size: int, hidden_size: int, d
     step_graph = b.build({"y": readout_ir(b, x, o), "S": s_new})
     chunk = chunk_attr(form, "S", q, k, v, o, g, beta)
     return Cell(kind, "linear", input_size, hidden_size, hidden_size, (StateSpec("S", (nh, dk, dv), dtype),),
-                step_graph, (*attrs, ("num_heads", nh), chunk))
+                step_graph, tuple(sorted((*attrs, ("num_heads", nh), chunk))))  # sorted, as printed
 
 
 def make_chunked(form: str, project: Project, readout: Readout) -> Callable[..., Any]:
