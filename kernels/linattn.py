@@ -155,10 +155,12 @@ def ir_l2norm(b: Any, t: Any) -> Any:
 
 
 def ir_head_norm(b: Any, o: Any, centered: bool = False) -> Any:
-    """The IR of :func:`head_norm` on ``[B, NH, DV]``."""
+    """The IR of :func:`head_norm` on ``[B, NH, DV]`` (means as sums times 1/DV: every backend
+    lowers ``sum``)."""
+    inv = 1.0 / int(o.shape[-1])
     if centered:
-        o = o - b.mean(o, axes=(-1,), keepdim=True)
-    return o / b.sqrt(b.mean(o * o, axes=(-1,), keepdim=True) + NORM_EPS)
+        o = o - b.sum(o, axes=(-1,), keepdim=True) * inv
+    return o / b.sqrt(b.sum(o * o, axes=(-1,), keepdim=True) * inv + NORM_EPS)
 
 
 def chunk_attr(form: str, state: str, q: Any, k: Any, v: Any, o: Any, g: Any | None = None,
