@@ -6,7 +6,7 @@ obviously-correct over fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rnnc.errors import UserInputError
@@ -16,14 +16,25 @@ from rnnc.ir.ops import OPS
 RnnHook = Callable[[Node, list[Any]], tuple[Any, ...]]
 
 
-def run_graph(graph: Graph, env: Mapping[str, Any], rnn: RnnHook | None = None) -> tuple[Any, ...]:
+def run_graph(graph: Graph, env: Mapping[str, Any], rnn: RnnHook | None = None,
+              values: dict[str, Any] | None = None) -> tuple[Any, ...]:
     """Evaluate ``graph`` given values for its inputs and params; returns its outputs in order.
 
     ``rnn`` lets a backend run the recurrent layers with its compiled kernels while every other
     op keeps the interpreter's torch semantics: it gets the ``rnn`` node and its full argument
-    list (``None`` for omitted inputs) and returns the node's outputs."""
-    values: dict[str, Any] = dict(env)
-    for node in graph.nodes:
+    list (``None`` for omitted inputs) and returns the node's outputs.  ``values``, when given,
+    receives every value the graph computed (analyses that check intermediate values)."""
+    values = {} if values is None else values
+    values.update(env)
+    run_nodes(graph.nodes, values, rnn)
+    return tuple(values[v] for _, v in graph.outputs)
+
+
+def run_nodes(nodes: Sequence[Node], values: dict[str, Any], rnn: RnnHook | None = None) -> None:
+    """Evaluate ``nodes`` in order, reading their inputs from and writing their outputs to
+    ``values`` (a sub-graph: the chunkwise runner evaluates the nodes before and after the
+    recurrence on all rows at once)."""
+    for node in nodes:
         op = OPS[node.op]
         args = [values[i] if i else None for i in node.inputs]
         if rnn is not None and node.op == "rnn":
@@ -36,7 +47,6 @@ def run_graph(graph: Graph, env: Mapping[str, Any], rnn: RnnHook | None = None) 
         if len(outs) != len(node.outputs):
             raise RuntimeError(f"{node.label} produced {len(outs)} values, expected {len(node.outputs)}")
         values.update(zip(node.outputs, outs, strict=True))
-    return tuple(values[v] for _, v in graph.outputs)
 
 
 def run_program(program: Program, *inputs: Any) -> Any:

@@ -14,6 +14,8 @@ frozen result.  The facts, and which backend decision rests on each:
 * ``gate_plan``/``gates`` (pass :func:`gate_structure`): the fused GEMM structure (linears of
   ``x`` or the state with ``G*H`` outputs, gate-wise math) and ``G``.
 * ``heads``, ``family``, ``scan`` (pass :func:`recurrence_form`): how the solver sees the layer.
+* ``chunk``/``chunk_reason`` (pass :func:`chunk_structure`): the verified chunkwise form of a
+  matrix-state cell (``rnnc.lower.chunkwise`` runs it), or why there is none.
 
 :meth:`LayerPlan.problem` is the only Cell -> ``ProblemSpec`` adapter.
 """
@@ -47,6 +49,8 @@ class LayerPlan:
     family: str  # "fused" (nonlinear recurrence) | "scan" (linear in the state)
     scan: str  # the solver's scan kind for known scan cells ("diag", "selective", "matrix"), else ""
     known: bool  # the solver's cell table has this kind
+    chunk: Any  # rnnc.passes.chunk.ChunkForm | None: the verified chunkwise form
+    chunk_reason: str  # why there is none ("" when there is)
 
     # -- node classes ------------------------------------------------------------------------
     def stage(self, node: Node) -> str:
@@ -167,8 +171,16 @@ def recurrence_form(cell: Cell, facts: Facts) -> None:
     facts["heads"] = int(cell.attr("num_heads", cell.attr("heads", 1)) or 1)
 
 
+def chunk_structure(cell: Cell, facts: Facts) -> None:
+    """``chunk``/``chunk_reason``: the matrix-state family's chunkwise form, checked
+    (``rnnc.passes.chunk``)."""
+    from rnnc.passes.chunk import find_chunk_form
+
+    facts["chunk"], facts["chunk_reason"] = find_chunk_form(cell, facts["depends"], facts["row_wise"])
+
+
 #: the analysis passes, in order (each may read what earlier ones found)
-PASSES: tuple[Pass, ...] = (dependencies, row_parallel, gate_structure, recurrence_form)
+PASSES: tuple[Pass, ...] = (dependencies, row_parallel, gate_structure, recurrence_form, chunk_structure)
 _CACHE: dict[int, tuple[Cell, LayerPlan]] = {}
 
 

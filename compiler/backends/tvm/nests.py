@@ -82,6 +82,24 @@ def _nest(shape: tuple[Dim, ...], body: Callable[[list[Any]], None], outer_paral
         level(0)
 
 
+def _invariant_let(expr: Any, lane: Any) -> bool:
+    """Whether some ``Let`` binds a value that does not depend on the vector lane ``lane`` (GLA's
+    per-key-channel decay, broadcast over the value channels): TVM 0.27's vectoriser rejects
+    that form ("Let cannot bind the same var to two different values"), so such a nest is left to
+    LLVM's own vectoriser instead of ``T.vectorized``."""
+    from tvm.tirx.analysis import undefined_vars
+
+    if type(expr).__name__ == "Let":
+        if not any(v.same_as(lane) for v in undefined_vars(expr.value)):
+            return True
+        return _invariant_let(expr.value, lane) or _invariant_let(expr.body, lane)
+    for field in ("a", "b", "value", "condition", "true_value", "false_value"):
+        child = getattr(expr, field, None)
+        if child is not None and not isinstance(child, (int, float, str)) and _invariant_let(child, lane):
+            return True
+    return any(_invariant_let(c, lane) for c in getattr(expr, "args", ()) or ())
+
+
 class CpuEmitter:
     """CPU loops from :class:`Knobs` (see the module docstring)."""
 
@@ -100,7 +118,9 @@ class CpuEmitter:
 
     def elementwise(self, shape: tuple[Dim, ...], value: Callable[[Index], Any], store: Store) -> None:
         par = self._parallel(_work(shape, self.k.batch)) and len(shape) > 1
-        _nest(shape, lambda idx: store(tuple(idx), value(tuple(idx))), par, self.k.vector_lanes)
+        index = tuple(tirx.Var(f"i{d}", "int32") for d in range(len(shape)))
+        lanes = 1 if index and _invariant_let(value(index), index[-1]) else self.k.vector_lanes
+        _nest(shape, lambda idx: store(tuple(idx), value(tuple(idx))), par, lanes)
 
     def reduction(self, shape: tuple[Dim, ...], extent: int, init: Callable[[Index], Any],
                   term: Callable[[Index, Any], Any], store: Store, dtype: str) -> None:

@@ -1,0 +1,137 @@
+"""The chunk pass: does this cell have the matrix-state family's chunkwise form, provably?
+
+A cell of the gated linear-attention family (``kernels/linattn.py``: GLA, RetNet, HGRN2,
+DeltaNet, Mamba-2, or a user's cell built with the same helpers) names its operands in a
+``chunk`` attribute -- which step values are q, k, v, the log decay g, β and the readout o.  A
+backend that runs the cell chunkwise (``rnnc.lower.chunkwise``) trusts these names only after
+this pass has checked them:
+
+* structure: the named operands exist and do not depend on the state (so they can be computed
+  for all T·B rows before the recurrence), every node they need is row-wise, the state is the
+  cell's only state, and the readout y depends on the state only through o (so it too runs on
+  all rows once o is known);
+* numbers: one step of the cell's own graph, on random inputs and states, equals the family's
+  step (``linattn.step``) applied to the operands that same graph computed -- S' and o both.
+
+A cell that fails either check simply has no chunk form (``chunk_reason`` says why) and runs
+step by step like any other; nothing here knows a cell by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rnnc.ir.graph import Cell, Node
+
+OPERANDS = ("q", "k", "v", "g", "beta")
+
+
+@dataclass(frozen=True)
+class ChunkForm:
+    """A verified chunkwise form: the update, the operand value names, the state, the nodes that
+    compute the operands (``pre``, state-free) and those that turn o into y (``post``)."""
+
+    form: str  # "gla" | "delta"
+    state: str
+    operands: tuple[tuple[str, str], ...]  # (operand, value name), operands present only
+    out: str  # the value o_t = S_tᵀ q_t
+    pre: tuple[Node, ...]
+    post: tuple[Node, ...]
+
+    def value(self, operand: str) -> str | None:
+        return dict(self.operands).get(operand)
+
+
+def find_chunk_form(cell: Cell, depends: Any, row_wise: frozenset[int]) -> tuple[ChunkForm | None, str]:
+    """(the verified form, "") or (None, why not)."""
+    text = cell.attr("chunk")
+    if not text:
+        return None, "the cell declares no chunkwise form"
+    from rnnc.kernels.linattn import FORMS, parse_chunk_attr
+
+    form, names = parse_chunk_attr(str(text))
+    step = cell.step
+    if form not in FORMS:
+        return None, f"unknown chunk form {form!r}"
+    if cell.state_names != (names.get("state"),):
+        return None, f"the chunk form needs the matrix state {names.get('state')!r} to be the only state"
+    producers = {o: (k, n) for k, n in enumerate(step.nodes) for o in n.outputs}
+    operands = tuple((op, names[op]) for op in OPERANDS if op in names)
+    missing = [v for _, v in operands if v not in producers] + ([] if names.get("o") in producers else ["o"])
+    if missing or any(op not in names for op in ("q", "k", "v")) or (form == "delta" and "beta" not in names):
+        return None, f"the chunk attribute names values the step graph lacks ({', '.join(missing) or 'q/k/v/beta'})"
+    stateful = [op for op, v in operands if depends[v] == "state"]
+    if stateful:
+        return None, f"operand(s) {', '.join(stateful)} depend on the state"
+    pre = _closure([v for _, v in operands], producers)
+    out = names["o"]
+    post_needed = _closure([step.outputs[0][1]], producers, stop={out})
+    post = tuple(n for n in post_needed if any(depends[o] == "state" for o in n.outputs))
+    pre_all = _merge(pre, tuple(n for n in post_needed if n not in post), step.nodes)
+    bad = [n.label for n in pre_all + post
+           if depends[n.outputs[0]] != "weights" and n.op != "const" and step.nodes.index(n) not in row_wise]
+    if bad:
+        return None, f"node(s) {', '.join(bad)} mix rows, so they cannot run on all steps at once"
+    if any(i == names["state"] for n in post for i in n.inputs):
+        return None, "the readout reads the state other than through o"
+    cf = ChunkForm(form, names["state"], operands, out, pre_all, post)
+    why = _numeric_check(cell, cf)
+    return (None, why) if why else (cf, "")
+
+
+def _closure(targets: list[str], producers: dict[str, tuple[int, Node]], stop: frozenset[str] | set[str] = frozenset()
+             ) -> tuple[Node, ...]:
+    """The nodes ``targets`` need (in graph order), not looking past the values in ``stop``."""
+    seen: dict[int, Node] = {}
+    todo = [t for t in targets if t not in stop]
+    while todo:
+        v = todo.pop()
+        if v not in producers:
+            continue
+        k, node = producers[v]
+        if k in seen:
+            continue
+        seen[k] = node
+        todo.extend(i for i in node.inputs if i and i not in stop)
+    return tuple(seen[k] for k in sorted(seen))
+
+
+def _merge(a: tuple[Node, ...], b: tuple[Node, ...], order: tuple[Node, ...]) -> tuple[Node, ...]:
+    ids = {id(n) for n in a + b}
+    return tuple(n for n in order if id(n) in ids)
+
+
+def _numeric_check(cell: Cell, cf: ChunkForm) -> str:
+    """"" when one random step of the graph equals the family step on its own operands (in
+    float64 whatever the cell's dtype: this checks algebra, not rounding)."""
+    import torch
+
+    from rnnc.ir.interp import run_graph
+    from rnnc.kernels.linattn import step
+
+    g = torch.Generator().manual_seed(0)
+    step_graph = cell.step
+    env: dict[str, Any] = {}
+    batch = 2
+    for name, ty in step_graph.inputs:
+        shape = [batch if not isinstance(d, int) else d for d in ty.shape]
+        env[name] = torch.randn(shape, generator=g, dtype=torch.float64) * 0.5
+    for name, ty in step_graph.params:
+        env[name] = torch.randn(tuple(ty.shape), generator=g, dtype=torch.float64) * 0.3
+    values: dict[str, Any] = {}
+    outs = run_graph(step_graph, env, values=values)
+    s_new = dict(zip((n for n, _ in step_graph.outputs), outs, strict=True))[cf.state]
+    s = env[cf.state]
+    ops = {op: values[v] for op, v in cf.operands}
+    shape = s.shape
+    q = ops["q"].expand(*shape[:-1])
+    k = ops["k"].expand(*shape[:-1])
+    v = ops["v"].expand(*shape[:-2], shape[-1])
+    gate = None if "g" not in ops else ops["g"].expand(*shape[:-2], ops["g"].shape[-1])
+    beta = None if "beta" not in ops else ops["beta"].expand(*shape[:-2], 1)
+    o_want, s_want = step(cf.form, s, q, k, v, gate, beta)
+    for what, got, want in (("state", s_new, s_want), ("readout o", values[cf.out], o_want)):
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-9, atol=1e-9):
+            return f"the step graph's {what} is not the {cf.form} update of its named operands"
+    return ""
