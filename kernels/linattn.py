@@ -19,11 +19,10 @@ against the step graph before any backend relies on it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import math
 
 import torch
 import torch.nn.functional as F

@@ -18,15 +18,15 @@ import torch
 from kernel_cases import INPUT_SIZE, LINEAR_CELLS, make_module, random_states
 
 from rnnc.kernels import CELLS
-from rnnc.kernels.lru.scan import parallel as lru_parallel
-from rnnc.kernels.mamba.scan import parallel as mamba_parallel
-from rnnc.kernels.mingru.scan import parallel as mingru_parallel
-from rnnc.kernels.minlstm.scan import parallel as minlstm_parallel
-from rnnc.kernels.mlstm.scan import parallel as mlstm_parallel
 from rnnc.kernels.deltanet.chunk import chunked as deltanet_chunked
 from rnnc.kernels.gla.chunk import chunked as gla_chunked
 from rnnc.kernels.hgrn2.chunk import chunked as hgrn2_chunked
+from rnnc.kernels.lru.scan import parallel as lru_parallel
+from rnnc.kernels.mamba.scan import parallel as mamba_parallel
 from rnnc.kernels.mamba2.chunk import chunked as mamba2_chunked
+from rnnc.kernels.mingru.scan import parallel as mingru_parallel
+from rnnc.kernels.minlstm.scan import parallel as minlstm_parallel
+from rnnc.kernels.mlstm.scan import parallel as mlstm_parallel
 from rnnc.kernels.retnet.chunk import chunked as retnet_chunked
 from rnnc.kernels.scan import linear_scan
 from rnnc.tolerances import assert_close
