@@ -14,7 +14,7 @@ from typing import Any
 from rnnc.errors import UserInputError
 from rnnc.targets import DTYPE_BYTES
 
-FUSED, SCAN = "fused", "scan"
+FUSED, SCAN, CHUNK = "fused", "scan", "chunk"
 #: kernel-calibration fields of ProblemSpec, omitted from ``key()`` at their defaults
 _CALIBRATION = ("shared_weights", "register_overhead", "min_warps")
 
@@ -31,6 +31,9 @@ class CellInfo:
         per-step shared inputs, Mamba S6) or ``matrix`` (mLSTM: a Dh x Dh state per head);
         ``inputs``: values read per step and channel; ``state_words``: fp32 words of state per
         channel (2 for a complex diagonal).
+    chunk cells (a [DK, DV] matrix state per head, chunkwise-parallel form):
+        ``scan``: ``gla`` (decay per head or none), ``gla_channel`` (decay per key channel) or
+        ``delta`` (delta rule, WY/UT form); DK is the spec's ``state_size``.
     """
 
     family: str
@@ -51,6 +54,11 @@ CELLS: dict[str, CellInfo] = {
     "lru": CellInfo(SCAN, scan="diag", inputs=2, state_words=2),
     "mamba": CellInfo(SCAN, scan="selective", inputs=2, state_words=1),
     "mlstm": CellInfo(SCAN, scan="matrix", inputs=1, state_words=1),
+    "gla": CellInfo(CHUNK, scan="gla_channel"),
+    "hgrn2": CellInfo(CHUNK, scan="gla_channel"),
+    "retnet": CellInfo(CHUNK, scan="gla"),
+    "mamba2": CellInfo(CHUNK, scan="gla"),
+    "deltanet": CellInfo(CHUNK, scan="delta"),
 }
 ALIASES = {"rnn": "elman", "s6": "mamba"}
 
@@ -119,8 +127,8 @@ class ProblemSpec:
             raise UserInputError(f"register_overhead must be an integer, got {self.register_overhead!r}")
         if isinstance(self.min_warps, bool) or not isinstance(self.min_warps, int) or self.min_warps < 1:
             raise UserInputError(f"min_warps must be a positive integer, got {self.min_warps!r}")
-        if self.family not in (None, FUSED, SCAN):
-            raise UserInputError(f"family must be 'fused' or 'scan', got {self.family!r}")
+        if self.family not in (None, FUSED, SCAN, CHUNK):
+            raise UserInputError(f"family must be 'fused', 'scan' or 'chunk', got {self.family!r}")
         if self.gates is not None and (not isinstance(self.gates, int) or self.gates < 1):
             raise UserInputError(f"gates must be a positive integer, got {self.gates!r}")
 

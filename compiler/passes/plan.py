@@ -46,7 +46,7 @@ class LayerPlan:
     gate_plan: Any  # rnnc.lower.fused.GatePlan | None
     gates: int
     heads: int
-    family: str  # "fused" (nonlinear recurrence) | "scan" (linear in the state)
+    family: str  # "fused" (nonlinear) | "scan" (linear in the state) | "chunk" (matrix-state chunk form)
     scan: str  # the solver's scan kind for known scan cells ("diag", "selective", "matrix"), else ""
     known: bool  # the solver's cell table has this kind
     chunk: Any  # rnnc.passes.chunk.ChunkForm | None: the verified chunkwise form
@@ -101,6 +101,8 @@ class LayerPlan:
             if self.family == "fused":
                 extra["gates"] = self.gates
         hidden = cell.hidden_size  # the state's channels (LRU's N, an LSTM's H)
+        if self.family == "chunk":  # a [DK, DV] matrix per head: DK is the spec's state_size
+            extra["state_size"] = int(cell.states[0].shape[1])
         if self.scan == "selective" and cell.states and len(cell.states[0].shape) > 1:
             hidden = cell.output_size  # Mamba: D channels, each with N states
             extra["state_size"] = int(cell.states[0].shape[-1])
@@ -166,7 +168,8 @@ def recurrence_form(cell: Cell, facts: Facts) -> None:
 
     info = CELLS.get(cell.kind)
     facts["known"] = info is not None
-    facts["family"] = info.family if info is not None else ("scan" if cell.recurrence == "linear" else "fused")
+    unknown = "chunk" if facts["chunk"] is not None else "scan" if cell.recurrence == "linear" else "fused"
+    facts["family"] = info.family if info is not None else unknown
     facts["scan"] = info.scan if info is not None else ""
     facts["heads"] = int(cell.attr("num_heads", cell.attr("heads", 1)) or 1)
 
@@ -180,7 +183,7 @@ def chunk_structure(cell: Cell, facts: Facts) -> None:
 
 
 #: the analysis passes, in order (each may read what earlier ones found)
-PASSES: tuple[Pass, ...] = (dependencies, row_parallel, gate_structure, recurrence_form, chunk_structure)
+PASSES: tuple[Pass, ...] = (dependencies, row_parallel, gate_structure, chunk_structure, recurrence_form)
 _CACHE: dict[int, tuple[Cell, LayerPlan]] = {}
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from rnnc.targets import HardwareSpec
 
-from ..spec import FUSED, ProblemSpec
+from ..spec import ProblemSpec
 from .base import SCALE, TilingProblem
+from .chunk import ChunkCpu, ChunkGpu
 from .cpu import CpuFused, CpuScan
 from .fused_gpu import FusedGpu
 from .scan_gpu import ScanGpu
@@ -19,12 +20,14 @@ PROBLEMS: dict[tuple[str, str], type[TilingProblem]] = {
     ("scan", "gpu"): ScanGpu,
     ("fused", "cpu"): CpuFused,
     ("scan", "cpu"): CpuScan,
+    ("chunk", "gpu"): ChunkGpu,
+    ("chunk", "cpu"): ChunkCpu,
 }
 
-__all__ = ["PROBLEMS", "SCALE", "CpuFused", "CpuScan", "FusedGpu", "ScanGpu", "TilingProblem", "build"]
+__all__ = ["PROBLEMS", "SCALE", "ChunkCpu", "ChunkGpu", "CpuFused", "CpuScan", "FusedGpu", "ScanGpu", "TilingProblem",
+           "build"]
 
 
 def build(spec: ProblemSpec, target: HardwareSpec) -> TilingProblem:
     """The tiling problem of ``spec`` on ``target`` (model built, not solved)."""
-    family = FUSED if spec.info.family == FUSED else "scan"
-    return PROBLEMS[(family, target.kind)](spec, target)
+    return PROBLEMS[(spec.info.family, target.kind)](spec, target)

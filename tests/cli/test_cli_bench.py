@@ -30,10 +30,14 @@ def test_bench_solver_quick_writes_report(tmp_path, capsys):
     assert report.startswith("# rnnc benchmark report")
     assert "- machine: " in report and "- versions: rnnc " in report
     assert "| solver | ok |" in report and "--quick --no-constrint" in report
-    # the solver's own table, every cell and the total row (216 problems in --quick)
-    assert "## solver: " in report and "| rnnc median / p95 ms |" in report and "| **all** | 216 |" in report
+    # the solver's own table, every cell and the total row (--quick: 3 targets x 3 sizes x their
+    # dtypes = 24 problems per cell of the solver's table)
+    from rnnc.constraints import CELLS
+
+    count = 24 * len(CELLS)
+    assert "## solver: " in report and "| rnnc median / p95 ms |" in report and f"| **all** | {count} |" in report
     rows = json.loads((out / "raw" / "solver.json").read_text())
-    assert len(rows) == 216 and all(r["agree_cpsat"] for r in rows)
+    assert len(rows) == count and all(r["agree_cpsat"] for r in rows)
     assert not list(out.glob("*.png"))  # no suite with plot data ran
     err = capsys.readouterr().err
     assert "[1/1] solver (solver.py) ..." in err and "[1/1] solver ok" in err

@@ -81,6 +81,7 @@ class TritonBackend:
         from rnnc.backends.triton.runtime import plan_any
         from rnnc.errors import InfeasibleError, RnncError
         from rnnc.ir.rnn import rnn_layout
+        from rnnc.passes import plan_layer
         if not program.rnn_nodes():
             return False, "the program has no recurrent layer (rnn node) to compile"
         spec = _target(target)
@@ -92,7 +93,8 @@ class TritonBackend:
                         schedule_for(cell, spec)
                 except InfeasibleError as exc:
                     if cell.recurrence == "linear":
-                        return False, (f"{cell.kind} H={cell.hidden_size} has no chunked-scan schedule on "
+                        kind = "chunkwise" if plan_layer(cell).chunk is not None else "chunked-scan"
+                        return False, (f"{cell.kind} H={cell.hidden_size} has no {kind} schedule on "
                                        f"{spec.tag}: {exc}")
                     how = ("nor any multi-block grid" if can_split(plan_any(cell)) else
                            "and its loop cannot be split over blocks")
@@ -153,9 +155,24 @@ def kernel_for(cell: Any, target: Any, batch: int = 1, fit: bool | None = None) 
         sched = aot.fit_schedule(cell, target, cap, batch).schedule
     else:
         sched = schedule_for(cell, target, batch)
+    return kernel_at(cell, sched)
+
+
+def kernel_at(cell: Any, sched: Any) -> Any:
+    """The LayerKernel of ``cell`` at a Schedule of any of the three kernel families."""
+    if sched.kernel == "chunkwise":
+        return chunk_kernel(cell, sched)
     if cell.recurrence == "linear":
         return scan_kernel(cell, sched)
     return fused_kernel(cell, sched)
+
+
+def chunk_kernel(cell: Any, sched: Any) -> Any:
+    """The chunkwise LayerKernel of a matrix-state ``cell`` at a ``chunkwise`` Schedule."""
+    from rnnc.backends.triton.runtime import layer_kernel
+
+    return layer_kernel(cell, warps=int(sched.param("warps")), chunk=int(sched.param("chunk")),
+                        tile=int(sched.param("value_tile")))
 
 
 def fused_kernel(cell: Any, sched: Any) -> Any:
@@ -212,5 +229,6 @@ def compile_program(program: Any, target: Any = None, batch: int = 1) -> Any:
     return TritonProgram(program, layer_kernels(program, target, batch))
 
 
-__all__ = ["TRITON_BACKEND", "TritonBackend", "can_split", "compile_program", "fused_kernel", "kernel_for",
+__all__ = ["TRITON_BACKEND", "TritonBackend", "can_split", "chunk_kernel", "compile_program", "fused_kernel",
+           "kernel_at", "kernel_for",
            "layer_kernels", "schedule_for"]

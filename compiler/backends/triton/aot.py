@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rnnc.backends.triton.chunk import tiles
 from rnnc.backends.triton.render import KERNEL_NAME, pow2
 from rnnc.backends.triton.runtime import LayerKernel
 from rnnc.backends.triton.scan import KERNEL_PREFIX, launch_config
@@ -76,6 +77,8 @@ def launches(lk: LayerKernel) -> list[tuple[str, dict[str, Any], str]]:
     launch configuration AOT compiles (forward, no lengths: the same code path)."""
     if lk.is_scan:
         return [(f"{KERNEL_PREFIX}{i}", launch_config(lk, comp), "fp32") for i, comp in enumerate(lk.plan.components)]
+    if lk.is_chunk:  # operands and outputs in fp32 (the runner casts)
+        return [(KERNEL_NAME, tiles(lk.plan, lk.chunk, lk.tile), "fp32")]
     dtype = SOLVER_DTYPES.get(lk.plan.cell.step.inputs[0][1].dtype, "fp32")
     return [(KERNEL_NAME, {"BB": lk.batch_tile, "SP": pow2(lk.plan.piece), "REVERSE": False, "HAS_LEN": False,
                            **lk.extra_consts()}, dtype)]
@@ -206,8 +209,10 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit
     so the solver picks a smaller hidden tile (more blocks) instead.
 
     Linear cells (``chunked_scan``): the same loop with ``register_overhead`` only (the scan
-    kernel bounds its own working set, ``scan.sub_tile``, so more warps do not cure a spill)."""
-    from rnnc.backends.triton import can_split, fused_kernel, scan_kernel, schedule_for
+    kernel bounds its own working set, ``scan.sub_tile``, so more warps do not cure a spill).
+    Chunk-form cells (``chunkwise``): like fused ones, a spill raises ``min_warps`` (the chunk
+    tiles are split among more threads)."""
+    from rnnc.backends.triton import can_split, kernel_at, schedule_for
     from rnnc.backends.triton.runtime import plan_any
     from rnnc.errors import InfeasibleError
 
@@ -232,7 +237,7 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit
                                    f"(min_warps={min_warps}, register_overhead={overhead}) no "
                                    f"schedule fits sm_{capability}: {str(exc).splitlines()[0]}") from None
         scan = cell.recurrence == "linear"
-        lk = scan_kernel(cell, sched) if scan else fused_kernel(cell, sched)
+        lk = kernel_at(cell, sched)
         knobs = (lk.chunk, lk.tile, lk.warps) if scan else (lk.batch_tile, lk.warps, lk.hidden_tile)
         if knobs not in seen:
             seen[knobs] = compile_for(lk, capability)
@@ -246,7 +251,7 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit
                        "shared": res.shared_memory_per_block,
                        "spill_stores": res.spill_stores, "spill_loads": res.spill_loads})
         if res.spill_stores or res.spill_loads:
-            if scan:
+            if scan and not lk.is_chunk:
                 break
             if lk.multi_block:  # charge the spilled words as registers: the solver picks a smaller hidden tile
                 overhead += allocated(res.registers_per_thread + -(-max(res.spill_stores, res.spill_loads) // 4),

@@ -39,7 +39,7 @@ def _versions() -> dict[str, str]:
 def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1, aot: bool = True,
                    **_: Any) -> dict[str, Any]:
     """Render, AOT-compile and describe every layer of ``program`` into ``outdir``."""
-    from rnnc.backends.triton import TRITON_BACKEND, fused_kernel, layer_kernels, scan_kernel, schedule_for
+    from rnnc.backends.triton import TRITON_BACKEND, kernel_at, layer_kernels, schedule_for
     from rnnc.backends.triton.aot import compile_for, fit_schedule
     from rnnc.errors import UnsupportedError
     from rnnc.ir.rnn import rnn_layout
@@ -60,10 +60,11 @@ def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1
             fit = None
             if gpu is not None and aot:  # compiler feedback on the target's own architecture
                 fit = fit_schedule(cell, target, 10 * gpu.compute_capability[0] + gpu.compute_capability[1], batch)
-                lk = scan_kernel(cell, fit.schedule) if lk.is_scan else fused_kernel(cell, fit.schedule)
+                lk = kernel_at(cell, fit.schedule)
             (out / f"{stem}.py").write_text(lk.source)
             entry: dict[str, Any] = {"node": key, "layer": k, "cell": cell.kind, "source": f"{stem}.py",
-                                     "path": "chunked scan" if lk.is_scan else "fused single-block",
+                                     "path": "chunkwise" if lk.is_chunk else "chunked scan" if lk.is_scan
+                                     else "fused single-block",
                                      "resources": {}, "knobs": lk.knobs}
             if lk.multi_block:  # the persistent launch a GPU runs (per-step launches as the fallback)
                 entry.update(path="fused multi-block", variant="persistent grid-sync",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rnnc.backends.triton.chunk import ChunkPlan, plan_chunk, render_chunk, run_chunk_layer
 from rnnc.backends.triton.plan import LoopPlan, derive_param, plan_cell, split_hidden
 from rnnc.backends.triton.render import KERNEL_NAME, k_piece, kernel_args, pow2, render_kernel, use_dot
 from rnnc.backends.triton.scan import render_scan, run_scan_layer
@@ -63,9 +64,11 @@ class LayerKernel:
     ``hidden_tile`` (multi-block plan) also ``hidden / hidden_tile`` programs per batch tile that
     exchange the state through global memory every step.
     Linear cells (``ScanPlan``): one chunked-scan kernel per component, ``chunk`` steps per
-    chunk and ``tile`` state elements per program (``batch_tile`` unused)."""
+    chunk and ``tile`` state elements per program (``batch_tile`` unused).
+    Chunk-form cells (``ChunkPlan``, the matrix-state family): one chunkwise kernel, ``chunk``
+    steps per chunk, ``tile`` value columns per program."""
 
-    plan: LoopPlan | ScanPlan
+    plan: LoopPlan | ScanPlan | ChunkPlan
     source: str
     batch_tile: int
     warps: int
@@ -86,8 +89,12 @@ class LayerKernel:
         return isinstance(self.plan, ScanPlan)
 
     @property
+    def is_chunk(self) -> bool:
+        return isinstance(self.plan, ChunkPlan)
+
+    @property
     def multi_block(self) -> bool:
-        return not self.is_scan and self.plan.blocks > 1
+        return isinstance(self.plan, LoopPlan) and self.plan.blocks > 1
 
     def extra_consts(self) -> dict[str, Any]:
         """Constexprs of the fused kernel beyond the tiling: the multi-block kernel's column chunk
@@ -97,7 +104,7 @@ class LayerKernel:
     @property
     def knobs(self) -> dict[str, int]:
         """What a manifest records to rebuild this launch configuration."""
-        if self.is_scan:
+        if self.is_scan or self.is_chunk:
             return {"chunk": self.chunk, "tile": self.tile, "warps": self.warps}
         knobs = {"batch_tile": self.batch_tile, "warps": self.warps, "piece": self.plan.piece}
         if self.multi_block:
@@ -109,8 +116,14 @@ class LayerKernel:
         return -(-batch // self.batch_tile), self.plan.split[0]
 
 
-def plan_any(cell: Any) -> LoopPlan | ScanPlan:
-    """The cell's plan: a chunked scan for ``linear`` cells, the fused loop otherwise."""
+def plan_any(cell: Any) -> LoopPlan | ScanPlan | ChunkPlan:
+    """The cell's plan: the chunkwise kernel for a cell with a verified chunk form
+    (``rnnc.passes.chunk``), a chunked scan for other ``linear`` cells, the fused loop otherwise."""
+    from rnnc.passes import plan_layer
+
+    form = plan_layer(cell).chunk
+    if form is not None:
+        return plan_chunk(cell, form)
     return plan_scan(cell) if cell.recurrence == "linear" else plan_cell(cell)
 
 
@@ -119,6 +132,9 @@ def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4, chunk: int = 6
     """Plan and render ``cell`` with this launch configuration (sizes rounded up to powers of two);
     a ``hidden_tile`` smaller than the hidden size renders the multi-block kernel."""
     plan = plan_any(cell)
+    if isinstance(plan, ChunkPlan):  # chunk: steps per chunk; tile: value columns per program
+        return LayerKernel(plan, render_chunk(plan), 1, warps, pow2(max(1, min(chunk, 64))),
+                           pow2(max(1, min(tile, plan.dv))))
     if isinstance(plan, ScanPlan):
         return LayerKernel(plan, render_scan(plan), 1, warps, pow2(max(1, chunk)), pow2(max(1, tile)))
     bt = pow2(max(1, batch_tile))
@@ -143,6 +159,8 @@ def run_layer(lk: LayerKernel, x: Any, params: dict[str, Any], init: list[Any], 
 
     if lk.is_scan:
         return run_scan_layer(lk, x, params, init, lengths, reverse)
+    if lk.is_chunk:
+        return run_chunk_layer(lk, x, params, init, lengths, reverse)
 
     from rnnc.ir.interp import run_graph
 

@@ -1,0 +1,92 @@
+"""The chunkwise Triton kernel of the matrix-state family (GLA, RetNet, HGRN2, DeltaNet, Gated
+DeltaNet, Mamba-2), run in the interpreter here: against the nn.Module (the plain step loop) at
+lengths that are not a chunk multiple, T = 1, a long T, initial states, several chunk sizes and
+value tiles, packed lengths and both directions -- and the chunk form's verification in the
+layer plan, which is what lets the kernel trust the cell's operand names."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from rnnc.backends.triton import compile_program
+from rnnc.backends.triton.runtime import layer_kernel, run_layer
+from rnnc.ir import rnn_program
+from rnnc.kernels import CELLS
+from rnnc.passes import plan_layer
+from rnnc.tolerances import assert_close
+
+IN = 6
+VARIANTS = {"gla": {}, "retnet": {}, "hgrn2": {}, "deltanet": {}, "gated-deltanet": {"gated": True},
+            "mamba2": {"state_size": 5}}
+
+
+def _module(variant: str, hidden: int = 16, heads: int = 2) -> torch.nn.Module:
+    torch.manual_seed(3)
+    name = variant.removeprefix("gated-")
+    return CELLS[name].load_module_class()(IN, hidden, num_heads=heads, **VARIANTS[variant])
+
+
+@pytest.mark.parametrize(("variant", "steps", "chunk"), list(itertools.product(VARIANTS, (1, 37, 130), (16, 64))))
+def test_chunk_kernel_matches_the_module(variant: str, steps: int, chunk: int) -> None:
+    module = _module(variant)
+    cell, weights = module.rnnc_layer()
+    x = torch.randn(steps, 3, IN, generator=torch.Generator().manual_seed(steps))
+    s0 = torch.randn(3, *cell.states[0].shape, generator=torch.Generator().manual_seed(1)) * 0.5
+    lk = layer_kernel(cell, chunk=chunk, tile=16)
+    assert lk.is_chunk
+    y, (s,) = run_layer(lk, x, dict(weights), [s0], None, reverse=False)
+    with torch.no_grad():
+        want_y, (want_s,) = module(x.transpose(0, 1), (s0,))
+    assert_close(y.transpose(0, 1), want_y, "float32", "triton", f"{variant} y")
+    assert_close(s, want_s, "float32", "triton", f"{variant} S")
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_value_tiles_and_wide_heads(variant: str) -> None:
+    """A value width of 40 per head: three 16-wide value tiles, the last one partial."""
+    module = _module(variant, hidden=80, heads=2)
+    cell, weights = module.rnnc_layer()
+    x = torch.randn(21, 2, IN, generator=torch.Generator().manual_seed(5))
+    s0 = torch.zeros(2, *cell.states[0].shape)
+    y, (s,) = run_layer(layer_kernel(cell, chunk=16, tile=16), x, dict(weights), [s0], None, reverse=False)
+    with torch.no_grad():
+        want_y, (want_s,) = module(x.transpose(0, 1))
+    assert_close(y.transpose(0, 1), want_y, "float32", "triton", f"{variant} y")
+    assert_close(s, want_s, "float32", "triton", f"{variant} S")
+
+
+@pytest.mark.parametrize("variant", ["gla", "gated-deltanet", "mamba2"])
+def test_bidirectional_packed_program_matches_the_interpreter(variant: str) -> None:
+    """Two layers, both directions, per-sequence lengths: the whole Program against the IR."""
+    mods = [[_module(variant) for _ in range(2)]]
+    width = 2 * 16
+    torch.manual_seed(9)
+    mods.append([CELLS[variant.removeprefix("gated-")].load_module_class()(width, 16, num_heads=2,
+                                                                           **VARIANTS[variant]) for _ in range(2)])
+    built = [[m.rnnc_layer() for m in row] for row in mods]
+    prog = rnn_program([row[0][0] for row in built], [[w for _, w in row] for row in built], bidirectional=True,
+                       with_lengths=True)
+    x = torch.randn(3, 29, IN, generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([29, 11, 17])
+    got = compile_program(prog)(x, lengths)
+    for g, w, what in zip(got, prog.run(x, lengths), ("y", "S"), strict=True):
+        assert_close(g.cpu(), w, "float32", "triton", f"{variant} {what}")
+
+
+def test_a_wrong_chunk_claim_is_caught_and_the_cell_runs_as_before() -> None:
+    """The cell's ``chunk`` attribute naming q where k belongs is refuted by the layer plan's
+    float64 step check, so no backend runs the (wrong) chunk form."""
+    cell, _ = _module("gla").rnnc_layer()
+    attrs = dict(cell.attrs)
+    words = dict(p.split("=") for p in attrs["chunk"].split()[1:])
+    swapped = attrs["chunk"].replace(f"q={words['q']}", "q=@").replace(f"k={words['k']}", f"k={words['q']}")
+    bad = dataclasses.replace(cell, attrs=tuple((k, swapped.replace("q=@", f"q={words['k']}") if k == "chunk" else v)
+                                                for k, v in cell.attrs))
+    plan = plan_layer(bad)
+    assert plan.chunk is None and "not the gla update" in plan.chunk_reason
+    assert not layer_kernel(bad).is_chunk
+    assert plan_layer(cell).chunk is not None and not plan_layer(cell).chunk_reason
