@@ -5,23 +5,21 @@ updates; its chunk form (``rnnc.passes.chunk``, checked against the step graph) 
 
 1. ``pre``: the state-free nodes that compute q, k, v, g, β (and what the readout needs from x),
    evaluated once on all ``T*B`` rows;
-2. the recurrence, chunkwise: ``core(form, operands, S0, chunk_size) -> (o, S_T)`` -- torch's
-   ``rnnc.kernels.chunk.chunkwise`` by default, or a backend's compiled kernel of the same
-   contract;
+2. the recurrence, chunkwise: torch's ``rnnc.kernels.chunk.chunkwise`` (:func:`run_direction`),
+   the C loop nest of ``rnnc.lower.chunk`` or the Triton kernel of ``rnnc.backends.triton.chunk``;
 3. ``post``: the nodes that turn o into y, again on all rows at once.
 
-Only step 2 is sequential, and only over T/C chunks.  Nothing here knows a cell by name.
+Only step 2 is sequential, and only over T/C chunks; :func:`prepare` and :func:`finish` are
+steps 1 and 3 for every backend.  Nothing here knows a cell by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from rnnc.ir.graph import Cell
 from rnnc.passes.chunk import ChunkForm
-
-Core = Callable[..., tuple[Any, Any]]
 
 
 def operands(cf: ChunkForm, values: Mapping[str, Any], steps: int, batch: int, s_shape: tuple[int, ...]) -> Any:
@@ -42,18 +40,56 @@ def operands(cf: ChunkForm, values: Mapping[str, Any], steps: int, batch: int, s
     return Projected(get("q", dk), get("k", dk), get("v", dv), get("g", None), get("beta", 1))
 
 
-def run_direction(cell: Cell, cf: ChunkForm, params: Mapping[str, Any], x_tm: Any, s0: Any, chunk_size: int,
-                  core: Core | None = None) -> tuple[Any, Any]:
-    """``x_tm [T, B, I]``, S0 ``[B, NH, DK, DV]`` -> (y ``[T, B, F]``, S_T)."""
+def prepare(cell: Cell, cf: ChunkForm, params: Mapping[str, Any], x_tm: Any, s_shape: tuple[int, ...],
+            lengths: Any = None, reverse: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Step 1 for every chunk kernel: the pre-nodes on all ``T*B`` rows of ``x_tm [T, B, I]``
+    and the operands, time-major ``[T, B, NH, D]`` fp32 contiguous (None where the cell has
+    none), time-reversed for the backward direction; steps past a sequence's length get
+    k = v = g = β = 0, which leaves the state untouched.  Returns (row values, operands)."""
+    import torch
+
     from rnnc.ir.interp import run_nodes
-    from rnnc.kernels.chunk import chunkwise
 
     steps, batch = int(x_tm.shape[0]), int(x_tm.shape[1])
-    values: dict[str, Any] = {cell.step.input_names[0]: x_tm.reshape(steps * batch, -1), **params}
+    values: dict[str, Any] = {cell.step.input_names[0]: x_tm.reshape(steps * batch, -1).float(),
+                              **{k: v.float() for k, v in params.items()}}
     run_nodes(cf.pre, values)
-    p = operands(cf, values, steps, batch, tuple(s0.shape[1:]))
-    o, s = (core or chunkwise)(cf.form, p, s0, chunk_size)
-    values[cf.out] = o.transpose(0, 1).reshape(steps * batch, *o.shape[2:])
+    p = operands(cf, values, steps, batch, s_shape)
+    ops = {"q": p.q, "k": p.k, "v": p.v, "g": p.g, "beta": p.beta}
+    if lengths is not None:
+        live = (torch.arange(steps, device=x_tm.device)[None, :] < lengths.to(x_tm.device)[:, None])[..., None, None]
+        ops = {n: t if t is None or n == "q" else t * live for n, t in ops.items()}
+    return values, {n: None if t is None else (t.flip(1) if reverse else t).transpose(0, 1).contiguous().float()
+                    for n, t in ops.items()}
+
+
+def finish(cell: Cell, cf: ChunkForm, values: dict[str, Any], o_tm: Any, lengths: Any = None,
+           reverse: bool = False) -> Any:
+    """Step 3: the post-nodes on the readouts ``o_tm [T, B, NH, DV]`` -> y ``[T, B, F]`` (zeros
+    past each sequence's length, like the step loop)."""
+    import torch
+
+    from rnnc.ir.interp import run_nodes
+
+    steps, batch = int(o_tm.shape[0]), int(o_tm.shape[1])
+    if reverse:
+        o_tm = o_tm.flip(0)
+    values[cf.out] = o_tm.reshape(steps * batch, *o_tm.shape[2:])
     run_nodes(cf.post, values)
-    y = values[cell.step.outputs[0][1]]
-    return y.reshape(steps, batch, -1), s
+    y = values[cell.step.outputs[0][1]].reshape(steps, batch, -1)
+    if lengths is not None:
+        y = y * (torch.arange(steps, device=y.device)[:, None] < lengths.to(y.device)[None, :])[..., None]
+    return y
+
+
+def run_direction(cell: Cell, cf: ChunkForm, params: Mapping[str, Any], x_tm: Any, s0: Any, chunk_size: int,
+                  lengths: Any = None, reverse: bool = False) -> tuple[Any, Any]:
+    """``x_tm [T, B, I]``, S0 ``[B, NH, DK, DV]`` -> (y ``[T, B, F]``, S_T), the recurrence by
+    torch's ``rnnc.kernels.chunk.chunkwise`` (the reference the compiled kernels match)."""
+    from rnnc.kernels.chunk import chunkwise
+    from rnnc.kernels.linattn import Projected
+
+    values, ops = prepare(cell, cf, params, x_tm, tuple(s0.shape[1:]), lengths, reverse)
+    bt = {n: None if t is None else t.transpose(0, 1) for n, t in ops.items()}
+    o, s = chunkwise(cf.form, Projected(bt["q"], bt["k"], bt["v"], bt["g"], bt["beta"]), s0.float(), chunk_size)
+    return finish(cell, cf, values, o.transpose(0, 1), lengths, reverse), s

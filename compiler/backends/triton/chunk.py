@@ -155,25 +155,11 @@ def run_chunk_layer(lk: Any, x: Any, params: dict[str, Any], init: list[Any], le
     launch over (batch x heads, value tiles), post-nodes on all rows; ``x`` is ``[T, B, I]``."""
     import torch
 
-    from rnnc.ir.interp import run_nodes
-    from rnnc.lower.chunkwise import operands
+    from rnnc.lower.chunkwise import finish, prepare
 
     plan: ChunkPlan = lk.plan
-    cf, cell = plan.form, plan.cell
     steps, batch = int(x.shape[0]), int(x.shape[1])
-    store = x.dtype
-    values: dict[str, Any] = {cell.step.input_names[0]: x.reshape(steps * batch, -1).float(),
-                              **{k: v.float() for k, v in params.items()}}
-    run_nodes(cf.pre, values)
-    p = operands(cf, values, steps, batch, (plan.heads, plan.dk, plan.dv))  # [B, T, NH, D]
-    ops = {"q": p.q, "k": p.k, "v": p.v, "g": p.g, "beta": p.beta}
-    if lengths is not None:  # steps past a sequence's end leave the state alone: k = v = g = β = 0
-        live = (torch.arange(steps, device=x.device)[None, :] < lengths.to(x.device)[:, None])[..., None, None]
-        ops = {n: t if t is None or n == "q" else t * live for n, t in ops.items()}
-    if reverse:
-        ops = {n: None if t is None else t.flip(1) for n, t in ops.items()}
-    # time-major [T, B, NH, D], contiguous, fp32 (the kernel computes in fp32)
-    tm = {n: None if t is None else t.transpose(0, 1).contiguous().float() for n, t in ops.items()}
+    values, tm = prepare(plan.cell, plan.form, params, x, (plan.heads, plan.dk, plan.dv), lengths, reverse)
     s0 = init[0].float().contiguous()
     o = torch.empty((steps, batch, plan.heads, plan.dv), dtype=torch.float32, device=x.device)
     s_out = torch.empty_like(s0)
@@ -181,16 +167,10 @@ def run_chunk_layer(lk: Any, x: Any, params: dict[str, Any], init: list[Any], le
     dummy = o.new_zeros(1)
     if steps and batch:
         grid = (batch * plan.heads, -(-plan.dv // consts["VT"]))
-        lk.kernel[grid](tm["q"], tm["k"], tm["v"], tm["g"] if tm["g"] is not None else dummy,
-                        tm["beta"] if tm["beta"] is not None else dummy, s0, o, s_out, steps, batch, plan.heads,
+        lk.kernel[grid](tm["q"], tm["k"], tm["v"], dummy if tm["g"] is None else tm["g"],
+                        dummy if tm["beta"] is None else tm["beta"], s0, o, s_out, steps, batch, plan.heads,
                         num_warps=lk.warps, **consts)
     else:
         s_out = s0.clone()
-    if reverse:
-        o = o.flip(0)
-    values[cf.out] = o.reshape(steps * batch, plan.heads, plan.dv)
-    run_nodes(cf.post, values)
-    y = values[cell.step.outputs[0][1]].reshape(steps, batch, -1)
-    if lengths is not None:
-        y = y * (torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :])[..., None]
-    return y.to(store), [s_out.to(store)]
+    y = finish(plan.cell, plan.form, values, o, lengths, reverse)
+    return y.to(x.dtype), [s_out.to(x.dtype)]
