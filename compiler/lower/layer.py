@@ -18,6 +18,7 @@ and the generic per-sample path below for every other cell.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rnnc.errors import InfeasibleError, UnsupportedError
 from rnnc.ir.graph import Cell
@@ -82,7 +83,16 @@ def lower_layer(cell: Cell, target: object = None, schedule: object = None, dtyp
     if cell.attr("xquant") is not None:
         raise UnsupportedError(f"the C-style backends cannot lower {cell.kind} with int8 input activations "
                                f"(xquant={cell.attr('xquant')!r}); quantize with scheme 'w8'/'w4'")
-    plan = None if force_generic else plan_layer(cell).gate_plan
+    layer = plan_layer(cell)
+    chunk = chunk_length(layer, target, schedule)
+    if chunk and not force_generic:
+        from rnnc.lower.chunk import chunk_kernel
+
+        nh, dk, dv = (int(d) for d in cell.states[0].shape)
+        gname = layer.chunk.value("g")
+        gate = 0 if gname is None else int(cell.step.value_types()[gname].shape[-1])
+        return chunk_kernel(name, layer.chunk.form, nh, dk, dv, gate, chunk)
+    plan = None if force_generic else layer.gate_plan
     gates = plan.gates if plan is not None else 1
     int8 = plan is not None and any(lin.scale for lin in plan.linears)
     knobs = knobs_for(cell.hidden_size, gates, target, schedule, dtype, int8_weights=int8)
@@ -90,6 +100,29 @@ def lower_layer(cell: Cell, target: object = None, schedule: object = None, dtyp
         check_feasible(cell, plan.gates, knobs, target)
         return lower_fused(cell, plan, knobs, name)
     return lower_generic(cell, knobs, name, target)
+
+
+#: steps per chunk of the C chunkwise form when no Schedule says (``rnnc.lower.chunk``)
+DEFAULT_CHUNK = 64
+
+
+def chunk_length(layer: Any, target: object, schedule: object) -> int:
+    """Steps per chunk for a layer with a verified chunk form on a CPU (0: step by step): the
+    Schedule's or knobs' ``chunk`` (the tuner searches it, 0 included), else
+    :data:`DEFAULT_CHUNK`.  GPU targets never take it here: the CUDA dialect's threads would race
+    on the chunk's scalar work, and on a GPU the Triton chunkwise kernel runs instead."""
+    from rnnc.lower.knobs import CPU_KNOBS_KERNEL
+
+    if layer.chunk is None or getattr(target, "gpu", None) is not None:
+        return 0
+    if isinstance(schedule, dict):  # knobs: a manifest's or the tuner's; no "chunk" = the step path
+        return int(schedule.get("chunk", 0))
+    kernel = getattr(schedule, "kernel", "untuned_default")
+    if kernel == "untuned_default":
+        return DEFAULT_CHUNK
+    if kernel in ("cpu_chunkwise", CPU_KNOBS_KERNEL):  # the solver's tiling or a tuner's knob variant
+        return int(schedule.param("chunk", DEFAULT_CHUNK))
+    return 0
 
 
 def check_feasible(cell: Cell, gates: int, knobs: Knobs, target: object) -> None:

@@ -58,6 +58,10 @@ class CTunable:
         from rnnc.lower.knobs import CPU_KNOBS_KERNEL, cpu_knobs
 
         cell, h = layer.cell, layer.cell.hidden_size
+        if plan_layer(cell).chunk is not None:  # the chunkwise kernel's one knob; 0 = step by step
+            return [Schedule(kernel=CPU_KNOBS_KERNEL, cell=cell.kind, target=target.tag,
+                             problem=tuple(layer.shapes()), params=(("chunk", c),))
+                    for c in (0, 16, 32, 128) if c <= max(layer.seq_len, 1)]
         plan = plan_layer(cell).gate_plan
         base = cpu_knobs(h, plan.gates if plan is not None else 1, target, "float32")
         options = {

@@ -52,6 +52,15 @@ def build_kernel(kernel: Kernel, target: Any = None) -> LayerBuild:
     return LayerBuild(kernel, source, str(lib), fn)
 
 
+def layer_runner(cell: Cell, build: LayerBuild, params: dict[str, Any], workers: int = 0) -> Any:
+    """The runner of one built (layer, direction): the chunkwise kernel's or the step kernels'."""
+    if build.kernel.meta.get("path") == "chunk":
+        from rnnc.backends.cstyle.chunk_runner import ChunkLayerRunner
+
+        return ChunkLayerRunner(cell, build.kernel, build.fn, params, workers)
+    return LayerRunner(build.kernel, build.fn, params, workers)
+
+
 class CompiledProgram:
     """A Program whose recurrent layers run as C kernels on this CPU."""
 
@@ -65,7 +74,7 @@ class CompiledProgram:
             attrs = node.attr_dict
             cells, dirs, _ = rnn_layout(attrs)
             per_direction = direction_params(attrs, node.inputs[2 + len(cells[0].states):])
-            runners: list[list[LayerRunner]] = []
+            runners: list[list[Any]] = []
             for k, cell in enumerate(cells):
                 key = layer_key(cell)
                 # one Schedule for every layer, or a mapping layer key -> Schedule (tuned per layer)
@@ -82,7 +91,7 @@ class CompiledProgram:
                     except KeyError as exc:
                         raise UnsupportedError(f"rnn weight {exc} is computed inside the graph; the C backend "
                                                f"needs weights stored in the Program") from None
-                    row.append(LayerRunner(b.kernel, b.fn, params, workers))
+                    row.append(layer_runner(cell, b, params, workers))
                 runners.append(row)
             self.rnns[node.outputs[0]] = RnnRunner(runners, cells, attrs["batch_first"])
 

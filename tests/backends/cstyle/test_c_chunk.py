@@ -1,0 +1,92 @@
+"""The C backend's chunkwise form of the matrix-state family (``rnnc.lower.chunk``): against the
+module's step loop at lengths that are not a chunk multiple, T = 1, a long T and initial states,
+for several chunk sizes and the step path (chunk 0) the tuner can pick instead; packed lengths
+in both directions; streaming; and which path each target and knob selects."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from rnnc.backends.cstyle.program import CompiledProgram
+from rnnc.ir import rnn_program
+from rnnc.ir.printer import layer_key
+from rnnc.kernels import CELLS
+from rnnc.lower import lower_layer
+from rnnc.targets import get
+from rnnc.tolerances import assert_close
+
+IN = 6
+VARIANTS = {"gla": {}, "retnet": {}, "hgrn2": {"lower_bound": 0.2}, "deltanet": {},
+            "gated-deltanet": {"gated": True}, "mamba2": {"state_size": 5}}
+
+
+def _module(variant: str, hidden: int = 16, width: int = IN) -> torch.nn.Module:
+    torch.manual_seed(4)
+    return CELLS[variant.removeprefix("gated-")].load_module_class()(width, hidden, num_heads=2, **VARIANTS[variant])
+
+
+@pytest.mark.parametrize(("variant", "steps", "chunk"), list(itertools.product(VARIANTS, (1, 37, 130), (0, 16, 64))))
+def test_matches_the_module(variant: str, steps: int, chunk: int) -> None:
+    module = _module(variant)
+    cell, weights = module.rnnc_layer()
+    prog = rnn_program([cell], [[weights]], with_states=True)
+    compiled = CompiledProgram(prog, schedule={layer_key(cell): {"chunk": chunk}})
+    path = next(iter(compiled.builds.values())).kernel.meta["path"]
+    assert path == ("chunk" if chunk else "generic")
+    x = torch.randn(3, steps, IN, generator=torch.Generator().manual_seed(steps))
+    s0 = torch.randn(3, *cell.states[0].shape, generator=torch.Generator().manual_seed(1)) * 0.5
+    y, s = compiled(x, s0[None])
+    with torch.no_grad():
+        want_y, (want_s,) = module(x, (s0,))
+    assert_close(y, want_y, "float32", "c", f"{variant} y (chunk {chunk})")
+    assert_close(s[0], want_s, "float32", "c", f"{variant} S (chunk {chunk})")
+
+
+@pytest.mark.parametrize("variant", ["gla", "gated-deltanet", "mamba2"])
+def test_bidirectional_packed_two_layers(variant: str) -> None:
+    rows = [[_module(variant) for _ in range(2)], [_module(variant, width=32) for _ in range(2)]]
+    built = [[m.rnnc_layer() for m in row] for row in rows]
+    prog = rnn_program([row[0][0] for row in built], [[w for _, w in row] for row in built], bidirectional=True,
+                       batch_first=True, with_lengths=True)
+    x = torch.randn(3, 29, IN, generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([29, 11, 17])
+    got = CompiledProgram(prog, schedule={layer_key(row[0][0]): {"chunk": 16} for row in built})(x, lengths)
+    for g, w, what in zip(got, prog.run(x, lengths), ("y", "S"), strict=True):
+        assert_close(g, w, "float32", "c", f"{variant} {what}")
+
+
+def test_streaming_equals_the_full_sequence() -> None:
+    cell, weights = _module("gla").rnnc_layer()
+    compiled = CompiledProgram(rnn_program([cell], [[weights]]))
+    x = torch.randn(2, 12, IN, generator=torch.Generator().manual_seed(3))
+    y_full, final = compiled(x)
+    stream = compiled.stream(batch=2)
+    ys = [stream.step(x[:, t])[0].clone() for t in range(8)]
+    y_rest, st = stream.step(x[:, 8:])
+    assert_close(torch.cat([torch.stack(ys, 1), y_rest], 1), y_full, "float32", "c", "streamed y")
+    assert_close(st[0], final, "float32", "c", "streamed S")
+
+
+def test_path_selection() -> None:
+    """CPU: chunkwise by default (C=64), the tuner's chunk knob (0: step by step); GPU targets and
+    cells without a chunk form never take it."""
+    cell = _module("retnet").rnnc_layer()[0]
+    assert lower_layer(cell, get("cpu/host")).meta == {**lower_layer(cell, get("cpu/host")).meta, "chunk": 64}
+    assert lower_layer(cell, get("cpu/host"), {"chunk": 32}).meta["chunk"] == 32
+    assert lower_layer(cell, get("cpu/host"), {"chunk": 0}).meta["path"] == "generic"
+    assert lower_layer(cell, get("nvidia/h100-sxm")).meta["path"] != "chunk"
+    lstm = CELLS["lstm"].load_module_class()(IN, 16).rnnc_layer()[0]
+    assert lower_layer(lstm, get("cpu/host"), {"chunk": 32}).meta["path"] != "chunk"
+
+
+def test_the_tuner_searches_the_chunk_length() -> None:
+    from rnnc.tune.adapt_c import ADAPTER
+    from rnnc.tune.layers import layers_of
+
+    cell, weights = _module("deltanet").rnnc_layer()
+    layer = layers_of(rnn_program([cell], [[weights]]), batch=2, seq_len=256)[0]
+    chunks = [dict(s.params)["chunk"] for s in ADAPTER.knob_variants(layer, get("cpu/host"))]
+    assert chunks == [0, 16, 32, 128]
