@@ -1,7 +1,7 @@
 """Chunkwise vs step-by-step for the matrix-state family on this CPU, and the Triton chunkwise
 kernels' ptxas resources against the solver's predictions.
 
-    .venv/bin/python benchmarks/chunkwise.py                      # T in {256, 2048}; writes docs/benchmarks/chunkwise.md
+    .venv/bin/python benchmarks/chunkwise.py          # T in {256, 2048}; writes docs/benchmarks/chunkwise.md
     .venv/bin/python benchmarks/chunkwise.py --steps 256 --no-ptxas
 
 Per cell (H=256, 4 heads, the module's default key width; batch 2), one process, interleaved,
