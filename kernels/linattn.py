@@ -9,10 +9,10 @@ per-head readout into the layer's output (``readout``).  Two state updates cover
     "delta" (DeltaNet, Gated DeltaNet):     S̄ = exp(g_t) S_{t-1};  S_t = S̄ + β_t k_t (v_t - S̄ᵀ k_t)ᵀ
     readout (both):                         o_t = S_tᵀ q_t                                 ([DV])
 
-Why one module: the step loop here is the reference every cell's ``reference.py`` runs, the IR
-helpers build the same step for every ``cell.py``, and ``kernels/chunk.py`` evaluates the same
-two updates chunkwise -- so a new member of the family is a ``project`` and a ``readout``, and
-its chunkwise form comes for free.  The cell tells the compiler which step values are q, k, v,
+Why one module: :func:`run` is the reference every cell's ``reference.py`` runs (the step loop
+of ``rnnc.ir.chunkform``, which defines the two updates), the IR helpers build the same step for
+every ``cell.py``, and ``rnnc.ir.chunkform.chunkwise`` evaluates it chunkwise -- so a new member
+of the family is a ``project`` and a ``readout``, and its chunkwise form comes for free.  The cell tells the compiler which step values are q, k, v,
 g, β and o through its ``chunk`` attribute (``chunk_attr``); ``rnnc.passes`` checks that claim
 against the step graph before any backend relies on it.
 """
@@ -21,29 +21,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from rnnc.errors import UserInputError
+from rnnc.ir.chunkform import Projected, chunk_attr, loop
 
-FORMS = ("gla", "delta")
 NORM_EPS = 1e-5
 L2_EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class Projected:
-    """A sequence's per-step operands, ``[B, T, NH, ...]``: q, k ``[..., DK]``, v ``[..., DV]``,
-    log decay g ``[..., DK]`` or ``[..., 1]`` (None: no decay) and β ``[..., 1]`` (delta rule)."""
-
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
-    g: torch.Tensor | None = None
-    beta: torch.Tensor | None = None
 
 
 Project = Callable[..., Projected]
@@ -87,42 +74,18 @@ def merge_heads(o: torch.Tensor) -> torch.Tensor:
     return o.reshape(*o.shape[:-2], o.shape[-2] * o.shape[-1])
 
 
-def step(form: str, s: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-         g: torch.Tensor | None, beta: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of the family (module docstring) on ``[B, NH, ...]`` operands -> (o_t, S_t)."""
-    if g is not None:
-        s = torch.exp(g)[..., None] * s
-    if form == "gla":
-        s = s + k[..., :, None] * v[..., None, :]
-    else:
-        u = beta * (v - (k[..., :, None] * s).sum(-2))
-        s = s + k[..., :, None] * u[..., None, :]
-    return (s * q[..., :, None]).sum(-2), s
-
-
-def loop(form: str, p: Projected, s0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The recurrent form, one step at a time: o ``[B, T, NH, DV]`` and the last state."""
-    outs, s = [], s0
-    for t in range(p.q.shape[1]):
-        o, s = step(form, s, p.q[:, t], p.k[:, t], p.v[:, t],
-                    None if p.g is None else p.g[:, t], None if p.beta is None else p.beta[:, t])
-        outs.append(o)
-    o = torch.stack(outs, 1) if outs else p.v.new_zeros(p.v.shape[0], 0, *s0.shape[1:2], s0.shape[-1])
-    return o, s
-
-
 def run(x: torch.Tensor, params: Mapping[str, torch.Tensor], state: tuple[torch.Tensor, ...] | None,
         hp: dict[str, Any], form: str, project: Project, readout: Readout,
         chunk_size: int | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
     """x ``[B, T, I]`` -> (y ``[B, T, H]``, (S ``[B, NH, DK, DV]``,)); ``chunk_size=None`` steps
-    through time (the reference), otherwise the chunkwise form of ``kernels/chunk.py``."""
+    through time (the reference), otherwise the chunkwise form of ``rnnc.ir.chunkform``."""
     p = project(x, params, **hp)
     batch, nh, dk, dv = x.shape[0], p.q.shape[-2], p.q.shape[-1], p.v.shape[-1]
     s0 = state[0] if state is not None else x.new_zeros(batch, nh, dk, dv)
     if chunk_size is None:
         o, s = loop(form, p, s0)
     else:
-        from rnnc.kernels.chunk import chunkwise
+        from rnnc.ir.chunkform import chunkwise
 
         o, s = chunkwise(form, p, s0, chunk_size)
     return readout(o, x, params, **hp), (s,)
@@ -162,22 +125,6 @@ def ir_head_norm(b: Any, o: Any, centered: bool = False) -> Any:
     return o / b.sqrt(b.sum(o * o, axes=(-1,), keepdim=True) * inv + NORM_EPS)
 
 
-def chunk_attr(form: str, state: str, q: Any, k: Any, v: Any, o: Any, g: Any | None = None,
-               beta: Any | None = None) -> tuple[str, str]:
-    """The ``("chunk", ...)`` cell attribute: which step values are the family's operands, as
-    ``"<form> state=S q=%a k=%b ..."`` (a string, so the printed IR round-trips)."""
-    if form not in FORMS:
-        raise ValueError(f"chunk form {form!r} is not one of {FORMS}")
-    names = {"q": q, "k": k, "v": v, "o": o, "g": g, "beta": beta}
-    return "chunk", " ".join([form, f"state={state}"] + [f"{n}={v.name}" for n, v in names.items() if v is not None])
-
-
-def parse_chunk_attr(text: str) -> tuple[str, dict[str, str]]:
-    """Inverse of :func:`chunk_attr`: (form, {"state": ..., "q": value name, ...})."""
-    form, *pairs = text.split()
-    return form, dict(p.split("=", 1) for p in pairs)
-
-
 def silu_gate(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``silu(W x)``: the output gate GLA, RetNet and Gated DeltaNet put on the normed readout."""
     return F.silu(F.linear(x, w))
@@ -204,8 +151,8 @@ def build_family_cell(kind: str, form: str, input_size: int, hidden_size: int, d
 
 def make_chunked(form: str, project: Project, readout: Readout) -> Callable[..., Any]:
     """A cell's chunkwise form (``kernels/<cell>/chunk.py``): its own projections and readout
-    around ``kernels/chunk.py``; same contract as its ``reference``, plus ``chunk_size``."""
-    from rnnc.kernels.chunk import DEFAULT_CHUNK
+    around ``rnnc.ir.chunkform``; same contract as its ``reference``, plus ``chunk_size``."""
+    from rnnc.ir.chunkform import DEFAULT_CHUNK
 
     def chunked(x: torch.Tensor, params: Mapping[str, torch.Tensor], state: tuple[torch.Tensor, ...] | None = None,
                 *, chunk_size: int = DEFAULT_CHUNK, **hparams: Any) -> tuple[torch.Tensor, tuple[torch.Tensor]]:

@@ -1,7 +1,7 @@
 """The chunkwise form of a matrix-state layer as a loop nest (C and CUDA dialects render it).
 
 Why a loop nest and not the generic step path: stepping ``S_t = diag(e^{g_t}) S_{t-1} + k_t v_tᵀ``
-reads and writes the whole ``[DK, DV]`` state every step; the chunk form (``kernels/chunk.py``
+reads and writes the whole ``[DK, DV]`` state every step; the chunk form (``rnnc.ir.chunkform``
 has the equations) touches it twice per chunk of ``C`` steps and spends the rest in row-times-
 tile products over contiguous value rows, which vectorise.  The operands q, k, v, g, β come in
 precomputed (the cell's state-free pre-nodes, evaluated on all ``T*B`` rows by the runner) in

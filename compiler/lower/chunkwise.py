@@ -5,7 +5,7 @@ updates; its chunk form (``rnnc.passes.chunk``, checked against the step graph) 
 
 1. ``pre``: the state-free nodes that compute q, k, v, g, β (and what the readout needs from x),
    evaluated once on all ``T*B`` rows;
-2. the recurrence, chunkwise: torch's ``rnnc.kernels.chunk.chunkwise`` (:func:`run_direction`),
+2. the recurrence, chunkwise: torch's ``rnnc.ir.chunkform.chunkwise`` (:func:`run_direction`),
    the C loop nest of ``rnnc.lower.chunk`` or the Triton kernel of ``rnnc.backends.triton.chunk``;
 3. ``post``: the nodes that turn o into y, again on all rows at once.
 
@@ -25,7 +25,7 @@ from rnnc.passes.chunk import ChunkForm
 def operands(cf: ChunkForm, values: Mapping[str, Any], steps: int, batch: int, s_shape: tuple[int, ...]) -> Any:
     """The family's operands ``[B, T, NH, ...]`` from the pre-nodes' row values (broadcast where
     the cell shares them: RetNet's decay is a weight, Mamba-2's B and C are shared by heads)."""
-    from rnnc.kernels.linattn import Projected
+    from rnnc.ir.chunkform import Projected
 
     nh, dk, dv = s_shape
 
@@ -85,9 +85,8 @@ def finish(cell: Cell, cf: ChunkForm, values: dict[str, Any], o_tm: Any, lengths
 def run_direction(cell: Cell, cf: ChunkForm, params: Mapping[str, Any], x_tm: Any, s0: Any, chunk_size: int,
                   lengths: Any = None, reverse: bool = False) -> tuple[Any, Any]:
     """``x_tm [T, B, I]``, S0 ``[B, NH, DK, DV]`` -> (y ``[T, B, F]``, S_T), the recurrence by
-    torch's ``rnnc.kernels.chunk.chunkwise`` (the reference the compiled kernels match)."""
-    from rnnc.kernels.chunk import chunkwise
-    from rnnc.kernels.linattn import Projected
+    torch's ``rnnc.ir.chunkform.chunkwise`` (the reference the compiled kernels match)."""
+    from rnnc.ir.chunkform import Projected, chunkwise
 
     values, ops = prepare(cell, cf, params, x_tm, tuple(s0.shape[1:]), lengths, reverse)
     bt = {n: None if t is None else t.transpose(0, 1) for n, t in ops.items()}

@@ -48,7 +48,7 @@ def find_chunk_form(cell: Cell, depends: Any, row_wise: frozenset[int]) -> tuple
     text = cell.attr("chunk")
     if not text:
         return None, "the cell declares no chunkwise form"
-    from rnnc.kernels.linattn import FORMS, parse_chunk_attr
+    from rnnc.ir.chunkform import FORMS, parse_chunk_attr
 
     form, names = parse_chunk_attr(str(text))
     step = cell.step
@@ -107,8 +107,8 @@ def _numeric_check(cell: Cell, cf: ChunkForm) -> str:
     float64 whatever the cell's dtype: this checks algebra, not rounding)."""
     import torch
 
+    from rnnc.ir.chunkform import step
     from rnnc.ir.interp import run_graph
-    from rnnc.kernels.linattn import step
 
     g = torch.Generator().manual_seed(0)
     step_graph = cell.step

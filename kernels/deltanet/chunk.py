@@ -1,4 +1,4 @@
-"""DeltaNet's chunkwise (WY/UT) form: the reference's projections and readout around ``kernels/chunk.py``."""
+"""DeltaNet's chunkwise (WY/UT) form: the reference's projections and readout around ``rnnc.ir.chunkform``."""
 
 from rnnc.kernels.deltanet.reference import project, readout
 from rnnc.kernels.linattn import make_chunked

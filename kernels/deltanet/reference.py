@@ -23,7 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rnnc.kernels.linattn import Projected, head_norm, l2norm, merge_heads, run, silu_gate, split_heads
+from rnnc.ir.chunkform import Projected
+from rnnc.kernels.linattn import head_norm, l2norm, merge_heads, run, silu_gate, split_heads
 
 
 def project(x: torch.Tensor, params: Mapping[str, torch.Tensor], *, num_heads: int, gated: bool = False,

@@ -1,4 +1,4 @@
-"""GLA's chunkwise form: the reference's projections and readout around ``kernels/chunk.py``."""
+"""GLA's chunkwise form: the reference's projections and readout around ``rnnc.ir.chunkform``."""
 
 from rnnc.kernels.gla.reference import project, readout
 from rnnc.kernels.linattn import make_chunked

@@ -1,4 +1,4 @@
-"""HGRN2's chunkwise form: the reference's projections and readout around ``kernels/chunk.py``."""
+"""HGRN2's chunkwise form: the reference's projections and readout around ``rnnc.ir.chunkform``."""
 
 from rnnc.kernels.hgrn2.reference import project, readout
 from rnnc.kernels.linattn import make_chunked

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rnnc.kernels.linattn import Projected, head_norm, merge_heads, run, split_heads
+from rnnc.ir.chunkform import Projected
+from rnnc.kernels.linattn import head_norm, merge_heads, run, split_heads
 
 
 def project(x: torch.Tensor, params: Mapping[str, torch.Tensor], *, num_heads: int, lower_bound: float = 0.0,

@@ -1,7 +1,7 @@
 """Outside oracles for the matrix-state family (GLA, RetNet, HGRN2, DeltaNet, Gated DeltaNet,
 Mamba-2), written from the papers in numpy float64.
 
-They share no code with ``rnnc.kernels.linattn`` / ``chunk`` or the cells' references (they only
+They share no code with ``rnnc.kernels.linattn`` / ``rnnc.ir.chunkform`` or the cells' references (they only
 read a module's parameters), and use a different algorithm from the references' step loop:
 
 * decayed outer-product cells (GLA, RetNet, HGRN2, Mamba-2): the *parallel* (attention-like)

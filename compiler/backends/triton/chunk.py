@@ -3,7 +3,7 @@ Mamba-2 and any cell with a verified chunk form, ``rnnc.passes.chunk``).
 
 One program owns one (batch row, head, value tile): its state tile ``S [DK, VT]`` stays in
 registers for the whole sequence, and each chunk of ``C`` steps is a handful of ``tl.dot``\\ s on
-chunk tiles, fla-style (``kernels/chunk.py`` has the equations and the torch twin this is
+chunk tiles, fla-style (``rnnc.ir.chunkform`` has the equations and the torch twin this is
 checked against):
 
 * intra-chunk: the causal ``[C, C]`` score matrix ``A = (Q Kᵀ) ⊙ Γ`` times V (per-head decays:

@@ -1,15 +1,26 @@
-"""Chunkwise-parallel evaluation of the gated linear-attention family (``kernels/linattn.py``).
+"""The chunk form of a matrix-state cell: what a cell's ``chunk`` attribute means, in torch.
 
-Why: stepping ``S_t = diag(exp g_t) S_{t-1} + k_t v_tᵀ`` one step at a time is T dependent
-rank-1 updates; cutting the sequence into chunks of C steps turns each chunk into a few dense
-matrix products (intra-chunk attention-like ``[C, C]`` matrices, inter-chunk state passing), so
-only T/C steps stay sequential -- the form of GLA, RetNet's chunkwise retention, Mamba-2's SSD
-and fla's kernels.  Everything here is plain torch: the reference the rnnc kernels of this form
-are checked against, and what ``rnnc.kernels.<cell>.chunk`` exposes.
+A cell of the gated linear-attention family (``kernels/linattn.py``: GLA, RetNet, HGRN2,
+DeltaNet, Mamba-2) keeps one matrix state per head, ``S [NH, DK, DV]``, and names in its
+``chunk`` attribute which step values are its operands (:func:`chunk_attr`).  Two updates cover
+the family (per head; ``g`` a log decay, per key channel ``[DK]`` or one per head ``[1]``)::
+
+    "gla"   (GLA, RetNet, HGRN2, Mamba-2):  S_t = diag(exp g_t) S_{t-1} + k_t v_tᵀ
+    "delta" (DeltaNet, Gated DeltaNet):     S̄ = exp(g_t) S_{t-1};  S_t = S̄ + β_t k_t (v_t - S̄ᵀ k_t)ᵀ
+    readout (both):                         o_t = S_tᵀ q_t                                 ([DV])
+
+This module is that meaning, written once, in the IR layer (like the interpreter): :func:`step`
+(one step; the chunk pass checks a cell's graph against it), :func:`loop` (the recurrent form)
+and :func:`chunkwise` (the chunkwise-parallel form every chunk kernel is tested against).
+
+Why chunks: stepping the update is T dependent rank-one updates; cutting the sequence into
+chunks of C steps turns each chunk into a few dense matrix products (intra-chunk attention-like
+``[C, C]`` matrices, inter-chunk state passing), so only T/C steps stay sequential -- the form
+of GLA, RetNet's chunkwise retention, Mamba-2's SSD and fla's kernels.
 
 Within a chunk (positions t, s = 1..L, state S0 at its start, b_t = Σ_{j≤t} g_j the cumulative
-log decay; every exponent used is ``b_t - b_s`` with s ≤ t or ``b_t`` itself, i.e. ≤ 0, so
-nothing overflows however strong the decay)::
+log decay; for decays (g ≤ 0) every exponent used, ``b_t - b_s`` with s ≤ t or ``b_t`` itself,
+is ≤ 0, so nothing overflows however strong the decay)::
 
     gla:    o_t = (q_t ⊙ e^{b_t})ᵀ S0 + Σ_{s≤t} [Σ_d q_td k_sd e^{b_td - b_sd}] v_s
             S_L = diag(e^{b_L}) S0 + Σ_s (k_s ⊙ e^{b_L - b_s}) v_sᵀ
@@ -26,10 +37,67 @@ triangular system above.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from rnnc.errors import UnsupportedError
-from rnnc.kernels.linattn import Projected
+
+FORMS = ("gla", "delta")
+
+
+@dataclass(frozen=True)
+class Projected:
+    """A sequence's per-step operands, ``[B, T, NH, ...]``: q, k ``[..., DK]``, v ``[..., DV]``,
+    log decay g ``[..., DK]`` or ``[..., 1]`` (None: no decay) and β ``[..., 1]`` (delta rule)."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    g: torch.Tensor | None = None
+    beta: torch.Tensor | None = None
+
+
+def step(form: str, s: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+         g: torch.Tensor | None, beta: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the family (module docstring) on ``[B, NH, ...]`` operands -> (o_t, S_t)."""
+    if g is not None:
+        s = torch.exp(g)[..., None] * s
+    if form == "gla":
+        s = s + k[..., :, None] * v[..., None, :]
+    else:
+        u = beta * (v - (k[..., :, None] * s).sum(-2))
+        s = s + k[..., :, None] * u[..., None, :]
+    return (s * q[..., :, None]).sum(-2), s
+
+
+def loop(form: str, p: Projected, s0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrent form, one step at a time: o ``[B, T, NH, DV]`` and the last state."""
+    outs, s = [], s0
+    for t in range(p.q.shape[1]):
+        o, s = step(form, s, p.q[:, t], p.k[:, t], p.v[:, t],
+                    None if p.g is None else p.g[:, t], None if p.beta is None else p.beta[:, t])
+        outs.append(o)
+    o = torch.stack(outs, 1) if outs else p.v.new_zeros(p.v.shape[0], 0, *s0.shape[1:2], s0.shape[-1])
+    return o, s
+
+
+def chunk_attr(form: str, state: str, q: Any, k: Any, v: Any, o: Any, g: Any | None = None,
+               beta: Any | None = None) -> tuple[str, str]:
+    """The ``("chunk", ...)`` cell attribute: which step values are the family's operands, as
+    ``"<form> state=S q=%a k=%b ..."`` (a string, so the printed IR round-trips)."""
+    if form not in FORMS:
+        raise ValueError(f"chunk form {form!r} is not one of {FORMS}")
+    names = {"q": q, "k": k, "v": v, "o": o, "g": g, "beta": beta}
+    return "chunk", " ".join([form, f"state={state}"] + [f"{n}={v.name}" for n, v in names.items() if v is not None])
+
+
+def parse_chunk_attr(text: str) -> tuple[str, dict[str, str]]:
+    """Inverse of :func:`chunk_attr`: (form, {"state": ..., "q": value name, ...})."""
+    form, *pairs = text.split()
+    return form, dict(p.split("=", 1) for p in pairs)
+
 
 DEFAULT_CHUNK = 64
 
