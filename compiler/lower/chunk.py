@@ -101,19 +101,34 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
                                                        accumulate=True),)))),
     )),)))
     # 3. decayed causal scores A[i, s], s <= i
-    term = _fmul(ld("q", Var("ri"), dk, d), ld("k", Var("rs"), dk, d))
-    if gw == dk and dk > 1:
-        term = _fmul(term, _exp(Bin("sub", decay(i, d), decay(s, d))))
-    score = Ref("acc") if gw != 1 else _fmul(Ref("acc"), _exp(Bin("sub", decay(i, d), decay(s, d))))
-    body.append(Loop("i", Const(c), (live(i, (
-        Let("ri", row(add(Var("t0"), i)), is_int=True),
-        Loop("s", Const(c), (If(Bin("<", s, add(i, 1)), (
+    per_channel = gw == dk and dk > 1
+    if per_channel:  # the decay sits inside the dot product: one exponential per (i, s, d)
+        term = _fmul(_fmul(ld("q", Var("ri"), dk, d), ld("k", Var("rs"), dk, d)),
+                     _exp(Bin("sub", decay(i, d), decay(s, d))))
+        body.append(Loop("i", Const(c), (live(i, (
+            Let("ri", row(add(Var("t0"), i)), is_int=True),
+            Loop("s", Const(c), (If(Bin("<", s, add(i, 1)), (
+                Let("rs", row(add(Var("t0"), s)), is_int=True),
+                Let("acc", _f(0.0)),
+                Loop("d", Const(dk), (Let("acc", Bin("add", Ref("acc"), term)),)),
+                Store("A", add(mul(i, c), s), Ref("acc")),
+            )),)),
+        )),)))
+    else:  # Q Kᵀ as row-times-tile products over a transposed key tile (vectorised over s)
+        body.append(Loop("s", Const(c), (If(Bin("<", s, n), (
             Let("rs", row(add(Var("t0"), s)), is_int=True),
-            Let("acc", _f(0.0)),
-            Loop("d", Const(dk), (Let("acc", Bin("add", Ref("acc"), term)),)),
-            Store("A", add(mul(i, c), s), score),
-        )),)),
-    )),)))
+            Loop("d", Const(dk), (Store("KT", add(mul(d, c), s), ld("k", Var("rs"), dk, d)),)),
+        ), (Loop("d", Const(dk), (Store("KT", add(mul(d, c), s), _f(0.0)),)),)),)))
+        gam_is = _exp(Bin("sub", decay(i, d), decay(s, d))) if gw else _f(1.0)
+        body.append(Loop("i", Const(c), (live(i, (
+            Let("ri", row(add(Var("t0"), i)), is_int=True),
+            Loop("s", Const(c), (Store("A", add(mul(i, c), s), _f(0.0)),), "vector"),
+            Loop("d", Const(dk), (Let("a", ld("q", Var("ri"), dk, d)), Loop("s", Const(c), (
+                Store("A", add(mul(i, c), s), _fmul(Ref("a"), Load("KT", add(mul(d, c), s))), accumulate=True),),
+                "vector"))),
+            Loop("s", Const(c), (Store("A", add(mul(i, c), s), Select(
+                Bin("<", s, add(i, 1)), _fmul(Load("A", add(mul(i, c), s)), gam_is), _f(0.0))),), "vector"),
+        )),)))
     if delta:  # 4. U = β (v - e^b Sᵀk), then the triangular solve
         eb = _exp(decay(i, d)) if gw else _f(1.0)
         body.append(Loop("i", Const(c), (live(i, (
@@ -128,12 +143,12 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
         gam = _exp(Bin("sub", decay(i, d), decay(s, d))) if gw else _f(1.0)
         body.append(Loop("i", Const(c), (live(i, (
             Let("ri", row(add(Var("t0"), i)), is_int=True),
+            # R[s] = k_i · k_s for every s at once, from the transposed key tile
+            Loop("s", Const(c), (Store("R", s, _f(0.0)),), "vector"),
+            Loop("d", Const(dk), (Let("a", ld("k", Var("ri"), dk, d)), Loop("s", Const(c), (
+                Store("R", s, _fmul(Ref("a"), Load("KT", add(mul(d, c), s))), accumulate=True),), "vector"))),
             Loop("s", Const(c), (If(Bin("<", s, i), (
-                Let("rs", row(add(Var("t0"), s)), is_int=True),
-                Let("acc", _f(0.0)),
-                Loop("d", Const(dk), (Let("acc", Bin("add", Ref("acc"), _fmul(ld("k", Var("ri"), dk, d),
-                                                                              ld("k", Var("rs"), dk, d)))),)),
-                Let("m", _fmul(_f(-1.0), _fmul(Load("beta", Var("ri")), _fmul(Ref("acc"), gam)))),
+                Let("m", _fmul(_f(-1.0), _fmul(Load("beta", Var("ri")), _fmul(Load("R", s), gam)))),
                 vec((Store("U", add(mul(i, dv), j), _fmul(Ref("m"), Load("U", add(mul(s, dv), j))),
                            accumulate=True),)),
             )),)),
@@ -169,7 +184,7 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
         Let("b", Bin("/", Var("p"), Const(nh)), is_int=True),
         Let("h", Bin("%", Var("p"), Const(nh)), is_int=True),
         Let("sb", mul(Var("p"), dk * dv), is_int=True),
-        *[Alloc(b) for b in ("bc", "A", "O", *(("U",) if delta else ())) if b != "bc" or gw],
+        *[Alloc(b) for b in ("bc", "A", "KT", "O", *(("U", "R") if delta else ())) if b != "bc" or gw],
         Loop("c", Bin("/", add(Var("T"), c - 1), Const(c)), tuple(body)),
     )
     per_worker = Loop("pp", Bin("/", add(units, Bin("-", Var("W"), Const(1))), Var("W")), (
@@ -185,9 +200,10 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
             Buffer("st", mul(mul(Var("B"), nh), dk * dv), writable=True, doc="state [B, NH, DK, DV], in place"),
             Buffer("o", mul(rows_tb, dv), writable=True, doc="readouts [T, B, NH, DV]"),
             Buffer("bc", Const(c * max(gw, 1)), "local"), Buffer("A", Const(c * c), "local"),
+            Buffer("KT", Const(dk * c), "local"),
             Buffer("O", Const(c * dv), "local")]
     if delta:
-        bufs.append(Buffer("U", Const(c * dv), "local"))
+        bufs += [Buffer("U", Const(c * dv), "local"), Buffer("R", Const(c), "local")]
     meta = {"path": "chunk", "form": form, "chunk": c, "heads": nh, "dk": dk, "dv": dv, "gate": gw,
             "knobs": {"chunk": c}}
     return Kernel(name, SCALARS, tuple(bufs), (Loop("w", Var("W"), (per_worker,), "parallel"),), (), meta)

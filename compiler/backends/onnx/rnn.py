@@ -12,6 +12,8 @@ from __future__ import annotations
 from onnx import TensorProto
 
 from rnnc.backends.onnx.emit import OnnxGraph
+from rnnc.backends.onnx.linattn import render_layer as render_linear_attention
+from rnnc.backends.onnx.linattn import usable as linear_attention
 from rnnc.backends.onnx.native import dequantized, native_kind, render_native, render_native_int8
 from rnnc.backends.onnx.ops import Ins, Types, renders
 from rnnc.backends.onnx.qlstm import is_dq_lstm, render_dq_lstm
@@ -120,8 +122,11 @@ def _rnn(g: OnnxGraph, node: Node, ins: Ins, types: Types) -> list[str]:
                 g.emitter.seq_codes[xt] = (codes[0], codes[1], codes[2])  # hoisted projections read the codes
             if lengths and mask is None:
                 mask = _step_mask(g, xt, lengths)
-            xt, fin = render_scan(g, cell, xt, layer_inits, per_dir, mask, steps=steps,
-                                  hint=f"{hint}.l{k}")
+            if steps != 1 and linear_attention(g, cell):
+                xt, fin = render_linear_attention(g, cell, xt, layer_inits, per_dir, mask, f"{hint}.l{k}")
+            else:
+                xt, fin = render_scan(g, cell, xt, layer_inits, per_dir, mask, steps=steps,
+                                      hint=f"{hint}.l{k}")
         for i, f in enumerate(fin):
             finals[i].append(f)
     y = _swap_batch_time(g, xt, batch_first, steps, dirs * cells[-1].output_size, hint, to_time_major=False)
