@@ -12,9 +12,10 @@ per-head readout into the layer's output (``readout``).  Two state updates cover
 Why one module: :func:`run` is the reference every cell's ``reference.py`` runs (the step loop
 of ``rnnc.ir.chunkform``, which defines the two updates), the IR helpers build the same step for
 every ``cell.py``, and ``rnnc.ir.chunkform.chunkwise`` evaluates it chunkwise -- so a new member
-of the family is a ``project`` and a ``readout``, and its chunkwise form comes for free.  The cell tells the compiler which step values are q, k, v,
-g, β and o through its ``chunk`` attribute (``chunk_attr``); ``rnnc.passes`` checks that claim
-against the step graph before any backend relies on it.
+of the family is a ``project`` and a ``readout``, and its chunkwise form comes for free.  The cell
+tells the compiler which step values are q, k, v, g, β and o through its ``chunk`` attribute
+(``rnnc.ir.chunkform.chunk_attr``); ``rnnc.passes`` checks that claim against the step graph
+before any backend relies on it.
 """
 
 from __future__ import annotations
