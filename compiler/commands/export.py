@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "its .ort file and reduced-build operator config beside it, and onnxruntime's verdict "
                         "on how much of it the provider takes (exit 1 below 90 %%)")
     p.add_argument("--no-ort", action="store_true", help="with --for: skip the .ort conversion")
+    p.add_argument("--no-linear-attention", action="store_true",
+                   help="write GLA/RetNet/HGRN2/DeltaNet/Mamba-2 layers as an ONNX Scan instead of onnxruntime's "
+                        "com.microsoft.LinearAttention (for runtimes other than onnxruntime)")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=run)
 
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                                ort=not args.no_ort)
         return print_mobile(report, args.json)
     onnx_model = export_onnx(model, inputs, args.output, opset=args.opset or DEFAULT_OPSET,
-                             streaming=args.streaming)
+                             streaming=args.streaming, linear_attention=not args.no_linear_attention)
     meta = {p.key: p.value for p in onnx_model.metadata_props}
 
     def shapes(values) -> dict[str, list]:

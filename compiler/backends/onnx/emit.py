@@ -50,7 +50,8 @@ class Emitter:
     """Shared state of one export: opset, dim bindings, names, initializers, weights."""
 
     def __init__(self, opset: int, weights: Mapping[str, Any], dims: Mapping[str, int] | None = None,
-                 hoist: bool | str = True, unroll: bool = False, qdq: tuple[str, str] | None = None) -> None:
+                 hoist: bool | str = True, unroll: bool = False, qdq: tuple[str, str] | None = None,
+                 linear_attention: bool = True) -> None:
         self.opset = opset
         # a provider without loops or recurrent ops (``mobile.py``): every layer is written as its
         # step graph repeated over the fixed chunk, in the ops the provider has
@@ -62,6 +63,8 @@ class Emitter:
         # Scan bodies: run the state-free part once over all steps (``hoist.py``); "all" also
         # hoists dynamically quantized projections (exact, per-step scales, rarely faster)
         self.hoist = hoist
+        # matrix-state layers as onnxruntime's contrib LinearAttention instead of a Scan (``linattn.py``)
+        self.linear_attention = linear_attention
         self.weights = weights  # IR param name -> tensor (the Program's weights)
         self.dims = dict(dims or {})  # symbolic dims fixed to sizes (streaming models)
         self.initializers: list[onnx.TensorProto] = []

@@ -38,7 +38,7 @@ def as_program(model_or_program: Any, example_inputs: Sequence[Any] | None) -> P
 
 def export_onnx(model_or_program: Any, example_inputs: Any = None, path: str | os.PathLike | None = None, *,
                 opset: int = DEFAULT_OPSET, streaming: bool = False,
-                hoist: bool | str = True, target: Any = None) -> onnx.ModelProto:
+                hoist: bool | str = True, target: Any = None, linear_attention: bool = True) -> onnx.ModelProto:
     """Export to ONNX; write ``path`` when given and return the ModelProto.
 
     Batch and sequence length stay dynamic.  Recurrent states are extra graph inputs and
@@ -48,7 +48,9 @@ def export_onnx(model_or_program: Any, example_inputs: Any = None, path: str | o
     native ONNX ops, every other cell an ONNX Scan of its step graph, whose state-free part
     (input projections, quantized ones included) runs once over all steps before the loop;
     ``hoist=False`` keeps it in the loop, ``hoist="all"`` also hoists dynamically quantized
-    projections (per-step scales; the results are the same either way).
+    projections (per-step scales; the results are the same either way).  Matrix-state layers
+    (GLA, RetNet, HGRN2, DeltaNet, Mamba-2) become onnxruntime's ``com.microsoft.LinearAttention``;
+    ``linear_attention=False`` writes them as a Scan for runtimes without onnxruntime's contrib ops.
 
     ``target`` (a CPU tag or spec, default ``cpu/host``): integer products are made exact on that
     CPU's int8 dot product; full-range weights that would saturate there are stored as u8 (exact
@@ -60,7 +62,7 @@ def export_onnx(model_or_program: Any, example_inputs: Any = None, path: str | o
     examples = _as_tuple(example_inputs)
     program = as_program(model_or_program, examples)
     model = to_onnx(program, opset=opset, streaming=streaming, example_inputs=examples, hoist=hoist,
-                    target=target)
+                    target=target, linear_attention=linear_attention)
     if path is not None:
         directory = os.path.dirname(os.fspath(path))
         if directory and not os.path.isdir(directory):

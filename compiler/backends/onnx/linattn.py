@@ -8,8 +8,9 @@ The layer is written the way every chunk runner runs it (``rnnc.lower.chunkwise`
 pre-nodes on all ``T*B`` rows, the op, the post-nodes on all rows.  Packed lengths zero the
 operands past each sequence's end (the state is then untouched) and the outputs there.
 
-Exports for providers without it (``emitter.unroll``, QDQ exports) and quantized cells keep the
-Scan; ``rnnc.export_onnx(..., hoist=False)`` too (the Scan-body layout it asks for).
+Exports for execution providers, streaming exports (fixed chunk), quantized cells,
+``rnnc.export_onnx(..., linear_attention=False)`` (a runtime other than onnxruntime) and
+``hoist=False`` (the Scan-body layout it asks for) keep the Scan.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def usable(g: OnnxGraph, cell: Cell) -> bool:
     from rnnc.passes import plan_layer
 
     e = g.emitter
-    if e.unroll or e.qdq is not None or e.hoist is False or e.dims:
+    if not e.linear_attention or e.unroll or e.qdq is not None or e.hoist is False or e.dims:
         return False
     if cell.attr("xquant") is not None or any(n.op in ("qlinear", "qconv1d") for n in cell.step.nodes):
         return False

@@ -143,7 +143,8 @@ def _metadata(program: Program, opset: int, streaming: bool, states: Sequence[St
 
 def to_onnx(program: Program, *, opset: int, streaming: bool = False,
             example_inputs: Sequence[Any] | None = None, check: bool = True,
-            hoist: bool | str = True, target: Any = None, provider: Provider | None = None) -> onnx.ModelProto:
+            hoist: bool | str = True, target: Any = None, provider: Provider | None = None,
+            linear_attention: bool = True) -> onnx.ModelProto:
     """Render ``program`` as a checked ModelProto (see the module docstring).
 
     ``target``: the CPU whose integer dot product the int8 weights must be exact on (default
@@ -151,7 +152,8 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     ``provider`` (``targets/providers``): a streaming model in that execution provider's ops --
     every shape fixed where it takes fixed shapes only, recurrences written out over the chunk for
     accelerators (not for providers that share the CPU), quantized ops as QDQ where that is its
-    int8 format, and ``legalize``'s rewrites."""
+    int8 format, and ``legalize``'s rewrites.  ``linear_attention``: matrix-state layers as
+    onnxruntime's ``com.microsoft.LinearAttention`` (``linattn.py``; never for a provider)."""
     opset = check_opset(opset)
     why = unsupported(program, opset)
     if why:
@@ -166,7 +168,8 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
     unroll = provider is not None and not provider.shares_cpu
     emitter = Emitter(opset, program.weights, dims, hoist=hoist, unroll=unroll,
                       qdq=(provider.quant.activations, provider.quant.weights)
-                      if provider and provider.quant.format == "qdq" else None)
+                      if provider and provider.quant.format == "qdq" else None,
+                      linear_attention=linear_attention and provider is None)
     main = OnnxGraph(emitter)
     for name in (*g.input_names, *g.param_names):
         emitter.reserve(name)
