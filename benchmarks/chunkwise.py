@@ -11,7 +11,12 @@ best of several repetitions:
 * ``torch chunk``: ``kernels/<cell>/chunk.py`` (the chunkwise form in torch, C=64);
 * ``rnnc C step``: the C backend's step-by-step kernel (``chunk=0``, the generic loop nest);
 * ``rnnc C chunk``: the C backend's chunkwise kernel (``rnnc.lower.chunk``, C=64, the default);
-* ``chunk / step``: rnnc C step time / rnnc C chunk time (> 1: the chunk form is faster).
+* ``ort LinearAttn``: onnxruntime on rnnc's export (the layer as ``com.microsoft.LinearAttention``,
+  onnxruntime's own chunk-capable kernel; the default export);
+* ``ort Scan``: onnxruntime on the export with ``linear_attention=False`` (a ``Scan`` of the step
+  graph, projections hoisted out of the loop);
+* ``chunk / step``: rnnc C step time / rnnc C chunk time (> 1: the chunk form is faster);
+  ``LA / Scan``: ort Scan time / ort LinearAttention time.
 
 The ptxas table: for each cell at H=256, 4 heads, batch 8, T=2048, fp32 on nvidia/h100-sxm
 (sm_90), the solver's first schedule (chunk, value tile, warps) with its predicted registers
@@ -24,10 +29,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 
+import onnxruntime as ort
 import torch
 from _common import best_time, fmt_time, machine_header, markdown_table, ratio, write_page
 
+import rnnc
 from rnnc.backends.cstyle import compile_program
 from rnnc.ir import rnn_program
 from rnnc.ir.printer import layer_key
@@ -55,6 +63,15 @@ def time_point(label: str, steps: int) -> dict:
     step_c = compile_program(prog, "cpu/host", {key: {"chunk": 0}})
     chunk_c = compile_program(prog, "cpu/host", {key: {"chunk": 64}})
     assert [b.kernel.meta["path"] for b in (*step_c.builds.values(), *chunk_c.builds.values())] == ["generic", "chunk"]
+    sessions = {}
+    for col, la in (("ort LinearAttn", True), ("ort Scan", False)):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = os.cpu_count() or 1
+        sess = ort.InferenceSession(rnnc.export_onnx(prog, linear_attention=la).SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        sessions[col] = sess
+    s0 = torch.zeros(1, BATCH, *cell.states[0].shape).numpy()  # the export exposes the initial state
+    feeds = {sessions["ort Scan"].get_inputs()[0].name: x.numpy(), sessions["ort Scan"].get_inputs()[1].name: s0}
     with torch.no_grad():
         ref = module(x)[0]
         err = max(float((step_c(x)[0] - ref).abs().max()), float((chunk_c(x)[0] - ref).abs().max()))
@@ -62,8 +79,13 @@ def time_point(label: str, steps: int) -> dict:
                "torch step": best_time(lambda: module(x), budget_s=1.0, max_reps=5),
                "torch chunk": best_time(lambda: chunked(x, params, chunk_size=64, **module.hparams()), 1.0, 10),
                "rnnc C step": best_time(lambda: step_c(x), 1.0, 10),
-               "rnnc C chunk": best_time(lambda: chunk_c(x), 1.0, 10), "max err": err}
+               "rnnc C chunk": best_time(lambda: chunk_c(x), 1.0, 10)}
+    for col, sess in sessions.items():
+        row[col] = best_time(lambda sess=sess: sess.run(None, feeds), 1.0, 10)
+        err = max(err, float(abs(sess.run(None, feeds)[0] - ref.numpy()).max()))
+    row["max err"] = err
     row["chunk / step"] = row["rnnc C step"] / row["rnnc C chunk"]
+    row["LA / Scan"] = row["ort Scan"] / row["ort LinearAttn"]
     return row
 
 
@@ -98,9 +120,10 @@ def main() -> None:
     ap.add_argument("--out", default="docs/benchmarks/chunkwise.md")
     args = ap.parse_args()
     rows = [time_point(label, int(t)) for t in args.steps.split(",") for label in FAMILY]
-    cols = ["cell", "T", "torch step", "torch chunk", "rnnc C step", "rnnc C chunk", "chunk / step", "max err"]
-    fmt = {c: fmt_time for c in cols[2:6]}
-    fmt.update({"chunk / step": ratio, "max err": lambda v: f"{v:.0e}"})
+    cols = ["cell", "T", "torch step", "torch chunk", "rnnc C step", "rnnc C chunk", "ort Scan", "ort LinearAttn",
+            "chunk / step", "LA / Scan", "max err"]
+    fmt = {c: fmt_time for c in cols[2:8]}
+    fmt.update({"chunk / step": ratio, "LA / Scan": ratio, "max err": lambda v: f"{v:.0e}"})
     lines = [*machine_header("Chunkwise vs step-by-step: the matrix-state family"),
              f"H={HIDDEN}, {HEADS} heads, batch {BATCH}, input {INPUT}, fp32; chunk C=64.", "",
              markdown_table(rows, cols, fmt), ""]

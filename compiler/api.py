@@ -123,10 +123,11 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     fastest recorded backend wins.  Schedules come from the tuning database when it has a verified
     record for the layer, target and backend, else from the backend's untuned default, and
     ``explain()`` names each layer's source (``rnnc.tune.resolve``).  A CPU model with
-    non-recurrent ops is also run whole by onnxruntime on rnnc's export and the faster on
-    ``example_inputs`` is kept (``measure=False`` skips that; ``rnnc.engines``).
+    non-recurrent ops, or with matrix-state layers (which the export writes as onnxruntime's
+    ``LinearAttention``), is also run whole by onnxruntime on rnnc's export and the faster on
+    ``example_inputs`` is kept (``measure=False`` skips that; ``rnnc.engines.whole_model_may_win``).
     """
-    from rnnc.engines import has_non_recurrent_ops
+    from rnnc.engines import whole_model_may_win
     from rnnc.frontend import trace
     from rnnc.ir import Program
     from rnnc.targets import get
@@ -173,7 +174,7 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     sources = list(resolved.provenance.items())
     choice = Choice(choice.backend, choice.target, choice.reasons, tuple(sources), note)
     if backend is None and measure and example_inputs is not None and _target_kind(tgt) == "cpu" \
-            and has_non_recurrent_ops(program):
+            and whole_model_may_win(program):
         choice, runner = _whole_model_choice(program, tgt, choice, runner, tuple(example_inputs))
     return CompiledModule(program, runner, choice)
 

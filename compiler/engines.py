@@ -28,6 +28,17 @@ def has_non_recurrent_ops(program: Any) -> bool:
     return any(n.op != "rnn" for n in program.graph.nodes)
 
 
+def whole_model_may_win(program: Any) -> bool:
+    """Whether onnxruntime on rnnc's export is worth timing against the kernel backend on a CPU:
+    the model has ops outside its recurrent layers, or a matrix-state layer that the export
+    writes as onnxruntime's own ``LinearAttention`` kernel (``rnnc.backends.onnx.linattn``)."""
+    from rnnc.ir.rnn import rnn_layout
+    from rnnc.passes import plan_layer
+
+    return has_non_recurrent_ops(program) or any(
+        plan_layer(cell).chunk is not None for n in program.rnn_nodes() for cell in rnn_layout(n.attr_dict)[0])
+
+
 def best_time(fn: Callable[..., Any], inputs: Sequence[Any], budget_s: float = BUDGET_S, max_reps: int = 200) -> float:
     """Best wall time of ``fn(*inputs)`` after two warm-up calls, within ``budget_s``."""
     import torch
