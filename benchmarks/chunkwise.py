@@ -30,10 +30,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+from pathlib import Path
 
 import onnxruntime as ort
 import torch
-from _common import best_time, fmt_time, machine_header, markdown_table, ratio, write_page
+from _common import best_time, fmt_time, markdown_table, page_header, ratio, write_page
 
 import rnnc
 from rnnc.backends.cstyle import compile_program
@@ -117,14 +118,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", default="256,2048")
     ap.add_argument("--no-ptxas", action="store_true")
-    ap.add_argument("--out", default="docs/benchmarks/chunkwise.md")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "chunkwise.md"))
     args = ap.parse_args()
     rows = [time_point(label, int(t)) for t in args.steps.split(",") for label in FAMILY]
     cols = ["cell", "T", "torch step", "torch chunk", "rnnc C step", "rnnc C chunk", "ort Scan", "ort LinearAttn",
             "chunk / step", "LA / Scan", "max err"]
     fmt = {c: fmt_time for c in cols[2:8]}
     fmt.update({"chunk / step": ratio, "LA / Scan": ratio, "max err": lambda v: f"{v:.0e}"})
-    lines = [*machine_header("Chunkwise vs step-by-step: the matrix-state family"),
+    lines = [page_header("Chunkwise vs step-by-step: the matrix-state family"),
              f"H={HIDDEN}, {HEADS} heads, batch {BATCH}, input {INPUT}, fp32; chunk C=64.", "",
              markdown_table(rows, cols, fmt), ""]
     if not args.no_ptxas:

@@ -104,7 +104,7 @@ DEFAULT_CHUNK = 64
 
 def chunkwise(form: str, p: Projected, s0: torch.Tensor, chunk_size: int = DEFAULT_CHUNK
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as ``linattn.loop``: o ``[B, T, NH, DV]`` and the state after the last step."""
+    """Same contract as :func:`loop`: o ``[B, T, NH, DV]`` and the state after the last step."""
     if chunk_size < 1:
         raise UnsupportedError(f"chunk_size must be >= 1, got {chunk_size}")
     if form == "delta" and p.g is not None and p.g.shape[-1] != 1:

@@ -75,8 +75,14 @@ def find_chunk_form(cell: Cell, depends: Any, row_wise: frozenset[int]) -> tuple
         return None, f"node(s) {', '.join(bad)} mix rows, so they cannot run on all steps at once"
     if any(i == names["state"] for n in post for i in n.inputs):
         return None, "the readout reads the state other than through o"
+    gate = names.get("g")
+    if form == "delta" and gate is not None and step.value_types()[gate].shape[-1] != 1:
+        return None, "the delta rule's chunk form takes one decay per head, not one per key channel"
     cf = ChunkForm(form, names["state"], operands, out, pre_all, post)
-    why = _numeric_check(cell, cf)
+    try:
+        why = _numeric_check(cell, cf)
+    except (RuntimeError, ValueError) as exc:  # operand shapes that do not fit the state
+        why = f"the named operands do not fit the state ({str(exc).splitlines()[0]})"
     return (None, why) if why else (cf, "")
 
 
