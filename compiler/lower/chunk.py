@@ -75,8 +75,10 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
     def vec(body: tuple[Stmt, ...]) -> Stmt:
         return Loop("j", Const(dv), body, "vector")
 
+    per_channel = gw == dk and dk > 1  # one decay per key channel (else one per head, or none)
+
     def decay(step: Expr, ch: Expr) -> Expr:  # b of a step (and key channel)
-        return Load("bc", add(mul(step, gw), ch if gw == dk else Const(0)))
+        return Load("bc", add(mul(step, gw), ch if per_channel else Const(0)))
 
     def ld(buf: str, r: Expr, width: int, col: Expr) -> Expr:
         return Load(buf, add(mul(r, width), col))
@@ -101,7 +103,6 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
                                                        accumulate=True),)))),
     )),)))
     # 3. decayed causal scores A[i, s], s <= i
-    per_channel = gw == dk and dk > 1
     if per_channel:  # the decay sits inside the dot product: one exponential per (i, s, d)
         term = _fmul(_fmul(ld("q", Var("ri"), dk, d), ld("k", Var("rs"), dk, d)),
                      _exp(Bin("sub", decay(i, d), decay(s, d))))
