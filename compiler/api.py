@@ -101,6 +101,8 @@ class CompiledModule(torch.nn.Module):
         """The choice and its reasons; and, unless one engine runs the model whole, the operators
         rnnc has no op of its own for (the IR's ``aten`` nodes), which run in torch."""
         text = self.choice.explain()
+        if hasattr(self.runner, "explain_lines"):  # what the last call did (parallel-in-time runners)
+            text = "\n".join([text, *self.runner.explain_lines()])
         in_torch = sorted({f"aten.{n.attr('target')}" for n in self.program.graph.nodes if n.op == "aten"})
         if in_torch and self.choice.backend != "onnx":
             text += "\n  runs in torch (no rnnc op): " + ", ".join(in_torch)
@@ -115,7 +117,7 @@ class CompiledModule(torch.nn.Module):
 
 def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str | Any = "cpu/host",
             backend: str | None = None, *, batch: int | None = None, use_db: bool = True,
-            measure: bool = True) -> CompiledModule:
+            measure: bool = True, time_parallel: str | None = None) -> CompiledModule:
     """Compile ``model`` (an ``nn.Module``, TorchScript module or ``Program``) for ``target``.
 
     ``backend=None`` picks the best able backend (see :data:`PREFERENCE`); the module's
@@ -126,6 +128,12 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     non-recurrent ops, or with matrix-state layers (which the export writes as onnxruntime's
     ``LinearAttention``), is also run whole by onnxruntime on rnnc's export and the faster on
     ``example_inputs`` is kept (``measure=False`` skips that; ``rnnc.engines.whole_model_may_win``).
+
+    ``time_parallel="newton"``: every recurrent layer is solved parallel-in-time by Newton's method
+    (DEER / ParaRNN, ``rnnc.lower.newton``): exact or diagonal Jacobians, picked per layer by
+    measurement on ``example_inputs``; a sequence that does not converge is finished step by step
+    with a warning.  It runs in rnnc's torch reference for now (no kernel backend implements it);
+    ``explain()`` reports each layer's method, iterations and final residual after a call.
     """
     from rnnc.engines import whole_model_may_win
     from rnnc.frontend import trace
@@ -140,6 +148,8 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
             raise UserInputError("rnnc.compile needs example_inputs to trace a torch model")
         program = trace(model, tuple(example_inputs))
     tgt = get(target) if isinstance(target, str) else target
+    if time_parallel is not None:
+        return _time_parallel(program, tgt, backend, time_parallel, example_inputs if measure else None)
     if backend is None and not program.rnn_nodes():
         none = "the program has no recurrent layer to compile"
         return _whole_model(program, tgt, example_inputs if measure else None,
@@ -177,6 +187,23 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
             and whole_model_may_win(program):
         choice, runner = _whole_model_choice(program, tgt, choice, runner, tuple(example_inputs))
     return CompiledModule(program, runner, choice)
+
+
+def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
+                   inputs: Sequence[Any] | None) -> CompiledModule:
+    """``compile(..., time_parallel=how)``: the Newton runner (see :func:`compile`)."""
+    from rnnc.lower.newton import NewtonProgram, pick_methods
+
+    if how != "newton":
+        raise UserInputError(f"unknown time_parallel {how!r}; rnnc knows 'newton'")
+    if backend not in (None, "newton"):
+        raise UnsupportedError(f"time_parallel='newton' runs in rnnc's torch reference (rnnc.lower.newton); "
+                               f"the {backend} backend has no parallel-in-time kernel yet")
+    if not program.rnn_nodes():
+        raise UserInputError("time_parallel='newton' needs a recurrent layer; this model has none")
+    methods, notes = pick_methods(program, inputs)
+    choice = Choice("newton", target.tag, (), (), "parallel in time, torch reference; " + "; ".join(notes))
+    return CompiledModule(program, NewtonProgram(program, methods), choice)
 
 
 def _engine_runners(program: Any, target: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tuned backend, and for a CPU model with non-recurrent ops the faster of the kernel backend "
                         "and onnxruntime on rnnc's export, measured on the example inputs")
     p.add_argument("--explain", action="store_true", help="say which backend was picked and why")
+    p.add_argument("--time-parallel", choices=["newton"], default=None,
+                   help="solve the recurrent layers parallel-in-time by Newton's method (DEER/ParaRNN; rnnc's "
+                        "torch reference, methods picked per layer on the example input)")
     p.add_argument("--batch", type=int, default=1, help="batch size the schedule is solved for (default 1)")
     p.add_argument("--no-db", action="store_true",
                    help="ignore the tuning database (default: a verified record for a layer, target and backend "
@@ -51,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
     model, inputs = model_and_inputs(args)
     program = trace(model, inputs)
     target = get(args.target)
+    if args.time_parallel:
+        compiled = rnnc_compile(program, inputs, target, args.backend, time_parallel=args.time_parallel)
+        if args.explain:
+            print(compiled.explain())
+        get_backend("newton").compile(program, target, args.output, methods=compiled.runner.methods)
+        print(f"wrote {args.output} (newton for {target.tag}; load with rnnc.load)")
+        return 0
     if args.backend is None:  # the same choice rnnc.compile makes: records, then a measured engine
         choice = rnnc_compile(program, inputs, target, batch=args.batch, use_db=not args.no_db).choice
     else:

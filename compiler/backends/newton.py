@@ -1,0 +1,55 @@
+"""``newton``: recurrent layers solved parallel-in-time by Newton's method (``rnnc.lower.newton``).
+
+Registered like a backend so that ``rnnc compile --time-parallel newton -o DIR`` writes an
+output directory and ``rnnc.load(DIR)`` runs it; it is never picked automatically (it is not in
+``rnnc.api.PREFERENCE``): parallel-in-time pays off on wide parallel hardware and long
+sequences, which the user asks for.  It runs rnnc's torch reference on any device torch has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rnnc.backends import register_backend
+
+
+class NewtonBackend:
+    name = "newton"
+
+    def supports(self, program: Any, target: Any = None) -> tuple[bool, str]:
+        if not program.rnn_nodes():
+            return False, "the program has no recurrent layer (rnn node) to solve in parallel"
+        return True, ""
+
+    def runnable(self, program: Any, target: Any = None, schedule: Any = None) -> Any:
+        from rnnc.lower.newton import NewtonProgram, pick_methods
+
+        return NewtonProgram(program, pick_methods(program, None)[0])
+
+    def compile(self, program: Any, target: Any, outdir: str, schedule: Any = None, methods: Any = None,
+                **_: Any) -> dict:
+        """Write the Program and each layer's method (``methods``: layer key -> full/diag)."""
+        from rnnc.backends.manifest import write_manifest, write_program
+        from rnnc.ir.printer import layer_key
+        from rnnc.ir.rnn import rnn_layout
+
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+        methods = dict(methods or {})
+        cells = [c for n in program.rnn_nodes() for c in rnn_layout(n.attr_dict)[0]]
+        layers = {layer_key(c): {"cell": c.kind, "path": "newton",
+                                 "knobs": {"method": methods.get(layer_key(c), "full")}} for c in cells}
+        tag = getattr(target, "tag", str(target))
+        return write_manifest(outdir, {"backend": self.name, "target": tag, "layers": layers,
+                                       **write_program(outdir, program)})
+
+    def load(self, outdir: str) -> Any:
+        from rnnc.backends.manifest import read_manifest, read_program
+        from rnnc.lower.newton import NewtonProgram
+
+        manifest = read_manifest(outdir)
+        program = read_program(outdir, manifest)
+        return NewtonProgram(program, {k: v["knobs"]["method"] for k, v in manifest["layers"].items()})
+
+
+NEWTON_BACKEND = register_backend(NewtonBackend())

@@ -1,0 +1,267 @@
+"""Parallel-in-time evaluation of any recurrent cell by Newton's method (DEER / ParaRNN), in torch.
+
+Why: a nonlinear RNN (LSTM, GRU, Elman, sLSTM, user cells) is evaluated step by step because
+``s_t = f(s_{t-1}, x_t)`` needs the previous state.  Read the whole sequence of states as the
+root of ``r_t(s) = s_t - f(s_{t-1}, x_t) = 0`` for all t at once instead: linearising f around
+the current guess ``s^k`` turns one Newton step into a *linear* recurrence
+
+    s_t = A_t s_{t-1} + b_t,   A_t = ∂f/∂s (s^k_{t-1}, x_t),   b_t = f(s^k_{t-1}, x_t) - A_t s^k_{t-1}
+
+which an associative scan solves in ``ceil(log2 T)`` parallel sweeps.  Every evaluation of f and
+of its Jacobian is one batched call over all ``T*B`` rows (the step graph through the IR
+interpreter, differentiated by ``torch.func`` -- so user cells work like built-in ones).  After
+k iterations the first k steps are exact whatever the Jacobians (s_1 only needs s_0), so at
+most T iterations give the sequential answer; Newton usually needs a handful.
+
+Methods: ``full`` (exact Newton: ``[D, D]`` Jacobians, matrix scan), ``diag`` (quasi-Newton:
+their diagonals, an elementwise scan -- cheaper per iteration, more iterations).  ``damping``
+< 1 takes only that fraction of each update (a damped Newton step, for cells whose Newton
+iteration overshoots).  A sequence that has not converged after ``max_iter`` iterations, or
+whose iterates stop being finite (long products of Jacobians that grow, e.g. sLSTM's
+exponential gates under exact Newton), is finished sequentially with a warning: never a wrong
+answer.
+
+This is the reference the backends' parallel-in-time kernels are checked against; it runs on
+whatever device the tensors are on.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rnnc.errors import UserInputError
+from rnnc.ir.graph import Cell
+
+METHODS = ("full", "diag")
+
+
+@dataclass(frozen=True)
+class NewtonInfo:
+    """What one direction's solve did: the method, iterations taken and the final residual
+    ``max |s^{k} - f(s^{k}_{t-1}, x_t)|`` (0 when it fell back to the sequential loop)."""
+
+    method: str
+    iterations: int
+    residual: float
+    converged: bool
+
+
+def tolerance(dtype: Any) -> float:
+    """Stop when no state moved by more than this (scaled by the states' magnitude): a few ulps of
+    the dtype, below what the tolerance table lets any backend differ by."""
+    import torch
+
+    return 64 * torch.finfo(dtype).eps
+
+
+def _flatten(cell: Cell, states: Sequence[Any]) -> Any:
+    import torch
+
+    return torch.cat([s.reshape(s.shape[0], -1) for s in states], dim=-1)
+
+
+def _unflatten(cell: Cell, flat: Any) -> list[Any]:
+    out, at = [], 0
+    for st in cell.states:
+        n = math.prod(st.shape)
+        out.append(flat[..., at:at + n].reshape(*flat.shape[:-1], *st.shape))
+        at += n
+    return out
+
+
+def _step_fn(cell: Cell, params: Mapping[str, Any]) -> Any:
+    """``f(s_flat [R, D], x [R, I]) -> (y [R, F], s_next_flat [R, D])`` through the interpreter."""
+    from rnnc.ir.interp import run_graph
+
+    names = cell.state_names
+
+    def f(s: Any, x: Any) -> tuple[Any, Any]:
+        env = {cell.step.input_names[0]: x, **dict(zip(names, _unflatten(cell, s), strict=True)), **params}
+        outs = run_graph(cell.step, env)
+        return outs[0], _flatten(cell, outs[1:])
+
+    return f
+
+
+def _scan(a: Any, b: Any, full: bool) -> Any:
+    """All ``s_t`` of ``s_t = A_t s_{t-1} + b_t`` with ``s_0 = 0`` (b already holds ``A_1 s_0``):
+    Hillis-Steele over the associative ``(A2, b2) ∘ (A1, b1) = (A2 A1, A2 b1 + b2)``; time is
+    dim 0, ``a [T, B, D, D]`` (full) or ``[T, B, D]`` (diag), ``b [T, B, D]``."""
+    import torch
+
+    steps, shift = a.shape[0], 1
+    while shift < steps:
+        a_cur, b_prev = a[shift:], b[:-shift]
+        if full:
+            nb = torch.einsum("tbij,tbj->tbi", a_cur, b_prev) + b[shift:]
+            na = a_cur @ a[:-shift]
+        else:
+            nb = a_cur * b_prev + b[shift:]
+            na = a_cur * a[:-shift]
+        b = torch.cat([b[:shift], nb])
+        a = torch.cat([a[:shift], na])
+        shift *= 2
+    return b
+
+
+def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any], method: str = "full",
+          max_iter: int | None = None, damping: float = 1.0, tol: float | None = None
+          ) -> tuple[Any, list[Any], NewtonInfo]:
+    """``x_tm [T, B, I]``, initial states ``[B, *shape]`` -> (y ``[T, B, F]``, final states, info)."""
+    import torch
+    from torch.func import jacrev, vmap
+
+    if method not in METHODS:
+        raise UserInputError(f"unknown Newton method {method!r}; use one of {', '.join(METHODS)}")
+    if not 0.0 < damping <= 1.0:
+        raise UserInputError(f"damping must lie in (0, 1], got {damping}")
+    steps, batch = int(x_tm.shape[0]), int(x_tm.shape[1])
+    f = _step_fn(cell, params)
+    s0 = _flatten(cell, init).to(x_tm.dtype)
+    if steps == 0:
+        return x_tm.new_zeros(0, batch, cell.output_size), _unflatten(cell, s0), NewtonInfo(method, 0, 0.0, True)
+    dim = s0.shape[-1]
+    xs = x_tm.reshape(steps * batch, -1)
+    max_iter = steps if max_iter is None else max(1, min(max_iter, steps))
+    tol = tolerance(x_tm.dtype) if tol is None else tol
+
+    def f_row(s: Any, x: Any) -> Any:
+        return f(s[None], x[None])[1][0]
+
+    jac = vmap(jacrev(f_row))
+    s = s0.expand(steps, batch, dim).clone()  # initial guess: the initial state held
+    iterations, residual, converged = 0, float("inf"), False
+    with torch.no_grad():
+        while iterations < max_iter:
+            iterations += 1
+            prev = torch.cat([s0[None], s[:-1]]).reshape(steps * batch, dim)
+            fs = f(prev, xs)[1]
+            j = jac(prev, xs)  # [T*B, D, D]
+            full = method == "full"
+            a = (j if full else torch.diagonal(j, dim1=-2, dim2=-1)).reshape(steps, batch, *j.shape[1:] if full
+                                                                            else (dim,))
+            lin = torch.einsum("rij,rj->ri", j, prev) if full else a.reshape(steps * batch, dim) * prev
+            b = (fs - lin).reshape(steps, batch, dim)
+            b[0] = fs.reshape(steps, batch, dim)[0]  # s_0 is known: the first step is exact
+            new = _scan(a, b, full)
+            update = new - s
+            if not bool(torch.isfinite(update).all()):  # the products of Jacobians overflowed: diverged
+                break
+            s = s + damping * update
+            scale = 1.0 + float(s.abs().max())
+            if float(update.abs().max()) <= tol * scale:
+                converged = True
+                break
+        prev = torch.cat([s0[None], s[:-1]]).reshape(steps * batch, dim)
+        y, fs = f(prev, xs)
+        residual = float((fs.reshape(steps, batch, dim) - s).abs().max())
+        converged = converged and residual <= 16 * tol * (1.0 + float(s.abs().max()))  # nan: False
+        if not converged:
+            warnings.warn(f"rnnc: Newton ({method}) on {cell.kind} did not converge in {iterations} iterations "
+                          f"(residual {residual:.2e}); the sequence was finished step by step", stacklevel=3)
+            return _sequential(cell, f, x_tm, s0, method, iterations)
+    return (y.reshape(steps, batch, -1), _unflatten(cell, s[-1]),
+            NewtonInfo(method, iterations, residual, True))
+
+
+def _sequential(cell: Cell, f: Any, x_tm: Any, s0: Any, method: str, iterations: int
+                ) -> tuple[Any, list[Any], NewtonInfo]:
+    """The fallback: the plain step loop (the answer every parallel method must reproduce)."""
+    import torch
+
+    s, ys = s0, []
+    for t in range(int(x_tm.shape[0])):
+        y, s = f(s, x_tm[t])
+        ys.append(y)
+    return torch.stack(ys), _unflatten(cell, s), NewtonInfo(method, iterations, 0.0, False)
+
+
+class NewtonProgram:
+    """A Program whose ``rnn`` nodes run parallel-in-time by Newton (:func:`solve`), every other
+    op through the interpreter.  ``methods``: layer key -> ``full``/``diag``; ``info`` holds the
+    last call's :class:`NewtonInfo` per (layer key, direction) for ``explain()``."""
+
+    def __init__(self, program: Any, methods: Mapping[str, str], damping: float = 1.0,
+                 max_iter: int | None = None) -> None:
+        self.program, self.methods = program, dict(methods)
+        self.damping, self.max_iter = damping, max_iter
+        self.info: dict[str, NewtonInfo] = {}
+
+    def __call__(self, *inputs: Any) -> Any:
+        import torch
+
+        from rnnc.ir.interp import run_graph
+
+        g = self.program.graph
+        env = {**dict(zip(g.input_names, inputs, strict=True)), **self.program.weights}
+        with torch.no_grad():
+            res = run_graph(g, env, rnn=self._rnn)
+        return res[0] if len(res) == 1 else res
+
+    def _rnn(self, node: Any, args: list[Any]) -> tuple[Any, ...]:
+        from rnnc.ir.printer import layer_key
+        from rnnc.ir.rnn import OPS, direction_params, rnn_layout, run_stack
+
+        attrs = node.attr_dict
+        if args[1] is not None:  # packed sequences: padded steps hold the state (the step loop's meaning)
+            self.info[node.outputs[0]] = NewtonInfo("sequential (packed lengths)", 0, 0.0, True)
+            return OPS["rnn"].evaluate(args, attrs)
+        cells, dirs, _ = rnn_layout(attrs)
+        x_tm = args[0].transpose(0, 1) if attrs["batch_first"] else args[0]
+        n_states = len(cells[0].states)
+        per_direction = direction_params(attrs, args[2 + n_states:])
+
+        def direction(k: int, d: int, cell: Cell, layer_in: Any, out: Any, off: int, states: list[Any]) -> None:
+            key = layer_key(cell)
+            xs = layer_in.flip(0) if d == 1 else layer_in
+            y, finals, info = solve(cell, per_direction[k * dirs + d], xs, [s.clone() for s in states],
+                                    self.methods.get(key, "full"), self.max_iter, self.damping)
+            self.info[f"{key}{'.rev' if d else ''}"] = info
+            out[:, :, off:off + cell.output_size] = y.flip(0) if d == 1 else y
+            for view, final in zip(states, finals, strict=True):
+                view.copy_(final)
+
+        y, finals = run_stack(cells, dirs, x_tm, args[2:2 + n_states], direction,
+                              batch_first_out=attrs["batch_first"])
+        return (y.transpose(0, 1) if attrs["batch_first"] else y, *finals)
+
+    def explain_lines(self) -> list[str]:
+        return [f"  layer {key}: Newton {i.method}, {i.iterations} iterations, residual {i.residual:.1e}"
+                + ("" if i.converged else " (did not converge: finished step by step)")
+                for key, i in self.info.items()]
+
+
+def pick_methods(program: Any, inputs: Sequence[Any] | None) -> tuple[dict[str, str], list[str]]:
+    """Per layer, ``full`` or ``diag``: measured on ``inputs`` when given (the program runs once with
+    each method on every layer; a layer keeps the faster method among those that converged on it),
+    else ``full`` (Newton's few iterations).  Returns the methods and one line per layer saying why."""
+    import time
+
+    from rnnc.ir.printer import layer_key
+    from rnnc.ir.rnn import rnn_layout
+
+    keys = [layer_key(c) for n in program.rnn_nodes() for c in rnn_layout(n.attr_dict)[0]]
+    if inputs is None:
+        return dict.fromkeys(keys, "full"), ["Newton full (no example inputs to measure the methods on)"]
+    timed: dict[str, dict[str, float]] = {k: {} for k in keys}
+    for method in METHODS:
+        runner = NewtonProgram(program, dict.fromkeys(keys, method))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            runner(*inputs)
+            spent = time.perf_counter() - t0
+        for key in keys:
+            info = [i for k, i in runner.info.items() if k.split(".")[0] == key]
+            if info and all(i.converged for i in info):
+                timed[key][method] = spent
+    methods, notes = {}, []
+    for key, times in timed.items():
+        methods[key] = min(times, key=times.__getitem__) if times else "full"
+        shown = ", ".join(f"{m} {t * 1e3:.1f} ms" for m, t in times.items()) or "neither converged"
+        notes.append(f"{key}: Newton {methods[key]} (measured on the example inputs: {shown})")
+    return methods, notes

@@ -1,0 +1,152 @@
+"""Parallel-in-time evaluation by Newton's method (``rnnc.lower.newton``): GRU and LSTM at T=256
+against torch itself with exact and diagonal Jacobians, a user cell (Jacobians come from its IR
+step graph), bidirectional stacks, the sequential fallback when an iteration does not converge or
+diverges (a warning, never a wrong answer), packed sequences, bad arguments, and the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import rnnc
+from rnnc.errors import UnsupportedError, UserInputError
+from rnnc.frontend import Recurrent
+from rnnc.ir import rnn_program
+from rnnc.kernels import CELLS
+from rnnc.lower.newton import NewtonProgram, solve
+from rnnc.tolerances import assert_close
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("method", ["full", "diag"])
+def test_matches_torch_at_t256(kind: str, method: str) -> None:
+    torch.manual_seed(0)
+    ref = (torch.nn.GRU if kind == "gru" else torch.nn.LSTM)(8, 24, batch_first=True)
+    x = torch.randn(2, 256, 8, generator=torch.Generator().manual_seed(1))
+    program = rnnc.trace(ref, (x,))
+    runner = NewtonProgram(program, {k: method for k in _keys(program)})
+    got = runner(x)
+    with torch.no_grad():
+        want = ref(x)
+    assert_close(got[0], want[0], "float32", "scan", f"{kind} {method} y")
+    info = next(iter(runner.info.values()))
+    assert info.converged and info.method == method and 1 <= info.iterations < 256
+    if method == "full":  # exact Newton: a handful of iterations
+        assert info.iterations <= 8
+
+
+def _keys(program) -> list[str]:
+    from rnnc.ir.printer import layer_key
+    from rnnc.ir.rnn import rnn_layout
+
+    return [layer_key(c) for n in program.rnn_nodes() for c in rnn_layout(n.attr_dict)[0]]
+
+
+def test_compile_picks_a_method_and_explains() -> None:
+    torch.manual_seed(0)
+    ref = torch.nn.GRU(6, 16, num_layers=2, bidirectional=True, batch_first=True)
+    x = torch.randn(2, 96, 6)
+    compiled = rnnc.compile(ref, (x,), time_parallel="newton")
+    got = compiled(x)
+    with torch.no_grad():
+        want = ref(x)
+    assert_close(got[0], want[0], "float32", "scan", "bidirectional GRU y")
+    assert_close(got[1], want[1], "float32", "scan", "bidirectional GRU h")
+    text = compiled.explain()
+    assert text.startswith("backend newton") and "measured on the example inputs" in text
+    assert text.count("iterations, residual") == 4  # two layers, two directions
+
+
+class Decay(torch.nn.Module):
+    """A user cell: h' = tanh(W x + U h) * sigmoid(V x) + 0.5 h."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w, self.u, self.v = torch.nn.Linear(5, 12), torch.nn.Linear(12, 12, bias=False), torch.nn.Linear(5, 12)
+
+    def forward(self, x, h):
+        h = torch.tanh(self.w(x) + self.u(h)) * torch.sigmoid(self.v(x)) + 0.5 * h
+        return h, h
+
+
+def test_user_cell_gets_its_jacobians_from_the_ir() -> None:
+    torch.manual_seed(2)
+    layer = Recurrent(Decay(), [(12,)], input_size=5)
+    x = torch.randn(3, 80, 5)
+    compiled = rnnc.compile(layer, (x,), time_parallel="newton")
+    with torch.no_grad():
+        want = layer(x)
+    assert_close(compiled(x)[0], want[0], "float32", "scan", "user cell y")
+
+
+def test_no_convergence_falls_back_step_by_step_with_a_warning() -> None:
+    torch.manual_seed(3)
+    cell, weights = CELLS["gru"].load_module_class()(4, 8).rnnc_layer()
+    x = torch.randn(40, 2, 4)
+    init = [torch.zeros(2, 8)]
+    with pytest.warns(UserWarning, match="did not converge in 1 iterations"):
+        y, finals, info = solve(cell, weights, x, init, "diag", max_iter=1)
+    assert not info.converged
+    program = rnn_program([cell], [[weights]])
+    assert_close(y, program.run(x.transpose(0, 1).contiguous())[0].transpose(0, 1), "float32", "scan", "fallback")
+
+
+def test_divergence_falls_back_too() -> None:
+    """sLSTM's exponential gates make exact Newton's Jacobian products overflow: detected at once."""
+    torch.manual_seed(4)
+    module = CELLS["slstm"].load_module_class()(6, 16, num_heads=2)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(4.0)
+    cell, weights = module.rnnc_layer()
+    x = torch.randn(200, 2, 6) * 3
+    init = [torch.zeros(2, *s.shape) for s in cell.states]
+    with pytest.warns(UserWarning, match="finished step by step"):
+        y, _, info = solve(cell, weights, x, init, "full")
+    assert not info.converged and info.iterations < 200
+    with torch.no_grad():
+        want = module(x.transpose(0, 1))[0]
+    assert_close(y.transpose(0, 1), want, "float32", "scan", "sLSTM after fallback")
+
+
+def test_packed_sequences_run_step_by_step() -> None:
+    torch.manual_seed(5)
+    cell, weights = CELLS["lstm"].load_module_class()(4, 8).rnnc_layer()
+    program = rnn_program([cell], [[weights]], with_lengths=True)
+    x, lengths = torch.randn(3, 20, 4), torch.tensor([20, 7, 12])
+    runner = NewtonProgram(program, {})
+    for g, w in zip(runner(x, lengths), program.run(x, lengths), strict=True):
+        assert_close(g, w, "float32", "scan", "packed")
+    assert "sequential" in next(iter(runner.info.values())).method
+
+
+def test_bad_arguments() -> None:
+    cell, weights = CELLS["gru"].load_module_class()(4, 8).rnnc_layer()
+    x, init = torch.randn(5, 1, 4), [torch.zeros(1, 8)]
+    with pytest.raises(UserInputError, match="unknown Newton method"):
+        solve(cell, weights, x, init, "chord")
+    with pytest.raises(UserInputError, match="damping"):
+        solve(cell, weights, x, init, "full", damping=0.0)
+    gru = torch.nn.GRU(4, 8)
+    with pytest.raises(UserInputError, match="unknown time_parallel"):
+        rnnc.compile(gru, (torch.randn(5, 1, 4),), time_parallel="jacobi")
+    with pytest.raises(UnsupportedError, match="no parallel-in-time kernel yet"):
+        rnnc.compile(gru, (torch.randn(5, 1, 4),), backend="c", time_parallel="newton")
+
+
+def test_cli_writes_a_loadable_directory(tmp_path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text("import torch\ntorch.manual_seed(0)\nmodel = torch.nn.GRU(4, 8, batch_first=True)\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "rnnc", "compile", str(src), "--input-shape", "2,30,4",
+                           "--time-parallel", "newton", "-o", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    loaded = rnnc.load(out)
+    torch.manual_seed(0)
+    ref = torch.nn.GRU(4, 8, batch_first=True)
+    x = torch.randn(2, 50, 4)
+    with torch.no_grad():
+        assert_close(loaded(x)[0], ref(x)[0], "float32", "scan", "loaded newton dir")
