@@ -5,12 +5,14 @@ updates; its chunk form (``rnnc.passes.chunk``, checked against the step graph) 
 
 1. ``pre``: the state-free nodes that compute q, k, v, g, β (and what the readout needs from x),
    evaluated once on all ``T*B`` rows;
-2. the recurrence, chunkwise: torch's ``rnnc.ir.chunkform.chunkwise`` (:func:`run_direction`),
-   the C loop nest of ``rnnc.lower.chunk`` or the Triton kernel of ``rnnc.backends.triton.chunk``;
+2. the recurrence, chunkwise: the C loop nest of ``rnnc.lower.chunk``, the Triton kernel of
+   ``rnnc.backends.triton.chunk`` or onnxruntime's ``LinearAttention`` (each tested against
+   ``rnnc.ir.chunkform.chunkwise`` and the step loop);
 3. ``post``: the nodes that turn o into y, again on all rows at once.
 
 Only step 2 is sequential, and only over T/C chunks; :func:`prepare` and :func:`finish` are
-steps 1 and 3 for every backend.  Nothing here knows a cell by name.
+steps 1 and 3 for the C and Triton runners (the ONNX export renders the same nodes in the graph).
+Nothing here knows a cell by name.
 """
 
 from __future__ import annotations
@@ -80,15 +82,3 @@ def finish(cell: Cell, cf: ChunkForm, values: dict[str, Any], o_tm: Any, lengths
     if lengths is not None:
         y = y * (torch.arange(steps, device=y.device)[:, None] < lengths.to(y.device)[None, :])[..., None]
     return y
-
-
-def run_direction(cell: Cell, cf: ChunkForm, params: Mapping[str, Any], x_tm: Any, s0: Any, chunk_size: int,
-                  lengths: Any = None, reverse: bool = False) -> tuple[Any, Any]:
-    """``x_tm [T, B, I]``, S0 ``[B, NH, DK, DV]`` -> (y ``[T, B, F]``, S_T), the recurrence by
-    torch's ``rnnc.ir.chunkform.chunkwise`` (the reference the compiled kernels match)."""
-    from rnnc.ir.chunkform import Projected, chunkwise
-
-    values, ops = prepare(cell, cf, params, x_tm, tuple(s0.shape[1:]), lengths, reverse)
-    bt = {n: None if t is None else t.transpose(0, 1) for n, t in ops.items()}
-    o, s = chunkwise(cf.form, Projected(bt["q"], bt["k"], bt["v"], bt["g"], bt["beta"]), s0.float(), chunk_size)
-    return finish(cell, cf, values, o.transpose(0, 1), lengths, reverse), s

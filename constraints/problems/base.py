@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from rnnc.targets import HardwareSpec
 
 from ..model import Model, Solution
-from ..schedule import Estimate, Schedule
+from ..schedule import Estimate, Resources, Schedule
 from ..spec import ProblemSpec
 
 #: Objective units per cycle: costs are rounded to 1/SCALE of a cycle so both solvers see
@@ -89,6 +89,19 @@ class TilingProblem(ABC):
         parts = {"compute": compute_s, "memory": memory_s, "latency": latency_s}
         bound = max(parts, key=parts.__getitem__)
         return Estimate(seconds=parts[bound], bound=bound, flops=float(flops), bytes=float(nbytes))
+
+    def block_resources(self, values: dict[str, int]) -> Resources:
+        """A GPU block's predicted resources from a solution of a model that defines ``warps``,
+        ``reg_bytes`` (the block's register bytes), ``smem_bytes``, ``blocks`` and
+        ``blocks_per_sm``: registers per thread as the hardware allocates them."""
+        g = self.target.gpu
+        threads = values["warps"] * g.warp_size
+        unit = g.register_allocation_unit // g.warp_size
+        return Resources(
+            registers_per_thread=min(round_up(-(-values["reg_bytes"] // (4 * threads)), unit), g.registers_per_thread),
+            shared_memory_per_block=values["smem_bytes"], threads_per_block=threads, blocks=values["blocks"],
+            blocks_per_sm=values["blocks_per_sm"],
+            occupancy=round(min(1.0, values["blocks_per_sm"] * threads / g.max_threads_per_sm), 4))
 
     def peak_flops(self, dtype: str) -> float:
         """FLOP/s for ``dtype`` (fp32 rate when the target lists no rate for it)."""

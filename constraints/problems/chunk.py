@@ -144,18 +144,11 @@ class ChunkGpu(_ChunkShape, TilingProblem):
 
     def schedule(self, sol: Solution, source: str) -> Schedule:
         s, t = self.spec, self.target
-        g = t.gpu
         v = sol.values
-        threads = v["warps"] * g.warp_size
-        unit = g.register_allocation_unit // g.warp_size
         params = {"chunk": v["chunk"], "value_tile": v["value_tile"], "warps": v["warps"],
                   "blocks_per_sm": v["blocks_per_sm"], "waves": v["waves"], "value_tiles": v["value_tiles"],
                   "padded_key_dim": self.bk, "padded_value_dim": self.bv}
-        res = Resources(
-            registers_per_thread=min(round_up(-(-v["reg_bytes"] // (4 * threads)), unit), g.registers_per_thread),
-            shared_memory_per_block=v["smem_bytes"], threads_per_block=threads, blocks=v["blocks"],
-            blocks_per_sm=v["blocks_per_sm"],
-            occupancy=round(min(1.0, v["blocks_per_sm"] * threads / g.max_threads_per_sm), 4))
+        res = self.block_resources(v)
         nchunks = -(-s.seq_len // v["chunk"])
         flops = float(s.batch * s.heads * v["value_tiles"] * nchunks * self.chunk_flops(v["chunk"], v["value_tile"]))
         nbytes = self._bytes(v["value_tiles"])

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..model import Model, Solution
-from ..schedule import Resources, Schedule
+from ..schedule import Schedule
 from ..spec import ProblemSpec
 from ..units import fmt_bytes
 from .base import SCALE, TilingProblem, cost, divisors, pow2_between, round_up
@@ -157,10 +157,7 @@ class ScanGpu(TilingProblem):
 
     def schedule(self, sol: Solution, source: str) -> Schedule:
         s, t = self.spec, self.target
-        g = t.gpu
         v = sol.values
-        threads = v["warps"] * g.warp_size
-        unit = g.register_allocation_unit // g.warp_size
         params = {
             "chunk": v["chunk"],
             "channel_tile": v["channel_tile"],
@@ -174,14 +171,7 @@ class ScanGpu(TilingProblem):
         }
         if self.matrix:
             params["padded_value_dim"] = self.Vp
-        res = Resources(
-            registers_per_thread=min(round_up(-(-v["reg_bytes"] // (4 * threads)), unit), g.registers_per_thread),
-            shared_memory_per_block=v["smem_bytes"],
-            threads_per_block=threads,
-            blocks=v["blocks"],
-            blocks_per_sm=v["blocks_per_sm"],
-            occupancy=round(min(1.0, v["blocks_per_sm"] * threads / g.max_threads_per_sm), 4),
-        )
+        res = self.block_resources(v)
         nbytes = self._bytes()
         if self.matrix:
             nbytes += s.batch * s.heads * s.seq_len * 2 * s.head_dim * s.dtype_bytes * v["tiles"]
