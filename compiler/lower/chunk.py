@@ -12,8 +12,8 @@ Per chunk (``n <= C`` live steps from ``t0``; b the cumulative log decay within 
 
 1. ``bc``: b per step (per key channel, or one per head);
 2. ``O_i = (q_i ⊙ e^{b_i}) S`` for every step (the inter-chunk part, before S changes);
-3. ``A_is = Σ_d q_id k_sd e^{b_id - b_sd}`` for s ≤ i (the decayed causal scores; every
-   exponent ≤ 0 whatever the decay);
+3. ``A_is = Σ_d q_id k_sd e^{b_id - b_sd}`` for s ≤ i (the decayed causal scores; for decays,
+   g ≤ 0, every exponent is ≤ 0 however strong they are);
 4. gla: ``O_i += Σ_s A_is v_s``; delta: ``U_i = β_i (v_i - e^{b_i} Sᵀ k_i)`` then forward
    substitution ``U_i -= Σ_{s<i} β_i (k_i·k_s) e^{b_i - b_s} U_s`` (the UT transform's triangular
    solve) and ``O_i += Σ_s A_is U_s``;

@@ -8,7 +8,7 @@ checked against):
 
 * intra-chunk: the causal ``[C, C]`` score matrix ``A = (Q Kᵀ) ⊙ Γ`` times V (per-head decays:
   Γ_ts = e^{b_t - b_s}; per-key-channel decays: each column of A as its own decayed dot product,
-  so no exponent is ever positive and nothing overflows whatever the decay);
+  so for decays (g ≤ 0) no exponent is positive and nothing overflows however strong they are);
 * inter-chunk: ``(Q ⊙ e^b) S`` for the outputs and ``e^{b_L} S + (K ⊙ e^{b_L - b})ᵀ V`` for the
   carried state;
 * delta rule: the UT transform -- ``(I + tril(diag β (K Kᵀ ⊙ Γ), -1))⁻¹`` by forward
