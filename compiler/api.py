@@ -131,8 +131,9 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
 
     ``time_parallel="newton"``: every recurrent layer is solved parallel-in-time by Newton's method
     (DEER / ParaRNN, ``rnnc.lower.newton``): exact or diagonal Jacobians, picked per layer by
-    measurement on ``example_inputs``; a sequence that does not converge is finished step by step
-    with a warning.  It runs in rnnc's torch reference for now (no kernel backend implements it);
+    measurement on ``example_inputs`` (``"newton-full"``/``"newton-diag"`` fix the method and skip
+    the two timing runs); a sequence that does not converge is finished step by step with a
+    warning.  It runs in rnnc's torch reference for now (no kernel backend implements it);
     ``explain()`` reports each layer's method, iterations and final residual after a call.
     """
     from rnnc.engines import whole_model_may_win
@@ -189,19 +190,30 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     return CompiledModule(program, runner, choice)
 
 
+#: ``compile(time_parallel=...)`` values: Newton with the method measured, or fixed
+TIME_PARALLEL = ("newton", "newton-full", "newton-diag")
+
+
 def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
                    inputs: Sequence[Any] | None) -> CompiledModule:
     """``compile(..., time_parallel=how)``: the Newton runner (see :func:`compile`)."""
+    from rnnc.ir.printer import layer_key
+    from rnnc.ir.rnn import rnn_layout
     from rnnc.lower.newton import NewtonProgram, pick_methods
 
-    if how != "newton":
-        raise UserInputError(f"unknown time_parallel {how!r}; rnnc knows 'newton'")
+    if how not in TIME_PARALLEL:
+        raise UserInputError(f"unknown time_parallel {how!r}; rnnc knows {', '.join(TIME_PARALLEL)}")
     if backend not in (None, "newton"):
         raise UnsupportedError(f"time_parallel='newton' runs in rnnc's torch reference (rnnc.lower.newton); "
                                f"the {backend} backend has no parallel-in-time kernel yet")
     if not program.rnn_nodes():
         raise UserInputError("time_parallel='newton' needs a recurrent layer; this model has none")
-    methods, notes = pick_methods(program, inputs)
+    if how == "newton":
+        methods, notes = pick_methods(program, inputs)
+    else:
+        fixed = how.removeprefix("newton-")
+        methods = {layer_key(c): fixed for n in program.rnn_nodes() for c in rnn_layout(n.attr_dict)[0]}
+        notes = [f"Newton {fixed} (asked for)"]
     choice = Choice("newton", target.tag, (), (), "parallel in time, torch reference; " + "; ".join(notes))
     return CompiledModule(program, NewtonProgram(program, methods), choice)
 

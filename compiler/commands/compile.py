@@ -30,9 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tuned backend, and for a CPU model with non-recurrent ops the faster of the kernel backend "
                         "and onnxruntime on rnnc's export, measured on the example inputs")
     p.add_argument("--explain", action="store_true", help="say which backend was picked and why")
-    p.add_argument("--time-parallel", choices=["newton"], default=None,
+    p.add_argument("--time-parallel", choices=["newton", "newton-full", "newton-diag"], default=None,
                    help="solve the recurrent layers parallel-in-time by Newton's method (DEER/ParaRNN; rnnc's "
-                        "torch reference, methods picked per layer on the example input)")
+                        "torch reference): exact or diagonal Jacobians picked per layer on the example input, "
+                        "or fixed with newton-full / newton-diag")
     p.add_argument("--batch", type=int, default=1, help="batch size the schedule is solved for (default 1)")
     p.add_argument("--no-db", action="store_true",
                    help="ignore the tuning database (default: a verified record for a layer, target and backend "

@@ -135,6 +135,8 @@ def test_bad_arguments() -> None:
         rnnc.compile(gru, (torch.randn(5, 1, 4),), time_parallel="jacobi")
     with pytest.raises(UnsupportedError, match="no parallel-in-time kernel yet"):
         rnnc.compile(gru, (torch.randn(5, 1, 4),), backend="c", time_parallel="newton")
+    fixed = rnnc.compile(gru, (torch.randn(5, 1, 4),), time_parallel="newton-diag")
+    assert "Newton diag (asked for)" in fixed.explain() and set(fixed.runner.methods.values()) == {"diag"}
 
 
 def test_cli_writes_a_loadable_directory(tmp_path) -> None:
