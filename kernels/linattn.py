@@ -48,8 +48,8 @@ def head_dims(hidden_size: int, num_heads: int, key_size: int | None, what: str,
 
 
 def half_key_size(hidden_size: int, num_heads: int) -> int:
-    """Half the value width per head, at least one channel (GLA's expand_k = 0.5; RetNet's
-    d_v = 2 d_k)."""
+    """The total key width across heads when each head's key is half its value width, at least one
+    channel per head (GLA's expand_k = 0.5; RetNet's d_v = 2 d_k)."""
     return num_heads * max(1, hidden_size // num_heads // 2)
 
 
@@ -96,7 +96,8 @@ def run(x: torch.Tensor, params: Mapping[str, torch.Tensor], state: tuple[torch.
 
 
 def ir_step(b: Any, form: str, s: Any, q: Any, k: Any, v: Any, g: Any | None, beta: Any | None) -> tuple[Any, Any]:
-    """The IR of :func:`step` (``b`` a ``GraphBuilder``; operands ``[B, NH, ...]``) -> (o, S')."""
+    """The IR of ``rnnc.ir.chunkform.step`` (``b`` a ``GraphBuilder``; operands ``[B, NH, ...]``)
+    -> (o, S')."""
     if g is not None:
         s = b.unsqueeze(b.exp(g), axis=-1) * s
     if form == "gla":

@@ -162,7 +162,8 @@ def _delta_chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.
     lower = eye + ((beta * (k @ k.transpose(-1, -2))) * gamma).masked_fill(~_causal(length, q.device, True), 0.0)
     eb = torch.exp(b)[..., None]
     rhs = beta * (v - eb * (k @ s0))
-    u = torch.linalg.solve_triangular(lower, rhs, upper=False, unitriangular=True)
+    wide = torch.promote_types(rhs.dtype, torch.float32)  # torch has no fp16/bf16 triangular solve on CPUs
+    u = torch.linalg.solve_triangular(lower.to(wide), rhs.to(wide), upper=False, unitriangular=True).to(rhs.dtype)
     o = eb * (q @ s0) + ((q @ k.transpose(-1, -2)) * gamma) @ u
     s = torch.exp(b[..., -1])[..., None, None] * s0 + (k * torch.exp(b[..., -1:] - b)[..., None]).transpose(-1, -2) @ u
     return o, s

@@ -1,4 +1,6 @@
-"""The chunkwise form of a matrix-state layer as a loop nest (C and CUDA dialects render it).
+"""The chunkwise form of a matrix-state layer as a loop nest, for CPUs (the C dialect renders it;
+GPU targets never take it -- a CUDA block's threads would race on its per-chunk scalar work, and
+GPUs run the Triton chunkwise kernel instead).
 
 Why a loop nest and not the generic step path: stepping ``S_t = diag(e^{g_t}) S_{t-1} + k_t v_tᵀ``
 reads and writes the whole ``[DK, DV]`` state every step; the chunk form (``rnnc.ir.chunkform``
@@ -185,7 +187,8 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
         Let("b", Bin("/", Var("p"), Const(nh)), is_int=True),
         Let("h", Bin("%", Var("p"), Const(nh)), is_int=True),
         Let("sb", mul(Var("p"), dk * dv), is_int=True),
-        *[Alloc(b) for b in ("bc", "A", "KT", "O", *(("U", "R") if delta else ())) if b != "bc" or gw],
+        *[Alloc(b) for b in ("bc", "A", "KT", "O", *(("U", "R") if delta else ()))
+          if (b != "bc" or gw) and (b != "KT" or not per_channel)],
         Loop("c", Bin("/", add(Var("T"), c - 1), Const(c)), tuple(body)),
     )
     per_worker = Loop("pp", Bin("/", add(units, Bin("-", Var("W"), Const(1))), Var("W")), (
@@ -201,7 +204,7 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
             Buffer("st", mul(mul(Var("B"), nh), dk * dv), writable=True, doc="state [B, NH, DK, DV], in place"),
             Buffer("o", mul(rows_tb, dv), writable=True, doc="readouts [T, B, NH, DV]"),
             Buffer("bc", Const(c * max(gw, 1)), "local"), Buffer("A", Const(c * c), "local"),
-            Buffer("KT", Const(dk * c), "local"),
+            *(() if per_channel else (Buffer("KT", Const(dk * c), "local"),)),
             Buffer("O", Const(c * dv), "local")]
     if delta:
         bufs += [Buffer("U", Const(c * dv), "local"), Buffer("R", Const(c), "local")]

@@ -10,11 +10,12 @@ the current guess ``s^k`` turns one Newton step into a *linear* recurrence
 which an associative scan solves in ``ceil(log2 T)`` parallel sweeps.  Every evaluation of f and
 of its Jacobian is one batched call over all ``T*B`` rows (the step graph through the IR
 interpreter, differentiated by ``torch.func`` -- so user cells work like built-in ones).  After
-k iterations the first k steps are exact whatever the Jacobians (s_1 only needs s_0), so at
-most T iterations give the sequential answer; Newton usually needs a handful.
+k undamped iterations the first k steps are exact whatever the Jacobians (s_1 only needs s_0),
+so at most T iterations give the sequential answer; Newton usually needs a handful.
 
 Methods: ``full`` (exact Newton: ``[D, D]`` Jacobians, matrix scan), ``diag`` (quasi-Newton:
-their diagonals, an elementwise scan -- cheaper per iteration, more iterations).  ``damping``
+their diagonals, an elementwise scan -- a cheaper scan, more iterations; this reference still
+computes the full Jacobian and keeps its diagonal).  ``damping``
 < 1 takes only that fraction of each update (a damped Newton step, for cells whose Newton
 iteration overshoots).  A sequence that has not converged after ``max_iter`` iterations, or
 whose iterates stop being finite (long products of Jacobians that grow, e.g. sLSTM's
@@ -134,7 +135,7 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
 
     jac = vmap(jacrev(f_row))
     s = s0.expand(steps, batch, dim).clone()  # initial guess: the initial state held
-    iterations, residual, converged = 0, float("inf"), False
+    iterations, residual = 0, float("inf")
     with torch.no_grad():
         while iterations < max_iter:
             iterations += 1
@@ -154,12 +155,12 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
             s = s + damping * update
             scale = 1.0 + float(s.abs().max())
             if float(update.abs().max()) <= tol * scale:
-                converged = True
                 break
         prev = torch.cat([s0[None], s[:-1]]).reshape(steps * batch, dim)
         y, fs = f(prev, xs)
         residual = float((fs.reshape(steps, batch, dim) - s).abs().max())
-        converged = converged and residual <= 16 * tol * (1.0 + float(s.abs().max()))  # nan: False
+        # the residual decides (an exact answer reached in the last allowed iteration counts; nan: no)
+        converged = residual <= 16 * tol * (1.0 + float(s.abs().max()))
         if not converged:
             warnings.warn(f"rnnc: Newton ({method}) on {cell.kind} did not converge in {iterations} iterations "
                           f"(residual {residual:.2e}); the sequence was finished step by step", stacklevel=3)
@@ -183,7 +184,8 @@ def _sequential(cell: Cell, f: Any, x_tm: Any, s0: Any, method: str, iterations:
 class NewtonProgram:
     """A Program whose ``rnn`` nodes run parallel-in-time by Newton (:func:`solve`), every other
     op through the interpreter.  ``methods``: layer key -> ``full``/``diag``; ``info`` holds the
-    last call's :class:`NewtonInfo` per (layer key, direction) for ``explain()``."""
+    last call's :class:`NewtonInfo` per layer and direction (``"<layer key>#<node>.<layer>[.rev]"``:
+    stacked layers with equal keys stay apart) for ``explain()``."""
 
     def __init__(self, program: Any, methods: Mapping[str, str], damping: float = 1.0,
                  max_iter: int | None = None) -> None:
@@ -207,10 +209,12 @@ class NewtonProgram:
         from rnnc.ir.rnn import OPS, direction_params, rnn_layout, run_stack
 
         attrs = node.attr_dict
-        if args[1] is not None:  # packed sequences: padded steps hold the state (the step loop's meaning)
-            self.info[node.outputs[0]] = NewtonInfo("sequential (packed lengths)", 0, 0.0, True)
-            return OPS["rnn"].evaluate(args, attrs)
         cells, dirs, _ = rnn_layout(attrs)
+        if args[1] is not None:  # packed sequences: padded steps hold the state (the step loop's meaning)
+            for k, cell in enumerate(cells):
+                self.info[f"{layer_key(cell)}#{node.outputs[0]}.{k}"] = NewtonInfo("sequential (packed lengths)",
+                                                                                    0, 0.0, True)
+            return OPS["rnn"].evaluate(args, attrs)
         x_tm = args[0].transpose(0, 1) if attrs["batch_first"] else args[0]
         n_states = len(cells[0].states)
         per_direction = direction_params(attrs, args[2 + n_states:])
@@ -220,7 +224,7 @@ class NewtonProgram:
             xs = layer_in.flip(0) if d == 1 else layer_in
             y, finals, info = solve(cell, per_direction[k * dirs + d], xs, [s.clone() for s in states],
                                     self.methods.get(key, "full"), self.max_iter, self.damping)
-            self.info[f"{key}{'.rev' if d else ''}"] = info
+            self.info[f"{key}#{node.outputs[0]}.{k}{'.rev' if d else ''}"] = info
             out[:, :, off:off + cell.output_size] = y.flip(0) if d == 1 else y
             for view, final in zip(states, finals, strict=True):
                 view.copy_(final)
@@ -230,15 +234,16 @@ class NewtonProgram:
         return (y.transpose(0, 1) if attrs["batch_first"] else y, *finals)
 
     def explain_lines(self) -> list[str]:
-        return [f"  layer {key}: Newton {i.method}, {i.iterations} iterations, residual {i.residual:.1e}"
-                + ("" if i.converged else " (did not converge: finished step by step)")
+        return [f"  layer {key.split('#')[0]} ({key.split('#')[1]}): Newton {i.method}, {i.iterations} iterations, "
+                f"residual {i.residual:.1e}" + ("" if i.converged else " (did not converge: finished step by step)")
                 for key, i in self.info.items()]
 
 
 def pick_methods(program: Any, inputs: Sequence[Any] | None) -> tuple[dict[str, str], list[str]]:
-    """Per layer, ``full`` or ``diag``: measured on ``inputs`` when given (the program runs once with
-    each method on every layer; a layer keeps the faster method among those that converged on it),
-    else ``full`` (Newton's few iterations).  Returns the methods and one line per layer saying why."""
+    """Per layer, ``full`` or ``diag``: measured on ``inputs`` when given -- the whole program runs
+    with each method on every layer (after one warm-up run), and each layer takes the method whose
+    run was faster among those that converged on that layer -- else ``full`` (Newton's few
+    iterations).  Returns the methods and one line per layer saying why."""
     import time
 
     from rnnc.ir.printer import layer_key
@@ -252,11 +257,13 @@ def pick_methods(program: Any, inputs: Sequence[Any] | None) -> tuple[dict[str, 
         runner = NewtonProgram(program, dict.fromkeys(keys, method))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if method == METHODS[0]:
+                runner(*inputs)  # warm-up: the first call pays for torch.func's and the ops' set-up
             t0 = time.perf_counter()
             runner(*inputs)
             spent = time.perf_counter() - t0
         for key in keys:
-            info = [i for k, i in runner.info.items() if k.split(".")[0] == key]
+            info = [i for k, i in runner.info.items() if k.split("#")[0] == key]
             if info and all(i.converged for i in info):
                 timed[key][method] = spent
     methods, notes = {}, []

@@ -11,7 +11,7 @@ this pass has checked them:
   cell's only state, and the readout y depends on the state only through o (so it too runs on
   all rows once o is known);
 * numbers: one step of the cell's own graph, on random inputs and states, equals the family's
-  step (``linattn.step``) applied to the operands that same graph computed -- S' and o both.
+  step (``rnnc.ir.chunkform.step``) applied to the operands that same graph computed -- S' and o both.
 
 A cell that fails either check simply has no chunk form (``chunk_reason`` says why) and runs
 step by step like any other; nothing here knows a cell by name.
@@ -81,8 +81,9 @@ def find_chunk_form(cell: Cell, depends: Any, row_wise: frozenset[int]) -> tuple
     cf = ChunkForm(form, names["state"], operands, out, pre_all, post)
     try:
         why = _numeric_check(cell, cf)
-    except (RuntimeError, ValueError) as exc:  # operand shapes that do not fit the state
-        why = f"the named operands do not fit the state ({str(exc).splitlines()[0]})"
+    except Exception as exc:  # noqa: BLE001 - any failure of the trial step is a reason, not a crash
+        first = (str(exc).splitlines() or [""])[0]
+        why = f"one trial step of the named operands failed ({type(exc).__name__}: {first})"
     return (None, why) if why else (cf, "")
 
 

@@ -152,3 +152,19 @@ def test_cli_writes_a_loadable_directory(tmp_path) -> None:
     x = torch.randn(2, 50, 4)
     with torch.no_grad():
         assert_close(loaded(x)[0], ref(x)[0], "float32", "scan", "loaded newton dir")
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_short_sequences_converge_without_a_warning(steps: int) -> None:
+    """T iterations make the answer exact: a short sequence that needs all of them still converged."""
+    import warnings
+
+    torch.manual_seed(6)
+    cell, weights = CELLS["gru"].load_module_class()(4, 8).rnnc_layer()
+    x = torch.randn(steps, 2, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, _, info = solve(cell, weights, x, [torch.zeros(2, 8)], "full")
+    assert info.converged and info.iterations <= steps
+    program = rnn_program([cell], [[weights]])
+    assert_close(y, program.run(x.transpose(0, 1).contiguous())[0].transpose(0, 1), "float32", "scan", "short")

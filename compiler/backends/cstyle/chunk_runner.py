@@ -42,7 +42,7 @@ class ChunkLayerRunner:
         from rnnc.lower.chunkwise import finish, prepare
 
         steps, batch = int(x.shape[0]), int(x.shape[1])
-        if steps == 0:
+        if steps == 0 or batch == 0:  # nothing to run; the states stay as they are
             return
         values, ops = prepare(self.cell, self.form, self.params, x, self.shape, lengths, reverse)
         dummy = torch.zeros(1)

@@ -159,18 +159,17 @@ def run_chunk_layer(lk: Any, x: Any, params: dict[str, Any], init: list[Any], le
 
     plan: ChunkPlan = lk.plan
     steps, batch = int(x.shape[0]), int(x.shape[1])
-    values, tm = prepare(plan.cell, plan.form, params, x, (plan.heads, plan.dk, plan.dv), lengths, reverse)
     s0 = init[0].float().contiguous()
+    if steps == 0 or batch == 0:  # nothing to run: an empty output, the states as they were
+        return x.new_zeros(steps, batch, plan.cell.output_size), [s0.to(x.dtype)]
+    values, tm = prepare(plan.cell, plan.form, params, x, (plan.heads, plan.dk, plan.dv), lengths, reverse)
     o = torch.empty((steps, batch, plan.heads, plan.dv), dtype=torch.float32, device=x.device)
     s_out = torch.empty_like(s0)
     consts = tiles(plan, lk.chunk, lk.tile)
     dummy = o.new_zeros(1)
-    if steps and batch:
-        grid = (batch * plan.heads, -(-plan.dv // consts["VT"]))
-        lk.kernel[grid](tm["q"], tm["k"], tm["v"], dummy if tm["g"] is None else tm["g"],
-                        dummy if tm["beta"] is None else tm["beta"], s0, o, s_out, steps, batch, plan.heads,
-                        num_warps=lk.warps, **consts)
-    else:
-        s_out = s0.clone()
+    grid = (batch * plan.heads, -(-plan.dv // consts["VT"]))
+    lk.kernel[grid](tm["q"], tm["k"], tm["v"], dummy if tm["g"] is None else tm["g"],
+                    dummy if tm["beta"] is None else tm["beta"], s0, o, s_out, steps, batch, plan.heads,
+                    num_warps=lk.warps, **consts)
     y = finish(plan.cell, plan.form, values, o, lengths, reverse)
     return y.to(x.dtype), [s_out.to(x.dtype)]

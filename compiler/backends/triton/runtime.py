@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnc.backends.triton.chunk import ChunkPlan, plan_chunk, render_chunk, run_chunk_layer
+from rnnc.backends.triton.chunk import ChunkPlan, plan_chunk, render_chunk, run_chunk_layer, tiles
 from rnnc.backends.triton.plan import LoopPlan, derive_param, plan_cell, split_hidden
 from rnnc.backends.triton.render import KERNEL_NAME, k_piece, kernel_args, pow2, render_kernel, use_dot
 from rnnc.backends.triton.scan import render_scan, run_scan_layer
@@ -133,8 +133,8 @@ def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4, chunk: int = 6
     a ``hidden_tile`` smaller than the hidden size renders the multi-block kernel."""
     plan = plan_any(cell)
     if isinstance(plan, ChunkPlan):  # chunk: steps per chunk; tile: value columns per program
-        return LayerKernel(plan, render_chunk(plan), 1, warps, pow2(max(1, min(chunk, 64))),
-                           pow2(max(1, min(tile, plan.dv))))
+        consts = tiles(plan, min(chunk, 64), tile)  # what the kernel runs (16..64 steps, 16+ columns)
+        return LayerKernel(plan, render_chunk(plan), 1, warps, consts["C"], consts["VT"])
     if isinstance(plan, ScanPlan):
         return LayerKernel(plan, render_scan(plan), 1, warps, pow2(max(1, chunk)), pow2(max(1, tile)))
     bt = pow2(max(1, batch_tile))

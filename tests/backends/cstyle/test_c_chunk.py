@@ -90,3 +90,13 @@ def test_the_tuner_searches_the_chunk_length() -> None:
     layer = layers_of(rnn_program([cell], [[weights]]), batch=2, seq_len=256)[0]
     chunks = [dict(s.params)["chunk"] for s in ADAPTER.knob_variants(layer, get("cpu/host"))]
     assert chunks == [0, 16, 32, 128]
+
+
+def test_empty_sequences_and_batches() -> None:
+    """T = 0 or B = 0: an empty output and the initial state back, as the module gives."""
+    cell, weights = _module("gla").rnnc_layer()
+    compiled = CompiledProgram(rnn_program([cell], [[weights]], with_states=True))
+    for batch, steps in ((2, 0), (0, 5)):
+        s0 = torch.randn(batch, *cell.states[0].shape)
+        y, s = compiled(torch.randn(batch, steps, IN), s0[None])
+        assert y.shape == (batch, steps, 16) and torch.equal(s[0], s0)

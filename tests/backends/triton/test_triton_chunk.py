@@ -90,3 +90,10 @@ def test_a_wrong_chunk_claim_is_caught_and_the_cell_runs_as_before() -> None:
     assert plan.chunk is None and "not the gla update" in plan.chunk_reason
     assert not layer_kernel(bad).is_chunk
     assert plan_layer(cell).chunk is not None and not plan_layer(cell).chunk_reason
+
+
+def test_empty_sequence() -> None:
+    cell, weights = _module("deltanet").rnnc_layer()
+    s0 = torch.randn(3, *cell.states[0].shape)
+    y, (s,) = run_layer(layer_kernel(cell), torch.randn(0, 3, IN), dict(weights), [s0], None, reverse=False)
+    assert y.shape == (0, 3, 16) and torch.equal(s, s0)
