@@ -32,6 +32,7 @@ from _common import best_time, fmt_time, markdown_table, page_header, ratio, wri
 
 import rnnc
 from rnnc.constraints import ProblemSpec, solve
+from rnnc.ir.printer import layer_cells
 from rnnc.lower.newton import NewtonProgram
 from rnnc.targets import get
 
@@ -75,7 +76,7 @@ def point(name: str, rnn: torch.nn.Module, steps: int) -> dict:
     kind = "lstm" if isinstance(rnn, torch.nn.LSTM) else "gru"
     x = torch.randn(1, steps, rnn.input_size, generator=torch.Generator().manual_seed(steps))
     program = rnnc.trace(rnn, (x,))
-    keys = _keys(program)
+    keys = list(layer_cells(program))
     row: dict = {"cell": name, "T": steps}
     times = {}
     with torch.no_grad():
@@ -100,13 +101,6 @@ def point(name: str, rnn: torch.nn.Module, steps: int) -> dict:
     if best:
         row["H100 est."] = h100_ratio(kind, rnn.hidden_size, steps, row[f"iters {best}"], best)
     return row
-
-
-def _keys(program) -> list[str]:
-    from rnnc.ir.printer import layer_key
-    from rnnc.ir.rnn import rnn_layout
-
-    return [layer_key(c) for n in program.rnn_nodes() for c in rnn_layout(n.attr_dict)[0]]
 
 
 def main() -> None:

@@ -197,8 +197,7 @@ TIME_PARALLEL = ("newton", "newton-full", "newton-diag")
 def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
                    inputs: Sequence[Any] | None) -> CompiledModule:
     """``compile(..., time_parallel=how)``: the Newton runner (see :func:`compile`)."""
-    from rnnc.ir.printer import layer_key
-    from rnnc.ir.rnn import rnn_layout
+    from rnnc.ir.printer import layer_cells
     from rnnc.lower.newton import NewtonProgram, pick_methods
 
     if how not in TIME_PARALLEL:
@@ -212,7 +211,7 @@ def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
         methods, notes = pick_methods(program, inputs)
     else:
         fixed = how.removeprefix("newton-")
-        methods = {layer_key(c): fixed for n in program.rnn_nodes() for c in rnn_layout(n.attr_dict)[0]}
+        methods = dict.fromkeys(layer_cells(program), fixed)
         notes = [f"Newton {fixed} (asked for)"]
     choice = Choice("newton", target.tag, (), (), "parallel in time, torch reference; " + "; ".join(notes))
     return CompiledModule(program, NewtonProgram(program, methods), choice)

@@ -32,11 +32,10 @@ def whole_model_may_win(program: Any) -> bool:
     """Whether onnxruntime on rnnc's export is worth timing against the kernel backend on a CPU:
     the model has ops outside its recurrent layers, or a matrix-state layer that the export
     writes as onnxruntime's own ``LinearAttention`` kernel (``rnnc.backends.onnx.linattn``)."""
-    from rnnc.ir.rnn import rnn_layout
+    from rnnc.ir.printer import layer_cells
     from rnnc.passes import plan_layer
 
-    return has_non_recurrent_ops(program) or any(
-        plan_layer(cell).chunk is not None for n in program.rnn_nodes() for cell in rnn_layout(n.attr_dict)[0])
+    return has_non_recurrent_ops(program) or any(plan_layer(c).chunk is not None for c in layer_cells(program).values())
 
 
 def best_time(fn: Callable[..., Any], inputs: Sequence[Any], budget_s: float = BUDGET_S, max_reps: int = 200) -> float:

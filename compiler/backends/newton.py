@@ -31,14 +31,12 @@ class NewtonBackend:
                 **_: Any) -> dict:
         """Write the Program and each layer's method (``methods``: layer key -> full/diag)."""
         from rnnc.backends.manifest import write_manifest, write_program
-        from rnnc.ir.printer import layer_key
-        from rnnc.ir.rnn import rnn_layout
+        from rnnc.ir.printer import layer_cells
 
         Path(outdir).mkdir(parents=True, exist_ok=True)
         methods = dict(methods or {})
-        cells = [c for n in program.rnn_nodes() for c in rnn_layout(n.attr_dict)[0]]
-        layers = {layer_key(c): {"cell": c.kind, "path": "newton",
-                                 "knobs": {"method": methods.get(layer_key(c), "full")}} for c in cells}
+        layers = {key: {"cell": c.kind, "path": "newton", "knobs": {"method": methods.get(key, "full")}}
+                  for key, c in layer_cells(program).items()}
         tag = getattr(target, "tag", str(target))
         return write_manifest(outdir, {"backend": self.name, "target": tag, "layers": layers,
                                        **write_program(outdir, program)})

@@ -246,10 +246,9 @@ def pick_methods(program: Any, inputs: Sequence[Any] | None) -> tuple[dict[str, 
     iterations).  Returns the methods and one line per layer saying why."""
     import time
 
-    from rnnc.ir.printer import layer_key
-    from rnnc.ir.rnn import rnn_layout
+    from rnnc.ir.printer import layer_cells
 
-    keys = [layer_key(c) for n in program.rnn_nodes() for c in rnn_layout(n.attr_dict)[0]]
+    keys = list(layer_cells(program))
     if inputs is None:
         return dict.fromkeys(keys, "full"), ["Newton full (no example inputs to measure the methods on)"]
     timed: dict[str, dict[str, float]] = {k: {} for k in keys}

@@ -58,6 +58,8 @@ class _ChunkShape:
     """Sizes shared by the GPU and CPU models: head widths, padded tiles, per-chunk FLOPs."""
 
     def shape(self) -> None:
+        """Set the sizes; ``build`` calls it first (the base class builds in ``__init__``), so every
+        later method reads them."""
         s = self.spec
         self.delta = s.info.scan == "delta"
         self.per_channel = s.info.scan == "gla_channel"
@@ -159,7 +161,6 @@ class ChunkGpu(_ChunkShape, TilingProblem):
 
     def demand(self) -> list[str]:
         g = self.target.gpu
-        self.shape()
         per = 4 * self.bk * MIN_TILE + 4 * self.score_tiles * MIN_TILE * MIN_TILE
         return [f"the smallest chunk (16 steps, one 16-wide value tile) keeps {fmt_bytes(per)} of state and "
                 f"score tiles per block (DK={self.dk} padded to {self.bk})",
@@ -216,7 +217,6 @@ class ChunkCpu(_ChunkShape, TilingProblem):
 
     def demand(self) -> list[str]:
         c = self.target.cpu
-        self.shape()
         return [f"a 16-step chunk and the {self.dk} x {self.dv} state need "
                 f"{fmt_bytes(4 * ((2 * self.dk + 2 * self.dv) * 16 + self.score_tiles * 256 + self.dk * self.dv))}",
                 f"{self.target.tag} has {fmt_bytes(c.l1d_bytes)} L1d and {fmt_bytes(c.l2_bytes)} L2 per core"]

@@ -15,6 +15,7 @@ import rnnc
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.frontend import Recurrent
 from rnnc.ir import rnn_program
+from rnnc.ir.printer import layer_cells
 from rnnc.kernels import CELLS
 from rnnc.lower.newton import NewtonProgram, solve
 from rnnc.tolerances import assert_close
@@ -27,7 +28,7 @@ def test_matches_torch_at_t256(kind: str, method: str) -> None:
     ref = (torch.nn.GRU if kind == "gru" else torch.nn.LSTM)(8, 24, batch_first=True)
     x = torch.randn(2, 256, 8, generator=torch.Generator().manual_seed(1))
     program = rnnc.trace(ref, (x,))
-    runner = NewtonProgram(program, {k: method for k in _keys(program)})
+    runner = NewtonProgram(program, dict.fromkeys(layer_cells(program), method))
     got = runner(x)
     with torch.no_grad():
         want = ref(x)
@@ -36,13 +37,6 @@ def test_matches_torch_at_t256(kind: str, method: str) -> None:
     assert info.converged and info.method == method and 1 <= info.iterations < 256
     if method == "full":  # exact Newton: a handful of iterations
         assert info.iterations <= 8
-
-
-def _keys(program) -> list[str]:
-    from rnnc.ir.printer import layer_key
-    from rnnc.ir.rnn import rnn_layout
-
-    return [layer_key(c) for n in program.rnn_nodes() for c in rnn_layout(n.attr_dict)[0]]
 
 
 def test_compile_picks_a_method_and_explains() -> None:
