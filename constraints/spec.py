@@ -28,12 +28,13 @@ class CellInfo:
         vectors per hidden unit kept across steps.
     scan cells (linear/diagonal recurrence, chunked parallel scan):
         ``scan``: ``diag`` (elementwise state), ``selective`` (N-wide state per channel with
-        per-step shared inputs, Mamba S6) or ``matrix`` (mLSTM: a Dh x Dh state per head);
-        ``inputs``: values read per step and channel; ``state_words``: fp32 words of state per
-        channel (2 for a complex diagonal).
+        per-step shared inputs, Mamba S6) or ``matrix`` (mLSTM's Dh x Dh state per head, the
+        :data:`ALTERNATES` entry); ``inputs``: values read per step and channel;
+        ``state_words``: fp32 words of state per channel (2 for a complex diagonal).
     chunk cells (a [DK, DV] matrix state per head, chunkwise-parallel form):
-        ``scan``: ``gla`` (decay per head or none), ``gla_channel`` (decay per key channel) or
-        ``delta`` (delta rule, WY/UT form); DK is the spec's ``state_size``.
+        ``scan``: ``gla`` (decay per head or none), ``gla_channel`` (decay per key channel),
+        ``delta`` (delta rule, WY/UT form) or ``mlstm`` (``gla`` with the normaliser as one more
+        value column, ``rnnc.ir.chunkform``); DK is the spec's ``state_size``.
     """
 
     family: str
@@ -53,7 +54,7 @@ CELLS: dict[str, CellInfo] = {
     "minlstm": CellInfo(SCAN, scan="diag", inputs=3, state_words=1),
     "lru": CellInfo(SCAN, scan="diag", inputs=2, state_words=2),
     "mamba": CellInfo(SCAN, scan="selective", inputs=2, state_words=1),
-    "mlstm": CellInfo(SCAN, scan="matrix", inputs=1, state_words=1),
+    "mlstm": CellInfo(CHUNK, scan="mlstm"),
     "gla": CellInfo(CHUNK, scan="gla_channel"),
     "hgrn2": CellInfo(CHUNK, scan="gla_channel"),
     "retnet": CellInfo(CHUNK, scan="gla"),
@@ -61,6 +62,9 @@ CELLS: dict[str, CellInfo] = {
     "deltanet": CellInfo(CHUNK, scan="delta"),
 }
 ALIASES = {"rnn": "elman", "s6": "mamba"}
+#: a known cell's second family, asked for with ``family=``: mLSTM as one chunked scan over its
+#: flattened matrix state -- the GPU kernel for heads too wide for the chunkwise kernel's tiles
+ALTERNATES: dict[tuple[str, str], CellInfo] = {("mlstm", SCAN): CellInfo(SCAN, scan="matrix", inputs=1)}
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ class ProblemSpec:
     def info(self) -> CellInfo:
         if self.cell in CELLS and self.family in (None, CELLS[self.cell].family):
             base = CELLS[self.cell]
+        elif (self.cell, self.family) in ALTERNATES:
+            base = ALTERNATES[self.cell, str(self.family)]
         else:  # a user-written cell: fused with `gates` matrices, or a diagonal scan
             base = CellInfo(self.family or FUSED, scan="diag", inputs=2)
         return replace(base, gates=self.gates) if self.gates is not None else base

@@ -9,6 +9,23 @@ the family (per head; ``g`` a log decay, per key channel ``[DK]`` or one per hea
     "delta" (DeltaNet, Gated DeltaNet):     S̄ = exp(g_t) S_{t-1};  S_t = S̄ + β_t k_t (v_t - S̄ᵀ k_t)ᵀ
     readout (both):                         o_t = S_tᵀ q_t                                 ([DV])
 
+A third form is xLSTM's mLSTM, which adds a normaliser n, a max-stabiliser m and an input gate
+i (log domain, one per head like its log forget gate g); its matrix state is kept in xLSTM's
+layout ``C = Σ v kᵀ`` ``[NH, DV, DK]``::
+
+    "mlstm":  m_t = max(g_t + m_{t-1}, i_t);  f' = e^{g_t + m_{t-1} - m_t};  i' = e^{i_t - m_t}
+              C_t = f' C_{t-1} + i' v_t k_tᵀ;   n_t = f' n_{t-1} + i' k_t
+              o_t = C_t q_t / max(|n_tᵀ q_t|, e^{-m_t})
+
+It has no chunk form of its own: unrolled, the loop's stabiliser is a prefix maximum, m_t =
+G_t + max(m_0, max_{s≤t} (i_s - G_s)) with G_t = Σ_{j≤t} g_j (``kernels/mlstm/scan.py`` checks
+this against the loop), so all T stabilisers come first, in float64, without a loop.  Given them
+the update is the "gla" form with one decay per head g'_t = g_t + m_{t-1} - m_t (≤ 0: a decay),
+keys k'_t = e^{i_t - m_t} k_t (scale ≤ 1) and the normaliser as one more value column (v' = [v,
+1], S = [Cᵀ | n]); the readout divides the two parts of o' = Sᵀq (:func:`mlstm_as_gla`,
+:func:`mlstm_readout`).  Every chunk kernel of the "gla" form therefore runs mLSTM too, and no
+exponent it takes is positive.
+
 This module is that meaning, written once, in the IR layer (like the interpreter): :func:`step`
 (one step; the chunk pass checks a cell's graph against it), :func:`loop` (the recurrent form)
 and :func:`chunkwise` (the chunkwise-parallel form every chunk kernel is tested against).
@@ -44,19 +61,23 @@ import torch
 
 from rnnc.errors import UnsupportedError
 
-FORMS = ("gla", "delta")
+FORMS = ("gla", "delta", "mlstm")
+#: the states a form keeps, in the chunk attribute's keys: the matrix, then mLSTM's n and m
+STATE_KEYS = {"gla": ("state",), "delta": ("state",), "mlstm": ("state", "norm", "stab")}
 
 
 @dataclass(frozen=True)
 class Projected:
     """A sequence's per-step operands, ``[B, T, NH, ...]``: q, k ``[..., DK]``, v ``[..., DV]``,
-    log decay g ``[..., DK]`` or ``[..., 1]`` (None: no decay) and β ``[..., 1]`` (delta rule)."""
+    log decay g ``[..., DK]`` or ``[..., 1]`` (None: no decay), β ``[..., 1]`` (delta rule) and
+    the log input gate i ``[..., 1]`` (mLSTM)."""
 
     q: torch.Tensor
     k: torch.Tensor
     v: torch.Tensor
     g: torch.Tensor | None = None
     beta: torch.Tensor | None = None
+    i: torch.Tensor | None = None
 
 
 def step(form: str, s: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -83,14 +104,78 @@ def loop(form: str, p: Projected, s0: torch.Tensor) -> tuple[torch.Tensor, torch
     return o, s
 
 
+def step_mlstm(states: tuple[torch.Tensor, ...], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               g: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """One step of the "mlstm" form (module docstring) on ``[B, NH, ...]`` operands, g and i
+    ``[B, NH, 1]``; states (C ``[B, NH, DV, DK]``, n ``[B, NH, DK]``, m ``[B, NH]``) -> (o_t, states)."""
+    c, n, m = states
+    g1, i1 = g[..., 0], i[..., 0]
+    m_new = torch.maximum(g1 + m, i1)
+    fg, ig = torch.exp(g1 + m - m_new)[..., None], torch.exp(i1 - m_new)[..., None]
+    c = fg[..., None] * c + ig[..., None] * v[..., :, None] * k[..., None, :]
+    n = fg * n + ig * k
+    den = torch.maximum((n * q).sum(-1).abs(), torch.exp(-m_new))
+    return (c * q[..., None, :]).sum(-1) / den[..., None], (c, n, m_new)
+
+
+def mlstm_as_gla(p: Projected, states: tuple[torch.Tensor, ...]) -> tuple[Projected, torch.Tensor, torch.Tensor]:
+    """The "mlstm" form as the "gla" form (module docstring): (operands with g' ``[B, T, NH, 1]``,
+    k' and v' = [v, 1], the state S = [Cᵀ | n] ``[B, NH, DK, DV + 1]``, the stabilisers m_t
+    ``[B, T, NH]``).  A step with i = -inf (a padded step) leaves every state as it was."""
+    c0, n0, m0 = states
+    g, i = p.g[..., 0].double(), p.i[..., 0].double()
+    cum = g.cumsum(1)
+    m = cum + torch.maximum(m0.double()[:, None], torch.cummax(i - cum, dim=1).values)
+    m_prev = torch.cat([m0.double()[:, None], m[:, :-1]], 1)
+    decay = (g + m_prev - m).clamp(max=0.0)  # ≤ 0 exactly; rounding must not make it a growth
+    k = p.k * torch.exp(i - m).to(p.k.dtype)[..., None]
+    v = torch.cat([p.v, torch.ones_like(p.v[..., :1])], -1)
+    s = torch.cat([c0.transpose(-1, -2), n0[..., None]], -1).to(p.v.dtype)
+    return Projected(p.q, k, v, decay.to(p.q.dtype)[..., None]), s, m.to(p.q.dtype)
+
+
+def mlstm_readout(o: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """o_t from the "gla" readout o' = Sᵀq ``[..., DV + 1]`` and the stabilisers ``[...]``."""
+    return o[..., :-1] / torch.maximum(o[..., -1].abs(), torch.exp(-m))[..., None]
+
+
+def mlstm_states(s: torch.Tensor, m_last: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(C, n, m) from the "gla" state [Cᵀ | n] and the last stabiliser."""
+    return s[..., :-1].transpose(-1, -2), s[..., -1], m_last
+
+
+def run_form(form: str, p: Projected, states: tuple[torch.Tensor, ...], chunk_size: int | None = None
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Any form over a sequence: o ``[B, T, NH, DV]`` and the states after the last step, step by
+    step (``chunk_size=None``) or chunkwise."""
+    if form != "mlstm":
+        o, s = loop(form, p, states[0]) if chunk_size is None else chunkwise(form, p, states[0], chunk_size)
+        return o, (s,)
+    if chunk_size is None:
+        outs = []
+        for t in range(p.q.shape[1]):
+            o, states = step_mlstm(states, p.q[:, t], p.k[:, t], p.v[:, t], p.g[:, t], p.i[:, t])
+            outs.append(o)
+        return (torch.stack(outs, 1) if outs else p.v.new_zeros(*p.v.shape)), states
+    gp, s, m = mlstm_as_gla(p, states)
+    o, s = chunkwise("gla", gp, s, chunk_size)
+    if not m.shape[1]:
+        return p.v.new_zeros(*p.v.shape), states
+    return mlstm_readout(o, m), mlstm_states(s, m[:, -1])
+
+
 def chunk_attr(form: str, state: str, q: Any, k: Any, v: Any, o: Any, g: Any | None = None,
-               beta: Any | None = None) -> tuple[str, str]:
-    """The ``("chunk", ...)`` cell attribute: which step values are the family's operands, as
-    ``"<form> state=S q=%a k=%b ..."`` (a string, so the printed IR round-trips)."""
+               beta: Any | None = None, i: Any | None = None, norm: str | None = None,
+               stab: str | None = None) -> tuple[str, str]:
+    """The ``("chunk", ...)`` cell attribute: which step values are the family's operands (and,
+    for "mlstm", which states are n and m), as ``"<form> state=S q=%a k=%b ..."`` (a string, so
+    the printed IR round-trips)."""
     if form not in FORMS:
         raise ValueError(f"chunk form {form!r} is not one of {FORMS}")
-    names = {"q": q, "k": k, "v": v, "o": o, "g": g, "beta": beta}
-    return "chunk", " ".join([form, f"state={state}"] + [f"{n}={v.name}" for n, v in names.items() if v is not None])
+    names = {"q": q, "k": k, "v": v, "o": o, "g": g, "beta": beta, "i": i}
+    states = {"state": state, "norm": norm, "stab": stab}
+    return "chunk", " ".join([form] + [f"{n}={v}" for n, v in states.items() if v is not None]
+                             + [f"{n}={v.name}" for n, v in names.items() if v is not None])
 
 
 def parse_chunk_attr(text: str) -> tuple[str, dict[str, str]]:
@@ -107,6 +192,8 @@ def chunkwise(form: str, p: Projected, s0: torch.Tensor, chunk_size: int = DEFAU
     """Same contract as :func:`loop`: o ``[B, T, NH, DV]`` and the state after the last step."""
     if chunk_size < 1:
         raise UnsupportedError(f"chunk_size must be >= 1, got {chunk_size}")
+    if form not in ("gla", "delta"):
+        raise UnsupportedError(f"chunkwise() runs the one-state forms; the {form!r} form goes through run_form()")
     if form == "delta" and p.g is not None and p.g.shape[-1] != 1:
         raise UnsupportedError("the delta rule's chunk form takes one decay per head, not per key channel")
     # time-major within each head: [B, NH, T, D]

@@ -87,11 +87,10 @@ def lower_layer(cell: Cell, target: object = None, schedule: object = None, dtyp
     chunk = chunk_length(layer, target, schedule)
     if chunk and not force_generic:
         from rnnc.lower.chunk import chunk_kernel
+        from rnnc.lower.chunkwise import kernel_shape
 
-        nh, dk, dv = (int(d) for d in cell.states[0].shape)
-        gname = layer.chunk.value("g")
-        gate = 0 if gname is None else int(cell.step.value_types()[gname].shape[-1])
-        return chunk_kernel(name, layer.chunk.form, nh, dk, dv, gate, chunk)
+        ks = kernel_shape(cell, layer.chunk)
+        return chunk_kernel(name, ks.form, ks.heads, ks.dk, ks.dv, ks.gate, chunk)
     plan = None if force_generic else layer.gate_plan
     gates = plan.gates if plan is not None else 1
     int8 = plan is not None and any(lin.scale for lin in plan.linears)

@@ -102,7 +102,10 @@ class LayerPlan:
                 extra["gates"] = self.gates
         hidden = cell.hidden_size  # the state's channels (LRU's N, an LSTM's H)
         if self.family == "chunk":  # a [DK, DV] matrix per head: DK is the spec's state_size
-            extra["state_size"] = int(cell.states[0].shape[1])
+            from rnnc.lower.chunkwise import kernel_shape
+
+            extra["state_size"] = kernel_shape(cell, self.chunk).dk if self.chunk is not None \
+                else int(cell.states[0].shape[1])
         if self.scan == "selective" and cell.states and len(cell.states[0].shape) > 1:
             hidden = cell.output_size  # Mamba: D channels, each with N states
             extra["state_size"] = int(cell.states[0].shape[-1])

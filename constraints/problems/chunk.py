@@ -1,4 +1,4 @@
-"""Chunkwise-parallel matrix-state recurrences (GLA, RetNet, HGRN2, DeltaNet, Mamba-2).
+"""Chunkwise-parallel matrix-state recurrences (GLA, RetNet, HGRN2, DeltaNet, Mamba-2, mLSTM).
 
 GPU kernel model (``chunkwise``, the Triton kernel ``rnnc.backends.triton.chunk``): one block owns
 one (batch row, head, value tile) for the whole sequence; its state tile ``S [DK, VT]`` stays in
@@ -63,7 +63,10 @@ class _ChunkShape:
         s = self.spec
         self.delta = s.info.scan == "delta"
         self.per_channel = s.info.scan == "gla_channel"
-        self.dk, self.dv = s.state_size, s.head_dim
+        # mLSTM: keys as wide as the head, and the normaliser rides along as one more value column
+        # (rnnc.lower.chunkwise.kernel_shape)
+        mlstm = s.info.scan == "mlstm"
+        self.dk, self.dv = (s.head_dim, s.head_dim + 1) if mlstm else (s.state_size, s.head_dim)
         self.bk, self.bv = _pad(self.dk), _pad(self.dv)
         self.score_tiles = 4 if self.delta else 2
 
@@ -169,7 +172,8 @@ class ChunkGpu(_ChunkShape, TilingProblem):
 
     def relaxations(self) -> Iterable[tuple[str, str, ProblemSpec]]:
         s = self.spec
-        for n in (d for d in range(s.state_size - 1, 0, -1) if d % MIN_TILE == 0 or d < MIN_TILE):
+        key_widths = () if s.info.scan == "mlstm" else range(s.state_size - 1, 0, -1)  # mLSTM: DK is the head's
+        for n in (d for d in key_widths if d % MIN_TILE == 0 or d < MIN_TILE):
             yield "state_size", f"key width {n} per head", s.replace(state_size=n)
         for nh in divisors(s.hidden):
             if nh > s.heads:

@@ -11,6 +11,7 @@ import math
 
 from rnnc.errors import UnsupportedError
 from rnnc.ir import Cell, GraphBuilder, StateSpec
+from rnnc.ir.chunkform import chunk_attr
 from rnnc.kernels.slstm.cell import check_heads
 
 
@@ -49,9 +50,12 @@ def build_cell(input_size: int, hidden_size: int, *, num_heads: int = 1, forget_
     num = b.squeeze(b.matmul(c_new, b.unsqueeze(q, axis=-1)), axis=-1)  # C' q: [B, NH, DH]
     nq = b.sum(n_new * q, axes=(-1,), keepdim=True)  # [B, NH, 1]
     den = b.max(b.abs(nq), b.exp(-b.unsqueeze(m_new, axis=-1)))
-    h = b.sigmoid(b.linear(x, w_o, b_o)) * b.reshape(num / den, shape=(0, hid))
+    o = num / den  # [B, NH, DH]: the chunk form's readout
+    h = b.sigmoid(b.linear(x, w_o, b_o)) * b.reshape(o, shape=(0, hid))
     step = b.build({"y": h, "C": c_new, "n": n_new, "m": m_new})
+    # the chunkwise form (rnnc.ir.chunkform, "mlstm"); rnnc.passes checks this claim numerically
+    chunk = chunk_attr("mlstm", "C", q, k, v, o, g=log_f, i=i_pre, norm="n", stab="m")
     return Cell("mlstm", "linear", input_size, hid, hid,
                 (StateSpec("C", (nh, dh, dh), dtype), StateSpec("n", (nh, dh), dtype),
                  StateSpec("m", (nh,), dtype)), step,
-                (("bias", bias), ("forget_gate", forget_gate), ("num_heads", nh)))
+                (("bias", bias), chunk, ("forget_gate", forget_gate), ("num_heads", nh)))  # sorted, as parsed

@@ -74,7 +74,9 @@ def test_elman_single_block_boundary_on_t4(hidden, fits):
         assert short["shared_memory"].needed >= 512 * 512 * 4 - 256 * KiB  # 1 MiB minus the registers
 
 
-def test_scan_explanation_names_the_resource():
+def test_chunk_explanation_names_the_sizes():
+    """One 4096-wide mLSTM head: its key tile alone outgrows a block (chunk family, DK = the head)."""
     err = _explain(ProblemSpec("mlstm", 4096, heads=1, batch=1, dtype="bf16"), "nvidia/h200")
-    assert "shared memory per block" in str(err)
+    assert "DK=4096" in str(err) and "registers per block" in str(err)
     assert any(s.kind == "heads" for s in err.explanation.suggestions)
+    assert not any(s.kind == "state_size" for s in err.explanation.suggestions)

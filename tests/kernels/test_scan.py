@@ -26,6 +26,7 @@ from rnnc.kernels.mamba.scan import parallel as mamba_parallel
 from rnnc.kernels.mamba2.chunk import chunked as mamba2_chunked
 from rnnc.kernels.mingru.scan import parallel as mingru_parallel
 from rnnc.kernels.minlstm.scan import parallel as minlstm_parallel
+from rnnc.kernels.mlstm.chunk import chunked as mlstm_chunked
 from rnnc.kernels.mlstm.scan import parallel as mlstm_parallel
 from rnnc.kernels.retnet.chunk import chunked as retnet_chunked
 from rnnc.kernels.scan import linear_scan
@@ -77,6 +78,40 @@ def test_mlstm_parallel_with_exp_forget_gate(forget_gate: str) -> None:
     assert_close(got_y, want_y, "float32", "scan", "mlstm y")
     for g, w in zip(got_states, want_states, strict=True):
         assert_close(g, w, "float32", "scan", "mlstm state")
+
+
+@pytest.mark.parametrize(("steps", "given", "chunk"), list(itertools.product((1, 7, 64, 200), (False, True), (5, 64))))
+def test_mlstm_chunkwise_matches_the_loop(steps: int, given: bool, chunk: int) -> None:
+    """mLSTM's chunk form (prefix-max stabilisers + the "gla" chunk form with the normaliser as a
+    value column) against the reference loop, at lengths that split unevenly into chunks."""
+    module = make_module("mlstm", 33)
+    x = torch.randn(3, steps, INPUT_SIZE, generator=torch.Generator().manual_seed(steps))
+    state = random_states(module, 3) if given else None
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        want_y, want_states = CELLS["mlstm"].reference()(x, params, state, **module.hparams())
+        got_y, got_states = mlstm_chunked(x, params, state, **module.hparams(), chunk_size=chunk)
+    assert_close(got_y, want_y, "float32", "scan", "mlstm y")
+    for g, w, what in zip(got_states, want_states, "Cnm", strict=True):
+        assert_close(g, w, "float32", "scan", f"mlstm {what}")
+
+
+def test_mlstm_chunkwise_stabiliser_under_growth() -> None:
+    """Input-gate pre-activations near 60 and a forget gate that grows (exp gate, log f = +1): the
+    unstabilised sums would overflow fp32 (e^60 e^T) within a few steps; the chunk form stays
+    finite, its stabiliser m equals the loop's, and its states agree."""
+    module = make_module("mlstm", 16, forget_gate="exp")
+    with torch.no_grad():
+        module.bias_i.fill_(60.0)
+        module.bias_f.fill_(1.0)
+    x = torch.randn(2, 150, INPUT_SIZE, generator=torch.Generator().manual_seed(3))
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        want_y, want_states = CELLS["mlstm"].reference()(x, params, None, **module.hparams())
+        got_y, got_states = mlstm_chunked(x, params, None, **module.hparams(), chunk_size=32)
+    assert torch.isfinite(got_y).all() and want_states[2].min() > 100  # m grew past e^100's reach
+    for g, w, what in zip(got_states, want_states, "Cnm", strict=True):
+        assert_close(g, w, "float32", "scan", f"mlstm {what}")
 
 
 @pytest.mark.parametrize("steps", [1, 2, 5, 16, 33])

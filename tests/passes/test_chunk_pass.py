@@ -97,3 +97,25 @@ def test_operands_that_do_not_fit_the_state_are_declined() -> None:
                 (chunk_attr("gla", "S", q, k, v, o),))
     plan = plan_layer(cell)
     assert plan.chunk is None and plan.chunk_reason
+
+
+def test_mlstm_form_is_proved_and_wrong_mlstm_claims_are_declined() -> None:
+    """mLSTM's three states: swapping n and m, naming the forget gate as the input gate, leaving
+    the normaliser out, or claiming the plain gla update are all refuted by the float64 step."""
+    from rnnc.kernels import CELLS
+
+    cell, _ = CELLS["mlstm"].load_module_class()(IN, 8, num_heads=2).rnnc_layer()
+    plan = plan_layer(cell)
+    assert plan.chunk is not None and plan.chunk.form == "mlstm" and plan.family == "chunk"
+    assert plan.chunk.states == {"state": "C", "norm": "n", "stab": "m"}
+    text = dict(cell.attrs)["chunk"]
+    names = dict(p.split("=") for p in text.split()[1:])
+    cases = {
+        "normaliser n [NH, DK]": _with_chunk(cell, text.replace("norm=n stab=m", "norm=m stab=n")),
+        "not the mlstm update": _with_chunk(cell, text.replace(f"i={names['i']}", f"i={names['g']}")),
+        "needs exactly the states": _with_chunk(cell, text.replace(" norm=n", "")),
+        "gla chunk form needs exactly": _with_chunk(cell, text.replace("mlstm ", "gla ")),
+    }
+    for words, bad in cases.items():
+        got = plan_layer(bad)
+        assert got.chunk is None and words in got.chunk_reason, (words, got.chunk_reason)

@@ -28,15 +28,15 @@ class ChunkLayerRunner:
         self.form = plan_layer(cell).chunk
         self.params = {k: v.detach().float() for k, v in params.items()}
         self.workers = workers or default_threads()
-        self.shape = (kernel.meta["heads"], kernel.meta["dk"], kernel.meta["dv"])
+        self.shape = (kernel.meta["heads"], kernel.meta["dk"], kernel.meta["dv"])  # the kernel's (mLSTM: DV + 1)
 
     #: a streaming step always goes through :meth:`run` (no pointer-swap fast path)
     owner = property(lambda self: None, lambda self, value: None)
 
     def run(self, x: Any, y: Any, y_off: int, states: Sequence[Any], lengths: Any = None,
             reverse: bool = False) -> None:
-        """``x [T, B, I]`` view; writes ``y[..., y_off:y_off + F]``; the state ``[B, NH, DK, DV]``
-        (contiguous fp32) is updated in place."""
+        """``x [T, B, I]`` view; writes ``y[..., y_off:y_off + F]``; the states (the cell's, in
+        its order; contiguous fp32) are updated in place."""
         import torch
 
         from rnnc.lower.chunkwise import finish, prepare
@@ -44,15 +44,18 @@ class ChunkLayerRunner:
         steps, batch = int(x.shape[0]), int(x.shape[1])
         if steps == 0 or batch == 0:  # nothing to run; the states stay as they are
             return
-        values, ops = prepare(self.cell, self.form, self.params, x, self.shape, lengths, reverse)
+        prep = prepare(self.cell, self.form, self.params, x, states, lengths, reverse)
+        ops = prep.ops
         dummy = torch.zeros(1)
-        state = states[0]
         o = torch.empty((steps, batch, self.shape[0], self.shape[2]), dtype=torch.float32)
         bufs = [ops["q"], ops["k"], ops["v"], dummy if ops["g"] is None else ops["g"],
-                dummy if ops["beta"] is None else ops["beta"], state, o]
+                dummy if ops["beta"] is None else ops["beta"], prep.s0, o]
         units = batch * self.shape[0]
         sc = (ctypes.c_long * 3)(batch, steps, max(1, min(self.workers, units)))
         ptrs = (ctypes.c_void_p * len(bufs))(*[b.data_ptr() for b in bufs])
-        self.fn(sc, ptrs)
-        out = finish(self.cell, self.form, values, o, lengths, reverse)
+        self.fn(sc, ptrs)  # prep.s0 now holds the final state
+        out, finals = finish(self.cell, self.form, prep, o, prep.s0, lengths, reverse)
         y[:, :, y_off:y_off + out.shape[-1]] = out
+        for state, final in zip(states, finals, strict=True):
+            if final is not state:
+                state.copy_(final)

@@ -34,7 +34,10 @@ def usable(g: OnnxGraph, cell: Cell) -> bool:
         return False
     if cell.attr("xquant") is not None or any(n.op in ("qlinear", "qconv1d") for n in cell.step.nodes):
         return False
-    return cell.step.inputs[0][1].dtype == "float32" and plan_layer(cell).chunk is not None
+    form = plan_layer(cell).chunk
+    # mLSTM's form needs its stabilisers (a running maximum) first: no ONNX operator computes
+    # that, so its layers keep the Scan
+    return cell.step.inputs[0][1].dtype == "float32" and form is not None and form.form in ("gla", "delta")
 
 
 def _reverse_time(g: OnnxGraph, x: str) -> str:

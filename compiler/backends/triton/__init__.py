@@ -52,7 +52,17 @@ def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int 
     layer = plan_layer(cell)
     if cell.recurrence == "linear":
         # the scan kernel streams fp32 coefficients whatever the storage dtype (see scan.py)
-        return solve(layer.problem(batch, "float32", register_overhead=register_overhead), _target(target))
+        spec = layer.problem(batch, "float32", register_overhead=register_overhead)
+        try:
+            return solve(spec, _target(target))
+        except InfeasibleError:
+            if layer.chunk is None or not _scans(cell):
+                raise
+            try:  # heads too wide for the chunkwise kernel's tiles: one chunked scan, if that fits
+                return solve(spec.replace(family="scan"), _target(target))
+            except InfeasibleError:
+                pass
+            raise
     plan = plan_any(cell)
     spec = layer.problem(batch, grid_sync=False, shared_weights=False, register_overhead=register_overhead,
                          min_warps=min_warps)
@@ -93,7 +103,9 @@ class TritonBackend:
                         schedule_for(cell, spec)
                 except InfeasibleError as exc:
                     if cell.recurrence == "linear":
-                        kind = "chunkwise" if plan_layer(cell).chunk is not None else "chunked-scan"
+                        chunk = plan_layer(cell).chunk is not None
+                        kind = ("chunkwise nor chunked-scan" if chunk and _scans(cell) else
+                                "chunkwise" if chunk else "chunked-scan")
                         return False, (f"{cell.kind} H={cell.hidden_size} has no {kind} schedule on "
                                        f"{spec.tag}: {exc}")
                     how = ("nor any multi-block grid" if can_split(plan_any(cell)) else
@@ -158,6 +170,18 @@ def kernel_for(cell: Any, target: Any, batch: int = 1, fit: bool | None = None) 
     return kernel_at(cell, sched)
 
 
+def _scans(cell: Any) -> bool:
+    """Whether the chunked-scan planner takes ``cell`` (the fallback of a chunk-form cell)."""
+    from rnnc.backends.triton.scanplan import plan_scan
+    from rnnc.errors import RnncError
+
+    try:
+        plan_scan(cell)
+    except RnncError:
+        return False
+    return True
+
+
 def kernel_at(cell: Any, sched: Any) -> Any:
     """The LayerKernel of ``cell`` at a Schedule of any of the three kernel families."""
     if sched.kernel == "chunkwise":
@@ -172,7 +196,7 @@ def chunk_kernel(cell: Any, sched: Any) -> Any:
     from rnnc.backends.triton.runtime import layer_kernel
 
     return layer_kernel(cell, warps=int(sched.param("warps")), chunk=int(sched.param("chunk")),
-                        tile=int(sched.param("value_tile")))
+                        tile=int(sched.param("value_tile")), chunkwise=True)
 
 
 def fused_kernel(cell: Any, sched: Any) -> Any:
@@ -204,7 +228,7 @@ def scan_kernel(cell: Any, sched: Any) -> Any:
     from rnnc.backends.triton.runtime import layer_kernel
 
     return layer_kernel(cell, warps=int(sched.param("warps")), chunk=int(sched.param("chunk")),
-                        tile=scan_tile(cell, int(sched.param("channel_tile"))))
+                        tile=scan_tile(cell, int(sched.param("channel_tile"))), chunkwise=False)
 
 
 def scan_tile(cell: Any, channel_tile: int) -> int:

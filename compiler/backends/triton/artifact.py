@@ -102,7 +102,7 @@ def load(outdir: str | Path) -> TritonProgram:
             entry = manifest["layers"][f"{node.outputs[0]}.{k}"]
             source = Path(outdir, entry["source"]).read_text()
             knobs = entry["knobs"]
-            plan = plan_any(cell)
+            plan = plan_any(cell, chunkwise=entry.get("path") != "chunked scan")
             if knobs.get("hidden_tile"):  # multi-block kernel: the same split as at compile time
                 plan = split_hidden(plan, int(knobs["hidden_tile"]))
             row.append(LayerKernel(plan, source, int(knobs.get("batch_tile", 1)), int(knobs["warps"]),

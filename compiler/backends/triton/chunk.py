@@ -46,14 +46,16 @@ class ChunkPlan:
 
     @property
     def delta(self) -> bool:
-        return self.form.form == "delta"
+        return self.form.form == "delta"  # mLSTM runs as "gla" (rnnc.lower.chunkwise.kernel_shape)
 
 
 def plan_chunk(cell: Cell, form: ChunkForm) -> ChunkPlan:
-    nh, dk, dv = (int(d) for d in cell.states[0].shape)
-    gname = form.value("g")
-    gate = 0 if gname is None else int(cell.step.value_types()[gname].shape[-1])
-    return ChunkPlan(cell, form, nh, dk, dv, gate)
+    """The kernel's sizes (``rnnc.lower.chunkwise.kernel_shape``: mLSTM runs as "gla" with one
+    more value column)."""
+    from rnnc.lower.chunkwise import kernel_shape
+
+    ks = kernel_shape(cell, form)
+    return ChunkPlan(cell, form, ks.heads, ks.dk, ks.dv, ks.gate)
 
 
 def tiles(plan: ChunkPlan, chunk: int, value_tile: int) -> dict[str, Any]:
@@ -159,10 +161,10 @@ def run_chunk_layer(lk: Any, x: Any, params: dict[str, Any], init: list[Any], le
 
     plan: ChunkPlan = lk.plan
     steps, batch = int(x.shape[0]), int(x.shape[1])
-    s0 = init[0].float().contiguous()
     if steps == 0 or batch == 0:  # nothing to run: an empty output, the states as they were
-        return x.new_zeros(steps, batch, plan.cell.output_size), [s0.to(x.dtype)]
-    values, tm = prepare(plan.cell, plan.form, params, x, (plan.heads, plan.dk, plan.dv), lengths, reverse)
+        return x.new_zeros(steps, batch, plan.cell.output_size), [s.to(x.dtype) for s in init]
+    prep = prepare(plan.cell, plan.form, params, x, init, lengths, reverse)
+    tm, s0 = prep.ops, prep.s0
     o = torch.empty((steps, batch, plan.heads, plan.dv), dtype=torch.float32, device=x.device)
     s_out = torch.empty_like(s0)
     consts = tiles(plan, lk.chunk, lk.tile)
@@ -171,5 +173,5 @@ def run_chunk_layer(lk: Any, x: Any, params: dict[str, Any], init: list[Any], le
     lk.kernel[grid](tm["q"], tm["k"], tm["v"], dummy if tm["g"] is None else tm["g"],
                     dummy if tm["beta"] is None else tm["beta"], s0, o, s_out, steps, batch, plan.heads,
                     num_warps=lk.warps, **consts)
-    y = finish(plan.cell, plan.form, values, o, lengths, reverse)
-    return y.to(x.dtype), [s_out.to(x.dtype)]
+    y, finals = finish(plan.cell, plan.form, prep, o, s_out, lengths, reverse)
+    return y.to(x.dtype), [s.to(x.dtype) for s in finals]

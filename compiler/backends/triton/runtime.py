@@ -116,22 +116,24 @@ class LayerKernel:
         return -(-batch // self.batch_tile), self.plan.split[0]
 
 
-def plan_any(cell: Any) -> LoopPlan | ScanPlan | ChunkPlan:
+def plan_any(cell: Any, chunkwise: bool = True) -> LoopPlan | ScanPlan | ChunkPlan:
     """The cell's plan: the chunkwise kernel for a cell with a verified chunk form
-    (``rnnc.passes.chunk``), a chunked scan for other ``linear`` cells, the fused loop otherwise."""
+    (``rnnc.passes.chunk``) unless ``chunkwise=False``, a chunked scan for other ``linear``
+    cells, the fused loop otherwise."""
     from rnnc.passes import plan_layer
 
     form = plan_layer(cell).chunk
-    if form is not None:
+    if form is not None and chunkwise:
         return plan_chunk(cell, form)
     return plan_scan(cell) if cell.recurrence == "linear" else plan_cell(cell)
 
 
 def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4, chunk: int = 64, tile: int = 1024,
-                 hidden_tile: int = 0) -> LayerKernel:
+                 hidden_tile: int = 0, chunkwise: bool = True) -> LayerKernel:
     """Plan and render ``cell`` with this launch configuration (sizes rounded up to powers of two);
-    a ``hidden_tile`` smaller than the hidden size renders the multi-block kernel."""
-    plan = plan_any(cell)
+    a ``hidden_tile`` smaller than the hidden size renders the multi-block kernel;
+    ``chunkwise=False`` runs a chunk-form cell as a chunked scan."""
+    plan = plan_any(cell, chunkwise)
     if isinstance(plan, ChunkPlan):  # chunk: steps per chunk; tile: value columns per program
         consts = tiles(plan, min(chunk, 64), tile)  # what the kernel runs (16..64 steps, 16+ columns)
         return LayerKernel(plan, render_chunk(plan), 1, warps, consts["C"], consts["VT"])

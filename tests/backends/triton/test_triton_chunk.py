@@ -97,3 +97,71 @@ def test_empty_sequence() -> None:
     s0 = torch.randn(3, *cell.states[0].shape)
     y, (s,) = run_layer(layer_kernel(cell), torch.randn(0, 3, IN), dict(weights), [s0], None, reverse=False)
     assert y.shape == (0, 3, 16) and torch.equal(s, s0)
+
+
+def _mlstm(hidden: int = 16, width: int = IN, forget_gate: str = "exp") -> torch.nn.Module:
+    torch.manual_seed(5)
+    return CELLS["mlstm"].load_module_class()(width, hidden, num_heads=2, forget_gate=forget_gate)
+
+
+@pytest.mark.parametrize(("steps", "chunk", "hidden"), [(1, 16, 16), (37, 16, 16), (130, 64, 16), (21, 16, 80)])
+def test_mlstm_chunk_kernel_matches_the_module(steps: int, chunk: int, hidden: int) -> None:
+    """mLSTM through the same kernel as "gla" (one decay per head; the normaliser as value column
+    DV + 1, so hidden 80 has three 16-wide value tiles with a partial last one); all three states."""
+    module = _mlstm(hidden)
+    cell, weights = module.rnnc_layer()
+    gen = torch.Generator().manual_seed(steps)
+    x = torch.randn(steps, 3, IN, generator=gen)
+    s0 = [torch.randn(3, *s.shape, generator=gen) * 0.5 for s in cell.states]
+    lk = layer_kernel(cell, chunk=chunk, tile=16)
+    assert lk.is_chunk and lk.plan.dv == hidden // 2 + 1
+    y, s = run_layer(lk, x, dict(weights), s0, None, reverse=False)
+    with torch.no_grad():
+        want_y, want_s = module(x.transpose(0, 1), tuple(s0))
+    assert_close(y.transpose(0, 1), want_y, "float32", "triton", "mlstm y")
+    for got, want, what in zip(s, want_s, "Cnm", strict=True):
+        assert_close(got, want, "float32", "triton", f"mlstm {what}")
+
+
+def test_mlstm_scan_fallback_matches_the_module() -> None:
+    """The chunked scan a chunk-form cell falls back to (``chunkwise=False``) on the same cell."""
+    module = _mlstm()
+    cell, weights = module.rnnc_layer()
+    x = torch.randn(37, 2, IN, generator=torch.Generator().manual_seed(8))
+    lk = layer_kernel(cell, chunk=16, tile=64, chunkwise=False)
+    assert lk.is_scan
+    y, s = run_layer(lk, x, dict(weights), [torch.zeros(2, *st.shape) for st in cell.states], None, reverse=False)
+    with torch.no_grad():
+        want_y, want_s = module(x.transpose(0, 1))
+    assert_close(y.transpose(0, 1), want_y, "float32", "triton", "mlstm scan y")
+    for got, want, what in zip(s, want_s, "Cnm", strict=True):
+        assert_close(got, want, "float32", "triton", f"mlstm scan {what}")
+
+
+def test_mlstm_bidirectional_packed_program_matches_the_interpreter() -> None:
+    rows = [[_mlstm() for _ in range(2)], [_mlstm(width=32) for _ in range(2)]]
+    built = [[m.rnnc_layer() for m in row] for row in rows]
+    prog = rnn_program([row[0][0] for row in built], [[w for _, w in row] for row in built], bidirectional=True,
+                       with_lengths=True)
+    x = torch.randn(3, 29, IN, generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([29, 11, 17])
+    for g, w, what in zip(compile_program(prog)(x, lengths), prog.run(x, lengths), ("y", "C", "n", "m"), strict=True):
+        assert_close(g.cpu(), w, "float32", "triton", f"mlstm {what}")
+
+
+def test_wide_mlstm_heads_fall_back_to_the_chunked_scan() -> None:
+    """The chunkwise kernel holds a head's whole key width in registers: 4 heads of 64 fit it on an
+    H100; one head of 512 does not, and the backend takes the chunked scan (which the solver
+    models for mLSTM as its second family) instead of declining the layer."""
+    from rnnc.backends.triton import schedule_for
+    from rnnc.targets import get
+
+    narrow = CELLS["mlstm"].load_module_class()(8, 256, num_heads=4).rnnc_layer()[0]
+    wide = CELLS["mlstm"].load_module_class()(8, 512, num_heads=1).rnnc_layer()[0]
+    h100 = get("nvidia/h100-sxm")
+    assert schedule_for(narrow, h100).kernel == "chunkwise"
+    sched = schedule_for(wide, h100)
+    assert sched.kernel == "chunked_scan"
+    from rnnc.backends.triton import kernel_at
+
+    assert kernel_at(wide, sched).is_scan and kernel_at(narrow, schedule_for(narrow, h100)).is_chunk
