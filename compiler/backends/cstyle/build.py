@@ -51,8 +51,15 @@ def cache_dir() -> Path:
     return path
 
 
+#: how a library is built, beyond its flags (part of the cache key): compiled with ``flags``, then
+#: linked without ``-ffast-math`` -- gcc otherwise links crtfastmath.o, whose constructor turns on
+#: flush-to-zero for the whole process the moment the library loads (every later torch op in the
+#: user's program would flush denormals); the kernels flush inside their own threads instead
+BUILD = "compile-then-link-v2"
+
+
 def source_key(source: str, flags: tuple[str, ...]) -> str:
-    return hashlib.sha256((source + "\0" + " ".join(flags)).encode()).hexdigest()[:24]
+    return hashlib.sha256((source + "\0" + " ".join(flags) + "\0" + BUILD).encode()).hexdigest()[:24]
 
 
 def build_c(source: str, flags: tuple[str, ...] = C_FLAGS) -> Path:
@@ -68,7 +75,14 @@ def build_c(source: str, flags: tuple[str, ...] = C_FLAGS) -> Path:
     src.write_text(source)
     with tempfile.NamedTemporaryFile(dir=cache_dir(), suffix=".so", delete=False) as tmp:
         tmp_path = tmp.name
-    proc = subprocess.run([cc, *flags, str(src), "-o", tmp_path, "-lm"], capture_output=True, text=True)
+    obj = f"{tmp_path}.o"
+    compile_flags = [f for f in flags if f != "-shared"]
+    link_flags = [f for f in flags if f in ("-shared", "-fopenmp") or f.startswith("-march")]
+    proc = subprocess.run([cc, *compile_flags, "-c", str(src), "-o", obj], capture_output=True, text=True)
+    if proc.returncode == 0:
+        proc = subprocess.run([cc, *link_flags, obj, "-o", tmp_path, "-lm"], capture_output=True, text=True)
+    if os.path.exists(obj):
+        os.unlink(obj)
     if proc.returncode != 0:
         os.unlink(tmp_path)
         raise RnncError(f"gcc failed on generated source {src} (a bug in rnnc's C renderer):\n{proc.stderr[-2000:]}")
