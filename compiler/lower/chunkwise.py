@@ -145,6 +145,7 @@ def finish(cell: Cell, cf: ChunkForm, prep: Prepared, o_tm: Any, s_out: Any, len
     values[cf.out] = o_tm.reshape(steps * batch, *o_tm.shape[2:])
     run_nodes(cf.post, values)
     y = values[cell.step.outputs[0][1]].reshape(steps, batch, -1)
-    if lengths is not None:
-        y = y * (torch.arange(steps, device=y.device)[:, None] < lengths.to(y.device)[None, :])[..., None]
+    if lengths is not None:  # where, not a product: a padded step's readout may be 0/0 (mLSTM, q = 0)
+        live = (torch.arange(steps, device=y.device)[:, None] < lengths.to(y.device)[None, :])[..., None]
+        y = torch.where(live, y, torch.zeros((), dtype=y.dtype, device=y.device))
     return y, [new[n] for n in cell.state_names]
