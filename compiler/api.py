@@ -133,8 +133,10 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     (DEER / ParaRNN, ``rnnc.lower.newton``): exact or diagonal Jacobians, picked per layer by
     measurement on ``example_inputs`` (``"newton-full"``/``"newton-diag"`` fix the method and skip
     the two timing runs); a sequence that does not converge is finished step by step with a
-    warning.  It runs in rnnc's torch reference for now (no kernel backend implements it);
-    ``explain()`` reports each layer's method, iterations and final residual after a call.
+    warning.  Jacobians come from the cell's step graph in torch; each Newton step's linear
+    recurrence runs as torch's scan (``backend=None``) or as the C chunked scan over the CPU's
+    threads (``backend="c"``, ``rnnc.lower.newton_scan``); ``explain()`` reports each layer's
+    method, iterations and final residual after a call.
     """
     from rnnc.engines import whole_model_may_win
     from rnnc.frontend import trace
@@ -202,19 +204,37 @@ def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
 
     if how not in TIME_PARALLEL:
         raise UserInputError(f"unknown time_parallel {how!r}; rnnc knows {', '.join(TIME_PARALLEL)}")
-    if backend not in (None, "newton"):
-        raise UnsupportedError(f"time_parallel='newton' runs in rnnc's torch reference (rnnc.lower.newton); "
-                               f"the {backend} backend has no parallel-in-time kernel yet")
+    if backend not in NEWTON_SCANS:
+        raise UnsupportedError(f"time_parallel='newton' solves each Newton step's linear recurrence in torch "
+                               f"(backend None or 'newton') or in C ('c'); the {backend} backend has no "
+                               f"parallel-in-time kernel yet")
     if not program.rnn_nodes():
         raise UserInputError("time_parallel='newton' needs a recurrent layer; this model has none")
+    scan = newton_scan(NEWTON_SCANS[backend], target)
     if how == "newton":
-        methods, notes = pick_methods(program, inputs)
+        methods, notes = pick_methods(program, inputs, scan)
     else:
         fixed = how.removeprefix("newton-")
         methods = dict.fromkeys(layer_cells(program), fixed)
         notes = [f"Newton {fixed} (asked for)"]
-    choice = Choice("newton", target.tag, (), (), "parallel in time, torch reference; " + "; ".join(notes))
-    return CompiledModule(program, NewtonProgram(program, methods), choice)
+    where = "the C chunked scan over threads" if scan is not None else "the torch reference"
+    choice = Choice("newton", target.tag, (), (), f"parallel in time, {where}; " + "; ".join(notes))
+    return CompiledModule(program, NewtonProgram(program, methods, scan=scan), choice)
+
+
+#: ``compile(backend=..., time_parallel=...)``: which linear-recurrence solver runs each Newton step
+NEWTON_SCANS = {None: "torch", "newton": "torch", "c": "c"}
+
+
+def newton_scan(name: str, target: Any = None) -> Any:
+    """The ``scan`` of ``rnnc.lower.newton.solve`` by name: None for torch, the C kernels for "c"."""
+    if name == "torch":
+        return None
+    if name == "c":
+        from rnnc.backends.cstyle.newton_scan import CScan
+
+        return CScan(target if getattr(target, "cpu", None) is not None else None)
+    raise UserInputError(f"unknown Newton scan {name!r}; rnnc knows torch, c")
 
 
 def _engine_runners(program: Any, target: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:

@@ -3,7 +3,8 @@
 Registered like a backend so that ``rnnc compile --time-parallel newton -o DIR`` writes an
 output directory and ``rnnc.load(DIR)`` runs it; it is never picked automatically (it is not in
 ``rnnc.api.PREFERENCE``): parallel-in-time pays off on wide parallel hardware and long
-sequences, which the user asks for.  It runs rnnc's torch reference on any device torch has.
+sequences, which the user asks for.  It runs rnnc's torch reference on any device torch has; each
+Newton step's linear recurrence runs in torch or, on a CPU, in C (the manifest's ``scan``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ class NewtonBackend:
         return NewtonProgram(program, pick_methods(program, None)[0])
 
     def compile(self, program: Any, target: Any, outdir: str, schedule: Any = None, methods: Any = None,
-                **_: Any) -> dict:
-        """Write the Program and each layer's method (``methods``: layer key -> full/diag)."""
+                scan: str = "torch", **_: Any) -> dict:
+        """Write the Program, each layer's method (``methods``: layer key -> full/diag) and the
+        linear-recurrence solver (``scan``: "torch" or "c", ``rnnc.api.newton_scan``)."""
         from rnnc.backends.manifest import write_manifest, write_program
         from rnnc.ir.printer import layer_cells
 
@@ -38,16 +40,19 @@ class NewtonBackend:
         layers = {key: {"cell": c.kind, "path": "newton", "knobs": {"method": methods.get(key, "full")}}
                   for key, c in layer_cells(program).items()}
         tag = getattr(target, "tag", str(target))
-        return write_manifest(outdir, {"backend": self.name, "target": tag, "layers": layers,
+        return write_manifest(outdir, {"backend": self.name, "target": tag, "layers": layers, "scan": scan,
                                        **write_program(outdir, program)})
 
     def load(self, outdir: str) -> Any:
         from rnnc.backends.manifest import read_manifest, read_program
         from rnnc.lower.newton import NewtonProgram
 
+        from rnnc.api import newton_scan
+
         manifest = read_manifest(outdir)
         program = read_program(outdir, manifest)
-        return NewtonProgram(program, {k: v["knobs"]["method"] for k, v in manifest["layers"].items()})
+        return NewtonProgram(program, {k: v["knobs"]["method"] for k, v in manifest["layers"].items()},
+                             scan=newton_scan(manifest.get("scan", "torch")))
 
 
 NEWTON_BACKEND = register_backend(NewtonBackend())

@@ -31,9 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "and onnxruntime on rnnc's export, measured on the example inputs")
     p.add_argument("--explain", action="store_true", help="say which backend was picked and why")
     p.add_argument("--time-parallel", choices=["newton", "newton-full", "newton-diag"], default=None,
-                   help="solve the recurrent layers parallel-in-time by Newton's method (DEER/ParaRNN; rnnc's "
-                        "torch reference): exact or diagonal Jacobians picked per layer on the example input, "
-                        "or fixed with newton-full / newton-diag")
+                   help="solve the recurrent layers parallel-in-time by Newton's method (DEER/ParaRNN): exact "
+                        "or diagonal Jacobians picked per layer on the example input, or fixed with newton-full / "
+                        "newton-diag; each step's linear recurrence in torch, or with --backend c in C over "
+                        "threads")
     p.add_argument("--batch", type=int, default=1, help="batch size the schedule is solved for (default 1)")
     p.add_argument("--no-db", action="store_true",
                    help="ignore the tuning database (default: a verified record for a layer, target and backend "
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         compiled = rnnc_compile(program, inputs, target, args.backend, time_parallel=args.time_parallel)
         if args.explain:
             print(compiled.explain())
-        get_backend("newton").compile(program, target, args.output, methods=compiled.runner.methods)
+        get_backend("newton").compile(program, target, args.output, methods=compiled.runner.methods,
+                                      scan=getattr(compiled.runner.scan, "name", "torch"))
         print(f"wrote {args.output} (newton for {target.tag}; load with rnnc.load)")
         return 0
     if args.backend is None:  # the same choice rnnc.compile makes: records, then a measured engine

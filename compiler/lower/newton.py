@@ -110,9 +110,11 @@ def _scan(a: Any, b: Any, full: bool) -> Any:
 
 
 def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any], method: str = "full",
-          max_iter: int | None = None, damping: float = 1.0, tol: float | None = None
+          max_iter: int | None = None, damping: float = 1.0, tol: float | None = None, scan: Any = None
           ) -> tuple[Any, list[Any], NewtonInfo]:
-    """``x_tm [T, B, I]``, initial states ``[B, *shape]`` -> (y ``[T, B, F]``, final states, info)."""
+    """``x_tm [T, B, I]``, initial states ``[B, *shape]`` -> (y ``[T, B, F]``, final states, info).
+    ``scan(a, b, full) -> s``: the linear-recurrence solver of each step (default: the torch
+    Hillis-Steele scan; ``rnnc.backends.cstyle.newton_scan.CScan`` runs it in C over threads)."""
     import torch
     from torch.func import jacrev, vmap
 
@@ -148,7 +150,7 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
             lin = torch.einsum("rij,rj->ri", j, prev) if full else a.reshape(steps * batch, dim) * prev
             b = (fs - lin).reshape(steps, batch, dim)
             b[0] = fs.reshape(steps, batch, dim)[0]  # s_0 is known: the first step is exact
-            new = _scan(a, b, full)
+            new = (scan or _scan)(a, b, full)
             update = new - s
             if not bool(torch.isfinite(update).all()):  # the products of Jacobians overflowed: diverged
                 break
@@ -183,14 +185,15 @@ def _sequential(cell: Cell, f: Any, x_tm: Any, s0: Any, method: str, iterations:
 
 class NewtonProgram:
     """A Program whose ``rnn`` nodes run parallel-in-time by Newton (:func:`solve`), every other
-    op through the interpreter.  ``methods``: layer key -> ``full``/``diag``; ``info`` holds the
+    op through the interpreter.  ``methods``: layer key -> ``full``/``diag``; ``scan``: the
+    linear-recurrence solver (None: torch; see :func:`solve`); ``info`` holds the
     last call's :class:`NewtonInfo` per layer and direction (``"<layer key>#<node>.<layer>[.rev]"``:
     stacked layers with equal keys stay apart) for ``explain()``."""
 
     def __init__(self, program: Any, methods: Mapping[str, str], damping: float = 1.0,
-                 max_iter: int | None = None) -> None:
+                 max_iter: int | None = None, scan: Any = None) -> None:
         self.program, self.methods = program, dict(methods)
-        self.damping, self.max_iter = damping, max_iter
+        self.damping, self.max_iter, self.scan = damping, max_iter, scan
         self.info: dict[str, NewtonInfo] = {}
 
     def __call__(self, *inputs: Any) -> Any:
@@ -223,7 +226,7 @@ class NewtonProgram:
             key = layer_key(cell)
             xs = layer_in.flip(0) if d == 1 else layer_in
             y, finals, info = solve(cell, per_direction[k * dirs + d], xs, [s.clone() for s in states],
-                                    self.methods.get(key, "full"), self.max_iter, self.damping)
+                                    self.methods.get(key, "full"), self.max_iter, self.damping, scan=self.scan)
             self.info[f"{key}#{node.outputs[0]}.{k}{'.rev' if d else ''}"] = info
             out[:, :, off:off + cell.output_size] = y.flip(0) if d == 1 else y
             for view, final in zip(states, finals, strict=True):
@@ -239,7 +242,7 @@ class NewtonProgram:
                 for key, i in self.info.items()]
 
 
-def pick_methods(program: Any, inputs: Sequence[Any] | None) -> tuple[dict[str, str], list[str]]:
+def pick_methods(program: Any, inputs: Sequence[Any] | None, scan: Any = None) -> tuple[dict[str, str], list[str]]:
     """Per layer, ``full`` or ``diag``: measured on ``inputs`` when given -- the whole program runs
     with each method on every layer (after one warm-up run), and each layer takes the method whose
     run was faster among those that converged on that layer -- else ``full`` (Newton's few
@@ -253,7 +256,7 @@ def pick_methods(program: Any, inputs: Sequence[Any] | None) -> tuple[dict[str, 
         return dict.fromkeys(keys, "full"), ["Newton full (no example inputs to measure the methods on)"]
     timed: dict[str, dict[str, float]] = {k: {} for k in keys}
     for method in METHODS:
-        runner = NewtonProgram(program, dict.fromkeys(keys, method))
+        runner = NewtonProgram(program, dict.fromkeys(keys, method), scan=scan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if method == METHODS[0]:

@@ -39,6 +39,42 @@ def test_matches_torch_at_t256(kind: str, method: str) -> None:
         assert info.iterations <= 8
 
 
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("method", ["full", "diag"])
+def test_c_scan_matches_torch_at_t256(kind: str, method: str) -> None:
+    """The same Newton iterations with each step's linear recurrence solved by the C chunked scan
+    over threads (``rnnc.lower.newton_scan``): the answer is torch's, within the same tolerance."""
+    torch.manual_seed(0)
+    ref = (torch.nn.GRU if kind == "gru" else torch.nn.LSTM)(8, 24, batch_first=True)
+    x = torch.randn(2, 256, 8, generator=torch.Generator().manual_seed(1))
+    compiled = rnnc.compile(ref, (x,), backend="c", time_parallel=f"newton-{method}")
+    got = compiled(x)
+    with torch.no_grad():
+        want = ref(x)
+    assert_close(got[0], want[0], "float32", "scan", f"{kind} {method} y (C scan)")
+    info = next(iter(compiled.runner.info.values()))
+    assert info.converged and "C chunked scan" in compiled.explain()
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_c_scan_against_the_sequential_recurrence(full: bool, threads: int) -> None:
+    """The scan alone, against the recurrence written out in float64: lengths shorter than the
+    thread count (idle workers), not a multiple of it, and one step."""
+    from rnnc.backends.cstyle.newton_scan import CScan
+
+    gen = torch.Generator().manual_seed(threads)
+    scan = CScan(threads=threads)
+    for steps in (1, 3, 64, 101):
+        a = (torch.randn(steps, 3, 5, 5, generator=gen) * 0.4) if full else torch.rand(steps, 3, 5, generator=gen)
+        b = torch.randn(steps, 3, 5, generator=gen)
+        s, want = torch.zeros(3, 5, dtype=torch.float64), []
+        for t in range(steps):
+            s = (torch.einsum("bij,bj->bi", a[t].double(), s) if full else a[t].double() * s) + b[t].double()
+            want.append(s)
+        assert_close(scan(a, b, full), torch.stack(want).float(), "float32", "c", f"T={steps} W={threads}")
+
+
 def test_compile_picks_a_method_and_explains() -> None:
     torch.manual_seed(0)
     ref = torch.nn.GRU(6, 16, num_layers=2, bidirectional=True, batch_first=True)
@@ -128,19 +164,22 @@ def test_bad_arguments() -> None:
     with pytest.raises(UserInputError, match="unknown time_parallel"):
         rnnc.compile(gru, (torch.randn(5, 1, 4),), time_parallel="jacobi")
     with pytest.raises(UnsupportedError, match="no parallel-in-time kernel yet"):
-        rnnc.compile(gru, (torch.randn(5, 1, 4),), backend="c", time_parallel="newton")
+        rnnc.compile(gru, (torch.randn(5, 1, 4),), backend="tvm", time_parallel="newton")
     fixed = rnnc.compile(gru, (torch.randn(5, 1, 4),), time_parallel="newton-diag")
     assert "Newton diag (asked for)" in fixed.explain() and set(fixed.runner.methods.values()) == {"diag"}
 
 
-def test_cli_writes_a_loadable_directory(tmp_path) -> None:
+@pytest.mark.parametrize("scan", ["torch", "c"])
+def test_cli_writes_a_loadable_directory(tmp_path, scan: str) -> None:  # noqa: ANN001 - pytest fixture
     src = tmp_path / "m.py"
     src.write_text("import torch\ntorch.manual_seed(0)\nmodel = torch.nn.GRU(4, 8, batch_first=True)\n")
     out = tmp_path / "out"
+    backend = ["--backend", "c"] if scan == "c" else []
     proc = subprocess.run([sys.executable, "-m", "rnnc", "compile", str(src), "--input-shape", "2,30,4",
-                           "--time-parallel", "newton", "-o", str(out)], capture_output=True, text=True)
+                           "--time-parallel", "newton", *backend, "-o", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     loaded = rnnc.load(out)
+    assert getattr(loaded.scan, "name", "torch") == scan
     torch.manual_seed(0)
     ref = torch.nn.GRU(4, 8, batch_first=True)
     x = torch.randn(2, 50, 4)
