@@ -44,10 +44,9 @@ class NewtonBackend:
                                        **write_program(outdir, program)})
 
     def load(self, outdir: str) -> Any:
+        from rnnc.api import newton_scan
         from rnnc.backends.manifest import read_manifest, read_program
         from rnnc.lower.newton import NewtonProgram
-
-        from rnnc.api import newton_scan
 
         manifest = read_manifest(outdir)
         program = read_program(outdir, manifest)
