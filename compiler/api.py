@@ -130,9 +130,9 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     ``example_inputs`` is kept (``measure=False`` skips that; ``rnnc.engines.whole_model_may_win``).
 
     ``time_parallel="newton"``: every recurrent layer is solved parallel-in-time by Newton's method
-    (DEER / ParaRNN, ``rnnc.lower.newton``): exact or diagonal Jacobians, picked per layer by
-    measurement on ``example_inputs`` (``"newton-full"``/``"newton-diag"`` fix the method and skip
-    the two timing runs); a sequence that does not converge is finished step by step with a
+    (DEER / ParaRNN, ``rnnc.lower.newton``): exact, diagonal or block-diagonal Jacobians, picked per
+    layer by measurement on ``example_inputs`` (``"newton-full"``/``"newton-diag"``/``"newton-block"``
+    fix the method and skip the timing runs); a sequence that does not converge is finished step by step with a
     warning.  Jacobians come from the cell's step graph in torch; each Newton step's linear
     recurrence runs as torch's scan (``backend=None``) or as the C chunked scan over the CPU's
     threads (``backend="c"``, ``rnnc.lower.newton_scan``); ``explain()`` reports each layer's
@@ -193,14 +193,14 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
 
 
 #: ``compile(time_parallel=...)`` values: Newton with the method measured, or fixed
-TIME_PARALLEL = ("newton", "newton-full", "newton-diag")
+TIME_PARALLEL = ("newton", "newton-full", "newton-diag", "newton-block")
 
 
 def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
                    inputs: Sequence[Any] | None) -> CompiledModule:
     """``compile(..., time_parallel=how)``: the Newton runner (see :func:`compile`)."""
     from rnnc.ir.printer import layer_cells
-    from rnnc.lower.newton import NewtonProgram, pick_methods
+    from rnnc.lower.newton import NewtonProgram, block_layout, pick_methods
 
     if how not in TIME_PARALLEL:
         raise UserInputError(f"unknown time_parallel {how!r}; rnnc knows {', '.join(TIME_PARALLEL)}")
@@ -216,6 +216,9 @@ def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
     else:
         fixed = how.removeprefix("newton-")
         methods = dict.fromkeys(layer_cells(program), fixed)
+        if fixed == "block":  # a cell the method cannot group says so now, not at the first call
+            for cell in layer_cells(program).values():
+                block_layout(cell)
         notes = [f"Newton {fixed} (asked for)"]
     where = "the C chunked scan over threads" if scan is not None else "the torch reference"
     choice = Choice("newton", target.tag, (), (), f"parallel in time, {where}; " + "; ".join(notes))

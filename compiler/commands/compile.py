@@ -30,11 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tuned backend, and for a CPU model with non-recurrent ops the faster of the kernel backend "
                         "and onnxruntime on rnnc's export, measured on the example inputs")
     p.add_argument("--explain", action="store_true", help="say which backend was picked and why")
-    p.add_argument("--time-parallel", choices=["newton", "newton-full", "newton-diag"], default=None,
-                   help="solve the recurrent layers parallel-in-time by Newton's method (DEER/ParaRNN): exact "
-                        "or diagonal Jacobians picked per layer on the example input, or fixed with newton-full / "
-                        "newton-diag; each step's linear recurrence in torch, or with --backend c in C over "
-                        "threads")
+    p.add_argument("--time-parallel", choices=["newton", "newton-full", "newton-diag", "newton-block"],
+                   default=None,
+                   help="solve the recurrent layers parallel-in-time by Newton's method (DEER/ParaRNN): exact, "
+                        "diagonal or block-diagonal Jacobians picked per layer on the example input, or fixed with "
+                        "newton-full / newton-diag / newton-block; each step's linear recurrence in torch, or "
+                        "with --backend c in C over threads")
     p.add_argument("--batch", type=int, default=1, help="batch size the schedule is solved for (default 1)")
     p.add_argument("--no-db", action="store_true",
                    help="ignore the tuning database (default: a verified record for a layer, target and backend "

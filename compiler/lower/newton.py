@@ -14,8 +14,11 @@ k undamped iterations the first k steps are exact whatever the Jacobians (s_1 on
 so at most T iterations give the sequential answer; Newton usually needs a handful.
 
 Methods: ``full`` (exact Newton: ``[D, D]`` Jacobians, matrix scan), ``diag`` (quasi-Newton:
-their diagonals, an elementwise scan -- a cheaper scan, more iterations; this reference still
-computes the full Jacobian and keeps its diagonal).  ``damping``
+their diagonals, an elementwise scan -- a cheaper scan, more iterations), ``block`` (the
+Jacobian's diagonal blocks: each block holds ``block`` hidden units with all their states, e.g.
+an LSTM unit's (h, c) pair, or one head of a cell whose heads do not mix -- sLSTM's, where the
+Jacobian *is* block-diagonal and ``block`` is exact Newton at a fraction of the scan's cost).
+This reference still computes the full Jacobian and keeps what the method uses.  ``damping``
 < 1 takes only that fraction of each update (a damped Newton step, for cells whose Newton
 iteration overshoots).  A sequence that has not converged after ``max_iter`` iterations, or
 whose iterates stop being finite (long products of Jacobians that grow, e.g. sLSTM's
@@ -34,10 +37,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rnnc.errors import UserInputError
+from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Cell
 
-METHODS = ("full", "diag")
+METHODS = ("full", "diag", "block")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,46 @@ def _step_fn(cell: Cell, params: Mapping[str, Any]) -> Any:
     return f
 
 
+def block_layout(cell: Cell, block: int | None = None) -> tuple[Any, int]:
+    """The permutation of the flattened state that puts each block's elements together, and the
+    block's size: ``block`` hidden units (default: a head's, from the cell's ``num_heads``, else
+    one) with every state of each unit.  The states must be vectors of one width."""
+    import torch
+
+    shapes = {tuple(st.shape) for st in cell.states}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise UnsupportedError(f"block-diagonal Jacobians group each hidden unit's states, so they need the "
+                               f"states to be vectors of one width; {cell.kind} has "
+                               f"{', '.join(str(tuple(st.shape)) for st in cell.states)}; use 'full' or 'diag'")
+    (width,) = next(iter(shapes))
+    heads = int(cell.attr("num_heads", 1) or 1)
+    units = block or (width // heads if heads > 1 and width % heads == 0 else 1)
+    if units < 1 or width % units:
+        raise UserInputError(f"block={units} does not divide {cell.kind}'s {width} hidden units")
+    n_states = len(cell.states)
+    perm = [s * width + u for start in range(0, width, units) for u in range(start, start + units)
+            for s in range(n_states)]
+    return torch.tensor(perm), units * n_states
+
+
+def _linearise(j: Any, prev: Any, method: str, perm: Any, k: int) -> tuple[Any, Any]:
+    """(the scan's coefficients, ``A prev`` in the state's own layout) for one method: ``a [R, D,
+    D]`` (full), ``[R, D]`` (diag) or ``[R, D/k, k, k]`` (block, in the permuted layout)."""
+    import torch
+
+    if method == "full":
+        return j, torch.einsum("rij,rj->ri", j, prev)
+    if method == "diag":
+        a = torch.diagonal(j, dim1=-2, dim2=-1)
+        return a, a * prev
+    rows, dim = prev.shape
+    nb = dim // k
+    jp = j[:, perm][:, :, perm].reshape(rows, nb, k, nb, k)
+    a = torch.diagonal(jp, dim1=1, dim2=3).permute(0, 3, 1, 2)  # [R, nb, k, k]
+    lin = torch.einsum("rnij,rnj->rni", a, prev[:, perm].reshape(rows, nb, k)).reshape(rows, dim)
+    return a, lin[:, torch.argsort(perm)]
+
+
 def _scan(a: Any, b: Any, full: bool) -> Any:
     """All ``s_t`` of ``s_t = A_t s_{t-1} + b_t`` with ``s_0 = 0`` (b already holds ``A_1 s_0``):
     Hillis-Steele over the associative ``(A2, b2) ∘ (A1, b1) = (A2 A1, A2 b1 + b2)``; time is
@@ -110,11 +153,12 @@ def _scan(a: Any, b: Any, full: bool) -> Any:
 
 
 def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any], method: str = "full",
-          max_iter: int | None = None, damping: float = 1.0, tol: float | None = None, scan: Any = None
-          ) -> tuple[Any, list[Any], NewtonInfo]:
+          max_iter: int | None = None, damping: float = 1.0, tol: float | None = None, scan: Any = None,
+          block: int | None = None) -> tuple[Any, list[Any], NewtonInfo]:
     """``x_tm [T, B, I]``, initial states ``[B, *shape]`` -> (y ``[T, B, F]``, final states, info).
     ``scan(a, b, full) -> s``: the linear-recurrence solver of each step (default: the torch
-    Hillis-Steele scan; ``rnnc.backends.cstyle.newton_scan.CScan`` runs it in C over threads)."""
+    Hillis-Steele scan; ``rnnc.backends.cstyle.newton_scan.CScan`` runs it in C over threads);
+    ``block``: hidden units per block of the ``block`` method (:func:`block_layout`)."""
     import torch
     from torch.func import jacrev, vmap
 
@@ -136,6 +180,7 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
         return f(s[None], x[None])[1][0]
 
     jac = vmap(jacrev(f_row))
+    perm, k = block_layout(cell, block) if method == "block" else (None, 0)
     s = s0.expand(steps, batch, dim).clone()  # initial guess: the initial state held
     iterations, residual = 0, float("inf")
     with torch.no_grad():
@@ -144,13 +189,15 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
             prev = torch.cat([s0[None], s[:-1]]).reshape(steps * batch, dim)
             fs = f(prev, xs)[1]
             j = jac(prev, xs)  # [T*B, D, D]
-            full = method == "full"
-            a = (j if full else torch.diagonal(j, dim1=-2, dim2=-1)).reshape(steps, batch, *j.shape[1:] if full
-                                                                            else (dim,))
-            lin = torch.einsum("rij,rj->ri", j, prev) if full else a.reshape(steps * batch, dim) * prev
+            a, lin = _linearise(j, prev, method, perm, k)
             b = (fs - lin).reshape(steps, batch, dim)
             b[0] = fs.reshape(steps, batch, dim)[0]  # s_0 is known: the first step is exact
-            new = (scan or _scan)(a, b, full)
+            if method == "block":  # each (batch row, block) is a small full scan
+                bp = b.reshape(steps * batch, dim)[:, perm].reshape(steps, batch * (dim // k), k)
+                new = (scan or _scan)(a.reshape(steps, -1, k, k), bp, True).reshape(steps * batch, dim)
+                new = new[:, torch.argsort(perm)].reshape(steps, batch, dim)
+            else:
+                new = (scan or _scan)(a.reshape(steps, batch, *a.shape[1:]), b, method == "full")
             update = new - s
             if not bool(torch.isfinite(update).all()):  # the products of Jacobians overflowed: diverged
                 break
@@ -242,8 +289,16 @@ class NewtonProgram:
                 for key, i in self.info.items()]
 
 
+def _blocks_differ(cell: Cell) -> bool:
+    """Whether the ``block`` method is its own method for ``cell`` (not ``diag`` in disguise)."""
+    try:
+        return block_layout(cell)[1] > 1
+    except (UnsupportedError, UserInputError):
+        return False
+
+
 def pick_methods(program: Any, inputs: Sequence[Any] | None, scan: Any = None) -> tuple[dict[str, str], list[str]]:
-    """Per layer, ``full`` or ``diag``: measured on ``inputs`` when given -- the whole program runs
+    """Per layer, one of :data:`METHODS`: measured on ``inputs`` when given -- the whole program runs
     with each method on every layer (after one warm-up run), and each layer takes the method whose
     run was faster among those that converged on that layer -- else ``full`` (Newton's few
     iterations).  Returns the methods and one line per layer saying why."""
@@ -251,12 +306,17 @@ def pick_methods(program: Any, inputs: Sequence[Any] | None, scan: Any = None) -
 
     from rnnc.ir.printer import layer_cells
 
-    keys = list(layer_cells(program))
+    cells = layer_cells(program)
+    keys = list(cells)
     if inputs is None:
         return dict.fromkeys(keys, "full"), ["Newton full (no example inputs to measure the methods on)"]
     timed: dict[str, dict[str, float]] = {k: {} for k in keys}
     for method in METHODS:
-        runner = NewtonProgram(program, dict.fromkeys(keys, method), scan=scan)
+        # block where it means something (states of one width, blocks of more than one element)
+        uses = {key: method != "block" or _blocks_differ(cells[key]) for key in keys}
+        if not any(uses.values()):
+            continue
+        runner = NewtonProgram(program, {key: method if uses[key] else "full" for key in keys}, scan=scan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if method == METHODS[0]:
@@ -266,11 +326,11 @@ def pick_methods(program: Any, inputs: Sequence[Any] | None, scan: Any = None) -
             spent = time.perf_counter() - t0
         for key in keys:
             info = [i for k, i in runner.info.items() if k.split("#")[0] == key]
-            if info and all(i.converged for i in info):
+            if uses[key] and info and all(i.converged for i in info):
                 timed[key][method] = spent
     methods, notes = {}, []
     for key, times in timed.items():
         methods[key] = min(times, key=times.__getitem__) if times else "full"
-        shown = ", ".join(f"{m} {t * 1e3:.1f} ms" for m, t in times.items()) or "neither converged"
+        shown = ", ".join(f"{m} {t * 1e3:.1f} ms" for m, t in times.items()) or "none converged"
         notes.append(f"{key}: Newton {methods[key]} (measured on the example inputs: {shown})")
     return methods, notes
