@@ -9,20 +9,23 @@ Cells: torch's default-initialised GRU and LSTM (H=64), the same with weights sc
 model trained on real speech (``tests/speech_model.py``, H=48).  For each, T in {256, 4096},
 batch 1, fp32, on this CPU:
 
-* ``iters full`` / ``iters diag``: Newton iterations to convergence with exact / diagonal
-  Jacobians (``rnnc.lower.newton``; at most T by construction), empty when it fell back;
-* ``seq``: the step loop (``torch.nn`` eager, oneDNN); ``newton``: the faster converged method
-  in rnnc's torch reference; ``newton / seq``: seq time / newton time (> 1: parallel wins);
-* ``H100 est.``: estimated seq / newton time ratio on nvidia/h100-sxm -- an ESTIMATE from the
-  cost model, not a measurement: sequential = the solver's fused-recurrence estimate for the
-  layer; Newton = iterations x (Jacobian and scan FLOPs at the fp32 peak + one grid-wide sync,
-  costed as a DRAM round trip, per scan level).  No GPU ran here.
+* ``iters full`` / ``iters diag`` / ``iters block``: Newton iterations to convergence with exact,
+  diagonal and block-diagonal (an LSTM unit's (h, c) pair; for a GRU the same as diag) Jacobians
+  (``rnnc.lower.newton``; at most T by construction), empty when it fell back;
+* ``seq``: the step loop (``torch.nn`` eager, oneDNN); ``newton``: the fastest converged method in
+  rnnc's torch reference; ``newton C scan``: the same method with each step's linear recurrence in
+  C over this CPU's threads (``rnnc.lower.newton_scan``); ``newton / seq``: seq time / newton time
+  (> 1: parallel wins);
+* ``H100 est.`` and ``64-core est.``: seq / Newton time ratio that the cost model
+  (``rnnc.constraints.newton``) predicts on nvidia/h100-sxm and cpu/x86-avx2 (a 64-core EPYC) for
+  that method and iteration count -- ESTIMATES from datasheet peaks, not measurements (no GPU ran
+  here).  The model costs kernels that form the Jacobians from the step's matrices; the torch
+  reference differentiates by reverse mode, which is why it is far slower than the model.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -31,7 +34,9 @@ import torch
 from _common import best_time, fmt_time, markdown_table, page_header, ratio, write_page
 
 import rnnc
-from rnnc.constraints import ProblemSpec, solve
+from rnnc.backends.cstyle.newton_scan import CScan
+from rnnc.constraints import ProblemSpec
+from rnnc.constraints.newton import estimate_newton
 from rnnc.ir.printer import layer_cells
 from rnnc.lower.newton import NewtonProgram
 from rnnc.targets import get
@@ -58,18 +63,9 @@ def cells() -> list[tuple[str, torch.nn.Module]]:
     return out
 
 
-def h100_ratio(kind: str, hidden: int, steps: int, iters: int, method: str) -> float:
-    target = get("nvidia/h100-sxm")
-    seq = solve(ProblemSpec(kind, hidden, batch=1, dtype="fp32", seq_len=steps), target).estimate.seconds
-    dim = hidden * (2 if kind == "lstm" else 1)
-    levels = math.ceil(math.log2(max(steps, 2)))
-    gates = 4 if kind == "lstm" else 3
-    jac_flops = steps * 2 * gates * hidden * hidden * dim  # reverse mode over the step: ~one product per row
-    scan_flops = levels * steps * (2 * dim ** 3 if method == "full" else 2 * dim)
-    peak = target.peak("fp32") * 1e12
-    sync = target.gpu.dram_latency_cycles / (target.clock_mhz * 1e6)
-    newton = iters * ((jac_flops + scan_flops) / peak + levels * sync)
-    return seq / newton
+def estimate(kind: str, rnn: torch.nn.Module, steps: int, iters: int, method: str, tag: str) -> float:
+    spec = ProblemSpec(kind, rnn.hidden_size, batch=1, dtype="fp32", seq_len=steps, input_size=rnn.input_size)
+    return estimate_newton(spec, get(tag), iters, method).speedup
 
 
 def point(name: str, rnn: torch.nn.Module, steps: int) -> dict:
@@ -83,7 +79,7 @@ def point(name: str, rnn: torch.nn.Module, steps: int) -> dict:
         want = rnn(x)[0]
         row["seq"] = best_time(lambda: rnn(x), budget_s=0.5, max_reps=5)
         err = 0.0
-        for method in ("full", "diag"):
+        for method in ("full", "diag", "block"):
             runner = NewtonProgram(program, dict.fromkeys(keys, method))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -93,13 +89,18 @@ def point(name: str, rnn: torch.nn.Module, steps: int) -> dict:
             if info.converged:
                 err = max(err, float((got - want).abs().max()))
                 times[method] = best_time(lambda runner=runner: runner(x), budget_s=0.5, max_reps=3)
-    best = min(times, key=times.__getitem__) if times else None
+        best = min(times, key=times.__getitem__) if times else None
+        if best:
+            c_runner = NewtonProgram(program, dict.fromkeys(keys, best), scan=CScan())
+            err = max(err, float((c_runner(x)[0] - want).abs().max()))
+            row["newton C scan"] = best_time(lambda: c_runner(x), budget_s=0.5, max_reps=3)
     row["newton"] = times[best] if best else None
     row["method"] = best or "fallback"
     row["newton / seq"] = row["seq"] / row["newton"] if best else None
     row["max err"] = err
     if best:
-        row["H100 est."] = h100_ratio(kind, rnn.hidden_size, steps, row[f"iters {best}"], best)
+        row["H100 est."] = estimate(kind, rnn, steps, row[f"iters {best}"], best, "nvidia/h100-sxm")
+        row["64-core est."] = estimate(kind, rnn, steps, row[f"iters {best}"], best, "cpu/x86-avx2")
     return row
 
 
@@ -109,10 +110,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "newton.md"))
     args = ap.parse_args()
     rows = [point(name, rnn, int(t)) for t in args.steps.split(",") for name, rnn in cells()]
-    cols = ["cell", "T", "iters full", "iters diag", "method", "seq", "newton", "newton / seq", "H100 est.",
-            "max err"]
-    fmt = {"seq": fmt_time, "newton": fmt_time, "newton / seq": ratio, "H100 est.": lambda v: f"{v:.2f}x (est.)",
-           "max err": lambda v: f"{v:.0e}"}
+    cols = ["cell", "T", "iters full", "iters diag", "iters block", "method", "seq", "newton", "newton C scan",
+            "newton / seq", "H100 est.", "64-core est.", "max err"]
+    est = lambda v: f"{v:.2f}x (est.)"  # noqa: E731
+    fmt = {"seq": fmt_time, "newton": fmt_time, "newton C scan": fmt_time, "newton / seq": ratio, "H100 est.": est,
+           "64-core est.": est, "max err": lambda v: f"{v:.0e}"}
     write_page(args.out, [page_header("Parallel-in-time Newton vs sequential evaluation"),
                           "Batch 1, fp32. An empty iteration count: that method did not converge "
                           "(finished step by step).", "",

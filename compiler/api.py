@@ -222,7 +222,7 @@ def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
         notes = [f"Newton {fixed} (asked for)"]
     where = "the C chunked scan over threads" if scan is not None else "the torch reference"
     choice = Choice("newton", target.tag, (), (), f"parallel in time, {where}; " + "; ".join(notes))
-    return CompiledModule(program, NewtonProgram(program, methods, scan=scan), choice)
+    return CompiledModule(program, NewtonProgram(program, methods, scan=scan, target=target), choice)
 
 
 #: ``compile(backend=..., time_parallel=...)``: which linear-recurrence solver runs each Newton step

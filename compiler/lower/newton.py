@@ -238,10 +238,11 @@ class NewtonProgram:
     stacked layers with equal keys stay apart) for ``explain()``."""
 
     def __init__(self, program: Any, methods: Mapping[str, str], damping: float = 1.0,
-                 max_iter: int | None = None, scan: Any = None) -> None:
+                 max_iter: int | None = None, scan: Any = None, target: Any = None) -> None:
         self.program, self.methods = program, dict(methods)
-        self.damping, self.max_iter, self.scan = damping, max_iter, scan
+        self.damping, self.max_iter, self.scan, self.target = damping, max_iter, scan, target
         self.info: dict[str, NewtonInfo] = {}
+        self._shapes: dict[str, tuple[Cell, int, int]] = {}  # info key -> (cell, T, B) of the last call
 
     def __call__(self, *inputs: Any) -> Any:
         import torch
@@ -274,7 +275,9 @@ class NewtonProgram:
             xs = layer_in.flip(0) if d == 1 else layer_in
             y, finals, info = solve(cell, per_direction[k * dirs + d], xs, [s.clone() for s in states],
                                     self.methods.get(key, "full"), self.max_iter, self.damping, scan=self.scan)
-            self.info[f"{key}#{node.outputs[0]}.{k}{'.rev' if d else ''}"] = info
+            where = f"{key}#{node.outputs[0]}.{k}{'.rev' if d else ''}"
+            self.info[where] = info
+            self._shapes[where] = (cell, int(xs.shape[0]), int(xs.shape[1]))
             out[:, :, off:off + cell.output_size] = y.flip(0) if d == 1 else y
             for view, final in zip(states, finals, strict=True):
                 view.copy_(final)
@@ -284,9 +287,29 @@ class NewtonProgram:
         return (y.transpose(0, 1) if attrs["batch_first"] else y, *finals)
 
     def explain_lines(self) -> list[str]:
-        return [f"  layer {key.split('#')[0]} ({key.split('#')[1]}): Newton {i.method}, {i.iterations} iterations, "
-                f"residual {i.residual:.1e}" + ("" if i.converged else " (did not converge: finished step by step)")
-                for key, i in self.info.items()]
+        """Per layer and direction: method, iterations, residual, and -- with a ``target`` -- the
+        cost model's verdict for that target at the call's T, B and iterations."""
+        lines = []
+        for key, i in self.info.items():
+            lines.append(f"  layer {key.split('#')[0]} ({key.split('#')[1]}): Newton {i.method}, {i.iterations} "
+                         f"iterations, residual {i.residual:.1e}"
+                         + ("" if i.converged else " (did not converge: finished step by step)"))
+            if self.target is not None and key in self._shapes and i.converged and i.method in METHODS:
+                lines.append(f"    on {self.target.tag}: {self._estimate(key, i)}")
+        return lines
+
+    def _estimate(self, key: str, info: NewtonInfo) -> str:
+        from rnnc.constraints.newton import estimate_newton
+        from rnnc.errors import RnncError
+        from rnnc.passes import plan_layer
+
+        cell, steps, batch = self._shapes[key]
+        try:
+            spec = plan_layer(cell).problem(batch, "float32", seq_len=max(1, steps))
+            units = block_layout(cell)[1] // len(cell.states) if info.method == "block" else 1
+            return estimate_newton(spec, self.target, max(1, info.iterations), info.method, units).line()
+        except RnncError as exc:  # a cell the model does not cover (linear cells, odd states): say so
+            return f"no cost-model estimate ({str(exc).splitlines()[0]})"
 
 
 def _blocks_differ(cell: Cell) -> bool:
