@@ -134,8 +134,9 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     layer by measurement on ``example_inputs`` (``"newton-full"``/``"newton-diag"``/``"newton-block"``
     fix the method and skip the timing runs); a sequence that does not converge is finished step by step with a
     warning.  Jacobians come from the cell's step graph in torch; each Newton step's linear
-    recurrence runs as torch's scan (``backend=None``) or as the C chunked scan over the CPU's
-    threads (``backend="c"``, ``rnnc.lower.newton_scan``); ``explain()`` reports each layer's
+    recurrence runs as torch's scan (``backend=None``), as the C chunked scan over the CPU's
+    threads (``backend="c"``, ``rnnc.lower.newton_scan``) or as Triton kernels (``"triton"``,
+    ``rnnc.backends.triton.newton``); ``explain()`` reports each layer's
     method, iterations and final residual after a call.
     """
     from rnnc.engines import whole_model_may_win
@@ -206,8 +207,8 @@ def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
         raise UserInputError(f"unknown time_parallel {how!r}; rnnc knows {', '.join(TIME_PARALLEL)}")
     if backend not in NEWTON_SCANS:
         raise UnsupportedError(f"time_parallel='newton' solves each Newton step's linear recurrence in torch "
-                               f"(backend None or 'newton') or in C ('c'); the {backend} backend has no "
-                               f"parallel-in-time kernel yet")
+                               f"(backend None or 'newton'), in C ('c') or in Triton ('triton'); the {backend} "
+                               f"backend has no parallel-in-time kernel yet")
     if not program.rnn_nodes():
         raise UserInputError("time_parallel='newton' needs a recurrent layer; this model has none")
     scan = newton_scan(NEWTON_SCANS[backend], target)
@@ -220,13 +221,14 @@ def _time_parallel(program: Any, target: Any, backend: str | None, how: str,
             for cell in layer_cells(program).values():
                 block_layout(cell)
         notes = [f"Newton {fixed} (asked for)"]
-    where = "the C chunked scan over threads" if scan is not None else "the torch reference"
+    where = {"c": "the C chunked scan over threads", "triton": "the Triton chunked scan"}.get(
+        getattr(scan, "name", ""), "the torch reference")
     choice = Choice("newton", target.tag, (), (), f"parallel in time, {where}; " + "; ".join(notes))
     return CompiledModule(program, NewtonProgram(program, methods, scan=scan, target=target), choice)
 
 
 #: ``compile(backend=..., time_parallel=...)``: which linear-recurrence solver runs each Newton step
-NEWTON_SCANS = {None: "torch", "newton": "torch", "c": "c"}
+NEWTON_SCANS = {None: "torch", "newton": "torch", "c": "c", "triton": "triton"}
 
 
 def newton_scan(name: str, target: Any = None) -> Any:
@@ -237,7 +239,11 @@ def newton_scan(name: str, target: Any = None) -> Any:
         from rnnc.backends.cstyle.newton_scan import CScan
 
         return CScan(target if getattr(target, "cpu", None) is not None else None)
-    raise UserInputError(f"unknown Newton scan {name!r}; rnnc knows torch, c")
+    if name == "triton":
+        from rnnc.backends.triton.newton import TritonScan
+
+        return TritonScan()
+    raise UserInputError(f"unknown Newton scan {name!r}; rnnc knows torch, c, triton")
 
 
 def _engine_runners(program: Any, target: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:

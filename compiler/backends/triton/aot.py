@@ -137,26 +137,31 @@ def compile_for(lk: LayerKernel, capability: int, outstem: str | None = None) ->
     CPU runs) the real code generator no longer works in that process.  Results without an
     ``outstem`` are remembered per (source, launch configuration, architecture), so the feedback
     loop and the runtime do not compile the same kernel twice."""
+    return compile_source(lk.source, launches(lk), lk.warps, capability, outstem, f"the {lk.plan.cell.kind} kernel")
+
+
+def compile_source(source: str, kernels: list[tuple[str, dict[str, Any], str]], warps: int, capability: int,
+                   outstem: str | None = None, what: str = "the kernel") -> CompiledResources:
+    """:func:`compile_for` for any rendered module: ``kernels`` are (name, constexprs, pointer
+    dtype) of the ``@triton.jit`` functions in ``source`` to compile (all at ``warps``)."""
     from rnnc.backends.triton.runtime import cache_dir, load_module
 
-    kernels = launches(lk)
-    key = (lk.source, capability, lk.warps, json.dumps(kernels))
+    key = (source, capability, warps, json.dumps(kernels))
     if outstem is None and key in _COMPILED:
         return _COMPILED[key]
-    load_module(lk.source)  # writes the source file
+    load_module(source)  # writes the source file
     import hashlib
 
-    src = cache_dir() / f"rnnc_{hashlib.sha256(lk.source.encode()).hexdigest()[:20]}.py"
+    src = cache_dir() / f"rnnc_{hashlib.sha256(source.encode()).hexdigest()[:20]}.py"
     with tempfile.TemporaryDirectory() as tmp:
         stem = outstem or str(Path(tmp, "k"))
-        args = json.dumps([str(src.resolve()), kernels, lk.warps, capability, stem])
+        args = json.dumps([str(src.resolve()), kernels, warps, capability, stem])
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
         proc = subprocess.run([sys.executable, "-m", "rnnc.backends.triton.aot", args], capture_output=True,
                               text=True, env=env, check=False)
     if proc.returncode:
-        raise UnsupportedError(f"Triton could not compile the {lk.plan.cell.kind} kernel for sm_{capability}: "
-                               f"{proc.stderr.strip()[-600:]}")
+        raise UnsupportedError(f"Triton could not compile {what} for sm_{capability}: {proc.stderr.strip()[-600:]}")
     res = CompiledResources(**json.loads(proc.stdout.strip().splitlines()[-1]))
     _COMPILED[key] = res
     return res
