@@ -42,14 +42,11 @@ from rnnc.lower.loopnest import (
     Store,
     Var,
     add,
+    fconst,
     mul,
 )
 
 SCALARS = ("B", "T", "W")
-
-
-def _f(v: float) -> Const:
-    return Const(v, True)
 
 
 def _fmul(a: Expr, b: Expr) -> Expr:
@@ -89,7 +86,7 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
     body: list[Stmt] = [Let("t0", mul(Var("c"), c), is_int=True),
                         Let("n", Bin("imin", Const(c), Bin("-", Var("T"), Var("t0"))), is_int=True)]
     if gw:  # 1. cumulative decays
-        prev = Select(Bin("<", Const(0), i), Load("bc", add(mul(Bin("-", i, Const(1)), gw), d)), _f(0.0))
+        prev = Select(Bin("<", Const(0), i), Load("bc", add(mul(Bin("-", i, Const(1)), gw), d)), fconst(0.0))
         body.append(Loop("i", Const(c), (live(i, (
             Let("ri", row(add(Var("t0"), i)), is_int=True),
             Loop("d", Const(gw), (Store("bc", add(mul(i, gw), d), Bin("add", prev, ld("g", Var("ri"), gw, d))),)),
@@ -100,7 +97,7 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
         qe = _fmul(qe, _exp(decay(i, d)))
     body.append(Loop("i", Const(c), (live(i, (
         Let("ri", row(add(Var("t0"), i)), is_int=True),
-        vec((Store("O", add(mul(i, dv), j), _f(0.0)),)),
+        vec((Store("O", add(mul(i, dv), j), fconst(0.0)),)),
         Loop("d", Const(dk), (Let("a", qe), vec((Store("O", add(mul(i, dv), j), _fmul(Ref("a"), Load("st", s_at)),
                                                        accumulate=True),)))),
     )),)))
@@ -112,7 +109,7 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
             Let("ri", row(add(Var("t0"), i)), is_int=True),
             Loop("s", Const(c), (If(Bin("<", s, add(i, 1)), (
                 Let("rs", row(add(Var("t0"), s)), is_int=True),
-                Let("acc", _f(0.0)),
+                Let("acc", fconst(0.0)),
                 Loop("d", Const(dk), (Let("acc", Bin("add", Ref("acc"), term)),)),
                 Store("A", add(mul(i, c), s), Ref("acc")),
             )),)),
@@ -121,37 +118,37 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
         body.append(Loop("s", Const(c), (If(Bin("<", s, n), (
             Let("rs", row(add(Var("t0"), s)), is_int=True),
             Loop("d", Const(dk), (Store("KT", add(mul(d, c), s), ld("k", Var("rs"), dk, d)),)),
-        ), (Loop("d", Const(dk), (Store("KT", add(mul(d, c), s), _f(0.0)),)),)),)))
-        gam_is = _exp(Bin("sub", decay(i, d), decay(s, d))) if gw else _f(1.0)
+        ), (Loop("d", Const(dk), (Store("KT", add(mul(d, c), s), fconst(0.0)),)),)),)))
+        gam_is = _exp(Bin("sub", decay(i, d), decay(s, d))) if gw else fconst(1.0)
         body.append(Loop("i", Const(c), (live(i, (
             Let("ri", row(add(Var("t0"), i)), is_int=True),
-            Loop("s", Const(c), (Store("A", add(mul(i, c), s), _f(0.0)),), "vector"),
+            Loop("s", Const(c), (Store("A", add(mul(i, c), s), fconst(0.0)),), "vector"),
             Loop("d", Const(dk), (Let("a", ld("q", Var("ri"), dk, d)), Loop("s", Const(c), (
                 Store("A", add(mul(i, c), s), _fmul(Ref("a"), Load("KT", add(mul(d, c), s))), accumulate=True),),
                 "vector"))),
             Loop("s", Const(c), (Store("A", add(mul(i, c), s), Select(
-                Bin("<", s, add(i, 1)), _fmul(Load("A", add(mul(i, c), s)), gam_is), _f(0.0))),), "vector"),
+                Bin("<", s, add(i, 1)), _fmul(Load("A", add(mul(i, c), s)), gam_is), fconst(0.0))),), "vector"),
         )),)))
     if delta:  # 4. U = β (v - e^b Sᵀk), then the triangular solve
-        eb = _exp(decay(i, d)) if gw else _f(1.0)
+        eb = _exp(decay(i, d)) if gw else fconst(1.0)
         body.append(Loop("i", Const(c), (live(i, (
             Let("ri", row(add(Var("t0"), i)), is_int=True),
             vec((Store("U", add(mul(i, dv), j), ld("v", Var("ri"), dv, j)),)),
-            Loop("d", Const(dk), (Let("a", _fmul(_f(-1.0), _fmul(eb, ld("k", Var("ri"), dk, d)))),
+            Loop("d", Const(dk), (Let("a", _fmul(fconst(-1.0), _fmul(eb, ld("k", Var("ri"), dk, d)))),
                                   vec((Store("U", add(mul(i, dv), j), _fmul(Ref("a"), Load("st", s_at)),
                                              accumulate=True),)))),
             Let("bt", Load("beta", Var("ri"))),
             vec((Store("U", add(mul(i, dv), j), _fmul(Ref("bt"), Load("U", add(mul(i, dv), j)))),)),
         )),)))
-        gam = _exp(Bin("sub", decay(i, d), decay(s, d))) if gw else _f(1.0)
+        gam = _exp(Bin("sub", decay(i, d), decay(s, d))) if gw else fconst(1.0)
         body.append(Loop("i", Const(c), (live(i, (
             Let("ri", row(add(Var("t0"), i)), is_int=True),
             # R[s] = k_i · k_s for every s at once, from the transposed key tile
-            Loop("s", Const(c), (Store("R", s, _f(0.0)),), "vector"),
+            Loop("s", Const(c), (Store("R", s, fconst(0.0)),), "vector"),
             Loop("d", Const(dk), (Let("a", ld("k", Var("ri"), dk, d)), Loop("s", Const(c), (
                 Store("R", s, _fmul(Ref("a"), Load("KT", add(mul(d, c), s))), accumulate=True),), "vector"))),
             Loop("s", Const(c), (If(Bin("<", s, i), (
-                Let("m", _fmul(_f(-1.0), _fmul(Load("beta", Var("ri")), _fmul(Load("R", s), gam)))),
+                Let("m", _fmul(fconst(-1.0), _fmul(Load("beta", Var("ri")), _fmul(Load("R", s), gam)))),
                 vec((Store("U", add(mul(i, dv), j), _fmul(Ref("m"), Load("U", add(mul(s, dv), j))),
                            accumulate=True),)),
             )),)),
@@ -169,7 +166,7 @@ def chunk_kernel(name: str, form: str, heads: int, dk: int, dv: int, gate: int, 
     )),)))
     # 5. the carried state
     last = Bin("-", n, Const(1))
-    e_last = _exp(decay(last, d)) if gw else _f(1.0)
+    e_last = _exp(decay(last, d)) if gw else fconst(1.0)
     k_dec = ld("k", Var("rs"), dk, d)
     if gw:
         k_dec = _fmul(k_dec, _exp(Bin("sub", decay(last, d), decay(s, d))))

@@ -99,6 +99,11 @@ class Ref:
 Expr = Var | Const | Load | Bin | Call | Select | Ref
 
 
+def fconst(v: float) -> Const:
+    """A float literal."""
+    return Const(v, True)
+
+
 def as_expr(x: Expr | int) -> Expr:
     return Const(x) if isinstance(x, int) else x
 

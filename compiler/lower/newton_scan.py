@@ -37,14 +37,11 @@ from rnnc.lower.loopnest import (
     Store,
     Var,
     add,
+    fconst,
     mul,
 )
 
 SCALARS = ("B", "T", "W")
-
-
-def _f(v: float) -> Const:
-    return Const(v, True)
 
 
 def scan_kernel(name: str, full: bool, dim: int) -> Kernel:
@@ -73,7 +70,7 @@ def scan_kernel(name: str, full: bool, dim: int) -> Kernel:
         if not full:
             mv = Bin("mul", Load("M", d), Load(src, add(src_at, d)))
             return (vec(d, (Store(out, d, mv if plus is None else Bin("add", mv, plus)),)),)
-        acc = (Let("acc", _f(0.0) if plus is None else plus),
+        acc = (Let("acc", fconst(0.0) if plus is None else plus),
                Loop("j", Const(D), (Let("acc", Bin("add", Ref("acc"), Bin("mul", Load("M", add(mul(d, D), j)),
                                                                               Load(src, add(src_at, j))))),)),
                Store(out, d, Ref("acc")))
@@ -91,10 +88,10 @@ def scan_kernel(name: str, full: bool, dim: int) -> Kernel:
     e_at = mul(wrow(Var("w")), D)
     # phase 1: the chunk's end state and transition, from zero
     if full:  # P = I
-        p_init: Stmt = Loop("d", Const(D), (Loop("k", Const(D), (Store("P", p_at(Var("w"), d, k), _f(0.0)),)),
-                                            Store("P", p_at(Var("w"), d, d), _f(1.0))))
+        p_init: Stmt = Loop("d", Const(D), (Loop("k", Const(D), (Store("P", p_at(Var("w"), d, k), fconst(0.0)),)),
+                                            Store("P", p_at(Var("w"), d, d), fconst(1.0))))
     else:
-        p_init = vec(d, (Store("P", p_at(Var("w"), d), _f(1.0)),))
+        p_init = vec(d, (Store("P", p_at(Var("w"), d), fconst(1.0)),))
     if full:  # P <- A_t P through the local Q (column k of the product at a time)
         p_step: tuple[Stmt, ...] = (
             Loop("k", Const(D), (
@@ -105,7 +102,7 @@ def scan_kernel(name: str, full: bool, dim: int) -> Kernel:
     else:
         p_step = (vec(d, (Store("P", p_at(Var("w"), d), Bin("mul", Load("M", d), Load("P", p_at(Var("w"), d)))),)),)
     phase1 = Loop("r", Var("B"), (
-        vec(d, (Store("e", add(e_at, d), _f(0.0)),)),
+        vec(d, (Store("e", add(e_at, d), fconst(0.0)),)),
         p_init,
         Loop("i", Var("n"), (
             load_m(t, None),
@@ -116,7 +113,7 @@ def scan_kernel(name: str, full: bool, dim: int) -> Kernel:
     ))
     # phases 2 and 3: the carry-in from the chunks before, then the chunk again from it
     phase3 = Loop("r", Var("B"), (
-        vec(d, (Store("H", d, _f(0.0)),)),
+        vec(d, (Store("H", d, fconst(0.0)),)),
         Loop("c", Var("w"), (
             load_m(None, c),
             *apply("H", Const(0), "V", Load("e", add(mul(wrow(c), D), d))),

@@ -61,18 +61,15 @@ def test_c_scan_matches_torch_at_t256(kind: str, method: str) -> None:
 def test_c_scan_against_the_sequential_recurrence(full: bool, threads: int) -> None:
     """The scan alone, against the recurrence written out in float64: lengths shorter than the
     thread count (idle workers), not a multiple of it, and one step."""
+    from linear_recurrence import random_system, sequential
+
     from rnnc.backends.cstyle.newton_scan import CScan
 
     gen = torch.Generator().manual_seed(threads)
     scan = CScan(threads=threads)
     for steps in (1, 3, 64, 101):
-        a = (torch.randn(steps, 3, 5, 5, generator=gen) * 0.4) if full else torch.rand(steps, 3, 5, generator=gen)
-        b = torch.randn(steps, 3, 5, generator=gen)
-        s, want = torch.zeros(3, 5, dtype=torch.float64), []
-        for t in range(steps):
-            s = (torch.einsum("bij,bj->bi", a[t].double(), s) if full else a[t].double() * s) + b[t].double()
-            want.append(s)
-        assert_close(scan(a, b, full), torch.stack(want).float(), "float32", "c", f"T={steps} W={threads}")
+        a, b = random_system(steps, 3, 5, full, gen)
+        assert_close(scan(a, b, full), sequential(a, b, full), "float32", "c", f"T={steps} W={threads}")
 
 
 def test_compile_picks_a_method_and_explains() -> None:

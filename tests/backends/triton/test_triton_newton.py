@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from linear_recurrence import random_system, sequential
 
 import rnnc
 from rnnc.backends.triton.aot import available
@@ -20,13 +21,8 @@ def test_scan_against_the_sequential_recurrence(full: bool) -> None:
     gen = torch.Generator().manual_seed(3)
     scan = TritonScan(chunk=16)
     for steps in (1, 16, 37):
-        a = (torch.randn(steps, 2, 5, 5, generator=gen) * 0.4) if full else torch.rand(steps, 2, 5, generator=gen)
-        b = torch.randn(steps, 2, 5, generator=gen)
-        s, want = torch.zeros(2, 5, dtype=torch.float64), []
-        for t in range(steps):
-            s = (torch.einsum("bij,bj->bi", a[t].double(), s) if full else a[t].double() * s) + b[t].double()
-            want.append(s)
-        assert_close(scan(a, b, full), torch.stack(want).float(), "float32", "triton", f"T={steps}")
+        a, b = random_system(steps, 2, 5, full, gen)
+        assert_close(scan(a, b, full), sequential(a, b, full), "float32", "triton", f"T={steps}")
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
