@@ -70,9 +70,10 @@ def state_width(spec: ProblemSpec) -> int:
 
 
 def estimate_newton(spec: ProblemSpec, target: HardwareSpec, iterations: int, method: str = "full",
-                    block: int = 1) -> NewtonEstimate:
+                    block: int = 1, dim: int | None = None) -> NewtonEstimate:
     """Sequential vs ``iterations`` Newton iterations of ``method`` (``block``: hidden units per
-    block of the ``block`` method) for the layer ``spec`` on ``target``."""
+    block of the ``block`` method) for the layer ``spec`` on ``target``; ``dim``: the state's
+    floats per row when the cell table cannot say (a user cell; default :func:`state_width`)."""
     from . import solve
 
     if method not in METHODS:
@@ -87,8 +88,8 @@ def estimate_newton(spec: ProblemSpec, target: HardwareSpec, iterations: int, me
         raise UserInputError(f"block={block} does not divide hidden={spec.hidden}")
     sequential = solve(spec, target).estimate
     rows = spec.seq_len * spec.batch
-    dim = state_width(spec)
-    k = block * max(1, info.states)
+    dim = dim or state_width(spec)
+    k = block * max(1, dim // spec.hidden)
     inputs = spec.input_size or spec.hidden
     step_flops = 2.0 * info.gates * spec.hidden * (spec.hidden + inputs)
     coeffs = {"full": dim * dim, "diag": dim, "block": dim * k}[method]  # floats of A_t per row

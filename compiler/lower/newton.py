@@ -307,7 +307,8 @@ class NewtonProgram:
         try:
             spec = plan_layer(cell).problem(batch, "float32", seq_len=max(1, steps))
             units = block_layout(cell)[1] // len(cell.states) if info.method == "block" else 1
-            return estimate_newton(spec, self.target, max(1, info.iterations), info.method, units).line()
+            dim = sum(math.prod(st.shape) for st in cell.states)
+            return estimate_newton(spec, self.target, max(1, info.iterations), info.method, units, dim).line()
         except RnncError as exc:  # a cell the model does not cover (linear cells, odd states): say so
             return f"no cost-model estimate ({str(exc).splitlines()[0]})"
 

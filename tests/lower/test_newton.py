@@ -107,6 +107,7 @@ def test_user_cell_gets_its_jacobians_from_the_ir() -> None:
     with torch.no_grad():
         want = layer(x)
     assert_close(compiled(x)[0], want[0], "float32", "scan", "user cell y")
+    assert "on cpu/host: " in compiled.explain() and "(estimate: sequential" in compiled.explain()
 
 
 def test_no_convergence_falls_back_step_by_step_with_a_warning() -> None:
