@@ -90,9 +90,10 @@ def test_compile_picks_a_method_and_explains() -> None:
 class Decay(torch.nn.Module):
     """A user cell: h' = tanh(W x + U h) * sigmoid(V x) + 0.5 h."""
 
-    def __init__(self) -> None:
+    def __init__(self, hidden: int = 12) -> None:
         super().__init__()
-        self.w, self.u, self.v = torch.nn.Linear(5, 12), torch.nn.Linear(12, 12, bias=False), torch.nn.Linear(5, 12)
+        self.w, self.v = torch.nn.Linear(5, hidden), torch.nn.Linear(5, hidden)
+        self.u = torch.nn.Linear(hidden, hidden, bias=False)
 
     def forward(self, x, h):
         h = torch.tanh(self.w(x) + self.u(h)) * torch.sigmoid(self.v(x)) + 0.5 * h
@@ -107,6 +108,9 @@ def test_user_cell_gets_its_jacobians_from_the_ir() -> None:
     with torch.no_grad():
         want = layer(x)
     assert_close(compiled(x)[0], want[0], "float32", "scan", "user cell y")
+    wider = Recurrent(Decay(16), [(16,)], input_size=5)  # the CPU tiling model needs whole vectors of gate rows
+    compiled = rnnc.compile(wider, (x,), time_parallel="newton-full")
+    compiled(x)
     assert "on cpu/host: " in compiled.explain() and "(estimate: sequential" in compiled.explain()
 
 
