@@ -132,12 +132,12 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     ``time_parallel="newton"``: every recurrent layer is solved parallel-in-time by Newton's method
     (DEER / ParaRNN, ``rnnc.lower.newton``): exact, diagonal or block-diagonal Jacobians, picked per
     layer by measurement on ``example_inputs`` (``"newton-full"``/``"newton-diag"``/``"newton-block"``
-    fix the method and skip the timing runs); a sequence that does not converge is finished step by step with a
-    warning.  Jacobians come from the cell's step graph in torch; each Newton step's linear
-    recurrence runs as torch's scan (``backend=None``), as the C chunked scan over the CPU's
-    threads (``backend="c"``, ``rnnc.lower.newton_scan``) or as Triton kernels (``"triton"``,
-    ``rnnc.backends.triton.newton``); ``explain()`` reports each layer's
-    method, iterations and final residual after a call.
+    fix the method and skip the timing runs); a sequence that does not converge is finished step
+    by step with a warning.  Jacobians come from the cell's step graph in torch; each Newton
+    step's linear recurrence runs as torch's scan (``backend=None``), as the C chunked scan over
+    the CPU's threads (``backend="c"``, ``rnnc.lower.newton_scan``) or as Triton kernels
+    (``"triton"``, ``rnnc.backends.triton.newton``); ``explain()`` reports each layer's method,
+    iterations and final residual after a call, and the cost model's verdict for ``target``.
     """
     from rnnc.engines import whole_model_may_win
     from rnnc.frontend import trace
@@ -232,7 +232,7 @@ NEWTON_SCANS = {None: "torch", "newton": "torch", "c": "c", "triton": "triton"}
 
 
 def newton_scan(name: str, target: Any = None) -> Any:
-    """The ``scan`` of ``rnnc.lower.newton.solve`` by name: None for torch, the C kernels for "c"."""
+    """The ``scan`` of ``rnnc.lower.newton.solve`` by name: None for torch, else the C or Triton one."""
     if name == "torch":
         return None
     if name == "c":

@@ -4,7 +4,8 @@ Registered like a backend so that ``rnnc compile --time-parallel newton -o DIR``
 output directory and ``rnnc.load(DIR)`` runs it; it is never picked automatically (it is not in
 ``rnnc.api.PREFERENCE``): parallel-in-time pays off on wide parallel hardware and long
 sequences, which the user asks for.  It runs rnnc's torch reference on any device torch has; each
-Newton step's linear recurrence runs in torch or, on a CPU, in C (the manifest's ``scan``).
+Newton step's linear recurrence runs in torch, in C over a CPU's threads or as Triton kernels
+(the manifest's ``scan``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class NewtonBackend:
     def compile(self, program: Any, target: Any, outdir: str, schedule: Any = None, methods: Any = None,
                 scan: str = "torch", **_: Any) -> dict:
         """Write the Program, each layer's method (``methods``: layer key -> full/diag) and the
-        linear-recurrence solver (``scan``: "torch" or "c", ``rnnc.api.newton_scan``)."""
+        linear-recurrence solver (``scan``: "torch", "c" or "triton", ``rnnc.api.newton_scan``)."""
         from rnnc.backends.manifest import write_manifest, write_program
         from rnnc.ir.printer import layer_cells
 
