@@ -240,3 +240,18 @@ def test_block_layout_follows_heads_and_declines_mixed_states() -> None:
         block_layout(mlstm)
     with pytest.raises(UnsupportedError, match="vectors of one width"):
         rnnc.compile(CELLS["mlstm"].load_module_class()(4, 8), (torch.randn(1, 5, 4),), time_parallel="newton-block")
+
+
+def test_a_corrupted_scan_name_is_one_clear_error(tmp_path) -> None:  # noqa: ANN001 - pytest fixture
+    import json
+
+    from rnnc.backends import get_backend
+
+    gru = torch.nn.GRU(4, 8, batch_first=True)
+    program = rnnc.trace(gru, (torch.randn(1, 6, 4),))
+    get_backend("newton").compile(program, "cpu/host", str(tmp_path), scan="c")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["scan"] = "fpga"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserInputError, match="unknown Newton scan 'fpga'"):
+        rnnc.load(tmp_path)
