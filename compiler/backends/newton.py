@@ -31,7 +31,7 @@ class NewtonBackend:
 
     def compile(self, program: Any, target: Any, outdir: str, schedule: Any = None, methods: Any = None,
                 scan: str = "torch", **_: Any) -> dict:
-        """Write the Program, each layer's method (``methods``: layer key -> full/diag) and the
+        """Write the Program, each layer's method (``methods``: layer key -> full/diag/block) and the
         linear-recurrence solver (``scan``: "torch", "c" or "triton", ``rnnc.api.newton_scan``)."""
         from rnnc.backends.manifest import write_manifest, write_program
         from rnnc.ir.printer import layer_cells

@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=None,
                    help="solve the recurrent layers parallel-in-time by Newton's method (DEER/ParaRNN): exact, "
                         "diagonal or block-diagonal Jacobians picked per layer on the example input, or fixed with "
-                        "newton-full / newton-diag / newton-block; each step's linear recurrence in torch, or "
-                        "with --backend c in C over threads")
+                        "newton-full / newton-diag / newton-block; each step's linear recurrence in torch, "
+                        "with --backend c in C over threads, with --backend triton as Triton kernels")
     p.add_argument("--batch", type=int, default=1, help="batch size the schedule is solved for (default 1)")
     p.add_argument("--no-db", action="store_true",
                    help="ignore the tuning database (default: a verified record for a layer, target and backend "

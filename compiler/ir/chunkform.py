@@ -121,7 +121,7 @@ def step_mlstm(states: tuple[torch.Tensor, ...], q: torch.Tensor, k: torch.Tenso
 def mlstm_as_gla(p: Projected, states: tuple[torch.Tensor, ...]) -> tuple[Projected, torch.Tensor, torch.Tensor]:
     """The "mlstm" form as the "gla" form (module docstring): (operands with g' ``[B, T, NH, 1]``,
     k' and v' = [v, 1], the state S = [Cᵀ | n] ``[B, NH, DK, DV + 1]``, the stabilisers m_t
-    ``[B, T, NH]``).  A step with i = -inf (a padded step) leaves every state as it was."""
+    ``[B, T, NH]``).  A step with i = -inf and g = 0 (a padded step) leaves every state as it was."""
     c0, n0, m0 = states
     g, i = p.g[..., 0].double(), p.i[..., 0].double()
     cum = g.cumsum(1)

@@ -232,7 +232,7 @@ def _sequential(cell: Cell, f: Any, x_tm: Any, s0: Any, method: str, iterations:
 
 class NewtonProgram:
     """A Program whose ``rnn`` nodes run parallel-in-time by Newton (:func:`solve`), every other
-    op through the interpreter.  ``methods``: layer key -> ``full``/``diag``; ``scan``: the
+    op through the interpreter.  ``methods``: layer key -> one of :data:`METHODS`; ``scan``: the
     linear-recurrence solver (None: torch; see :func:`solve`); ``info`` holds the
     last call's :class:`NewtonInfo` per layer and direction (``"<layer key>#<node>.<layer>[.rev]"``:
     stacked layers with equal keys stay apart) for ``explain()``."""

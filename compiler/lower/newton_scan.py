@@ -13,9 +13,10 @@ work-efficient form is a chunked scan: each worker owns T/W consecutive steps an
 
 Work: sequential solving costs T·D² (full) or T·D (diag); this costs T·D³/W + 2·T·D²/W (full) or
 3·T·D/W (diag) per worker, so the full method gains only when W exceeds D -- the cost model in
-``constraints/problems/newton.py`` says when.  ``b_0`` already holds ``A_1 s_0`` (the solve's
+``constraints/newton.py`` says when.  ``b_0`` already holds ``A_1 s_0`` (the solve's
 initial state), so the scan starts from zero.  Buffers: ``a [T, B, D, D]`` or ``[T, B, D]``,
-``b``/``s [T, B, D]``, scratch ``P [W, B, D, D or D]`` and ``e [W, B, D]`` passed in by the runner.
+``b``/``s [T, B, D]``, scratch ``P [W, B, D, D or D]``, ``e [W, B, D]`` and ``M [W, D, D or D]``
+passed in by the runner (heap, not the threads' stacks).
 """
 
 from __future__ import annotations
@@ -53,14 +54,15 @@ def scan_kernel(name: str, full: bool, dim: int) -> Kernel:
     def row(step: Expr) -> Expr:  # (step, batch row) -> index of the [T, B, ...] rows
         return add(mul(step, Var("B")), r)
 
-    def a_at(step: Expr, di: Expr, dj: Expr | None = None) -> Expr:
-        return Load("a", add(mul(add(mul(row(step), D), di), D), dj) if full else add(mul(row(step), D), di))
-
     def wrow(worker: Expr) -> Expr:  # (worker, batch row) -> index of the [W, B, ...] scratch rows
         return add(mul(worker, Var("B")), r)
 
     def p_at(worker: Expr, di: Expr, dj: Expr | None = None) -> Expr:
         return add(mul(add(mul(wrow(worker), D), di), D), dj) if full else add(mul(wrow(worker), D), di)
+
+    per = D * D if full else D
+    m0 = mul(Var("w"), per)  # this worker's copy of A_t or P_c in the scratch M (a D x D array
+    # would not fit a thread's stack for wide states)
 
     def vec(var: Var, body: tuple[Stmt, ...]) -> Stmt:
         return Loop(var.name, Const(D), body, "vector")
@@ -68,19 +70,19 @@ def scan_kernel(name: str, full: bool, dim: int) -> Kernel:
     def apply(src: str, src_at: Expr, out: str, plus: Expr | None) -> tuple[Stmt, ...]:
         """``out = M src + plus`` for the state vector ``src`` (M = A_t, P_c; diag: elementwise)."""
         if not full:
-            mv = Bin("mul", Load("M", d), Load(src, add(src_at, d)))
+            mv = Bin("mul", Load("M", add(m0, d)), Load(src, add(src_at, d)))
             return (vec(d, (Store(out, d, mv if plus is None else Bin("add", mv, plus)),)),)
         acc = (Let("acc", fconst(0.0) if plus is None else plus),
-               Loop("j", Const(D), (Let("acc", Bin("add", Ref("acc"), Bin("mul", Load("M", add(mul(d, D), j)),
+               Loop("j", Const(D), (Let("acc", Bin("add", Ref("acc"), Bin("mul", Load("M", add(m0, add(mul(d, D), j))),
                                                                               Load(src, add(src_at, j))))),)),
                Store(out, d, Ref("acc")))
         return (Loop("d", Const(D), acc),)
 
     def load_m(from_a: Expr | None, from_p: Expr | None) -> Stmt:
         """Copy A_t (or P_c) into the local M, so ``apply`` reads one layout."""
-        n = D * D if full else D
-        src = Load("a", add(mul(row(from_a), n), d)) if from_a is not None else Load("P", add(mul(wrow(from_p), n), d))
-        return Loop("d", Const(n), (Store("M", d, src),), "vector")
+        src = (Load("a", add(mul(row(from_a), per), d)) if from_a is not None
+               else Load("P", add(mul(wrow(from_p), per), d)))
+        return Loop("d", Const(per), (Store("M", add(m0, d), src),), "vector")
 
     def copy(dst: str, dst_at: Expr, src: str) -> Stmt:
         return vec(d, (Store(dst, add(dst_at, d), Load(src, d)),))
@@ -100,7 +102,8 @@ def scan_kernel(name: str, full: bool, dim: int) -> Kernel:
                 Loop("d", Const(D), (Store("P", p_at(Var("w"), d, k), Load("Q", d)),), "vector"),
             )),)
     else:
-        p_step = (vec(d, (Store("P", p_at(Var("w"), d), Bin("mul", Load("M", d), Load("P", p_at(Var("w"), d)))),)),)
+        p_step = (vec(d, (Store("P", p_at(Var("w"), d),
+                                Bin("mul", Load("M", add(m0, d)), Load("P", p_at(Var("w"), d)))),)),)
     phase1 = Loop("r", Var("B"), (
         vec(d, (Store("e", add(e_at, d), fconst(0.0)),)),
         p_init,
@@ -129,19 +132,19 @@ def scan_kernel(name: str, full: bool, dim: int) -> Kernel:
         Let("L", Bin("/", add(Var("T"), Bin("-", Var("W"), Const(1))), Var("W")), is_int=True),
         Let("t0", mul(Var("w"), Var("L")), is_int=True),
         Let("n", Bin("imin", Var("L"), Bin("-", Var("T"), Var("t0"))), is_int=True),  # <= 0: an idle worker
-        *[Alloc(b) for b in ("M", "V", "H", *(("Q",) if full else ()))],
+        *[Alloc(b) for b in ("V", "H", *(("Q",) if full else ()))],
         If(Bin("<", Const(0), Var("n")), (phase1,)),
         Barrier("grid"),
         If(Bin("<", Const(0), Var("n")), (phase3,)),
     )
     rows = mul(Var("T"), Var("B"))
-    per = D * D if full else D
     bufs = (Buffer("a", mul(rows, per), doc=f"Jacobians [T, B, {'D, D' if full else 'D'}]"),
             Buffer("b", mul(rows, D), doc="offsets [T, B, D] (b_0 includes A_1 s_0)"),
             Buffer("s", mul(rows, D), writable=True, doc="the states s_t [T, B, D]"),
             Buffer("P", mul(mul(Var("W"), Var("B")), per), writable=True, doc="chunk transitions [W, B, ...]"),
             Buffer("e", mul(mul(Var("W"), Var("B")), D), writable=True, doc="chunk end states [W, B, D]"),
-            Buffer("M", Const(per), "local"), Buffer("V", Const(D), "local"), Buffer("H", Const(D), "local"),
+            Buffer("M", mul(Var("W"), per), writable=True, doc="per-worker copy of A_t or P_c [W, ...]"),
+            Buffer("V", Const(D), "local"), Buffer("H", Const(D), "local"),
             *((Buffer("Q", Const(D), "local"),) if full else ()))
     meta = {"path": "newton_scan", "full": full, "dim": D, "knobs": {}}
     return Kernel(name, SCALARS, bufs, (Loop("w", Var("W"), per_worker, "parallel"),), (), meta)

@@ -57,19 +57,33 @@ def test_c_scan_matches_torch_at_t256(kind: str, method: str) -> None:
 
 
 @pytest.mark.parametrize("full", [False, True])
-@pytest.mark.parametrize("threads", [1, 2, 5])
+@pytest.mark.parametrize("threads", [1, 2, 4, 5])
 def test_c_scan_against_the_sequential_recurrence(full: bool, threads: int) -> None:
-    """The scan alone, against the recurrence written out in float64: lengths shorter than the
-    thread count (idle workers), not a multiple of it, and one step."""
+    """The scan alone, against the recurrence written out in float64: one step, lengths that leave
+    the last workers without a chunk (T=5 on 4 workers: chunks of 2, the fourth idle; T=6 on 5),
+    lengths not a multiple of the worker count."""
     from linear_recurrence import random_system, sequential
 
     from rnnc.backends.cstyle.newton_scan import CScan
 
     gen = torch.Generator().manual_seed(threads)
     scan = CScan(threads=threads)
-    for steps in (1, 3, 64, 101):
+    for steps in (1, 3, 5, 6, 64, 101):
         a, b = random_system(steps, 3, 5, full, gen)
         assert_close(scan(a, b, full), sequential(a, b, full), "float32", "c", f"T={steps} W={threads}")
+
+
+def test_c_scan_of_a_wide_state_does_not_live_on_the_thread_stacks() -> None:
+    """D = 1500: one [D, D] coefficient copy per worker is 9 MB, past a thread's 8 MB stack (it
+    crashed when the copy was a stack array); the scratch is the runner's heap buffer now."""
+    from linear_recurrence import sequential
+
+    from rnnc.backends.cstyle.newton_scan import CScan
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 1, 1500, 1500, generator=gen) / 1500 ** 0.5
+    b = torch.randn(2, 1, 1500, generator=gen)
+    assert_close(CScan(threads=2)(a, b, True), sequential(a, b, True), "float32", "c", "D=1500")
 
 
 def test_compile_picks_a_method_and_explains() -> None:

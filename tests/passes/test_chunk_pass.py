@@ -100,8 +100,9 @@ def test_operands_that_do_not_fit_the_state_are_declined() -> None:
 
 
 def test_mlstm_form_is_proved_and_wrong_mlstm_claims_are_declined() -> None:
-    """mLSTM's three states: swapping n and m, naming the forget gate as the input gate, leaving
-    the normaliser out, or claiming the plain gla update are all refuted by the float64 step."""
+    """mLSTM's three states: swapping n and m (their shapes), leaving the normaliser out or
+    claiming the plain gla update (the states the form keeps) are declined by the structural
+    checks; naming the forget gate as the input gate by the float64 step."""
     from rnnc.kernels import CELLS
 
     cell, _ = CELLS["mlstm"].load_module_class()(IN, 8, num_heads=2).rnnc_layer()

@@ -37,6 +37,11 @@ class CScan:
     def __call__(self, a: Any, b: Any, full: bool) -> Any:
         import torch
 
+        from rnnc.errors import UnsupportedError
+
+        if a.device.type != "cpu" or b.device.type != "cpu":
+            raise UnsupportedError(f"the C Newton scan runs on CPU tensors; these are on {b.device} "
+                                   "(compile with backend='triton' or None for a GPU)")
         steps, batch, dim = (int(n) for n in b.shape)
         workers = max(1, min(self.threads, steps))
         per = dim * dim if full else dim
@@ -44,7 +49,8 @@ class CScan:
         s = torch.empty_like(b32)
         scratch_p = torch.empty(workers * batch * per, dtype=torch.float32)
         scratch_e = torch.empty(workers * batch * dim, dtype=torch.float32)
-        bufs = (a32, b32, s, scratch_p, scratch_e)
+        scratch_m = torch.empty(workers * per, dtype=torch.float32)
+        bufs = (a32, b32, s, scratch_p, scratch_e, scratch_m)
         sc = (ctypes.c_long * 3)(batch, steps, workers)
         ptrs = (ctypes.c_void_p * len(bufs))(*[t.data_ptr() for t in bufs])
         self._fn(full, dim)(sc, ptrs)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from rnnc.backends import register_backend
+from rnnc.constraints.spec import ALTERNATES  # the solver table's second families (mLSTM's scan)
 
 
 def _target(target: Any) -> Any:
@@ -56,7 +57,9 @@ def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int 
         try:
             return solve(spec, _target(target))
         except InfeasibleError:
-            if layer.chunk is None or not _scans(cell):
+            # only a cell whose solver table names the scan as its second family (mLSTM): the
+            # others' chunked scan has no model of their matrix state, so they stay declined
+            if layer.chunk is None or (spec.cell, "scan") not in ALTERNATES or not _scans(cell):
                 raise
             try:  # heads too wide for the chunkwise kernel's tiles: one chunked scan, if that fits
                 return solve(spec.replace(family="scan"), _target(target))
@@ -104,8 +107,8 @@ class TritonBackend:
                 except InfeasibleError as exc:
                     if cell.recurrence == "linear":
                         chunk = plan_layer(cell).chunk is not None
-                        kind = ("chunkwise nor chunked-scan" if chunk and _scans(cell) else
-                                "chunkwise" if chunk else "chunked-scan")
+                        fallback = chunk and (cell.kind, "scan") in ALTERNATES and _scans(cell)
+                        kind = ("chunkwise nor chunked-scan" if fallback else "chunkwise" if chunk else "chunked-scan")
                         return False, (f"{cell.kind} H={cell.hidden_size} has no {kind} schedule on "
                                        f"{spec.tag}: {exc}")
                     how = ("nor any multi-block grid" if can_split(plan_any(cell)) else

@@ -32,7 +32,7 @@ def rnnc_newton_fold(a_ptr, b_ptr, p_ptr, e_ptr, T, R, D: tl.constexpr, BD: tl.c
     c = tl.program_id(1)
     i = tl.arange(0, BD)
     mi = i < D
-    at = c * R + r
+    at = (c * R + r).to(tl.int64)
     n = tl.minimum(CH, T - c * CH)  # the chunk's steps (the last chunk may be short)
     if FULL:
         # program q < BD/16 folds columns [16q, 16q + 16) of P; the last one folds e, as column 0
@@ -44,7 +44,7 @@ def rnnc_newton_fold(a_ptr, b_ptr, p_ptr, e_ptr, T, R, D: tl.constexpr, BD: tl.c
         is_e = (tl.zeros([16], dtype=tl.int32) + q) == BD // 16
         x = tl.where((i[:, None] == col[None, :]) & mi[:, None] & ~is_e[None, :], 1.0, 0.0)
         for k in range(0, n):
-            row = (c * CH + k) * R + r
+            row = ((c * CH + k) * R + r).to(tl.int64)  # T*R*D*D may pass 2^31
             a = tl.load(a_ptr + row * D * D + i[:, None] * D + i[None, :], mask=mi[:, None] & mi[None, :], other=0.0)
             b = tl.load(b_ptr + row * D + i, mask=mi, other=0.0)
             x = tl.dot(a, x, input_precision="ieee") + tl.where(is_e[None, :] & (j[None, :] == 0), b[:, None], 0.0)
@@ -55,7 +55,7 @@ def rnnc_newton_fold(a_ptr, b_ptr, p_ptr, e_ptr, T, R, D: tl.constexpr, BD: tl.c
         e = tl.zeros([BD], dtype=tl.float32)
         p = tl.where(mi, 1.0, 0.0)
         for k in range(0, n):
-            row = (c * CH + k) * R + r
+            row = ((c * CH + k) * R + r).to(tl.int64)  # T*R*D*D may pass 2^31
             a = tl.load(a_ptr + row * D + i, mask=mi, other=0.0)
             e = a * e + tl.load(b_ptr + row * D + i, mask=mi, other=0.0)
             p = a * p
@@ -70,7 +70,7 @@ def rnnc_newton_carry(p_ptr, e_ptr, h_ptr, R, NC, D: tl.constexpr, BD: tl.conste
     mi = i < D
     h = tl.zeros([BD], dtype=tl.float32)
     for c in range(0, NC):
-        at = c * R + r
+        at = (c * R + r).to(tl.int64)
         tl.store(h_ptr + at * D + i, h, mask=mi)
         e = tl.load(e_ptr + at * D + i, mask=mi, other=0.0)
         if FULL:
@@ -90,7 +90,7 @@ def rnnc_newton_apply(a_ptr, b_ptr, h_ptr, s_ptr, T, R, D: tl.constexpr, BD: tl.
     mi = i < D
     v = tl.load(h_ptr + (c * R + r) * D + i, mask=mi, other=0.0)
     for k in range(0, tl.minimum(CH, T - c * CH)):
-        row = (c * CH + k) * R + r
+        row = ((c * CH + k) * R + r).to(tl.int64)  # T*R*D*D may pass 2^31
         b = tl.load(b_ptr + row * D + i, mask=mi, other=0.0)
         if FULL:
             a = tl.load(a_ptr + row * D * D + i[:, None] * D + i[None, :], mask=mi[:, None] & mi[None, :], other=0.0)
@@ -129,9 +129,16 @@ class TritonScan:
         self.chunk, self.warps = chunk, warps
 
     def __call__(self, a: Any, b: Any, full: bool) -> Any:
+        import os
+
         import torch
 
         from rnnc.backends.triton.runtime import load_module
+        from rnnc.errors import UnsupportedError
+
+        if b.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise UnsupportedError(f"the Triton Newton scan needs CUDA tensors (these are on {b.device}) or "
+                                   "TRITON_INTERPRET=1 to run in Triton's interpreter")
 
         steps, rows, dim = (int(n) for n in b.shape)
         warps = self.warps or warps_for(full, dim)

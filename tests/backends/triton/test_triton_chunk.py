@@ -165,3 +165,14 @@ def test_wide_mlstm_heads_fall_back_to_the_chunked_scan() -> None:
     from rnnc.backends.triton import kernel_at
 
     assert kernel_at(wide, sched).is_scan and kernel_at(narrow, schedule_for(narrow, h100)).is_chunk
+
+
+def test_wide_heads_of_other_family_cells_are_declined() -> None:
+    """Only mLSTM has a scan model of its matrix state: a one-head GLA of 512 keeps being declined
+    with the chunkwise explanation, not handed to a scan the solver would size as a diagonal one."""
+    from rnnc.backends import get_backend
+
+    torch.manual_seed(0)
+    cell, weights = CELLS["gla"].load_module_class()(8, 512, num_heads=1).rnnc_layer()
+    ok, why = get_backend("triton").supports(rnn_program([cell], [[weights]]), "nvidia/h100-sxm")
+    assert not ok and "has no chunkwise schedule" in why and "chunked-scan" not in why
