@@ -106,11 +106,14 @@ def _mlstm(hidden: int = 16, width: int = IN, forget_gate: str = "sigmoid") -> t
     return CELLS["mlstm"].load_module_class()(width, hidden, num_heads=2, forget_gate=forget_gate)
 
 
-@pytest.mark.parametrize(("steps", "chunk", "hidden"), [(1, 16, 16), (37, 16, 16), (130, 64, 16), (21, 16, 80)])
-def test_mlstm_chunk_kernel_matches_the_module(steps: int, chunk: int, hidden: int) -> None:
+@pytest.mark.parametrize(("steps", "chunk", "hidden", "gate"), [(1, 16, 16, "sigmoid"), (37, 16, 16, "sigmoid"),
+                                                         (37, 16, 16, "exp"), (130, 64, 16, "sigmoid"),
+                                                         (21, 16, 80, "sigmoid")])
+def test_mlstm_chunk_kernel_matches_the_module(steps: int, chunk: int, hidden: int, gate: str) -> None:
     """mLSTM through the same kernel as "gla" (one decay per head; the normaliser as value column
-    DV + 1, so hidden 80 has three 16-wide value tiles with a partial last one); all three states."""
-    module = _mlstm(hidden)
+    DV + 1, so hidden 80 has three 16-wide value tiles with a partial last one); all three states;
+    both forget gates (the exp gate's log f may be positive: a growth the stabiliser absorbs)."""
+    module = _mlstm(hidden, forget_gate=gate)
     cell, weights = module.rnnc_layer()
     gen = torch.Generator().manual_seed(steps)
     x = torch.randn(steps, 3, IN, generator=gen)
