@@ -95,8 +95,9 @@ class ChunkGpu(_ChunkShape, TilingProblem):
         vt = m.decision("value_tile", pow2_between(MIN_TILE, self.bv), prefer="max")
         # warps do not change the modelled work (the block's tiles are split among them), so ties go
         # to more warps: fewer registers per thread for the same tiles
-        w = m.decision("warps", pow2_between(max(1, s.min_warps), min(8, g.max_threads_per_block // g.warp_size)),
-                       prefer="max")
+        w = m.decision("warps", pow2_between(1, min(8, g.max_threads_per_block // g.warp_size)), prefer="max")
+        if s.min_warps > 1:  # compiler feedback: fewer warps were seen to spill (an explained infeasibility past 8)
+            m.add_ge(w, s.min_warps, name="at least min_warps warps (compiler feedback)")
         bps = m.decision("blocks_per_sm", sorted({*pow2_between(1, g.max_blocks_per_sm), g.max_blocks_per_sm}))
         vtiles = m.quotient("value_tiles", self.bv, vt)
         blocks = m.define("blocks", B * s.heads * vtiles)

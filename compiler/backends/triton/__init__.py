@@ -53,7 +53,8 @@ def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int 
     layer = plan_layer(cell)
     if cell.recurrence == "linear":
         # the scan kernel streams fp32 coefficients whatever the storage dtype (see scan.py)
-        spec = layer.problem(batch, "float32", register_overhead=register_overhead)
+        # min_warps: compiler feedback after a spill (the chunkwise model honours it; the scan's ignores it)
+        spec = layer.problem(batch, "float32", register_overhead=register_overhead, min_warps=min_warps)
         try:
             return solve(spec, _target(target))
         except InfeasibleError:

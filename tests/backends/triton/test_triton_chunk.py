@@ -170,3 +170,18 @@ def test_wide_heads_of_other_family_cells_are_declined() -> None:
     cell, weights = CELLS["gla"].load_module_class()(8, 512, num_heads=1).rnnc_layer()
     ok, why = get_backend("triton").supports(rnn_program([cell], [[weights]]), "nvidia/h100-sxm")
     assert not ok and "has no chunkwise schedule" in why and "chunked-scan" not in why
+
+
+def test_compiler_feedback_reaches_the_chunkwise_schedule() -> None:
+    """After a spill ``fit_schedule`` asks for twice the warps; the chunkwise model must see it (it
+    once ignored ``min_warps`` for linear cells and re-solved the same spilling schedule): past its
+    8-warp ceiling there is no schedule, which ends the feedback with the solver's reason."""
+    from rnnc.backends.triton import schedule_for
+    from rnnc.errors import InfeasibleError
+    from rnnc.targets import get
+
+    cell = _module("gla", hidden=64, heads=2).rnnc_layer()[0]
+    h100 = get("nvidia/h100-sxm")
+    assert int(schedule_for(cell, h100, min_warps=8).param("warps")) == 8
+    with pytest.raises(InfeasibleError):
+        schedule_for(cell, h100, min_warps=16)
