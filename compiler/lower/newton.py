@@ -113,9 +113,10 @@ def block_layout(cell: Cell, block: int | None = None) -> tuple[Any, int]:
     return torch.tensor(perm), units * n_states
 
 
-def _linearise(j: Any, prev: Any, method: str, perm: Any, k: int) -> tuple[Any, Any]:
+def _linearise(j: Any, prev: Any, method: str, perm: Any, inverse: Any, k: int) -> tuple[Any, Any]:
     """(the scan's coefficients, ``A prev`` in the state's own layout) for one method: ``a [R, D,
-    D]`` (full), ``[R, D]`` (diag) or ``[R, D/k, k, k]`` (block, in the permuted layout)."""
+    D]`` (full), ``[R, D]`` (diag) or ``[R, D/k, k, k]`` (block, in the permuted layout;
+    ``inverse`` undoes ``perm``)."""
     import torch
 
     if method == "full":
@@ -128,7 +129,7 @@ def _linearise(j: Any, prev: Any, method: str, perm: Any, k: int) -> tuple[Any, 
     jp = j[:, perm][:, :, perm].reshape(rows, nb, k, nb, k)
     a = torch.diagonal(jp, dim1=1, dim2=3).permute(0, 3, 1, 2)  # [R, nb, k, k]
     lin = torch.einsum("rnij,rnj->rni", a, prev[:, perm].reshape(rows, nb, k)).reshape(rows, dim)
-    return a, lin[:, torch.argsort(perm)]
+    return a, lin[:, inverse]
 
 
 def _scan(a: Any, b: Any, full: bool) -> Any:
@@ -181,6 +182,7 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
 
     jac = vmap(jacrev(f_row))
     perm, k = block_layout(cell, block) if method == "block" else (None, 0)
+    inverse = None if perm is None else torch.argsort(perm)  # once, not per iteration
     s = s0.expand(steps, batch, dim).clone()  # initial guess: the initial state held
     iterations, residual = 0, float("inf")
     with torch.no_grad():
@@ -189,13 +191,13 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
             prev = torch.cat([s0[None], s[:-1]]).reshape(steps * batch, dim)
             fs = f(prev, xs)[1]
             j = jac(prev, xs)  # [T*B, D, D]
-            a, lin = _linearise(j, prev, method, perm, k)
+            a, lin = _linearise(j, prev, method, perm, inverse, k)
             b = (fs - lin).reshape(steps, batch, dim)
             b[0] = fs.reshape(steps, batch, dim)[0]  # s_0 is known: the first step is exact
             if method == "block":  # each (batch row, block) is a small full scan
                 bp = b.reshape(steps * batch, dim)[:, perm].reshape(steps, batch * (dim // k), k)
                 new = (scan or _scan)(a.reshape(steps, -1, k, k), bp, True).reshape(steps * batch, dim)
-                new = new[:, torch.argsort(perm)].reshape(steps, batch, dim)
+                new = new[:, inverse].reshape(steps, batch, dim)
             else:
                 new = (scan or _scan)(a.reshape(steps, batch, *a.shape[1:]), b, method == "full")
             update = new - s

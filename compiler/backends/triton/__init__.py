@@ -58,9 +58,7 @@ def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int 
         try:
             return solve(spec, _target(target))
         except InfeasibleError:
-            # only a cell whose solver table names the scan as its second family (mLSTM): the
-            # others' chunked scan has no model of their matrix state, so they stay declined
-            if layer.chunk is None or (spec.cell, "scan") not in ALTERNATES or not _scans(cell):
+            if not scan_fallback(cell):
                 raise
             try:  # heads too wide for the chunkwise kernel's tiles: one chunked scan, if that fits
                 return solve(spec.replace(family="scan"), _target(target))
@@ -108,8 +106,8 @@ class TritonBackend:
                 except InfeasibleError as exc:
                     if cell.recurrence == "linear":
                         chunk = plan_layer(cell).chunk is not None
-                        fallback = chunk and (cell.kind, "scan") in ALTERNATES and _scans(cell)
-                        kind = ("chunkwise nor chunked-scan" if fallback else "chunkwise" if chunk else "chunked-scan")
+                        kind = ("chunkwise nor chunked-scan" if scan_fallback(cell) else "chunkwise" if chunk
+                                else "chunked-scan")
                         return False, (f"{cell.kind} H={cell.hidden_size} has no {kind} schedule on "
                                        f"{spec.tag}: {exc}")
                     how = ("nor any multi-block grid" if can_split(plan_any(cell)) else
@@ -174,11 +172,17 @@ def kernel_for(cell: Any, target: Any, batch: int = 1, fit: bool | None = None) 
     return kernel_at(cell, sched)
 
 
-def _scans(cell: Any) -> bool:
-    """Whether the chunked-scan planner takes ``cell`` (the fallback of a chunk-form cell)."""
+def scan_fallback(cell: Any) -> bool:
+    """Whether a chunk-form ``cell`` whose heads are too wide for the chunkwise kernel may run as
+    one chunked scan instead: only when the solver's table names the scan as the cell's second
+    family (mLSTM; the others' scan has no model of their matrix state, so they stay declined)
+    and the scan planner takes the cell."""
     from rnnc.backends.triton.scanplan import plan_scan
     from rnnc.errors import RnncError
+    from rnnc.passes import plan_layer
 
+    if plan_layer(cell).chunk is None or (cell.kind, "scan") not in ALTERNATES:
+        return False
     try:
         plan_scan(cell)
     except RnncError:
