@@ -161,10 +161,26 @@ def compile_source(source: str, kernels: list[tuple[str, dict[str, Any], str]], 
         proc = subprocess.run([sys.executable, "-m", "rnnc.backends.triton.aot", args], capture_output=True,
                               text=True, env=env, check=False)
     if proc.returncode:
-        raise UnsupportedError(f"Triton could not compile {what} for sm_{capability}: {proc.stderr.strip()[-600:]}")
+        raise UnsupportedError(f"Triton {_triton_version()} could not compile {what} for sm_{capability}: "
+                               f"{_compile_error(proc.stderr)}")
     res = CompiledResources(**json.loads(proc.stdout.strip().splitlines()[-1]))
     _COMPILED[key] = res
     return res
+
+
+def _triton_version() -> str:
+    import triton
+
+    return triton.__version__
+
+
+def _compile_error(stderr: str) -> str:
+    """The cause first (Triton's last line: the exception), then the source lines it points at:
+    a message cut to its tail showed the kernel's source and lost the reason."""
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "(no message)"
+    return lines[-1].strip()[:400] + ("\n  at:\n" + "\n".join(lines[-8:-1]) if len(lines) > 1 else "")
 
 
 #: how far ptxas's register count may be from the prediction before it is fed back (issue 4)

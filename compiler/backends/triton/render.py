@@ -315,9 +315,11 @@ def render_kernel(plan: LoopPlan, dot: bool = False) -> str:
         e.emit("if GRID_SYNC:  # grid-wide barrier: a monotonic arrival counter, release/acquire ordered", 2)
         e.emit("tl.debug_barrier()", 3)
         e.emit("tl.atomic_add(sync_ptr, 1, sem='release')", 3)
-        e.emit("arrived = tl.atomic_load(sync_ptr, sem='acquire')", 3)
+        # the read is an atomic add of 0: ``tl.atomic_load`` is newer than the Triton some GPU
+        # images ship (3.6 has none), and an acquire RMW orders the same way on every version
+        e.emit("arrived = tl.atomic_add(sync_ptr, 0, sem='acquire')", 3)
         e.emit("while arrived < (ii + 1) * nprog:", 3)
-        e.emit("arrived = tl.atomic_load(sync_ptr, sem='acquire')", 4)
+        e.emit("arrived = tl.atomic_add(sync_ptr, 0, sem='acquire')", 4)
         e.emit("tl.debug_barrier()", 3)
     for s in states:
         e.store_rows(f"st_{ident(s)}_ptr" if multi else f"out_{ident(s)}_ptr", s, "rows", 1, plan.widths[s])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,16 +197,56 @@ def run_layer(lk: LayerKernel, x: Any, params: dict[str, Any], init: list[Any], 
     return y, finals
 
 
-def persistent_ok(lk: LayerKernel, batch: int, device: Any) -> bool:
-    """Whether the persistent grid-synchronised launch is safe: a real GPU (the interpreter runs
-    programs one after another, so a spin barrier would never be passed) with at least one SM
-    per program, which is what the solver's schedule sizes the grid for (one block per SM)."""
+#: resident blocks per SM the hardware allows at most (sm_80..sm_90; torch does not report it)
+MAX_BLOCKS_PER_SM = 32
+#: (kernel source hash, batch, device) -> whether a multi-block layer launches persistently, and
+#: why (``TritonProgram.explain_lines``)
+LAUNCH_DECISIONS: dict[tuple[str, int, str], tuple[bool, str]] = {}
+
+
+def coresident_blocks(registers: int, shared_bytes: int, warps: int, sm: dict[str, int]) -> int:
+    """Blocks of one kernel a single SM holds at once: the least of what its registers (allocated
+    per warp in 256-register units), shared memory, thread slots and block slots allow.  ``sm``:
+    ``regs``, ``shared``, ``threads`` per SM (``torch.cuda.get_device_properties``)."""
+    per_warp = -(-max(registers, 1) * 32 // 256) * 256
+    by_regs = (sm["regs"] // per_warp) // warps
+    by_smem = sm["shared"] // shared_bytes if shared_bytes else MAX_BLOCKS_PER_SM
+    by_threads = sm["threads"] // (32 * warps)
+    return max(0, min(by_regs, by_smem, by_threads, MAX_BLOCKS_PER_SM))
+
+
+def persistent_ok(lk: LayerKernel, batch: int, device: Any, compiled: Any = None) -> tuple[bool, str]:
+    """Whether the persistent grid-synchronised launch is safe, and why (or why not).
+
+    Every program must be resident at once or the spin barrier never passes: the interpreter runs
+    programs one after another, and on a GPU the compiled kernel's registers and shared memory
+    decide how many blocks an SM holds (``compiled``: Triton's compiled kernel, queried for them;
+    without it only one block per SM is assumed).  Co-residency is checked, not assumed: a grid
+    larger than the GPU holds gets the per-step launches instead of a hang.  (Other work on the
+    same GPU at the same time can still take SMs; the barrier assumes the GPU is this stream's.)"""
     import torch
 
     if device.type != "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
-        return False
+        return False, "interpreter: programs run one after another, so a grid barrier cannot be passed"
     programs = lk.grid(batch)[0] * lk.grid(batch)[1]
-    return programs <= torch.cuda.get_device_properties(device).multi_processor_count
+    props = torch.cuda.get_device_properties(device)
+    per_sm = 1
+    if compiled is not None:
+        try:
+            init = getattr(compiled, "_init_handles", None)
+            if init is not None:
+                init()
+            sm = {"regs": int(getattr(props, "regs_per_multiprocessor", 65536)),
+                  "shared": int(getattr(props, "shared_memory_per_multiprocessor", 0) or 0),
+                  "threads": int(getattr(props, "max_threads_per_multi_processor", 2048))}
+            per_sm = coresident_blocks(int(compiled.n_regs), int(compiled.metadata.shared), lk.warps, sm)
+        except Exception as exc:  # noqa: BLE001 - an unanswered query must mean "do not risk it"
+            return False, f"occupancy query failed ({type(exc).__name__}: {exc}); one launch per step"
+    room = per_sm * props.multi_processor_count
+    if programs > room:
+        return False, (f"{programs} programs, the GPU holds {room} at once ({per_sm} per SM x "
+                       f"{props.multi_processor_count} SMs); one launch per step")
+    return True, f"persistent: {programs} programs co-resident ({per_sm} per SM x {props.multi_processor_count} SMs)"
 
 
 def _run_multi_block(lk: LayerKernel, args: list[Any], y: Any, init: list[Any], lens: Any, has_len: bool,
@@ -228,13 +269,23 @@ def _run_multi_block(lk: LayerKernel, args: list[Any], y: Any, init: list[Any], 
         grid = lk.grid(batch)
         consts = {"BB": lk.batch_tile, "SP": pow2(plan.piece), "KP": k_piece(plan), "REVERSE": reverse,
                   "HAS_LEN": has_len, "num_warps": lk.warps}
-        if persistent_ok(lk, batch, device):
-            sync = torch.zeros(1, dtype=torch.int32, device=device)
-            lk.kernel[grid](*args, *states, y, *hx, sync, lens, batch, steps, 0, steps, GRID_SYNC=True, **consts)
+        sync = torch.zeros(1, dtype=torch.int32, device=device)
+        call = (*args, *states, y, *hx, sync, lens, batch, steps)
+        key = (hashlib.sha256(lk.source.encode()).hexdigest()[:12], batch, str(device))
+        if key not in LAUNCH_DECISIONS:  # once per kernel, batch and device: the answer cannot change
+            compiled = None
+            if device.type == "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+                compiled = lk.kernel.warmup(*call, 0, steps, grid=grid, GRID_SYNC=True, **consts)
+            LAUNCH_DECISIONS[key] = persistent_ok(lk, batch, device, compiled)
+            if not LAUNCH_DECISIONS[key][0] and device.type == "cuda":
+                warnings.warn(f"Triton {plan.cell.kind} layer (H={plan.cell.hidden_size}, batch {batch}): "
+                              f"{LAUNCH_DECISIONS[key][1]}", stacklevel=3)
+        ok = LAUNCH_DECISIONS[key][0]
+        if ok:
+            lk.kernel[grid](*call, 0, steps, GRID_SYNC=True, **consts)
         else:
-            sync = torch.zeros(1, dtype=torch.int32, device=device)
             for i in range(steps):
-                lk.kernel[grid](*args, *states, y, *hx, sync, lens, batch, steps, i, 1, GRID_SYNC=False, **consts)
+                lk.kernel[grid](*call, i, 1, GRID_SYNC=False, **consts)
     return y, [s.to(y.dtype) for s in states]
 
 
@@ -266,6 +317,21 @@ class TritonProgram:
     def __init__(self, program: Any, kernels: dict[str, list[LayerKernel]]) -> None:
         self.program = program
         self.kernels = kernels
+
+    def explain_lines(self) -> list[str]:
+        """How each multi-block layer launched in the calls so far: one persistent kernel with a
+        grid barrier per step, or one launch per step, and why (a fallback is never silent)."""
+        out = []
+        for lks in self.kernels.values():
+            for lk in lks:
+                if not lk.multi_block:
+                    continue
+                h = hashlib.sha256(lk.source.encode()).hexdigest()[:12]
+                for (src, batch, dev), (_, why) in LAUNCH_DECISIONS.items():
+                    if src == h:
+                        out.append(f"  triton {lk.plan.cell.kind} H={lk.plan.cell.hidden_size} batch {batch} "
+                                   f"on {dev}: {why}")
+        return out
 
     def __call__(self, *inputs: Any) -> Any:
         import torch

@@ -90,7 +90,38 @@ def test_split_needs_whole_hidden_groups() -> None:
 def test_interpreter_never_takes_the_persistent_launch() -> None:
     """Under TRITON_INTERPRET (programs run one after another) a spin barrier would deadlock."""
     cell = program("lstm", 32)[0].rnn_nodes()[0].attr("cells")[0]
-    assert not persistent_ok(layer_kernel(cell, 1, 4, hidden_tile=16), 1, torch.device("cpu"))
+    assert not persistent_ok(layer_kernel(cell, 1, 4, hidden_tile=16), 1, torch.device("cpu"))[0]
+
+
+H100_SM = {"regs": 65536, "shared": 233472, "threads": 2048}  # per SM, CUDA programming guide table
+
+
+@pytest.mark.parametrize("regs,shared,warps,want", [
+    (128, 0, 4, 4),          # registers: 128 x 32 = 4096 per warp, 16 warps per SM, 4 blocks of 4
+    (255, 0, 8, 1),          # 255 -> 8192 per warp (256-unit granules): 8 warps, one block of 8
+    (32, 100 * 1024, 4, 2),  # shared memory: two 100 KiB blocks in 228 KiB
+    (16, 0, 1, 32),          # block slots: 64 one-warp blocks by threads, 32 by the hardware cap
+    (16, 0, 16, 4),          # threads: 2048 / 512 (registers would allow 8)
+])
+def test_coresident_blocks(regs: int, shared: int, warps: int, want: int) -> None:
+    """The occupancy arithmetic the persistent launch checks before risking a grid barrier,
+    against hand-worked cases (each limited by a different resource)."""
+    from rnnc.backends.triton.runtime import coresident_blocks
+
+    assert coresident_blocks(regs, shared, warps, H100_SM) == want
+
+
+def test_fallback_is_reported_by_explain() -> None:
+    """A multi-block layer's launch decision (here the interpreter's per-step launches) is in
+    ``explain_lines``, never silent."""
+    from rnnc.backends.triton import compile_program
+
+    prog, _ = program("gru", 512)
+    fn = compile_program(prog, "nvidia/h100-sxm", batch=1)
+    assert any(lk.multi_block for lks in fn.kernels.values() for lk in lks)
+    fn(torch.randn(1, 2, INPUT, generator=torch.Generator().manual_seed(0)))
+    lines = fn.explain_lines()
+    assert lines and all("grid barrier cannot be passed" in ln for ln in lines), lines
 
 
 @pytest.mark.parametrize("name,hidden", [("lstm", 128), ("gru", 256), ("elman", 256), ("lstm", 512)])
@@ -154,7 +185,7 @@ def test_persistent_variant_on_gpu(name: str) -> None:
     assert lk.multi_block, lk.knobs
     # a GPU with fewer SMs than the schedule's programs (e.g. an H100 PCIe, 114) cannot hold them all
     # co-resident: the runtime takes the per-step fallback there, which must be just as right
-    variant = "persistent" if persistent_ok(lk, 1, torch.device("cuda")) else "per-step fallback"
+    variant = "persistent" if persistent_ok(lk, 1, torch.device("cuda"))[0] else "per-step fallback"
     x = torch.randn(1, 64, INPUT, generator=torch.Generator().manual_seed(11))
     init = states(cell, 1, 1)
     got = [g.cpu() for g in fn(x, *init)]
