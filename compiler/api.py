@@ -9,6 +9,7 @@ reasons of the others are kept, so ``explain`` can say which backend was picked 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,9 +182,12 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     if resolved is None:
         resolved = resolve_schedules(program, tgt, choice.backend, batch, use_db=use_db)
     schedules = resolved.schedules
+    runner = _runner(program, tgt, choice.backend, schedules or None, batch)
     if _target_kind(tgt) == "gpu" and not torch.cuda.is_available():
-        note = "; ".join(filter(None, [note, "no GPU here: the kernels' C-dialect twin runs on this CPU"]))
-    runner = _runner(program, tgt, choice.backend, schedules or None)
+        twin = ("the kernels' C-dialect twin runs on this CPU (" + runner.describe() + ")"
+                if hasattr(runner, "describe") else "the kernels run on this CPU"
+                + (" in Triton's interpreter" if os.environ.get("TRITON_INTERPRET") == "1" else ""))
+        note = "; ".join(filter(None, [note, "no GPU here: " + twin]))
     resolved.check_built(choice.backend, runner)
     sources = list(resolved.provenance.items())
     choice = Choice(choice.backend, choice.target, choice.reasons, tuple(sources), note)
@@ -305,10 +309,10 @@ def _whole_model_choice(program: Any, target: Any, choice: Choice, runner: Any,
     return Choice(best, choice.target, reasons, schedules, note), runners[best]
 
 
-def _runner(program: Any, target: Any, backend: str, schedules: dict[str, Any] | None) -> Any:
+def _runner(program: Any, target: Any, backend: str, schedules: dict[str, Any] | None, batch: int = 1) -> Any:
     from rnnc.backends import get_backend
 
     b = get_backend(backend)
     if not hasattr(b, "runnable"):
         raise UnsupportedError(f"backend {backend} cannot run in this process")
-    return b.runnable(program, target, schedules)
+    return b.runnable(program, target, schedules, batch=batch)

@@ -69,6 +69,10 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     # example's sizes (frontend/dims.py): it looks for a baked size or a wrong op, not for the last
     # bits, so it allows what a long sequence's reassociated sums can drift
     ("float32", "trace-check"): (1e-3, 1e-3),
+    # the same check of a model cast to fp16/bf16: the Program keeps states in fp32 and rounds
+    # only what it stores (the kernels' mixed precision), torch's half layers round every step
+    ("float16", "trace-check"): (3e-3, 3e-3),
+    ("bfloat16", "trace-check"): (3e-2, 3e-2),
     # a parallel scan reassociates sums and products of up to T factors
     ("float32", "scan"): (1e-4, 1e-3),
     ("float64", "scan"): (1e-9, 1e-7),
@@ -100,6 +104,8 @@ OBSERVED: dict[tuple[str, str], tuple[float, float, int] | None] = {
     ('int8qdq', 'onnxruntime'): (9.24e-07, 3.58e-05, 12),
     ('int8lstm', 'onnxruntime'): (0.0057, 0.133, 24),
     ('float32', 'trace-check'): (2.86e-06, 0.000596, 1563),
+    ('float16', 'trace-check'): None,  # no test exercises this row on this machine
+    ('bfloat16', 'trace-check'): None,  # no test exercises this row on this machine
     ('float32', 'scan'): (0.547, 0.583, 632),
     ('float64', 'scan'): (8.88e-16, 3.62e-08, 10),
 }

@@ -24,7 +24,7 @@ class NewtonBackend:
             return False, "the program has no recurrent layer (rnn node) to solve in parallel"
         return True, ""
 
-    def runnable(self, program: Any, target: Any = None, schedule: Any = None) -> Any:
+    def runnable(self, program: Any, target: Any = None, schedule: Any = None, batch: int = 1) -> Any:
         from rnnc.lower.newton import NewtonProgram, pick_methods
 
         return NewtonProgram(program, pick_methods(program, None)[0])

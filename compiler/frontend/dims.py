@@ -187,6 +187,8 @@ def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], 
             continue
         if tuple(g.shape) != tuple(w.shape):
             return f"at input sizes {shapes} output {k} has shape {tuple(g.shape)}, the model's {tuple(w.shape)}"
-        if not is_close(g.double(), w.double(), "float32", "trace-check"):
+        half = str(w.dtype).removeprefix("torch.")
+        if not is_close(g.double(), w.double(), half if half in ("float16", "bfloat16") else "float32",
+                        "trace-check"):
             return f"at input sizes {shapes} output {k} differs from the model's"
     return "" if len(got) == len(want) else f"at input sizes {shapes} the Program returns {len(got)} outputs"

@@ -123,6 +123,25 @@ def layer_cells(program: Program) -> dict[str, Cell]:
     return out
 
 
+def layer_storage(program: Program) -> dict[str, str]:
+    """Each layer's storage dtype (what its kernels load and store: x, y, weights), by
+    :func:`layer_key`.  A model cast to fp16/bf16 keeps its step graph in fp32 (the IR computes
+    in fp32, the kernels' mixed precision), so the dtype is read off the layer's stored weights;
+    a layer with no stored floating weight keeps its step graph's input dtype."""
+    from rnnc.ir.rnn import direction_params, rnn_layout
+
+    out: dict[str, str] = {}
+    for node in program.rnn_nodes():
+        cells, dirs, _ = rnn_layout(node.attr_dict)
+        params = direction_params(node.attr_dict, node.inputs[2 + len(cells[0].states):])
+        for k, cell in enumerate(cells):
+            found = [str(w.dtype).removeprefix("torch.") for n in params[k * dirs].values()
+                     if (w := program.weights.get(n)) is not None and w.is_floating_point()]
+            half = [d for d in found if d in ("float16", "bfloat16")]
+            out.setdefault(layer_key(cell), half[0] if half else cell.step.inputs[0][1].dtype)
+    return out
+
+
 def summarize(program: Program) -> str:
     g = program.graph
     counts = Counter(n.op for n in g.nodes)

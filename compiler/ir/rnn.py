@@ -154,10 +154,17 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
         if cell.attr("xquant") == "sequence":  # quantized cell input: the whole sequence at one scale
             layer_in = sequence_codes(layer_in)  # per tensor: the layout does not matter
         params = per_direction[k * dirs + d]
-        state = [s.clone() for s in states]
+        # 16-bit storage, fp32 arithmetic (the kernels' mixed precision): the step runs in fp32 on
+        # widened x, weights and states; y and the final states are rounded back on store
+        wide = layer_in.dtype in (torch.float16, torch.bfloat16)
+        if wide:
+            params = {n: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                      for n, v in params.items()}
+        state = [s.float() if wide else s.clone() for s in states]
         ys: list[Any] = [None] * steps
         for t in (range(steps - 1, -1, -1) if d == 1 else range(steps)):
-            env = {"x": layer_in[t], **dict(zip(cell.state_names, state, strict=True)), **params}
+            xt = layer_in[t].float() if wide else layer_in[t]
+            env = {"x": xt, **dict(zip(cell.state_names, state, strict=True)), **params}
             res = run_graph(cell.step, env)
             y, new = res[0], list(res[1:])
             if lengths is not None:

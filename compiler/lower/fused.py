@@ -164,9 +164,10 @@ class _Fused:
         self.packs: list[Pack] = []
         self.splits: dict[str, WarpSplit] = {}  # GPU: recurrent linear -> register/shared split
         #: float input projections the host computes (``Knobs.host_gemm``): buffer -> weight param
+        #: (CPU: oneDNN/MKL through torch; GPU: cuBLAS through torch, off the recurrent critical path)
         self.hosted: dict[str, str] = {}
         for lin in plan.linears:
-            if kn.host_gemm and not kn.reduce_inner and lin.src == "x" and not lin.scale:
+            if kn.host_gemm and lin.src == "x" and not lin.scale:
                 self.hosted[lin.out] = lin.weight
                 self.bufs.append(Buffer(f"xg_{lin.out}", mul(mul(Var("T"), Var("B")), Const(lin.gates * self.h)),
                                         doc=f"x @ {lin.weight}.T for all steps, [T, B, G*H], computed by the host"))

@@ -29,10 +29,13 @@ class Knobs:
     shared memory) before the time loop; ``dtype``: storage dtype of weights and activations;
     ``k_block`` (CPU, 0 = none): K block of the recurrent GEMM of batch row blocks, so one
     L1-sized weight panel serves every row block of a tile (see ``rnnc.lower.fused``);
-    ``host_gemm`` (CPU, 0/1): the input projections of the whole sequence are one GEMM of the
-    host's maintained BLAS (oneDNN/MKL through torch) before the kernel runs, instead of the
-    kernel's own blocked GEMM per time chunk -- faster where that library's micro-kernels beat
-    the generated loop (large ``T*B``), measured by the tuner, never assumed; ``ukernel`` (CPU,
+    ``host_gemm`` (0/1): the input projections of the whole sequence are one GEMM of the
+    host's maintained BLAS before the kernel runs, instead of the kernel's own blocked GEMM per
+    time chunk.  CPU (oneDNN/MKL through torch): faster where that library's micro-kernels beat
+    the generated loop (large ``T*B``), measured by the tuner, never assumed.  GPU (cuBLAS through
+    torch, the default): the kernel's projection runs on the recurrent grid's few blocks, one
+    serial dot product per output and thread, on the critical path of every time chunk, while a
+    GEMM over all ``T*B`` rows fills the GPU (as cuDNN and FlashRNN do); ``ukernel`` (CPU,
     0/1): multi-row float GEMM tiles are register-tile micro-kernels
     (``rnnc.backends.cstyle.ukernels``) instead of loops gcc vectorises.
 
@@ -208,7 +211,7 @@ def gpu_knobs(hidden: int, gates: int, target: Any, dtype: str, batch: int | Non
                      default=hidden)
     threads = min(gpu.max_threads_per_block, max(gpu.warp_size, _round_up(gates * choice, gpu.warp_size)))
     return Knobs(tile_hidden=choice, batch_block=1, time_chunk=8, workers=hidden // choice, threads=threads,
-                 reduce_inner=True, resident=True, dtype=dtype)
+                 reduce_inner=True, resident=True, dtype=dtype, host_gemm=1)
 
 
 def _round_up(x: int, m: int) -> int:

@@ -130,7 +130,7 @@ def check_feasible(cell: Cell, gates: int, knobs: Knobs, target: object) -> None
     if gpu is None or not knobs.resident:
         return
     need = predict_smem(cell.hidden_size, gates, knobs.tile_hidden, knobs.batch_block,
-                        DTYPE_BYTES.get(knobs.dtype, 4), register_k=knobs.register_k)
+                        DTYPE_BYTES.get(knobs.dtype, 4), 0 if knobs.host_gemm else 1, register_k=knobs.register_k)
     have = gpu.shared_memory_per_block_optin_bytes - gpu.shared_memory_reserved_per_block_bytes
     tag = getattr(target, "tag", "the target")
     if need > have:

@@ -7,6 +7,7 @@ self-contained output directory and :func:`rnnc.backends.cstyle.artifact.load` r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rnnc.backends import register_backend
@@ -54,10 +55,10 @@ class _CStyleBackend:
 
         return compile_to_dir(program, target, self.name, outdir, schedule, **kw)
 
-    def runnable(self, program: Any, target: Any, schedule: Any = None) -> Any:
+    def runnable(self, program: Any, target: Any, schedule: Any = None, batch: int = 1) -> Any:
         """A callable running ``program`` in this process: GPU kernels on this machine's GPU when
         it has one and nvcc to build them (launched through the driver API), else the C rendering
-        of the same loop nest."""
+        of the same GPU loop nest (:func:`cuda_twin`); ``batch``: what the GPU schedule tiles for."""
         from rnnc.backends.cstyle.program import CompiledProgram
 
         if self.variant.on_gpu:
@@ -67,13 +68,52 @@ class _CStyleBackend:
             if nvcc_path() is not None and cuda_available():
                 from rnnc.backends.cstyle.cuda_program import compile_cuda_program
 
-                return compile_cuda_program(program, target, schedule)
-        return CompiledProgram(program, None if self.variant.on_gpu else target, schedule)
+                return compile_cuda_program(program, target, schedule, batch)
+            return cuda_twin(program, target, schedule, batch)
+        return CompiledProgram(program, target, schedule)
 
     def load(self, outdir: str) -> Any:
         from rnnc.backends.cstyle.artifact import load
 
         return load(outdir)
+
+
+def cuda_twin(program: Any, target: Any, schedule: Any = None, batch: int = 1) -> Any:
+    """The CUDA backend without a GPU: each layer's GPU loop nest -- the same Schedule, grid,
+    batch block, time chunks, hosted input projection and fp16/bf16 storage the CUDA kernel would
+    run (``cuda_program.gpu_kernel``) -- rendered in the C dialect and run on this CPU, one OpenMP
+    thread per GPU block.  Numerics, not speed: ``describe()`` says what it runs."""
+    from rnnc.backends.cstyle.build import build_c, load_library
+    from rnnc.backends.cstyle.chalf import CHalfDialect
+    from rnnc.backends.cstyle.cuda_program import gpu_kernel
+    from rnnc.backends.cstyle.dialects import CDialect
+    from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
+    from rnnc.ir.printer import layer_cells, layer_storage
+
+    storage = layer_storage(program)
+    builds = {}
+    for key, cell in layer_cells(program).items():
+        sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
+        kernel = gpu_kernel(cell, target, sched, storage[key], f"rnnc_{key}", batch)
+        src = (CDialect(kernel) if storage[key] == "float32" else CHalfDialect(kernel, storage[key])).render()
+        lib = build_c(src)
+        builds[key] = LayerBuild(kernel, src, str(lib), getattr(load_library(lib), kernel.name))
+    twin = CompiledProgram(program, target, schedule, builds=builds, storage=storage)
+    twin.describe = lambda: twin_description(builds, storage)  # type: ignore[attr-defined]
+    return twin
+
+
+def twin_description(builds: Mapping[str, Any], storage: Mapping[str, str]) -> str:
+    """What the C twin runs, per layer: the GPU launch it stands for (``explain()``)."""
+    parts = []
+    for key, b in builds.items():
+        kn = b.kernel.meta.get("knobs", {})
+        proj = "input projection as one GEMM before the loop" if b.kernel.meta.get("host_gemm") else \
+            "input projection inside the kernel"
+        parts.append(f"{key}: {b.kernel.meta.get('path')} kernel, grid {kn.get('workers')} x {kn.get('threads')} "
+                     f"threads, tile {kn.get('tile_hidden')}, batch block {kn.get('batch_block')}, time chunk "
+                     f"{kn.get('time_chunk')}, {storage.get(key, 'float32')} storage, {proj}")
+    return "; ".join(parts)
 
 
 C_BACKEND = register_backend(_CStyleBackend(C))

@@ -70,3 +70,13 @@ class HalfLayerRunner(LayerRunner):
         for b in kernel.args:
             if b.dtype == "param" and b.name in self.tensors:
                 self.tensors[b.name] = self.tensors[b.name].to(store).contiguous()
+        # the hosted input projection (Knobs.host_gemm) from the rounded weights, in fp32, as
+        # the CUDA runner's cuBLAS GEMM computes it
+        self.hosted = {buf: self.tensors[w].float().t().contiguous()
+                       for buf, w in kernel.meta.get("host_gemm", {}).items()}
+
+    def project(self, x: Any) -> None:
+        import torch
+
+        for buf, wt in self.hosted.items():
+            self.tensors[buf] = torch.matmul(x.float(), wt)

@@ -22,7 +22,7 @@ from rnnc.backends.cstyle.variants import VARIANTS
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Program
 from rnnc.ir.interp import run_graph
-from rnnc.ir.printer import layer_cells, layer_key
+from rnnc.ir.printer import layer_cells, layer_key, layer_storage
 from rnnc.ir.rnn import direction_params, rnn_layout
 from rnnc.lower.loopnest import Kernel, eval_int
 
@@ -51,6 +51,10 @@ class CudaLayerRunner:
                 self.tensors[b.name] = params[b.name[2:]].detach().to(device=device, dtype=dt).contiguous()
         for p in kernel.packs:
             self.tensors[p.buf] = self.tensors[p.src].reshape(p.shape).permute(p.perm).contiguous()
+        # input projections cuBLAS computes before the kernel (Knobs.host_gemm): buffer -> fp32
+        # weight [I, G*H]; fp32 so a 16-bit model's projection is not rounded before the gate math
+        self.hosted = {buf: self.tensors[w].t().float().contiguous()
+                       for buf, w in kernel.meta.get("host_gemm", {}).items()}
         self._work: dict[tuple[int, int], list[Any]] = {}
         self._dummy_len = torch.zeros(1, dtype=torch.int64, device=device)
         self.state_names = [b.name[2:] for b in kernel.args if b.name.startswith("s_")]
@@ -74,6 +78,8 @@ class CudaLayerRunner:
             return
         vals = launch_values(x, y, y_off, self.launcher.grid, reverse, lengths)
         st = dict(zip(self.state_names, states, strict=True))
+        for buf, wt in self.hosted.items():  # one GEMM over all T*B rows, off the recurrent critical path
+            self.tensors[buf] = torch.matmul(x.float(), wt)
         ptrs = [t.data_ptr() for t in bound_tensors(self.kernel, x, y, lengths, st, self.tensors, self._dummy_len)]
         ptrs += [t.data_ptr() for t in self.work(batch, steps)]
         sc = torch.tensor([vals[n] for n in self.kernel.scalars], dtype=torch.int64, device=self.device)
@@ -163,27 +169,38 @@ def load_cuda(outdir: str | Path) -> CudaProgram:
     return CudaProgram(program, layers)
 
 
-def compile_cuda_program(program: Program, target: Any, schedule: Any = None) -> CudaProgram:
-    """Compile every recurrent layer for this GPU (nvcc, in-process) and return the program.
-    Raises :class:`UnsupportedError` when there is no CUDA device or no nvcc."""
-    from rnnc.backends.cstyle.build import compile_cuda
+def gpu_kernel(cell: Any, target: Any, sched: Any, dtype: str, name: str, batch: int = 1,
+               arch: str | None = None) -> Kernel:
+    """The GPU loop nest of one layer, as the CUDA kernel and its C twin both run it: a given
+    Schedule as it is; else, for a fused cell on a GPU target, the solver's schedule for ``batch``
+    fitted against ptxas (``fit_cuda_schedule``; needs nvcc); else the backend's own knobs."""
+    from rnnc.backends.cstyle.build import nvcc_path
     from rnnc.backends.cstyle.cuda_fit import fit_cuda_schedule
-    from rnnc.backends.cstyle.dialects import CudaDialect
     from rnnc.lower.fused import analyse_gates
     from rnnc.lower.layer import lower_layer
 
+    if dtype not in _TORCH_DTYPES:
+        raise UnsupportedError(f"the CUDA backend stores {', '.join(_TORCH_DTYPES)}; {cell.kind} is {dtype}")
+    if sched is None and analyse_gates(cell) is not None and getattr(target, "gpu", None) is not None \
+            and nvcc_path() is not None:
+        return fit_cuda_schedule(cell, target, dtype, name, batch=batch, arch=arch).kernel
+    return lower_layer(cell, target, sched, dtype, name=name)
+
+
+def compile_cuda_program(program: Program, target: Any, schedule: Any = None, batch: int = 1) -> CudaProgram:
+    """Compile every recurrent layer for this GPU (nvcc, in-process) and return the program;
+    ``batch`` is the batch the solver tiles for.  Raises :class:`UnsupportedError` when there is
+    no CUDA device or no nvcc."""
+    from rnnc.backends.cstyle.build import compile_cuda
+    from rnnc.backends.cstyle.dialects import CudaDialect
+
     drv = driver()
     layers: dict[str, tuple[Kernel, CudaKernel]] = {}
+    storage = layer_storage(program)
     for key, cell in layer_cells(program).items():
-        dtype = cell.step.inputs[0][1].dtype
-        if dtype not in _TORCH_DTYPES:
-            raise UnsupportedError(f"the CUDA backend stores {', '.join(_TORCH_DTYPES)}; {cell.kind} is {dtype}")
-        sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
-        name = f"rnnc_{key}"
-        if sched is None and analyse_gates(cell) is not None and getattr(target, "gpu", None) is not None:
-            kernel = fit_cuda_schedule(cell, target, dtype, name, arch=drv.arch).kernel
-        else:
-            kernel = lower_layer(cell, target, sched, dtype, name=name)
+        dtype = storage[key]
+        kernel = gpu_kernel(cell, target, schedule.get(key) if isinstance(schedule, Mapping) else schedule,
+                            dtype, f"rnnc_{key}", batch, drv.arch)
         r = CudaDialect(kernel, dtype)
         cubin, _ = compile_cuda(r.render(), drv.arch)
         kn = kernel.meta["knobs"]

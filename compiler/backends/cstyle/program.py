@@ -52,12 +52,18 @@ def build_kernel(kernel: Kernel, target: Any = None) -> LayerBuild:
     return LayerBuild(kernel, source, str(lib), fn)
 
 
-def layer_runner(cell: Cell, build: LayerBuild, params: dict[str, Any], workers: int = 0) -> Any:
-    """The runner of one built (layer, direction): the chunkwise kernel's or the step kernels'."""
+def layer_runner(cell: Cell, build: LayerBuild, params: dict[str, Any], workers: int = 0,
+                 dtype: str = "float32") -> Any:
+    """The runner of one built (layer, direction): the chunkwise kernel's or the step kernels'
+    (``dtype``: 16-bit storage of the CUDA kernels' C twin, ``rnnc.backends.cstyle.chalf``)."""
     if build.kernel.meta.get("path") == "chunk":
         from rnnc.backends.cstyle.chunk_runner import ChunkLayerRunner
 
         return ChunkLayerRunner(cell, build.kernel, build.fn, params, workers)
+    if dtype != "float32":
+        from rnnc.backends.cstyle.chalf import HalfLayerRunner
+
+        return HalfLayerRunner(build.kernel, build.fn, params, dtype, workers)
     return LayerRunner(build.kernel, build.fn, params, workers)
 
 
@@ -65,7 +71,12 @@ class CompiledProgram:
     """A Program whose recurrent layers run as C kernels on this CPU."""
 
     def __init__(self, program: Program, target: Any = None, schedule: Any = None,
-                 force_generic: bool = False, threads: int = 0, builds: dict[str, LayerBuild] | None = None) -> None:
+                 force_generic: bool = False, threads: int = 0, builds: dict[str, LayerBuild] | None = None,
+                 storage: Mapping[str, str] | None = None) -> None:
+        """``builds``: layers already built (the CUDA twin's GPU-shaped kernels); ``storage``:
+        their storage dtype by layer key (fp16/bf16 x, y and weights; default fp32)."""
+        import torch
+
         self.program = program
         self.builds: dict[str, LayerBuild] = dict(builds or {})
         self.rnns: dict[str, RnnRunner] = {}
@@ -91,9 +102,11 @@ class CompiledProgram:
                     except KeyError as exc:
                         raise UnsupportedError(f"rnn weight {exc} is computed inside the graph; the C backend "
                                                f"needs weights stored in the Program") from None
-                    row.append(layer_runner(cell, b, params, workers))
+                    row.append(layer_runner(cell, b, params, workers, (storage or {}).get(key, "float32")))
                 runners.append(row)
-            self.rnns[node.outputs[0]] = RnnRunner(runners, cells, attrs["batch_first"])
+            store = (storage or {}).get(layer_key(cells[0]), "float32")
+            self.rnns[node.outputs[0]] = RnnRunner(runners, cells, attrs["batch_first"], *(
+                (torch.device("cpu"), getattr(torch, store)) if store != "float32" else ()))
 
     def __call__(self, *inputs: Any) -> Any:
         import torch

@@ -43,7 +43,7 @@ class OnnxBackend:
 
         return load(outdir)
 
-    def runnable(self, program: Any, target: Any = None, schedule: Any = None) -> Any:
+    def runnable(self, program: Any, target: Any = None, schedule: Any = None, batch: int = 1) -> Any:
         """Run through onnxruntime in this process (``rnnc.compile(..., backend="onnx")``)."""
         from rnnc.backends.onnx.artifact import runnable
 

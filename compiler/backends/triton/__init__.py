@@ -123,8 +123,8 @@ class TritonBackend:
 
         return compile_to_dir(program, _target(target), outdir, **kw)
 
-    def runnable(self, program: Any, target: Any = None, schedule: Any = None) -> Any:
-        return compile_program(program, target)
+    def runnable(self, program: Any, target: Any = None, schedule: Any = None, batch: int = 1) -> Any:
+        return compile_program(program, target, batch)
 
     def load(self, outdir: str) -> Any:
         from rnnc.backends.triton.artifact import load

@@ -45,7 +45,7 @@ class TvmBackend:
 
         return compile_to_dir(program, target, outdir, schedule, **kw)
 
-    def runnable(self, program: Any, target: Any = None, schedule: Any = None) -> Any:
+    def runnable(self, program: Any, target: Any = None, schedule: Any = None, batch: int = 1) -> Any:
         """A callable running ``program`` in this process (what ``rnnc.compile`` uses).  For a GPU
         target the CUDA build cannot run without a GPU, so the llvm build of the same TIR runs."""
         from rnnc.targets import get

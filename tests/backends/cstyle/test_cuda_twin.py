@@ -1,0 +1,65 @@
+"""Half-precision models through ``rnnc.compile(..., backend="cuda")`` on a machine without a GPU:
+the C twin runs the CUDA kernel's own loop nest -- the GPU Schedule solved for the batch, several
+time chunks, a ragged batch tail, the hosted input projection, 16-bit storage -- and matches torch
+run in fp32 on the same rounded weights and inputs (``nn.LSTM``/``nn.GRU`` are the independent
+reference; only summation order and the rounding of what is stored differ)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnnc
+from rnnc.tolerances import assert_close
+
+MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+
+
+def _twin_case(kind: str, dtype: str, batch: int, steps: int, compile_batch: int):  # noqa: ANN202
+    torch.manual_seed(1)
+    store = getattr(torch, dtype)
+    half = MODULES[kind](24, 64, batch_first=True).to(store)
+    ref = MODULES[kind](24, 64, batch_first=True)
+    ref.load_state_dict({k: v.float() for k, v in half.state_dict().items()})
+    x = torch.randn(batch, steps, 24).to(store)
+    compiled = rnnc.compile(half, (x,), target="nvidia/h100-sxm", backend="cuda", batch=compile_batch,
+                            use_db=False, measure=False)
+    return compiled, ref, x
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the twin is what runs where there is no GPU")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_half_model_compiles_for_h100_and_matches_torch(kind: str, dtype: str) -> None:
+    compiled, ref, x = _twin_case(kind, dtype, batch=5, steps=21, compile_batch=4)
+    (build,) = compiled.runner.builds.values()
+    kn = build.kernel.meta["knobs"]
+    # the GPU loop nest, not CPU knobs: warps own rows, the batch the solver tiled for, chunks of time
+    assert kn["reduce_inner"] and kn["dtype"] == dtype and build.kernel.meta["host_gemm"]
+    assert 21 > kn["time_chunk"] > 1 and 21 % kn["time_chunk"], kn  # several chunks, the last one short
+    assert 1 < kn["batch_block"] and 5 % kn["batch_block"], kn  # full batch blocks and a ragged tail
+    got = compiled(x)
+    with torch.no_grad():
+        want = ref(x.float())
+    assert got[0].dtype == x.dtype
+    assert_close(got[0].float(), want[0].to(x.dtype).float(), dtype, "c", f"{kind} {dtype} y")
+    finals = want[1] if kind == "lstm" else (want[1],)  # the Program's outputs are flat: y, h(, c)
+    for g, w in zip(got[1:], finals, strict=True):
+        assert_close(g.float(), w.to(x.dtype).float(), dtype, "c", f"{kind} {dtype} final state")
+    text = compiled.explain()
+    assert "C-dialect twin" in text and f"{dtype} storage" in text and "one GEMM before the loop" in text
+    assert f"batch block {kn['batch_block']}" in text and f"time chunk {kn['time_chunk']}" in text
+
+
+def test_half_model_traces_with_fp32_steps() -> None:
+    """A bf16 model traces (the IR computes in fp32, stores bf16) and its Program agrees with
+    torch's bf16 layer within the 16-bit trace tolerance at another size."""
+    torch.manual_seed(0)
+    model = torch.nn.GRU(8, 16, num_layers=2, batch_first=True).to(torch.bfloat16)
+    prog = rnnc.trace(model, (torch.randn(2, 6, 8).to(torch.bfloat16),))
+    x = torch.randn(3, 11, 8).to(torch.bfloat16)
+    got = prog.run(x)
+    with torch.no_grad():
+        want = model(x)
+    assert got[0].dtype == torch.bfloat16
+    assert_close(got[0].float(), want[0].float(), "bfloat16", "trace-check", "bf16 GRU Program vs torch")
