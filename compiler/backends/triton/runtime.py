@@ -273,10 +273,14 @@ def _run_multi_block(lk: LayerKernel, args: list[Any], y: Any, init: list[Any], 
         call = (*args, *states, y, *hx, sync, lens, batch, steps)
         key = (hashlib.sha256(lk.source.encode()).hexdigest()[:12], batch, str(device))
         if key not in LAUNCH_DECISIONS:  # once per kernel, batch and device: the answer cannot change
-            compiled = None
-            if device.type == "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-                compiled = lk.kernel.warmup(*call, 0, steps, grid=grid, GRID_SYNC=True, **consts)
-            LAUNCH_DECISIONS[key] = persistent_ok(lk, batch, device, compiled)
+            try:
+                compiled = None
+                if device.type == "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+                    compiled = lk.kernel.warmup(*call, 0, steps, grid=grid, GRID_SYNC=True, **consts)
+                LAUNCH_DECISIONS[key] = persistent_ok(lk, batch, device, compiled)
+            except Exception as exc:  # noqa: BLE001 - no compiled kernel to ask: do not risk a hang
+                LAUNCH_DECISIONS[key] = (False, f"persistent kernel not queried ({type(exc).__name__}: {exc}); "
+                                                "one launch per step")
             if not LAUNCH_DECISIONS[key][0] and device.type == "cuda":
                 warnings.warn(f"Triton {plan.cell.kind} layer (H={plan.cell.hidden_size}, batch {batch}): "
                               f"{LAUNCH_DECISIONS[key][1]}", stacklevel=3)
