@@ -183,11 +183,12 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
         resolved = resolve_schedules(program, tgt, choice.backend, batch, use_db=use_db)
     schedules = resolved.schedules
     runner = _runner(program, tgt, choice.backend, schedules or None, batch)
+    ran = runner.describe() if hasattr(runner, "describe") else ""
     if _target_kind(tgt) == "gpu" and not torch.cuda.is_available():
-        twin = ("the kernels' C-dialect twin runs on this CPU (" + runner.describe() + ")"
-                if hasattr(runner, "describe") else "the kernels run on this CPU"
-                + (" in Triton's interpreter" if os.environ.get("TRITON_INTERPRET") == "1" else ""))
-        note = "; ".join(filter(None, [note, "no GPU here: " + twin]))
+        ran = ("the kernels' C-dialect twin runs on this CPU (" + ran + ")" if ran else "the kernels run on this CPU"
+               + (" in Triton's interpreter" if os.environ.get("TRITON_INTERPRET") == "1" else ""))
+        ran = "no GPU here: " + ran
+    note = "; ".join(filter(None, [note, ran]))
     resolved.check_built(choice.backend, runner)
     sources = list(resolved.provenance.items())
     choice = Choice(choice.backend, choice.target, choice.reasons, tuple(sources), note)

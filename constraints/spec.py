@@ -16,7 +16,7 @@ from rnnc.targets import DTYPE_BYTES
 
 FUSED, SCAN, CHUNK = "fused", "scan", "chunk"
 #: kernel-calibration fields of ProblemSpec, omitted from ``key()`` at their defaults
-_CALIBRATION = ("shared_weights", "register_overhead", "min_warps")
+_CALIBRATION = ("shared_weights", "register_overhead", "min_warps", "tensor_cores", "batch_split")
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,14 @@ class ProblemSpec:
     shared memory); ``register_overhead`` extra 32-bit registers per thread on top of the
     model's fixed overhead (may be negative; the model's total overhead never goes below 0);
     ``min_warps`` the fewest warps per block to consider (a configuration the compiler showed
-    to spill).  At their defaults they are left out of ``key()``, so existing tuning records
+    to spill); ``tensor_cores=False`` for kernels whose recurrent GEMM runs as SIMT FMAs (the CUDA
+    dialect's warp GEMM): the model then counts the FMA rate, not the tensor cores' -- a bf16
+    kernel modelled at the mma rate looks compute-free, and the solver traded its warps away
+    (GRU H=768 B=16 bf16 on an H200: 1 warp per block, 16x slower than cuDNN);
+    ``batch_split=False`` for kernels that run a block's batch tiles one after another instead of
+    on blocks of their own (the CUDA dialect's fused kernel): the step then costs every batch row
+    on each block, and the grid is the hidden split alone.  At their defaults they are left out
+    of ``key()``, so existing tuning records
     and schedules keep their keys.
     """
 
@@ -106,6 +113,8 @@ class ProblemSpec:
     shared_weights: bool = True
     register_overhead: int = 0
     min_warps: int = 1
+    tensor_cores: bool = True
+    batch_split: bool = True
 
     def __post_init__(self) -> None:
         cell = ALIASES.get(self.cell.lower(), self.cell.lower())

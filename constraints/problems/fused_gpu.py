@@ -48,7 +48,7 @@ class FusedGpu(TilingProblem):
         s, t = self.spec, self.target
         g = t.gpu
         G, NH, Dh, sz = s.info.gates, s.heads, s.head_dim, s.dtype_bytes
-        shapes = g.mma(s.dtype)
+        shapes = g.mma(s.dtype) if s.tensor_cores else ()  # SIMT kernels: no mma shapes, FMA rate
         self.mma = str(shapes[0]) if shapes else "simt"
         mg, ng, kg = (shapes[0].m, shapes[0].n, shapes[0].k) if shapes else (1, 1, 1)
         self.Bp, self.Kp = round_up(s.batch, ng), round_up(Dh, kg)
@@ -77,7 +77,8 @@ class FusedGpu(TilingProblem):
         if mg > 1:
             m.add_divides(mg, wr, name="warp rows are whole mma tiles")
         m.add_ge(wr, 1, name="every warp owns rows")
-        blocks = m.product("blocks", groups, hsplit, nb)
+        # batch tiles on blocks of their own, or (batch_split=False) one after another in each block
+        blocks = m.product("blocks", groups, hsplit, nb) if s.batch_split else m.product("blocks", groups, hsplit)
         pr1 = m.product("reg_rows", rows, rc1)
         acc = m.product("acc", rows, bt)
         htile = m.product("h_tile", hpb, bt)
@@ -100,8 +101,12 @@ class FusedGpu(TilingProblem):
 
         clock = t.clock_mhz * 1e6
         fpc = self.peak_flops(s.dtype if shapes else "fp32") / (g.sm_count * clock)
-        compute = m.maximum("compute", cost(2 * Kp / fpc) * acc,
-                            cost(2 * Kp * g.schedulers_per_sm / fpc) * wacc)
+        if s.batch_split:
+            compute = m.maximum("compute", cost(2 * Kp / fpc) * acc,
+                                cost(2 * Kp * g.schedulers_per_sm / fpc) * wacc)
+        else:  # every batch tile on this block, serially: the whole padded batch per step
+            compute = m.maximum("compute", cost(2 * Kp / fpc) * Bp * rows,
+                                cost(2 * Kp * g.schedulers_per_sm / fpc) * Bp * wr)
         smem_read = cost(sz / g.shared_memory_bytes_per_clock) * smem_elems
         sync_cost = cost(g.grid_sync_us * t.clock_mhz) * (sync - 1)
         step = m.define("step_cost", compute + smem_read + sync_cost)

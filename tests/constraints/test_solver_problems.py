@@ -150,3 +150,31 @@ def test_shared_memory_only_weights():
     assert sched.resources.shared_memory_per_block >= 2 * rows * 768
     # 4.5 MiB of weights over at most 227 KiB per block needs at least 21 blocks per head
     assert p["blocks_per_head"] * 227 * 1024 >= 4 * 768 * 768 * 2
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_simt_kernels_are_not_modelled_at_the_tensor_core_rate(cell: str) -> None:
+    """``tensor_cores=False`` (the CUDA dialect's SIMT warp GEMM): no mma padding, and the same
+    tiling can only cost more steps than at the mma rate; the bf16 answer keeps several warps per
+    block (at the mma rate the step looked compute-free and one warp per block won)."""
+    target = targets.get("nvidia/h100-sxm")
+    mma = ProblemSpec(cell, 768, batch=16, dtype="bf16")
+    simt = mma.replace(tensor_cores=False)
+    assert mma.key() != simt.key()
+    s_mma, s_simt = solve(mma, target), solve(simt, target)
+    assert s_simt.param("mma") == "simt" and s_simt.param("padded_batch") == 16
+    assert s_simt.estimate.seconds >= s_mma.estimate.seconds
+    assert s_simt.param("warps") >= 4, s_simt.params
+
+
+@pytest.mark.parametrize("batch", [1, 5, 16])
+def test_serial_batch_tiles_cost_the_whole_batch(batch: int) -> None:
+    """``batch_split=False`` (a block runs its batch tiles one after another): the grid is the
+    hidden split alone, and a step costs at least what the split model's does."""
+    target = targets.get("nvidia/h100-sxm")
+    split = ProblemSpec("lstm", 512, batch=batch, dtype="fp32", tensor_cores=False)
+    serial = split.replace(batch_split=False)
+    s_split, s_serial = solve(split, target), solve(serial, target)
+    assert s_serial.resources.blocks == s_serial.param("blocks_per_head") * s_serial.param("head_groups")
+    assert s_serial.resources.blocks <= target.gpu.sm_count
+    assert s_serial.estimate.seconds >= s_split.estimate.seconds

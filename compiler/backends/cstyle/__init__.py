@@ -99,18 +99,19 @@ def cuda_twin(program: Any, target: Any, schedule: Any = None, batch: int = 1) -
         lib = build_c(src)
         builds[key] = LayerBuild(kernel, src, str(lib), getattr(load_library(lib), kernel.name))
     twin = CompiledProgram(program, target, schedule, builds=builds, storage=storage)
-    twin.describe = lambda: twin_description(builds, storage)  # type: ignore[attr-defined]
+    twin.describe = lambda: describe_kernels({k: b.kernel for k, b in builds.items()}, storage)  # type: ignore
     return twin
 
 
-def twin_description(builds: Mapping[str, Any], storage: Mapping[str, str]) -> str:
-    """What the C twin runs, per layer: the GPU launch it stands for (``explain()``)."""
+def describe_kernels(kernels: Mapping[str, Any], storage: Mapping[str, str]) -> str:
+    """What runs, per layer: the GPU launch (grid, tiles, batch block, time chunk, storage, where
+    the input projection runs), for ``explain()`` -- on a GPU and in the C twin alike."""
     parts = []
-    for key, b in builds.items():
-        kn = b.kernel.meta.get("knobs", {})
-        proj = "input projection as one GEMM before the loop" if b.kernel.meta.get("host_gemm") else \
+    for key, kernel in kernels.items():
+        kn = kernel.meta.get("knobs", {})
+        proj = "input projection as one GEMM before the loop" if kernel.meta.get("host_gemm") else \
             "input projection inside the kernel"
-        parts.append(f"{key}: {b.kernel.meta.get('path')} kernel, grid {kn.get('workers')} x {kn.get('threads')} "
+        parts.append(f"{key}: {kernel.meta.get('path')} kernel, grid {kn.get('workers')} x {kn.get('threads')} "
                      f"threads, tile {kn.get('tile_hidden')}, batch block {kn.get('batch_block')}, time chunk "
                      f"{kn.get('time_chunk')}, {storage.get(key, 'float32')} storage, {proj}")
     return "; ".join(parts)

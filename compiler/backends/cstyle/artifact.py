@@ -57,8 +57,10 @@ def solver_schedule(cell: Cell, target: Any, dtype: str, batch: int = 1, registe
     plan = plan_layer(cell)
     if not plan.known:
         return None
-    # the fused CUDA kernel renders the solver's register/shared split of R as it is (register_k)
-    spec = plan.problem(batch, dtype, register_overhead=register_overhead)
+    # the fused CUDA kernel renders the solver's register/shared split of R as it is (register_k);
+    # its warp GEMM is SIMT FMAs in every storage dtype, so the model must not count tensor cores,
+    # and a block runs its batch tiles one after another (the grid is the hidden split)
+    spec = plan.problem(batch, dtype, register_overhead=register_overhead, tensor_cores=False, batch_split=False)
     try:
         return solve(spec, target)
     except (InfeasibleError, UserInputError):  # no tiling fits, or the target lacks the dtype (T4 and bf16)
