@@ -16,7 +16,7 @@ from rnnc.targets import DTYPE_BYTES
 
 FUSED, SCAN, CHUNK = "fused", "scan", "chunk"
 #: kernel-calibration fields of ProblemSpec, omitted from ``key()`` at their defaults
-_CALIBRATION = ("shared_weights", "register_overhead", "min_warps", "tensor_cores", "batch_split")
+_CALIBRATION = ("shared_weights", "register_overhead", "min_warps", "tensor_cores", "batch_split", "pow2_tiles")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,10 @@ class ProblemSpec:
     (GRU H=768 B=16 bf16 on an H200: 1 warp per block, 16x slower than cuDNN);
     ``batch_split=False`` for kernels that run a block's batch tiles one after another instead of
     on blocks of their own (the CUDA dialect's fused kernel): the step then costs every batch row
-    on each block, and the grid is the hidden split alone.  At their defaults they are left out
+    on each block, and the grid is the hidden split alone; ``pow2_tiles=True`` for kernels whose
+    tiles are power-of-two blocks (Triton's ``tl.arange``): a hidden tile of 12 would hold 16
+    rows of weights per gate in registers, so only power-of-two hidden tiles (or the whole
+    hidden size) are offered.  At their defaults they are left out
     of ``key()``, so existing tuning records
     and schedules keep their keys.
     """
@@ -115,6 +118,7 @@ class ProblemSpec:
     min_warps: int = 1
     tensor_cores: bool = True
     batch_split: bool = True
+    pow2_tiles: bool = False
 
     def __post_init__(self) -> None:
         cell = ALIASES.get(self.cell.lower(), self.cell.lower())

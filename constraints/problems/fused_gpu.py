@@ -58,7 +58,8 @@ class FusedGpu(TilingProblem):
 
         m = Model(f"fused_{s.cell}")
         sync = m.decision("sync", [1, 2] if s.grid_sync else [1])
-        ht = m.decision("hidden_tile", divisors(Dh), prefer="max")
+        tiles = [d for d in divisors(Dh) if not s.pow2_tiles or d & (d - 1) == 0 or d == Dh]
+        ht = m.decision("hidden_tile", tiles, prefer="max")
         hpb = m.decision("heads_per_block", divisors(NH), prefer="max")
         bt = m.decision("batch_tile", [d for d in divisors(Bp) if d % ng == 0], prefer="max")
         w = m.decision("warps", pow2_between(1, g.max_threads_per_block // g.warp_size))

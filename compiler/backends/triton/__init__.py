@@ -43,7 +43,8 @@ def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int 
     has ruled single-block out).
 
     Fused: always ``shared_weights=False`` (the rendered kernel keeps every weight tile in
-    registers); ``register_overhead``/``min_warps`` are the compiler feedback that
+    registers) and ``pow2_tiles`` (its tiles are padded to powers of two);
+    ``register_overhead``/``min_warps`` are the compiler feedback that
     :func:`rnnc.backends.triton.aot.fit_schedule` measures (see ``ProblemSpec``)."""
     from rnnc.backends.triton.runtime import plan_any
     from rnnc.constraints import solve
@@ -67,7 +68,7 @@ def schedule_for(cell: Any, target: Any, batch: int = 1, register_overhead: int 
             raise
     plan = plan_any(cell)
     spec = layer.problem(batch, grid_sync=False, shared_weights=False, register_overhead=register_overhead,
-                         min_warps=min_warps)
+                         min_warps=min_warps, pow2_tiles=True)
     if not layer.known:  # the loop's recurrent weights after the head-wise rewrite size the tile
         spec = spec.replace(gates=plan.gates)
     if grid_sync is not None:

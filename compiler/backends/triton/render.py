@@ -43,10 +43,10 @@ def pow2(n: int) -> int:
 class _Emitter:
     """Builds the kernel body; ``tiles`` maps an IR value to its tile expressions."""
 
-    def __init__(self, plan: LoopPlan, dot: bool = False) -> None:
+    def __init__(self, plan: LoopPlan, dot: bool = False, kp: int = 0) -> None:
         self.plan = plan
         self.dot = dot
-        self.kp = k_piece(plan)
+        self.kp = kp or k_piece(plan)
         self.store = TL_DTYPES[plan.cell.step.inputs[0][1].dtype]
         self.lines: list[str] = []
         self.tiles: dict[str, list[str]] = {}
@@ -202,11 +202,24 @@ class _Emitter:
                       f"{tile}, mask=m2)", depth)
 
 
-def k_piece(plan: LoopPlan) -> int:
+#: registers per thread one broadcast recurrent product ``[BB, SP, KP]`` may take on a multi-block
+#: grid: LSTM H=768 B=16 (BB 16, SP 8, KP 128 on 8 warps = 64 per thread per product) spilled
+#: 400-1100 B at every hidden tile and warp count; at 16 the kernel fits (ptxas, sm_90)
+PRODUCT_REGISTERS = 16
+
+
+def k_piece(plan: LoopPlan, batch_tile: int = 1, warps: int = 4) -> int:
     """Column chunk of the recurrent products on a multi-block grid: the whole state is each
     product's input there, so it is cut into power-of-two chunks of at most 128 (few, wide tiles
-    keep the rendered kernel short for H = 1024); ``piece`` otherwise."""
-    return math.gcd(plan.cell.hidden_size, 128) if plan.blocks > 1 else plan.piece
+    keep the rendered kernel short for H = 1024), halved (down to 16) while one broadcast product
+    of ``batch_tile`` rows would take more than :data:`PRODUCT_REGISTERS` registers per thread of
+    ``warps`` warps; ``piece`` otherwise."""
+    if plan.blocks <= 1:
+        return plan.piece
+    kp = math.gcd(plan.cell.hidden_size, 128)
+    while kp > 16 and kp % 2 == 0 and batch_tile * pow2(plan.piece) * kp > PRODUCT_REGISTERS * 32 * warps:
+        kp //= 2
+    return kp
 
 
 def use_dot(plan: LoopPlan, batch_tile: int) -> bool:
@@ -219,7 +232,7 @@ def use_dot(plan: LoopPlan, batch_tile: int) -> bool:
     return half and batch_tile >= 16 and pow2(plan.piece) >= 16 and plan.piece == pow2(plan.piece)
 
 
-def render_kernel(plan: LoopPlan, dot: bool = False) -> str:
+def render_kernel(plan: LoopPlan, dot: bool = False, kp: int = 0) -> str:
     """Triton source of the fused layer kernel for ``plan`` (a module with one ``@triton.jit``);
     ``dot``: recurrent products as ``tl.dot`` on storage-dtype weight tiles (see :func:`use_dot`).
 
@@ -238,7 +251,7 @@ def render_kernel(plan: LoopPlan, dot: bool = False) -> str:
     outs = dict(step.outputs)
     y_width = cell.output_size
     multi = plan.blocks > 1
-    e = _Emitter(plan, dot)
+    e = _Emitter(plan, dot, kp)
     if multi:
         args = [*(f"{ident(n)}_ptr" for n in (*plan.stepped, *plan.invariant)),
                 *(f"st_{ident(s)}_ptr" for s in states), "y_ptr", *(f"hx_{ident(s)}_ptr" for s in plan.exchange),

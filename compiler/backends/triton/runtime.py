@@ -100,7 +100,12 @@ class LayerKernel:
     def extra_consts(self) -> dict[str, Any]:
         """Constexprs of the fused kernel beyond the tiling: the multi-block kernel's column chunk
         and its persistent (grid-synchronised) variant, the one a GPU runs and AOT compiles."""
-        return {"KP": k_piece(self.plan), "GRID_SYNC": True} if self.multi_block else {}
+        return {"KP": self.kp, "GRID_SYNC": True} if self.multi_block else {}
+
+    @property
+    def kp(self) -> int:
+        """The multi-block kernel's column chunk for this batch tile and warp count (render.k_piece)."""
+        return k_piece(self.plan, self.batch_tile, self.warps)
 
     @property
     def knobs(self) -> dict[str, int]:
@@ -143,7 +148,8 @@ def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4, chunk: int = 6
     bt = pow2(max(1, batch_tile))
     if hidden_tile and hidden_tile != cell.hidden_size:
         plan = split_hidden(plan, hidden_tile)
-        return LayerKernel(plan, render_kernel(plan, use_dot(plan, bt)), bt, warps, hidden_tile=hidden_tile)
+        return LayerKernel(plan, render_kernel(plan, use_dot(plan, bt), k_piece(plan, bt, warps)), bt, warps,
+                           hidden_tile=hidden_tile)
     return LayerKernel(plan, render_kernel(plan, use_dot(plan, bt)), bt, warps)
 
 
@@ -267,7 +273,7 @@ def _run_multi_block(lk: LayerKernel, args: list[Any], y: Any, init: list[Any], 
         hx.append(buf)
     if steps and batch:
         grid = lk.grid(batch)
-        consts = {"BB": lk.batch_tile, "SP": pow2(plan.piece), "KP": k_piece(plan), "REVERSE": reverse,
+        consts = {"BB": lk.batch_tile, "SP": pow2(plan.piece), "KP": lk.kp, "REVERSE": reverse,
                   "HAS_LEN": has_len, "num_warps": lk.warps}
         sync = torch.zeros(1, dtype=torch.int32, device=device)
         call = (*args, *states, y, *hx, sync, lens, batch, steps)
