@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rnnc.errors import InfeasibleError
 from rnnc.ir.graph import Cell
 from rnnc.lower.knobs import Knobs
 from rnnc.lower.layer import SCALARS, common_buffers, live, time_index
@@ -297,6 +298,12 @@ class _Fused:
         kn, plan, h, j, nt = self.kn, self.plan, self.h, self.j, self.nt
         mb, tc = kn.batch_block, kn.time_chunk
         gmax = plan.gates
+        if kn.resident and kn.workers < nt:
+            # one resident copy per worker holds one tile's weights: a worker that looped over two
+            # tiles would run the second with the first's weights (a wrong kernel, not a slow one)
+            raise InfeasibleError(f"the fused {self.cell.kind} kernel keeps each tile's recurrent weights "
+                                  f"resident in its worker: {nt} tiles of {j} units need {nt} workers "
+                                  f"(blocks), the schedule gives {kn.workers}")
         b_var = Var("B")
         body: list[Stmt] = []
         # double-buffered recurrent states: hb_<s>[2, B, H]

@@ -83,3 +83,18 @@ def test_cpu_schedule_params_reach_the_kernel() -> None:
         sources.add(CDialect(lower_layer(_cell("lstm", 64), target, s, name="k")).render())
     distinct = {(s.param("k_block"), s.param("mr"), s.param("nr")) for s in scheds}
     assert len(sources) == len(distinct) > 1
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_resident_weights_need_a_worker_per_tile(workers: int) -> None:
+    """A GPU schedule with fewer blocks than weight tiles would run a block's later tiles on its
+    first tile's resident weights: lowering refuses it in one sentence instead."""
+    from rnnc.errors import InfeasibleError
+
+    cell, _ = CELLS["lstm"].load_module_class()(8, 64).rnnc_layer()
+    target = get("nvidia/a100-80gb")
+    knobs = {**knobs_for(64, 4, target).to_dict(), "tile_hidden": 16, "workers": workers}
+    with pytest.raises(InfeasibleError, match="4 tiles of 16 units need 4 workers"):
+        lower_layer(cell, target, knobs, "float32", name="k")
+    kernel = lower_layer(cell, target, {**knobs, "workers": 4}, "float32", name="k")
+    assert kernel.meta["tiles"] == 4
