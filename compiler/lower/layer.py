@@ -18,6 +18,7 @@ and the generic per-sample path below for every other cell.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from rnnc.errors import InfeasibleError, UnsupportedError
@@ -184,6 +185,9 @@ def lower_generic(cell: Cell, knobs: Knobs, name: str, target: object = None) ->
         If(Bin("<", b, Var("B")), (*prologue, time_loop)),))
     body = (Loop("w", Var("W"), (per_worker,), "parallel"),)
     bufs = common_buffers(cell) + lowerer.buffers
+    # its own register budget: a fused Schedule's __maxnreg__ cap was predicted for another loop nest
+    # (sLSTM under the fused cap of 56 spilled), so the generic kernel leaves registers to ptxas
+    knobs = replace(knobs, max_registers=0)
     meta = {"path": "generic", "knobs": knobs.to_dict(), "gates": 1, "cell": cell.kind, "hidden": cell.hidden_size,
             "local_bytes": sum(int(bf.size.value) * 4 for bf in lowerer.buffers)}
     return Kernel(name, SCALARS, tuple(bufs), body, (), meta)

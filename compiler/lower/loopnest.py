@@ -185,6 +185,17 @@ class Barrier:
     scope: Literal["block", "grid"]
 
 
+def has_grid_barrier(stmts: tuple[Stmt, ...]) -> bool:
+    """Whether a grid-wide barrier occurs anywhere in ``stmts``: a CUDA kernel with one must be
+    launched cooperatively (all blocks co-resident); one without may take any grid."""
+    for st in stmts:
+        if isinstance(st, Barrier) and st.scope == "grid":
+            return True
+        if isinstance(st, (Loop, If)) and (has_grid_barrier(st.body) or has_grid_barrier(getattr(st, "orelse", ()))):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Alloc:
     """Declares a ``local`` buffer: per core (C stack) or per block (CUDA shared memory)."""

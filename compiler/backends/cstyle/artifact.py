@@ -35,6 +35,7 @@ from rnnc.ir.graph import Cell, Program
 from rnnc.lower.fused import analyse_gates
 from rnnc.lower.knobs import DTYPE_BYTES, predict_smem
 from rnnc.lower.layer import lower_layer
+from rnnc.lower.loopnest import has_grid_barrier
 
 CUDA_ARCHS = ("sm_80", "sm_86", "sm_89", "sm_90")
 
@@ -146,11 +147,13 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
                                                             kn["batch_block"], DTYPE_BYTES[dtype], n_in,
                                                             kn["register_k"])
             entry["weight_split"] = weight_split(kernel, DTYPE_BYTES[dtype])
-        entry["launch"] = {"grid": kn["workers"], "block": kn["threads"], "cooperative": True,
+        entry["launch"] = {"grid": kn["workers"], "block": kn["threads"], "cooperative": has_grid_barrier(kernel.body),
                            "dynamic_shared_bytes": r.smem_bytes if r.dynamic else 0,
                            "kernel": kernel.name, "scalars": list(kernel.scalars),
                            "buffers": [b.name for b in (*kernel.args, *kernel.work)],
                            "abi": "sc: device int64[scalars]; bufs: device pointer array in 'buffers' order"}
+        if not entry["launch"]["cooperative"]:  # no grid barrier: one block per batch sample, any grid
+            entry["launch"]["grid_per_call"] = "batch"
         entry["cubins"], entry["resources"] = {}, {}
         for arch in archs:
             cubin, res = compile_cuda(cu, arch)

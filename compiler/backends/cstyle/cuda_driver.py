@@ -110,9 +110,14 @@ def pick_cubin(cubins: dict[str, Any], arch: str) -> str:
 class CudaKernel:
     """One loaded ``extern "C" __global__ NAME(const long* sc, void** bufs)`` kernel."""
 
-    def __init__(self, cubin: bytes, name: str, grid: int, block: int, dynamic_shared: int = 0) -> None:
+    def __init__(self, cubin: bytes, name: str, grid: int, block: int, dynamic_shared: int = 0,
+                 cooperative: bool = True) -> None:
+        """``cooperative``: the kernel has a grid-wide barrier, so it is launched cooperatively and
+        its ``grid`` must be co-resident; a kernel without one (the generic path) takes any grid,
+        given per launch."""
         drv = driver()
         self.drv, self.name, self.grid, self.block, self.dynamic_shared = drv, name, grid, block, dynamic_shared
+        self.cooperative = cooperative
         self._image = ctypes.create_string_buffer(cubin, len(cubin))  # must outlive the module load
         self.module, self.fn = ctypes.c_void_p(), ctypes.c_void_p()
         drv.check(drv.lib.cuModuleLoadData(ctypes.byref(self.module), self._image), f"cuModuleLoadData({name})")
@@ -126,22 +131,26 @@ class CudaKernel:
             ctypes.byref(per_sm), self.fn, ctypes.c_int(block), ctypes.c_size_t(dynamic_shared)),
             "cuOccupancyMaxActiveBlocksPerMultiprocessor")
         self.max_coresident = per_sm.value * drv.sm_count
-        if not drv.cooperative:
+        if cooperative and not drv.cooperative:
             raise UnsupportedError(f"this GPU ({drv.arch}) does not support cooperative launches, which the fused "
                                    f"kernel's grid-wide sync needs")
-        if grid > self.max_coresident:
+        if cooperative and grid > self.max_coresident:
             raise UnsupportedError(
                 f"kernel {name} needs {grid} co-resident blocks of {block} threads for its grid sync; this GPU "
                 f"holds {self.max_coresident} ({per_sm.value} per SM x {drv.sm_count} SMs): compile for this GPU's "
                 f"target so the Schedule fits it")
 
-    def launch(self, sc: Any, bufs: Any, stream: int) -> None:
+    def launch(self, sc: Any, bufs: Any, stream: int, grid: int = 0) -> None:
         """Launch on ``stream`` with ``sc`` (device int64 scalars) and ``bufs`` (device array of
-        device pointers): both are CUDA tensors owned by the caller until the stream passes."""
+        device pointers): both are CUDA tensors owned by the caller until the stream passes.
+        ``grid`` overrides the compiled grid of a non-cooperative kernel (one block per sample)."""
         a, b = ctypes.c_uint64(sc.data_ptr()), ctypes.c_uint64(bufs.data_ptr())
         params = (ctypes.c_void_p * 2)(ctypes.addressof(a), ctypes.addressof(b))
-        self.drv.check(self.drv.lib.cuLaunchCooperativeKernel(
-            self.fn, ctypes.c_uint(self.grid), ctypes.c_uint(1), ctypes.c_uint(1),
-            ctypes.c_uint(self.block), ctypes.c_uint(1), ctypes.c_uint(1),
-            ctypes.c_uint(self.dynamic_shared), ctypes.c_void_p(stream), params),
-            f"cuLaunchCooperativeKernel({self.name})")
+        dims = (ctypes.c_uint(grid if grid and not self.cooperative else self.grid), ctypes.c_uint(1),
+                ctypes.c_uint(1), ctypes.c_uint(self.block), ctypes.c_uint(1), ctypes.c_uint(1),
+                ctypes.c_uint(self.dynamic_shared), ctypes.c_void_p(stream), params)
+        if self.cooperative:
+            self.drv.check(self.drv.lib.cuLaunchCooperativeKernel(self.fn, *dims),
+                           f"cuLaunchCooperativeKernel({self.name})")
+        else:
+            self.drv.check(self.drv.lib.cuLaunchKernel(self.fn, *dims, None), f"cuLaunchKernel({self.name})")

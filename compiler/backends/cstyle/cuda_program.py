@@ -24,7 +24,7 @@ from rnnc.ir.graph import Program
 from rnnc.ir.interp import run_graph
 from rnnc.ir.printer import layer_cells, layer_key, layer_storage
 from rnnc.ir.rnn import direction_params, rnn_layout
-from rnnc.lower.loopnest import Kernel, eval_int
+from rnnc.lower.loopnest import Kernel, eval_int, has_grid_barrier
 
 _TORCH_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -86,7 +86,10 @@ class CudaLayerRunner:
         bufs = torch.tensor(ptrs, dtype=torch.int64, device=self.device)
         # sc/bufs are freed back to torch's stream-ordered allocator after this call, so later
         # work on the same stream cannot reuse them before the kernel has read them
-        self.launcher.launch(sc, bufs, torch.cuda.current_stream(self.device).cuda_stream)
+        # a kernel without a grid barrier (generic path: one block per sample) fills the GPU with
+        # the batch at hand; a cooperative one runs its Schedule's co-resident grid
+        self.launcher.launch(sc, bufs, torch.cuda.current_stream(self.device).cuda_stream,
+                             grid=0 if self.launcher.cooperative else batch)
 
 
 class CudaProgram:
@@ -175,7 +178,7 @@ def load_cuda(outdir: str | Path) -> CudaProgram:
         launch = entry["launch"]
         cubin = (out / entry["cubins"][arch]).read_bytes()
         layers[key] = (kernel, CudaKernel(cubin, launch["kernel"], int(launch["grid"]) or 1, int(launch["block"]),
-                                          int(launch["dynamic_shared_bytes"])))
+                                          int(launch["dynamic_shared_bytes"]), bool(launch.get("cooperative", True))))
     return CudaProgram(program, layers)
 
 
@@ -215,5 +218,6 @@ def compile_cuda_program(program: Program, target: Any, schedule: Any = None, ba
         cubin, _ = compile_cuda(r.render(), drv.arch)
         kn = kernel.meta["knobs"]
         layers[key] = (kernel, CudaKernel(cubin.read_bytes(), kernel.name, int(kn["workers"]) or 1,
-                                          int(kn["threads"]), r.smem_bytes if r.dynamic else 0))
+                                          int(kn["threads"]), r.smem_bytes if r.dynamic else 0,
+                                          has_grid_barrier(kernel.body)))
     return CudaProgram(program, layers, storage)

@@ -136,3 +136,36 @@ def test_gpu_half_storage_matches_rounded_fp32(name: str, dtype: str) -> None:
     assert_close(y.cpu().float(), want[0].transpose(0, 1).to(store).float(), dtype, "cuda", f"{name} {dtype} y")
     for g, w in zip(st, want[1:], strict=True):
         assert_close(g.cpu(), w[0], dtype, "cuda", f"{name} {dtype} state")
+
+
+@pytest.mark.gpu
+def test_gpu_generic_cell_matches_interpreter() -> None:
+    """The generic path (sLSTM) on a GPU: a plain launch with one block per sample, B=5."""
+    from rnnc.ir import rnn_program
+    from rnnc.kernels import CELLS
+
+    torch.manual_seed(0)
+    cell, weights = CELLS["slstm"].load_module_class()(6, 32).rnnc_layer()
+    prog = rnn_program([cell], [[weights]])
+    x = torch.randn(5, 9, 6)
+    compiled = rnnc.compile(prog, target="nvidia/a100-80gb", backend="cuda", use_db=False)
+    got = compiled(x.cuda())
+    assert_close(got[0].cpu(), prog.run(x)[0], "float32", "cuda", "sLSTM y on the GPU (generic path)")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_gpu_half_torch_model_through_compile(dtype: str) -> None:
+    """A torch LSTM cast to fp16/bf16 through rnnc.compile on the GPU (cuBLAS input projection,
+    batch in the schedule) vs the fp32 module on the same rounded weights and inputs."""
+    torch.manual_seed(0)
+    store = getattr(torch, dtype)
+    half = torch.nn.LSTM(16, 128, batch_first=True).to(store)
+    ref = torch.nn.LSTM(16, 128, batch_first=True)
+    ref.load_state_dict({k: v.float() for k, v in half.state_dict().items()})
+    x = torch.randn(6, 33, 16).to(store)
+    compiled = rnnc.compile(half, (x,), target="nvidia/a100-80gb", backend="cuda", use_db=False, measure=False)
+    got = compiled(x.cuda())[0].float().cpu()
+    with torch.no_grad():
+        want = ref(x.float())[0].to(store).float()
+    assert_close(got, want, dtype, "cuda", f"{dtype} LSTM on the GPU")

@@ -63,3 +63,28 @@ def test_half_model_traces_with_fp32_steps() -> None:
         want = model(x)
     assert got[0].dtype == torch.bfloat16
     assert_close(got[0].float(), want[0].float(), "bfloat16", "trace-check", "bf16 GRU Program vs torch")
+
+
+def test_generic_cuda_kernel_has_its_own_launch(tmp_path) -> None:  # noqa: ANN001 - pytest fixture
+    """The generic path (a cell the fused lowering does not take, here sLSTM) has no grid barrier:
+    its manifest launch is not cooperative and takes one block per sample, and its kernel carries
+    no register cap predicted for the fused loop nest (``__launch_bounds__`` instead of
+    ``__maxnreg__``); the fused path keeps its cooperative launch."""
+    import json
+
+    from rnnc.backends import get_backend
+    from rnnc.ir import rnn_program
+    from rnnc.kernels import CELLS
+
+    torch.manual_seed(0)
+    for kind, cooperative in (("slstm", False), ("lstm", True)):
+        cell, weights = CELLS[kind].load_module_class()(8, 32).rnnc_layer()
+        out = tmp_path / kind
+        get_backend("cuda").compile(rnn_program([cell], [[weights]]), "nvidia/h100-sxm", str(out), batch=4)
+        entry = next(iter(json.loads((out / "manifest.json").read_text())["layers"].values()))
+        assert entry["launch"]["cooperative"] is cooperative, entry["launch"]
+        source = (out / entry["source_cuda"]).read_text()
+        if not cooperative:
+            assert entry["path"] == "generic" and entry["launch"]["grid_per_call"] == "batch"
+            assert "__maxnreg__" not in source and "__launch_bounds__" in source
+            assert "this_grid().sync()" not in source
