@@ -166,7 +166,7 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
             raise
         return _whole_model(program, tgt, example_inputs if measure else None, list(exc.reasons))
     if batch is None:
-        batch = int(example_inputs[0].shape[0]) if example_inputs else 1
+        batch = example_batch(program, example_inputs)
     note = ""
     resolved = None
     if backend is None and use_db:  # the backend is part of the search: the fastest measured one wins
@@ -196,6 +196,24 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
             and whole_model_may_win(program):
         choice, runner = _whole_model_choice(program, tgt, choice, runner, tuple(example_inputs))
     return CompiledModule(program, runner, choice)
+
+
+def example_batch(program: Any, inputs: Sequence[Any] | None) -> int:
+    """The batch the example inputs carry, for the schedules to be solved for: the first recurrent
+    layer's batch dimension when its input is a model input (``batch_first`` says which dimension;
+    ``nn.LSTM``'s default is time-major), else the first input's leading dimension; 1 without
+    inputs."""
+    if not inputs:
+        return 1
+    names = program.graph.input_names
+    for node in program.rnn_nodes():
+        if node.inputs[0] in names:
+            x = inputs[names.index(node.inputs[0])]
+            if hasattr(x, "shape") and len(x.shape) == 3:
+                return int(x.shape[0 if node.attr_dict.get("batch_first") else 1])
+        break
+    first = inputs[0]
+    return int(first.shape[0]) if hasattr(first, "shape") and len(first.shape) else 1
 
 
 #: ``compile(time_parallel=...)`` values: Newton with the method measured, or fixed

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "diagonal or block-diagonal Jacobians picked per layer on the example input, or fixed with "
                         "newton-full / newton-diag / newton-block; each step's linear recurrence in torch, "
                         "with --backend c in C over threads, with --backend triton as Triton kernels")
-    p.add_argument("--batch", type=int, default=1, help="batch size the schedule is solved for (default 1)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="batch size the schedule is solved for (default: the example input's batch)")
     p.add_argument("--no-db", action="store_true",
                    help="ignore the tuning database (default: a verified record for a layer, target and backend "
                         "is used, as rnnc.compile does)")
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rnnc.api import choose_backend
+    from rnnc.api import choose_backend, example_batch
     from rnnc.api import compile as rnnc_compile
     from rnnc.backends import get_backend
     from rnnc.backends.manifest import write_manifest
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     model, inputs = model_and_inputs(args)
     program = trace(model, inputs)
     target = get(args.target)
+    if args.batch is None:
+        args.batch = example_batch(program, inputs)
     if args.time_parallel:
         compiled = rnnc_compile(program, inputs, target, args.backend, time_parallel=args.time_parallel)
         if args.explain:

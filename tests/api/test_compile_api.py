@@ -181,3 +181,16 @@ def test_one_manifest_format_for_every_backend(tmp_path, backend, target):
     got = rnnc.load(str(out))(x)
     assert_close(got[0], ref[0], backend="c" if backend in ("c", "cuda") else
                  {"tvm": "tvm", "onnx": "onnxruntime"}[backend])
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_schedules_are_solved_for_the_example_batch(batch_first: bool) -> None:
+    """The batch a schedule is solved for comes from the recurrent layer's own batch dimension of
+    the example input (a time-major nn.GRU's is the second), not blindly from the first."""
+    from rnnc.api import example_batch
+
+    model = torch.nn.GRU(8, 16, batch_first=batch_first)
+    x = torch.randn(3, 7, 8)
+    program = rnnc.trace(model, (x,))
+    assert example_batch(program, (x,)) == (3 if batch_first else 7)
+    assert example_batch(program, None) == 1
