@@ -83,10 +83,9 @@ def cuda_twin(program: Any, target: Any, schedule: Any = None, batch: int = 1) -
     batch block, time chunks, hosted input projection and fp16/bf16 storage the CUDA kernel would
     run (``cuda_program.gpu_kernel``) -- rendered in the C dialect and run on this CPU, one OpenMP
     thread per GPU block.  Numerics, not speed: ``describe()`` says what it runs."""
+    from rnnc.backends.cstyle.artifact import twin_dialect
     from rnnc.backends.cstyle.build import build_c, load_library
-    from rnnc.backends.cstyle.chalf import CHalfDialect
     from rnnc.backends.cstyle.cuda_program import gpu_kernel
-    from rnnc.backends.cstyle.dialects import CDialect
     from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
     from rnnc.ir.printer import layer_cells, layer_storage
 
@@ -95,7 +94,7 @@ def cuda_twin(program: Any, target: Any, schedule: Any = None, batch: int = 1) -
     for key, cell in layer_cells(program).items():
         sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
         kernel = gpu_kernel(cell, target, sched, storage[key], f"rnnc_{key}", batch)
-        src = (CDialect(kernel) if storage[key] == "float32" else CHalfDialect(kernel, storage[key])).render()
+        src = twin_dialect(kernel, storage[key]).render()
         lib = build_c(src)
         builds[key] = LayerBuild(kernel, src, str(lib), getattr(load_library(lib), kernel.name))
     twin = CompiledProgram(program, target, schedule, builds=builds, storage=storage)

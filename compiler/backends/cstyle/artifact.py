@@ -32,6 +32,7 @@ from rnnc.backends.manifest import manifest_file, read_manifest, read_program, w
 from rnnc.errors import InfeasibleError, UserInputError
 from rnnc.ir import layer_cells, layer_key
 from rnnc.ir.graph import Cell, Program
+from rnnc.ir.printer import layer_storage
 from rnnc.lower.fused import analyse_gates
 from rnnc.lower.knobs import DTYPE_BYTES, predict_smem
 from rnnc.lower.layer import lower_layer
@@ -128,7 +129,7 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
     entry: dict[str, Any] = {"cell": cell.kind, "path": kernel.meta["path"], "knobs": kernel.meta["knobs"],
                              "schedule": sched.to_dict() if hasattr(sched, "to_dict") else None,
                              "schedule_note": note}
-    c_src = CDialect(kernel).render()
+    c_src = twin_dialect(kernel, kdtype if v.on_gpu else "float32").render()
     (outdir / f"{key}.c").write_text(c_src)
     flags = c_flags(target)
     shutil.copy(build_c(c_src, flags), outdir / f"{key}.so")
@@ -186,8 +187,9 @@ def compile_to_dir(program: Program, target: Any, backend: str, outdir: str | Pa
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     layers: dict[str, Any] = {}
+    storage = layer_storage(program)  # a model cast to fp16/bf16 stores 16-bit (its steps stay fp32)
     for key, cell in layer_cells(program).items():
-        dtype = cell.step.inputs[0][1].dtype
+        dtype = storage[key]
         # one Schedule for every layer, or layer key -> Schedule (rnnc.tune.resolve)
         sched = schedule.get(key) if isinstance(schedule, Mapping) else schedule
         layers[key] = compile_layer(cell, spec, backend, out, sched, dtype, archs, batch)
@@ -214,12 +216,25 @@ def load(outdir: str | Path) -> Any:
         return load_cuda(out)
     program = read_program(out, manifest)
     builds: dict[str, LayerBuild] = {}
+    storage: dict[str, str] = {}
     for key, cell in layer_cells(program).items():
         entry = manifest["layers"][key]
-        kernel = lower_layer(cell, None, entry["knobs"], name=f"rnnc_{key}", force_generic=entry["path"] == "generic")
+        storage[key] = str(entry["knobs"].get("dtype", "float32"))
+        kernel = lower_layer(cell, None, entry["knobs"], storage[key], name=f"rnnc_{key}",
+                             force_generic=entry["path"] == "generic")
         src = manifest_file(out, entry, "source_c").read_text()
-        if CDialect(kernel).render() != src:
+        if twin_dialect(kernel, storage[key]).render() != src:
             raise UserInputError(f"{out}/{entry['source_c']} was built by a different rnnc; recompile")
         lib = load_library(manifest_file(out, entry, "library").resolve())
         builds[key] = LayerBuild(kernel, src, str(out / entry["library"]), getattr(lib, kernel.name))
-    return CompiledProgram(program, builds=builds)
+    return CompiledProgram(program, builds=builds, storage=storage)
+
+
+def twin_dialect(kernel: Any, dtype: str) -> CDialect:
+    """The C rendering of a layer kernel: 16-bit storage (``chalf``) for a GPU kernel's fp16/bf16
+    twin, plain C otherwise -- what an output directory's ``.c`` holds and its loader rebuilds."""
+    if dtype == "float32":
+        return CDialect(kernel)
+    from rnnc.backends.cstyle.chalf import CHalfDialect
+
+    return CHalfDialect(kernel, dtype)

@@ -6,6 +6,8 @@ reference; only summation order and the rounding of what is stored differ)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -88,3 +90,51 @@ def test_generic_cuda_kernel_has_its_own_launch(tmp_path) -> None:  # noqa: ANN0
             assert entry["path"] == "generic" and entry["launch"]["grid_per_call"] == "batch"
             assert "__maxnreg__" not in source and "__launch_bounds__" in source
             assert "this_grid().sync()" not in source
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the twin is what rnnc.load runs where there is no GPU")
+def test_half_cuda_directory_records_its_storage_and_loads(tmp_path) -> None:  # noqa: ANN001 - pytest fixture
+    """A bf16 model compiled to a cuda directory: the manifest's schedule is 16-bit with the batch
+    it was solved for and the projection hosted, and rnnc.load runs its bf16 C twin on bf16 input."""
+    import json
+
+    from rnnc.backends import get_backend
+
+    torch.manual_seed(3)
+    half = torch.nn.GRU(12, 32, batch_first=True).to(torch.bfloat16)
+    ref = torch.nn.GRU(12, 32, batch_first=True)
+    ref.load_state_dict({k: v.float() for k, v in half.state_dict().items()})
+    x = torch.randn(4, 13, 12).to(torch.bfloat16)
+    get_backend("cuda").compile(rnnc.trace(half, (x,)), "nvidia/h100-sxm", str(tmp_path), batch=4)
+    entry = next(iter(json.loads((tmp_path / "manifest.json").read_text())["layers"].values()))
+    assert entry["knobs"]["dtype"] == "bfloat16" and entry["knobs"]["host_gemm"] == 1
+    assert entry["schedule"]["problem"]["batch"] == 4 and entry["schedule"]["problem"]["dtype"] == "bf16"
+    got = rnnc.load(str(tmp_path))(x)
+    with torch.no_grad():
+        want = ref(x.float())[0].to(torch.bfloat16).float()
+    assert_close(got[0].float(), want, "bfloat16", "c", "bf16 GRU loaded from a cuda directory")
+
+
+@pytest.mark.nvcc
+def test_flashrnn_headline_manifest() -> None:
+    """bf16 LSTM, B=16, H=768 for an H100 (FlashRNN's headline size): the schedule is solved for
+    batch 16, the input projection is a separate GEMM (no in-kernel projection buffer), and no
+    shipped architecture spills."""
+    import json
+    import tempfile
+
+    from rnnc.backends import get_backend
+
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(768, 768, batch_first=True).to(torch.bfloat16)
+    x = torch.randn(16, 2, 768).to(torch.bfloat16)
+    with tempfile.TemporaryDirectory() as out:
+        get_backend("cuda").compile(rnnc.trace(model, (x,)), "nvidia/h100-sxm", out, batch=16)
+        entry = next(iter(json.loads((Path(out) / "manifest.json").read_text())["layers"].values()))
+        source = (Path(out) / entry["source_cuda"]).read_text()
+    problem = entry["schedule"]["problem"]
+    assert problem["batch"] == 16 and problem["dtype"] == "bf16" and entry["knobs"]["dtype"] == "bfloat16"
+    assert entry["knobs"]["host_gemm"] == 1 and "xg_" in source and "xp_" not in source
+    assert set(entry["resources"]) >= {"sm_80", "sm_86", "sm_89", "sm_90"}
+    for arch, res in entry["resources"].items():
+        assert res["spill_stores"] == 0 and res["spill_loads"] == 0, (arch, res)
