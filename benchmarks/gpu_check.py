@@ -122,6 +122,7 @@ def numerics(args: argparse.Namespace, backend: str) -> list[dict]:
     rows = []
     for dtype in ("float32", "bfloat16"):
         for kind, b, t, i, h in cases:
+            print(f"STARTED {kind} B={b} T={t} I={i} H={h} {backend} {dtype}", flush=True)
             row = one_case(kind, backend, dtype, b, t, i, h)
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -239,8 +240,10 @@ def main() -> None:
             out, stderr = proc.stdout, proc.stderr
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            started = [ln[8:] for ln in out.splitlines() if ln.startswith("STARTED ")]
             results["_skipped"].append((name, f"timed out after {limit:.0f} s (a hang or slow compiles; the rows "
-                                              "it finished are kept)"))
+                                              "it finished are kept" + (f"; it was running {started[-1]}"
+                                                                        if started else "") + ")"))
         print(out[-4000:], flush=True)
         done = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
         if done:

@@ -141,7 +141,9 @@ def _from_cpu_fused(p: dict[str, Any], hidden: int) -> dict[str, Any]:
     if "threads" in p:
         out["workers"] = int(p["threads"])
     if {"mr", "vector_lanes", "rows_per_thread", "threads"} <= p.keys():
-        gates = max(1, int(p["rows_per_thread"]) * int(p["threads"]) // max(hidden, 1))
+        # the Schedule names its gates (rows may be padded to whole vectors); older ones do not
+        gates = int(p["gates"]) if "gates" in p else max(1, int(p["rows_per_thread"]) * int(p["threads"]) //
+                                                          max(hidden, 1))
         out["tile_hidden"] = _divisor_at_most(hidden, max(1, int(p["mr"]) * int(p["vector_lanes"]) // gates))
     if "nr" in p:
         out["batch_block"] = max(1, int(p["nr"]))

@@ -51,7 +51,9 @@ class CpuFused(_CpuBase):
         c = t.cpu
         G, H, Dh, B, sz = s.info.gates, s.hidden, s.head_dim, s.batch, s.dtype_bytes
         self.lanes = lanes = c.lanes(self._compute_dtype())
-        rows_total = G * H
+        # the kernels pad a tile's gate rows to whole vectors (the last vector's spare lanes compute
+        # nothing anyone reads): an Elman H=12 on 16 lanes is one padded vector, not "no tiling"
+        self.rows = rows_total = round_up(G * H, lanes)
         m = Model(f"cpu_fused_{s.cell}")
         th = m.decision("threads", [d for d in divisors(rows_total) if d <= c.cores], prefer="max")
         mr = m.decision("mr", [1, 2, 3, 4, 6, 8], prefer="max")
@@ -85,7 +87,9 @@ class CpuFused(_CpuBase):
         v = sol.values
         params = {"threads": v["threads"], "mr": v["mr"], "nr": v["nr"], "k_block": v["k_block"],
                   "vector_lanes": self.lanes, "rows_per_thread": v["rows_per_thread"],
-                  "l2_resident": int(v["l2_resident"] == 2)}
+                  "l2_resident": int(v["l2_resident"] == 2), "gates": s.info.gates}
+        if self.rows != s.info.gates * s.hidden:
+            params["padded_rows"] = self.rows
         foot = [("l1d", v["l1_bytes"])]
         if v["l2_resident"] == 2:
             foot.append(("l2", v["rows_per_thread"] * s.head_dim * s.dtype_bytes))

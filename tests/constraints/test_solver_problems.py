@@ -178,3 +178,40 @@ def test_serial_batch_tiles_cost_the_whole_batch(batch: int) -> None:
     assert s_serial.resources.blocks == s_serial.param("blocks_per_head") * s_serial.param("head_groups")
     assert s_serial.resources.blocks <= target.gpu.sm_count
     assert s_serial.estimate.seconds >= s_split.estimate.seconds
+
+
+@pytest.mark.parametrize("cell,hidden", [("elman", 12), ("elman", 4), ("gru", 20)])
+@pytest.mark.parametrize("tag", ["cpu/x86-avx512", "cpu/x86-avx2", "cpu/arm64-neon"])
+def test_cpu_rows_that_do_not_fill_vectors_are_padded(cell: str, hidden: int, tag: str) -> None:
+    """A cell whose gate rows are not whole vectors (Elman H=12 on 16 lanes) gets a tiling of
+    padded rows, as the kernels pad them, instead of "no tiling fits"."""
+    target = targets.get(tag)
+    spec = ProblemSpec(cell, hidden, batch=3, dtype="fp32")
+    sched = solve(spec, target)
+    lanes = sched.param("vector_lanes")
+    rows = CELLS[cell].gates * hidden
+    padded = -(-rows // lanes) * lanes
+    assert sched.param("gates") == CELLS[cell].gates
+    assert sched.param("rows_per_thread") * sched.param("threads") == padded
+    assert sched.param("padded_rows", rows) == padded
+    assert sched.param("rows_per_thread") % (lanes * sched.param("mr")) == 0
+
+
+def test_padded_cpu_schedule_runs_right() -> None:
+    """The C backend renders the padded schedule of nn.RNN(4, 12) and matches torch."""
+    import torch
+
+    import rnnc
+    from rnnc.backends.cstyle.program import CompiledProgram
+    from rnnc.tolerances import assert_close
+
+    torch.manual_seed(0)
+    model = torch.nn.RNN(4, 12, batch_first=True)
+    x = torch.randn(3, 9, 4)
+    program = rnnc.trace(model, (x,))
+    target = targets.get("cpu/host")
+    sched = solve(ProblemSpec("elman", 12, batch=3, dtype="fp32"), target)
+    got = CompiledProgram(program, target, sched)(x)
+    with torch.no_grad():
+        want = model(x)
+    assert_close(got[0], want[0], "float32", "c", "nn.RNN(4, 12) on the padded solver schedule")

@@ -53,18 +53,20 @@ def test_half_model_compiles_for_h100_and_matches_torch(kind: str, dtype: str) -
     assert f"batch block {kn['batch_block']}" in text and f"time chunk {kn['time_chunk']}" in text
 
 
-def test_half_model_traces_with_fp32_steps() -> None:
-    """A bf16 model traces (the IR computes in fp32, stores bf16) and its Program agrees with
-    torch's bf16 layer within the 16-bit trace tolerance at another size."""
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_model_traces_with_fp32_steps(dtype: str) -> None:
+    """A 16-bit model traces (the IR computes in fp32, stores 16-bit) and its Program agrees with
+    torch's 16-bit layer within the 16-bit trace tolerance at another size."""
     torch.manual_seed(0)
-    model = torch.nn.GRU(8, 16, num_layers=2, batch_first=True).to(torch.bfloat16)
-    prog = rnnc.trace(model, (torch.randn(2, 6, 8).to(torch.bfloat16),))
-    x = torch.randn(3, 11, 8).to(torch.bfloat16)
+    store = getattr(torch, dtype)
+    model = torch.nn.GRU(8, 16, num_layers=2, batch_first=True).to(store)
+    prog = rnnc.trace(model, (torch.randn(2, 6, 8).to(store),))
+    x = torch.randn(3, 11, 8).to(store)
     got = prog.run(x)
     with torch.no_grad():
         want = model(x)
-    assert got[0].dtype == torch.bfloat16
-    assert_close(got[0].float(), want[0].float(), "bfloat16", "trace-check", "bf16 GRU Program vs torch")
+    assert got[0].dtype == store
+    assert_close(got[0].float(), want[0].float(), dtype, "trace-check", f"{dtype} GRU Program vs torch")
 
 
 def test_generic_cuda_kernel_has_its_own_launch(tmp_path) -> None:  # noqa: ANN001 - pytest fixture
