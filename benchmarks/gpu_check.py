@@ -41,8 +41,9 @@ BIG = [("lstm", 16, 1024, 768, 768), ("gru", 16, 1024, 768, 768)]
 RAGGED = [("lstm", 5, 37, 40, 96), ("gru", 5, 37, 40, 96)]
 QUICK = [("lstm", 3, 11, 12, 32), ("gru", 3, 11, 12, 32)]
 #: sections in run order, each with its own time limit (seconds) on a GPU: the backends' numerics
-#: and timings first (what a loan is for), then the GPU tests and the race check
-SECTIONS = {"cuda": 200.0, "triton": 170.0, "tests": 120.0, "racecheck": 90.0}
+#: and timings first (what a loan is for), where a CUDA step's time goes, then the GPU tests and
+#: the race check
+SECTIONS = {"cuda": 200.0, "profile": 120.0, "triton": 170.0, "tests": 120.0, "racecheck": 90.0}
 
 
 def _gpu() -> bool:
@@ -129,6 +130,47 @@ def numerics(args: argparse.Namespace, backend: str) -> list[dict]:
     return rows
 
 
+def profile(args: argparse.Namespace) -> list[dict]:
+    """Where a CUDA step's time goes: the whole call at several sequence lengths gives the cost per
+    step (slope) and per call (intercept) for a small and a large layer; ``ncu`` (when it reads
+    counters here) adds the small kernel's speed-of-light summary."""
+    import shutil
+
+    import torch
+
+    import rnnc
+
+    if not _gpu():
+        return [{"check": "profile", "status": "not run: no GPU"}]
+    lines = []
+    for hidden, batch in ((96, 5), (768, 16)):
+        torch.manual_seed(0)
+        model = torch.nn.LSTM(hidden, hidden, batch_first=True)
+        x = torch.randn(batch, 8, hidden)
+        compiled = rnnc.compile(model, (x,), target="nvidia/h100-sxm", backend="cuda", use_db=False, measure=False)
+        times = {}
+        for steps in (16, 64, 256):
+            xd = torch.randn(batch, steps, hidden, device="cuda")
+            with torch.no_grad():
+                times[steps] = _time_cuda(lambda xd=xd, fn=compiled: fn(xd))
+        slope = (times[256] - times[16]) / 240
+        lines.append(f"LSTM H={hidden} B={batch}: {slope * 1e6:.2f} us per step, "
+                     f"{(times[16] - 16 * slope) * 1e6:.0f} us per call ({compiled.explain().splitlines()[0]})")
+    tool = shutil.which("ncu")
+    if tool:
+        code = ("import torch, rnnc; m = torch.nn.LSTM(96, 96, batch_first=True); x = torch.randn(5, 64, 96); "
+                "c = rnnc.compile(m, (x,), target='nvidia/h100-sxm', backend='cuda', use_db=False, measure=False); "
+                "c(x.cuda()); torch.cuda.synchronize()")
+        proc = subprocess.run([tool, "--clock-control", "none", "--kernel-name", "regex:rnnc_", "-c", "1",
+                               "--section", "SpeedOfLight", "--section", "LaunchStats", "--section", "Occupancy",
+                               sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=max(30, args.section_timeout - 60), check=False)
+        lines += [ln.strip() for ln in proc.stdout.splitlines()
+                  if any(k in ln for k in ("Duration", "Throughput", "Registers", "Grid Size", "Block Size",
+                                           "Achieved Occupancy", "Elapsed Cycles"))][:20]
+    return [{"check": "profile", "status": "ok", "summary": lines}]
+
+
 def racecheck(args: argparse.Namespace) -> list[dict]:
     """``compute-sanitizer --tool racecheck`` on a tiny CUDA case (shared-memory hazards)."""
     import shutil
@@ -190,7 +232,7 @@ def report(results: dict[str, list[dict]], out: Path) -> None:
         lines += [f"- {r['case']} {r['backend']} {r['dtype']}: " + r.get("explain", r["status"]).replace("\n", " ")
                   for r in rows]
         lines.append("")
-    for name in ("racecheck", "tests"):
+    for name in ("profile", "racecheck", "tests"):
         for r in results.get(name, []):
             lines += [f"## {r['check']}: {r['status']}", ""] + [f"    {s}" for s in r.get("summary", [])] + [""]
     for name, why in results.get("_skipped", []):
@@ -215,7 +257,7 @@ def main() -> None:
         if not torch.cuda.is_available():  # Triton's kernels run in its interpreter (set before importing it)
             os.environ.setdefault("TRITON_INTERPRET", "1")
         work = {"cuda": lambda a: numerics(a, "cuda"), "triton": lambda a: numerics(a, "triton"),
-                "racecheck": racecheck, "tests": tests}
+                "profile": profile, "racecheck": racecheck, "tests": tests}
         rows = work[args.worker](args)
         print("RESULT " + json.dumps(rows), flush=True)
         return
