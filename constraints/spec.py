@@ -96,9 +96,8 @@ class ProblemSpec:
     on each block, and the grid is the hidden split alone; ``pow2_tiles=True`` for kernels whose
     tiles are power-of-two blocks (Triton's ``tl.arange``): a hidden tile of 12 would hold 16
     rows of weights per gate in registers, so only power-of-two hidden tiles (or the whole
-    hidden size) are offered.  At their defaults they are left out
-    of ``key()``, so existing tuning records
-    and schedules keep their keys.
+    hidden size) are offered.  At their defaults they are left out of ``key()``, so existing
+    tuning records and schedules keep their keys.
     """
 
     cell: str

@@ -160,7 +160,7 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
         if wide:
             params = {n: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
                       for n, v in params.items()}
-        state = [s.float() if wide else s.clone() for s in states]
+        state = [s.clone().float() if wide else s.clone() for s in states]
         ys: list[Any] = [None] * steps
         for t in (range(steps - 1, -1, -1) if d == 1 else range(steps)):
             xt = layer_in[t].float() if wide else layer_in[t]

@@ -203,8 +203,9 @@ class _Emitter:
 
 
 #: registers per thread one broadcast recurrent product ``[BB, SP, KP]`` may take on a multi-block
-#: grid: LSTM H=768 B=16 (BB 16, SP 8, KP 128 on 8 warps = 64 per thread per product) spilled
-#: 400-1100 B at every hidden tile and warp count; at 16 the kernel fits (ptxas, sm_90)
+#: grid: with KP fixed at 128, LSTM H=768 at batch tile 16 (SP 8, 8 warps) needed 64 per thread for
+#: one product alone.  Bounding it is necessary, not sufficient: that layer still spills at B=16
+#: (ptxas, sm_90; docs/backends/triton.md)
 PRODUCT_REGISTERS = 16
 
 
