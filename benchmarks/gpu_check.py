@@ -12,8 +12,9 @@ whose blocks are not all resident) costs that section, not the loan.  On a GPU e
 through ``rnnc.compile`` for ``nvidia/h100-sxm`` (the H100's schedule; an H200 has the same SMs)
 and is compared with
 
-- an fp64 run of the same torch module on the CPU (fp32 models), or the fp32 module on the same
-  rounded weights and inputs (fp16/bf16 models), within the tolerance table's row for the backend;
+- an fp64 run of the same torch module on the CPU (for fp16/bf16 models: of the same rounded
+  weights and inputs, its output rounded to the model's dtype), within the tolerance table's row
+  for the backend;
 - cuDNN (``nn.LSTM``/``nn.GRU`` on the GPU in the model's dtype), for the timing ratio
   (``cudnn / rnnc``: above 1 is faster than cuDNN) and its own error as a yardstick.
 
@@ -220,9 +221,9 @@ def report(results: dict[str, list[dict]], out: Path) -> None:
     rows = results.get("cuda", []) + results.get("triton", [])
     if rows:
         lines += ["## Numerics and speed", "",
-                  "`err` is the largest |rnnc - reference| (fp64 of the same weights for fp32; fp32 of the "
-                  "rounded weights for bf16), `ok` against the tolerance table's row; `x cuDNN` is cuDNN's "
-                  "time over rnnc's (above 1: rnnc is faster).", "",
+                  "`err` is the largest |rnnc - reference| (fp64 of the same weights; for bf16 rounded to "
+                  "bf16), `ok` against the tolerance table's row; `x cuDNN` is cuDNN's time over rnnc's "
+                  "(above 1: rnnc is faster).", "",
                   markdown_table(rows, ["case", "backend", "dtype", "status", "err_vs_ref", "cudnn_err_vs_ref",
                                         "rnnc_ms", "cudnn_ms", "speedup_vs_cudnn", "compile_s"],
                                  {"err_vs_ref": lambda v: f"{v:.1e}", "cudnn_err_vs_ref": lambda v: f"{v:.1e}",
@@ -236,7 +237,7 @@ def report(results: dict[str, list[dict]], out: Path) -> None:
         for r in results.get(name, []):
             lines += [f"## {r['check']}: {r['status']}", ""] + [f"    {s}" for s in r.get("summary", [])] + [""]
     for name, why in results.get("_skipped", []):
-        lines += [f"- section {name} not run: {why}"]
+        lines += [f"- section {name}: {why}"]
     write_page(out, lines)
 
 
@@ -269,7 +270,7 @@ def main() -> None:
     for name in args.sections.split(","):
         left = args.budget_s - (time.monotonic() - start)
         if left < 30:
-            results["_skipped"].append((name, f"budget spent ({args.budget_s:.0f} s)"))
+            results["_skipped"].append((name, f"not run, the budget was spent ({args.budget_s:.0f} s)"))
             continue
         limit = min(left, args.section_timeout or SECTIONS[name])
         cmd = [sys.executable, __file__, "--worker", name, "--section-timeout", str(limit - 5),

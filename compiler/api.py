@@ -211,6 +211,8 @@ def example_batch(program: Any, inputs: Sequence[Any] | None) -> int:
             x = inputs[names.index(node.inputs[0])]
             if hasattr(x, "shape") and len(x.shape) == 3:
                 return int(x.shape[0 if node.attr_dict.get("batch_first") else 1])
+            if hasattr(x, "shape") and len(x.shape) == 2:  # an unbatched [T, I] sequence
+                return 1
         break
     first = inputs[0]
     return int(first.shape[0]) if hasattr(first, "shape") and len(first.shape) else 1

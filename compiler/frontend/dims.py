@@ -165,6 +165,7 @@ def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], 
     """Why ``program`` disagrees with ``model`` at twice the example's size in every symbolic dim
     ("" when it agrees, or when the model itself cannot run there).  Catches what a trace bakes
     in without knowing (a Python loop unrolled over the example's length)."""
+    from rnnc.ir.rnn import HALF_DTYPES
     from rnnc.tolerances import is_close
 
     grown = list(examples)
@@ -188,7 +189,6 @@ def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], 
         if tuple(g.shape) != tuple(w.shape):
             return f"at input sizes {shapes} output {k} has shape {tuple(g.shape)}, the model's {tuple(w.shape)}"
         half = str(w.dtype).removeprefix("torch.")
-        if not is_close(g.double(), w.double(), half if half in ("float16", "bfloat16") else "float32",
-                        "trace-check"):
+        if not is_close(g.double(), w.double(), half if half in HALF_DTYPES else "float32", "trace-check"):
             return f"at input sizes {shapes} output {k} differs from the model's"
     return "" if len(got) == len(want) else f"at input sizes {shapes} the Program returns {len(got)} outputs"

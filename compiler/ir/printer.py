@@ -128,7 +128,7 @@ def layer_storage(program: Program) -> dict[str, str]:
     :func:`layer_key`.  A model cast to fp16/bf16 keeps its step graph in fp32 (the IR computes
     in fp32, the kernels' mixed precision), so the dtype is read off the layer's stored weights;
     a layer with no stored floating weight keeps its step graph's input dtype."""
-    from rnnc.ir.rnn import direction_params, rnn_layout
+    from rnnc.ir.rnn import HALF_DTYPES, direction_params, rnn_layout
 
     out: dict[str, str] = {}
     for node in program.rnn_nodes():
@@ -137,7 +137,7 @@ def layer_storage(program: Program) -> dict[str, str]:
         for k, cell in enumerate(cells):
             found = [str(w.dtype).removeprefix("torch.") for n in params[k * dirs].values()
                      if (w := program.weights.get(n)) is not None and w.is_floating_point()]
-            half = [d for d in found if d in ("float16", "bfloat16")]
+            half = [d for d in found if d in HALF_DTYPES]
             out.setdefault(layer_key(cell), half[0] if half else cell.step.inputs[0][1].dtype)
     return out
 

@@ -20,6 +20,15 @@ from rnnc.ir.graph import Cell
 from rnnc.ir.ops import OPS, OpDef, ShapeError, _req
 from rnnc.ir.types import TensorType, dims_compatible
 
+#: storage dtypes of a model cast to 16 bits: its steps still compute in fp32 (the IR's and the
+#: kernels' mixed precision), x, y, weights and states are stored in it
+HALF_DTYPES = ("float16", "bfloat16")
+
+
+def float_states(cell: Cell) -> bool:
+    """Whether every state of ``cell`` is fp32 (the ones a 16-bit model stores in 16 bits)."""
+    return all(st.dtype == "float32" for st in cell.states)
+
 
 def rnn_layout(attrs: dict[str, Any]) -> tuple[tuple[Cell, ...], int, int]:
     """(cells per layer, number of directions, number of weight inputs)."""
@@ -75,8 +84,10 @@ def _infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[T
         raise ShapeError(f"lengths must be int64 [B], got {lengths.text()}")
     lay = attrs["num_layers"] * dirs
     states_out = []
+    # a model cast to fp16/bf16 keeps fp32 steps but stores its states like its x (as torch does)
+    store = x.dtype if x.dtype in HALF_DTYPES and float_states(first) else None
     for i, s in enumerate(first.states):
-        st = TensorType((lay, b, *s.shape), s.dtype)
+        st = TensorType((lay, b, *s.shape), store or s.dtype)
         given = types[2 + i]
         if given is not None and (given.rank != st.rank or not all(
                 dims_compatible(p, q) for p, q in zip(given.shape, st.shape, strict=True))):
@@ -156,7 +167,7 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
         params = per_direction[k * dirs + d]
         # 16-bit storage, fp32 arithmetic (the kernels' mixed precision): the step runs in fp32 on
         # widened x, weights and states; y and the final states are rounded back on store
-        wide = layer_in.dtype in (torch.float16, torch.bfloat16)
+        wide = str(layer_in.dtype).removeprefix("torch.") in HALF_DTYPES
         if wide:
             params = {n: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
                       for n, v in params.items()}
@@ -179,7 +190,9 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
         for view, final in zip(states, state, strict=True):
             view.copy_(final)
 
-    y, finals = run_stack(cells, dirs, x_tm, xs[2:2 + n_states], direction, batch_first_out=attrs["batch_first"])
+    half = str(x_tm.dtype).removeprefix("torch.") in HALF_DTYPES and float_states(cells[0])
+    y, finals = run_stack(cells, dirs, x_tm, xs[2:2 + n_states], direction, batch_first_out=attrs["batch_first"],
+                          state_dtype=x_tm.dtype if half else None)
     return (y.transpose(0, 1) if attrs["batch_first"] else y, *finals)
 
 

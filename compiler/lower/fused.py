@@ -152,6 +152,18 @@ def analyse_gates(cell: Cell) -> GatePlan | None:
     return GatePlan(h, max(lin.gates for lin in linears), tuple(linears), rec)
 
 
+def hosted(lin: GateLinear, kn: Knobs) -> bool:
+    """Whether the host's GEMM computes this input projection (``Knobs.host_gemm``): float input
+    linears only; int8 (scaled) ones stream their codes through the kernel's own GEMM."""
+    return bool(kn.host_gemm) and lin.src == "x" and not lin.scale
+
+
+def in_kernel_projections(plan: GatePlan, kn: Knobs) -> int:
+    """Input projections the kernel computes itself, each with its own shared accumulator tile
+    (what ``knobs.predict_smem`` counts as ``input_linears``)."""
+    return sum(1 for lin in plan.linears if lin.src == "x" and not hosted(lin, kn))
+
+
 def lower_fused(cell: Cell, plan: GatePlan, kn: Knobs, name: str) -> Kernel:
     return _Fused(cell, plan, kn).kernel(name)
 
@@ -168,7 +180,7 @@ class _Fused:
         #: (CPU: oneDNN/MKL through torch; GPU: cuBLAS through torch, off the recurrent critical path)
         self.hosted: dict[str, str] = {}
         for lin in plan.linears:
-            if kn.host_gemm and lin.src == "x" and not lin.scale:
+            if hosted(lin, kn):
                 self.hosted[lin.out] = lin.weight
                 self.bufs.append(Buffer(f"xg_{lin.out}", mul(mul(Var("T"), Var("B")), Const(lin.gates * self.h)),
                                         doc=f"x @ {lin.weight}.T for all steps, [T, B, G*H], computed by the host"))

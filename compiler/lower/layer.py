@@ -79,7 +79,7 @@ def common_buffers(cell: Cell) -> list[Buffer]:
 def lower_layer(cell: Cell, target: object = None, schedule: object = None, dtype: str = "float32",
                 name: str = "rnnc_layer", force_generic: bool = False) -> Kernel:
     """The loop nest of one layer; the fused path when the cell has gate structure."""
-    from rnnc.lower.fused import lower_fused
+    from rnnc.lower.fused import in_kernel_projections, lower_fused
 
     if cell.attr("xquant") is not None:
         raise UnsupportedError(f"the C-style backends cannot lower {cell.kind} with int8 input activations "
@@ -97,7 +97,7 @@ def lower_layer(cell: Cell, target: object = None, schedule: object = None, dtyp
     int8 = plan is not None and any(lin.scale for lin in plan.linears)
     knobs = knobs_for(cell.hidden_size, gates, target, schedule, dtype, int8_weights=int8)
     if plan is not None:
-        check_feasible(cell, plan.gates, knobs, target)
+        check_feasible(cell, plan.gates, knobs, target, in_kernel_projections(plan, knobs))
         return lower_fused(cell, plan, knobs, name)
     return lower_generic(cell, knobs, name, target)
 
@@ -125,13 +125,14 @@ def chunk_length(layer: Any, target: object, schedule: object) -> int:
     return 0
 
 
-def check_feasible(cell: Cell, gates: int, knobs: Knobs, target: object) -> None:
-    """Raise a readable :class:`InfeasibleError` when the fused kernel cannot fit ``target``."""
+def check_feasible(cell: Cell, gates: int, knobs: Knobs, target: object, projections: int = 1) -> None:
+    """Raise a readable :class:`InfeasibleError` when the fused kernel cannot fit ``target``
+    (``projections``: input projections the kernel computes itself, ``fused.in_kernel_projections``)."""
     gpu = getattr(target, "gpu", None)
     if gpu is None or not knobs.resident:
         return
     need = predict_smem(cell.hidden_size, gates, knobs.tile_hidden, knobs.batch_block,
-                        DTYPE_BYTES.get(knobs.dtype, 4), 0 if knobs.host_gemm else 1, register_k=knobs.register_k)
+                        DTYPE_BYTES.get(knobs.dtype, 4), projections, register_k=knobs.register_k)
     have = gpu.shared_memory_per_block_optin_bytes - gpu.shared_memory_reserved_per_block_bytes
     tag = getattr(target, "tag", "the target")
     if need > have:

@@ -42,14 +42,15 @@ def tune(model: Any, example_inputs: Any = None, *, target: str = "cpu/host", ba
 
 
 def lookup_record(cell: Cell, target: str, backend: str, batch: int = 1, seq_len: int | None = None,
-                  db: Database | None = None) -> Record | None:
+                  db: Database | None = None, dtype: str = "") -> Record | None:
     """The record compilation should use for ``cell``; ``seq_len=None`` accepts any length
-    (the longest measured wins: the steady state of a recurrent kernel)."""
+    (the longest measured wins: the steady state of a recurrent kernel); ``dtype``: the layer's
+    storage when the model was cast to 16 bits (``rnnc.ir.printer.layer_storage``)."""
     from rnnc.targets import get
 
     db = db if db is not None else Database()
     tag = get(target).tag
-    probe = Layer(cell, {}, batch, seq_len or 1)
+    probe = Layer(cell, {}, batch, seq_len or 1, dtype)
     want = dict(probe.key(tag, backend).to_dict(), shapes=None)
     fixed = {k: v for k, v in probe.shapes() if k != "seq_len" or seq_len is not None}
     h = cell_hash(cell)

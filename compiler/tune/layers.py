@@ -25,10 +25,13 @@ class Layer:
     weights: dict[str, Any] = field(compare=False, repr=False, hash=False)
     batch: int = 1
     seq_len: int = 64
+    #: storage dtype of a model cast to fp16/bf16 (its step graph stays fp32); "" = the step's
+    storage: str = ""
 
     @property
     def dtype(self) -> str:
-        return self.cell.step.inputs[0][1].dtype
+        """What the record key names: a bf16 model must not be served an fp32 layer's record."""
+        return self.storage or self.cell.step.inputs[0][1].dtype
 
     @property
     def label(self) -> str:
@@ -67,8 +70,11 @@ class Layer:
 
 def layers_of(program: Program, batch: int = 1, seq_len: int = 64) -> list[Layer]:
     """The distinct recurrent layers of ``program`` (by structural hash), in graph order."""
+    from rnnc.ir.printer import layer_key, layer_storage
+
     out: dict[str, Layer] = {}
     values = dict(program.weights)
+    storage = layer_storage(program)
     for node in program.rnn_nodes():
         cells, dirs, _ = rnn_layout(node.attr_dict)
         per_direction = direction_params(node.attr_dict, node.inputs[2 + len(cells[0].states):])
@@ -82,7 +88,7 @@ def layers_of(program: Program, batch: int = 1, seq_len: int = 64) -> list[Layer
             except KeyError as exc:
                 raise UserInputError(f"rnn weight {exc} is computed inside the graph; tuning needs weights stored "
                                      "in the Program") from None
-            out[h] = Layer(cell, weights, batch, seq_len)
+            out[h] = Layer(cell, weights, batch, seq_len, storage[layer_key(cell)])
     if not out:
         raise UserInputError("the model has no recurrent layer (rnn node) to tune")
     return list(out.values())

@@ -115,10 +115,12 @@ def resolve_schedules(program: Any, target: Any, backend: str, batch: int = 1, u
     came from.  A broken database is reported once and never stops a compile."""
     from rnnc.constraints import Schedule
     from rnnc.ir import layer_key
+    from rnnc.ir.printer import layer_storage
     from rnnc.tune.api import lookup_record
 
     out = Resolved()
     tag = getattr(target, "tag", target)
+    storage = layer_storage(program)
     if use_db and db is None:
         db = _open_db()
         use_db = db is not None
@@ -130,7 +132,7 @@ def resolve_schedules(program: Any, target: Any, backend: str, batch: int = 1, u
             rec = None
             if use_db:
                 try:
-                    rec = lookup_record(cell, tag, backend, batch=batch, db=db)
+                    rec = lookup_record(cell, tag, backend, batch=batch, db=db, dtype=storage[key])
                 except Exception as exc:  # the database is an accelerator, never a reason to fail
                     warnings.warn(f"tuning database not used: {type(exc).__name__}: {exc}", stacklevel=2)
                     use_db = False

@@ -108,6 +108,10 @@ def describe_kernels(kernels: Mapping[str, Any], storage: Mapping[str, str]) -> 
     parts = []
     for key, kernel in kernels.items():
         kn = kernel.meta.get("knobs", {})
+        if kernel.meta.get("path") == "generic":  # no tiles or chunks: one block per batch sample
+            parts.append(f"{key}: generic kernel, one block of {kn.get('threads')} threads per batch sample, "
+                         f"{storage.get(key, 'float32')} storage")
+            continue
         proj = "input projection as one GEMM before the loop" if kernel.meta.get("host_gemm") else \
             "input projection inside the kernel"
         parts.append(f"{key}: {kernel.meta.get('path')} kernel, grid {kn.get('workers')} x {kn.get('threads')} "

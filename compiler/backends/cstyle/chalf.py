@@ -74,9 +74,3 @@ class HalfLayerRunner(LayerRunner):
         # the CUDA runner's cuBLAS GEMM computes it
         self.hosted = {buf: self.tensors[w].float().t().contiguous()
                        for buf, w in kernel.meta.get("host_gemm", {}).items()}
-
-    def project(self, x: Any) -> None:
-        import torch
-
-        for buf, wt in self.hosted.items():
-            self.tensors[buf] = torch.matmul(x.float(), wt)

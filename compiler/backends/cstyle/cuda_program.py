@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnc.backends.cstyle.cuda_driver import CudaKernel, driver, pick_cubin
-from rnnc.backends.cstyle.runtime import RnnRunner, bound_tensors, launch_values
+from rnnc.backends.cstyle.runtime import RnnRunner, bound_tensors, host_projections, launch_values
 from rnnc.backends.cstyle.variants import VARIANTS
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Program
@@ -78,8 +78,7 @@ class CudaLayerRunner:
             return
         vals = launch_values(x, y, y_off, self.launcher.grid, reverse, lengths)
         st = dict(zip(self.state_names, states, strict=True))
-        for buf, wt in self.hosted.items():  # one GEMM over all T*B rows, off the recurrent critical path
-            self.tensors[buf] = torch.matmul(x.float(), wt)
+        host_projections(self.hosted, x, self.tensors)  # one GEMM over all T*B rows, off the critical path
         ptrs = [t.data_ptr() for t in bound_tensors(self.kernel, x, y, lengths, st, self.tensors, self._dummy_len)]
         ptrs += [t.data_ptr() for t in self.work(batch, steps)]
         sc = torch.tensor([vals[n] for n in self.kernel.scalars], dtype=torch.int64, device=self.device)
@@ -186,7 +185,9 @@ def gpu_kernel(cell: Any, target: Any, sched: Any, dtype: str, name: str, batch:
                arch: str | None = None) -> Kernel:
     """The GPU loop nest of one layer, as the CUDA kernel and its C twin both run it: a given
     Schedule as it is; else, for a fused cell on a GPU target, the solver's schedule for ``batch``
-    fitted against ptxas (``fit_cuda_schedule``; needs nvcc); else the backend's own knobs."""
+    fitted against ptxas (``fit_cuda_schedule``), or without nvcc the solver's schedule unfitted;
+    else the backend's own knobs."""
+    from rnnc.backends.cstyle.artifact import solver_schedule
     from rnnc.backends.cstyle.build import nvcc_path
     from rnnc.backends.cstyle.cuda_fit import fit_cuda_schedule
     from rnnc.lower.fused import analyse_gates
@@ -194,9 +195,10 @@ def gpu_kernel(cell: Any, target: Any, sched: Any, dtype: str, name: str, batch:
 
     if dtype not in _TORCH_DTYPES:
         raise UnsupportedError(f"the CUDA backend stores {', '.join(_TORCH_DTYPES)}; {cell.kind} is {dtype}")
-    if sched is None and analyse_gates(cell) is not None and getattr(target, "gpu", None) is not None \
-            and nvcc_path() is not None:
-        return fit_cuda_schedule(cell, target, dtype, name, batch=batch, arch=arch).kernel
+    if sched is None and analyse_gates(cell) is not None and getattr(target, "gpu", None) is not None:
+        if nvcc_path() is not None:
+            return fit_cuda_schedule(cell, target, dtype, name, batch=batch, arch=arch).kernel
+        sched = solver_schedule(cell, target, dtype, batch)  # no ptxas to check it against here
     return lower_layer(cell, target, sched, dtype, name=name)
 
 

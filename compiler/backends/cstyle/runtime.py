@@ -44,6 +44,17 @@ def bound_tensors(kernel: Kernel, x: Any, y: Any, lengths: Any, states: dict[str
     return out
 
 
+def host_projections(hosted: dict[str, Any], x: Any, into: dict[str, Any]) -> None:
+    """``Knobs.host_gemm``: each hosted input projection ``x @ W`` ([T, B, I] view, any storage
+    dtype) as one fp32 GEMM of torch's BLAS (cuBLAS on a GPU, oneDNN/MKL on a CPU) into ``into``
+    -- fp32 so a 16-bit model's projection is not rounded before the gate math.  Runs under
+    torch's float32 matmul precision (default "highest": no TF32)."""
+    import torch
+
+    for buf, wt in hosted.items():
+        into[buf] = torch.matmul(x if x.dtype == torch.float32 else x.float(), wt)
+
+
 def default_threads() -> int:
     env = os.environ.get("RNNC_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
     if env:
@@ -145,10 +156,7 @@ class LayerRunner:
 
     def project(self, x: Any) -> None:
         """The hosted input projections of ``x`` ([T, B, I] view): one GEMM of torch's BLAS each."""
-        import torch
-
-        for buf, wt in self.hosted.items():
-            self.tensors[buf] = torch.matmul(x, wt)
+        host_projections(self.hosted, x, self.tensors)
 
     @property
     def _index(self) -> dict[str, int]:
@@ -179,7 +187,9 @@ class RnnRunner:
         from rnnc.ir.rnn import run_stack
 
         in_dtype = x.dtype
-        if self.device is None and x.dtype != torch.float32:
+        if self.device is None and x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()  # a 16-bit model on the C backend: fp32 kernels, outputs stored back in 16 bits
+        elif self.device is None and x.dtype != torch.float32:
             raise UnsupportedError(f"the C backend runs float32 inputs, got {x.dtype}")
         if self.device is not None:
             x = x.to(device=self.device, dtype=self.store)
@@ -195,7 +205,7 @@ class RnnRunner:
         y, states = run_stack(self.cells, self.dirs, xt, list(init_states or ()), direction, out_dtype=xt.dtype,
                               state_dtype=torch.float32, device=xt.device, batch_first_out=self.batch_first)
         y = y.transpose(0, 1) if self.batch_first else y
-        if self.device is None:
+        if self.device is None and in_dtype == torch.float32:
             return (y, *states)
         return (y.to(in_dtype), *(s.to(in_dtype) for s in states))
 

@@ -66,4 +66,17 @@ def unsupported(program: Program, opset: int) -> str:
         need = MIN_OPSET.get(node.op, MIN_EXPORT_OPSET)
         if opset < need:
             return f"op {node.op!r} ({node.label}) needs ONNX opset >= {need}, asked for {opset}"
+    return half_storage(program, "the ONNX export writes fp32 graphs")
+
+
+def half_storage(program: Program, what: str) -> str:
+    """Why a backend that runs fp32 only cannot take a model cast to fp16/bf16 ("" when it can)."""
+    from rnnc.ir.printer import layer_storage
+    from rnnc.ir.rnn import HALF_DTYPES
+
+    half = sorted({d for d in layer_storage(program).values() if d in HALF_DTYPES})
+    if half:
+        return (f"{what}; this model stores {' and '.join(half)} weights: pass model.float() (rnnc's "
+                f"int8/int4 quantization makes a small model for the edge), or compile it with the cuda, "
+                f"triton or c backend")
     return ""

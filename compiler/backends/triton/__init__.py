@@ -139,19 +139,21 @@ TRITON_BACKEND = register_backend(TritonBackend())
 def layer_kernels(program: Any, target: Any = None, batch: int = 1, fit: bool | None = None) -> dict[str, list[Any]]:
     """Per rnn node (keyed by its first output), one LayerKernel per layer; on a GPU target the
     launch configuration comes from the Schedule (see :func:`kernel_for`)."""
+    from rnnc.ir.printer import layer_key, layer_storage
     from rnnc.ir.rnn import rnn_layout
 
     spec = _target(target)
+    storage = layer_storage(program)
     out: dict[str, list[Any]] = {}
     for node in program.rnn_nodes():
         kernels = []
         for cell in rnn_layout(node.attr_dict)[0]:
-            kernels.append(kernel_for(cell, spec, batch, fit))
+            kernels.append(kernel_for(cell, spec, batch, fit, storage[layer_key(cell)]))
         out[node.outputs[0]] = kernels
     return out
 
 
-def kernel_for(cell: Any, target: Any, batch: int = 1, fit: bool | None = None) -> Any:
+def kernel_for(cell: Any, target: Any, batch: int = 1, fit: bool | None = None, storage: str = "") -> Any:
     """The LayerKernel of ``cell`` with its launch configuration from the Schedule on a GPU target.
 
     With ``fit`` (default: when triton's AOT compiler works here) the Schedule is the one after
@@ -162,15 +164,15 @@ def kernel_for(cell: Any, target: Any, batch: int = 1, fit: bool | None = None) 
     from rnnc.backends.triton.runtime import layer_kernel
 
     if getattr(target, "gpu", None) is None:
-        return layer_kernel(cell)
+        return layer_kernel(cell, storage=storage)
     from rnnc.backends.triton import aot
 
     if fit if fit is not None else aot.available():
         cap = 10 * target.gpu.compute_capability[0] + target.gpu.compute_capability[1]
-        sched = aot.fit_schedule(cell, target, cap, batch).schedule
+        sched = aot.fit_schedule(cell, target, cap, batch, storage).schedule
     else:
         sched = schedule_for(cell, target, batch)
-    return kernel_at(cell, sched)
+    return kernel_at(cell, sched, storage)
 
 
 def scan_fallback(cell: Any) -> bool:
@@ -191,13 +193,14 @@ def scan_fallback(cell: Any) -> bool:
     return True
 
 
-def kernel_at(cell: Any, sched: Any) -> Any:
-    """The LayerKernel of ``cell`` at a Schedule of any of the three kernel families."""
+def kernel_at(cell: Any, sched: Any, storage: str = "") -> Any:
+    """The LayerKernel of ``cell`` at a Schedule of any of the three kernel families (``storage``:
+    a 16-bit model's, for the fused kernel; scans and chunk kernels stream fp32)."""
     if sched.kernel == "chunkwise":
         return chunk_kernel(cell, sched)
     if cell.recurrence == "linear":
         return scan_kernel(cell, sched)
-    return fused_kernel(cell, sched)
+    return fused_kernel(cell, sched, storage)
 
 
 def chunk_kernel(cell: Any, sched: Any) -> Any:
@@ -208,14 +211,14 @@ def chunk_kernel(cell: Any, sched: Any) -> Any:
                         tile=int(sched.param("value_tile")), chunkwise=True)
 
 
-def fused_kernel(cell: Any, sched: Any) -> Any:
+def fused_kernel(cell: Any, sched: Any, storage: str = "") -> Any:
     """The fused LayerKernel of a nonlinear ``cell`` at a ``fused_recurrence`` Schedule: single
     block, or multi-block with the Schedule's ``hidden_tile`` when it has several blocks per head."""
     from rnnc.backends.triton.runtime import layer_kernel
 
     split = int(sched.param("blocks_per_head")) > 1
     return layer_kernel(cell, int(sched.param("batch_tile")), int(sched.param("warps")),
-                        hidden_tile=int(sched.param("hidden_tile")) if split else 0)
+                        hidden_tile=int(sched.param("hidden_tile")) if split else 0, storage=storage)
 
 
 def can_split(plan: Any) -> bool:

@@ -79,7 +79,7 @@ def launches(lk: LayerKernel) -> list[tuple[str, dict[str, Any], str]]:
         return [(f"{KERNEL_PREFIX}{i}", launch_config(lk, comp), "fp32") for i, comp in enumerate(lk.plan.components)]
     if lk.is_chunk:  # operands and outputs in fp32 (the runner casts)
         return [(KERNEL_NAME, tiles(lk.plan, lk.chunk, lk.tile), "fp32")]
-    dtype = SOLVER_DTYPES.get(lk.plan.cell.step.inputs[0][1].dtype, "fp32")
+    dtype = SOLVER_DTYPES.get(lk.plan.store_dtype, "fp32")
     return [(KERNEL_NAME, {"BB": lk.batch_tile, "SP": pow2(lk.plan.piece), "REVERSE": False, "HAS_LEN": False,
                            **lk.extra_consts()}, dtype)]
 
@@ -214,7 +214,7 @@ class Fit:
                 "rounds": list(self.rounds), "converged": self.converged}
 
 
-def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit:
+def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1, storage: str = "") -> Fit:
     """Solve, compile for ``sm_<capability>``, feed ptxas's answer back into the solver, repeat.
 
     Why: the solver's register model counts the weights, the accumulators and a fixed overhead;
@@ -258,7 +258,7 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1) -> Fit
                                    f"(min_warps={min_warps}, register_overhead={overhead}) no "
                                    f"schedule fits sm_{capability}: {str(exc).splitlines()[0]}") from None
         scan = cell.recurrence == "linear"
-        lk = kernel_at(cell, sched)
+        lk = kernel_at(cell, sched, storage)  # a 16-bit model's kernel is compiled as it will run
         knobs = (lk.chunk, lk.tile, lk.warps) if scan else (lk.batch_tile, lk.warps, lk.hidden_tile)
         if knobs not in seen:
             seen[knobs] = compile_for(lk, capability)

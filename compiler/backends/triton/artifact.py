@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from rnnc import __version__
 from rnnc.backends.manifest import read_manifest, read_program, write_manifest, write_program
 from rnnc.backends.triton.runtime import LayerKernel, TritonProgram, plan_any
+from rnnc.ir.printer import layer_key, layer_storage
 
 #: compute capabilities compiled when the target is not a GPU (and always alongside the target's)
 DEFAULT_CAPABILITIES = (80, 90)
@@ -53,14 +55,16 @@ def compile_to_dir(program: Any, target: Any, outdir: str | Path, batch: int = 1
     caps = sorted({*DEFAULT_CAPABILITIES, *([10 * gpu.compute_capability[0] + gpu.compute_capability[1]]
                                              if gpu is not None else [])})
     layers: dict[str, dict[str, Any]] = {}
+    storage = layer_storage(program)
     for key, kernels in layer_kernels(program, target, batch, fit=False).items():
         node = next(n for n in program.rnn_nodes() if n.outputs[0] == key)
         for k, (lk, cell) in enumerate(zip(kernels, rnn_layout(node.attr_dict)[0], strict=True)):
             stem = f"layer_{key}_{k}"
             fit = None
             if gpu is not None and aot:  # compiler feedback on the target's own architecture
-                fit = fit_schedule(cell, target, 10 * gpu.compute_capability[0] + gpu.compute_capability[1], batch)
-                lk = kernel_at(cell, fit.schedule)
+                cap = 10 * gpu.compute_capability[0] + gpu.compute_capability[1]
+                fit = fit_schedule(cell, target, cap, batch, storage[layer_key(cell)])
+                lk = kernel_at(cell, fit.schedule, storage[layer_key(cell)])
             (out / f"{stem}.py").write_text(lk.source)
             entry: dict[str, Any] = {"node": key, "layer": k, "cell": cell.kind, "source": f"{stem}.py",
                                      "path": "chunkwise" if lk.is_chunk else "chunked scan" if lk.is_scan
@@ -105,6 +109,8 @@ def load(outdir: str | Path) -> TritonProgram:
             plan = plan_any(cell, chunkwise=entry.get("path") != "chunked scan")
             if knobs.get("hidden_tile"):  # multi-block kernel: the same split as at compile time
                 plan = split_hidden(plan, int(knobs["hidden_tile"]))
+            if knobs.get("storage"):  # a 16-bit model's fused kernel
+                plan = dataclasses.replace(plan, storage=str(knobs["storage"]))
             row.append(LayerKernel(plan, source, int(knobs.get("batch_tile", 1)), int(knobs["warps"]),
                                    int(knobs.get("chunk", 0)), int(knobs.get("tile", 0)),
                                    int(knobs.get("hidden_tile", 0))))

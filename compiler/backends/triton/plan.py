@@ -70,6 +70,13 @@ class LoopPlan:
     blocks: int = 1
     block_units: int = 0
     exchange: tuple[str, ...] = ()
+    #: storage dtype of a model cast to fp16/bf16 (its step graph stays fp32): what the kernel's
+    #: pointers hold and what decides ``tl.dot``; "" = the step graph's input dtype
+    storage: str = ""
+
+    @property
+    def store_dtype(self) -> str:
+        return self.storage or self.cell.step.inputs[0][1].dtype
 
     @property
     def split(self) -> tuple[int, int]:

@@ -47,7 +47,7 @@ class _Emitter:
         self.plan = plan
         self.dot = dot
         self.kp = kp or k_piece(plan)
-        self.store = TL_DTYPES[plan.cell.step.inputs[0][1].dtype]
+        self.store = TL_DTYPES[plan.store_dtype]
         self.lines: list[str] = []
         self.tiles: dict[str, list[str]] = {}
         self.types = plan.cell.step.value_types()
@@ -229,7 +229,7 @@ def use_dot(plan: LoopPlan, batch_tile: int) -> bool:
     Not for bf16: Triton 3.9's interpreter computes ``tl.dot`` on bf16 operands from their raw
     bits (wrong by orders of magnitude), so a bf16 dot kernel could not be checked without a
     GPU; bf16 layers keep fp32 weight tiles and the fp32 product instead."""
-    half = plan.cell.step.inputs[0][1].dtype == "float16"
+    half = plan.store_dtype == "float16"
     return half and batch_tile >= 16 and pow2(plan.piece) >= 16 and plan.piece == pow2(plan.piece)
 
 

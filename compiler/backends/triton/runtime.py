@@ -14,6 +14,7 @@ the IR's own evaluators.  Storage dtype (fp32/fp16/bf16) is the program's; arith
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import os
@@ -113,6 +114,8 @@ class LayerKernel:
         if self.is_scan or self.is_chunk:
             return {"chunk": self.chunk, "tile": self.tile, "warps": self.warps}
         knobs = {"batch_tile": self.batch_tile, "warps": self.warps, "piece": self.plan.piece}
+        if self.plan.storage:
+            knobs["storage"] = self.plan.storage
         if self.multi_block:
             knobs.update(hidden_tile=self.hidden_tile, hidden_blocks=self.plan.blocks)
         return knobs
@@ -135,11 +138,14 @@ def plan_any(cell: Any, chunkwise: bool = True) -> LoopPlan | ScanPlan | ChunkPl
 
 
 def layer_kernel(cell: Any, batch_tile: int = 16, warps: int = 4, chunk: int = 64, tile: int = 1024,
-                 hidden_tile: int = 0, chunkwise: bool = True) -> LayerKernel:
+                 hidden_tile: int = 0, chunkwise: bool = True, storage: str = "") -> LayerKernel:
     """Plan and render ``cell`` with this launch configuration (sizes rounded up to powers of two);
     a ``hidden_tile`` smaller than the hidden size renders the multi-block kernel;
-    ``chunkwise=False`` runs a chunk-form cell as a chunked scan."""
+    ``chunkwise=False`` runs a chunk-form cell as a chunked scan; ``storage``: a 16-bit model's
+    storage dtype (``rnnc.ir.printer.layer_storage``; scans and chunk kernels stream fp32)."""
     plan = plan_any(cell, chunkwise)
+    if storage and isinstance(plan, LoopPlan):
+        plan = dataclasses.replace(plan, storage=storage)
     if isinstance(plan, ChunkPlan):  # chunk: steps per chunk; tile: value columns per program
         consts = tiles(plan, min(chunk, 64), tile)  # what the kernel runs (16..64 steps, 16+ columns)
         return LayerKernel(plan, render_chunk(plan), 1, warps, consts["C"], consts["VT"])
@@ -205,18 +211,31 @@ def run_layer(lk: LayerKernel, x: Any, params: dict[str, Any], init: list[Any], 
 
 #: resident blocks per SM the hardware allows at most (sm_80..sm_90; torch does not report it)
 MAX_BLOCKS_PER_SM = 32
-#: (kernel source hash, batch, device) -> whether a multi-block layer launches persistently, and
-#: why (``TritonProgram.explain_lines``)
-LAUNCH_DECISIONS: dict[tuple[str, int, str], tuple[bool, str]] = {}
+#: (launch identity, batch, device) -> whether a multi-block layer launches persistently, and why
+#: (``TritonProgram.explain_lines``); the identity holds everything the answer depends on
+LAUNCH_DECISIONS: dict[tuple[tuple[Any, ...], int, str], tuple[bool, str]] = {}
+
+
+def launch_identity(lk: LayerKernel) -> tuple[Any, ...]:
+    """What a persistent launch's co-residency depends on besides the batch: the source (it fixes
+    registers and shared memory with the warps), the warps and the batch tile (with the batch, the
+    grid).  Two plans can render the same source for different grids."""
+    return (hashlib.sha256(lk.source.encode()).hexdigest()[:16], lk.warps, lk.batch_tile, lk.hidden_tile)
+
+
+#: shared memory the runtime reserves per resident block (sm_80 and later)
+RESERVED_SHARED_PER_BLOCK = 1024
 
 
 def coresident_blocks(registers: int, shared_bytes: int, warps: int, sm: dict[str, int]) -> int:
     """Blocks of one kernel a single SM holds at once: the least of what its registers (allocated
-    per warp in 256-register units), shared memory, thread slots and block slots allow.  ``sm``:
-    ``regs``, ``shared``, ``threads`` per SM (``torch.cuda.get_device_properties``)."""
+    per warp in 256-register units), shared memory (plus the 1 KiB reserved per block), thread
+    slots and block slots allow.  ``sm``: ``regs``, ``shared``, ``threads`` per SM
+    (``torch.cuda.get_device_properties``).  The fallback when the driver's own occupancy query
+    cannot be asked (:func:`persistent_ok`)."""
     per_warp = -(-max(registers, 1) * 32 // 256) * 256
     by_regs = (sm["regs"] // per_warp) // warps
-    by_smem = sm["shared"] // shared_bytes if shared_bytes else MAX_BLOCKS_PER_SM
+    by_smem = sm["shared"] // (shared_bytes + RESERVED_SHARED_PER_BLOCK) if shared_bytes else MAX_BLOCKS_PER_SM
     by_threads = sm["threads"] // (32 * warps)
     return max(0, min(by_regs, by_smem, by_threads, MAX_BLOCKS_PER_SM))
 
@@ -242,10 +261,12 @@ def persistent_ok(lk: LayerKernel, batch: int, device: Any, compiled: Any = None
             init = getattr(compiled, "_init_handles", None)
             if init is not None:
                 init()
-            sm = {"regs": int(getattr(props, "regs_per_multiprocessor", 65536)),
-                  "shared": int(getattr(props, "shared_memory_per_multiprocessor", 0) or 0),
-                  "threads": int(getattr(props, "max_threads_per_multi_processor", 2048))}
-            per_sm = coresident_blocks(int(compiled.n_regs), int(compiled.metadata.shared), lk.warps, sm)
+            per_sm = _driver_occupancy(compiled, lk.warps)
+            if per_sm is None:
+                sm = {"regs": int(getattr(props, "regs_per_multiprocessor", 65536)),
+                      "shared": int(getattr(props, "shared_memory_per_multiprocessor", 0) or 0),
+                      "threads": int(getattr(props, "max_threads_per_multi_processor", 2048))}
+                per_sm = coresident_blocks(int(compiled.n_regs), int(compiled.metadata.shared), lk.warps, sm)
         except Exception as exc:  # noqa: BLE001 - an unanswered query must mean "do not risk it"
             return False, f"occupancy query failed ({type(exc).__name__}: {exc}); one launch per step"
     room = per_sm * props.multi_processor_count
@@ -253,6 +274,27 @@ def persistent_ok(lk: LayerKernel, batch: int, device: Any, compiled: Any = None
         return False, (f"{programs} programs, the GPU holds {room} at once ({per_sm} per SM x "
                        f"{props.multi_processor_count} SMs); one launch per step")
     return True, f"persistent: {programs} programs co-resident ({per_sm} per SM x {props.multi_processor_count} SMs)"
+
+
+def _driver_occupancy(compiled: Any, warps: int) -> int | None:
+    """The CUDA driver's answer (``cuOccupancyMaxActiveBlocksPerMultiprocessor``) for Triton's
+    compiled kernel, or None when it cannot be asked (no function handle, no driver)."""
+    import ctypes
+
+    fn = getattr(compiled, "function", None)
+    if not fn:
+        return None
+    try:
+        from rnnc.backends.cstyle.cuda_driver import driver
+
+        drv = driver()
+        n = ctypes.c_int()
+        rc = drv.lib.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+            ctypes.byref(n), ctypes.c_void_p(int(fn)), ctypes.c_int(32 * warps),
+            ctypes.c_size_t(int(compiled.metadata.shared)))
+    except Exception:  # noqa: BLE001 - fall back to the arithmetic
+        return None
+    return int(n.value) if rc == 0 else None
 
 
 def _run_multi_block(lk: LayerKernel, args: list[Any], y: Any, init: list[Any], lens: Any, has_len: bool,
@@ -277,8 +319,8 @@ def _run_multi_block(lk: LayerKernel, args: list[Any], y: Any, init: list[Any], 
                   "HAS_LEN": has_len, "num_warps": lk.warps}
         sync = torch.zeros(1, dtype=torch.int32, device=device)
         call = (*args, *states, y, *hx, sync, lens, batch, steps)
-        key = (hashlib.sha256(lk.source.encode()).hexdigest()[:12], batch, str(device))
-        if key not in LAUNCH_DECISIONS:  # once per kernel, batch and device: the answer cannot change
+        key = (launch_identity(lk), batch, str(device))
+        if key not in LAUNCH_DECISIONS:  # once per launch, batch and device: the answer cannot change
             try:
                 compiled = None
                 if device.type == "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -336,9 +378,9 @@ class TritonProgram:
             for lk in lks:
                 if not lk.multi_block:
                     continue
-                h = hashlib.sha256(lk.source.encode()).hexdigest()[:12]
+                ident = launch_identity(lk)
                 for (src, batch, dev), (_, why) in LAUNCH_DECISIONS.items():
-                    if src == h:
+                    if src == ident:
                         out.append(f"  triton {lk.plan.cell.kind} H={lk.plan.cell.hidden_size} batch {batch} "
                                    f"on {dev}: {why}")
         return out

@@ -38,7 +38,10 @@ class TvmBackend:
                     check_cell(cell)
                 except RnncError as exc:
                     return False, str(exc)
-        return True, ""
+        from rnnc.backends.onnx.render import half_storage
+
+        why = half_storage(program, "the TVM backend builds fp32 kernels")
+        return (not why, why)
 
     def compile(self, program: Any, target: Any, outdir: str, schedule: Any = None, **kw: Any) -> dict:
         from rnnc.backends.tvm.artifact import compile_to_dir

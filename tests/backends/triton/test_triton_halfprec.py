@@ -63,3 +63,29 @@ def test_half_torch_model_through_rnnc_compile(kind: str, dtype: str) -> None:
     assert got[0].dtype == DTYPES[dtype]
     assert_close(got[0].float().cpu(), want[0], dtype, "triton", f"{kind} {dtype} y vs fp32 torch")
     assert "no GPU here" in compiled.explain() or torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_half_torch_model_directory_records_its_storage(dtype: str, tmp_path) -> None:  # noqa: ANN001
+    """A torch GRU cast to 16 bits compiled to a Triton directory: the fused kernel is compiled
+    (and its resources recorded) with 16-bit pointers, as it will run, the manifest names the
+    storage, and ``rnnc.load`` runs it on 16-bit input."""
+    import json
+
+    import rnnc
+    from rnnc.backends import get_backend
+
+    torch.manual_seed(4)
+    half = torch.nn.GRU(INPUT, 32, batch_first=True).to(DTYPES[dtype])
+    ref = torch.nn.GRU(INPUT, 32, batch_first=True)
+    ref.load_state_dict({k: v.float() for k, v in half.state_dict().items()})
+    x = torch.randn(3, 7, INPUT).to(DTYPES[dtype])
+    get_backend("triton").compile(rnnc.trace(half, (x,)), "nvidia/h100-sxm", str(tmp_path), batch=3)
+    entry = next(iter(json.loads((tmp_path / "manifest.json").read_text())["layers"].values()))
+    assert entry["knobs"]["storage"] == dtype
+    assert entry["resources"] and all("error" not in r for r in entry["resources"].values()), entry["resources"]
+    got = rnnc.load(str(tmp_path))(x)
+    with torch.no_grad():
+        want = ref(x.float())[0]
+    assert got[0].dtype == DTYPES[dtype]
+    assert_close(got[0].float().cpu(), want, dtype, "triton", f"{dtype} GRU loaded from a Triton directory")
