@@ -428,7 +428,8 @@ class _Fused:
         body = [Loop("w", Var("W"), (*prologue, chunk), "parallel")]
         meta = {"path": "fused", "knobs": kn.to_dict(), "gates": gmax, "tiles": nt, "cell": self.cell.kind,
                 "hidden": h, "recurrent_states": list(plan.recurrent_states),
-                "host_gemm": {f"xg_{out}": f"p_{w}" for out, w in self.hosted.items()}}
+                "host_gemm": {f"xg_{out}": f"p_{w}" for out, w in self.hosted.items()},
+                "projections": in_kernel_projections(plan, kn)}
         return Kernel(name, SCALARS, tuple(self.bufs), tuple(body), tuple(self.packs), meta)
 
     def row_block(self, mb: int, rows_pad: Expr, par: Expr, resident: dict[str, str]) -> list[Stmt]:

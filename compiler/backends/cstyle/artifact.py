@@ -143,7 +143,7 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
         entry["shared_memory_dynamic"] = r.dynamic
         kn = kernel.meta["knobs"]
         if kernel.meta["path"] == "fused":
-            n_in = sum(1 for b in kernel.buffers if b.name.startswith("xp_"))
+            n_in = kernel.meta["projections"]  # input projections the kernel computes itself
             entry["shared_memory_predicted"] = predict_smem(cell.hidden_size, kernel.meta["gates"], kn["tile_hidden"],
                                                             kn["batch_block"], DTYPE_BYTES[dtype], n_in,
                                                             kn["register_k"])

@@ -34,6 +34,7 @@ def test_fused_kernel_resources_match_prediction(name: str, hidden: int, dtype: 
     assert kernel.meta["path"] == "fused"
     kn = kernel.meta["knobs"]
     n_in = sum(1 for b in kernel.buffers if b.name.startswith("xp_"))
+    assert kernel.meta["projections"] == n_in  # the lowering's own count (fused.in_kernel_projections)
     predicted = predict_smem(hidden, kernel.meta["gates"], kn["tile_hidden"], kn["batch_block"],
                              DTYPE_BYTES[dtype], n_in)
     assert r.smem_bytes == predicted
