@@ -102,12 +102,10 @@ class FusedGpu(TilingProblem):
 
         clock = t.clock_mhz * 1e6
         fpc = self.peak_flops(s.dtype if shapes else "fp32") / (g.sm_count * clock)
-        if s.batch_split:
-            compute = m.maximum("compute", cost(2 * Kp / fpc) * acc,
-                                cost(2 * Kp * g.schedulers_per_sm / fpc) * wacc)
-        else:  # every batch tile on this block, serially: the whole padded batch per step
-            compute = m.maximum("compute", cost(2 * Kp / fpc) * Bp * rows,
-                                cost(2 * Kp * g.schedulers_per_sm / fpc) * Bp * wr)
+        # per step a block computes its batch tile, or (batch_split=False) every batch tile serially
+        block_acc, warp_acc = (acc, wacc) if s.batch_split else (Bp * rows, Bp * wr)
+        compute = m.maximum("compute", cost(2 * Kp / fpc) * block_acc,
+                            cost(2 * Kp * g.schedulers_per_sm / fpc) * warp_acc)
         smem_read = cost(sz / g.shared_memory_bytes_per_clock) * smem_elems
         sync_cost = cost(g.grid_sync_us * t.clock_mhz) * (sync - 1)
         step = m.define("step_cost", compute + smem_read + sync_cost)

@@ -86,7 +86,7 @@ def cuda_twin(program: Any, target: Any, schedule: Any = None, batch: int = 1) -
     from rnnc.backends.cstyle.artifact import twin_dialect
     from rnnc.backends.cstyle.build import build_c, load_library
     from rnnc.backends.cstyle.cuda_program import gpu_kernel
-    from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
+    from rnnc.backends.cstyle.program import CudaTwin, LayerBuild
     from rnnc.ir.printer import layer_cells, layer_storage
 
     storage = layer_storage(program)
@@ -97,12 +97,10 @@ def cuda_twin(program: Any, target: Any, schedule: Any = None, batch: int = 1) -
         src = twin_dialect(kernel, storage[key]).render()
         lib = build_c(src)
         builds[key] = LayerBuild(kernel, src, str(lib), getattr(load_library(lib), kernel.name))
-    twin = CompiledProgram(program, target, schedule, builds=builds, storage=storage)
-    twin.describe = lambda: describe_kernels({k: b.kernel for k, b in builds.items()}, storage)  # type: ignore
-    return twin
+    return CudaTwin(program, target, schedule, builds=builds)
 
 
-def describe_kernels(kernels: Mapping[str, Any], storage: Mapping[str, str]) -> str:
+def describe_kernels(kernels: Mapping[str, Any]) -> str:
     """What runs, per layer: the GPU launch (grid, tiles, batch block, time chunk, storage, where
     the input projection runs), for ``explain()`` -- on a GPU and in the C twin alike."""
     parts = []
@@ -110,13 +108,13 @@ def describe_kernels(kernels: Mapping[str, Any], storage: Mapping[str, str]) -> 
         kn = kernel.meta.get("knobs", {})
         if kernel.meta.get("path") == "generic":  # no tiles or chunks: one block per batch sample
             parts.append(f"{key}: generic kernel, one block of {kn.get('threads')} threads per batch sample, "
-                         f"{storage.get(key, 'float32')} storage")
+                         f"{kn.get('dtype', 'float32')} storage")
             continue
         proj = "input projection as one GEMM before the loop" if kernel.meta.get("host_gemm") else \
             "input projection inside the kernel"
         parts.append(f"{key}: {kernel.meta.get('path')} kernel, grid {kn.get('workers')} x {kn.get('threads')} "
                      f"threads, tile {kn.get('tile_hidden')}, batch block {kn.get('batch_block')}, time chunk "
-                     f"{kn.get('time_chunk')}, {storage.get(key, 'float32')} storage, {proj}")
+                     f"{kn.get('time_chunk')}, {kn.get('dtype', 'float32')} storage, {proj}")
     return "; ".join(parts)
 
 

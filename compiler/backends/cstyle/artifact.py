@@ -26,7 +26,7 @@ from rnnc import __version__
 from rnnc.backends.cstyle.build import build_c, c_flags, compile_cuda, load_library, nvcc_path
 from rnnc.backends.cstyle.cuda_fit import fit_cuda_schedule
 from rnnc.backends.cstyle.dialects import CDialect, CudaDialect
-from rnnc.backends.cstyle.program import CompiledProgram, LayerBuild
+from rnnc.backends.cstyle.program import CompiledProgram, CudaTwin, LayerBuild
 from rnnc.backends.cstyle.variants import variant
 from rnnc.backends.manifest import manifest_file, read_manifest, read_program, write_manifest, write_program
 from rnnc.errors import InfeasibleError, UserInputError
@@ -216,18 +216,18 @@ def load(outdir: str | Path) -> Any:
         return load_cuda(out)
     program = read_program(out, manifest)
     builds: dict[str, LayerBuild] = {}
-    storage: dict[str, str] = {}
     for key, cell in layer_cells(program).items():
         entry = manifest["layers"][key]
-        storage[key] = str(entry["knobs"].get("dtype", "float32"))
-        kernel = lower_layer(cell, None, entry["knobs"], storage[key], name=f"rnnc_{key}",
+        store = str(entry["knobs"].get("dtype", "float32"))
+        kernel = lower_layer(cell, None, entry["knobs"], store, name=f"rnnc_{key}",
                              force_generic=entry["path"] == "generic")
         src = manifest_file(out, entry, "source_c").read_text()
-        if twin_dialect(kernel, storage[key]).render() != src:
+        if twin_dialect(kernel, store).render() != src:
             raise UserInputError(f"{out}/{entry['source_c']} was built by a different rnnc; recompile")
         lib = load_library(manifest_file(out, entry, "library").resolve())
         builds[key] = LayerBuild(kernel, src, str(out / entry["library"]), getattr(lib, kernel.name))
-    return CompiledProgram(program, builds=builds, storage=storage)
+    # a cuda directory's C twin says which GPU launch each layer stands for
+    return (CudaTwin if variant(manifest.get("backend", "c")).on_gpu else CompiledProgram)(program, builds=builds)
 
 
 def twin_dialect(kernel: Any, dtype: str) -> CDialect:

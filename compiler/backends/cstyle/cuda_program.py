@@ -98,12 +98,11 @@ class CudaProgram:
     outputs come back where the first input was (so code written for the CPU twin, or for the
     torch module, runs unchanged), computed on the GPU either way."""
 
-    def __init__(self, program: Program, layers: Mapping[str, tuple[Kernel, CudaKernel]],
-                 storage: Mapping[str, str] | None = None) -> None:
+    def __init__(self, program: Program, layers: Mapping[str, tuple[Kernel, CudaKernel]]) -> None:
         import torch
 
         self.program = program
-        self.layers, self.storage = layers, dict(storage or {})
+        self.layers = layers
         self.device = torch.device("cuda", driver().ordinal)
         self.weights = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in program.weights.items()}
         self.rnns: dict[str, RnnRunner] = {}
@@ -130,9 +129,7 @@ class CudaProgram:
         """What each layer launches (``explain()``)."""
         from rnnc.backends.cstyle import describe_kernels
 
-        storage = self.storage or {k: kernel.meta.get("knobs", {}).get("dtype", "float32")
-                                   for k, (kernel, _) in self.layers.items()}
-        return describe_kernels({k: kernel for k, (kernel, _) in self.layers.items()}, storage)
+        return describe_kernels({k: kernel for k, (kernel, _) in self.layers.items()})
 
     def __call__(self, *inputs: Any) -> Any:
         import torch
@@ -222,4 +219,4 @@ def compile_cuda_program(program: Program, target: Any, schedule: Any = None, ba
         layers[key] = (kernel, CudaKernel(cubin.read_bytes(), kernel.name, int(kn["workers"]) or 1,
                                           int(kn["threads"]), r.smem_bytes if r.dynamic else 0,
                                           has_grid_barrier(kernel.body)))
-    return CudaProgram(program, layers, storage)
+    return CudaProgram(program, layers)

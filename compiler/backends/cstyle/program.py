@@ -52,6 +52,11 @@ def build_kernel(kernel: Kernel, target: Any = None) -> LayerBuild:
     return LayerBuild(kernel, source, str(lib), fn)
 
 
+def kernel_storage(kernel: Kernel) -> str:
+    """The storage dtype a layer kernel was lowered for (its knobs'; fp32 for kernels without)."""
+    return str(kernel.meta.get("knobs", {}).get("dtype", "float32"))
+
+
 def layer_runner(cell: Cell, build: LayerBuild, params: dict[str, Any], workers: int = 0,
                  dtype: str = "float32") -> Any:
     """The runner of one built (layer, direction): the chunkwise kernel's or the step kernels'
@@ -71,10 +76,9 @@ class CompiledProgram:
     """A Program whose recurrent layers run as C kernels on this CPU."""
 
     def __init__(self, program: Program, target: Any = None, schedule: Any = None,
-                 force_generic: bool = False, threads: int = 0, builds: dict[str, LayerBuild] | None = None,
-                 storage: Mapping[str, str] | None = None) -> None:
-        """``builds``: layers already built (the CUDA twin's GPU-shaped kernels); ``storage``:
-        their storage dtype by layer key (fp16/bf16 x, y and weights; default fp32)."""
+                 force_generic: bool = False, threads: int = 0, builds: dict[str, LayerBuild] | None = None) -> None:
+        """``builds``: layers already built (the CUDA twin's GPU-shaped kernels, whose knobs name
+        their fp16/bf16 storage of x, y and weights)."""
         import torch
 
         self.program = program
@@ -102,9 +106,9 @@ class CompiledProgram:
                     except KeyError as exc:
                         raise UnsupportedError(f"rnn weight {exc} is computed inside the graph; the C backend "
                                                f"needs weights stored in the Program") from None
-                    row.append(layer_runner(cell, b, params, workers, (storage or {}).get(key, "float32")))
+                    row.append(layer_runner(cell, b, params, workers, kernel_storage(b.kernel)))
                 runners.append(row)
-            store = (storage or {}).get(layer_key(cells[0]), "float32")
+            store = kernel_storage(self.builds[layer_key(cells[0])].kernel)
             self.rnns[node.outputs[0]] = RnnRunner(runners, cells, attrs["batch_first"], *(
                 (torch.device("cpu"), getattr(torch, store)) if store != "float32" else ()))
 
@@ -134,3 +138,14 @@ class CompiledProgram:
     @property
     def sources(self) -> Mapping[str, str]:
         return {k: b.source for k, b in self.builds.items()}
+
+
+class CudaTwin(CompiledProgram):
+    """The CUDA backend where there is no GPU: its kernels' GPU loop nests rendered in C and run
+    on this CPU (``cstyle.cuda_twin``, ``rnnc.load`` of a cuda directory); ``describe`` says which
+    GPU launch each layer stands for."""
+
+    def describe(self) -> str:
+        from rnnc.backends.cstyle import describe_kernels
+
+        return describe_kernels({k: b.kernel for k, b in self.builds.items()})

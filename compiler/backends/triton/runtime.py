@@ -15,6 +15,7 @@ the IR's own evaluators.  Storage dtype (fp32/fp16/bf16) is the program's; arith
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import os
@@ -102,6 +103,14 @@ class LayerKernel:
         """Constexprs of the fused kernel beyond the tiling: the multi-block kernel's column chunk
         and its persistent (grid-synchronised) variant, the one a GPU runs and AOT compiles."""
         return {"KP": self.kp, "GRID_SYNC": True} if self.multi_block else {}
+
+    @functools.cached_property
+    def launch_identity(self) -> tuple[Any, ...]:
+        """What a persistent launch's co-residency depends on besides the batch: the source (it
+        fixes registers and shared memory with the warps), the warps and the batch tile (with the
+        batch, the grid); two plans can render the same source for different grids.  Cached: the
+        source is hashed once per kernel, not on every call of the layer."""
+        return (hashlib.sha256(self.source.encode()).hexdigest()[:16], self.warps, self.batch_tile, self.hidden_tile)
 
     @property
     def kp(self) -> int:
@@ -216,13 +225,6 @@ MAX_BLOCKS_PER_SM = 32
 LAUNCH_DECISIONS: dict[tuple[tuple[Any, ...], int, str], tuple[bool, str]] = {}
 
 
-def launch_identity(lk: LayerKernel) -> tuple[Any, ...]:
-    """What a persistent launch's co-residency depends on besides the batch: the source (it fixes
-    registers and shared memory with the warps), the warps and the batch tile (with the batch, the
-    grid).  Two plans can render the same source for different grids."""
-    return (hashlib.sha256(lk.source.encode()).hexdigest()[:16], lk.warps, lk.batch_tile, lk.hidden_tile)
-
-
 #: shared memory the runtime reserves per resident block (sm_80 and later)
 RESERVED_SHARED_PER_BLOCK = 1024
 
@@ -319,7 +321,7 @@ def _run_multi_block(lk: LayerKernel, args: list[Any], y: Any, init: list[Any], 
                   "HAS_LEN": has_len, "num_warps": lk.warps}
         sync = torch.zeros(1, dtype=torch.int32, device=device)
         call = (*args, *states, y, *hx, sync, lens, batch, steps)
-        key = (launch_identity(lk), batch, str(device))
+        key = (lk.launch_identity, batch, str(device))
         if key not in LAUNCH_DECISIONS:  # once per launch, batch and device: the answer cannot change
             try:
                 compiled = None
@@ -378,9 +380,8 @@ class TritonProgram:
             for lk in lks:
                 if not lk.multi_block:
                     continue
-                ident = launch_identity(lk)
                 for (src, batch, dev), (_, why) in LAUNCH_DECISIONS.items():
-                    if src == ident:
+                    if src == lk.launch_identity:
                         out.append(f"  triton {lk.plan.cell.kind} H={lk.plan.cell.hidden_size} batch {batch} "
                                    f"on {dev}: {why}")
         return out
