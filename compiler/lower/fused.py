@@ -60,6 +60,9 @@ from rnnc.lower.warp_gemm import WarpSplit, load_registers, load_shared, split_f
 #: partial sums of the one-row GEMV: 4 output vectors x 2 partials = 8 independent FMA chains,
 #: enough for 2 FMA pipes x 4 cycles latency, and 8 of 32 (16 AVX2) vector registers
 _GEMV_PARTS = 2
+#: accumulator sets of the int8 one-row micro-kernel (its widening adds two instructions per
+#: weight vector, so more independent chains are needed to keep the FMA units busy)
+_INT8_GEMV_PARTS = 4
 
 
 def _sum(terms: list[Expr]) -> Expr:
@@ -192,10 +195,10 @@ class _Fused:
                                     doc=f"{lin.weight} packed [tiles, K, G, J]"))
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def wdtype(lin: GateLinear) -> str:
-        """Element type of a packed weight: int8 codes for quantized linears, else storage."""
-        return "int8" if lin.scale else "param"
+    def wdtype(self, lin: GateLinear) -> str:
+        """Element type of a packed weight: int8 codes for quantized linears (unless the knobs
+        widen them once at packing, ``Knobs.widen_codes``), else storage."""
+        return "int8" if lin.scale and not self.kn.widen_codes else "param"
 
     def local(self, name: str, size: int, dtype: str = "float") -> Alloc:
         self.bufs.append(Buffer(name, Const(size), "local", dtype, writable=True))
@@ -236,6 +239,12 @@ class _Fused:
                 Let("dot", Const(0.0, True)),
                 Loop("k", Const(kdim), (Let("dot", Bin("add", Ref("dot"), Bin("mul", a_of(m, k), w_of(k, q)))),)),
                 Store(acc, mq, Ref("dot"))), "vector")]
+        cpu_micro = self.kn.ukernel and self.kn.dtype == "float32"
+        if cpu_micro and int8 and rows == 1:
+            # int8 GEMV: the micro-kernel widens each code vector once in registers; gcc's loop
+            # form below widens through memory-sized steps (0.6-0.9x the fp32 kernel at B=1)
+            parts = next(p for p in (_INT8_GEMV_PARTS, 2, 1) if kdim % p == 0)
+            return [self.micro(acc, rows, gj, kdim, a_of, w_of, "int8", parts)]
         if rows == 1:
             # one row (B=1 GEMV): the weights must stream as one contiguous pass, so the vector of
             # outputs is innermost; a single accumulator per output vector is FMA-latency bound, so
@@ -251,19 +260,20 @@ class _Fused:
         # array in vector registers but reloads each weight vector once per row (loading it once
         # for all rows spills the accumulators or stops vectorising, 1.4-6x slower), so float
         # tiles are one micro-kernel call (``Knobs.ukernel``, rnnc.backends.cstyle.ukernels).
-        if self.kn.ukernel and not int8 and self.kn.dtype == "float32":
-            return [self.micro(acc, rows, gj, kdim, a_of, w_of)]
+        if cpu_micro:
+            return [self.micro(acc, rows, gj, kdim, a_of, w_of, "int8" if int8 else "float")]
         return self._gemm_rows(acc, rows, gj, kdim, a_of, lambda k, q, _m: w_of(k, q), "k")
 
     @staticmethod
-    def micro(acc: str, rows: int, gj: int, kdim: int, a_of, w_of) -> MicroGemm:
+    def micro(acc: str, rows: int, gj: int, kdim: int, a_of, w_of, wtype: str = "float", parts: int = 1) -> MicroGemm:
         """The :class:`MicroGemm` of ``acc = a @ w``.  Every caller's ``a_of(m, k)`` reads
         ``buf[row_m + k]`` and ``w_of(k, q)`` reads ``buf[base + k*gj + q]``, so the loads at
         ``k = q = 0`` give the row offsets and the weight panel's base."""
         firsts = [a_of(Const(m), Const(0)) for m in range(rows)]
         w0 = w_of(Const(0), Const(0))
         assert all(isinstance(f, Load) and f.buf == firsts[0].buf for f in firsts) and isinstance(w0, Load)
-        return MicroGemm(acc, rows, gj, kdim, firsts[0].buf, tuple(f.index for f in firsts), w0.buf, w0.index)
+        return MicroGemm(acc, rows, gj, kdim, firsts[0].buf, tuple(f.index for f in firsts), w0.buf, w0.index,
+                         wtype, parts)
 
     @staticmethod
     def _gemm_rows(acc: str, rows: int, gj: int, kdim: int, a_of, w_of, kvar: str, init=None) -> list[Stmt]:
@@ -384,7 +394,7 @@ class _Fused:
 
             def rows_of(rows: int, acc: str = acc, gj: int = gj, xbase: Expr = xbase, x_of=x_of, w_x=w_x,
                         lin: GateLinear = lin) -> list[Stmt]:
-                return [*self.gemm(acc, rows, gj, lin.k, x_of if rows > 1 else x_one, w_x, bool(lin.scale)),
+                return [*self.gemm(acc, rows, gj, lin.k, x_of if rows > 1 else x_one, w_x, self.wdtype(lin) == "int8"),
                         Loop("mq", Const(rows * gj), (Store(f"xp_{lin.out}", add(xbase, add(mul(Var("r0"), gj),
                                                                                             Var("mq"))),
                                                             Load(acc, Var("mq"))),), "vector")]
@@ -455,7 +465,7 @@ class _Fused:
             else:
                 def w_of(k: Expr, q: Expr, lin: GateLinear = lin, gj: int = gj) -> Expr:
                     return Load(f"w_{lin.out}", add(mul(Var("tile"), lin.k * gj), add(mul(k, gj), q)))
-            blk += self.gemm(f"acc_{lin.out}", mb, gj, lin.k, h_of, w_of, bool(lin.scale))
+            blk += self.gemm(f"acc_{lin.out}", mb, gj, lin.k, h_of, w_of, self.wdtype(lin) == "int8")
         if self.kn.reduce_inner:
             blk.append(Barrier("block"))
         blk.append(self.epilogue(mb, rows_pad, par))

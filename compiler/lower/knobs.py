@@ -37,7 +37,11 @@ class Knobs:
     serial dot product per output and thread, on the critical path of every time chunk, while a
     GEMM over all ``T*B`` rows fills the GPU (as cuDNN and FlashRNN do); ``ukernel`` (CPU,
     0/1): multi-row float GEMM tiles are register-tile micro-kernels
-    (``rnnc.backends.cstyle.ukernels``) instead of loops gcc vectorises.
+    (``rnnc.backends.cstyle.ukernels``) instead of loops gcc vectorises; ``widen_codes`` (0/1):
+    the int8 codes of weight-only quantized linears are packed as floats once, when the weights
+    are packed, instead of streaming as int8 and widening in registers at every use.  Exact either
+    way (every int8 code is a float), so it is a speed choice only: four times the weight bytes,
+    none of the widening instructions.
 
     GPU only (``reduce_inner``): ``register_k`` of the ``K`` columns of each recurrent weight row
     stay in registers for the whole sequence (each warp owns rows, its 32 lanes split ``K``), the
@@ -59,6 +63,7 @@ class Knobs:
     k_block: int = 0
     host_gemm: int = 0
     ukernel: int = 1
+    widen_codes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +78,7 @@ CPU_KNOBS_KERNEL = "cpu_knobs"
 def knobs_for(hidden: int, gates: int, target: Any = None, schedule: Any = None, dtype: str = "float32",
               batch: int | None = None, int8_weights: bool = False) -> Knobs:
     """Knobs from ``schedule`` when given (fields it lacks fall back), else from heuristics
-    (``int8_weights``: the fused GEMMs stream int8 codes, see :func:`cpu_knobs`)."""
+    (``int8_weights``: the layer has weight-only int8 linears, see :func:`cpu_knobs`)."""
     base = gpu_knobs(hidden, gates, target, dtype, batch) if _is_gpu(target) else cpu_knobs(
         hidden, gates, target, dtype, int8_weights)
     if schedule is None:
@@ -165,31 +170,38 @@ def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bo
     micro-kernel holds those weight vectors plus one accumulator per row and vector, so the batch
     rows are as many as the rest of the registers take, at most four: 4 on AVX-512 (16 of 32
     registers), 3 on AVX2 (12 + 4 of 16; LSTM H=512 B=16, x86-64-v3 on a Zen 4: 48 ms with 3
-    rows vs 55 ms with 2, measured with ``benchmarks/cpu_rnn.py``).
+    rows vs 55 ms with 2, measured with ``benchmarks/cpu_rnn.py``).  A tile of int8 codes
+    widens each weight vector into a register of its own, so it counts the weight vectors twice:
+    AVX2 then takes 2 rows (int8 LSTM H=512 B=16: 57 ms vs 92 ms with 3), AVX-512 still 4.
 
     ``time_chunk``: each chunk's input projection streams all input weights once; when the two
     weight matrices together exceed half the L3 that stream evicts the recurrent weights the
     steps need, so big layers take long chunks (LSTM H=1024 B=1 T=128: -15% with 128 instead of
     16; H<=512 and B=16 measured no gain, and the projection buffer grows with the chunk).
 
-    ``int8_weights``: gcc vectorises a loop over int8 codes by whole byte vectors (64 codes per
-    AVX-512 register), so a tile row of ``G * tile_hidden`` codes that is not a multiple of that
-    falls into mixed 32/16-byte code (GRU H=512 B=1: 2.3x slower); such tiles are widened to the
-    next multiple when H allows (the register tile then takes fewer batch rows)."""
+    ``widen_codes`` (``int8_weights`` only): int8 codes stream at a quarter of the bytes but cost
+    two widening instructions per weight vector; that pays where the float weights would not stay
+    in a core's L2 between steps (LSTM B=1 H=1024: 1.24x the fp32 kernel, H=512 1.09x) and loses
+    where they would (H=128: 0.90-0.96x), so the codes are widened once at packing when the float
+    recurrent weights fit one core's L2.  Batched steps are compute-bound, where widening once
+    wins too (B=16: streaming 0.86-0.95x); the batch is not known here, so the tuner measures it
+    (``rnnc.tune.adapt_c``).  Figures: Zen 4, AVX-512, ``/tmp`` bench of ``benchmarks/cpu_rnn.py``'s
+    points; the tile itself is the same for int8 codes (the micro-kernels widen per vector)."""
     cpu = getattr(target, "cpu", None)
     lanes = (cpu.vector_width_bits // 32) if cpu is not None else 16
     want = max(1, (4 * lanes) // max(gates, 1))
     tile = _divisor_at_most(hidden, want)
-    if int8_weights:
-        byte_lanes = 4 * lanes
-        tile = next((t for t in range(tile, hidden + 1) if hidden % t == 0 and gates * t % byte_lanes == 0), tile)
     regs = cpu.vector_registers if cpu is not None else 32
     vectors = max(1, (gates * tile + lanes - 1) // lanes)
     block = max(1, min(4, (regs - vectors) // vectors))
+    if int8_weights:  # each widened weight vector needs a register beside its codes' widening
+        block = max(1, min(4, (regs - 2 * vectors) // vectors))
     l3 = getattr(cpu, "l3_bytes", 0) or 32 * 2**20
     weights = 2 * gates * hidden * hidden * DTYPE_BYTES.get(dtype, 4)
     chunk = 128 if weights > l3 // 2 else 16
-    return Knobs(tile_hidden=tile, batch_block=block, time_chunk=chunk, workers=0, dtype=dtype)
+    l2 = getattr(cpu, "l2_bytes", 0) or 2**20
+    widen = int(int8_weights and gates * hidden * hidden * 4 <= l2)
+    return Knobs(tile_hidden=tile, batch_block=block, time_chunk=chunk, workers=0, dtype=dtype, widen_codes=widen)
 
 
 def gpu_knobs(hidden: int, gates: int, target: Any, dtype: str, batch: int | None) -> Knobs:

@@ -224,6 +224,10 @@ class MicroGemm:
     a_offs: tuple[Expr, ...]
     w_buf: str
     w_off: Expr
+    #: element type of the weight panel: ``"float"`` or ``"int8"`` (qlinear codes, widened in registers)
+    wtype: str = "float"
+    #: accumulator sets over interleaved ``k`` (``kdim % parts == 0``); > 1 for one-row tiles
+    parts: int = 1
 
 
 Stmt = Loop | Store | Let | If | Barrier | Alloc | Comment | MicroGemm

@@ -63,7 +63,8 @@ class CTunable:
                              problem=tuple(layer.shapes()), params=(("chunk", c),))
                     for c in (0, 16, 32, 128) if c <= max(layer.seq_len, 1)]
         plan = plan_layer(cell).gate_plan
-        base = cpu_knobs(h, plan.gates if plan is not None else 1, target, "float32")
+        int8 = plan is not None and any(lin.scale for lin in plan.linears)
+        base = cpu_knobs(h, plan.gates if plan is not None else 1, target, "float32", int8)
         options = {
             "time_chunk": [c for c in (64, 128, 16, 32) if c <= max(layer.seq_len, 1)],
             "batch_block": [b for b in (1, 2, 3, 4, 6, 8) if b <= max(layer.batch, 1)],
@@ -72,6 +73,8 @@ class CTunable:
             # form of the GEMM tiles instead of the micro-kernel: measured, never assumed
             "host_gemm": [1] if layer.seq_len * layer.batch > 1 else [],
             "ukernel": [0] if layer.batch > 1 or layer.seq_len > 1 else [],
+            # int8 codes streamed and widened per use, or widened once at packing
+            "widen_codes": [1 - base.widen_codes] if int8 else [],
         }
         default = {k: getattr(base, k) for k in options}
         seen, out = {tuple(default.items())}, []

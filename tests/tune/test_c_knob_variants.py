@@ -40,3 +40,30 @@ def test_every_variant_matches_the_interpreter():
     for sched in ADAPTER.knob_variants(layer, host)[:6]:
         got = compile_program(program, host, sched)(x)
         assert_close(got[0], want[0], "float32", "c", f"knobs {dict(sched.params)}")
+
+
+def test_int8_layers_search_both_ways_of_feeding_codes():
+    """A weight-only int8 layer's variants try the other ``widen_codes`` choice than the untuned
+    default (streamed codes vs widened once at packing), and both compute what the quantized IR
+    means; float layers have no such knob to try."""
+    import rnnc
+    from rnnc.ir import rnn_program
+    from rnnc.kernels import CELLS
+    from rnnc.tune import layers_of
+
+    host = get("cpu/host")
+    mod = CELLS["lstm"].load_module_class()(8, 32)
+    cell, weights = mod.rnnc_layer()
+    prog = rnn_program([cell], [[weights]])
+    calib = [torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(s)) for s in range(2)]
+    q = rnnc.quantize(prog, calib, scheme="w8", progress=False).program
+    layer = layers_of(q, 2, 10)[0]
+    default = cpu_knobs(32, 4, host, "float32", int8_weights=True).widen_codes
+    others = [v for v in ADAPTER.knob_variants(layer, host) if v.param("widen_codes") != default]
+    assert others
+    x = torch.randn(2, 10, 8, generator=torch.Generator().manual_seed(3))
+    want = q.run(x)
+    for sched in (ADAPTER.knob_variants(layer, host)[0], others[0]):
+        assert_close(compile_program(q, host, sched)(x)[0], want[0], "float32", "c", f"knobs {dict(sched.params)}")
+    float_layer = layers_of(prog, 2, 10)[0]
+    assert all(v.param("widen_codes") in (None, 0) for v in ADAPTER.knob_variants(float_layer, host))

@@ -16,7 +16,9 @@ from cstyle_cases import module, states
 from rnnc.backends.cstyle.program import CompiledProgram
 from rnnc.ir import rnn_program
 from rnnc.ir.printer import layer_key
+from rnnc.ir.rnn import rnn_layout
 from rnnc.kernels import CELLS
+from rnnc.lower.knobs import cpu_knobs
 from rnnc.tolerances import assert_close
 
 TILINGS = [
@@ -63,20 +65,26 @@ def test_k_block_changes_the_kernel_only_for_row_blocks() -> None:
     assert "kacc_" not in plain and "kacc_" not in gemv
 
 
-def test_int8_gru_takes_a_byte_vector_wide_tile() -> None:
-    """Weight-only int8: the default GRU tile is widened to 64 codes per row of a tile (3 x 64
-    units at H=64) and still computes what the quantized IR means."""
+@pytest.mark.parametrize("batch", [1, 5])
+def test_int8_gru_streams_codes_through_the_int8_micro_kernels(batch: int) -> None:
+    """Weight-only int8 with its codes streamed: the float tile (the micro-kernels widen codes per
+    vector, no byte-wide tile), the one-row kernel with interleaved accumulator sets at B=1 and
+    the row tile beside it at B=5, computing what the quantized IR means."""
     import rnnc
 
     cell, weights = module("gru", 64).rnnc_layer()
     prog = rnn_program([cell], [[weights]], with_states=True)
     calib = [torch.randn(2, 6, cell.input_size, generator=torch.Generator().manual_seed(s)) for s in range(3)]
     q = rnnc.quantize(prog, calib, scheme="w8", progress=False)
-    compiled = CompiledProgram(q.program)
+    qcell = rnn_layout(q.program.rnn_nodes()[0].attr_dict)[0][0]
+    compiled = CompiledProgram(q.program, schedule={layer_key(qcell): {"widen_codes": 0}})
     kernel = next(iter(compiled.builds.values())).kernel
-    assert kernel.meta["path"] == "fused" and kernel.meta["knobs"]["tile_hidden"] == 64
-    x = torch.randn(3, 7, cell.input_size, generator=torch.Generator().manual_seed(5))
-    init = [s.unsqueeze(0) for s in states(cell, 3)]
+    assert kernel.meta["path"] == "fused"
+    assert kernel.meta["knobs"]["tile_hidden"] == cpu_knobs(64, 3, None, "float32").tile_hidden
+    source = next(iter(compiled.sources.values()))
+    assert "_int8_p" in source and "_int8(" in source  # one-row and row-tile int8 kernels
+    x = torch.randn(batch, 7, cell.input_size, generator=torch.Generator().manual_seed(5))
+    init = [s.unsqueeze(0) for s in states(cell, batch)]
     for i, (g, w) in enumerate(zip(compiled(x, *init), q.program.run(x, *init), strict=True)):
         assert_close(g, w, "float32", "c", f"int8 gru output {i} vs the quantized interpreter")
 

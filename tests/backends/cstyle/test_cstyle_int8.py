@@ -15,9 +15,11 @@ from cstyle_cases import INPUT, module
 
 import rnnc
 from rnnc.backends.cstyle import C_BACKEND, compile_program
+from rnnc.constraints import Schedule
 from rnnc.errors import UnsupportedError
 from rnnc.ir import rnn_program
 from rnnc.ir.rnn import rnn_layout
+from rnnc.lower.knobs import CPU_KNOBS_KERNEL
 from rnnc.lower.layer import lower_layer
 from rnnc.tolerances import assert_close
 
@@ -33,8 +35,14 @@ def _quantized_cell_program(name: str, hidden: int = 16, scheme: str = "w8", **o
     return rnnc.quantize(prog, _calib(INPUT), scheme=scheme, progress=False, **options)
 
 
-def _compare(q: Any, *inputs: Any, force_generic: bool = False) -> Any:
-    compiled = compile_program(q.program, "cpu/host", force_generic=force_generic)
+def _codes(widen: int) -> Schedule:
+    """C knobs that stream the int8 codes (0) or widen them to floats once at packing (1)."""
+    return Schedule(kernel=CPU_KNOBS_KERNEL, cell="", target="cpu/host", problem=(), params=(("widen_codes", widen),))
+
+
+def _compare(q: Any, *inputs: Any, force_generic: bool = False, widen: int | None = None) -> Any:
+    schedule = None if widen is None else _codes(widen)
+    compiled = compile_program(q.program, "cpu/host", schedule, force_generic=force_generic)
     got, want = compiled(*inputs), q.program.run(*inputs)
     got = got if isinstance(got, tuple) else (got,)
     want = want if isinstance(want, tuple) else (want,)
@@ -59,8 +67,8 @@ def _has_qlinear(program: Any) -> bool:
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "elman", "mingru"])
-@pytest.mark.parametrize("force_generic", [False, True])
-def test_w8_cell_matches_quantized_interpreter(name: str, force_generic: bool) -> None:
+@pytest.mark.parametrize(("force_generic", "widen"), [(False, 0), (False, 1), (True, None)])
+def test_w8_cell_matches_quantized_interpreter(name: str, force_generic: bool, widen: int | None) -> None:
     q = _quantized_cell_program(name)
     assert _has_qlinear(q.program)
     cell = rnn_layout(q.program.rnn_nodes()[0].attr_dict)[0][0]
@@ -68,7 +76,7 @@ def test_w8_cell_matches_quantized_interpreter(name: str, force_generic: bool) -
         x = torch.randn(batch, 9, INPUT, generator=torch.Generator().manual_seed(5))
         init = [torch.randn(1, batch, *s.shape, generator=torch.Generator().manual_seed(6)) * 0.5
                 for s in cell.states]
-        compiled = _compare(q, x, *init, force_generic=force_generic)
+        compiled = _compare(q, x, *init, force_generic=force_generic, widen=widen)
     _assert_int8_weights(compiled, recurrent=name != "mingru")
     paths = {b.kernel.meta["path"] for b in compiled.builds.values()}
     if force_generic:
@@ -80,12 +88,28 @@ def test_w8_cell_matches_quantized_interpreter(name: str, force_generic: bool) -
 def test_kernel_declares_int8_parameter_buffers() -> None:
     q = _quantized_cell_program("lstm")
     cell = rnn_layout(q.program.rnn_nodes()[0].attr_dict)[0][0]
-    for force_generic in (False, True):
-        kernel = lower_layer(cell, None, force_generic=force_generic)
+    for force_generic, widen in ((False, 0), (False, 1), (True, 0)):
+        kernel = lower_layer(cell, None, _codes(widen), force_generic=force_generic)
         kinds = {b.name: b.dtype for b in kernel.buffers}
         assert kinds["p_weight_hh.q"] == "int8" and kinds["p_weight_hh.scale"] == "param"
-        if not force_generic:  # packed copies of the codes stay int8 too
-            assert {d for n, d in kinds.items() if n.startswith("w_")} == {"int8"}
+        if not force_generic:  # packed copies of the codes stay int8, unless widened once at packing
+            assert {d for n, d in kinds.items() if n.startswith("w_")} == {"param" if widen else "int8"}
+
+
+def test_untuned_int8_layers_stream_codes_only_where_float_weights_leave_l2() -> None:
+    """The default widens the codes once when the float recurrent weights fit one core's L2 (where
+    streaming a quarter of the bytes saves nothing) and streams them otherwise; the tuner's
+    candidates include the other choice (``rnnc.tune.adapt_c``)."""
+    from rnnc.lower.knobs import cpu_knobs
+    from rnnc.targets import get
+
+    for tag in ("cpu/x86-avx2", "cpu/x86-avx512", "cpu/arm64-neon"):
+        target = get(tag)
+        l2 = target.cpu.l2_bytes
+        fits = max(h for h in (16, 32, 64, 128, 256, 512, 1024, 2048) if 4 * h * h * 4 <= l2)
+        assert cpu_knobs(fits, 4, target, "float32", int8_weights=True).widen_codes == 1
+        assert cpu_knobs(2 * fits, 4, target, "float32", int8_weights=True).widen_codes == 0
+        assert cpu_knobs(2 * fits, 4, target, "float32").widen_codes == 0  # float layers: nothing to widen
 
 
 def test_groupwise_int4_and_multilayer_bidirectional_with_lengths() -> None:
@@ -125,7 +149,7 @@ def test_cuda_dialect_renders_int8_codes() -> None:
 
     q = _quantized_cell_program("gru")
     cell = rnn_layout(q.program.rnn_nodes()[0].attr_dict)[0][0]
-    src = CudaDialect(lower_layer(cell, None, dtype="float16"), "float16").render()
+    src = CudaDialect(lower_layer(cell, None, _codes(0), dtype="float16"), "float16").render()
     assert "const signed char*" in src and "((float)w_" in src
 
 
