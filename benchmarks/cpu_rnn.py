@@ -23,8 +23,10 @@ repetitions, so the ratios compare like with like even on a shared machine.  Col
   DRAM at the measured copy bandwidth, as a fraction of the measured time per step (can exceed
   1 when the weights stay in the L2/L3 caches);
 * ``int8``: the same C kernel with weight-only int8 weights (``rnnc.quantize`` scheme ``w8``:
-  per-channel scales, the codes stream as int8), full sequence or, for T=1, the faster of that
-  and ``Stream.step``; ``int8 vs best``: fastest fp32 baseline / int8 time; ``int8 vs bound``
+  per-channel scales; untuned, so the codes stream as int8 where the float recurrent weights
+  would not fit a core's L2 and are widened once at packing where they would), full sequence or,
+  for T=1, the faster of that and ``Stream.step``; ``int8 vs fp32``: rnnc's fp32 time / int8
+  time (> 1: int8 faster); ``int8 vs best``: fastest fp32 baseline / int8 time; ``int8 vs bound``
   (B=1): the fp32 DRAM bound per step (as in ``mem-bound``) / int8 time per step, > 1 means
   faster than any fp32 kernel that streams its recurrent weights from DRAM could be;
   ``int8 err``: max |int8 - eager| (quantization error, not a kernel error).
@@ -172,6 +174,7 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
     row["vs best"] = min(base) / ours
     if "int8" in row:
         row["int8 vs best"] = min(base) / row["int8"]
+        row["int8 vs fp32"] = row["rnnc"] / row["int8"]
     if batch == 1:
         wbytes = GATES[kind] * hidden * hidden * 4
         row["mem-bound"] = (wbytes / bw) / (ours / steps)
@@ -182,9 +185,9 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
 
 def table(rows: list[dict]) -> str:
     cols = ["cell", "B", "T", "H", "rnnc", "rnnc step", "tuned", "tuned/untuned", "eager", "compile", "ort", "vs best",
-            "mem-bound", "err", "int8", "int8 vs best", "int8 vs bound", "int8 err", "tuned params"]
+            "mem-bound", "err", "int8", "int8 vs fp32", "int8 vs best", "int8 vs bound", "int8 err", "tuned params"]
     formats = {**dict.fromkeys(("rnnc", "rnnc step", "tuned", "eager", "compile", "ort", "int8"), fmt_time),
-               **dict.fromkeys(("vs best", "int8 vs best", "int8 vs bound", "tuned/untuned"), ratio),
+               **dict.fromkeys(("vs best", "int8 vs fp32", "int8 vs best", "int8 vs bound", "tuned/untuned"), ratio),
                "mem-bound": lambda v: f"{v:.2f}", "err": error, "int8 err": error}
     return markdown_table(rows, cols, formats)
 
