@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rnnc.lower.cpu_cost import rates_for, stream_int8_codes
+
 #: bytes per element of the storage dtypes the C-style backends render
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -180,13 +182,14 @@ def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bo
     16; H<=512 and B=16 measured no gain, and the projection buffer grows with the chunk).
 
     ``widen_codes`` (``int8_weights`` only): int8 codes stream at a quarter of the bytes but cost
-    two widening instructions per weight vector; that pays where the float weights would not stay
-    in a core's L2 between steps (LSTM B=1 H=1024: 1.24x the fp32 kernel, H=512 1.09x) and loses
-    where they would (H=128: 0.90-0.96x), so the codes are widened once at packing when the float
-    recurrent weights fit one core's L2.  Batched steps are compute-bound, where widening once
-    wins too (B=16: streaming 0.86-0.95x); the batch is not known here, so the tuner measures it
-    (``rnnc.tune.adapt_c``).  Figures: Zen 4, AVX-512, ``/tmp`` bench of ``benchmarks/cpu_rnn.py``'s
-    points; the tile itself is the same for int8 codes (the micro-kernels widen per vector)."""
+    two widening instructions per weight vector.  Which wins at one row per step is the CPU cost
+    model's call (``rnnc.lower.cpu_cost``: for ``cpu/host`` the micro-kernels' measured rate per
+    memory level on this machine, probed once and cached; a roofline from the YAML otherwise):
+    streaming pays where the float weights would leave the L2 between steps (Zen 4 LSTM B=1
+    H=1024: 1.31x the fp32 kernel, H=512 1.11x) and not where they stay (H=128: widened, i.e. the
+    fp32 kernel).  Batched steps are compute-bound, where widening once wins (B=16 streamed
+    0.85-0.95x); the batch is not known here, so the tuner measures that (``rnnc.tune.adapt_c``).
+    The tile itself is the same for int8 codes (the micro-kernels widen per vector)."""
     cpu = getattr(target, "cpu", None)
     lanes = (cpu.vector_width_bits // 32) if cpu is not None else 16
     want = max(1, (4 * lanes) // max(gates, 1))
@@ -199,8 +202,7 @@ def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bo
     l3 = getattr(cpu, "l3_bytes", 0) or 32 * 2**20
     weights = 2 * gates * hidden * hidden * DTYPE_BYTES.get(dtype, 4)
     chunk = 128 if weights > l3 // 2 else 16
-    l2 = getattr(cpu, "l2_bytes", 0) or 2**20
-    widen = int(int8_weights and gates * hidden * hidden * 4 <= l2)
+    widen = int(int8_weights and (cpu is None or not stream_int8_codes(hidden, gates, rates_for(target))))
     return Knobs(tile_hidden=tile, batch_block=block, time_chunk=chunk, workers=0, dtype=dtype, widen_codes=widen)
 
 

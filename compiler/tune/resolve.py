@@ -18,8 +18,8 @@ from rnnc.errors import RnncError
 
 #: what a backend builds a layer from when the database has no record for it
 DEFAULTS = {
-    "c": "untuned default: heuristic knobs from the target's vector width, registers and L3 "
-         "(rnnc.lower.knobs.cpu_knobs)",
+    "c": "untuned default: knobs from the target's vector width, registers and caches, int8 weights "
+         "streamed or widened by the CPU cost model (rnnc.lower.knobs.cpu_knobs, rnnc.lower.cpu_cost)",
     "cuda": "solver (rnnc.constraints), refitted until ptxas meets its register prediction",
     "triton": "solver (rnnc.constraints)",
     "tvm": "solver (rnnc.constraints)",

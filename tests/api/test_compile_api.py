@@ -144,7 +144,7 @@ def test_compile_uses_a_tuned_record_first(tmp_path, monkeypatch):
     model = torch.nn.GRU(6, 16, batch_first=True).eval()
     x = torch.randn(2, 5, 6)
     before = rnnc.compile(model, (x,), target="cpu/host")
-    assert "schedule from untuned default: heuristic knobs" in before.explain()
+    assert "schedule from untuned default: knobs from the target" in before.explain()
     report = rnnc.tune(model, (x,), target="cpu/host", backend="c", batch=2, seq_len=8, max_candidates=2)
     assert report.ok
     trials = report.layers[0].trials

@@ -96,22 +96,6 @@ def test_kernel_declares_int8_parameter_buffers() -> None:
             assert {d for n, d in kinds.items() if n.startswith("w_")} == {"param" if widen else "int8"}
 
 
-def test_untuned_int8_layers_stream_codes_only_where_float_weights_leave_l2() -> None:
-    """The default widens the codes once when the float recurrent weights fit one core's L2 (where
-    streaming a quarter of the bytes saves nothing) and streams them otherwise; the tuner's
-    candidates include the other choice (``rnnc.tune.adapt_c``)."""
-    from rnnc.lower.knobs import cpu_knobs
-    from rnnc.targets import get
-
-    for tag in ("cpu/x86-avx2", "cpu/x86-avx512", "cpu/arm64-neon"):
-        target = get(tag)
-        l2 = target.cpu.l2_bytes
-        fits = max(h for h in (16, 32, 64, 128, 256, 512, 1024, 2048) if 4 * h * h * 4 <= l2)
-        assert cpu_knobs(fits, 4, target, "float32", int8_weights=True).widen_codes == 1
-        assert cpu_knobs(2 * fits, 4, target, "float32", int8_weights=True).widen_codes == 0
-        assert cpu_knobs(2 * fits, 4, target, "float32").widen_codes == 0  # float layers: nothing to widen
-
-
 def test_groupwise_int4_and_multilayer_bidirectional_with_lengths() -> None:
     """Group-wise scales (``w_scale [out, groups]``) take the generic path; lengths, reverse
     directions and a second layer go through the same runtime as float kernels."""

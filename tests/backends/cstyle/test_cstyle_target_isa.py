@@ -53,7 +53,7 @@ def test_cli_manifest_names_flags_and_schedule_source(tmp_path, monkeypatch):
     manifest = json.loads((out / "manifest.json").read_text())
     for layer in manifest["layers"].values():
         assert "-march=x86-64-v3" in layer["c_flags"]
-        assert layer["schedule_source"].startswith("untuned default: heuristic knobs")
+        assert layer["schedule_source"].startswith("untuned default: knobs from the target")
     assert rnnc.load(out)(torch.randn(2, 5, 12)).shape == (2, 5, 3)
 
 
