@@ -20,6 +20,7 @@ multiply-adds).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,8 +88,18 @@ ESTIMATED_WIDEN_RATIO = 2.0
 def yaml_rates(target: Any) -> CpuRates:
     """A roofline from a CPU target's data: the FMA peak per core, L1 at two vector loads per
     cycle, L2 at its bytes per cycle, L3 at half that (no YAML field), DRAM bandwidth shared by
-    all cores; every figure at the base clock."""
+    all cores; every figure at the base clock.
+
+    The cores that share a step: a kernel for a target this machine can execute is run here
+    (``rnnc.compile``, the tuner) on this machine's cores, at most the target's; one for another
+    ISA runs on the target's own cores."""
+    from rnnc.targets.host import can_run
+
     cpu = target.cpu
+    cores = cpu.cores
+    if can_run(cpu)[0]:
+        cores = max(1, min(cores, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                           else (os.cpu_count() or 1)))
     clock = float(target.clock_mhz) * 1e6
     lanes = cpu.vector_width_bits // 32
     mac_s = 1.0 / (cpu.fma_units_per_core * lanes * clock)
@@ -98,7 +109,7 @@ def yaml_rates(target: Any) -> CpuRates:
     table = tuple(((w, lv), max(b / read[lv], mac_s * (ESTIMATED_WIDEN_RATIO if w == "int8" else 1.0)))
                   for w, b in WEIGHT_BYTES.items() for lv in LEVELS)
     caches = (("l1", cpu.l1d_bytes), ("l2", cpu.l2_bytes), ("l3", cpu.l3_bytes))
-    return CpuRates(table, caches, cpu.cores,
+    return CpuRates(table, caches, cores,
                     f"a roofline from {target.tag}'s data (FMA peak, cache bytes/cycle, memory bandwidth / cores)")
 
 

@@ -172,8 +172,8 @@ def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bo
     micro-kernel holds those weight vectors plus one accumulator per row and vector, so the batch
     rows are as many as the rest of the registers take, at most four: 4 on AVX-512 (16 of 32
     registers), 3 on AVX2 (12 + 4 of 16; LSTM H=512 B=16, x86-64-v3 on a Zen 4: 48 ms with 3
-    rows vs 55 ms with 2, measured with ``benchmarks/cpu_rnn.py``).  A tile of int8 codes
-    widens each weight vector into a register of its own, so it counts the weight vectors twice:
+    rows vs 55 ms with 2, measured with ``benchmarks/cpu_rnn.py``).  A tile of streamed int8
+    codes widens each weight vector into a register of its own, so it counts them twice:
     AVX2 then takes 2 rows (int8 LSTM H=512 B=16: 57 ms vs 92 ms with 3), AVX-512 still 4.
 
     ``time_chunk``: each chunk's input projection streams all input weights once; when the two
@@ -196,13 +196,12 @@ def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bo
     tile = _divisor_at_most(hidden, want)
     regs = cpu.vector_registers if cpu is not None else 32
     vectors = max(1, (gates * tile + lanes - 1) // lanes)
-    block = max(1, min(4, (regs - vectors) // vectors))
-    if int8_weights:  # each widened weight vector needs a register beside its codes' widening
-        block = max(1, min(4, (regs - 2 * vectors) // vectors))
+    widen = int(int8_weights and (cpu is None or not stream_int8_codes(hidden, gates, rates_for(target))))
+    streamed = int8_weights and not widen  # each widened weight vector needs a register of its own
+    block = max(1, min(4, (regs - (2 if streamed else 1) * vectors) // vectors))
     l3 = getattr(cpu, "l3_bytes", 0) or 32 * 2**20
     weights = 2 * gates * hidden * hidden * DTYPE_BYTES.get(dtype, 4)
     chunk = 128 if weights > l3 // 2 else 16
-    widen = int(int8_weights and (cpu is None or not stream_int8_codes(hidden, gates, rates_for(target))))
     return Knobs(tile_hidden=tile, batch_block=block, time_chunk=chunk, workers=0, dtype=dtype, widen_codes=widen)
 
 

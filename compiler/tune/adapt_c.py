@@ -89,6 +89,10 @@ class CTunable:
         for name, values in options.items():  # one knob at a time
             for v in values:
                 add({**default, name: v})
+        if int8:  # the other way of feeding codes with the batch rows a float (or streamed) tile takes
+            add({**default, "widen_codes": 1 - base.widen_codes,
+                 "batch_block": cpu_knobs(h, plan.gates, target, "float32").batch_block if not base.widen_codes
+                 else base.batch_block})
         for chunk in options["time_chunk"]:  # then pairs of chunk and batch rows
             for block in options["batch_block"]:
                 add({**default, "time_chunk": chunk, "batch_block": block})

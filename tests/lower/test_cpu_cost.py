@@ -105,3 +105,17 @@ def test_probe_of_this_host_measures_every_level(tmp_path, monkeypatch):
     assert set(table) == {f"{w}/{lv}" for w in ("float", "int8") for lv in LEVELS}
     assert all(v > 0 for v in table.values())
     assert table["float/dram"] > table["float/l1"]
+
+
+@pytest.mark.parametrize("tag", CPU_TARGETS)
+def test_yaml_roofline_shares_steps_among_the_cores_that_run_them(tag):
+    """A target this machine can execute runs here, on at most this machine's cores; another
+    ISA's kernel runs on the target's own cores."""
+    import os
+
+    from rnnc.targets.host import can_run
+
+    target = get(tag)
+    here = len(os.sched_getaffinity(0))
+    cores = yaml_rates(target).cores
+    assert cores == (min(target.cpu.cores, here) if can_run(target.cpu)[0] else target.cpu.cores)
