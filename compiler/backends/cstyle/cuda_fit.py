@@ -6,16 +6,19 @@ kernel is compiled with ``__maxnreg__`` at exactly that prediction, so ptxas eit
 prediction holds: registers == predicted, 0 spills) or spills.  Spills mean the kernel needs
 more registers than the model's overhead; the spilled words go back into the solver as
 ``ProblemSpec.register_overhead`` and it solves again (it may then keep fewer weights in
-registers or pick more warps), the same loop as the Triton backend's ``aot.fit_schedule``.
+registers or pick more warps): the one compiler-feedback loop (``rnnc.constraints.feedback``)
+with this backend's policy, as the Triton backend's ``aot.fit_schedule`` has its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rnnc.backends.cstyle.build import Resources, compile_cuda
 from rnnc.backends.cstyle.dialects import CudaDialect
+from rnnc.constraints.feedback import State, Stop, Verdict, refine, refine_exhausted
 from rnnc.errors import InfeasibleError
 from rnnc.ir.graph import Cell
 from rnnc.lower.layer import lower_layer
@@ -67,7 +70,8 @@ def _compile_all(src: str, arch: str, others: tuple[str, ...]) -> tuple[Resource
 def fit_cuda_schedule(cell: Cell, target: Any, dtype: str, name: str, batch: int = 1,
                       arch: str | None = None, also: tuple[str, ...] = ()) -> CudaFit:
     """Solve, render, compile for ``arch`` (default: the target's own) and the architectures in
-    ``also`` (a fit holds only if none of them spills), feed spills back.
+    ``also`` (a fit holds only if none of them spills), feed spills back: this backend's policy
+    for the one compiler-feedback loop (``rnnc.constraints.feedback.refine``).
 
     Returns the first spill-free fit; when none is found in :data:`MAX_ROUNDS` rounds, or the
     solver finds no tiling once the overhead is raised, the last renderable Schedule without its
@@ -78,44 +82,51 @@ def fit_cuda_schedule(cell: Cell, target: Any, dtype: str, name: str, batch: int
     arch = arch or arch_of(target)
     others = tuple(a for a in dict.fromkeys(also) if a != arch)
     unit = max(1, target.gpu.register_allocation_unit // target.gpu.warp_size)
-    overhead, rounds = START_OVERHEAD, []
-    note, last = "", None
-    for _ in range(MAX_ROUNDS):
-        try:
-            sched = solver_schedule(cell, target, dtype, batch, overhead)
-        except InfeasibleError as exc:
-            if not rounds and overhead:  # the first guess is too much for this target: the bare model
-                overhead = 0
-                continue
-            if not rounds:
-                raise
-            note = f"no schedule after register feedback (overhead {overhead}): {str(exc).splitlines()[0]}"
-            break
+
+    def solve(cal: Mapping[str, Any]) -> Any:
+        sched = solver_schedule(cell, target, dtype, batch, cal["register_overhead"])
         if sched is None:
-            note = "no solver schedule (no model of this cell, or the target lacks the dtype: see the warning)"
-            break
+            raise Stop("no solver schedule (no model of this cell, or the target lacks the dtype: see the warning)")
+        return sched
+
+    def build(sched: Any) -> tuple[Kernel, str, Resources, int]:
         try:
             kernel = lower_layer(cell, target, sched, dtype, name=name)
         except InfeasibleError as exc:
-            note = f"solver schedule not renderable ({str(exc).splitlines()[0]})"
-            break
+            raise Stop(f"solver schedule not renderable ({str(exc).splitlines()[0]})") from exc
         src = CudaDialect(kernel, dtype).render()
-        res, words = _compile_all(src, arch, others)
-        pred = int(sched.resources.registers_per_thread)
-        rounds.append({"register_overhead": overhead, "predicted_registers": pred, "registers": res.registers,
-                       "spill_stores": res.spill_stores, "spill_loads": res.spill_loads,
-                       "register_k": kernel.meta["knobs"]["register_k"],
-                       "tile_hidden": kernel.meta["knobs"]["tile_hidden"],
-                       "threads": kernel.meta["knobs"]["threads"], "spilled_words_any_arch": words})
-        last = (sched, kernel)
+        return (kernel, src, *_compile_all(src, arch, others))
+
+    def judge(cal: Mapping[str, Any], sched: Any, built: tuple[Kernel, str, Resources, int]) -> Verdict:
+        kernel, _, res, words = built
+        record = {"predicted_registers": int(sched.resources.registers_per_thread), "registers": res.registers,
+                  "spill_stores": res.spill_stores, "spill_loads": res.spill_loads,
+                  "register_k": kernel.meta["knobs"]["register_k"], "tile_hidden": kernel.meta["knobs"]["tile_hidden"],
+                  "threads": kernel.meta["knobs"]["threads"], "spilled_words_any_arch": words}
         if words == 0:
-            return CudaFit(sched, kernel, src, arch, res, overhead, rounds)
+            return Verdict(True, True, None, record)
         # 2 to 4 allocation units per round: ptxas needs more than the words it spilled (it
         # also gives up scheduling freedom), while a large spill (a tile far too big for the
         # register file) must move the solver towards fewer register weights, not off a cliff
-        overhead += min(max(2 * -(-words // unit), 2), 4) * unit
-    else:
-        note = f"still spilling after {MAX_ROUNDS} rounds of register feedback"
+        step = min(max(2 * -(-words // unit), 2), 4) * unit
+        return Verdict(False, False, {"register_overhead": cal["register_overhead"] + step}, record)
+
+    def infeasible(cal: Mapping[str, Any], exc: InfeasibleError, state: State) -> dict[str, Any]:
+        if not state.rounds and cal["register_overhead"]:  # the first guess is too much: the bare model
+            return {"register_overhead": 0}
+        if not state.rounds:
+            raise exc
+        raise Stop(f"no schedule after register feedback (overhead {cal['register_overhead']}): "
+                   f"{str(exc).splitlines()[0]}")
+
+    fit = refine(solve, build, judge, {"register_overhead": START_OVERHEAD}, MAX_ROUNDS, infeasible)
+    overhead, rounds = fit.calibration["register_overhead"], fit.rounds
+    if fit.converged:
+        sched, (kernel, src, res, _) = fit.best
+        return CudaFit(sched, kernel, src, arch, res, overhead, rounds)
+    note = fit.note if fit.note != refine_exhausted(MAX_ROUNDS) else \
+        f"still spilling after {MAX_ROUNDS} rounds of register feedback"
+    last = (fit.last[0], fit.last[1][0]) if fit.last is not None else None
     if last is not None:  # the last renderable Schedule without the cap: ptxas may take up to 255
         knobs = {**last[1].meta["knobs"], "max_registers": 0}
         kernel = lower_layer(cell, target, knobs, dtype, name=name)

@@ -215,7 +215,8 @@ class Fit:
 
 
 def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1, storage: str = "") -> Fit:
-    """Solve, compile for ``sm_<capability>``, feed ptxas's answer back into the solver, repeat.
+    """Solve, compile for ``sm_<capability>``, feed ptxas's answer back into the solver, repeat:
+    this backend's policy for the one compiler-feedback loop (``rnnc.constraints.feedback``).
 
     Why: the solver's register model counts the weights, the accumulators and a fixed overhead;
     the Triton kernel also needs registers for its broadcast tile products and layout
@@ -235,60 +236,66 @@ def fit_schedule(cell: Any, target: Any, capability: int, batch: int = 1, storag
     tiles are split among more threads)."""
     from rnnc.backends.triton import can_split, kernel_at, schedule_for
     from rnnc.backends.triton.runtime import plan_any
+    from rnnc.constraints.feedback import Verdict, refine
     from rnnc.errors import InfeasibleError
 
     unit = max(1, target.gpu.register_allocation_unit // target.gpu.warp_size)
-    overhead, min_warps = 0, 1
-    seen: dict[tuple[int, int], CompiledResources] = {}
-    rounds: list[dict[str, Any]] = []
-    best: tuple[Any, CompiledResources] | None = None
-    sync: bool | None = None  # single-block first; multi-block once feedback rules single-block out
-    for _ in range(MAX_ROUNDS + 2):
-        try:
-            sched = schedule_for(cell, target, batch, register_overhead=overhead, min_warps=min_warps,
-                                 grid_sync=sync)
-        except InfeasibleError as exc:
-            if not rounds:
-                raise
-            if sync is None and best is None and cell.recurrence != "linear" and can_split(plan_any(cell)):
-                # single block spills at every warp count that fits: split the hidden units over blocks
-                sync, min_warps = True, 1
-                continue
-            raise UnsupportedError(f"{cell.kind} H={cell.hidden_size}: after compiler feedback "
-                                   f"(min_warps={min_warps}, register_overhead={overhead}) no "
-                                   f"schedule fits sm_{capability}: {str(exc).splitlines()[0]}") from None
-        scan = cell.recurrence == "linear"
+    seen: dict[tuple[int, int, int], CompiledResources] = {}
+    scan = cell.recurrence == "linear"
+
+    def solve(cal: dict[str, Any]) -> Any:
+        return schedule_for(cell, target, batch, register_overhead=cal["register_overhead"],
+                            min_warps=cal["min_warps"], grid_sync=cal["grid_sync"])
+
+    def build(sched: Any) -> tuple[Any, CompiledResources]:
         lk = kernel_at(cell, sched, storage)  # a 16-bit model's kernel is compiled as it will run
         knobs = (lk.chunk, lk.tile, lk.warps) if scan else (lk.batch_tile, lk.warps, lk.hidden_tile)
         if knobs not in seen:
             seen[knobs] = compile_for(lk, capability)
-        res = seen[knobs]
+        return lk, seen[knobs]
+
+    def judge(cal: dict[str, Any], sched: Any, built: tuple[Any, CompiledResources]) -> Verdict:
+        lk, res = built
         pred = int(sched.resources.registers_per_thread)
         # the prediction is the *allocated* count (ptxas's count rounded up to the allocation unit)
         alloc = allocated(res.registers_per_thread, unit)
-        rounds.append({"register_overhead": overhead, "min_warps": min_warps, **lk.knobs, "predicted_registers": pred,
-                       "predicted_shared": int(sched.resources.shared_memory_per_block),
-                       "registers": res.registers_per_thread, "allocated_registers": alloc,
-                       "shared": res.shared_memory_per_block,
-                       "spill_stores": res.spill_stores, "spill_loads": res.spill_loads})
+        record = {**lk.knobs, "predicted_registers": pred,
+                  "predicted_shared": int(sched.resources.shared_memory_per_block),
+                  "registers": res.registers_per_thread, "allocated_registers": alloc,
+                  "shared": res.shared_memory_per_block, "spill_stores": res.spill_stores,
+                  "spill_loads": res.spill_loads}
         if res.spill_stores or res.spill_loads:
             if scan and not lk.is_chunk:
-                break
+                return Verdict(False, record=record)
             if lk.multi_block:  # charge the spilled words as registers: the solver picks a smaller hidden tile
-                overhead += allocated(res.registers_per_thread + -(-max(res.spill_stores, res.spill_loads) // 4),
-                                      unit) - pred
-                continue
-            min_warps = 2 * lk.warps
-            continue
-        best = (sched, res)
-        if abs(alloc - pred) <= TOLERANCE * pred:
-            return Fit(sched, res, tuple(rounds), True)
-        overhead += alloc - pred
-    if best is None:
-        raise UnsupportedError(f"no spill-free {cell.kind} H={cell.hidden_size} kernel for sm_{capability} after "
-                               f"{len(rounds)} rounds of compiler feedback: {rounds[-1]}")
-    return Fit(best[0], best[1], tuple(rounds), False)
+                words = -(-max(res.spill_stores, res.spill_loads) // 4)
+                return Verdict(False, calibration={
+                    **cal, "register_overhead": cal["register_overhead"]
+                    + allocated(res.registers_per_thread + words, unit) - pred}, record=record)
+            return Verdict(False, calibration={**cal, "min_warps": 2 * lk.warps}, record=record)
+        converged = abs(alloc - pred) <= TOLERANCE * pred
+        return Verdict(True, converged, {**cal, "register_overhead": cal["register_overhead"] + alloc - pred},
+                       record)
 
+    def infeasible(cal: dict[str, Any], exc: InfeasibleError, state: Any) -> dict[str, Any]:
+        if not state.rounds:
+            raise exc
+        if cal["grid_sync"] is None and state.best is None and not scan and can_split(plan_any(cell)):
+            # single block spills at every warp count that fits: split the hidden units over blocks
+            return {**cal, "grid_sync": True, "min_warps": 1}
+        raise UnsupportedError(f"{cell.kind} H={cell.hidden_size}: after compiler feedback "
+                               f"(min_warps={cal['min_warps']}, register_overhead={cal['register_overhead']}) no "
+                               f"schedule fits sm_{capability}: {str(exc).splitlines()[0]}") from None
+
+    # single-block first (grid_sync None); multi-block once feedback rules single-block out
+    start = {"register_overhead": 0, "min_warps": 1, "grid_sync": None}
+    fit = refine(solve, build, judge, start, MAX_ROUNDS + 2, infeasible)
+    rounds = tuple({k: v for k, v in r.items() if k != "grid_sync"} for r in fit.rounds)
+    if fit.best is None:
+        raise UnsupportedError(f"no spill-free {cell.kind} H={cell.hidden_size} kernel for sm_{capability} after "
+                               f"{len(rounds)} rounds of compiler feedback: {rounds[-1] if rounds else {}}")
+    sched, (_, res) = fit.best
+    return Fit(sched, res, rounds, fit.converged)
 
 if __name__ == "__main__":
     print(json.dumps(_compile_here(*json.loads(sys.argv[1]))))
