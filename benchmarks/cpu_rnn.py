@@ -23,8 +23,8 @@ repetitions, so the ratios compare like with like even on a shared machine.  Col
   DRAM at the measured copy bandwidth, as a fraction of the measured time per step (can exceed
   1 when the weights stay in the L2/L3 caches);
 * ``int8``: the same C kernel with weight-only int8 weights (``rnnc.quantize`` scheme ``w8``:
-  per-channel scales; untuned, so the codes stream as int8 where the float recurrent weights
-  would not fit a core's L2 and are widened once at packing where they would), full sequence or,
+  per-channel scales; untuned, so the codes stream as int8 where the CPU cost model predicts a
+  one-row step faster that way and are widened once at packing elsewhere), full sequence or,
   for T=1, the faster of that and ``Stream.step``; ``int8 vs fp32``: rnnc's fp32 time / int8
   time (> 1: int8 faster); ``int8 vs best``: fastest fp32 baseline / int8 time; ``int8 vs bound``
   (B=1): the fp32 DRAM bound per step (as in ``mem-bound``) / int8 time per step, > 1 means

@@ -49,8 +49,9 @@ class Verdict:
 class Refined:
     """The loop's outcome.  ``best``: the last acceptable (schedule, built), or None; ``last``: the
     last (schedule, built) at all; ``converged``: ``best`` ended the loop by converging;
-    ``rounds``: one record per build; ``calibration``: the last one solved with; ``note``: why
-    the loop stopped without converging (empty when it converged)."""
+    ``rounds``: one record per build; ``calibration``: the last one solved with (or the next one,
+    when the rounds ran out); ``note``: why the loop stopped without converging (empty when it
+    converged); ``exhausted``: it stopped because the rounds ran out."""
 
     best: tuple[Any, Any] | None
     last: tuple[Any, Any] | None
@@ -58,6 +59,7 @@ class Refined:
     rounds: list[dict[str, Any]]
     calibration: dict[str, Any]
     note: str = ""
+    exhausted: bool = False
 
 
 @dataclass
@@ -109,4 +111,6 @@ def refine(solve: Callable[[Mapping[str, Any]], Any], build: Callable[[Any], Any
             note = "the backend stopped the feedback" if not verdict.fits else "no further calibration"
             break
         cal = dict(verdict.calibration)
+    else:
+        return Refined(best, last, False, rounds, cal, note, exhausted=True)
     return Refined(best, last, False, rounds, cal, note)

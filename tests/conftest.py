@@ -1,6 +1,10 @@
 """Suite-wide skip policy, the only place a test is skipped (docs/design.md convention 9):
 ``gpu``-marked tests need a CUDA device; ``nvcc``-marked tests need the CUDA compiler (installed on
-the project's machines and CI; a machine without it skips them here, saying so)."""
+the project's machines and CI; a machine without it skips them here, saying so).
+
+The host probe of the CPU cost model is off for the suite (``RNNC_PROBE=off``): the untuned C
+knobs of ``cpu/host`` then come from the YAML roofline, the same on every run of a machine,
+instead of from timings that vary between runs; ``tests/lower/test_cpu_cost.py`` tests the probe."""
 
 from __future__ import annotations
 
@@ -21,6 +25,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for marker, skip in skips.items():
             if marker in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_host_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNC_PROBE", "off")
 
 
 @pytest.fixture(scope="session")

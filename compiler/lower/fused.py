@@ -13,7 +13,8 @@ the whole step of a tile needs only the previous hidden state:
 
 The recurrent hidden state is double-buffered (``hb[2, B, H]``), so one barrier per step is
 enough.  Weight-only ``qlinear`` (``act="none"``, per-channel scales) counts as a gate linear:
-its int8 codes are packed and streamed as int8 and its row scale is applied in the epilogue;
+its int8 codes are packed as int8 (or widened once to floats, ``Knobs.widen_codes``) and its row
+scale is applied in the epilogue;
 other ``qlinear`` forms make the cell take the generic path.
 
 ``Knobs.reduce_inner`` picks the GPU loop order (one output per thread, reduction
@@ -227,9 +228,9 @@ class _Fused:
     def gemm(self, acc: str, rows: int, gj: int, kdim: int, a_of, w_of, int8: bool = False) -> list[Stmt]:
         """``acc[m, q] = sum_k a(m, k) * w(k, q)`` for ``m < rows``, ``q < gj``.
 
-        ``int8``: ``w`` loads int8 codes; every CPU form keeps ``q`` innermost (an accumulator
-        array), so the vector loop widens 16 codes per instruction (gcc cannot vectorise a char
-        load over an outer loop).  ``acc`` must hold ``max(rows, _GEMV_PARTS) * gj`` floats.
+        ``int8``: ``w`` loads int8 codes; the CPU micro-kernels widen each vector of codes once
+        in registers (the loop forms, ``ukernel=0`` or 16-bit storage, widen per use).  ``acc``
+        must hold ``max(rows, _GEMV_PARTS) * gj`` floats.
         """
         m, q, k = Var("m"), Var("q"), Var("k")
         if self.kn.reduce_inner:  # GPU: one output per thread, the reduction inside

@@ -38,8 +38,8 @@ class Knobs:
     torch, the default): the kernel's projection runs on the recurrent grid's few blocks, one
     serial dot product per output and thread, on the critical path of every time chunk, while a
     GEMM over all ``T*B`` rows fills the GPU (as cuDNN and FlashRNN do); ``ukernel`` (CPU,
-    0/1): multi-row float GEMM tiles are register-tile micro-kernels
-    (``rnnc.backends.cstyle.ukernels``) instead of loops gcc vectorises; ``widen_codes`` (0/1):
+    0/1): multi-row GEMM tiles (float, or int8 codes) and one-row int8 tiles are register-tile
+    micro-kernels (``rnnc.backends.cstyle.ukernels``) instead of loops gcc vectorises; ``widen_codes`` (0/1):
     the int8 codes of weight-only quantized linears are packed as floats once, when the weights
     are packed, instead of streaming as int8 and widening in registers at every use.  Exact either
     way (every int8 code is a float), so it is a speed choice only: four times the weight bytes,
@@ -196,13 +196,20 @@ def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bo
     tile = _divisor_at_most(hidden, want)
     regs = cpu.vector_registers if cpu is not None else 32
     vectors = max(1, (gates * tile + lanes - 1) // lanes)
+    # without a CPU target (a bare lowering) int8 codes are widened: the float kernel's speed
     widen = int(int8_weights and (cpu is None or not stream_int8_codes(hidden, gates, rates_for(target))))
-    streamed = int8_weights and not widen  # each widened weight vector needs a register of its own
-    block = max(1, min(4, (regs - (2 if streamed else 1) * vectors) // vectors))
+    block = batch_rows(regs, vectors, streamed=int8_weights and not widen)
     l3 = getattr(cpu, "l3_bytes", 0) or 32 * 2**20
     weights = 2 * gates * hidden * hidden * DTYPE_BYTES.get(dtype, 4)
     chunk = 128 if weights > l3 // 2 else 16
     return Knobs(tile_hidden=tile, batch_block=block, time_chunk=chunk, workers=0, dtype=dtype, widen_codes=widen)
+
+
+def batch_rows(registers: int, vectors: int, streamed: bool = False) -> int:
+    """Batch rows of a CPU register tile of ``vectors`` weight vectors: as many as the registers
+    left after them hold accumulators, at most four; streamed int8 codes widen each weight vector
+    into a register of its own, so they count twice (see :func:`cpu_knobs`)."""
+    return max(1, min(4, (registers - (2 if streamed else 1) * vectors) // vectors))
 
 
 def gpu_knobs(hidden: int, gates: int, target: Any, dtype: str, batch: int | None) -> Knobs:

@@ -229,6 +229,13 @@ class MicroGemm:
     #: accumulator sets over interleaved ``k`` (``kdim % parts == 0``); > 1 for one-row tiles
     parts: int = 1
 
+    def __post_init__(self) -> None:
+        # the kernel steps k by ``parts`` (halved per ISA branch): any other value reads past K
+        if self.parts not in (1, 2, 4) or self.kdim % self.parts:
+            raise ValueError(f"MicroGemm parts={self.parts} must be 1, 2 or 4 and divide K={self.kdim}")
+        if self.wtype not in ("float", "int8"):
+            raise ValueError(f"MicroGemm weight type {self.wtype!r}: 'float' or 'int8'")
+
 
 Stmt = Loop | Store | Let | If | Barrier | Alloc | Comment | MicroGemm
 

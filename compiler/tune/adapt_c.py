@@ -55,7 +55,7 @@ class CTunable:
         first, so a small ``max_candidates`` still tries each direction.  Measured, never assumed:
         the default's guesses differ by host (AVX2's 16 registers vs AVX-512's 32)."""
         from rnnc.constraints import Schedule
-        from rnnc.lower.knobs import CPU_KNOBS_KERNEL, cpu_knobs
+        from rnnc.lower.knobs import CPU_KNOBS_KERNEL, batch_rows, cpu_knobs
 
         cell, h = layer.cell, layer.cell.hidden_size
         if plan_layer(cell).chunk is not None:  # the chunkwise kernel's one knob; 0 = step by step
@@ -73,9 +73,9 @@ class CTunable:
             # form of the GEMM tiles instead of the micro-kernel: measured, never assumed
             "host_gemm": [1] if layer.seq_len * layer.batch > 1 else [],
             "ukernel": [0] if layer.batch > 1 or layer.seq_len > 1 else [],
-            # int8 codes streamed and widened per use, or widened once at packing
-            "widen_codes": [1 - base.widen_codes] if int8 else [],
         }
+        if int8:  # int8 codes streamed and widened per use, or widened once at packing
+            options["widen_codes"] = [1 - base.widen_codes]
         default = {k: getattr(base, k) for k in options}
         seen, out = {tuple(default.items())}, []
 
@@ -89,10 +89,11 @@ class CTunable:
         for name, values in options.items():  # one knob at a time
             for v in values:
                 add({**default, name: v})
-        if int8:  # the other way of feeding codes with the batch rows a float (or streamed) tile takes
+        if int8:  # the other way of feeding codes, with the batch rows its tile takes
+            cpu = target.cpu
+            vectors = -(-plan.gates * base.tile_hidden // (cpu.vector_width_bits // 32))
             add({**default, "widen_codes": 1 - base.widen_codes,
-                 "batch_block": cpu_knobs(h, plan.gates, target, "float32").batch_block if not base.widen_codes
-                 else base.batch_block})
+                 "batch_block": batch_rows(cpu.vector_registers, vectors, streamed=bool(base.widen_codes))})
         for chunk in options["time_chunk"]:  # then pairs of chunk and batch rows
             for block in options["batch_block"]:
                 add({**default, "time_chunk": chunk, "batch_block": block})

@@ -57,7 +57,7 @@ def test_rounds_run_out_with_the_last_build_and_no_best():
     solve, build, judge, _ = _policy()
     fit = refine(solve, build, judge, {"overhead": 0}, max_rounds=1)
     assert not fit.converged and fit.best is None and fit.last == (100, {"cap": 100, "need": 124})
-    assert fit.note == refine_exhausted(1) and fit.calibration == {"overhead": HIDDEN_NEED}
+    assert fit.note == refine_exhausted(1) and fit.exhausted and fit.calibration == {"overhead": HIDDEN_NEED}
 
 
 def test_an_infeasible_solve_is_reraised_or_recalibrated():
@@ -84,4 +84,5 @@ def test_a_policy_stops_the_loop_with_its_reason():
         raise Stop(f"cannot render {pred}")
 
     fit = refine(solve, build, judge, {"overhead": 0}, max_rounds=5)
-    assert fit.note == "cannot render 100" and fit.best is None and fit.last is None and fit.rounds == []
+    assert fit.note == "cannot render 100" and not fit.exhausted and fit.best is None and fit.last is None
+    assert fit.rounds == []

@@ -119,3 +119,24 @@ def test_yaml_roofline_shares_steps_among_the_cores_that_run_them(tag):
     here = len(os.sched_getaffinity(0))
     cores = yaml_rates(target).cores
     assert cores == (min(target.cpu.cores, here) if can_run(target.cpu)[0] else target.cpu.cores)
+
+
+def test_a_probe_that_cannot_build_falls_back_to_the_roofline_once(tmp_path, monkeypatch):
+    from rnnc.errors import RnncError
+
+    monkeypatch.setenv("RNNC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("RNNC_PROBE", raising=False)
+    monkeypatch.setattr(probe, "_MEMO", {})
+    calls = []
+
+    def broken(target):
+        calls.append(1)
+        raise RnncError("gcc failed")
+
+    monkeypatch.setattr(probe, "measure", broken)
+    host = get("cpu/host")
+    rates = probe.host_rates(host)
+    assert "could not run (gcc failed)" in rates.source
+    assert rates.mac_seconds == yaml_rates(host).mac_seconds
+    assert probe.host_rates(host) is rates and calls == [1]  # remembered, not rebuilt per compile
+    assert not probe.cache_path(host).exists()  # nothing measured, nothing cached

@@ -113,7 +113,7 @@ def compile_layer(cell: Cell, target: Any, backend: str, outdir: Path, schedule:
         # the solver's Schedule, refitted until ptxas meets its register prediction (cuda_fit)
         fit = fit_cuda_schedule(cell, target, kdtype, f"rnnc_{key}", batch, also=archs)
         sched, kernel, note = fit.schedule, fit.kernel, fit.note
-    elif not v.on_gpu:  # the CPU default is the heuristic knobs rnnc.compile uses (rnnc.tune.resolve)
+    elif not v.on_gpu:  # the CPU default is the untuned knobs rnnc.compile uses (rnnc.tune.resolve)
         sched = schedule
         kernel = lower_layer(cell, target, sched, kdtype, name=f"rnnc_{key}")
     else:

@@ -18,7 +18,7 @@ from typing import Any
 
 from rnnc.backends.cstyle.build import Resources, compile_cuda
 from rnnc.backends.cstyle.dialects import CudaDialect
-from rnnc.constraints.feedback import State, Stop, Verdict, refine, refine_exhausted
+from rnnc.constraints.feedback import State, Stop, Verdict, refine
 from rnnc.errors import InfeasibleError
 from rnnc.ir.graph import Cell
 from rnnc.lower.layer import lower_layer
@@ -124,8 +124,7 @@ def fit_cuda_schedule(cell: Cell, target: Any, dtype: str, name: str, batch: int
     if fit.converged:
         sched, (kernel, src, res, _) = fit.best
         return CudaFit(sched, kernel, src, arch, res, overhead, rounds)
-    note = fit.note if fit.note != refine_exhausted(MAX_ROUNDS) else \
-        f"still spilling after {MAX_ROUNDS} rounds of register feedback"
+    note = f"still spilling after {MAX_ROUNDS} rounds of register feedback" if fit.exhausted else fit.note
     last = (fit.last[0], fit.last[1][0]) if fit.last is not None else None
     if last is not None:  # the last renderable Schedule without the cap: ptxas may take up to 255
         knobs = {**last[1].meta["knobs"], "max_registers": 0}

@@ -1,8 +1,10 @@
 """A short probe of this host's rates for the CPU cost model (``rnnc.lower.cpu_cost``).
 
 What it measures: the C backend's own one-row micro-kernels (``ukernels``, float and int8
-weights), built for this machine (``-march=native``), streaming a weight panel sized for each
-memory level (half the L1, half the L2, a quarter of the L3, DRAM), as seconds per multiply-add.
+weights, a tile of four vectors of outputs), built for this machine (``-march=native``),
+streaming a weight panel sized for each memory level (half the L1, half the L2, a quarter of the
+L3, DRAM), as seconds per multiply-add.  The int8 kernel is the one a one-row int8 step runs;
+the float one stands in for the float step's loop GEMV (the same loads and FMAs per weight).
 That is the table the cost model reads, measured rather than derived: how fast this core reads
 each level and what widening int8 codes costs are properties of the micro-architecture that
 datasheets do not give.  A few seconds once per machine: the result is cached as JSON
@@ -25,8 +27,8 @@ from rnnc.lower.cpu_cost import LEVELS, WEIGHT_BYTES, CpuRates, yaml_rates
 
 #: bump when what is measured or how changes (old cache files are then ignored)
 VERSION = 2
-#: the micro-kernel shape probed: one row of 64 outputs with interleaved accumulator sets
-_GJ, _PARTS = 64, 4
+#: accumulator sets of the probed one-row kernels (as the int8 one-row step uses)
+_PARTS = 4
 
 _SOURCE = """
 {prelude}
@@ -49,11 +51,17 @@ float rn_probe_gemv(int wtype, const void* w, long k, float* h, long reps) {{
 """
 
 
-def _source() -> str:
-    float_name = ukernels.name(1, _GJ, "float", _PARTS)
-    int8_name = ukernels.name(1, _GJ, "int8", _PARTS)
-    return _SOURCE.format(prelude=ukernels.PRELUDE, float_kernel=ukernels.render(1, _GJ, "float", _PARTS),
-                          int8_kernel=ukernels.render(1, _GJ, "int8", _PARTS), gj=_GJ,
+def tile_outputs(target: Any) -> int:
+    """Outputs of the probed tile: four vectors, as an LSTM's untuned tile (4 gates x one vector
+    of units) gives the kernels on this ISA."""
+    return 4 * (target.cpu.vector_width_bits // 32)
+
+
+def _source(gj: int) -> str:
+    float_name = ukernels.name(1, gj, "float", _PARTS)
+    int8_name = ukernels.name(1, gj, "int8", _PARTS)
+    return _SOURCE.format(prelude=ukernels.PRELUDE, float_kernel=ukernels.render(1, gj, "float", _PARTS),
+                          int8_kernel=ukernels.render(1, gj, "int8", _PARTS), gj=gj,
                           float_name=float_name, int8_name=int8_name)
 
 
@@ -91,17 +99,18 @@ def measure(target: Any) -> dict[str, Any]:
 
     from rnnc.backends.cstyle.build import C_FLAGS, build_c
 
-    lib = ctypes.CDLL(str(build_c(_source(), C_FLAGS)))
+    gj = tile_outputs(target)
+    lib = ctypes.CDLL(str(build_c(_source(gj), C_FLAGS)))
     lib.rn_probe_gemv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long]
     lib.rn_probe_gemv.restype = ctypes.c_float
     table = {}
     for level, size in panel_bytes(target).items():
         for wtype, dtype in (("float", np.float32), ("int8", np.int8)):
-            k = max(size // (_GJ * np.dtype(dtype).itemsize) // _PARTS, 1) * _PARTS
-            w = np.resize(np.array([-3, -2, -1, 0, 1, 2, 3], dtype=dtype), k * _GJ)
+            k = max(size // (gj * np.dtype(dtype).itemsize) // _PARTS, 1) * _PARTS
+            w = np.resize(np.array([-3, -2, -1, 0, 1, 2, 3], dtype=dtype), k * gj)
             h = np.full(k, 1e-3, dtype=np.float32)
             seconds = _timed(lib.rn_probe_gemv, 1 if wtype == "int8" else 0, w.ctypes.data, k, h.ctypes.data)
-            table[f"{wtype}/{level}"] = seconds / (k * _GJ)
+            table[f"{wtype}/{level}"] = seconds / (k * gj)
     return {"version": VERSION, "mac_seconds": table, "panel_bytes": panel_bytes(target),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
@@ -110,7 +119,8 @@ def _key(target: Any) -> str:
     from rnnc.targets.host import host_flags
 
     cpu = target.cpu
-    text = f"{target.name}|{sorted(host_flags())}|{cpu.cores}|{cpu.l2_bytes}|{cpu.l3_bytes}|{VERSION}"
+    source = hashlib.sha256(_source(tile_outputs(target)).encode()).hexdigest()  # a changed kernel: probe again
+    text = f"{target.name}|{sorted(host_flags())}|{cpu.cores}|{cpu.l2_bytes}|{cpu.l3_bytes}|{VERSION}|{source}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -136,33 +146,74 @@ def _rates(data: Any, target: Any, path: Any) -> CpuRates:
     return CpuRates(table, caches, cpu.cores, f"probed on this host {data.get('date', '')} ({path})")
 
 
+def _read(path: Any, target: Any) -> CpuRates | None:
+    try:
+        return _rates(json.loads(path.read_text()), target, path)
+    except (OSError, KeyError, TypeError, ValueError):
+        return None  # absent, unreadable, corrupted or another version: measured again
+
+
+def _write(path: Any, data: dict[str, Any]) -> None:
+    """Write atomically (a unique temporary file renamed over the cache); a cache that cannot be
+    written only means the next process probes again."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def host_rates(target: Any, refresh: bool = False) -> CpuRates:
     """This host's :class:`CpuRates`: from the cache, else probed (and cached); the YAML
-    estimates when ``RNNC_PROBE=off`` or the probe cannot build its kernels."""
+    roofline when ``RNNC_PROBE=off`` or the probe cannot build its kernels.  Processes that start
+    at once probe one at a time (a lock file beside the cache), so their timings do not disturb
+    each other and all but the first read the first one's result."""
     if os.environ.get("RNNC_PROBE", "").lower() in ("off", "0", "no"):
         return yaml_rates(target)
     path = cache_path(target)
     if not refresh and str(path) in _MEMO:
         return _MEMO[str(path)]
-    rates = None
-    if not refresh and path.exists():
-        try:
-            rates = _rates(json.loads(path.read_text()), target, path)
-        except (OSError, KeyError, TypeError, ValueError):
-            rates = None  # unreadable, corrupted or another version: measured again and rewritten
+    rates = None if refresh else _read(path, target)
     if rates is None:
-        from rnnc.errors import UnsupportedError
+        from rnnc.errors import RnncError
 
-        try:
-            data = measure(target)
-        except (UnsupportedError, OSError) as exc:
-            est = yaml_rates(target)
-            return CpuRates(est.mac_seconds, est.cache_bytes, est.cores,
-                            f"{est.source}; the host probe could not run ({exc})")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(path)  # atomic: a concurrent reader sees the old file or the new one
-        rates = _rates(data, target, path)
+        with _locked(path):
+            rates = None if refresh else _read(path, target)  # another process may have probed meanwhile
+            if rates is None:
+                try:
+                    data = measure(target)
+                except (RnncError, OSError) as exc:
+                    est = yaml_rates(target)
+                    rates = CpuRates(est.mac_seconds, est.cache_bytes, est.cores,
+                                     f"{est.source}; the host probe could not run ({exc})")
+                else:
+                    _write(path, data)
+                    rates = _rates(data, target, path)
     _MEMO[str(path)] = rates
     return rates
+
+
+class _locked:
+    """An exclusive lock on ``<cache>.lock`` (none where the folder cannot be written)."""
+
+    def __init__(self, path: Any) -> None:
+        self.lock_path, self.fd = path.with_suffix(".lock"), None
+
+    def __enter__(self) -> None:
+        try:
+            import fcntl
+
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except (OSError, ImportError):
+            self.fd = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
