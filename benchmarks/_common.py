@@ -30,6 +30,19 @@ def best_time(fn: Callable[[], object], budget_s: float = 0.4, max_reps: int = 5
     return best
 
 
+def interleaved_best(fns: dict[str, Callable[[], object]], rounds: int = 3, budget_s: float = 0.4) -> dict[str, float]:
+    """Best wall time of each of ``fns``, measured in ``rounds`` rounds that take every function
+    in turn (``budget_s`` per function in all).  Why not one after another: a library's thread
+    pool keeps spinning for a while after its call returns (onnxruntime's, torch's OpenMP, the C
+    kernels' own), so whichever is timed right after another is slowed by it; in rounds, each is
+    timed after each of the others and the best of its rounds is its quiet time."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], best_time(fn, budget_s / rounds, max_reps=max(2, 50 // rounds)))
+    return best
+
+
 def fmt_time(s: float) -> str:
     return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
 

@@ -47,6 +47,7 @@ from _common import (
     fmt_time,
     grid_parser,
     grid_points,
+    interleaved_best,
     machine_header,
     markdown_table,
     ratio,
@@ -135,27 +136,25 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
     tuned, tuned_params = tuned_program(prog, spec, batch, steps, tune) if tune else (None, "")
     x = torch.randn(batch, steps, hidden)
     row: dict = {"cell": kind, "B": batch, "T": steps, "H": hidden}
+    contenders: dict[str, Callable[[], object]] = {"rnnc": lambda: compiled(x)}
     with torch.no_grad():
-        err = (compiled(x)[0] - layer(x)[0]).abs().max().item()
-        row["err"] = err
-        row["rnnc"] = best_time(lambda: compiled(x))
+        row["err"] = (compiled(x)[0] - layer(x)[0]).abs().max().item()
         if tuned is not None:
-            row["tuned"] = best_time(lambda: tuned(x))
-            row["tuned/untuned"] = row["rnnc"] / row["tuned"]
+            contenders["tuned"] = lambda: tuned(x)
             row["tuned params"] = tuned_params
         if steps == 1:
             stream = compiled.stream(batch)
-            row["rnnc step"] = best_time(lambda: stream.step(x[:, 0]))
+            contenders["rnnc step"] = lambda: stream.step(x[:, 0])
         if compiled8 is not None:
             row["int8 err"] = (compiled8(x)[0] - layer(x)[0]).abs().max().item()
-            row["int8"] = best_time(lambda: compiled8(x))
+            contenders["int8"] = lambda: compiled8(x)
             if steps == 1:
                 stream8 = compiled8.stream(batch)
-                row["int8"] = min(row["int8"], best_time(lambda: stream8.step(x[:, 0])))
-        row["eager"] = best_time(lambda: layer(x))
+                contenders["int8 step"] = lambda: stream8.step(x[:, 0])
+        contenders["eager"] = lambda: layer(x)
         sess = ort_session(layer, hidden)
         xn = x.numpy()
-        row["ort"] = best_time(lambda: sess.run(None, {"x": xn}))
+        contenders["ort"] = lambda: sess.run(None, {"x": xn})
         if use_compile:
             step = torch.compile(hand_cell(kind), dynamic=False)
             w = [layer.weight_ih_l0, layer.weight_hh_l0]
@@ -168,7 +167,12 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, bw: float, use_c
                     h, c = step(x[:, t], h, c, *w, *bias)
                 return h
 
-            row["compile"] = best_time(run_compiled)
+            contenders["compile"] = run_compiled
+        row.update(interleaved_best(contenders))
+    if "int8 step" in row:
+        row["int8"] = min(row["int8"], row.pop("int8 step"))
+    if "tuned" in row:
+        row["tuned/untuned"] = row["rnnc"] / row["tuned"]
     base = [row[k] for k in ("eager", "compile", "ort") if k in row]
     ours = min(row["rnnc"], row.get("rnnc step", row["rnnc"]), row.get("tuned", row["rnnc"]))
     row["vs best"] = min(base) / ours
