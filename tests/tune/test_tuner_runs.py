@@ -108,3 +108,38 @@ def test_impossible_pairings_fail_early_with_a_sentence() -> None:
         Tuner("cpu/arm64-neon", "c")
     with pytest.raises(UserInputError, match="cannot be tuned"):
         Tuner("cpu/host", "onnx")
+
+
+def test_a_first_pass_fluke_is_confirmed_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripted timings: in the first pass a variant looks 2x faster than the untuned default
+    (a fluke), in the interleaved confirmation rounds the default is fastest.  The record that
+    compile uses is the default's, with its confirmed time; every finalist keeps its first time
+    as ``first_pass_s``, and the confirmation ran in rounds (default, variants, default, ...)."""
+    import rnnc.tune.tuner as tuner_mod
+
+    first = iter([10.0, 5.0, 8.0, 9.0])  # default, fluke, two others (first pass, in order)
+    calls: list[str] = []
+
+    def fake_evaluate(layer, schedule_json, target_tag, backend, repeats, expected=None, seen=frozenset()):
+        from rnnc.constraints import Schedule
+
+        params = dict(Schedule.from_json(schedule_json).params)
+        name = "default" if not params else str(sorted(params.items()))
+        calls.append(name)
+        if len(calls) <= 4:
+            t = next(first)
+        else:  # confirmation: the default 6, everything else 9
+            t = 6.0 if name == "default" else 9.0
+        return {"status": OK, "time_s": t, "identity": name, "resources": {}, "host": {}, "max_error": 0.0,
+                "estimate_s": None, "params": params, "reason": "", "seconds": 0.0}
+
+    monkeypatch.setattr(tuner_mod, "evaluate", fake_evaluate)
+    db = tmp_db(tmp_path)
+    layer = small("gru")
+    lr = Tuner("cpu/host", "c", db=db, max_candidates=4, progress=False).tune([layer]).layers[0]
+    assert [t["status"] for t in lr.trials] == [OK] * 4
+    assert lr.best.schedule["params"] == {} and lr.best.time_s == 6.0  # the untuned default
+    confirmed = [t for t in lr.trials if "first_pass_s" in t]
+    assert len(confirmed) == 4 and {t["first_pass_s"] for t in confirmed} == {10.0, 5.0, 8.0, 9.0}
+    rounds = calls[4:]
+    assert len(rounds) == 2 * 4 and rounds[:4] == rounds[4:] and "default" in rounds[:4]
