@@ -177,11 +177,13 @@ class Tuner:
                             self.db.add([self._record(layer, key, sched, outcome)])
                     bar.update(1)
                     bar.set_postfix_str(outcome["status"])
+                if measured:
+                    self._confirm(layer, measured, expected, pool[0] if default is not None else None)
             finally:
                 bar.close()
-            if measured:
-                self._confirm(layer, measured, expected, pool[0] if default is not None else None)
-                self.db.add([self._record(layer, key, sched, outcome) for sched, outcome in measured])
+                # written even when interrupted (then with first-pass times), so a resumed run skips them
+                if measured:
+                    self.db.add([self._record(layer, key, sched, outcome) for sched, outcome in measured])
             if len(lr.trials) < len(todo):
                 lr.stopped = f"time budget reached after {len(lr.trials)} of {len(todo)} candidates"
         lr.best = self.db.lookup(key, warn=False)
