@@ -143,3 +143,29 @@ def test_a_first_pass_fluke_is_confirmed_away(tmp_path: Path, monkeypatch: pytes
     assert len(confirmed) == 4 and {t["first_pass_s"] for t in confirmed} == {10.0, 5.0, 8.0, 9.0}
     rounds = calls[4:]
     assert len(rounds) == 2 * 4 and rounds[:4] == rounds[4:] and "default" in rounds[:4]
+
+
+def test_an_unconfirmed_candidate_cannot_win_on_its_first_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five candidates; the three fastest and the default are confirmed slower than the fifth's
+    first time, so the fifth is confirmed as well before anything is recorded."""
+    import rnnc.tune.tuner as tuner_mod
+
+    first = iter([10.0, 5.0, 6.0, 7.0, 7.5])
+    seen: list[str] = []
+
+    def fake_evaluate(layer, schedule_json, target_tag, backend, repeats, expected=None, seen_ids=frozenset(),
+                      **kw):
+        from rnnc.constraints import Schedule
+
+        name = str(sorted(dict(Schedule.from_json(schedule_json).params).items())) or "default"
+        seen.append(name)
+        t = next(first) if len(seen) <= 5 else (8.0 if name == "[]" else 9.0)
+        return {"status": OK, "time_s": t, "identity": name, "resources": {}, "host": {}, "max_error": 0.0,
+                "estimate_s": None, "params": {}, "reason": "", "seconds": 0.0}
+
+    monkeypatch.setattr(tuner_mod, "evaluate", fake_evaluate)
+    layer = small("gru")
+    lr = Tuner("cpu/host", "c", db=tmp_db(tmp_path), max_candidates=5, progress=False).tune([layer]).layers[0]
+    assert len(lr.trials) == 5 and all("first_pass_s" in t for t in lr.trials)
+    assert lr.best.schedule["params"] == {} and lr.best.time_s == 8.0
+    assert len(seen) == 5 + 2 * 4 + 2 * 1  # first pass, the finalists' rounds, the fifth's rounds
