@@ -32,14 +32,30 @@ def best_time(fn: Callable[[], object], budget_s: float = 0.4, max_reps: int = 5
 
 def interleaved_best(fns: dict[str, Callable[[], object]], rounds: int = 3, budget_s: float = 0.4) -> dict[str, float]:
     """Best wall time of each of ``fns``, measured in ``rounds`` rounds that take every function
-    in turn (``budget_s`` per function in all).  Why not one after another: a library's thread
-    pool keeps spinning for a while after its call returns (onnxruntime's, torch's OpenMP, the C
-    kernels' own), so whichever is timed right after another is slowed by it; in rounds, each is
-    timed after each of the others and the best of its rounds is its quiet time."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            best[name] = min(best[name], best_time(fn, budget_s / rounds, max_reps=max(2, 50 // rounds)))
+    in turn, the order rotated each round (one warm-up call each first; about ``budget_s`` of
+    timed calls per function in all, at least two per round).  Why not one after another: a
+    library's thread pool keeps spinning for a while after its call returns (onnxruntime's,
+    torch's OpenMP, the C kernels' own), so whichever is timed right after another is slowed by
+    it; rotated, no function always follows the same one, and the best of its rounds is its quiet
+    time."""
+    names = list(fns)
+    for name in names:
+        fns[name]()
+    best = dict.fromkeys(names, float("inf"))
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            best[name] = min(best[name], _timed_reps(fns[name], budget_s / rounds, max(2, 50 // rounds)))
+    return best
+
+
+def _timed_reps(fn: Callable[[], object], budget_s: float, max_reps: int) -> float:
+    """Best of at least two timed calls of ``fn`` within ``budget_s`` (no warm-up)."""
+    best, spent, reps = float("inf"), 0.0, 0
+    while reps < max_reps and (spent < budget_s or reps < 2):
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, spent, reps = min(best, dt), spent + dt, reps + 1
     return best
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import best_time, error, fmt_time, grid_parser, grid_points, markdown_table, ratio, write_outputs
+from _common import error, fmt_time, grid_parser, grid_points, interleaved_best, markdown_table, ratio, write_outputs
 
 from rnnc.ir import rnn_program
 from rnnc.kernels import CELLS
@@ -51,10 +51,10 @@ def bench_point(kind: str, batch: int, steps: int, hidden: int, threads: int = 0
     row: dict = {"cell": kind, "B": batch, "T": steps, "H": hidden}
     with torch.no_grad():
         row["err"] = (tvm_fn(x)[0] - layer(x)[0]).abs().max().item()
-        row["tvm"] = best_time(lambda: tvm_fn(x))
-        row["eager"] = best_time(lambda: layer(x))
+        contenders = {"tvm": lambda: tvm_fn(x), "eager": lambda: layer(x)}
         if c_fn is not None:
-            row["c"] = best_time(lambda: c_fn(x))
+            contenders["c"] = lambda: c_fn(x)
+        row.update(interleaved_best(contenders))
     row["tvm/eager"] = row["eager"] / row["tvm"]
     if "c" in row:
         row["tvm/c"] = row["c"] / row["tvm"]

@@ -13,7 +13,9 @@ reads 10-25% slow or fast, and a tuned record picked by that noise made a layer 
 untuned default (GRU B=16 H=128: a "winner" 0.80x the default in the next run).  So the
 fastest :data:`FINALISTS` and the untuned default are timed again in :data:`CONFIRM_ROUNDS`
 interleaved rounds, and each finalist's record holds the best of those rounds (the first pass
-only chooses who is confirmed); a layer's records are written once it is confirmed.  With Ray
+only chooses who is confirmed; one that fails its second check is not recorded); a layer's
+records are written once it is confirmed (with first-pass times when the run is interrupted or
+the time budget ends first; such records are not confirmed later by a resumed run).  With Ray
 (timings from several hosts) and for estimated (compile-only) targets every verified outcome is
 appended *as soon as it arrives*, so progress survives a crash.  A wall-clock ``time_budget``
 stops launching (and, with Ray, cancels) what is left.
@@ -178,7 +180,8 @@ class Tuner:
                     bar.update(1)
                     bar.set_postfix_str(outcome["status"])
                 if measured:
-                    self._confirm(layer, measured, expected, pool[0] if default is not None else None)
+                    lr.trials += self._confirm(layer, measured, expected, pool[0] if default is not None else None,
+                                               deadline)
             finally:
                 bar.close()
                 # written even when interrupted (then with first-pass times), so a resumed run skips them
@@ -204,29 +207,48 @@ class Tuner:
                                   expected=expected, seen=frozenset(seen))
 
     def _confirm(self, layer: Layer, measured: list[tuple[Any, dict[str, Any]]], expected: Any,
-                 default: Any) -> None:
+                 default: Any, deadline: float | None) -> list[dict[str, Any]]:
         """Time the fastest :data:`FINALISTS` and the untuned ``default`` again, in interleaved
-        rounds, and give each the best of those rounds as its ``time_s`` (the first pass is kept
-        as ``first_pass_s``); a finalist that fails now keeps its first time.  Until the fastest
-        record is a confirmed one, it is confirmed too (a fourth candidate's first time may be
-        below the finalists' second ones)."""
+        rounds (order rotated each round), and give each the best of those rounds as its
+        ``time_s`` (the first pass is kept as ``first_pass_s``).  Until the fastest record is a
+        confirmed one it is confirmed too, timed beside the default again (a fourth candidate's
+        first time may be below the finalists' second ones).  A candidate that fails a second
+        check is dropped (removed from ``measured``; its failed outcome is returned for the
+        report).  Past ``deadline`` nothing more is confirmed (the first-pass times stand)."""
         ranked = sorted(range(len(measured)), key=lambda i: measured[i][1]["time_s"])
-        want = set(ranked[:FINALISTS]) | {i for i in ranked if measured[i][0] is default}
+        base = next((i for i in ranked if measured[i][0] is default), None)
+        want = set(ranked[:FINALISTS]) | ({base} if base is not None else set())
         done: set[int] = set()
-        while want - done:
+        failed: dict[int, dict[str, Any]] = {}
+        while want - done and (deadline is None or time.perf_counter() < deadline):
             batch = sorted(want - done)
+            if done and base is not None and base not in failed:
+                batch.append(base)  # later confirmations are timed beside the default again
             again: dict[int, float] = {}
-            for _ in range(CONFIRM_ROUNDS):
-                for i in batch:
+            for r in range(CONFIRM_ROUNDS):
+                for i in batch[r % len(batch):] + batch[:r % len(batch)]:
+                    if i in failed:
+                        continue
                     out = evaluate(layer, measured[i][0].to_json(), self.target.tag, self.backend, self.repeats,
                                    expected=expected)
                     if out["status"] == OK:
                         again[i] = min(again.get(i, float("inf")), out["time_s"])
+                    else:
+                        failed[i] = out
             for i, t in again.items():
+                if i in failed:
+                    continue
                 outcome = measured[i][1]
-                outcome["first_pass_s"], outcome["time_s"] = outcome["time_s"], t
+                outcome.setdefault("first_pass_s", outcome["time_s"])
+                outcome["time_s"] = min(t, outcome["time_s"]) if i in done else t
             done |= set(batch)
-            want = done | {min(range(len(measured)), key=lambda i: measured[i][1]["time_s"])}
+            alive = [i for i in range(len(measured)) if i not in failed]
+            if not alive:
+                break
+            want = done | {min(alive, key=lambda i: measured[i][1]["time_s"])}
+        for i in sorted(failed, reverse=True):
+            del measured[i]
+        return list(failed.values())
 
     def _record(self, layer: Layer, key: Any, sched: Any, outcome: dict[str, Any]) -> Record:
         return Record(

@@ -71,7 +71,8 @@ def test_speed_plot_from_a_real_cpu_rnn_run(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import cpu_rnn
 
-    monkeypatch.setattr(cpu_rnn, "best_time", lambda fn, *a: min(_once(fn) for _ in range(3)))
+    monkeypatch.setattr(cpu_rnn, "interleaved_best",
+                        lambda fns, *a: {name: min(_once(fn) for _ in range(3)) for name, fn in fns.items()})
     rows = [cpu_rnn.bench_point("gru", 1, steps, hidden, bw=1e10, use_compile=False)
             for hidden in (16, 32) for steps in (1, 4)]
     rows = json.loads(json.dumps(rows))
@@ -117,3 +118,18 @@ def test_flags_bench_passes_exist_in_the_scripts():
         for flag in (suite.markdown_flag, suite.json_flag, *[a for a in suite.quick if a.startswith("--")]):
             if flag:
                 assert f'"{flag}"' in text, (name, flag)
+
+
+def test_interleaved_timing_rotates_the_order_and_warms_up_once(monkeypatch):
+    """Every contender is warmed up once, then timed in rounds whose order rotates, so none is
+    always timed right after the same other one."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import _common
+
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    best = _common.interleaved_best(fns, rounds=3, budget_s=0.0)
+    assert set(best) == set("abc") and all(t >= 0 for t in best.values())
+    assert calls[:3] == list("abc")  # the warm-up
+    timed = [c for i, c in enumerate(calls[3:]) if i % 2 == 0]  # two timed calls per function and round
+    assert timed == list("abc") + list("bca") + list("cab")
