@@ -21,13 +21,7 @@ GRIDS = {
 def best_time(fn: Callable[[], object], budget_s: float = 0.4, max_reps: int = 50) -> float:
     """Best wall time of ``fn`` after one warm-up, within a time budget."""
     fn()
-    best, spent, reps = float("inf"), 0.0, 0
-    while reps < max_reps and (spent < budget_s or reps < 2):
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
-        best, spent, reps = min(best, dt), spent + dt, reps + 1
-    return best
+    return _timed_reps(fn, budget_s, max_reps)
 
 
 def interleaved_best(fns: dict[str, Callable[[], object]], rounds: int = 3, budget_s: float = 0.4) -> dict[str, float]:

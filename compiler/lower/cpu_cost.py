@@ -20,7 +20,6 @@ multiply-adds).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +57,6 @@ class CpuRates:
         level = self.level(core_macs * WEIGHT_BYTES[wtype], macs * WEIGHT_BYTES[wtype])
         return core_macs * dict(self.mac_seconds)[(wtype, level)]
 
-    def describe(self) -> str:
-        table = dict(self.mac_seconds)
-        rows = [f"{w}: " + ", ".join(f"{lv} {1e-9 / table[(w, lv)]:.1f} GMAC/s" for lv in LEVELS)
-                for w in WEIGHT_BYTES]
-        return "; ".join(rows) + f" per core, {self.cores} cores ({self.source})"
-
 
 #: a kernel variant is predicted faster only by more than this fraction: the probe's own
 #: run-to-run spread on a shared 2-core VM is a few percent, and a near tie is not worth the
@@ -93,13 +86,11 @@ def yaml_rates(target: Any) -> CpuRates:
     The cores that share a step: a kernel for a target this machine can execute is run here
     (``rnnc.compile``, the tuner) on this machine's cores, at most the target's; one for another
     ISA runs on the target's own cores."""
+    from rnnc.targets import get
     from rnnc.targets.host import can_run
 
     cpu = target.cpu
-    cores = cpu.cores
-    if can_run(cpu)[0]:
-        cores = max(1, min(cores, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                           else (os.cpu_count() or 1)))
+    cores = min(cpu.cores, get("cpu/host").cpu.cores) if can_run(cpu)[0] else cpu.cores
     clock = float(target.clock_mhz) * 1e6
     lanes = cpu.vector_width_bits // 32
     mac_s = 1.0 / (cpu.fma_units_per_core * lanes * clock)

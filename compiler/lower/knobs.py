@@ -194,21 +194,23 @@ def cpu_knobs(hidden: int, gates: int, target: Any, dtype: str, int8_weights: bo
     lanes = (cpu.vector_width_bits // 32) if cpu is not None else 16
     want = max(1, (4 * lanes) // max(gates, 1))
     tile = _divisor_at_most(hidden, want)
-    regs = cpu.vector_registers if cpu is not None else 32
-    vectors = max(1, (gates * tile + lanes - 1) // lanes)
     # without a CPU target (a bare lowering) int8 codes are widened: the float kernel's speed
     widen = int(int8_weights and (cpu is None or not stream_int8_codes(hidden, gates, rates_for(target))))
-    block = batch_rows(regs, vectors, streamed=int8_weights and not widen)
+    block = batch_rows(cpu, gates, tile, streamed=int8_weights and not widen)
     l3 = getattr(cpu, "l3_bytes", 0) or 32 * 2**20
     weights = 2 * gates * hidden * hidden * DTYPE_BYTES.get(dtype, 4)
     chunk = 128 if weights > l3 // 2 else 16
     return Knobs(tile_hidden=tile, batch_block=block, time_chunk=chunk, workers=0, dtype=dtype, widen_codes=widen)
 
 
-def batch_rows(registers: int, vectors: int, streamed: bool = False) -> int:
-    """Batch rows of a CPU register tile of ``vectors`` weight vectors: as many as the registers
-    left after them hold accumulators, at most four; streamed int8 codes widen each weight vector
+def batch_rows(cpu: Any, gates: int, tile: int, streamed: bool = False) -> int:
+    """Batch rows of a CPU register tile of ``gates * tile`` outputs (``cpu``: a target's CPU
+    data, None for AVX-512's 16 lanes and 32 registers): as many as the registers left after its
+    weight vectors hold accumulators, at most four; streamed int8 codes widen each weight vector
     into a register of its own, so they count twice (see :func:`cpu_knobs`)."""
+    lanes = (cpu.vector_width_bits // 32) if cpu is not None else 16
+    registers = cpu.vector_registers if cpu is not None else 32
+    vectors = max(1, (gates * tile + lanes - 1) // lanes)
     return max(1, min(4, (registers - (2 if streamed else 1) * vectors) // vectors))
 
 

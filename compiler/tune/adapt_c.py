@@ -90,10 +90,8 @@ class CTunable:
             for v in values:
                 add({**default, name: v})
         if int8:  # the other way of feeding codes, with the batch rows its tile takes
-            cpu = target.cpu
-            vectors = -(-plan.gates * base.tile_hidden // (cpu.vector_width_bits // 32))
             add({**default, "widen_codes": 1 - base.widen_codes,
-                 "batch_block": batch_rows(cpu.vector_registers, vectors, streamed=bool(base.widen_codes))})
+                 "batch_block": batch_rows(target.cpu, plan.gates, base.tile_hidden, streamed=bool(base.widen_codes))})
         for chunk in options["time_chunk"]:  # then pairs of chunk and batch rows
             for block in options["batch_block"]:
                 add({**default, "time_chunk": chunk, "batch_block": block})

@@ -166,7 +166,7 @@ class Tuner:
             expected = layer.program().run(*layer.inputs())
             bar = _bar(len(todo), layer.label, self.progress)
             seen: set[str] = set()
-            confirm = self.mode != ESTIMATE and (self.ray is None or self.ray is False)
+            confirm = self.mode != ESTIMATE and not self._on_ray
             measured: list[tuple[Any, dict[str, Any]]] = []
             try:
                 for sched, outcome in self._execute(layer, todo, expected, seen, deadline):
@@ -194,7 +194,7 @@ class Tuner:
 
     def _execute(self, layer: Layer, todo: list[Any], expected: Any, seen: set[str],
                  deadline: float | None) -> Iterator[tuple[Any, dict[str, Any]]]:
-        if self.ray is not None and self.ray is not False:
+        if self._on_ray:
             from rnnc.tune.distributed import run_on_ray
 
             yield from run_on_ray(self.ray, layer, todo, self.target.tag, self.backend, self.repeats, expected,
@@ -205,6 +205,11 @@ class Tuner:
                 return
             yield sched, evaluate(layer, sched.to_json(), self.target.tag, self.backend, self.repeats,
                                   expected=expected, seen=frozenset(seen))
+
+    @property
+    def _on_ray(self) -> bool:
+        """Candidates run as Ray tasks (``ray=`` an address or True), not in this process."""
+        return self.ray is not None and self.ray is not False
 
     def _confirm(self, layer: Layer, measured: list[tuple[Any, dict[str, Any]]], expected: Any,
                  default: Any, deadline: float | None) -> list[dict[str, Any]]:

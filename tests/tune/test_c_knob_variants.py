@@ -64,8 +64,7 @@ def test_int8_layers_search_both_ways_of_feeding_codes():
     # the other choice is also tried with the batch rows its tile takes (streamed codes: fewer)
     from rnnc.lower.knobs import batch_rows
 
-    vectors = -(-4 * cpu_knobs(32, 4, host, "float32").tile_hidden // (host.cpu.vector_width_bits // 32))
-    rows = batch_rows(host.cpu.vector_registers, vectors, streamed=not default)
+    rows = batch_rows(host.cpu, 4, cpu_knobs(32, 4, host, "float32").tile_hidden, streamed=not default)
     assert any(v.param("batch_block") == rows for v in others)
     x = torch.randn(2, 10, 8, generator=torch.Generator().manual_seed(3))
     want = q.run(x)

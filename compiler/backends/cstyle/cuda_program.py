@@ -45,16 +45,14 @@ class CudaLayerRunner:
         self.dtype = kernel.meta.get("knobs", {}).get("dtype", "float32")
         store = _torch_dtype(self.dtype)
         self.tensors: dict[str, Any] = {}
-        def dtype_of(b: Any) -> Any:
-            return torch.int8 if b.dtype == "int8" else (store if b.dtype == "param" else torch.float32)
-
+        dtype = {b.name: torch.int8 if b.dtype == "int8" else (store if b.dtype == "param" else torch.float32)
+                 for b in kernel.args}
         for b in kernel.args:
             if b.name.startswith("p_"):
-                self.tensors[b.name] = params[b.name[2:]].detach().to(device=device, dtype=dtype_of(b)).contiguous()
-        packed_dtype = {b.name: dtype_of(b) for b in kernel.args}
+                self.tensors[b.name] = params[b.name[2:]].detach().to(device=device, dtype=dtype[b.name]).contiguous()
         for p in kernel.packs:  # int8 codes packed as floats when the knobs widen them (exact)
             src = self.tensors[p.src].reshape(p.shape).permute(p.perm)
-            self.tensors[p.buf] = src.to(packed_dtype[p.buf]).contiguous()
+            self.tensors[p.buf] = src.to(dtype[p.buf]).contiguous()
         # input projections cuBLAS computes before the kernel (Knobs.host_gemm): buffer -> fp32
         # weight [I, G*H]; fp32 so a 16-bit model's projection is not rounded before the gate math
         self.hosted = {buf: self.tensors[w].t().float().contiguous()

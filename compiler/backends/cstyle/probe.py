@@ -104,14 +104,15 @@ def measure(target: Any) -> dict[str, Any]:
     lib.rn_probe_gemv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long]
     lib.rn_probe_gemv.restype = ctypes.c_float
     table = {}
-    for level, size in panel_bytes(target).items():
+    panels = panel_bytes(target)
+    for level, size in panels.items():
         for wtype, dtype in (("float", np.float32), ("int8", np.int8)):
             k = max(size // (gj * np.dtype(dtype).itemsize) // _PARTS, 1) * _PARTS
             w = np.resize(np.array([-3, -2, -1, 0, 1, 2, 3], dtype=dtype), k * gj)
             h = np.full(k, 1e-3, dtype=np.float32)
             seconds = _timed(lib.rn_probe_gemv, 1 if wtype == "int8" else 0, w.ctypes.data, k, h.ctypes.data)
             table[f"{wtype}/{level}"] = seconds / (k * gj)
-    return {"version": VERSION, "mac_seconds": table, "panel_bytes": panel_bytes(target),
+    return {"version": VERSION, "mac_seconds": table, "panel_bytes": panels,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 

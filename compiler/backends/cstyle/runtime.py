@@ -87,15 +87,14 @@ class LayerRunner:
         # recurrent multiply-adds per step and sample (decides one core vs all, see _PARALLEL_STEP_MACS)
         self.step_macs = meta.get("gates", 1) * meta.get("hidden", 0) * meta.get("hidden", 0)
         self.tensors: dict[str, Any] = {}
+        # int8 buffers hold quantized codes: passing them as float would break the C types
+        dtype = {b.name: torch.int8 if b.dtype == "int8" else torch.float32 for b in kernel.args}
         for b in kernel.args:
             if b.name.startswith("p_"):
-                # int8 buffers hold quantized codes: passing them as float would break the C types
-                dt = torch.int8 if b.dtype == "int8" else torch.float32
-                self.tensors[b.name] = params[b.name[2:]].detach().to(dt).contiguous()
-        packed_dtype = {b.name: torch.int8 if b.dtype == "int8" else torch.float32 for b in kernel.args}
+                self.tensors[b.name] = params[b.name[2:]].detach().to(dtype[b.name]).contiguous()
         for p in kernel.packs:  # int8 codes packed as floats when the knobs widen them (exact)
             src = self.tensors[p.src]
-            self.tensors[p.buf] = src.reshape(p.shape).permute(p.perm).to(packed_dtype[p.buf]).contiguous()
+            self.tensors[p.buf] = src.reshape(p.shape).permute(p.perm).to(dtype[p.buf]).contiguous()
         # input projections the host's GEMM computes (Knobs.host_gemm): buffer -> weight [I, G*H]
         self.hosted = {buf: self.tensors[w].t().contiguous() for buf, w in meta.get("host_gemm", {}).items()}
         self._work: dict[int, list[Any]] = {}
