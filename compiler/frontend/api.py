@@ -128,7 +128,12 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
     if single:
         flat = [("output", flat[0][1])]
     graph = b.build(flat)
-    return Program(graph, Weights(ctx.weights), source=f"rnnc.frontend.trace({name})").verify()
+    weights = ctx.weights
+    if any(isinstance(d, str) for _, t in graph.inputs for d in t.shape):
+        from rnnc.frontend.scan import roll_loops
+
+        graph, weights, _ = roll_loops(graph, weights)
+    return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})").verify()
 
 
 @contextlib.contextmanager

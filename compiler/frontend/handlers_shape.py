@@ -253,23 +253,30 @@ def cat(ctx: Ctx, xs: Any, dim: int = 0, axis_: Any = None) -> TV:
     xs = [x for x in xs if not (is_tensor(x) and x.rank == 1 and x.ex.numel() == 0)]
     if len(xs) == 1:
         return xs[0]
-    return ctx.emit("concat", *xs, axis=axis(dim, xs[0].rank))
+    ax = axis(dim, xs[0].rank)
+    out = ctx.emit("concat", *xs, axis=ax)
+    return ctx.retime(out, xs, ax) if all(x.shape[ax] == 1 for x in xs) else out
 
 
 @handles("stack")
 def stack(ctx: Ctx, xs: Any, dim: int = 0) -> TV:
-    return ctx.emit("stack", *xs, axis=axis(dim, xs[0].rank + 1))
+    ax = axis(dim, xs[0].rank + 1)
+    return ctx.retime(ctx.emit("stack", *xs, axis=ax), xs, ax)
 
 
 @handles("split")
 def split(ctx: Ctx, x: TV, size: Any = None, dim: int = 0, split_size: Any = None,
           split_size_or_sections: Any = None) -> tuple[TV, ...]:
+    """A symbolic dim split into steps of 1 (``for h in x.split(1)``) gives one slice per step of
+    the example; the loop over them is rolled back over T (``scan.py``) or the trace check fails."""
     size = next(s for s in (size, split_size, split_size_or_sections) if s is not None)
     ax = axis(dim, x.rank)
     n = x.shape[ax]
     if isinstance(size, int):
         if not isinstance(n, int):
-            raise ctx.unsupported(f"split of symbolic dim {n}", "splits of fixed-size dims")
+            if size != 1 or ctx.probing:
+                raise ctx.unsupported(f"split of symbolic dim {n}", "splits of fixed-size dims, or into steps")
+            return tuple(ctx.emit("slice", x, axis=ax, start=k, stop=k + 1, step=1) for k in range(x.ex.shape[ax]))
         sizes = [min(size, n - s) for s in range(0, n, size)]
     else:
         sizes = [int(s) for s in size]
@@ -292,10 +299,11 @@ def chunk(ctx: Ctx, x: TV, chunks: int, dim: int = 0) -> tuple[TV, ...]:
 
 @handles("unbind")
 def _unbind(ctx: Ctx, x: TV, dim: int = 0) -> tuple[TV, ...]:
-    n = x.shape[axis(dim, x.rank)]
-    if not isinstance(n, int):
+    ax = axis(dim, x.rank)
+    n = x.shape[ax]
+    if not isinstance(n, int) and ctx.probing:
         raise ctx.unsupported(f"unbind of symbolic dim {n}", "unbind of fixed-size dims")
-    return tuple(select(ctx, x, dim, i) for i in range(n))
+    return tuple(select(ctx, x, dim, i) for i in range(int(x.ex.shape[ax])))
 
 
 @handles("zeros", "new_zeros", "zeros_like")

@@ -131,8 +131,12 @@ class Ctx:
     #: the first, all-dims-symbolic conversion that finds the batch and time dims (``api.py``):
     #: a call that fixes a dim then only means that dim is not batch or time
     probing: bool = False
-    _by_id: dict[int, Value] = field(default_factory=dict)
+    #: id of a leaf tensor made a param -> (its param, the tensor: held so the id stays its own)
+    _by_id: dict[int, tuple[Value, torch.Tensor]] = field(default_factory=dict)
     _counter: int = 0
+    #: value name -> the time reads it depends on: ``select``/``slice(k, k + 1)`` of a symbolic
+    #: dim, as (name of the source, axis) -> the source (``retime``)
+    _reads_of: dict[str, dict[tuple[str, int], TV]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ errors
     def unsupported(self, op: str, supported: str = "") -> UnsupportedError:
@@ -160,7 +164,38 @@ class Ctx:
             ex = OPS[op].evaluate(args, dict(self.builder._nodes[-1].attrs))
         outs = out if isinstance(out, tuple) else (out,)
         tvs = tuple(TV(v, e) for v, e in zip(outs, ex, strict=True))
+        self._track_reads(op, inputs, outs, dict(self.builder._nodes[-1].attrs))
         return tvs if isinstance(out, tuple) else tvs[0]
+
+    def _track_reads(self, op: str, inputs: Sequence[TV | None], outs: Sequence[Value], attrs: dict[str, Any]) -> None:
+        reads: dict[tuple[str, int], TV] = {}
+        for t in inputs:
+            if t is not None and t.value is not None:
+                reads.update(self._reads_of.get(t.value.name, {}))
+        src = inputs[0] if inputs else None
+        if op in ("select", "slice") and src is not None and src.value is not None:
+            ax = attrs["axis"] % src.rank
+            one = attrs.get("index", 0) >= 0 if op == "select" else (
+                attrs["step"] == 1 and attrs["stop"] == attrs["start"] + 1)
+            if one and isinstance(src.shape[ax], str):
+                reads = {**reads, (src.value.name, ax): src}
+        if reads:
+            for v in outs:
+                self._reads_of[v.name] = reads
+
+    def retime(self, out: TV, items: Sequence[TV], axis: int) -> TV:
+        """``out``, the stack (or concatenation of size-1 slices) of one value per step of a loop
+        over a symbolic dim unrolled at the example's length, with that dim symbolic again: a
+        ``reshape_dyn`` that reads its size from the loop's source.  Later sizes stay symbolic;
+        the loop is rolled back over T (``scan.py``) -- if it is not, the Program fails the trace
+        check at another length."""
+        first = self._reads_of.get(items[0].value.name, {}) if items[0].value is not None else {}
+        last = self._reads_of.get(items[-1].value.name, {}) if items[-1].value is not None else {}
+        for key, src in first.items():
+            if key in last and len(items) >= 3 and int(src.ex.shape[key[1]]) == len(items):
+                entries = [[1, key[1]] if d == axis else [0, d] for d in range(out.rank)]
+                return self.emit("reshape_dyn", out, out, src, shape=entries)
+        return out
 
     def const(self, value: float | int | bool, like: TV | str = "float32") -> TV:
         dtype = like if isinstance(like, str) else dtype_of_torch(like.ex.dtype)
@@ -168,10 +203,11 @@ class Ctx:
 
     def param(self, tensor: torch.Tensor, name: str) -> TV:
         """A weight or constant tensor as an IR param (shared tensors become one param)."""
+        key = id(tensor) if tensor.is_leaf else None  # a module called every step: one param
+        held = tensor
         tensor = tensor.detach()
-        key = id(tensor) if tensor.is_leaf else None
         if key is not None and key in self._by_id:
-            v = self._by_id[key]
+            v = self._by_id[key][0]
             return TV(v, self.weights[v.name])
         base = name.replace("/", ".") or "const"
         cand, i = base, 0
@@ -181,7 +217,7 @@ class Ctx:
         v = self.builder.param(cand, tuple(tensor.shape), dtype_of_torch(tensor.dtype))
         self.weights[cand] = tensor
         if key is not None:
-            self._by_id[key] = v
+            self._by_id[key] = (v, held)
         return TV(v, tensor)
 
     def materialize(self, t: TV) -> Value:

@@ -22,11 +22,7 @@ from rnnc.tolerances import assert_close
 
 #: entries whose length rnnc cannot keep symbolic yet, and why: ``trace`` warns naming the check
 #: that failed, keeps the batch symbolic and the length at the example's (docs/frontend.md)
-FIXED_LENGTH = {
-    "mamba_minimal_lm": "its selective scan is a Python loop over time of tensor ops, not of a module call",
-    "qrnn_window2": "ForgetMult's recurrence is a Python loop over time of tensor ops",
-    "sru_bidirectional": "SRUCell.forward loops over time itself, with tensor ops",
-}
+FIXED_LENGTH: dict[str, str] = {}
 #: entries where neither stays symbolic yet: DPRNN pads to a multiple of its chunk size computed
 #: from T, and the reshapes after it combine two derived sizes (the channel count is lost)
 FIXED_ALL = {"dprnn"}

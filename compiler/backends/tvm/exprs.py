@@ -235,6 +235,24 @@ def _offset_fn(src: Lazy, axis: int, start: int, step: int) -> Callable[[Index],
     return lambda idx: src.at((*idx[:axis], idx[axis] * step + start, *idx[axis + 1:]))
 
 
+def _unit_dims_only(src: Lazy, out_shape: tuple[Dim, ...]) -> Callable[[Index], Any] | None:
+    """The index map of a reshape that only adds or drops size-1 dims (``h.view(h.size()[1:])``
+    on ``[1, B, H]``), symbolic dims included; None for any other reshape."""
+    ins = [i for i, d in enumerate(src.shape) if static(d) != 1]
+    outs = [i for i, d in enumerate(out_shape) if static(d) != 1]
+    if len(ins) != len(outs) or not all(same_dim(src.shape[i], out_shape[o]) for i, o in zip(ins, outs, strict=True)):
+        return None
+    rank = len(src.shape)
+
+    def at(idx: Index) -> Any:
+        full: list[Any] = [0] * rank
+        for i, o in zip(ins, outs, strict=True):
+            full[i] = idx[o]
+        return src.at(tuple(full))
+
+    return at
+
+
 def reshape_index(src: Lazy, out_shape: tuple[Dim, ...]) -> Callable[[Index], Any]:
     """Index map of a reshape: a common prefix of equal dims (the batch) passes through, the
     rest is linearised over the output's static dims and split over the input's."""
@@ -244,7 +262,10 @@ def reshape_index(src: Lazy, out_shape: tuple[Dim, ...]) -> Callable[[Index], An
         keep += 1
     rest_in, rest_out = src.shape[keep:], out_shape[keep:]
     if any(static(d) is None for d in (*rest_in, *rest_out)):
-        raise UnsupportedError(f"reshape from {src.shape} to {out_shape} mixes symbolic dims")
+        moved = _unit_dims_only(src, out_shape)
+        if moved is None:
+            raise UnsupportedError(f"reshape from {src.shape} to {out_shape} mixes symbolic dims")
+        return moved
     in_sizes = [static(d) for d in rest_in]
     out_sizes = [static(d) for d in rest_out]
 

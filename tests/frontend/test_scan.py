@@ -1,0 +1,178 @@
+"""Loops of tensor ops over time, rolled back into one rnn node (``compiler/frontend/scan.py``).
+
+Each model below writes its recurrence as a Python loop over ``x.size(1)`` (or ``x.unbind``,
+``x.split(1)``) the way repositories do; the Program traced at one length must hold one ``rnn``
+node per loop, keep T symbolic, and match torch eager at lengths and batches it was not traced at
+(the interpreter and onnxruntime on the export).  Loops that are not recurrences over the whole
+sequence must not be rolled into something wrong: trace keeps the length fixed and says so.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import rnnc
+from rnnc.tolerances import assert_close
+
+torch.manual_seed(0)
+
+
+class ElmanLoop(nn.Module):
+    """h_t = tanh(x_t W + h_{t-1} U), outputs stacked over time (batch first)."""
+
+    def __init__(self, i: int = 6, h: int = 5) -> None:
+        super().__init__()
+        self.w = nn.Linear(i, h)
+        self.u = nn.Linear(h, h, bias=False)
+        self.h = h
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x.new_zeros(x.size(0), self.h)
+        ys = []
+        for t in range(x.size(1)):
+            h = torch.tanh(self.w(x[:, t]) + self.u(h))
+            ys.append(h)
+        return torch.stack(ys, dim=1), h
+
+
+class ReverseGatedLoop(nn.Module):
+    """A gated recurrence run backwards over time-major input, with a learned initial state."""
+
+    def __init__(self, i: int = 4, h: int = 3) -> None:
+        super().__init__()
+        self.gate = nn.Linear(i, h)
+        self.cand = nn.Linear(i, h)
+        self.h0 = nn.Parameter(torch.randn(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, c = torch.sigmoid(self.gate(x)), torch.tanh(self.cand(x))
+        h = self.h0.expand(x.size(1), -1)
+        outs = []
+        for t in range(x.size(0) - 1, -1, -1):
+            h = g[t] * h + (1 - g[t]) * c[t]
+            outs.append(h)
+        return torch.stack(outs[::-1], dim=0)
+
+
+class FirstStepApart(nn.Module):
+    """``if prev is None`` on the first step (QRNN's ForgetMult shape), unbind reads, outputs
+    concatenated as ``[B, 1, H]`` slices."""
+
+    def __init__(self, i: int = 4) -> None:
+        super().__init__()
+        self.f = nn.Linear(i, i)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = torch.sigmoid(self.f(x))
+        prev = None
+        outs = []
+        for f_t, x_t in zip(f.unbind(1), x.unbind(1), strict=True):
+            h = f_t * x_t if prev is None else f_t * x_t + (1 - f_t) * prev
+            outs.append(h.unsqueeze(1))
+            prev = h
+        return torch.cat(outs, dim=1)
+
+
+class ContextLoop(nn.Module):
+    """Each step also reads a per-sample context computed from the whole input (an invariant
+    with a batch dim), and only the final state is returned."""
+
+    def __init__(self, i: int = 4, h: int = 4) -> None:
+        super().__init__()
+        self.inp = nn.Linear(i, h)
+        self.ctx = nn.Linear(i, h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        context = torch.tanh(self.ctx(x.mean(dim=1)))
+        h = torch.zeros_like(context)
+        for t in range(x.size(1)):
+            h = torch.tanh(self.inp(x[:, t]) + h * context)
+        return h
+
+
+class PerStepMap(nn.Module):
+    """Not a recurrence: each step alone (a loop rnnc does not roll; T stays the example's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.relu(self.lin(x[:, t])) for t in range(x.size(1))], dim=1)
+
+
+class ShiftedRead(nn.Module):
+    """Reads x[:, t + 1] with x[:, t]: a recurrence over T - 1 steps (not rolled; fixed T)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros_like(x[:, 0])
+        for t in range(x.size(1) - 1):
+            h = torch.tanh(h + x[:, t] * x[:, t + 1])
+        return h
+
+
+def _trace(model: nn.Module, example: torch.Tensor) -> tuple[rnnc.ir.Program, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model.eval(), (example,))
+    return program, [str(w.message) for w in caught if "rnnc.trace" in str(w.message)]
+
+
+def _flat(out: object) -> list[torch.Tensor]:
+    return [out] if isinstance(out, torch.Tensor) else [t for o in out for t in _flat(o)]  # type: ignore[union-attr]
+
+
+ROLLED = [
+    (ElmanLoop, lambda b, t: torch.randn(b, t, 6), 1),
+    (ReverseGatedLoop, lambda b, t: torch.randn(t, b, 4), 1),
+    (FirstStepApart, lambda b, t: torch.randn(b, t, 4), 1),
+    (ContextLoop, lambda b, t: torch.randn(b, t, 4), 1),
+]
+
+
+@pytest.mark.parametrize(("cls", "make", "loops"), ROLLED, ids=[c.__name__ for c, _, _ in ROLLED])
+def test_a_loop_over_time_becomes_one_rnn_node_with_t_symbolic(cls, make, loops, tmp_path) -> None:
+    from rnnc.backends.onnx.runtime import StatefulSession
+
+    model = cls()
+    program, said = _trace(model, make(2, 9))
+    assert not said, said
+    assert len(program.rnn_nodes()) == loops
+    assert all(isinstance(d, str) for d in program.graph.inputs[0][1].shape[:2]), program.graph.inputs
+    path = tmp_path / "m.onnx"
+    rnnc.export_onnx(program, path=path)
+    for b, t in [(3, 17), (1, 4)]:
+        x = make(b, t)
+        with torch.no_grad():
+            want = _flat(model(x))
+        got = _flat(program.run(x))
+        assert [tuple(g.shape) for g in got] == [tuple(w.shape) for w in want]
+        for g, w in zip(got, want, strict=True):
+            assert_close(g, w, backend="interp")
+        for g, w in zip(StatefulSession(str(path))(x), want, strict=True):
+            assert_close(torch.from_numpy(g), w, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("cls", [PerStepMap, ShiftedRead])
+def test_a_loop_that_is_not_a_whole_sequence_recurrence_keeps_t_fixed_and_says_so(cls) -> None:
+    model = cls()
+    program, said = _trace(model, torch.randn(2, 7, 4))
+    assert said and "fixed" in said[0], said
+    assert program.graph.inputs[0][1].shape[1] == 7
+    x = torch.randn(3, 7, 4)  # the batch stays symbolic; the traced length still runs
+    with torch.no_grad():
+        assert_close(program.run(x), model(x), backend="interp")
+
+
+def test_the_rolled_step_is_a_cell_the_kernel_backends_compile() -> None:
+    model = ElmanLoop()
+    compiled = rnnc.compile(model, (torch.randn(2, 9, 6),))
+    x = torch.randn(4, 21, 6)
+    with torch.no_grad():
+        want = _flat(model(x))
+    for g, w in zip(_flat(compiled(x)), want, strict=True):
+        assert_close(g, w, backend="c")
