@@ -403,6 +403,18 @@ def _static(shape: tuple[Any, ...]) -> bool:
     return all(isinstance(d, int) for d in shape)
 
 
+def _batch_axis(t: TensorType, what: str) -> int:
+    """Where a per-step value keeps the batch; its other dims must be fixed."""
+    found = [k for k, d in enumerate(t.shape) if d == BATCH]
+    if len(found) != 1 or not _static(_rest(t, found[0])):
+        raise _Skip(f"{what} is {t.text()}, not a batch and fixed sizes")
+    return found[0]
+
+
+def _rest(t: TensorType, bp: int) -> tuple[Any, ...]:
+    return tuple(d for k, d in enumerate(t.shape) if k != bp)
+
+
 def _per_step_layout(t: TensorType, what: str) -> tuple[int, ...]:
     """The shape after the batch of a per-step value ``[B, ...]``."""
     if not t.shape or t.shape[0] != BATCH or not _static(t.shape[1:]):
@@ -531,7 +543,8 @@ def _rewrite(g: _G, mt: _Match, weights: dict[str, torch.Tensor], tag: str) -> t
             specs.append(StateSpec(name, tuple(t.shape[1:]), t.dtype))
             through.append((ext[v], v))
         else:
-            raise _Skip(f"the loop reads {v}: {t.text()}, computed from the inputs without a batch dim")
+            raise _Skip(f"the loop reads {v}: {t.text()}, computed from the inputs, whose sizes besides a leading "
+                        "batch are not all fixed (a state cannot hold it)")
         return ext[v]
 
     local: dict[tuple[int, int], Any] = {}
@@ -559,10 +572,15 @@ def _rewrite(g: _G, mt: _Match, weights: dict[str, torch.Tensor], tag: str) -> t
         if not carried:
             raise _Skip("the loop has neither per-step outputs nor a final value")
         y_keys = [carried[0]]
-    y_shapes = {key: _per_step_layout(out_types.get(key) or g.types[value_at(m, *key)], "a per-step output")
-                for key in y_keys}
-    flat = [local[key] if len(y_shapes[key]) == 1 else b.op("reshape", local[key], shape=(0, _numel(y_shapes[key])))
-            for key in y_keys]
+    # each collected value flattened batch first: ``[B, F]``
+    y_types = {key: out_types.get(key) or g.types[value_at(m, *key)] for key in y_keys}
+    y_batch = {key: _batch_axis(t, "a per-step output") for key, t in y_types.items()}
+    flat = []
+    for key in y_keys:
+        v, t, bp = local[key], y_types[key], y_batch[key]
+        if bp:
+            v = b.op("transpose", v, perm=(bp, *[k for k in range(t.rank) if k != bp]))
+        flat.append(v if t.rank == 2 else b.op("reshape", v, shape=(0, _numel(_rest(t, bp)))))
     y = flat[0] if len(flat) == 1 else b.op("concat", *flat, axis=1)
     outputs = [("y", y)]
     for k, key in enumerate(carried):
@@ -570,7 +588,7 @@ def _rewrite(g: _G, mt: _Match, weights: dict[str, torch.Tensor], tag: str) -> t
     for v, _top in through:
         outputs.append((v.name, v))
     step = b.build(outputs)
-    feat_y = [_numel(y_shapes[key]) for key in y_keys]
+    feat_y = [_numel(_rest(y_types[key], y_batch[key])) for key in y_keys]
     cell = Cell(f"scan:{g.graph.name}", "nonlinear", sum(widths), specs[0].shape[-1] if specs[0].shape else 1,
                 sum(feat_y), tuple(specs), step)
 
@@ -606,14 +624,20 @@ def _rewrite(g: _G, mt: _Match, weights: dict[str, torch.Tensor], tag: str) -> t
         by_key = dict(zip(y_keys, pieces, strict=True))
         for ci, key, stacked in collects:
             node = g.nodes[ci]
-            shape = y_shapes[key]
-            out_rank = len(g.types[node.outputs[0]].shape)
-            ax = node.attr("axis") % out_rank
-            inner = shape if stacked else tuple(d for k, d in enumerate(shape) if k + 1 != ax)
-            if not stacked and (ax == 0 or shape[ax - 1] != 1):
+            t, bp = y_types[key], y_batch[key]
+            ax = node.attr("axis") % len(g.types[node.outputs[0]].shape)
+            if not stacked and (ax == bp or t.shape[ax] != 1):
                 raise _Skip("a concatenation of per-step values that are not size 1 on its axis")
-            v = emit("reshape", by_key[key], shape=(0, 0, *inner))
-            perm = tuple([*range(1, ax + 1), 0, *range(ax + 1, len(inner) + 2)])
+            # dims labelled by their per-step axis: the rnn gives [T, batch, the others in order]
+            others = [k for k in range(t.rank) if k != bp and (stacked or k != ax)]
+            v = emit("reshape", by_key[key], shape=(0, 0, *(t.shape[k] for k in others)))
+            have = ["T", bp, *others]
+            want: list[Any] = list(range(t.rank))
+            if stacked:
+                want.insert(ax, "T")
+            else:
+                want[ax] = "T"
+            perm = tuple(have.index(d) for d in want)
             if perm != tuple(range(len(perm))):
                 v = emit("transpose", v, perm=perm)
             peeled = [node.inputs[k] for k, s in enumerate(range(n) if loop.forward else range(n - 1, -1, -1))

@@ -94,6 +94,30 @@ class ContextLoop(nn.Module):
         return h
 
 
+class HandWrittenLSTM(nn.Module):
+    """An LSTM written with matmuls and ``chunk``, outputs gathered time-major as ``[1, B, H]``
+    slices and returned batch-major, with the final ``(h, c)``."""
+
+    def __init__(self, i: int = 5, h: int = 6) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(i, 4 * h) * 0.3)
+        self.u = nn.Parameter(torch.randn(h, 4 * h) * 0.3)
+        self.b = nn.Parameter(torch.randn(4 * h) * 0.1)
+        self.h = h
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        b, t, _ = x.shape
+        h = torch.zeros(b, self.h)
+        c = torch.zeros(b, self.h)
+        outs = []
+        for k in range(t):
+            i, f, g, o = (x[:, k, :] @ self.w + h @ self.u + self.b).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outs.append(h.unsqueeze(0))
+        return torch.cat(outs, 0).transpose(0, 1), (h, c)
+
+
 class PerStepMap(nn.Module):
     """Not a recurrence: each step alone (a loop rnnc does not roll; T stays the example's)."""
 
@@ -131,6 +155,7 @@ ROLLED = [
     (ReverseGatedLoop, lambda b, t: torch.randn(t, b, 4), 1),
     (FirstStepApart, lambda b, t: torch.randn(b, t, 4), 1),
     (ContextLoop, lambda b, t: torch.randn(b, t, 4), 1),
+    (HandWrittenLSTM, lambda b, t: torch.randn(b, t, 5), 1),
 ]
 
 
