@@ -98,9 +98,10 @@ def _warn_fixed(tried: list[str]) -> None:
 
 
 def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str],
-           probing: bool = False, cells: dict[int, Any] | None = None) -> Program:
+           probing: bool = False, cells: dict[int, Any] | None = None, unrolled: list[str] | None = None) -> Program:
     """One conversion with the given dims; ``cells``: the step cells one eager run found
-    (``stepcells.find_step_cells``), passed in so a trace that builds several times runs it once."""
+    (``stepcells.find_step_cells``), passed in so a trace that builds several times runs it once;
+    ``unrolled`` receives why loops over a symbolic dim stayed unrolled (``scan.py``)."""
     name = type(model).__name__ if not isinstance(model, torch.jit.ScriptModule) else model.original_name
     b = GraphBuilder(name or "model")
     ctx = Ctx(b, probing=probing)
@@ -132,7 +133,9 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
     if any(isinstance(d, str) for _, t in graph.inputs for d in t.shape):
         from rnnc.frontend.scan import roll_loops
 
-        graph, weights, _ = roll_loops(graph, weights)
+        graph, weights, left = roll_loops(graph, weights)
+        if unrolled is not None:
+            unrolled.extend(left)
     return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})").verify()
 
 
@@ -216,15 +219,17 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
             if dims in seen:
                 continue
             seen.append(dims)
+            unrolled: list[str] = []
             try:
-                program = _build(model, examples, dims, names, cells=cells)
+                program = _build(model, examples, dims, names, cells=cells, unrolled=unrolled)
             except Exception as exc:  # noqa: BLE001 -- this choice of dims failed; the next is tried
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
             wrong = check_at_other_size(model, program, examples, dims)
             if wrong:
-                why.append(f"with {_show(dims, names)}: {wrong} (a size the trace fixed, e.g. a Python loop "
-                           "unrolled over the example's length)")
+                cause = ("a loop over time stayed unrolled: " + "; ".join(dict.fromkeys(unrolled)) if unrolled
+                         else "a size the trace fixed, e.g. a Python loop unrolled over the example's length")
+                why.append(f"with {_show(dims, names)}: {wrong} ({cause})")
                 continue
             _warn_fixed(why)
             return program

@@ -737,7 +737,8 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor]) -> tuple[Graph, d
                 match = _template(g, loop, bodies)
                 graph, added = _rewrite(g, match, weights, f"scan{count}")
             except _Skip as exc:
-                why.append(str(exc))
+                first = next(r for reads in loop.chains for r in reads if r is not None)
+                why.append(f"the {loop.n}-step loop reading {g.nodes[first].label}: {exc}")
                 continue
             weights.update(added)
             count += 1

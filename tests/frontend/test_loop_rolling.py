@@ -201,3 +201,32 @@ def test_the_rolled_step_is_a_cell_the_kernel_backends_compile() -> None:
         want = _flat(model(x))
     for g, w in zip(_flat(compiled(x)), want, strict=True):
         assert_close(g, w, backend="c")
+
+
+class AttendOverInput(nn.Module):
+    """Each step attends over the whole input: a value of length T read by every step, which no
+    state of fixed size can hold -- the loop is found but cannot roll."""
+
+    def __init__(self, h: int = 6) -> None:
+        super().__init__()
+        self.q = nn.Linear(h, h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        memory = torch.tanh(x)
+        h = x.mean(1)
+        outs = []
+        for t in range(x.size(1)):
+            a = torch.softmax((memory @ self.q(h).unsqueeze(-1)).squeeze(-1), dim=-1)
+            h = torch.tanh(x[:, t] + (a.unsqueeze(-1) * memory).sum(1))
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+def test_a_loop_found_but_not_rolled_is_named_with_the_reason() -> None:
+    model = AttendOverInput()
+    program, said = _trace(model, torch.randn(2, 7, 6))
+    assert said and "loop over time stayed unrolled: the 7-step loop" in said[0], said
+    assert "a state cannot hold it" in said[0], said
+    x = torch.randn(3, 7, 6)
+    with torch.no_grad():
+        assert_close(program.run(x), model(x), backend="interp")
