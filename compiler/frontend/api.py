@@ -98,13 +98,16 @@ def _warn_fixed(tried: list[str]) -> None:
 
 
 def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str],
-           probing: bool = False, cells: dict[int, Any] | None = None, unrolled: list[str] | None = None) -> Program:
+           probing: bool = False, cells: dict[int, Any] | None = None, loops: dict[str, Any] | None = None,
+           roll: bool = True) -> Program:
     """One conversion with the given dims; ``cells``: the step cells one eager run found
-    (``stepcells.find_step_cells``), passed in so a trace that builds several times runs it once;
-    ``unrolled`` receives why loops over a symbolic dim stayed unrolled (``scan.py``)."""
+    (``stepcells.find_step_cells``), passed in so a trace that builds several times runs it once.
+    ``roll``: roll loops over a symbolic dim back over it (``scan.py``; stacks of per-step values
+    keep the dim); ``loops`` receives what that did: ``rolled``/``retimed`` counts and ``left``,
+    why loops found stayed unrolled."""
     name = type(model).__name__ if not isinstance(model, torch.jit.ScriptModule) else model.original_name
     b = GraphBuilder(name or "model")
-    ctx = Ctx(b, probing=probing)
+    ctx = Ctx(b, probing=probing, retime_loops=roll)
     inputs = [TV(b.input(n, d, dtype_of_torch(e.dtype)), e) for n, d, e in zip(names, dims, examples, strict=True)]
     if isinstance(model, torch.jit.ScriptModule):
         from rnnc.frontend.torchscript import convert_script_module
@@ -130,12 +133,17 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         flat = [("output", flat[0][1])]
     graph = b.build(flat)
     weights = ctx.weights
-    if any(isinstance(d, str) for _, t in graph.inputs for d in t.shape):
+    if roll and any(isinstance(d, str) for _, t in graph.inputs for d in t.shape):
         from rnnc.frontend.scan import roll_loops
 
-        graph, weights, left = roll_loops(graph, weights)
-        if unrolled is not None:
-            unrolled.extend(left)
+        sizes = {d: int(n) for ds, e in zip(dims, examples, strict=True) for d, n in zip(ds, e.shape, strict=True)
+                 if isinstance(d, str)}
+        before = len(graph.nodes)
+        graph, weights, left = roll_loops(graph, weights, sizes)
+        if loops is not None:
+            loops.update(rolled=len(graph.nodes) != before, left=left)
+    if loops is not None:
+        loops["retimed"] = ctx.retimed
     return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})").verify()
 
 
@@ -219,15 +227,25 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
             if dims in seen:
                 continue
             seen.append(dims)
-            unrolled: list[str] = []
+            loops: dict[str, Any] = {}
             try:
-                program = _build(model, examples, dims, names, cells=cells, unrolled=unrolled)
+                program = _build(model, examples, dims, names, cells=cells, loops=loops)
             except Exception as exc:  # noqa: BLE001 -- this choice of dims failed; the next is tried
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
             wrong = check_at_other_size(model, program, examples, dims)
+            if wrong and (loops.get("rolled") or loops.get("retimed")):
+                # what the loop pass did was wrong for this model (a stack of per-step reads that
+                # is no loop over time): the same dims without it
+                try:
+                    plain = _build(model, examples, dims, names, cells=cells, roll=False)
+                    if not check_at_other_size(model, plain, examples, dims):
+                        program, wrong = plain, ""
+                except Exception:  # noqa: BLE001 -- the first build's verdict stands
+                    pass
             if wrong:
-                cause = ("a loop over time stayed unrolled: " + "; ".join(dict.fromkeys(unrolled)) if unrolled
+                left = loops.get("left") or []
+                cause = ("a loop over time stayed unrolled: " + "; ".join(dict.fromkeys(left)) if left
                          else "a size the trace fixed, e.g. a Python loop unrolled over the example's length")
                 why.append(f"with {_show(dims, names)}: {wrong} ({cause})")
                 continue

@@ -44,8 +44,9 @@ from rnnc.ir.types import TensorType
 _END = 2**62
 #: the batch symbol the frontend gives the batch dim (``dims.py``): states keep it first
 BATCH = "B"
-#: at most this many first steps may differ from the rest and stay unrolled
-MAX_PEELED = 2
+#: at most this many first steps may differ from the rest and stay unrolled (one: a Program
+#: with k steps written apart would need T >= k, where the model runs at any length)
+MAX_PEELED = 1
 
 
 class _Skip(Exception):
@@ -74,11 +75,24 @@ class _G:
                     self.users[self.prod[v][0]].append(i)
         self.outputs = {v for _, v in self.graph.outputs}
         self._desc: list[int] | None = None
-        self._keys: dict[str, Any] = {}
         self.params = {p for p, _ in self.graph.params}
         self.input_names = {p for p, _ in self.graph.inputs}
-        self.from_inputs: dict[str, bool] = {}
         self._pure: list[bool] | None = None
+        # one forward pass (nodes are in dependency order; no recursion however long the loop):
+        # a structural key per value (hash-consed to ints) and whether it depends on an input
+        ids: dict[Any, int] = {}
+        self._keys: dict[str, int] = {}
+        self.from_inputs: dict[str, bool] = {v: True for v in self.input_names}
+        for v in self.params:
+            self._keys[v] = ids.setdefault(("value", v), len(ids))
+        for v in self.input_names:
+            self._keys[v] = ids.setdefault(("value", v), len(ids))
+        for n in self.nodes:
+            args = tuple(self._keys.get(x, -1) if x else -2 for x in n.inputs)
+            dep = any(self.from_inputs.get(x, False) for x in n.inputs if x)
+            for j, v in enumerate(n.outputs):
+                self._keys[v] = ids.setdefault((n.op, n.attrs, j, args), len(ids))
+                self.from_inputs[v] = dep
 
     @property
     def desc(self) -> list[int]:
@@ -105,16 +119,9 @@ class _G:
             self._pure = pure
         return self._pure
 
-    def key(self, v: str) -> Any:
+    def key(self, v: str) -> int:
         """A structural key of value ``v``: equal keys compute equal values (per-step copies of
         an invariant, ``w.view(...)[0]`` emitted once per iteration, compare equal)."""
-        if v not in self._keys:
-            if v not in self.prod:
-                self._keys[v] = ("value", v)
-            else:
-                i, j = self.prod[v]
-                n = self.nodes[i]
-                self._keys[v] = (n.op, n.attrs, j, tuple(self.key(x) if x else "" for x in n.inputs))
         return self._keys[v]
 
 
@@ -165,9 +172,11 @@ class _Loop:
     chains: list[list[int | None]]  # read node per scan step (None: not read), one list per chain
 
 
-def _find_loops(g: _G) -> tuple[list[_Loop], list[list[int | None]]]:
+def _find_loops(g: _G, sizes: dict[str, int]) -> tuple[list[_Loop], list[list[int | None]]]:
     """The loops, and the reads (by index) of the Xs that feed no carry: a loop claims those
-    whose reads its steps use (``_steps``)."""
+    whose reads its steps use (``_steps``).  ``sizes``: the example's size of each symbolic dim;
+    only a loop over every step of its dim is one (``for k in range(4)`` on a length-9 input is
+    a fixed prologue, and rolling it over T would be wrong)."""
     by_key: dict[tuple[str, int, bool], dict[int, list[int]]] = {}
     for i in range(len(g.nodes)):
         r = _read(g, i)
@@ -175,8 +184,10 @@ def _find_loops(g: _G) -> tuple[list[_Loop], list[list[int | None]]]:
             by_key.setdefault((r.x, r.axis, r.keep), {}).setdefault(r.index, []).append(i)
     chains: list[tuple[int, bool, list[int | None]]] = []
     free: list[list[int | None]] = []
-    for by_index in by_key.values():
+    for (x, axis, _keep), by_index in by_key.items():
         n = max(by_index) + 1
+        if sizes.get(str(g.types[x].shape[axis])) != n:
+            continue
         copies = max(len(r) for r in by_index.values())
         m = n // 2
         # a step may not read X at all (``forgets[0]`` unused when the first step has no carry)
@@ -258,13 +269,7 @@ def _assign(g: _G, loop: _Loop) -> list[int]:
 
 
 def _depends_on_inputs(g: _G, v: str) -> bool:
-    memo = g.from_inputs
-    if v not in memo:
-        if v not in g.prod:
-            memo[v] = v in g.input_names
-        else:
-            memo[v] = any(_depends_on_inputs(g, x) for x in g.nodes[g.prod[v][0]].inputs if x)
-    return memo[v]
+    return g.from_inputs.get(v, False)
 
 
 # --------------------------------------------------------------------------- 4: template
@@ -287,11 +292,12 @@ def _index_of(g: _G, i: int) -> int | None:
     return None if r is None else r.index
 
 
-def _same_node(g: _G, a: Node, b: Node) -> bool:
+def _same_node(g: _G, ia: int, ib: int) -> bool:
+    a, b = g.nodes[ia], g.nodes[ib]
     if a.op != b.op or a.types != b.types or len(a.inputs) != len(b.inputs):
         return False
-    if a.op in ("select", "slice"):
-        drop = ("index", "start", "stop")
+    if a.op in ("select", "slice") and _read(g, ia) is not None and _read(g, ib) is not None:
+        drop = ("index", "start", "stop")  # a read of the time dim: its index is checked apart
         return [kv for kv in a.attrs if kv[0] not in drop] == [kv for kv in b.attrs if kv[0] not in drop]
     return a.attrs == b.attrs
 
@@ -306,7 +312,7 @@ def _compare(g: _G, bodies: list[list[int]], m: int, s: int, first: bool, length
     pos_prev_s = {i: p for p, i in enumerate(bodies[s - 1])} if s > 0 else {}
     for p in range(length):
         tn, sn = g.nodes[bodies[m][p]], g.nodes[bodies[s][p]]
-        if not _same_node(g, tn, sn):
+        if not _same_node(g, bodies[m][p], bodies[s][p]):
             return False
         for slot, (tv, sv) in enumerate(zip(tn.inputs, sn.inputs, strict=True)):
             if not tv or tv not in g.prod:
@@ -432,7 +438,7 @@ def _numel(shape: Iterable[int]) -> int:
 def _rewrite(g: _G, mt: _Match, weights: dict[str, torch.Tensor], tag: str) -> tuple[Graph, dict[str, torch.Tensor]]:
     loop, bodies, m, start, n = mt.loop, mt.bodies, mt.m, mt.start, mt.loop.n
     tmpl = bodies[m]
-    pos_of = [{i: p for p, i in enumerate(bodies[s][:len(tmpl)])} for s in range(n)]
+    pos_of = [{i: p for p, i in enumerate(bodies[s][:len(tmpl) if s < n - 1 else mt.last_len])} for s in range(n)]
     last_nodes = set(bodies[n - 1][:mt.last_len])
     rolled = {i for s in range(start, n - 1) for i in bodies[s]} | last_nodes
     # values each step computes, by (template pos, output)
@@ -492,6 +498,8 @@ def _rewrite(g: _G, mt: _Match, weights: dict[str, torch.Tensor], tag: str) -> t
     dtypes = {g.types[x].dtype for x, *_ in slots}
     if len(dtypes) != 1:
         raise _Skip("per-step inputs of several dtypes")
+    if len({g.types[x].shape[ax] for x, ax, *_ in slots}) != 1:
+        raise _Skip("the loop reads sequences of different symbolic lengths")
     dtype = dtypes.pop()
     widths = [_numel(lay[2]) for lay in slot_layout]
     xin = b.input("x", (BATCH, sum(widths)), dtype)
@@ -595,22 +603,27 @@ def _rewrite(g: _G, mt: _Match, weights: dict[str, torch.Tensor], tag: str) -> t
     # ---------------------------------------------------------------- the top level
     xs = []
     for (x, ax, _keep, d), (bpos, rest, feat, _k) in zip(slots, slot_layout, strict=True):
-        v = x
-        if start:
-            v = emit("slice", v, axis=ax, start=start, stop=_END, step=1) if d > 0 else \
-                emit("slice", v, axis=ax, start=0, stop=-start, step=1)
-        if d < 0:
-            v = emit("flip", v, axis=ax)
+        v = emit("flip", x, axis=ax) if d < 0 else x  # in scan order
         order = [bpos, ax, *[k for k in rest if k != bpos]]
         if tuple(order) != tuple(range(len(order))):
             v = emit("transpose", v, perm=tuple(order))
         xs.append(emit("reshape", v, shape=(0, 0, _numel(feat))))
-    xcat = xs[0] if len(xs) == 1 else emit("concat", *xs, axis=2)
-    state_inits = [i for i in inits] + [top for _v, top in through]
+    xcat = xs[0] if len(xs) == 1 else emit("concat", *xs, axis=2)  # [B, T, I]
+    lengths = ""
+    if start:
+        # the steps after the first, as a sequence of T steps whose last one is masked off by
+        # lengths T - 1: so T = 1 runs no step, and no backend sees an empty sequence
+        xcat = emit("concat", emit("slice", xcat, axis=1, start=1, stop=_END, step=1),
+                    emit("slice", xcat, axis=1, start=0, stop=1, step=1), axis=1)
+        ones = emit("full_dyn", xcat, shape=([0, 0], ["-", [0, 1], 1]), value=1, dtype="int64")
+        lengths = emit("sum", ones, axes=(1,), keepdim=False)
+    state_inits = [*inits, *(top for _v, top in through)]
     state_vals = [emit("unsqueeze", s, axis=0) if s else "" for s in state_inits]
-    rnn_out = emit("rnn", xcat, "", *state_vals, *[top for top, _ in params], cells=(cell,), num_layers=1,
+    rnn_out = emit("rnn", xcat, lengths, *state_vals, *[top for top, _ in params], cells=(cell,), num_layers=1,
                    bidirectional=False, batch_first=True)
     y_top, final_tops = rnn_out[0], rnn_out[1:]
+    if start:
+        y_top = emit("slice", y_top, axis=1, start=0, stop=-1, step=1)  # the masked last step
     rename: dict[str, str] = {}
     for k, key in enumerate(carried):
         if key in finals:
@@ -655,22 +668,16 @@ def _evaluate(g: _G, v: str, weights: dict[str, torch.Tensor]) -> torch.Tensor:
     """The value of ``v``, which depends on weights and constants only."""
     from rnnc.ir.interp import run_nodes
 
-    need: list[int] = []
     seen: set[int] = set()
-
-    def visit(x: str) -> None:
+    todo = [v]
+    while todo:
+        x = todo.pop()
         if x in g.prod and g.prod[x][0] not in seen:
-            i = g.prod[x][0]
-            seen.add(i)
-            for y in g.nodes[i].inputs:
-                if y:
-                    visit(y)
-            need.append(i)
-
-    visit(v)
+            seen.add(g.prod[x][0])
+            todo.extend(y for y in g.nodes[g.prod[x][0]].inputs if y)
     values: dict[str, Any] = dict(weights)
     with torch.no_grad():
-        run_nodes([g.nodes[i] for i in need], values)
+        run_nodes([g.nodes[i] for i in sorted(seen)], values)  # node order is dependency order
     return values[v].detach().clone()
 
 
@@ -686,18 +693,18 @@ def _assemble(g: _G, added: list[Node], dead: set[int], rename: dict[str, str],
     made = {v: k for k, nd in enumerate(pool) for v in nd.outputs}
     order: list[Node] = []
     done: set[int] = set()
-
-    def place(k: int) -> None:
-        if k in done:
-            return
-        done.add(k)
-        for v in pool[k].inputs:
-            if v in made:
-                place(made[v])
-        order.append(pool[k])
-
-    for k in range(len(pool)):
-        place(k)
+    for root in range(len(pool)):  # depth first, producers before users (no recursion)
+        stack = [(root, False)]
+        while stack:
+            k, ready = stack.pop()
+            if ready:
+                order.append(pool[k])
+                continue
+            if k in done:
+                continue
+            done.add(k)
+            stack.append((k, True))
+            stack.extend((made[v], False) for v in reversed(pool[k].inputs) if v in made and made[v] not in done)
     outputs = tuple((name, fix(v)) for name, v in g.graph.outputs)
     # drop what nothing reads any more (the unrolled loop's prologue and invariants)
     live = {v for _, v in outputs}
@@ -716,9 +723,11 @@ def _dtype(t: torch.Tensor) -> str:
     return dtype_of_torch(t.dtype)
 
 
-def roll_loops(graph: Graph, weights: dict[str, torch.Tensor]) -> tuple[Graph, dict[str, torch.Tensor], list[str]]:
+def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, int]
+               ) -> tuple[Graph, dict[str, torch.Tensor], list[str]]:
     """Roll every loop over a symbolic dim that fits (module docstring); returns the graph, the
-    weights (with folded invariants added) and why the loops that were found did not roll."""
+    weights (with folded invariants added) and why the loops that were found did not roll.
+    ``sizes``: each symbolic dim's size in the example the graph was traced at."""
     weights = dict(weights)
     why: list[str] = []
     tried: set[frozenset[int]] = set()
@@ -726,7 +735,7 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor]) -> tuple[Graph, d
     while True:
         g = _G(graph)
         progress = False
-        loops, free = _find_loops(g)
+        loops, free = _find_loops(g, sizes)
         for loop in loops:
             sig = frozenset(g.nodes[r].outputs[0] for reads in loop.chains for r in reads if r is not None)
             if sig in tried:
@@ -736,9 +745,10 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor]) -> tuple[Graph, d
                 loop, bodies = _steps(g, loop, free)
                 match = _template(g, loop, bodies)
                 graph, added = _rewrite(g, match, weights, f"scan{count}")
-            except _Skip as exc:
+            except Exception as exc:  # noqa: BLE001 -- a loop that does not roll stays unrolled, as traced
                 first = next(r for reads in loop.chains for r in reads if r is not None)
-                why.append(f"the {loop.n}-step loop reading {g.nodes[first].label}: {exc}")
+                said = str(exc) if isinstance(exc, _Skip) else f"{type(exc).__name__}: {exc}"
+                why.append(f"the {loop.n}-step loop reading {g.nodes[first].label}: {said}")
                 continue
             weights.update(added)
             count += 1

@@ -135,8 +135,11 @@ class Ctx:
     _by_id: dict[int, tuple[Value, torch.Tensor]] = field(default_factory=dict)
     _counter: int = 0
     #: value name -> the time reads it depends on: ``select``/``slice(k, k + 1)`` of a symbolic
-    #: dim, as (name of the source, axis) -> the source (``retime``)
-    _reads_of: dict[str, dict[tuple[str, int], TV]] = field(default_factory=dict)
+    #: dim, as (name of the source, axis) -> (the source, lowest and highest index read)
+    _reads_of: dict[str, dict[tuple[str, int], tuple[TV, int, int]]] = field(default_factory=dict)
+    #: give stacks of per-step values their loop's symbolic length back (``retime``); how often
+    retime_loops: bool = True
+    retimed: int = 0
 
     # ------------------------------------------------------------------ errors
     def unsupported(self, op: str, supported: str = "") -> UnsupportedError:
@@ -168,17 +171,25 @@ class Ctx:
         return tvs if isinstance(out, tuple) else tvs[0]
 
     def _track_reads(self, op: str, inputs: Sequence[TV | None], outs: Sequence[Value], attrs: dict[str, Any]) -> None:
-        reads: dict[tuple[str, int], TV] = {}
+        reads: dict[tuple[str, int], tuple[TV, int, int]] = {}
+
+        def add(key: tuple[str, int], src: TV, lo: int, hi: int) -> None:
+            if key in reads:
+                _, lo0, hi0 = reads[key]
+                lo, hi = min(lo, lo0), max(hi, hi0)
+            reads[key] = (src, lo, hi)
+
         for t in inputs:
             if t is not None and t.value is not None:
-                reads.update(self._reads_of.get(t.value.name, {}))
+                for key, (src, lo, hi) in self._reads_of.get(t.value.name, {}).items():
+                    add(key, src, lo, hi)
         src = inputs[0] if inputs else None
         if op in ("select", "slice") and src is not None and src.value is not None:
             ax = attrs["axis"] % src.rank
-            one = attrs.get("index", 0) >= 0 if op == "select" else (
-                attrs["step"] == 1 and attrs["stop"] == attrs["start"] + 1)
+            k = attrs["index"] if op == "select" else attrs["start"]
+            one = k >= 0 and (op == "select" or (attrs["step"] == 1 and attrs["stop"] == k + 1))
             if one and isinstance(src.shape[ax], str):
-                reads = {**reads, (src.value.name, ax): src}
+                add((src.value.name, ax), src, k, k)
         if reads:
             for v in outs:
                 self._reads_of[v.name] = reads
@@ -189,10 +200,20 @@ class Ctx:
         ``reshape_dyn`` that reads its size from the loop's source.  Later sizes stay symbolic;
         the loop is rolled back over T (``scan.py``) -- if it is not, the Program fails the trace
         check at another length."""
-        first = self._reads_of.get(items[0].value.name, {}) if items[0].value is not None else {}
-        last = self._reads_of.get(items[-1].value.name, {}) if items[-1].value is not None else {}
-        for key, src in first.items():
-            if key in last and len(items) >= 3 and int(src.ex.shape[key[1]]) == len(items):
+        n = len(items)
+        if not self.retime_loops or n < 3 or any(t.value is None for t in items):
+            return out
+        ends = [self._reads_of.get(t.value.name, {}) for t in (items[0], items[n // 2], items[-1])]
+        for key, (src, *_r) in ends[0].items():
+            if int(src.ex.shape[key[1]]) != n or not all(key in e for e in ends):
+                continue
+            # item k of a loop over the steps of src reads step k, and steps on one side of it
+            # only (a forward loop reads 0..k, a backward one k..n-1); a value read by every
+            # step (the encoder state a decoder loop starts from) does not count
+            spans = [e[key][1:] for e in ends]
+            if all(lo <= k <= hi and (lo == k or hi == k) for (lo, hi), k in zip(spans, (0, n // 2, n - 1),
+                                                                                  strict=True)):
+                self.retimed += 1
                 entries = [[1, key[1]] if d == axis else [0, d] for d in range(out.rank)]
                 return self.emit("reshape_dyn", out, out, src, shape=entries)
         return out

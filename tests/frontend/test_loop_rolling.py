@@ -170,7 +170,7 @@ def test_a_loop_over_time_becomes_one_rnn_node_with_t_symbolic(cls, make, loops,
     assert all(isinstance(d, str) for d in program.graph.inputs[0][1].shape[:2]), program.graph.inputs
     path = tmp_path / "m.onnx"
     rnnc.export_onnx(program, path=path)
-    for b, t in [(3, 17), (1, 4)]:
+    for b, t in [(3, 17), (1, 4), (2, 1)]:
         x = make(b, t)
         with torch.no_grad():
             want = _flat(model(x))
@@ -230,3 +230,90 @@ def test_a_loop_found_but_not_rolled_is_named_with_the_reason() -> None:
     x = torch.randn(3, 7, 6)
     with torch.no_grad():
         assert_close(program.run(x), model(x), backend="interp")
+
+
+# ---------------------------------------------------------------- what must not roll (a review's cases)
+class Warmup(nn.Module):
+    """A recurrence over the first four steps only: rolling it over T would be wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.size(0), 4)
+        for k in range(4):
+            h = torch.tanh(self.lin(h) + x[:, k])
+        return h + x.mean(1)
+
+
+class PositionTable(nn.Module):
+    """Each step also reads row t of a fixed table: the steps differ (no template)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(12, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.size(0), 4)
+        for t in range(x.size(1)):
+            h = torch.tanh(0.5 * h + x[:, t] + self.pos[t])
+        return h
+
+
+class LastStepApart(nn.Module):
+    """The last step's collected value is computed differently from the others'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, outs, n = x.new_zeros(x.size(0), 4), [], x.size(1)
+        for t in range(n):
+            h = torch.tanh(self.lin(h) + x[:, t])
+            outs.append(torch.sigmoid(h) if t == n - 1 else torch.relu(h))
+        return torch.stack(outs, 1)
+
+
+@pytest.mark.parametrize("cls", [Warmup, PositionTable, LastStepApart])
+def test_a_loop_that_is_not_one_step_repeated_over_t_is_never_rolled_wrongly(cls) -> None:
+    """With ``dynamic=`` given, trace does not check itself: the Program must be the unrolled
+    one (right at the traced length) rather than a wrongly rolled one."""
+    model = cls().eval()
+    example = torch.randn(2, 9, 4)
+    program = rnnc.trace(model, (example,), dynamic=[{0: "B", 1: "T"}])
+    assert not program.rnn_nodes()
+    x = torch.randn(3, 9, 4)
+    with torch.no_grad():
+        assert_close(program.run(x), model(x), backend="interp")
+
+
+class EncoderDecoder(nn.Module):
+    """Two loops over two lengths of the same example size; the decoder starts from the encoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Linear(4, 4)
+        self.dec = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.size(0), 4)
+        for t in range(x.size(1)):
+            h = torch.tanh(h + self.enc(x[:, t]))
+        outs = []
+        for t in range(y.size(1)):
+            h = torch.tanh(h + self.dec(y[:, t]))
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+def test_two_loops_over_two_lengths_keep_each_its_own() -> None:
+    model = EncoderDecoder().eval()
+    program = rnnc.trace(model, (torch.randn(2, 6, 4), torch.randn(2, 6, 4)),
+                         dynamic=[{0: "B", 1: "T"}, {0: "B", 1: "L"}])
+    assert len(program.rnn_nodes()) == 2
+    for t, n in [(5, 8), (8, 5)]:
+        x, y = torch.randn(3, t, 4), torch.randn(3, n, 4)
+        with torch.no_grad():
+            assert_close(program.run(x, y), model(x, y), backend="interp")

@@ -58,7 +58,9 @@ def _hoist(g: OnnxGraph, cut: Split, xt: str, weights: Mapping[str, str], fixed_
     if fixed_steps:
         return [g.op("Reshape", names[v], g.const([fixed_steps, -1, *types[v].shape[1:]]), hint=f"{v}_all")
                 for v in cut.frontier]
-    return [g.op("Reshape", names[v], g.op("Concat", steps, g.const([-1, *types[v].shape[1:]]), axis=0),
+    # [T, B, ...] with B read from x, not inferred: a -1 cannot be inferred from zero steps
+    batch = g.op("Slice", g.op("Shape", xt), g.const([1]), g.const([2]))
+    return [g.op("Reshape", names[v], g.op("Concat", steps, batch, g.const(list(types[v].shape[1:])), axis=0),
                  hint=f"{v}_all") for v in cut.frontier]
 
 
