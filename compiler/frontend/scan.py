@@ -220,7 +220,26 @@ def _find_loops(g: _G, sizes: dict[str, int]) -> tuple[list[_Loop], list[list[in
     loops: dict[int, _Loop] = {}
     for i, (n, f, reads) in enumerate(chains):
         loops.setdefault(root(i), _Loop(n, f, [])).chains.append(reads)
-    return list(loops.values()), free
+    return [*loops.values(), *_maps(g, free)], free
+
+
+def _maps(g: _G, free: list[list[int | None]]) -> list[_Loop]:
+    """Loops with no carry (``torch.stack([f(x[:, t]) for t in range(T)], 1)``, a per-step map):
+    the free reads that meet inside one step, each group tried after the carried loops (a carried
+    loop claims the free reads its steps use first)."""
+    groups: list[list[list[int | None]]] = []
+    for reads in free:
+        n, m = len(reads), len(reads) // 2
+        if any(r is None for r in reads):
+            continue
+        for group in groups:
+            other = group[0]
+            if len(other) == n and _meet(g, [other[m]], [reads[m]], [other[m + 1], reads[m + 1]]):
+                group.append(reads)
+                break
+        else:
+            groups.append([reads])
+    return [_Loop(len(group[0]), True, group) for group in groups]
 
 
 # --------------------------------------------------------------------------- 3: steps
@@ -522,6 +541,11 @@ def _rewrite(g: _G, mt: _Match, weights: dict[str, torch.Tensor], tag: str) -> t
         state_in[key] = b.input(f"s{k}", (BATCH, *shape), out_types[key].dtype)
         specs.append(StateSpec(f"s{k}", shape, out_types[key].dtype))
     inits: list[str] = [mt.inits.get(key, "") for key in carried]
+    dummy = None
+    if not carried:  # a per-step map carries nothing; the rnn op wants a state: one of zeros
+        dummy = b.input("s0", (BATCH, 1), dtype)
+        specs.append(StateSpec("s0", (1,), dtype))
+        inits.append("")
     # invariants: constants copied, weight-only values folded into weights, batch-carrying inputs
     # passed through as states
     new_weights: dict[str, torch.Tensor] = {}
@@ -593,6 +617,8 @@ def _rewrite(g: _G, mt: _Match, weights: dict[str, torch.Tensor], tag: str) -> t
     outputs = [("y", y)]
     for k, key in enumerate(carried):
         outputs.append((f"s{k}", local[key]))
+    if dummy is not None:
+        outputs.append(("s0", dummy))
     for v, _top in through:
         outputs.append((v.name, v))
     step = b.build(outputs)
