@@ -1,0 +1,376 @@
+"""Find the loops over time in an unrolled trace and match their steps (``scan.py`` rolls them).
+
+Steps 1-4 of ``scan.py``'s description: the time reads, the carry chains and loops (and per-step
+maps), each node's step, and the template every step is matched against.  Pure analysis of one
+IR graph: it builds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnc.ir import Graph, Node
+from rnnc.ir.types import TensorType
+
+#: the batch symbol the frontend gives the batch dim (``dims.py``): states keep it first
+BATCH = "B"
+#: at most this many first steps may differ from the rest and stay unrolled (one: a Program
+#: with k steps written apart would need T >= k, where the model runs at any length)
+MAX_PEELED = 1
+
+
+class Skip(Exception):
+    """This loop does not roll (the reason is kept for debugging, the loop stays unrolled)."""
+
+
+@dataclass
+class Indexed:
+    """The graph being rolled, indexed: producer and users of each value, descendants per node."""
+
+    graph: Graph
+    nodes: list[Node] = field(init=False)
+    prod: dict[str, tuple[int, int]] = field(init=False)  # value -> (node index, output index)
+    users: list[list[int]] = field(init=False)
+    types: dict[str, TensorType] = field(init=False)
+    outputs: set[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.nodes = list(self.graph.nodes)
+        self.types = self.graph.value_types()
+        self.prod = {v: (i, j) for i, n in enumerate(self.nodes) for j, v in enumerate(n.outputs)}
+        self.users = [[] for _ in self.nodes]
+        for i, n in enumerate(self.nodes):
+            for v in set(n.inputs):
+                if v in self.prod:
+                    self.users[self.prod[v][0]].append(i)
+        self.outputs = {v for _, v in self.graph.outputs}
+        self._desc: list[int] | None = None
+        self.params = {p for p, _ in self.graph.params}
+        self.input_names = {p for p, _ in self.graph.inputs}
+        self._pure: list[bool] | None = None
+        # one forward pass (nodes are in dependency order; no recursion however long the loop):
+        # a structural key per value (hash-consed to ints) and whether it depends on an input
+        ids: dict[Any, int] = {}
+        self._keys: dict[str, int] = {}
+        self.from_inputs: dict[str, bool] = {v: True for v in self.input_names}
+        for v in self.params:
+            self._keys[v] = ids.setdefault(("value", v), len(ids))
+        for v in self.input_names:
+            self._keys[v] = ids.setdefault(("value", v), len(ids))
+        for n in self.nodes:
+            args = tuple(self._keys.get(x, -1) if x else -2 for x in n.inputs)
+            dep = any(self.from_inputs.get(x, False) for x in n.inputs if x)
+            for j, v in enumerate(n.outputs):
+                self._keys[v] = ids.setdefault((n.op, n.attrs, j, args), len(ids))
+                self.from_inputs[v] = dep
+
+    @property
+    def desc(self) -> list[int]:
+        """Bitmask of every node's descendants (not itself)."""
+        if self._desc is None:
+            desc = [0] * len(self.nodes)
+            for i in range(len(self.nodes) - 1, -1, -1):
+                m = 0
+                for u in self.users[i]:
+                    m |= (1 << u) | desc[u]
+                desc[i] = m
+            self._desc = desc
+        return self._desc
+
+    @property
+    def read_derived(self) -> list[bool]:
+        """Per node: a time read, or computed from reads and values that depend on no input."""
+        if self._pure is None:
+            pure: list[bool] = []
+            for i, n in enumerate(self.nodes):
+                pure.append(read(self, i) is not None or all(
+                    not v or (pure[self.prod[v][0]] if v in self.prod else v not in self.input_names)
+                    for v in n.inputs))
+            self._pure = pure
+        return self._pure
+
+    def key(self, v: str) -> int:
+        """A structural key of value ``v``: equal keys compute equal values (per-step copies of
+        an invariant, ``w.view(...)[0]`` emitted once per iteration, compare equal)."""
+        return self._keys[v]
+
+
+# --------------------------------------------------------------------------- 1-2: reads, chains, loops
+@dataclass(frozen=True)
+class Read:
+    node: int
+    x: str
+    axis: int
+    index: int
+    keep: bool  # slice(k, k + 1) keeps the axis; select drops it
+
+
+def read(g: Indexed, i: int) -> Read | None:
+    n = g.nodes[i]
+    if n.op not in ("select", "slice") or not n.inputs or n.inputs[0] not in g.types:
+        return None
+    xt = g.types[n.inputs[0]]
+    ax = n.attr("axis") % xt.rank
+    if not isinstance(xt.shape[ax], str):
+        return None
+    if n.op == "select":
+        k = n.attr("index")
+        return Read(i, n.inputs[0], ax, k, False) if k >= 0 else None
+    k = n.attr("start")
+    if n.attr("step") == 1 and k >= 0 and n.attr("stop") == k + 1:
+        return Read(i, n.inputs[0], ax, k, True)
+    return None
+
+
+def _meet(g: Indexed, a: Iterable[int | None], b: Iterable[int | None], later: Iterable[int | None]) -> bool:
+    """Whether some node depends on a read in ``a`` and one in ``b`` but on none in ``later``."""
+    d = g.desc
+    ma = mb = ml = 0
+    for i in a:
+        ma |= d[i] | (1 << i) if i is not None else 0
+    for i in b:
+        mb |= d[i] | (1 << i) if i is not None else 0
+    for i in later:
+        ml |= d[i] | (1 << i) if i is not None else 0
+    return bool(ma & mb & ~ml)
+
+
+@dataclass
+class Loop:
+    n: int
+    forward: bool
+    chains: list[list[int | None]]  # read node per scan step (None: not read), one list per chain
+
+
+def find_loops(g: Indexed, sizes: dict[str, int]) -> tuple[list[Loop], list[list[int | None]]]:
+    """The loops, and the reads (by index) of the Xs that feed no carry: a loop claims those
+    whose reads its steps use (``steps``).  ``sizes``: the example's size of each symbolic dim;
+    only a loop over every step of its dim is one (``for k in range(4)`` on a length-9 input is
+    a fixed prologue, and rolling it over T would be wrong)."""
+    by_key: dict[tuple[str, int, bool], dict[int, list[int]]] = {}
+    for i in range(len(g.nodes)):
+        r = read(g, i)
+        if r is not None:
+            by_key.setdefault((r.x, r.axis, r.keep), {}).setdefault(r.index, []).append(i)
+    chains: list[tuple[int, bool, list[int | None]]] = []
+    free: list[list[int | None]] = []
+    for (x, axis, _keep), by_index in by_key.items():
+        n = max(by_index) + 1
+        if sizes.get(str(g.types[x].shape[axis])) != n:
+            continue
+        copies = max(len(r) for r in by_index.values())
+        m = n // 2
+        # a step may not read X at all (``forgets[0]`` unused when the first step has no carry)
+        if n < 3 or any(len(by_index.get(k, [])) not in (0, copies) for k in range(n)) or any(
+                len(by_index.get(k, [])) != copies for k in (m - 1, m, m + 1)):
+            continue
+        for c in range(copies):  # copy c of every index: the c-th loop over X in graph order
+            reads = [by_index[k][c] if by_index.get(k) else None for k in range(n)]
+            fwd = _meet(g, [reads[m - 1]], [reads[m]], [reads[m + 1]])
+            bwd = _meet(g, [reads[m + 1]], [reads[m]], [reads[m - 1]])
+            if fwd != bwd:
+                chains.append((n, fwd, reads if fwd else reads[::-1]))
+            elif not fwd:
+                free.append(reads)
+    # chains meeting inside one step form one loop (union-find over the chains)
+    parent = list(range(len(chains)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, (n, f, a) in enumerate(chains):
+        for j in range(i + 1, len(chains)):
+            nb, fb, b = chains[j]
+            m = n // 2
+            if (nb, fb) == (n, f) and _meet(g, [a[m]], [b[m]], [a[m + 1], b[m + 1]]):
+                parent[root(j)] = root(i)
+    loops: dict[int, Loop] = {}
+    for i, (n, f, reads) in enumerate(chains):
+        loops.setdefault(root(i), Loop(n, f, [])).chains.append(reads)
+    return [*loops.values(), *_maps(g, free)], free
+
+
+def _maps(g: Indexed, free: list[list[int | None]]) -> list[Loop]:
+    """Loops with no carry (``torch.stack([f(x[:, t]) for t in range(T)], 1)``, a per-step map):
+    the free reads that meet inside one step, each group tried after the carried loops (a carried
+    loop claims the free reads its steps use first)."""
+    groups: list[list[list[int | None]]] = []
+    for reads in free:
+        n, m = len(reads), len(reads) // 2
+        if any(r is None for r in reads):
+            continue
+        for group in groups:
+            other = group[0]
+            if len(other) == n and _meet(g, [other[m]], [reads[m]], [other[m + 1], reads[m + 1]]):
+                group.append(reads)
+                break
+        else:
+            groups.append([reads])
+    return [Loop(len(group[0]), True, group) for group in groups]
+
+
+# --------------------------------------------------------------------------- 3: steps
+def steps(g: Indexed, loop: Loop, free: list[list[int | None]]) -> tuple[Loop, list[list[int]]]:
+    """The nodes of each scan step, in graph order.  A read that feeds no carry (SRU's ``r_in[t]``)
+    joins the step of the nodes it feeds; the reads of that X then count as the loop's too, so a
+    node combining ``r_in[t]`` with the carry from step t - 1 lands in step t."""
+    step = _assign(g, loop)
+    m = loop.n // 2
+    natural = m if loop.forward else loop.n - 1 - m  # the scan step reading index m
+    claimed = [reads for reads in free if len(reads) == loop.n and reads[m] is not None
+               and step[reads[m]] in (natural, natural - 1)]
+    if claimed:
+        loop = Loop(loop.n, loop.forward, [*loop.chains, *(r if loop.forward else r[::-1] for r in claimed)])
+        step = _assign(g, loop)
+    bodies: list[list[int]] = [[] for _ in range(loop.n)]
+    for i, s in enumerate(step):
+        if s >= 0:
+            bodies[s].append(i)
+    return loop, bodies
+
+
+def _assign(g: Indexed, loop: Loop) -> list[int]:
+    """Each node's scan step (-1: outside the loop)."""
+    d = g.desc
+    step = [-1] * len(g.nodes)
+    for s in range(loop.n):
+        mask = 0
+        for reads in loop.chains:
+            r = reads[s]
+            mask |= d[r] | (1 << r) if r is not None else 0
+        for i, bit in enumerate(bin(mask)[:1:-1]):  # later steps overwrite: the last one wins
+            if bit == "1":
+                step[i] = s
+    # nodes computed from reads and invariants only (per-step copies of invariants, work on a
+    # read before it meets the carry) that feed one step join it; a value computed from the
+    # inputs otherwise (a prologue value, an initial state) stays outside
+    pure = g.read_derived
+    for i in range(len(g.nodes) - 1, -1, -1):
+        if step[i] >= 0 or not pure[i] or not g.users[i] or any(v in g.outputs for v in g.nodes[i].outputs):
+            continue
+        at = {step[u] for u in g.users[i]}
+        if len(at) == 1 and -1 not in at:
+            step[i] = at.pop()
+    return step
+
+
+def depends_on_inputs(g: Indexed, v: str) -> bool:
+    return g.from_inputs.get(v, False)
+
+
+# --------------------------------------------------------------------------- 4: template
+@dataclass
+class Match:
+    """The rolled loop: template step ``m``'s nodes, the steps ``start..n-1`` it covers."""
+
+    loop: Loop
+    bodies: list[list[int]]
+    m: int
+    start: int
+    last_len: int  # how many template nodes the last step has
+    carries: dict[tuple[int, int], tuple[int, int]]  # (template pos, input slot) -> (prev pos, output)
+    inits: dict[tuple[int, int], str]  # carried (template pos, output) -> value before step ``start``
+    reads: dict[int, tuple[str, int, bool, int]]  # template pos -> (X, axis, keep, direction)
+
+
+def _index_of(g: Indexed, i: int) -> int | None:
+    r = read(g, i)
+    return None if r is None else r.index
+
+
+def _same_node(g: Indexed, ia: int, ib: int) -> bool:
+    a, b = g.nodes[ia], g.nodes[ib]
+    if a.op != b.op or a.types != b.types or len(a.inputs) != len(b.inputs):
+        return False
+    if a.op in ("select", "slice") and read(g, ia) is not None and read(g, ib) is not None:
+        drop = ("index", "start", "stop")  # a read of the time dim: its index is checked apart
+        return [kv for kv in a.attrs if kv[0] not in drop] == [kv for kv in b.attrs if kv[0] not in drop]
+    return a.attrs == b.attrs
+
+
+def _compare(g: Indexed, bodies: list[list[int]], m: int, s: int, first: bool, length: int,
+             carries: dict[tuple[int, int], tuple[int, int]], inits: dict[tuple[int, int], str]) -> bool:
+    """Step ``s``'s first ``length`` nodes against the template; records the carries (template)
+    and, for the ``first`` rolled step, the values its carried inputs take."""
+    pos_m = {i: p for p, i in enumerate(bodies[m])}
+    pos_prev_m = {i: p for p, i in enumerate(bodies[m - 1])}
+    pos_s = {i: p for p, i in enumerate(bodies[s])}
+    pos_prev_s = {i: p for p, i in enumerate(bodies[s - 1])} if s > 0 else {}
+    for p in range(length):
+        tn, sn = g.nodes[bodies[m][p]], g.nodes[bodies[s][p]]
+        if not _same_node(g, bodies[m][p], bodies[s][p]):
+            return False
+        for slot, (tv, sv) in enumerate(zip(tn.inputs, sn.inputs, strict=True)):
+            if not tv or tv not in g.prod:
+                if tv != sv:
+                    return False
+                continue
+            ti, tj = g.prod[tv]
+            si, sj = g.prod[sv] if sv in g.prod else (-1, -1)
+            if ti in pos_m:  # from the same step
+                if si not in pos_s or pos_s[si] != pos_m[ti] or sj != tj:
+                    return False
+            elif ti in pos_prev_m:  # carried from the previous step
+                carry = (pos_prev_m[ti], tj)
+                if carries.setdefault((p, slot), carry) != carry:
+                    return False
+                if first:
+                    if si in pos_s or inits.setdefault(carry, sv) != sv:
+                        return False
+                elif si not in pos_prev_s or (pos_prev_s[si], sj) != carry:
+                    return False
+            elif g.key(tv) != g.key(sv):  # an invariant, or the time read's source
+                return False
+    return True
+
+
+def template(g: Indexed, loop: Loop, bodies: list[list[int]]) -> Match:
+    n, m = loop.n, loop.n // 2
+    size = len(bodies[m])
+    if not size or any(not bodies[s] for s in range(n)):
+        raise Skip("a step has no nodes")
+    carries: dict[tuple[int, int], tuple[int, int]] = {}
+    for s in range(m + 1, n - 1):
+        if len(bodies[s]) != size or not _compare(g, bodies, m, s, False, size, carries, {}):
+            raise Skip(f"step {s} differs from step {m}")
+    # the last step: the template's leading nodes; what follows them is after the loop
+    last = size
+    while last and (len(bodies[n - 1]) < last or not _compare(g, bodies, m, n - 1, False, last, carries, {})):
+        last -= 1
+    if not last:
+        raise Skip("the last step differs")
+    start = m  # walk down while steps match; the first one may take its carried values from anywhere
+    for s in range(m - 1, -1, -1):
+        if len(bodies[s]) != size:
+            break
+        if s > 0 and _compare(g, bodies, m, s, False, size, carries, {}):
+            start = s
+            continue
+        if _compare(g, bodies, m, s, True, size, dict(carries), {}):
+            start = s
+        break
+    if start > MAX_PEELED:
+        raise Skip(f"steps before {start} differ")
+    inits = {}
+    if not _compare(g, bodies, m, start, True, size, carries, inits):
+        raise Skip("the first rolled step differs")
+    # every read moves one index per step, the same way
+    reads: dict[int, tuple[str, int, bool, int]] = {}
+    for p, i in enumerate(bodies[m]):
+        r = read(g, i)
+        if r is None:
+            continue
+        d = 1 if loop.forward else -1
+        want = [(r.index + d * (s - m)) for s in range(n)]
+        got = [_index_of(g, bodies[s][p]) if p < len(bodies[s]) else None for s in range(start, n)]
+        if got != want[start:] or want[n - 1 if loop.forward else 0] != n - 1:
+            raise Skip(f"read {g.nodes[i].label} does not move one step per iteration")
+        reads[p] = (r.x, r.axis, r.keep, d)
+    return Match(loop, bodies, m, start, last, carries, inits, reads)
+
+
