@@ -7,9 +7,9 @@ converter (``torchscript``).  Which dims stay symbolic:
 * ``dynamic=None`` (default): every dim the model leaves free (``dims.py``: the model is run with
   each group of same-sized dims doubled), ``B`` for the batch, ``T``, ``T1``, ... for the others.
   The Program is checked against the model at twice the example's sizes; if it disagrees, or a
-  size cannot be said, fewer dims stay symbolic (one free group, then the dims that reach a
-  recurrent layer, then none) and a warning says why.  So one Program serves every batch size
-  and sequence length the model does.
+  size cannot be said, fewer dims stay symbolic (the batch with one other group, one free
+  group, then the dims that reach a recurrent layer, then none) and a warning says why.  So one
+  Program serves every batch size and sequence length the model does.
 * a list aligned with ``example_inputs`` (or a dict keyed by input name) of ``{dim: symbol}``
   (``None`` or ``{}`` for a fully static input): taken as given, not checked.
 """
@@ -208,9 +208,9 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
 
 
 def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cells: dict[int, Any]) -> Program:
-    """The default dims (``dims.py``): every dim the model leaves free, else one group of them
-    (batch first), else the dims that reach a recurrent layer, else the example's sizes; each
-    choice is checked at another size, and a fallback warns why."""
+    """The default dims (``dims.py``): every dim the model leaves free, else the batch with one
+    other group, else one group of them (batch first), else the dims that reach a recurrent layer,
+    else the example's sizes; each choice is checked at another size, and a fallback warns why."""
     from rnnc.frontend.dims import check_at_other_size, free_dims, rnn_dims
 
     static = [tuple(int(s) for s in e.shape) for e in examples]
@@ -219,9 +219,15 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
     with torch.no_grad():
         free = free_dims(model, examples, names)
         symbols = sorted({d for ds in free for d in ds if isinstance(d, str)}, key=lambda d: (d != "B", d))
-        one_each = [[tuple(d if d == keep else int(n) for d, n in zip(ds, e.shape, strict=True))
-                     for ds, e in zip(free, examples, strict=True)] for keep in symbols]
-        candidates = [free, *(one_each if len(symbols) > 1 else []), None]
+        def keeping(*keep: str) -> list[tuple[Dim, ...]]:
+            return [tuple(d if d in keep else int(n) for d, n in zip(ds, e.shape, strict=True))
+                    for ds, e in zip(free, examples, strict=True)]
+
+        # the batch with one other group (an elementwise model leaves its features free too,
+        # and a loop over time rolls only over fixed features), then each group alone
+        pairs = [keeping("B", s) for s in symbols if s != "B"] if "B" in symbols and len(symbols) > 2 else []
+        one_each = [keeping(s) for s in symbols] if len(symbols) > 1 else []
+        candidates = [free, *pairs, *one_each, None]
         for dims in candidates:
             dims = dims if dims is not None else rnn_dims(model, examples, names, cells)
             if dims in seen:

@@ -279,7 +279,8 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
             v = b.op("transpose", v, perm=(bp, *[k for k in range(t.rank) if k != bp]))
         flat.append(v if t.rank == 2 else b.op("reshape", v, shape=(0, _numel(_rest(t, bp)))))
     y = flat[0] if len(flat) == 1 else b.op("concat", *flat, axis=1)
-    step = b.build([("y", y), *((f"s{k}", local[key]) for k, key in enumerate(carried)), *outputs_after])
+    step = simplify_step(b.build([("y", y), *((f"s{k}", local[key]) for k, key in enumerate(carried)),
+                                  *outputs_after]))
     feat_y = sum(_numel(_rest(y_types[key], y_batch[key])) for key in y_keys)
     cell = Cell(f"scan:{g.graph.name}", "nonlinear", sum(widths), specs[0].shape[-1] if specs[0].shape else 1,
                 feat_y, tuple(specs), step)
@@ -459,3 +460,66 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, 
             break
         if not progress:
             return graph, weights, why
+
+
+def simplify_step(step: Graph) -> Graph:
+    """The step graph without the unit axis a time-major body carries (``h`` of ``[1, B, H]``
+    from ``x.split(1)``, squeezed back by ``h.view(h.size()[1:])``) and without identity reshapes:
+    the same values, in the ``[B, ...]`` shapes every kernel backend renders.
+
+    A ``[1, B, ...]`` value loses its leading axis when it is made by ``unsqueeze(axis=0)`` or by
+    an elementwise op whose inputs all lost theirs or are of lower rank, and every user is such an
+    op, a ``squeeze(axis=0)`` or a reshape to exactly its shape without the axis."""
+    types = step.value_types()
+    made = {v: n for n in step.nodes for v in n.outputs}
+    users: dict[str, list[Node]] = {}
+    for n in step.nodes:
+        for v in n.inputs:
+            users.setdefault(v, []).append(n)
+    outputs = {v for _, v in step.outputs}
+
+    def unit_led(v: str) -> bool:
+        s = types[v].shape
+        return len(s) >= 2 and s[0] == 1 and s[1] == BATCH
+
+    drop = {v for v in types if unit_led(v) and v in made and v not in outputs}
+    changed = True
+    while changed:
+        changed = False
+        for v in list(drop):
+            n = made[v]
+            rank = types[v].rank
+            ok = (n.op == "unsqueeze" and n.attr("axis") == 0) or (OPS[n.op].elementwise and all(
+                x in drop or types[x].rank < rank for x in n.inputs if x))
+            for u in users.get(v, []):
+                if OPS[u.op].elementwise:
+                    ok = ok and u.outputs[0] in drop
+                elif u.op == "squeeze":
+                    ok = ok and u.attr("axis") == 0
+                else:
+                    ok = ok and u.op == "reshape" and types[u.outputs[0]].shape == types[v].shape[1:]
+            if not ok:
+                drop.discard(v)
+                changed = True
+    if not drop and not any(n.op == "reshape" and types[n.inputs[0]] == n.types[0] for n in step.nodes):
+        return step
+    b = GraphBuilder(step.name)
+    val: dict[str, Any] = {}
+    for name, t in step.inputs:
+        val[name] = b.input(name, t.shape, t.dtype)
+    for name, t in step.params:
+        val[name] = b.param(name, t.shape, t.dtype)
+    for n in step.nodes:
+        args = [val[x] if x else None for x in n.inputs]
+        first = n.inputs[0] if n.inputs else ""
+        if n.op == "unsqueeze" and n.outputs[0] in drop:
+            val[n.outputs[0]] = args[0]
+        elif n.op in ("reshape", "squeeze") and first in drop:
+            val[n.outputs[0]] = args[0]
+        elif n.op == "reshape" and types[first] == n.types[0]:
+            val[n.outputs[0]] = args[0]
+        else:
+            outs = b.op(n.op, *args, names=n.outputs, **dict(n.attrs))
+            for v, o in zip(n.outputs, outs if isinstance(outs, tuple) else (outs,), strict=True):
+                val[v] = o
+    return b.build([(name, val[v]) for name, v in step.outputs])

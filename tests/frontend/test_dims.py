@@ -57,8 +57,28 @@ class InlineScan(nn.Module):
         return torch.stack(ys, dim=1)
 
 
-def test_a_loop_that_fixes_the_length_is_caught_and_said() -> None:
+def test_an_inline_scan_keeps_the_length_symbolic() -> None:
     model = InlineScan()
+    program = rnnc.trace(model, torch.randn(2, 6, 3))
+    assert program.graph.inputs[0][1].shape == ("B", "T", 3)
+    x = torch.randn(4, 11, 3)
+    with torch.no_grad():
+        assert_close(program.run(x), model(x))
+
+
+class PairwiseScan(InlineScan):
+    """A loop over T - 1 steps reading steps t and t + 1: not one step repeated over T."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.proj(x)
+        h = torch.zeros_like(u[:, 0])
+        for t in range(x.size(1) - 1):
+            h = self.a * h + u[:, t] * u[:, t + 1]
+        return h
+
+
+def test_a_loop_that_fixes_the_length_is_caught_and_said() -> None:
+    model = PairwiseScan()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         program = rnnc.trace(model, torch.randn(2, 6, 3))

@@ -318,3 +318,57 @@ def test_two_loops_over_two_lengths_keep_each_its_own() -> None:
         x, y = torch.randn(3, t, 4), torch.randn(3, n, 4)
         with torch.no_grad():
             assert_close(program.run(x, y), model(x, y), backend="interp")
+
+
+class DecayedSum(nn.Module):
+    """An elementwise recurrence: no layer fixes the feature size, which the model leaves free."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros_like(x[:, 0])
+        outs = []
+        for t in range(x.size(1)):
+            h = 0.9 * h + x[:, t]
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+def test_an_elementwise_loop_keeps_batch_and_length_symbolic_and_its_features_fixed() -> None:
+    model = DecayedSum()
+    program, said = _trace(model, torch.randn(2, 9, 4))
+    assert program.graph.inputs[0][1].shape == ("B", "T", 4)
+    assert said and "x[B,T,T1]" in said[0], said  # the features could not stay symbolic: it says so
+    assert len(program.rnn_nodes()) == 1
+    x = torch.randn(3, 13, 4)
+    with torch.no_grad():
+        assert_close(program.run(x), model(x), backend="interp")
+
+
+class TimeMajorForget(nn.Module):
+    """QRNN's ForgetMult as written: time-major ``split(1)`` steps of ``[1, B, H]``, viewed back
+    to ``[B, H]``."""
+
+    def forward(self, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        prev, out = None, []
+        for f_t, x_t in zip(f.split(1, dim=0), x.split(1, dim=0), strict=True):
+            h = f_t * x_t if prev is None else f_t * x_t + (1 - f_t) * prev
+            h = h.view(h.size()[1:])
+            out.append(h)
+            prev = h
+        return torch.stack(out)
+
+
+def test_a_time_major_body_becomes_batch_first_values_the_c_kernels_compile() -> None:
+    model = TimeMajorForget()
+    example = (torch.sigmoid(torch.randn(9, 2, 5)), torch.randn(9, 2, 5))
+    with warnings.catch_warnings(record=True):  # the free feature size is fixed (it says so)
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, example)
+    assert [t.shape for _, t in program.graph.inputs] == [("T", "B", 5)] * 2
+    (node,) = program.rnn_nodes()
+    step = node.attr("cells")[0].step
+    assert all(t.shape[0] == "B" for n in step.nodes for t in n.types if t.rank), step
+    compiled = rnnc.compile(model, example, backend="c")
+    for t in (1, 12):
+        f, x = torch.sigmoid(torch.randn(t, 3, 5)), torch.randn(t, 3, 5)
+        with torch.no_grad():
+            assert_close(compiled(f, x), model(f, x), backend="c")
