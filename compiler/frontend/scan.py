@@ -32,7 +32,7 @@ and, if a loop is still unrolled, falls back to a fixed length and says so (``ap
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -41,6 +41,7 @@ from rnnc.frontend.scan_match import BATCH, Indexed, Match, Skip, depends_on_inp
 from rnnc.ir import Cell, Graph, GraphBuilder, Node, StateSpec
 from rnnc.ir.graph import freeze_attrs
 from rnnc.ir.ops import OPS
+from rnnc.ir.scanform import is_linear
 from rnnc.ir.types import TensorType
 
 _END = 2**62  # "to the end" in slice stops (ops_shape.py)
@@ -284,6 +285,8 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
     feat_y = sum(_numel(_rest(y_types[key], y_batch[key])) for key in y_keys)
     cell = Cell(f"scan:{g.graph.name}", "nonlinear", sum(widths), specs[0].shape[-1] if specs[0].shape else 1,
                 feat_y, tuple(specs), step)
+    if is_linear(cell):  # affine (or max-plus) in its states: parallel scans are legal
+        cell = replace(cell, recurrence="linear")
     return _Scan(cell, slots, layout, carried, inits, params, folded, y_keys, y_types, y_batch)
 
 

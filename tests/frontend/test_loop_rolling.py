@@ -372,3 +372,19 @@ def test_a_time_major_body_becomes_batch_first_values_the_c_kernels_compile() ->
         f, x = torch.sigmoid(torch.randn(t, 3, 5)), torch.randn(t, 3, 5)
         with torch.no_grad():
             assert_close(compiled(f, x), model(f, x), backend="c")
+
+
+@pytest.mark.parametrize(("cls", "make", "linear"), [
+    (TimeMajorForget, lambda: (torch.sigmoid(torch.randn(9, 2, 5)), torch.randn(9, 2, 5)), True),
+    (DecayedSum, lambda: (torch.randn(2, 9, 4),), True),
+    (ElmanLoop, lambda: (torch.randn(2, 9, 6),), False),
+    (HandWrittenLSTM, lambda: (torch.randn(2, 9, 5),), False),
+])
+def test_a_rolled_cell_says_whether_its_recurrence_is_linear(cls, make, linear) -> None:
+    """Affine in its states (a parallel scan is legal) or not: found from the step graph
+    (``rnnc.ir.scanform``), not declared."""
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        program = rnnc.trace(cls().eval(), make())
+    (node,) = program.rnn_nodes()
+    assert node.attr("cells")[0].recurrence == ("linear" if linear else "nonlinear")

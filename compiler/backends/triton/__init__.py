@@ -8,7 +8,7 @@ and ``TRITON_BACKEND.load(outdir)``.
 
 Scope (declined in ``supports`` with the reason otherwise): nonlinear cells whose recurrent
 weights fit one block per head (the solver's ``grid_sync=False`` problem) as one fused kernel;
-linear cells whose state updates are affine or max-plus in the state (``scanplan``) as chunked
+linear cells whose state updates are affine or max-plus in the state (``rnnc.ir.scanform``) as chunked
 parallel scans; fp32/fp16/bf16 storage with fp32 arithmetic.  Nonlinear cells whose weights do
 not fit one block get the solver's multi-block schedule (``grid_sync=True``: ``hidden_tile``
 units per program, ``blocks_per_head`` programs per batch tile) and the multi-block kernel
@@ -180,8 +180,8 @@ def scan_fallback(cell: Any) -> bool:
     one chunked scan instead: only when the solver's table names the scan as the cell's second
     family (mLSTM; the others' scan has no model of their matrix state, so they stay declined)
     and the scan planner takes the cell."""
-    from rnnc.backends.triton.scanplan import plan_scan
     from rnnc.errors import RnncError
+    from rnnc.ir.scanform import plan_scan
     from rnnc.passes import plan_layer
 
     if plan_layer(cell).chunk is None or (cell.kind, "scan") not in ALTERNATES:

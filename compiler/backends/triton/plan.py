@@ -120,7 +120,7 @@ def plan_cell(cell: Cell) -> LoopPlan:
     """The :class:`LoopPlan` of ``cell``; raises :class:`UnsupportedError` naming what blocks it."""
     if cell.recurrence != "nonlinear":
         raise _fail(cell, f"its recurrence is {cell.recurrence}; linear cells are planned as a chunked scan "
-                          "(rnnc.backends.triton.scanplan)")
+                          "(rnnc.ir.scanform)")
     derived: dict[str, tuple[str, int]] = {}
     cell = _headwise(cell, derived)
     step = cell.step

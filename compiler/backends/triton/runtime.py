@@ -28,7 +28,7 @@ from rnnc.backends.triton.chunk import ChunkPlan, plan_chunk, render_chunk, run_
 from rnnc.backends.triton.plan import LoopPlan, derive_param, plan_cell, split_hidden
 from rnnc.backends.triton.render import KERNEL_NAME, k_piece, kernel_args, pow2, render_kernel, use_dot
 from rnnc.backends.triton.scan import render_scan, run_scan_layer
-from rnnc.backends.triton.scanplan import ScanPlan, plan_scan
+from rnnc.ir.scanform import ScanPlan, plan_scan
 
 _MODULES: dict[str, Any] = {}
 

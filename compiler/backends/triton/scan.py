@@ -1,4 +1,4 @@
-"""Chunked parallel scan kernels for linear cells, rendered from a :class:`~.scanplan.ScanPlan`, and
+"""Chunked parallel scan kernels for linear cells, rendered from a :class:`~rnnc.ir.scanform.ScanPlan`, and
 the runtime that feeds them.
 
 One kernel per scan component (``rnnc_scan_<i>`` in one module).  A program owns one batch row
@@ -10,7 +10,7 @@ prefix and carries the chunk's last state on.  ``L`` and ``FT`` come from the so
 ``chunked_scan`` Schedule (``chunk``, ``channel_tile``) on a GPU target.
 
 The coefficients ``A_t, b_t`` of every step are computed before the launch by evaluating the
-step graph over all ``T * B`` rows (``scanplan.evaluate``), in fp32 whatever the storage dtype:
+step graph over all ``T * B`` rows (``rnnc.ir.scanform.evaluate``), in fp32 whatever the storage dtype:
 they are intermediate buffers, and a decay of ``1 - 1e-4`` does not survive a round trip
 through bf16.  The readout (``y``) is the step graph evaluated once more with every previous
 state known.  Padding steps and steps past a sequence's length get the identity coefficients,
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rnnc.backends.triton.scanplan import Component, ScanPlan, coefficients, evaluate
+from rnnc.ir.scanform import Component, ScanPlan, coefficients, evaluate
 
 KERNEL_PREFIX = "rnnc_scan_"
 #: elements of each [L, SUB] chunk tensor per thread: what keeps the working set in registers

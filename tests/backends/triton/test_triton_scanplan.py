@@ -10,9 +10,9 @@ from triton_cases import program
 
 from rnnc.backends import get_backend
 from rnnc.backends.triton import compile_program
-from rnnc.backends.triton.scanplan import plan_scan
 from rnnc.errors import UnsupportedError
 from rnnc.ir import Cell, GraphBuilder, StateSpec, rnn_program
+from rnnc.ir.scanform import plan_scan
 from rnnc.tolerances import assert_close
 
 IN, HID = 5, 8

@@ -3,7 +3,8 @@
 Why: a chunked parallel scan is legal only for recurrences that are affine (or max-plus) in the
 state, and the Triton backend must find that structure in *any* cell whose ``recurrence`` is
 ``linear`` -- minGRU, minLSTM, LRU, Mamba S6, mLSTM and user-written cells alike -- instead of
-carrying a hand-written kernel per cell.
+carrying a hand-written kernel per cell.  It lives in the IR because the frontend asks it too:
+whether a loop it rolled back (``frontend/scan.py``) is a linear recurrence (:func:`is_linear`).
 
 How: the step graph is evaluated over all ``T * B`` rows at once (time-major rows) with torch,
 but the states that are not known yet enter as *symbols*.  Each value is then either a tensor
@@ -290,3 +291,16 @@ def coefficients(comp: Component, form: Any, rows: int, shape: tuple[int, ...], 
         return torch.zeros(rows, comp.size, comp.features, device=device), dense(form)
     a = torch.stack([dense(form.coefs.get(u, 0.0)) for u in comp.states], dim=1)
     return a, dense(0.0 if form.const is None else form.const)
+
+
+def is_linear(cell: Cell) -> bool:
+    """Whether ``cell``'s state updates are affine or max-plus in the states (a scan plan exists
+    when the cell is read as ``linear``): a structural fact of the step graph, so a cell the
+    frontend built from a user's loop can say it without the user declaring it."""
+    from dataclasses import replace
+
+    try:
+        plan_scan(replace(cell, recurrence="linear"))
+    except UnsupportedError:
+        return False
+    return True
