@@ -272,6 +272,9 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
     if not y_keys:
         raise Skip("the loop has neither per-step outputs nor a final value")
     y_types = {key: g.types[_value_at(g, mt, mt.m, key)] for key in y_keys}
+    odd = [t for t in y_types.values() if t.dtype != dtype]
+    if odd:  # the rnn op's y has its x's dtype
+        raise Skip(f"a per-step output is {odd[0].text()}, its inputs {dtype}")
     y_batch = {key: _batch_axis(t, "a per-step output") for key, t in y_types.items()}
     flat = []
     for key in y_keys:

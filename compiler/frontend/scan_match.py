@@ -224,7 +224,8 @@ def steps(g: Indexed, loop: Loop, free: list[list[int | None]]) -> tuple[Loop, l
     step = _assign(g, loop)
     m = loop.n // 2
     natural = m if loop.forward else loop.n - 1 - m  # the scan step reading index m
-    claimed = [reads for reads in free if len(reads) == loop.n and reads[m] is not None
+    own = {r for reads in loop.chains for r in reads}
+    claimed = [reads for reads in free if len(reads) == loop.n and reads[m] is not None and reads[m] not in own
                and step[reads[m]] in (natural, natural - 1)]
     if claimed:
         loop = Loop(loop.n, loop.forward, [*loop.chains, *(r if loop.forward else r[::-1] for r in claimed)])

@@ -135,8 +135,10 @@ def _symbolic_node(node: Node, args: list[Any]) -> Any:
         return Opaque(deps, f"{node.label} applies {op!r} to a state")
     if any(isinstance(a, MaxPlus) for a in args):
         return Opaque(deps, f"{node.label} uses a max-plus value in {op!r}")
-    if op == "cast":
-        return args[0]
+    if op == "cast":  # float to float keeps the form; rounding to an integer or a bool does not
+        if node.attr("dtype") in ("float32", "float16", "bfloat16", "float64"):
+            return args[0]
+        return Opaque(deps, f"{node.label} casts a state to {node.attr('dtype')}")
     if op == "neg":
         return _scale(args[0], -1.0)
     x, y = args[0], args[1]
@@ -301,6 +303,6 @@ def is_linear(cell: Cell) -> bool:
 
     try:
         plan_scan(replace(cell, recurrence="linear"))
-    except UnsupportedError:
+    except Exception:  # noqa: BLE001 -- no plan, for whatever reason: not known to be linear
         return False
     return True

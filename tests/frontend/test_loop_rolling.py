@@ -374,7 +374,34 @@ def test_a_time_major_body_becomes_batch_first_values_the_c_kernels_compile() ->
             assert_close(compiled(f, x), model(f, x), backend="c")
 
 
+class RoundedSum(nn.Module):
+    """A decayed sum rounded to integers every step: the cast makes it nonlinear."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros_like(x[:, 0])
+        outs = []
+        for t in range(x.size(1)):
+            h = (0.9 * h + 3 * x[:, t]).long().float()
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+class SignMap(nn.Module):
+    """A per-step map whose outputs are booleans, from float inputs (the rnn op's y has x's dtype)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x[:, t] > 0 for t in range(x.size(1))], 1)
+
+
+def test_a_map_to_another_dtype_stays_unrolled_and_right() -> None:
+    model = SignMap()
+    program = rnnc.trace(model, (torch.randn(2, 9, 4),), dynamic=[{0: "B", 1: "T"}])
+    x = torch.randn(3, 9, 4)
+    assert torch.equal(program.run(x), model(x))
+
+
 @pytest.mark.parametrize(("cls", "make", "linear"), [
+    (RoundedSum, lambda: (torch.randn(2, 9, 4),), False),
     (TimeMajorForget, lambda: (torch.sigmoid(torch.randn(9, 2, 5)), torch.randn(9, 2, 5)), True),
     (DecayedSum, lambda: (torch.randn(2, 9, 4),), True),
     (ElmanLoop, lambda: (torch.randn(2, 9, 6),), False),
