@@ -15,7 +15,11 @@ each system's best call of all rounds, so the ratios compare like with like on a
 
 Models: Silero VAD (one 32 ms chunk + state), the g2p-en GRU encoder-decoder (real weights,
 teacher-forced), an LSTM classifier trained here on sktime's JapaneseVowels, and a conv + GRU
-sound-event model (random weights); batch 1 and 16.
+sound-event model (random weights); batch 1 and 16.  With ``--only qrnn,sru,mamba`` (page
+``docs/benchmarks/loop_models.md``): recurrences written as Python loops of tensor ops, from the
+frontend's corpus (``tests/frontend/corpus``, random weights) at T = 128 -- QRNN (ForgetMult),
+SRU (bidirectional cell loop), mamba-minimal (selective scan) -- which rnnc rolls back into rnn
+nodes (``compiler/frontend/scan.py``); torch runs their Python loops step by step.
 """
 
 from __future__ import annotations
@@ -74,6 +78,17 @@ def models(only: str) -> list[tuple]:
     if "convgru" in only:
         torch.manual_seed(0)
         out.append(("conv + GRU (T=100)", ConvGru().eval(), False, lambda b: (torch.randn(b, 100, 40),)))
+    loops = [k for k in ("qrnn", "sru", "mamba") if k in only.split(",")]
+    if loops:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "frontend"))
+        from corpus import CORPUS
+
+        names = {"qrnn": ("QRNN loop (T=128)", "qrnn_window2"),
+                 "sru": ("SRU loop, bidir. (T=128)", "sru_bidirectional"),
+                 "mamba": ("mamba-minimal scan loop (T=128)", "mamba_minimal_lm")}
+        for key in loops:
+            title, entry = names[key][0], CORPUS[names[key][1]]
+            out.append((title, entry.build(), False, lambda b, e=entry: e.inputs(b, 128)))
     return out
 
 

@@ -6,7 +6,8 @@ doubled (``repeat_interleave``, so token ids stay valid and sorted lengths stay 
 the model still runs with is free: batch, time, an attention memory's length, an image's width.
 Dims it rejects (features, channels, a fixed height) stay constants.  Each free group gets one
 symbol: ``B`` for the batch -- the group along which the model is separable (sample 1 run alone
-gives sample 1 of the full run; else the group holding dim 0 of the first input) -- and ``T``,
+gives sample 1 of the full run; else the one group of example size 1, else the group holding dim 0
+of the first input) -- and ``T``,
 ``T1``, ... for the others.  ``rnn_dims`` is the narrower older rule
 (only dims that reach an ``rnn`` node), the fallback when rnnc cannot keep every free dim
 symbolic.
@@ -61,8 +62,10 @@ def free_groups(model: Any, examples: list[torch.Tensor]) -> list[list[Spot]]:
 def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
     groups = free_groups(model, examples)
     batch = next((g for g in groups if _is_batch(model, examples, g)), None)
-    if batch is None:
-        batch = next((g for g in groups if (0, 0) in g), None)
+    if batch is None:  # nothing provably separable (an example batch of 1): the one group of size
+        # 1 -- a time-major [T, 1, F] example's batch is dim 1 -- else the group of dim 0
+        ones = [g for g in groups if int(examples[g[0][0]].shape[g[0][1]]) == 1]
+        batch = ones[0] if len(ones) == 1 else next((g for g in groups if (0, 0) in g), None)
     symbol: dict[Spot, str] = {}
     n_time = 0
     for g in groups:

@@ -415,3 +415,26 @@ def test_a_rolled_cell_says_whether_its_recurrence_is_linear(cls, make, linear) 
         program = rnnc.trace(cls().eval(), make())
     (node,) = program.rnn_nodes()
     assert node.attr("cells")[0].recurrence == ("linear" if linear else "nonlinear")
+
+
+class ProjectedForget(TimeMajorForget):
+    """The forget gate from a projection (so only the batch is separable), time-major."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(5, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(torch.sigmoid(self.lin(x)), x)
+
+
+def test_a_time_major_loop_traced_at_batch_1_rolls_with_the_batch_found() -> None:
+    """An example batch of 1 cannot show which dim is separable; the dim of size 1 is the batch."""
+    model = ProjectedForget().eval()
+    program, said = _trace(model, torch.randn(9, 1, 5))
+    assert not said, said
+    assert program.graph.inputs[0][1].shape == ("T", "B", 5)
+    assert len(program.rnn_nodes()) == 1
+    x = torch.randn(14, 3, 5)
+    with torch.no_grad():
+        assert_close(program.run(x), model(x), backend="interp")
