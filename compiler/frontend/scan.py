@@ -31,7 +31,7 @@ and, if a loop is still unrolled, falls back to a fixed length and says so (``ap
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,10 +41,9 @@ from rnnc.frontend.scan_match import BATCH, Indexed, Match, Skip, depends_on_inp
 from rnnc.ir import Cell, Graph, GraphBuilder, Node, StateSpec
 from rnnc.ir.graph import freeze_attrs
 from rnnc.ir.ops import OPS
+from rnnc.ir.ops_shape import _END
 from rnnc.ir.scanform import is_linear
-from rnnc.ir.types import TensorType
-
-_END = 2**62  # "to the end" in slice stops (ops_shape.py)
+from rnnc.ir.types import TensorType, dtype_of_torch
 
 Key = tuple[int, int]  # a template value: (position in the step, output index)
 
@@ -91,13 +90,6 @@ def _per_step_layout(t: TensorType, what: str) -> tuple[int, ...]:
     if not t.shape or t.shape[0] != BATCH or not _static(t.shape[1:]):
         raise Skip(f"{what} is {t.text()}, not [B, fixed sizes...]")
     return tuple(t.shape[1:])
-
-
-def _numel(shape: Iterable[int]) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
 
 
 def _value_at(g: Indexed, mt: Match, s: int, key: Key) -> str:
@@ -191,7 +183,7 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
     out_types = {key: g.types[_value_at(g, mt, mt.m, key)] for key in carried}
     slots, layout = _slots(g, mt)
     dtype = g.types[slots[0][0]].dtype
-    widths = [_numel(lay[2]) for lay in layout]
+    widths = [math.prod(lay[2]) for lay in layout]
     xin = b.input("x", (BATCH, sum(widths)), dtype)
     parts = b.op("split", xin, axis=1, sizes=tuple(widths)) if len(widths) > 1 else (xin,)
     parts = parts if isinstance(parts, tuple) else (parts,)
@@ -281,11 +273,11 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
         v, t, bp = local[key], y_types[key], y_batch[key]
         if bp:
             v = b.op("transpose", v, perm=(bp, *[k for k in range(t.rank) if k != bp]))
-        flat.append(v if t.rank == 2 else b.op("reshape", v, shape=(0, _numel(_rest(t, bp)))))
+        flat.append(v if t.rank == 2 else b.op("reshape", v, shape=(0, math.prod(_rest(t, bp)))))
     y = flat[0] if len(flat) == 1 else b.op("concat", *flat, axis=1)
     step = simplify_step(b.build([("y", y), *((f"s{k}", local[key]) for k, key in enumerate(carried)),
                                   *outputs_after]))
-    feat_y = sum(_numel(_rest(y_types[key], y_batch[key])) for key in y_keys)
+    feat_y = sum(math.prod(_rest(y_types[key], y_batch[key])) for key in y_keys)
     cell = Cell(f"scan:{g.graph.name}", "nonlinear", sum(widths), specs[0].shape[-1] if specs[0].shape else 1,
                 feat_y, tuple(specs), step)
     if is_linear(cell):  # affine (or max-plus) in its states: parallel scans are legal
@@ -302,7 +294,7 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
         order = [bpos, ax, *[k for k in rest if k != bpos]]
         if tuple(order) != tuple(range(len(order))):
             v = emit("transpose", v, perm=tuple(order))
-        xs.append(emit("reshape", v, shape=(0, 0, _numel(feat))))
+        xs.append(emit("reshape", v, shape=(0, 0, math.prod(feat))))
     xcat = xs[0] if len(xs) == 1 else emit("concat", *xs, axis=2)  # [B, T, I]
     lengths = ""
     if start:
@@ -327,7 +319,7 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
     ytm = emit("transpose", y_top, perm=(1, 0, 2))  # [T', B, F]
     if not forward:
         ytm = emit("flip", ytm, axis=0)
-    feats = [_numel(_rest(sc.y_types[key], sc.y_batch[key])) for key in sc.y_keys]
+    feats = [math.prod(_rest(sc.y_types[key], sc.y_batch[key])) for key in sc.y_keys]
     pieces = emit("split", ytm, axis=2, sizes=tuple(feats)) if len(feats) > 1 else (ytm,)
     by_key = dict(zip(sc.y_keys, pieces if isinstance(pieces, tuple) else (pieces,), strict=True))
     for ci, key, stacked in uses.collects:
@@ -421,14 +413,10 @@ def _assemble(g: Indexed, added: list[Node], dead: set[int], rename: dict[str, s
         if any(o in live for o in nd.outputs):
             final.append(nd)
             live.update(v for v in nd.inputs if v)
-    params = g.graph.params + tuple((k, TensorType(tuple(t.shape), _dtype(t))) for k, t in new_weights.items())
+    params = g.graph.params + tuple((k, TensorType(tuple(t.shape), dtype_of_torch(t.dtype)))
+                                    for k, t in new_weights.items())
     return Graph(g.graph.name, g.graph.inputs, params, tuple(reversed(final)), outputs)
 
-
-def _dtype(t: torch.Tensor) -> str:
-    from rnnc.ir.types import dtype_of_torch
-
-    return dtype_of_torch(t.dtype)
 
 
 

@@ -79,6 +79,14 @@ class Indexed:
             self._desc = desc
         return self._desc
 
+    def cone(self, nodes: Iterable[int | None]) -> int:
+        """Bitmask of ``nodes`` (None: no node) and everything that depends on them."""
+        mask = 0
+        for i in nodes:
+            if i is not None:
+                mask |= self.desc[i] | (1 << i)
+        return mask
+
     @property
     def read_derived(self) -> list[bool]:
         """Per node: a time read, or computed from reads and values that depend on no input."""
@@ -126,15 +134,7 @@ def read(g: Indexed, i: int) -> Read | None:
 
 def _meet(g: Indexed, a: Iterable[int | None], b: Iterable[int | None], later: Iterable[int | None]) -> bool:
     """Whether some node depends on a read in ``a`` and one in ``b`` but on none in ``later``."""
-    d = g.desc
-    ma = mb = ml = 0
-    for i in a:
-        ma |= d[i] | (1 << i) if i is not None else 0
-    for i in b:
-        mb |= d[i] | (1 << i) if i is not None else 0
-    for i in later:
-        ml |= d[i] | (1 << i) if i is not None else 0
-    return bool(ma & mb & ~ml)
+    return bool(g.cone(a) & g.cone(b) & ~g.cone(later))
 
 
 @dataclass
@@ -239,13 +239,9 @@ def steps(g: Indexed, loop: Loop, free: list[list[int | None]]) -> tuple[Loop, l
 
 def _assign(g: Indexed, loop: Loop) -> list[int]:
     """Each node's scan step (-1: outside the loop)."""
-    d = g.desc
     step = [-1] * len(g.nodes)
     for s in range(loop.n):
-        mask = 0
-        for reads in loop.chains:
-            r = reads[s]
-            mask |= d[r] | (1 << r) if r is not None else 0
+        mask = g.cone(reads[s] for reads in loop.chains)
         for i, bit in enumerate(bin(mask)[:1:-1]):  # later steps overwrite: the last one wins
             if bit == "1":
                 step[i] = s
