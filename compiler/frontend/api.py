@@ -138,10 +138,9 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
 
         sizes = {d: int(n) for ds, e in zip(dims, examples, strict=True) for d, n in zip(ds, e.shape, strict=True)
                  if isinstance(d, str)}
-        before = len(graph.nodes)
-        graph, weights, left = roll_loops(graph, weights, sizes)
+        graph, weights, rolled, left = roll_loops(graph, weights, sizes)
         if loops is not None:
-            loops.update(rolled=len(graph.nodes) != before, left=left)
+            loops.update(rolled=rolled, left=left)
     if loops is not None:
         loops["retimed"] = ctx.retimed
     return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})").verify()

@@ -422,9 +422,10 @@ def _assemble(g: Indexed, added: list[Node], dead: set[int], rename: dict[str, s
 
 
 def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, int]
-               ) -> tuple[Graph, dict[str, torch.Tensor], list[str]]:
+               ) -> tuple[Graph, dict[str, torch.Tensor], int, list[str]]:
     """Roll every loop over a symbolic dim that fits (module docstring); returns the graph, the
-    weights (with folded invariants added) and why the loops that were found did not roll.
+    weights (with folded invariants added), how many loops rolled and why the loops that were
+    found did not roll.
     ``sizes``: each symbolic dim's size in the example the graph was traced at."""
     weights = dict(weights)
     why: list[str] = []
@@ -453,7 +454,7 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, 
             progress = True
             break
         if not progress:
-            return graph, weights, why
+            return graph, weights, count, why
 
 
 def simplify_step(step: Graph) -> Graph:
