@@ -129,6 +129,11 @@ class GraphBuilder:
         vals = tuple(Value(self, n, t) for n, t in zip(outs, out_types, strict=True))
         return vals[0] if len(vals) == 1 else vals
 
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes added so far, in order (passes that rewrite a graph look up producers)."""
+        return tuple(self._nodes)
+
     def const(self, value: float | int | bool, dtype: str = "float32") -> Value:
         return self.op("const", value=value, dtype=dtype)
 

@@ -9,9 +9,14 @@ the current guess ``s^k`` turns one Newton step into a *linear* recurrence
 
 which an associative scan solves in ``ceil(log2 T)`` parallel sweeps.  Every evaluation of f and
 of its Jacobian is one batched call over all ``T*B`` rows (the step graph through the IR
-interpreter, differentiated by ``torch.func`` -- so user cells work like built-in ones).  After
+interpreter and its Jacobian graph -- so user cells work like built-in ones).  After
 k undamped iterations the first k steps are exact whatever the Jacobians (s_1 only needs s_0),
 so at most T iterations give the sequential answer; Newton usually needs a handful.
+
+The Jacobians come from the IR: ``rnnc.ir.jvp`` differentiates the cell's step graph forward
+along every state direction, so one interpreter call over all rows yields ``f`` and ``∂f/∂s``
+together, for user cells as for built-in ones.  A step graph with an op that pass has no rule
+for falls back to ``torch.func`` (reverse mode over the interpreter), and ``explain()`` says so.
 
 Methods: ``full`` (exact Newton: ``[D, D]`` Jacobians, matrix scan), ``diag`` (quasi-Newton:
 their diagonals, an elementwise scan -- a cheaper scan, more iterations), ``block`` (the
@@ -52,6 +57,7 @@ class NewtonInfo:
     iterations: int
     residual: float
     converged: bool
+    jacobians: str = "ir"  # "ir" (rnnc.ir.jvp) or why torch.func differentiated instead
 
 
 def tolerance(dtype: Any) -> float:
@@ -89,6 +95,31 @@ def _step_fn(cell: Cell, params: Mapping[str, Any]) -> Any:
         return outs[0], _flatten(cell, outs[1:])
 
     return f
+
+
+def _linearised_step(cell: Cell, params: Mapping[str, Any], like: Any) -> tuple[Any, str]:
+    """``g(s_flat [R, D], x [R, I]) -> (s_next_flat [R, D], J [R, D, D])`` and where J comes from:
+    the IR Jacobian graph (``rnnc.ir.jvp``), else ``torch.func`` over the interpreter (reason given)."""
+    from rnnc.ir.interp import run_graph
+    from rnnc.ir.jvp import NoDerivative, jacobian_graph
+
+    names = cell.state_names
+    try:
+        jg = jacobian_graph(cell)
+    except NoDerivative as exc:
+        from torch.func import jacrev, vmap
+
+        f = _step_fn(cell, params)
+        jac = vmap(jacrev(lambda s, x: f(s[None], x[None])[1][0]))
+        return (lambda s, x: (f(s, x)[1], jac(s, x))), f"torch.func ({exc})"
+    env = {**params, **jg.seeds(like.dtype, like.device)}
+
+    def g(s: Any, x: Any) -> tuple[Any, Any]:
+        outs = run_graph(jg.graph, {**env, cell.step.input_names[0]: x,
+                                    **dict(zip(names, _unflatten(cell, s), strict=True))})
+        return _flatten(cell, outs[1:-1]), outs[-1]
+
+    return g, "ir"
 
 
 def block_layout(cell: Cell, block: int | None = None) -> tuple[Any, int]:
@@ -161,7 +192,6 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
     Hillis-Steele scan; ``rnnc.backends.cstyle.newton_scan.CScan`` runs it in C over threads);
     ``block``: hidden units per block of the ``block`` method (:func:`block_layout`)."""
     import torch
-    from torch.func import jacrev, vmap
 
     if method not in METHODS:
         raise UserInputError(f"unknown Newton method {method!r}; use one of {', '.join(METHODS)}")
@@ -177,10 +207,7 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
     max_iter = steps if max_iter is None else max(1, min(max_iter, steps))
     tol = tolerance(x_tm.dtype) if tol is None else tol
 
-    def f_row(s: Any, x: Any) -> Any:
-        return f(s[None], x[None])[1][0]
-
-    jac = vmap(jacrev(f_row))
+    step, source = _linearised_step(cell, params, x_tm)
     perm, k = block_layout(cell, block) if method == "block" else (None, 0)
     inverse = None if perm is None else torch.argsort(perm)  # once, not per iteration
     s = s0.expand(steps, batch, dim).clone()  # initial guess: the initial state held
@@ -189,8 +216,7 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
         while iterations < max_iter:
             iterations += 1
             prev = torch.cat([s0[None], s[:-1]]).reshape(steps * batch, dim)
-            fs = f(prev, xs)[1]
-            j = jac(prev, xs)  # [T*B, D, D]
+            fs, j = step(prev, xs)  # [T*B, D], [T*B, D, D]
             a, lin = _linearise(j, prev, method, perm, inverse, k)
             b = (fs - lin).reshape(steps, batch, dim)
             b[0] = fs.reshape(steps, batch, dim)[0]  # s_0 is known: the first step is exact
@@ -215,12 +241,12 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
         if not converged:
             warnings.warn(f"rnnc: Newton ({method}) on {cell.kind} did not converge in {iterations} iterations "
                           f"(residual {residual:.2e}); the sequence was finished step by step", stacklevel=3)
-            return _sequential(cell, f, x_tm, s0, method, iterations)
+            return _sequential(cell, f, x_tm, s0, method, iterations, source)
     return (y.reshape(steps, batch, -1), _unflatten(cell, s[-1]),
-            NewtonInfo(method, iterations, residual, True))
+            NewtonInfo(method, iterations, residual, True, source))
 
 
-def _sequential(cell: Cell, f: Any, x_tm: Any, s0: Any, method: str, iterations: int
+def _sequential(cell: Cell, f: Any, x_tm: Any, s0: Any, method: str, iterations: int, source: str = "ir"
                 ) -> tuple[Any, list[Any], NewtonInfo]:
     """The fallback: the plain step loop (the answer every parallel method must reproduce)."""
     import torch
@@ -229,7 +255,7 @@ def _sequential(cell: Cell, f: Any, x_tm: Any, s0: Any, method: str, iterations:
     for t in range(int(x_tm.shape[0])):
         y, s = f(s, x_tm[t])
         ys.append(y)
-    return torch.stack(ys), _unflatten(cell, s), NewtonInfo(method, iterations, 0.0, False)
+    return torch.stack(ys), _unflatten(cell, s), NewtonInfo(method, iterations, 0.0, False, source)
 
 
 class NewtonProgram:
@@ -294,7 +320,8 @@ class NewtonProgram:
         lines = []
         for key, i in self.info.items():
             lines.append(f"  layer {key.split('#')[0]} ({key.split('#')[1]}): Newton {i.method}, {i.iterations} "
-                         f"iterations, residual {i.residual:.1e}"
+                         f"iterations, residual {i.residual:.1e}, Jacobians "
+                         + ("derived in the IR" if i.jacobians == "ir" else f"by {i.jacobians}")
                          + ("" if i.converged else " (did not converge: finished step by step)"))
             if self.target is not None and key in self._shapes and i.converged and i.method in METHODS:
                 lines.append(f"    on {self.target.tag}: {self._estimate(key, i)}")
