@@ -20,7 +20,8 @@ batch 1, fp32, on this CPU:
   (``rnnc.constraints.newton``) predicts on nvidia/h100-sxm and cpu/x86-avx2 (a 64-core EPYC) for
   that method and iteration count -- ESTIMATES from datasheet peaks, not measurements (no GPU ran
   here).  The model costs kernels that form the Jacobians from the step's matrices; the torch
-  reference differentiates by reverse mode, which is why it is far slower than the model.
+  reference runs the cell's IR Jacobian graph (``rnnc.ir.jvp``) as torch calls on ``[T*B, D, ...]``
+  tensors, which is why it is far slower than the model.
 """
 
 from __future__ import annotations

@@ -110,10 +110,21 @@ class CompiledModule(torch.nn.Module):
         return text
 
     def stream(self, batch: int = 1) -> Any:
-        """Streaming step API (``step(x_t) -> y_t``, state preallocated), where the backend has one."""
-        if not hasattr(self.runner, "stream"):
-            raise UnsupportedError(f"backend {self.choice.backend} has no streaming step API")
-        return self.runner.stream(batch)
+        """Streaming step API: the C backend's per-step stepper (``step(x_t) -> y_t``, state
+        preallocated) for a program that is one ``rnn`` node; otherwise, for a model whose last
+        inputs come back as its last outputs (``prob, state = model(chunk, state)``), a stepper
+        that keeps that state inside (``rnnc.streaming``), whichever engine runs the model."""
+        from rnnc.streaming import WholeStream, state_count
+
+        single = len(self.program.graph.nodes) == 1 and self.program.graph.nodes[0].op == "rnn"
+        if hasattr(self.runner, "stream") and single:
+            return self.runner.stream(batch)
+        if state_count(self.program):
+            return WholeStream(self.runner, self.program, batch)
+        if hasattr(self.runner, "stream"):
+            return self.runner.stream(batch)  # says why it cannot stream this program
+        raise UnsupportedError(f"backend {self.choice.backend} has no streaming step API, and the model has no "
+                               f"state inputs that come back as its last outputs")
 
 
 def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str | Any = "cpu/host",
@@ -312,6 +323,20 @@ def _whole_model(program: Any, target: Any, inputs: Sequence[Any] | None,
     return CompiledModule(program, runners[best], Choice(best, target.tag, tuple(reasons), (), note))
 
 
+def _native_runner(runner: Any, target: Any, inputs: tuple[Any, ...]) -> tuple[Any, str]:
+    """The ``native`` engine over the C backend's ``runner`` (``rnnc.backends.cstyle.whole``: the
+    whole program, layer kernels included, as one C function), or why it cannot take the model."""
+    from rnnc.backends.cstyle.program import CompiledProgram
+    from rnnc.backends.cstyle.whole import NativeProgram
+
+    if type(runner) is not CompiledProgram:
+        return None, "runs the C backend's kernels on a CPU only"
+    try:
+        return NativeProgram(runner, target, inputs), ""
+    except UnsupportedError as exc:
+        return None, str(exc)
+
+
 def _whole_model_choice(program: Any, target: Any, choice: Choice, runner: Any,
                         inputs: tuple[Any, ...]) -> tuple[Choice, Any]:
     """The kernel backend's runner against whole-model engines, timed on the example inputs
@@ -320,13 +345,20 @@ def _whole_model_choice(program: Any, target: Any, choice: Choice, runner: Any,
 
     engines, skipped = _engine_runners(program, target)
     runners = {choice.backend: runner, **engines}
+    if choice.backend == "c":
+        native, why = _native_runner(runner, target, inputs)
+        if native is not None:
+            runners["native"] = native
+        else:
+            skipped.append(("native", why))
     if len(runners) == 1:
         return Choice(choice.backend, choice.target, (*choice.reasons, *skipped), choice.schedules, choice.note), runner
     best, times = fastest(runners, inputs)
     why = describe(times, best)
     reasons = (*choice.reasons, *skipped, *((n, f"slower on this model ({why})") for n in runners if n != best))
-    note = "; ".join(filter(None, [choice.note if best == choice.backend else "", why]))
-    schedules = choice.schedules if best == choice.backend else (("whole model", "onnxruntime's own kernels"),)
+    note = "; ".join(filter(None, [choice.note if best in (choice.backend, "native") else "", why]))
+    schedules = (choice.schedules if best in (choice.backend, "native")
+                 else (("whole model", "onnxruntime's own kernels"),))
     return Choice(best, choice.target, reasons, schedules, note), runners[best]
 
 

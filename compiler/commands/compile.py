@@ -72,11 +72,14 @@ def run(args: argparse.Namespace) -> int:
         choice = rnnc_compile(program, inputs, target, batch=args.batch, use_db=not args.no_db).choice
     else:
         choice = choose_backend(program, target, args.backend)
-    backend = get_backend(choice.backend)
+    # the native engine is the C backend's directory, whose loader runs the whole program natively
+    native = choice.backend == "native"
+    kernels = "c" if native else choice.backend
+    backend = get_backend(kernels)
     if not hasattr(backend, "compile"):
         raise UnsupportedError(f"backend {choice.backend!r} does not write compiled output directories")
     # the same schedules rnnc.compile would use: a tuning record first, else the backend's default
-    resolved = resolve_schedules(program, target, choice.backend, args.batch, use_db=not args.no_db)
+    resolved = resolve_schedules(program, target, kernels, args.batch, use_db=not args.no_db)
     if args.explain:
         # rnnc.compile's explanation already names each layer's schedule source; choose_backend's does not
         extra = [f"  {line}" for line in resolved.lines()] if args.backend else []
@@ -85,12 +88,16 @@ def run(args: argparse.Namespace) -> int:
     manifest = backend.compile(program, target, args.output, batch=args.batch, **kw)
     for key, layer in manifest.get("layers", {}).items():  # where each layer's schedule came from
         if isinstance(layer, dict):
-            layer["schedule_source"] = resolved.provenance.get(key, default_source(choice.backend))
+            layer["schedule_source"] = resolved.provenance.get(key, default_source(kernels))
+    if native:
+        manifest["engine"] = "native"
     manifest = write_manifest(args.output, {k: v for k, v in manifest.items() if k != "format"})
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         return 0
-    print(f"wrote {args.output} ({choice.backend} for {manifest['target']}, program {manifest['program_hash'][:12]})")
+    engine = " as one native program" if native else ""
+    print(f"wrote {args.output} ({kernels}{engine} for {manifest['target']}, "
+          f"program {manifest['program_hash'][:12]})")
     for key, layer in manifest["layers"].items():
         line = f"  {key}: {layer['path']} kernel, knobs {layer['knobs']}; schedule from {layer['schedule_source']}"
         print(line)

@@ -237,7 +237,18 @@ class MicroGemm:
             raise ValueError(f"MicroGemm weight type {self.wtype!r}: 'float' or 'int8'")
 
 
-Stmt = Loop | Store | Let | If | Barrier | Alloc | Comment | MicroGemm
+@dataclass(frozen=True)
+class Invoke:
+    """Call another built kernel: entries ``3*slot .. 3*slot+2`` of the pointer buffer ``calls``
+    hold its entry point, its scalar array and its buffer array.  Why: a whole-model program
+    (``rnnc.lower.program``) runs its recurrent layers' kernels -- built, tuned and packed on their
+    own -- between its other ops without returning to Python."""
+
+    calls: str
+    slot: int
+
+
+Stmt = Loop | Store | Let | If | Barrier | Alloc | Comment | MicroGemm | Invoke
 
 
 # --------------------------------------------------------------------------- kernels
@@ -248,7 +259,8 @@ class Buffer:
     ``space``: ``arg`` (passed by the caller: inputs, outputs, states, packed weights),
     ``work`` (global scratch the runtime allocates), ``local`` (per worker, see :class:`Alloc`).
     ``dtype`` is ``"param"`` for weights (the storage dtype the kernel is built for), ``"float"``
-    for compute-precision scratch, ``"int64"`` for lengths and ``"int8"`` for the integer codes
+    for compute-precision scratch, ``"int64"`` for lengths and indices, ``"ptr"`` for the
+    addresses an :class:`Invoke` reads, and ``"int8"`` for the integer codes
     of quantized weights (``qlinear``): they keep their own element type whatever the kernel's
     storage dtype is, because a quarter of the bytes per weight is the point of quantizing, and
     are widened to float where they are loaded.

@@ -227,7 +227,17 @@ def load(outdir: str | Path) -> Any:
         lib = load_library(manifest_file(out, entry, "library").resolve())
         builds[key] = LayerBuild(kernel, src, str(out / entry["library"]), getattr(lib, kernel.name))
     # a cuda directory's C twin says which GPU launch each layer stands for
-    return (CudaTwin if variant(manifest.get("backend", "c")).on_gpu else CompiledProgram)(program, builds=builds)
+    if variant(manifest.get("backend", "c")).on_gpu:
+        return CudaTwin(program, builds=builds)
+    engine = manifest.get("engine", "kernels")
+    if engine not in ("kernels", "native"):
+        raise UserInputError(f"{out}/manifest.json names engine {engine!r}; this rnnc runs 'kernels' or 'native'")
+    compiled = CompiledProgram(program, builds=builds)
+    if engine == "native":  # the whole program as one C function, planned at each new input signature
+        from rnnc.backends.cstyle.whole import NativeProgram
+
+        return NativeProgram(compiled)
+    return compiled
 
 
 def twin_dialect(kernel: Any, dtype: str) -> CDialect:

@@ -27,7 +27,7 @@ from dataclasses import fields, is_dataclass, replace
 
 from rnnc.backends.cstyle import ukernels
 from rnnc.backends.cstyle.render import CStyleRenderer, cid
-from rnnc.lower.loopnest import Buffer, Const, Expr, Load, Loop, MicroGemm, Stmt, Store, Var
+from rnnc.lower.loopnest import Buffer, Const, Expr, Invoke, Load, Loop, MicroGemm, Stmt, Store, Var
 
 #: largest static shared memory per block; above it CUDA needs dynamic shared memory
 STATIC_SMEM_LIMIT = 48 * 1024
@@ -103,6 +103,11 @@ class CDialect(CStyleRenderer):
         kernel = ukernels.name(s.rows, s.gj, s.wtype, s.parts)
         self.emit(f"  {kernel}({s.kdim}, rn_a, {cid(s.w_buf)} + {self.expr(s.w_off)}, {cid(s.acc)}); }}")
 
+    def invoke(self, s: Invoke) -> None:
+        """Call the kernel at ``slot`` of the pointer buffer (entry, scalars, buffers)."""
+        c, k = cid(s.calls), 3 * s.slot
+        self.emit(f"((void (*)(const long*, void**)){c}[{k}])((const long*){c}[{k + 1}], (void**){c}[{k + 2}]);")
+
     def helpers(self) -> str:
         if not self.ukernels:
             return ""
@@ -139,6 +144,14 @@ class CDialect(CStyleRenderer):
         for i, b in enumerate((*self.k.args, *self.k.work)):
             const = "" if b.writable else "const "
             self.emit(f"{const}{self.ctype(b)}* {cid(b.name)}_a = ({const}{self.ctype(b)}*)bufs[{i}];")
+        if not any(isinstance(st, Loop) and st.kind == "parallel" for st in self.k.body):
+            # a kernel without a worker region (a whole-model program: one thread, which calls
+            # the layer kernels' own regions) binds its restrict names here
+            for name in self.k.scalars:
+                self.emit(f"const long {name} = {name}_a;")
+            for b in (*self.k.args, *self.k.work):
+                const = "" if b.writable else "const "
+                self.emit(f"{const}{self.ctype(b)}* __restrict__ {cid(b.name)} = {cid(b.name)}_a;")
 
     def vector_loop(self, s: Loop) -> None:
         self.emit("#pragma omp simd")

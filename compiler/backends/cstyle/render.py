@@ -24,6 +24,7 @@ from rnnc.lower.loopnest import (
     Const,
     Expr,
     If,
+    Invoke,
     Kernel,
     Let,
     Load,
@@ -87,6 +88,8 @@ class CStyleRenderer:
     def ctype(self, b: Buffer) -> str:
         if b.dtype == "int64":
             return "long"
+        if b.dtype == "ptr":
+            return "void*"
         if b.dtype == "int8":  # quantized weight codes: 1 byte each in both dialects
             return "signed char"
         return self.storage[self.dtype] if b.dtype == "param" else "float"
@@ -183,6 +186,8 @@ class CStyleRenderer:
             self.emit(f"/* {s.text} */")
         elif isinstance(s, MicroGemm):
             self.micro_gemm(s)
+        elif isinstance(s, Invoke):
+            self.invoke(s)
         else:
             raise TypeError(f"cannot render {s!r}")
 
@@ -201,6 +206,9 @@ class CStyleRenderer:
 
     def micro_gemm(self, s: MicroGemm) -> None:  # dialect: only CPU lowerings emit the node
         raise TypeError(f"the {self.dialect} dialect has no micro-kernel GEMM ({s.acc})")
+
+    def invoke(self, s: Invoke) -> None:  # dialect: host-side programs only
+        raise TypeError(f"the {self.dialect} dialect cannot call another kernel ({s.calls}[{s.slot}])")
 
     def helpers(self) -> str:
         """Dialect text placed before the kernel function, known once the body is rendered."""
@@ -224,8 +232,8 @@ class CStyleRenderer:
         for i, b in enumerate((*self.k.args, *self.k.work)):
             const = "" if b.writable else "const "
             self.emit(f"{const}{self.ctype(b)}* __restrict__ {cid(b.name)} = ({const}{self.ctype(b)}*)bufs[{i}];")
-        self.emit("(void)B; (void)T; (void)W; (void)reverse; (void)has_len; (void)xs_t; (void)xs_b; "
-                  "(void)ys_t; (void)ys_b; (void)y_off;")
+        if self.k.scalars:  # not every kernel reads every scalar it is passed
+            self.emit(" ".join(f"(void){name};" for name in self.k.scalars))
 
     def render(self) -> str:
         self.lines = []

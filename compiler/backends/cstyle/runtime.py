@@ -116,10 +116,21 @@ class LayerRunner:
             reverse: bool = False) -> None:
         """``x``: [T, B, I] view (last dim contiguous); ``y``: [T, B, F] view written at
         ``y_off``; ``states``: contiguous [B, *shape] tensors updated in place."""
-        steps, batch = int(x.shape[0]), int(x.shape[1])
         self.owner: Any = None  # whoever may call run_again next (set by Stream)
-        if steps == 0:
+        if int(x.shape[0]) == 0:
             return
+        self.project(x)
+        scalars, pointers = self.launch(x, y, y_off, states, lengths, reverse)
+        self.sc[:] = scalars
+        self.ptrs[:] = pointers
+        self.fn(self.sc, self.ptrs)
+
+    def launch(self, x: Any, y: Any, y_off: int, states: Sequence[Any], lengths: Any = None,
+               reverse: bool = False) -> tuple[list[int], list[int]]:
+        """The kernel's scalar arguments and buffer addresses for one call on these tensors (the
+        worker count decided here), without calling it: :meth:`run` passes them at once, a
+        whole-model native program (``cstyle.whole``) bakes them into its call of the kernel."""
+        steps, batch = int(x.shape[0]), int(x.shape[1])
         knobs = self.kernel.meta.get("knobs", {})
         if knobs.get("resident"):  # per-worker weight copies: exactly one worker per tile group
             workers = knobs["workers"]
@@ -131,15 +142,10 @@ class LayerRunner:
         else:
             workers = 1
         vals = launch_values(x, y, y_off, workers, reverse, lengths)
-        for i, name in enumerate(self.kernel.scalars):
-            self.sc[i] = vals[name]
         st = dict(zip(self.state_names, states, strict=True))
-        self.project(x)
-        for i, t in enumerate(bound_tensors(self.kernel, x, y, lengths, st, self.tensors, self._dummy_len)):
-            self.ptrs[i] = t.data_ptr()
-        for j, t in enumerate(self.work(batch, steps)):
-            self.ptrs[len(self.kernel.args) + j] = t.data_ptr()
-        self.fn(self.sc, self.ptrs)
+        pointers = [t.data_ptr() for t in bound_tensors(self.kernel, x, y, lengths, st, self.tensors, self._dummy_len)]
+        pointers += [t.data_ptr() for t in self.work(batch, steps)]
+        return [vals[name] for name in self.kernel.scalars], pointers
 
     def run_again(self, x: Any, y: Any) -> None:
         """Streaming fast path: the previous :meth:`run` had the same batch, states, lengths

@@ -1,0 +1,246 @@
+"""A whole Program as one native C function per input signature: the ``native`` engine.
+
+Why: ``CompiledProgram`` runs the recurrent layers as C kernels and every other op through the
+IR interpreter, a torch call each; for a small model those calls, not arithmetic, are the cost.
+Here the whole top-level graph is lowered (``rnnc.lower.program``) at the call's shapes -- a
+conv, a norm, the head, copies into the layer kernels' buffers -- and the layer kernels the C
+backend already built, tuned and packed are called from inside it (``Invoke``), so a call is:
+check the inputs, allocate the outputs, one ctypes call.
+
+Memory plan: every intermediate gets a ``work`` buffer allocated once per input signature (the
+first call with new shapes lowers, builds -- gcc, cached on disk -- and allocates; later calls
+with those shapes reuse all of it).  Outputs are fresh tensors each call, so a caller may keep
+them.  Not reentrant: two threads calling one program at once would share its buffers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnc.backends.cstyle.build import build_c, c_flags, load_library
+from rnnc.backends.cstyle.dialects import CDialect
+from rnnc.backends.cstyle.program import CompiledProgram, kernel_storage
+from rnnc.errors import UnsupportedError, UserInputError
+from rnnc.ir.graph import Node
+from rnnc.ir.interp import run_graph
+from rnnc.ir.rnn import rnn_layout
+from rnnc.lower.loopnest import Buffer, Const, Invoke, Stmt, Store
+from rnnc.lower.program import ProgramLowerer, copy, program_kernel
+from rnnc.lower.stepgraph import View, dense, loop_nest
+
+#: input dtypes the program reads as they are (anything else is refused, not converted silently)
+_DTYPES = {"torch.float32": "float", "torch.int64": "int64"}
+
+
+@dataclass
+class _Call:
+    """One (layer, direction) kernel call: the runner and how its tensors sit in the buffers."""
+
+    runner: Any
+    x: tuple[str, tuple[int, ...], bool]  # buffer, dense shape, batch-first (view as [T, B, I])
+    y: tuple[str, tuple[int, ...], bool]
+    y_off: int
+    states: list[tuple[str, tuple[int, ...], int]]  # buffer, dense shape [L*D, B, ...], index
+    reverse: bool
+
+
+@dataclass
+class _Plan:
+    """Everything one input signature needs: the built function and its buffers."""
+
+    fn: Any
+    kernel: Any
+    source: str
+    out_shapes: list[tuple[tuple[int, ...], Any]]
+    n_inputs: int
+    ptrs: Any
+    keep: list[Any] = field(default_factory=list)  # tensors and ctypes arrays the pointers name
+
+    def __call__(self, inputs: tuple[Any, ...]) -> Any:
+        import torch
+
+        ptrs = self.ptrs
+        for i, x in enumerate(inputs):
+            ptrs[i] = x.data_ptr()
+        outs = [torch.empty(shape, dtype=dtype) for shape, dtype in self.out_shapes]
+        for k, o in enumerate(outs):
+            ptrs[self.n_inputs + k] = o.data_ptr()
+        self.fn(None, ptrs)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+class NativeProgram:
+    """``compiled``'s Program as one native function per input signature (module docstring).
+
+    ``example_inputs``: plan for them now, so a model the native program cannot take is refused
+    here (``UnsupportedError`` naming the op) rather than at its first call."""
+
+    def __init__(self, compiled: CompiledProgram, target: Any = None, example_inputs: Any = None) -> None:
+        self.compiled, self.program, self.target = compiled, compiled.program, target
+        self._plans: dict[tuple, _Plan] = {}
+        if example_inputs is not None:
+            self.plan(tuple(example_inputs))
+
+    def __call__(self, *inputs: Any) -> Any:
+        key = tuple((tuple(x.shape), x.dtype) for x in inputs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self.plan(inputs)
+        return plan(tuple(x if x.is_contiguous() else x.contiguous() for x in inputs))
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return {**self.compiled.sources, **{p.kernel.name: p.source for p in self._plans.values()}}
+
+    def plan(self, inputs: tuple[Any, ...]) -> _Plan:
+        """Lower, build and allocate for the signature of ``inputs`` (one recorded run gives every
+        value's shape)."""
+        import torch
+
+        g = self.program.graph
+        if len(inputs) != len(g.inputs):
+            raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
+        for name, x in zip(g.input_names, inputs, strict=True):
+            if str(x.dtype) not in _DTYPES:
+                raise UnsupportedError(f"the native program reads float32 and int64 inputs; %{name} is {x.dtype}")
+        values: dict[str, Any] = {}
+        with torch.no_grad():
+            run_graph(g, {**dict(zip(g.input_names, inputs, strict=True)), **self.program.weights},
+                      rnn=self._record_rnn, values=values)
+        shapes = {k: tuple(v.shape) for k, v in values.items() if isinstance(v, torch.Tensor)}
+        key = tuple((tuple(x.shape), x.dtype) for x in inputs)
+        self._plans[key] = plan = _build(self, inputs, values, shapes)
+        return plan
+
+    def _record_rnn(self, node: Node, args: list[Any]) -> tuple[Any, ...]:
+        n_states = len(node.attr("cells")[0].states)
+        return self.compiled.rnns[node.outputs[0]](args[0], args[1], args[2:2 + n_states])
+
+
+def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any],
+           shapes: dict[str, tuple[int, ...]]) -> _Plan:
+    import torch
+
+    program = native.program
+    g = program.graph
+    args: list[Buffer] = []
+    env: dict[str, View] = {}
+    for i, (name, x) in enumerate(zip(g.input_names, inputs, strict=True)):
+        args.append(Buffer(f"in{i}", Const(max(1, x.numel())), "arg", _DTYPES[str(x.dtype)]))
+        env[name] = dense(f"in{i}", tuple(x.shape))
+    outs = []
+    for k, (_, v) in enumerate(g.outputs):
+        t = values[v]
+        args.append(Buffer(f"out{k}", Const(max(1, t.numel())), "arg", _DTYPES.get(str(t.dtype), "float"),
+                           writable=True))
+        outs.append((tuple(t.shape), t.dtype))
+    read = {i for n in g.nodes if n.op != "rnn" for i in n.inputs}
+    weights: list[Any] = []
+    for name in g.param_names:
+        if name in read:
+            w = program.weights[name].detach().contiguous()
+            if str(w.dtype) not in _DTYPES:
+                raise UnsupportedError(f"the native program reads float32 and int64 weights; %{name} is {w.dtype}")
+            args.append(Buffer(f"w{len(weights)}", Const(max(1, w.numel())), "arg", _DTYPES[str(w.dtype)]))
+            env[name] = dense(f"w{len(weights)}", tuple(w.shape))
+            weights.append(w)
+    calls: list[_Call] = []
+    lowerer = ProgramLowerer(g, env, shapes, lambda lw, node: _lower_rnn(native, lw, node, calls))
+    body = lowerer.lower(g.nodes)
+    for k, (_, v) in enumerate(g.outputs):
+        body.extend(copy(dense(f"out{k}", outs[k][0]), lowerer.env[v]))
+    if calls:
+        args.append(Buffer("calls", Const(3 * len(calls)), "arg", "ptr", writable=True))
+    kernel = program_kernel("rnnc_model_" + hashlib.sha1(repr((g, shapes)).encode()).hexdigest()[:12],
+                            args + lowerer.buffers, body)
+    source = CDialect(kernel).render()
+    fn = getattr(load_library(build_c(source, c_flags(native.target))), kernel.name)
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    fn.restype = None
+
+    work = {b.name: torch.empty(int(b.size.value), dtype=torch.int64 if b.dtype == "int64" else torch.float32)
+            for b in kernel.work}
+    keep: list[Any] = [*weights, *work.values()]
+    ptrs = (ctypes.c_void_p * (len(kernel.args) + len(kernel.work)))()
+    names = [b.name for b in (*kernel.args, *kernel.work)]
+    for j, w in enumerate(weights):
+        ptrs[names.index(f"w{j}")] = w.data_ptr()
+    for name, t in work.items():
+        ptrs[names.index(name)] = t.data_ptr()
+    if calls:
+        table = (ctypes.c_void_p * (3 * len(calls)))()
+        for slot, c in enumerate(calls):
+            sc, bufs = c.runner.launch(_view(work, c.x), _view(work, c.y), c.y_off,
+                                       [_view(work, (b, s, False))[i] for b, s, i in c.states], None, c.reverse)
+            sc_arr, buf_arr = (ctypes.c_long * max(1, len(sc)))(*sc), (ctypes.c_void_p * len(bufs))(*bufs)
+            table[3 * slot] = ctypes.cast(c.runner.fn, ctypes.c_void_p).value
+            table[3 * slot + 1] = ctypes.addressof(sc_arr)
+            table[3 * slot + 2] = ctypes.addressof(buf_arr)
+            keep += [sc_arr, buf_arr, c.runner]
+        ptrs[names.index("calls")] = ctypes.addressof(table)
+        keep.append(table)
+    return _Plan(fn, kernel, source, outs, len(inputs), ptrs, keep)
+
+
+def _view(work: dict[str, Any], spec: tuple[str, tuple[int, ...], bool]) -> Any:
+    buf, shape, batch_first = spec
+    t = work[buf][:_numel(shape)].view(shape)
+    return t.transpose(0, 1) if batch_first else t
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: list[_Call]) -> list[Stmt]:
+    """Buffers of one ``rnn`` node (its input, states and layer outputs), the copies into them
+    and one kernel call per layer and direction -- ``rnnc.ir.rnn.run_stack``'s layout."""
+    attrs = node.attr_dict
+    cells, dirs, _ = rnn_layout(attrs)
+    rnn = native.compiled.rnns[node.outputs[0]]
+    if node.inputs[1]:
+        raise UnsupportedError(f"the native program runs rnn nodes without sequence lengths ({node.label})")
+    for row in rnn.runners:
+        for r in row:
+            if getattr(r, "hosted", None) or type(r).__name__ != "LayerRunner" or \
+                    kernel_storage(r.kernel) != "float32":
+                raise UnsupportedError(f"the native program calls fp32 step kernels; layer {r.kernel.name} is "
+                                       f"{r.kernel.meta.get('path')} (host GEMM, chunkwise or 16-bit)")
+    bf = bool(attrs["batch_first"])
+    tag = f"rnn{len(calls)}_"
+    stmts: list[Stmt] = []
+    x_shape = lw.shape_of(node.inputs[0])
+    xv = lw.work_buffer(f"{tag}x", x_shape)
+    stmts += copy(xv, lw.env[node.inputs[0]])
+    steps, batch = (x_shape[1], x_shape[0]) if bf else (x_shape[0], x_shape[1])
+    states = []
+    for j, st in enumerate(cells[0].states):
+        shape = (len(cells) * dirs, batch, *st.shape)
+        sv = lw.work_buffer(f"{tag}s{j}", shape)
+        init = node.inputs[2 + j] if 2 + j < len(node.inputs) else ""
+        if init:
+            stmts += copy(sv, lw.env[init])
+        else:
+            stmts += loop_nest(shape, "z", lambda ix, sv=sv: [Store(sv.buf, sv.load(ix).index, Const(0.0, True))])
+        states.append((sv.buf, shape))
+        lw.env[node.outputs[1 + j]] = sv
+    layer_in = (xv.buf, x_shape, bf)
+    for k, cell in enumerate(cells):
+        feat = dirs * cell.output_size
+        last = k == len(cells) - 1
+        shape = (batch, steps, feat) if last and bf else (steps, batch, feat)
+        yv = lw.work_buffer(f"{tag}y{k}", shape)
+        for d in range(dirs):
+            calls.append(_Call(rnn.runners[k][d], layer_in, (yv.buf, shape, last and bf), d * cell.output_size,
+                               [(b, s, k * dirs + d) for b, s in states], d == 1))
+            stmts.append(Invoke("calls", len(calls) - 1))
+        layer_in = (yv.buf, shape, False)
+        if last:
+            lw.env[node.outputs[0]] = yv
+    return stmts

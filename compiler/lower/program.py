@@ -1,0 +1,215 @@
+"""Lowering a whole Program, at concrete shapes, to one loop nest: every op, the recurrent layers
+as calls of their own kernels.
+
+Why: a model is more than its recurrent layers.  Run op by op through the interpreter, a small
+streaming model spends its time in Python dispatch (Silero VAD: a few hundred microseconds per
+32 ms chunk for about a million multiply-adds).  Here the top-level graph is lowered with the
+step lowering's machinery (views are index arithmetic, elementwise ops broadcast by stride 0,
+``linear``/``matmul``/``sum`` reduce in registers) plus the whole-model ops a step never has
+(``conv1d``, ``pad``, ``mean``, ``stack``, ``embedding``), every shape a constant of the call's
+signature -- so a call is one native function: no Python between ops, buffers planned once per
+shape (``work`` buffers the runtime allocates when it first sees the shape).
+
+Each ``rnn`` node is handed to a callback that lays out its buffers and returns the statements
+for it (copies of its input and initial states into the kernels' buffers, one
+:class:`~rnnc.lower.loopnest.Invoke` per layer and direction); ``rnnc.backends.cstyle.whole``
+supplies it with the layer kernels the C backend built and packed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+from rnnc.errors import UnsupportedError
+from rnnc.ir.graph import Graph, Node
+from rnnc.lower.loopnest import (
+    Bin,
+    Buffer,
+    Const,
+    Expr,
+    Kernel,
+    Let,
+    Load,
+    Loop,
+    Ref,
+    Select,
+    Stmt,
+    Store,
+    Var,
+    add,
+    linear_index,
+    mul,
+)
+from rnnc.lower.stepgraph import StepLowerer, View, dense, loop_nest
+
+#: ``rnn(lowerer, node) -> statements``: lays out the node's buffers (``lowerer.work_buffer``),
+#: binds its outputs in ``lowerer.env`` and returns what runs it
+RnnLowering = Callable[["ProgramLowerer", Node], list[Stmt]]
+
+
+def copy(dst: View, src: View) -> tuple[Stmt, ...]:
+    """Loops storing every element of ``src`` into ``dst`` (same shape, any strides)."""
+    return loop_nest(src.shape, "c", lambda ix: [Store(dst.buf, dst.load(ix).index, src.load(ix))])
+
+
+class ProgramLowerer(StepLowerer):
+    """A top-level graph at concrete shapes (``shapes``: value -> shape, from one recorded run).
+    New values get ``work`` buffers (allocated once per shape by the runtime), not stack arrays."""
+
+    def __init__(self, graph: Graph, env: dict[str, View], shapes: Mapping[str, tuple[int, ...]],
+                 rnn: RnnLowering, prefix: str = "v_") -> None:
+        super().__init__(graph, env, set(), prefix)
+        self.shapes = dict(shapes)
+        self.rnn = rnn
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        return self.shapes[name]
+
+    def work_buffer(self, name: str, shape: tuple[int, ...], dtype: str = "float") -> View:
+        buf = f"{self.prefix}{name}"
+        self.buffers.append(Buffer(buf, Const(max(1, math.prod(shape))), "work", dtype, writable=True))
+        return dense(buf, shape)
+
+    def fresh(self, name: str, shape: tuple[int, ...]) -> View:
+        return self.work_buffer(f"{name}_{self._next()}", shape)
+
+    def node(self, n: Node) -> None:  # one thread runs the program: no barriers between nodes
+        self.node_body(n)
+
+    def node_body(self, n: Node) -> None:
+        lower = {"conv1d": self.conv1d, "pad": self.pad, "mean": self.mean, "stack": self.stack,
+                 "embedding": self.embedding, "flip": self.flip}.get(n.op)
+        if n.op == "rnn":
+            self.out_stmts.extend(self.rnn(self, n))
+        elif lower is not None:
+            lower(n)
+        elif n.op == "cast" and self.types[n.outputs[0]].dtype == self.types[n.inputs[0]].dtype:
+            self.env[n.outputs[0]] = self.env[n.inputs[0]]
+        else:
+            try:
+                super().node_body(n)
+            except UnsupportedError:
+                raise UnsupportedError(f"the native whole-model program cannot lower op {n.op!r} ({n.label}) "
+                                       f"yet") from None
+
+    # ---------------------------------------------------------------- whole-model ops
+    def conv1d(self, n: Node) -> None:
+        """``y[b, o, l] = bias[o] + sum_{c, k} xp[b, g*Cg + c, l*stride + k*dil] w[o, c, k]`` over
+        a zero-padded contiguous copy ``xp`` of the input (no bounds tests in the inner loop).
+
+        Two loop orders, by shape: long outputs accumulate whole output rows (``l`` innermost:
+        contiguous, vectorised loads at stride 1); short outputs with long kernels (an STFT's
+        frames) reduce each output over ``k`` innermost instead."""
+        x, w = self.env[n.inputs[0]], self.env[n.inputs[1]]
+        bias = self.env[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] else None
+        stride, pad, dil, groups = (int(n.attr(a)) for a in ("stride", "padding", "dilation", "groups"))
+        shape = self.shape_of(n.outputs[0])
+        cg, taps = w.shape[1], w.shape[2]
+        per_group = shape[1] // groups
+        if pad or not x.contiguous:
+            length = x.shape[2]
+            xp = self.fresh(f"{n.outputs[0]}_pad", (*x.shape[:2], length + 2 * pad))
+
+            def fill(ix: tuple[Expr, ...]) -> list[Stmt]:
+                j = add(ix[2], -pad)
+                inside = Bin("&", Bin("<", Const(-1), j), Bin("<", j, Const(length)))
+                return [Store(xp.buf, xp.load(ix).index, Select(inside, x.load((ix[0], ix[1], j)), Const(0.0, True)))]
+
+            self.out_stmts.extend(loop_nest(xp.shape, "i", fill))
+            x = xp
+        out = self.fresh(n.outputs[0], shape)
+        b, o, c, k, pos = (Var(f"{v}{self._next()}") for v in "bockl")
+        chan = add(mul(Bin("/", o, Const(per_group)), cg), c) if groups > 1 else c
+        init = bias.load((o,)) if bias is not None else Const(0.0, True)
+        if shape[2] >= 8:
+            wv = f"wv{self._n}"
+            row = (Loop(pos.name, Const(shape[2]), (Store(out.buf, out.load((b, o, pos)).index, init),), "vector"),
+                   Loop(c.name, Const(cg), (Loop(k.name, Const(taps), (
+                       Let(wv, w.load((o, c, k))),
+                       Loop(pos.name, Const(shape[2]), (Store(
+                           out.buf, out.load((b, o, pos)).index,
+                           Bin("mul", Ref(wv), x.load((b, chan, add(mul(pos, stride), mul(k, dil))))), True),),
+                           "vector"))),)))
+        else:
+            acc = f"acc{self._n}"
+            row = (Loop(pos.name, Const(shape[2]), (
+                Let(acc, init),
+                Loop(c.name, Const(cg), (Loop(k.name, Const(taps), (Let(acc, Bin("add", Ref(acc), Bin(
+                    "mul", w.load((o, c, k)), x.load((b, chan, add(mul(pos, stride), mul(k, dil))))))),)),)),
+                Store(out.buf, out.load((b, o, pos)).index, Ref(acc)))),)
+        self.out_stmts.append(Loop(b.name, Const(shape[0]), (Loop(o.name, Const(shape[1]), row),)))
+        self.env[n.outputs[0]] = out
+
+    def pad(self, n: Node) -> None:
+        """Pads the last axis: a constant, its reflection or its edge value."""
+        x = self.env[n.inputs[0]]
+        left, _ = n.attr("pads")
+        mode, value = n.attr("mode"), float(n.attr("value") or 0.0)
+        shape = self.shape_of(n.outputs[0])
+        length = x.shape[-1]
+        out = self.fresh(n.outputs[0], shape)
+
+        def body(ix: tuple[Expr, ...]) -> list[Stmt]:
+            j = add(ix[-1], -left)
+            before, after = Bin("<", j, Const(0)), Bin("<", Const(length - 1), j)
+            if mode == "constant":
+                inside = Bin("&", Bin("<", Const(-1), j), Bin("<", j, Const(length)))
+                return [Store(out.buf, out.load(ix).index, Select(inside, x.load((*ix[:-1], j)), Const(value, True)))]
+            if mode == "reflect":
+                src = Select(before, Bin("-", Const(0), j), Select(after, Bin("-", Const(2 * length - 2), j), j))
+            else:  # replicate
+                src = Select(before, Const(0), Select(after, Const(length - 1), j))
+            return [Store(out.buf, out.load(ix).index, x.load((*ix[:-1], src)))]
+
+        self.out_stmts.extend(loop_nest(shape, "i", body))
+        self.env[n.outputs[0]] = out
+
+    def mean(self, n: Node) -> None:
+        self.reduce_sum(n)
+        src = self.types[n.inputs[0]]
+        axes = n.attr("axes")
+        axes = range(src.rank) if axes is None else ((axes,) if isinstance(axes, int) else axes)
+        count = math.prod(self.shape_of(n.inputs[0])[a % src.rank] for a in axes)
+        out = self.env[n.outputs[0]]
+        self.out_stmts.extend(loop_nest(out.shape, "i", lambda ix: [
+            Store(out.buf, out.load(ix).index, Bin("mul", out.load(ix), Const(1.0 / count, True)))]))
+
+    def stack(self, n: Node) -> None:
+        shape = self.shape_of(n.outputs[0])
+        axis = n.attr("axis") % len(shape)
+        out = self.fresh(n.outputs[0], shape)
+        strides = out.strides[:axis] + out.strides[axis + 1:]
+        for i, name in enumerate(n.inputs):
+            dst = View(out.buf, add(out.offset, i * out.strides[axis]), shape[:axis] + shape[axis + 1:], strides)
+            self.out_stmts.extend(copy(dst, self.aligned(self.env[name], dst.shape)))
+        self.env[n.outputs[0]] = out
+
+    def flip(self, n: Node) -> None:
+        src = self.env[n.inputs[0]]
+        axis = n.attr("axis") % len(src.shape)
+        strides = list(src.strides)
+        strides[axis] = -strides[axis]
+        self.env[n.outputs[0]] = View(src.buf, add(src.offset, (src.shape[axis] - 1) * src.strides[axis]),
+                                      src.shape, tuple(strides))
+
+    def embedding(self, n: Node) -> None:
+        """``y[..., j] = table[idx[...], j]``: the index is an integer load inside the address."""
+        idx, table = self.env[n.inputs[0]], self.env[n.inputs[1]]
+        shape = self.shape_of(n.outputs[0])
+        out = self.fresh(n.outputs[0], shape)
+
+        def body(ix: tuple[Expr, ...]) -> list[Stmt]:
+            row = Load(idx.buf, linear_index(list(zip(ix[:-1], idx.strides, strict=True)), idx.offset))
+            src = Load(table.buf, linear_index([(row, table.strides[0]), (ix[-1], table.strides[1])], table.offset))
+            return [Store(out.buf, out.load(ix).index, src)]
+
+        self.out_stmts.extend(loop_nest(shape, "i", body))
+        self.env[n.outputs[0]] = out
+
+
+def program_kernel(name: str, buffers: list[Buffer], body: list[Stmt]) -> Kernel:
+    """The whole-model kernel: no scalar arguments (every size is a constant of the shape it was
+    built for), ``arg`` buffers first (inputs, outputs, weights, the kernel-call table), then ``work``."""
+    ordered = [b for b in buffers if b.space == "arg"] + [b for b in buffers if b.space == "work"]
+    return Kernel(name, (), tuple(ordered), tuple(body), meta={"path": "program"})
