@@ -101,7 +101,7 @@ class ProgramLowerer(StepLowerer):
         Two loop orders, by shape: long outputs accumulate whole output rows (``l`` innermost:
         contiguous, vectorised loads at stride 1); short outputs with long kernels (an STFT's
         frames) reduce each output over ``k`` innermost instead."""
-        x, w = self.env[n.inputs[0]], self.env[n.inputs[1]]
+        x, w = self.env[n.inputs[0]], self.materialize(self.env[n.inputs[1]], n.outputs[0])
         bias = self.env[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] else None
         stride, pad, dil, groups = (int(n.attr(a)) for a in ("stride", "padding", "dilation", "groups"))
         shape = self.shape_of(n.outputs[0])
@@ -131,12 +131,22 @@ class ProgramLowerer(StepLowerer):
                            out.buf, out.load((b, o, pos)).index,
                            Bin("mul", Ref(wv), x.load((b, chan, add(mul(pos, stride), mul(k, dil))))), True),),
                            "vector"))),)))
-        else:
-            acc = f"acc{self._n}"
+        else:  # im2col: each output a dot product of two contiguous rows of Cg*K
+            span = cg * taps
+            col = self.fresh(f"{n.outputs[0]}_col", (shape[0], shape[2], groups, cg, taps))
+            gv = Var(f"g{self._n}")
+            self.out_stmts.append(Loop(b.name, Const(shape[0]), (Loop(pos.name, Const(shape[2]), (
+                Loop(gv.name, Const(groups), (Loop(c.name, Const(cg), (Loop(k.name, Const(taps), (Store(
+                    col.buf, col.load((b, pos, gv, c, k)).index,
+                    x.load((b, add(mul(gv, cg), c), add(mul(pos, stride), mul(k, dil))))),)),)),)),)),)))
+            acc, j = f"acc{self._n}", Var(f"j{self._n}")
+            grp = Bin("/", o, Const(per_group)) if groups > 1 else Const(0)
+            row_base = linear_index([(b, col.strides[0]), (pos, col.strides[1]), (grp, col.strides[2])])
             row = (Loop(pos.name, Const(shape[2]), (
                 Let(acc, init),
-                Loop(c.name, Const(cg), (Loop(k.name, Const(taps), (Let(acc, Bin("add", Ref(acc), Bin(
-                    "mul", w.load((o, c, k)), x.load((b, chan, add(mul(pos, stride), mul(k, dil))))))),)),)),
+                Loop(j.name, Const(span), (Let(acc, Bin("add", Ref(acc), Bin(
+                    "mul", Load(w.buf, add(add(w.offset, mul(o, w.strides[0])), j)),
+                    Load(col.buf, add(row_base, j))))),)),
                 Store(out.buf, out.load((b, o, pos)).index, Ref(acc)))),)
         self.out_stmts.append(Loop(b.name, Const(shape[0]), (Loop(o.name, Const(shape[1]), row),)))
         self.env[n.outputs[0]] = out
