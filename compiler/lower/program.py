@@ -23,11 +23,13 @@ from collections.abc import Callable, Mapping
 
 from rnnc.errors import UnsupportedError
 from rnnc.ir.graph import Graph, Node
+from rnnc.ir.ops import BINARY_OPS, UNARY_OPS
 from rnnc.lower.loopnest import (
     Bin,
     Buffer,
     Const,
     Expr,
+    If,
     Kernel,
     Let,
     Load,
@@ -41,7 +43,13 @@ from rnnc.lower.loopnest import (
     linear_index,
     mul,
 )
-from rnnc.lower.stepgraph import StepLowerer, View, dense, loop_nest
+from rnnc.lower.stepgraph import StepLowerer, View, dense, loop_nest, scalar_op
+
+#: ops lowered as one scalar expression per element (what a fused chain may hold)
+_ELEMENTWISE = UNARY_OPS | BINARY_OPS | {"where", "clamp"}
+#: multiply-adds (or elements) from which an op's rows are split across the program's threads:
+#: waking an OpenMP team costs about a microsecond, this much work several
+_PARALLEL_WORK = 1 << 17
 
 #: ``rnn(lowerer, node) -> statements``: lays out the node's buffers (``lowerer.work_buffer``),
 #: binds its outputs in ``lowerer.env`` and returns what runs it
@@ -58,10 +66,18 @@ class ProgramLowerer(StepLowerer):
     New values get ``work`` buffers (allocated once per shape by the runtime), not stack arrays."""
 
     def __init__(self, graph: Graph, env: dict[str, View], shapes: Mapping[str, tuple[int, ...]],
-                 rnn: RnnLowering, prefix: str = "v_") -> None:
+                 rnn: RnnLowering, prefix: str = "v_", threads: int = 1) -> None:
         super().__init__(graph, env, set(), prefix)
         self.shapes = dict(shapes)
         self.rnn = rnn
+        self.threads = threads
+        self.readers: dict[str, list[Node]] = {}
+        for node in graph.nodes:
+            for i in node.inputs:
+                self.readers.setdefault(i, []).append(node)
+        self.outputs = {v for _, v in graph.outputs}
+        #: fused elementwise values: the expression at an index, stored by their one reader
+        self.lazy: dict[str, Callable[[tuple[Expr, ...]], Expr]] = {}
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         return self.shapes[name]
@@ -92,6 +108,71 @@ class ProgramLowerer(StepLowerer):
             except UnsupportedError:
                 raise UnsupportedError(f"the native whole-model program cannot lower op {n.op!r} ({n.label}) "
                                        f"yet") from None
+
+    # ---------------------------------------------------------------- parallel loops, fusion
+    def rows(self, count: int, work: int, body: Callable[[Expr], list[Stmt]]) -> list[Stmt]:
+        """``body(r)`` for ``r < count``: split across the program's threads (cyclically, the team
+        the runtime gives) when the op's ``work`` (multiply-adds or elements) pays for waking them."""
+        r = Var(f"r{self._next()}")
+        if self.threads < 2 or count < 2 or work < _PARALLEL_WORK:
+            return [Loop(r.name, Const(count), tuple(body(r)))]
+        w, i = Var(f"w{self._n}"), Var(f"ri{self._n}")
+        per_worker = Bin("/", Bin("+", Const(count - 1), Var("W")), Var("W"))
+        inner = Loop(i.name, per_worker, (Let(r.name, add(mul(i, Var("W")), w), is_int=True),
+                                          If(Bin("<", r, Const(count)), tuple(body(r)))))
+        return [Loop(w.name, Const(self.threads), (inner,), "parallel")]
+
+    def elementwise(self, n: Node) -> None:
+        """One loop per chain of elementwise ops: a value read once, by an elementwise op of the
+        same shape, is not stored but inlined into its reader's expression."""
+        out = n.outputs[0]
+        shape = self.shape_of(out)
+        operands = [self.operand(i, shape) for i in n.inputs]
+
+        def expr(ix: tuple[Expr, ...]) -> Expr:
+            return scalar_op(n, [f(ix) for f in operands])
+
+        readers = self.readers.get(out, [])
+        if (out not in self.outputs and len(readers) == 1 and readers[0].op in _ELEMENTWISE
+                and self.shape_of(readers[0].outputs[0]) == shape):
+            self.lazy[out] = expr
+            return
+        view = self.fresh(out, shape)
+        if shape and math.prod(shape) >= _PARALLEL_WORK and self.threads > 1:
+            inner = shape[1:]
+            self.out_stmts.extend(self.rows(shape[0], math.prod(shape), lambda r: list(loop_nest(
+                inner, "i", lambda ix: [Store(view.buf, view.load((r, *ix)).index, expr((r, *ix)))]))))
+        else:
+            self.out_stmts.extend(loop_nest(shape, "i", lambda ix: [Store(view.buf, view.load(ix).index, expr(ix))]))
+        self.env[out] = view
+
+    def operand(self, name: str, shape: tuple[int, ...]) -> Callable[[tuple[Expr, ...]], Expr]:
+        if name in self.lazy:
+            return self.lazy.pop(name)
+        return self.aligned(self.env[name], shape).load
+
+    def linear(self, n: Node) -> None:
+        """``y[r, o] = b[o] + x[r, :] . w[o, :]``: a dot product of two contiguous rows (vectorised
+        as a reduction), rows split across threads when large."""
+        x = self.materialize(self.env[n.inputs[0]], n.outputs[0])
+        w = self.materialize(self.env[n.inputs[1]], n.outputs[0])
+        bias = self.env[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] else None
+        shape = self.shape_of(n.outputs[0])
+        k_dim, outs = x.shape[-1], shape[-1]
+        count = math.prod(shape[:-1])
+        out = self.fresh(n.outputs[0], shape)
+        acc, o, k = f"acc{self._next()}", Var(f"o{self._n}"), Var(f"k{self._n}")
+
+        def row(r: Expr) -> list[Stmt]:
+            xk = Load(x.buf, add(add(x.offset, mul(r, k_dim)), k))
+            wk = Load(w.buf, add(add(w.offset, mul(o, k_dim)), k))
+            return [Loop(o.name, Const(outs), (
+                Let(acc, bias.load((o,)) if bias is not None else Const(0.0, True)),
+                Loop(k.name, Const(k_dim), (Let(acc, Bin("add", Ref(acc), Bin("mul", xk, wk))),)),
+                Store(out.buf, add(out.offset, add(mul(r, outs), o)), Ref(acc))))]
+
+        self.out_stmts.extend(self.rows(count, count * outs * k_dim, row))
+        self.env[n.outputs[0]] = out
 
     # ---------------------------------------------------------------- whole-model ops
     def conv1d(self, n: Node) -> None:
@@ -148,7 +229,13 @@ class ProgramLowerer(StepLowerer):
                     "mul", Load(w.buf, add(add(w.offset, mul(o, w.strides[0])), j)),
                     Load(col.buf, add(row_base, j))))),)),
                 Store(out.buf, out.load((b, o, pos)).index, Ref(acc)))),)
-        self.out_stmts.append(Loop(b.name, Const(shape[0]), (Loop(o.name, Const(shape[1]), row),)))
+        macs = math.prod(shape) * cg * taps
+
+        def per_output_channel(r: Expr) -> list[Stmt]:
+            return [Let(b.name, Bin("/", r, Const(shape[1])), is_int=True),
+                    Let(o.name, Bin("%", r, Const(shape[1])), is_int=True), *row]
+
+        self.out_stmts.extend(self.rows(shape[0] * shape[1], macs, per_output_channel))
         self.env[n.outputs[0]] = out
 
     def pad(self, n: Node) -> None:

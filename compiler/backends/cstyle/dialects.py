@@ -144,9 +144,9 @@ class CDialect(CStyleRenderer):
         for i, b in enumerate((*self.k.args, *self.k.work)):
             const = "" if b.writable else "const "
             self.emit(f"{const}{self.ctype(b)}* {cid(b.name)}_a = ({const}{self.ctype(b)}*)bufs[{i}];")
-        if not any(isinstance(st, Loop) and st.kind == "parallel" for st in self.k.body):
-            # a kernel without a worker region (a whole-model program: one thread, which calls
-            # the layer kernels' own regions) binds its restrict names here
+        if not all(isinstance(st, Loop) and st.kind == "parallel" for st in self.k.body):
+            # statements outside any worker region (a whole-model program: one thread between
+            # its parallel ops and the layer kernels' own regions) read restrict names bound here
             for name in self.k.scalars:
                 self.emit(f"const long {name} = {name}_a;")
             for b in (*self.k.args, *self.k.work):

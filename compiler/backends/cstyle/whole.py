@@ -23,6 +23,7 @@ from typing import Any
 from rnnc.backends.cstyle.build import build_c, c_flags, load_library
 from rnnc.backends.cstyle.dialects import CDialect
 from rnnc.backends.cstyle.program import CompiledProgram, kernel_storage
+from rnnc.backends.cstyle.runtime import default_threads
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Node
 from rnnc.ir.interp import run_graph
@@ -148,7 +149,8 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
             env[name] = dense(f"w{len(weights)}", tuple(w.shape))
             weights.append(w)
     calls: list[_Call] = []
-    lowerer = ProgramLowerer(g, env, shapes, lambda lw, node: _lower_rnn(native, lw, node, calls))
+    lowerer = ProgramLowerer(g, env, shapes, lambda lw, node: _lower_rnn(native, lw, node, calls),
+                             threads=default_threads())
     body = lowerer.lower(g.nodes)
     for k, (_, v) in enumerate(g.outputs):
         body.extend(copy(dense(f"out{k}", outs[k][0]), lowerer.env[v]))
@@ -236,7 +238,7 @@ def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: lis
         last = k == len(cells) - 1
         shape = (batch, steps, feat) if last and bf else (steps, batch, feat)
         yv = lw.work_buffer(f"{tag}y{k}", shape)
-        for d in range(dirs):
+        for d in range(dirs if steps else 0):  # no steps: the states pass through, y is empty
             calls.append(_Call(rnn.runners[k][d], layer_in, (yv.buf, shape, last and bf), d * cell.output_size,
                                [(b, s, k * dirs + d) for b, s in states], d == 1))
             stmts.append(Invoke("calls", len(calls) - 1))

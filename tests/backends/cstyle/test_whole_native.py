@@ -65,15 +65,31 @@ class Tagger(torch.nn.Module):
         return self.mlp(self.lstm(self.emb(ids))[0][:, -1])
 
 
+class Wide(torch.nn.Module):
+    """Convs, a head and an elementwise chain large enough to be split across threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = torch.nn.Conv1d(32, 64, 5, padding=2)
+        self.lstm = torch.nn.LSTM(64, 32, batch_first=True)
+        self.head = torch.nn.Linear(64, 48)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.relu(self.c1(x.transpose(1, 2))).transpose(1, 2)  # [B, T, 64]
+        gate = torch.sigmoid(z) * torch.tanh(z + 1.0) - 0.5 * z  # one fused loop
+        return self.head(gate * 2.0), self.lstm(z)[0]
+
+
 def _cases(batch: int) -> list[tuple[str, torch.nn.Module, tuple]]:
     torch.manual_seed(batch)
     return [("convgru", ConvGru().eval(), (torch.randn(batch, 21, 6),)),
             ("spectral", Spectral().eval(), (torch.randn(batch, 64) * 0.3, torch.randn(2, batch, 10) * 0.1)),
-            ("tagger", Tagger().eval(), (torch.randint(0, 20, (batch, 11)),))]
+            ("tagger", Tagger().eval(), (torch.randint(0, 20, (batch, 11)),)),
+            ("wide", Wide().eval(), (torch.randn(batch, 700, 32),))]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("case", ["convgru", "spectral", "tagger"])
+@pytest.mark.parametrize("case", ["convgru", "spectral", "tagger", "wide"])
 def test_native_program_matches_torch(case: str, batch: int) -> None:
     name, model, inputs = next(c for c in _cases(batch) if c[0] == case)
     native = NativeProgram(CompiledProgram(rnnc.trace(model, inputs)), None, inputs)
