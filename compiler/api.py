@@ -109,18 +109,19 @@ class CompiledModule(torch.nn.Module):
             text += "\n  runs in torch (no rnnc op): " + ", ".join(in_torch)
         return text
 
-    def stream(self, batch: int = 1) -> Any:
+    def stream(self, batch: int = 1, states: int | None = None) -> Any:
         """Streaming step API: the C backend's per-step stepper (``step(x_t) -> y_t``, state
         preallocated) for a program that is one ``rnn`` node; otherwise, for a model whose last
         inputs come back as its last outputs (``prob, state = model(chunk, state)``), a stepper
-        that keeps that state inside (``rnnc.streaming``), whichever engine runs the model."""
+        that keeps that state inside (``rnnc.streaming``; ``states``: how many trailing inputs are
+        state, guessed by type when None), whichever engine runs the model."""
         from rnnc.streaming import WholeStream, state_count
 
         single = len(self.program.graph.nodes) == 1 and self.program.graph.nodes[0].op == "rnn"
-        if hasattr(self.runner, "stream") and single:
+        if hasattr(self.runner, "stream") and single and states is None:
             return self.runner.stream(batch)
         if state_count(self.program):
-            return WholeStream(self.runner, self.program, batch)
+            return WholeStream(self.runner, self.program, batch, states)
         if hasattr(self.runner, "stream"):
             return self.runner.stream(batch)  # says why it cannot stream this program
         raise UnsupportedError(f"backend {self.choice.backend} has no streaming step API, and the model has no "
@@ -335,6 +336,8 @@ def _native_runner(runner: Any, target: Any, inputs: tuple[Any, ...]) -> tuple[A
         return NativeProgram(runner, target, inputs), ""
     except UnsupportedError as exc:
         return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 -- an optional engine must never fail the compile
+        return None, f"could not be planned ({type(exc).__name__}: {exc})"
 
 
 def _whole_model_choice(program: Any, target: Any, choice: Choice, runner: Any,

@@ -52,11 +52,16 @@ class WholeStream:
     """``step(*inputs) -> outputs``: the model with its trailing state inputs fed from the last
     step's trailing outputs (zeros at the start; ``reset()`` zeroes them again)."""
 
-    def __init__(self, run: Callable[..., Any], program: Any, batch: int) -> None:
+    def __init__(self, run: Callable[..., Any], program: Any, batch: int, states: int | None = None) -> None:
+        """``states``: how many trailing inputs are state (default: :func:`state_count`'s guess,
+        by type -- name it when a model's last non-state input has its state's type)."""
         import torch
 
         self.run, self.batch = run, batch
-        self.count = state_count(program)
+        self.count = state_count(program) if states is None else states
+        if states is not None and not 0 < states <= state_count(program):
+            raise UserInputError(f"states={states}: the model's last {states} inputs do not come back as its last "
+                                 f"outputs (at most {state_count(program)} do)")
         self.free = len(program.graph.inputs) - self.count  # inputs the caller passes each step
         if self.count == 0:
             raise UnsupportedError("streaming a whole model needs state inputs that come back as its last "

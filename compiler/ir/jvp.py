@@ -79,7 +79,7 @@ def jacobian_graph(cell: Cell) -> JacobianGraph:
     dim = _flat_dim(cell)
     step = cell.step
     b = GraphBuilder(f"{step.name}_jvp")
-    fw = _Forward(b, dim, cell.kind)
+    fw = _Forward(b, dim, cell.kind, step.inputs[0][1].shape[0] if step.inputs[0][1].shape else None)
     for name, t in step.inputs:
         fw.primal[name] = b.input(name, t.shape, t.dtype)
         fw.batched.add(name)
@@ -105,8 +105,8 @@ def jacobian_graph(cell: Cell) -> JacobianGraph:
 class _Forward:
     """The forward-mode rewrite: primal values copied into the new graph, tangents beside them."""
 
-    def __init__(self, b: GraphBuilder, dim: int, kind: str) -> None:
-        self.b, self.dim, self.kind = b, dim, kind
+    def __init__(self, b: GraphBuilder, dim: int, kind: str, batch: Any = None) -> None:
+        self.b, self.dim, self.kind, self.batch = b, dim, kind, batch
         self.primal: dict[str, Value] = {}
         self.tangent: dict[str, Value | None] = {}
         self.batched: set[str] = set()  # new values with the batch axis first (inputs, what they reach)
@@ -118,8 +118,13 @@ class _Forward:
         return NoDerivative(f"{self.kind}: cannot differentiate {node.label} with respect to the state: {why}")
 
     def is_batched(self, v: Value) -> bool:
-        """Whether ``v`` has the batch axis first: it is an input or computed from one (values a
-        rule builds are looked up through their producers in the new graph)."""
+        """Whether ``v`` has the batch axis first.  With a symbolic batch (every traced cell) that
+        is its first dim being the batch symbol: an ``x``-only value reduced or indexed over the
+        batch (``mean(x, 0)``, ``x[0]``) has not, and broadcasts like a weight.  With a fixed
+        batch size: computed from an input (values a rule builds are looked up through their
+        producers in the new graph)."""
+        if isinstance(self.batch, str):
+            return bool(v.shape) and v.shape[0] == self.batch
         if v.name not in self._seen:
             for node in self.b.nodes[len(self._producers):]:
                 self._producers.append(node)
@@ -236,8 +241,9 @@ def _binary(f: _Forward, n: Node, ins: list[Any], ts: list[Any], outs: list[Valu
         return [f.plus(f.scale(c, ta), f.scale(a, tc))]
     if n.op == "div":
         return [f.plus(None if ta is None else ta / f.lift(c), f.scale(-(y / c), tc))]
-    if n.op in ("max", "min"):  # ties go to the first operand
-        keep_a = f.one(a) - f.mask(b.lt(a, c) if n.op == "max" else b.gt(a, c), a)
+    if n.op in ("max", "min"):  # ties split the derivative evenly, as torch does
+        wins, loses = (b.gt(a, c), b.lt(a, c)) if n.op == "max" else (b.lt(a, c), b.gt(a, c))
+        keep_a = (f.one(a) + f.mask(wins, a) - f.mask(loses, a)) * 0.5
         return [f.plus(f.scale(keep_a, ta), f.scale(f.one(a) - keep_a, tc))]
     if n.op == "pow":
         return [f.plus(f.scale(c * b.pow(a, c - 1.0), ta), f.scale(y * b.log(a), tc))]
@@ -257,10 +263,10 @@ def _where(f: _Forward, n: Node, ins: list[Any], ts: list[Any], outs: list[Value
 def _clamp(f: _Forward, n: Node, ins: list[Any], ts: list[Any], outs: list[Value]) -> list[Value | None]:
     x, b = ins[0], f.b
     inside: Value = f.one(x)
-    if n.attr("min") is not None:
-        inside = inside * f.mask(b.gt(x, b.const(float(n.attr("min")), x.dtype)), x)
+    if n.attr("min") is not None:  # torch's convention: the bounds themselves pass the gradient
+        inside = inside * (f.one(x) - f.mask(b.lt(x, b.const(float(n.attr("min")), x.dtype)), x))
     if n.attr("max") is not None:
-        inside = inside * f.mask(b.lt(x, b.const(float(n.attr("max")), x.dtype)), x)
+        inside = inside * (f.one(x) - f.mask(b.gt(x, b.const(float(n.attr("max")), x.dtype)), x))
     return [f.scale(inside, ts[0])]
 
 
@@ -287,7 +293,7 @@ def _matmul(f: _Forward, n: Node, ins: list[Any], ts: list[Any], outs: list[Valu
 def _reduce(f: _Forward, n: Node, ins: list[Any], ts: list[Any], outs: list[Value]) -> list[Value | None]:
     x, b = ins[0], f.b
     axes = n.attr("axes")
-    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    axes = tuple(range(x.type.rank)) if axes is None else (axes,) if isinstance(axes, int) else tuple(axes)
     taxes = tuple(f.axis(n, a, x.type.rank) for a in axes)
     keep = bool(n.attr("keepdim", False))
     if n.op in ("sum", "mean"):

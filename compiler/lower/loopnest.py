@@ -272,6 +272,8 @@ class Buffer:
     dtype: str = "float"
     writable: bool = False
     doc: str = ""
+    #: also written by a kernel this one calls (``Invoke``): never declared ``restrict``
+    shared: bool = False
 
 
 @dataclass(frozen=True)

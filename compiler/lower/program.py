@@ -45,6 +45,8 @@ from rnnc.lower.loopnest import (
 )
 from rnnc.lower.stepgraph import StepLowerer, View, dense, loop_nest, scalar_op
 
+#: views that never copy: an integer input may reach ``embedding`` through them
+_INDEX_VIEWS = {"transpose", "slice", "select", "split", "flip"}
 #: ops lowered as one scalar expression per element (what a fused chain may hold)
 _ELEMENTWISE = UNARY_OPS | BINARY_OPS | {"where", "clamp"}
 #: multiply-adds (or elements) from which an op's rows are split across the program's threads:
@@ -78,13 +80,16 @@ class ProgramLowerer(StepLowerer):
         self.outputs = {v for _, v in graph.outputs}
         #: fused elementwise values: the expression at an index, stored by their one reader
         self.lazy: dict[str, Callable[[tuple[Expr, ...]], Expr]] = {}
+        #: (buffer of indices, rows of the table) of every embedding
+        self.index_bounds: list[tuple[str, int]] = []
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         return self.shapes[name]
 
-    def work_buffer(self, name: str, shape: tuple[int, ...], dtype: str = "float") -> View:
+    def work_buffer(self, name: str, shape: tuple[int, ...], shared: bool = False) -> View:
+        """A float32 buffer allocated once per shape (``shared``: a called kernel writes it too)."""
         buf = f"{self.prefix}{name}"
-        self.buffers.append(Buffer(buf, Const(max(1, math.prod(shape))), "work", dtype, writable=True))
+        self.buffers.append(Buffer(buf, Const(max(1, math.prod(shape))), "work", writable=True, shared=shared))
         return dense(buf, shape)
 
     def fresh(self, name: str, shape: tuple[int, ...]) -> View:
@@ -94,6 +99,7 @@ class ProgramLowerer(StepLowerer):
         self.node_body(n)
 
     def node_body(self, n: Node) -> None:
+        self.check_dtypes(n)
         lower = {"conv1d": self.conv1d, "pad": self.pad, "mean": self.mean, "stack": self.stack,
                  "embedding": self.embedding, "flip": self.flip}.get(n.op)
         if n.op == "rnn":
@@ -109,16 +115,33 @@ class ProgramLowerer(StepLowerer):
                 raise UnsupportedError(f"the native whole-model program cannot lower op {n.op!r} ({n.label}) "
                                        f"yet") from None
 
+    def check_dtypes(self, n: Node) -> None:
+        """The program computes in float32: an integer or boolean result (an index computed by an
+        op, a comparison's mask) is refused, not stored in a float buffer.  Integer inputs pass
+        through views into ``embedding`` (index arithmetic on the input's own buffer)."""
+        odd = [o for o in n.outputs if self.types[o].dtype != "float32"]
+        if not odd or n.op == "rnn":
+            return
+        src = self.env.get(n.inputs[0]) if n.inputs else None
+        if n.op in _INDEX_VIEWS or (n.op in ("reshape", "unsqueeze", "squeeze") and src is not None
+                                    and src.contiguous):
+            return
+        raise UnsupportedError(f"the native whole-model program computes float32 values; {n.label} makes "
+                               f"{self.types[odd[0]].dtype}")
+
     # ---------------------------------------------------------------- parallel loops, fusion
     def rows(self, count: int, work: int, body: Callable[[Expr], list[Stmt]]) -> list[Stmt]:
-        """``body(r)`` for ``r < count``: split across the program's threads (cyclically, the team
-        the runtime gives) when the op's ``work`` (multiply-adds or elements) pays for waking them."""
+        """``body(r)`` for ``r < count``: split across the program's threads (in contiguous blocks,
+        over the team the runtime gives) when the op's ``work`` (multiply-adds or elements) pays
+        for waking them."""
         r = Var(f"r{self._next()}")
         if self.threads < 2 or count < 2 or work < _PARALLEL_WORK:
             return [Loop(r.name, Const(count), tuple(body(r)))]
-        w, i = Var(f"w{self._n}"), Var(f"ri{self._n}")
+        w, i = Var(f"pw{self._n}"), Var(f"ri{self._n}")
         per_worker = Bin("/", Bin("+", Const(count - 1), Var("W")), Var("W"))
-        inner = Loop(i.name, per_worker, (Let(r.name, add(mul(i, Var("W")), w), is_int=True),
+        # contiguous blocks of rows: cyclic rows would share the cache lines at every row boundary
+        # (an output row accumulated in place then bounces between the cores' caches)
+        inner = Loop(i.name, per_worker, (Let(r.name, add(mul(w, per_worker), i), is_int=True),
                                           If(Bin("<", r, Const(count)), tuple(body(r)))))
         return [Loop(w.name, Const(self.threads), (inner,), "parallel")]
 
@@ -295,6 +318,7 @@ class ProgramLowerer(StepLowerer):
         idx, table = self.env[n.inputs[0]], self.env[n.inputs[1]]
         shape = self.shape_of(n.outputs[0])
         out = self.fresh(n.outputs[0], shape)
+        self.index_bounds.append((idx.buf, table.shape[0]))  # checked by the runtime: C cannot raise
 
         def body(ix: tuple[Expr, ...]) -> list[Stmt]:
             row = Load(idx.buf, linear_index(list(zip(ix[:-1], idx.strides, strict=True)), idx.offset))

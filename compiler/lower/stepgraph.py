@@ -213,7 +213,7 @@ class StepLowerer:
                 start += size
         elif op == "slice":
             start, step = n.attr("start") or 0, n.attr("step") or 1
-            start = start + src.shape[axis] if start < 0 else start
+            start = min(max(start + src.shape[axis] if start < 0 else start, 0), src.shape[axis])  # torch clamps
             strides = list(src.strides)
             strides[axis] *= step
             self.env[n.outputs[0]] = View(src.buf, add(src.offset, start * src.strides[axis]), out_shapes[0],

@@ -270,3 +270,35 @@ def test_newton_falls_back_to_torch_func_and_says_why() -> None:
     assert torch.allclose(y, ref, atol=1e-5)
     smooth, params = _user_cell(lambda b, p, h, w: b.tanh(b.linear(h, w) + p))
     assert solve(smooth, {k: v.float() for k, v in params.items()}, x, init)[2].jacobians == "ir"
+
+
+@pytest.mark.parametrize("over_batch", ["mean", "select"])
+def test_x_only_values_without_the_batch_axis_broadcast_like_weights(over_batch: str) -> None:
+    """``h' = tanh(W h * f(x))`` with ``f`` reducing or indexing x over the batch: rows mix in x
+    only, the Jacobian per row is still defined (and must not broadcast along the directions)."""
+    def body(b, p, h, w):
+        mixed = b.mean(p, axes=(0,), keepdim=False) if over_batch == "mean" else b.select(p, axis=0, index=0)
+        return b.tanh(b.linear(h, w) * mixed)
+
+    cell, params = _user_cell(body)
+    x = torch.randn(ROWS, cell.input_size, dtype=F64)
+    states = _random_states(cell)
+    _, jac = _ir_jacobian(cell, params, x, states)
+
+    def step(st: list[torch.Tensor], r: int) -> list[torch.Tensor]:  # the whole batch of x, row r's state
+        env = {"x": x, "h": st[0].expand(ROWS, -1), **params}
+        return [run_graph(cell.step, env)[1][r:r + 1]]
+
+    assert torch.allclose(jac, _autograd_jacobian(step, states), atol=1e-12)
+
+
+def test_kinks_follow_torch() -> None:
+    """At clamp's bounds and at max/min ties the derivative is torch's (bounds pass it, ties split it)."""
+    def body(b, p, h, w):
+        return b.clamp(h, min=-0.5, max=0.75) + b.max(h, b.relu(h)) + b.min(h * 2.0, h + h) + p
+
+    cell, params = _user_cell(body)
+    x = torch.randn(ROWS, cell.input_size, dtype=F64)
+    states = [torch.tensor([[-0.5, 0.75, 0.25, -1.0, 2.0, 0.0]] * ROWS, dtype=F64)]
+    _, jac = _ir_jacobian(cell, params, x, states)
+    assert torch.allclose(jac, _autograd_jacobian(_interp_step(cell, params, x), states), atol=1e-12)

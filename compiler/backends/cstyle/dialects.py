@@ -130,7 +130,7 @@ class CDialect(CStyleRenderer):
                 self.emit(f"const long {name} = {name}_a;")
         for b in (*self.k.args, *self.k.work):
             const = "" if b.writable else "const "
-            self.emit(f"{const}{self.ctype(b)}* __restrict__ {cid(b.name)} = {cid(b.name)}_a;")
+            self.emit(f"{const}{self.ctype(b)}* {self.restrict(b)}{cid(b.name)} = {cid(b.name)}_a;")
         self.emit("RN_FTZ_ON")
         self.depth -= 1
         self.block(s.body)
@@ -151,7 +151,7 @@ class CDialect(CStyleRenderer):
                 self.emit(f"const long {name} = {name}_a;")
             for b in (*self.k.args, *self.k.work):
                 const = "" if b.writable else "const "
-                self.emit(f"{const}{self.ctype(b)}* __restrict__ {cid(b.name)} = {cid(b.name)}_a;")
+                self.emit(f"{const}{self.ctype(b)}* {self.restrict(b)}{cid(b.name)} = {cid(b.name)}_a;")
 
     def vector_loop(self, s: Loop) -> None:
         self.emit("#pragma omp simd")

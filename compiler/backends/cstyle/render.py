@@ -101,6 +101,11 @@ class CStyleRenderer:
     def narrow(self, b: Buffer, text: str) -> str:  # dialect: fp32 -> storage
         return text
 
+    @staticmethod
+    def restrict(b: Buffer) -> str:
+        """``__restrict__`` unless a called kernel also writes the buffer (``Buffer.shared``)."""
+        return "" if b.shared else "__restrict__ "
+
     # ------------------------------------------------------------------ expressions
     def expr(self, e: Expr) -> str:
         if isinstance(e, Const):
@@ -231,7 +236,7 @@ class CStyleRenderer:
             self.emit(f"const {self.index} {name} = ({self.index})sc[{i}];")
         for i, b in enumerate((*self.k.args, *self.k.work)):
             const = "" if b.writable else "const "
-            self.emit(f"{const}{self.ctype(b)}* __restrict__ {cid(b.name)} = ({const}{self.ctype(b)}*)bufs[{i}];")
+            self.emit(f"{const}{self.ctype(b)}* {self.restrict(b)}{cid(b.name)} = ({const}{self.ctype(b)}*)bufs[{i}];")
         if self.k.scalars:  # not every kernel reads every scalar it is passed
             self.emit(" ".join(f"(void){name};" for name in self.k.scalars))
 

@@ -59,10 +59,15 @@ class _Plan:
     n_inputs: int
     ptrs: Any
     keep: list[Any] = field(default_factory=list)  # tensors and ctypes arrays the pointers name
+    #: (input position, table rows) of every input that indexes an embedding: C cannot raise
+    #: torch's IndexError, so the indices are checked before the call
+    index_inputs: list[tuple[int, int]] = field(default_factory=list)
 
     def __call__(self, inputs: tuple[Any, ...]) -> Any:
         import torch
 
+        for i, rows in self.index_inputs:
+            check_indices(inputs[i], rows)
         ptrs = self.ptrs
         for i, x in enumerate(inputs):
             ptrs[i] = x.data_ptr()
@@ -86,7 +91,7 @@ class NativeProgram:
             self.plan(tuple(example_inputs))
 
     def __call__(self, *inputs: Any) -> Any:
-        key = tuple((tuple(x.shape), x.dtype) for x in inputs)
+        key = tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
         plan = self._plans.get(key)
         if plan is None:
             plan = self.plan(inputs)
@@ -105,6 +110,8 @@ class NativeProgram:
         if len(inputs) != len(g.inputs):
             raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
         for name, x in zip(g.input_names, inputs, strict=True):
+            if x.device.type != "cpu":
+                raise UnsupportedError(f"the native program runs on this CPU; %{name} is on {x.device}")
             if str(x.dtype) not in _DTYPES:
                 raise UnsupportedError(f"the native program reads float32 and int64 inputs; %{name} is {x.dtype}")
         values: dict[str, Any] = {}
@@ -112,7 +119,7 @@ class NativeProgram:
             run_graph(g, {**dict(zip(g.input_names, inputs, strict=True)), **self.program.weights},
                       rnn=self._record_rnn, values=values)
         shapes = {k: tuple(v.shape) for k, v in values.items() if isinstance(v, torch.Tensor)}
-        key = tuple((tuple(x.shape), x.dtype) for x in inputs)
+        key = tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
         self._plans[key] = plan = _build(self, inputs, values, shapes)
         return plan
 
@@ -133,20 +140,22 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
         args.append(Buffer(f"in{i}", Const(max(1, x.numel())), "arg", _DTYPES[str(x.dtype)]))
         env[name] = dense(f"in{i}", tuple(x.shape))
     outs = []
-    for k, (_, v) in enumerate(g.outputs):
+    for k, (name, v) in enumerate(g.outputs):
         t = values[v]
-        args.append(Buffer(f"out{k}", Const(max(1, t.numel())), "arg", _DTYPES.get(str(t.dtype), "float"),
-                           writable=True))
+        if str(t.dtype) not in _DTYPES:
+            raise UnsupportedError(f"the native program returns float32 and int64 outputs; {name} is {t.dtype}")
+        args.append(Buffer(f"out{k}", Const(max(1, t.numel())), "arg", _DTYPES[str(t.dtype)], writable=True))
         outs.append((tuple(t.shape), t.dtype))
-    read = {i for n in g.nodes if n.op != "rnn" for i in n.inputs}
+    # weights the program reads itself: all but the rnn nodes' layer weights (their kernels hold those)
+    read = {i for n in g.nodes for i in (n.inputs if n.op != "rnn" else _rnn_data_inputs(n))}
     weights: list[Any] = []
     for name in g.param_names:
         if name in read:
             w = program.weights[name].detach().contiguous()
             if str(w.dtype) not in _DTYPES:
                 raise UnsupportedError(f"the native program reads float32 and int64 weights; %{name} is {w.dtype}")
-            args.append(Buffer(f"w{len(weights)}", Const(max(1, w.numel())), "arg", _DTYPES[str(w.dtype)]))
-            env[name] = dense(f"w{len(weights)}", tuple(w.shape))
+            args.append(Buffer(f"wt{len(weights)}", Const(max(1, w.numel())), "arg", _DTYPES[str(w.dtype)]))
+            env[name] = dense(f"wt{len(weights)}", tuple(w.shape))
             weights.append(w)
     calls: list[_Call] = []
     lowerer = ProgramLowerer(g, env, shapes, lambda lw, node: _lower_rnn(native, lw, node, calls),
@@ -169,7 +178,7 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
     ptrs = (ctypes.c_void_p * (len(kernel.args) + len(kernel.work)))()
     names = [b.name for b in (*kernel.args, *kernel.work)]
     for j, w in enumerate(weights):
-        ptrs[names.index(f"w{j}")] = w.data_ptr()
+        ptrs[names.index(f"wt{j}")] = w.data_ptr()
     for name, t in work.items():
         ptrs[names.index(name)] = t.data_ptr()
     if calls:
@@ -184,7 +193,25 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
             keep += [sc_arr, buf_arr, c.runner]
         ptrs[names.index("calls")] = ctypes.addressof(table)
         keep.append(table)
-    return _Plan(fn, kernel, source, outs, len(inputs), ptrs, keep)
+    index_inputs = []
+    for buf, rows in lowerer.index_bounds:
+        if buf.startswith("in"):  # an input, through views: checked at every call
+            index_inputs.append((int(buf[2:]), rows))
+        else:  # a stored index tensor: checked once
+            check_indices(weights[int(buf[2:])], rows)
+    return _Plan(fn, kernel, source, outs, len(inputs), ptrs, keep, index_inputs)
+
+
+def check_indices(idx: Any, rows: int) -> None:
+    """torch's embedding error for an index outside ``[0, rows)`` (the kernel would read past its table)."""
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= rows):
+        raise IndexError(f"index out of range in self: embedding indices must lie in [0, {rows}), got "
+                         f"{int(idx.min())}..{int(idx.max())}")
+
+
+def _rnn_data_inputs(node: Node) -> tuple[str, ...]:
+    """An ``rnn`` node's input sequence and initial states (not its weights)."""
+    return node.inputs[:2 + len(node.attr("cells")[0].states)]
 
 
 def _view(work: dict[str, Any], spec: tuple[str, tuple[int, ...], bool]) -> Any:
@@ -215,16 +242,16 @@ def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: lis
                 raise UnsupportedError(f"the native program calls fp32 step kernels; layer {r.kernel.name} is "
                                        f"{r.kernel.meta.get('path')} (host GEMM, chunkwise or 16-bit)")
     bf = bool(attrs["batch_first"])
-    tag = f"rnn{len(calls)}_"
+    tag = f"rnn{lw._next()}_"
     stmts: list[Stmt] = []
     x_shape = lw.shape_of(node.inputs[0])
-    xv = lw.work_buffer(f"{tag}x", x_shape)
+    xv = lw.work_buffer(f"{tag}x", x_shape, shared=True)
     stmts += copy(xv, lw.env[node.inputs[0]])
     steps, batch = (x_shape[1], x_shape[0]) if bf else (x_shape[0], x_shape[1])
     states = []
     for j, st in enumerate(cells[0].states):
         shape = (len(cells) * dirs, batch, *st.shape)
-        sv = lw.work_buffer(f"{tag}s{j}", shape)
+        sv = lw.work_buffer(f"{tag}s{j}", shape, shared=True)
         init = node.inputs[2 + j] if 2 + j < len(node.inputs) else ""
         if init:
             stmts += copy(sv, lw.env[init])
@@ -237,7 +264,7 @@ def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: lis
         feat = dirs * cell.output_size
         last = k == len(cells) - 1
         shape = (batch, steps, feat) if last and bf else (steps, batch, feat)
-        yv = lw.work_buffer(f"{tag}y{k}", shape)
+        yv = lw.work_buffer(f"{tag}y{k}", shape, shared=True)
         for d in range(dirs if steps else 0):  # no steps: the states pass through, y is empty
             calls.append(_Call(rnn.runners[k][d], layer_in, (yv.buf, shape, last and bf), d * cell.output_size,
                                [(b, s, k * dirs + d) for b, s in states], d == 1))

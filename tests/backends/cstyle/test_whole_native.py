@@ -185,6 +185,76 @@ def test_whole_model_streams_with_its_state_inside() -> None:
         assert_close(stream.step(chunks[0]), model(chunks[0], torch.zeros(2, 2, 10))[0], "float32", row)
     with pytest.raises(UserInputError, match="1 non-state input"):
         stream.step(chunks[0], chunks[1])
+    with pytest.raises(UserInputError, match="states=2"):
+        compiled.stream(batch=2, states=2)
     _, stateless, example = _cases(1)[2]
     with pytest.raises(UnsupportedError, match="no state inputs"):
         rnnc.compile(stateless, example, target="cpu/host").stream(1)
+
+
+class _Gru(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.g = torch.nn.GRU(4, 5, batch_first=True)
+        self.e = torch.nn.Embedding(12, 4)
+        self.o = torch.nn.Linear(5, 2)
+        self.register_buffer("h0", torch.randn(1, 1, 5))
+
+
+def _native(model: torch.nn.Module, inputs: tuple) -> NativeProgram:
+    return NativeProgram(CompiledProgram(rnnc.trace(model.eval(), inputs)), None, inputs)
+
+
+def test_edge_inputs_match_torch_or_are_refused_by_name() -> None:
+    torch.manual_seed(3)
+
+    class FromBuffer(_Gru):  # the initial state is a stored tensor, not an input
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.o(self.g(x, self.h0)[0])
+
+    class LastFrames(_Gru):  # a negative slice start longer than the sequence: torch clamps it
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.o(self.g(x[:, -100:])[0])
+
+    class Mask(_Gru):  # a boolean result: computed in float it would be wrong, so it is refused
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.g(x)[0] > 0
+
+    x = torch.randn(1, 6, 4)  # batch 1: the stored state's
+    for cls in (FromBuffer, LastFrames):
+        model = cls()
+        with torch.no_grad():
+            assert_close(_native(model, (x,))(x), model.eval()(x), "float32", "c")
+    with pytest.raises(UnsupportedError, match="bool"):
+        _native(Mask(), (x,))
+
+
+def test_embedding_indices_are_checked_like_torch() -> None:
+    class Tokens(_Gru):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.g(self.e(ids))[0]
+
+    ids = torch.randint(0, 12, (2, 6))
+    native = _native(Tokens(), (ids,))
+    bad = ids.clone()
+    bad[1, 1] = 12
+    with pytest.raises(IndexError, match="out of range"):
+        native(bad)
+    with pytest.raises(IndexError, match="out of range"):
+        Tokens()(bad)  # the same error torch gives
+
+
+def test_two_rnn_nodes_with_no_steps() -> None:
+    class Chain(_Gru):
+        def __init__(self) -> None:
+            super().__init__()
+            self.b = torch.nn.GRU(5, 3, batch_first=True)
+
+        def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y, h1 = self.g(x, h)
+            return self.b(y)[0], h1
+
+    h = torch.randn(1, 2, 5)
+    native = _native(Chain(), (torch.randn(2, 6, 4), h))
+    y, h1 = native(torch.randn(2, 0, 4), h)
+    assert y.shape == (2, 0, 3) and torch.equal(h1, h)  # no steps: the state passes through
