@@ -25,6 +25,7 @@ from rnnc.errors import UnsupportedError
 from rnnc.ir.graph import Graph, Node
 from rnnc.ir.ops import BINARY_OPS, UNARY_OPS
 from rnnc.lower.loopnest import (
+    Alloc,
     Bin,
     Buffer,
     Const,
@@ -34,6 +35,7 @@ from rnnc.lower.loopnest import (
     Let,
     Load,
     Loop,
+    MicroGemm,
     Ref,
     Select,
     Stmt,
@@ -45,6 +47,9 @@ from rnnc.lower.loopnest import (
 )
 from rnnc.lower.stepgraph import StepLowerer, View, dense, loop_nest, scalar_op
 
+#: the register tile of ``gemm``: rows of A per micro-kernel call and outputs per weight panel
+#: (16 floats: one AVX-512 vector, two AVX2, four NEON; 6 x 16 keeps 12 AVX2 accumulators)
+GEMM_ROWS, GEMM_COLS = 6, 16
 #: views that never copy: an integer input may reach ``embedding`` through them
 _INDEX_VIEWS = {"transpose", "slice", "select", "split", "flip"}
 #: ops lowered as one scalar expression per element (what a fused chain may hold)
@@ -82,6 +87,8 @@ class ProgramLowerer(StepLowerer):
         self.lazy: dict[str, Callable[[tuple[Expr, ...]], Expr]] = {}
         #: (buffer of indices, rows of the table) of every embedding
         self.index_bounds: list[tuple[str, int]] = []
+        #: weight panels ``gemm`` reads: (buffer, stored weight, columns, K, panel width)
+        self.packs: list[tuple[str, str, int, int, int]] = []
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         return self.shapes[name]
@@ -184,6 +191,10 @@ class ProgramLowerer(StepLowerer):
         k_dim, outs = x.shape[-1], shape[-1]
         count = math.prod(shape[:-1])
         out = self.fresh(n.outputs[0], shape)
+        if self.gemm(x.buf, x.offset, count, k_dim, w, outs, bias,
+                     lambda m, col: add(out.offset, add(mul(m, outs), col)), out.buf):
+            self.env[n.outputs[0]] = out
+            return
         acc, o, k = f"acc{self._next()}", Var(f"o{self._n}"), Var(f"k{self._n}")
 
         def row(r: Expr) -> list[Stmt]:
@@ -197,14 +208,76 @@ class ProgramLowerer(StepLowerer):
         self.out_stmts.extend(self.rows(count, count * outs * k_dim, row))
         self.env[n.outputs[0]] = out
 
+    def gemm(self, a_buf: str, a_off: Expr, rows: int, k_dim: int, w: View, cols: int, bias: View | None,
+             out_index: Callable[[Expr, Expr], Expr], out_buf: str) -> bool:
+        """``out[m, c] = bias[c] + A[m, :] . w[c, :]`` (``A`` rows contiguous from ``a_off``, ``w``
+        a stored ``[cols, K]`` weight) as register-tile micro-kernels (``MicroGemm``) over a
+        weight panel packed once per plan, ``GEMM_ROWS`` rows of A per tile; ``out_index(m, c)``
+        places each result.  Returns False (nothing emitted) where the loop form must do: small
+        products, or a weight that is computed rather than stored."""
+        if not self.gemm_fits(rows, k_dim, w, cols):
+            return False
+        panels = -(-cols // GEMM_COLS)
+        packed = self.pack(w.buf, cols, k_dim)
+        tiles, tail = divmod(rows, GEMM_ROWS)
+        p, m, q = Var(f"gp{self._next()}"), Var(f"gm{self._n}"), Var(f"gq{self._n}")
+        acc = f"gacc{self._n}"
+        self.buffers.append(Buffer(acc, Const(GEMM_ROWS * GEMM_COLS), "local", writable=True))
+
+        def tile(first: Expr, height: int) -> list[Stmt]:
+            col = add(mul(p, GEMM_COLS), q)
+            value: Expr = Load(acc, add(mul(m, GEMM_COLS), q))
+            if bias is not None:
+                value = Bin("add", value, bias.load((col,)))
+            offs = tuple(add(a_off, mul(add(first, i), k_dim)) for i in range(height))
+            return [Loop(p.name, Const(panels), (
+                MicroGemm(acc, height, GEMM_COLS, k_dim, a_buf, offs, packed, mul(p, k_dim * GEMM_COLS)),
+                Loop(m.name, Const(height), (Loop(q.name, Const(GEMM_COLS), (
+                    If(Bin("<", col, Const(cols)), (Store(out_buf, out_index(add(first, m), col), value),)),)),)),
+            ))]
+
+        def body(t: Expr) -> list[Stmt]:
+            return [Alloc(acc), *tile(mul(t, GEMM_ROWS), GEMM_ROWS)]
+
+        self.out_stmts.extend(self.rows(tiles, rows * cols * k_dim, body))
+        if tail:
+            self.out_stmts.extend([Alloc(acc), *tile(Const(tiles * GEMM_ROWS), tail)])
+        return True
+
+    def im2col(self, x: View, shape: tuple[int, ...], stride: int, dil: int) -> View:
+        """``col[b, l, g, c, k] = x[b, g*Cg + c, l*stride + k*dil]``: each output position's
+        receptive field as one contiguous row (per group)."""
+        col = self.fresh("col", shape)
+        cg = shape[3]
+        self.out_stmts.extend(loop_nest(shape, "i", lambda ix: [Store(col.buf, col.load(ix).index, x.load(
+            (ix[0], add(mul(ix[2], cg), ix[3]), add(mul(ix[1], stride), mul(ix[4], dil)))))]))
+        return col
+
+    def gemm_fits(self, rows: int, k_dim: int, w: View, cols: int) -> bool:
+        """Whether :meth:`gemm` takes the product: enough rows for a tile, enough columns and
+        depth to fill vectors, and a stored, contiguous ``[cols, K]`` weight it can pack."""
+        return (rows >= GEMM_ROWS and cols >= 8 and k_dim >= 8 and w.contiguous and w.buf.startswith("wt")
+                and w.shape == (cols, k_dim))
+
+    def pack(self, src: str, cols: int, k_dim: int) -> str:
+        """A weight panel for ``gemm``: ``packed[p, k, q] = w[p*GEMM_COLS + q, k]``, zero past
+        ``cols`` -- built by the runtime from the stored weight ``src`` (``packs``)."""
+        name = f"pk_{src}"
+        if all(p[0] != name for p in self.packs):
+            size = -(-cols // GEMM_COLS) * GEMM_COLS * k_dim
+            self.packs.append((name, src, cols, k_dim, GEMM_COLS))
+            self.buffers.append(Buffer(name, Const(size), "arg"))
+        return name
+
     # ---------------------------------------------------------------- whole-model ops
     def conv1d(self, n: Node) -> None:
         """``y[b, o, l] = bias[o] + sum_{c, k} xp[b, g*Cg + c, l*stride + k*dil] w[o, c, k]`` over
         a zero-padded contiguous copy ``xp`` of the input (no bounds tests in the inner loop).
 
-        Two loop orders, by shape: long outputs accumulate whole output rows (``l`` innermost:
-        contiguous, vectorised loads at stride 1); short outputs with long kernels (an STFT's
-        frames) reduce each output over ``k`` innermost instead."""
+        Ungrouped convs with enough outputs are an im2col matrix times the weight in register
+        tiles (:meth:`gemm`).  Otherwise two loop orders, by shape: long outputs accumulate whole
+        output rows (``l`` innermost: contiguous, vectorised loads at stride 1); short outputs
+        with long kernels (an STFT's frames) are dot products of im2col rows."""
         x, w = self.env[n.inputs[0]], self.materialize(self.env[n.inputs[1]], n.outputs[0])
         bias = self.env[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] else None
         stride, pad, dil, groups = (int(n.attr(a)) for a in ("stride", "padding", "dilation", "groups"))
@@ -226,6 +299,19 @@ class ProgramLowerer(StepLowerer):
         b, o, c, k, pos = (Var(f"{v}{self._next()}") for v in "bockl")
         chan = add(mul(Bin("/", o, Const(per_group)), cg), c) if groups > 1 else c
         init = bias.load((o,)) if bias is not None else Const(0.0, True)
+        span = cg * taps
+        positions = shape[0] * shape[2]
+        flat_w = View(w.buf, w.offset, (shape[1], span), (span, 1))
+        if groups == 1 and self.gemm_fits(positions, span, flat_w, shape[1]):
+            col = self.im2col(x, (shape[0], shape[2], 1, cg, taps), stride, dil)
+
+            def place(m: Expr, ch: Expr) -> Expr:  # row m = (b, l) of the im2col matrix -> y[b, ch, l]
+                bb, ll = Bin("/", m, Const(shape[2])), Bin("%", m, Const(shape[2]))
+                return add(out.offset, linear_index([(bb, out.strides[0]), (ch, out.strides[1]), (ll, out.strides[2])]))
+
+            self.gemm(col.buf, col.offset, positions, span, flat_w, shape[1], bias, place, out.buf)
+            self.env[n.outputs[0]] = out
+            return
         if shape[2] >= 8:
             wv = f"wv{self._n}"
             row = (Loop(pos.name, Const(shape[2]), (Store(out.buf, out.load((b, o, pos)).index, init),), "vector"),
@@ -236,13 +322,7 @@ class ProgramLowerer(StepLowerer):
                            Bin("mul", Ref(wv), x.load((b, chan, add(mul(pos, stride), mul(k, dil))))), True),),
                            "vector"))),)))
         else:  # im2col: each output a dot product of two contiguous rows of Cg*K
-            span = cg * taps
-            col = self.fresh(f"{n.outputs[0]}_col", (shape[0], shape[2], groups, cg, taps))
-            gv = Var(f"g{self._n}")
-            self.out_stmts.append(Loop(b.name, Const(shape[0]), (Loop(pos.name, Const(shape[2]), (
-                Loop(gv.name, Const(groups), (Loop(c.name, Const(cg), (Loop(k.name, Const(taps), (Store(
-                    col.buf, col.load((b, pos, gv, c, k)).index,
-                    x.load((b, add(mul(gv, cg), c), add(mul(pos, stride), mul(k, dil))))),)),)),)),)),)))
+            col = self.im2col(x, (shape[0], shape[2], groups, cg, taps), stride, dil)
             acc, j = f"acc{self._n}", Var(f"j{self._n}")
             grp = Bin("/", o, Const(per_group)) if groups > 1 else Const(0)
             row_base = linear_index([(b, col.strides[0]), (pos, col.strides[1]), (grp, col.strides[2])])
@@ -331,6 +411,7 @@ class ProgramLowerer(StepLowerer):
 
 def program_kernel(name: str, buffers: list[Buffer], body: list[Stmt]) -> Kernel:
     """The whole-model kernel: no scalar arguments (every size is a constant of the shape it was
-    built for), ``arg`` buffers first (inputs, outputs, weights, the kernel-call table), then ``work``."""
-    ordered = [b for b in buffers if b.space == "arg"] + [b for b in buffers if b.space == "work"]
+    built for), ``arg`` buffers first (inputs, outputs, weights, the kernel-call table, weight
+    panels), then ``work``, then per-thread ``local`` tiles."""
+    ordered = [b for space in ("arg", "work", "local") for b in buffers if b.space == space]
     return Kernel(name, (), tuple(ordered), tuple(body), meta={"path": "program"})

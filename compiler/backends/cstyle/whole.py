@@ -181,6 +181,13 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
         ptrs[names.index(f"wt{j}")] = w.data_ptr()
     for name, t in work.items():
         ptrs[names.index(name)] = t.data_ptr()
+    for name, src, cols, k_dim, width in lowerer.packs:  # gemm's weight panels: [panel, K, width], zero-padded
+        w = weights[int(src[2:])].reshape(cols, k_dim)
+        panel = torch.zeros(-(-cols // width) * width, k_dim)
+        panel[:cols] = w
+        panel = panel.reshape(-1, width, k_dim).transpose(1, 2).contiguous()
+        keep.append(panel)
+        ptrs[names.index(name)] = panel.data_ptr()
     if calls:
         table = (ctypes.c_void_p * (3 * len(calls)))()
         for slot, c in enumerate(calls):
