@@ -73,8 +73,12 @@ class ProgramLowerer(StepLowerer):
     New values get ``work`` buffers (allocated once per shape by the runtime), not stack arrays."""
 
     def __init__(self, graph: Graph, env: dict[str, View], shapes: Mapping[str, tuple[int, ...]],
-                 rnn: RnnLowering, prefix: str = "v_", threads: int = 1) -> None:
+                 rnn: RnnLowering, prefix: str = "v_", threads: int = 1, gpu: bool = False) -> None:
+        """``threads``: the CPU threads large ops are split across (1: none); ``gpu``: lower for a
+        GPU's grid (``rnnc.backends.cstyle.whole_cuda``): every row loop is a grid of blocks, the
+        outputs of a row are the block's threads, and no CPU micro-kernels."""
         super().__init__(graph, env, set(), prefix)
+        self.gpu = gpu
         self.shapes = dict(shapes)
         self.rnn = rnn
         self.threads = threads
@@ -142,7 +146,7 @@ class ProgramLowerer(StepLowerer):
         over the team the runtime gives) when the op's ``work`` (multiply-adds or elements) pays
         for waking them."""
         r = Var(f"r{self._next()}")
-        if self.threads < 2 or count < 2 or work < _PARALLEL_WORK:
+        if not self.gpu and (self.threads < 2 or count < 2 or work < _PARALLEL_WORK):
             return [Loop(r.name, Const(count), tuple(body(r)))]
         w, i = Var(f"pw{self._n}"), Var(f"ri{self._n}")
         per_worker = Bin("/", Bin("+", Const(count - 1), Var("W")), Var("W"))
@@ -150,7 +154,7 @@ class ProgramLowerer(StepLowerer):
         # (an output row accumulated in place then bounces between the cores' caches)
         inner = Loop(i.name, per_worker, (Let(r.name, add(mul(w, per_worker), i), is_int=True),
                                           If(Bin("<", r, Const(count)), tuple(body(r)))))
-        return [Loop(w.name, Const(self.threads), (inner,), "parallel")]
+        return [Loop(w.name, Var("W"), (inner,), "parallel")]  # W: the kernel's scalar (threads, or blocks)
 
     def elementwise(self, n: Node) -> None:
         """One loop per chain of elementwise ops: a value read once, by an elementwise op of the
@@ -168,7 +172,7 @@ class ProgramLowerer(StepLowerer):
             self.lazy[out] = expr
             return
         view = self.fresh(out, shape)
-        if shape and math.prod(shape) >= _PARALLEL_WORK and self.threads > 1:
+        if shape and (self.gpu or (math.prod(shape) >= _PARALLEL_WORK and self.threads > 1)):
             inner = shape[1:]
             self.out_stmts.extend(self.rows(shape[0], math.prod(shape), lambda r: list(loop_nest(
                 inner, "i", lambda ix: [Store(view.buf, view.load((r, *ix)).index, expr((r, *ix)))]))))
@@ -200,10 +204,10 @@ class ProgramLowerer(StepLowerer):
         def row(r: Expr) -> list[Stmt]:
             xk = Load(x.buf, add(add(x.offset, mul(r, k_dim)), k))
             wk = Load(w.buf, add(add(w.offset, mul(o, k_dim)), k))
-            return [Loop(o.name, Const(outs), (
+            return [Loop(o.name, Const(outs), (  # a GPU block's threads take the outputs
                 Let(acc, bias.load((o,)) if bias is not None else Const(0.0, True)),
                 Loop(k.name, Const(k_dim), (Let(acc, Bin("add", Ref(acc), Bin("mul", xk, wk))),)),
-                Store(out.buf, add(out.offset, add(mul(r, outs), o)), Ref(acc))))]
+                Store(out.buf, add(out.offset, add(mul(r, outs), o)), Ref(acc))), "vector" if self.gpu else "serial")]
 
         self.out_stmts.extend(self.rows(count, count * outs * k_dim, row))
         self.env[n.outputs[0]] = out
@@ -215,7 +219,7 @@ class ProgramLowerer(StepLowerer):
         weight panel packed once per plan, ``GEMM_ROWS`` rows of A per tile; ``out_index(m, c)``
         places each result.  Returns False (nothing emitted) where the loop form must do: small
         products, or a weight that is computed rather than stored."""
-        if not self.gemm_fits(rows, k_dim, w, cols):
+        if self.gpu or not self.gemm_fits(rows, k_dim, w, cols):
             return False
         panels = -(-cols // GEMM_COLS)
         packed = self.pack(w.buf, cols, k_dim)
@@ -302,7 +306,7 @@ class ProgramLowerer(StepLowerer):
         span = cg * taps
         positions = shape[0] * shape[2]
         flat_w = View(w.buf, w.offset, (shape[1], span), (span, 1))
-        if groups == 1 and self.gemm_fits(positions, span, flat_w, shape[1]):
+        if groups == 1 and not self.gpu and self.gemm_fits(positions, span, flat_w, shape[1]):
             col = self.im2col(x, (shape[0], shape[2], 1, cg, taps), stride, dil)
 
             def place(m: Expr, ch: Expr) -> Expr:  # row m = (b, l) of the im2col matrix -> y[b, ch, l]
@@ -410,8 +414,9 @@ class ProgramLowerer(StepLowerer):
 
 
 def program_kernel(name: str, buffers: list[Buffer], body: list[Stmt]) -> Kernel:
-    """The whole-model kernel: no scalar arguments (every size is a constant of the shape it was
-    built for), ``arg`` buffers first (inputs, outputs, weights, the kernel-call table, weight
-    panels), then ``work``, then per-thread ``local`` tiles."""
+    """The whole-model kernel: one scalar argument, ``W`` (the threads its parallel ops may use;
+    every size is a constant of the shape it was built for); ``arg`` buffers first (inputs,
+    outputs, weights, the kernel-call table, weight panels), then ``work``, then per-thread
+    ``local`` tiles."""
     ordered = [b for space in ("arg", "work", "local") for b in buffers if b.space == space]
-    return Kernel(name, (), tuple(ordered), tuple(body), meta={"path": "program"})
+    return Kernel(name, ("W",), tuple(ordered), tuple(body), meta={"path": "program"})

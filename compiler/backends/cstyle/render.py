@@ -240,9 +240,10 @@ class CStyleRenderer:
         if self.k.scalars:  # not every kernel reads every scalar it is passed
             self.emit(" ".join(f"(void){name};" for name in self.k.scalars))
 
-    def render(self) -> str:
+    def render_function(self) -> str:
+        """The kernel's function alone: a module of several kernels (``whole_cuda``) puts one
+        :meth:`module_head` before all of them."""
         self.lines = []
-        head = self.preamble()
         for line in self.signature():
             self.emit(line)
         self.depth += 1
@@ -250,5 +251,13 @@ class CStyleRenderer:
         self.depth -= 1
         self.block(self.k.body)
         self.emit("}")
-        return (head + _HELPERS.format(q=self.qualifier, i=self.index) + self.helpers() + "\n"
-                + "\n".join(self.lines) + "\n")
+        return "\n".join(self.lines) + "\n"
+
+    def module_head(self) -> str:
+        """Includes and the shared math helpers (call before rendering: a dialect resets state here)."""
+        return self.preamble() + _HELPERS.format(q=self.qualifier, i=self.index)
+
+    def render(self) -> str:
+        head = self.module_head()
+        function = self.render_function()
+        return head + self.helpers() + "\n" + function

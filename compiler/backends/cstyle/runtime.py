@@ -126,10 +126,11 @@ class LayerRunner:
         self.fn(self.sc, self.ptrs)
 
     def launch(self, x: Any, y: Any, y_off: int, states: Sequence[Any], lengths: Any = None,
-               reverse: bool = False) -> tuple[list[int], list[int]]:
+               reverse: bool = False, hosted: dict[str, Any] | None = None) -> tuple[list[int], list[int]]:
         """The kernel's scalar arguments and buffer addresses for one call on these tensors (the
         worker count decided here), without calling it: :meth:`run` passes them at once, a
-        whole-model native program (``cstyle.whole``) bakes them into its call of the kernel."""
+        whole-model native program (``cstyle.whole``) bakes them into its call of the kernel, with
+        ``hosted``: its own buffers for the host-computed input projections."""
         steps, batch = int(x.shape[0]), int(x.shape[1])
         knobs = self.kernel.meta.get("knobs", {})
         if knobs.get("resident"):  # per-worker weight copies: exactly one worker per tile group
@@ -143,7 +144,8 @@ class LayerRunner:
             workers = 1
         vals = launch_values(x, y, y_off, workers, reverse, lengths)
         st = dict(zip(self.state_names, states, strict=True))
-        pointers = [t.data_ptr() for t in bound_tensors(self.kernel, x, y, lengths, st, self.tensors, self._dummy_len)]
+        tensors = {**self.tensors, **hosted} if hosted else self.tensors
+        pointers = [t.data_ptr() for t in bound_tensors(self.kernel, x, y, lengths, st, tensors, self._dummy_len)]
         pointers += [t.data_ptr() for t in self.work(batch, steps)]
         return [vals[name] for name in self.kernel.scalars], pointers
 

@@ -28,7 +28,7 @@ from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Node
 from rnnc.ir.interp import run_graph
 from rnnc.ir.rnn import rnn_layout
-from rnnc.lower.loopnest import Buffer, Const, Invoke, Stmt, Store
+from rnnc.lower.loopnest import Bin, Buffer, Const, Invoke, Let, Load, Loop, Ref, Stmt, Store, Var, add, mul
 from rnnc.lower.program import ProgramLowerer, copy, program_kernel
 from rnnc.lower.stepgraph import View, dense, loop_nest
 
@@ -46,6 +46,7 @@ class _Call:
     y_off: int
     states: list[tuple[str, tuple[int, ...], int]]  # buffer, dense shape [L*D, B, ...], index
     reverse: bool
+    hosted: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # projection buffers
 
 
 @dataclass
@@ -62,6 +63,9 @@ class _Plan:
     #: (input position, table rows) of every input that indexes an embedding: C cannot raise
     #: torch's IndexError, so the indices are checked before the call
     index_inputs: list[tuple[int, int]] = field(default_factory=list)
+    scalars: Any = None  # the kernel's W
+    calls: list[Any] = field(default_factory=list)  # the layer kernel calls, in order (a GPU module's launches)
+    work_tensors: list[Any] = field(default_factory=list)  # the kernel's work buffers, in its order
 
     def __call__(self, inputs: tuple[Any, ...]) -> Any:
         import torch
@@ -74,7 +78,7 @@ class _Plan:
         outs = [torch.empty(shape, dtype=dtype) for shape, dtype in self.out_shapes]
         for k, o in enumerate(outs):
             ptrs[self.n_inputs + k] = o.data_ptr()
-        self.fn(None, ptrs)
+        self.fn(self.scalars, ptrs)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
@@ -84,8 +88,10 @@ class NativeProgram:
     ``example_inputs``: plan for them now, so a model the native program cannot take is refused
     here (``UnsupportedError`` naming the op) rather than at its first call."""
 
-    def __init__(self, compiled: CompiledProgram, target: Any = None, example_inputs: Any = None) -> None:
-        self.compiled, self.program, self.target = compiled, compiled.program, target
+    def __init__(self, compiled: CompiledProgram, target: Any = None, example_inputs: Any = None,
+                 gpu: bool = False) -> None:
+        """``gpu``: lower for a GPU's grid -- the C twin of a CUDA module (``whole_cuda``)."""
+        self.compiled, self.program, self.target, self.gpu = compiled, compiled.program, target, gpu
         self._plans: dict[tuple, _Plan] = {}
         if example_inputs is not None:
             self.plan(tuple(example_inputs))
@@ -158,8 +164,9 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
             env[name] = dense(f"wt{len(weights)}", tuple(w.shape))
             weights.append(w)
     calls: list[_Call] = []
-    lowerer = ProgramLowerer(g, env, shapes, lambda lw, node: _lower_rnn(native, lw, node, calls),
-                             threads=default_threads())
+    extra: list[tuple[str, Any]] = []  # arg buffers the lowering adds: (name, tensor)
+    lowerer = ProgramLowerer(g, env, shapes, lambda lw, node: _lower_rnn(native, lw, node, calls, extra),
+                             threads=default_threads(), gpu=native.gpu)
     body = lowerer.lower(g.nodes)
     for k, (_, v) in enumerate(g.outputs):
         body.extend(copy(dense(f"out{k}", outs[k][0]), lowerer.env[v]))
@@ -181,6 +188,10 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
         ptrs[names.index(f"wt{j}")] = w.data_ptr()
     for name, t in work.items():
         ptrs[names.index(name)] = t.data_ptr()
+    for name, t in extra:
+        t = t.detach().contiguous()
+        keep.append(t)
+        ptrs[names.index(name)] = t.data_ptr()
     for name, src, cols, k_dim, width in lowerer.packs:  # gemm's weight panels: [panel, K, width], zero-padded
         w = weights[int(src[2:])].reshape(cols, k_dim)
         panel = torch.zeros(-(-cols // width) * width, k_dim)
@@ -191,8 +202,7 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
     if calls:
         table = (ctypes.c_void_p * (3 * len(calls)))()
         for slot, c in enumerate(calls):
-            sc, bufs = c.runner.launch(_view(work, c.x), _view(work, c.y), c.y_off,
-                                       [_view(work, (b, s, False))[i] for b, s, i in c.states], None, c.reverse)
+            sc, bufs = c.runner.launch(*call_views(work, c))
             sc_arr, buf_arr = (ctypes.c_long * max(1, len(sc)))(*sc), (ctypes.c_void_p * len(bufs))(*bufs)
             table[3 * slot] = ctypes.cast(c.runner.fn, ctypes.c_void_p).value
             table[3 * slot + 1] = ctypes.addressof(sc_arr)
@@ -206,7 +216,8 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
             index_inputs.append((int(buf[2:]), rows))
         else:  # a stored index tensor: checked once
             check_indices(weights[int(buf[2:])], rows)
-    return _Plan(fn, kernel, source, outs, len(inputs), ptrs, keep, index_inputs)
+    return _Plan(fn, kernel, source, outs, len(inputs), ptrs, keep, index_inputs,
+                 (ctypes.c_long * 1)(lowerer.threads), calls, list(work.values()))
 
 
 def check_indices(idx: Any, rows: int) -> None:
@@ -219,6 +230,12 @@ def check_indices(idx: Any, rows: int) -> None:
 def _rnn_data_inputs(node: Node) -> tuple[str, ...]:
     """An ``rnn`` node's input sequence and initial states (not its weights)."""
     return node.inputs[:2 + len(node.attr("cells")[0].states)]
+
+
+def call_views(work: dict[str, Any], c: _Call) -> tuple[Any, ...]:
+    """The arguments of ``LayerRunner.launch`` for one recorded call, on the plan's buffers."""
+    return (_view(work, c.x), _view(work, c.y), c.y_off, [_view(work, (b, s, False))[i] for b, s, i in c.states],
+            None, c.reverse, {buf: _view(work, (name, shape, False)) for buf, (name, shape) in c.hosted.items()})
 
 
 def _view(work: dict[str, Any], spec: tuple[str, tuple[int, ...], bool]) -> Any:
@@ -234,7 +251,36 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: list[_Call]) -> list[Stmt]:
+def _project(lw: ProgramLowerer, runner: Any, buf: str, layer_in: tuple[str, tuple[int, ...], bool],
+             stmts: list[Stmt], extra: list[tuple[str, Any]]) -> tuple[str, tuple[int, ...]]:
+    """A layer whose input projection the host computes (``Knobs.host_gemm``; on a GPU, the
+    backend's cuBLAS call): that GEMM, ``proj[t, b, :] = x[t, b, :] @ W``, as the program's own
+    op into a buffer the kernel then reads."""
+    wt = runner.hosted[buf]  # [I, G*H]
+    name = f"hw{len(extra)}"
+    extra.append((name, wt))
+    lw.buffers.append(Buffer(name, Const(max(1, wt.numel())), "arg"))
+    xbuf, xshape, bf = layer_in
+    steps, batch = (xshape[1], xshape[0]) if bf else (xshape[0], xshape[1])
+    inputs, cols = int(wt.shape[0]), int(wt.shape[1])
+    pv = lw.work_buffer(f"proj{lw._next()}", (steps, batch, cols), shared=True)
+    x = dense(xbuf, xshape)
+    acc, j, i = f"pacc{lw._n}", Var(f"pj{lw._n}"), Var(f"pi{lw._n}")
+
+    def row(r: Any) -> list[Stmt]:
+        t, b = Bin("/", r, Const(batch)), Bin("%", r, Const(batch))
+        product = Bin("mul", x.load((b, t, i) if bf else (t, b, i)), Load(name, add(mul(i, cols), j)))
+        return [Loop(j.name, Const(cols), (
+            Let(acc, Const(0.0, True)),
+            Loop(i.name, Const(inputs), (Let(acc, Bin("add", Ref(acc), product)),)),
+            Store(pv.buf, add(mul(r, cols), j), Ref(acc))), "vector")]
+
+    stmts.extend(lw.rows(steps * batch, steps * batch * cols * inputs, row))
+    return pv.buf, (steps, batch, cols)
+
+
+def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: list[_Call],
+               extra: list[tuple[str, Any]]) -> list[Stmt]:
     """Buffers of one ``rnn`` node (its input, states and layer outputs), the copies into them
     and one kernel call per layer and direction -- ``rnnc.ir.rnn.run_stack``'s layout."""
     attrs = node.attr_dict
@@ -244,10 +290,9 @@ def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: lis
         raise UnsupportedError(f"the native program runs rnn nodes without sequence lengths ({node.label})")
     for row in rnn.runners:
         for r in row:
-            if getattr(r, "hosted", None) or type(r).__name__ != "LayerRunner" or \
-                    kernel_storage(r.kernel) != "float32":
+            if type(r).__name__ != "LayerRunner" or kernel_storage(r.kernel) != "float32":
                 raise UnsupportedError(f"the native program calls fp32 step kernels; layer {r.kernel.name} is "
-                                       f"{r.kernel.meta.get('path')} (host GEMM, chunkwise or 16-bit)")
+                                       f"{r.kernel.meta.get('path')} (chunkwise or 16-bit)")
     bf = bool(attrs["batch_first"])
     tag = f"rnn{lw._next()}_"
     stmts: list[Stmt] = []
@@ -273,8 +318,10 @@ def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: lis
         shape = (batch, steps, feat) if last and bf else (steps, batch, feat)
         yv = lw.work_buffer(f"{tag}y{k}", shape, shared=True)
         for d in range(dirs if steps else 0):  # no steps: the states pass through, y is empty
-            calls.append(_Call(rnn.runners[k][d], layer_in, (yv.buf, shape, last and bf), d * cell.output_size,
-                               [(b, s, k * dirs + d) for b, s in states], d == 1))
+            runner = rnn.runners[k][d]
+            hosted = {buf: _project(lw, runner, buf, layer_in, stmts, extra) for buf in runner.hosted}
+            calls.append(_Call(runner, layer_in, (yv.buf, shape, last and bf), d * cell.output_size,
+                               [(b, s, k * dirs + d) for b, s in states], d == 1, hosted))
             stmts.append(Invoke("calls", len(calls) - 1))
         layer_in = (yv.buf, shape, False)
         if last:
