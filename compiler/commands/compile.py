@@ -91,11 +91,22 @@ def run(args: argparse.Namespace) -> int:
             layer["schedule_source"] = resolved.provenance.get(key, default_source(kernels))
     if native:
         manifest["engine"] = "native"
+    if getattr(target, "gpu", None) is not None and kernels == "cuda":
+        from rnnc.engines import has_non_recurrent_ops
+
+        if has_non_recurrent_ops(program):  # the whole model as one CUDA module beside the layers
+            from rnnc.backends.cstyle.whole_cuda import cuda_module, write_module
+
+            try:
+                manifest["module"] = write_module(cuda_module(program, inputs, target), args.output)
+            except UnsupportedError as exc:
+                manifest["module"] = {"declined": str(exc)}
     manifest = write_manifest(args.output, {k: v for k, v in manifest.items() if k != "format"})
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         return 0
-    engine = " as one native program" if native else ""
+    engine = " as one native program" if native else (" + one CUDA module of the whole model"
+                                                        if "source" in manifest.get("module", {}) else "")
     print(f"wrote {args.output} ({kernels}{engine} for {manifest['target']}, "
           f"program {manifest['program_hash'][:12]})")
     for key, layer in manifest["layers"].items():

@@ -149,3 +149,20 @@ def per_kernel_resources(report: str, arch: str) -> dict[str, Resources]:
         if name:
             out[name.group(1)] = parse_resources(chunk, arch)
     return out
+
+
+def write_module(module: CudaModule, outdir: str | Any) -> dict[str, Any]:
+    """Write the module into an output directory (``model.cu``, and the cubin when nvcc built one)
+    and return its manifest entry: files, launches in order, ptxas resources per kernel."""
+    import shutil
+    from pathlib import Path
+
+    out = Path(outdir)
+    (out / "model.cu").write_text(module.source)
+    entry: dict[str, Any] = {"source": "model.cu", "arch": module.arch,
+                             "launches": [ln.__dict__ for ln in module.launches],
+                             "resources": {k: r.to_dict() for k, r in module.resources.items()}}
+    if module.cubin is not None:
+        shutil.copyfile(module.cubin, out / f"model_{module.arch}.cubin")
+        entry["cubin"] = f"model_{module.arch}.cubin"
+    return entry

@@ -50,3 +50,39 @@ def test_cpu_target_is_refused() -> None:
     _, model, inputs = _cases(1)[2]
     with pytest.raises(UnsupportedError, match="GPU target"):
         cuda_module(rnnc.trace(model, inputs), inputs, get("cpu/host"))
+
+
+MODEL = """
+import torch
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(8, 16, 3, padding=1)
+        self.gru = torch.nn.GRU(16, 24, batch_first=True)
+        self.head = torch.nn.Linear(24, 3)
+    def forward(self, x):
+        return self.head(self.gru(torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2))[0])
+torch.manual_seed(0)
+model = M().eval()
+"""
+
+
+@pytest.mark.nvcc
+def test_cli_writes_the_module_beside_the_layers(tmp_path) -> None:
+    import json
+
+    from rnnc.cli import main
+
+    model_file = tmp_path / "m.py"
+    model_file.write_text(MODEL)
+    out = tmp_path / "out"
+    assert main(["compile", str(model_file), "--input-shape", "2,20,8", "--target", H100, "-o", str(out)]) == 0
+    module = json.loads((out / "manifest.json").read_text())["module"]
+    assert (out / module["source"]).exists() and (out / module["cubin"]).exists()
+    kernels = [ln["kernel"] for ln in module["launches"]]
+    assert sum(1 for ln in module["launches"] if ln["layer"]) == 1 and set(kernels) == set(module["resources"])
+    namespace: dict = {}
+    exec(MODEL, namespace)
+    x = torch.randn(2, 20, 8)
+    with torch.no_grad():  # the directory still loads (its layers' C twins here, no GPU)
+        assert_close(rnnc.load(out)(x), namespace["model"](x), "float32", "cuda")
