@@ -54,9 +54,13 @@ GEMM_ROWS, GEMM_COLS = 6, 16
 _INDEX_VIEWS = {"transpose", "slice", "select", "split", "flip"}
 #: ops lowered as one scalar expression per element (what a fused chain may hold)
 _ELEMENTWISE = UNARY_OPS | BINARY_OPS | {"where", "clamp"}
-#: multiply-adds (or elements) from which an op's rows are split across the program's threads:
-#: waking an OpenMP team costs about a microsecond, this much work several
-_PARALLEL_WORK = 1 << 17
+#: multiply-adds (or elements) from which an op's rows are split across the program's threads.
+#: Waking an idle OpenMP team costs microseconds, but when another thread pool keeps the other
+#: cores busy (onnxruntime's and torch's spin after each run) the woken worker can wait for a
+#: scheduler tick: Silero VAD's 0.26M-MAC STFT split in two ran 28 us per chunk alone and 4.8 ms
+#: right after an onnxruntime run.  So only ops long enough to absorb that are split (as the
+#: layer kernels' single steps, ``cstyle.runtime._PARALLEL_ONE_STEP_MACS``)
+_PARALLEL_WORK = 1 << 20
 
 #: ``rnn(lowerer, node) -> statements``: lays out the node's buffers (``lowerer.work_buffer``),
 #: binds its outputs in ``lowerer.env`` and returns what runs it
