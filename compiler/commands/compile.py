@@ -13,7 +13,7 @@ import argparse
 import json
 
 from rnnc.commands._load import add_model_arguments, model_and_inputs
-from rnnc.errors import UnsupportedError
+from rnnc.errors import RnncError, UnsupportedError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -98,9 +98,10 @@ def run(args: argparse.Namespace) -> int:
             from rnnc.backends.cstyle.whole_cuda import cuda_module, write_module
 
             try:
-                manifest["module"] = write_module(cuda_module(program, inputs, target), args.output)
-            except UnsupportedError as exc:
-                manifest["module"] = {"declined": str(exc)}
+                module = cuda_module(program, inputs, target, resolved.schedules or None, args.batch)
+                manifest["module"] = write_module(module, args.output)
+            except RnncError as exc:  # the layers stand on their own: the module is declined, with why
+                manifest["module"] = {"declined": str(exc).splitlines()[0]}
     manifest = write_manifest(args.output, {k: v for k, v in manifest.items() if k != "format"})
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True, default=str))

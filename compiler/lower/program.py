@@ -95,8 +95,8 @@ class ProgramLowerer(StepLowerer):
         self.lazy: dict[str, Callable[[tuple[Expr, ...]], Expr]] = {}
         #: (buffer of indices, rows of the table) of every embedding
         self.index_bounds: list[tuple[str, int]] = []
-        #: weight panels ``gemm`` reads: (buffer, stored weight, columns, K, panel width)
-        self.packs: list[tuple[str, str, int, int, int]] = []
+        #: weight panels ``gemm`` reads: (buffer, stored weight, offset, columns, K, panel width)
+        self.packs: list[tuple[str, str, int, int, int, int]] = []
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         return self.shapes[name]
@@ -110,8 +110,25 @@ class ProgramLowerer(StepLowerer):
     def fresh(self, name: str, shape: tuple[int, ...]) -> View:
         return self.work_buffer(f"{name}_{self._next()}", shape)
 
-    def node(self, n: Node) -> None:  # one thread runs the program: no barriers between nodes
+    def node(self, n: Node) -> None:
+        """No barriers between nodes (one thread runs the program, or one launch per statement on
+        a GPU).  For a GPU, each run of a node's statements outside its row loops is kept together
+        (``If(1)``): they may share a scalar (a reduction's accumulator) and must be one kernel."""
+        before = len(self.out_stmts)
         self.node_body(n)
+        if not self.gpu or n.op == "rnn":
+            return
+        grouped: list[Stmt] = []
+        run: list[Stmt] = []
+        for st in self.out_stmts[before:]:
+            if isinstance(st, Loop) and st.kind == "parallel":
+                grouped += [If(Const(1), tuple(run))] if run else []
+                grouped.append(st)
+                run = []
+            else:
+                run.append(st)
+        grouped += [If(Const(1), tuple(run))] if run else []
+        self.out_stmts[before:] = grouped
 
     def node_body(self, n: Node) -> None:
         self.check_dtypes(n)
@@ -226,7 +243,7 @@ class ProgramLowerer(StepLowerer):
         if self.gpu or not self.gemm_fits(rows, k_dim, w, cols):
             return False
         panels = -(-cols // GEMM_COLS)
-        packed = self.pack(w.buf, cols, k_dim)
+        packed = self.pack(w.buf, int(w.offset.value), cols, k_dim)
         tiles, tail = divmod(rows, GEMM_ROWS)
         p, m, q = Var(f"gp{self._next()}"), Var(f"gm{self._n}"), Var(f"gq{self._n}")
         acc = f"gacc{self._n}"
@@ -265,16 +282,19 @@ class ProgramLowerer(StepLowerer):
         """Whether :meth:`gemm` takes the product: enough rows for a tile, enough columns and
         depth to fill vectors, and a stored, contiguous ``[cols, K]`` weight it can pack."""
         return (rows >= GEMM_ROWS and cols >= 8 and k_dim >= 8 and w.contiguous and w.buf.startswith("wt")
-                and w.shape == (cols, k_dim))
+                and w.shape == (cols, k_dim) and isinstance(w.offset, Const))
 
-    def pack(self, src: str, cols: int, k_dim: int) -> str:
+    def pack(self, src: str, offset: int, cols: int, k_dim: int) -> str:
         """A weight panel for ``gemm``: ``packed[p, k, q] = w[p*GEMM_COLS + q, k]``, zero past
-        ``cols`` -- built by the runtime from the stored weight ``src`` (``packs``)."""
-        name = f"pk_{src}"
-        if all(p[0] != name for p in self.packs):
-            size = -(-cols // GEMM_COLS) * GEMM_COLS * k_dim
-            self.packs.append((name, src, cols, k_dim, GEMM_COLS))
-            self.buffers.append(Buffer(name, Const(size), "arg"))
+        ``cols``, where ``w`` is the ``[cols, K]`` window at ``offset`` of the stored weight ``src``
+        -- built by the runtime (``packs``), once per distinct window."""
+        key = (src, offset, cols, k_dim)
+        for name, *rest in self.packs:
+            if tuple(rest[:4]) == key:
+                return name
+        name = f"pk{len(self.packs)}_{src}"
+        self.packs.append((name, src, offset, cols, k_dim, GEMM_COLS))
+        self.buffers.append(Buffer(name, Const(-(-cols // GEMM_COLS) * GEMM_COLS * k_dim), "arg"))
         return name
 
     # ---------------------------------------------------------------- whole-model ops
@@ -374,14 +394,10 @@ class ProgramLowerer(StepLowerer):
         self.env[n.outputs[0]] = out
 
     def mean(self, n: Node) -> None:
-        self.reduce_sum(n)
         src = self.types[n.inputs[0]]
         axes = n.attr("axes")
         axes = range(src.rank) if axes is None else ((axes,) if isinstance(axes, int) else axes)
-        count = math.prod(self.shape_of(n.inputs[0])[a % src.rank] for a in axes)
-        out = self.env[n.outputs[0]]
-        self.out_stmts.extend(loop_nest(out.shape, "i", lambda ix: [
-            Store(out.buf, out.load(ix).index, Bin("mul", out.load(ix), Const(1.0 / count, True)))]))
+        self.reduce_sum(n, scale=1.0 / math.prod(self.shape_of(n.inputs[0])[a % src.rank] for a in axes))
 
     def stack(self, n: Node) -> None:
         shape = self.shape_of(n.outputs[0])

@@ -341,7 +341,9 @@ class StepLowerer:
             if len(mat_shape) > 2 else View(v.buf, v.offset, (), ())
         return View(v.buf, v.offset, (*lead.shape, *v.shape[-2:]), (*lead.strides, *v.strides[-2:]))
 
-    def reduce_sum(self, n: Node) -> None:
+    def reduce_sum(self, n: Node, scale: float = 1.0) -> None:
+        """``sum`` over the node's axes (``scale``: a factor applied as each result is stored --
+        ``mean`` -- so no second pass rewrites the output in place)."""
         src = self.env[n.inputs[0]]
         shift = 1 if n.inputs[0] in self.batched else 0
         rank = len(self.types[n.inputs[0]].shape)
@@ -365,7 +367,8 @@ class StepLowerer:
                 rem = Bin("/", rem, Const(size))
             return [Let(acc, Const(0.0, True)),
                     Loop(r.name, Const(total), (Let(acc, Bin("add", Ref(acc), src.load(tuple(full)))),)),
-                    Store(out.buf, out.load(ix).index, Ref(acc))]
+                    Store(out.buf, out.load(ix).index,
+                          Ref(acc) if scale == 1.0 else Bin("mul", Ref(acc), Const(scale, True)))]
 
         self.out_stmts.extend(loop_nest(out.shape, "i", body))
         self.env[n.outputs[0]] = dense(out.buf, self.shape_of(n.outputs[0]))  # keepdim keeps 1s

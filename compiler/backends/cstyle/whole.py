@@ -192,9 +192,9 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
         t = t.detach().contiguous()
         keep.append(t)
         ptrs[names.index(name)] = t.data_ptr()
-    for name, src, cols, k_dim, width in lowerer.packs:  # gemm's weight panels: [panel, K, width], zero-padded
-        w = weights[int(src[2:])].reshape(cols, k_dim)
-        panel = torch.zeros(-(-cols // width) * width, k_dim)
+    for name, src, offset, cols, k_dim, width in lowerer.packs:  # gemm's panels: [panel, K, width], zero-padded
+        w = weights[int(src[2:])].reshape(-1)[offset:offset + cols * k_dim].reshape(cols, k_dim)
+        panel = torch.zeros(-(-cols // width) * width, k_dim, dtype=torch.float32)
         panel[:cols] = w
         panel = panel.reshape(-1, width, k_dim).transpose(1, 2).contiguous()
         keep.append(panel)

@@ -67,16 +67,19 @@ class CudaModule:
         return "\n".join(lines)
 
 
-def cuda_module(program: Any, inputs: tuple[Any, ...], target: Any, compile_: bool = True) -> CudaModule:
+def cuda_module(program: Any, inputs: tuple[Any, ...], target: Any, schedule: Any = None, batch: int = 1,
+                compile_: bool = True) -> CudaModule:
     """Plan ``program`` at the shapes of ``inputs`` for the GPU ``target``: the C twin (built and
     run here), the CUDA module rendered from the same loop nest and, with nvcc, compiled for the
-    target's architecture.  Raises :class:`UnsupportedError` naming what the plan cannot take."""
+    target's architecture.  ``schedule``/``batch``: the layers' Schedules and the batch the solver
+    tiles for, as the CUDA backend's own layer kernels were built (so the module's layer kernels
+    are those).  Raises :class:`UnsupportedError` naming what the plan cannot take."""
     from rnnc.backends.cstyle import cuda_twin
     from rnnc.backends.cstyle.cuda_fit import arch_of
 
     if getattr(target, "gpu", None) is None:
         raise UnsupportedError(f"a CUDA module needs a GPU target, got {target.tag}")
-    twin = NativeProgram(cuda_twin(program, target), target, inputs, gpu=True)
+    twin = NativeProgram(cuda_twin(program, target, schedule, batch), target, inputs, gpu=True)
     plan = next(iter(twin._plans.values()))
     launches, kernels = _split(plan)
     arch = arch_of(target)

@@ -86,3 +86,23 @@ def test_cli_writes_the_module_beside_the_layers(tmp_path) -> None:
     x = torch.randn(2, 20, 8)
     with torch.no_grad():  # the directory still loads (its layers' C twins here, no GPU)
         assert_close(rnnc.load(out)(x), namespace["model"](x), "float32", "cuda")
+
+
+@pytest.mark.nvcc
+def test_a_scalar_reduction_is_one_kernel() -> None:
+    """``y - y.mean()``: the reduction's accumulator, loop and store stay in one kernel."""
+    class Centered(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = torch.nn.GRU(8, 12, batch_first=True)
+            self.head = torch.nn.Linear(12, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.head(self.gru(x)[0])
+            return y - y.mean()
+
+    model, x = Centered().eval(), torch.randn(2, 10, 8)
+    module = cuda_module(rnnc.trace(model, (x,)), (x,), get(H100))
+    assert module.cubin is not None and set(module.resources) == {ln.kernel for ln in module.launches}
+    with torch.no_grad():
+        assert_close(module.twin(x), model(x), "float32", "cuda")

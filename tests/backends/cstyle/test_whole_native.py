@@ -258,3 +258,21 @@ def test_two_rnn_nodes_with_no_steps() -> None:
     native = _native(Chain(), (torch.randn(2, 6, 4), h))
     y, h1 = native(torch.randn(2, 0, 4), h)
     assert y.shape == (2, 0, 3) and torch.equal(h1, h)  # no steps: the state passes through
+
+
+def test_one_weight_in_several_windows_packs_each() -> None:
+    """A weight read whole, reshaped and sliced: each window is its own GEMM panel."""
+    class Windows(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(64, 16))
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            f = torch.nn.functional
+            return f.linear(x, self.w), f.linear(x, self.w[32:]), f.linear(y, self.w.reshape(32, 32))
+
+    model = Windows().eval()
+    inputs = (torch.randn(2, 9, 16), torch.randn(2, 9, 32))
+    with torch.no_grad():
+        for got, want in zip(_native(model, inputs)(*inputs), model(*inputs), strict=True):
+            assert_close(got, want, "float32", "c")
