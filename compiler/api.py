@@ -139,8 +139,9 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     record for the layer, target and backend, else from the backend's untuned default, and
     ``explain()`` names each layer's source (``rnnc.tune.resolve``).  A CPU model with
     non-recurrent ops, or with matrix-state layers (which the export writes as onnxruntime's
-    ``LinearAttention``), is also run whole by onnxruntime on rnnc's export and the faster on
-    ``example_inputs`` is kept (``measure=False`` skips that; ``rnnc.engines.whole_model_may_win``).
+    ``LinearAttention``), is also planned as one native C program (``native``:
+    ``rnnc.backends.cstyle.whole``) and run whole by onnxruntime on rnnc's export, and the fastest
+    on ``example_inputs`` is kept (``measure=False`` skips that; ``rnnc.engines.whole_model_may_win``).
 
     ``time_parallel="newton"``: every recurrent layer is solved parallel-in-time by Newton's method
     (DEER / ParaRNN, ``rnnc.lower.newton``): exact, diagonal or block-diagonal Jacobians, picked per

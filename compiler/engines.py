@@ -5,10 +5,11 @@ layers natively and every other op (convs, norms, an STFT, the head) through the
 interpreter, one torch call at a time -- for a small streaming model such as Silero VAD that
 per-op Python dispatch, not arithmetic, is the cost (673 us per chunk against 112 us for
 onnxruntime on rnnc's own export).  So when a program has non-recurrent ops and no backend was
-named, ``rnnc.compile`` also builds the ``onnx`` engine (onnxruntime on rnnc's export, the whole
-model in one native call), times each candidate on the example inputs and keeps the fastest;
-``explain()`` shows the timings.  A program that is only recurrent layers keeps the kernel
-backend (and its streaming step API).
+named, ``rnnc.compile`` also builds the whole-model engines -- ``native`` (the whole program,
+layer kernels included, as one C function: ``rnnc.backends.cstyle.whole``, beside the C backend)
+and ``onnx`` (onnxruntime on rnnc's export) -- times each candidate on the example inputs and
+keeps the fastest; ``explain()`` shows the timings.  A program that is only recurrent layers
+keeps the kernel backend (and its streaming step API).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-#: engines that run a whole model natively, measured against the kernel backends
+#: registered backends that run a whole model natively, measured against the kernel backends (the
+#: ``native`` engine is built from the C backend's own runner: ``rnnc.api._native_runner``)
 WHOLE_MODEL_ENGINES = ("onnx",)
 #: seconds of timing per candidate (after two warm-up calls)
 BUDGET_S = 0.25
