@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from rnnc.errors import UnsupportedError
 from rnnc.ir.graph import Graph, Node
@@ -77,12 +78,19 @@ class ProgramLowerer(StepLowerer):
     New values get ``work`` buffers (allocated once per shape by the runtime), not stack arrays."""
 
     def __init__(self, graph: Graph, env: dict[str, View], shapes: Mapping[str, tuple[int, ...]],
-                 rnn: RnnLowering, prefix: str = "v_", threads: int = 1, gpu: bool = False) -> None:
+                 rnn: RnnLowering, prefix: str = "v_", threads: int = 1, gpu: bool = False,
+                 constant: Callable[[str], Any] | None = None) -> None:
         """``threads``: the CPU threads large ops are split across (1: none); ``gpu``: lower for a
         GPU's grid (``rnnc.backends.cstyle.whole_cuda``): every row loop is a grid of blocks, the
-        outputs of a row are the block's threads, and no CPU micro-kernels."""
+        outputs of a row are the block's threads, and no CPU micro-kernels.  ``constant(value)``:
+        the recorded tensor of a value that depends on shapes only (``full_dyn``, ``arange``),
+        stored as a constant of the plan."""
         super().__init__(graph, env, set(), prefix)
         self.gpu = gpu
+        self.constant = constant
+        #: (buffer, value) of every plan constant, for the runtime to fill; the values folded so
+        self.constants: list[tuple[str, str]] = []
+        self.folded: set[str] = set()
         self.shapes = dict(shapes)
         self.rnn = rnn
         self.threads = threads
@@ -101,10 +109,11 @@ class ProgramLowerer(StepLowerer):
     def shape_of(self, name: str) -> tuple[int, ...]:
         return self.shapes[name]
 
-    def work_buffer(self, name: str, shape: tuple[int, ...], shared: bool = False) -> View:
-        """A float32 buffer allocated once per shape (``shared``: a called kernel writes it too)."""
+    def work_buffer(self, name: str, shape: tuple[int, ...], shared: bool = False, dtype: str = "float") -> View:
+        """A buffer allocated once per shape (``shared``: a called kernel writes it too)."""
         buf = f"{self.prefix}{name}"
-        self.buffers.append(Buffer(buf, Const(max(1, math.prod(shape))), "work", writable=True, shared=shared))
+        self.buffers.append(Buffer(buf, Const(max(1, math.prod(shape))), "work", dtype, writable=True,
+                                   shared=shared))
         return dense(buf, shape)
 
     def fresh(self, name: str, shape: tuple[int, ...]) -> View:
@@ -131,9 +140,15 @@ class ProgramLowerer(StepLowerer):
         self.out_stmts[before:] = grouped
 
     def node_body(self, n: Node) -> None:
+        if self.constant is not None and n.op != "rnn" and (
+                n.op in ("full_dyn", "arange") or (n.op == "const" and self.types[n.outputs[0]].dtype != "float32")
+                or (any(n.inputs) and all(i in self.folded for i in n.inputs if i))):
+            self.plan_constant(n)  # sizes only: a constant of this plan (folded through int arithmetic too)
+            return
         self.check_dtypes(n)
         lower = {"conv1d": self.conv1d, "pad": self.pad, "mean": self.mean, "stack": self.stack,
-                 "embedding": self.embedding, "flip": self.flip}.get(n.op)
+                 "embedding": self.embedding, "flip": self.flip, "reshape_dyn": self.reshape_dyn,
+                 "expand_dyn": self.expand_dyn}.get(n.op)
         if n.op == "rnn":
             self.out_stmts.extend(self.rnn(self, n))
         elif lower is not None:
@@ -408,6 +423,31 @@ class ProgramLowerer(StepLowerer):
             dst = View(out.buf, add(out.offset, i * out.strides[axis]), shape[:axis] + shape[axis + 1:], strides)
             self.out_stmts.extend(copy(dst, self.aligned(self.env[name], dst.shape)))
         self.env[n.outputs[0]] = out
+
+    def reshape_dyn(self, n: Node) -> None:
+        """At the plan's shapes, a reshape to the recorded output shape (a view of a dense input)."""
+        src = self.materialize(self.env[n.inputs[0]], n.outputs[0])
+        self.env[n.outputs[0]] = dense(src.buf, self.shape_of(n.outputs[0]), src.offset)
+
+    def expand_dyn(self, n: Node) -> None:
+        """At the plan's shapes, a broadcast view (stride 0 on the expanded axes)."""
+        self.env[n.outputs[0]] = self.aligned(self.env[n.inputs[0]], self.shape_of(n.outputs[0]))
+
+    def plan_constant(self, n: Node) -> None:
+        """Values that depend on sizes only (``torch.full(x.shape[:1], T - 1)``, a range, integer
+        arithmetic on them): at the plan's shapes they are constants, stored once from the
+        recorded run (integer ones too, e.g. sequence lengths)."""
+        assert self.constant is not None
+        for out in n.outputs:
+            dtype = self.types[out].dtype
+            if dtype not in ("int64", "float32"):
+                raise UnsupportedError(f"{n.label}: a {dtype} constant")
+            buf, shape = f"k{len(self.constants)}_{self.prefix}", self.shape_of(out)
+            self.buffers.append(Buffer(buf, Const(max(1, math.prod(shape))), "arg",
+                                       "int64" if dtype == "int64" else "float"))
+            self.constants.append((buf, out))
+            self.env[out] = dense(buf, shape)
+            self.folded.add(out)
 
     def flip(self, n: Node) -> None:
         src = self.env[n.inputs[0]]

@@ -47,6 +47,7 @@ class _Call:
     states: list[tuple[str, tuple[int, ...], int]]  # buffer, dense shape [L*D, B, ...], index
     reverse: bool
     hosted: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # projection buffers
+    lengths: tuple[str, tuple[int, ...]] | None = None  # the int64 sequence lengths buffer
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
     calls: list[_Call] = []
     extra: list[tuple[str, Any]] = []  # arg buffers the lowering adds: (name, tensor)
     lowerer = ProgramLowerer(g, env, shapes, lambda lw, node: _lower_rnn(native, lw, node, calls, extra),
-                             threads=default_threads(), gpu=native.gpu)
+                             threads=default_threads(), gpu=native.gpu, constant=values.__getitem__)
     body = lowerer.lower(g.nodes)
     for k, (_, v) in enumerate(g.outputs):
         body.extend(copy(dense(f"out{k}", outs[k][0]), lowerer.env[v]))
@@ -188,6 +189,8 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
         ptrs[names.index(f"wt{j}")] = w.data_ptr()
     for name, t in work.items():
         ptrs[names.index(name)] = t.data_ptr()
+    for name, value in lowerer.constants:
+        extra.append((name, values[value]))
     for name, t in extra:
         t = t.detach().contiguous()
         keep.append(t)
@@ -234,8 +237,9 @@ def _rnn_data_inputs(node: Node) -> tuple[str, ...]:
 
 def call_views(work: dict[str, Any], c: _Call) -> tuple[Any, ...]:
     """The arguments of ``LayerRunner.launch`` for one recorded call, on the plan's buffers."""
+    lengths = _view(work, (*c.lengths, False)) if c.lengths else None
     return (_view(work, c.x), _view(work, c.y), c.y_off, [_view(work, (b, s, False))[i] for b, s, i in c.states],
-            None, c.reverse, {buf: _view(work, (name, shape, False)) for buf, (name, shape) in c.hosted.items()})
+            lengths, c.reverse, {buf: _view(work, (name, shape, False)) for buf, (name, shape) in c.hosted.items()})
 
 
 def _view(work: dict[str, Any], spec: tuple[str, tuple[int, ...], bool]) -> Any:
@@ -286,8 +290,6 @@ def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: lis
     attrs = node.attr_dict
     cells, dirs, _ = rnn_layout(attrs)
     rnn = native.compiled.rnns[node.outputs[0]]
-    if node.inputs[1]:
-        raise UnsupportedError(f"the native program runs rnn nodes without sequence lengths ({node.label})")
     for row in rnn.runners:
         for r in row:
             if type(r).__name__ != "LayerRunner" or kernel_storage(r.kernel) != "float32":
@@ -300,6 +302,13 @@ def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: lis
     xv = lw.work_buffer(f"{tag}x", x_shape, shared=True)
     stmts += copy(xv, lw.env[node.inputs[0]])
     steps, batch = (x_shape[1], x_shape[0]) if bf else (x_shape[0], x_shape[1])
+    lengths = None
+    if node.inputs[1]:  # sequence lengths: an int64 copy the kernels read (they skip padded steps)
+        if lw.types[node.inputs[1]].dtype != "int64":
+            raise UnsupportedError(f"{node.label}: sequence lengths of {lw.types[node.inputs[1]].dtype}")
+        lv = lw.work_buffer(f"{tag}len", (batch,), dtype="int64")
+        stmts += copy(lv, lw.env[node.inputs[1]])
+        lengths = (lv.buf, (batch,))
     states = []
     for j, st in enumerate(cells[0].states):
         shape = (len(cells) * dirs, batch, *st.shape)
@@ -321,7 +330,7 @@ def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: lis
             runner = rnn.runners[k][d]
             hosted = {buf: _project(lw, runner, buf, layer_in, stmts, extra) for buf in runner.hosted}
             calls.append(_Call(runner, layer_in, (yv.buf, shape, last and bf), d * cell.output_size,
-                               [(b, s, k * dirs + d) for b, s in states], d == 1, hosted))
+                               [(b, s, k * dirs + d) for b, s in states], d == 1, hosted, lengths))
             stmts.append(Invoke("calls", len(calls) - 1))
         layer_in = (yv.buf, shape, False)
         if last:

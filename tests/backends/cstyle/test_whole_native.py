@@ -276,3 +276,39 @@ def test_one_weight_in_several_windows_packs_each() -> None:
     with torch.no_grad():
         for got, want in zip(_native(model, inputs)(*inputs), model(*inputs), strict=True):
             assert_close(got, want, "float32", "c")
+
+
+def _corpus(name: str):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "frontend"))
+    from corpus import CORPUS
+
+    return CORPUS[name]
+
+
+@pytest.mark.parametrize("name", ["qrnn_window2", "sru_bidirectional"])
+def test_corpus_loop_models_run_natively(name: str) -> None:
+    """Python-loop recurrences rolled into rnn nodes (QRNN with its peeled first step and the
+    sequence lengths that mask it, a bidirectional SRU): dynamic-shape ops, plan constants and
+    lengths, against the model in eager torch."""
+    entry = _corpus(name)
+    model = entry.build().eval()
+    inputs = entry.inputs(3, 12)
+    native = NativeProgram(CompiledProgram(rnnc.trace(model, inputs, dynamic=entry.dynamic)), None, inputs)
+    with torch.no_grad():
+        got, want = native(*inputs), model(*inputs)
+        longer = entry.inputs(2, 17)  # another signature: planned anew
+        got2, want2 = native(*longer), model(*longer)
+    for g, w in ((got, want), (got2, want2)):
+        g, w = (g[0], w[0]) if isinstance(w, tuple) else (g, w)
+        assert_close(g, w, "float32", "c")
+
+
+def test_packed_sequences_are_refused_by_name() -> None:
+    """pad_packed_sequence's output length is max(lengths): a size the input shapes do not fix."""
+    entry = _corpus("bilstm_tagger_packed")
+    model, inputs = entry.build().eval(), entry.inputs(3, 12)
+    with pytest.raises(UnsupportedError, match="trim_to_lengths"):
+        NativeProgram(CompiledProgram(rnnc.trace(model, inputs, dynamic=entry.dynamic)), None, inputs)
