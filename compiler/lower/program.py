@@ -83,14 +83,15 @@ class ProgramLowerer(StepLowerer):
         """``threads``: the CPU threads large ops are split across (1: none); ``gpu``: lower for a
         GPU's grid (``rnnc.backends.cstyle.whole_cuda``): every row loop is a grid of blocks, the
         outputs of a row are the block's threads, and no CPU micro-kernels.  ``constant(value)``:
-        the recorded tensor of a value that depends on shapes only (``full_dyn``, ``arange``),
-        stored as a constant of the plan."""
+        the recorded tensor of a value, for those that depend on sizes only (``full_dyn``,
+        ``arange``, integer constants and anything computed from them alone), which are stored
+        as constants of the plan."""
         super().__init__(graph, env, set(), prefix)
         self.gpu = gpu
         self.constant = constant
-        #: (buffer, value) of every plan constant, for the runtime to fill; the values folded so
+        #: (buffer, value) of every plan constant, for the runtime to fill from the recorded run
         self.constants: list[tuple[str, str]] = []
-        self.folded: set[str] = set()
+        self.folded: set[str] = set()  # the values stored as plan constants
         self.shapes = dict(shapes)
         self.rnn = rnn
         self.threads = threads
