@@ -97,9 +97,10 @@ def _step_fn(cell: Cell, params: Mapping[str, Any]) -> Any:
     return f
 
 
-def _linearised_step(cell: Cell, params: Mapping[str, Any], like: Any) -> tuple[Any, str]:
+def _linearised_step(cell: Cell, params: Mapping[str, Any], like: Any, f: Any) -> tuple[Any, str]:
     """``g(s_flat [R, D], x [R, I]) -> (s_next_flat [R, D], J [R, D, D])`` and where J comes from:
-    the IR Jacobian graph (``rnnc.ir.jvp``), else ``torch.func`` over the interpreter (reason given)."""
+    the IR Jacobian graph (``rnnc.ir.jvp``), else ``torch.func`` over ``f`` (:func:`_step_fn`),
+    with the reason."""
     from rnnc.ir.interp import run_graph
     from rnnc.ir.jvp import NoDerivative, jacobian_graph
 
@@ -109,7 +110,6 @@ def _linearised_step(cell: Cell, params: Mapping[str, Any], like: Any) -> tuple[
     except NoDerivative as exc:
         from torch.func import jacrev, vmap
 
-        f = _step_fn(cell, params)
         jac = vmap(jacrev(lambda s, x: f(s[None], x[None])[1][0]))
         return (lambda s, x: (f(s, x)[1], jac(s, x))), f"torch.func ({exc})"
     env = {**params, **jg.seeds(like.dtype, like.device)}
@@ -207,7 +207,7 @@ def solve(cell: Cell, params: Mapping[str, Any], x_tm: Any, init: Sequence[Any],
     max_iter = steps if max_iter is None else max(1, min(max_iter, steps))
     tol = tolerance(x_tm.dtype) if tol is None else tol
 
-    step, source = _linearised_step(cell, params, x_tm)
+    step, source = _linearised_step(cell, params, x_tm, f)
     perm, k = block_layout(cell, block) if method == "block" else (None, 0)
     inverse = None if perm is None else torch.argsort(perm)  # once, not per iteration
     s = s0.expand(steps, batch, dim).clone()  # initial guess: the initial state held

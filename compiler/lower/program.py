@@ -329,16 +329,7 @@ class ProgramLowerer(StepLowerer):
         cg, taps = w.shape[1], w.shape[2]
         per_group = shape[1] // groups
         if pad or not x.contiguous:
-            length = x.shape[2]
-            xp = self.fresh(f"{n.outputs[0]}_pad", (*x.shape[:2], length + 2 * pad))
-
-            def fill(ix: tuple[Expr, ...]) -> list[Stmt]:
-                j = add(ix[2], -pad)
-                inside = Bin("&", Bin("<", Const(-1), j), Bin("<", j, Const(length)))
-                return [Store(xp.buf, xp.load(ix).index, Select(inside, x.load((ix[0], ix[1], j)), Const(0.0, True)))]
-
-            self.out_stmts.extend(loop_nest(xp.shape, "i", fill))
-            x = xp
+            x = self.pad_last(x, pad, pad)
         out = self.fresh(n.outputs[0], shape)
         b, o, c, k, pos = (Var(f"{v}{self._next()}") for v in "bockl")
         chan = add(mul(Bin("/", o, Const(per_group)), cg), c) if groups > 1 else c
@@ -386,13 +377,15 @@ class ProgramLowerer(StepLowerer):
         self.env[n.outputs[0]] = out
 
     def pad(self, n: Node) -> None:
-        """Pads the last axis: a constant, its reflection or its edge value."""
-        x = self.env[n.inputs[0]]
-        left, _ = n.attr("pads")
-        mode, value = n.attr("mode"), float(n.attr("value") or 0.0)
-        shape = self.shape_of(n.outputs[0])
+        left, right = n.attr("pads")
+        self.env[n.outputs[0]] = self.pad_last(self.env[n.inputs[0]], left, right, n.attr("mode"),
+                                               float(n.attr("value") or 0.0))
+
+    def pad_last(self, x: View, left: int, right: int, mode: str = "constant", value: float = 0.0) -> View:
+        """A dense copy of ``x`` padded on its last axis: a constant, its reflection or its edge
+        value (the ``pad`` op, and the zero-padded input of a conv)."""
         length = x.shape[-1]
-        out = self.fresh(n.outputs[0], shape)
+        out = self.fresh("pad", (*x.shape[:-1], length + left + right))
 
         def body(ix: tuple[Expr, ...]) -> list[Stmt]:
             j = add(ix[-1], -left)
@@ -406,8 +399,8 @@ class ProgramLowerer(StepLowerer):
                 src = Select(before, Const(0), Select(after, Const(length - 1), j))
             return [Store(out.buf, out.load(ix).index, x.load((*ix[:-1], src)))]
 
-        self.out_stmts.extend(loop_nest(shape, "i", body))
-        self.env[n.outputs[0]] = out
+        self.out_stmts.extend(loop_nest(out.shape, "i", body))
+        return out
 
     def mean(self, n: Node) -> None:
         src = self.types[n.inputs[0]]

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from rnnc.backends.cstyle.build import build_c, c_flags, load_library
 from rnnc.backends.cstyle.dialects import CDialect
 from rnnc.backends.cstyle.program import CompiledProgram, kernel_storage
-from rnnc.backends.cstyle.runtime import default_threads
+from rnnc.backends.cstyle.runtime import LayerRunner, default_threads
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Node
 from rnnc.ir.interp import run_graph
@@ -66,7 +67,7 @@ class _Plan:
     index_inputs: list[tuple[int, int]] = field(default_factory=list)
     scalars: Any = None  # the kernel's W
     calls: list[Any] = field(default_factory=list)  # the layer kernel calls, in order (a GPU module's launches)
-    work_tensors: list[Any] = field(default_factory=list)  # the kernel's work buffers, in its order
+    work: dict[str, Any] = field(default_factory=dict)  # the kernel's work buffers by name
 
     def __call__(self, inputs: tuple[Any, ...]) -> Any:
         import torch
@@ -98,8 +99,7 @@ class NativeProgram:
             self.plan(tuple(example_inputs))
 
     def __call__(self, *inputs: Any) -> Any:
-        key = tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
-        plan = self._plans.get(key)
+        plan = self._plans.get(_signature(inputs))
         if plan is None:
             plan = self.plan(inputs)
         return plan(tuple(x if x.is_contiguous() else x.contiguous() for x in inputs))
@@ -126,13 +126,17 @@ class NativeProgram:
             run_graph(g, {**dict(zip(g.input_names, inputs, strict=True)), **self.program.weights},
                       rnn=self._record_rnn, values=values)
         shapes = {k: tuple(v.shape) for k, v in values.items() if isinstance(v, torch.Tensor)}
-        key = tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
-        self._plans[key] = plan = _build(self, inputs, values, shapes)
+        self._plans[_signature(inputs)] = plan = _build(self, inputs, values, shapes)
         return plan
 
     def _record_rnn(self, node: Node, args: list[Any]) -> tuple[Any, ...]:
         n_states = len(node.attr("cells")[0].states)
         return self.compiled.rnns[node.outputs[0]](args[0], args[1], args[2:2 + n_states])
+
+
+def _signature(inputs: tuple[Any, ...]) -> tuple:
+    """What a plan is built for: each input's shape, dtype and device."""
+    return tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
 
 
 def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any],
@@ -182,7 +186,7 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
 
     work = {b.name: torch.empty(int(b.size.value), dtype=torch.int64 if b.dtype == "int64" else torch.float32)
             for b in kernel.work}
-    keep: list[Any] = [*weights, *work.values()]
+    keep: list[Any] = list(weights)
     ptrs = (ctypes.c_void_p * (len(kernel.args) + len(kernel.work)))()
     names = [b.name for b in (*kernel.args, *kernel.work)]
     for j, w in enumerate(weights):
@@ -220,7 +224,7 @@ def _build(native: NativeProgram, inputs: tuple[Any, ...], values: dict[str, Any
         else:  # a stored index tensor: checked once
             check_indices(weights[int(buf[2:])], rows)
     return _Plan(fn, kernel, source, outs, len(inputs), ptrs, keep, index_inputs,
-                 (ctypes.c_long * 1)(lowerer.threads), calls, list(work.values()))
+                 (ctypes.c_long * 1)(lowerer.threads), calls, work)
 
 
 def check_indices(idx: Any, rows: int) -> None:
@@ -244,15 +248,8 @@ def call_views(work: dict[str, Any], c: _Call) -> tuple[Any, ...]:
 
 def _view(work: dict[str, Any], spec: tuple[str, tuple[int, ...], bool]) -> Any:
     buf, shape, batch_first = spec
-    t = work[buf][:_numel(shape)].view(shape)
+    t = work[buf][:math.prod(shape)].view(shape)
     return t.transpose(0, 1) if batch_first else t
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _project(lw: ProgramLowerer, runner: Any, buf: str, layer_in: tuple[str, tuple[int, ...], bool],
@@ -292,7 +289,7 @@ def _lower_rnn(native: NativeProgram, lw: ProgramLowerer, node: Node, calls: lis
     rnn = native.compiled.rnns[node.outputs[0]]
     for row in rnn.runners:
         for r in row:
-            if type(r).__name__ != "LayerRunner" or kernel_storage(r.kernel) != "float32":
+            if type(r) is not LayerRunner or kernel_storage(r.kernel) != "float32":
                 raise UnsupportedError(f"the native program calls fp32 step kernels; layer {r.kernel.name} is "
                                        f"{r.kernel.meta.get('path')} (chunkwise or 16-bit)")
     bf = bool(attrs["batch_first"])

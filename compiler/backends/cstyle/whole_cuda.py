@@ -107,8 +107,7 @@ def _split(plan: Any) -> tuple[list[Launch], list[tuple[Kernel, int]]]:
             call = plan.calls[st.slot]
             lk = call.runner.kernel
             knobs = lk.meta.get("knobs", {})
-            sc, _ = call.runner.launch(*call_views(dict(zip((b.name for b in k.work), plan.work_tensors,
-                                                            strict=True)), call))
+            sc, _ = call.runner.launch(*call_views(plan.work, call))
             launches.append(Launch(lk.name, int(knobs.get("workers", 1)) or 1, int(knobs.get("threads", 256)),
                                    has_grid_barrier(lk.body), lk.name.removeprefix("rnnc_"), tuple(sc)))
             if lk.name not in seen_layers:
