@@ -36,9 +36,10 @@ def test_auto_meets_the_budget_on_held_out_data(outlier_gru):
     assert _distortion(outlier_gru, q.program, calib[-1]) == pytest.approx(chosen.loss, rel=1e-6)
     assert _distortion(outlier_gru, q.program, inputs(seed=11)) < 0.03  # data the search never saw
     assert set(q.auto.sensitivity) == set(chosen.plan)
-    every_fast = [t for t in q.auto.trials if set(t.plan.values()) == {"int8-static"}]
-    assert every_fast and all(t.loss > 0.01 for t in every_fast)  # plain static w8a8 misses it: the search mattered
+    plain = [t for t in q.auto.trials if set(t.plan.values()) == {"int8-static"} and t.recipe == "none"]
+    assert plain and all(t.loss > 0.01 for t in plain)  # plain static w8a8 misses it: the search mattered
     assert {t.outliers for t in q.auto.trials} == set(TREATMENTS)  # treatments searched too
+    assert {t.gptq for t in q.auto.trials} == {False, True}  # and the weights' rounding
     assert q.auto.speed.startswith("predicted") and q.auto.pareto() and "Pareto front" in q.auto.summary()
 
 
@@ -113,3 +114,47 @@ def test_cli_scheme_auto(tmp_path, capsys):
     assert report["auto"]["chosen"]["loss"] <= 0.02 and out.is_file()
     assert main([*argv[:-3], "--max-loss", "1e-12", "-o", str(out)]) == 1  # nothing meets it: exit 1
     assert "no quantized plan meets" in capsys.readouterr().err
+
+
+def test_equally_fast_candidates_are_decided_by_their_loss():
+    """Timings within SAME_SPEED of the fastest are noise: the least loss among them ships (then the
+    fewest bytes); a clearly faster plan still wins whatever its (in-budget) loss."""
+    from rnnc.quant.auto import SAME_SPEED, Trial, _pick
+
+    fast = Trial({"a": "int8"}, 0.009, 100, latency_ms=1.0)
+    near = Trial({"a": "weight-only"}, 0.001, 100, latency_ms=1.0 + SAME_SPEED / 2)
+    near_big = Trial({"a": "float"}, 0.001, 400, latency_ms=1.0 + SAME_SPEED / 4)
+    assert _pick([fast, near, near_big]) is near
+    slow = Trial({"a": "weight-only"}, 0.0, 100, latency_ms=1.0 + 2 * SAME_SPEED)
+    assert _pick([fast, slow]) is fast
+
+
+def test_dynamic_scales_are_a_candidate_beside_static_ones(monkeypatch):
+    """Static activation scales rank first in the level order, yet onnxruntime fuses an LSTM layer
+    into one DynamicQuantizeLSTM node only with dynamic ones: the all-dynamic variant of a plan
+    within budget is timed too, and its export is that fused node."""
+    import rnnc.quant.auto as auto
+    from rnnc.backends.onnx.model import to_onnx
+    from rnnc.backends.onnx.render import DEFAULT_OPSET
+
+    class Lstm(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.head = torch.nn.LSTM(8, 32, batch_first=True), torch.nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0])
+
+    torch.manual_seed(0)
+    program = rnnc.trace(Lstm().eval(), (inputs(),))
+    monkeypatch.setattr(auto, "_race", lambda runs, budget_s=1.0: [1.0] * len(runs))
+    calib = [inputs(seed=s) for s in range(4)]
+    q = rnnc.quantize(program, calib, "auto", "none", max_loss=0.05, gptq=False, progress=False)
+    timed = [t for t in q.auto.trials if t.latency_ms is not None]
+    assert {t.gptq for t in q.auto.trials} == {False}  # the caller fixed the rounding
+    dynamic = [t for t in timed if set(t.plan.values()) == {"int8"}]
+    assert dynamic and any(set(t.plan.values()) == {"int8-static"} for t in timed)
+    stats = auto.calibrate(program, auto.calibration_batches(program, calib[:-1]), progress=False)
+    qprog, _ = auto.quantize_program(program, stats, auto._config(dynamic[0].plan, {}, dynamic[0].recipe))
+    ops = [n.op_type for n in to_onnx(qprog, opset=DEFAULT_OPSET).graph.node]
+    assert ops.count("DynamicQuantizeLSTM") == 1 and "LSTM" not in ops
