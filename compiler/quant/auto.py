@@ -15,17 +15,22 @@ be a search, with the knobs as overrides.  The search here:
    feedback over the held-out sequences included;
 4. per site the levels are, fastest first: ``int8-static`` (calibrated activation scales: static
    int8 chains, no per-call quantization), ``int8`` (dynamic per-call scales), ``weight-only``
-   (int8 weights, float activations), ``float``; and the outlier treatment of the whole model
-   is searched too (``none``, ``smooth``, ``keep``, ``clip``, ``rotate``) unless the caller fixed one;
-5. per treatment, greedy descent from the fastest plan: while the loss is over budget, the most
-   sensitive site not yet float steps down one level; then a climb: each site, least sensitive
-   first, steps back up while the plan stays within budget (the descent may overshoot);
-6. the plans that end within budget are the candidates, each also with integer activations on
-   its larger half of sites only, and without integer activations at all (its int8 sites
-   weight-only: the same storage at float speed, for models too small for int8 kernels to pay
-   off); on ``cpu/host`` each is exported and timed in onnxruntime on this machine
-   per call on one held-out sample (as is the float model), and among the plans within 5 % of the
-   fastest (timing noise) the least loss wins; for other
+   (int8 weights, float activations), ``float``; the outlier treatment of the whole model
+   (``none``, ``smooth``, ``keep``, ``clip``, ``rotate``) and the weights' rounding (nearest or
+   GPTQ) are searched too unless the caller fixed them;
+5. per treatment and rounding, greedy descent from the fastest plan: while the loss is over
+   budget, the most sensitive site not yet float steps down one level; then a climb: each site,
+   least sensitive first, steps back up while the plan stays within budget;
+6. the plans that end within budget are the candidates, each also (where within budget) with
+   every integer site on dynamic scales (the level order is not the speed order for every op:
+   onnxruntime fuses an LSTM layer into one node only with dynamic scales), with each recurrent
+   cell's sites on one level (a mixed cell cannot be one fused node), with integer activations
+   on its larger half of sites only, and without integer activations at all (weight-only: the
+   same storage at float speed, for models too small for int8 kernels to pay off; sites whose
+   rounding alone breaks the budget go float); on ``cpu/host`` each is exported and timed in
+   onnxruntime on this machine per call on one held-out sample (as is the float model), and
+   among the plans within 5 % of the fastest (timing noise) the smallest, then the least loss,
+   wins; for other
    targets the level order is the speed prediction (int8-static > int8 > weight-only > float,
    how onnxruntime's kernels rank on CPUs: ``docs/benchmarks/quant_eval.md``).  When no plan
    within budget beats float, the report says so in one sentence with both times; when only the
@@ -87,6 +92,7 @@ class Trial:
     q_bytes: int  # bytes of every site's weights in this plan (float sites at 4 bytes a weight)
     outliers: str = "none"
     latency_ms: float | None = None  # onnxruntime on this host, candidates only
+    stepwise: bool = False  # timed candidates: its export runs a recurrence step by step (Scan/Loop)
     gptq: bool = False  # weights rounded by GPTQ instead of to nearest
 
     @property
@@ -198,9 +204,10 @@ def one_sample(program: Program, batch: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _onnx_session(program: Program, batch: tuple[Any, ...], target: str) -> tuple[Any, dict[str, Any]]:
+def _onnx_session(program: Program, batch: tuple[Any, ...], target: str) -> tuple[Any, dict[str, Any], bool]:
     """An onnxruntime session of ``program``'s export and its feeds for ``batch``, one sample
-    (:func:`one_sample`): the states the export adds start at zeros, their batch dim 1."""
+    (:func:`one_sample`): the states the export adds start at zeros, their batch dim 1; and whether
+    the export runs a recurrence step by step (a Scan or Loop node: no fused layer kernel)."""
     import onnxruntime as ort
 
     from rnnc.backends.onnx.model import to_onnx
@@ -215,7 +222,7 @@ def _onnx_session(program: Program, batch: tuple[Any, ...], target: str) -> tupl
             feeds[meta.name] = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
         else:
             feeds[meta.name] = np.zeros([d if isinstance(d, int) else 1 for d in meta.shape], np.float32)
-    return sess, feeds
+    return sess, feeds, any(n.op_type in ("Scan", "Loop") for n in model.graph.node)
 
 
 def _race(runs: Sequence[tuple[Any, dict[str, Any]]], budget_s: float = 1.0) -> list[float]:
@@ -236,14 +243,14 @@ def _race(runs: Sequence[tuple[Any, dict[str, Any]]], budget_s: float = 1.0) -> 
 
 
 def _pick(candidates: Sequence[Trial]) -> Trial:
-    """The timed candidate to ship: the least loss (then the fewest bytes) among those within
-    :data:`SAME_SPEED` of the fastest.  Why not simply the fastest: a timing difference of a few
-    percent is this machine's noise, not a property of the plan, while a lower loss on the
-    held-out data is the margin that keeps the budget on data the search never saw (a plan picked
-    for a 1 % faster time at 0.8 % of a 1 % budget can exceed the budget on the next data set)."""
+    """The timed candidate to ship: among those within :data:`SAME_SPEED` of the fastest, the
+    fewest bytes, then the least loss.  Why not simply the fastest: a timing difference of a few
+    percent is this machine's noise, not a property of the plan; size is the deployment's next
+    concern, and at equal size a lower loss on the held-out data is margin to the budget on data
+    the search never saw."""
     fastest = min(t.latency_ms for t in candidates)
     near = [t for t in candidates if t.latency_ms <= fastest * (1 + SAME_SPEED)]
-    return min(near, key=lambda t: (t.loss, t.q_bytes, t.latency_ms))
+    return min(near, key=lambda t: (t.q_bytes, t.loss, t.latency_ms))
 
 
 def _why_not_faster(chosen: Trial, candidates: Sequence[Trial], report: AutoReport) -> str:
@@ -253,8 +260,14 @@ def _why_not_faster(chosen: Trial, candidates: Sequence[Trial], report: AutoRepo
              f"per call)"]
     if integer:
         fastest = min(integer, key=lambda t: t.latency_ms)
-        parts.append(f"the fastest with int8 activations takes {fastest.latency_ms:.3f} ms: quantizing and "
-                     f"rescaling activations costs more per call than its int8 products save at these sizes")
+        if fastest.stepwise:
+            parts.append(f"the fastest with int8 activations takes {fastest.latency_ms:.3f} ms: its recurrent "
+                         "layers run step by step in an ONNX Scan (onnxruntime has one fused int8 recurrent "
+                         "kernel, DynamicQuantizeLSTM: none for GRU or user cells, none with static scales) "
+                         "where the float layer is one fused node")
+        else:
+            parts.append(f"the fastest with int8 activations takes {fastest.latency_ms:.3f} ms: quantizing and "
+                         f"rescaling activations costs more per call than its int8 products save at these sizes")
     else:
         parts.append("no plan with int8 activations meets the budget")
     if any(t.int8_sites == 0 for t in candidates):
@@ -368,11 +381,23 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
     # and with every integer site on per-call dynamic scales: which of static and dynamic scales is
     # faster depends on the op, not the level order (onnxruntime fuses a whole LSTM layer into one
     # DynamicQuantizeLSTM node only with dynamic scales; static chains win on linears and convs)
-    if "int8" in levels:
-        for plan, treatment in list(finals):
-            dynamic = {s: "int8" if v == "int8-static" else v for s, v in plan.items()}
-            if dynamic != plan and evaluate(dynamic, treatment).loss <= max_loss and (dynamic, treatment) not in finals:
-                finals.append((dynamic, treatment))
+    # and with each recurrent cell's sites on one level: a cell whose input and recurrent weights
+    # differ cannot be one fused layer node (a mixed LSTM layer runs as a per-step Scan)
+    cells: dict[str, set[str]] = {}
+    for rep in base[1].sites:
+        if "/" in rep.site:  # a site inside a cell's step graph: "<node>/<layer.direction>/<value>"
+            cells.setdefault(rep.site.rpartition("/")[0], set()).add(rep.weight)
+    for plan, treatment in list(finals):
+        variants = [{s: "int8" if v == "int8-static" else v for s, v in plan.items()}] if "int8" in levels else []
+        uniform = dict(plan)
+        for group in cells.values():
+            have = {uniform[s] for s in group}
+            level = "int8" if have <= set(_INT_ACTS) and "int8" in levels else max(have, key=levels.index)
+            uniform.update(dict.fromkeys(group, level))
+        variants.append(uniform)
+        for variant in variants:
+            if variant != plan and (variant, treatment) not in finals and evaluate(variant, treatment).loss <= max_loss:
+                finals.append((variant, treatment))
     by_size = sorted(sites, key=lambda s: -fp_bytes[s])
     large = set(by_size[:max(1, len(by_size) // 2)])
     for plan, treatment in list(finals):
@@ -407,9 +432,9 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         sample = one_sample(program, judge[0])
         runs = [_onnx_session(program, sample, target)] + [
             _onnx_session(programs[key_of(c.plan, c.recipe)][0], sample, target) for c in candidates]
-        report.fp32_ms, *times = _race(runs)
-        for cand, ms in zip(candidates, times, strict=True):
-            cand.latency_ms = ms
+        report.fp32_ms, *times = _race([run[:2] for run in runs])
+        for cand, ms, run in zip(candidates, times, runs[1:], strict=True):
+            cand.latency_ms, cand.stepwise = ms, run[2]
         chosen = _pick(candidates)
         if chosen.latency_ms >= report.fp32_ms * (1 - SAME_SPEED):
             report.note = _why_not_faster(chosen, candidates, report)
