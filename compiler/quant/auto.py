@@ -242,14 +242,18 @@ def _race(runs: Sequence[tuple[Any, dict[str, Any]]], budget_s: float = 1.0) -> 
     return [b * 1e3 for b in best]
 
 
-def _pick(candidates: Sequence[Trial]) -> Trial:
+def _pick(candidates: Sequence[Trial], fp32_ms: float) -> Trial:
     """The timed candidate to ship: among those within :data:`SAME_SPEED` of the fastest, the
-    fewest bytes, then the least loss.  Why not simply the fastest: a timing difference of a few
-    percent is this machine's noise, not a property of the plan; size is the deployment's next
-    concern, and at equal size a lower loss on the held-out data is margin to the budget on data
-    the search never saw."""
+    fewest bytes, then the least loss; when none is faster than float by more than that, every
+    candidate at float speed (within SAME_SPEED of ``fp32_ms``) is as fast as any other.  Why not
+    simply the fastest: a timing difference of a few percent is this machine's noise, not a
+    property of the plan; size is the deployment's next concern, and at equal size a lower loss
+    on the held-out data is margin to the budget on data the search never saw."""
     fastest = min(t.latency_ms for t in candidates)
-    near = [t for t in candidates if t.latency_ms <= fastest * (1 + SAME_SPEED)]
+    limit = fastest * (1 + SAME_SPEED)
+    if fastest >= fp32_ms * (1 - SAME_SPEED):
+        limit = max(limit, fp32_ms * (1 + SAME_SPEED))
+    near = [t for t in candidates if t.latency_ms <= limit]
     return min(near, key=lambda t: (t.q_bytes, t.loss, t.latency_ms))
 
 
@@ -435,7 +439,15 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         report.fp32_ms, *times = _race([run[:2] for run in runs])
         for cand, ms, run in zip(candidates, times, runs[1:], strict=True):
             cand.latency_ms, cand.stepwise = ms, run[2]
-        chosen = _pick(candidates)
+        # the contenders again, with the float model, for as long again: a first pass over many
+        # candidates gives each only a few rounds, and which of the near-equal ones is in the
+        # SAME_SPEED band of the fastest must not be decided by one noisy round
+        fastest = min(times)
+        again = [k for k, ms in enumerate(times) if ms <= fastest * (1 + 4 * SAME_SPEED)]
+        report.fp32_ms, *times = _race([runs[0][:2]] + [runs[k + 1][:2] for k in again])
+        for k, ms in zip(again, times, strict=True):
+            candidates[k].latency_ms = ms
+        chosen = _pick([candidates[k] for k in again], report.fp32_ms)
         if chosen.latency_ms >= report.fp32_ms * (1 - SAME_SPEED):
             report.note = _why_not_faster(chosen, candidates, report)
     else:
