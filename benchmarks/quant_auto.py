@@ -300,7 +300,8 @@ def run_case(case: Case, tmp: Path) -> dict:
     fp32_ms, q_ms = _race(runs, budget_s=4.0)
     a = q.auto
     c = a.chosen
-    levels = {lv: sum(v == lv for v in c.plan.values()) for lv in ("int8-static", "int8", "weight-only", "float")}
+    levels = {lv: sum(v == lv for v in c.plan.values())
+              for lv in ("int8-static", "int8", "weight-only", "int4", "float")}
     row.update(auto=case.test(str(q_path)), val_loss=c.loss, outliers=c.outliers,
                plan=", ".join(f"{n} {lv}" for lv, n in levels.items() if n),
                smaller=a.fp32_bytes / max(c.q_bytes, 1), fp32_ms=fp32_ms, q_ms=q_ms, speedup=fp32_ms / q_ms,

@@ -119,7 +119,7 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = 
             levels = ("int8-static", "weight-only", "float") if scheme == "w8a8" else ("weight-only", "float")
             (qprogram, report, stats), search = auto_quantize(
                 program, calibration_data, max_loss, validation=validation, metric=metric, outliers=outliers,
-                progress=progress, levels=levels, measure=measure, **options)
+                progress=progress, levels=levels, measure=measure, int4=False, **options)
             return QuantizedModel(qprogram, report, stats, options["target"], search, get_provider(provider).tag)
         cfg = QuantConfig(scheme, outliers or "none", **options).check()
         program = _as_program(model_or_program, calibration_data, example_inputs)

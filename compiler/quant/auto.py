@@ -168,16 +168,19 @@ class AutoReport:
 
 def _config(plan: dict[str, str], options: dict[str, Any], recipe: str = "none") -> QuantConfig:
     """The QuantConfig of a per-site plan under a recipe (``treatment[+gptq]``): float sites
-    skipped, weight-only sites named, static scales when any site is ``int8-static`` with the
-    ``int8`` sites kept dynamic."""
+    skipped, weight-only (int8 or ``int4``) sites named, static scales when any site is
+    ``int8-static`` with the ``int8`` sites kept dynamic."""
     outliers, _, rounding = recipe.partition("+")
     skip = tuple(s for s, level in plan.items() if level == "float")
     weight_only = tuple(s for s, level in plan.items() if level == "weight-only")
+    int4 = tuple(s for s, level in plan.items() if level == "int4")
     static = options.get("static", False) or any(level == "int8-static" for level in plan.values())
     dynamic = tuple(s for s, level in plan.items() if level == "int8") if static else ()
-    rest = {k: v for k, v in options.items() if k not in ("skip", "weight_only", "static", "dynamic", "gptq")}
+    rest = {k: v for k, v in options.items()
+            if k not in ("skip", "weight_only", "static", "dynamic", "gptq", "int4_weights")}
     return QuantConfig("w8a8", outliers, skip=(*options.get("skip", ()), *skip),
                        weight_only=(*options.get("weight_only", ()), *weight_only), static=static,
+                       int4_weights=(*options.get("int4_weights", ()), *int4),
                        dynamic=(*options.get("dynamic", ()), *dynamic), gptq=rounding == "gptq", **rest).check()
 
 
@@ -285,13 +288,14 @@ def _why_not_faster(chosen: Trial, candidates: Sequence[Trial], report: AutoRepo
 def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.01, *,
                   validation: Any = None, metric: Callable[..., float] | None = None, holdout: int = 1,
                   outliers: str | None = None, progress: bool = True, levels: Sequence[str] = LEVELS,
-                  measure: bool | None = None, **options: Any) -> tuple[Any, AutoReport]:
+                  measure: bool | None = None, int4: bool = True, **options: Any) -> tuple[Any, AutoReport]:
     """(the quantized Program with its QuantReport and stats, the search report); see the module
     docstring.  ``options`` are QuantConfig fields applied to every plan (``target``,
     ``int8_format``, ...); ``levels`` the per-site choices, fastest first (a provider without integer
     activations, CoreML, searches ``("weight-only", "float")``); ``outliers`` fixes the treatment
     (None: search ``TREATMENTS``); ``measure`` times the candidates in onnxruntime (default: when the
-    target is this machine, ``cpu/host``)."""
+    target is this machine, ``cpu/host``); ``int4``: weight-only sites may shrink to group-wise int4
+    (a phone provider that places only int8 forms searches without)."""
     if not 0.0 < max_loss:
         raise UserInputError(f"max_loss must be positive, got {max_loss}")
     levels = tuple(levels)
@@ -426,6 +430,16 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
                     light = {**light, site: "weight-only"}
             if (light, plain) not in finals:
                 finals.append((light, plain))
+    if int4:  # smaller in the same speed class: weight-only sites to group-wise int4, least sensitive
+        for plan, recipe in list(finals):  # first (plans at float speed, where size decides)
+            if any(v in _INT_ACTS for v in plan.values()):
+                continue
+            small = dict(plan)
+            for site in reversed(order):
+                if small[site] == "weight-only" and evaluate({**small, site: "int4"}, recipe).loss <= max_loss:
+                    small = {**small, site: "int4"}
+            if small != plan and (small, recipe) not in finals:
+                finals.append((small, recipe))
     candidates = []
     for plan, treatment in finals:
         key = key_of(plan, treatment)
@@ -451,8 +465,8 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         if chosen.latency_ms >= report.fp32_ms * (1 - SAME_SPEED):
             report.note = _why_not_faster(chosen, candidates, report)
     else:
-        rank = {level: i for i, level in enumerate(LEVELS)}
-        chosen = min(candidates, key=lambda t: (sum(rank[v] for v in t.plan.values()), t.loss))
+        rank = {**{level: i for i, level in enumerate(LEVELS)}, "int4": LEVELS.index("weight-only")}
+        chosen = min(candidates, key=lambda t: (sum(rank[v] for v in t.plan.values()), t.q_bytes, t.loss))
     report.chosen = chosen
     report.seconds = time.perf_counter() - t0
     qprog, qrep = programs[key_of(chosen.plan, chosen.recipe)]

@@ -44,6 +44,7 @@ class QuantConfig:
     fold: bool = True  # smooth: fold the activation division into the producing linear/conv where legal
     min_weight: int = 0  # weights with fewer elements stay float: their int kernel costs more than it saves
     int8_weights: tuple[str, ...] = ()  # int4 schemes: weight or site names kept int8 (a sensitive output head)
+    int4_weights: tuple[str, ...] = ()  # weight or site names stored as group-wise int4 with float activations
     gptq: bool = False  # linear weights rounded by GPTQ (calibrated input Hessians) instead of to nearest
     gptq_damp: float = 0.01  # gptq: fraction of the Hessian's mean diagonal added to it before inverting
     gptq_act_order: bool = False  # gptq: columns by decreasing input energy (group scales fixed up front)
@@ -78,6 +79,8 @@ class QuantConfig:
             raise UserInputError(f"int8 group size must be 0 (per channel) or a power of two >= 16, got {self.group8}")
         if self.recurrent_bits not in (0, 4, 8):
             raise UserInputError(f"recurrent_bits must be 0 (the scheme's), 4 or 8, got {self.recurrent_bits}")
+        if both := sorted(set(self.int4_weights) & set(self.int8_weights)):
+            raise UserInputError(f"weights named both int4 and int8: {both}")
         if self.gptq and self.per_tensor:
             raise UserInputError("gptq rounds into per-channel or group-wise scales; it does not combine with "
                                  "per_tensor (the naive-int8 ablation)")

@@ -70,7 +70,8 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
     ``smooth``: per direction, smoothing factors decided earlier (a fold into the producer, ``fold.py``)."""
     seen = all(s is not None and s.absmax is not None for s in stats)
     act = cfg.act if seen or cfg.act == "none" else "dynamic"
-    if named(cfg.weight_only, [*names, *sites]):
+    int4 = named(cfg.int4_weights, [*names, *sites])
+    if int4 or named(cfg.weight_only, [*names, *sites]):
         act = "none"  # mixed: this site's activations stay float (e.g. where no integer kernel is faster)
     elif act == "static" and named(cfg.dynamic, [*names, *sites]):
         act = "dynamic"  # mixed static/dynamic: e.g. an LSTM step onnxruntime fuses as DynamicQuantizeLSTM
@@ -118,6 +119,8 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
         bits = cfg.recurrent_bits if recurrent and cfg.recurrent_bits else cfg.wbits
         if {name, site} & set(cfg.int8_weights) or any(n in cfg.int8_weights for n in names):
             bits = 8  # mixed int4/int8 by name (every direction alike: one cell serves them all)
+        if int4:
+            bits = 4  # weight-only int4 by name, in any scheme
         # integer activations meet these codes: 7 bits keep the target's pair sums exact (int8dot.py)
         qbits = 7 if bits == 8 and plan.act != "none" and cfg.int8_format == "s7" else bits
         imp = None
@@ -155,6 +158,6 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
                                                              if k in (KEEP_W, SMOOTH, ROT)),
             note=(note + how).strip() + ("" if qw.bits == qbits else f" int{qw.bits}: shape unfit for int4 groups")
             + (f" recurrent: int{bits}" if bits != cfg.wbits and recurrent else "")
-            + (" int8 by name" if bits != cfg.wbits and not recurrent else "")))
+            + (f" int{bits} by name" if bits != cfg.wbits and not recurrent else "")))
     return plan
 

@@ -80,7 +80,7 @@ def test_a_tighter_budget_keeps_fewer_integer_sites(outlier_gru):
     loose = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.05, measure=False, progress=False)
     tight = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.002, measure=False, progress=False)
     assert tight.auto.chosen.loss <= 0.002 < 0.05
-    rank = {"int8-static": 0, "int8": 1, "weight-only": 2, "float": 3}
+    rank = {"int8-static": 0, "int8": 1, "weight-only": 2, "int4": 2, "float": 3}
     slowness = [sum(rank[v] for v in q.auto.chosen.plan.values()) for q in (tight, loose)]
     assert slowness[0] >= slowness[1]
 
@@ -162,3 +162,22 @@ def test_dynamic_scales_are_a_candidate_beside_static_ones(monkeypatch):
     qprog, _ = auto.quantize_program(program, stats, auto._config(dynamic[0].plan, {}, dynamic[0].recipe))
     ops = [n.op_type for n in to_onnx(qprog, opset=DEFAULT_OPSET).graph.node]
     assert ops.count("DynamicQuantizeLSTM") == 1 and "LSTM" not in ops
+
+
+def test_int4_shrinks_a_float_speed_plan_within_the_budget(outlier_gru, monkeypatch):
+    """When nothing is faster than float (the timings here are made equal), size decides: weight-only
+    sites step down to int4 while the loss stays within budget, and the smaller plan ships."""
+    import rnnc.quant.auto as auto
+
+    monkeypatch.setattr(auto, "_race", lambda runs, budget_s=1.0: [1.0] * len(runs))
+    calib = [inputs(seed=s) for s in range(4)]
+    q = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.05, gptq=False, progress=False)
+    chosen = q.auto.chosen
+    assert "int4" in chosen.plan.values() and chosen.loss <= 0.05
+    assert _distortion(outlier_gru, q.program, calib[-1]) == pytest.approx(chosen.loss, rel=1e-6)
+    int8_only = [t for t in q.auto.trials if t.latency_ms is not None and "int4" not in t.plan.values()]
+    assert int8_only and chosen.q_bytes < min(t.q_bytes for t in int8_only)
+    assert any(s.bits == 4 for s in q.report.sites)
+    off = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.05, gptq=False, progress=False,
+                        provider="xnnpack")  # a phone provider places int8 forms only: no int4 level
+    assert all("int4" not in t.plan.values() for t in off.auto.trials)

@@ -136,6 +136,23 @@ def test_int8_weights_by_name_and_stats_without_hessians():
     assert bits["in_proj.weight"] == 8 and bits["gru.l0.fwd.weight_ih"] == 4
 
 
+def test_int4_weights_by_name_in_an_int8_scheme():
+    """``int4_weights`` (what scheme auto's ``int4`` level sets): the named weights group-wise int4
+    with float activations, the rest as the scheme says; the export computes what the IR does."""
+    _, program = traced(1.0)
+    q = rnnc.quantize(program, [inputs()], "w8a8", "none", progress=False,
+                      int4_weights=("gru.l0.fwd.weight_hh", "head"))
+    sites = {s.weight: s for s in q.report.sites}
+    assert (sites["gru.l0.fwd.weight_hh"].bits, sites["gru.l0.fwd.weight_hh"].act) == (4, "none")
+    assert sites["head.weight"].bits == 4 and sites["gru.l0.fwd.weight_ih"].bits in (7, 8)
+    assert sites["gru.l0.fwd.weight_ih"].act != "none"
+    x = inputs(seed=3)
+    assert_close(torch.from_numpy(ort_run(q.export_onnx(), x)[0]), q.run(x), dtype="int8", backend="onnxruntime")
+    with pytest.raises(UserInputError, match="both int4 and int8"):
+        rnnc.quantize(program, [inputs()], "w4", "none", progress=False, int4_weights=("head",),
+                      int8_weights=("head",))
+
+
 @pytest.mark.parametrize("options,needle", [({"per_tensor": True}, "per_tensor"), ({"gptq_damp": 0.0}, "damping")])
 def test_bad_gptq_options(options, needle):
     _, program = traced(1.0)
