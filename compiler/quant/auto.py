@@ -15,7 +15,8 @@ be a search, with the knobs as overrides.  The search here:
    feedback over the held-out sequences included;
 4. per site the levels are, fastest first: ``int8-static`` (calibrated activation scales: static
    int8 chains, no per-call quantization), ``int8`` (dynamic per-call scales), ``weight-only``
-   (int8 weights, float activations), ``float``; the outlier treatment of the whole model
+   (int8 weights, float activations), ``fp16`` (weights rounded to float16 values, stored half
+   size by the ONNX export), ``float``; the outlier treatment of the whole model
    (``none``, ``smooth``, ``keep``, ``clip``, ``rotate``) and the weights' rounding (nearest or
    GPTQ) are searched too unless the caller fixed them;
 5. per treatment and rounding, greedy descent from the fastest plan: while the loss is over
@@ -52,13 +53,14 @@ import torch
 
 from rnnc.errors import RnncError, UserInputError
 from rnnc.ir import Program
+from rnnc.ir.graph import Weights
 from rnnc.quant.calibrate import calibrate
 from rnnc.quant.config import QuantConfig
 from rnnc.quant.data import calibration_batches
 from rnnc.quant.rewrite import quantize_program
 
 #: what a site can be, fastest first
-LEVELS = ("int8-static", "int8", "weight-only", "float")
+LEVELS = ("int8-static", "int8", "weight-only", "fp16", "float")
 #: whole-model outlier treatments the search tries when the caller fixed none
 TREATMENTS = ("none", "smooth", "keep", "clip", "rotate")
 _INT_ACTS = ("int8-static", "int8")
@@ -171,7 +173,7 @@ def _config(plan: dict[str, str], options: dict[str, Any], recipe: str = "none")
     skipped, weight-only (int8 or ``int4``) sites named, static scales when any site is
     ``int8-static`` with the ``int8`` sites kept dynamic."""
     outliers, _, rounding = recipe.partition("+")
-    skip = tuple(s for s, level in plan.items() if level == "float")
+    skip = tuple(s for s, level in plan.items() if level in ("fp16", "float"))  # fp16: see _half
     weight_only = tuple(s for s, level in plan.items() if level == "weight-only")
     int4 = tuple(s for s, level in plan.items() if level == "int4")
     static = options.get("static", False) or any(level == "int8-static" for level in plan.values())
@@ -337,14 +339,19 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
     def key_of(plan: dict[str, str], treatment: str) -> tuple:
         return (treatment, *sorted(plan.items()))
 
+    def quantized(plan: dict[str, str], treatment: str) -> tuple[Program, Any]:
+        qprog, qrep = quantize_program(program, stats, _config(plan, options, treatment))
+        return _half(qprog, [s for s, v in plan.items() if v == "fp16"]), qrep
+
     def evaluate(plan: dict[str, str], treatment: str) -> Trial:
         key = key_of(plan, treatment)
         if key in seen:
             return seen[key]
-        qprog, qrep = quantize_program(program, stats, _config(plan, options, treatment))
+        qprog, qrep = quantized(plan, treatment)
         loss = max(loss_of(r, _outputs(qprog, b)) for r, b in zip(reference, judge, strict=True))
-        quantized = {rep.weight for rep in qrep.sites}
-        size = qrep.q_bytes + sum(n for site, n in fp_bytes.items() if site not in quantized)  # float sites: fp32
+        quantized_sites = {rep.weight for rep in qrep.sites}
+        size = qrep.q_bytes + sum(n // (2 if plan[site] == "fp16" else 1)  # float sites: fp32, fp16 ones half
+                                  for site, n in fp_bytes.items() if site not in quantized_sites)
         trial = seen[key] = Trial(dict(plan), loss, size, treatment.partition("+")[0], gptq="+gptq" in treatment)
         report.trials.append(trial)
         bar.update(1)
@@ -406,6 +413,7 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         for variant in variants:
             if variant != plan and (variant, treatment) not in finals and evaluate(variant, treatment).loss <= max_loss:
                 finals.append((variant, treatment))
+    quiet = levels[levels.index("weight-only"):] if "weight-only" in levels else ()  # float-speed levels
     by_size = sorted(sites, key=lambda s: -fp_bytes[s])
     large = set(by_size[:max(1, len(by_size) // 2)])
     for plan, treatment in list(finals):
@@ -419,15 +427,17 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         if "weight-only" in levels and any(v in _INT_ACTS for v in plan.values()):
             light = {s: "weight-only" if v in _INT_ACTS else v for s, v in plan.items()}
             while evaluate(light, plain).loss > max_loss:  # weight-only error alone can be over budget:
-                movable = [s for s in order if light[s] == "weight-only"]  # the most sensitive go float
+                movable = [s for s in order if light[s] in quiet[:-1]]  # the most sensitive step down
                 if not movable:
                     break
-                light = {**light, movable[0]: "float"}
+                light = {**light, movable[0]: quiet[quiet.index(light[movable[0]]) + 1]}
             if all(v == "float" for v in light.values()) or evaluate(light, plain).loss > max_loss:
                 continue
-            for site in reversed(order):  # float sites that fit as weight-only now, least sensitive first
-                if light[site] == "float" and evaluate({**light, site: "weight-only"}, plain).loss <= max_loss:
-                    light = {**light, site: "weight-only"}
+            for site in reversed(order):  # sites that fit a smaller level now, least sensitive first
+                for level in quiet[:quiet.index(light[site])]:
+                    if evaluate({**light, site: level}, plain).loss <= max_loss:
+                        light = {**light, site: level}
+                        break
             if (light, plain) not in finals:
                 finals.append((light, plain))
     if int4:  # smaller in the same speed class: weight-only sites to group-wise int4, least sensitive
@@ -443,7 +453,7 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
     candidates = []
     for plan, treatment in finals:
         key = key_of(plan, treatment)
-        programs[key] = quantize_program(program, stats, _config(plan, options, treatment))
+        programs[key] = quantized(plan, treatment)
         candidates.append(seen[key])
     if measure:  # per call at batch 1, on one held-out sample: the latency an edge deployment pays
         report.speed = "onnxruntime on this host, one sample per call"
@@ -471,6 +481,16 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
     report.seconds = time.perf_counter() - t0
     qprog, qrep = programs[key_of(chosen.plan, chosen.recipe)]
     return (qprog, qrep, stats), report
+
+
+def _half(program: Program, sites: Sequence[str]) -> Program:
+    """``program`` with the float weights of ``sites`` rounded to float16 values: what the ``fp16``
+    level stores (the ONNX export keeps float16-exact constants as float16, ``store_half_exact``)
+    while every backend computes in float32 as before."""
+    if not sites:
+        return program
+    weights = {n: (w.to(torch.float16).to(w.dtype) if n in sites else w) for n, w in program.weights.items()}
+    return Program(program.graph, Weights(weights), source=program.source)
 
 
 def _outputs(program: Program, batch: tuple[Any, ...]) -> list[torch.Tensor]:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
-from quant_helpers import inputs, traced
+from quant_helpers import inputs, ort_run, traced
 from test_quant_cli import MODEL
 
 import rnnc
 from rnnc.cli import main
 from rnnc.errors import UserInputError
 from rnnc.quant.auto import TREATMENTS, BudgetError
+from rnnc.tolerances import assert_close
 
 
 def _distortion(program, qprogram, x) -> float:
@@ -80,7 +82,7 @@ def test_a_tighter_budget_keeps_fewer_integer_sites(outlier_gru):
     loose = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.05, measure=False, progress=False)
     tight = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.002, measure=False, progress=False)
     assert tight.auto.chosen.loss <= 0.002 < 0.05
-    rank = {"int8-static": 0, "int8": 1, "weight-only": 2, "int4": 2, "float": 3}
+    rank = {"int8-static": 0, "int8": 1, "weight-only": 2, "int4": 2, "fp16": 3, "float": 4}
     slowness = [sum(rank[v] for v in q.auto.chosen.plan.values()) for q in (tight, loose)]
     assert slowness[0] >= slowness[1]
 
@@ -181,3 +183,23 @@ def test_int4_shrinks_a_float_speed_plan_within_the_budget(outlier_gru, monkeypa
     off = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.05, gptq=False, progress=False,
                         provider="xnnpack")  # a phone provider places int8 forms only: no int4 level
     assert all("int4" not in t.plan.values() for t in off.auto.trials)
+
+
+def test_fp16_sites_where_int8_weights_break_a_tight_budget(outlier_gru, monkeypatch):
+    """A budget int8 weight rounding cannot meet: the sites it breaks fall to fp16 (half the bytes)
+    instead of fp32; the export stores them as float16 and computes what the search measured."""
+    import rnnc.quant.auto as auto
+
+    monkeypatch.setattr(auto, "_race", lambda runs, budget_s=1.0: [1.0] * len(runs))
+    calib = [inputs(seed=s) for s in range(4)]
+    q = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=3e-4, gptq=False, progress=False)
+    chosen = q.auto.chosen
+    assert "fp16" in chosen.plan.values() and chosen.loss <= 3e-4
+    assert chosen.q_bytes < q.auto.fp32_bytes
+    assert _distortion(outlier_gru, q.program, calib[-1]) == pytest.approx(chosen.loss, rel=1e-6)
+    model = q.export_onnx()
+    stored = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+    assert stored and any(n.op_type == "Cast" and n.input[0] in stored for n in model.graph.node)
+    x = inputs(seed=5)
+    got = torch.from_numpy(ort_run(model, x)[0])
+    assert_close(got, q.run(x), dtype="float32", backend="onnxruntime")

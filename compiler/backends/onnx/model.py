@@ -21,7 +21,7 @@ from rnnc.backends.onnx import rnn as _rnn  # noqa: F401  (registers the rnn ren
 from rnnc.backends.onnx.emit import Emitter, OnnxGraph, to_numpy
 from rnnc.backends.onnx.intformat import make_exact
 from rnnc.backends.onnx.legalize import legalize
-from rnnc.backends.onnx.peephole import clean, drop_unread_initializers, value_reads
+from rnnc.backends.onnx.peephole import clean, drop_unread_initializers, store_half_exact, value_reads
 from rnnc.backends.onnx.render import MIN_EXPORT_OPSET, render_nodes, unsupported
 from rnnc.backends.onnx.states import StateIO, expose_states
 from rnnc.errors import RnncError, UnsupportedError, UserInputError
@@ -207,6 +207,8 @@ def to_onnx(program: Program, *, opset: int, streaming: bool = False,
         helper.set_model_props(model, {**{m.key: m.value for m in model.metadata_props},
                                        "rnnc.rewrites": json.dumps(legalize(model, provider))})
     drop_unread_initializers(model.graph)
+    if provider is None:  # accelerators take their own constant formats (legalize)
+        store_half_exact(model.graph)
     if check:
         check_model(model)
     return model

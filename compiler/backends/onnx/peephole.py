@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
+from onnx import helper
 
 #: ops that only change the shape, never the values or their row-major order
 SHAPE_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten"})
@@ -245,3 +246,40 @@ def drop_unread_initializers(graph: onnx.GraphProto) -> int:
             g.initializer.remove(t)
             dropped += 1
     return dropped
+
+
+#: float32 constants smaller than this stay as they are: a Cast node costs more than it saves
+HALF_MIN_ELEMENTS = 256
+
+
+def store_half_exact(graph: onnx.GraphProto) -> int:
+    """Store each large float32 constant of the main graph whose every value is exactly a float16
+    as float16, widened back by a ``Cast`` at the top of the graph; returns how many.
+
+    Why: quantization's ``fp16`` level rounds a weight to float16 values (what a float16 kernel
+    would see) while the graph computes in float32; storing those values in float32 would keep
+    the file at full size.  The rewrite is lossless by construction (only exact values qualify),
+    and onnxruntime folds the ``Cast`` of a constant when the session loads, so the layer runs its
+    float32 kernel with the same weights.  Trained float32 weights are never all float16-exact by
+    chance, so other models are unchanged."""
+    consumers = set(value_reads(graph.node))
+    casts, count = [], 0
+    for t in graph.initializer:
+        if t.data_type != onnx.TensorProto.FLOAT or t.name not in consumers:
+            continue
+        a = onnx.numpy_helper.to_array(t)
+        if a.size < HALF_MIN_ELEMENTS:
+            continue
+        half = a.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), a, equal_nan=True):
+            continue
+        name = t.name
+        t.CopyFrom(onnx.numpy_helper.from_array(half, f"{name}.f16"))
+        casts.append(helper.make_node("Cast", [f"{name}.f16"], [name], name=f"widen_{name}",
+                                      to=onnx.TensorProto.FLOAT))
+        count += 1
+    if casts:
+        nodes = [*casts, *graph.node]
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return count

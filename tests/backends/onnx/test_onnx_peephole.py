@@ -174,3 +174,27 @@ def test_duplicate_nodes_merge_unless_they_write_a_graph_output():
     sess = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (model, cleaned)]
     for got, want in zip(sess[1].run(None, {"q": q}), sess[0].run(None, {"q": q}), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_float16_exact_constants_are_stored_half_and_nothing_else_is():
+    """``store_half_exact``: a model whose weights were rounded to float16 values exports them as
+    float16 plus a Cast (about half the file) and computes exactly what torch does with the same
+    weights; a model with ordinary float32 weights keeps them as they are."""
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(32, 64, batch_first=True).eval()
+    x = torch.randn(1, 9, 32)
+    plain = rnnc.export_onnx(model, (x,)).SerializeToString()
+    assert not any(t.data_type == TensorProto.FLOAT16 for t in onnx.load_from_string(plain).graph.initializer)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    halved = rnnc.export_onnx(model, (x,))
+    stored = {t.name for t in halved.graph.initializer if t.data_type == TensorProto.FLOAT16}
+    assert stored and {n.input[0] for n in halved.graph.node if n.op_type == "Cast"} >= stored
+    assert len(halved.SerializeToString()) < 0.6 * len(plain)
+    sess = ort.InferenceSession(halved.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: (x.numpy() if k == 0 else np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32))
+             for k, i in enumerate(sess.get_inputs())}
+    with torch.no_grad():
+        ref = model(x)[0]
+    assert_close(torch.from_numpy(sess.run(None, feeds)[0]), ref, dtype="float32", backend="onnxruntime")
