@@ -63,6 +63,7 @@ class Case:
 
 
 def _session(path: str) -> ort.InferenceSession:
+    """A one-thread onnxruntime session, as the search times its candidates (``quant/auto.py``)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
@@ -301,8 +302,8 @@ def run_case(case: Case, tmp: Path) -> dict:
     a = q.auto
     c = a.chosen
     levels = {lv: sum(v == lv for v in c.plan.values())
-              for lv in ("int8-static", "int8", "weight-only", "int4", "float")}
-    row.update(auto=case.test(str(q_path)), val_loss=c.loss, outliers=c.outliers,
+              for lv in ("int8-static", "int8", "weight-only", "int4", "fp16", "float")}
+    row.update(auto=case.test(str(q_path)), val_loss=c.loss, outliers=c.recipe,
                plan=", ".join(f"{n} {lv}" for lv, n in levels.items() if n),
                smaller=a.fp32_bytes / max(c.q_bytes, 1), fp32_ms=fp32_ms, q_ms=q_ms, speedup=fp32_ms / q_ms,
                search_speedup=a.fp32_ms / c.latency_ms, note=a.note, seconds=time.time() - t0, plans=len(a.trials))
@@ -335,9 +336,10 @@ def main() -> int:
     lines = machine_header("scheme auto on trained models: task metric, size, onnxruntime speed")
     lines += ["Written by `benchmarks/quant_auto.py` (see its docstring). Budget: the task metric's drop on "
               f"validation data <= {BUDGET}; test columns are the ONNX exports on data neither calibration nor "
-              "the search saw. Speed: the two ONNX files in onnxruntime on this CPU, per call on one held-out "
-              "sample, timed round-robin for 4 s (the search's own, shorter timing chose the plan).", "",
-              "| model | task metric | fp32 test | auto test | val drop | chosen plan (sites) | outliers | "
+              "the search saw. Speed: the two ONNX files in onnxruntime on this CPU (one intra-op thread, "
+              "as the search times them), per call on one held-out sample, timed round-robin for 4 s (the "
+              "search's own, shorter timing chose the plan).", "",
+              "| model | task metric | fp32 test | auto test | val drop | chosen plan (sites) | outliers[+gptq] | "
               "smaller | fp32 ms | auto ms | speed | plans, s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
