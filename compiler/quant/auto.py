@@ -33,7 +33,8 @@ be a search, with the knobs as overrides.  The search here:
    among the plans within 5 % of the fastest (timing noise) the smallest, then the least loss,
    wins; for other
    targets the level order is the speed prediction (int8-static > int8 > weight-only > float,
-   how onnxruntime's kernels rank on CPUs: ``docs/benchmarks/quant_eval.md``).  When no plan
+   how onnxruntime's kernels rank on CPUs: ``docs/benchmarks/quant_eval.md``), except that a
+   plan whose export runs integer layers as a per-step Scan is predicted slower than float.  When no plan
    within budget beats float, the report says so in one sentence with both times; when only the
    all-float plan meets the budget, :class:`BudgetError` gives the best loss reached and its plan.
 
@@ -215,10 +216,7 @@ def _onnx_session(program: Program, batch: tuple[Any, ...], target: str) -> tupl
     the export runs a recurrence step by step (a Scan or Loop node: no fused layer kernel)."""
     import onnxruntime as ort
 
-    from rnnc.backends.onnx.model import to_onnx
-    from rnnc.backends.onnx.render import DEFAULT_OPSET
-
-    model = to_onnx(program, opset=DEFAULT_OPSET, target=target)
+    model = _export(program, target)
     opts = ort.SessionOptions()
     # one thread: every candidate's session is alive during the race, and each multi-threaded
     # session's pool keeps spinning after its call, stealing the next contender's cores (timings
@@ -232,7 +230,19 @@ def _onnx_session(program: Program, batch: tuple[Any, ...], target: str) -> tupl
             feeds[meta.name] = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
         else:
             feeds[meta.name] = np.zeros([d if isinstance(d, int) else 1 for d in meta.shape], np.float32)
-    return sess, feeds, any(n.op_type in ("Scan", "Loop") for n in model.graph.node)
+    return sess, feeds, _stepwise(model)
+
+
+def _export(program: Program, target: str) -> Any:
+    from rnnc.backends.onnx.model import to_onnx
+    from rnnc.backends.onnx.render import DEFAULT_OPSET
+
+    return to_onnx(program, opset=DEFAULT_OPSET, target=target)
+
+
+def _stepwise(model: Any) -> bool:
+    """The export runs a recurrence step by step (a Scan or Loop node): no fused layer kernel."""
+    return any(n.op_type in ("Scan", "Loop") for n in model.graph.node)
 
 
 #: each timing sample runs a contender back to back for about this long (seconds)
@@ -498,9 +508,18 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         chosen = _pick([candidates[k] for k in again], report.fp32_ms)
         if chosen.latency_ms >= report.fp32_ms * (1 - SAME_SPEED):
             report.note = _why_not_faster(chosen, candidates, report)
-    else:
+    else:  # the level order predicts the speed, except where the export shows integer layers run
+        # step by step (a Scan: each step's ops one node at a time), which is slower than float
+        # in onnxruntime (docs/benchmarks/quant_auto.md: 5.5 ms vs 0.42 ms for a GRU layer)
         rank = {**{level: i for i, level in enumerate(LEVELS)}, "int4": LEVELS.index("weight-only")}
-        chosen = min(candidates, key=lambda t: (sum(rank[v] for v in t.plan.values()), t.q_bytes, t.loss))
+        for cand in candidates:
+            if cand.int8_sites:
+                cand.stepwise = _stepwise(_export(programs[key_of(cand.plan, cand.recipe)][0], target))
+
+        def slowness(t: Trial) -> int:
+            return sum(len(LEVELS) if t.stepwise and v in _INT_ACTS else rank[v] for v in t.plan.values())
+
+        chosen = min(candidates, key=lambda t: (slowness(t), t.q_bytes, t.loss))
     report.chosen = chosen
     report.seconds = time.perf_counter() - t0
     qprog, qrep = programs[key_of(chosen.plan, chosen.recipe)]

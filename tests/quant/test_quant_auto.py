@@ -203,3 +203,17 @@ def test_fp16_sites_where_int8_weights_break_a_tight_budget(outlier_gru, monkeyp
     x = inputs(seed=5)
     got = torch.from_numpy(ort_run(model, x)[0])
     assert_close(got, q.run(x), dtype="float32", backend="onnxruntime")
+
+
+def test_a_prediction_never_picks_integer_layers_that_run_step_by_step(outlier_gru):
+    """Without timing (another target), the level order predicts the speed except where the export
+    runs the integer layers as a per-step Scan (onnxruntime has no fused int8 GRU): such a plan is
+    predicted slower than float, so the GRU's own sites keep float activations."""
+    calib = [inputs(seed=s) for s in range(4)]
+    q = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.05, gptq=False, measure=False,
+                      progress=False)
+    chosen = q.auto.chosen
+    assert not chosen.stepwise and chosen.loss <= 0.05
+    assert all(chosen.plan[s] not in ("int8-static", "int8") for s in chosen.plan if s.startswith("gru."))
+    stepwise = [t for t in q.auto.trials if t.stepwise]
+    assert stepwise and all(t.int8_sites for t in stepwise)  # they were candidates, and lost
