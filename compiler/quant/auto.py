@@ -31,10 +31,9 @@ be a search, with the knobs as overrides.  The search here:
    rounding alone breaks the budget go float); on ``cpu/host`` each is exported and timed in
    onnxruntime on this machine per call on one held-out sample (as is the float model), and
    among the plans within 5 % of the fastest (timing noise) the smallest, then the least loss,
-   wins; for other
-   targets the level order is the speed prediction (int8-static > int8 > weight-only > float,
-   how onnxruntime's kernels rank on CPUs: ``docs/benchmarks/quant_eval.md``), except that a
-   plan whose export runs integer layers as a per-step Scan is predicted slower than float.  When no plan
+   wins; for other targets the target's YAML data predicts each plan's time
+   (``quant/latency.py``) and the same rule picks, a plan whose export runs integer layers as a
+   per-step Scan ranking after every other (GPU targets: the level order).  When no plan
    within budget beats float, the report says so in one sentence with both times; when only the
    all-float plan meets the budget, :class:`BudgetError` gives the best loss reached and its plan.
 
@@ -58,7 +57,9 @@ from rnnc.ir.graph import Weights
 from rnnc.quant.calibrate import calibrate
 from rnnc.quant.config import QuantConfig
 from rnnc.quant.data import calibration_batches
+from rnnc.quant.latency import Rates, predict_seconds, site_load
 from rnnc.quant.rewrite import quantize_program
+from rnnc.targets import get as get_target
 
 #: what a site can be, fastest first
 LEVELS = ("int8-static", "int8", "weight-only", "fp16", "float")
@@ -123,9 +124,9 @@ class AutoReport:
     trials: list[Trial] = field(default_factory=list)
     chosen: Trial | None = None
     seconds: float = 0.0
-    fp32_ms: float | None = None  # the float model in onnxruntime, when latencies were measured
+    fp32_ms: float | None = None  # the float model: in onnxruntime when measured, else predicted
     fp32_bytes: int = 0
-    speed: str = "predicted from the level order"  # or "onnxruntime on this host"
+    speed: str = "predicted from the level order"  # or from the target's data, or "onnxruntime on this host"
     note: str = ""  # one sentence when the fastest plan within budget is not faster than float
 
     def pareto(self) -> list[Trial]:
@@ -152,7 +153,8 @@ class AutoReport:
                       for site, level in c.plan.items()]
         timed = [t for t in self.trials if t.latency_ms is not None]
         if timed:
-            lines.append("  candidates timed: " + "; ".join(
+            how = "timed" if self.speed.startswith("onnxruntime") else "predicted"
+            lines.append(f"  candidates {how}: " + "; ".join(
                 f"{t.recipe} loss {t.loss:.3g} {t.latency_ms:.3f} ms" for t in timed))
         if self.note:
             lines.append(f"  note: {self.note}")
@@ -197,6 +199,14 @@ def _batch_symbol(program: Program) -> str | None:
     if "B" in dims:
         return "B"
     return next((d for d in program.graph.inputs[0][1].shape if isinstance(d, str)), None)
+
+
+def _samples(program: Program, batches: Sequence[tuple[Any, ...]]) -> int:
+    """How many samples ``batches`` hold (their batch dims summed; a batch without one counts 1)."""
+    symbol = _batch_symbol(program)
+    shape = program.graph.inputs[0][1].shape
+    axis = shape.index(symbol) if symbol in shape else None
+    return max(1, sum(int(b[0].shape[axis]) if axis is not None and hasattr(b[0], "shape") else 1 for b in batches))
 
 
 def one_sample(program: Program, batch: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -508,18 +518,37 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         chosen = _pick([candidates[k] for k in again], report.fp32_ms)
         if chosen.latency_ms >= report.fp32_ms * (1 - SAME_SPEED):
             report.note = _why_not_faster(chosen, candidates, report)
-    else:  # the level order predicts the speed, except where the export shows integer layers run
-        # step by step (a Scan: each step's ops one node at a time), which is slower than float
-        # in onnxruntime (docs/benchmarks/quant_auto.md: 5.5 ms vs 0.42 ms for a GRU layer)
-        rank = {**{level: i for i, level in enumerate(LEVELS)}, "int4": LEVELS.index("weight-only")}
+    else:  # another target: its data predicts the speed (quant/latency.py); a plan whose export runs
+        # integer layers step by step (a Scan: each step's ops one node at a time) is ranked after
+        # every other, being slower than float in onnxruntime (docs/benchmarks/quant_auto.md: a GRU
+        # layer 5.5 ms vs 0.42 ms), which a roofline of the products cannot see
         for cand in candidates:
             if cand.int8_sites:
                 cand.stepwise = _stepwise(_export(programs[key_of(cand.plan, cand.recipe)][0], target))
+        spec = get_target(target)
+        pool = [c for c in candidates if not c.stepwise] or candidates
+        if spec.cpu is not None:
+            rates = Rates.of(spec)
+            samples = _samples(program, calib)
+            loads = {rep.site: site_load(rep.shape, stats[rep.site].count / samples if rep.site in stats else 0.0)
+                     for rep in base[1].sites}
+            weight_of = {rep.site: rep.weight for rep in base[1].sites}
 
-        def slowness(t: Trial) -> int:
-            return sum(len(LEVELS) if t.stepwise and v in _INT_ACTS else rank[v] for v in t.plan.values())
+            def predicted(plan: dict[str, str]) -> float:
+                return predict_seconds(loads, {s: plan.get(w, "float") for s, w in weight_of.items()}, rates) * 1e3
 
-        chosen = min(candidates, key=lambda t: (slowness(t), t.q_bytes, t.loss))
+            report.speed = f"predicted from the target's data ({rates.source}; quant/latency.py)"
+            report.fp32_ms = predicted({})
+            for cand in candidates:
+                cand.latency_ms = predicted(cand.plan)
+            chosen = _pick(pool, report.fp32_ms)
+            if chosen.latency_ms >= report.fp32_ms * (1 - SAME_SPEED):
+                report.note = (f"no plan within the budget is predicted faster than float on {target} "
+                               f"({chosen.latency_ms:.3g} vs {report.fp32_ms:.3g} ms in the quantized products); "
+                               f"the chosen plan is {report.fp32_bytes / max(chosen.q_bytes, 1):.1f}x smaller")
+        else:  # not a CPU: the level order
+            rank = {**{level: i for i, level in enumerate(LEVELS)}, "int4": LEVELS.index("weight-only")}
+            chosen = min(pool, key=lambda t: (sum(rank[v] for v in t.plan.values()), t.q_bytes, t.loss))
     report.chosen = chosen
     report.seconds = time.perf_counter() - t0
     qprog, qrep = programs[key_of(chosen.plan, chosen.recipe)]
