@@ -155,7 +155,8 @@ class AutoReport:
         if timed:
             how = "timed" if self.speed.startswith("onnxruntime") else "predicted"
             lines.append(f"  candidates {how}: " + "; ".join(
-                f"{t.recipe} loss {t.loss:.3g} {t.latency_ms:.3f} ms" for t in timed))
+                f"{t.recipe} loss {t.loss:.3g} {t.latency_ms:.3f} ms{' (Scan)' if t.stepwise else ''}"
+                for t in timed))
         if self.note:
             lines.append(f"  note: {self.note}")
         front = sorted(self.pareto(), key=lambda t: t.loss)
@@ -522,9 +523,8 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         # integer layers step by step (a Scan: each step's ops one node at a time) is ranked after
         # every other, being slower than float in onnxruntime (docs/benchmarks/quant_auto.md: a GRU
         # layer 5.5 ms vs 0.42 ms), which a roofline of the products cannot see
-        for cand in candidates:
-            if cand.int8_sites:
-                cand.stepwise = _stepwise(_export(programs[key_of(cand.plan, cand.recipe)][0], target))
+        for cand in candidates:  # int8 activations, or group-wise int4 weights, can force a Scan
+            cand.stepwise = _stepwise(_export(programs[key_of(cand.plan, cand.recipe)][0], target))
         spec = get_target(target)
         pool = [c for c in candidates if not c.stepwise] or candidates
         if spec.cpu is not None:
@@ -543,9 +543,12 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
                 cand.latency_ms = predicted(cand.plan)
             chosen = _pick(pool, report.fp32_ms)
             if chosen.latency_ms >= report.fp32_ms * (1 - SAME_SPEED):
+                stepped = sum(c.stepwise for c in candidates)
                 report.note = (f"no plan within the budget is predicted faster than float on {target} "
-                               f"({chosen.latency_ms:.3g} vs {report.fp32_ms:.3g} ms in the quantized products); "
-                               f"the chosen plan is {report.fp32_bytes / max(chosen.q_bytes, 1):.1f}x smaller")
+                               f"({chosen.latency_ms:.3g} vs {report.fp32_ms:.3g} ms in the quantized products)"
+                               + (f"; {stepped} plan(s) whose export runs a recurrent layer step by step in a Scan "
+                                  "(no fused onnxruntime kernel for it) rank after the rest" if stepped else "")
+                               + f"; the chosen plan is {report.fp32_bytes / max(chosen.q_bytes, 1):.1f}x smaller")
         else:  # not a CPU: the level order
             rank = {**{level: i for i, level in enumerate(LEVELS)}, "int4": LEVELS.index("weight-only")}
             chosen = min(pool, key=lambda t: (sum(rank[v] for v in t.plan.values()), t.q_bytes, t.loss))

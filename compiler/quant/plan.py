@@ -117,10 +117,11 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
             w = w @ r
             t[ROT] = r
         bits = cfg.recurrent_bits if recurrent and cfg.recurrent_bits else cfg.wbits
-        if {name, site} & set(cfg.int8_weights) or any(n in cfg.int8_weights for n in names):
+        by_name = bool({name, site} & set(cfg.int8_weights) or any(n in cfg.int8_weights for n in names))
+        if by_name:
             bits = 8  # mixed int4/int8 by name (every direction alike: one cell serves them all)
         if int4:
-            bits = 4  # weight-only int4 by name, in any scheme
+            bits, by_name = 4, True  # weight-only int4 by name, in any scheme
         # integer activations meet these codes: 7 bits keep the target's pair sums exact (int8dot.py)
         qbits = 7 if bits == 8 and plan.act != "none" and cfg.int8_format == "s7" else bits
         imp = None
@@ -157,7 +158,7 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
             fp_bytes=4 * w.numel(), q_bytes=qw.nbytes + sum(4 * v.numel() for k, v in t.items()
                                                              if k in (KEEP_W, SMOOTH, ROT)),
             note=(note + how).strip() + ("" if qw.bits == qbits else f" int{qw.bits}: shape unfit for int4 groups")
-            + (f" recurrent: int{bits}" if bits != cfg.wbits and recurrent else "")
-            + (f" int{bits} by name" if bits != cfg.wbits and not recurrent else "")))
+            + ("" if bits == cfg.wbits or qw.bits != bits else f" int{bits} by name" if by_name
+               else f" recurrent: int{bits}")))
     return plan
 
