@@ -25,7 +25,8 @@ be a search, with the knobs as overrides.  The search here:
 6. the plans that end within budget are the candidates, each also (where within budget) with
    every integer site on dynamic scales (the level order is not the speed order for every op:
    onnxruntime fuses an LSTM layer into one node only with dynamic scales), with each recurrent
-   cell's sites on one level (a mixed cell cannot be one fused node), with integer activations
+   cell's sites on one level (a mixed cell cannot be one fused node), with one input scale per
+   sequence in every cell (``sequence_scale="all"``), with integer activations
    on its larger half of sites only, and without integer activations at all (weight-only: the
    same storage at float speed, for models too small for int8 kernels to pay off; sites whose
    rounding alone breaks the budget go float); on ``cpu/host`` each is exported and timed in
@@ -98,11 +99,12 @@ class Trial:
     latency_ms: float | None = None  # onnxruntime on this host, candidates only
     stepwise: bool = False  # timed candidates: its export runs a recurrence step by step (Scan/Loop)
     gptq: bool = False  # weights rounded by GPTQ instead of to nearest
+    sequence: str = ""  # cells whose dynamic input takes one scale per sequence, when not the default
 
     @property
     def recipe(self) -> str:
-        """The whole-model choices besides the per-site plan: ``treatment[+gptq]``."""
-        return self.outliers + ("+gptq" if self.gptq else "")
+        """The whole-model choices besides the per-site plan: ``treatment[+gptq][+seq-<cells>]``."""
+        return self.outliers + ("+gptq" if self.gptq else "") + (f"+seq-{self.sequence}" if self.sequence else "")
 
     @property
     def int8_sites(self) -> int:
@@ -176,18 +178,22 @@ def _config(plan: dict[str, str], options: dict[str, Any], recipe: str = "none")
     """The QuantConfig of a per-site plan under a recipe (``treatment[+gptq]``): float sites
     skipped, weight-only (int8 or ``int4``) sites named, static scales when any site is
     ``int8-static`` with the ``int8`` sites kept dynamic."""
-    outliers, _, rounding = recipe.partition("+")
+    outliers, *flags = recipe.split("+")
+    sequence = next((f[4:] for f in flags if f.startswith("seq-")), None)
     skip = tuple(s for s, level in plan.items() if level in ("fp16", "float"))  # fp16: see _half
     weight_only = tuple(s for s, level in plan.items() if level == "weight-only")
     int4 = tuple(s for s, level in plan.items() if level == "int4")
     static = options.get("static", False) or any(level == "int8-static" for level in plan.values())
     dynamic = tuple(s for s, level in plan.items() if level == "int8") if static else ()
     rest = {k: v for k, v in options.items()
-            if k not in ("skip", "weight_only", "static", "dynamic", "gptq", "int4_weights")}
+            if k not in ("skip", "weight_only", "static", "dynamic", "gptq", "int4_weights")
+            and not (k == "sequence_scale" and sequence)}
+    if sequence:
+        rest["sequence_scale"] = sequence
     return QuantConfig("w8a8", outliers, skip=(*options.get("skip", ()), *skip),
                        weight_only=(*options.get("weight_only", ()), *weight_only), static=static,
                        int4_weights=(*options.get("int4_weights", ()), *int4),
-                       dynamic=(*options.get("dynamic", ()), *dynamic), gptq=rounding == "gptq", **rest).check()
+                       dynamic=(*options.get("dynamic", ()), *dynamic), gptq="gptq" in flags, **rest).check()
 
 
 def _batch_symbol(program: Program) -> str | None:
@@ -397,7 +403,9 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         quantized_sites = {rep.weight for rep in qrep.sites}
         size = qrep.q_bytes + sum(n // (2 if plan[site] == "fp16" else 1)  # float sites: fp32, fp16 ones half
                                   for site, n in fp_bytes.items() if site not in quantized_sites)
-        trial = seen[key] = Trial(dict(plan), loss, size, treatment.partition("+")[0], gptq="+gptq" in treatment)
+        outliers_of, *flags = treatment.split("+")
+        trial = seen[key] = Trial(dict(plan), loss, size, outliers_of, gptq="gptq" in flags,
+                                  sequence=next((f[4:] for f in flags if f.startswith("seq-")), ""))
         report.trials.append(trial)
         bar.update(1)
         return trial
@@ -458,6 +466,14 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         for variant in variants:
             if variant != plan and (variant, treatment) not in finals and evaluate(variant, treatment).loss <= max_loss:
                 finals.append((variant, treatment))
+    # and with one input scale per sequence in every cell (by default only LSTM cells take one:
+    # what onnxruntime's fused kernel does), which lets a GRU or user cell's dynamic input
+    # projection leave the step loop as one integer GEMM, at the accuracy of a coarser scale
+    if cells and "sequence_scale" not in options:
+        for plan, treatment in list(finals):
+            if "int8" in plan.values() and (plan, treatment + "+seq-all") not in finals \
+                    and evaluate(plan, treatment + "+seq-all").loss <= max_loss:
+                finals.append((plan, treatment + "+seq-all"))
     quiet = levels[levels.index("weight-only"):] if "weight-only" in levels else ()  # float-speed levels
     by_size = sorted(sites, key=lambda s: -fp_bytes[s])
     large = set(by_size[:max(1, len(by_size) // 2)])

@@ -217,3 +217,20 @@ def test_a_prediction_never_picks_integer_layers_that_run_step_by_step(outlier_g
     assert all(chosen.plan[s] not in ("int8-static", "int8") for s in chosen.plan if s.startswith("gru."))
     stepwise = [t for t in q.auto.trials if t.stepwise]
     assert any(t.int8_sites for t in stepwise)  # they were candidates, and lost
+
+
+def test_per_sequence_scales_are_a_variant_unless_fixed(outlier_gru, monkeypatch):
+    """Plans with dynamic integer sites are also tried with one input scale per sequence in every
+    cell (``sequence_scale="all"``); a caller's ``sequence_scale`` fixes it and nothing else is tried."""
+    import rnnc.quant.auto as auto
+
+    monkeypatch.setattr(auto, "_race", lambda runs, budget_s=1.0: [1.0] * len(runs))
+    calib = [inputs(seed=s) for s in range(4)]
+    q = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.05, gptq=False, progress=False)
+    seq = [t for t in q.auto.trials if t.sequence == "all"]
+    assert seq and all(t.recipe.endswith("+seq-all") and "int8" in t.plan.values() for t in seq)
+    config = auto._config(seq[0].plan, {}, seq[0].recipe)
+    assert config.sequence_scale == "all" and not config.gptq and config.outliers == "none"
+    fixed = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.05, gptq=False, progress=False,
+                          sequence_scale="none")
+    assert all(t.sequence == "" for t in fixed.auto.trials)
