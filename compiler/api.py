@@ -195,7 +195,13 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     if resolved is None:
         resolved = resolve_schedules(program, tgt, choice.backend, batch, use_db=use_db)
     schedules = resolved.schedules
-    runner = _runner(program, tgt, choice.backend, schedules or None, batch)
+    mixed = _mixed_runner(program, tgt, choice.backend, per, batch) if backend is None and use_db else None
+    if mixed is not None:
+        runner, per_node = mixed
+        note = "; ".join(filter(None, [note, "each rnn node on its fastest tuned backend: " + "; ".join(per_node)]))
+        resolved = _merged(per, runner.assign, program)
+    else:
+        runner = _runner(program, tgt, choice.backend, schedules or None, batch)
     ran = runner.describe() if hasattr(runner, "describe") else ""
     if _target_kind(tgt) == "gpu" and not torch.cuda.is_available():
         ran = ("the kernels' C-dialect twin runs on this CPU (" + ran + ")" if ran else "the kernels run on this CPU"
@@ -364,6 +370,42 @@ def _whole_model_choice(program: Any, target: Any, choice: Choice, runner: Any,
     schedules = (choice.schedules if best in (choice.backend, "native")
                  else (("whole model", "onnxruntime's own kernels"),))
     return Choice(best, choice.target, reasons, schedules, note), runners[best]
+
+
+def _mixed_runner(program: Any, target: Any, default: str, per: dict[str, Any], batch: int
+                  ) -> tuple[Any, list[str]] | None:
+    """A runner with each ``rnn`` node on the backend its tuned records measure fastest for that
+    node (``rnnc.backends.mixed``), and a line per node; None when one backend serves every node
+    as well (then the single-backend runner is built as before).  Nodes without measured records
+    stay on ``default``."""
+    from rnnc.backends.mixed import MixedProgram
+    from rnnc.tune.resolve import node_backends
+
+    assign, lines = node_backends(program, per)
+    assign = {n.outputs[0]: assign.get(n.outputs[0], default) for n in program.rnn_nodes()}
+    used = sorted(set(assign.values()))
+    if len(used) < 2:
+        return None
+    runners = {b: _runner(program, target, b, per[b].schedules or None, batch) for b in used}
+    if not all(hasattr(r, "run_rnn") for r in runners.values()):
+        return None
+    return MixedProgram(program, runners, assign), lines
+
+
+def _merged(per: dict[str, Any], assign: dict[str, str], program: Any) -> Any:
+    """One Resolved naming, per layer, the backend its node runs on and where its schedule came from."""
+    from rnnc.ir import layer_key
+    from rnnc.tune.resolve import Resolved
+
+    out = Resolved()
+    for node in program.rnn_nodes():
+        b = assign[node.outputs[0]]
+        for cell in node.attr("cells"):
+            key = layer_key(cell)
+            out.provenance.setdefault(key, f"{b}: {per[b].provenance[key]}")
+            if key in per[b].schedules:
+                out.schedules.setdefault(key, per[b].schedules[key])
+    return out
 
 
 def _runner(program: Any, target: Any, backend: str, schedules: dict[str, Any] | None, batch: int = 1) -> Any:

@@ -86,6 +86,25 @@ def fastest_backend(program: Any, target: Any, able: list[str], batch: int = 1,
     return best, per, text + f" -> {best}"
 
 
+def node_backends(program: Any, per: dict[str, Resolved]) -> tuple[dict[str, str], list[str]]:
+    """Per ``rnn`` node (by its first output), the backend whose measured records make that node
+    fastest -- among those with a measured record for every layer of the node -- and a line per
+    node for ``explain()``; nodes no backend has measured are left out."""
+    from rnnc.constraints.units import fmt_seconds
+    from rnnc.ir import layer_key
+
+    assign, lines = {}, []
+    for node in program.rnn_nodes():
+        keys = [layer_key(cell) for cell in node.attr("cells")]
+        timed = {b: sum(r.times[k] for k in keys) for b, r in per.items() if all(k in r.times for k in keys)}
+        if timed:
+            best = min(timed, key=timed.__getitem__)
+            assign[node.outputs[0]] = best
+            lines.append(f"rnn node {node.outputs[0]} on {best} (" + ", ".join(
+                f"{b} {fmt_seconds(t)}" for b, t in sorted(timed.items(), key=lambda kv: kv[1])) + ")")
+    return assign, lines
+
+
 def _open_db() -> Any:
     """The tuning database (overlay + shipped), or None with a warning when it cannot be opened."""
     from rnnc.autotune_db import Database

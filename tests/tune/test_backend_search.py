@@ -64,3 +64,44 @@ def test_explain_says_the_built_kernel_is_the_timed_one(tmp_path, monkeypatch):
     assert Database().scan(warn=False)  # still readable
     text = rnnc.compile(model, (x,), target="cpu/host", backend="c").explain()
     assert "the source differs from the timed kernel" in text and "re-tune" in text
+
+
+def test_each_rnn_node_runs_on_its_fastest_tuned_backend(tmp_path, monkeypatch):
+    """Records that say C is faster for the model's LSTM node and TVM for its GRU node: compile
+    runs each node on its own backend (``rnnc.backends.mixed``), says so per node, and computes
+    what torch does.  The timings are written into the records (real ones depend on the host)."""
+    from rnnc.backends.mixed import MixedProgram
+
+    monkeypatch.setenv("RNNC_DB", str(tmp_path / "db"))
+    torch.manual_seed(0)
+
+    class Two(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc, self.dec = torch.nn.LSTM(8, 16, batch_first=True), torch.nn.GRU(16, 12, batch_first=True)
+
+        def forward(self, x):
+            return self.dec(self.enc(x)[0])[0]
+
+    model, x = Two().eval(), torch.randn(2, 9, 8)
+    for backend in ("c", "tvm"):
+        assert rnnc.tune(model, (x,), target="cpu/host", backend=backend, batch=2, seq_len=9, max_candidates=2).ok
+    fastest = {("lstm", "c"): 1e-3, ("lstm", "tvm"): 2e-3, ("gru", "c"): 2e-3, ("gru", "tvm"): 1e-3}
+    for path in (tmp_path / "db").glob("*.jsonl"):
+        lines = []
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if "key" in rec:
+                rec["time_s"] = fastest[(rec["label"].split()[0], rec["key"]["backend"])]
+            lines.append(json.dumps(rec))
+        path.write_text("\n".join(lines) + "\n")
+    compiled = rnnc.compile(model, (x,), target="cpu/host", measure=False)
+    assert isinstance(compiled.runner, MixedProgram)
+    program = compiled.program
+    enc, dec = (n.outputs[0] for n in program.rnn_nodes())
+    assert compiled.runner.assign == {enc: "c", dec: "tvm"}
+    text = compiled.explain()
+    assert "each rnn node on its fastest tuned backend" in text and f"rnn node {dec} on tvm" in text
+    y = torch.randn(3, 14, 8)  # another batch and length
+    with torch.no_grad():
+        assert_close(compiled(y), model(y), "float32", "tvm")

@@ -121,13 +121,15 @@ class CompiledProgram:
         env: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
         env.update(self.program.weights)
 
-        def rnn(node: Any, args: list[Any]) -> tuple[Any, ...]:
-            n_states = len(node.attr("cells")[0].states)
-            return self.rnns[node.outputs[0]](args[0], args[1], args[2:2 + n_states])
-
         with torch.no_grad():
-            res = run_graph(g, env, rnn=rnn)
+            res = run_graph(g, env, rnn=self.run_rnn)
         return res[0] if len(res) == 1 else res
+
+    def run_rnn(self, node: Any, args: list[Any]) -> tuple[Any, ...]:
+        """One ``rnn`` node of the program on its compiled kernels (the interpreter's ``rnn`` hook;
+        also what a per-node mix of backends calls, ``rnnc.backends.mixed``)."""
+        n_states = len(node.attr("cells")[0].states)
+        return self.rnns[node.outputs[0]](args[0], args[1], args[2:2 + n_states])
 
     def stream(self, batch: int = 1) -> Stream:
         """A streaming stepper; the Program must be a single unidirectional ``rnn`` node."""

@@ -38,10 +38,15 @@ class TvmProgram:
             raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
         values: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
         values.update(self.program.weights)
-        index = {node.outputs[0]: i for i, node in enumerate(self.program.rnn_nodes())}
         with torch.no_grad():
-            res = run_graph(g, values, rnn=lambda node, args: self._run_rnn(index[node.outputs[0]], node, args))
+            res = run_graph(g, values, rnn=self.run_rnn)
         return res[0] if len(res) == 1 else res
+
+    def run_rnn(self, node: Node, args: list[Any]) -> tuple[Any, ...]:
+        """One ``rnn`` node of the program on its TVM functions (the interpreter's ``rnn`` hook; also
+        what a per-node mix of backends calls, ``rnnc.backends.mixed``)."""
+        index = next(i for i, n in enumerate(self.program.rnn_nodes()) if n.outputs[0] == node.outputs[0])
+        return self._run_rnn(index, node, args)
 
     def _weight(self, tensor: Any, jt: int | None) -> Any:
         """The argument for one weight: as is, or packed in tiles of ``jt`` (cached per tensor)."""
