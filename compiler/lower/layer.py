@@ -79,7 +79,8 @@ def common_buffers(cell: Cell) -> list[Buffer]:
 def lower_layer(cell: Cell, target: object = None, schedule: object = None, dtype: str = "float32",
                 name: str = "rnnc_layer", force_generic: bool = False) -> Kernel:
     """The loop nest of one layer; the fused path when the cell has gate structure."""
-    from rnnc.lower.fused import in_kernel_projections, lower_fused
+    from rnnc.lower.fused import lower_fused
+    from rnnc.lower.gates import in_kernel_projections
 
     if cell.attr("xquant") is not None:
         raise UnsupportedError(f"the C-style backends cannot lower {cell.kind} with int8 input activations "

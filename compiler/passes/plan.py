@@ -43,7 +43,7 @@ class LayerPlan:
     depends: MappingProxyType  # value name -> WEIGHTS | INPUT | STATE
     row_wise: frozenset[int]  # indices into cell.step.nodes
     per_step_quant: frozenset[int]  # dynamically quantized projections (one scale per step's rows)
-    gate_plan: Any  # rnnc.lower.fused.GatePlan | None
+    gate_plan: Any  # rnnc.lower.gates.GatePlan | None
     gates: int
     heads: int
     family: str  # "fused" (nonlinear) | "scan" (linear in the state) | "chunk" (matrix-state chunk form)
@@ -148,10 +148,10 @@ def row_parallel(cell: Cell, facts: Facts) -> None:
 
 
 def gate_structure(cell: Cell, facts: Facts) -> None:
-    """``gate_plan``: the fused GEMM structure (``rnnc.lower.fused.analyse_gates``) or None;
+    """``gate_plan``: the fused GEMM structure (``rnnc.lower.gates.analyse_gates``) or None;
     ``gates``: recurrent weight rows per hidden unit (from the gate plan, else from the linears
     that read a state)."""
-    from rnnc.lower.fused import analyse_gates
+    from rnnc.lower.gates import analyse_gates
 
     plan = analyse_gates(cell)
     facts["gate_plan"] = plan

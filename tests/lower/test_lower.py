@@ -7,7 +7,7 @@ import torch
 
 from rnnc.kernels import CELLS
 from rnnc.lower import Knobs, knobs_for, lower_layer
-from rnnc.lower.fused import analyse_gates
+from rnnc.lower.gates import analyse_gates
 from rnnc.lower.loopnest import Barrier, Loop, eval_int
 from rnnc.targets import get
 

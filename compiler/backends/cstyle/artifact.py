@@ -33,7 +33,7 @@ from rnnc.errors import InfeasibleError, UserInputError
 from rnnc.ir import layer_cells, layer_key
 from rnnc.ir.graph import Cell, Program
 from rnnc.ir.printer import layer_storage
-from rnnc.lower.fused import analyse_gates
+from rnnc.lower.gates import analyse_gates
 from rnnc.lower.knobs import DTYPE_BYTES, predict_smem
 from rnnc.lower.layer import lower_layer
 from rnnc.lower.loopnest import has_grid_barrier

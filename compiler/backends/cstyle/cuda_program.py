@@ -189,7 +189,7 @@ def gpu_kernel(cell: Any, target: Any, sched: Any, dtype: str, name: str, batch:
     from rnnc.backends.cstyle.artifact import solver_schedule
     from rnnc.backends.cstyle.build import nvcc_path
     from rnnc.backends.cstyle.cuda_fit import fit_cuda_schedule
-    from rnnc.lower.fused import analyse_gates
+    from rnnc.lower.gates import analyse_gates
     from rnnc.lower.layer import lower_layer
 
     if dtype not in _TORCH_DTYPES:
