@@ -199,7 +199,9 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     if mixed is not None:
         runner, per_node = mixed
         note = "; ".join(filter(None, [note, "each rnn node on its fastest tuned backend: " + "; ".join(per_node)]))
-        resolved = _merged(per, runner.assign, program)
+        for b, built in runner.runners.items():  # is each kernel the one its record timed?
+            per[b].check_built(b, built)
+        resolved = _merged(per, runner.assign, program)  # (checked: the merge carries no identities)
     else:
         runner = _runner(program, tgt, choice.backend, schedules or None, batch)
     ran = runner.describe() if hasattr(runner, "describe") else ""
@@ -372,6 +374,10 @@ def _whole_model_choice(program: Any, target: Any, choice: Choice, runner: Any,
     return Choice(best, choice.target, reasons, schedules, note), runners[best]
 
 
+#: backends whose CPU runners run one rnn node at a time (``run_rnn``), so a program can mix them
+MIXABLE = {"c", "tvm"}
+
+
 def _mixed_runner(program: Any, target: Any, default: str, per: dict[str, Any], batch: int
                   ) -> tuple[Any, list[str]] | None:
     """A runner with each ``rnn`` node on the backend its tuned records measure fastest for that
@@ -381,14 +387,14 @@ def _mixed_runner(program: Any, target: Any, default: str, per: dict[str, Any], 
     from rnnc.backends.mixed import MixedProgram
     from rnnc.tune.resolve import node_backends
 
+    if _target_kind(target) != "cpu":  # the GPU runners drive whole programs (no per-node entry)
+        return None
     assign, lines = node_backends(program, per)
     assign = {n.outputs[0]: assign.get(n.outputs[0], default) for n in program.rnn_nodes()}
     used = sorted(set(assign.values()))
-    if len(used) < 2:
+    if len(used) < 2 or not set(used) <= MIXABLE:
         return None
     runners = {b: _runner(program, target, b, per[b].schedules or None, batch) for b in used}
-    if not all(hasattr(r, "run_rnn") for r in runners.values()):
-        return None
     return MixedProgram(program, runners, assign), lines
 
 
@@ -401,10 +407,11 @@ def _merged(per: dict[str, Any], assign: dict[str, str], program: Any) -> Any:
     for node in program.rnn_nodes():
         b = assign[node.outputs[0]]
         for cell in node.attr("cells"):
-            key = layer_key(cell)
+            key = layer_key(cell)  # a layer shared by nodes on two backends is named once, by the first
             out.provenance.setdefault(key, f"{b}: {per[b].provenance[key]}")
-            if key in per[b].schedules:
-                out.schedules.setdefault(key, per[b].schedules[key])
+            for mine, theirs in ((out.schedules, per[b].schedules), (out.times, per[b].times)):
+                if key in theirs:
+                    mine.setdefault(key, theirs[key])
     return out
 
 

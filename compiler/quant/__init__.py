@@ -88,9 +88,10 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = 
     Hessians those stats lack.
 
     ``scheme="auto"`` searches per-site precision (static or dynamic int8 activations, weight-only
-    int8, float) and the outlier treatment (none, smooth, keep, clip, rotate; ``outliers`` fixes one) for the
-    fastest plan (timed in onnxruntime for ``cpu/host``) whose loss on held-out calibration batches
-    (or ``validation``; ``measure=False`` skips the timing and ranks by level) is at most
+    int8 or int4, fp16, float), the outlier treatment (none, smooth, keep, clip, rotate; ``outliers``
+    fixes one), GPTQ rounding (``gptq`` fixes it) and per-sequence scales for the fastest plan (timed
+    in onnxruntime for ``cpu/host``; ``measure=False`` or another target: predicted from the target's
+    data, ``rnnc.quant.latency``) whose loss on held-out calibration batches (or ``validation``) is at most
     ``max_loss`` by ``metric(float_outputs, quantized_outputs)`` (default: relative L2
     distortion); ``QuantizedModel.auto`` reports it, and ``BudgetError`` says when no plan can
     (``rnnc.quant.auto``).
@@ -119,7 +120,7 @@ def quantize(model_or_program: Any, calibration_data: Any, scheme: str | None = 
             levels = ("int8-static", "weight-only", "float") if scheme == "w8a8" else ("weight-only", "float")
             (qprogram, report, stats), search = auto_quantize(
                 program, calibration_data, max_loss, validation=validation, metric=metric, outliers=outliers,
-                progress=progress, levels=levels, measure=measure, int4=False, **options)
+                progress=progress, levels=levels, measure=measure, int4=False, predict=False, **options)
             return QuantizedModel(qprogram, report, stats, options["target"], search, get_provider(provider).tag)
         cfg = QuantConfig(scheme, outliers or "none", **options).check()
         program = _as_program(model_or_program, calibration_data, example_inputs)

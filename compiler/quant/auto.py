@@ -29,7 +29,8 @@ be a search, with the knobs as overrides.  The search here:
    sequence in every cell (``sequence_scale="all"``), with integer activations
    on its larger half of sites only, and without integer activations at all (weight-only: the
    same storage at float speed, for models too small for int8 kernels to pay off; sites whose
-   rounding alone breaks the budget go float); on ``cpu/host`` each is exported and timed in
+   rounding alone breaks the budget step to fp16, then float; a bidirectional layer's two
+   directions are one site, named by its forward weight); on ``cpu/host`` each is exported and timed in
    onnxruntime on this machine per call on one held-out sample (as is the float model), and
    among the plans within 5 % of the fastest (timing noise) the smallest, then the least loss,
    wins; for other targets the target's YAML data predicts each plan's time
@@ -52,11 +53,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from rnnc.backends.onnx.peephole import HALF_MIN_ELEMENTS
 from rnnc.errors import RnncError, UserInputError
 from rnnc.ir import Program
 from rnnc.ir.graph import Weights
 from rnnc.quant.calibrate import calibrate
-from rnnc.quant.config import QuantConfig
+from rnnc.quant.config import QuantConfig, named
 from rnnc.quant.data import calibration_batches
 from rnnc.quant.latency import Rates, predict_seconds, site_load
 from rnnc.quant.rewrite import quantize_program
@@ -86,7 +88,8 @@ def relative_l2(reference: Sequence[torch.Tensor], quantized: Sequence[torch.Ten
     worst = 0.0
     for r, q in zip(reference, quantized, strict=True):
         r64, q64 = r.detach().double(), q.detach().double()
-        worst = max(worst, float((q64 - r64).norm() / r64.norm().clamp_min(1e-12)))
+        d = float((q64 - r64).norm() / r64.norm().clamp_min(1e-12))
+        worst = max(worst, d if d == d else float("inf"))  # NaN: infinitely far
     return worst
 
 
@@ -96,8 +99,8 @@ class Trial:
     loss: float
     q_bytes: int  # bytes of every site's weights in this plan (float sites at 4 bytes a weight)
     outliers: str = "none"
-    latency_ms: float | None = None  # onnxruntime on this host, candidates only
-    stepwise: bool = False  # timed candidates: its export runs a recurrence step by step (Scan/Loop)
+    latency_ms: float | None = None  # candidates only: onnxruntime on this host, or predicted for the target
+    stepwise: bool = False  # candidates: its export runs a recurrence step by step (Scan/Loop)
     gptq: bool = False  # weights rounded by GPTQ instead of to nearest
     sequence: str = ""  # cells whose dynamic input takes one scale per sequence, when not the default
 
@@ -112,8 +115,9 @@ class Trial:
         return sum(level in _INT_ACTS for level in self.plan.values())
 
     def row(self) -> dict:
-        return {"plan": self.plan, "outliers": self.outliers, "gptq": self.gptq, "loss": self.loss,
-                "q_bytes": self.q_bytes, "int8_sites": self.int8_sites, "latency_ms": self.latency_ms}
+        return {"plan": self.plan, "outliers": self.outliers, "gptq": self.gptq, "sequence": self.sequence,
+                "loss": self.loss, "q_bytes": self.q_bytes, "int8_sites": self.int8_sites,
+                "latency_ms": self.latency_ms, "stepwise": self.stepwise}
 
 
 @dataclass
@@ -175,7 +179,7 @@ class AutoReport:
 
 
 def _config(plan: dict[str, str], options: dict[str, Any], recipe: str = "none") -> QuantConfig:
-    """The QuantConfig of a per-site plan under a recipe (``treatment[+gptq]``): float sites
+    """The QuantConfig of a per-weight plan under a recipe (``treatment[+gptq][+seq-<cells>]``): float sites
     skipped, weight-only (int8 or ``int4``) sites named, static scales when any site is
     ``int8-static`` with the ``int8`` sites kept dynamic."""
     outliers, *flags = recipe.split("+")
@@ -302,9 +306,10 @@ def _pick(candidates: Sequence[Trial], fp32_ms: float) -> Trial:
     property of the plan; size is the deployment's next concern, and at equal size a lower loss
     on the held-out data is margin to the budget on data the search never saw."""
     fastest = min(t.latency_ms for t in candidates)
-    limit = fastest * (1 + SAME_SPEED)
-    if fastest >= fp32_ms * (1 - SAME_SPEED):
-        limit = max(limit, fp32_ms * (1 + SAME_SPEED))
+    if fastest >= fp32_ms * (1 - SAME_SPEED):  # nothing materially faster than float
+        limit = max(fastest * (1 + SAME_SPEED), fp32_ms * (1 + SAME_SPEED))
+    else:  # only plans materially faster than float, as fast as the fastest
+        limit = min(fastest * (1 + SAME_SPEED), fp32_ms * (1 - SAME_SPEED))
     near = [t for t in candidates if t.latency_ms <= limit]
     return min(near, key=lambda t: (t.q_bytes, t.loss, t.latency_ms))
 
@@ -330,9 +335,9 @@ def _why_not_faster(chosen: Trial, candidates: Sequence[Trial], report: AutoRepo
                          f"rescaling activations costs more per call than its int8 products save at these sizes")
     else:
         parts.append("no plan with int8 activations meets the budget")
-    if any(t.int8_sites == 0 for t in candidates):
-        parts.append("weight-only int8 is widened to float when the model loads, so it runs at float speed "
-                     "by construction")
+    if any(t.int8_sites == 0 and not set(t.plan.values()) & {"int4"} for t in candidates):
+        parts.append("weight-only int8 and fp16 weights are widened to float when the model loads, so they run "
+                     "at float speed by construction")
     parts.append(f"the chosen plan ({chosen.latency_ms:.3f} ms) is {report.fp32_bytes / max(chosen.q_bytes, 1):.1f}x "
                  f"smaller")
     return "; ".join(parts)
@@ -341,14 +346,17 @@ def _why_not_faster(chosen: Trial, candidates: Sequence[Trial], report: AutoRepo
 def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.01, *,
                   validation: Any = None, metric: Callable[..., float] | None = None, holdout: int = 1,
                   outliers: str | None = None, progress: bool = True, levels: Sequence[str] = LEVELS,
-                  measure: bool | None = None, int4: bool = True, **options: Any) -> tuple[Any, AutoReport]:
+                  measure: bool | None = None, int4: bool = True, predict: bool = True,
+                  **options: Any) -> tuple[Any, AutoReport]:
     """(the quantized Program with its QuantReport and stats, the search report); see the module
     docstring.  ``options`` are QuantConfig fields applied to every plan (``target``,
     ``int8_format``, ...); ``levels`` the per-site choices, fastest first (a provider without integer
     activations, CoreML, searches ``("weight-only", "float")``); ``outliers`` fixes the treatment
     (None: search ``TREATMENTS``); ``measure`` times the candidates in onnxruntime (default: when the
     target is this machine, ``cpu/host``); ``int4``: weight-only sites may shrink to group-wise int4
-    (a phone provider that places only int8 forms searches without)."""
+    (a phone provider that places only int8 forms searches without); ``predict``: untimed plans
+    ranked by the target CPU's data (``quant/latency.py``), else by the level order (what a phone
+    provider's accelerator gets: its export and its speed are not the CPU's)."""
     if not 0.0 < max_loss:
         raise UserInputError(f"max_loss must be positive, got {max_loss}")
     levels = tuple(levels)
@@ -377,13 +385,29 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
     treatments = [t + r for r in roundings for t in ((outliers,) if outliers else (TREATMENTS if acts else ("none",)))]
 
     base = quantize_program(program, stats, _config({}, options, treatments[0]))
-    sites = list(dict.fromkeys(s.weight for s in base[1].sites))
+    # one site per weight, except that a bidirectional layer's two directions are one site, named
+    # by its forward weight: the rewrite quantizes a cell's site for every direction alike
+    members: dict[str, list[str]] = {}  # site -> its weights
+    site_of: dict[str, str] = {}  # weight -> its site
+    first: dict[str, str] = {}  # direction-free site path -> the site
+    for r in base[1].sites:
+        if r.weight in site_of:
+            continue
+        head = first.setdefault(r.site.replace(".rev/", ".fwd/"), r.weight)
+        site_of[r.weight] = head
+        members.setdefault(head, []).append(r.weight)
+    sites = list(members)
     if not sites:
         raise UserInputError("the model has no linear/conv weight to quantize")
-    fp_bytes: dict[str, int] = {}
-    for rep in base[1].sites:
-        fp_bytes[rep.weight] = fp_bytes.get(rep.weight, 0) + rep.fp_bytes
+    weight_bytes: dict[str, int] = {}
+    for r in base[1].sites:
+        weight_bytes[r.weight] = weight_bytes.get(r.weight, 0) + r.fp_bytes
+    fp_bytes = {site: sum(weight_bytes[w] for w in ws) for site, ws in members.items()}
     report.fp32_bytes = sum(fp_bytes.values())
+
+    def expand(plan: dict[str, str]) -> dict[str, str]:
+        """A plan over sites as a plan over every weight."""
+        return {w: level for site, level in plan.items() for w in members[site]}
     seen: dict[tuple, Trial] = {}
     programs: dict[tuple, tuple[Program, Any]] = {}  # the candidates' quantized Programs
 
@@ -391,8 +415,9 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         return (treatment, *sorted(plan.items()))
 
     def quantized(plan: dict[str, str], treatment: str) -> tuple[Program, Any]:
-        qprog, qrep = quantize_program(program, stats, _config(plan, options, treatment))
-        return _half(qprog, [s for s, v in plan.items() if v == "fp16"]), qrep
+        per_weight = expand(plan)
+        qprog, qrep = quantize_program(program, stats, _config(per_weight, options, treatment))
+        return _half(qprog, [w for w, v in per_weight.items() if v == "fp16"]), qrep
 
     def evaluate(plan: dict[str, str], treatment: str) -> Trial:
         key = key_of(plan, treatment)
@@ -400,9 +425,13 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
             return seen[key]
         qprog, qrep = quantized(plan, treatment)
         loss = max(loss_of(r, _outputs(qprog, b)) for r, b in zip(reference, judge, strict=True))
-        quantized_sites = {rep.weight for rep in qrep.sites}
-        size = qrep.q_bytes + sum(n // (2 if plan[site] == "fp16" else 1)  # float sites: fp32, fp16 ones half
-                                  for site, n in fp_bytes.items() if site not in quantized_sites)
+        if not np.isfinite(loss):  # a NaN (fp16 overflow, say) must never pass for lossless
+            loss = float("inf")
+        quantized_weights = {r.weight for r in qrep.sites}
+        per_weight = expand(plan)
+        # float weights at 4 bytes; fp16 ones at 2 where the export stores them half (store_half_exact)
+        size = qrep.q_bytes + sum(n // (2 if per_weight[w] == "fp16" and n // 4 >= HALF_MIN_ELEMENTS else 1)
+                                  for w, n in weight_bytes.items() if w not in quantized_weights)
         outliers_of, *flags = treatment.split("+")
         trial = seen[key] = Trial(dict(plan), loss, size, outliers_of, gptq="gptq" in flags,
                                   sequence=next((f[4:] for f in flags if f.startswith("seq-")), ""))
@@ -454,7 +483,7 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
     cells: dict[str, set[str]] = {}
     for rep in base[1].sites:
         if "/" in rep.site:  # a site inside a cell's step graph: "<node>/<layer.direction>/<value>"
-            cells.setdefault(rep.site.rpartition("/")[0], set()).add(rep.weight)
+            cells.setdefault(rep.site.rpartition("/")[0].replace(".rev", ".fwd"), set()).add(site_of[rep.weight])
     for plan, treatment in list(finals):
         variants = [{s: "int8" if v == "int8-static" else v for s, v in plan.items()}] if "int8" in levels else []
         uniform = dict(plan)
@@ -506,7 +535,10 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
             if any(v in _INT_ACTS for v in plan.values()):
                 continue
             small = dict(plan)
+            keep8 = options.get("int8_weights", ())
             for site in reversed(order):
+                if named(keep8, members[site]):
+                    continue  # the caller keeps it int8
                 if small[site] == "weight-only" and evaluate({**small, site: "int4"}, recipe).loss <= max_loss:
                     small = {**small, site: "int4"}
             if small != plan and (small, recipe) not in finals:
@@ -527,8 +559,10 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         # the contenders again, with the float model, for as long again: a first pass over many
         # candidates gives each only a few rounds, and which of the near-equal ones is in the
         # SAME_SPEED band of the fastest must not be decided by one noisy round
+        # (as fast as the fastest, or at float speed: what _pick may ship after a second look)
         fastest = min(times)
-        again = [k for k, ms in enumerate(times) if ms <= fastest * (1 + 4 * SAME_SPEED)]
+        again = [k for k, ms in enumerate(times)
+                 if ms <= max(fastest * (1 + 4 * SAME_SPEED), report.fp32_ms * (1 + 2 * SAME_SPEED))]
         report.fp32_ms, *times = _race([runs[0][:2]] + [runs[k + 1][:2] for k in again])
         for k, ms in zip(again, times, strict=True):
             candidates[k].latency_ms = ms
@@ -539,16 +573,16 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         # integer layers step by step (a Scan: each step's ops one node at a time) is ranked after
         # every other, being slower than float in onnxruntime (docs/benchmarks/quant_auto.md: a GRU
         # layer 5.5 ms vs 0.42 ms), which a roofline of the products cannot see
-        for cand in candidates:  # int8 activations, or group-wise int4 weights, can force a Scan
-            cand.stepwise = _stepwise(_export(programs[key_of(cand.plan, cand.recipe)][0], target))
         spec = get_target(target)
-        pool = [c for c in candidates if not c.stepwise] or candidates
-        if spec.cpu is not None:
+        if predict and spec.cpu is not None:
+            for cand in candidates:  # int8 activations, or group-wise int4 weights, can force a Scan
+                cand.stepwise = _stepwise(_export(programs[key_of(cand.plan, cand.recipe)][0], target))
+            pool = [c for c in candidates if not c.stepwise] or candidates
             rates = Rates.of(spec)
             samples = _samples(program, calib)
             loads = {rep.site: site_load(rep.shape, stats[rep.site].count / samples if rep.site in stats else 0.0)
                      for rep in base[1].sites}
-            weight_of = {rep.site: rep.weight for rep in base[1].sites}
+            weight_of = {rep.site: site_of[rep.weight] for rep in base[1].sites}
 
             def predicted(plan: dict[str, str]) -> float:
                 return predict_seconds(loads, {s: plan.get(w, "float") for s, w in weight_of.items()}, rates) * 1e3
@@ -565,9 +599,10 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
                                + (f"; {stepped} plan(s) whose export runs a recurrent layer step by step in a Scan "
                                   "(no fused onnxruntime kernel for it) rank after the rest" if stepped else "")
                                + f"; the chosen plan is {report.fp32_bytes / max(chosen.q_bytes, 1):.1f}x smaller")
-        else:  # not a CPU: the level order
+        else:  # a phone provider's accelerator (its export unrolls the recurrences, its speed is not
+            # the CPU's) or a GPU: the level order
             rank = {**{level: i for i, level in enumerate(LEVELS)}, "int4": LEVELS.index("weight-only")}
-            chosen = min(pool, key=lambda t: (sum(rank[v] for v in t.plan.values()), t.q_bytes, t.loss))
+            chosen = min(candidates, key=lambda t: (sum(rank[v] for v in t.plan.values()), t.q_bytes, t.loss))
     report.chosen = chosen
     report.seconds = time.perf_counter() - t0
     qprog, qrep = programs[key_of(chosen.plan, chosen.recipe)]

@@ -6,9 +6,10 @@ model is a roofline of the parts a plan changes, on one core (batch-1 inference,
 search runs it):
 
 * every weight site's multiply-adds per call (the rows it saw per calibration sample times its
-  weight's size) at the core's rate for that level: float, fp16, weight-only int8 and int4 run
-  float32 FMAs (onnxruntime widens stored weights when the model loads), ``fma_units x fp32
-  lanes x clock``; integer activations run the target's integer dot product (its YAML
+  weight's size) at the core's rate for that level: float, fp16, weight-only int8 and int4 run at
+  the float32 FMA rate, ``fma_units x fp32 lanes x clock`` (onnxruntime widens int8 and fp16
+  weights when the model loads; int4 ``MatMulNBits`` dequantizes blocks as it goes, counted as
+  float work); integer activations run the target's integer dot product (its YAML
   ``int8_dot``): four byte products per 32-bit lane where it adds exactly into int32 (VNNI
   ``vpdpbusd``, Arm ``sdot``/``udot``), two where it adds saturating pairs (``vpmaddubsw``), one
   where the target names none;

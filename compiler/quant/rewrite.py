@@ -209,8 +209,10 @@ def quantize_program(program: Program, stats: Stats, cfg: QuantConfig) -> tuple[
     g = program.graph
     weights = {n: program.weights[n] for n in g.param_names}
 
+    float_acts = (*cfg.weight_only, *cfg.int4_weights)  # sites whose activations stay float: nothing to fold
+
     def cell_candidate(name: str, site: str) -> bool:
-        return not {name, site} & set(cfg.skip) and not named(cfg.weight_only, [name, site]) and \
+        return not {name, site} & set(cfg.skip) and not named(float_acts, [name, site]) and \
             weights[name].numel() >= cfg.min_weight
 
     input_folds, rescaled = plan_cell_folds(g, weights, stats, cfg, cell_candidate)
@@ -228,7 +230,7 @@ def quantize_program(program: Program, stats: Stats, cfg: QuantConfig) -> tuple[
     params = set(staged.param_names)
     folds = plan_folds(staged, weights, stats, cfg, lambda n, site: _candidate(n, params, cfg, site) and
                        weights[n.inputs[1]].numel() >= cfg.min_weight and
-                       not named(cfg.weight_only, [n.inputs[1], site]))
+                       not named(float_acts, [n.inputs[1], site]))
     weights.update(folds.weights)
     new_graph, per = _rewrite_graph(staged, [weights], stats, cfg, report, [""], None, folds)
     types = dict(new_graph.params)

@@ -133,6 +133,46 @@ def test_equally_fast_candidates_are_decided_by_size_then_loss():
     assert _pick([fast, slow], fp32_ms=2.0) is fast
     # nothing materially faster than float: every plan at float speed is as fast as any other
     assert _pick([fast, slow], fp32_ms=1.0 + SAME_SPEED) is slow
+    # something is: only plans materially faster than float qualify, however small the others
+    a = Trial({"a": "int8"}, 0.0, 100, latency_ms=0.94)
+    b = Trial({"a": "weight-only"}, 0.0, 25, latency_ms=0.985)
+    assert _pick([a, b], fp32_ms=1.0) is a
+
+
+def test_a_nan_output_is_infinitely_far():
+    from rnnc.quant.auto import relative_l2
+
+    ref = [torch.ones(4)]
+    assert relative_l2(ref, [torch.tensor([1.0, float("nan"), 1.0, 1.0])]) == float("inf")
+    assert relative_l2(ref, [torch.tensor([1.0, 1.0, 1.0, 1.5])]) == pytest.approx(0.25)
+
+
+def test_a_bidirectional_layer_is_one_site_for_both_directions(monkeypatch):
+    """The rewrite quantizes a cell's site for every direction alike, so the search plans the two
+    directions of a bidirectional GRU as one site (named by the forward weight), and the chosen
+    plan's loss is what the quantized program really does."""
+    import rnnc.quant.auto as auto
+
+    class Bi(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.head = torch.nn.GRU(8, 32, batch_first=True, bidirectional=True), torch.nn.Linear(64, 4)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0])
+
+    torch.manual_seed(0)
+    model = Bi().eval()
+    program = rnnc.trace(model, (inputs(),))
+    monkeypatch.setattr(auto, "_race", lambda runs, budget_s=1.0: [1.0] * len(runs))
+    calib = [inputs(seed=s) for s in range(4)]
+    q = rnnc.quantize(program, calib, "auto", "none", max_loss=0.02, gptq=False, progress=False)
+    assert set(q.auto.sensitivity) == {"rnn.l0.fwd.weight_ih", "rnn.l0.fwd.weight_hh", "head.weight"}
+    assert _distortion(program, q.program, calib[-1]) == pytest.approx(q.auto.chosen.loss, rel=1e-6)
+    levels = {s.weight: (s.bits, s.act) for s in q.report.sites}
+    for kind in ("weight_ih", "weight_hh"):  # both directions got what the plan says of the pair
+        fwd, rev = levels.get(f"rnn.l0.fwd.{kind}"), levels.get(f"rnn.l0.rev.{kind}")
+        assert fwd == rev
 
 
 def test_dynamic_scales_are_a_candidate_beside_static_ones(monkeypatch):
@@ -206,9 +246,9 @@ def test_fp16_sites_where_int8_weights_break_a_tight_budget(outlier_gru, monkeyp
 
 
 def test_a_prediction_never_picks_integer_layers_that_run_step_by_step(outlier_gru):
-    """Without timing (another target), the level order predicts the speed except where the export
-    runs the integer layers as a per-step Scan (onnxruntime has no fused int8 GRU): such a plan is
-    predicted slower than float, so the GRU's own sites keep float activations."""
+    """Without timing (another target), the target's data predicts the speed, and a plan whose
+    export runs the integer layers as a per-step Scan (onnxruntime has no fused int8 GRU) ranks
+    after every other, so the GRU's own sites keep float activations."""
     calib = [inputs(seed=s) for s in range(4)]
     q = rnnc.quantize(outlier_gru, calib, "auto", "none", max_loss=0.05, gptq=False, measure=False,
                       progress=False)

@@ -148,6 +148,11 @@ def test_int4_weights_by_name_in_an_int8_scheme():
     assert sites["gru.l0.fwd.weight_ih"].act != "none"
     x = inputs(seed=3)
     assert_close(torch.from_numpy(ort_run(q.export_onnx(), x)[0]), q.run(x), dtype="int8", backend="onnxruntime")
+    smoothed = rnnc.quantize(program, [inputs()], "w8a8", "smooth", progress=False, int4_weights=("head",))
+    sites = {s.weight: s for s in smoothed.report.sites}  # an int4 site has no activation to smooth
+    assert sites["head.weight"].bits == 4 and not sites["head.weight"].smoothed
+    assert_close(torch.from_numpy(ort_run(smoothed.export_onnx(), x)[0]), smoothed.run(x), dtype="int8",
+                 backend="onnxruntime")
     with pytest.raises(UserInputError, match="both int4 and int8"):
         rnnc.quantize(program, [inputs()], "w4", "none", progress=False, int4_weights=("head",),
                       int8_weights=("head",))

@@ -102,6 +102,7 @@ def test_each_rnn_node_runs_on_its_fastest_tuned_backend(tmp_path, monkeypatch):
     assert compiled.runner.assign == {enc: "c", dec: "tvm"}
     text = compiled.explain()
     assert "each rnn node on its fastest tuned backend" in text and f"rnn node {dec} on tvm" in text
+    assert "schedule from c: tuned record" in text and "schedule from tvm: tuned record" in text
     y = torch.randn(3, 14, 8)  # another batch and length
     with torch.no_grad():
         assert_close(compiled(y), model(y), "float32", "tvm")

@@ -260,9 +260,11 @@ def store_half_exact(graph: onnx.GraphProto) -> int:
     would see) while the graph computes in float32; storing those values in float32 would keep
     the file at full size.  The rewrite is lossless by construction (only exact values qualify),
     and onnxruntime folds the ``Cast`` of a constant when the session loads, so the layer runs its
-    float32 kernel with the same weights.  Trained float32 weights are never all float16-exact by
-    chance, so other models are unchanged."""
+    float32 kernel with the same weights.  Trained float32 weights are practically never all
+    float16-exact by chance; constant tensors that are (all zeros, masks) shrink too, harmlessly."""
     consumers = set(value_reads(graph.node))
+    taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output} | \
+        {i.name for i in graph.input}
     casts, count = [], 0
     for t in graph.initializer:
         if t.data_type != onnx.TensorProto.FLOAT or t.name not in consumers:
@@ -273,10 +275,12 @@ def store_half_exact(graph: onnx.GraphProto) -> int:
         half = a.astype(np.float16)
         if not np.array_equal(half.astype(np.float32), a, equal_nan=True):
             continue
-        name = t.name
-        t.CopyFrom(onnx.numpy_helper.from_array(half, f"{name}.f16"))
-        casts.append(helper.make_node("Cast", [f"{name}.f16"], [name], name=f"widen_{name}",
-                                      to=onnx.TensorProto.FLOAT))
+        name, stored = t.name, f"{t.name}.f16"
+        while stored in taken:
+            stored += "_"
+        taken.add(stored)
+        t.CopyFrom(onnx.numpy_helper.from_array(half, stored))
+        casts.append(helper.make_node("Cast", [stored], [name], name=f"widen_{name}", to=onnx.TensorProto.FLOAT))
         count += 1
     if casts:
         nodes = [*casts, *graph.node]
