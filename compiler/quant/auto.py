@@ -178,12 +178,18 @@ class AutoReport:
                 "pareto": [t.row() for t in self.pareto()], "trials": [t.row() for t in self.trials]}
 
 
+def _recipe(recipe: str) -> tuple[str, bool, str]:
+    """``treatment[+gptq][+seq-<cells>]`` (what :attr:`Trial.recipe` writes) as (outlier
+    treatment, GPTQ rounding, per-sequence cells or "")."""
+    outliers, *flags = recipe.split("+")
+    return outliers, "gptq" in flags, next((f[4:] for f in flags if f.startswith("seq-")), "")
+
+
 def _config(plan: dict[str, str], options: dict[str, Any], recipe: str = "none") -> QuantConfig:
     """The QuantConfig of a per-weight plan under a recipe (``treatment[+gptq][+seq-<cells>]``): float sites
     skipped, weight-only (int8 or ``int4``) sites named, static scales when any site is
     ``int8-static`` with the ``int8`` sites kept dynamic."""
-    outliers, *flags = recipe.split("+")
-    sequence = next((f[4:] for f in flags if f.startswith("seq-")), None)
+    outliers, gptq, sequence = _recipe(recipe)
     skip = tuple(s for s, level in plan.items() if level in ("fp16", "float"))  # fp16: see _half
     weight_only = tuple(s for s, level in plan.items() if level == "weight-only")
     int4 = tuple(s for s, level in plan.items() if level == "int4")
@@ -197,7 +203,7 @@ def _config(plan: dict[str, str], options: dict[str, Any], recipe: str = "none")
     return QuantConfig("w8a8", outliers, skip=(*options.get("skip", ()), *skip),
                        weight_only=(*options.get("weight_only", ()), *weight_only), static=static,
                        int4_weights=(*options.get("int4_weights", ()), *int4),
-                       dynamic=(*options.get("dynamic", ()), *dynamic), gptq="gptq" in flags, **rest).check()
+                       dynamic=(*options.get("dynamic", ()), *dynamic), gptq=gptq, **rest).check()
 
 
 def _batch_symbol(program: Program) -> str | None:
@@ -432,9 +438,8 @@ def auto_quantize(program: Program, calibration_data: Any, max_loss: float = 0.0
         # float weights at 4 bytes; fp16 ones at 2 where the export stores them half (store_half_exact)
         size = qrep.q_bytes + sum(n // (2 if per_weight[w] == "fp16" and n // 4 >= HALF_MIN_ELEMENTS else 1)
                                   for w, n in weight_bytes.items() if w not in quantized_weights)
-        outliers_of, *flags = treatment.split("+")
-        trial = seen[key] = Trial(dict(plan), loss, size, outliers_of, gptq="gptq" in flags,
-                                  sequence=next((f[4:] for f in flags if f.startswith("seq-")), ""))
+        outliers_of, gptq, sequence = _recipe(treatment)
+        trial = seen[key] = Trial(dict(plan), loss, size, outliers_of, gptq=gptq, sequence=sequence)
         report.trials.append(trial)
         bar.update(1)
         return trial
