@@ -16,7 +16,7 @@ from typing import Any
 
 from rnnc.errors import UserInputError
 from rnnc.ir import Program
-from rnnc.ir.interp import run_graph
+from rnnc.ir.interp import run_with_kernels
 
 
 class MixedProgram:
@@ -30,20 +30,10 @@ class MixedProgram:
         self.program, self.runners, self.assign = program, dict(runners), dict(assign)
 
     def __call__(self, *inputs: Any) -> Any:
-        import torch
+        return run_with_kernels(self.program, inputs, self.run_rnn)
 
-        g = self.program.graph
-        if len(inputs) != len(g.inputs):
-            raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
-        env: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
-        env.update(self.program.weights)
-
-        def rnn(node: Any, args: list[Any]) -> tuple[Any, ...]:
-            return self.runners[self.assign[node.outputs[0]]].run_rnn(node, args)
-
-        with torch.no_grad():
-            res = run_graph(g, env, rnn=rnn)
-        return res[0] if len(res) == 1 else res
+    def run_rnn(self, node: Any, args: list[Any]) -> tuple[Any, ...]:
+        return self.runners[self.assign[node.outputs[0]]].run_rnn(node, args)
 
     def describe(self) -> str:
         return "rnn nodes per backend: " + ", ".join(f"{n} on {b}" for n, b in self.assign.items())

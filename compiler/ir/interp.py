@@ -49,6 +49,21 @@ def run_nodes(nodes: Sequence[Node], values: dict[str, Any], rnn: RnnHook | None
         values.update(zip(node.outputs, outs, strict=True))
 
 
+def run_with_kernels(program: Program, inputs: Sequence[Any], rnn: RnnHook) -> Any:
+    """Run ``program`` with its ``rnn`` nodes on a backend's kernels (``rnn``) and every other op
+    in the interpreter: what each CPU runner's call is.  One output bare, several as a tuple."""
+    import torch
+
+    g = program.graph
+    if len(inputs) != len(g.inputs):
+        raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
+    env: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
+    env.update(program.weights)
+    with torch.no_grad():
+        res = run_graph(g, env, rnn=rnn)
+    return res[0] if len(res) == 1 else res
+
+
 def run_program(program: Program, *inputs: Any) -> Any:
     """Run a Program on torch tensors. One output is returned bare, several as a tuple."""
     import torch

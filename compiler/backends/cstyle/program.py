@@ -16,7 +16,7 @@ from rnnc.backends.cstyle.dialects import CDialect
 from rnnc.backends.cstyle.runtime import LayerRunner, RnnRunner, Stream
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Cell, Program
-from rnnc.ir.interp import run_graph
+from rnnc.ir.interp import run_with_kernels
 from rnnc.ir.printer import layer_key
 from rnnc.ir.rnn import direction_params, rnn_layout
 from rnnc.lower.knobs import schedule_threads
@@ -113,17 +113,7 @@ class CompiledProgram:
                 (torch.device("cpu"), getattr(torch, store)) if store != "float32" else ()))
 
     def __call__(self, *inputs: Any) -> Any:
-        import torch
-
-        g = self.program.graph
-        if len(inputs) != len(g.inputs):
-            raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
-        env: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
-        env.update(self.program.weights)
-
-        with torch.no_grad():
-            res = run_graph(g, env, rnn=self.run_rnn)
-        return res[0] if len(res) == 1 else res
+        return run_with_kernels(self.program, inputs, self.run_rnn)
 
     def run_rnn(self, node: Any, args: list[Any]) -> tuple[Any, ...]:
         """One ``rnn`` node of the program on its compiled kernels (the interpreter's ``rnn`` hook;

@@ -12,9 +12,8 @@ from typing import Any
 
 from rnnc.backends.tvm.build import LayerFn
 from rnnc.backends.tvm.layer import pack_weight, packed_tiles
-from rnnc.errors import UserInputError
 from rnnc.ir.graph import Node, Program
-from rnnc.ir.interp import run_graph
+from rnnc.ir.interp import run_with_kernels
 from rnnc.ir.rnn import direction_params, rnn_layout, run_stack
 
 
@@ -31,16 +30,7 @@ class TvmProgram:
         return self.executable[name]
 
     def __call__(self, *inputs: Any) -> Any:
-        import torch
-
-        g = self.program.graph
-        if len(inputs) != len(g.inputs):
-            raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
-        values: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
-        values.update(self.program.weights)
-        with torch.no_grad():
-            res = run_graph(g, values, rnn=self.run_rnn)
-        return res[0] if len(res) == 1 else res
+        return run_with_kernels(self.program, inputs, self.run_rnn)
 
     def run_rnn(self, node: Node, args: list[Any]) -> tuple[Any, ...]:
         """One ``rnn`` node of the program on its TVM functions (the interpreter's ``rnn`` hook; also
