@@ -288,7 +288,7 @@ def run_case(case: Case, tmp: Path) -> dict:
         return row
     q_path = tmp / "q.onnx"
     q.export_onnx(str(q_path))
-    from rnnc.quant.auto import _race, one_sample
+    from rnnc.quant.race import one_sample, race
 
     # timed again here, longer than the search does, on the two files as deployed: one held-out
     # sample per call, round-robin
@@ -298,7 +298,7 @@ def run_case(case: Case, tmp: Path) -> dict:
     for path in (fp32_path, q_path):
         sess = _session(str(path))
         runs.append((sess, _feeds(sess, tuple(np.asarray(v) for v in sample))))
-    fp32_ms, q_ms = _race(runs, budget_s=4.0)
+    fp32_ms, q_ms = race(runs, budget_s=4.0)
     a = q.auto
     c = a.chosen
     levels = {lv: sum(v == lv for v in c.plan.values())
