@@ -81,10 +81,14 @@ def plan_site(op: str, weights: list[torch.Tensor], stats: list[ChannelStats | N
     treat = seen and act != "none"  # weight-only sites have no quantized activation to treat
     if cfg.outliers == "keep" and treat:
         keep = sorted({c for s in stats for c in detect_outliers(s, cfg.threshold, cfg.max_fraction)})
-        if op == "conv1d" and keep and weights[0].shape[1] * 1 != stats[0].absmax.numel():
+        if op == "conv1d" and keep and weights[0].shape[1] != stats[0].absmax.numel():
             keep = []  # grouped conv: channels do not map onto one weight column
     plan.n_keep = len(keep)
-    plan.smooth = cfg.outliers == "smooth" and treat
+    grouped = op == "conv1d" and stats[0] is not None and stats[0].absmax is not None and \
+        weights[0].shape[1] != stats[0].absmax.numel()  # input channels do not map onto weight columns
+    plan.smooth = cfg.outliers == "smooth" and treat and not grouped
+    if cfg.outliers == "smooth" and treat and grouped:
+        note = (note + " grouped conv: not smoothed").strip()
     if plan.smooth and recurrent and smooth is None and \
             not any(detect_outliers(st, cfg.threshold, 1.0) for st in stats if st is not None):
         # a state-fed input is produced by the cell's own arithmetic, so its division can never be

@@ -10,6 +10,7 @@ in the report is the name of the value in ``Program.text()``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -155,11 +156,18 @@ def _sequence_input(step: Graph, per_dir: list[dict[str, Any]]) -> tuple[Graph, 
             [q.outputs[0] for q in uses])
 
 
+def _same_tensor(a: Any, b: Any) -> bool:
+    return a is b or (a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b)))
+
+
 def _rewrite_rnn(node: Node, program_weights: Weights, stats: Stats, cfg: QuantConfig,
-                 report: QuantReport, input_fold: tuple[str, str, torch.Tensor] | None = None
-                 ) -> tuple[Node, dict[str, Any]]:
+                 report: QuantReport, input_fold: tuple[str, str, torch.Tensor] | None = None,
+                 taken: Mapping[str, Any] | None = None) -> tuple[Node, dict[str, Any]]:
     """New cells and weight inputs for one ``rnn`` node; returns it and its new weights.
-    ``input_fold``: (first layer's input-projection site, producer, ``s``) from ``plan_cell_folds``."""
+    ``input_fold``: (first layer's input-projection site, producer, ``s``) from ``plan_cell_folds``;
+    ``taken``: tensors earlier nodes already named (two nodes stepping one cell module -- a loop's
+    peeled first step, a shared decoder cell -- see different activations, so their kept channels
+    and scales may differ: a name another node gave a different tensor is made this node's own)."""
     attrs = node.attr_dict
     cells, dirs, _ = rnn_layout(attrs)
     n_states = len(cells[0].states)
@@ -196,6 +204,8 @@ def _rewrite_rnn(node: Node, program_weights: Weights, stats: Stats, cfg: QuantC
                 same = next((n for n, v in tensors.items() if v is per_dir[d][p]), None)
                 if same is not None and p.endswith(f".{ROT}"):  # one Hadamard matrix per width
                     name = same
+                elif taken and name in taken and not _same_tensor(taken[name], per_dir[d][p]):
+                    name = f"{node.outputs[0]}.{tags[d]}.{p}"
                 inputs.append(name)
                 tensors[name] = per_dir[d][p]
     new_attrs = {**attrs, "cells": tuple(new_cells)}
@@ -221,7 +231,8 @@ def quantize_program(program: Program, stats: Stats, cfg: QuantConfig) -> tuple[
     top_nodes: list[Node] = []
     for node in g.nodes:
         if node.op == "rnn":
-            new, tensors = _rewrite_rnn(node, program.weights, stats, cfg, report, input_folds.get(node.outputs[0]))
+            new, tensors = _rewrite_rnn(node, program.weights, stats, cfg, report, input_folds.get(node.outputs[0]),
+                                        rnn_weights)
             rnn_weights.update(tensors)
             top_nodes.append(new)
         else:

@@ -39,3 +39,27 @@ def test_packed_lengths(kind: type[nn.RNNBase], batch_first: bool) -> None:
     lengths = torch.tensor([3, 9, 1, 5])
     for got, want in zip(program.run(x, lengths), model(x, lengths), strict=True):
         assert_close(got, want)
+
+
+class PackedNoTotal(nn.Module):
+    """``pad_packed_sequence`` without ``total_length``: it pads to the longest length present, so
+    the output of one short sample is shorter than the batch's (the batch probe must not crash)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(4, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        y, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
+        return y
+
+
+def test_packed_output_padded_to_the_longest_present_length() -> None:
+    torch.manual_seed(1)
+    model = PackedNoTotal().eval()
+    program = trace(model, (torch.randn(2, 6, 4), torch.tensor([6, 5])))  # the probe's sample is shorter
+    assert program.graph.inputs[0][1].shape[0] == "B"
+    x, lengths = torch.randn(3, 9, 4), torch.tensor([9, 2, 7])  # the longest present is the padded length
+    with torch.no_grad():
+        assert_close(program.run(x, lengths), model(x, lengths))

@@ -101,3 +101,59 @@ def test_clip_sets_a_static_range_below_the_max():
     st = q.stats[site.site]
     assert site.act == "static" and site.clip_scale * 127 < float(st.absmax.max())
     assert any(n.op == "qlinear" and n.attr("act") == "static" for _, n in q.program.graph.walk())
+
+
+def test_one_cell_stepped_by_two_nodes_keeps_each_nodes_own_channels():
+    """The same LSTM module run on two inputs (two ``rnn`` nodes, one set of weights) where only
+    the second input has an outlier channel: ``keep`` keeps channels per node, so each node gets its
+    own kept-channel tensors and codes (they once shared one name: the last node's codes, zeroed in
+    its kept columns, served both -- silently wrong here, a verifier error where both kept some)."""
+    from quant_helpers import ort_run
+
+    class Twice(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.LSTM(8, 16, batch_first=True)
+            self.register_buffer("loud", torch.ones(8).index_fill(0, torch.tensor([3]), 60.0))
+
+        def forward(self, x):
+            return self.rnn(x)[0] + self.rnn(x * self.loud)[0]
+
+    torch.manual_seed(0)
+    model = Twice().eval()
+    program = rnnc.trace(model, (inputs(),))
+    q = rnnc.quantize(program, [inputs(seed=s) for s in range(2)], "w8a8", "keep", progress=False)
+    kept = sorted(len(s.kept) for s in q.report.sites if s.weight.endswith("weight_ih"))
+    assert kept[0] < kept[-1]  # the two nodes kept different channels
+    x = inputs(seed=7)
+    # the quiet node runs as onnxruntime's DynamicQuantizeLSTM (per-thread h scales: "int8lstm")
+    assert_close(torch.from_numpy(ort_run(q.export_onnx(), x)[0]), q.run(x), dtype="int8lstm",
+                 backend="onnxruntime")
+    with torch.no_grad():
+        ref = model(x)
+    assert float((q.run(x) - ref).norm() / ref.norm()) < 0.05
+
+
+def test_a_grouped_conv_is_not_smoothed():
+    """Smoothing scales a weight's input columns; a depthwise conv's weight has one column per
+    group, so it is left unsmoothed (and says so) instead of producing a malformed weight."""
+    from quant_helpers import ort_run
+
+    class Depthwise(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 32)
+            self.conv = torch.nn.Conv1d(32, 32, 3, padding=1, groups=32)
+            self.head = torch.nn.Linear(32, 4)
+
+        def forward(self, x):
+            y = self.conv(self.proj(x).transpose(1, 2)).transpose(1, 2)
+            return self.head(torch.relu(y))
+
+    torch.manual_seed(0)
+    program = rnnc.trace(Depthwise().eval(), (inputs(),))
+    q = rnnc.quantize(program, [inputs(seed=s) for s in range(2)], "w8a8", "smooth", progress=False)
+    conv = next(s for s in q.report.sites if s.weight == "conv.weight")
+    assert not conv.smoothed and "grouped conv: not smoothed" in conv.note
+    x = inputs(seed=7)
+    assert_close(torch.from_numpy(ort_run(q.export_onnx(), x)[0]), q.run(x), dtype="int8", backend="onnxruntime")
