@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import torch
+from model_files import CONV_GRU
 
 import rnnc
 from rnnc.tolerances import assert_close
@@ -54,20 +55,6 @@ def test_measure_off_and_recurrent_only_programs_keep_the_kernel_backend():
     assert y.shape[-1] == 16
 
 
-MODEL = """
-import torch
-class ConvGru(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv1d(8, 16, 3, padding=1)
-        self.gru = torch.nn.GRU(16, 24, batch_first=True)
-        self.head = torch.nn.Linear(24, 3)
-    def forward(self, x):
-        y = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)
-        return self.head(self.gru(y)[0])
-torch.manual_seed(0)
-model = ConvGru().eval()
-"""
 
 
 def test_cli_compile_writes_the_engine_rnnc_compile_picks(tmp_path):
@@ -78,14 +65,14 @@ def test_cli_compile_writes_the_engine_rnnc_compile_picks(tmp_path):
     from rnnc.cli import main
 
     model_file = tmp_path / "m.py"
-    model_file.write_text(MODEL)
+    model_file.write_text(CONV_GRU)
     out = tmp_path / "out"
     assert main(["compile", str(model_file), "--input-shape", "1,20,8", "-o", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["backend"] in ("c", "onnx")
     assert manifest.get("engine", "kernels") in ("kernels", "native")
     namespace: dict = {}
-    exec(MODEL, namespace)
+    exec(CONV_GRU, namespace)
     x = torch.randn(2, 11, 8)
     with torch.no_grad():
         assert_close(rnnc.load(out)(x), namespace["model"](x), "float32", "c", manifest["backend"])

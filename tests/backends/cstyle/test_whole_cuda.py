@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_files import CONV_GRU
 from test_whole_native import _cases  # the same models as the native engine's tests
 
 import rnnc
@@ -52,19 +53,6 @@ def test_cpu_target_is_refused() -> None:
         cuda_module(rnnc.trace(model, inputs), inputs, get("cpu/host"))
 
 
-MODEL = """
-import torch
-class M(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv1d(8, 16, 3, padding=1)
-        self.gru = torch.nn.GRU(16, 24, batch_first=True)
-        self.head = torch.nn.Linear(24, 3)
-    def forward(self, x):
-        return self.head(self.gru(torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2))[0])
-torch.manual_seed(0)
-model = M().eval()
-"""
 
 
 @pytest.mark.nvcc
@@ -74,7 +62,7 @@ def test_cli_writes_the_module_beside_the_layers(tmp_path) -> None:
     from rnnc.cli import main
 
     model_file = tmp_path / "m.py"
-    model_file.write_text(MODEL)
+    model_file.write_text(CONV_GRU)
     out = tmp_path / "out"
     assert main(["compile", str(model_file), "--input-shape", "2,20,8", "--target", H100, "-o", str(out)]) == 0
     module = json.loads((out / "manifest.json").read_text())["module"]
@@ -82,7 +70,7 @@ def test_cli_writes_the_module_beside_the_layers(tmp_path) -> None:
     kernels = [ln["kernel"] for ln in module["launches"]]
     assert sum(1 for ln in module["launches"] if ln["layer"]) == 1 and set(kernels) == set(module["resources"])
     namespace: dict = {}
-    exec(MODEL, namespace)
+    exec(CONV_GRU, namespace)
     x = torch.randn(2, 20, 8)
     with torch.no_grad():  # the directory still loads (its layers' C twins here, no GPU)
         assert_close(rnnc.load(out)(x), namespace["model"](x), "float32", "cuda")
