@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from rnnc.ir import symdims
 from rnnc.ir.types import Dim
 
 Spot = tuple[int, int]  # (input index, dim)
@@ -125,20 +126,22 @@ def rnn_dims(model: Any, examples: list[torch.Tensor], names: list[str],
         prog = _build(model, examples, probe, names, probing=True, cells=cells)
     except Exception:  # noqa: BLE001 -- a best-effort probe: any failure means "no roles known"
         return static
-    batch: set[str] = set()
+    batch_dims: list[Dim] = []
     time: set[str] = set()
     types = prog.graph.value_types()
     for node in prog.rnn_nodes():
         x = types[node.inputs[0]].shape
         bf = node.attr("batch_first")
-        batch.add(str(x[0] if bf else x[1]).split("'")[0])  # T'5004: a size derived from T
-        time.add(str(x[1] if bf else x[0]).split("'")[0])
+        batch_dims.append(x[0] if bf else x[1])
+        time |= symdims.symbols(x[1] if bf else x[0])  # T'5004, ((T+4)//8): sizes computed from T
         if node.inputs[1]:
-            batch.add(str(types[node.inputs[1]].shape[0]))
+            batch_dims.append(types[node.inputs[1]].shape[0])
         n_states = len(node.attr("cells")[0].states)
-        for s in node.inputs[2:2 + n_states]:
-            if s:
-                batch.add(str(types[s].shape[1]))
+        batch_dims += [types[s].shape[1] for s in node.inputs[2:2 + n_states] if s]
+    batch: set[str] = set()
+    for d in batch_dims:  # DPRNN's intra-chunk layer runs over batch B*K (K chunks of T): B is the batch
+        syms = symdims.symbols(d)
+        batch |= (syms - time) or syms
     # independent time axes (an encoder's and a decoder's inputs) get their own symbols, T, T1, ...:
     # one shared symbol would claim at export time that their lengths are equal
     time_names: dict[str, str] = {}

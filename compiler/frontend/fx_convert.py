@@ -20,7 +20,7 @@ from torch.utils import _pytree as pytree
 from rnnc.frontend import handlers_aten, handlers_shape  # noqa: F401  (register their handlers)
 from rnnc.frontend.aten import convert_call
 from rnnc.frontend.fx_trace import Traced, function_name, user_line
-from rnnc.frontend.handlers import HANDLERS, conv1d, layer_norm, linear, pad
+from rnnc.frontend.handlers import HANDLERS, conv1d, layer_norm, linear, pad, understands
 from rnnc.frontend.loops import cell_scan, convert_cell_scan
 from rnnc.frontend.recurrent import convert_rnnc_layer, convert_torch_cell, convert_torch_rnn, pack_padded, pad_packed
 from rnnc.frontend.values import TV, Ctx, SymInt
@@ -179,7 +179,9 @@ def _call(ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], fn
     leaves = pytree.tree_leaves((args, kwargs))
     constant = not any(isinstance(a, TV) for a in leaves) and any(isinstance(a, torch.Tensor) for a in leaves)
     handler = HANDLERS.get(name.removeprefix("__").removesuffix("__") if name.startswith("__") else name)
-    if handler is not None and not constant:  # (an op on constant tensors is just run, below)
+    if handler is not None and not constant and understands(handler, args, kwargs):
+        # (an op on constant tensors is just run, below; a call written in a form the handler
+        # does not declare, ``axis=1``, goes to the exact path, ``convert_call``)
         out = handler(ctx, *args, **kwargs)
         if out is not NotImplemented:  # a handler declines a form it has no IR op for
             return out

@@ -8,6 +8,8 @@ returns what torch would return.  ``HANDLERS`` maps the function name (``relu``,
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +34,45 @@ def handles(*names: str) -> Callable[[Handler], Handler]:
 
 def is_tensor(x: Any) -> bool:
     return isinstance(x, TV)
+
+
+#: keyword arguments that never change a result: a handler's ``**kwargs`` may drop them
+INERT_KWARGS = frozenset({"inplace", "memory_format", "non_blocking", "copy", "device", "layout", "pin_memory",
+                          "requires_grad"})
+
+
+def reads(*names: str) -> Callable[[Handler], Handler]:
+    """Declare the keyword arguments a handler reads from its ``**kwargs`` itself (``dtype``)."""
+    def deco(fn: Handler) -> Handler:
+        fn.kwargs_read = frozenset(names)  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+@functools.cache
+def _signature(fn: Handler) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+def understands(handler: Handler, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``handler`` takes this call as written: its arguments bind to the handler's
+    parameters, and every keyword its ``**kwargs`` would catch is inert, ``None`` or one it reads.
+
+    Why: a handler written for ``x.mean(dim, keepdim)`` that swallowed ``axis=1`` reduced over
+    every dim, silently.  A call a handler does not understand goes to the exact path instead
+    (``torch.export`` of the call, ``aten.py``), where torch itself resolves ``axis=``, ``dims=``,
+    ``tensors=`` and every other spelling."""
+    try:
+        bound = _signature(handler).bind(None, *args, **kwargs)
+    except TypeError:
+        return False
+    extra: dict[str, Any] = {}
+    for p in _signature(handler).parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            extra = bound.arguments.get(p.name, {})
+    read = getattr(handler, "kwargs_read", frozenset())
+    return all(v is None or k in INERT_KWARGS or k in read for k, v in extra.items())
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -67,6 +108,8 @@ def _gelu(ctx: Ctx, x: TV, approximate: str = "none") -> TV:
 
 @handles("softplus")
 def _softplus(ctx: Ctx, x: TV, beta: float = 1.0, threshold: float = 20.0) -> TV:
+    if threshold != 20.0:  # the IR op is torch's default; another threshold: the exact path
+        return NotImplemented
     if beta != 1:
         return ctx.emit("div", ctx.emit("softplus", ctx.emit("mul", x, ctx.lift(beta, x))), ctx.lift(beta, x))
     return ctx.emit("softplus", x)
@@ -114,6 +157,7 @@ _IR_BINARY = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "truediv":
 
 
 def _binary(name: str) -> Handler:
+    @reads("rounding_mode")
     def fn(ctx: Ctx, a: Any, b: Any = None, *rest: Any, alpha: Any = 1, **kwargs: Any) -> Any:
         if b is None:  # x.max(dim=...) and friends: not a binary op
             return NotImplemented
@@ -264,6 +308,7 @@ def _device(ctx: Ctx, x: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 @handles("to", "type")
+@reads("dtype")
 def to(ctx: Ctx, x: Any, *args: Any, **kwargs: Any) -> Any:
     """``x.to(dtype)`` casts; device moves are no-ops (the IR has no devices)."""
     from rnnc.frontend.handlers_shape import torch_dtype_arg

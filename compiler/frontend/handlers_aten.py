@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from rnnc.frontend.handlers import HANDLERS
+from rnnc.frontend.handlers import HANDLERS, reads
 from rnnc.frontend.handlers_shape import (
     cat,
     permute,
@@ -31,7 +31,7 @@ from rnnc.frontend.handlers_shape import (
 )
 from rnnc.frontend.values import TV, Ctx, SymInt, axis
 from rnnc.ir.ops_aten import DROPPED_KWARGS, encode
-from rnnc.ir.ops_shape import _END
+from rnnc.ir.symdims import END as _END
 from rnnc.ir.types import dtype_of_torch
 
 AtenHandler = Callable[..., Any]
@@ -412,7 +412,7 @@ def _arange(ctx: Ctx, *args: Any, **kwargs: Any) -> Any:
     return ctx.emit("arange", *refs, n=entry, start=start, step=step, dtype=dtype_of_torch(dtype))
 
 
-HANDLERS["arange"] = _arange  # torch.arange(x.size(1)) in fx graphs too
+HANDLERS["arange"] = reads("start", "end", "step", "dtype")(_arange)  # torch.arange(x.size(1)) in fx graphs too
 
 
 def _adaptive(reduce: str) -> AtenHandler:

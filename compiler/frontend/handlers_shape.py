@@ -6,14 +6,14 @@ ONNX-style ``0`` (copy the dim) instead of baking the example's batch size into 
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import torch
 
-from rnnc.frontend.handlers import HANDLERS, handles, is_tensor
-from rnnc.frontend.values import DERIVED, TV, Ctx, SymInt, axis
-from rnnc.ir.ops_shape import _END
+from rnnc.frontend.handlers import HANDLERS, handles, is_tensor, reads
+from rnnc.frontend.values import TV, Ctx, SymInt, axis
+from rnnc.ir import symdims
+from rnnc.ir.symdims import END as _END
 from rnnc.ir.types import dtype_of_torch
 
 #: TorchScript passes dtypes as ScalarType codes
@@ -76,37 +76,16 @@ def _getattr(ctx: Ctx, x: Any, name: str) -> Any:
     return getattr(x, name)
 
 
-def _monomial(d: Any) -> tuple[int, Counter[str]] | None:
-    """A size as constant x product of named symbols (``t * b`` -> (1, {T, B})), if it is one."""
-    if isinstance(d, SymInt):
-        if d.sym not in (DERIVED, "?"):
-            return 1, Counter({d.sym: 1})
-        if d.expr is not None and d.expr[0] == "*":
-            a, b = _monomial(d.expr[1]), _monomial(d.expr[2])
-            return None if a is None or b is None else (a[0] * b[0], a[1] + b[1])
-        return None
-    if isinstance(d, str):
-        return None if d == "?" else (1, Counter({d: 1}))
-    return int(d), Counter()
-
-
 def _constant_minus_one(x: TV, want: list[Any]) -> list[Any]:
     """``view(t * b, -1)`` of ``[T, B, 32]``: the -1 is the constant 32; saying so keeps the
     channel count known to the ops after it (a -1 left to run time would be ``?``)."""
     if [d for d in want if not isinstance(d, SymInt) and d == -1] != [-1]:
         return want
-    ins = [_monomial(d) for d in x.shape]
-    outs = [_monomial(d) for d in want if isinstance(d, SymInt) or d != -1]
-    if any(m is None for m in ins + outs):
+    rest = [d.dim if isinstance(d, SymInt) else int(d) for d in want if isinstance(d, SymInt) or d != -1]
+    n = symdims.quotient(x.shape, rest)
+    if not isinstance(n, int):
         return want
-    c_in, s_in, c_out, s_out = 1, Counter[str](), 1, Counter[str]()
-    for c, syms in ins:  # type: ignore[misc]
-        c_in, s_in = c_in * c, s_in + syms
-    for c, syms in outs:  # type: ignore[misc]
-        c_out, s_out = c_out * c, s_out + syms
-    if s_in != s_out or not c_out or c_in % c_out:
-        return want
-    return [c_in // c_out if (not isinstance(d, SymInt) and d == -1) else d for d in want]
+    return [n if (not isinstance(d, SymInt) and d == -1) else d for d in want]
 
 
 @handles("reshape", "view")
@@ -307,6 +286,7 @@ def _unbind(ctx: Ctx, x: TV, dim: int = 0) -> tuple[TV, ...]:
 
 
 @handles("zeros", "new_zeros", "zeros_like")
+@reads("dtype")
 def zeros(ctx: Ctx, *args: Any, **kwargs: Any) -> TV:
     """An all-zero tensor: kept without a node (``zeros=True``) until something needs its value."""
     if args and is_tensor(args[0]):  # x.new_zeros(size) / zeros_like(x)
@@ -351,6 +331,7 @@ def _dtype(kwargs: dict[str, Any], like: TV | None, value: Any) -> torch.dtype:
 
 
 @handles("ones")
+@reads("dtype")
 def _ones(ctx: Ctx, *sizes: Any, **kwargs: Any) -> Any:
     return filled(ctx, _dims(sizes), 1.0, _dtype(kwargs, None, 1.0))
 
@@ -360,16 +341,19 @@ HANDLERS["new_empty"] = lambda ctx, x, *sizes, **kwargs: zeros(ctx, x, *sizes, *
 
 
 @handles("full")
+@reads("dtype")
 def _full(ctx: Ctx, size: Any, fill_value: Any, **kwargs: Any) -> Any:
     return filled(ctx, list(size), fill_value, _dtype(kwargs, None, fill_value))
 
 
 @handles("new_ones")
+@reads("dtype")
 def _new_ones(ctx: Ctx, x: TV, *sizes: Any, **kwargs: Any) -> Any:
     return filled(ctx, _dims(sizes), 1.0, _dtype(kwargs, x, 1.0))
 
 
 @handles("new_full")
+@reads("dtype")
 def _new_full(ctx: Ctx, x: TV, size: Any, fill_value: Any, **kwargs: Any) -> Any:
     return filled(ctx, list(size), fill_value, _dtype(kwargs, x, fill_value))
 

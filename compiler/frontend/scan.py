@@ -41,8 +41,8 @@ from rnnc.frontend.scan_match import BATCH, Indexed, Match, Skip, depends_on_inp
 from rnnc.ir import Cell, Graph, GraphBuilder, Node, StateSpec
 from rnnc.ir.graph import freeze_attrs
 from rnnc.ir.ops import OPS
-from rnnc.ir.ops_shape import _END
 from rnnc.ir.scanform import is_linear
+from rnnc.ir.symdims import END as _END
 from rnnc.ir.types import TensorType, dtype_of_torch
 
 Key = tuple[int, int]  # a template value: (position in the step, output index)

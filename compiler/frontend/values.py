@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from rnnc.errors import IRVerificationError, UnsupportedError
-from rnnc.ir import GraphBuilder, Value
+from rnnc.ir import GraphBuilder, Value, symdims
 from rnnc.ir.ops import OPS
 from rnnc.ir.ops_dyn import SIZE_OPS
 from rnnc.ir.types import Dim, dtype_of_torch
@@ -51,9 +51,20 @@ class SymInt(int):
         """Whether this size is ``tv``'s dim ``axis`` at run time: the same named symbol, or read
         from that very dim (two ``?`` dims are not the same size)."""
         d = tv.shape[axis]
-        if isinstance(d, str) and d != "?" and self.sym == d:
+        if isinstance(d, str) and "?" not in d and self.dim == d:
             return True
         return self.source is not None and self.source[0] is tv and self.source[1] % tv.rank == axis % tv.rank
+
+    @property
+    def dim(self) -> Dim:
+        """This size as an IR dim: its symbol, or its expression's canonical name
+        (``rnnc.ir.symdims``: ``b * t`` is ``B*T``), ``?`` when it cannot be said."""
+        if self.sym != DERIVED:
+            return self.sym
+        if self.expr is None:
+            return "?"
+        op, a, b = self.expr
+        return symdims.name(op, a.dim if isinstance(a, SymInt) else int(a), b.dim if isinstance(b, SymInt) else int(b))
 
     # arithmetic on a symbolic size stays symbolic (``t // 2``, ``b * t``): derived, with its
     # expression, so no op bakes the example's value in

@@ -18,6 +18,7 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
+from rnnc.ir import symdims
 from rnnc.ir.ops import ShapeError, _req, _t, infers, register_op
 from rnnc.ir.types import Dim, TensorType, broadcast_shapes, torch_dtype
 
@@ -27,9 +28,9 @@ def _entry_dims(entries: Any, refs: Sequence[TensorType | None]) -> list[Dim]:
     for e in entries:
         if isinstance(e, int):
             out.append(e)
-        elif isinstance(e[0], str):  # a computed size: checked, known only at run time
-            _entry_dims(e[1:], refs)
-            out.append("?")
+        elif isinstance(e[0], str):  # a computed size: named by its expression (``rnnc.ir.symdims``)
+            a, b = _entry_dims(e[1:], refs)
+            out.append(symdims.name(e[0], a, b) if a != -1 and b != -1 else "?")
         else:
             k, ax = e
             if not 0 <= k < len(refs) or refs[k] is None:
@@ -71,7 +72,9 @@ def _reshape_dyn_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]
     dims = _entry_dims(attrs["shape"], types[1:])
     if dims.count(-1) > 1:
         raise ShapeError("reshape_dyn: at most one -1")
-    return (TensorType(tuple("?" if d == -1 else d for d in dims), x.dtype),)
+    if -1 in dims:
+        dims[dims.index(-1)] = symdims.quotient(x.shape, [d for d in dims if d != -1])
+    return (TensorType(tuple(dims), x.dtype),)
 
 
 @register_op("expand_dyn", inputs=(1, None), attrs=("shape",), doc="x.expand(sizes read from the references)")
@@ -135,7 +138,7 @@ def _slice_dyn_infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) 
     if not 0 <= ax < x.rank or attrs["step"] < 1:
         raise ShapeError(f"slice_dyn: axis {ax} / step {attrs['step']} invalid for {x.text()}")
     start, stop = _entry_dims((attrs["start"], attrs["stop"]), types[1:])
-    n: Dim = stop if start == 0 and attrs["step"] == 1 and not (isinstance(stop, int) and stop < 0) else "?"
+    n = symdims.slice_length(x.shape[ax], start, stop, attrs["step"])
     return (x.with_shape(tuple(n if i == ax else d for i, d in enumerate(x.shape))),)
 
 

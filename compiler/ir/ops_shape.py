@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rnnc.ir import symdims
 from rnnc.ir.ops import ShapeError, _axis, _req, _t, infers, register_op
 from rnnc.ir.types import Dim, TensorType, dims_compatible
-
-_END = 2**62  # "to the end" in slice stops; printed as an int so the text round-trips
 
 
 def _norm_axes(axes: Any, rank: int) -> tuple[int, ...]:
@@ -88,31 +87,11 @@ def _reshape_infer(types, attrs):
                 raise ShapeError(f"reshape {x.text()} to {attrs['shape']}: sizes do not divide")
             out[out.index(-1)] = total // prod
         else:
-            out[out.index(-1)] = _inferred_symbol(x.shape, attrs["shape"], out)
+            # dims copied in place (``0``) cancel out, so a ``?`` among them does not hide the rest
+            kept = {i for i, d in enumerate(attrs["shape"]) if d == 0}
+            out[out.index(-1)] = symdims.quotient([d for i, d in enumerate(x.shape) if i not in kept],
+                                                  [d for i, d in enumerate(out) if i not in kept and d != -1])
     return (TensorType(tuple(out), x.dtype),)
-
-
-def _inferred_symbol(shape: tuple[Dim, ...], spec: Any, out: list[Dim]) -> Dim:
-    """What a ``-1`` stands for: dims copied with ``0`` cancel out; what is left of the input is
-    constants (the -1 is their quotient by the output's constants) or one named symbol times
-    constants equal to the output's (``[B] -> [-1, 1, 1]`` keeps ``B``); otherwise it is unknown
-    until run time (``?``)."""
-    rest = [d for i, d in enumerate(shape) if not (i < len(spec) and spec[i] == 0)]
-    syms = [d for d in rest if isinstance(d, str)]
-    if len(syms) > 1 or (syms and syms[0] == "?"):
-        return "?"
-    kept = {i for i, d in enumerate(spec) if d == 0}
-    n_in, n_out = 1, 1
-    for d in rest:
-        n_in *= d if isinstance(d, int) else 1
-    for i, d in enumerate(out):
-        if i not in kept and d != -1:
-            if not isinstance(d, int):
-                return "?"
-            n_out *= d
-    if not syms:  # symbolic dims all copied in place: what is left is a constant
-        return n_in // n_out if n_out and n_in % n_out == 0 else "?"
-    return syms[0] if n_in == n_out else "?"
 
 
 @register_op("transpose", inputs=1, attrs=("perm",))
@@ -156,16 +135,6 @@ def _squeeze_infer(types, attrs):
     return (TensorType((*x.shape[:ax], *x.shape[ax + 1:]), x.dtype),)
 
 
-def _slice_len(d: Dim, start: int, stop: int, step: int) -> Dim:
-    if isinstance(d, int):
-        return len(range(*slice(start, stop, step).indices(d)))
-    if start >= 0 and 0 <= stop < _END:
-        return max(0, (stop - start + step - 1) // step)
-    if start < 0 and stop >= _END and step == 1:
-        return -start
-    return "?"
-
-
 @register_op("slice", inputs=1, attrs=("axis", "start", "stop", "step"))
 def _slice(xs, a):
     x = xs[0]
@@ -181,7 +150,7 @@ def _slice_infer(types, attrs):
     if attrs["step"] <= 0:
         raise ShapeError("slice: step must be positive (use flip)")
     shape = list(x.shape)
-    shape[ax] = _slice_len(x.shape[ax], attrs["start"], attrs["stop"], attrs["step"])
+    shape[ax] = symdims.slice_length(x.shape[ax], attrs["start"], attrs["stop"], attrs["step"])
     return (TensorType(tuple(shape), x.dtype),)
 
 
@@ -233,7 +202,7 @@ def _cat_shape(types, axis: int, stack: bool) -> tuple[Dim, ...]:
             if i != ax and not dims_compatible(a, b):
                 raise ShapeError(f"concat: {base.text()} vs {t.text()} differ off axis {ax}")
         d = t.shape[ax]
-        total = total + d if isinstance(total, int) and isinstance(d, int) else "?"
+        total = symdims.name("+", total, d)
     return (*base.shape[:ax], total, *base.shape[ax + 1:])
 
 
@@ -318,7 +287,7 @@ def _pad_infer(types, attrs):
         raise ShapeError(f"pad mode {attrs['mode']!r} is not one of constant, reflect, replicate")
     left, right = attrs["pads"]
     d = x.shape[-1]
-    return (TensorType((*x.shape[:-1], d + left + right if isinstance(d, int) else "?"), x.dtype),)
+    return (TensorType((*x.shape[:-1], symdims.name("+", d, left + right)), x.dtype),)
 
 
 @register_op("layer_norm", inputs=(1, 3), attrs=("eps", "ndim"), doc="normalises the last ndim axes")

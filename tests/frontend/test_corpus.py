@@ -23,9 +23,9 @@ from rnnc.tolerances import assert_close
 #: entries whose length rnnc cannot keep symbolic yet, and why: ``trace`` warns naming the check
 #: that failed, keeps the batch symbolic and the length at the example's (docs/frontend.md)
 FIXED_LENGTH: dict[str, str] = {}
-#: entries where neither stays symbolic yet: DPRNN pads to a multiple of its chunk size computed
-#: from T, and the reshapes after it combine two derived sizes (the channel count is lost)
-FIXED_ALL = {"dprnn"}
+#: entries where neither stays symbolic yet (none: DPRNN, whose reshapes combine B with sizes
+#: computed from T, keeps both since sizes are named by their expressions, ``rnnc.ir.symdims``)
+FIXED_ALL: set[str] = set()
 
 
 def _length(entry: Entry, want: int) -> int:

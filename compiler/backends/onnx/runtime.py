@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from rnnc.errors import UserInputError
+from rnnc.ir import symdims
 
 
 class StatefulSession:
@@ -44,17 +45,15 @@ class StatefulSession:
         self._carried = None
 
     def _zeros(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sizes = {p: feeds[i.name].shape[k] for i in self.inputs for k, p in enumerate(i.shape) if isinstance(p, str)}
         out = {}
         for s in self.states:
             shape = []
             for d in s["shape"]:
-                if isinstance(d, int):
-                    shape.append(d)
-                    continue
-                sizes = [feeds[i.name].shape[k] for i in self.inputs for k, p in enumerate(i.shape) if p == d]
-                if not sizes:
+                n = symdims.evaluate(d, sizes)  # B, or a size computed from the inputs' (DPRNN's 2*K*B)
+                if n is None:
                     raise UserInputError(f"cannot tell the size of dim {d!r} of state {s['input']} from the inputs")
-                shape.append(sizes[0])
+                shape.append(n)
             out[s["input"]] = np.zeros(shape, dtype=np.dtype(s["dtype"]))
         return out
 

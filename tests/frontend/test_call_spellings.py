@@ -1,0 +1,59 @@
+"""Every way torch lets a call be spelled converts to the same result as torch.
+
+Why: handlers are written for torch's canonical argument order; a handler that swallowed a
+keyword it did not know (``x.mean(axis=1)``) once reduced over every dim, silently.  Calls a
+handler does not declare now take the exact path (``torch.export`` of the call).  Each case runs
+after a GRU-free front end and is checked against torch eager at a batch and length it was not
+traced at."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import rnnc
+from rnnc.tolerances import assert_close
+
+SPELLINGS = {
+    "mean_axis": lambda x: x - x.mean(axis=1, keepdim=True),
+    "sum_axis_neg": lambda x: x * x.sum(axis=-1, keepdim=True),
+    "torch_mean_axis": lambda x: x - torch.mean(x, axis=1, keepdim=True),
+    "amax_axis": lambda x: x - x.amax(axis=1, keepdim=True),
+    "sum_dtype": lambda x: x + x.sum(dim=-1, keepdim=True, dtype=torch.float64).float(),
+    "flip_dims": lambda x: torch.flip(x, dims=[1]),
+    "transpose_kw": lambda x: torch.transpose(x, dim0=1, dim1=2).transpose(1, 2),
+    "permute_kw": lambda x: x.permute(dims=(0, 2, 1)).permute(0, 2, 1),
+    "cat_tensors_kw": lambda x: torch.cat(tensors=[x, -x], dim=2)[..., ::2],
+    "cat_axis": lambda x: torch.cat([x, 2 * x], axis=-1)[..., 1::2],
+    "stack_axis": lambda x: torch.stack([x, x * 3], axis=-1).sum(-1),
+    "squeeze_axis": lambda x: x.unsqueeze(1).squeeze(axis=1),
+    "where_kw": lambda x: torch.where(condition=x > 0, input=x, other=0.5 * x),
+    "hardtanh_kw": lambda x: F.hardtanh(x, min_val=-0.3, max_val=0.4),
+    "softplus_threshold": lambda x: F.softplus(x * 4, beta=2, threshold=5),
+    "softmax_axis": lambda x: x.softmax(axis=-1),
+}
+
+
+class _Front(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+        self.gru = nn.GRU(8, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(self.fn(x))[0]
+
+
+@pytest.mark.parametrize("name", sorted(SPELLINGS))
+def test_spelling_matches_torch(name: str) -> None:
+    torch.manual_seed(0)
+    model = _Front(SPELLINGS[name]).eval()
+    g = torch.Generator().manual_seed(1)
+    program = rnnc.trace(model, (torch.randn(2, 10, 8, generator=g),))
+    assert [str(d) for d in program.graph.inputs[0][1].shape[:2]] == ["B", "T"]
+    x = torch.randn(3, 17, 8, generator=g)
+    with torch.no_grad():
+        want = model(x)
+    assert_close(program.run(x), want, backend="interp")
