@@ -308,6 +308,8 @@ def _engine_runners(program: Any, target: Any) -> tuple[dict[str, Any], list[tup
                 skipped.append((name, why))
         except RnncError as exc:
             skipped.append((name, str(exc)))
+        except Exception as exc:  # noqa: BLE001 -- an optional engine must never fail the compile
+            skipped.append((name, f"could not be built ({type(exc).__name__}: {exc})"))
     return runners, skipped
 
 

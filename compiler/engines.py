@@ -57,8 +57,15 @@ def best_time(fn: Callable[..., Any], inputs: Sequence[Any], budget_s: float = B
 
 
 def fastest(runners: dict[str, Any], inputs: Sequence[Any]) -> tuple[str, dict[str, float]]:
-    """(name of the fastest runner, seconds per call of each) on ``inputs``."""
-    times = {name: best_time(run, inputs) for name, run in runners.items()}
+    """(name of the fastest runner, seconds per call of each) on ``inputs``.  A runner that raises
+    on them times as infinite (``describe`` says it failed): an optional engine that cannot run a
+    model must not take the compile down with it."""
+    times: dict[str, float] = {}
+    for name, run in runners.items():
+        try:
+            times[name] = best_time(run, inputs)
+        except Exception:  # noqa: BLE001 -- any failure of an optional engine is "not this one"
+            times[name] = float("inf")
     return min(times, key=times.__getitem__), times
 
 
@@ -66,4 +73,5 @@ def describe(times: dict[str, float], best: str) -> str:
     from rnnc.constraints.units import fmt_seconds
 
     ranked = sorted(times.items(), key=lambda kv: kv[1])
-    return "measured on the example inputs: " + ", ".join(f"{n} {fmt_seconds(t)}" for n, t in ranked) + f" -> {best}"
+    return "measured on the example inputs: " + ", ".join(
+        f"{n} {fmt_seconds(t) if t != float('inf') else 'failed'}" for n, t in ranked) + f" -> {best}"

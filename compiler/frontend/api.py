@@ -17,6 +17,7 @@ converter (``torchscript``).  Which dims stay symbolic:
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -91,8 +92,6 @@ def _show(dims: list[tuple[Dim, ...]], names: list[str]) -> str:
 
 def _warn_fixed(tried: list[str]) -> None:
     if tried:
-        import warnings
-
         warnings.warn("rnnc.trace kept fewer dims symbolic than the model allows; " + " | ".join(tried),
                       stacklevel=3)
 
@@ -187,10 +186,10 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
             raise UserInputError(f"{type(model).__name__} fails on the example inputs "
                                  f"{[tuple(e.shape) for e in examples]}: {type(exc).__name__}: {exc}") from None
     names = _input_names(model, len(examples))
-    if dynamic is None:
-        from rnnc.frontend.stepcells import find_step_cells
+    from rnnc.frontend.stepcells import find_step_cells
 
-        cells = {} if isinstance(model, torch.jit.ScriptModule) else find_step_cells(model, examples)
+    cells = {} if isinstance(model, torch.jit.ScriptModule) else find_step_cells(model, examples)
+    if dynamic is None:
         return _trace_auto(model, examples, names, cells)
     if isinstance(dynamic, Mapping):
         unknown = set(dynamic) - set(names)
@@ -202,8 +201,18 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
         if len(spec) != len(examples):
             raise UserInputError(f"dynamic has {len(spec)} entries for {len(examples)} example inputs")
         dims = [_dims_for(e, s) for e, s in zip(examples, spec, strict=True)]
+    from rnnc.frontend.dims import check_at_other_size
+
     with torch.no_grad():
-        return _build(model, examples, dims, names)
+        loops: dict[str, Any] = {}
+        program = _build(model, examples, dims, names, cells=cells, loops=loops)
+        wrong = check_at_other_size(model, program, examples, dims)
+    if wrong:  # the dims are the user's: kept, but never silently wrong at another size
+        left = loops.get("left") or []
+        warnings.warn(f"rnnc.trace: the Program is right at the example's sizes only; with {_show(dims, names)}: "
+                      f"{wrong}" + (" (a loop over time stayed unrolled: " + "; ".join(dict.fromkeys(left)) + ")"
+                                    if left else ""), stacklevel=3)
+    return program
 
 
 def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cells: dict[int, Any]) -> Program:

@@ -110,6 +110,9 @@ class ConcreteTracer(fx.Tracer):
         self.examples = list(examples)
         self.step_cells: set[int] = set()  # ids of user modules kept whole (``stepcells.py``)
         self.record_stack_traces = True  # each node's user source line, for messages (``user_line``)
+        # buffers as graph values, like parameters: ``self.pe[:x.size(0)]`` (a positional
+        # encoding) then slices by the symbolic length instead of running on the example's
+        self.proxy_buffer_attributes = True
         self._next_placeholder = 0
         self._running = 0  # > 0 while a node runs on example values: no recording then
 
@@ -218,6 +221,7 @@ def _packing_recorded() -> Any:
 
 #: torch factories a model calls with sizes it read (``torch.zeros(x.size(0), h)``)
 _FACTORIES = ("zeros", "ones", "full", "empty", "arange")
+_FACTORY_FUNCS = frozenset(getattr(torch, n) for n in _FACTORIES)
 
 
 def _factories_recorded(tracer: ConcreteTracer) -> Any:
@@ -237,6 +241,25 @@ def _factories_recorded(tracer: ConcreteTracer) -> Any:
     return _patched(torch, _FACTORIES, recording)
 
 
+class _SizedOpsRecorded(torch.overrides.TorchFunctionMode):
+    """``torch.arange(8)[None].expand(b, -1)``: an op on a *constant* tensor, given a size read
+    from a traced one, runs outside fx and would bake the example's batch into a constant
+    silently.  While tracing, such calls (a ``TracedInt`` among the arguments, no proxy) are
+    recorded as nodes instead, so the size stays symbolic."""
+
+    def __init__(self, tracer: ConcreteTracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        leaves = torch.utils._pytree.tree_leaves((args, kwargs))
+        if (self.tracer._running or not any(isinstance(a, TracedInt) for a in leaves)
+                or any(isinstance(a, fx.Proxy) for a in leaves) or func in _FACTORY_FUNCS):
+            return func(*args, **kwargs)
+        return self.tracer.create_proxy("call_function", func, args, kwargs)
+
+
 def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) -> Traced:
     """fx-trace ``model.forward`` on ``examples``; forward args beyond them keep their defaults;
     the modules whose ids are in ``step_cells`` stay leaves (user cells stepped in loops)."""
@@ -254,7 +277,7 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
     tracer = ConcreteTracer(examples)
     tracer.step_cells = set(step_cells)
     try:
-        with _packing_recorded(), _factories_recorded(tracer):
+        with _packing_recorded(), _factories_recorded(tracer), _SizedOpsRecorded(tracer):
             graph = tracer.trace(model, concrete_args=concrete or None)
     except UnsupportedError:
         raise

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from rnnc.frontend.values import TV, Ctx, axis
+from rnnc.frontend.values import TV, Ctx, SymInt, axis
 from rnnc.ir.types import dtype_of_torch
 
 Handler = Callable[..., Any]
@@ -297,6 +297,29 @@ def _reduce(op: str) -> Handler:
     return fn
 
 
+def _global_pool(op: str, spatial: int) -> Handler:
+    """``F.max_pool1d(x, x.size(2))``: a window as large as the (symbolic) spatial dims is a
+    reduction over them; any other pooling goes to the exact path."""
+    def fn(ctx: Ctx, x: TV, kernel_size: Any, stride: Any = None, padding: Any = 0, *rest: Any,
+           ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: Any = None,
+           return_indices: bool = False, dilation: Any = 1) -> Any:
+        kernel = [kernel_size] * spatial if not isinstance(kernel_size, (list, tuple)) else list(kernel_size)
+        axes = tuple(range(x.rank - spatial, x.rank))
+        whole = len(kernel) == spatial and all(
+            (isinstance(k, SymInt) and k.is_dim(x, a)) or (not isinstance(k, SymInt) and x.shape[a] == k)
+            for k, a in zip(kernel, axes, strict=True))
+        plain = stride in (None, [], kernel_size) and padding in (0, [0] * spatial, (0,) * spatial) and \
+            not return_indices and divisor_override is None and not any(r not in (None, 1, False, 0) for r in rest)
+        if not whole or not plain or not any(isinstance(k, SymInt) for k in kernel):
+            return NotImplemented
+        return ctx.emit(op, x, axes=axes, keepdim=True)
+
+    return fn
+
+
+for _dims_n in (1, 2):
+    HANDLERS[f"max_pool{_dims_n}d"] = _global_pool("amax", _dims_n)
+    HANDLERS[f"avg_pool{_dims_n}d"] = _global_pool("mean", _dims_n)
 HANDLERS["sum"] = _reduce("sum")
 HANDLERS["mean"] = _reduce("mean")
 HANDLERS["amax"] = _reduce("amax")

@@ -85,11 +85,15 @@ def _rest(t: TensorType, bp: int) -> tuple[Any, ...]:
     return tuple(d for k, d in enumerate(t.shape) if k != bp)
 
 
-def _per_step_layout(t: TensorType, what: str) -> tuple[int, ...]:
-    """The shape after the batch of a per-step value ``[B, ...]``."""
-    if not t.shape or t.shape[0] != BATCH or not _static(t.shape[1:]):
-        raise Skip(f"{what} is {t.text()}, not [B, fixed sizes...]")
-    return tuple(t.shape[1:])
+def _to_batch_first(bp: int, rank: int) -> tuple[int, ...]:
+    """The transpose that moves axis ``bp`` to the front, the others in order."""
+    return (bp, *[k for k in range(rank) if k != bp])
+
+
+def _from_batch_first(bp: int, rank: int) -> tuple[int, ...]:
+    """The inverse of :func:`_to_batch_first`."""
+    order = _to_batch_first(bp, rank)
+    return tuple(order.index(k) for k in range(rank))
 
 
 def _value_at(g: Indexed, mt: Match, s: int, key: Key) -> str:
@@ -145,6 +149,7 @@ class _Scan:
     slots: list[tuple[str, int, bool, int]]  # per-step input: (source, time axis, keeps the axis, direction)
     layout: list[tuple[int, list[int], tuple[int, ...]]]  # per slot: batch axis, other axes, their sizes
     carried: list[Key]  # the states' template values (a per-step map has one state of zeros instead)
+    carried_axes: list[int]  # where each carried value keeps its batch (its state has it first)
     inits: list[str]  # per state, its initial value ("": zeros), pass-through states included
     params: list[str]  # the top-level values of the step's params
     weights: dict[str, torch.Tensor]  # invariants folded into new weights
@@ -197,10 +202,16 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
         slot_values.append(b.op("unsqueeze", v, axis=ax) if keep else v)
     state_in: dict[Key, Any] = {}
     specs: list[StateSpec] = []
+    carried_axes: list[int] = []
     for k, key in enumerate(carried):
-        shape = _per_step_layout(out_types[key], "a carried value")
-        state_in[key] = b.input(f"s{k}", (BATCH, *shape), out_types[key].dtype)
-        specs.append(StateSpec(f"s{k}", shape, out_types[key].dtype))
+        # a state is [B, ...]; a carried value keeps its batch anywhere (a one-step nn.LSTM or
+        # cell call inside the loop carries [layers, B, H]): it is moved there and back
+        t = out_types[key]
+        bp = _batch_axis(t, "a carried value")
+        carried_axes.append(bp)
+        sv = b.input(f"s{k}", (BATCH, *_rest(t, bp)), t.dtype)
+        state_in[key] = sv if bp == 0 else b.op("transpose", sv, perm=_from_batch_first(bp, t.rank))
+        specs.append(StateSpec(f"s{k}", _rest(t, bp), t.dtype))
     inits = [mt.inits.get(key, "") for key in carried]
     outputs_after: list[tuple[str, Any]] = []
     if not carried:  # a per-step map carries nothing; the rnn op wants a state: one of zeros
@@ -275,14 +286,15 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
             v = b.op("transpose", v, perm=(bp, *[k for k in range(t.rank) if k != bp]))
         flat.append(v if t.rank == 2 else b.op("reshape", v, shape=(0, math.prod(_rest(t, bp)))))
     y = flat[0] if len(flat) == 1 else b.op("concat", *flat, axis=1)
-    step = simplify_step(b.build([("y", y), *((f"s{k}", local[key]) for k, key in enumerate(carried)),
-                                  *outputs_after]))
+    state_out = [local[key] if bp == 0 else b.op("transpose", local[key], perm=_to_batch_first(bp, out_types[key].rank))
+                 for key, bp in zip(carried, carried_axes, strict=True)]
+    step = simplify_step(b.build([("y", y), *((f"s{k}", v) for k, v in enumerate(state_out)), *outputs_after]))
     feat_y = sum(math.prod(_rest(y_types[key], y_batch[key])) for key in y_keys)
     cell = Cell(f"scan:{g.graph.name}", "nonlinear", sum(widths), specs[0].shape[-1] if specs[0].shape else 1,
                 feat_y, tuple(specs), step)
     if is_linear(cell):  # affine (or max-plus) in its states: parallel scans are legal
         cell = replace(cell, recurrence="linear")
-    return _Scan(cell, slots, layout, carried, inits, params, folded, y_keys, y_types, y_batch)
+    return _Scan(cell, slots, layout, carried, carried_axes, inits, params, folded, y_keys, y_types, y_batch)
 
 
 def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> dict[str, str]:
@@ -304,7 +316,9 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
                     emit("slice", xcat, axis=1, start=0, stop=1, step=1), axis=1)
         ones = emit("full_dyn", xcat, shape=([0, 0], ["-", [0, 1], 1]), value=1, dtype="int64")
         lengths = emit("sum", ones, axes=(1,), keepdim=False)
-    state_vals = [emit("unsqueeze", s, axis=0) if s else "" for s in sc.inits]
+    axes = sc.carried_axes + [0] * (len(sc.inits) - len(sc.carried_axes))  # pass-through states: batch first
+    state_vals = [emit("unsqueeze", s if not bp else emit("transpose", s, perm=_to_batch_first(bp, g.types[s].rank)),
+                       axis=0) if s else "" for s, bp in zip(sc.inits, axes, strict=True)]
     rnn_out = emit("rnn", xcat, lengths, *state_vals, *sc.params, cells=(sc.cell,), num_layers=1,
                    bidirectional=False, batch_first=True)
     y_top, final_tops = rnn_out[0], rnn_out[1:]
@@ -313,7 +327,11 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
     rename: dict[str, str] = {}
     for k, key in enumerate(sc.carried):
         if key in uses.finals:
-            rename[_value_at(g, mt, n - 1, key)] = emit("select", final_tops[k], axis=0, index=0)
+            final = emit("select", final_tops[k], axis=0, index=0)
+            bp = sc.carried_axes[k]
+            rank = g.types[_value_at(g, mt, n - 1, key)].rank
+            rename[_value_at(g, mt, n - 1, key)] = final if not bp else emit(
+                "transpose", final, perm=_from_batch_first(bp, rank))
     if not uses.collects:
         return rename
     ytm = emit("transpose", y_top, perm=(1, 0, 2))  # [T', B, F]

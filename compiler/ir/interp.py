@@ -54,18 +54,20 @@ def run_with_kernels(program: Program, inputs: Sequence[Any], rnn: RnnHook) -> A
     in the interpreter: what each CPU runner's call is.  One output bare, several as a tuple."""
     import torch
 
-    g = program.graph
-    if len(inputs) != len(g.inputs):
-        raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
-    env: dict[str, Any] = dict(zip(g.input_names, inputs, strict=True))
+    env = check_inputs(program, inputs)
     env.update(program.weights)
     with torch.no_grad():
-        res = run_graph(g, env, rnn=rnn)
+        res = run_graph(program.graph, env, rnn=rnn)
     return res[0] if len(res) == 1 else res
 
 
-def run_program(program: Program, *inputs: Any) -> Any:
-    """Run a Program on torch tensors. One output is returned bare, several as a tuple."""
+def check_inputs(program: Program, inputs: Sequence[Any]) -> dict[str, Any]:
+    """The inputs by name, after one clear error if any does not fit the program: the count, a
+    tensor each, the rank, every fixed size, and one size per symbol across inputs.
+
+    Why: every runner (interpreter, kernel backends, the native engine) calls this first; a
+    native program planned at the call's shapes would otherwise run a Program traced at length
+    24 on a length-40 input and return length 24, without a word."""
     import torch
 
     g = program.graph
@@ -73,13 +75,29 @@ def run_program(program: Program, *inputs: Any) -> Any:
         names = ", ".join(n for n, _ in g.inputs)
         raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs ({names}), got {len(inputs)}")
     env: dict[str, Any] = {}
+    sizes: dict[str, tuple[int, str]] = {}
     for (name, ty), value in zip(g.inputs, inputs, strict=True):
         if not isinstance(value, torch.Tensor):
             raise UserInputError(f"input {name} must be a torch.Tensor, got {type(value).__name__}")
         if value.dim() != ty.rank or any(
                 isinstance(d, int) and d != s for d, s in zip(ty.shape, value.shape, strict=True)):
             raise UserInputError(f"input {name} has shape {tuple(value.shape)}, program expects {ty.text()}")
+        for d, n in zip(ty.shape, value.shape, strict=True):
+            if isinstance(d, str) and d != "?":
+                seen = sizes.setdefault(d, (int(n), name))
+                if seen[0] != n:
+                    raise UserInputError(f"input {name} has {d} = {n}, input {seen[1]} has {d} = {seen[0]} "
+                                         f"(program inputs: {', '.join(t.text() for _, t in g.inputs)})")
         env[name] = value
+    return env
+
+
+def run_program(program: Program, *inputs: Any) -> Any:
+    """Run a Program on torch tensors. One output is returned bare, several as a tuple."""
+    import torch
+
+    g = program.graph
+    env = check_inputs(program, inputs)
     for name, _ in g.params:
         env[name] = program.weights[name]
     with torch.no_grad():

@@ -21,7 +21,7 @@ from rnnc.backends.cstyle.runtime import RnnRunner, bound_tensors, host_projecti
 from rnnc.backends.cstyle.variants import VARIANTS
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.ir.graph import Program
-from rnnc.ir.interp import run_graph
+from rnnc.ir.interp import check_inputs, run_graph
 from rnnc.ir.printer import layer_cells, layer_key, layer_storage
 from rnnc.ir.rnn import direction_params, rnn_layout
 from rnnc.lower.loopnest import Kernel, eval_int, has_grid_barrier
@@ -137,10 +137,7 @@ class CudaProgram:
         import torch
 
         g = self.program.graph
-        if len(inputs) != len(g.inputs):
-            raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
-        env: dict[str, Any] = {n: (v.to(self.device) if hasattr(v, "to") else v)
-                               for n, v in zip(g.input_names, inputs, strict=True)}
+        env: dict[str, Any] = {n: v.to(self.device) for n, v in check_inputs(self.program, inputs).items()}
         env.update(self.weights)
 
         def rnn(node: Any, args: list[Any]) -> tuple[Any, ...]:

@@ -25,9 +25,9 @@ from rnnc.backends.cstyle.build import build_c, c_flags, load_library
 from rnnc.backends.cstyle.dialects import CDialect
 from rnnc.backends.cstyle.program import CompiledProgram, kernel_storage
 from rnnc.backends.cstyle.runtime import LayerRunner, default_threads
-from rnnc.errors import UnsupportedError, UserInputError
+from rnnc.errors import UnsupportedError
 from rnnc.ir.graph import Node
-from rnnc.ir.interp import run_graph
+from rnnc.ir.interp import check_inputs, run_graph
 from rnnc.ir.rnn import rnn_layout
 from rnnc.lower.loopnest import Bin, Buffer, Const, Invoke, Let, Load, Loop, Ref, Stmt, Store, Var, add, mul
 from rnnc.lower.program import ProgramLowerer, copy, program_kernel
@@ -114,8 +114,7 @@ class NativeProgram:
         import torch
 
         g = self.program.graph
-        if len(inputs) != len(g.inputs):
-            raise UserInputError(f"program {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
+        check_inputs(self.program, inputs)
         for name, x in zip(g.input_names, inputs, strict=True):
             if x.device.type != "cpu":
                 raise UnsupportedError(f"the native program runs on this CPU; %{name} is on {x.device}")

@@ -30,6 +30,10 @@ class OnnxRunner:
     def __call__(self, *inputs: Any) -> Any:
         import torch
 
+        if self.program is not None:
+            from rnnc.ir.interp import check_inputs
+
+            check_inputs(self.program, inputs)
         self.session.reset()  # stateless between calls, like the interpreter
         outs = [torch.from_numpy(o) for o in self.session(*inputs)]
         if self.program is not None:  # the Program's own outputs, in its order (the export may add

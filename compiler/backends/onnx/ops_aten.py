@@ -16,6 +16,7 @@ import numpy as np
 
 from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph
 from rnnc.backends.onnx.ops import Ins, Types, renders
+from rnnc.errors import UnsupportedError
 from rnnc.ir import Node, TensorType
 
 Args = list[Any]
@@ -136,7 +137,7 @@ def _conv_transpose(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any]
 def _channels(node: Node, types: Types) -> int:
     c = _in_type(node, types).shape[1]
     if not isinstance(c, int):
-        raise ValueError(f"{node.label}: the channel dim must be fixed, got {c}")
+        raise UnsupportedError(f"{node.label}: the channel dim must be fixed, got {c}")
     return c
 
 
@@ -202,7 +203,7 @@ def _pool(kind: str) -> AtenRenderer:
         ceil = int(bool(_arg(args, 4, kwargs, "ceil_mode", False)))
         include = int(bool(_arg(args, 5, kwargs, "count_include_pad", True)))
         if _arg(args, 6, kwargs, "divisor_override", None) is not None:
-            raise ValueError(f"{node.label}: avg_pool with divisor_override has no ONNX form")
+            raise UnsupportedError(f"{node.label}: avg_pool with divisor_override has no ONNX form")
         return g.node("AveragePool", [args[0]], _out(node), kernel_shape=kernel, strides=stride, pads=p + p,
                       ceil_mode=ceil, count_include_pad=include)
 
@@ -216,19 +217,35 @@ aten_renders("avg_pool1d", "avg_pool2d")(_pool("AveragePool"))
 @aten_renders("adaptive_avg_pool1d", "adaptive_avg_pool2d")
 def _adaptive_avg(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """Output size 1 on an axis is a mean over it; a fixed input size that the output size
-    divides is a plain average pool; anything else has no single ONNX op."""
+    divides is a plain average pool; otherwise (a symbolic or uneven size) each axis is pooled in
+    turn, bin by bin, as torch defines the bins (``_adaptive_bins``)."""
     xt = _in_type(node, types)
     n = xt.rank - 2
     out = _ints(args[1], n)
     spatial = xt.shape[2:]
     if all(o == 1 for o in out):
         return g.node("ReduceMean", [args[0], g.const(list(range(2, xt.rank)))], _out(node), keepdims=1)
-    kernel = []
-    for i, (s, o) in enumerate(zip(spatial, out, strict=True)):
-        if not isinstance(s, int) or s % o:
-            raise ValueError(f"{node.label}: adaptive pooling of axis {i + 2} ({s} -> {o}) has no ONNX form")
-        kernel.append(s // o)
-    return g.node("AveragePool", [args[0]], _out(node), kernel_shape=kernel, strides=kernel)
+    if all(isinstance(s, int) and s % o == 0 for s, o in zip(spatial, out, strict=True)):
+        kernel = [s // o for s, o in zip(spatial, out, strict=True)]  # type: ignore[operator]
+        return g.node("AveragePool", [args[0]], _out(node), kernel_shape=kernel, strides=kernel)
+    x = args[0]
+    for i, o in enumerate(out):
+        x = _adaptive_bins(g, x, i + 2, o, _out(node) if i == n - 1 else "")
+    return [x]
+
+
+def _adaptive_bins(g: OnnxGraph, x: str, axis: int, o: int, hint: str) -> str:
+    """Adaptive average pooling of one axis to ``o`` bins: bin ``i`` averages
+    ``[floor(i*L/o), ceil((i+1)*L/o))`` with ``L`` read at run time.  (Averaging a rectangle is
+    averaging per axis in turn: every row of a bin has the same count.)"""
+    length = g.op("Shape", x, start=axis, end=axis + 1)
+    axes = g.const([axis])
+    bins = []
+    for i in range(o):
+        lo = g.op("Div", g.op("Mul", length, g.const([i])), g.const([o]))
+        hi = g.op("Div", g.op("Add", g.op("Mul", length, g.const([i + 1])), g.const([o - 1])), g.const([o]))
+        bins.append(g.op("ReduceMean", g.op("Slice", x, lo, hi, axes), axes, keepdims=1))
+    return g.op("Concat", *bins, hint=hint, axis=axis) if o > 1 else g.op("Identity", bins[0], hint=hint)
 
 
 def _resize(mode: str) -> AtenRenderer:
@@ -250,7 +267,7 @@ def _resize(mode: str) -> AtenRenderer:
             sizes = g.op("Concat", g.op("Slice", g.op("Shape", args[0]), g.const([0]), g.const([2])),
                          g.const([int(s) for s in out_size]), axis=0)
             return g.node("Resize", [args[0], None, None, sizes], _out(node), **attrs)
-        raise ValueError(f"{node.label}: resize without scales or sizes")
+        raise UnsupportedError(f"{node.label}: resize without scales or sizes")
 
     return render
 
@@ -342,7 +359,7 @@ def _sdpa(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: T
     e = qt.shape[-1]
     if scale is None:
         if not isinstance(e, int):
-            raise ValueError(f"{node.label}: attention with a symbolic head size needs an explicit scale")
+            raise UnsupportedError(f"{node.label}: attention with a symbolic head size needs an explicit scale")
         scale = 1.0 / float(np.sqrt(e))
     kt = _in_type(node, types, 1)
     perm = list(range(kt.rank - 2)) + [kt.rank - 1, kt.rank - 2]

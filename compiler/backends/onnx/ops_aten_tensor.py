@@ -9,6 +9,7 @@ from typing import Any
 from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph
 from rnnc.backends.onnx.ops import Types
 from rnnc.backends.onnx.ops_aten import ATEN_RENDERERS, Args, AtenRenderer, _arg, _in_type, _out, aten_renders
+from rnnc.errors import UnsupportedError
 from rnnc.ir import Node
 
 
@@ -26,7 +27,7 @@ def _vector_norm(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], t
     keep = int(bool(_arg(args, 3, kwargs, "keepdim", False)))
     op = {2.0: "ReduceL2", 1.0: "ReduceL1", float("inf"): "ReduceMax"}.get(ord_)
     if op is None:
-        raise ValueError(f"{node.label}: vector norm of order {ord_} has no ONNX form here")
+        raise UnsupportedError(f"{node.label}: vector norm of order {ord_} has no ONNX form here")
     x = g.op("Abs", args[0]) if op == "ReduceMax" else args[0]
     return g.node(op, [x, g.const(axes)], _out(node), keepdims=keep)
 
@@ -184,7 +185,7 @@ def _index(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: 
     idx = list(args[1])
     used = [i for i, t in enumerate(idx) if t is not None]
     if len(used) != 1:
-        raise ValueError(f"{node.label}: indexing with {len(used)} index tensors has no ONNX form here")
+        raise UnsupportedError(f"{node.label}: indexing with {len(used)} index tensors has no ONNX form here")
     return g.node("Gather", [args[0], idx[used[0]]], _out(node), axis=used[0])
 
 

@@ -387,14 +387,12 @@ class TritonProgram:
         return out
 
     def __call__(self, *inputs: Any) -> Any:
-        import torch
 
-        from rnnc.ir.interp import run_graph
+        from rnnc.ir.interp import check_inputs, run_graph
 
         device = _device()
         graph = self.program.graph
-        values: dict[str, Any] = {name: torch.as_tensor(v).to(device) if v is not None else None
-                                  for (name, _), v in zip(graph.inputs, inputs, strict=False)}
+        values: dict[str, Any] = {name: v.to(device) for name, v in check_inputs(self.program, inputs).items()}
         values.update({k: v.to(device) for k, v in self.program.weights.items()})
         result = run_graph(graph, values, rnn=lambda node, args: run_rnn(self.kernels[node.outputs[0]],
                                                                            node.attr_dict, args))

@@ -1,0 +1,112 @@
+"""Loops that step a cell or a recurrent layer among other ops roll into one rnn node.
+
+Why: ``h = cell(x[:, t], h)`` alone merges into a layer, but decoders and forecasters put work
+around the call -- an input projection, a context concatenated to the input, an output head, or
+``nn.LSTM`` itself called once per step (DeepAR).  Each such step carries the cell's state
+``[layers, B, H]`` with its batch second; the loop must still roll over a symbolic T.  Checked
+against torch eager at a batch and length not traced at, in the interpreter and in onnxruntime."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import rnnc
+from rnnc.backends.onnx.runtime import StatefulSession
+from rnnc.tolerances import assert_close
+
+
+class ProjectedInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.cell = nn.Linear(8, 8), nn.GRUCell(8, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(x.size(0), 16)
+        outs = []
+        for t in range(x.size(1)):
+            h = self.cell(self.lin(x[:, t]), h)
+            outs.append(h)
+        return torch.stack(outs, dim=1)
+
+
+class ContextInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell, self.head = nn.LSTMCell(8 + 4, 16), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.size(0), 16)
+        c = x.new_zeros(x.size(0), 16)
+        outs = []
+        for t in range(x.size(1)):
+            h, c = self.cell(torch.cat([x[:, t], ctx], dim=1), (h, c))
+            outs.append(self.head(h))
+        return torch.stack(outs, dim=1)
+
+
+class LayerPerStep(nn.Module):  # DeepAR's training loop: nn.LSTM called once per time step
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm, self.mu = nn.LSTM(5, 16, num_layers=2), nn.Linear(16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, 5]
+        b = x.shape[1]
+        h = torch.zeros(2, b, 16)
+        c = torch.zeros(2, b, 16)
+        mus = []
+        for t in range(x.shape[0]):
+            _, (h, c) = self.lstm(x[t].unsqueeze(0), (h, c))
+            mus.append(self.mu(h[-1]).squeeze(-1))
+        return torch.stack(mus, dim=1)
+
+
+CASES = {
+    "projected_input": (ProjectedInput, lambda b, t: (torch.randn(b, t, 8),)),
+    "context_input": (ContextInput, lambda b, t: (torch.randn(b, t, 8), torch.randn(b, 4))),
+    "layer_per_step": (LayerPerStep, lambda b, t: (torch.randn(t, b, 5),)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_loop_rolls_and_matches_torch(name: str, tmp_path) -> None:
+    build, make = CASES[name]
+    torch.manual_seed(0)
+    model = build().eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, make(2, 9))
+    assert not [w for w in caught if "rnnc.trace" in str(w.message)]
+    assert len(program.rnn_nodes()) == 1 and sum(1 for n in program.graph.nodes if n.op == "rnn") == 1
+    unseen = make(3, 14)
+    with torch.no_grad():
+        want = model(*unseen)
+    assert_close(program.run(*unseen), want, backend="interp")
+    path = tmp_path / f"{name}.onnx"
+    rnnc.export_onnx(program, path=path)
+    (got,) = StatefulSession(str(path))(*unseen)
+    assert_close(torch.from_numpy(got), want, backend="onnxruntime")
+
+
+def test_chosen_dims_that_do_not_hold_are_named() -> None:
+    """With ``dynamic=`` the dims are the user's, but a Program right at the traced length only
+    says so (it used to return the traced length's output at any length, silently)."""
+
+    class Shifted(nn.Module):  # reads step t + 1: no loop over time rnnc rolls
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.GRUCell(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.zeros(x.size(0), 8)
+            outs = []
+            for t in range(x.size(1) - 1):
+                h = self.cell(x[:, t] * x[:, t + 1], h)
+                outs.append(h)
+            return torch.stack(outs, dim=1)
+
+    with pytest.warns(UserWarning, match="right at the example's sizes only"):
+        rnnc.trace(Shifted().eval(), (torch.randn(2, 6, 8),), dynamic=[{0: "B", 1: "T"}])

@@ -1,0 +1,93 @@
+"""Sizes the model reads and uses on constants and buffers stay symbolic.
+
+Each pattern is one a new user hit on models outside the corpus: a positional-encoding buffer
+sliced to the input's length (the PyTorch Transformer tutorial), a max over time written as
+``F.max_pool1d(x, x.size(2))``, a constant expanded to the batch, a reshape that folds the batch
+into chunks (``view(B * K, ...)``).  Each is traced at one size and checked against torch eager
+at another batch and length; the trace must not warn that it fixed a dim."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import rnnc
+from rnnc.tolerances import assert_close
+
+
+class BufferSlice(nn.Module):
+    def __init__(self, time_major: bool) -> None:
+        super().__init__()
+        self.time_major = time_major
+        self.lstm = nn.LSTM(8, 16, batch_first=not time_major)
+        self.register_buffer("pe", torch.randn(512, 1, 8) if time_major else torch.randn(1, 512, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + (self.pe[:x.size(0)] if self.time_major else self.pe[:, :x.size(1)])
+        return self.lstm(x)[0]
+
+
+class MaxOverTime(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lstm(x)[0].permute(0, 2, 1)
+        return F.max_pool1d(out, out.size(2)).squeeze(2) + F.avg_pool1d(out, kernel_size=out.shape[-1]).squeeze(2)
+
+
+class ConstantToBatch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.size(0)
+        pos = torch.arange(8).unsqueeze(0).expand(b, -1)
+        return self.gru(x)[1][-1] * pos
+
+
+class ChunkedBatch(nn.Module):  # LSTNet's skip-GRU / DPRNN's intra-chunk layer: batch B * K
+    def __init__(self, period: int = 4) -> None:
+        super().__init__()
+        self.p = period
+        self.gru = nn.GRU(8, 8)
+        self.norm = nn.GroupNorm(1, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 8], T a multiple of p
+        b, t, c = x.shape
+        s = x.reshape(b, t // self.p, self.p, c).permute(1, 0, 2, 3).reshape(t // self.p, b * self.p, c)
+        _, h = self.gru(s)
+        h = h.view(b, self.p, -1).transpose(1, 2)  # [B, 8, p]: the channel count survives
+        return self.norm(h)
+
+
+CASES = {
+    "buffer_slice_time_major": (lambda: BufferSlice(True), lambda b, t: torch.randn(t, b, 8), (1, 0)),
+    "buffer_slice_batch_first": (lambda: BufferSlice(False), lambda b, t: torch.randn(b, t, 8), (0, 1)),
+    "max_pool_over_time": (MaxOverTime, lambda b, t: torch.randn(b, t, 8), (0, 1)),
+    "constant_to_batch": (ConstantToBatch, lambda b, t: torch.randn(b, t, 8), (0, 1)),
+    "chunked_batch": (ChunkedBatch, lambda b, t: torch.randn(b, 4 * t, 8), (0, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_pattern_keeps_batch_and_length(name: str) -> None:
+    build, make, (b_axis, t_axis) = CASES[name]
+    torch.manual_seed(0)
+    model = build().eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, (make(2, 6),))
+    assert not [w for w in caught if "rnnc.trace" in str(w.message)]
+    shape = program.graph.inputs[0][1].shape
+    assert isinstance(shape[b_axis], str) and isinstance(shape[t_axis], str), shape
+    x = make(3, 11)
+    with torch.no_grad():
+        want = model(x)
+    assert_close(program.run(x), want, backend="interp")
