@@ -86,6 +86,16 @@ def _flatten(ctx: Ctx, out: Any, prefix: str, acc: list[tuple[str, Any]]) -> Non
         raise UnsupportedError(f"model output {prefix} is a {type(out).__name__}; rnnc Programs return tensors")
 
 
+def _fixed_time_layers(program: Program) -> int:
+    """How many rnn nodes run over a fixed number of steps (a loop unrolled over a dim kept fixed)."""
+    types = program.graph.value_types()
+    fixed = 0
+    for node in program.rnn_nodes():
+        x = types[node.inputs[0]].shape
+        fixed += isinstance(x[1] if node.attr("batch_first") else x[0], int)
+    return fixed
+
+
 def _show(dims: list[tuple[Dim, ...]], names: list[str]) -> str:
     return ", ".join(f"{n}[{','.join(str(d) for d in ds)}]" for n, ds in zip(names, dims, strict=True))
 
@@ -236,7 +246,11 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
         pairs = [keeping("B", s) for s in symbols if s != "B"] if "B" in symbols and len(symbols) > 2 else []
         one_each = [keeping(s) for s in symbols] if len(symbols) > 1 else []
         candidates = [free, *pairs, *one_each, None]
+        held: tuple[int, Program] | None = None  # a Program that holds, but runs a layer over a fixed length
         for dims in candidates:
+            if held is not None and dims is not None and dims not in pairs:
+                break  # the pairs are tried through; the best of them is kept
+
             dims = dims if dims is not None else rnn_dims(model, examples, names, cells)
             if dims in seen:
                 continue
@@ -263,8 +277,17 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
                          else "a size the trace fixed, e.g. a Python loop unrolled over the example's length")
                 why.append(f"with {_show(dims, names)}: {wrong} ({cause})")
                 continue
+            fixed = _fixed_time_layers(program)
+            if fixed and dims in pairs:  # another pair may keep the recurrent length symbolic
+                if held is None or fixed < held[0]:
+                    held = (fixed, program)
+                why.append(f"with {_show(dims, names)}: {fixed} recurrent layer(s) run over a fixed length")
+                continue
             _warn_fixed(why)
             return program
+        if held is not None:
+            _warn_fixed(why)
+            return held[1]
         program = _build(model, examples, static, names, cells=cells)
     _warn_fixed(why)
     return program

@@ -63,10 +63,17 @@ def free_groups(model: Any, examples: list[torch.Tensor]) -> list[list[Spot]]:
 def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
     groups = free_groups(model, examples)
     batch = next((g for g in groups if _is_batch(model, examples, g)), None)
-    if batch is None:  # nothing provably separable (an example batch of 1): the one group of size
-        # 1 -- a time-major [T, 1, F] example's batch is dim 1 -- else the group of dim 0
+    if batch is None:  # nothing provably separable (an example batch of 1, or outputs that
+        # ``squeeze`` a batch of 1 away): the one group of size 1 -- a time-major [T, 1, F]
+        # example's batch is dim 1 -- else the group that reaches the recurrent layers' batch,
+        # else the group of dim 0
         ones = [g for g in groups if int(examples[g[0][0]].shape[g[0][1]]) == 1]
-        batch = ones[0] if len(ones) == 1 else next((g for g in groups if (0, 0) in g), None)
+        batch = ones[0] if len(ones) == 1 else None
+        if batch is None and groups:
+            roles = rnn_dims(model, examples, names)
+            batch = next((g for g in groups if any(roles[i][d] == "B" for i, d in g)), None)
+        if batch is None:
+            batch = next((g for g in groups if (0, 0) in g), None)
     symbol: dict[Spot, str] = {}
     n_time = 0
     for g in groups:

@@ -199,6 +199,11 @@ def _unbind(ctx: Ctx, x: TV, dim: int = 0) -> Any:
     return list(HANDLERS["unbind"](ctx, x, dim))
 
 
+@on("flip")
+def _flip(ctx: Ctx, x: TV, dims: Any) -> Any:
+    return HANDLERS["flip"](ctx, x, *list(dims))
+
+
 @on("expand")
 def _expand(ctx: Ctx, x: TV, sizes: Any, implicit: bool = False) -> Any:
     return HANDLERS["expand"](ctx, x, *list(sizes))
@@ -375,8 +380,8 @@ def _log_softmax(ctx: Ctx, x: TV, dim: int, *rest: Any) -> TV:
 
 def _reduce(name: str) -> AtenHandler:
     def fn(ctx: Ctx, x: TV, dims: Any = None, keepdim: bool = False, **kwargs: Any) -> Any:
-        if kwargs.get("dtype") is not None:
-            return NotImplemented
+        if kwargs.get("dtype") is not None:  # torch casts the input first, then reduces
+            x = HANDLERS["to"](ctx, x, kwargs["dtype"])
         return HANDLERS[name](ctx, x, list(dims) if dims is not None else None, keepdim)
 
     return fn

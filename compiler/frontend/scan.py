@@ -106,13 +106,14 @@ class _Uses:
     """How the graph after the loop reads it: ``stack``/``cat`` nodes of one value per step
     (node, template value, stacked) and the last step's values it reads (template value -> users)."""
 
-    collects: list[tuple[int, Key, bool]]
+    collects: list[tuple[int, Key, bool, int, int]]  # ..., and the scan steps collected: first, last
     finals: dict[Key, list[int]]
 
 
 def _uses_after(g: Indexed, mt: Match, pos_of: list[dict[int, int]], rolled: set[int], last: set[int]) -> _Uses:
     n = mt.loop.n
     index_steps = list(range(n)) if mt.loop.forward else list(range(n - 1, -1, -1))
+    step_of = {i: s for s in range(n) for i in pos_of[s] if i in rolled}
     uses = _Uses([], {})
     for i, node in enumerate(g.nodes):
         if i in rolled:
@@ -127,8 +128,13 @@ def _uses_after(g: Indexed, mt: Match, pos_of: list[dict[int, int]], rolled: set
                 (key,) = found
                 if key is not None and key[0] >= 0 and all(
                         node.inputs[k] == _value_at(g, mt, s, key) for k, s in enumerate(index_steps) if s >= mt.start):
-                    uses.collects.append((i, key, node.op == "stack"))
+                    uses.collects.append((i, key, node.op == "stack", mt.start, n - 1))
                     continue
+        shifted = _shifted_collect(g, mt, node, step_of) if node.op in ("stack", "concat") and mt.loop.forward \
+            else None
+        if shifted is not None:
+            uses.collects.append((i, shifted[0], node.op == "stack", *shifted[1:]))
+            continue
         for v in from_loop:
             if g.prod[v][0] not in last:
                 raise Skip(f"{node.label} reads a value of an earlier step")
@@ -141,6 +147,29 @@ def _uses_after(g: Indexed, mt: Match, pos_of: list[dict[int, int]], rolled: set
     return uses
 
 
+def _shifted_collect(g: Indexed, mt: Match, node: Node, step_of: dict[int, int]) -> tuple[Key, int, int] | None:
+    """A forward loop's ``stack``/``cat`` whose per-step values run one step off the reads: values
+    computed before the loop, then one template value per scan step ``first..last`` up to the end
+    (attention weights computed from the state before the step's cell call; a loop from
+    ``t = 1`` whose step 0 is its initial value).  (template value, first, last), or None."""
+    ins = node.inputs
+    k0 = next((k for k, v in enumerate(ins) if v in g.prod and g.prod[v][0] in step_of), None)
+    if k0 is None:
+        return None
+    first = step_of[g.prod[ins[k0]][0]]
+    last = first + len(ins) - 1 - k0
+    if first < mt.start or last not in (mt.loop.n - 1, mt.loop.n - 2):
+        return None
+    key = (mt.bodies[first].index(g.prod[ins[k0]][0]), g.prod[ins[k0]][1])
+    if key[0] >= mt.last_len and last == mt.loop.n - 1:
+        return None
+    for k in range(k0, len(ins)):
+        s = first + k - k0
+        if key[0] >= len(mt.bodies[s]) or ins[k] != _value_at(g, mt, s, key):
+            return None
+    return key, first, last
+
+
 @dataclass
 class _Scan:
     """The rolled loop's cell, and what the top level feeds it and reads from it."""
@@ -148,9 +177,11 @@ class _Scan:
     cell: Cell
     slots: list[tuple[str, int, bool, int]]  # per-step input: (source, time axis, keeps the axis, direction)
     layout: list[tuple[int, list[int], tuple[int, ...]]]  # per slot: batch axis, other axes, their sizes
+    ids: list[bool]  # per slot: integer ids carried as float32 (``_ids_only``)
     carried: list[Key]  # the states' template values (a per-step map has one state of zeros instead)
     carried_axes: list[int]  # where each carried value keeps its batch (its state has it first)
     inits: list[str]  # per state, its initial value ("": zeros), pass-through states included
+    init_axes: list[int]  # per state, the batch axis of its initial value
     params: list[str]  # the top-level values of the step's params
     weights: dict[str, torch.Tensor]  # invariants folded into new weights
     y_keys: list[Key]  # what y packs: the collected values (or the first state)
@@ -159,7 +190,7 @@ class _Scan:
 
 
 def _slots(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]],
-                                           list[tuple[int, list[int], tuple[int, ...]]]]:
+                                           list[tuple[int, list[int], tuple[int, ...]]], list[bool]]:
     slots = list(dict.fromkeys(mt.reads.values()))  # one per distinct read
     if not slots:
         raise Skip("no per-step input")
@@ -171,11 +202,33 @@ def _slots(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]],
         if len(bpos) != 1 or not _static(tuple(xt.shape[k] for k in rest if k != bpos[0])):
             raise Skip(f"read source {xt.text()} has no batch dim or a symbolic feature dim")
         layout.append((bpos[0], rest, tuple(xt.shape[k] for k in rest if k != bpos[0])))
-    if len({g.types[x].dtype for x, *_ in slots}) != 1:
+    ids = [_ids_only(g, mt, slot) for slot in slots]
+    if len({"float32" if as_float else g.types[x].dtype for (x, *_), as_float in zip(slots, ids, strict=True)}) != 1:
         raise Skip("per-step inputs of several dtypes")
     if len({g.types[x].shape[ax] for x, ax, *_ in slots}) != 1:
         raise Skip("the loop reads sequences of different symbolic lengths")
-    return slots, layout
+    return slots, layout, ids
+
+
+#: token ids up to this many rows are exact in float32 (2**24)
+_EXACT_IDS = 1 << 24
+
+
+def _ids_only(g: Indexed, mt: Match, slot: tuple[str, int, bool, int]) -> bool:
+    """Whether a slot of integer reads only indexes embedding tables of at most 2**24 rows (a
+    teacher-forced decoder's ``emb(tgt[:, t])``): then the sequence travels as float32 -- exact
+    for every valid id -- and the step casts it back, since an rnn's sequence has one dtype."""
+    if not g.types[slot[0]].dtype.startswith("int"):
+        return False
+    tmpl = mt.bodies[mt.m]
+    reads = [tmpl[p] for p, sl in mt.reads.items() if sl == slot]
+    for i in reads:
+        for u in g.users[i]:
+            node = g.nodes[u]
+            rows = g.types[node.inputs[1]].shape[0] if node.op == "embedding" else None
+            if node.inputs[0] != g.nodes[i].outputs[0] or not isinstance(rows, int) or rows > _EXACT_IDS:
+                return False
+    return bool(reads)
 
 
 def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tensor], tag: str) -> _Scan:
@@ -186,15 +239,17 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
     b = GraphBuilder(f"{g.graph.name}_{tag}")
     carried = sorted(set(mt.carries.values()) | set(uses.finals))
     out_types = {key: g.types[_value_at(g, mt, mt.m, key)] for key in carried}
-    slots, layout = _slots(g, mt)
-    dtype = g.types[slots[0][0]].dtype
+    slots, layout, ids = _slots(g, mt)
+    dtype = "float32" if ids[0] else g.types[slots[0][0]].dtype
     widths = [math.prod(lay[2]) for lay in layout]
     xin = b.input("x", (BATCH, sum(widths)), dtype)
     parts = b.op("split", xin, axis=1, sizes=tuple(widths)) if len(widths) > 1 else (xin,)
     parts = parts if isinstance(parts, tuple) else (parts,)
     slot_values = []
-    for part, (_x, ax, keep, _d), (bpos, rest, feat) in zip(parts, slots, layout, strict=True):
+    for part, (x, ax, keep, _d), (bpos, rest, feat), as_float in zip(parts, slots, layout, ids, strict=True):
         v = b.op("reshape", part, shape=(0, *feat))
+        if as_float:
+            v = b.op("cast", v, dtype=g.types[x].dtype)
         order = [bpos, *[k for k in rest if k != bpos]]  # v's dims, in the source's numbering
         perm = tuple(order.index(k) for k in rest)
         if perm != tuple(range(len(perm))):
@@ -213,11 +268,13 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
         state_in[key] = sv if bp == 0 else b.op("transpose", sv, perm=_from_batch_first(bp, t.rank))
         specs.append(StateSpec(f"s{k}", _rest(t, bp), t.dtype))
     inits = [mt.inits.get(key, "") for key in carried]
+    init_axes = list(carried_axes)  # per state, where its initial value keeps the batch
     outputs_after: list[tuple[str, Any]] = []
     if not carried:  # a per-step map carries nothing; the rnn op wants a state: one of zeros
         dummy = b.input("s0", (BATCH, 1), dtype)
         specs.append(StateSpec("s0", (1,), dtype))
         inits.append("")
+        init_axes.append(0)
         outputs_after.append(("s0", dummy))
     folded: dict[str, torch.Tensor] = {}
     ext: dict[str, Any] = {}
@@ -239,15 +296,18 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
                 g.types[top] = t
             ext[v] = b.param(f"w{len(params)}", t.shape, t.dtype)
             params.append(top)
-        elif t.shape and t.shape[0] == BATCH and _static(t.shape[1:]):
+        elif list(t.shape).count(BATCH) == 1:  # passed through unchanged, its batch moved first
+            bp = t.shape.index(BATCH)
             name = f"s{len(specs)}"
-            ext[v] = b.input(name, t.shape, t.dtype)
-            specs.append(StateSpec(name, tuple(t.shape[1:]), t.dtype))
+            sv = b.input(name, (BATCH, *_rest(t, bp)), t.dtype)
+            ext[v] = sv if bp == 0 else b.op("transpose", sv, perm=_from_batch_first(bp, t.rank))
+            specs.append(StateSpec(name, _rest(t, bp), t.dtype))
             inits.append(v)
-            outputs_after.append((name, ext[v]))
+            init_axes.append(bp)
+            outputs_after.append((name, sv))
         else:
-            raise Skip(f"the loop reads {v}: {t.text()}, computed from the inputs, whose sizes besides a leading "
-                       "batch are not all fixed (a state cannot hold it)")
+            raise Skip(f"the loop reads {v}: {t.text()}, computed from the inputs, with no one batch dim "
+                       "(a state cannot hold it)")
         return ext[v]
 
     local: dict[Key, Any] = {}
@@ -271,7 +331,7 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
             local[(p, j)] = o
     # y: the per-step values the loop collects (or, if it collects none, its first state), each
     # flattened batch first to [B, F]
-    y_keys = list(dict.fromkeys(key for _, key, _ in uses.collects)) or carried[:1]
+    y_keys = list(dict.fromkeys(c[1] for c in uses.collects)) or carried[:1]
     if not y_keys:
         raise Skip("the loop has neither per-step outputs nor a final value")
     y_types = {key: g.types[_value_at(g, mt, mt.m, key)] for key in y_keys}
@@ -294,15 +354,18 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
                 feat_y, tuple(specs), step)
     if is_linear(cell):  # affine (or max-plus) in its states: parallel scans are legal
         cell = replace(cell, recurrence="linear")
-    return _Scan(cell, slots, layout, carried, carried_axes, inits, params, folded, y_keys, y_types, y_batch)
+    return _Scan(cell, slots, layout, ids, carried, carried_axes, inits, init_axes, params, folded, y_keys, y_types,
+                 y_batch)
 
 
 def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> dict[str, str]:
     """The rnn node and what replaces the loop's outputs: old value -> new value."""
     n, start, forward = mt.loop.n, mt.start, mt.loop.forward
     xs = []
-    for (x, ax, _keep, d), (bpos, rest, feat) in zip(sc.slots, sc.layout, strict=True):
+    for (x, ax, _keep, d), (bpos, rest, feat), as_float in zip(sc.slots, sc.layout, sc.ids, strict=True):
         v = emit("flip", x, axis=ax) if d < 0 else x  # in scan order
+        if as_float:
+            v = emit("cast", v, dtype="float32")
         order = [bpos, ax, *[k for k in rest if k != bpos]]
         if tuple(order) != tuple(range(len(order))):
             v = emit("transpose", v, perm=tuple(order))
@@ -316,9 +379,8 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
                     emit("slice", xcat, axis=1, start=0, stop=1, step=1), axis=1)
         ones = emit("full_dyn", xcat, shape=([0, 0], ["-", [0, 1], 1]), value=1, dtype="int64")
         lengths = emit("sum", ones, axes=(1,), keepdim=False)
-    axes = sc.carried_axes + [0] * (len(sc.inits) - len(sc.carried_axes))  # pass-through states: batch first
     state_vals = [emit("unsqueeze", s if not bp else emit("transpose", s, perm=_to_batch_first(bp, g.types[s].rank)),
-                       axis=0) if s else "" for s, bp in zip(sc.inits, axes, strict=True)]
+                       axis=0) if s else "" for s, bp in zip(sc.inits, sc.init_axes, strict=True)]
     rnn_out = emit("rnn", xcat, lengths, *state_vals, *sc.params, cells=(sc.cell,), num_layers=1,
                    bidirectional=False, batch_first=True)
     y_top, final_tops = rnn_out[0], rnn_out[1:]
@@ -340,15 +402,19 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
     feats = [math.prod(_rest(sc.y_types[key], sc.y_batch[key])) for key in sc.y_keys]
     pieces = emit("split", ytm, axis=2, sizes=tuple(feats)) if len(feats) > 1 else (ytm,)
     by_key = dict(zip(sc.y_keys, pieces if isinstance(pieces, tuple) else (pieces,), strict=True))
-    for ci, key, stacked in uses.collects:
+    for ci, key, stacked, first, last in uses.collects:
         node = g.nodes[ci]
         t, bp = sc.y_types[key], sc.y_batch[key]
+        piece = by_key[key]  # scan steps start..n-1, time first
+        if first > start or last < n - 1:  # a collect running one step off the reads
+            piece = emit("slice", piece, axis=0, start=first - start, stop=last - n + 1 if last < n - 1 else _END,
+                         step=1)
         ax = node.attr("axis") % len(g.types[node.outputs[0]].shape)
         if not stacked and (ax == bp or t.shape[ax] != 1):
             raise Skip("a concatenation of per-step values that are not size 1 on its axis")
         # dims labelled by their per-step axis: the rnn gives [T, batch, the others in order]
         others = [k for k in range(t.rank) if k != bp and (stacked or k != ax)]
-        v = emit("reshape", by_key[key], shape=(0, 0, *(t.shape[k] for k in others)))
+        v = emit("reshape", piece, shape=(0, 0, *(t.shape[k] for k in others)))
         have: list[Any] = ["T", bp, *others]
         want: list[Any] = list(range(t.rank))
         if stacked:
@@ -358,7 +424,8 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
         perm = tuple(have.index(d) for d in want)
         if perm != tuple(range(len(perm))):
             v = emit("transpose", v, perm=perm)
-        peeled = [node.inputs[k] for k, s in enumerate(range(n) if forward else range(n - 1, -1, -1)) if s < start]
+        peeled = list(node.inputs[:len(node.inputs) - (last - first + 1)]) if forward else \
+            [node.inputs[k] for k, s in enumerate(range(n - 1, -1, -1)) if s < start]
         if peeled:
             head = emit("stack", *peeled, axis=ax) if stacked else \
                 (emit("concat", *peeled, axis=ax) if len(peeled) > 1 else peeled[0])
@@ -378,7 +445,7 @@ def _rewrite(g: Indexed, mt: Match, weights: dict[str, torch.Tensor], tag: str
     sc = _step_cell(g, mt, uses, weights, tag)
     emit = _Emit(g, f"{tag}_")
     rename = _top_level(g, mt, uses, sc, emit)
-    dead = rolled | {ci for ci, _, _ in uses.collects}
+    dead = rolled | {c[0] for c in uses.collects}
     return _assemble(g, emit.nodes, dead, rename, sc.weights), sc.weights
 
 

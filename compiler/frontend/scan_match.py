@@ -245,6 +245,13 @@ def _assign(g: Indexed, loop: Loop) -> list[int]:
         for i, bit in enumerate(bin(mask)[:1:-1]):  # later steps overwrite: the last one wins
             if bit == "1":
                 step[i] = s
+    # a step reads its own values and the previous step's only: a node that also reads an older
+    # step's (the stack collecting every step's attention weights, computed one step behind the
+    # reads) is after the loop, not in the step its latest input came from
+    for i, node in enumerate(g.nodes):
+        s = step[i]
+        if s > 1 and any(v in g.prod and 0 <= step[g.prod[v][0]] < s - 1 for v in node.inputs):
+            step[i] = -1
     # nodes computed from reads and invariants only (per-step copies of invariants, work on a
     # read before it meets the carry) that feed one step join it; a value computed from the
     # inputs otherwise (a prologue value, an initial state) stays outside

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rnnc
+from rnnc.backends.onnx.runtime import StatefulSession
 from rnnc.tolerances import assert_close
 
 SPELLINGS = {
@@ -47,7 +48,7 @@ class _Front(nn.Module):
 
 
 @pytest.mark.parametrize("name", sorted(SPELLINGS))
-def test_spelling_matches_torch(name: str) -> None:
+def test_spelling_matches_torch(name: str, tmp_path) -> None:
     torch.manual_seed(0)
     model = _Front(SPELLINGS[name]).eval()
     g = torch.Generator().manual_seed(1)
@@ -57,3 +58,7 @@ def test_spelling_matches_torch(name: str) -> None:
     with torch.no_grad():
         want = model(x)
     assert_close(program.run(x), want, backend="interp")
+    path = tmp_path / f"{name}.onnx"  # the exact path's ATen ops export too
+    rnnc.export_onnx(program, path=path)
+    (got,) = StatefulSession(str(path))(x)
+    assert_close(torch.from_numpy(got), want, backend="onnxruntime")

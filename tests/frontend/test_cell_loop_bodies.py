@@ -3,7 +3,10 @@
 Why: ``h = cell(x[:, t], h)`` alone merges into a layer, but decoders and forecasters put work
 around the call -- an input projection, a context concatenated to the input, an output head, or
 ``nn.LSTM`` itself called once per step (DeepAR).  Each such step carries the cell's state
-``[layers, B, H]`` with its batch second; the loop must still roll over a symbolic T.  Checked
+``[layers, B, H]`` with its batch second; attention reads a value as long as another input
+(a state passed through unchanged); target token ids travel as float32 (exact below 2**24);
+attention weights are collected one step behind the reads.  The loop must still roll over a
+symbolic T.  Checked
 against torch eager at a batch and length not traced at, in the interpreter and in onnxruntime."""
 
 from __future__ import annotations
@@ -64,7 +67,66 @@ class LayerPerStep(nn.Module):  # DeepAR's training loop: nn.LSTM called once pe
         return torch.stack(mus, dim=1)
 
 
+class TeacherForcedAttention(nn.Module):  # seq2seq training forward: Bahdanau attention, target ids fed
+    def __init__(self, vocab: int = 20, e: int = 8, h: int = 16) -> None:
+        super().__init__()
+        self.emb, self.enc = nn.Embedding(vocab, e), nn.GRU(e, h, batch_first=True)
+        self.cell = nn.GRUCell(e + h, h)
+        self.w, self.u, self.v = nn.Linear(h, h, bias=False), nn.Linear(h, h), nn.Linear(h, 1, bias=False)
+        self.out = nn.Linear(2 * h, vocab)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        mem, h = self.enc(self.emb(src))
+        h = h[0]
+        keys = self.u(mem)
+        outs = []
+        for t in range(tgt.size(1)):
+            a = torch.softmax(self.v(torch.tanh(keys + self.w(h).unsqueeze(1))).squeeze(2), dim=1)
+            ctx = torch.bmm(a.unsqueeze(1), mem).squeeze(1)
+            h = self.cell(torch.cat([self.emb(tgt[:, t]), ctx], 1), h)
+            outs.append(self.out(torch.cat([h, ctx], 1)))
+        return torch.stack(outs, 1)
+
+
+class WeightsOneStepBehind(nn.Module):  # show-attend-tell: attention from the state before the step's call
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell, self.q = nn.LSTMCell(8, 16), nn.Linear(16, 12)
+
+    def forward(self, mem: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        h = mem.new_zeros(x.size(0), 16)
+        c = mem.new_zeros(x.size(0), 16)
+        alphas = []
+        for t in range(x.size(1)):
+            alphas.append(torch.softmax(torch.bmm(mem, self.q(h).unsqueeze(2)).squeeze(2), dim=1))
+            h, c = self.cell(x[:, t], (h, c))
+        return torch.stack(alphas, dim=1)
+
+
+class FromStepOne(nn.Module):  # a CRF-style score recursion started from step 0's emissions
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(4, 6, batch_first=True)
+        self.w = nn.Parameter(torch.randn(6, 6) * 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e, _ = self.rnn(x)
+        score = e[:, 0]
+        outs = []
+        for t in range(1, e.size(1)):
+            score = torch.tanh(score @ self.w + e[:, t])
+            outs.append(score)
+        return torch.stack(outs, dim=1)
+
+
 CASES = {
+    "teacher_forced_attention": (TeacherForcedAttention, lambda b, t: (
+        torch.randint(0, 20, (b, t + 3)), torch.randint(0, 20, (b, t)))),
+    # a fixed 49-pixel memory (its weights per step are [B, 49]: a per-step output as long as a
+    # symbolic memory would not fit the rnn's y, whose features are fixed)
+    "weights_one_step_behind": (WeightsOneStepBehind, lambda b, t: (torch.randn(b, 49, 12), torch.randn(b, t, 8)),
+                                [{0: "B"}, {0: "B", 1: "T"}]),
+    "from_step_one": (FromStepOne, lambda b, t: (torch.randn(b, t, 4),)),
     "projected_input": (ProjectedInput, lambda b, t: (torch.randn(b, t, 8),)),
     "context_input": (ContextInput, lambda b, t: (torch.randn(b, t, 8), torch.randn(b, 4))),
     "layer_per_step": (LayerPerStep, lambda b, t: (torch.randn(t, b, 5),)),
@@ -73,14 +135,17 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_loop_rolls_and_matches_torch(name: str, tmp_path) -> None:
-    build, make = CASES[name]
+    build, make, *dynamic = CASES[name]
     torch.manual_seed(0)
     model = build().eval()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        program = rnnc.trace(model, make(2, 9))
+        program = rnnc.trace(model, make(2, 9), dynamic=dynamic[0] if dynamic else None)
     assert not [w for w in caught if "rnnc.trace" in str(w.message)]
-    assert len(program.rnn_nodes()) == 1 and sum(1 for n in program.graph.nodes if n.op == "rnn") == 1
+    types = program.graph.value_types()
+    assert all(isinstance(d, str) for _, t in program.graph.inputs for d in t.shape[:2] if d in (2, 9))
+    scanned = [n for n in program.graph.nodes if n.op == "rnn" and isinstance(types[n.inputs[0]].shape[1], str)]
+    assert len(scanned) >= 1 and sum(1 for n in program.graph.nodes if n.op == "rnn") <= 2  # no unrolled step left
     unseen = make(3, 14)
     with torch.no_grad():
         want = model(*unseen)

@@ -311,6 +311,17 @@ def _leaky(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: 
     return g.node("LeakyRelu", [args[0]], _out(node), alpha=float(_arg(args, 1, kwargs, "negative_slope", 0.01)))
 
 
+@aten_renders("softplus")
+def _softplus(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """torch's softplus: ``log(1 + exp(beta x)) / beta``, and ``x`` itself where ``beta x`` passes
+    the threshold (ONNX's Softplus has neither parameter)."""
+    beta, threshold = float(_arg(args, 1, kwargs, "beta", 1.0)), float(_arg(args, 2, kwargs, "threshold", 20.0))
+    dt = _in_type(node, types).dtype
+    bx = g.op("Mul", args[0], g.const(beta, dt))
+    soft = g.op("Div", g.op("Softplus", bx), g.const(beta, dt))
+    return [g.op("Where", g.op("Greater", bx, g.const(threshold, dt)), args[0], soft, hint=_out(node))]
+
+
 @aten_renders("elu")
 def _elu(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     alpha, scale, in_scale = (float(_arg(args, i, kwargs, k, 1.0)) for i, k in
