@@ -23,6 +23,7 @@ from rnnc.frontend.fx_trace import Traced, function_name, user_line
 from rnnc.frontend.handlers import HANDLERS, conv1d, layer_norm, linear, pad, understands
 from rnnc.frontend.loops import cell_scan, convert_cell_scan
 from rnnc.frontend.recurrent import convert_rnnc_layer, convert_torch_cell, convert_torch_rnn, pack_padded, pad_packed
+from rnnc.frontend.spectral import ComplexTV, complex_call
 from rnnc.frontend.values import TV, Ctx, SymInt
 
 ModuleHandler = Callable[..., Any]
@@ -177,7 +178,14 @@ def _call(ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], fn
     if name == "pad_packed_sequence":
         return pad_packed(ctx, *args, **kwargs)
     leaves = pytree.tree_leaves((args, kwargs))
+    if any(isinstance(a, ComplexTV) for a in leaves):  # a torch.stft result (``spectral.py``)
+        return complex_call(ctx, name, args, kwargs)
     constant = not any(isinstance(a, TV) for a in leaves) and any(isinstance(a, torch.Tensor) for a in leaves)
+    if constant and any(isinstance(a, SymInt) for a in leaves):
+        # an op on a constant given a symbolic size (``arange(n)[None].expand(b, -1)``): the
+        # constant becomes a graph value, so the size stays symbolic instead of baked in
+        args, kwargs = pytree.tree_map(lambda a: ctx.lift(a) if isinstance(a, torch.Tensor) else a, (args, kwargs))
+        leaves, constant = pytree.tree_leaves((args, kwargs)), False
     handler = HANDLERS.get(name.removeprefix("__").removesuffix("__") if name.startswith("__") else name)
     if handler is not None and not constant and understands(handler, args, kwargs):
         # (an op on constant tensors is just run, below; a call written in a form the handler

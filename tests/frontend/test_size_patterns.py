@@ -91,3 +91,18 @@ def test_pattern_keeps_batch_and_length(name: str) -> None:
     with torch.no_grad():
         want = model(x)
     assert_close(program.run(x), want, backend="interp")
+
+
+class PositionsToBatch(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.sum(-1) * torch.arange(t).unsqueeze(0).expand(b, -1)
+
+
+def test_a_constant_expanded_to_a_symbolic_batch_with_the_length_fixed() -> None:
+    """With the length fixed, ``arange(t)`` is a constant; expanding it to the symbolic batch makes
+    it a graph value instead of refusing (or baking the example's batch in)."""
+    model = PositionsToBatch()
+    program = rnnc.trace(model, (torch.randn(2, 6, 3),), dynamic=[{0: "B"}])
+    x = torch.randn(5, 6, 3)
+    assert_close(program.run(x), model(x), backend="interp")
