@@ -13,7 +13,7 @@ Only torch and the standard library are used; nothing here imports ``rnnc``.
 
 from __future__ import annotations
 
-from . import audio, blocks, ocr, seq2seq, speech, text
+from . import audio, blocks, decoders, ocr, seq2seq, speech, text
 from .common import Entry
 
 __all__ = ["CORPUS", "Entry"]
@@ -21,7 +21,7 @@ __all__ = ["CORPUS", "Entry"]
 
 def _collect() -> dict[str, Entry]:
     corpus: dict[str, Entry] = {}
-    for module in (audio, ocr, speech, text, seq2seq, blocks):
+    for module in (audio, ocr, speech, text, seq2seq, blocks, decoders):
         for entry in module.ENTRIES:
             if entry.name in corpus:
                 raise ValueError(f"duplicate corpus entry {entry.name!r}")
