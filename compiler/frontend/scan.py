@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from rnnc.frontend.scan_match import BATCH, Indexed, Match, Skip, depends_on_inputs, find_loops, steps, template
-from rnnc.ir import Cell, Graph, GraphBuilder, Node, StateSpec
+from rnnc.ir import Cell, Graph, GraphBuilder, Node, StateSpec, symdims
 from rnnc.ir.graph import freeze_attrs
 from rnnc.ir.ops import OPS
 from rnnc.ir.scanform import is_linear
@@ -73,10 +73,13 @@ def _static(shape: tuple[Any, ...]) -> bool:
     return all(isinstance(d, int) for d in shape)
 
 
-def _batch_axis(t: TensorType, what: str) -> int:
-    """Where a per-step value keeps the batch; its other dims must be fixed."""
+def _batch_axis(t: TensorType, what: str, sized: bool = False) -> int:
+    """Where a per-step value keeps the batch; its other dims must be fixed (``sized``: or one of
+    them a size that follows a symbol other than the batch's)."""
     found = [k for k, d in enumerate(t.shape) if d == BATCH]
-    if len(found) != 1 or not _static(_rest(t, found[0])):
+    rest = _rest(t, found[0]) if len(found) == 1 else ()
+    symbolic = [d for d in rest if not isinstance(d, int)]
+    if len(found) != 1 or (symbolic and (not sized or len(symbolic) > 1 or "?" in str(symbolic[0]))):
         raise Skip(f"{what} is {t.text()}, not a batch and fixed sizes")
     return found[0]
 
@@ -338,20 +341,33 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
     odd = [t for t in y_types.values() if t.dtype != dtype]
     if odd:  # the rnn op's y has its x's dtype
         raise Skip(f"a per-step output is {odd[0].text()}, its inputs {dtype}")
-    y_batch = {key: _batch_axis(t, "a per-step output") for key, t in y_types.items()}
+    y_batch = {key: _batch_axis(t, "a per-step output", sized=True) for key, t in y_types.items()}
+    # at most one per-step output may follow a symbol (attention weights over a memory of symbolic
+    # length), last in y; its width is read at run time off a pass-through state of that size
+    sized = [key for key in y_keys if not _static(_rest(y_types[key], y_batch[key]))]
+    if len(sized) > 1:
+        raise Skip(f"{len(sized)} per-step outputs have sizes that follow symbols; one can")
+    state_dims = {d for sp in specs for d in sp.shape if isinstance(d, str)}
+    if sized and not set(d for d in _rest(y_types[sized[0]], y_batch[sized[0]]) if isinstance(d, str)) <= state_dims:
+        raise Skip(f"a per-step output is {y_types[sized[0]].text()}: its size follows no value the loop reads")
+    y_keys = [key for key in y_keys if key not in sized] + sized
     flat = []
     for key in y_keys:
         v, t, bp = local[key], y_types[key], y_batch[key]
         if bp:
             v = b.op("transpose", v, perm=(bp, *[k for k in range(t.rank) if k != bp]))
-        flat.append(v if t.rank == 2 else b.op("reshape", v, shape=(0, math.prod(_rest(t, bp)))))
+        width = math.prod(_rest(t, bp)) if key not in sized else -1
+        flat.append(v if t.rank == 2 else b.op("reshape", v, shape=(0, width)))
     y = flat[0] if len(flat) == 1 else b.op("concat", *flat, axis=1)
     state_out = [local[key] if bp == 0 else b.op("transpose", local[key], perm=_to_batch_first(bp, out_types[key].rank))
                  for key, bp in zip(carried, carried_axes, strict=True)]
     step = simplify_step(b.build([("y", y), *((f"s{k}", v) for k, v in enumerate(state_out)), *outputs_after]))
-    feat_y = sum(math.prod(_rest(y_types[key], y_batch[key])) for key in y_keys)
-    cell = Cell(f"scan:{g.graph.name}", "nonlinear", sum(widths), specs[0].shape[-1] if specs[0].shape else 1,
-                feat_y, tuple(specs), step)
+    feat_y: Any = sum(math.prod(_rest(y_types[key], y_batch[key])) for key in y_keys if key not in sized)
+    if sized:
+        feat_y = symdims.name("+", feat_y, symdims.render(symdims.product(_rest(y_types[sized[0]],
+                                                                                y_batch[sized[0]]))))
+    hidden = specs[0].shape[-1] if specs[0].shape and isinstance(specs[0].shape[-1], int) else 1
+    cell = Cell(f"scan:{g.graph.name}", "nonlinear", sum(widths), hidden, feat_y, tuple(specs), step)
     if is_linear(cell):  # affine (or max-plus) in its states: parallel scans are legal
         cell = replace(cell, recurrence="linear")
     return _Scan(cell, slots, layout, ids, carried, carried_axes, inits, init_axes, params, folded, y_keys, y_types,
@@ -399,9 +415,14 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
     ytm = emit("transpose", y_top, perm=(1, 0, 2))  # [T', B, F]
     if not forward:
         ytm = emit("flip", ytm, axis=0)
-    feats = [math.prod(_rest(sc.y_types[key], sc.y_batch[key])) for key in sc.y_keys]
-    pieces = emit("split", ytm, axis=2, sizes=tuple(feats)) if len(feats) > 1 else (ytm,)
-    by_key = dict(zip(sc.y_keys, pieces if isinstance(pieces, tuple) else (pieces,), strict=True))
+    by_key: dict[Key, str] = {}
+    off = 0
+    for key in sc.y_keys:  # a symbolic-width output is last: it runs to the end
+        rest = _rest(sc.y_types[key], sc.y_batch[key])
+        width = math.prod(rest) if _static(rest) else None
+        by_key[key] = ytm if len(sc.y_keys) == 1 else emit(
+            "slice", ytm, axis=2, start=off, stop=off + width if width is not None else _END, step=1)
+        off += width or 0
     for ci, key, stacked, first, last in uses.collects:
         node = g.nodes[ci]
         t, bp = sc.y_types[key], sc.y_batch[key]
@@ -414,7 +435,7 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
             raise Skip("a concatenation of per-step values that are not size 1 on its axis")
         # dims labelled by their per-step axis: the rnn gives [T, batch, the others in order]
         others = [k for k in range(t.rank) if k != bp and (stacked or k != ax)]
-        v = emit("reshape", piece, shape=(0, 0, *(t.shape[k] for k in others)))
+        v = emit("reshape", piece, shape=(0, 0, *(t.shape[k] if isinstance(t.shape[k], int) else -1 for k in others)))
         have: list[Any] = ["T", bp, *others]
         want: list[Any] = list(range(t.rank))
         if stacked:

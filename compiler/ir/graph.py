@@ -118,7 +118,7 @@ class StateSpec:
     """One recurrent state tensor: its name and per-sample shape (the batch dim is implicit)."""
 
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int | str, ...]
     dtype: str = "float32"
 
 
@@ -131,13 +131,16 @@ class Cell:
     the same names.  ``recurrence`` tells backends whether the state update is linear in the
     state (``linear``: minGRU, minLSTM, LRU, Mamba S6, mLSTM -> parallel scan is legal) or not
     (``nonlinear``: LSTM, GRU, Elman, sLSTM -> sequential time loop).
+    ``output_size`` is a symbol only for a rolled Python loop whose per-step output is as wide
+    as one of its pass-through states (``frontend/scan.py``, ``rnn.output_width``); state
+    shapes likewise may hold symbols there.  Kernel backends take cells of fixed sizes only.
     """
 
     kind: str
     recurrence: Recurrence
     input_size: int
     hidden_size: int
-    output_size: int
+    output_size: int | str
     states: tuple[StateSpec, ...]
     step: Graph
     attrs: tuple[tuple[str, AttrValue], ...] = ()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rnnc.ir import symdims
 from rnnc.ir.graph import Cell
 from rnnc.ir.ops import OPS, OpDef, ShapeError, _req
 from rnnc.ir.types import TensorType, dims_compatible
@@ -99,8 +100,8 @@ def _infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[T
         if wt is None or wt.shape != want_t.shape:
             got = wt.text() if wt is not None else "nothing"
             raise ShapeError(f"weight {p} of layer {k} is {got}, cell wants {want_t.text()}")
-    y_shape = (b, t, dirs * cells[-1].output_size) if attrs["batch_first"] else (
-        t, b, dirs * cells[-1].output_size)
+    feat = symdims.name("*", dirs, cells[-1].output_size)
+    y_shape = (b, t, feat) if attrs["batch_first"] else (t, b, feat)
     return (TensorType(y_shape, x.dtype), *states_out)
 
 
@@ -109,6 +110,24 @@ def _infer(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> tuple[T
 #: offset + F]`` and leave its final states in the ``states`` views (``[B, *shape]`` each, holding
 #: the initial states on entry)
 RunDirection = Any
+
+
+def output_width(cell: Cell, states: Sequence[Any]) -> int:
+    """The cell's per-step output width; a symbolic one (a rolled loop collecting attention
+    weights over a memory of symbolic length, ``frontend/scan.py``) is read off the sizes its
+    pass-through states have in this call."""
+    if isinstance(cell.output_size, int):
+        return cell.output_size
+    sizes: dict[str, int] = {}
+    for spec, st in zip(cell.states, states, strict=True):
+        for d, n in zip(spec.shape, st.shape[2:], strict=True):
+            if isinstance(d, str):
+                sizes[d] = int(n)
+    n = sizes.get(cell.output_size)
+    n = n if n is not None else symdims.evaluate(cell.output_size, sizes)
+    if n is None:
+        raise ValueError(f"cell {cell.kind}: its output width {cell.output_size} follows no state's size")
+    return n
 
 
 def run_stack(cells: Sequence[Cell], dirs: int, x_tm: Any, inits: Sequence[Any | None], run_direction: RunDirection,
@@ -136,14 +155,14 @@ def run_stack(cells: Sequence[Cell], dirs: int, x_tm: Any, inits: Sequence[Any |
     layer_in = x_tm
     alloc = torch.zeros if zeroed else torch.empty
     for k, cell in enumerate(cells):
-        feat = dirs * cell.output_size
+        feat = dirs * output_width(cell, states)
         if batch_first_out and k == len(cells) - 1:
             out = alloc((batch, steps, feat), dtype=out_dtype, device=device).transpose(0, 1)
         else:
             out = alloc((steps, batch, feat), dtype=out_dtype, device=device)
         for d in range(dirs):
             idx = k * dirs + d
-            run_direction(k, d, cell, layer_in, out, d * cell.output_size, [s[idx] for s in states])
+            run_direction(k, d, cell, layer_in, out, d * (feat // dirs), [s[idx] for s in states])
         layer_in = out
     return layer_in, states
 
@@ -186,7 +205,7 @@ def _evaluate(xs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
             ys[t] = y
             state = new
         if steps:
-            out[:, :, off:off + cell.output_size] = torch.stack(ys, dim=0)
+            out[:, :, off:off + out.shape[2] // dirs] = torch.stack(ys, dim=0)
         for view, final in zip(states, state, strict=True):
             view.copy_(final)
 

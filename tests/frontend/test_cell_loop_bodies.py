@@ -5,7 +5,7 @@ around the call -- an input projection, a context concatenated to the input, an 
 ``nn.LSTM`` itself called once per step (DeepAR).  Each such step carries the cell's state
 ``[layers, B, H]`` with its batch second; attention reads a value as long as another input
 (a state passed through unchanged); target token ids travel as float32 (exact below 2**24);
-attention weights are collected one step behind the reads.  The loop must still roll over a
+attention weights (as wide as a symbolic memory) are collected one step behind the reads.  The loop must still roll over a
 symbolic T.  Checked
 against torch eager at a batch and length not traced at, in the interpreter and in onnxruntime."""
 
@@ -122,10 +122,12 @@ class FromStepOne(nn.Module):  # a CRF-style score recursion started from step 0
 CASES = {
     "teacher_forced_attention": (TeacherForcedAttention, lambda b, t: (
         torch.randint(0, 20, (b, t + 3)), torch.randint(0, 20, (b, t)))),
-    # a fixed 49-pixel memory (its weights per step are [B, 49]: a per-step output as long as a
-    # symbolic memory would not fit the rnn's y, whose features are fixed)
-    "weights_one_step_behind": (WeightsOneStepBehind, lambda b, t: (torch.randn(b, 49, 12), torch.randn(b, t, 8)),
-                                [{0: "B"}, {0: "B", 1: "T"}]),
+    # its weights per step are [B, T_mem]: a per-step output whose width follows the memory's
+    # symbolic length (read at run time off the memory, a pass-through state)
+    "weights_one_step_behind": (WeightsOneStepBehind, lambda b, t: (torch.randn(b, 2 * t + 1, 12),
+                                                                    torch.randn(b, t, 8))),
+    "weights_over_fixed_memory": (WeightsOneStepBehind, lambda b, t: (torch.randn(b, 49, 12), torch.randn(b, t, 8)),
+                                  [{0: "B"}, {0: "B", 1: "T"}]),
     "from_step_one": (FromStepOne, lambda b, t: (torch.randn(b, t, 4),)),
     "projected_input": (ProjectedInput, lambda b, t: (torch.randn(b, t, 8),)),
     "context_input": (ContextInput, lambda b, t: (torch.randn(b, t, 8), torch.randn(b, 4))),
