@@ -26,7 +26,7 @@ from torch import nn
 
 from rnnc.errors import UnsupportedError, UserInputError
 from rnnc.frontend.values import TV, Ctx, Packed
-from rnnc.ir import GraphBuilder, Program, Weights
+from rnnc.ir import Graph, GraphBuilder, Program, Weights
 from rnnc.ir.types import Dim, dtype_of_torch
 
 DynamicSpec = Sequence[Mapping[int, str] | None] | Mapping[str, Mapping[int, str] | None] | None
@@ -140,7 +140,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         raise UnsupportedError(f"model {name} returns no tensor")
     if single:
         flat = [("output", flat[0][1])]
-    graph = b.build(flat)
+    graph = _live(b.build(flat))
     weights = ctx.weights
     if roll and any(isinstance(d, str) for _, t in graph.inputs for d in t.shape):
         from rnnc.frontend.scan import roll_loops
@@ -153,6 +153,22 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
     if loops is not None:
         loops["retimed"] = ctx.retimed
     return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})").verify()
+
+
+def _live(graph: Graph) -> Graph:
+    """``graph`` without the ``concat`` nodes nothing reads: once a growing ``cat`` chain is
+    flattened, every step's partial concatenation is unread.  (Only those: other unread values,
+    a loop's last cell state, keep the unrolled steps alike for ``scan.py``.)"""
+    nodes = list(graph.nodes)
+    while True:
+        used = {v for n in nodes for v in n.inputs if v} | {v for _, v in graph.outputs}
+        keep = [n for n in nodes if n.op != "concat" or any(o in used for o in n.outputs)]
+        if len(keep) == len(nodes):
+            break
+        nodes = keep
+    if len(nodes) == len(graph.nodes):
+        return graph
+    return Graph(graph.name, graph.inputs, graph.params, tuple(nodes), graph.outputs)
 
 
 @contextlib.contextmanager

@@ -233,8 +233,13 @@ def cat(ctx: Ctx, xs: Any, dim: int = 0, axis_: Any = None) -> TV:
     if len(xs) == 1:
         return xs[0]
     ax = axis(dim, xs[0].rank)
-    out = ctx.emit("concat", *xs, axis=ax)
-    return ctx.retime(out, xs, ax) if all(x.shape[ax] == 1 for x in xs) else out
+    flat: list[TV] = []
+    for x in xs:  # cat is associative: a cat of an earlier cat on this axis takes its items
+        inner = ctx.concat_items.get(x.value.name) if is_tensor(x) and x.value is not None else None
+        flat.extend(inner[0] if inner is not None and inner[1] == ax else [x])
+    out = ctx.emit("concat", *flat, axis=ax)
+    ctx.concat_items[out.value.name] = (flat, ax)
+    return ctx.retime(out, flat, ax) if all(x.shape[ax] == 1 for x in flat) else out
 
 
 @handles("stack")
@@ -299,8 +304,12 @@ def zeros(ctx: Ctx, *args: Any, **kwargs: Any) -> TV:
         shape, ex_shape = _sym_shape(dims), [int(d) for d in dims]
         dtype = kwargs.get("dtype") or torch.float32
     dtype = torch_dtype_arg(dtype) or torch.float32
-    sizes = tuple(like.size(i) for i in range(like.rank)) if args and is_tensor(args[0]) and len(args) == 1 else (
-        tuple(_dims(args[1:] if args and is_tensor(args[0]) else args)))
+    if args and is_tensor(args[0]) and len(args) == 1:  # zeros_like(h): h's sizes (h's own when
+        # h is itself an all-zero tensor not yet made: the initial state of a loop)
+        sizes = like.sizes if like.value is None and like.sizes is not None else tuple(
+            like.size(i) for i in range(like.rank))
+    else:
+        sizes = tuple(_dims(args[1:] if args and is_tensor(args[0]) else args))
     return TV(None, torch.zeros(ex_shape, dtype=dtype), zeros=True, shape_override=tuple(shape), sizes=sizes)
 
 

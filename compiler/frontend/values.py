@@ -151,6 +151,9 @@ class Ctx:
     #: give stacks of per-step values their loop's symbolic length back (``retime``); how often
     retime_loops: bool = True
     retimed: int = 0
+    #: concat output name -> (its items, its axis): a cat of a cat on the same axis is one cat
+    #: (``outputs = torch.cat((outputs, h[:, None]), 1)`` in a loop collects like a stack)
+    concat_items: dict[str, tuple[list[TV], int]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ errors
     def unsupported(self, op: str, supported: str = "") -> UnsupportedError:

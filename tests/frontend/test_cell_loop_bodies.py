@@ -119,7 +119,23 @@ class FromStepOne(nn.Module):  # a CRF-style score recursion started from step 0
         return torch.stack(outs, dim=1)
 
 
+class GrowingCat(nn.Module):  # outputs gathered by re-concatenating, and a ReLU written with zeros_like
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell, self.decay = nn.GRUCell(4, 8), nn.Linear(4, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(x.size(0), 8)
+        outputs = None
+        for t in range(x.size(1)):
+            h = torch.exp(-torch.max(torch.zeros_like(h), self.decay(x[:, t]))) * h  # GRU-D's decay
+            h = self.cell(x[:, t], h)
+            outputs = h.unsqueeze(1) if outputs is None else torch.cat((outputs, h.unsqueeze(1)), 1)
+        return outputs
+
+
 CASES = {
+    "growing_cat_and_zeros_like": (GrowingCat, lambda b, t: (torch.randn(b, t, 4),)),
     "teacher_forced_attention": (TeacherForcedAttention, lambda b, t: (
         torch.randint(0, 20, (b, t + 3)), torch.randint(0, 20, (b, t)))),
     # its weights per step are [B, T_mem]: a per-step output whose width follows the memory's
