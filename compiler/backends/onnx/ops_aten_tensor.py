@@ -178,6 +178,24 @@ def _gather(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types:
     return g.node("GatherElements", [args[0], args[2]], _out(node), axis=int(args[1]) % _in_type(node, types).rank)
 
 
+@aten_renders("scatter_add", "scatter.src", "scatter_reduce.two")
+def _scatter(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``x.scatter_add(dim, idx, src)`` (a pointer-generator's copy distribution): ScatterElements
+    with an add reduction (opset 16); plain scatter overwrites; scatter_reduce sums or takes a max."""
+    name = node.attr("target").partition(".")[0]
+    reduction = {"scatter_add": "add", "scatter": "none"}.get(name)
+    if name == "scatter_reduce":
+        how = _arg(args, 4, kwargs, "reduce", "sum")
+        reduction = {"sum": "add", "prod": "mul", "amax": "max", "amin": "min"}.get(how)
+        if reduction is None or not _arg(args, 5, kwargs, "include_self", True):
+            raise UnsupportedError(f"{node.label}: scatter_reduce {how!r} without self has no ONNX form here")
+    if reduction != "none" and g.opset < 16:
+        raise UnsupportedError(f"{node.label}: a scatter with reduction needs opset 16 or later")
+    attrs = {"reduction": reduction} if reduction != "none" else {}
+    return g.node("ScatterElements", [args[0], args[2], args[3]], _out(node),
+                  axis=int(args[1]) % _in_type(node, types).rank, **attrs)
+
+
 @aten_renders("index")
 def _index(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """``x[..., idx]`` with one index tensor: a Gather on that axis (torch puts the index's dims
