@@ -137,7 +137,10 @@ def _export(ctx: Ctx, fn: Callable[..., Any], rebuild: Any, tvs: list[TV], what:
         # size-oblivious: an example batch of 1 must not make export specialize the batch to 1
         with fx_config.patch(backed_size_oblivious=True), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # export's deprecation notices are not the user's concern
-            ep = torch.export.export(wrapper, tuple(t.ex for t in tvs), dynamic_shapes=(dynamic,), strict=False)
+            # contiguous examples: the values are the same, and export's decompositions trip over
+            # some strided views (an einsum of a slice broadcast against itself)
+            ep = torch.export.export(wrapper, tuple(t.ex.contiguous() for t in tvs), dynamic_shapes=(dynamic,),
+                                     strict=False)
             ep = ep.run_decompositions(_decompositions())
     except Exception as exc:  # torch.export's own error: keep its first line, it names the cause
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

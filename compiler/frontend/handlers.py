@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -101,8 +102,14 @@ for _name, _op in _UNARY.items():
 
 @handles("gelu")
 def _gelu(ctx: Ctx, x: TV, approximate: str = "none") -> TV:
+    if approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as torch computes it
+        inner = ctx.emit("mul", ctx.emit("add", x, ctx.emit("mul", ctx.emit("mul", ctx.emit("mul", x, x), x),
+                                                              ctx.lift(0.044715, x))),
+                         ctx.lift(math.sqrt(2 / math.pi), x))
+        return ctx.emit("mul", ctx.emit("mul", x, ctx.lift(0.5, x)),
+                        ctx.emit("add", ctx.emit("tanh", inner), ctx.lift(1.0, x)))
     if approximate != "none":
-        raise ctx.unsupported(f"gelu(approximate={approximate!r})", "gelu with approximate='none'")
+        raise ctx.unsupported(f"gelu(approximate={approximate!r})", "gelu with approximate='none' or 'tanh'")
     return ctx.emit("gelu", x)
 
 
@@ -142,6 +149,10 @@ def _promote(ctx: Ctx, a: Any, b: Any) -> tuple[TV, TV]:
             b = ctx.emit("cast", b, dtype=dtype_of_torch(da))
         elif db.is_floating_point and not da.is_floating_point:
             a = ctx.emit("cast", a, dtype=dtype_of_torch(db))
+        elif da == torch.bool:  # a mask meeting integers counts as 0/1
+            a = ctx.emit("cast", a, dtype=dtype_of_torch(db))
+        elif db == torch.bool:
+            b = ctx.emit("cast", b, dtype=dtype_of_torch(da))
         else:
             raise ctx.unsupported(f"arithmetic between {da} and {db} tensors")
     return a, b

@@ -487,6 +487,15 @@ def _evaluate(g: Indexed, v: str, weights: dict[str, torch.Tensor]) -> torch.Ten
     return values[v].detach().clone()
 
 
+def _live_values(nodes: Any, outputs: set[str]) -> set[str]:
+    """The values ``outputs`` depend on."""
+    live = set(outputs)
+    for nd in reversed(nodes):
+        if any(o in live for o in nd.outputs):
+            live.update(v for v in nd.inputs if v)
+    return live
+
+
 def _assemble(g: Indexed, added: list[Node], dead: set[int], rename: dict[str, str],
               new_weights: dict[str, torch.Tensor]) -> Graph:
     """The graph without the rolled nodes, with ``added``, uses renamed, in dependency order."""
@@ -512,11 +521,14 @@ def _assemble(g: Indexed, added: list[Node], dead: set[int], rename: dict[str, s
             stack.append((k, True))
             stack.extend((made[v], False) for v in reversed(pool[k].inputs) if v in made and made[v] not in done)
     outputs = tuple((name, fix(v)) for name, v in g.graph.outputs)
-    # drop what nothing reads any more (the unrolled loop's prologue and invariants)
+    # drop what nothing reads any more (the unrolled loop's prologue and invariants) -- only what
+    # this rewrite made dead: nodes the trace left unread (a loop's last, unused update) stay, so
+    # the loops still to roll keep steps alike
+    was_live = _live_values(g.graph.nodes, {v for _, v in g.graph.outputs})
     live = {v for _, v in outputs}
     final: list[Node] = []
     for nd in reversed(order):
-        if any(o in live for o in nd.outputs):
+        if any(o in live for o in nd.outputs) or not any(o in was_live for o in nd.outputs):
             final.append(nd)
             live.update(v for v in nd.inputs if v)
     params = g.graph.params + tuple((k, TensorType(tuple(t.shape), dtype_of_torch(t.dtype)))
@@ -560,6 +572,10 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, 
             progress = True
             break
         if not progress:
+            if count:  # what the trace left unread goes now that no loop is left to match
+                live = _live_values(graph.nodes, {v for _, v in graph.outputs})
+                graph = Graph(graph.name, graph.inputs, graph.params,
+                              tuple(nd for nd in graph.nodes if any(o in live for o in nd.outputs)), graph.outputs)
             return graph, weights, count, why
 
 

@@ -165,11 +165,14 @@ def find_loops(g: Indexed, sizes: dict[str, int]) -> tuple[list[Loop], list[list
         # a step may not read X at all (``forgets[0]`` unused when the first step has no carry),
         # and a step may be read more often than the loops do (``zeros_like(x[:, 0])`` before
         # them): the last reads of each step are the loops'
-        if n < 3 or any(0 < len(by_index.get(k, [])) < copies for k in range(n)) or any(
+        # (the first and last steps may read X less: a read whose value a zero initial state
+        # made unused is gone once another loop's rolling dropped dead nodes)
+        if n < 3 or any(0 < len(by_index.get(k, [])) < copies for k in range(1, n - 1)) or any(
                 len(by_index.get(k, [])) != copies for k in (m - 1, m + 1)):
             continue
         for c in range(copies):  # copy c of every index: the c-th loop over X in graph order
-            reads = [by_index[k][len(by_index[k]) - copies + c] if by_index.get(k) else None for k in range(n)]
+            reads = [by_index[k][len(by_index[k]) - copies + c] if len(by_index.get(k, [])) > copies - 1 - c
+                     else None for k in range(n)]
             fwd = _meet(g, [reads[m - 1]], [reads[m]], [reads[m + 1]])
             bwd = _meet(g, [reads[m + 1]], [reads[m]], [reads[m - 1]])
             if fwd != bwd:

@@ -315,9 +315,15 @@ class Ctx:
                 return self.const(x.item(), dtype_of_torch(x.dtype))
             return self.param(x, "const")
         if isinstance(x, (bool, int, float)):
-            dtype = dtype_of_torch(like.ex.dtype) if like is not None else (
-                "float32" if isinstance(x, float) else "int64")
-            if like is not None and like.ex.dtype.is_floating_point:
+            # torch's promotion: a scalar takes the tensor's dtype within its kind; a float scalar
+            # with an integer tensor makes float32 (``arange(t) * 0.5``), an int one with a bool
+            # tensor int64 -- the other side is then cast (``handlers._promote``)
+            dtype = "float32" if isinstance(x, float) else ("bool" if isinstance(x, bool) else "int64")
+            if like is not None and (like.ex.dtype.is_floating_point or
+                                     (not isinstance(x, float) and like.ex.dtype != torch.bool) or
+                                     (isinstance(x, bool) and like.ex.dtype == torch.bool)):
+                dtype = dtype_of_torch(like.ex.dtype)
+            if dtype.startswith(("float", "bfloat")):
                 x = float(x)
             return self.const(x, dtype)
         raise self.unsupported(f"a value of type {type(x).__name__} where a tensor is expected")

@@ -21,10 +21,12 @@ Attributes (all JSON, so the printed text round-trips):
 from __future__ import annotations
 
 import functools
+import re
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from rnnc.ir import symdims
 from rnnc.ir.ops import ShapeError, _t, infers, register_op
 from rnnc.ir.types import Dim, TensorType, dtype_of_torch, torch_dtype
 
@@ -163,7 +165,26 @@ def _infer_named(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> t
                 moved[sym] = _meta_run(attrs, types, {**sizes[0], sym: sizes[1][sym]}, 0)
             if int(moved[sym][k].shape[axis]) != v0:
                 deps.append(sym)
-        return f"{deps[0]}'{v0}" if len(deps) == 1 else "?"
+        if len(deps) != 1:
+            return "?"
+        sym = deps[0]
+        linear = _linear_in(sym, k, axis, v0, int(moved[sym][k].shape[axis]))
+        if linear is not None:  # F.pad(x[:, 1:], (0, 0, 0, 1)): T-1+1 is T again
+            return str(linear)
+        return f"{sym}'{v0}" if re.fullmatch(r"[\w']+", sym) else f"({sym})'{v0}"
+
+    def _linear_in(sym: str, k: int, axis: int, v0: int, v1: int) -> Dim | None:
+        """The dim as ``a*sym + c`` when a third size of ``sym`` confirms a line through the two runs."""
+        s0, s1 = sizes[0][sym], sizes[1][sym]
+        a, rem = divmod(v1 - v0, s1 - s0)
+        if rem or not a:
+            return None
+        c = v0 - a * s0
+        s2 = s0 + 2 * (s1 - s0) + 1
+        third = _meta_run(attrs, types, {**sizes[0], sym: s2}, 0)
+        if int(third[k].shape[axis]) != a * s2 + c:
+            return None
+        return symdims.name("+", symdims.name("*", a, sym), c)
 
     out: list[TensorType] = []
     for k, (first, second) in enumerate(zip(*runs, strict=True)):

@@ -264,8 +264,11 @@ def _conv1d_infer(types, attrs):
         out_len: Dim = (length + 2 * attrs["padding"] - eff) // attrs["stride"] + 1
         if out_len <= 0:
             raise ShapeError(f"conv1d: input length {length} is shorter than the kernel ({eff})")
-    elif isinstance(k, int) and attrs["stride"] == 1 and 2 * attrs["padding"] == attrs["dilation"] * (k - 1):
-        out_len = length  # a "same" convolution keeps a symbolic length (e.g. T) symbolic
+    elif isinstance(k, int):  # (L + 2p - eff) // stride + 1, by name: a "same" conv keeps T, a causal
+        # one after F.pad(x, (k - 1, 0)) gets T back, a strided one ((T-1)//2)+1
+        eff = attrs["dilation"] * (k - 1) + 1
+        out_len = symdims.name("+", symdims.name("//", symdims.name("+", length, 2 * attrs["padding"] - eff),
+                                                 attrs["stride"]), 1)
     else:
         out_len = "?"
     return (TensorType((x.shape[0], w.shape[0], out_len), x.dtype),)

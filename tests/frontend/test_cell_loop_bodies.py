@@ -193,3 +193,35 @@ def test_chosen_dims_that_do_not_hold_are_named() -> None:
 
     with pytest.warns(UserWarning, match="right at the example's sizes only"):
         rnnc.trace(Shifted().eval(), (torch.randn(2, 6, 8),), dynamic=[{0: "B", 1: "T"}])
+
+
+class LoopAfterLoop(nn.Module):
+    """Two inline loops in a row, the second emitting before it updates (RWKV's WKV order): rolling
+    the first must not change how the second's steps look."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1, self.w2 = nn.Parameter(torch.rand(8)), nn.Parameter(torch.rand(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(x.size(0), 8)
+        mid = []
+        for t in range(x.size(1)):
+            h = self.w1 * h + x[:, t]
+            mid.append(h)
+        y = torch.stack(mid, dim=1)
+        g = torch.zeros(x.size(0), 8)
+        out = []
+        for t in range(y.size(1)):
+            out.append(g + y[:, t])
+            g = self.w2 * g + y[:, t]
+        return torch.stack(out, dim=1)
+
+
+def test_a_loop_after_a_rolled_loop_rolls() -> None:
+    model = LoopAfterLoop()
+    program, = (rnnc.trace(model, (torch.randn(2, 9, 8),)),)
+    assert program.graph.inputs[0][1].shape[:2] == ("B", "T")
+    assert sum(1 for n in program.graph.nodes if n.op == "rnn") == 2
+    x = torch.randn(3, 14, 8)
+    assert_close(program.run(x), model(x), backend="interp")

@@ -187,7 +187,7 @@ def test_a_loop_over_time_becomes_one_rnn_node_with_t_symbolic(cls, make, loops,
 def test_a_loop_that_is_not_a_whole_sequence_recurrence_keeps_t_fixed_and_says_so(cls) -> None:
     model = cls()
     program, said = _trace(model, torch.randn(2, 7, 4))
-    assert said and "fixed" in said[0], said
+    assert said and ("fixed" in said[0] or "stayed unrolled" in said[0]), said
     assert program.graph.inputs[0][1].shape[1] == 7
     x = torch.randn(3, 7, 4)  # the batch stays symbolic; the traced length still runs
     with torch.no_grad():

@@ -106,3 +106,23 @@ def test_a_constant_expanded_to_a_symbolic_batch_with_the_length_fixed() -> None
     program = rnnc.trace(model, (torch.randn(2, 6, 3),), dynamic=[{0: "B"}])
     x = torch.randn(5, 6, 3)
     assert_close(program.run(x), model(x), backend="interp")
+
+
+class Promotions(nn.Module):
+    """torch's type promotion with python scalars on integer and bool tensors (RetNet's decay
+    mask ``0.9 ** (n - m)``, positions scaled by a float): the result is float32, not int64."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        n, m = torch.arange(t).unsqueeze(1), torch.arange(t).unsqueeze(0)
+        decay = (0.9 ** (n - m)) * (n >= m).float()
+        pos = torch.arange(t) * 0.5 + 0.25 - (n >= m).sum(0) * 0.1
+        steps = (n >= m) + 1  # a mask meeting an int: 1 or 2, int64
+        return (x.transpose(1, 2) @ decay) * pos + steps.sum(0).float()
+
+
+def test_python_scalars_promote_as_torch_does() -> None:
+    model = Promotions()
+    program = rnnc.trace(model, (torch.randn(2, 6, 3),), dynamic=[{0: "B", 1: "T"}])  # no check: exact by itself
+    for x in (torch.randn(2, 6, 3), torch.randn(3, 11, 3)):
+        assert_close(program.run(x), model(x), backend="interp")
