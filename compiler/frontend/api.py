@@ -132,7 +132,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
             cells = find_step_cells(model, examples)
         gm = trace_module(model, examples, cells)
         merge_cell_loops(gm, cells)
-        out = convert_graph(ctx, gm, inputs, root_name="")
+        out = convert_graph(ctx, gm, [*inputs, *gm.defaults], root_name="")
     flat: list[tuple[str, Any]] = []
     single = isinstance(out, (TV, Packed))
     _flatten(ctx, out, "output", flat)

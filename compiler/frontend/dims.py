@@ -178,9 +178,20 @@ def _flat(out: Any) -> list[Any]:
 
 
 def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]) -> str:
-    """Why ``program`` disagrees with ``model`` at twice the example's size in every symbolic dim
-    ("" when it agrees, or when the model itself cannot run there).  Catches what a trace bakes
-    in without knowing (a Python loop unrolled over the example's length)."""
+    """Why ``program`` disagrees with ``model`` at twice the example's size in every symbolic dim,
+    then at twice plus one ("" when it agrees, or when the model itself cannot run there).
+    Catches what a trace bakes in without knowing (a Python loop unrolled over the example's
+    length, a branch or a pad amount decided by its parity)."""
+    even = _compare_grown(model, program, examples, dims, odd=False)
+    return even or _compare_grown(model, program, examples, dims, odd=True)
+
+
+def _compare_grown(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]],
+                   odd: bool) -> str:
+    """One size of the check: every symbolic dim doubled (``2n``), or doubled and one more
+    (``2n + 1``: a model that pads or branches on the length's parity, ``if t % 2``, bakes the
+    example's even answer in and only an odd size shows it).  The first element is repeated,
+    so sorted lengths stay sorted and token ids stay valid."""
     from rnnc.ir.rnn import HALF_DTYPES
     from rnnc.tolerances import is_close
 
@@ -188,7 +199,10 @@ def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], 
     for i, ds in enumerate(dims):
         for d, s in enumerate(ds):
             if isinstance(s, str):
-                grown[i] = grown[i].repeat_interleave(2, dim=d)
+                n = grown[i].shape[d]
+                reps = torch.full((n,), 2, dtype=torch.long)
+                reps[0] += int(odd)
+                grown[i] = grown[i].repeat_interleave(reps, dim=d)
     try:
         with torch.no_grad():
             want = _flat(model(*grown))

@@ -189,8 +189,9 @@ class Traced:
     code for it would register the autowrapped pack/pad functions in fx's global patch table in
     a way that breaks the next trace."""
 
-    def __init__(self, root: nn.Module, graph: fx.Graph) -> None:
+    def __init__(self, root: nn.Module, graph: fx.Graph, defaults: list[Any] | None = None) -> None:
         self.root, self.graph = root, graph
+        self.defaults = defaults or []  # the values of forward's arguments beyond the examples
 
     def get_submodule(self, target: str) -> nn.Module:
         return self.root.get_submodule(target)
@@ -273,8 +274,12 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
     sig = inspect.signature(model.forward)
     params = [p for p in sig.parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    concrete = {p.name: p.default for p in params[len(examples):] if p.default is not p.empty}
-    tracer = ConcreteTracer(examples)
+    # forward's arguments beyond the examples keep their defaults: ``None`` ones as fx constants
+    # (``if hidden is None`` must see None), others as placeholders whose example is the default
+    # (fx would refuse ``scale=0.5`` as a constant: "specialized to have value 0.5")
+    concrete = {p.name: None for p in params[len(examples):] if p.default is None}
+    defaults = [p.default for p in params[len(examples):] if p.default is not p.empty]
+    tracer = ConcreteTracer([*examples, *defaults])
     tracer.step_cells = set(step_cells)
     try:
         with _packing_recorded(), _factories_recorded(tracer), _SizedOpsRecorded(tracer):
@@ -283,7 +288,7 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
         raise
     except Exception as exc:  # fx's own errors: say which model and why, keep the cause
         raise UnsupportedError(f"torch.fx cannot trace {type(model).__name__}.forward: {exc}") from exc
-    return Traced(tracer.root, graph)
+    return Traced(tracer.root, graph, defaults)
 
 
 def function_name(target: Any) -> str:

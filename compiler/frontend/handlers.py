@@ -251,6 +251,8 @@ def conv1d(ctx: Ctx, x: TV, weight: TV, bias: TV | None = None, stride: Any = 1,
 
 @handles("pad")
 def pad(ctx: Ctx, x: TV, pad: Any, mode: str = "constant", value: Any = None) -> TV:
+    if any(isinstance(p, SymInt) for p in pad):  # an amount computed from a symbolic size
+        return _pad_by_sizes(ctx, x, list(pad), mode, value)
     pads = [int(p) for p in pad]
     if len(pads) != 2:
         if any(pads[2:]):
@@ -259,6 +261,31 @@ def pad(ctx: Ctx, x: TV, pad: Any, mode: str = "constant", value: Any = None) ->
     if mode not in ("constant", "reflect", "replicate"):
         return NotImplemented
     return ctx.emit("pad", x, pads=tuple(pads), mode=mode, value=float(value or 0.0))
+
+
+def _pad_by_sizes(ctx: Ctx, x: TV, pads: list[Any], mode: str, value: Any) -> TV:
+    """``F.pad(x, (0, 0, 0, (4 - t % 4) % 4))``: blocks of the fill value whose sizes are read at
+    run time, concatenated on each side (an amount frozen at the example's would pad every other
+    length wrong, silently)."""
+    from rnnc.frontend.handlers_shape import filled
+
+    if mode != "constant":
+        raise ctx.unsupported(f"{mode} padding by an amount computed from a symbolic size",
+                              "constant padding by computed amounts")
+    for k in range(len(pads) // 2):
+        ax = x.rank - 1 - k
+        for side, amount in (("left", pads[2 * k]), ("right", pads[2 * k + 1])):
+            if not isinstance(amount, SymInt) and int(amount) == 0:
+                continue
+            if not isinstance(amount, SymInt) and int(amount) < 0:
+                raise ctx.unsupported("negative padding next to an amount computed from a symbolic size")
+            sizes = [amount if i == ax else x.size(i) for i in range(x.rank)]
+            block = filled(ctx, sizes, float(value or 0.0) if x.ex.dtype.is_floating_point else int(value or 0),
+                           x.ex.dtype)
+            if block is NotImplemented:
+                raise ctx.unsupported(f"padding of {list(x.shape)} by sizes that cannot be read at run time")
+            x = ctx.emit("concat", *((block, x) if side == "left" else (x, block)), axis=ax)
+    return x
 
 
 @handles("layer_norm")

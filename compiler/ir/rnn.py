@@ -123,8 +123,10 @@ def output_width(cell: Cell, states: Sequence[Any]) -> int:
         for d, n in zip(spec.shape, st.shape[2:], strict=True):
             if isinstance(d, str):
                 sizes[d] = int(n)
-    n = sizes.get(cell.output_size)
-    n = n if n is not None else symdims.evaluate(cell.output_size, sizes)
+                poly = symdims.parse(d) or {}
+                if len(poly) == 1 and list(poly.items())[0][1] == 1 and len(list(poly)[0]) == 1:
+                    sizes[list(poly)[0][0]] = int(n)  # ((T+4)//8): an atom of a wider width
+    n = symdims.evaluate(cell.output_size, sizes)
     if n is None:
         raise ValueError(f"cell {cell.kind}: its output width {cell.output_size} follows no state's size")
     return n

@@ -310,8 +310,11 @@ def evaluate(d: Dim, sizes: Mapping[str, int]) -> int | None:
     ``?`` or derived through an op, ``T'5004``)."""
     if isinstance(d, int):
         return d
-    if parse(d) is None:
+    p = parse(d)
+    if p is None:
         return None
+    if all(a in sizes for k in p for a in k):  # atoms known by name: ((T+4)//8) given as a size
+        return sum(v * math.prod(sizes[a] for a in k) for k, v in p.items())
     out = []
     for m in _TOKEN.finditer(d):
         number, ident, op, suffix = m.groups()

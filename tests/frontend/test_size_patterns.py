@@ -126,3 +126,52 @@ def test_python_scalars_promote_as_torch_does() -> None:
     program = rnnc.trace(model, (torch.randn(2, 6, 3),), dynamic=[{0: "B", 1: "T"}])  # no check: exact by itself
     for x in (torch.randn(2, 6, 3), torch.randn(3, 11, 3)):
         assert_close(program.run(x), model(x), backend="interp")
+
+
+class PadToMultiple(nn.Module):  # chunked / dual-path code: pad T up to a multiple of 4
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(4, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor, scale: float = 0.5, flag: bool = True) -> torch.Tensor:
+        rest = (4 - x.size(1) % 4) % 4
+        x = F.pad(x, (0, 0, 1, rest), value=0.25) * scale
+        return self.gru(x)[0] if flag else x
+
+
+def test_a_pad_computed_from_the_length_pads_every_length() -> None:
+    """The amount is read at run time: traced at T = 7 (padded by 1 + 1), T = 9 pads by 1 + 3 and
+    T = 13 by 1 + 3.  (``forward``'s non-tensor defaults are used as traced.)"""
+    model = PadToMultiple().eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, (torch.randn(2, 7, 4),))
+    assert not [w for w in caught if "rnnc.trace" in str(w.message)]
+    for t in (7, 9, 10, 13):
+        x = torch.randn(3, t, 4)
+        with torch.no_grad():
+            assert_close(program.run(x), model(x), backend="interp")
+
+
+class ParityBranch(nn.Module):  # a pyramidal layer's "drop the odd frame"
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, f = x.shape
+        if t % 2 == 1:
+            x = x[:, :-1]
+        return self.gru(x.reshape(b, -1, 2 * f)[..., :8])[0]
+
+
+def test_a_branch_on_the_length_parity_is_caught() -> None:
+    """Traced at an even length the odd branch is never seen: the check at an odd length finds it,
+    and the trace fixes the length and says so instead of failing at odd lengths later."""
+    model = ParityBranch().eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, (torch.randn(2, 6, 4),))
+    assert [w for w in caught if "kept fewer dims symbolic" in str(w.message)]
+    x = torch.randn(3, 6, 4)
+    assert_close(program.run(x), model(x), backend="interp")
