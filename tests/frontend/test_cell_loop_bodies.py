@@ -5,9 +5,9 @@ around the call -- an input projection, a context concatenated to the input, an 
 ``nn.LSTM`` itself called once per step (DeepAR).  Each such step carries the cell's state
 ``[layers, B, H]`` with its batch second; attention reads a value as long as another input
 (a state passed through unchanged); target token ids travel as float32 (exact below 2**24);
-attention weights (as wide as a symbolic memory) are collected one step behind the reads.  The loop must still roll over a
-symbolic T.  Checked
-against torch eager at a batch and length not traced at, in the interpreter and in onnxruntime."""
+attention weights (as wide as a symbolic memory) are collected one step behind the reads.  The
+loop must still roll over a symbolic T.  Checked against torch eager at a batch and length not
+traced at, in the interpreter and in onnxruntime."""
 
 from __future__ import annotations
 
