@@ -12,13 +12,13 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from program_checks import matches_torch  # tests/program_checks.py
 from torch import nn
 
 import rnnc
 from rnnc.backends.onnx.runtime import StatefulSession
 from rnnc.ir import Program
 from rnnc.ir.parser import parse_program
-from rnnc.tolerances import assert_close
 
 
 class Fn(nn.Module):
@@ -113,14 +113,7 @@ def test_aten_op_in_interpreter_and_onnxruntime(name: str, tmp_path) -> None:
     model, make = CASES[name]
     torch.manual_seed(0)
     program = _program(model, make)
-    x = make(3)
-    with torch.no_grad():
-        want = model(x)
-    assert_close(program.run(x), want, backend="interp")
-    path = tmp_path / f"{name}.onnx"
-    rnnc.export_onnx(program, path=path)
-    (got,) = StatefulSession(str(path))(x)
-    assert_close(torch.from_numpy(got), want, backend="onnxruntime")
+    matches_torch(program, model, (make(3),), tmp_path, name)
 
 
 def test_aten_nodes_round_trip_through_the_printed_text() -> None:

@@ -15,10 +15,10 @@ import warnings
 
 import pytest
 import torch
+from program_checks import matches_torch  # tests/program_checks.py
 from torch import nn
 
 import rnnc
-from rnnc.backends.onnx.runtime import StatefulSession
 from rnnc.tolerances import assert_close
 
 
@@ -185,18 +185,7 @@ def test_loop_rolls_and_matches_torch(name: str, tmp_path) -> None:
     assert all(isinstance(d, str) for _, t in program.graph.inputs for d in t.shape[:2] if d in (2, 9))
     scanned = [n for n in program.graph.nodes if n.op == "rnn" and isinstance(types[n.inputs[0]].shape[1], str)]
     assert len(scanned) >= 1 and sum(1 for n in program.graph.nodes if n.op == "rnn") <= 2  # no unrolled step left
-    unseen = make(3, 14)
-    with torch.no_grad():
-        want = model(*unseen)
-    got = program.run(*unseen)
-    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,),
-                    strict=True):
-        assert_close(g, w, backend="interp")
-    path = tmp_path / f"{name}.onnx"
-    rnnc.export_onnx(program, path=path)
-    got = StatefulSession(str(path))(*unseen)
-    for g, w in zip(got, want if isinstance(want, tuple) else (want,), strict=True):
-        assert_close(torch.from_numpy(g), w, backend="onnxruntime")
+    matches_torch(program, model, make(3, 14), tmp_path, name)
 
 
 def test_chosen_dims_that_do_not_hold_are_named() -> None:

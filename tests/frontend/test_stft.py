@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from program_checks import matches_torch  # tests/program_checks.py
 from torch import nn
 
 import rnnc
-from rnnc.backends.onnx.runtime import StatefulSession
 from rnnc.errors import UnsupportedError
-from rnnc.tolerances import assert_close
 
 FRONTS = {
     "abs_hann": lambda s, w: torch.stft(w, 64, 16, window=s.win, return_complex=True).abs(),
@@ -46,14 +45,7 @@ def test_stft_front_end_matches_torch(name: str, tmp_path) -> None:
     g = torch.Generator().manual_seed(1)
     program = rnnc.trace(model, (torch.randn(2, 512, generator=g),))
     assert all(isinstance(d, str) for d in program.graph.inputs[0][1].shape)
-    wav = torch.randn(3, 800, generator=g)
-    with torch.no_grad():
-        want = model(wav)
-    assert_close(program.run(wav), want, backend="interp")
-    path = tmp_path / f"{name}.onnx"
-    rnnc.export_onnx(program, path=path)
-    (got,) = StatefulSession(str(path))(wav)
-    assert_close(torch.from_numpy(got), want, backend="onnxruntime")
+    matches_torch(program, model, (torch.randn(3, 800, generator=g),), tmp_path, name)
 
 
 def test_an_unsupported_complex_op_is_named() -> None:

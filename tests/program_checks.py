@@ -1,0 +1,35 @@
+"""One check the frontend tests share: a traced Program against the torch model it came from.
+
+The reference is torch eager on the same inputs (independent of rnnc); the Program runs in rnnc's
+interpreter and, unless ``tmp_path`` is None, as its ONNX export in onnxruntime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+import rnnc
+from rnnc.backends.onnx.runtime import StatefulSession
+from rnnc.tolerances import assert_close
+
+
+def _flat(out: Any) -> list[torch.Tensor]:
+    return [out] if isinstance(out, torch.Tensor) else [t for o in out for t in _flat(o)]
+
+
+def matches_torch(program: rnnc.ir.Program, model: torch.nn.Module, inputs: tuple[Any, ...],
+                  tmp_path: Any = None, name: str = "model") -> None:
+    with torch.no_grad():
+        want = _flat(model(*inputs))
+    got = _flat(program.run(*inputs))
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert_close(g, w, backend="interp")
+    if tmp_path is None:
+        return
+    path = tmp_path / f"{name}.onnx"
+    rnnc.export_onnx(program, path=path)
+    outs = StatefulSession(str(path))(*inputs)
+    for g, w in zip(outs, want, strict=True):
+        assert_close(torch.from_numpy(g), w, backend="onnxruntime")
