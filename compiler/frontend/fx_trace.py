@@ -67,12 +67,24 @@ class ConcreteProxy(fx.Proxy):
             return getattr(ex, name)
         return super().__getattr__(name)
 
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        """``y[:, t] = h`` into a preallocated tensor: recorded as a functional write whose
+        result this proxy stands for from now on (later reads of ``y`` see the write)."""
+        self.node = self.tracer.create_proxy("call_function", assign, (self, idx, value), {}).node
+
     def __iter__(self) -> Any:
         # no __len__: torch's argument parser would then take any proxy for a size list
         ex = self._example()
         if not isinstance(ex, (tuple, list, torch.Tensor)):
             raise UnsupportedError(f"cannot iterate over fx node {self.node.name!r} ({type(ex).__name__})")
         return iter([self[i] for i in range(len(ex))])
+
+
+def assign(x: torch.Tensor, idx: Any, value: Any) -> torch.Tensor:
+    """``x[idx] = value`` without mutating ``x`` (what ``ConcreteProxy.__setitem__`` records)."""
+    out = x.clone()
+    out[idx] = value
+    return out
 
 
 class TracedInt(int):

@@ -178,6 +178,32 @@ def _gather(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types:
     return g.node("GatherElements", [args[0], args[2]], _out(node), axis=int(args[1]) % _in_type(node, types).rank)
 
 
+@aten_renders("copy")
+def _copy(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``aten.copy(self, src)``: ``src`` broadcast to ``self``'s shape in ``self``'s dtype (what a
+    write into a preallocated tensor decomposes to)."""
+    self_t = _in_type(node, types)
+    src = g.op("Expand", args[1], g.op("Shape", args[0]))
+    return [g.op("Cast", src, hint=_out(node), to=ONNX_DTYPES[self_t.dtype])]
+
+
+@aten_renders("slice_scatter")
+def _slice_scatter(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``self`` with ``self[start:end]`` on ``dim`` replaced by ``src`` (``y[0, :, 1:3] = v``):
+    the slices before and after, and ``src`` between them, concatenated."""
+    rank = _in_type(node, types).rank
+    dim = int(_arg(args, 2, kwargs, "dim", 0)) % rank
+    start, end = _arg(args, 3, kwargs, "start", None), _arg(args, 4, kwargs, "end", None)
+    if int(_arg(args, 5, kwargs, "step", 1)) != 1:
+        raise UnsupportedError(f"{node.label}: a strided slice_scatter has no ONNX form here")
+    top = 2**63 - 1
+    lo, hi = int(start or 0), top if end is None else int(end)
+    axes = g.const([dim])
+    head = g.op("Slice", args[0], g.const([0]), g.const([lo]), axes)
+    tail = g.op("Slice", args[0], g.const([hi]), g.const([top]), axes)
+    return [g.op("Concat", head, args[1], tail, hint=_out(node), axis=dim)]
+
+
 @aten_renders("scatter_add", "scatter.src", "scatter_reduce.two")
 def _scatter(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """``x.scatter_add(dim, idx, src)`` (a pointer-generator's copy distribution): ScatterElements

@@ -1,0 +1,41 @@
+"""Writes into preallocated tensors (``outputs[t] = h``, ``y[:, t] = h``, ``y[0, :, 1:3] = v``):
+recorded as functional writes, so later reads see them.  Such a loop does not roll over T yet:
+the trace keeps the batch symbolic and says the length stayed fixed; at that length the Program
+and its ONNX export match torch at another batch."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from program_checks import matches_torch  # tests/program_checks.py
+from torch import nn
+
+import rnnc
+
+
+class PreallocatedOutputs(nn.Module):  # the seq2seq tutorials' decoder loop
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(4, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, 4]
+        outputs = torch.zeros(x.shape[0], x.shape[1], 8)
+        h = torch.zeros(x.shape[1], 8)
+        for t in range(1, x.shape[0]):
+            h = self.cell(x[t], h)
+            outputs[t] = h
+        outputs[0, :, 1:3] = -1.0
+        outputs[:, :, -2:] = outputs[:, :, -2:] * 0.5
+        return outputs
+
+
+def test_writes_into_a_preallocated_tensor(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = PreallocatedOutputs().eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, (torch.randn(6, 2, 4),))
+    assert [w for w in caught if "kept fewer dims symbolic" in str(w.message)]  # T fixed, and said
+    assert program.graph.inputs[0][1].shape == (6, "B", 4)
+    matches_torch(program, model, (torch.randn(6, 5, 4),), tmp_path, "prealloc")
