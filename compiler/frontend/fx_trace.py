@@ -43,10 +43,31 @@ class ConcreteProxy(fx.Proxy):
     def _example(self) -> Any:
         return self.node.meta.get("rnnc_ex")
 
+    def _constant(self) -> Any:
+        """A buffer's value (a ``get_attr`` node): a constant of the model, not data of its inputs."""
+        return self._example() if self.node.op == "get_attr" else None
+
+    def __float__(self) -> float:
+        const = self._constant()
+        if isinstance(const, torch.Tensor) and const.numel() == 1:
+            return float(const)
+        raise UnsupportedError(f"float() of fx node {self.node.name!r}: a value of the inputs, not a constant")
+
+    def __int__(self) -> int:
+        const = self._constant()
+        if isinstance(const, torch.Tensor) and const.numel() == 1:
+            return int(const)
+        raise UnsupportedError(f"int() of fx node {self.node.name!r}: a value of the inputs, not a constant")
+
+    __index__ = __int__
+
     def __bool__(self) -> bool:
         ex = self._example()
         if isinstance(ex, (bool, int)):
             return bool(ex)
+        const = self._constant()
+        if isinstance(const, torch.Tensor) and const.numel() == 1:  # ``if self.initialized:`` on a buffer
+            return bool(const)
         raise UnsupportedError(f"control flow on tensor data at fx node {self.node.name!r} cannot be traced; "
                                "rnnc supports branches on shapes and loops over sizes only")
 
@@ -69,8 +90,25 @@ class ConcreteProxy(fx.Proxy):
 
     def __setitem__(self, idx: Any, value: Any) -> None:
         """``y[:, t] = h`` into a preallocated tensor: recorded as a functional write whose
-        result this proxy stands for from now on (later reads of ``y`` see the write)."""
+        result this proxy stands for from now on (later reads of ``y`` see the write).  Only
+        into a tensor the model made and took no view of: a write would not reach a view taken
+        before it, nor the base of a view written through, and the trace would be silently wrong."""
+        node = self.node
+        made = node.op == "call_function" and (node.target in _FACTORY_FUNCS or node.target is assign or
+                                               getattr(node.target, "__name__", "") in _MADE) or \
+            (node.op == "call_method" and node.target in _MADE)
+        if not made:
+            raise UnsupportedError(
+                f"a write into a view or an input at fx node {node.name!r} ({user_line(node) or 'the model'}): "
+                "rnnc traces writes into tensors the model made (torch.zeros/zeros_like/new_zeros/clone)")
         self.node = self.tracer.create_proxy("call_function", assign, (self, idx, value), {}).node
+        # views taken before the write would see it in torch, not here: using one later is refused
+        todo = [node]
+        while todo:
+            for u in list(todo.pop().users):
+                if u.op in ("call_function", "call_method") and getattr(u.target, "__name__", u.target) in _VIEWS:
+                    self.tracer.stale.add(u)
+                    todo.append(u)
 
     def __iter__(self) -> Any:
         # no __len__: torch's argument parser would then take any proxy for a size list
@@ -78,6 +116,14 @@ class ConcreteProxy(fx.Proxy):
         if not isinstance(ex, (tuple, list, torch.Tensor)):
             raise UnsupportedError(f"cannot iterate over fx node {self.node.name!r} ({type(ex).__name__})")
         return iter([self[i] for i in range(len(ex))])
+
+
+#: what makes a fresh tensor a model may write into, and the ops whose results share its memory
+_MADE = frozenset({"zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like",
+                   "new_zeros", "new_ones", "new_full", "new_empty", "clone", "assign"})
+_VIEWS = frozenset({"getitem", "select", "narrow", "view", "view_as", "reshape", "transpose", "permute", "t",
+                    "unsqueeze", "squeeze", "expand", "expand_as", "split", "chunk", "unbind", "flatten",
+                    "unflatten", "movedim", "swapaxes", "diagonal", "as_strided", "unfold", "detach"})
 
 
 def assign(x: torch.Tensor, idx: Any, value: Any) -> torch.Tensor:
@@ -127,6 +173,7 @@ class ConcreteTracer(fx.Tracer):
         self.proxy_buffer_attributes = True
         self._next_placeholder = 0
         self._running = 0  # > 0 while a node runs on example values: no recording then
+        self.stale: set[fx.Node] = set()  # views of a tensor written after they were taken
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         if self._running:
@@ -153,6 +200,14 @@ class ConcreteTracer(fx.Tracer):
 
     def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, name: str | None = None,
                      type_expr: Any = None, proxy_factory_fn: Any = None) -> Any:
+        if self.stale:
+            used: list[fx.Node] = []
+            fx.node.map_aggregate((args, kwargs), lambda a: used.append(a.node) if isinstance(a, fx.Proxy) else a)
+            old = next((n for n in used if n in self.stale), None)
+            if old is not None:
+                raise UnsupportedError(f"a view ({old.name!r}, {user_line(old) or 'the model'}) of a tensor written "
+                                       "after the view was taken: torch reads the write through it, rnnc's "
+                                       "functional writes cannot; take the view after the write")
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         node = proxy.node
         self._running += 1

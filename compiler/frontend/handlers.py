@@ -196,7 +196,8 @@ def _binary(name: str) -> Handler:
 
 for _name in _PY_BINARY:
     HANDLERS[_name] = _binary(_name)
-HANDLERS["rsub"] = lambda ctx, a, b, alpha=1: HANDLERS["sub"](ctx, b, a)
+HANDLERS["rsub"] = lambda ctx, a, b, alpha=1: HANDLERS["sub"](ctx, b, a if alpha == 1 else
+                                                                HANDLERS["mul"](ctx, a, alpha))
 for _name in ("add_", "sub_", "mul_", "div_", "iadd", "isub", "imul", "itruediv"):
     HANDLERS[_name] = HANDLERS[{"add_": "add", "sub_": "sub", "mul_": "mul", "div_": "div",
                                 "iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "div"}[_name]]

@@ -310,6 +310,8 @@ class Ctx:
         """A python scalar or a constant tensor as a TV (scalars adopt ``like``'s dtype)."""
         if isinstance(x, TV):
             return x
+        if not isinstance(like, TV):  # ``torch.where(m, 1.0, 0.0)``: no tensor to follow
+            like = None
         if isinstance(x, torch.Tensor):
             if x.dim() == 0:
                 return self.const(x.item(), dtype_of_torch(x.dtype))

@@ -168,7 +168,9 @@ def _infer_named(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> t
         if len(deps) != 1:
             return "?"
         sym = deps[0]
-        linear = _linear_in(sym, k, axis, v0, int(moved[sym][k].shape[axis]))
+        unknown = any("?" in str(d) for t in types if t is not None for d in t.shape)
+        # (a ``?`` dim has a fixed stand-in size in every run: a line through it is no claim)
+        linear = None if unknown else _linear_in(sym, k, axis, v0, int(moved[sym][k].shape[axis]))
         if linear is not None:  # F.pad(x[:, 1:], (0, 0, 0, 1)): T-1+1 is T again
             return str(linear)
         return f"{sym}'{v0}" if re.fullmatch(r"[\w']+", sym) else f"({sym})'{v0}"
@@ -181,7 +183,10 @@ def _infer_named(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> t
             return None
         c = v0 - a * s0
         s2 = s0 + 2 * (s1 - s0) + 1
-        third = _meta_run(attrs, types, {**sizes[0], sym: s2}, 0)
+        try:
+            third = _meta_run(attrs, types, {**sizes[0], sym: s2}, 0)
+        except ShapeError:  # the op takes no size there (an even length): no line to claim
+            return None
         if int(third[k].shape[axis]) != a * s2 + c:
             return None
         return symdims.name("+", symdims.name("*", a, sym), c)

@@ -123,9 +123,14 @@ def output_width(cell: Cell, states: Sequence[Any]) -> int:
         for d, n in zip(spec.shape, st.shape[2:], strict=True):
             if isinstance(d, str):
                 sizes[d] = int(n)
+                # a state dim a*X + c in one atom X (``T-1``, ``2*S``, ``((T+4)//8)``) gives X
                 poly = symdims.parse(d) or {}
-                if len(poly) == 1 and list(poly.items())[0][1] == 1 and len(list(poly)[0]) == 1:
-                    sizes[list(poly)[0][0]] = int(n)  # ((T+4)//8): an atom of a wider width
+                terms = [(key, v) for key, v in poly.items() if key]
+                if len(terms) == 1 and len(terms[0][0]) == 1:
+                    (atom,), a = terms[0]
+                    rest = int(n) - poly.get((), 0)
+                    if rest % a == 0:
+                        sizes.setdefault(atom, rest // a)
     n = symdims.evaluate(cell.output_size, sizes)
     if n is None:
         raise ValueError(f"cell {cell.kind}: its output width {cell.output_size} follows no state's size")

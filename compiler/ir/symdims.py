@@ -65,8 +65,12 @@ def _constant(p: Poly) -> int | None:
 
 
 def _operand(p: Poly) -> str:
+    """An operand of ``//`` or ``%`` in brackets unless it is one atom or a positive constant:
+    ``T % (2*B)`` must not print as ``T%2*B``, which reads back as ``(T % 2) * B``."""
     text = str(render(p))
-    return text if len(p) == 1 and min(p.values()) > 0 else f"({text})"
+    ((k, v),) = p.items() if len(p) == 1 else ((None, 0),)
+    plain = k is not None and ((len(k) == 1 and v == 1) or (not k and v > 0))
+    return text if plain else f"({text})"
 
 
 def _opaque(op: str, a: Poly, b: Poly) -> Poly:

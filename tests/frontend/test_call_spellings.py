@@ -33,6 +33,8 @@ SPELLINGS = {
     "hardtanh_kw": lambda x: F.hardtanh(x, min_val=-0.3, max_val=0.4),
     "softplus_threshold": lambda x: F.softplus(x * 4, beta=2, threshold=5),
     "softmax_axis": lambda x: x.softmax(axis=-1),
+    "where_scalars": lambda x: torch.where(x > 0, 1.0, 0.0) + x,
+    "rsub_alpha": lambda x: torch.rsub(x, 1.0, alpha=2),
 }
 
 

@@ -103,6 +103,11 @@ class WeightsOneStepBehind(nn.Module):  # show-attend-tell: attention from the s
         return torch.stack(alphas, dim=1)
 
 
+class TrimmedMemory(WeightsOneStepBehind):
+    def forward(self, mem: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(mem[:, 1:], x)
+
+
 class FromStepOne(nn.Module):  # a CRF-style score recursion started from step 0's emissions
     def __init__(self) -> None:
         super().__init__()
@@ -163,6 +168,9 @@ CASES = {
     # symbolic length (read at run time off the memory, a pass-through state)
     "weights_one_step_behind": (WeightsOneStepBehind, lambda b, t: (torch.randn(b, 2 * t + 1, 12),
                                                                     torch.randn(b, t, 8))),
+    # a memory one step shorter than the input (``mem[:, 1:]``): the width T-1 solves for T
+    "weights_over_trimmed_memory": (lambda: TrimmedMemory(), lambda b, t: (torch.randn(b, 2 * t + 2, 12),
+                                                                         torch.randn(b, t, 8))),
     "weights_over_fixed_memory": (WeightsOneStepBehind, lambda b, t: (torch.randn(b, 49, 12), torch.randn(b, t, 8)),
                                   [{0: "B"}, {0: "B", 1: "T"}]),
     "from_step_one": (FromStepOne, lambda b, t: (torch.randn(b, t, 4),)),

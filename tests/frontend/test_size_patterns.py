@@ -175,3 +175,25 @@ def test_a_branch_on_the_length_parity_is_caught() -> None:
     assert [w for w in caught if "kept fewer dims symbolic" in str(w.message)]
     x = torch.randn(3, 6, 4)
     assert_close(program.run(x), model(x), backend="interp")
+
+
+class BufferScalars(nn.Module):  # buffers read as Python values: flags, scales, strides
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(4, 8, batch_first=True)
+        self.register_buffer("initialized", torch.tensor(True))
+        self.register_buffer("scale", torch.tensor(0.5))
+        self.register_buffer("stride", torch.tensor(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.initialized:
+            x = x * float(self.scale)
+        return self.gru(x)[0][:, ::int(self.stride)]
+
+
+def test_buffers_read_as_python_values() -> None:
+    model = BufferScalars().eval()
+    program = rnnc.trace(model, (torch.randn(2, 6, 4),))
+    assert program.graph.inputs[0][1].shape[:2] == ("B", "T")
+    x = torch.randn(3, 9, 4)
+    assert_close(program.run(x), model(x), backend="interp")

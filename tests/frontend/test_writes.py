@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 from program_checks import matches_torch  # tests/program_checks.py
 from torch import nn
 
 import rnnc
+from rnnc.errors import UnsupportedError
 
 
 class PreallocatedOutputs(nn.Module):  # the seq2seq tutorials' decoder loop
@@ -39,3 +41,27 @@ def test_writes_into_a_preallocated_tensor(tmp_path) -> None:
     assert [w for w in caught if "kept fewer dims symbolic" in str(w.message)]  # T fixed, and said
     assert program.graph.inputs[0][1].shape == (6, "B", 4)
     matches_torch(program, model, (torch.randn(6, 5, 4),), tmp_path, "prealloc")
+
+
+class ViewThenWrite(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.zeros(x.shape[0], x.shape[1], 4)
+        first = y[:, 0]  # a view taken before the write: torch sees the write through it
+        y[:, 0] = x[:, 0] * 2
+        return y + first.unsqueeze(1)
+
+
+class WriteThroughView(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.zeros(x.shape[0], x.shape[1], 4)
+        row = y[:, 0]
+        row[:, 1:3] = 5.0  # reaches y through the view
+        return y + x
+
+
+@pytest.mark.parametrize("cls", [ViewThenWrite, WriteThroughView])
+def test_a_write_that_aliases_a_view_is_refused(cls: type) -> None:
+    """The functional write would not reach a view (or the base of a view written through): the
+    Program would be silently wrong, so the trace refuses, naming the write."""
+    with pytest.raises(UnsupportedError, match="a write into|written after the view"):
+        rnnc.trace(cls().eval(), (torch.randn(2, 5, 4),))

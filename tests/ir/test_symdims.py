@@ -25,6 +25,11 @@ def _random_expr(rng: random.Random, depth: int) -> tuple[object, object]:
     op = rng.choice(("+", "*", "//", "%", "-"))
     a, da = _random_expr(rng, depth - 1)
     if op in ("//", "%"):
+        if rng.random() < 0.3:  # a divisor made of sizes: T // (B * S), T % (2 * B)
+            k = rng.randint(1, 3)
+            div, ddiv = ("*", k, rng.choice(_SYMBOLS)), None
+            ddiv = symdims.name("*", k, div[2])
+            return (op, a, div), symdims.name(op, da, ddiv)
         n = rng.randint(1, 8)
         return (op, a, n), symdims.name(op, da, n)
     b, db = _random_expr(rng, depth - 1)
@@ -50,6 +55,16 @@ def test_names_evaluate_to_the_sizes_they_were_computed_as() -> None:
             assert symdims.evaluate(dim, sizes) == _value(expr, sizes), (expr, dim, sizes)
         if isinstance(dim, str):  # canonical: parsing and writing again gives the same text
             assert symdims.render(symdims.parse(dim)) == dim
+
+
+def test_a_compound_divisor_keeps_its_brackets() -> None:
+    """``T % (2*B)`` printed as ``T%2*B`` would read back as ``(T % 2) * B``."""
+    for op, div in (("%", "2*B"), ("//", "B*S")):
+        dim = symdims.name(op, "T", div)
+        for t, b, s in ((7, 2, 3), (37, 2, 9), (5, 3, 1)):
+            want = t % (2 * b) if op == "%" else t // (b * s)
+            assert symdims.evaluate(dim, {"T": t, "B": b, "S": s}) == want, dim
+            assert symdims.evaluate(symdims.name("+", dim, 1), {"T": t, "B": b, "S": s}) == want + 1
 
 
 def test_one_size_computed_two_ways_gets_one_name() -> None:

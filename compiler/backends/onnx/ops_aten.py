@@ -238,7 +238,7 @@ def _adaptive_bins(g: OnnxGraph, x: str, axis: int, o: int, hint: str) -> str:
     """Adaptive average pooling of one axis to ``o`` bins: bin ``i`` averages
     ``[floor(i*L/o), ceil((i+1)*L/o))`` with ``L`` read at run time.  (Averaging a rectangle is
     averaging per axis in turn: every row of a bin has the same count.)"""
-    length = g.op("Shape", x, start=axis, end=axis + 1)
+    length = g.op("Gather", g.op("Shape", x), g.const([axis]))  # (Shape's start/end need opset 15)
     axes = g.const([axis])
     bins = []
     for i in range(o):

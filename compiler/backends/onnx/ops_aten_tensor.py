@@ -215,8 +215,9 @@ def _scatter(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types
         reduction = {"sum": "add", "prod": "mul", "amax": "max", "amin": "min"}.get(how)
         if reduction is None or not _arg(args, 5, kwargs, "include_self", True):
             raise UnsupportedError(f"{node.label}: scatter_reduce {how!r} without self has no ONNX form here")
-    if reduction != "none" and g.opset < 16:
-        raise UnsupportedError(f"{node.label}: a scatter with reduction needs opset 16 or later")
+    need = 18 if reduction in ("max", "min") else 16
+    if reduction != "none" and g.opset < need:
+        raise UnsupportedError(f"{node.label}: a scatter with reduction {reduction!r} needs opset {need} or later")
     attrs = {"reduction": reduction} if reduction != "none" else {}
     return g.node("ScatterElements", [args[0], args[2], args[3]], _out(node),
                   axis=int(args[1]) % _in_type(node, types).rank, **attrs)
