@@ -94,19 +94,16 @@ class ConcreteProxy(fx.Proxy):
         into a tensor the model made and took no view of: a write would not reach a view taken
         before it, nor the base of a view written through, and the trace would be silently wrong."""
         node = self.node
-        made = node.op == "call_function" and (node.target in _FACTORY_FUNCS or node.target is assign or
-                                               getattr(node.target, "__name__", "") in _MADE) or \
-            (node.op == "call_method" and node.target in _MADE)
-        if not made:
+        if not _fresh(node):
             raise UnsupportedError(
-                f"a write into a view or an input at fx node {node.name!r} ({user_line(node) or 'the model'}): "
-                "rnnc traces writes into tensors the model made (torch.zeros/zeros_like/new_zeros/clone)")
+                f"a write into a view, an input or a weight at fx node {node.name!r} "
+                f"({user_line(node) or 'the model'}): rnnc traces writes into tensors the model computed")
         self.node = self.tracer.create_proxy("call_function", assign, (self, idx, value), {}).node
         # views taken before the write would see it in torch, not here: using one later is refused
         todo = [node]
         while todo:
             for u in list(todo.pop().users):
-                if u.op in ("call_function", "call_method") and getattr(u.target, "__name__", u.target) in _VIEWS:
+                if u.op in ("call_function", "call_method") and _target_name(u) in _VIEWS | _ALIASING:
                     self.tracer.stale.add(u)
                     todo.append(u)
 
@@ -118,12 +115,29 @@ class ConcreteProxy(fx.Proxy):
         return iter([self[i] for i in range(len(ex))])
 
 
-#: what makes a fresh tensor a model may write into, and the ops whose results share its memory
-_MADE = frozenset({"zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like",
-                   "new_zeros", "new_ones", "new_full", "new_empty", "clone", "assign"})
+#: ops whose results share their input's memory (views), or may be their input itself
+_ALIASING = frozenset({"to", "contiguous", "float", "double", "half", "bfloat16", "long", "int", "bool", "type",
+                       "cpu", "cuda", "detach", "requires_grad_"})
 _VIEWS = frozenset({"getitem", "select", "narrow", "view", "view_as", "reshape", "transpose", "permute", "t",
                     "unsqueeze", "squeeze", "expand", "expand_as", "split", "chunk", "unbind", "flatten",
                     "unflatten", "movedim", "swapaxes", "diagonal", "as_strided", "unfold", "detach"})
+
+
+def _target_name(node: fx.Node) -> str:
+    return str(getattr(node.target, "__name__", node.target))
+
+
+def _fresh(node: fx.Node) -> bool:
+    """Whether ``node`` is a tensor the model computed, sharing memory with nothing the trace
+    sees: not an input or a weight, not a view, not ``.to()``/``.contiguous()`` of one."""
+    if node.op not in ("call_function", "call_method", "call_module"):
+        return False
+    name = _target_name(node)
+    if name in _VIEWS:
+        return False
+    if name in _ALIASING:
+        return bool(node.args) and isinstance(node.args[0], fx.Node) and _fresh(node.args[0])
+    return True
 
 
 def assign(x: torch.Tensor, idx: Any, value: Any) -> torch.Tensor:

@@ -65,3 +65,23 @@ def test_a_write_that_aliases_a_view_is_refused(cls: type) -> None:
     Program would be silently wrong, so the trace refuses, naming the write."""
     with pytest.raises(UnsupportedError, match="a write into|written after the view"):
         rnnc.trace(cls().eval(), (torch.randn(2, 5, 4),))
+
+
+class MaskedWrite(nn.Module):  # RetNet's decay mask: D[D != D] = 0 on a computed tensor
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(4, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.gru(x)[0]
+        d = torch.bmm(h, h.transpose(1, 2))
+        d[d < 0] = 0.0
+        return torch.bmm(d, h)
+
+
+def test_a_masked_write_into_a_computed_tensor(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = MaskedWrite().eval()
+    program = rnnc.trace(model, (torch.randn(2, 6, 4),))
+    assert program.graph.inputs[0][1].shape[:2] == ("B", "T")
+    matches_torch(program, model, (torch.randn(3, 11, 4),), tmp_path, "masked")

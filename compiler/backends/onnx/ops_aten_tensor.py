@@ -178,6 +178,18 @@ def _gather(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types:
     return g.node("GatherElements", [args[0], args[2]], _out(node), axis=int(args[1]) % _in_type(node, types).rank)
 
 
+@aten_renders("index_put")
+def _index_put(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``x[mask] = v`` with one boolean mask (RetNet's ``D[D != D] = 0``): ``Where(mask, v, x)``;
+    other index forms have no single ONNX op here."""
+    idx = list(args[1])
+    accumulate = bool(_arg(args, 3, kwargs, "accumulate", False))
+    mask_t = types[node.inputs.index(idx[0])] if len(idx) == 1 and idx[0] in node.inputs else None
+    if accumulate or mask_t is None or mask_t.dtype != "bool" or mask_t.rank != _in_type(node, types).rank:
+        raise UnsupportedError(f"{node.label}: index_put other than x[mask] = v has no ONNX form here")
+    return [g.op("Where", idx[0], args[2], args[0], hint=_out(node))]
+
+
 @aten_renders("copy")
 def _copy(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """``aten.copy(self, src)``: ``src`` broadcast to ``self``'s shape in ``self``'s dtype (what a
