@@ -108,6 +108,24 @@ class TrimmedMemory(WeightsOneStepBehind):
         return super().forward(mem[:, 1:], x)
 
 
+class ImageAttention(nn.Module):  # show-attend-tell: a memory of H*W pixels, outputs and weights per step
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell, self.q, self.out = nn.LSTMCell(8, 12), nn.Linear(12, 6), nn.Linear(12 + 6, 5)
+
+    def forward(self, enc: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mem = enc.view(enc.size(0), -1, enc.size(3))  # [B, H*W, 6]
+        h, c = y.new_zeros(y.size(0), 12), y.new_zeros(y.size(0), 12)
+        preds, alphas = [], []
+        for t in range(y.size(1)):
+            a = torch.softmax(torch.bmm(mem, self.q(h).unsqueeze(2)).squeeze(2), dim=1)
+            ctx = (mem * a.unsqueeze(2)).sum(1)
+            h, c = self.cell(y[:, t], (h, c))
+            preds.append(self.out(torch.cat([h, ctx], 1)))
+            alphas.append(a)
+        return torch.stack(preds, 1), torch.stack(alphas, 1)
+
+
 class FromStepOne(nn.Module):  # a CRF-style score recursion started from step 0's emissions
     def __init__(self) -> None:
         super().__init__()
@@ -159,6 +177,8 @@ class PyramidAttention(nn.Module):  # LAS: a pyramidal encoder halves T; the dec
 
 
 CASES = {
+    "image_attention": (ImageAttention, lambda b, t: (torch.randn(b, t // 2 + 2, t // 3 + 1, 6),
+                                                      torch.randn(b, t, 8))),
     "pyramid_attention_weights": (PyramidAttention, lambda b, t: (torch.randn(b, 2 * t + 1, 4),
                                                                   torch.randn(b, t, 8))),
     "growing_cat_and_zeros_like": (GrowingCat, lambda b, t: (torch.randn(b, t, 4),)),
