@@ -272,8 +272,35 @@ def _times(x: tuple[float, float], y: tuple[float, float]) -> tuple[float, float
     return min(ends), max(ends)
 
 
+def _without_mods(p: Poly) -> Poly:
+    """``p`` with every ``(q % c)`` written ``q - c * (q // c)`` (the same value), so that
+    ``x - x % c`` becomes ``c * (x // c)``, whose interval is not below 0."""
+    out: Poly = {}
+    for k, v in p.items():
+        term = const(v)
+        for a in k:
+            m = re.fullmatch(r"\((.*)%(\d+)\)", a)
+            inner = parse(m.group(1)) if m else None
+            quot = floordiv(inner, const(int(m.group(2)))) if inner is not None and m else None
+            if m is None or inner is None or quot is None:
+                term = mul(term, atom(a))
+            else:
+                term = mul(term, add(inner, mul(const(int(m.group(2))), quot), -1))
+        out = add(out, term)
+    return out
+
+
 def bounds(p: Poly) -> tuple[float, float]:
-    """An interval holding ``p`` for every size of its atoms."""
+    """An interval holding ``p`` for every size of its atoms: the tighter of the intervals of
+    ``p`` and of ``p`` with its modulos written out (``x - x % 2`` is ``2 * (x // 2)``)."""
+    lo, hi = _interval(p)
+    if lo < 0 <= hi and any("%" in a for k in p for a in k):
+        lo2, hi2 = _interval(_without_mods(p))
+        lo, hi = max(lo, lo2), min(hi, hi2)
+    return lo, hi
+
+
+def _interval(p: Poly) -> tuple[float, float]:
     lo = hi = 0.0
     for k, v in p.items():
         r: tuple[float, float] = (v, v)

@@ -109,8 +109,9 @@ def test_quotients_hold_at_every_size() -> None:
 def test_slice_lengths_follow_python_slicing() -> None:
     rng = random.Random(2)
     rest = symdims.name("-", 8, symdims.name("%", symdims.name("+", "T", 4), 8))  # 1..8, DPRNN's pad
+    even = symdims.name("-", "T", symdims.name("%", "T", 2))  # x[:, :t - t % 2]: a pyramid drops the odd frame
     cases = [(0, symdims.END, 1), (4, symdims.END, 1), (0, -4, 1), (-3, symdims.END, 1), (1, symdims.END, 2),
-             (0, symdims.name("-", 0, rest), 1)]
+             (0, symdims.name("-", 0, rest), 1), (0, even, 1)]
     for start, stop, step in cases:
         dim = symdims.slice_length("T", start, stop, step)
         assert dim != "?", (start, stop, step)
