@@ -99,8 +99,14 @@ class ConcreteProxy(fx.Proxy):
                 f"a write into a view, an input or a weight at fx node {node.name!r} "
                 f"({user_line(node) or 'the model'}): rnnc traces writes into tensors the model computed")
         self.node = self.tracer.create_proxy("call_function", assign, (self, idx, value), {}).node
-        # views taken before the write would see it in torch, not here: using one later is refused
+        # views taken before the write would see it in torch, not here: using one later is refused;
+        # so is the tensor a ``.to()``/``.contiguous()`` written into may be (``a.to(d)`` can be ``a``)
         todo = [node]
+        src = node
+        while _target_name(src) in _ALIASING and src.args and isinstance(src.args[0], fx.Node):
+            src = src.args[0]
+            self.tracer.stale.add(src)
+            todo.append(src)
         while todo:
             for u in list(todo.pop().users):
                 if u.op in ("call_function", "call_method") and _target_name(u) in _VIEWS | _ALIASING:
@@ -120,7 +126,7 @@ _ALIASING = frozenset({"to", "contiguous", "float", "double", "half", "bfloat16"
                        "cpu", "cuda", "detach", "requires_grad_"})
 _VIEWS = frozenset({"getitem", "select", "narrow", "view", "view_as", "reshape", "transpose", "permute", "t",
                     "unsqueeze", "squeeze", "expand", "expand_as", "split", "chunk", "unbind", "flatten",
-                    "unflatten", "movedim", "swapaxes", "diagonal", "as_strided", "unfold", "detach"})
+                    "unflatten", "movedim", "swapaxes", "diagonal", "as_strided", "unfold"})
 
 
 def _target_name(node: fx.Node) -> str:
@@ -219,9 +225,9 @@ class ConcreteTracer(fx.Tracer):
             fx.node.map_aggregate((args, kwargs), lambda a: used.append(a.node) if isinstance(a, fx.Proxy) else a)
             old = next((n for n in used if n in self.stale), None)
             if old is not None:
-                raise UnsupportedError(f"a view ({old.name!r}, {user_line(old) or 'the model'}) of a tensor written "
-                                       "after the view was taken: torch reads the write through it, rnnc's "
-                                       "functional writes cannot; take the view after the write")
+                raise UnsupportedError(f"a view or alias ({old.name!r}, {user_line(old) or 'the model'}) of a "
+                                       "tensor written after the view was taken: torch reads the write through "
+                                       "it, rnnc's functional writes cannot; take the view after the write")
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         node = proxy.node
         self._running += 1

@@ -59,7 +59,15 @@ class WriteThroughView(nn.Module):
         return y + x
 
 
-@pytest.mark.parametrize("cls", [ViewThenWrite, WriteThroughView])
+class WriteThroughTo(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.zeros(x.shape[0], 4)
+        b = a.to(torch.float32)  # the same tensor as a: torch writes into a too
+        b[:, 0] = 1.0
+        return x[:, 0] + a
+
+
+@pytest.mark.parametrize("cls", [ViewThenWrite, WriteThroughView, WriteThroughTo])
 def test_a_write_that_aliases_a_view_is_refused(cls: type) -> None:
     """The functional write would not reach a view (or the base of a view written through): the
     Program would be silently wrong, so the trace refuses, naming the write."""
