@@ -37,15 +37,27 @@ from typing import Any
 
 import torch
 
-from rnnc.frontend.scan_match import BATCH, Indexed, Match, Skip, depends_on_inputs, find_loops, steps, template
+from rnnc.frontend.scan_match import (
+    BATCH,
+    Indexed,
+    Key,
+    Match,
+    Skip,
+    Uses,
+    depends_on_inputs,
+    find_loops,
+    steps,
+    template,
+    uses_after,
+    value_at,
+)
+from rnnc.frontend.scan_step import batch_axis, from_batch_first, rest_dims, simplify_step, static, to_batch_first
 from rnnc.ir import Cell, Graph, GraphBuilder, Node, StateSpec, symdims
 from rnnc.ir.graph import freeze_attrs
 from rnnc.ir.ops import OPS
 from rnnc.ir.scanform import is_linear
 from rnnc.ir.symdims import END as _END
 from rnnc.ir.types import TensorType, dtype_of_torch
-
-Key = tuple[int, int]  # a template value: (position in the step, output index)
 
 
 class _Emit:
@@ -67,110 +79,6 @@ class _Emit:
         self.nodes.append(Node(op, tuple(inputs), tuple(names), tuple(types), frozen))
         self.g.types.update(zip(names, types, strict=True))
         return names[0] if len(names) == 1 else tuple(names)
-
-
-def _static(shape: tuple[Any, ...]) -> bool:
-    return all(isinstance(d, int) for d in shape)
-
-
-def _batch_axis(t: TensorType, what: str, sized: bool = False) -> int:
-    """Where a per-step value keeps the batch; its other dims must be fixed (``sized``: or one of
-    them a size that follows a symbol other than the batch's)."""
-    found = [k for k, d in enumerate(t.shape) if d == BATCH]
-    rest = _rest(t, found[0]) if len(found) == 1 else ()
-    symbolic = [d for d in rest if not isinstance(d, int)]
-    if len(found) != 1 or (symbolic and (not sized or len(symbolic) > 1 or "?" in str(symbolic[0]))):
-        raise Skip(f"{what} is {t.text()}, not a batch and fixed sizes")
-    return found[0]
-
-
-def _rest(t: TensorType, bp: int) -> tuple[Any, ...]:
-    return tuple(d for k, d in enumerate(t.shape) if k != bp)
-
-
-def _to_batch_first(bp: int, rank: int) -> tuple[int, ...]:
-    """The transpose that moves axis ``bp`` to the front, the others in order."""
-    return (bp, *[k for k in range(rank) if k != bp])
-
-
-def _from_batch_first(bp: int, rank: int) -> tuple[int, ...]:
-    """The inverse of :func:`_to_batch_first`."""
-    order = _to_batch_first(bp, rank)
-    return tuple(order.index(k) for k in range(rank))
-
-
-def _value_at(g: Indexed, mt: Match, s: int, key: Key) -> str:
-    """The value step ``s`` computes at template position ``key``."""
-    return g.nodes[mt.bodies[s][key[0]]].outputs[key[1]]
-
-
-@dataclass
-class _Uses:
-    """How the graph after the loop reads it: ``stack``/``cat`` nodes of one value per step
-    (node, template value, stacked) and the last step's values it reads (template value -> users)."""
-
-    collects: list[tuple[int, Key, bool, int, int]]  # ..., and the scan steps collected: first, last
-    finals: dict[Key, list[int]]
-
-
-def _uses_after(g: Indexed, mt: Match, pos_of: list[dict[int, int]], rolled: set[int], last: set[int]) -> _Uses:
-    n = mt.loop.n
-    index_steps = list(range(n)) if mt.loop.forward else list(range(n - 1, -1, -1))
-    step_of = {i: s for s in range(n) for i in pos_of[s] if i in rolled}
-    uses = _Uses([], {})
-    for i, node in enumerate(g.nodes):
-        if i in rolled:
-            continue
-        from_loop = [v for v in node.inputs if v in g.prod and g.prod[v][0] in rolled]
-        if not from_loop:
-            continue
-        if node.op in ("stack", "concat") and len(node.inputs) == n:
-            found = {(pos_of[s].get(g.prod[v][0], -1), g.prod[v][1]) if v in g.prod else None
-                     for v, s in zip(node.inputs, index_steps, strict=True) if s >= mt.start}
-            if len(found) == 1 and None not in found:
-                (key,) = found
-                if key is not None and key[0] >= 0 and all(
-                        node.inputs[k] == _value_at(g, mt, s, key) for k, s in enumerate(index_steps) if s >= mt.start):
-                    uses.collects.append((i, key, node.op == "stack", mt.start, n - 1))
-                    continue
-        shifted = _shifted_collect(g, mt, node, step_of) if node.op in ("stack", "concat") and mt.loop.forward \
-            else None
-        if shifted is not None:
-            uses.collects.append((i, shifted[0], node.op == "stack", *shifted[1:]))
-            continue
-        for v in from_loop:
-            if g.prod[v][0] not in last:
-                raise Skip(f"{node.label} reads a value of an earlier step")
-            uses.finals.setdefault((pos_of[n - 1][g.prod[v][0]], g.prod[v][1]), []).append(i)
-    for v in g.outputs:
-        if v in g.prod and g.prod[v][0] in rolled:
-            if g.prod[v][0] not in last:
-                raise Skip("a graph output is a value of an earlier step")
-            uses.finals.setdefault((pos_of[n - 1][g.prod[v][0]], g.prod[v][1]), [])
-    return uses
-
-
-def _shifted_collect(g: Indexed, mt: Match, node: Node, step_of: dict[int, int]) -> tuple[Key, int, int] | None:
-    """A forward loop's ``stack``/``cat`` whose per-step values run one step off the reads: values
-    computed before the loop, then one template value per scan step ``first..last`` up to the end
-    (attention weights computed from the state before the step's cell call; a loop from
-    ``t = 1`` whose step 0 is its initial value).  (template value, first, last), or None."""
-    ins = node.inputs
-    k0 = next((k for k, v in enumerate(ins) if v in g.prod and g.prod[v][0] in step_of), None)
-    if k0 is None:
-        return None
-    first = step_of[g.prod[ins[k0]][0]]
-    last = first + len(ins) - 1 - k0
-    if first < mt.start or last not in (mt.loop.n - 1, mt.loop.n - 2):
-        return None
-    key = (mt.bodies[first].index(g.prod[ins[k0]][0]), g.prod[ins[k0]][1])
-    if key[0] >= mt.last_len and last == mt.loop.n - 1:
-        return None
-    for k in range(k0, len(ins)):
-        s = first + k - k0
-        if key[0] >= len(mt.bodies[s]) or ins[k] != _value_at(g, mt, s, key):
-            return None
-    return key, first, last
 
 
 @dataclass
@@ -202,7 +110,7 @@ def _slots(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]],
         xt = g.types[x]
         rest = [k for k in range(xt.rank) if k != ax]
         bpos = [k for k in rest if xt.shape[k] == BATCH]
-        if len(bpos) != 1 or not _static(tuple(xt.shape[k] for k in rest if k != bpos[0])):
+        if len(bpos) != 1 or not static(tuple(xt.shape[k] for k in rest if k != bpos[0])):
             raise Skip(f"read source {xt.text()} has no batch dim or a symbolic feature dim")
         layout.append((bpos[0], rest, tuple(xt.shape[k] for k in rest if k != bpos[0])))
     ids = [_ids_only(g, mt, slot) for slot in slots]
@@ -234,14 +142,14 @@ def _ids_only(g: Indexed, mt: Match, slot: tuple[str, int, bool, int]) -> bool:
     return bool(reads)
 
 
-def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tensor], tag: str) -> _Scan:
+def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tensor], tag: str) -> _Scan:
     """The template as a Cell: reads unpacked from ``x``, carried values as states, invariants as
     constants, folded weights or pass-through states."""
     tmpl = mt.bodies[mt.m]
     pos_m = {i: p for p, i in enumerate(tmpl)}
     b = GraphBuilder(f"{g.graph.name}_{tag}")
     carried = sorted(set(mt.carries.values()) | set(uses.finals))
-    out_types = {key: g.types[_value_at(g, mt, mt.m, key)] for key in carried}
+    out_types = {key: g.types[value_at(g, mt, mt.m, key)] for key in carried}
     slots, layout, ids = _slots(g, mt)
     dtype = "float32" if ids[0] else g.types[slots[0][0]].dtype
     widths = [math.prod(lay[2]) for lay in layout]
@@ -265,11 +173,11 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
         # a state is [B, ...]; a carried value keeps its batch anywhere (a one-step nn.LSTM or
         # cell call inside the loop carries [layers, B, H]): it is moved there and back
         t = out_types[key]
-        bp = _batch_axis(t, "a carried value")
+        bp = batch_axis(t, "a carried value")
         carried_axes.append(bp)
-        sv = b.input(f"s{k}", (BATCH, *_rest(t, bp)), t.dtype)
-        state_in[key] = sv if bp == 0 else b.op("transpose", sv, perm=_from_batch_first(bp, t.rank))
-        specs.append(StateSpec(f"s{k}", _rest(t, bp), t.dtype))
+        sv = b.input(f"s{k}", (BATCH, *rest_dims(t, bp)), t.dtype)
+        state_in[key] = sv if bp == 0 else b.op("transpose", sv, perm=from_batch_first(bp, t.rank))
+        specs.append(StateSpec(f"s{k}", rest_dims(t, bp), t.dtype))
     inits = [mt.inits.get(key, "") for key in carried]
     init_axes = list(carried_axes)  # per state, where its initial value keeps the batch
     outputs_after: list[tuple[str, Any]] = []
@@ -302,9 +210,9 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
         elif list(t.shape).count(BATCH) == 1:  # passed through unchanged, its batch moved first
             bp = t.shape.index(BATCH)
             name = f"s{len(specs)}"
-            sv = b.input(name, (BATCH, *_rest(t, bp)), t.dtype)
-            ext[v] = sv if bp == 0 else b.op("transpose", sv, perm=_from_batch_first(bp, t.rank))
-            specs.append(StateSpec(name, _rest(t, bp), t.dtype))
+            sv = b.input(name, (BATCH, *rest_dims(t, bp)), t.dtype)
+            ext[v] = sv if bp == 0 else b.op("transpose", sv, perm=from_batch_first(bp, t.rank))
+            specs.append(StateSpec(name, rest_dims(t, bp), t.dtype))
             inits.append(v)
             init_axes.append(bp)
             outputs_after.append((name, sv))
@@ -337,18 +245,19 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
     y_keys = list(dict.fromkeys(c[1] for c in uses.collects)) or carried[:1]
     if not y_keys:
         raise Skip("the loop has neither per-step outputs nor a final value")
-    y_types = {key: g.types[_value_at(g, mt, mt.m, key)] for key in y_keys}
+    y_types = {key: g.types[value_at(g, mt, mt.m, key)] for key in y_keys}
     odd = [t for t in y_types.values() if t.dtype != dtype]
     if odd:  # the rnn op's y has its x's dtype
         raise Skip(f"a per-step output is {odd[0].text()}, its inputs {dtype}")
-    y_batch = {key: _batch_axis(t, "a per-step output", sized=True) for key, t in y_types.items()}
+    y_batch = {key: batch_axis(t, "a per-step output", sized=True) for key, t in y_types.items()}
     # at most one per-step output may follow a symbol (attention weights over a memory of symbolic
     # length), last in y; its width is read at run time off a pass-through state of that size
-    sized = [key for key in y_keys if not _static(_rest(y_types[key], y_batch[key]))]
+    sized = [key for key in y_keys if not static(rest_dims(y_types[key], y_batch[key]))]
     if len(sized) > 1:
         raise Skip(f"{len(sized)} per-step outputs have sizes that follow symbols; one can")
     state_dims = {d for sp in specs for d in sp.shape if isinstance(d, str)}
-    if sized and not set(d for d in _rest(y_types[sized[0]], y_batch[sized[0]]) if isinstance(d, str)) <= state_dims:
+    sized_dims = {d for key in sized for d in rest_dims(y_types[key], y_batch[key]) if isinstance(d, str)}
+    if not sized_dims <= state_dims:
         raise Skip(f"a per-step output is {y_types[sized[0]].text()}: its size follows no value the loop reads")
     y_keys = [key for key in y_keys if key not in sized] + sized
     flat = []
@@ -356,15 +265,15 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
         v, t, bp = local[key], y_types[key], y_batch[key]
         if bp:
             v = b.op("transpose", v, perm=(bp, *[k for k in range(t.rank) if k != bp]))
-        width = math.prod(_rest(t, bp)) if key not in sized else -1
+        width = math.prod(rest_dims(t, bp)) if key not in sized else -1
         flat.append(v if t.rank == 2 else b.op("reshape", v, shape=(0, width)))
     y = flat[0] if len(flat) == 1 else b.op("concat", *flat, axis=1)
-    state_out = [local[key] if bp == 0 else b.op("transpose", local[key], perm=_to_batch_first(bp, out_types[key].rank))
+    state_out = [local[key] if bp == 0 else b.op("transpose", local[key], perm=to_batch_first(bp, out_types[key].rank))
                  for key, bp in zip(carried, carried_axes, strict=True)]
     step = simplify_step(b.build([("y", y), *((f"s{k}", v) for k, v in enumerate(state_out)), *outputs_after]))
-    feat_y: Any = sum(math.prod(_rest(y_types[key], y_batch[key])) for key in y_keys if key not in sized)
+    feat_y: Any = sum(math.prod(rest_dims(y_types[key], y_batch[key])) for key in y_keys if key not in sized)
     if sized:
-        feat_y = symdims.name("+", feat_y, symdims.render(symdims.product(_rest(y_types[sized[0]],
+        feat_y = symdims.name("+", feat_y, symdims.render(symdims.product(rest_dims(y_types[sized[0]],
                                                                                 y_batch[sized[0]]))))
     hidden = specs[0].shape[-1] if specs[0].shape and isinstance(specs[0].shape[-1], int) else 1
     cell = Cell(f"scan:{g.graph.name}", "nonlinear", sum(widths), hidden, feat_y, tuple(specs), step)
@@ -374,7 +283,7 @@ def _step_cell(g: Indexed, mt: Match, uses: _Uses, weights: dict[str, torch.Tens
                  y_batch)
 
 
-def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> dict[str, str]:
+def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dict[str, str]:
     """The rnn node and what replaces the loop's outputs: old value -> new value."""
     n, start, forward = mt.loop.n, mt.start, mt.loop.forward
     xs = []
@@ -395,7 +304,7 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
                     emit("slice", xcat, axis=1, start=0, stop=1, step=1), axis=1)
         ones = emit("full_dyn", xcat, shape=([0, 0], ["-", [0, 1], 1]), value=1, dtype="int64")
         lengths = emit("sum", ones, axes=(1,), keepdim=False)
-    state_vals = [emit("unsqueeze", s if not bp else emit("transpose", s, perm=_to_batch_first(bp, g.types[s].rank)),
+    state_vals = [emit("unsqueeze", s if not bp else emit("transpose", s, perm=to_batch_first(bp, g.types[s].rank)),
                        axis=0) if s else "" for s, bp in zip(sc.inits, sc.init_axes, strict=True)]
     rnn_out = emit("rnn", xcat, lengths, *state_vals, *sc.params, cells=(sc.cell,), num_layers=1,
                    bidirectional=False, batch_first=True)
@@ -407,9 +316,9 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
         if key in uses.finals:
             final = emit("select", final_tops[k], axis=0, index=0)
             bp = sc.carried_axes[k]
-            rank = g.types[_value_at(g, mt, n - 1, key)].rank
-            rename[_value_at(g, mt, n - 1, key)] = final if not bp else emit(
-                "transpose", final, perm=_from_batch_first(bp, rank))
+            rank = g.types[value_at(g, mt, n - 1, key)].rank
+            rename[value_at(g, mt, n - 1, key)] = final if not bp else emit(
+                "transpose", final, perm=from_batch_first(bp, rank))
     if not uses.collects:
         return rename
     ytm = emit("transpose", y_top, perm=(1, 0, 2))  # [T', B, F]
@@ -418,8 +327,8 @@ def _top_level(g: Indexed, mt: Match, uses: _Uses, sc: _Scan, emit: _Emit) -> di
     by_key: dict[Key, str] = {}
     off = 0
     for key in sc.y_keys:  # a symbolic-width output is last: it runs to the end
-        rest = _rest(sc.y_types[key], sc.y_batch[key])
-        width = math.prod(rest) if _static(rest) else None
+        rest = rest_dims(sc.y_types[key], sc.y_batch[key])
+        width = math.prod(rest) if static(rest) else None
         by_key[key] = ytm if len(sc.y_keys) == 1 else emit(
             "slice", ytm, axis=2, start=off, stop=off + width if width is not None else _END, step=1)
         off += width or 0
@@ -462,7 +371,7 @@ def _rewrite(g: Indexed, mt: Match, weights: dict[str, torch.Tensor], tag: str
     pos_of = [{i: p for p, i in enumerate(mt.bodies[s][:size if s < n - 1 else mt.last_len])} for s in range(n)]
     last = set(mt.bodies[n - 1][:mt.last_len])
     rolled = {i for s in range(mt.start, n - 1) for i in mt.bodies[s]} | last
-    uses = _uses_after(g, mt, pos_of, rolled, last)
+    uses = uses_after(g, mt, pos_of, rolled, last)
     sc = _step_cell(g, mt, uses, weights, tag)
     emit = _Emit(g, f"{tag}_")
     rename = _top_level(g, mt, uses, sc, emit)
@@ -577,66 +486,3 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, 
                 graph = Graph(graph.name, graph.inputs, graph.params,
                               tuple(nd for nd in graph.nodes if any(o in live for o in nd.outputs)), graph.outputs)
             return graph, weights, count, why
-
-
-def simplify_step(step: Graph) -> Graph:
-    """The step graph without the unit axis a time-major body carries (``h`` of ``[1, B, H]``
-    from ``x.split(1)``, squeezed back by ``h.view(h.size()[1:])``) and without identity reshapes:
-    the same values, in the ``[B, ...]`` shapes every kernel backend renders.
-
-    A ``[1, B, ...]`` value loses its leading axis when it is made by ``unsqueeze(axis=0)`` or by
-    an elementwise op whose inputs all lost theirs or are of lower rank, and every user is such an
-    op, a ``squeeze(axis=0)`` or a reshape to exactly its shape without the axis."""
-    types = step.value_types()
-    made = {v: n for n in step.nodes for v in n.outputs}
-    users: dict[str, list[Node]] = {}
-    for n in step.nodes:
-        for v in n.inputs:
-            users.setdefault(v, []).append(n)
-    outputs = {v for _, v in step.outputs}
-
-    def unit_led(v: str) -> bool:
-        s = types[v].shape
-        return len(s) >= 2 and s[0] == 1 and s[1] == BATCH
-
-    drop = {v for v in types if unit_led(v) and v in made and v not in outputs}
-    changed = True
-    while changed:
-        changed = False
-        for v in list(drop):
-            n = made[v]
-            rank = types[v].rank
-            ok = (n.op == "unsqueeze" and n.attr("axis") == 0) or (OPS[n.op].elementwise and all(
-                x in drop or types[x].rank < rank for x in n.inputs if x))
-            for u in users.get(v, []):
-                if OPS[u.op].elementwise:
-                    ok = ok and u.outputs[0] in drop
-                elif u.op == "squeeze":
-                    ok = ok and u.attr("axis") == 0
-                else:
-                    ok = ok and u.op == "reshape" and types[u.outputs[0]].shape == types[v].shape[1:]
-            if not ok:
-                drop.discard(v)
-                changed = True
-    if not drop and not any(n.op == "reshape" and types[n.inputs[0]] == n.types[0] for n in step.nodes):
-        return step
-    b = GraphBuilder(step.name)
-    val: dict[str, Any] = {}
-    for name, t in step.inputs:
-        val[name] = b.input(name, t.shape, t.dtype)
-    for name, t in step.params:
-        val[name] = b.param(name, t.shape, t.dtype)
-    for n in step.nodes:
-        args = [val[x] if x else None for x in n.inputs]
-        first = n.inputs[0] if n.inputs else ""
-        if n.op == "unsqueeze" and n.outputs[0] in drop:
-            val[n.outputs[0]] = args[0]
-        elif n.op in ("reshape", "squeeze") and first in drop:
-            val[n.outputs[0]] = args[0]
-        elif n.op == "reshape" and types[first] == n.types[0]:
-            val[n.outputs[0]] = args[0]
-        else:
-            outs = b.op(n.op, *args, names=n.outputs, **dict(n.attrs))
-            for v, o in zip(n.outputs, outs if isinstance(outs, tuple) else (outs,), strict=True):
-                val[v] = o
-    return b.build([(name, val[v]) for name, v in step.outputs])

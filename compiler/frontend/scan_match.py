@@ -1,7 +1,8 @@
 """Find the loops over time in an unrolled trace and match their steps (``scan.py`` rolls them).
 
 Steps 1-4 of ``scan.py``'s description: the time reads, the carry chains and loops (and per-step
-maps), each node's step, and the template every step is matched against.  Pure analysis of one
+maps), each node's step, and the template every step is matched against; then how the graph after
+a matched loop reads it (``uses_after``: its collections and final values).  Pure analysis of one
 IR graph: it builds nothing.
 """
 
@@ -383,3 +384,80 @@ def template(g: Indexed, loop: Loop, bodies: list[list[int]]) -> Match:
     return Match(loop, bodies, m, start, last, carries, inits, reads)
 
 
+# --------------------------------------------------------------------------- 5: uses after the loop
+#: a template value: (position in the step, output index)
+Key = tuple[int, int]
+
+
+def value_at(g: Indexed, mt: Match, s: int, key: Key) -> str:
+    """The value step ``s`` computes at template position ``key``."""
+    return g.nodes[mt.bodies[s][key[0]]].outputs[key[1]]
+
+
+@dataclass
+class Uses:
+    """How the graph after the loop reads it: ``stack``/``cat`` nodes of one value per step
+    (node, template value, stacked) and the last step's values it reads (template value -> users)."""
+
+    collects: list[tuple[int, Key, bool, int, int]]  # ..., and the scan steps collected: first, last
+    finals: dict[Key, list[int]]
+
+
+def uses_after(g: Indexed, mt: Match, pos_of: list[dict[int, int]], rolled: set[int], last: set[int]) -> Uses:
+    n = mt.loop.n
+    index_steps = list(range(n)) if mt.loop.forward else list(range(n - 1, -1, -1))
+    step_of = {i: s for s in range(n) for i in pos_of[s] if i in rolled}
+    uses = Uses([], {})
+    for i, node in enumerate(g.nodes):
+        if i in rolled:
+            continue
+        from_loop = [v for v in node.inputs if v in g.prod and g.prod[v][0] in rolled]
+        if not from_loop:
+            continue
+        if node.op in ("stack", "concat") and len(node.inputs) == n:
+            found = {(pos_of[s].get(g.prod[v][0], -1), g.prod[v][1]) if v in g.prod else None
+                     for v, s in zip(node.inputs, index_steps, strict=True) if s >= mt.start}
+            if len(found) == 1 and None not in found:
+                (key,) = found
+                if key is not None and key[0] >= 0 and all(
+                        node.inputs[k] == value_at(g, mt, s, key) for k, s in enumerate(index_steps) if s >= mt.start):
+                    uses.collects.append((i, key, node.op == "stack", mt.start, n - 1))
+                    continue
+        shifted = shifted_collect(g, mt, node, step_of) if node.op in ("stack", "concat") and mt.loop.forward \
+            else None
+        if shifted is not None:
+            uses.collects.append((i, shifted[0], node.op == "stack", *shifted[1:]))
+            continue
+        for v in from_loop:
+            if g.prod[v][0] not in last:
+                raise Skip(f"{node.label} reads a value of an earlier step")
+            uses.finals.setdefault((pos_of[n - 1][g.prod[v][0]], g.prod[v][1]), []).append(i)
+    for v in g.outputs:
+        if v in g.prod and g.prod[v][0] in rolled:
+            if g.prod[v][0] not in last:
+                raise Skip("a graph output is a value of an earlier step")
+            uses.finals.setdefault((pos_of[n - 1][g.prod[v][0]], g.prod[v][1]), [])
+    return uses
+
+
+def shifted_collect(g: Indexed, mt: Match, node: Node, step_of: dict[int, int]) -> tuple[Key, int, int] | None:
+    """A forward loop's ``stack``/``cat`` whose per-step values run one step off the reads: values
+    computed before the loop, then one template value per scan step ``first..last`` up to the end
+    (attention weights computed from the state before the step's cell call; a loop from
+    ``t = 1`` whose step 0 is its initial value).  (template value, first, last), or None."""
+    ins = node.inputs
+    k0 = next((k for k, v in enumerate(ins) if v in g.prod and g.prod[v][0] in step_of), None)
+    if k0 is None:
+        return None
+    first = step_of[g.prod[ins[k0]][0]]
+    last = first + len(ins) - 1 - k0
+    if first < mt.start or last not in (mt.loop.n - 1, mt.loop.n - 2):
+        return None
+    key = (mt.bodies[first].index(g.prod[ins[k0]][0]), g.prod[ins[k0]][1])
+    if key[0] >= mt.last_len and last == mt.loop.n - 1:
+        return None
+    for k in range(k0, len(ins)):
+        s = first + k - k0
+        if key[0] >= len(mt.bodies[s]) or ins[k] != value_at(g, mt, s, key):
+            return None
+    return key, first, last

@@ -132,11 +132,13 @@ def output_width(cell: Cell, states: Sequence[Any]) -> int:
                     if rest % a == 0:
                         sizes.setdefault(atom, rest // a)
     n = symdims.evaluate(cell.output_size, sizes)
-    want = symdims.parse(cell.output_size)
-    for d, size in sizes.items():  # a state dim plus fixed features: T*T1 + 50 from a [B, T*T1, C] memory
-        rest = symdims.apply("-", want, symdims.parse(d))
-        if n is None and rest is not None and all(not k for k in rest):
-            n = size + rest.get((), 0)
+    if n is None:  # a state dim plus fixed features: T*T1 + 50 from a [B, T*T1, C] memory
+        want = symdims.parse(cell.output_size)
+        for d, size in sizes.items():
+            rest = symdims.apply("-", want, symdims.parse(d))
+            if rest is not None and all(not k for k in rest):
+                n = size + rest.get((), 0)
+                break
     if n is None:
         raise ValueError(f"cell {cell.kind}: its output width {cell.output_size} follows no state's size")
     return n
