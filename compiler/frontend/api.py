@@ -127,10 +127,12 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         from rnnc.frontend.fx_trace import trace_module
         from rnnc.frontend.loops import merge_cell_loops
         from rnnc.frontend.stepcells import find_step_cells
+        from rnnc.frontend.writes import gather_writes
 
         if cells is None:
             cells = find_step_cells(model, examples)
         gm = trace_module(model, examples, cells)
+        gather_writes(gm)  # before the merge: a loop's writes become the stack it reads
         merge_cell_loops(gm, cells)
         out = convert_graph(ctx, gm, [*inputs, *gm.defaults], root_name="")
     flat: list[tuple[str, Any]] = []

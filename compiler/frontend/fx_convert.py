@@ -17,7 +17,7 @@ import torch
 from torch import fx, nn
 from torch.utils import _pytree as pytree
 
-from rnnc.frontend import handlers_aten, handlers_shape  # noqa: F401  (register their handlers)
+from rnnc.frontend import handlers_aten, handlers_shape, handlers_write  # noqa: F401  (register their handlers)
 from rnnc.frontend.aten import convert_call
 from rnnc.frontend.fx_trace import Traced, function_name, user_line
 from rnnc.frontend.handlers import HANDLERS, conv1d, layer_norm, linear, pad, understands

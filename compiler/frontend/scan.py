@@ -46,6 +46,7 @@ from rnnc.frontend.scan_match import (
     Uses,
     depends_on_inputs,
     find_loops,
+    read,
     steps,
     template,
     uses_after,
@@ -133,13 +134,24 @@ def _ids_only(g: Indexed, mt: Match, slot: tuple[str, int, bool, int]) -> bool:
         return False
     tmpl = mt.bodies[mt.m]
     reads = [tmpl[p] for p, sl in mt.reads.items() if sl == slot]
-    for i in reads:
+    todo = list(reads)
+    while todo:  # through views that move ids unchanged (``emb(tgt[t].unsqueeze(0))``)
+        i = todo.pop()
         for u in g.users[i]:
             node = g.nodes[u]
+            if node.inputs[0] != g.nodes[i].outputs[0]:
+                return False
+            if node.op in _ID_VIEWS:
+                todo.append(u)
+                continue
             rows = g.types[node.inputs[1]].shape[0] if node.op == "embedding" else None
-            if node.inputs[0] != g.nodes[i].outputs[0] or not isinstance(rows, int) or rows > _EXACT_IDS:
+            if not isinstance(rows, int) or rows > _EXACT_IDS:
                 return False
     return bool(reads)
+
+
+#: ops that move integer ids without computing on them
+_ID_VIEWS = frozenset({"unsqueeze", "squeeze", "reshape", "transpose", "select", "slice", "expand_dyn"})
 
 
 def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tensor], tag: str) -> _Scan:
@@ -376,7 +388,30 @@ def _rewrite(g: Indexed, mt: Match, weights: dict[str, torch.Tensor], tag: str
     emit = _Emit(g, f"{tag}_")
     rename = _top_level(g, mt, uses, sc, emit)
     dead = rolled | {c[0] for c in uses.collects}
+    if not mt.loop.forward:
+        _from_end(g, mt)
     return _assemble(g, emit.nodes, dead, rename, sc.weights), sc.weights
+
+
+def _from_end(g: Indexed, mt: Match) -> None:
+    """A backward loop's steps written apart (its first iterations) read the sequence's last
+    positions: index them from the end, so they still do at another length (in place, on the
+    nodes ``_assemble`` keeps)."""
+    n = mt.loop.n
+    slots = {(x, ax) for x, ax, *_ in mt.reads.values()}
+    for s in range(mt.start):
+        for i in mt.bodies[s]:
+            r = read(g, i)
+            if r is None or (r.x, r.axis) not in slots or r.index != n - 1 - s:  # (not its own step's:
+                continue  # ``zeros_like(x[:, 0])`` joined the first step, and reads position 0)
+            k = r.index - n
+            nd = g.nodes[i]
+            attrs = dict(nd.attrs)
+            if r.keep:
+                attrs.update(start=k, stop=k + 1 if k + 1 < 0 else _END)
+            else:
+                attrs["index"] = k
+            g.nodes[i] = replace(nd, attrs=freeze_attrs(attrs))
 
 
 def _evaluate(g: Indexed, v: str, weights: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -442,7 +477,26 @@ def _assemble(g: Indexed, added: list[Node], dead: set[int], rename: dict[str, s
             live.update(v for v in nd.inputs if v)
     params = g.graph.params + tuple((k, TensorType(tuple(t.shape), dtype_of_torch(t.dtype)))
                                     for k, t in new_weights.items())
-    return Graph(g.graph.name, g.graph.inputs, params, tuple(reversed(final)), outputs)
+    return Graph(g.graph.name, g.graph.inputs, params, _retyped(list(reversed(final)), g.graph.inputs, params),
+                 outputs)
+
+
+def _retyped(nodes: list[Node], *defined: tuple[tuple[str, TensorType], ...]) -> tuple[Node, ...]:
+    """``nodes`` with their types inferred again: what reads a rolled loop's collected values
+    (``cat([buffer[:1], stack(ys)])``) had the traced length in its type, now the symbolic one."""
+    types = {k: t for group in defined for k, t in group}
+    out = []
+    for nd in nodes:
+        try:
+            new = OPS[nd.op].infer([types[v] if v else None for v in nd.inputs], dict(nd.attrs))
+        except Exception:  # noqa: BLE001 -- a node whose type cannot be said again keeps the traced one
+            new = nd.types
+        if len(new) != len(nd.types) or any(a.dtype != b.dtype or a.rank != b.rank
+                                            for a, b in zip(new, nd.types, strict=True)):
+            new = nd.types
+        types.update(zip(nd.outputs, new, strict=True))
+        out.append(nd if tuple(new) == nd.types else replace(nd, types=tuple(new)))
+    return tuple(out)
 
 
 

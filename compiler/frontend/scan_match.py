@@ -251,11 +251,15 @@ def _assign(g: Indexed, loop: Loop) -> list[int]:
                 step[i] = s
     # a step reads its own values and the previous step's only: a node that also reads an older
     # step's (the stack collecting every step's attention weights, computed one step behind the
-    # reads) is after the loop, not in the step its latest input came from
+    # reads) is after the loop, not in the step its latest input came from; so is a node that
+    # reads such a node (the collected values placed into a preallocated buffer, ``writes.py``)
+    after: set[int] = set()
     for i, node in enumerate(g.nodes):
         s = step[i]
-        if s > 1 and any(v in g.prod and 0 <= step[g.prod[v][0]] < s - 1 for v in node.inputs):
+        src = [g.prod[v][0] for v in node.inputs if v in g.prod]
+        if s > 1 and any(0 <= step[j] < s - 1 for j in src) or s >= 0 and any(j in after for j in src):
             step[i] = -1
+            after.add(i)
     # nodes computed from reads and invariants only (per-step copies of invariants, work on a
     # read before it meets the carry) that feed one step join it; a value computed from the
     # inputs otherwise (a prologue value, an initial state) stays outside
@@ -342,7 +346,8 @@ def _compare(g: Indexed, bodies: list[list[int]], m: int, s: int, first: bool, l
 def template(g: Indexed, loop: Loop, bodies: list[list[int]]) -> Match:
     n, m = loop.n, loop.n // 2
     size = len(bodies[m])
-    if not size or any(not bodies[s] for s in range(n)):
+    # the first step may do nothing (``for t in range(1, T)``: the loop starts one step in)
+    if not size or any(not bodies[s] for s in range(1, n)):
         raise Skip("a step has no nodes")
     carries: dict[tuple[int, int], tuple[int, int]] = {}
     for s in range(m + 1, n - 1):

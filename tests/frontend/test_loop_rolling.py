@@ -77,6 +77,23 @@ class FirstStepApart(nn.Module):
         return torch.cat(outs, dim=1)
 
 
+class BackwardFirstApart(nn.Module):
+    """A backward loop whose first iteration differs (its initial state ``zeros_like(x[:, 0])``
+    joins it): that iteration, written apart, reads the *last* position at any length."""
+
+    def __init__(self, i: int = 4) -> None:
+        super().__init__()
+        self.f = nn.Linear(i, i)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros_like(x[:, 0])
+        outs = []
+        for t in reversed(range(x.shape[1])):
+            h = torch.tanh(self.f(x[:, t]) + 0.5 * h)
+            outs.append(h)
+        return torch.stack(outs[::-1], 1)
+
+
 class ContextLoop(nn.Module):
     """Each step also reads a per-sample context computed from the whole input (an invariant
     with a batch dim), and only the final state is returned."""
@@ -154,6 +171,7 @@ ROLLED = [
     (ElmanLoop, lambda b, t: torch.randn(b, t, 6), 1),
     (ReverseGatedLoop, lambda b, t: torch.randn(t, b, 4), 1),
     (FirstStepApart, lambda b, t: torch.randn(b, t, 4), 1),
+    (BackwardFirstApart, lambda b, t: torch.randn(b, t, 4), 1),
     (ContextLoop, lambda b, t: torch.randn(b, t, 4), 1),
     (HandWrittenLSTM, lambda b, t: torch.randn(b, t, 5), 1),
     (PerStepMap, lambda b, t: torch.randn(b, t, 4), 1),

@@ -1,7 +1,9 @@
 """Writes into preallocated tensors (``outputs[t] = h``, ``y[:, t] = h``, ``y[0, :, 1:3] = v``):
-recorded as functional writes, so later reads see them.  Such a loop does not roll over T yet:
-the trace keeps the batch symbolic and says the length stayed fixed; at that length the Program
-and its ONNX export match torch at another batch."""
+recorded as functional writes, so later reads see them.  A loop writing one step per iteration
+becomes a stack of the written values (``writes.py``) and rolls over T like any collected
+output; a box of constant indices and slices is the untouched parts around it, concatenated
+(``handlers_write.py``), so it holds at any length.  Each model is checked against torch eager
+at sizes other than the traced ones, in rnnc's interpreter and as ONNX in onnxruntime."""
 
 from __future__ import annotations
 
@@ -32,15 +34,103 @@ class PreallocatedOutputs(nn.Module):  # the seq2seq tutorials' decoder loop
         return outputs
 
 
+def _symbolic(model: nn.Module, example: torch.Tensor) -> rnnc.ir.Program:
+    """The trace, which must keep every dim symbolic and roll every loop (no warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (example,))
+    assert not [n for n in program.graph.nodes if n.op == "rnn" and isinstance(
+        program.graph.value_types()[n.inputs[0]].shape[0 if not n.attr("batch_first") else 1], int)]
+    return program
+
+
 def test_writes_into_a_preallocated_tensor(tmp_path) -> None:
+    """The loop from step 1 writing ``outputs[t]`` (``outputs[0]`` stays zero) rolls; the box
+    writes after it hold at any length."""
     torch.manual_seed(0)
     model = PreallocatedOutputs().eval()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        program = rnnc.trace(model, (torch.randn(6, 2, 4),))
-    assert [w for w in caught if "kept fewer dims symbolic" in str(w.message)]  # T fixed, and said
-    assert program.graph.inputs[0][1].shape == (6, "B", 4)
-    matches_torch(program, model, (torch.randn(6, 5, 4),), tmp_path, "prealloc")
+    program = _symbolic(model, torch.randn(6, 2, 4))
+    assert program.graph.inputs[0][1].shape == ("T", "B", 4)
+    assert [n.op for n in program.graph.nodes].count("rnn") == 1
+    matches_torch(program, model, (torch.randn(11, 5, 4),), tmp_path, "prealloc")
+    matches_torch(program, model, (torch.randn(2, 1, 4),), tmp_path, "prealloc_short")
+
+
+class GriffinScan(nn.Module):  # recurrentgemma's rnn_scan: y = zeros_like(x); y[:, t] = h_t
+    def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        y = torch.zeros_like(x)
+        h = x[:, 0]
+        y[:, 0] = h
+        for t in range(1, x.shape[1]):
+            h = a[:, t] * h + x[:, t]
+            y[:, t] = h
+        return y
+
+
+class ReadBack(nn.Module):
+    """Each step reads the buffer: at the position written last step, and at one not written yet."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 4]
+        y = torch.ones(x.shape[0], x.shape[1] + 1, 4)
+        for t in range(x.shape[1]):
+            prev = y[:, t - 1] if t > 0 else y[:, -1]
+            y[:, t] = torch.tanh(x[:, t] + 0.5 * prev)
+        return y
+
+
+class FixedCount(nn.Module):
+    """Writes the first 3 steps of a length-T buffer, whatever T is (a fixed-count loop), cast
+    to the buffer's dtype as torch does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.zeros_like(x, dtype=torch.float64)
+        for t in range(3):
+            y[:, t] = x[:, t] * (t + 1)
+        return y
+
+
+class BackwardWrites(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.zeros_like(x)
+        h = torch.zeros_like(x[:, 0])
+        for t in reversed(range(x.shape[1])):
+            h = torch.tanh(x[:, t] + h)
+            y[:, t:t + 1] = h.unsqueeze(1)  # the slice form keeps the axis
+        return y
+
+
+@pytest.mark.parametrize("cls", [GriffinScan, ReadBack, FixedCount, BackwardWrites])
+def test_step_writes_hold_at_any_length(cls: type, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = cls().eval()
+    n_inputs = 2 if cls is GriffinScan else 1
+    example = [torch.rand(2, 5, 4) for _ in range(n_inputs)]
+    # (the feature dim is free in these bodies; the rnn a loop rolls into needs it fixed)
+    program = rnnc.trace(model, tuple(example), dynamic=[{0: "B", 1: "T"}] * n_inputs)
+    if cls is not FixedCount:  # (three steps, whatever T: nothing to roll over T)
+        assert [n.op for n in program.graph.nodes].count("rnn") == 1
+    for b, t in ((3, 9), (1, 4)):
+        matches_torch(program, model, tuple(torch.rand(b, t, 4) for _ in range(n_inputs)), tmp_path, cls.__name__)
+
+
+class BoxWrites(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 6]
+        y = x * 2
+        y[:, 0] = -1.0  # a python scalar, broadcast
+        y[:, -1, 2:4] = x[:, 0, :2]
+        y[:, 1:-1, -2:] = y[:, 1:-1, -2:] * 0.5
+        y[0] = 7.0  # the first batch row
+        return y
+
+
+def test_box_writes_keep_sizes_symbolic(tmp_path) -> None:
+    model = BoxWrites().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(2, 5, 6),))
+    assert program.graph.inputs[0][1].shape == ("B", "T", "T1")
+    assert not [n for n in program.graph.nodes if n.op == "aten"]  # not torch.export's masks
+    matches_torch(program, model, (torch.randn(4, 9, 6),), tmp_path, "box")
 
 
 class ViewThenWrite(nn.Module):
