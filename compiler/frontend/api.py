@@ -145,10 +145,12 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
     graph = _live(b.build(flat))
     weights = ctx.weights
     if roll and any(isinstance(d, str) for _, t in graph.inputs for d in t.shape):
+        from rnnc.frontend.chunks import merge_chunked_rnns
         from rnnc.frontend.scan import roll_loops
 
         sizes = {d: int(n) for ds, e in zip(dims, examples, strict=True) for d, n in zip(ds, e.shape, strict=True)
                  if isinstance(d, str)}
+        graph = merge_chunked_rnns(graph, sizes)
         graph, weights, rolled, left = roll_loops(graph, weights, sizes)
         if loops is not None:
             loops.update(rolled=rolled, left=left)

@@ -252,15 +252,21 @@ def stack(ctx: Ctx, xs: Any, dim: int = 0) -> TV:
 def split(ctx: Ctx, x: TV, size: Any = None, dim: int = 0, split_size: Any = None,
           split_size_or_sections: Any = None) -> tuple[TV, ...]:
     """A symbolic dim split into steps of 1 (``for h in x.split(1)``) gives one slice per step of
-    the example; the loop over them is rolled back over T (``scan.py``) or the trace check fails."""
+    the example; the loop over them is rolled back over T (``scan.py``) or the trace check fails.
+    Split into chunks (``for c in x.split(16, 1): y, h = gru(c, h)``, streaming-style), it gives
+    the example's chunks, the last one to the end: a recurrent layer run chunk after chunk is
+    then merged back into one over the whole length (``chunks.py``), or the trace check fails."""
     size = next(s for s in (size, split_size, split_size_or_sections) if s is not None)
     ax = axis(dim, x.rank)
     n = x.shape[ax]
     if isinstance(size, int):
         if not isinstance(n, int):
-            if size != 1 or ctx.probing:
+            if size == 1 and ctx.probing:
                 raise ctx.unsupported(f"split of symbolic dim {n}", "splits of fixed-size dims, or into steps")
-            return tuple(ctx.emit("slice", x, axis=ax, start=k, stop=k + 1, step=1) for k in range(x.ex.shape[ax]))
+            n_ex = int(x.ex.shape[ax])
+            last = (n_ex - 1) // size * size  # a step read is k:k + 1 even at the end (``scan.read``)
+            return tuple(ctx.emit("slice", x, axis=ax, start=k, stop=_END if k == last and size > 1 else k + size,
+                                  step=1) for k in range(0, n_ex, size))
         sizes = [min(size, n - s) for s in range(0, n, size)]
     else:
         sizes = [int(s) for s in size]
@@ -275,9 +281,9 @@ HANDLERS["split_with_sizes"] = split
 @handles("chunk")
 def chunk(ctx: Ctx, x: TV, chunks: int, dim: int = 0) -> tuple[TV, ...]:
     n = x.shape[axis(dim, x.rank)]
-    if not isinstance(n, int):
-        raise ctx.unsupported(f"chunk of symbolic dim {n}", "chunks of fixed-size dims")
-    each = -(-n // chunks)
+    each = -(-int(x.ex.shape[axis(dim, x.rank)]) // int(chunks))  # as torch does, at the example
+    if not isinstance(n, int) and each == 1:
+        raise ctx.unsupported(f"chunk of symbolic dim {n} into steps", "chunks of fixed-size dims")
     return split(ctx, x, each, dim)
 
 

@@ -54,6 +54,7 @@ from rnnc.frontend.scan_match import (
 )
 from rnnc.frontend.scan_step import batch_axis, from_batch_first, rest_dims, simplify_step, static, to_batch_first
 from rnnc.ir import Cell, Graph, GraphBuilder, Node, StateSpec, symdims
+from rnnc.ir.builder import retyped
 from rnnc.ir.graph import freeze_attrs
 from rnnc.ir.ops import OPS
 from rnnc.ir.scanform import is_linear
@@ -477,26 +478,9 @@ def _assemble(g: Indexed, added: list[Node], dead: set[int], rename: dict[str, s
             live.update(v for v in nd.inputs if v)
     params = g.graph.params + tuple((k, TensorType(tuple(t.shape), dtype_of_torch(t.dtype)))
                                     for k, t in new_weights.items())
-    return Graph(g.graph.name, g.graph.inputs, params, _retyped(list(reversed(final)), g.graph.inputs, params),
-                 outputs)
+    # (what reads the rolled loop's collected values had the traced length in its type)
+    return retyped(Graph(g.graph.name, g.graph.inputs, params, tuple(reversed(final)), outputs))
 
-
-def _retyped(nodes: list[Node], *defined: tuple[tuple[str, TensorType], ...]) -> tuple[Node, ...]:
-    """``nodes`` with their types inferred again: what reads a rolled loop's collected values
-    (``cat([buffer[:1], stack(ys)])``) had the traced length in its type, now the symbolic one."""
-    types = {k: t for group in defined for k, t in group}
-    out = []
-    for nd in nodes:
-        try:
-            new = OPS[nd.op].infer([types[v] if v else None for v in nd.inputs], dict(nd.attrs))
-        except Exception:  # noqa: BLE001 -- a node whose type cannot be said again keeps the traced one
-            new = nd.types
-        if len(new) != len(nd.types) or any(a.dtype != b.dtype or a.rank != b.rank
-                                            for a, b in zip(new, nd.types, strict=True)):
-            new = nd.types
-        types.update(zip(nd.outputs, new, strict=True))
-        out.append(nd if tuple(new) == nd.types else replace(nd, types=tuple(new)))
-    return tuple(out)
 
 
 

@@ -16,6 +16,26 @@ from rnnc.ir.ops import OPS, ShapeError
 from rnnc.ir.types import Dim, TensorType
 
 
+def retyped(graph: Graph) -> Graph:
+    """``graph`` with every node's types inferred again from its inputs.  Why: a rewrite that
+    replaces a value by one of a more symbolic type (a rolled loop's collected outputs, ``[B, T,
+    H]`` where the trace had ``[B, 9, H]``) leaves the nodes that read it typed at the traced size.
+    A node whose types cannot be inferred again, or come back another dtype or rank, keeps its own."""
+    types = {k: t for k, t in (*graph.inputs, *graph.params)}
+    out = []
+    for nd in graph.nodes:
+        try:
+            new = OPS[nd.op].infer([types[v] if v else None for v in nd.inputs], dict(nd.attrs))
+        except Exception:  # noqa: BLE001 -- (e.g. an attribute that holds the traced size)
+            new = nd.types
+        if len(new) != len(nd.types) or any(a.dtype != b.dtype or a.rank != b.rank
+                                            for a, b in zip(new, nd.types, strict=True)):
+            new = nd.types
+        types.update(zip(nd.outputs, new, strict=True))
+        out.append(nd if tuple(new) == nd.types else Node(nd.op, nd.inputs, nd.outputs, tuple(new), nd.attrs))
+    return Graph(graph.name, graph.inputs, graph.params, tuple(out), graph.outputs)
+
+
 class Value:
     """A handle on one SSA value while a graph is being built."""
 
