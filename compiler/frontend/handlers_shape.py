@@ -259,6 +259,10 @@ def split(ctx: Ctx, x: TV, size: Any = None, dim: int = 0, split_size: Any = Non
     size = next(s for s in (size, split_size, split_size_or_sections) if s is not None)
     ax = axis(dim, x.rank)
     n = x.shape[ax]
+    if isinstance(size, SymInt) and not isinstance(n, int):  # ``x.split(x.size(1) // 2, 1)``
+        count = -(-int(x.ex.shape[ax]) // int(size))
+        return tuple(slice_(ctx, x, ax, size * k if k else 0, size * (k + 1) if k < count - 1 else None)
+                     for k in range(count))
     if isinstance(size, int):
         if not isinstance(n, int):
             if size == 1 and ctx.probing:

@@ -90,3 +90,25 @@ def test_chunk_loops_that_are_not_one_recurrence_keep_the_length_fixed_and_say_s
     assert program.graph.inputs[0][1].shape[1] == 10
     assert len(program.rnn_nodes()) == 3  # one per chunk, as traced
     matches_torch(program, model, (torch.randn(4, 10, 5),), tmp_path, "not_merged")
+
+
+class Halves(nn.Module):
+    """A split whose size is computed from the length: two layers over the two halves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.GRU(5, 6, batch_first=True), nn.GRU(5, 6, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = x.split(x.size(1) // 2, dim=1)
+        return torch.cat([self.a(first)[0], self.b(second)[0]], dim=1)
+
+
+def test_a_split_by_a_size_computed_from_the_length_stays_symbolic(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = Halves().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(2, 10, 5),))
+    assert program.graph.inputs[0][1].shape == ("B", "T", 5)
+    matches_torch(program, model, (torch.randn(3, 16, 5),), tmp_path, "halves")
