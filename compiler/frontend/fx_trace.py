@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import inspect
+import math
 import operator
 import re
 from typing import Any
@@ -178,6 +179,46 @@ for _name, (_op, _reflected) in SIZE_DUNDERS.items():
     setattr(TracedInt, _name, (lambda f, r: lambda self, o: (self._record(f, o, self) if r
                                                              else self._record(f, self, o)))(SIZE_OPS[_op], _reflected))
 TracedInt.__neg__ = lambda self: self._record(operator.neg, self)  # type: ignore[method-assign]
+
+
+class TracedRatio(float):
+    """``t / n`` of traced sizes: the float Python gives, remembering its operands, so that
+    ``math.ceil`` and ``math.floor`` of it -- the usual ways back to a size, as in
+    ``pad = math.ceil(t / stride) * stride - t`` -- are recorded as integer size arithmetic and
+    stay symbolic (so does ``math.trunc``; ``int()`` must return a plain int, the example's).
+    Used as a float otherwise, it is the example's value (the trace check then sees the
+    difference at another size)."""
+
+    num: Any
+    den: Any
+
+    def __new__(cls, num: Any, den: Any) -> TracedRatio:
+        obj = super().__new__(cls, int(num) / int(den))
+        obj.num, obj.den = num, den
+        return obj
+
+    def __floor__(self) -> Any:
+        return self.num // self.den
+
+    def __ceil__(self) -> Any:
+        if int(self.den) <= 0:
+            return math.ceil(float(self))
+        return (self.num + (self.den - 1)) // self.den  # sizes are >= 0: ceil(a / b) = (a + b - 1) // b
+
+    def __trunc__(self) -> Any:  # (``int()`` must return a plain int: it is the example's)
+        if int(self.num) < 0 or int(self.den) <= 0:
+            return math.trunc(float(self))
+        return self.num // self.den
+
+
+def _ratio(a: Any, b: Any) -> Any:
+    if isinstance(b, int) and not isinstance(b, bool) and isinstance(a, int) and not isinstance(a, bool) and int(b):
+        return TracedRatio(a, b)
+    return int(a) / b if isinstance(a, int) else a / int(b)
+
+
+TracedInt.__truediv__ = lambda self, o: _ratio(self, o)  # type: ignore[method-assign]
+TracedInt.__rtruediv__ = lambda self, o: _ratio(o, self)  # type: ignore[method-assign]
 
 
 class ConcreteTracer(fx.Tracer):

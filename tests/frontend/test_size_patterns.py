@@ -8,6 +8,7 @@ at another batch and length; the trace must not warn that it fixed a dim."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -67,7 +68,21 @@ class ChunkedBatch(nn.Module):  # LSTNet's skip-GRU / DPRNN's intra-chunk layer:
         return self.norm(h)
 
 
+class CeilFrames(nn.Module):  # "same" framing: math.ceil(T / hop) frames, the tail zero-padded
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 6, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 8]
+        t = x.size(1)
+        frames = math.ceil(t / 3)
+        x = F.pad(x, (0, 0, 0, frames * 3 - t)).reshape(x.size(0), frames, 3, 8).mean(2)
+        y = self.gru(x)[0]
+        return y[:, :math.floor(t / 3)] + y[:, -math.trunc(t / 4):].mean(1, keepdim=True)
+
+
 CASES = {
+    "ceil_of_a_ratio": (CeilFrames, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "buffer_slice_time_major": (lambda: BufferSlice(True), lambda b, t: torch.randn(t, b, 8), (1, 0)),
     "buffer_slice_batch_first": (lambda: BufferSlice(False), lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "max_pool_over_time": (MaxOverTime, lambda b, t: torch.randn(b, t, 8), (0, 1)),
