@@ -67,6 +67,19 @@ def _embedding(ctx: Ctx, mod: nn.Embedding, qual: str, x: TV) -> TV:
     return ctx.emit("embedding", x, _p(ctx, mod, qual, "weight"))
 
 
+def _embedding_bag(ctx: Ctx, mod: nn.EmbeddingBag, qual: str, x: Any, offsets: Any = None,
+                   per_sample_weights: Any = None) -> Any:
+    """Fixed-size bags (``ids`` of ``[N, K]``, no offsets): the rows gathered, then reduced over
+    each bag -- ops every backend has.  Ragged bags (offsets), per-sample weights, ``max_norm``
+    or a padding index take the exact path (``aten._embedding_bag``: interpreter only)."""
+    plain = (offsets is None and per_sample_weights is None and mod.max_norm is None
+             and mod.padding_idx is None and isinstance(x, TV) and x.rank == 2)
+    if not plain:
+        return _exported_module(ctx, mod, qual, x, offsets, per_sample_weights)
+    rows = ctx.emit("embedding", x, _p(ctx, mod, qual, "weight"))
+    return ctx.emit({"sum": "sum", "mean": "mean", "max": "amax"}[mod.mode], rows, axes=(1,), keepdim=False)
+
+
 def _act(name: str) -> ModuleHandler:
     return lambda ctx, mod, qual, x: HANDLERS[name](ctx, x)
 
@@ -80,6 +93,7 @@ MODULES: dict[type, ModuleHandler] = {
     nn.Conv1d: _conv1d,
     nn.LayerNorm: _layer_norm,
     nn.Embedding: _embedding,
+    nn.EmbeddingBag: _embedding_bag,
     nn.ReLU: _act("relu"), nn.Tanh: _act("tanh"), nn.Sigmoid: _act("sigmoid"), nn.SiLU: _act("silu"),
     nn.LogSigmoid: _act("logsigmoid"),
     nn.GELU: lambda ctx, mod, qual, x: HANDLERS["gelu"](ctx, x, mod.approximate),
