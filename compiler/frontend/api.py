@@ -96,6 +96,28 @@ def _fixed_time_layers(program: Program) -> int:
     return fixed
 
 
+def _fixed_here(program: Program, dims: list[tuple[Dim, ...]], examples: list[torch.Tensor],
+                lines: dict[str, str]) -> str:
+    """Where the Program first fixed a size it was traced at: the first node whose output has,
+    as a constant, the example's size of a symbolic dim that none of its inputs has (a Python
+    loop unrolled over the length, ``torch.zeros(24, ...)`` from a size read as a plain int)."""
+    traced = {int(n): d for ds, e in zip(dims, examples, strict=True) for d, n in zip(ds, e.shape, strict=True)
+              if isinstance(d, str) and int(n) > 1}
+    types = program.graph.value_types()
+    params = {p for p, _ in program.graph.params}
+    for node in program.graph.nodes:
+        made = [(v, f"constant %{v}") for v in node.inputs if v in params]  # a constant built at the
+        made += [(v, node.label) for v in node.outputs]  # example's size, or this node
+        for v, label in made:
+            others = {d for u in node.inputs if u and u != v for d in types[u].shape if isinstance(d, int)}
+            fixed = [d for d in types[v].shape if isinstance(d, int) and d in traced and d not in others]
+            if fixed:
+                at = f" at {lines[v]}" if v in lines else ""
+                return (f"a size the trace fixed: {label}{at} is {types[v].text()}, {fixed[0]} being "
+                        f"{traced[fixed[0]]} at the example -- a size read as a plain number, or a loop unrolled")
+    return "a size the trace fixed, e.g. a Python loop unrolled over the example's length"
+
+
 def _show(dims: list[tuple[Dim, ...]], names: list[str]) -> str:
     return ", ".join(f"{n}[{','.join(str(d) for d in ds)}]" for n, ds in zip(names, dims, strict=True))
 
@@ -151,11 +173,12 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         sizes = {d: int(n) for ds, e in zip(dims, examples, strict=True) for d, n in zip(ds, e.shape, strict=True)
                  if isinstance(d, str)}
         graph = merge_chunked_rnns(graph, sizes)
-        graph, weights, rolled, left = roll_loops(graph, weights, sizes)
+        graph, weights, rolled, left = roll_loops(graph, weights, sizes, ctx.lines)
         if loops is not None:
             loops.update(rolled=rolled, left=left)
     if loops is not None:
         loops["retimed"] = ctx.retimed
+        loops["lines"] = ctx.lines
     return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})").verify()
 
 
@@ -294,7 +317,7 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
             if wrong:
                 left = loops.get("left") or []
                 cause = ("a loop over time stayed unrolled: " + "; ".join(dict.fromkeys(left)) if left
-                         else "a size the trace fixed, e.g. a Python loop unrolled over the example's length")
+                         else _fixed_here(program, dims, examples, loops.get("lines", {})))
                 why.append(f"with {_show(dims, names)}: {wrong} ({cause})")
                 continue
             fixed = _fixed_time_layers(program)

@@ -486,12 +486,13 @@ def _assemble(g: Indexed, added: list[Node], dead: set[int], rename: dict[str, s
 
 
 
-def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, int]
-               ) -> tuple[Graph, dict[str, torch.Tensor], int, list[str]]:
+def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, int],
+               lines: dict[str, str] | None = None) -> tuple[Graph, dict[str, torch.Tensor], int, list[str]]:
     """Roll every loop over a symbolic dim that fits (module docstring); returns the graph, the
     weights (with folded invariants added), how many loops rolled and why the loops that were
     found did not roll.
-    ``sizes``: each symbolic dim's size in the example the graph was traced at."""
+    ``sizes``: each symbolic dim's size in the example the graph was traced at; ``lines``: the
+    user's source line of values, to say where a loop that stays unrolled reads its input."""
     weights = dict(weights)
     why: list[str] = []
     tried: set[frozenset[str]] = set()  # loops tried, by their reads
@@ -512,7 +513,8 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, 
             except Exception as exc:  # noqa: BLE001 -- a loop that does not roll stays unrolled, as traced
                 first = next(r for reads in loop.chains for r in reads if r is not None)
                 said = str(exc) if isinstance(exc, Skip) else f"{type(exc).__name__}: {exc}"
-                why.append(f"the {loop.n}-step loop reading {g.nodes[first].label}: {said}")
+                at = (lines or {}).get(g.nodes[first].outputs[0])
+                why.append(f"the {loop.n}-step loop reading {g.nodes[first].label}{f' at {at}' if at else ''}: {said}")
                 continue
             weights.update(added)
             count += 1

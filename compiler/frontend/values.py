@@ -154,6 +154,9 @@ class Ctx:
     #: concat output name -> (its items, its axis): a cat of a cat on the same axis is one cat
     #: (``outputs = torch.cat((outputs, h[:, None]), 1)`` in a loop collects like a stack)
     concat_items: dict[str, tuple[list[TV], int]] = field(default_factory=dict)
+    #: value name -> the user's source line that made it (``model.py:42``): messages about the
+    #: Program (a loop left unrolled, a size the trace fixed) point at the model's code
+    lines: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ errors
     def unsupported(self, op: str, supported: str = "") -> UnsupportedError:
@@ -180,6 +183,8 @@ class Ctx:
         with torch.no_grad():
             ex = OPS[op].evaluate(args, dict(self.builder._nodes[-1].attrs))
         outs = out if isinstance(out, tuple) else (out,)
+        if self.source:
+            self.lines.update((v.name, self.source) for v in outs)
         tvs = tuple(TV(v, e) for v, e in zip(outs, ex, strict=True))
         self._track_reads(op, inputs, outs, dict(self.builder._nodes[-1].attrs))
         return tvs if isinstance(out, tuple) else tvs[0]
@@ -251,6 +256,8 @@ class Ctx:
             cand = f"{base}_{i}"
         v = self.builder.param(cand, tuple(tensor.shape), dtype_of_torch(tensor.dtype))
         self.weights[cand] = tensor
+        if self.source:
+            self.lines[cand] = self.source
         if key is not None:
             self._by_id[key] = (v, held)
         return TV(v, tensor)

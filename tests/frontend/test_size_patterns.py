@@ -212,3 +212,25 @@ def test_buffers_read_as_python_values() -> None:
     assert program.graph.inputs[0][1].shape[:2] == ("B", "T")
     x = torch.randn(3, 9, 4)
     assert_close(program.run(x), model(x), backend="interp")
+
+
+class PlainIntLength(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(4, 5, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = int(x.shape[1])  # a plain int: the length is baked into the constant below
+        return self.gru(x)[0] + torch.arange(float(t)).view(1, t, 1)
+
+
+def test_a_size_the_trace_fixed_is_named_with_its_source_line() -> None:
+    import inspect
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(PlainIntLength().eval(), (torch.randn(2, 7, 4),))
+    said = " ".join(str(w.message) for w in caught if "rnnc.trace" in str(w.message))
+    line = inspect.getsourcelines(PlainIntLength.forward)[1] + 2  # the torch.arange line
+    assert f"test_size_patterns.py:{line}" in said and "f32[1,7,1], 7 being T" in said, said
+    assert program.graph.inputs[0][1].shape[1] == 7
