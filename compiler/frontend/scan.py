@@ -186,7 +186,7 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
         # a state is [B, ...]; a carried value keeps its batch anywhere (a one-step nn.LSTM or
         # cell call inside the loop carries [layers, B, H]): it is moved there and back
         t = out_types[key]
-        bp = batch_axis(t, "a carried value")
+        bp = batch_axis(t, "a carried value", sized=True)  # (a coverage vector over a symbolic memory)
         carried_axes.append(bp)
         sv = b.input(f"s{k}", (BATCH, *rest_dims(t, bp)), t.dtype)
         state_in[key] = sv if bp == 0 else b.op("transpose", sv, perm=from_batch_first(bp, t.rank))
@@ -507,9 +507,12 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, 
                 continue
             tried.add(sig)
             try:
-                loop, bodies = steps(g, loop, free)
-                match = template(g, loop, bodies)
-                graph, added = _rewrite(g, match, weights, f"scan{count}")
+                try:
+                    found, bodies = steps(g, loop, free)
+                    graph, added = _rewrite(g, template(g, found, bodies), weights, f"scan{count}")
+                except Skip:  # the same loop with values computed for the next step in it
+                    found, bodies = steps(g, loop, free, late=True)
+                    graph, added = _rewrite(g, template(g, found, bodies), weights, f"scan{count}")
             except Exception as exc:  # noqa: BLE001 -- a loop that does not roll stays unrolled, as traced
                 first = next(r for reads in loop.chains for r in reads if r is not None)
                 said = str(exc) if isinstance(exc, Skip) else f"{type(exc).__name__}: {exc}"

@@ -221,10 +221,17 @@ def _maps(g: Indexed, free: list[list[int | None]]) -> list[Loop]:
 
 
 # --------------------------------------------------------------------------- 3: steps
-def steps(g: Indexed, loop: Loop, free: list[list[int | None]]) -> tuple[Loop, list[list[int]]]:
+def steps(g: Indexed, loop: Loop, free: list[list[int | None]], late: bool = False
+          ) -> tuple[Loop, list[list[int]]]:
     """The nodes of each scan step, in graph order.  A read that feeds no carry (SRU's ``r_in[t]``)
     joins the step of the nodes it feeds; the reads of that X then count as the loop's too, so a
-    node combining ``r_in[t]`` with the carry from step t - 1 lands in step t."""
+    node combining ``r_in[t]`` with the carry from step t - 1 lands in step t.
+
+    ``late``: a node whose users are all in the next step joins that step.  Why: a node that reads
+    only the previous step's values (``W_c(coverage.view(-1, 1))`` at the top of an attention
+    step) belongs, by its reads, to that previous step, and what crosses the step boundary is then
+    its result -- ``[B*T, 32]`` with the batch folded in, which no state can hold -- instead of
+    the ``[B, T]`` coverage it was computed from.  Tried when the first assignment does not roll."""
     step = _assign(g, loop)
     m = loop.n // 2
     natural = m if loop.forward else loop.n - 1 - m  # the scan step reading index m
@@ -238,7 +245,51 @@ def steps(g: Indexed, loop: Loop, free: list[list[int | None]]) -> tuple[Loop, l
     for i, s in enumerate(step):
         if s >= 0:
             bodies[s].append(i)
+    if late:
+        bodies = _late(g, loop, bodies)
     return loop, bodies
+
+
+def _late(g: Indexed, loop: Loop, bodies: list[list[int]]) -> list[list[int]]:
+    """``bodies`` with the nodes computed for the next step moved into it (``steps``, ``late``).
+    Decided once, on the middle step's positions, so every step moves the same nodes.  Moving a
+    set of nodes one step on keeps every edge among them; it stays legal when no node that stays
+    reads a moved one in the same step, and no moved node reads a staying one of the step before
+    (it would read two steps back): the largest such set of the nodes read only in this step or
+    the next (the coverage vector and what the next step computes from it move together; the
+    step's reads, and what is collected after the loop, stay)."""
+    m = loop.n // 2
+    if not 0 < m < loop.n - 1:
+        return bodies
+    reads = {r for chain in loop.chains for r in chain if r is not None}
+    prev = {i: p for p, i in enumerate(bodies[m - 1])}
+    here = {i: p for p, i in enumerate(bodies[m])}
+    nxt = set(bodies[m + 1])
+    moving = {p for p, i in enumerate(bodies[m]) if i not in reads and g.users[i]
+              and not any(v in g.outputs for v in g.nodes[i].outputs)
+              and all(u in here or u in nxt for u in g.users[i])}
+    while True:
+        keep = set()
+        for p in moving:
+            i = bodies[m][p]
+            ins = [g.prod[v][0] for v in g.nodes[i].inputs if v in g.prod]
+            if all(here[u] in moving for u in g.users[i] if u in here) and all(
+                    prev[j] in moving for j in ins if j in prev):
+                keep.add(p)
+        if keep == moving:
+            break
+        moving = keep
+    if not moving:
+        return bodies
+    out: list[list[int]] = [[] for _ in bodies]
+    for s, body in enumerate(bodies):
+        for p, i in enumerate(body):
+            if not (p in moving and p < len(bodies[m]) and g.nodes[i].op == g.nodes[bodies[m][p]].op):
+                out[s].append(i)
+            elif s + 1 < loop.n:
+                out[s + 1].append(i)
+            # (the last step's: for a step that never comes; after the loop, if anything reads them)
+    return [sorted(body) for body in out]
 
 
 def _assign(g: Indexed, loop: Loop) -> list[int]:

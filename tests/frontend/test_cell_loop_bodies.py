@@ -176,7 +176,30 @@ class PyramidAttention(nn.Module):  # LAS: a pyramidal encoder halves T; the dec
         return torch.stack(outs, 1), torch.stack(weights, 1)
 
 
+class FoldedCoverage(nn.Module):
+    """See et al.'s coverage: each step first computes ``W_c(coverage.view(-1, 1))`` -- rows of
+    ``[B*T, H]``, the batch folded in -- from the previous step's coverage, then its own
+    attention; the coverage vector ``[B, T]`` (symbolic width) is what crosses the steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell, self.wc, self.v = nn.GRUCell(8, 12), nn.Linear(1, 12, bias=False), nn.Linear(12, 1)
+
+    def forward(self, mem: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # [B, T, 12], [B, U, 8]
+        b, t, n = mem.shape
+        h, coverage, outs = mem.new_zeros(b, 12), torch.zeros(b, t), []
+        for u in range(y.size(1)):
+            h = self.cell(y[:, u], h)
+            feat = self.wc(coverage.view(-1, 1))
+            e = self.v(torch.tanh((mem + h.unsqueeze(1)).view(-1, n) + feat)).view(b, t)
+            a = torch.softmax(e, dim=-1)
+            coverage = coverage + a
+            outs.append(torch.bmm(a.unsqueeze(1), mem).squeeze(1))
+        return torch.stack(outs, 1)
+
+
 CASES = {
+    "folded_coverage": (FoldedCoverage, lambda b, t: (torch.randn(b, 2 * t + 1, 12), torch.randn(b, t, 8))),
     "image_attention": (ImageAttention, lambda b, t: (torch.randn(b, t // 2 + 2, t // 3 + 1, 6),
                                                       torch.randn(b, t, 8))),
     "pyramid_attention_weights": (PyramidAttention, lambda b, t: (torch.randn(b, 2 * t + 1, 4),
