@@ -56,8 +56,26 @@ def free_groups(model: Any, examples: list[torch.Tensor]) -> list[list[Spot]]:
             else:
                 groups.append(members)
         elif len(members) > 1:
-            groups.extend([m] for m in members if _runs(model, examples, [m]))
+            groups.extend(_split_group(model, examples, members))
     return groups
+
+
+def _split_group(model: Any, examples: list[torch.Tensor], members: list[Spot]) -> list[list[Spot]]:
+    """The free groups among same-sized dims the model rejects doubled together: an example batch
+    of 2 beside a 2-layer state ``h0 [2, B, H]`` puts the layer dim with the batch dims.  Dims at
+    one axis position, or all but those, are tried as groups (largest first), then dims alone."""
+    by_axis: dict[int, list[Spot]] = {}
+    for m in members:
+        by_axis.setdefault(m[1], []).append(m)
+    tries = [*by_axis.values(), *([m for m in members if m[1] != ax] for ax in by_axis)]
+    found: list[list[Spot]] = []
+    taken: set[Spot] = set()
+    for cand in sorted((c for c in tries if 1 < len(c) < len(members)), key=len, reverse=True):
+        if not taken & set(cand) and _runs(model, examples, cand):
+            found.append(cand)
+            taken |= set(cand)
+    found.extend([m] for m in members if m not in taken and _runs(model, examples, [m]))
+    return found
 
 
 def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:

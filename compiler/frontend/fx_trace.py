@@ -85,6 +85,8 @@ class ConcreteProxy(fx.Proxy):
         if name.startswith("__") or name in ("node", "tracer"):
             raise AttributeError(name)
         ex = self._example()
+        if name == "shape" and isinstance(ex, torch.Tensor):  # as ``x.size()``: a proxy that iterates,
+            return self.size()  # so ``t, b, *_ = x.shape`` and ``expand(*x.shape, n)`` trace
         if isinstance(ex, torch.Tensor) and name in ("dtype", "device", "is_cuda", "layout"):
             return getattr(ex, name)
         return super().__getattr__(name)

@@ -284,11 +284,8 @@ HANDLERS["split_with_sizes"] = split
 
 @handles("chunk")
 def chunk(ctx: Ctx, x: TV, chunks: int, dim: int = 0) -> tuple[TV, ...]:
-    n = x.shape[axis(dim, x.rank)]
     each = -(-int(x.ex.shape[axis(dim, x.rank)]) // int(chunks))  # as torch does, at the example
-    if not isinstance(n, int) and each == 1:
-        raise ctx.unsupported(f"chunk of symbolic dim {n} into steps", "chunks of fixed-size dims")
-    return split(ctx, x, each, dim)
+    return split(ctx, x, each, dim)  # (SRU's ``u.chunk(length)``: steps, rolled back over T)
 
 
 @handles("unbind")
@@ -301,9 +298,11 @@ def _unbind(ctx: Ctx, x: TV, dim: int = 0) -> tuple[TV, ...]:
 
 
 @handles("zeros", "new_zeros", "zeros_like")
-@reads("dtype")
+@reads("dtype", "size")
 def zeros(ctx: Ctx, *args: Any, **kwargs: Any) -> TV:
     """An all-zero tensor: kept without a node (``zeros=True``) until something needs its value."""
+    if kwargs.get("size") is not None:  # ``x.new_zeros(size=(b, h))``, ``torch.zeros(size=...)``
+        args = (*args, tuple(kwargs.pop("size")))
     if args and is_tensor(args[0]):  # x.new_zeros(size) / zeros_like(x)
         like = args[0]
         shape = list(like.shape) if len(args) == 1 else _sym_shape(_dims(args[1:]))

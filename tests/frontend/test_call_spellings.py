@@ -35,6 +35,10 @@ SPELLINGS = {
     "softmax_axis": lambda x: x.softmax(axis=-1),
     "where_scalars": lambda x: torch.where(x > 0, 1.0, 0.0) + x,
     "rsub_alpha": lambda x: torch.rsub(x, 1.0, alpha=2),
+    "shape_star_unpack": lambda x: (lambda b, t, *_: x.reshape(b * t, -1).view(b, t, -1))(*x.shape),
+    "expand_shape_star": lambda x: x[..., None].expand(*x.shape, 2).sum(-1),
+    "new_zeros_size_kw": lambda x: x + x.new_zeros(size=(x.size(0), x.size(1), 8)),
+    "zeros_size_kw": lambda x: x + torch.zeros(size=(x.size(0), 1, 8)),
 }
 
 

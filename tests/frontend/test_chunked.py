@@ -112,3 +112,31 @@ def test_a_split_by_a_size_computed_from_the_length_stays_symbolic(tmp_path) -> 
         program = rnnc.trace(model, (torch.randn(2, 10, 5),))
     assert program.graph.inputs[0][1].shape == ("B", "T", 5)
     matches_torch(program, model, (torch.randn(3, 16, 5),), tmp_path, "halves")
+
+
+class ChunkIntoSteps(nn.Module):
+    """SRU's CPU path: ``u.chunk(length)`` gives one piece per step, stepped by a Python loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(5, 12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, 5]
+        length = x.size(0)
+        u, f = self.proj(x).chunk(2, dim=-1)
+        us, fs = u.chunk(length), f.sigmoid().chunk(length)
+        c, hs = torch.zeros_like(us[0]), []
+        for t in range(length):
+            c = us[t] + (c - us[t]) * fs[t]
+            hs.append(c)
+        return torch.cat(hs, 0)
+
+
+def test_a_chunk_into_steps_rolls(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = ChunkIntoSteps().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(9, 2, 5),))
+    assert program.graph.inputs[0][1].shape == ("T", "B", 5)
+    matches_torch(program, model, (torch.randn(14, 3, 5),), tmp_path, "steps")

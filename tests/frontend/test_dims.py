@@ -128,3 +128,31 @@ def test_a_user_cell_stepped_in_a_loop_is_one_rnn_node() -> None:
     x = torch.randn(3, 11, 5)
     with torch.no_grad():
         assert_close(program.run(x), model(x))
+
+
+class LayeredState(nn.Module):
+    """An RL core's recurrent state passed in: ``h0, c0`` of ``[layers, B, H]`` with 2 layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.core = nn.LSTM(5, 8, num_layers=2)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y, (h, c) = self.core(x, (h0, c0))
+        return y, h, c
+
+
+def test_an_example_batch_equal_to_the_layer_count_keeps_the_batch() -> None:
+    """Traced at batch 2 -- as many as the state's layers -- the layer dim is told apart from the
+    batch dims of the same size, so the batch stays symbolic (it was silently fixed)."""
+    torch.manual_seed(0)
+    model = LayeredState().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(6, 2, 5), torch.randn(2, 2, 8), torch.randn(2, 2, 8)))
+    assert [t.shape for _, t in program.graph.inputs] == [("T", "B", 5), (2, "B", 8), (2, "B", 8)]
+    inputs = (torch.randn(9, 5, 5), torch.randn(2, 5, 8), torch.randn(2, 5, 8))
+    with torch.no_grad():
+        want = model(*inputs)
+    for g, w in zip(program.run(*inputs), want, strict=True):
+        assert_close(g, w, backend="interp")
