@@ -391,6 +391,84 @@ class _SizedOpsRecorded(torch.overrides.TorchFunctionMode):
         return self.tracer.create_proxy("call_function", func, args, kwargs)
 
 
+_NONE = object()  # an attribute a module did not have
+
+
+def _weight_only(node: fx.Node) -> bool:
+    """Whether ``node`` is computed from weights and constants only (no input reaches it)."""
+    todo, seen = [node], set()
+    while todo:
+        n = todo.pop()
+        if n.op == "placeholder":
+            return False
+        if n not in seen:
+            seen.add(n)
+            todo.extend(n.all_input_nodes)
+    return True
+
+
+@contextlib.contextmanager
+def _module_writes(tracer: ConcreteTracer) -> Any:
+    """``setattr(self.module, "weight_hh_l0", F.dropout(raw, p, self.training))`` (AWD-LSTM's
+    WeightDrop) sets a layer's weight from its raw parameter while the model runs.  While
+    tracing, a value computed from weights alone is set as its example -- the tensor the layer
+    would hold at inference -- so the layer converts with it; one that depends on the inputs is
+    refused.  Every attribute written is put back after the trace: the user's model is left as
+    it was."""
+    original = nn.Module.__setattr__
+    saved: list[tuple[nn.Module, str, Any]] = []
+
+    def setattr_(module: nn.Module, name: str, value: Any) -> None:
+        if isinstance(value, fx.Proxy) and not tracer._running:
+            if not _weight_only(value.node):
+                raise UnsupportedError(f"{type(module).__name__}.{name} is set from the model's inputs while it "
+                                       f"runs ({user_line(value.node) or 'the model'}); rnnc traces weights set "
+                                       "from weights only")
+            ex = value.node.meta.get("rnnc_ex")
+            if isinstance(ex, torch.Tensor) and name in module._parameters and not isinstance(ex, nn.Parameter):
+                ex = nn.Parameter(ex.detach(), requires_grad=False)
+            value = ex
+        if not any(m is module and n == name for m, n, _ in saved):  # (read past fx's getattr proxies)
+            held = (module._parameters, module._buffers, module._modules, module.__dict__)
+            saved.append((module, name, next((d[name] for d in held if name in d), _NONE)))
+        original(module, name, value)
+
+    nn.Module.__setattr__ = setattr_  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.__setattr__ = original  # type: ignore[method-assign]
+        for module, name, old in reversed(saved):
+            if old is _NONE:
+                delattr(module, name)
+            else:
+                original(module, name, old)
+
+
+@contextlib.contextmanager
+def _variables_pass_through() -> Any:
+    """``Variable(torch.zeros(x.size(0), h))`` (older code: DA-RNN, many tutorials): a no-op
+    wrapper since torch 0.4, but it refuses a proxy; while tracing it returns what it wraps."""
+    from torch.autograd import Variable
+
+    original = Variable.__new__
+    own = "__new__" in Variable.__dict__
+
+    def new(cls: Any, data: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(data, fx.Proxy):
+            return data
+        return original(cls, data, *args, **kwargs)
+
+    Variable.__new__ = new  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if own:
+            Variable.__new__ = original  # type: ignore[method-assign]
+        else:
+            del Variable.__new__
+
+
 def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) -> Traced:
     """fx-trace ``model.forward`` on ``examples``; forward args beyond them keep their defaults;
     the modules whose ids are in ``step_cells`` stay leaves (user cells stepped in loops)."""
@@ -412,7 +490,8 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
     tracer = ConcreteTracer([*examples, *defaults])
     tracer.step_cells = set(step_cells)
     try:
-        with _packing_recorded(), _factories_recorded(tracer), _SizedOpsRecorded(tracer):
+        with (_packing_recorded(), _factories_recorded(tracer), _SizedOpsRecorded(tracer), _module_writes(tracer),
+              _variables_pass_through()):
             graph = tracer.trace(model, concrete_args=concrete or None)
     except UnsupportedError:
         raise

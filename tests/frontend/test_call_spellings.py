@@ -60,3 +60,30 @@ def test_spelling_matches_torch(name: str, tmp_path) -> None:
     program = rnnc.trace(model, (torch.randn(2, 10, 8, generator=g),))
     assert [str(d) for d in program.graph.inputs[0][1].shape[:2]] == ["B", "T"]
     matches_torch(program, model, (torch.randn(3, 17, 8, generator=g),), tmp_path, name)  # the exact path exports
+
+
+class OldStyleVariable(nn.Module):  # DA-RNN and many tutorials: Variable(torch.zeros(b, h))
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.autograd import Variable
+
+        h = Variable(torch.zeros(x.size(0), 8))
+        outs = []
+        for t in range(x.size(1)):
+            h = self.cell(x[:, t], h)
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+def test_a_variable_wrapper_traces_and_is_left_as_it_was(tmp_path) -> None:
+    from torch.autograd import Variable
+
+    had = "__new__" in Variable.__dict__
+    model = OldStyleVariable().eval()
+    program = rnnc.trace(model, (torch.randn(2, 6, 8),))
+    assert [str(d) for d in program.graph.inputs[0][1].shape[:2]] == ["B", "T"]
+    matches_torch(program, model, (torch.randn(3, 9, 8),), tmp_path, "variable")
+    assert ("__new__" in Variable.__dict__) == had and Variable(torch.ones(2)).sum() == 2
