@@ -101,8 +101,16 @@ def _fixed_here(program: Program, dims: list[tuple[Dim, ...]], examples: list[to
     """Where the Program first fixed a size it was traced at: the first node whose output has,
     as a constant, the example's size of a symbolic dim that none of its inputs has (a Python
     loop unrolled over the length, ``torch.zeros(24, ...)`` from a size read as a plain int)."""
-    traced = {int(n): d for ds, e in zip(dims, examples, strict=True) for d, n in zip(ds, e.shape, strict=True)
-              if isinstance(d, str) and int(n) > 1}
+    sized = [(int(n), d) for ds, e in zip(dims, examples, strict=True) for d, n in zip(ds, e.shape, strict=True)
+             if isinstance(d, str) and int(n) > 2]  # (a 2 is as often a layer or direction count)
+    for traced in ({n: d for n, d in sized if d != "B"}, {n: d for n, d in sized if d == "B"}):  # lengths first
+        found = _first_fixed(program, traced, lines)
+        if found:
+            return found
+    return "a size the trace fixed, e.g. a Python loop unrolled over the example's length"
+
+
+def _first_fixed(program: Program, traced: dict[int, str], lines: dict[str, str]) -> str:
     types = program.graph.value_types()
     params = {p for p, _ in program.graph.params}
     for node in program.graph.nodes:
@@ -115,7 +123,7 @@ def _fixed_here(program: Program, dims: list[tuple[Dim, ...]], examples: list[to
                 at = f" at {lines[v]}" if v in lines else ""
                 return (f"a size the trace fixed: {label}{at} is {types[v].text()}, {fixed[0]} being "
                         f"{traced[fixed[0]]} at the example -- a size read as a plain number, or a loop unrolled")
-    return "a size the trace fixed, e.g. a Python loop unrolled over the example's length"
+    return ""
 
 
 def _show(dims: list[tuple[Dim, ...]], names: list[str]) -> str:

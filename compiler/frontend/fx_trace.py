@@ -419,19 +419,20 @@ def _module_writes(tracer: ConcreteTracer) -> Any:
     saved: list[tuple[nn.Module, str, Any]] = []
 
     def setattr_(module: nn.Module, name: str, value: Any) -> None:
-        if isinstance(value, fx.Proxy) and not tracer._running:
-            if not _weight_only(value.node):
-                raise UnsupportedError(f"{type(module).__name__}.{name} is set from the model's inputs while it "
-                                       f"runs ({user_line(value.node) or 'the model'}); rnnc traces weights set "
-                                       "from weights only")
-            ex = value.node.meta.get("rnnc_ex")
-            if isinstance(ex, torch.Tensor) and name in module._parameters and not isinstance(ex, nn.Parameter):
-                ex = nn.Parameter(ex.detach(), requires_grad=False)
-            value = ex
+        if not isinstance(value, fx.Proxy) or tracer._running:  # (fx's own: ``_tensor_constant0``)
+            original(module, name, value)
+            return
+        if not _weight_only(value.node):
+            raise UnsupportedError(f"{type(module).__name__}.{name} is set from the model's inputs while it "
+                                   f"runs ({user_line(value.node) or 'the model'}); rnnc traces weights set "
+                                   "from weights only")
+        ex = value.node.meta.get("rnnc_ex")
+        if isinstance(ex, torch.Tensor) and name in module._parameters and not isinstance(ex, nn.Parameter):
+            ex = nn.Parameter(ex.detach(), requires_grad=False)
         if not any(m is module and n == name for m, n, _ in saved):  # (read past fx's getattr proxies)
             held = (module._parameters, module._buffers, module._modules, module.__dict__)
             saved.append((module, name, next((d[name] for d in held if name in d), _NONE)))
-        original(module, name, value)
+        original(module, name, ex)
 
     nn.Module.__setattr__ = setattr_  # type: ignore[method-assign]
     try:

@@ -32,21 +32,32 @@ from rnnc.frontend.fx_trace import Traced, assign
 _NEAR_END = 1
 
 
-def step_position(idx: Any) -> tuple[int, int, bool] | None:
-    """``(axis, k, keeps_axis)`` when ``idx`` indexes one position of one axis and all of every
-    other: ``x[k]``, ``x[:, k]``, ``x[:, k:k + 1]`` (keeps the axis), else None."""
+def _items(idx: Any) -> tuple[Any, ...] | None:
+    """The index as a tuple of constant ints and int-bounded slices, else None."""
     items = idx if isinstance(idx, tuple) else (idx,)
-    full = slice(None)
-    picked = [(i, it) for i, it in enumerate(items) if not (isinstance(it, slice) and it == full)]
-    if len(picked) != 1:
-        return None
-    axis, it = picked[0]
-    if isinstance(it, int) and not isinstance(it, bool):
-        return axis, int(it), False
-    if (isinstance(it, slice) and it.step in (None, 1) and isinstance(it.start, int)
-            and isinstance(it.stop, int) and it.stop == it.start + 1 and it.start >= 0):
-        return axis, it.start, True
+    for it in items:
+        if isinstance(it, slice):
+            if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in (it.start, it.stop,
+                                                                                            it.step)):
+                return None
+        elif not isinstance(it, int) or isinstance(it, bool):
+            return None
+    return items
+
+
+def _position(it: Any) -> tuple[int, bool] | None:
+    """(k, keeps_axis) when an index item picks one position: ``k`` or ``k:k + 1``."""
+    if isinstance(it, int):
+        return it, False
+    if it.step in (None, 1) and isinstance(it.start, int) and it.stop == it.start + 1 and it.start >= 0:
+        return it.start, True
     return None
+
+
+def _key(items: tuple[Any, ...], axis: int) -> tuple[Any, ...]:
+    """The items other than ``axis``, hashable (slices are not, before Python 3.12)."""
+    return tuple((it.start, it.stop, it.step) if isinstance(it, slice) else it
+                 for k, it in enumerate(items) if k != axis)
 
 
 def _example(a: Any) -> Any:
@@ -55,11 +66,25 @@ def _example(a: Any) -> Any:
 
 @dataclass
 class _Chain:
+    """Writes to consecutive positions of one axis (item ``axis`` of the index), every other
+    index item the same: ``h[t]``, ``y[:, t]``, ``h[t, :, d, :]`` for a fixed ``d``."""
+
     base: fx.Node
+    items: tuple[Any, ...]  # the first write's index
     axis: int
     keep: bool
     size: int  # the buffer's length along the axis, at the example
     writes: list[tuple[fx.Node, int, Any]] = field(default_factory=list)  # (assign node, position, value)
+
+    def position(self, items: tuple[Any, ...] | None) -> int | None:
+        """The position ``items`` picks when it is this chain's form, else None."""
+        if items is None or len(items) != len(self.items) or _key(items, self.axis) != _key(self.items, self.axis):
+            return None
+        at = _position(items[self.axis])
+        if at is None or at[1] != self.keep:
+            return None
+        pos = at[0] + self.size if at[0] < 0 else at[0]
+        return pos if 0 <= pos < self.size else None
 
     def fits(self, pos: int) -> bool:
         """Whether writing ``pos`` next keeps the positions consecutive, one direction."""
@@ -71,41 +96,50 @@ class _Chain:
         return pos - self.writes[-1][1] == step
 
 
-def _write(node: fx.Node) -> tuple[int, int, bool] | None:
-    """(axis, position, keeps_axis) of an ``assign`` node writing one step of a tensor value."""
+def _write(node: fx.Node) -> tuple[Any, ...] | None:
+    """The index of an ``assign`` node that writes a tensor of exactly the indexed shape."""
     if node.op != "call_function" or node.target is not assign:
         return None
     buf, idx, value = node.args
     ex, v = _example(buf), _example(value)
-    at = step_position(idx)
-    if at is None or not isinstance(ex, torch.Tensor) or not isinstance(v, torch.Tensor):
+    items = _items(idx)
+    if items is None or not isinstance(ex, torch.Tensor) or not isinstance(v, torch.Tensor) or len(items) > ex.dim():
         return None
-    axis, pos, keep = at
-    if axis >= ex.dim():
+    try:
+        slot = ex[items].shape
+    except (IndexError, RuntimeError):
         return None
-    n = ex.shape[axis]
-    pos = pos + n if pos < 0 else pos
-    if not 0 <= pos < n:
-        return None
-    slot = list(ex.shape)
-    if keep:
-        slot[axis] = 1
-    else:
-        del slot[axis]
-    if tuple(v.shape) != tuple(slot):  # broadcast writes stay functional writes
-        return None
-    return axis, pos, keep
+    return items if tuple(v.shape) == tuple(slot) else None  # broadcast writes stay functional writes
 
 
 def _read_position(node: fx.Node, chain: _Chain) -> int | None:
     """The position a getitem of the buffer reads, when it reads one step in the chain's form."""
     if node.op != "call_function" or node.target is not operator.getitem:
         return None
-    at = step_position(node.args[1])
-    if at is None or at[0] != chain.axis or at[2] != chain.keep:
+    return chain.position(_items(node.args[1]))
+
+
+def _start(prev: fx.Node, node: fx.Node, items: tuple[Any, ...]) -> _Chain | None:
+    """A chain from the write ``node`` and the one before it (``prev``), when they differ in one
+    index item, each picking one position there, one apart."""
+    before = _write(prev) if prev.op == "call_function" and prev.target is assign else None
+    if before is None or len(before) != len(items):
         return None
-    pos = at[1] + chain.size if at[1] < 0 else at[1]
-    return pos if 0 <= pos < chain.size else None
+    differ = [k for k, (a, b) in enumerate(zip(before, items, strict=True)) if _key((a,), -1) != _key((b,), -1)]
+    if len(differ) != 1:
+        return None
+    a = differ[0]
+    p, q = _position(before[a]), _position(items[a])
+    if p is None or q is None or p[1] != q[1]:
+        return None
+    size = _example(prev.args[0])[tuple(it if k < a else slice(None) for k, it in enumerate(items[:a]))].shape
+    ints_before = sum(1 for it in items[:a] if isinstance(it, int))
+    chain = _Chain(prev.args[0], before, a, p[1], int(size[a - ints_before]))
+    first = chain.position(before)
+    if first is None:
+        return None
+    chain.writes.append((prev, first, prev.args[2]))
+    return chain
 
 
 def _chains(graph: fx.Graph) -> list[_Chain]:
@@ -114,19 +148,21 @@ def _chains(graph: fx.Graph) -> list[_Chain]:
     chains: list[_Chain] = []
     of: dict[fx.Node, _Chain] = {}
     for node in graph.nodes:
-        at = _write(node)
-        if at is None:
+        items = _write(node)
+        if items is None:
             continue
-        axis, pos, keep = at
         prev = node.args[0]
         chain = of.get(prev)
-        if chain is not None and (chain.axis, chain.keep) == (axis, keep) and chain.fits(pos) and all(
+        fresh = chain is None or chain.writes[-1][0] is not prev  # (a chain whose last write is prev)
+        if fresh:
+            chain = _start(prev, node, items) if isinstance(prev, fx.Node) else None
+        pos = chain.position(items) if chain is not None else None
+        if chain is None or pos is None or not chain.fits(pos) or not all(
                 u is node or _read_position(u, chain) is not None for u in prev.users):
-            chain.writes.append((node, pos, node.args[2]))
-        else:
-            size = _example(prev).shape[axis]
-            chain = _Chain(prev, axis, keep, size, [(node, pos, node.args[2])])
+            continue
+        if fresh:
             chains.append(chain)
+        chain.writes.append((node, pos, node.args[2]))
         of[node] = chain
     return [c for c in chains if len(c.writes) >= 2]
 
@@ -150,23 +186,31 @@ def _call(graph: fx.Graph, fn: Any, args: tuple[Any, ...]) -> fx.Node:
 
 def _rewrite(graph: fx.Graph, chain: _Chain) -> fx.Node:
     """Replace the chain by its cat/stack form; returns the node that stands for its result."""
-    base, axis = chain.base, chain.axis
+    base, a = chain.base, chain.axis
     dtype = _example(base).dtype
     last = chain.writes[-1][0]
     stack_fn = torch.cat if chain.keep else torch.stack
     values = {pos: _cast(graph, v, dtype) for _, pos, v in chain.writes}
+    # the written part: the buffer indexed by every item but the stepping one (all of ``base``
+    # for ``h[t]``, ``h[:, :, d, :]`` for ``h[t, :, d, :]``), its axis ``a`` counted there
+    sub_idx = tuple(slice(None) if k == a else it for k, it in enumerate(chain.items))
+    whole = all(isinstance(it, slice) and it == slice(None) for it in sub_idx)
+    axis = a - sum(1 for it in chain.items[:a] if isinstance(it, int))
     with graph.inserting_before(last):
+        sub = base if whole else _call(graph, operator.getitem, (base, sub_idx))
         lo, hi = min(values), max(values)
         pieces = []
         lead = (slice(None),) * axis
         if lo > 0:
-            pieces.append(_call(graph, operator.getitem, (base, (*lead, slice(None, lo)))))
+            pieces.append(_call(graph, operator.getitem, (sub, (*lead, slice(None, lo)))))
         pieces.append(_call(graph, stack_fn, ([values[p] for p in range(lo, hi + 1)], axis)))
         rest = chain.size - hi - 1
         if rest:
             start = -rest if rest <= _NEAR_END else hi + 1
-            pieces.append(_call(graph, operator.getitem, (base, (*lead, slice(start, None)))))
+            pieces.append(_call(graph, operator.getitem, (sub, (*lead, slice(start, None)))))
         new = pieces[0] if len(pieces) == 1 else _call(graph, torch.cat, (pieces, axis))
+        if not whole:  # one box write of the rest (``handlers_write.py``)
+            new = _call(graph, assign, (base, sub_idx, new))
     new.stack_trace = last.stack_trace
     # reads in the middle of the chain: the value written there, or the buffer's where unwritten
     written: set[int] = set()

@@ -99,7 +99,25 @@ class BackwardWrites(nn.Module):
         return y
 
 
-@pytest.mark.parametrize("cls", [GriffinScan, ReadBack, FixedCount, BackwardWrites])
+class TwoDirections(nn.Module):
+    """SRU's bidirectional CPU loop: ``h[t, :, d, :] = c`` into ``new_zeros(T, B, 2, H)``, the
+    forward direction then the backward one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 4] (batch first, as the test makes)
+        u = x.transpose(0, 1)
+        h = x.new_zeros(u.size(0), u.size(1), 2, 4)
+        c = u.new_zeros(u.size(1), 4)
+        for t in range(u.size(0)):
+            c = 0.5 * c + u[t]
+            h[t, :, 0, :] = c
+        c = u.new_zeros(u.size(1), 4)
+        for t in range(u.size(0) - 1, -1, -1):
+            c = 0.7 * c + torch.tanh(u[t])
+            h[t, :, 1, :] = c
+        return h.transpose(0, 1)
+
+
+@pytest.mark.parametrize("cls", [GriffinScan, ReadBack, FixedCount, BackwardWrites, TwoDirections])
 def test_step_writes_hold_at_any_length(cls: type, tmp_path) -> None:
     torch.manual_seed(0)
     model = cls().eval()
@@ -108,7 +126,7 @@ def test_step_writes_hold_at_any_length(cls: type, tmp_path) -> None:
     # (the feature dim is free in these bodies; the rnn a loop rolls into needs it fixed)
     program = rnnc.trace(model, tuple(example), dynamic=[{0: "B", 1: "T"}] * n_inputs)
     if cls is not FixedCount:  # (three steps, whatever T: nothing to roll over T)
-        assert [n.op for n in program.graph.nodes].count("rnn") == 1
+        assert [n.op for n in program.graph.nodes].count("rnn") == (2 if cls is TwoDirections else 1)
     for b, t in ((3, 9), (1, 4)):
         matches_torch(program, model, tuple(torch.rand(b, t, 4) for _ in range(n_inputs)), tmp_path, cls.__name__)
 
