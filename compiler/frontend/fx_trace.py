@@ -412,9 +412,9 @@ def _module_writes(tracer: ConcreteTracer) -> Any:
     """``setattr(self.module, "weight_hh_l0", F.dropout(raw, p, self.training))`` (AWD-LSTM's
     WeightDrop) sets a layer's weight from its raw parameter while the model runs.  While
     tracing, a value computed from weights alone is set as its example -- the tensor the layer
-    would hold at inference -- so the layer converts with it; one that depends on the inputs is
-    refused.  Every attribute written is put back after the trace: the user's model is left as
-    it was."""
+    would hold at inference -- so the layer converts with it; a recurrent layer's weight set from
+    the inputs is refused.  Every attribute written is put back after the trace: the user's model
+    is left as it was (no proxy stays in it)."""
     original = nn.Module.__setattr__
     saved: list[tuple[nn.Module, str, Any]] = []
 
@@ -422,13 +422,17 @@ def _module_writes(tracer: ConcreteTracer) -> Any:
         if not isinstance(value, fx.Proxy) or tracer._running:  # (fx's own: ``_tensor_constant0``)
             original(module, name, value)
             return
-        if not _weight_only(value.node):
+        ex: Any = value
+        if _weight_only(value.node):
+            ex = value.node.meta.get("rnnc_ex")
+            if isinstance(ex, torch.Tensor) and name in module._parameters and not isinstance(ex, nn.Parameter):
+                ex = nn.Parameter(ex.detach(), requires_grad=False)
+        elif isinstance(module, nn.RNNBase) and name in getattr(module, "_flat_weights_names", ()):
             raise UnsupportedError(f"{type(module).__name__}.{name} is set from the model's inputs while it "
                                    f"runs ({user_line(value.node) or 'the model'}); rnnc traces weights set "
                                    "from weights only")
-        ex = value.node.meta.get("rnnc_ex")
-        if isinstance(ex, torch.Tensor) and name in module._parameters and not isinstance(ex, nn.Parameter):
-            ex = nn.Parameter(ex.detach(), requires_grad=False)
+        # (else a value of the inputs kept on the module, ``self.attention_hidden = ...`` in
+        # Tacotron 2's decoder: the proxy, read back as the graph value it is)
         if not any(m is module and n == name for m, n, _ in saved):  # (read past fx's getattr proxies)
             held = (module._parameters, module._buffers, module._modules, module.__dict__)
             saved.append((module, name, next((d[name] for d in held if name in d), _NONE)))

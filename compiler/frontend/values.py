@@ -219,22 +219,29 @@ class Ctx:
         ``reshape_dyn`` that reads its size from the loop's source.  Later sizes stay symbolic;
         the loop is rolled back over T (``scan.py``) -- if it is not, the Program fails the trace
         check at another length."""
-        n = len(items)
-        if not self.retime_loops or n < 3 or any(t.value is None for t in items):
+        if not self.retime_loops or len(items) < 3 or any(t.value is None for t in items):
             return out
-        ends = [self._reads_of.get(t.value.name, {}) for t in (items[0], items[n // 2], items[-1])]
-        for key, (src, *_r) in ends[0].items():
-            if int(src.ex.shape[key[1]]) != n or not all(key in e for e in ends):
-                continue
-            # item k of a loop over the steps of src reads step k, and steps on one side of it
-            # only (a forward loop reads 0..k, a backward one k..n-1); a value read by every
-            # step (the encoder state a decoder loop starts from) does not count
-            spans = [e[key][1:] for e in ends]
-            if all(lo <= k <= hi and (lo == k or hi == k) for (lo, hi), k in zip(spans, (0, n // 2, n - 1),
-                                                                                  strict=True)):
-                self.retimed += 1
-                entries = [[1, key[1]] if d == axis else [0, d] for d in range(out.rank)]
-                return self.emit("reshape_dyn", out, out, src, shape=entries)
+        # the per-step values, or all but a first one the loop started from (xLSTM's
+        # ``states_all[:, 0] = init`` before ``states_all[:, t + 1] = states``): T + 1 of them
+        for lead in (0, 1):
+            steps = items[lead:]
+            n = len(steps)
+            ends = [self._reads_of.get(t.value.name, {}) for t in (steps[0], steps[n // 2], steps[-1])]
+            for key, (src, *_r) in ends[0].items():
+                if n < 3 or int(src.ex.shape[key[1]]) != n or not all(key in e for e in ends):
+                    continue
+                # item k of a loop over the steps of src reads step k, and steps on one side of it
+                # only (a forward loop reads 0..k, a backward one k..n-1); a value read by every
+                # step (the encoder state a decoder loop starts from) does not count
+                spans = [e[key][1:] for e in ends]
+                if all(lo <= k <= hi and (lo == k or hi == k) for (lo, hi), k in zip(spans, (0, n // 2, n - 1),
+                                                                                      strict=True)):
+                    if lead and key in self._reads_of.get(items[0].value.name, {}):
+                        continue  # (the first value is a step's too: not a start value)
+                    self.retimed += 1
+                    length: Any = [1, key[1]] if not lead else ["+", [1, key[1]], lead]
+                    entries = [length if d == axis else [0, d] for d in range(out.rank)]
+                    return self.emit("reshape_dyn", out, out, src, shape=entries)
         return out
 
     def const(self, value: float | int | bool, like: TV | str = "float32") -> TV:

@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from program_checks import matches_torch  # tests/program_checks.py
 from torch import nn
 
@@ -201,3 +202,38 @@ def test_a_masked_write_into_a_computed_tensor(tmp_path) -> None:
     program = rnnc.trace(model, (torch.randn(2, 6, 4),))
     assert program.graph.inputs[0][1].shape[:2] == ("B", "T")
     matches_torch(program, model, (torch.randn(3, 11, 4),), tmp_path, "masked")
+
+
+class StatesAll(nn.Module):
+    """xLSTM's sLSTM layer: ``states_all[:, 0] = init`` then ``states_all[:, t + 1] = states`` per
+    step, and a multi-head norm that views the collected outputs by heads: the T + 1 collected
+    values keep their length symbolic (T + 1), so ``view(B, S, 4, -1)`` knows its last size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 16)
+        self.r = nn.Parameter(torch.randn(8, 16) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 8]
+        b, s, _ = x.shape
+        xs = self.lin(x).transpose(0, 1)
+        states = torch.zeros([2, b, 8])
+        states_all = torch.zeros([2, s + 1, b, 8])
+        states_all[:, 0] = states
+        for i, x_t in enumerate(xs.unbind(dim=0)):
+            a, f = (x_t + states[0] @ self.r).view(b, 2, -1).unbind(dim=1)
+            states = torch.stack((torch.tanh(a + states[1]), torch.sigmoid(f) * states[1]), dim=0)
+            states_all[:, i + 1] = states
+        y = states_all[0, 1:].transpose(0, 1).view(b, s, 4, -1).transpose(1, 2)
+        bq, nh, sq, dh = y.shape
+        return F.group_norm(y.transpose(1, 2).reshape(bq * sq, nh * dh), num_groups=nh).view(bq, sq, -1)
+
+
+def test_collected_states_after_a_start_value_keep_their_length(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = StatesAll().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(2, 6, 8),))
+    assert program.graph.inputs[0][1].shape == ("B", "T", 8)
+    matches_torch(program, model, (torch.randn(3, 11, 8),), tmp_path, "states_all")
