@@ -93,28 +93,10 @@ class ConcreteProxy(fx.Proxy):
 
     def __setitem__(self, idx: Any, value: Any) -> None:
         """``y[:, t] = h`` into a preallocated tensor: recorded as a functional write whose
-        result this proxy stands for from now on (later reads of ``y`` see the write).  Only
-        into a tensor the model made and took no view of: a write would not reach a view taken
-        before it, nor the base of a view written through, and the trace would be silently wrong."""
-        node = self.node
-        if not _fresh(node):
-            raise UnsupportedError(
-                f"a write into a view, an input or a weight at fx node {node.name!r} "
-                f"({user_line(node) or 'the model'}): rnnc traces writes into tensors the model computed")
+        result this proxy stands for from now on (later reads of ``y`` see the write)."""
+        old = self.node
         self.node = self.tracer.create_proxy("call_function", assign, (self, idx, value), {}).node
-        # views taken before the write would see it in torch, not here: using one later is refused;
-        # so is the tensor a ``.to()``/``.contiguous()`` written into may be (``a.to(d)`` can be ``a``)
-        todo = [node]
-        src = node
-        while _target_name(src) in _ALIASING and src.args and isinstance(src.args[0], fx.Node):
-            src = src.args[0]
-            self.tracer.stale.add(src)
-            todo.append(src)
-        while todo:
-            for u in list(todo.pop().users):
-                if u.op in ("call_function", "call_method") and _target_name(u) in _VIEWS | _ALIASING:
-                    self.tracer.stale.add(u)
-                    todo.append(u)
+        _mark_written(self.tracer, old, self.node)
 
     def __iter__(self) -> Any:
         # no __len__: torch's argument parser would then take any proxy for a size list
@@ -134,19 +116,6 @@ _VIEWS = frozenset({"getitem", "select", "narrow", "view", "view_as", "reshape",
 
 def _target_name(node: fx.Node) -> str:
     return str(getattr(node.target, "__name__", node.target))
-
-
-def _fresh(node: fx.Node) -> bool:
-    """Whether ``node`` is a tensor the model computed, sharing memory with nothing the trace
-    sees: not an input or a weight, not a view, not ``.to()``/``.contiguous()`` of one."""
-    if node.op not in ("call_function", "call_method", "call_module"):
-        return False
-    name = _target_name(node)
-    if name in _VIEWS:
-        return False
-    if name in _ALIASING:
-        return bool(node.args) and isinstance(node.args[0], fx.Node) and _fresh(node.args[0])
-    return True
 
 
 def assign(x: torch.Tensor, idx: Any, value: Any) -> torch.Tensor:
@@ -170,9 +139,12 @@ class TracedInt(int):
         return obj
 
     def _record(self, op: Any, *args: Any) -> Any:
-        """``t * b`` on sizes: recorded as a node too, so ``view(t * b, h)`` keeps its symbols."""
+        """``t * b`` on sizes: recorded as a node too, so ``view(t * b, h)`` keeps its symbols; so
+        is ``t - 1 - torch.zeros(1)``, a size with a constant tensor (else the example's size is
+        baked into the tensor)."""
         value = op(*(int(a) if isinstance(a, TracedInt) else a for a in args))
-        if self.tracer is None or self.tracer._running or not isinstance(value, int) or isinstance(value, bool):
+        if self.tracer is None or self.tracer._running or isinstance(value, bool) or not (
+                isinstance(value, int) or isinstance(value, torch.Tensor)):
             return value
         return self.tracer.create_proxy("call_function", op, args, {})
 
@@ -268,9 +240,11 @@ class ConcreteTracer(fx.Tracer):
             fx.node.map_aggregate((args, kwargs), lambda a: used.append(a.node) if isinstance(a, fx.Proxy) else a)
             old = next((n for n in used if n in self.stale), None)
             if old is not None:
-                raise UnsupportedError(f"a view or alias ({old.name!r}, {user_line(old) or 'the model'}) of a "
-                                       "tensor written after the view was taken: torch reads the write through "
-                                       "it, rnnc's functional writes cannot; take the view after the write")
+                raise UnsupportedError(f"{old.name!r} ({user_line(old) or 'the model'}) is read after a write into "
+                                       "memory it shares (a view of it, or it a view of the tensor written): torch "
+                                       "reads the write through it, rnnc's functional writes cannot; write into "
+                                       "the tensor itself and take views after the write")
+        written = _written_in_place(self, kind, target, args, kwargs)
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         node = proxy.node
         self._running += 1
@@ -278,6 +252,8 @@ class ConcreteTracer(fx.Tracer):
             ex = node.meta["rnnc_ex"] = self._run(node)
         finally:
             self._running -= 1
+        if written is not None:  # ``e.masked_fill_(m, v)``: ``e`` is the result from now on
+            _rebind(self, written, node)
         if isinstance(ex, int) and not isinstance(ex, bool):
             return TracedInt(ex, node, self)
         if isinstance(ex, (str, torch.dtype, torch.device)):
@@ -312,6 +288,62 @@ class ConcreteTracer(fx.Tracer):
             if node.op == "call_module":
                 return self.root.get_submodule(node.target)(*args, **kwargs)
         return None
+
+
+#: in-place methods that change no value (or whose result rnnc never reads as one)
+_NOT_WRITES = frozenset({"requires_grad_", "share_memory_", "retain_grad_", "record_stream_"})
+
+
+def _written_in_place(tracer: ConcreteTracer, kind: str, target: Any, args: Any, kwargs: Any) -> Any:
+    """The proxy an op is about to change in place -- ``e.masked_fill_(...)``, ``x.clamp_(...)``,
+    ``torch.sigmoid_(e)``, ``F.relu(e, inplace=True)``, ``nn.ReLU(inplace=True)(e)`` -- or None.
+    Why: the model may ignore the op's result and read ``e`` again; the functional op the trace
+    records would leave ``e`` as it was, silently."""
+    if tracer._running or not args or not isinstance(args[0], fx.Proxy):
+        return None
+    if kind == "call_module":
+        mod = tracer.root.get_submodule(str(target))
+        return args[0] if getattr(mod, "inplace", False) is True else None
+    name = str(getattr(target, "__name__", target))
+    if kwargs.get("inplace") is True or (name.endswith("_") and not name.startswith("_")
+                                         and name not in _NOT_WRITES):
+        return args[0]
+    return None
+
+
+def _rebind(tracer: ConcreteTracer, proxy: fx.Proxy, node: fx.Node) -> None:
+    """``proxy`` (the tensor written in place) stands for ``node`` from now on, like a write."""
+    old = proxy.node
+    proxy.node = node
+    _mark_written(tracer, old, node)
+
+
+def _mark_written(tracer: ConcreteTracer, old: fx.Node, new: fx.Node) -> None:
+    """After ``old`` was written (``new`` is its value now): every other tensor sharing its memory
+    -- the base it is a view or an alias of, up to an input or a weight, and every view of those
+    taken before -- would show the write in torch and does not in the functional trace, so
+    reading one later is refused by name (``create_proxy``)."""
+    root = old
+    while _is_view(root):
+        root = root.args[0]
+    todo = [root]
+    seen = {root}
+    while todo:
+        n = todo.pop()
+        if n is not new:
+            tracer.stale.add(n)
+        for u in list(n.users):
+            if u not in seen and u is not new and _is_view(u):
+                seen.add(u)
+                todo.append(u)
+    tracer.stale.discard(new)
+
+
+def _is_view(node: fx.Node) -> bool:
+    """Whether ``node`` is a view or alias of the tensor it reads (``getitem`` of a tuple is not)."""
+    return (node.op in ("call_function", "call_method") and _target_name(node) in _VIEWS | _ALIASING
+            and bool(node.args) and isinstance(node.args[0], fx.Node)
+            and isinstance(node.args[0].meta.get("rnnc_ex"), torch.Tensor))
 
 
 class Traced:

@@ -330,6 +330,14 @@ class Ctx:
             if x.dim() == 0:
                 return self.const(x.item(), dtype_of_torch(x.dtype))
             return self.param(x, "const")
+        if isinstance(x, SymInt):  # ``out.sum(1) / out.size(1)``: the size at run time, not the example's
+            made = self.shape_entries([x])
+            if made is not None and made[0][0] != -1:
+                (entry,), refs = made
+                n = self.emit("sum", self.emit("full_dyn", *refs, shape=(entry,), value=1, dtype="int64"),
+                              axes=(0,), keepdim=False)
+                want = dtype_of_torch(like.ex.dtype) if like is not None and like.ex.dtype != torch.bool else "int64"
+                return n if want == "int64" else self.emit("cast", n, dtype=want)
         if isinstance(x, (bool, int, float)):
             # torch's promotion: a scalar takes the tensor's dtype within its kind; a float scalar
             # with an integer tensor makes float32 (``arange(t) * 0.5``), an int one with a bool

@@ -81,7 +81,20 @@ class CeilFrames(nn.Module):  # "same" framing: math.ceil(T / hop) frames, the t
         return y[:, :math.floor(t / 3)] + y[:, -math.trunc(t / 4):].mean(1, keepdim=True)
 
 
+class SizeAsScalar(nn.Module):  # hand-written mean pooling, a position ramp, ``T - 1 - tensor``
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 6, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 8]
+        out = self.gru(x)[0]
+        ramp = torch.arange(x.size(1), dtype=x.dtype) / x.size(1)
+        last = out[:, -1] * (x.size(1) - 1 - torch.zeros(1))
+        return out.sum(dim=1) / out.size(1) + (out * ramp[None, :, None]).mean(1) + last
+
+
 CASES = {
+    "size_as_a_scalar": (SizeAsScalar, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "ceil_of_a_ratio": (CeilFrames, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "buffer_slice_time_major": (lambda: BufferSlice(True), lambda b, t: torch.randn(t, b, 8), (1, 0)),
     "buffer_slice_batch_first": (lambda: BufferSlice(False), lambda b, t: torch.randn(b, t, 8), (0, 1)),
