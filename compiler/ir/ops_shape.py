@@ -280,7 +280,10 @@ def _pad(xs, a):
     mode = a["mode"]
     if mode == "constant":
         return (_t().nn.functional.pad(xs[0], list(a["pads"]), mode=mode, value=a["value"]),)
-    return (_t().nn.functional.pad(xs[0], list(a["pads"]), mode=mode),)
+    x = xs[0]  # torch pads the last axis of a 2-D or 3-D input in these modes: others are viewed so
+    flat = x.reshape(-1, 1, x.shape[-1]) if x.dim() != 3 else x
+    out = _t().nn.functional.pad(flat, list(a["pads"]), mode=mode)
+    return (out.reshape(*x.shape[:-1], out.shape[-1]) if x.dim() != 3 else out,)
 
 
 @infers("pad")

@@ -39,6 +39,10 @@ SPELLINGS = {
     "expand_shape_star": lambda x: x[..., None].expand(*x.shape, 2).sum(-1),
     "new_zeros_size_kw": lambda x: x + x.new_zeros(size=(x.size(0), x.size(1), 8)),
     "zeros_size_kw": lambda x: x + torch.zeros(size=(x.size(0), 1, 8)),
+    "arange_kwargs": lambda x: x / torch.arange(start=1, end=x.size(1) + 1, step=1, dtype=x.dtype)[None, :, None],
+    "arange_end_kw": lambda x: x * torch.arange(end=x.size(1), dtype=x.dtype)[None, :, None],
+    "replicate_pad_4d": lambda x: F.pad(x.unsqueeze(1), [1, 0, 0, 0], mode="replicate")[:, 0, :, :-1],
+    "reflect_pad_4d": lambda x: F.pad(x.unsqueeze(1), [2, 0, 0, 0], mode="reflect")[:, 0, :, 1:-1],
 }
 
 
