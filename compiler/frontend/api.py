@@ -234,8 +234,20 @@ def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dyn
     """
     if not isinstance(model, nn.Module):
         raise UserInputError(f"trace expects a torch.nn.Module or TorchScript module, got {type(model).__name__}")
+    from rnnc.frontend.dims import check_at_example
+
+    # copies: a model that writes into its inputs changes rnnc's, not the caller's tensors
+    examples = [e.clone() for e in _examples(example_inputs)]
     with inference_mode(model):
-        return _trace(model, example_inputs, dynamic)
+        program = _trace(model, examples, dynamic)
+        wrong = check_at_example(model, program, examples)
+    if wrong:  # every other check is at other sizes: never return a Program wrong where it was traced
+        raise UnsupportedError(f"rnnc.trace: the traced Program differs from {type(model).__name__} on the example "
+                               f"inputs themselves ({wrong}): the model changes a tensor in a way the trace "
+                               "cannot follow -- in place through an alias (`skip = y; y += f(y)`, a piece of "
+                               "`chunk`/`split` written in place, `out=`), or state it keeps between calls; "
+                               "write that step out of place")
+    return program
 
 
 def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Program:

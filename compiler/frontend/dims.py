@@ -195,6 +195,14 @@ def _flat(out: Any) -> list[Any]:
     return [out]
 
 
+def check_at_example(model: Any, program: Any, examples: list[torch.Tensor]) -> str:
+    """Why ``program`` disagrees with ``model`` on the example inputs themselves ("" when it
+    agrees).  Why: every other check compares at other sizes; a Program wrong at the traced sizes
+    (an in-place change torch shows through an alias the trace cannot follow) must not be
+    returned as if it held there."""
+    return _compare_grown(model, program, examples, [tuple(int(n) for n in e.shape) for e in examples], odd=False)
+
+
 def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]) -> str:
     """Why ``program`` disagrees with ``model`` at twice the example's size in every symbolic dim,
     then at twice plus one ("" when it agrees, or when the model itself cannot run there).
@@ -213,7 +221,7 @@ def _compare_grown(model: Any, program: Any, examples: list[torch.Tensor], dims:
     from rnnc.ir.rnn import HALF_DTYPES
     from rnnc.tolerances import is_close
 
-    grown = list(examples)
+    grown = [e.clone() for e in examples]  # (a model writing into its inputs changes its copies only)
     for i, ds in enumerate(dims):
         for d, s in enumerate(ds):
             if isinstance(s, str):
@@ -221,6 +229,7 @@ def _compare_grown(model: Any, program: Any, examples: list[torch.Tensor], dims:
                 reps = torch.full((n,), 2, dtype=torch.long)
                 reps[0] += int(odd)
                 grown[i] = grown[i].repeat_interleave(reps, dim=d)
+    feed = [g.clone() for g in grown]
     try:
         with torch.no_grad():
             want = _flat(model(*grown))
@@ -228,7 +237,7 @@ def _compare_grown(model: Any, program: Any, examples: list[torch.Tensor], dims:
         return ""
     shapes = [tuple(g.shape) for g in grown]
     try:
-        got = _flat(program.run(*grown))
+        got = _flat(program.run(*feed))
     except Exception as exc:  # noqa: BLE001 -- the Program is wrong there: that is the finding
         return f"at input sizes {shapes} the Program fails ({type(exc).__name__}: {str(exc)[:200]})"
     for k, (g, w) in enumerate(zip(got, want, strict=False)):

@@ -201,6 +201,8 @@ def _call(ctx: Ctx, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], fn
         args, kwargs = pytree.tree_map(lambda a: ctx.lift(a) if isinstance(a, torch.Tensor) else a, (args, kwargs))
         leaves, constant = pytree.tree_leaves((args, kwargs)), False
     handler = HANDLERS.get(name.removeprefix("__").removesuffix("__") if name.startswith("__") else name)
+    if handler is None and name.endswith("_") and not name.startswith("_"):  # ``h.unsqueeze_(1)``: the
+        handler = HANDLERS.get(name[:-1])  # functional twin (the tracer made the written proxy its result)
     if handler is not None and not constant and understands(handler, args, kwargs):
         # (an op on constant tensors is just run, below; a call written in a form the handler
         # does not declare, ``axis=1``, goes to the exact path, ``convert_call``)

@@ -291,7 +291,11 @@ class ConcreteTracer(fx.Tracer):
 
 
 #: in-place methods that change no value (or whose result rnnc never reads as one)
-_NOT_WRITES = frozenset({"requires_grad_", "share_memory_", "retain_grad_", "record_stream_"})
+_NOT_WRITES = frozenset({"requires_grad_", "share_memory_", "retain_grad_", "record_stream_", "detach_"})
+#: in-place methods that change the tensor's view of its memory, not the memory: views taken
+#: before keep seeing what they saw
+_RESHAPES = frozenset({"unsqueeze_", "squeeze_", "transpose_", "t_", "swapdims_", "swapaxes_", "as_strided_",
+                       "resize_", "resize_as_"})
 
 
 def _written_in_place(tracer: ConcreteTracer, kind: str, target: Any, args: Any, kwargs: Any) -> Any:
@@ -303,19 +307,26 @@ def _written_in_place(tracer: ConcreteTracer, kind: str, target: Any, args: Any,
         return None
     if kind == "call_module":
         mod = tracer.root.get_submodule(str(target))
-        return args[0] if getattr(mod, "inplace", False) is True else None
-    name = str(getattr(target, "__name__", target))
-    if kwargs.get("inplace") is True or (name.endswith("_") and not name.startswith("_")
-                                         and name not in _NOT_WRITES):
-        return args[0]
-    return None
+        identity = isinstance(mod, nn.modules.dropout._DropoutNd) and not mod.training  # (returns its input)
+        found = args[0] if getattr(mod, "inplace", False) is True and not identity else None
+    else:
+        name = str(getattr(target, "__name__", target))
+        identity = "dropout" in name and not kwargs.get("training", len(args) > 2 and args[2])
+        found = args[0] if not identity and (kwargs.get("inplace") is True or (
+            name.endswith("_") and not name.startswith("_") and name not in _NOT_WRITES)) else None
+    if found is not None and not isinstance(found, ConcreteProxy):  # ``g.T.clamp_()``: a view as an attribute
+        raise UnsupportedError(f"an in-place {getattr(target, '__name__', target)} on {found.node.name!r}, an "
+                               "attribute view of a tensor: rnnc traces in-place ops on tensors the model "
+                               "computed; use the op's result")
+    return found
 
 
 def _rebind(tracer: ConcreteTracer, proxy: fx.Proxy, node: fx.Node) -> None:
     """``proxy`` (the tensor written in place) stands for ``node`` from now on, like a write."""
     old = proxy.node
     proxy.node = node
-    _mark_written(tracer, old, node)
+    if _target_name(node) not in _RESHAPES:
+        _mark_written(tracer, old, node)
 
 
 def _mark_written(tracer: ConcreteTracer, old: fx.Node, new: fx.Node) -> None:
@@ -444,9 +455,9 @@ def _module_writes(tracer: ConcreteTracer) -> Any:
     """``setattr(self.module, "weight_hh_l0", F.dropout(raw, p, self.training))`` (AWD-LSTM's
     WeightDrop) sets a layer's weight from its raw parameter while the model runs.  While
     tracing, a value computed from weights alone is set as its example -- the tensor the layer
-    would hold at inference -- so the layer converts with it; a recurrent layer's weight set from
-    the inputs is refused.  Every attribute written is put back after the trace: the user's model
-    is left as it was (no proxy stays in it)."""
+    would hold at inference -- so the layer converts with it; a tensor set from the inputs on a
+    layer rnnc converts whole (a hypernetwork's weights) is refused.  Every attribute the trace
+    writes a traced value into is put back afterwards, so no proxy stays in the user's model."""
     original = nn.Module.__setattr__
     saved: list[tuple[nn.Module, str, Any]] = []
 
@@ -459,7 +470,7 @@ def _module_writes(tracer: ConcreteTracer) -> Any:
             ex = value.node.meta.get("rnnc_ex")
             if isinstance(ex, torch.Tensor) and name in module._parameters and not isinstance(ex, nn.Parameter):
                 ex = nn.Parameter(ex.detach(), requires_grad=False)
-        elif isinstance(module, nn.RNNBase) and name in getattr(module, "_flat_weights_names", ()):
+        elif is_rnnc_leaf(module) and isinstance(value.node.meta.get("rnnc_ex"), torch.Tensor):
             raise UnsupportedError(f"{type(module).__name__}.{name} is set from the model's inputs while it "
                                    f"runs ({user_line(value.node) or 'the model'}); rnnc traces weights set "
                                    "from weights only")

@@ -403,7 +403,8 @@ def _bn_legit(ctx: Ctx, x: TV, w: TV | None, b: TV | None, mean: TV, var: TV, mo
 def _arange(ctx: Ctx, *args: Any, **kwargs: Any) -> Any:
     """``arange`` whose bounds follow symbolic sizes: the ``arange`` IR op, its length a shape
     entry read at run time (``arange(1, x.size(1) + 1)``)."""
-    start, end, step = (0, args[0], 1) if len(args) == 1 else (*args, None, None, 1)[:3]
+    one = len(args) == 1 and "end" not in kwargs  # ``arange(n)``; ``arange(1, end=n)`` gives the start
+    start, end, step = (0, args[0], 1) if one else (*args, None, None, 1)[:3]
     start, end, step = kwargs.get("start", start), kwargs.get("end", end), kwargs.get("step", step)
     start, step = 0 if start is None else start, 1 if step is None else step  # (every bound as a keyword)
     if end is None:

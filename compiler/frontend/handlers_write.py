@@ -34,7 +34,10 @@ def _box(items: list[Any]) -> list[tuple[int, int, int | None]] | None:
                 return None
             if it.start in (None, 0) and it.stop is None:
                 continue
-            box.append((ax, it.start or 0, it.stop))
+            lo, hi = it.start or 0, it.stop
+            if hi is not None and lo < 0 <= hi:
+                return None  # ``y[:, -3:5]``: from the end to a position from the start, overlapping
+            box.append((ax, lo, hi))
         else:
             return None
     return box
@@ -62,6 +65,8 @@ def assign(ctx: Ctx, x: Any, idx: Any, value: Any) -> Any:
     box = _box(items) if len(items) <= x.rank else None
     if box is None:
         return NotImplemented  # masks, index tensors, steps, Ellipsis: the exact path
+    if any(hi is not None and (lo >= 0) == (hi >= 0) and hi <= lo for _, lo, hi in box):
+        return x  # ``y[:, 3:1] = v`` writes nothing, at any length
     region = getitem(ctx, x, idx)
     value = ctx.lift(value, like=x) if not isinstance(value, TV) else value
     if value.rank > region.rank:

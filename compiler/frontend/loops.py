@@ -70,6 +70,9 @@ def _merge_one(gm: Traced, calls: list[fx.Node], lstm: bool, user: bool = False)
     if len(xs) != 1 or len(axes) != 1 or [s[2] for s in steps] != list(range(len(calls))):
         return False
     x, axis = steps[0][0], steps[0][1]
+    ex = x.meta.get("rnnc_ex") if isinstance(x, fx.Node) else None
+    if not isinstance(ex, torch.Tensor) or ex.dim() <= axis or ex.shape[axis] != len(calls):
+        return False  # a loop over part of the sequence (``range(T - 1)``): the merged layer runs all of it
     if axis not in (0, 1) or any(not _follows(_state_of(c), p, lstm, user)
                                  for p, c in zip(calls, calls[1:], strict=False)):
         return False

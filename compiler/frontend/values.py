@@ -320,6 +320,28 @@ class Ctx:
             return None
         return tuple(entries), refs
 
+    def _size_value(self, d: SymInt) -> TV | None:
+        """A size as an int64 scalar computed at run time: a dim read as the count of a ones
+        vector along it, sums, differences and products of sizes as those ops (so ``T - 3`` may
+        be negative, and ``H * T`` allocates nothing of that size); ``//`` and ``%`` of sizes
+        (never negative) as the count of a vector that long.  None when it cannot be read."""
+        if d.source is not None and d.source[0].value is not None:
+            made = self.shape_entries([d])
+        elif d.expr is not None and d.expr[0] in ("+", "-", "*"):
+            op, a, b = d.expr
+            va = self._size_value(a) if isinstance(a, SymInt) else self.const(int(a), "int64")
+            vb = self._size_value(b) if isinstance(b, SymInt) else self.const(int(b), "int64")
+            if va is None or vb is None:
+                return None
+            return self.emit({"+": "add", "-": "sub", "*": "mul"}[op], va, vb)
+        else:
+            made = self.shape_entries([d])
+        if made is None or made[0][0] == -1:
+            return None
+        (entry,), refs = made
+        return self.emit("sum", self.emit("full_dyn", *refs, shape=(entry,), value=1, dtype="int64"),
+                         axes=(0,), keepdim=False)
+
     def lift(self, x: Any, like: TV | None = None) -> TV:
         """A python scalar or a constant tensor as a TV (scalars adopt ``like``'s dtype)."""
         if isinstance(x, TV):
@@ -331,11 +353,8 @@ class Ctx:
                 return self.const(x.item(), dtype_of_torch(x.dtype))
             return self.param(x, "const")
         if isinstance(x, SymInt):  # ``out.sum(1) / out.size(1)``: the size at run time, not the example's
-            made = self.shape_entries([x])
-            if made is not None and made[0][0] != -1:
-                (entry,), refs = made
-                n = self.emit("sum", self.emit("full_dyn", *refs, shape=(entry,), value=1, dtype="int64"),
-                              axes=(0,), keepdim=False)
+            n = self._size_value(x)
+            if n is not None:
                 want = dtype_of_torch(like.ex.dtype) if like is not None and like.ex.dtype != torch.bool else "int64"
                 return n if want == "int64" else self.emit("cast", n, dtype=want)
         if isinstance(x, (bool, int, float)):

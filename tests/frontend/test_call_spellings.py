@@ -41,6 +41,8 @@ SPELLINGS = {
     "zeros_size_kw": lambda x: x + torch.zeros(size=(x.size(0), 1, 8)),
     "arange_kwargs": lambda x: x / torch.arange(start=1, end=x.size(1) + 1, step=1, dtype=x.dtype)[None, :, None],
     "arange_end_kw": lambda x: x * torch.arange(end=x.size(1), dtype=x.dtype)[None, :, None],
+    "arange_start_end_kw": lambda x: x / torch.arange(1, end=x.size(1) + 1, dtype=x.dtype)[None, :, None],
+    "size_minus_constant": lambda x: x * 0 + (x.size(1) - 3),  # negative at T < 3: a scalar, no ones vector
     "replicate_pad_4d": lambda x: F.pad(x.unsqueeze(1), [1, 0, 0, 0], mode="replicate")[:, 0, :, :-1],
     "reflect_pad_4d": lambda x: F.pad(x.unsqueeze(1), [2, 0, 0, 0], mode="reflect")[:, 0, :, 1:-1],
 }

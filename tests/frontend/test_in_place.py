@@ -84,3 +84,94 @@ class ThroughAView(nn.Module):
 def test_an_in_place_op_through_a_view_of_a_tensor_read_later_is_refused() -> None:
     with pytest.raises(UnsupportedError, match="is read after a write into memory it shares"):
         rnnc.trace(ThroughAView().eval(), (torch.randn(2, 7, 4),))
+
+
+class PlusEqAlias(nn.Module):  # a residual kept as an alias, then ``y += f(y)``: torch changes skip too
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        skip = y
+        y += self.b(y)
+        return y + skip
+
+
+class ChunkInPlace(nn.Module):  # pieces of ``chunk`` written in place: torch changes g
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.a(x)
+        i, f = g.chunk(2, -1)
+        i.sigmoid_()
+        f.tanh_()
+        return g
+
+
+class Hypernetwork(nn.Module):  # a layer's weight set from the inputs
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.hyper = nn.Linear(4, 4), nn.Linear(4, 16)
+        del self.fc.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc.weight = self.hyper(x.mean(0)).view(4, 4)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize(("cls", "said"), [
+    (PlusEqAlias, "differs from PlusEqAlias on the example inputs themselves"),
+    (ChunkInPlace, "differs from ChunkInPlace on the example inputs themselves"),
+    (Hypernetwork, "Linear.weight is set from the model's inputs"),
+])
+def test_changes_the_trace_cannot_follow_are_refused_not_returned_wrong(cls: type, said: str) -> None:
+    """Every other check compares at other sizes; a Program wrong on the example inputs
+    themselves is refused with the reason, never returned."""
+    torch.manual_seed(0)
+    model = cls().eval()
+    if cls is Hypernetwork:
+        model(torch.randn(3, 4))
+    with pytest.raises(UnsupportedError, match=said):
+        rnnc.trace(model, (torch.randn(3, 4),))
+
+
+class NoValueChange(nn.Module):
+    """In-place ops that change no value another tensor shows: eval dropout (returns its input),
+    ``detach_``, and ``unsqueeze_`` (the shape of one view, not the memory)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn, self.drop = nn.GRU(4, 8, batch_first=True), nn.Dropout(0.3, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        last = self.drop(out[:, -1])
+        last = F.dropout(last, 0.2, training=False, inplace=True)
+        last = last.clone()
+        last.detach_()
+        last.unsqueeze_(1)
+        return out + last
+
+
+def test_in_place_ops_that_change_no_shared_value_trace(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = NoValueChange().eval()
+    program = rnnc.trace(model, (torch.randn(2, 6, 4),))
+    matches_torch(program, model, (torch.randn(3, 9, 4),), tmp_path, "no_change")
+
+
+def test_the_callers_inputs_are_left_as_they_were() -> None:
+    class WritesItsInput(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x.sub_(1.0)
+            return x * 2
+
+    x = torch.randn(2, 6, 4)
+    kept = x.clone()
+    program = rnnc.trace(WritesItsInput().eval(), (x,))
+    assert torch.equal(x, kept)
+    y = torch.randn(3, 5, 4)
+    assert torch.allclose(torch.as_tensor(program.run(y.clone())), (y - 1) * 2)

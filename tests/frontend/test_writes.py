@@ -237,3 +237,39 @@ def test_collected_states_after_a_start_value_keep_their_length(tmp_path) -> Non
         program = rnnc.trace(model, (torch.randn(2, 6, 8),))
     assert program.graph.inputs[0][1].shape == ("B", "T", 8)
     matches_torch(program, model, (torch.randn(3, 11, 8),), tmp_path, "states_all")
+
+
+class PrefixIntoBuffer(nn.Module):
+    """A cell loop over all but the last step, written one step on (``hs[:, t + 1] = h``): the
+    merged layer must not run the step the loop skips."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(4, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        hs = torch.zeros(b, t, 8)
+        h = torch.zeros(b, 8)
+        for k in range(t - 1):
+            h = self.cell(x[:, k], h)
+            hs[:, k + 1] = h
+        return hs
+
+
+def test_a_loop_over_part_of_the_sequence_into_a_buffer_is_exact(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = PrefixIntoBuffer().eval()
+    program = rnnc.trace(model, (torch.randn(2, 6, 4),))
+    matches_torch(program, model, (torch.randn(3, 6, 4),), tmp_path, "prefix")
+
+
+def test_an_empty_box_write_changes_nothing(tmp_path) -> None:
+    class EmptyBox(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x * 2
+            y[:, 3:1] = 0.0  # empty in torch
+            return y
+
+    program = rnnc.trace(EmptyBox().eval(), (torch.randn(2, 7, 4),))
+    matches_torch(program, EmptyBox().eval(), (torch.randn(3, 7, 4),), tmp_path, "empty_box")
