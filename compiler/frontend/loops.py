@@ -71,7 +71,7 @@ def _merge_one(gm: Traced, calls: list[fx.Node], lstm: bool, user: bool = False)
         return False
     x, axis = steps[0][0], steps[0][1]
     ex = x.meta.get("rnnc_ex") if isinstance(x, fx.Node) else None
-    if not isinstance(ex, torch.Tensor) or ex.dim() <= axis or ex.shape[axis] != len(calls):
+    if isinstance(ex, torch.Tensor) and (ex.dim() <= axis or ex.shape[axis] != len(calls)):
         return False  # a loop over part of the sequence (``range(T - 1)``): the merged layer runs all of it
     if axis not in (0, 1) or any(not _follows(_state_of(c), p, lstm, user)
                                  for p, c in zip(calls, calls[1:], strict=False)):
@@ -106,6 +106,7 @@ def _merge_one(gm: Traced, calls: list[fx.Node], lstm: bool, user: bool = False)
     with gm.graph.inserting_after(ys):
         final = gm.graph.call_function(operator.getitem, (scan, 1))
     if stack is not None:
+        ys.meta["rnnc_ex"] = stack.meta.get("rnnc_ex")  # (what a merge of the next layer's loop reads)
         stack.replace_all_uses_with(ys)
         gm.graph.erase_node(stack)
     calls[-1].replace_all_uses_with(final, delete_user_cb=lambda user: user is not scan)
