@@ -1,0 +1,174 @@
+"""What the model's world looks like while ``fx_trace`` records it: torch and module behaviour
+patched for the duration of one trace, and put back after it.
+
+Why a module of its own: each patch answers one way real models escape a plain fx trace --
+``pack_padded_sequence`` reached as a module attribute, ``torch.zeros(b, h)`` with a size read
+from a tensor, ops on constants given such sizes, weights set while the model runs (AWD-LSTM's
+weight drop), ``Variable(...)`` -- and none of them may outlive the trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from rnnc.errors import UnsupportedError
+from rnnc.frontend.fx_trace import ConcreteTracer, TracedInt, is_rnnc_leaf, user_line
+
+
+@contextlib.contextmanager
+def while_tracing(tracer: ConcreteTracer) -> Any:
+    """Every patch below, for one trace."""
+    with (_packing_recorded(), _factories_recorded(tracer), _SizedOpsRecorded(tracer), _module_writes(tracer),
+          _variables_pass_through()):
+        yield
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, names: Any, wrap: Any) -> Any:
+    """``owner.<name>`` replaced by ``wrap(original)`` for each name while the block runs."""
+    saved = {name: getattr(owner, name) for name in names}
+    try:
+        for name, fn in saved.items():
+            setattr(owner, name, wrap(fn))
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(owner, name, fn)
+
+
+def _packing_recorded() -> Any:
+    """``nn.utils.rnn.pack_padded_sequence(...)`` reached as a module attribute: fx's autowrap
+    only sees names imported into the model's module, so the attributes are wrapped too while
+    tracing (recorded as one call, not traced into)."""
+    from torch.fx._symbolic_trace import _create_wrapped_func
+    from torch.nn.utils import rnn as rnn_utils
+
+    return _patched(rnn_utils, ("pack_padded_sequence", "pad_packed_sequence"), _create_wrapped_func)
+
+
+#: torch factories a model calls with sizes it read (``torch.zeros(x.size(0), h)``)
+_FACTORIES = ("zeros", "ones", "full", "empty", "arange")
+_FACTORY_FUNCS = frozenset(getattr(torch, n) for n in _FACTORIES)
+
+
+def _factories_recorded(tracer: ConcreteTracer) -> Any:
+    """``torch.zeros(b, h)`` with ``b = x.size(0)`` is not a tensor operation, so fx would run it
+    and bake the example's batch into a constant; while tracing, the factories record a node
+    whenever a size argument was read from a traced tensor (a ``TracedInt``)."""
+
+    def recording(fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            leaves = [a for a in (*args, *kwargs.values()) for a in (a if isinstance(a, (list, tuple)) else [a])]
+            if tracer._running or not any(isinstance(a, (TracedInt, fx.Proxy)) for a in leaves):
+                return fn(*args, **kwargs)
+            return tracer.create_proxy("call_function", fn, args, kwargs)
+
+        return call
+
+    return _patched(torch, _FACTORIES, recording)
+
+
+class _SizedOpsRecorded(torch.overrides.TorchFunctionMode):
+    """``torch.arange(8)[None].expand(b, -1)``: an op on a *constant* tensor, given a size read
+    from a traced one, runs outside fx and would bake the example's batch into a constant
+    silently.  While tracing, such calls (a ``TracedInt`` among the arguments, no proxy) are
+    recorded as nodes instead, so the size stays symbolic."""
+
+    def __init__(self, tracer: ConcreteTracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        leaves = torch.utils._pytree.tree_leaves((args, kwargs))
+        if (self.tracer._running or not any(isinstance(a, TracedInt) for a in leaves)
+                or any(isinstance(a, fx.Proxy) for a in leaves) or func in _FACTORY_FUNCS):
+            return func(*args, **kwargs)
+        return self.tracer.create_proxy("call_function", func, args, kwargs)
+
+
+_NONE = object()  # an attribute a module did not have
+
+
+def _weight_only(node: fx.Node) -> bool:
+    """Whether ``node`` is computed from weights and constants only (no input reaches it)."""
+    todo, seen = [node], set()
+    while todo:
+        n = todo.pop()
+        if n.op == "placeholder":
+            return False
+        if n not in seen:
+            seen.add(n)
+            todo.extend(n.all_input_nodes)
+    return True
+
+
+@contextlib.contextmanager
+def _module_writes(tracer: ConcreteTracer) -> Any:
+    """``setattr(self.module, "weight_hh_l0", F.dropout(raw, p, self.training))`` (AWD-LSTM's
+    WeightDrop) sets a layer's weight from its raw parameter while the model runs.  While
+    tracing, a value computed from weights alone is set as its example -- the tensor the layer
+    would hold at inference -- so the layer converts with it; a tensor set from the inputs on a
+    layer rnnc converts whole (a hypernetwork's weights) is refused.  Every attribute the trace
+    writes a traced value into is put back afterwards, so no proxy stays in the user's model."""
+    original = nn.Module.__setattr__
+    saved: list[tuple[nn.Module, str, Any]] = []
+
+    def setattr_(module: nn.Module, name: str, value: Any) -> None:
+        if not isinstance(value, fx.Proxy) or tracer._running:  # (fx's own: ``_tensor_constant0``)
+            original(module, name, value)
+            return
+        ex: Any = value
+        if _weight_only(value.node):
+            ex = value.node.meta.get("rnnc_ex")
+            if isinstance(ex, torch.Tensor) and name in module._parameters and not isinstance(ex, nn.Parameter):
+                ex = nn.Parameter(ex.detach(), requires_grad=False)
+        elif is_rnnc_leaf(module) and isinstance(value.node.meta.get("rnnc_ex"), torch.Tensor):
+            raise UnsupportedError(f"{type(module).__name__}.{name} is set from the model's inputs while it "
+                                   f"runs ({user_line(value.node) or 'the model'}); rnnc traces weights set "
+                                   "from weights only")
+        # (else a value of the inputs kept on the module, ``self.attention_hidden = ...`` in
+        # Tacotron 2's decoder: the proxy, read back as the graph value it is)
+        if not any(m is module and n == name for m, n, _ in saved):  # (read past fx's getattr proxies)
+            held = (module._parameters, module._buffers, module._modules, module.__dict__)
+            saved.append((module, name, next((d[name] for d in held if name in d), _NONE)))
+        original(module, name, ex)
+
+    nn.Module.__setattr__ = setattr_  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.__setattr__ = original  # type: ignore[method-assign]
+        for module, name, old in reversed(saved):
+            if old is _NONE:
+                delattr(module, name)
+            else:
+                original(module, name, old)
+
+
+@contextlib.contextmanager
+def _variables_pass_through() -> Any:
+    """``Variable(torch.zeros(x.size(0), h))`` (older code: DA-RNN, many tutorials): a no-op
+    wrapper since torch 0.4, but it refuses a proxy; while tracing it returns what it wraps."""
+    from torch.autograd import Variable
+
+    original = Variable.__new__
+    own = "__new__" in Variable.__dict__
+
+    def new(cls: Any, data: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(data, fx.Proxy):
+            return data
+        return original(cls, data, *args, **kwargs)
+
+    Variable.__new__ = new  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if own:
+            Variable.__new__ = original  # type: ignore[method-assign]
+        else:
+            del Variable.__new__
