@@ -175,3 +175,20 @@ def test_the_callers_inputs_are_left_as_they_were() -> None:
     assert torch.equal(x, kept)
     y = torch.randn(3, 5, 4)
     assert torch.allclose(torch.as_tensor(program.run(y.clone())), (y - 1) * 2)
+
+
+def test_a_model_that_samples_noise_is_not_refused_at_the_example() -> None:
+    """The check at the example inputs judges deterministic models only: a VAE sampling its
+    latent disagrees with itself, so it traces as before (its noise is the op's, per call)."""
+
+    class Sampling(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru, self.mu = nn.GRU(4, 8, batch_first=True), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mu = self.mu(self.gru(x)[0])
+            return mu + torch.randn_like(mu)
+
+    program = rnnc.trace(Sampling().eval(), (torch.randn(2, 5, 4),), dynamic=[{0: "B"}])
+    assert program.run(torch.randn(2, 5, 4)).shape == (2, 5, 2)
