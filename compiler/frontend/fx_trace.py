@@ -86,6 +86,8 @@ class ConcreteProxy(fx.Proxy):
         ex = self._example()
         if name == "shape" and isinstance(ex, torch.Tensor):  # as ``x.size()``: a proxy that iterates,
             return self.size()  # so ``t, b, *_ = x.shape`` and ``expand(*x.shape, n)`` trace
+        if name == "data" and isinstance(ex, torch.Tensor):  # the same memory, without autograd: at
+            return self  # inference, the tensor (``alignment.data.masked_fill_(mask, -inf)``, Tacotron 2)
         if isinstance(ex, torch.Tensor) and name in ("dtype", "device", "is_cuda", "layout"):
             return getattr(ex, name)
         return super().__getattr__(name)

@@ -21,6 +21,7 @@ IN_PLACE = {
     "sigmoid_": lambda e, pad: torch.sigmoid_(e),
     "relu_inplace": lambda e, pad: F.relu(e, inplace=True),
     "mul_": lambda e, pad: e.mul_(2.0),
+    "data_masked_fill_": lambda e, pad: e.data.masked_fill_(pad, float("-inf")),  # NVIDIA Tacotron 2
     "augmented": None,  # e += 1 (rebinds the name in Python; checked alike)
 }
 
