@@ -356,6 +356,17 @@ def _ones(ctx: Ctx, *sizes: Any, **kwargs: Any) -> Any:
 
 HANDLERS["empty"] = lambda ctx, *sizes, **kwargs: zeros(ctx, *sizes, **kwargs)  # zeros: a defined value
 HANDLERS["new_empty"] = lambda ctx, x, *sizes, **kwargs: zeros(ctx, x, *sizes, **kwargs)
+HANDLERS["zero"] = lambda ctx, x: zeros(ctx, x)  # ``h.zero_()`` (the tracer made h its result)
+
+
+@handles("new")
+def _new(ctx: Ctx, x: TV, *sizes: Any) -> Any:
+    """``weight.new(1, bsz, h).zero_()`` (AWD-LSTM's ``init_hidden``): an uninitialised tensor of
+    those sizes -- zeros, since any value is one it may hold; ``x.new(data)`` takes the exact path."""
+    dims = _dims(sizes)
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        return NotImplemented
+    return zeros(ctx, x, *dims)
 
 
 @handles("full")

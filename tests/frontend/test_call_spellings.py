@@ -43,6 +43,7 @@ SPELLINGS = {
     "arange_end_kw": lambda x: x * torch.arange(end=x.size(1), dtype=x.dtype)[None, :, None],
     "arange_start_end_kw": lambda x: x / torch.arange(1, end=x.size(1) + 1, dtype=x.dtype)[None, :, None],
     "size_minus_constant": lambda x: x * 0 + (x.size(1) - 3),  # negative at T < 3: a scalar, no ones vector
+    "tensor_new_zero_": lambda x: x + x.new(x.size(0), 1, 8).zero_(),  # AWD-LSTM's init_hidden
     "replicate_pad_4d": lambda x: F.pad(x.unsqueeze(1), [1, 0, 0, 0], mode="replicate")[:, 0, :, :-1],
     "reflect_pad_4d": lambda x: F.pad(x.unsqueeze(1), [2, 0, 0, 0], mode="reflect")[:, 0, :, 1:-1],
 }
