@@ -119,5 +119,5 @@ def _merge(chain: list[Node], made: dict[str, Node], users: dict[str, list[Node]
     inputs = (pieces[0][0], "", *first.inputs[2:])
     tys = OPS["rnn"].infer([types[v] if v else None for v in inputs], dict(first.attrs))
     outs = (y_name or last.outputs[0], *last.outputs[1:])
-    # the merged node stands where the cat was (or the last piece): both come after every input
+    # the merged node stands where the last piece ran: after every input, before the cat's readers
     return Node("rnn", inputs, outs, tuple(tys), first.attrs), gone

@@ -29,15 +29,19 @@ def while_tracing(tracer: ConcreteTracer) -> Any:
 
 @contextlib.contextmanager
 def _patched(owner: Any, names: Any, wrap: Any) -> Any:
-    """``owner.<name>`` replaced by ``wrap(original)`` for each name while the block runs."""
-    saved = {name: getattr(owner, name) for name in names}
+    """``owner.<name>`` replaced by ``wrap(original)`` for each name while the block runs; an
+    attribute ``owner`` only inherited (``Variable.__new__``) is removed again, not copied in."""
+    saved = {name: (getattr(owner, name), name in vars(owner)) for name in names}
     try:
-        for name, fn in saved.items():
+        for name, (fn, _) in saved.items():
             setattr(owner, name, wrap(fn))
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(owner, name, fn)
+        for name, (fn, own) in saved.items():
+            if own:
+                setattr(owner, name, fn)
+            else:
+                delattr(owner, name)
 
 
 def _packing_recorded() -> Any:
@@ -115,60 +119,51 @@ def _module_writes(tracer: ConcreteTracer) -> Any:
     would hold at inference -- so the layer converts with it; a tensor set from the inputs on a
     layer rnnc converts whole (a hypernetwork's weights) is refused.  Every attribute the trace
     writes a traced value into is put back afterwards, so no proxy stays in the user's model."""
-    original = nn.Module.__setattr__
     saved: list[tuple[nn.Module, str, Any]] = []
 
-    def setattr_(module: nn.Module, name: str, value: Any) -> None:
-        if not isinstance(value, fx.Proxy) or tracer._running:  # (fx's own: ``_tensor_constant0``)
-            original(module, name, value)
-            return
-        ex: Any = value
-        if _weight_only(value.node):
-            ex = value.node.meta.get("rnnc_ex")
-            if isinstance(ex, torch.Tensor) and name in module._parameters and not isinstance(ex, nn.Parameter):
-                ex = nn.Parameter(ex.detach(), requires_grad=False)
-        elif is_rnnc_leaf(module) and isinstance(value.node.meta.get("rnnc_ex"), torch.Tensor):
-            raise UnsupportedError(f"{type(module).__name__}.{name} is set from the model's inputs while it "
-                                   f"runs ({user_line(value.node) or 'the model'}); rnnc traces weights set "
-                                   "from weights only")
-        # (else a value of the inputs kept on the module, ``self.attention_hidden = ...`` in
-        # Tacotron 2's decoder: the proxy, read back as the graph value it is)
-        if not any(m is module and n == name for m, n, _ in saved):  # (read past fx's getattr proxies)
-            held = (module._parameters, module._buffers, module._modules, module.__dict__)
-            saved.append((module, name, next((d[name] for d in held if name in d), _NONE)))
-        original(module, name, ex)
+    def wrap(original: Any) -> Any:
+        def setattr_(module: nn.Module, name: str, value: Any) -> None:
+            if not isinstance(value, fx.Proxy) or tracer._running:  # (fx's own: ``_tensor_constant0``)
+                original(module, name, value)
+                return
+            ex: Any = value
+            if _weight_only(value.node):
+                ex = value.node.meta.get("rnnc_ex")
+                if isinstance(ex, torch.Tensor) and name in module._parameters and not isinstance(ex, nn.Parameter):
+                    ex = nn.Parameter(ex.detach(), requires_grad=False)
+            elif is_rnnc_leaf(module) and isinstance(value.node.meta.get("rnnc_ex"), torch.Tensor):
+                raise UnsupportedError(f"{type(module).__name__}.{name} is set from the model's inputs while it "
+                                       f"runs ({user_line(value.node) or 'the model'}); rnnc traces weights set "
+                                       "from weights only")
+            # (else a value of the inputs kept on the module, ``self.attention_hidden = ...`` in
+            # Tacotron 2's decoder: the proxy, read back as the graph value it is)
+            if not any(m is module and n == name for m, n, _ in saved):  # (read past fx's getattr proxies)
+                held = (module._parameters, module._buffers, module._modules, module.__dict__)
+                saved.append((module, name, next((d[name] for d in held if name in d), _NONE)))
+            original(module, name, ex)
 
-    nn.Module.__setattr__ = setattr_  # type: ignore[method-assign]
+        return setattr_
+
     try:
-        yield
+        with _patched(nn.Module, ("__setattr__",), wrap):
+            yield
     finally:
-        nn.Module.__setattr__ = original  # type: ignore[method-assign]
         for module, name, old in reversed(saved):
             if old is _NONE:
                 delattr(module, name)
             else:
-                original(module, name, old)
+                nn.Module.__setattr__(module, name, old)
 
 
-@contextlib.contextmanager
 def _variables_pass_through() -> Any:
     """``Variable(torch.zeros(x.size(0), h))`` (older code: DA-RNN, many tutorials): a no-op
     wrapper since torch 0.4, but it refuses a proxy; while tracing it returns what it wraps."""
     from torch.autograd import Variable
 
-    original = Variable.__new__
-    own = "__new__" in Variable.__dict__
+    def wrap(original: Any) -> Any:
+        def new(cls: Any, data: Any = None, *args: Any, **kwargs: Any) -> Any:
+            return data if isinstance(data, fx.Proxy) else original(cls, data, *args, **kwargs)
 
-    def new(cls: Any, data: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(data, fx.Proxy):
-            return data
-        return original(cls, data, *args, **kwargs)
+        return new
 
-    Variable.__new__ = new  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        if own:
-            Variable.__new__ = original  # type: ignore[method-assign]
-        else:
-            del Variable.__new__
+    return _patched(Variable, ("__new__",), wrap)

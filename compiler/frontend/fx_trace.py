@@ -113,10 +113,16 @@ _ALIASING = frozenset({"to", "contiguous", "float", "double", "half", "bfloat16"
 _VIEWS = frozenset({"getitem", "select", "narrow", "view", "view_as", "reshape", "transpose", "permute", "t",
                     "unsqueeze", "squeeze", "expand", "expand_as", "split", "chunk", "unbind", "flatten",
                     "unflatten", "movedim", "swapaxes", "diagonal", "as_strided", "unfold"})
+_SHARING = _VIEWS | _ALIASING
+
+
+def _call_name(target: Any) -> str:
+    """A call's name: a function's or method's (``masked_fill_``), else the target as written."""
+    return str(getattr(target, "__name__", target))
 
 
 def _target_name(node: fx.Node) -> str:
-    return str(getattr(node.target, "__name__", node.target))
+    return _call_name(node.target)
 
 
 def assign(x: torch.Tensor, idx: Any, value: Any) -> torch.Tensor:
@@ -306,17 +312,17 @@ def _written_in_place(tracer: ConcreteTracer, kind: str, target: Any, args: Any,
     records would leave ``e`` as it was, silently."""
     if tracer._running or not args or not isinstance(args[0], fx.Proxy):
         return None
+    name = _call_name(target)
     if kind == "call_module":
         mod = tracer.root.get_submodule(str(target))
         identity = isinstance(mod, nn.modules.dropout._DropoutNd) and not mod.training  # (returns its input)
         found = args[0] if getattr(mod, "inplace", False) is True and not identity else None
     else:
-        name = str(getattr(target, "__name__", target))
         identity = "dropout" in name and not kwargs.get("training", len(args) > 2 and args[2])
         found = args[0] if not identity and (kwargs.get("inplace") is True or (
             name.endswith("_") and not name.startswith("_") and name not in _NOT_WRITES)) else None
     if found is not None and not isinstance(found, ConcreteProxy):  # ``g.T.clamp_()``: a view as an attribute
-        raise UnsupportedError(f"an in-place {getattr(target, '__name__', target)} on {found.node.name!r}, an "
+        raise UnsupportedError(f"an in-place {name} on {found.node.name!r}, an "
                                "attribute view of a tensor: rnnc traces in-place ops on tensors the model "
                                "computed; use the op's result")
     return found
@@ -353,7 +359,7 @@ def _mark_written(tracer: ConcreteTracer, old: fx.Node, new: fx.Node) -> None:
 
 def _is_view(node: fx.Node) -> bool:
     """Whether ``node`` is a view or alias of the tensor it reads (``getitem`` of a tuple is not)."""
-    return (node.op in ("call_function", "call_method") and _target_name(node) in _VIEWS | _ALIASING
+    return (node.op in ("call_function", "call_method") and _target_name(node) in _SHARING
             and bool(node.args) and isinstance(node.args[0], fx.Node)
             and isinstance(node.args[0].meta.get("rnnc_ex"), torch.Tensor))
 
@@ -411,7 +417,7 @@ def function_name(target: Any) -> str:
         return "pack_padded_sequence"
     if target is pad_packed_sequence:
         return "pad_packed_sequence"
-    return getattr(target, "__name__", str(target))
+    return _call_name(target)
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')

@@ -119,10 +119,9 @@ def _read_position(node: fx.Node, chain: _Chain) -> int | None:
     return chain.position(_items(node.args[1]))
 
 
-def _start(prev: fx.Node, node: fx.Node, items: tuple[Any, ...]) -> _Chain | None:
-    """A chain from the write ``node`` and the one before it (``prev``), when they differ in one
-    index item, each picking one position there, one apart."""
-    before = _write(prev) if prev.op == "call_function" and prev.target is assign else None
+def _start(prev: fx.Node, before: tuple[Any, ...] | None, items: tuple[Any, ...]) -> _Chain | None:
+    """A chain from a write of index ``items`` and the write before it (``prev``, of index
+    ``before``), when they differ in one index item, each picking one position there, one apart."""
     if before is None or len(before) != len(items):
         return None
     differ = [k for k, (a, b) in enumerate(zip(before, items, strict=True)) if _key((a,), -1) != _key((b,), -1)]
@@ -147,15 +146,17 @@ def _chains(graph: fx.Graph) -> list[_Chain]:
     reads use."""
     chains: list[_Chain] = []
     of: dict[fx.Node, _Chain] = {}
+    index: dict[fx.Node, tuple[Any, ...]] = {}  # each one-step write's index
     for node in graph.nodes:
         items = _write(node)
         if items is None:
             continue
+        index[node] = items
         prev = node.args[0]
         chain = of.get(prev)
         fresh = chain is None or chain.writes[-1][0] is not prev  # (a chain whose last write is prev)
         if fresh:
-            chain = _start(prev, node, items) if isinstance(prev, fx.Node) else None
+            chain = _start(prev, index.get(prev), items)
         pos = chain.position(items) if chain is not None else None
         if chain is None or pos is None or not chain.fits(pos) or not all(
                 u is node or _read_position(u, chain) is not None for u in prev.users):
