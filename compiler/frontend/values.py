@@ -325,17 +325,15 @@ class Ctx:
         vector along it, sums, differences and products of sizes as those ops (so ``T - 3`` may
         be negative, and ``H * T`` allocates nothing of that size); ``//`` and ``%`` of sizes
         (never negative) as the count of a vector that long.  None when it cannot be read."""
-        if d.source is not None and d.source[0].value is not None:
-            made = self.shape_entries([d])
-        elif d.expr is not None and d.expr[0] in ("+", "-", "*"):
+        read = d.source is not None and d.source[0].value is not None
+        if not read and d.expr is not None and d.expr[0] in ("+", "-", "*"):
             op, a, b = d.expr
             va = self._size_value(a) if isinstance(a, SymInt) else self.const(int(a), "int64")
             vb = self._size_value(b) if isinstance(b, SymInt) else self.const(int(b), "int64")
             if va is None or vb is None:
                 return None
             return self.emit({"+": "add", "-": "sub", "*": "mul"}[op], va, vb)
-        else:
-            made = self.shape_entries([d])
+        made = self.shape_entries([d])
         if made is None or made[0][0] == -1:
             return None
         (entry,), refs = made
