@@ -15,6 +15,7 @@ symbolic.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -80,6 +81,7 @@ def _split_group(model: Any, examples: list[torch.Tensor], members: list[Spot]) 
 
 def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
     groups = free_groups(model, examples)
+    _warn_tied(model, examples, names, groups)
     batch = next((g for g in groups if _is_batch(model, examples, g)), None)
     if batch is None:  # nothing provably separable (an example batch of 1, or outputs that
         # ``squeeze`` a batch of 1 away): the one group of size 1 -- a time-major [T, 1, F]
@@ -103,6 +105,34 @@ def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> lis
         for m in g:
             symbol[m] = name
     return [tuple(symbol.get((i, d), int(n)) for d, n in enumerate(e.shape)) for i, e in enumerate(examples)]
+
+
+def _warn_tied(model: Any, examples: list[torch.Tensor], names: list[str], groups: list[list[Spot]]) -> None:
+    """Say which dims stay at the example's size only because they move with another free dim by
+    a factor (WaveRNN's samples = hop x frames: doubled alone, the model fails; doubled with the
+    frames, it runs).  Why: each input dim gets a symbol of its own, and no symbol can say
+    "4 x T", so such a dim is kept fixed -- a choice of rnnc's, not the model's, which must not
+    pass unsaid."""
+    free = {m for g in groups for m in g}
+    by_size: dict[int, list[Spot]] = {}
+    for i, e in enumerate(examples):
+        for d, n in enumerate(e.shape):
+            if (i, d) not in free and int(n) > 2:
+                by_size.setdefault(int(n), []).append((i, d))
+    said = []
+    for n, members in by_size.items():
+        for g in groups:
+            m = int(examples[g[0][0]].shape[g[0][1]])
+            if m > 1 and (n % m == 0 or m % n == 0) and _runs(model, examples, [*members, *g]):
+                (i, d), (j, k) = members[0], g[0]
+                said.append(f"{names[i]} dim {d} ({n}) changes only together with {names[j]} dim {k} ({m}), "
+                            f"as {n // m if n >= m else f'1/{m // n}'} x it: the Program takes {names[i]} dim {d} "
+                            f"at {n} only")
+                break
+    if said:
+        warnings.warn("rnnc.trace gives each input dim a symbol of its own and none can be a multiple of "
+                      "another, so a size tied to another by a factor stays the example's: " + "; ".join(said),
+                      stacklevel=4)
 
 
 def _is_batch(model: Any, examples: list[torch.Tensor], group: list[Spot]) -> bool:

@@ -10,20 +10,22 @@ weight drop), ``Variable(...)`` -- and none of them may outlive the trace.
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 from typing import Any
 
 import torch
 from torch import fx, nn
 
 from rnnc.errors import UnsupportedError
-from rnnc.frontend.fx_trace import ConcreteTracer, TracedInt, is_rnnc_leaf, user_line
+from rnnc.frontend.fx_trace import ConcreteTracer, TracedInt, TracedRatio, is_rnnc_leaf, user_line
 
 
 @contextlib.contextmanager
-def while_tracing(tracer: ConcreteTracer) -> Any:
-    """Every patch below, for one trace."""
+def while_tracing(tracer: ConcreteTracer, model: nn.Module) -> Any:
+    """Every patch below, for one trace of ``model``."""
     with (_packing_recorded(), _factories_recorded(tracer), _SizedOpsRecorded(tracer), _module_writes(tracer),
-          _variables_pass_through()):
+          _variables_pass_through(), _int_casts_traced(model)):
         yield
 
 
@@ -167,3 +169,49 @@ def _variables_pass_through() -> Any:
         return new
 
     return _patched(Variable, ("__new__",), wrap)
+
+
+class _IntType(type):
+    """``isinstance(n, int)`` and ``issubclass`` answer as for ``int`` itself."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, int)
+
+    def __subclasscheck__(cls, sub: Any) -> bool:
+        return issubclass(sub, int)
+
+
+class _Int(metaclass=_IntType):
+    """``int`` as the model's own code sees it while tracing.  Why: Python's ``int()`` must
+    return a plain int, so ``int(x.size(1) / n)`` (NVIDIA Tacotron 2's ``parse_decoder_inputs``)
+    and ``int(x.size(1))`` would give the example's number and fix the length.  Here ``int`` of
+    a size stays the size, and of ``size / n`` is its truncation, recorded as size arithmetic;
+    everything else is Python's ``int``."""
+
+    def __new__(cls, x: Any = 0, *base: Any) -> Any:  # type: ignore[misc]
+        if not base and isinstance(x, TracedInt):
+            return x
+        if not base and isinstance(x, TracedRatio):
+            return math.trunc(x)
+        return int(x, *base)
+
+
+@contextlib.contextmanager
+def _int_casts_traced(model: nn.Module) -> Any:
+    """``_Int`` as ``int`` in the modules that define the model's own classes (a name the module
+    binds itself is left alone), for the trace only."""
+    spaces = []
+    for m in model.modules():
+        owner = type(m).__module__
+        ns = vars(sys.modules[owner]) if owner in sys.modules and owner.split(".")[0] not in ("torch", "rnnc") \
+            else None
+        if ns is not None and "int" not in ns and all(ns is not seen for seen in spaces):
+            spaces.append(ns)
+    try:
+        for ns in spaces:
+            ns["int"] = _Int
+        yield
+    finally:
+        for ns in spaces:
+            if ns.get("int") is _Int:
+                del ns["int"]

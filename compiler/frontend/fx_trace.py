@@ -400,7 +400,7 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
     tracer = ConcreteTracer([*examples, *defaults])
     tracer.step_cells = set(step_cells)
     try:
-        with while_tracing(tracer):
+        with while_tracing(tracer, model):
             graph = tracer.trace(model, concrete_args=concrete or None)
     except UnsupportedError:
         raise

@@ -78,8 +78,13 @@ def _getattr(ctx: Ctx, x: Any, name: str) -> Any:
 
 def _constant_minus_one(x: TV, want: list[Any]) -> list[Any]:
     """``view(t * b, -1)`` of ``[T, B, 32]``: the -1 is the constant 32; saying so keeps the
-    channel count known to the ops after it (a -1 left to run time would be ``?``)."""
+    channel count known to the ops after it (a -1 left to run time would be ``?``).  Only where a
+    size is computed (``t * b``): a -1 among copied dims and constants stays, shape inference
+    names it, and it still holds when the dim it stands for turns symbolic later -- the stack of
+    an unrolled loop that ``scan.py`` rolls (``stack(outs).view(b, -1, 20)``)."""
     if [d for d in want if not isinstance(d, SymInt) and d == -1] != [-1]:
+        return want
+    if all(i < x.rank and d.is_dim(x, i) for i, d in enumerate(want) if isinstance(d, SymInt)):
         return want
     rest = [d.dim if isinstance(d, SymInt) else int(d) for d in want if isinstance(d, SymInt) or d != -1]
     n = symdims.quotient(x.shape, rest)

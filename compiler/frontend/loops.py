@@ -18,9 +18,10 @@ import torch
 from torch import fx, nn
 
 from rnnc.frontend.fx_trace import Traced
+from rnnc.ir import symdims
 
 
-def cell_scan(cell: str, x: Any, axis: int, state: Any, stack_dim: int | None) -> Any:
+def cell_scan(cell: str, x: Any, axis: int, state: Any, stack_dim: int | None, steps: int) -> Any:
     """Marker target for the merged loop (never executed; converted by ``convert_cell_scan``)."""
     raise RuntimeError("cell_scan is an fx marker node of rnnc, it does not run")
 
@@ -71,8 +72,8 @@ def _merge_one(gm: Traced, calls: list[fx.Node], lstm: bool, user: bool = False)
         return False
     x, axis = steps[0][0], steps[0][1]
     ex = x.meta.get("rnnc_ex") if isinstance(x, fx.Node) else None
-    if isinstance(ex, torch.Tensor) and (ex.dim() <= axis or ex.shape[axis] != len(calls)):
-        return False  # a loop over part of the sequence (``range(T - 1)``): the merged layer runs all of it
+    if isinstance(ex, torch.Tensor) and (ex.dim() <= axis or ex.shape[axis] < len(calls)):
+        return False
     if axis not in (0, 1) or any(not _follows(_state_of(c), p, lstm, user)
                                  for p, c in zip(calls, calls[1:], strict=False)):
         return False
@@ -100,7 +101,7 @@ def _merge_one(gm: Traced, calls: list[fx.Node], lstm: bool, user: bool = False)
     if stack is not None:
         dim = stack.args[1] if len(stack.args) > 1 else stack.kwargs.get("dim", 0)
     with gm.graph.inserting_after(calls[-1]):
-        scan = gm.graph.call_function(cell_scan, (str(calls[0].target), x, axis, _state_of(calls[0]), dim))
+        scan = gm.graph.call_function(cell_scan, (str(calls[0].target), x, axis, _state_of(calls[0]), dim, len(calls)))
     with gm.graph.inserting_after(scan):
         ys = gm.graph.call_function(operator.getitem, (scan, 0))
     with gm.graph.inserting_after(ys):
@@ -141,11 +142,17 @@ def merge_cell_loops(gm: Traced, step_cells: Any = ()) -> int:
 
 
 def convert_cell_scan(ctx: Any, mod: nn.RNNCellBase, qual: str, x: Any, axis: int, state: Any,
-                      stack_dim: int | None) -> tuple[Any, Any]:
+                      stack_dim: int | None, steps: int) -> tuple[Any, Any]:
     """The merged loop as one rnn node; returns (stacked outputs or None, final state) -- for a
-    user cell, the final state is what its last call returned: (y_T, state_T)."""
+    user cell, the final state is what its last call returned: (y_T, state_T).  A loop over the
+    first ``steps`` positions of a longer X (a teacher-forced decoder reading T of the T + 1
+    frames of ``cat([go, targets])``, a loop of ``range(T - 1)``) runs over that slice of X."""
     from rnnc.frontend.recurrent import cell_of, emit_rnn
 
+    size = int(x.ex.shape[axis])
+    if size != steps:
+        stop = symdims.prefix_stop(x.shape[axis], steps, size)
+        x = ctx.emit("slice", x, axis=axis, start=0, stop=stop, step=1)
     if not isinstance(mod, nn.RNNCellBase):
         return _user_cell_scan(ctx, mod, qual, x, axis, state, stack_dim)
     cell, weights = cell_of(mod)

@@ -118,7 +118,8 @@ def _slots(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]],
     ids = [_ids_only(g, mt, slot) for slot in slots]
     if len({"float32" if as_float else g.types[x].dtype for (x, *_), as_float in zip(slots, ids, strict=True)}) != 1:
         raise Skip("per-step inputs of several dtypes")
-    if len({g.types[x].shape[ax] for x, ax, *_ in slots}) != 1:
+    if len({symdims.slice_length(g.types[x].shape[ax], 0, mt.loop.stops.get((x, ax), _END), 1)
+            for x, ax, *_ in slots}) != 1:
         raise Skip("the loop reads sequences of different symbolic lengths")
     return slots, layout, ids
 
@@ -301,7 +302,9 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dic
     n, start, forward = mt.loop.n, mt.start, mt.loop.forward
     xs = []
     for (x, ax, _keep, d), (bpos, rest, feat), as_float in zip(sc.slots, sc.layout, sc.ids, strict=True):
-        v = emit("flip", x, axis=ax) if d < 0 else x  # in scan order
+        stop = mt.loop.stops.get((x, ax))
+        v = emit("slice", x, axis=ax, start=0, stop=stop, step=1) if stop else x  # the steps read
+        v = emit("flip", v, axis=ax) if d < 0 else v  # in scan order
         if as_float:
             v = emit("cast", v, dtype="float32")
         order = [bpos, ax, *[k for k in rest if k != bpos]]
@@ -405,7 +408,7 @@ def _from_end(g: Indexed, mt: Match) -> None:
             r = read(g, i)
             if r is None or (r.x, r.axis) not in slots or r.index != n - 1 - s:  # (not its own step's:
                 continue  # ``zeros_like(x[:, 0])`` joined the first step, and reads position 0)
-            k = r.index - n
+            k = r.index - n + mt.loop.stops.get((r.x, r.axis), 0)  # (a prefix of X stops short of its end)
             nd = g.nodes[i]
             attrs = dict(nd.attrs)
             if r.keep:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnc.ir import Graph, Node
+from rnnc.ir import Graph, Node, symdims
 from rnnc.ir.types import TensorType
 
 #: the batch symbol the frontend gives the batch dim (``dims.py``): states keep it first
@@ -143,6 +143,9 @@ class Loop:
     n: int
     forward: bool
     chains: list[list[int | None]]  # read node per scan step (None: not read), one list per chain
+    #: (X, axis) -> the stop of the prefix of X the loop runs over, where it stops short of X's end
+    #: (``symdims.prefix_stop``: ``range(T)`` over the ``T+1`` frames of ``cat([go, targets])``)
+    stops: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 def find_loops(g: Indexed, sizes: dict[str, int]) -> tuple[list[Loop], list[list[int | None]]]:
@@ -157,10 +160,18 @@ def find_loops(g: Indexed, sizes: dict[str, int]) -> tuple[list[Loop], list[list
             by_key.setdefault((r.x, r.axis, r.keep), {}).setdefault(r.index, []).append(i)
     chains: list[tuple[int, bool, list[int | None]]] = []
     free: list[list[int | None]] = []
+    stops: dict[tuple[str, int], int] = {}
     for (x, axis, _keep), by_index in by_key.items():
         n = max(by_index) + 1
-        if sizes.get(str(g.types[x].shape[axis])) != n:
+        dim = g.types[x].shape[axis]
+        size = symdims.evaluate(dim, sizes)
+        if size is None or size < n:
             continue
+        if size > n:  # a loop over a prefix: only one ending a fixed distance before X's end
+            stop = symdims.prefix_stop(dim, n, size)
+            if stop >= 0:
+                continue
+            stops[x, axis] = stop
         m = n // 2
         copies = len(by_index.get(m, []))
         # a step may not read X at all (``forgets[0]`` unused when the first step has no carry),
@@ -197,11 +208,11 @@ def find_loops(g: Indexed, sizes: dict[str, int]) -> tuple[list[Loop], list[list
                 parent[root(j)] = root(i)
     loops: dict[int, Loop] = {}
     for i, (n, f, reads) in enumerate(chains):
-        loops.setdefault(root(i), Loop(n, f, [])).chains.append(reads)
-    return [*loops.values(), *_maps(g, free)], free
+        loops.setdefault(root(i), Loop(n, f, [], stops)).chains.append(reads)
+    return [*loops.values(), *_maps(g, free, stops)], free
 
 
-def _maps(g: Indexed, free: list[list[int | None]]) -> list[Loop]:
+def _maps(g: Indexed, free: list[list[int | None]], stops: dict[tuple[str, int], int]) -> list[Loop]:
     """Loops with no carry (``torch.stack([f(x[:, t]) for t in range(T)], 1)``, a per-step map):
     the free reads that meet inside one step, each group tried after the carried loops (a carried
     loop claims the free reads its steps use first)."""
@@ -217,7 +228,7 @@ def _maps(g: Indexed, free: list[list[int | None]]) -> list[Loop]:
                 break
         else:
             groups.append([reads])
-    return [Loop(len(group[0]), True, group) for group in groups]
+    return [Loop(len(group[0]), True, group, stops) for group in groups]
 
 
 # --------------------------------------------------------------------------- 3: steps
@@ -239,7 +250,8 @@ def steps(g: Indexed, loop: Loop, free: list[list[int | None]], late: bool = Fal
     claimed = [reads for reads in free if len(reads) == loop.n and reads[m] is not None and reads[m] not in own
                and step[reads[m]] in (natural, natural - 1)]
     if claimed:
-        loop = Loop(loop.n, loop.forward, [*loop.chains, *(r if loop.forward else r[::-1] for r in claimed)])
+        loop = Loop(loop.n, loop.forward, [*loop.chains, *(r if loop.forward else r[::-1] for r in claimed)],
+                    loop.stops)
         step = _assign(g, loop)
     bodies: list[list[int]] = [[] for _ in range(loop.n)]
     for i, s in enumerate(step):

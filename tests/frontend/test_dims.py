@@ -156,3 +156,35 @@ def test_an_example_batch_equal_to_the_layer_count_keeps_the_batch() -> None:
         want = model(*inputs)
     for g, w in zip(program.run(*inputs), want, strict=True):
         assert_close(g, w, backend="interp")
+
+
+class Upsampled(nn.Module):
+    """WaveRNN's conditioning: a cell stepped over samples ``x [B, 4F]`` reading frames ``c [B, F,
+    3]`` repeated 4 times -- x's length runs only at 4x c's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(4, 8)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        c = c.repeat_interleave(4, dim=1)
+        h = x.new_zeros(x.size(0), 8)
+        ys = []
+        for t in range(x.size(1)):
+            h = self.cell(torch.cat([x[:, t:t + 1], c[:, t]], dim=1), h)
+            ys.append(h)
+        return torch.stack(ys, 1)
+
+
+def test_a_length_tied_to_another_by_a_factor_is_said_and_right_at_the_example() -> None:
+    torch.manual_seed(0)
+    model = Upsampled().eval()
+    example = (torch.randn(2, 24), torch.randn(2, 6, 3))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, example)
+    said = " ".join(str(w.message) for w in seen)
+    assert "x dim 1 (24) changes only together with c dim 1 (6), as 4 x it" in said
+    assert program.graph.inputs[0][1].shape[1] == 24
+    with torch.no_grad():
+        assert_close(program.run(*example), model(*example), backend="interp")

@@ -233,8 +233,8 @@ class PlainIntLength(nn.Module):
         self.gru = nn.GRU(4, 5, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = int(x.shape[1])  # a plain int: the length is baked into the constant below
-        return self.gru(x)[0] + torch.arange(float(t)).view(1, t, 1)
+        t = float(x.shape[1])  # a plain number: the length is baked into the constant below
+        return self.gru(x)[0] + torch.arange(t).view(1, -1, 1)
 
 
 def test_a_size_the_trace_fixed_is_named_with_its_source_line() -> None:
