@@ -27,9 +27,14 @@ Spot = tuple[int, int]  # (input index, dim)
 
 
 def _runs(model: Any, examples: list[torch.Tensor], spots: list[Spot]) -> bool:
+    return _runs_at(model, examples, {(i, d): 2 * int(examples[i].shape[d]) for i, d in spots})
+
+
+def _runs_at(model: Any, examples: list[torch.Tensor], sizes: dict[Spot, int]) -> bool:
+    """Whether the model runs with the input dims at ``sizes`` (``_grow``)."""
     grown = list(examples)
-    for i, d in spots:
-        grown[i] = grown[i].repeat_interleave(2, dim=d)
+    for (i, d), new in sizes.items():
+        grown[i] = _grow(grown[i], d, new)
     try:
         with torch.no_grad():
             model(*grown)
@@ -81,7 +86,7 @@ def _split_group(model: Any, examples: list[torch.Tensor], members: list[Spot]) 
 
 def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
     groups = free_groups(model, examples)
-    _warn_tied(model, examples, names, groups)
+    tied = _tied(model, examples, names, groups)
     batch = next((g for g in groups if _is_batch(model, examples, g)), None)
     if batch is None:  # nothing provably separable (an example batch of 1, or outputs that
         # ``squeeze`` a batch of 1 away): the one group of size 1 -- a time-major [T, 1, F]
@@ -104,35 +109,72 @@ def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> lis
             n_time += 1
         for m in g:
             symbol[m] = name
+    for spot, (k, factor, offset) in tied.items():
+        times = symdims.mul(symdims.const(factor), symdims.atom(symbol[groups[k][0]]))
+        symbol[spot] = str(symdims.render(symdims.add(times, symdims.const(offset))))
     return [tuple(symbol.get((i, d), int(n)) for d, n in enumerate(e.shape)) for i, e in enumerate(examples)]
 
 
-def _warn_tied(model: Any, examples: list[torch.Tensor], names: list[str], groups: list[list[Spot]]) -> None:
-    """Say which dims stay at the example's size only because they move with another free dim by
-    a factor (WaveRNN's samples = hop x frames: doubled alone, the model fails; doubled with the
-    frames, it runs).  Why: each input dim gets a symbol of its own, and no symbol can say
-    "4 x T", so such a dim is kept fixed -- a choice of rnnc's, not the model's, which must not
-    pass unsaid."""
+def _tied(model: Any, examples: list[torch.Tensor], names: list[str], groups: list[list[Spot]]
+          ) -> dict[Spot, tuple[int, int, int]]:
+    """Dims the model runs with only when another group grows with them, by a factor and an
+    offset: spot -> (the group's index in ``groups``, factor, offset).  WaveRNN's samples = hop x
+    frames: the samples, doubled alone, fail; doubled with the (free) frames, run -- and with
+    ``pad`` context frames each side, samples = hop x (frames - 2 pad).  Two dims neither of which
+    the model runs with alone, but does together (audio and its frame features, each required),
+    make the smaller a new group in ``groups``.  A tied dim is named ``4*T-16`` after the group's
+    symbol.  A dim *smaller* than the free one it moves with would need a division no input size
+    guarantees: it stays the example's, and the trace says so."""
     free = {m for g in groups for m in g}
     by_size: dict[int, list[Spot]] = {}
     for i, e in enumerate(examples):
         for d, n in enumerate(e.shape):
             if (i, d) not in free and int(n) > 2:
                 by_size.setdefault(int(n), []).append((i, d))
+    tied: dict[Spot, tuple[int, int, int]] = {}
     said = []
-    for n, members in by_size.items():
-        for g in groups:
+    for n, members in sorted(by_size.items(), reverse=True):
+        if members[0] in tied or any(members[0] in g for g in groups):
+            continue
+        for k, g in enumerate(groups):
             m = int(examples[g[0][0]].shape[g[0][1]])
-            if m > 1 and (n % m == 0 or m % n == 0) and _runs(model, examples, [*members, *g]):
-                (i, d), (j, k) = members[0], g[0]
-                said.append(f"{names[i]} dim {d} ({n}) changes only together with {names[j]} dim {k} ({m}), "
-                            f"as {n // m if n >= m else f'1/{m // n}'} x it: the Program takes {names[i]} dim {d} "
-                            f"at {n} only")
+            if m < 2:
+                continue
+            if m > n:
+                if _runs(model, examples, [*members, *g]):
+                    (i, d), (j, a) = members[0], g[0]
+                    said.append(f"{names[i]} dim {d} ({n}) changes only together with {names[j]} dim {a} ({m}): "
+                                f"the Program takes {names[i]} dim {d} at {n} only")
+                    break
+                continue
+            rule = _tie(model, examples, members, g, n, m)
+            if rule is not None:
+                tied.update((spot, (k, *rule)) for spot in members)
                 break
+        else:
+            for m, others in sorted(by_size.items(), reverse=True):
+                rule = _tie(model, examples, members, others, n, m) if m < n and others[0] not in tied else None
+                if rule is not None:
+                    groups.append(list(others))
+                    tied.update((spot, (len(groups) - 1, *rule)) for spot in members)
+                    break
     if said:
-        warnings.warn("rnnc.trace gives each input dim a symbol of its own and none can be a multiple of "
-                      "another, so a size tied to another by a factor stays the example's: " + "; ".join(said),
-                      stacklevel=4)
+        warnings.warn("rnnc.trace names a size tied to another as a multiple of it (plus a constant), never as a "
+                      "fraction, so these stay the example's: " + "; ".join(said), stacklevel=4)
+    return tied
+
+
+def _tie(model: Any, examples: list[torch.Tensor], members: list[Spot], group: list[Spot], n: int, m: int
+         ) -> tuple[int, int] | None:
+    """(factor, offset) with ``n = factor * m + offset`` at which the model runs when ``group``
+    (size ``m``) doubles and ``members`` (size ``n``) grow by factor x m; the exact multiple is
+    tried first, then the next factor (a negative offset: context frames cropped).  A model that
+    only needs ``n`` at most so large (it reads a prefix of the longer input) takes the first."""
+    for factor in (n // m, n // m + 1):
+        sizes = {spot: 2 * m for spot in group} | {spot: n + factor * m for spot in members}
+        if factor and _runs_at(model, examples, sizes):
+            return factor, n - factor * m
+    return None
 
 
 def _is_batch(model: Any, examples: list[torch.Tensor], group: list[Spot]) -> bool:
@@ -252,16 +294,24 @@ def _compare_grown(model: Any, program: Any, examples: list[torch.Tensor], dims:
     (``2n + 1``: a model that pads or branches on the length's parity, ``if t % 2``, bakes the
     example's even answer in and only an odd size shows it).  The first element is repeated,
     so sorted lengths stay sorted and token ids stay valid."""
+    sizes = {s: 2 * int(e.shape[d]) + int(odd) for ds, e in zip(dims, examples, strict=True)
+             for d, s in enumerate(ds) if isinstance(s, str) and symdims.symbols(s) == {s}}
     grown = list(examples)
     for i, ds in enumerate(dims):
         for d, s in enumerate(ds):
-            if isinstance(s, str):
-                n = grown[i].shape[d]
-                reps = torch.full((n,), 2, dtype=torch.long)
-                reps[0] += int(odd)
-                grown[i] = grown[i].repeat_interleave(reps, dim=d)
+            if isinstance(s, str):  # (a dim named ``4*T`` grows with T)
+                grown[i] = _grow(grown[i], d, symdims.evaluate(s, sizes) or 2 * int(grown[i].shape[d]) + int(odd))
     want = _model_outputs(model, grown)
     return "" if want is None else _judge(want, lambda xs: program.run(*xs), grown)
+
+
+def _grow(x: torch.Tensor, d: int, new: int) -> torch.Tensor:
+    """``x`` with dim ``d`` grown to ``new`` by repeating entries, the first ones once more where
+    ``new`` is not a multiple: token ids stay valid and sorted lengths stay sorted."""
+    n = int(x.shape[d])
+    reps = torch.full((n,), new // n, dtype=torch.long)
+    reps[:new % n] += 1
+    return x.repeat_interleave(reps, dim=d)
 
 
 def _model_outputs(model: Any, inputs: list[torch.Tensor]) -> list[Any] | None:

@@ -314,7 +314,7 @@ def _identity(ctx: Ctx, x: Any, *args: Any, **kwargs: Any) -> Any:
     return x  # rnnc compiles for inference: dropout is the identity
 
 
-@handles("softmax", "log_softmax")
+@handles("softmax")
 def _softmax(ctx: Ctx, x: TV, dim: int | None = None, *rest: Any, **kwargs: Any) -> TV:
     if dim is None:
         raise ctx.unsupported("softmax without dim")
@@ -322,7 +322,16 @@ def _softmax(ctx: Ctx, x: TV, dim: int | None = None, *rest: Any, **kwargs: Any)
     return y
 
 
-HANDLERS["log_softmax"] = lambda ctx, x, dim=None, *r, **k: ctx.emit("log", _softmax(ctx, x, dim))
+@handles("log_softmax")
+def _log_softmax(ctx: Ctx, x: TV, dim: int | None = None, *rest: Any, **kwargs: Any) -> TV:
+    """``x - max - log(sum(exp(x - max)))``: ``log(softmax(x))`` underflows to -inf where a
+    score is far below the largest (a pointer network's ``-1e4`` on positions already taken:
+    torch gives -10002.2, the logarithm of a float32 softmax -inf)."""
+    if dim is None:
+        raise ctx.unsupported("log_softmax without dim")
+    ax = (axis(dim, x.rank),)
+    s = ctx.emit("sub", x, ctx.emit("amax", x, axes=ax, keepdim=True))
+    return ctx.emit("sub", s, ctx.emit("log", ctx.emit("sum", ctx.emit("exp", s), axes=ax, keepdim=True)))
 
 
 def _reduce(op: str) -> Handler:

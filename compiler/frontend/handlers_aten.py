@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from rnnc.frontend.handlers import HANDLERS, reads
+from rnnc.frontend.handlers import HANDLERS, handles, reads
 from rnnc.frontend.handlers_shape import (
     cat,
     permute,
@@ -422,6 +422,20 @@ def _arange(ctx: Ctx, *args: Any, **kwargs: Any) -> Any:
 
 
 HANDLERS["arange"] = reads("start", "end", "step", "dtype")(_arange)  # torch.arange(x.size(1)) in fx graphs too
+
+
+@handles("one_hot")
+def _one_hot(ctx: Ctx, idx: TV, num_classes: Any = -1) -> Any:
+    """``F.one_hot(idx, x.size(1))`` (a pointer network marking the positions it took): as many
+    classes as a symbolic size, so position k is 1 where ``|idx - k| < 1`` -- integer ops, exact."""
+    if not isinstance(num_classes, SymInt):
+        return NotImplemented
+    ks = _arange(ctx, num_classes)
+    if ks is NotImplemented:
+        return NotImplemented
+    near = ctx.emit("lt", ctx.emit("abs", ctx.emit("sub", ctx.emit("unsqueeze", idx, axis=idx.rank), ks)),
+                    ctx.const(1, like=idx))
+    return ctx.emit("cast", near, dtype="int64")
 
 
 def _adaptive(reduce: str) -> AtenHandler:

@@ -105,7 +105,7 @@ class _Scan:
 def _slots(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]],
                                            list[tuple[int, list[int], tuple[int, ...]]], list[bool]]:
     slots = list(dict.fromkeys(mt.reads.values()))  # one per distinct read
-    if not slots:
+    if not slots and mt.loop.clock is None:
         raise Skip("no per-step input")
     layout = []
     for x, ax, _keep, _d in slots:
@@ -116,10 +116,10 @@ def _slots(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]],
             raise Skip(f"read source {xt.text()} has no batch dim or a symbolic feature dim")
         layout.append((bpos[0], rest, tuple(xt.shape[k] for k in rest if k != bpos[0])))
     ids = [_ids_only(g, mt, slot) for slot in slots]
-    if len({"float32" if as_float else g.types[x].dtype for (x, *_), as_float in zip(slots, ids, strict=True)}) != 1:
+    if len({"float32" if as_float else g.types[x].dtype for (x, *_), as_float in zip(slots, ids, strict=True)}) > 1:
         raise Skip("per-step inputs of several dtypes")
     if len({symdims.slice_length(g.types[x].shape[ax], 0, mt.loop.stops.get((x, ax), _END), 1)
-            for x, ax, *_ in slots}) != 1:
+            for x, ax, *_ in slots}) > 1:
         raise Skip("the loop reads sequences of different symbolic lengths")
     return slots, layout, ids
 
@@ -154,6 +154,24 @@ def _ids_only(g: Indexed, mt: Match, slot: tuple[str, int, bool, int]) -> bool:
 
 #: ops that move integer ids without computing on them
 _ID_VIEWS = frozenset({"unsqueeze", "squeeze", "reshape", "transpose", "select", "slice", "expand_dyn"})
+#: torch ops whose integer output (by index) is a position along a dim
+_INDEX_OUTPUTS = {"max.dim": 1, "min.dim": 1, "argmax.default": 0, "argmin.default": 0, "topk.default": 1,
+                  "sort.default": 1, "sort.stable": 1}
+
+
+def _an_index(g: Indexed, v: str) -> bool:
+    """Whether integer ``v`` is a position along a dim (a pointer network's ``scores.max(1)``
+    choice, collected per step): it then travels in the rnn's float y, exact for positions
+    below 2**24 -- a per-step reduction over more than 16M positions is no recurrent step."""
+    while v in g.prod:
+        i, j = g.prod[v]
+        node = g.nodes[i]
+        if node.op in _ID_VIEWS:
+            v = node.inputs[0]
+            continue
+        target = dict(node.attrs).get("target") if node.op == "aten" else None
+        return _INDEX_OUTPUTS.get(str(target)) == j
+    return False
 
 
 def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tensor], tag: str) -> _Scan:
@@ -165,11 +183,12 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
     carried = sorted(set(mt.carries.values()) | set(uses.finals))
     out_types = {key: g.types[value_at(g, mt, mt.m, key)] for key in carried}
     slots, layout, ids = _slots(g, mt)
-    dtype = "float32" if ids[0] else g.types[slots[0][0]].dtype
-    widths = [math.prod(lay[2]) for lay in layout]
+    # a clocked loop reads nothing: its rnn runs over one zero per step (``_top_level``)
+    dtype = "float32" if not slots or ids[0] else g.types[slots[0][0]].dtype
+    widths = [math.prod(lay[2]) for lay in layout] or [1]
     xin = b.input("x", (BATCH, sum(widths)), dtype)
     parts = b.op("split", xin, axis=1, sizes=tuple(widths)) if len(widths) > 1 else (xin,)
-    parts = parts if isinstance(parts, tuple) else (parts,)
+    parts = (parts if isinstance(parts, tuple) else (parts,)) if slots else ()
     slot_values = []
     for part, (x, ax, keep, _d), (bpos, rest, feat), as_float in zip(parts, slots, layout, ids, strict=True):
         v = b.op("reshape", part, shape=(0, *feat))
@@ -230,6 +249,14 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
             inits.append(v)
             init_axes.append(bp)
             outputs_after.append((name, sv))
+        elif BATCH not in t.shape and t.rank:  # (``arange(T)``): the same for every sample, a
+            name = f"s{len(specs)}"  # state broadcast over the batch, of which the step reads row 0
+            sv = b.input(name, (BATCH, *t.shape), t.dtype)
+            ext[v] = b.op("select", sv, axis=0, index=0)
+            specs.append(StateSpec(name, t.shape, t.dtype))
+            inits.append(v)
+            init_axes.append(_BROADCAST)
+            outputs_after.append((name, sv))
         else:
             raise Skip(f"the loop reads {v}: {t.text()}, computed from the inputs, with no one batch dim "
                        "(a state cannot hold it)")
@@ -260,8 +287,8 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
     if not y_keys:
         raise Skip("the loop has neither per-step outputs nor a final value")
     y_types = {key: g.types[value_at(g, mt, mt.m, key)] for key in y_keys}
-    odd = [t for t in y_types.values() if t.dtype != dtype]
-    if odd:  # the rnn op's y has its x's dtype
+    odd = [t for key, t in y_types.items() if t.dtype != dtype and not _an_index(g, value_at(g, mt, mt.m, key))]
+    if odd:  # the rnn op's y has its x's dtype (an index travels in it as a float, ``_an_index``)
         raise Skip(f"a per-step output is {odd[0].text()}, its inputs {dtype}")
     y_batch = {key: batch_axis(t, "a per-step output", sized=True) for key, t in y_types.items()}
     # at most one per-step output may follow a symbol (attention weights over a memory of symbolic
@@ -280,6 +307,8 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
         if bp:
             v = b.op("transpose", v, perm=(bp, *[k for k in range(t.rank) if k != bp]))
         width = math.prod(rest_dims(t, bp)) if key not in sized else -1
+        if t.dtype != dtype:
+            v = b.op("cast", v, dtype=dtype)
         flat.append(v if t.rank == 2 else b.op("reshape", v, shape=(0, width)))
     y = flat[0] if len(flat) == 1 else b.op("concat", *flat, axis=1)
     state_out = [local[key] if bp == 0 else b.op("transpose", local[key], perm=to_batch_first(bp, out_types[key].rank))
@@ -311,6 +340,8 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dic
         if tuple(order) != tuple(range(len(order))):
             v = emit("transpose", v, perm=tuple(order))
         xs.append(emit("reshape", v, shape=(0, 0, math.prod(feat))))
+    if not xs:  # a clocked loop: one zero per step, as many steps as its length
+        xs.append(_clock(g, mt, emit))
     xcat = xs[0] if len(xs) == 1 else emit("concat", *xs, axis=2)  # [B, T, I]
     lengths = ""
     if start:
@@ -320,8 +351,8 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dic
                     emit("slice", xcat, axis=1, start=0, stop=1, step=1), axis=1)
         ones = emit("full_dyn", xcat, shape=([0, 0], ["-", [0, 1], 1]), value=1, dtype="int64")
         lengths = emit("sum", ones, axes=(1,), keepdim=False)
-    state_vals = [emit("unsqueeze", s if not bp else emit("transpose", s, perm=to_batch_first(bp, g.types[s].rank)),
-                       axis=0) if s else "" for s, bp in zip(sc.inits, sc.init_axes, strict=True)]
+    state_vals = [emit("unsqueeze", _batch_first(g, s, bp, emit), axis=0) if s else ""
+                  for s, bp in zip(sc.inits, sc.init_axes, strict=True)]
     rnn_out = emit("rnn", xcat, lengths, *state_vals, *sc.params, cells=(sc.cell,), num_layers=1,
                    bidirectional=False, batch_first=True)
     y_top, final_tops = rnn_out[0], rnn_out[1:]
@@ -360,6 +391,8 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dic
             raise Skip("a concatenation of per-step values that are not size 1 on its axis")
         # dims labelled by their per-step axis: the rnn gives [T, batch, the others in order]
         others = [k for k in range(t.rank) if k != bp and (stacked or k != ax)]
+        if t.dtype != g.types[piece].dtype:  # an index, carried as a float (``_an_index``)
+            piece = emit("cast", piece, dtype=t.dtype)
         v = emit("reshape", piece, shape=(0, 0, *(t.shape[k] if isinstance(t.shape[k], int) else -1 for k in others)))
         have: list[Any] = ["T", bp, *others]
         want: list[Any] = list(range(t.rank))
@@ -378,6 +411,35 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dic
             v = emit("concat", head, v, axis=ax) if forward else emit("concat", v, head, axis=ax)
         rename[node.outputs[0]] = v
     return rename
+
+
+#: ``init_axes`` of a value with no batch dim, which its state holds once per sample
+_BROADCAST = -1
+
+
+def _batch_first(g: Indexed, s: str, bp: int, emit: _Emit) -> str:
+    """Initial value ``s`` with its batch (at ``bp``) first, or repeated over the batch."""
+    if bp == _BROADCAST:
+        batched = _batched_input(g)
+        return emit("expand_dyn", emit("unsqueeze", s, axis=0), batched[0],
+                    shape=((0, batched[1]), *[-1] * g.types[s].rank))
+    return s if not bp else emit("transpose", s, perm=to_batch_first(bp, g.types[s].rank))
+
+
+def _batched_input(g: Indexed) -> tuple[str, int]:
+    batched = next(((v, t.shape.index(BATCH)) for v, t in g.graph.inputs if BATCH in t.shape), None)
+    if batched is None:
+        raise Skip("the loop needs the batch size, and no input has a batch dim")
+    return batched
+
+
+def _clock(g: Indexed, mt: Match, emit: _Emit) -> str:
+    """``[B, T, 1]`` zeros, T the clocked loop's length (an input's dim), B read off an input."""
+    assert mt.loop.clock is not None
+    ref, ax = mt.loop.clock
+    batched = _batched_input(g)
+    refs = [ref] if batched[0] == ref else [batched[0], ref]
+    return emit("full_dyn", *refs, shape=((0, batched[1]), (len(refs) - 1, ax), 1), value=0, dtype="float32")
 
 
 def _rewrite(g: Indexed, mt: Match, weights: dict[str, torch.Tensor], tag: str

@@ -146,6 +146,9 @@ class Loop:
     #: (X, axis) -> the stop of the prefix of X the loop runs over, where it stops short of X's end
     #: (``symdims.prefix_stop``: ``range(T)`` over the ``T+1`` frames of ``cat([go, targets])``)
     stops: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: a loop that reads no X (``for _ in range(T)``, a pointer network feeding back its own
+    #: choice): an (input, axis) of its length, which the rolled rnn runs over (``clocked``)
+    clock: tuple[str, int] | None = None
 
 
 def find_loops(g: Indexed, sizes: dict[str, int]) -> tuple[list[Loop], list[list[int | None]]]:
@@ -209,7 +212,38 @@ def find_loops(g: Indexed, sizes: dict[str, int]) -> tuple[list[Loop], list[list
     loops: dict[int, Loop] = {}
     for i, (n, f, reads) in enumerate(chains):
         loops.setdefault(root(i), Loop(n, f, [], stops)).chains.append(reads)
-    return [*loops.values(), *_maps(g, free, stops)], free
+    found = [*loops.values(), *_maps(g, free, stops)]
+    return [*found, *clocked(g, sizes, by_key)], free
+
+
+def clocked(g: Indexed, sizes: dict[str, int], by_key: dict[Any, dict[int, list[int]]]) -> list[Loop]:
+    """Loops that read no step of any X: the step's work repeats once per step of a symbolic
+    length, each copy computed from the one before (a one-step cell call fed back its own
+    output).  Such a loop is found by its *clock*: the first node, in graph order, whose op,
+    attributes and types occur exactly as often as a symbol's example size (3 or more), each
+    occurrence depending on the one before and on no time read; the occurrences play the part of
+    the reads (a step then runs from one occurrence to the next, its work before the first
+    occurrence a prologue).  Tried after every loop that reads X; a wrong guess is caught by the
+    trace's check at other sizes (``api._trace_auto`` then builds without rolling)."""
+    lengths: dict[int, tuple[str, int]] = {}
+    for name, t in g.graph.inputs:  # the first input dim of each symbolic size: the loop's length
+        for ax, d in enumerate(t.shape):
+            if isinstance(d, str) and d != BATCH and sizes.get(d, 0) >= 3:
+                lengths.setdefault(sizes[d], (name, ax))
+    if not lengths:
+        return []
+    read_nodes = [i for by_index in by_key.values() if len(by_index) >= 3 for reads in by_index.values() for i in reads]
+    after_reads = g.cone(read_nodes)
+    places: dict[Any, list[int]] = {}
+    for i, nd in enumerate(g.nodes):
+        if nd.op not in ("const", "select", "slice") and not after_reads >> i & 1:
+            places.setdefault((nd.op, nd.attrs, nd.types), []).append(i)
+    out: dict[int, Loop] = {}  # the first clock of each length
+    for occ in places.values():
+        n = len(occ)
+        if n in lengths and n not in out and all(g.desc[a] >> b & 1 for a, b in zip(occ, occ[1:], strict=False)):
+            out[n] = Loop(n, True, [list(occ)], {}, lengths[n])
+    return list(out.values())
 
 
 def _maps(g: Indexed, free: list[list[int | None]], stops: dict[tuple[str, int], int]) -> list[Loop]:

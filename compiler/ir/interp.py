@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rnnc.errors import UserInputError
+from rnnc.ir import symdims
 from rnnc.ir.graph import Graph, Node, Program
 from rnnc.ir.ops import OPS
 
@@ -89,6 +90,14 @@ def check_inputs(program: Program, inputs: Sequence[Any]) -> dict[str, Any]:
                     raise UserInputError(f"input {name} has {d} = {n}, input {seen[1]} has {d} = {seen[0]} "
                                          f"(program inputs: {', '.join(t.text() for _, t in g.inputs)})")
         env[name] = value
+    # a dim named by an expression of others (``4*T``: samples tied to frames) must equal it
+    known = {d: n for d, (n, _) in sizes.items() if symdims.symbols(d) == {d}}
+    for d, (n, name) in sizes.items():
+        want = None if d in known else symdims.evaluate(d, known)
+        if want is not None and want != n:
+            raise UserInputError(f"input {name} has {d} = {n}, but {want} at the sizes of the other inputs "
+                                 f"({', '.join(f'{k} = {v}' for k, v in known.items())}; program inputs: "
+                                 f"{', '.join(t.text() for _, t in g.inputs)})")
     return env
 
 

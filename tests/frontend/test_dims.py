@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
+from program_checks import matches_torch  # tests/program_checks.py
 from torch import nn
 
 import rnnc
+from rnnc.errors import UserInputError
 from rnnc.tolerances import assert_close
 
 
@@ -176,15 +179,62 @@ class Upsampled(nn.Module):
         return torch.stack(ys, 1)
 
 
-def test_a_length_tied_to_another_by_a_factor_is_said_and_right_at_the_example() -> None:
+def test_a_length_tied_to_another_by_a_factor_is_named_as_its_multiple(tmp_path) -> None:
     torch.manual_seed(0)
     model = Upsampled().eval()
-    example = (torch.randn(2, 24), torch.randn(2, 6, 3))
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        program = rnnc.trace(model, example)
-    said = " ".join(str(w.message) for w in seen)
-    assert "x dim 1 (24) changes only together with c dim 1 (6), as 4 x it" in said
-    assert program.graph.inputs[0][1].shape[1] == 24
-    with torch.no_grad():
-        assert_close(program.run(*example), model(*example), backend="interp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing fixed, nothing said
+        program = rnnc.trace(model, (torch.randn(2, 24), torch.randn(2, 6, 3)))
+    assert [t.shape for _, t in program.graph.inputs] == [("B", "4*T"), ("B", "T", 3)]
+    for b, t in ((3, 10), (1, 3)):
+        matches_torch(program, model, (torch.randn(b, 4 * t), torch.randn(b, t, 3)), tmp_path, "tied")
+    with pytest.raises(UserInputError, match=r"input x has 4\*T = 41, but 40 at the sizes of the other"):
+        program.run(torch.randn(3, 41), torch.randn(3, 10, 3))
+
+
+class Context(nn.Module):
+    """Frames with one frame of context either side, cropped after upsampling and joined to the
+    samples (fatchord's WaveRNN): samples = 4 x (frames - 2), exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(4, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        c = c.repeat_interleave(4, dim=1)[:, 4:-4]
+        return self.rnn(torch.cat([x.unsqueeze(2), c], dim=2))[0]
+
+
+def test_a_length_tied_with_an_offset_is_named_as_its_multiple_plus_a_constant(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = Context().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(2, 24), torch.randn(2, 8, 3)))
+    assert [t.shape for _, t in program.graph.inputs] == [("B", "4*T-8"), ("B", "T", 3)]
+    for b, t in ((3, 13), (1, 3)):
+        matches_torch(program, model, (torch.randn(b, 4 * t - 8), torch.randn(b, t, 3)), tmp_path, "offset")
+
+
+class Paired(nn.Module):
+    """Audio and its frame features, each required by the other: the audio pooled by 4 is added
+    to the frames -- neither length runs alone at another size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(5, 6, batch_first=True)
+
+    def forward(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:  # [B, T, 5], [B, 4T]
+        pooled = audio.view(audio.size(0), -1, 4).mean(2)
+        return self.rnn(frames + pooled.unsqueeze(2))[0]
+
+
+def test_two_lengths_required_together_are_one_symbol_and_its_multiple(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = Paired().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(2, 7, 5), torch.randn(2, 28)))
+    assert [t.shape for _, t in program.graph.inputs] == [("B", "T", 5), ("B", "4*T")]
+    for b, t in ((3, 11), (1, 2)):
+        matches_torch(program, model, (torch.randn(b, t, 5), torch.randn(b, 4 * t)), tmp_path, "paired")
