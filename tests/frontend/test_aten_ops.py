@@ -101,6 +101,13 @@ CASES: dict[str, tuple[nn.Module, Callable[[int], torch.Tensor]]] = {
     "full_like_arange": (Fn(lambda x: torch.full_like(x, 2.0) * torch.arange(16.0) + torch.ones_like(x)
                             + torch.zeros_like(x)), _seq),
     "erf_round": (Fn(lambda x: torch.erf(x) + torch.round(x * 3) + torch.ceil(x)), _seq),
+    "var_std": (Fn(lambda x: x.var(2) + x.std(-1, correction=0) + torch.var(x, (1, 2), keepdim=True)[:, 0]
+                   + x.var()), _seq),
+    "index_tensors": (Fn(lambda x: torch.cat([
+        x[torch.arange(x.shape[0]), torch.arange(x.shape[0]) % 4],  # leading axes: [B, 16]
+        x[:, torch.tensor([0, 3]), torch.tensor([5, -1])],  # adjacent, after a sliced axis: [B, 2]
+        x[torch.arange(x.shape[0]), :, (torch.arange(x.shape[0]) * 3) % 16]], 1)), _seq),  # apart: [B, 4]
+    "unfold": (Fn(lambda x: torch.cat([x.unfold(2, 4, 3).flatten(1), x.unfold(1, 3, 1).flatten(1)], 1)), _seq),
 }
 
 

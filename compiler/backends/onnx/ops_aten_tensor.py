@@ -46,6 +46,31 @@ aten_renders("logsumexp")(_reduce("ReduceLogSumExp"))
 aten_renders("amin")(_reduce("ReduceMin"))
 
 
+@aten_renders("var", "std")
+def _var(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``var``/``std`` over ``dim`` with Bessel's ``correction`` (``var.dim``'s ``unbiased``):
+    the mean square deviation times N / (N - correction), N read from the shape at run time."""
+    base, _, overload = node.attr("target").partition(".")
+    xt = _in_type(node, types)
+    if overload == "dim":
+        correction = 1 if _arg(args, 2, kwargs, "unbiased", True) else 0
+        keep = bool(_arg(args, 3, kwargs, "keepdim", False))
+    elif overload == "correction":
+        c = kwargs.get("correction")
+        correction, keep = (1 if c is None else float(c)), bool(kwargs.get("keepdim", False))
+    else:  # var(x, unbiased): every dim
+        correction, keep = (1 if _arg(args, 1, kwargs, "unbiased", True) else 0), False
+    dim = _arg(args, 1, kwargs, "dim", None) if overload in ("dim", "correction") else None
+    axes = _axes(dim, xt.rank)
+    dev = g.op("Sub", args[0], g.op("ReduceMean", args[0], g.const(axes), keepdims=1))
+    var = g.op("ReduceMean", g.op("Mul", dev, dev), g.const(axes), keepdims=int(keep))
+    if correction:
+        n = g.op("Cast", g.op("ReduceProd", g.op("Gather", g.op("Shape", args[0]), g.const(axes)), keepdims=0),
+                 to=ONNX_DTYPES[xt.dtype])
+        var = g.op("Mul", var, g.op("Div", n, g.op("Sub", n, g.const(correction, xt.dtype))))
+    return [g.op("Sqrt" if base == "std" else "Identity", var, hint=_out(node))]
+
+
 @aten_renders("cumsum")
 def _cumsum(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     return g.node("CumSum", [args[0], g.const(int(args[1]) % _in_type(node, types).rank)], _out(node))
@@ -238,12 +263,45 @@ def _scatter(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types
 @aten_renders("index")
 def _index(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """``x[..., idx]`` with one index tensor: a Gather on that axis (torch puts the index's dims
-    there, as Gather does); several index tensors are advanced indexing ONNX cannot say in one op."""
+    there, as Gather does).  Several (``y[arange(B), lengths - 1]``, the last valid step): the
+    indexed axes moved first, the indices broadcast and stacked, one GatherND; the broadcast dims
+    go where torch puts them -- in place of adjacent indexed axes, else first."""
     idx = list(args[1])
     used = [i for i, t in enumerate(idx) if t is not None]
-    if len(used) != 1:
-        raise UnsupportedError(f"{node.label}: indexing with {len(used)} index tensors has no ONNX form here")
-    return g.node("Gather", [args[0], idx[used[0]]], _out(node), axis=used[0])
+    raw = node.attr("args")[1]
+    if any(types[int(raw[i][1:])].dtype == "bool" for i in used):  # (a mask: as many rows as it has trues)
+        raise UnsupportedError(f"{node.label}: indexing with a boolean mask has no ONNX form here")
+    if len(used) == 1:
+        return g.node("Gather", [args[0], idx[used[0]]], _out(node), axis=used[0])
+    rank = _in_type(node, types).rank
+    rest = [a for a in range(rank) if a not in used]
+    x = args[0] if used == list(range(len(used))) else g.op("Transpose", args[0], perm=[*used, *rest])
+    ids = [g.op("Cast", idx[a], to=ONNX_DTYPES["int64"]) for a in used]
+    zero = ids[0]
+    for i in ids[1:]:
+        zero = g.op("Add", g.op("Mul", zero, g.const(0)), g.op("Mul", i, g.const(0)))
+    stacked = g.op("Concat", *[g.op("Unsqueeze", g.op("Add", i, zero), g.const([-1])) for i in ids], axis=-1)
+    nb = node.types[0].rank - len(rest)  # the broadcast index dims, first in GatherND's result
+    if used[0] == 0 or used != list(range(used[0], used[-1] + 1)):
+        return g.node("GatherND", [x, stacked], _out(node))
+    out = g.op("GatherND", x, stacked)
+    perm = [*range(nb, nb + used[0]), *range(nb), *range(nb + used[0], nb + len(rest))]
+    return g.node("Transpose", [out], _out(node), perm=perm)
+
+
+@aten_renders("unfold")
+def _unfold(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``x.unfold(dim, size, step)``: windows ``k * step + (0 .. size - 1)`` gathered along
+    ``dim`` (their count read from the shape at run time), the window axis moved last."""
+    rank = _in_type(node, types).rank
+    dim, size, step = int(args[1]) % rank, int(args[2]), int(args[3])
+    length = g.op("Gather", g.op("Shape", args[0]), g.const(dim))
+    count = g.op("Add", g.op("Div", g.op("Sub", length, g.const(size)), g.const(step)), g.const(1))
+    starts = g.op("Mul", g.op("Range", g.const(0), count, g.const(1)), g.const(step))
+    windows = g.op("Add", g.op("Unsqueeze", starts, g.const([1])), g.const([list(range(size))]))
+    out = g.op("Gather", args[0], windows, axis=dim)  # [..., count, size, ...]
+    perm = [*range(dim + 1), *range(dim + 2, rank + 1), dim + 1]
+    return g.node("Transpose", [out], _out(node), perm=perm)
 
 
 @aten_renders("constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replication_pad1d", "replication_pad2d")
