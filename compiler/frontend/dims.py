@@ -35,6 +35,7 @@ def _runs_at(model: Any, examples: list[torch.Tensor], sizes: dict[Spot, int]) -
     grown = list(examples)
     for (i, d), new in sizes.items():
         grown[i] = _grow(grown[i], d, new)
+    grown = _lengths_grown(examples, grown, {int(examples[i].shape[d]): new for (i, d), new in sizes.items()})
     try:
         with torch.no_grad():
             model(*grown)
@@ -301,8 +302,27 @@ def _compare_grown(model: Any, program: Any, examples: list[torch.Tensor], dims:
         for d, s in enumerate(ds):
             if isinstance(s, str):  # (a dim named ``4*T`` grows with T)
                 grown[i] = _grow(grown[i], d, symdims.evaluate(s, sizes) or 2 * int(grown[i].shape[d]) + int(odd))
+    grown = _lengths_grown(examples, grown, {int(e.shape[d]): int(g.shape[d]) for ds, e, g in
+                                             zip(dims, examples, grown, strict=True)
+                                             for d, s in enumerate(ds) if isinstance(s, str) and s != "B"})
     want = _model_outputs(model, grown)
     return "" if want is None else _judge(want, lambda xs: program.run(*xs), grown)
+
+
+def _lengths_grown(examples: list[torch.Tensor], grown: list[torch.Tensor], sizes: dict[int, int]
+                   ) -> list[torch.Tensor]:
+    """``grown`` with each vector of lengths scaled to the grown length: a 1-D integer input whose
+    values lie in ``0 .. n`` and reach ``n``, the example size of a dim that grows to ``new``
+    (NVIDIA's masks take ``max(lengths)`` as the length, so lengths that stayed at the example's
+    would make every longer size look fixed).  The longest stays the longest: ``v * new // n``."""
+    out = list(grown)
+    for i, (e, g) in enumerate(zip(examples, grown, strict=True)):
+        if e.dim() != 1 or e.dtype.is_floating_point or e.dtype == torch.bool or not e.numel():
+            continue
+        n = int(e.max())
+        if n in sizes and sizes[n] != n and int(e.min()) >= 0:
+            out[i] = g * sizes[n] // n
+    return out
 
 
 def _grow(x: torch.Tensor, d: int, new: int) -> torch.Tensor:

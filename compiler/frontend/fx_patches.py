@@ -25,7 +25,7 @@ from rnnc.frontend.fx_trace import ConcreteTracer, TracedInt, TracedRatio, is_rn
 def while_tracing(tracer: ConcreteTracer, model: nn.Module) -> Any:
     """Every patch below, for one trace of ``model``."""
     with (_packing_recorded(), _factories_recorded(tracer), _SizedOpsRecorded(tracer), _module_writes(tracer),
-          _variables_pass_through(), _int_casts_traced(model)):
+          _variables_pass_through(), _builtins_traced(model)):
         yield
 
 
@@ -171,47 +171,74 @@ def _variables_pass_through() -> Any:
     return _patched(Variable, ("__new__",), wrap)
 
 
-class _IntType(type):
-    """``isinstance(n, int)`` and ``issubclass`` answer as for ``int`` itself."""
+class _BuiltinType(type):
+    """``isinstance(n, int)`` and ``issubclass`` answer as for the builtin a class stands for."""
+
+    builtin: type
 
     def __instancecheck__(cls, obj: Any) -> bool:
-        return isinstance(obj, int)
+        return isinstance(obj, cls.builtin)
 
     def __subclasscheck__(cls, sub: Any) -> bool:
-        return issubclass(sub, int)
+        return issubclass(sub, cls.builtin)
 
 
-class _Int(metaclass=_IntType):
+class _Range(metaclass=_BuiltinType):
+    """``range`` as the model's own code sees it while tracing: a loop as long as a size read from
+    data (``range(int(lengths.max()))``) is refused -- Python's ``range`` reads an int subclass
+    without asking it, so ``TracedInt`` cannot refuse it itself."""
+
+    builtin = range
+
+    def __new__(cls, *args: Any) -> Any:  # type: ignore[misc]
+        for a in args:
+            if isinstance(a, TracedInt) and a.data:
+                a.__index__()  # raises, naming the size
+        return range(*args)
+
+
+class _Int(metaclass=_BuiltinType):
     """``int`` as the model's own code sees it while tracing.  Why: Python's ``int()`` must
     return a plain int, so ``int(x.size(1) / n)`` (NVIDIA Tacotron 2's ``parse_decoder_inputs``)
     and ``int(x.size(1))`` would give the example's number and fix the length.  Here ``int`` of
     a size stays the size, and of ``size / n`` is its truncation, recorded as size arithmetic;
     everything else is Python's ``int``."""
 
+    builtin = int
+
     def __new__(cls, x: Any = 0, *base: Any) -> Any:  # type: ignore[misc]
         if not base and isinstance(x, TracedInt):
             return x
+        if not base and isinstance(x, fx.Proxy) and _one_int(x.node.meta.get("rnnc_ex")):
+            return x.item()  # ``int(lengths.max())``: a size read from data (``TracedInt.data``)
         if not base and isinstance(x, TracedRatio):
             return math.trunc(x)
         return int(x, *base)
 
 
+def _one_int(ex: Any) -> bool:
+    return isinstance(ex, torch.Tensor) and ex.numel() == 1 and not ex.dtype.is_floating_point and \
+        not ex.dtype.is_complex and ex.dtype != torch.bool
+
+
 @contextlib.contextmanager
-def _int_casts_traced(model: nn.Module) -> Any:
-    """``_Int`` as ``int`` in the modules that define the model's own classes (a name the module
-    binds itself is left alone), for the trace only."""
+def _builtins_traced(model: nn.Module) -> Any:
+    """``_Int`` as ``int`` and ``_Range`` as ``range`` in the modules that define the model's own
+    classes (a name the module binds itself is left alone), for the trace only."""
     spaces = []
     for m in model.modules():
         owner = type(m).__module__
         ns = vars(sys.modules[owner]) if owner in sys.modules and owner.split(".")[0] not in ("torch", "rnnc") \
             else None
-        if ns is not None and "int" not in ns and all(ns is not seen for seen in spaces):
+        if ns is not None and all(ns is not seen for seen in spaces):
             spaces.append(ns)
+    shadows = {"int": _Int, "range": _Range}
+    added = [(ns, name) for ns in spaces for name in shadows if name not in ns]
     try:
-        for ns in spaces:
-            ns["int"] = _Int
+        for ns, name in added:
+            ns[name] = shadows[name]
         yield
     finally:
-        for ns in spaces:
-            if ns.get("int") is _Int:
-                del ns["int"]
+        for ns, name in added:
+            if ns.get(name) is shadows[name]:
+                del ns[name]

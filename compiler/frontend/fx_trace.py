@@ -138,11 +138,15 @@ class TracedInt(int):
 
     node: fx.Node
     tracer: Any
+    #: read from tensor data (``lengths.max().item()``), not from a shape: fine as a size, but a
+    #: Python branch or loop on it would bake the example's data in (``_refuse_data``)
+    data: bool
 
-    def __new__(cls, value: int, node: fx.Node, tracer: Any = None) -> TracedInt:
+    def __new__(cls, value: int, node: fx.Node, tracer: Any = None, data: bool = False) -> TracedInt:
         obj = super().__new__(cls, value)
         obj.node = node
         obj.tracer = tracer
+        obj.data = data
         return obj
 
     def _record(self, op: Any, *args: Any) -> Any:
@@ -160,6 +164,22 @@ for _name, (_op, _reflected) in SIZE_DUNDERS.items():
     setattr(TracedInt, _name, (lambda f, r: lambda self, o: (self._record(f, o, self) if r
                                                              else self._record(f, self, o)))(SIZE_OPS[_op], _reflected))
 TracedInt.__neg__ = lambda self: self._record(operator.neg, self)  # type: ignore[method-assign]
+
+
+def _refuse_data(name: str, plain: Any) -> Any:
+    def method(self: TracedInt, *other: Any) -> Any:
+        if self.data or any(isinstance(o, TracedInt) and o.data for o in other):
+            raise UnsupportedError(f"control flow on tensor data: {name.strip('_')} of a size read from data "
+                                   f"(fx node {self.node.name!r}, {user_line(self.node) or 'the model'}) would keep "
+                                   "the example's answer; rnnc supports such sizes only as sizes of tensors")
+        return plain(self, *other)
+
+    return method
+
+
+for _name in ("__bool__", "__index__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
+    setattr(TracedInt, _name, _refuse_data(_name, getattr(int, _name)))
+TracedInt.__hash__ = int.__hash__  # type: ignore[method-assign]
 
 
 class TracedRatio(float):
@@ -216,6 +236,7 @@ class ConcreteTracer(fx.Tracer):
         self._next_placeholder = 0
         self._running = 0  # > 0 while a node runs on example values: no recording then
         self.stale: set[fx.Node] = set()  # views of a tensor written after they were taken
+        self.data_sizes: set[fx.Node] = set()  # sizes read from tensor data (``TracedInt.data``)
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         if self._running:
@@ -262,7 +283,11 @@ class ConcreteTracer(fx.Tracer):
         if written is not None:  # ``e.masked_fill_(m, v)``: ``e`` is the result from now on
             _rebind(self, written, node)
         if isinstance(ex, int) and not isinstance(ex, bool):
-            return TracedInt(ex, node, self)
+            data = (kind == "call_method" and target == "item") or any(
+                n in self.data_sizes for n in node.all_input_nodes)
+            if data:
+                self.data_sizes.add(node)
+            return TracedInt(ex, node, self, data)
         if isinstance(ex, (str, torch.dtype, torch.device)):
             return ex  # x.type(), x.dtype: constants while tracing, passed on as values
         return proxy

@@ -416,12 +416,14 @@ def _arange(ctx: Ctx, *args: Any, **kwargs: Any) -> Any:
     if made is None or made[0] == (-1,) or isinstance(start, SymInt):
         return NotImplemented
     (entry,), refs = made
-    dtype = kwargs.get("dtype") or (torch.float32 if any(isinstance(v, float) for v in (start, end, step))
-                                    else torch.int64)
+    out = kwargs.get("out")  # ``arange(0, n, out=torch.LongTensor(n))`` (NVIDIA's masks): its dtype only
+    dtype = kwargs.get("dtype") or (out.ex.dtype if isinstance(out, TV) else out.dtype
+                                    if isinstance(out, torch.Tensor) else None) or (
+        torch.float32 if any(isinstance(v, float) for v in (start, end, step)) else torch.int64)
     return ctx.emit("arange", *refs, n=entry, start=start, step=step, dtype=dtype_of_torch(dtype))
 
 
-HANDLERS["arange"] = reads("start", "end", "step", "dtype")(_arange)  # torch.arange(x.size(1)) in fx graphs too
+HANDLERS["arange"] = reads("start", "end", "step", "dtype", "out")(_arange)  # torch.arange(x.size(1)) in fx graphs
 
 
 @handles("one_hot")

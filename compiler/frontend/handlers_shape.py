@@ -44,6 +44,16 @@ def size(ctx: Ctx, x: TV, dim: int | None = None) -> Any:
     return x.size(axis(dim, x.rank))
 
 
+@handles("item")
+def _item(ctx: Ctx, x: TV) -> Any:
+    """``lengths.max().item()`` (NVIDIA's ``get_mask_from_lengths``): an integer read from data,
+    kept as a size read at run time -- ``arange(max_len) < lengths[:, None]`` then follows the
+    data.  (The tracer refuses branching or looping on it, ``fx_trace._refuse_data``.)"""
+    if x.ex.numel() != 1 or x.ex.dtype.is_floating_point or x.ex.dtype.is_complex or x.ex.dtype == torch.bool:
+        return NotImplemented
+    return SymInt(int(x.ex.reshape(-1)[0]), "?", data=x)
+
+
 @handles("dim")
 def _dim(ctx: Ctx, x: TV) -> int:
     return x.rank

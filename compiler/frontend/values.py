@@ -35,13 +35,16 @@ class SymInt(int):
     sym: str
     source: tuple[TV, int] | None
     expr: tuple[Any, ...] | None
+    #: the one-element integer tensor a size read from data holds (``lengths.max().item()``)
+    data: TV | None
 
     def __new__(cls, value: int, sym: str, source: tuple[TV, int] | None = None,
-                expr: tuple[Any, ...] | None = None) -> SymInt:
+                expr: tuple[Any, ...] | None = None, data: TV | None = None) -> SymInt:
         obj = super().__new__(cls, value)
         obj.sym = sym
         obj.source = source
         obj.expr = expr
+        obj.data = data
         return obj
 
     def __repr__(self) -> str:
@@ -293,16 +296,21 @@ class Ctx:
         only as derived.  ``None`` when two sizes cannot be said."""
         refs: list[TV] = []
 
+        def ref(tv: TV) -> int:
+            k = next((i for i, r in enumerate(refs) if r is tv), None)
+            if k is None:
+                refs.append(tv)
+                k = len(refs) - 1
+            return k
+
         def entry(d: Any) -> Any:
             if not isinstance(d, SymInt):
                 return int(d)
             if d.source is not None and d.source[0].value is not None:
                 tv, ax = d.source
-                k = next((i for i, r in enumerate(refs) if r is tv), None)
-                if k is None:
-                    refs.append(tv)
-                    k = len(refs) - 1
-                return (k, ax)
+                return (ref(tv), ax)
+            if d.data is not None:
+                return ("value", ref(d.data))
             if d.expr is not None:
                 op, a, b = d.expr
                 ea, eb = entry(a), entry(b)
@@ -325,6 +333,8 @@ class Ctx:
         vector along it, sums, differences and products of sizes as those ops (so ``T - 3`` may
         be negative, and ``H * T`` allocates nothing of that size); ``//`` and ``%`` of sizes
         (never negative) as the count of a vector that long.  None when it cannot be read."""
+        if d.data is not None:
+            return self.emit("cast", self.emit("reshape", d.data, shape=()), dtype="int64")
         read = d.source is not None and d.source[0].value is not None
         if not read and d.expr is not None and d.expr[0] in ("+", "-", "*"):
             op, a, b = d.expr

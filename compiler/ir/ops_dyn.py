@@ -8,7 +8,8 @@ inferred.  These ops name each size either as a constant or as "dim ``axis`` of 
 run time (``Shape`` -> ``Gather`` -> ``Concat``).
 
 Shape entries (attribute ``shape``): an int (``-1``: inferred, reshape only; ``-1`` in
-``expand_dyn``: keep the input's dim), or ``[k, axis]``: dim ``axis`` of reference ``k``
+``expand_dyn``: keep the input's dim), ``["value", k]``: the value of reference ``k``, a
+one-element integer tensor (``lengths.max().item()``), or ``[k, axis]``: dim ``axis`` of reference ``k``
 (the op's inputs after ``x``; all inputs for ``full_dyn``).
 """
 
@@ -28,6 +29,8 @@ def _entry_dims(entries: Any, refs: Sequence[TensorType | None]) -> list[Dim]:
     for e in entries:
         if isinstance(e, int):
             out.append(e)
+        elif e[0] == "value":  # the value of a one-element integer reference: unknown until run time
+            out.append("?")
         elif isinstance(e[0], str):  # a computed size: named by its expression (``rnnc.ir.symdims``)
             a, b = _entry_dims(e[1:], refs)
             out.append(symdims.name(e[0], a, b) if a != -1 and b != -1 else "?")
@@ -51,6 +54,8 @@ SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": opera
 def _value(e: Any, refs: Sequence[Any]) -> int:
     if isinstance(e, int):
         return e
+    if e[0] == "value":
+        return int(refs[e[1]].reshape(-1)[0])
     if isinstance(e[0], str):
         return SIZE_OPS[e[0]](_value(e[1], refs), _value(e[2], refs))
     return int(refs[e[0]].shape[e[1]])

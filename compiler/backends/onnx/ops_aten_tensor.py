@@ -42,6 +42,13 @@ def _reduce(op_type: str) -> AtenRenderer:
     return render
 
 
+@aten_renders("max.default", "min.default")
+def _max_all(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``torch.max(lengths)``: the largest of every element (the length of NVIDIA's masks)."""
+    op = "ReduceMax" if node.attr("target").startswith("max") else "ReduceMin"
+    return g.node(op, [args[0]], _out(node), keepdims=0)
+
+
 aten_renders("logsumexp")(_reduce("ReduceLogSumExp"))
 aten_renders("amin")(_reduce("ReduceMin"))
 

@@ -28,6 +28,8 @@ def _size(g: OnnxGraph, e: Any, refs: Ins) -> str:
     """One entry as an int64 [1] value (sizes are >= 0, so ONNX's truncating Div is floor)."""
     if isinstance(e, int):
         return g.const([e])
+    if e[0] == "value":
+        return g.op("Reshape", g.op("Cast", refs[e[1]], to=ONNX_DTYPES["int64"]), g.const([1]))
     if isinstance(e[0], str):
         return g.op(_ONNX_OPS[e[0]], _size(g, e[1], refs), _size(g, e[2], refs))
     k, ax = e

@@ -1,0 +1,72 @@
+"""Sizes read from data: a padding mask as long as the longest of the given lengths
+(``torch.max(lengths).item()`` with ``arange(0, n, out=torch.LongTensor(n))``, NVIDIA's
+``get_mask_from_lengths``; ``int(lengths.max())``) is a size read at run time, so batch and length
+stay symbolic; a Python branch or loop on such a size is refused by name (it would keep the
+example's answer).  Checked against torch eager in the interpreter and onnxruntime."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from program_checks import matches_torch  # tests/program_checks.py
+from torch import nn
+
+import rnnc
+from rnnc.errors import UnsupportedError
+
+
+def nvidia_mask(lengths: torch.Tensor) -> torch.Tensor:
+    max_len = torch.max(lengths).item()
+    ids = torch.arange(0, max_len, out=torch.LongTensor(max_len))
+    return (ids < lengths.unsqueeze(1)).bool()
+
+
+def plain_mask(lengths: torch.Tensor) -> torch.Tensor:
+    return torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+
+
+class MaskedPool(nn.Module):
+    """Attention pooling over a GRU's outputs, padding masked by the lengths."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.rnn = nn.GRU(4, 6, batch_first=True)
+        self.score = nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        y = self.rnn(x)[0]
+        mask = nvidia_mask(lengths) if self.kind == "nvidia" else plain_mask(lengths)
+        e = self.score(y).squeeze(-1).masked_fill(~mask, float("-inf"))
+        return (torch.softmax(e, 1).unsqueeze(-1) * y).sum(1)
+
+
+@pytest.mark.parametrize("kind", ["nvidia", "plain"])
+def test_a_mask_as_long_as_the_longest_length_keeps_batch_and_length(kind: str, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = MaskedPool(kind).eval()
+    program = rnnc.trace(model, (torch.randn(2, 12, 4), torch.tensor([12, 7])))
+    assert [t.shape for _, t in program.graph.inputs] == [("B", "T", 4), ("B",)]
+    for lengths in ([17, 5, 9], [3]):
+        x = torch.randn(len(lengths), max(lengths), 4)
+        matches_torch(program, model, (x, torch.tensor(lengths)), tmp_path, f"mask_{kind}")
+
+
+class Branches(nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.rnn = nn.GRU(4, 6, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        y = self.rnn(x)[0]
+        n = int(lengths.max())
+        if self.kind == "if":
+            return y * 2 if n > 8 else y
+        return sum(y[:, i] for i in range(n))
+
+
+@pytest.mark.parametrize("kind", ["if", "loop"])
+def test_branching_or_looping_on_a_size_read_from_data_is_refused_by_name(kind: str) -> None:
+    with pytest.raises(UnsupportedError, match="control flow on tensor data"):
+        rnnc.trace(Branches(kind).eval(), (torch.randn(2, 12, 4), torch.tensor([12, 7])))
