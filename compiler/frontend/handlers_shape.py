@@ -263,6 +263,31 @@ def stack(ctx: Ctx, xs: Any, dim: int = 0) -> TV:
     return ctx.retime(ctx.emit("stack", *xs, axis=ax), xs, ax)
 
 
+@handles("unfold")
+@reads("kernel_size", "dilation", "padding", "stride")
+def _im2col(ctx: Ctx, x: TV, *args: Any, **kwargs: Any) -> Any:
+    """``F.unfold(x, (k, W))`` whose kernel spans the whole last dim (FullSubNet's sub-bands: ``k``
+    neighbouring frequencies over every frame, ``W`` the symbolic length): the ``k`` row windows
+    stacked, ``[N, C*k*W, H-k+1]`` -- what torch's im2col gives for one column position.  Other
+    unfolds (``Tensor.unfold(dim, size, step)``, kernels narrower than the input) take the exact
+    path."""
+    if "dimension" in kwargs or len(args) > 1 or x.rank != 4:
+        return NotImplemented
+    kernel = kwargs.get("kernel_size", args[0] if args else None)
+    rest = {k: kwargs.get(k, d) for k, d in (("dilation", 1), ("padding", 0), ("stride", 1))}
+    if not isinstance(kernel, (tuple, list)) or len(kernel) != 2 or any(v not in (1, 0, (1, 1), (0, 0), [1, 1], [0, 0])
+                                                                       for v in rest.values()):
+        return NotImplemented
+    kh, kw = kernel
+    whole = (isinstance(kw, SymInt) and kw.is_dim(x, 3)) or (not isinstance(kw, SymInt) and kw == x.shape[3])
+    if not whole or isinstance(kh, SymInt) or not 0 < int(kh) <= int(x.ex.shape[2]):
+        return NotImplemented
+    k = int(kh)  # window i: rows i .. i + H - k, the last ones counted from the end (H may be symbolic)
+    windows = [slice_(ctx, x, 2, i, i - k + 1 if i < k - 1 else None) for i in range(k)]
+    out = ctx.emit("transpose", ctx.emit("stack", *windows, axis=2), perm=(0, 1, 2, 4, 3))  # [N, C, k, W, L]
+    return reshape(ctx, out, x.size(0), -1, out.size(4))
+
+
 @handles("split")
 def split(ctx: Ctx, x: TV, size: Any = None, dim: int = 0, split_size: Any = None,
           split_size_or_sections: Any = None) -> tuple[TV, ...]:

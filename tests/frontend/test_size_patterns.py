@@ -14,6 +14,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from program_checks import matches_torch  # tests/program_checks.py
 from torch import nn
 
 import rnnc
@@ -247,3 +248,30 @@ def test_a_size_the_trace_fixed_is_named_with_its_source_line() -> None:
     line = inspect.getsourcelines(PlainIntLength.forward)[1] + 2  # the torch.arange line
     assert f"test_size_patterns.py:{line}" in said and "f32[1,7,1], 7 being T" in said, said
     assert program.graph.inputs[0][1].shape[1] == 7
+
+
+class SubBands(nn.Module):
+    """FullSubNet's sub-band unfold: each frequency with its 2 neighbours either side, over every
+    frame (``F.unfold`` with a ``(5, T)`` kernel), then a GRU per frequency."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(5, 4, batch_first=True)
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:  # [B, 1, F, T]
+        b, c, f, t = mag.size()
+        x = F.pad(mag, [0, 0, 2, 2], mode="reflect")
+        x = F.unfold(x, (5, t))  # [B, 5 * T, F]
+        x = x.reshape(b, 5, t, f).permute(0, 3, 2, 1).reshape(b * f, t, 5)
+        return self.rnn(x)[0].reshape(b, f, t, 4)
+
+
+def test_an_unfold_whose_kernel_spans_the_length_keeps_it(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = SubBands().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(2, 1, 9, 12),))
+    b, _, f, t = program.graph.inputs[0][1].shape
+    assert b == "B" and isinstance(f, str) and isinstance(t, str) and f != t  # frequencies and frames free
+    matches_torch(program, model, (torch.randn(3, 1, 11, 17),), tmp_path, "sub_bands")
