@@ -10,7 +10,6 @@ from program_checks import matches_torch  # tests/program_checks.py
 from torch import nn
 
 import rnnc
-from rnnc.errors import UnsupportedError
 
 
 class BagsPerStep(nn.Module):
@@ -35,18 +34,24 @@ def test_fixed_size_bags_export_and_keep_sizes_symbolic(mode: str, tmp_path) -> 
 
 
 class RaggedBags(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, mode: str, **kw: object) -> None:
         super().__init__()
-        self.bag = nn.EmbeddingBag(50, 6, mode="sum")
+        self.bag = nn.EmbeddingBag(50, 6, mode=mode, **kw)
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         return self.bag(ids, offsets)
 
 
-def test_ragged_bags_run_in_the_interpreter_and_onnx_says_which_op(tmp_path) -> None:
-    model = RaggedBags().eval()
-    ids, offsets = torch.randint(0, 50, (7,)), torch.tensor([0, 2, 3])
-    program = rnnc.trace(model, (ids, offsets), dynamic=[None, None])
-    matches_torch(program, model, (ids, offsets))
-    with pytest.raises(UnsupportedError, match="embedding_bag"):
-        rnnc.export_onnx(program, path=tmp_path / "ragged.onnx")
+@pytest.mark.parametrize(("mode", "kw"), [("sum", {}), ("mean", {}), ("max", {}), ("mean", {"padding_idx": 3}),
+                                          ("sum", {"include_last_offset": True})])
+def test_ragged_bags_in_the_interpreter_and_onnxruntime(mode: str, kw: dict, tmp_path) -> None:
+    """Bags of any sizes, an empty one among them (zeros, as in torch), ids and bags of other
+    counts than traced."""
+    torch.manual_seed(0)
+    model = RaggedBags(mode, **kw).eval()
+    program = rnnc.trace(model, (torch.randint(0, 50, (7,)), torch.tensor([0, 2, 3])),
+                         dynamic=[{0: "N"}, {0: "B"}])
+    ids = torch.randint(0, 50, (12,))
+    ids[:3] = 3  # (the padding id, where there is one)
+    for offsets in ([0, 3, 3, 8], [0, 5]):
+        matches_torch(program, model, (ids, torch.tensor(offsets)), tmp_path, f"ragged_{mode}")

@@ -364,6 +364,60 @@ def _topk(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: T
                   sorted=1)
 
 
+@aten_renders("_embedding_bag", "_embedding_bag_forward_only")
+def _embedding_bag(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """Ragged bags (``nn.EmbeddingBag(ids, offsets)``): a ``[bags, N]`` membership matrix from the
+    offsets (row ``b`` holds the ids from ``offsets[b]`` up to the next), then a MatMul (sum,
+    mean over the bag's size) or a masked ReduceMax -- an empty bag gives zeros, as in torch.
+    Padding ids belong to no bag.  Only the first result (the bags) is computed for real; rnnc's
+    frontend reads no other."""
+    weight, ids, offsets = args[0], args[1], args[2]
+    mode = int(_arg(args, 4, kwargs, "mode", 0))
+    per_sample = _arg(args, 6, kwargs, "per_sample_weights", None)
+    last = bool(_arg(args, 7, kwargs, "include_last_offset", False))
+    padding = int(_arg(args, 8, kwargs, "padding_idx", -1))
+    dtype = _in_type(node, types).dtype
+    n = g.op("Shape", ids)
+    starts = offsets
+    if last:  # the last offset closes the last bag
+        starts = g.op("Slice", offsets, g.const([0]), g.const([-1]), g.const([0]))
+    pos = g.op("Range", g.const(0), g.op("Squeeze", n, g.const([0])), g.const(1))  # [N]
+    # id i's bag: how many bags start at or before it, less one
+    bag = g.op("Sub", g.op("ReduceSum", g.op("Cast", g.op("GreaterOrEqual", g.op("Unsqueeze", pos, g.const([1])),
+                                                            g.op("Unsqueeze", starts, g.const([0]))),
+                                               to=ONNX_DTYPES["int64"]), g.const([1]), keepdims=0), g.const(1))
+    count = g.op("Shape", starts)
+    which = g.op("Range", g.const(0), g.op("Squeeze", count, g.const([0])), g.const(1))  # [B]
+    member = g.op("Equal", g.op("Unsqueeze", which, g.const([1])), g.op("Unsqueeze", bag, g.const([0])))  # [B, N]
+    if last:  # ids past the last offset belong to no bag
+        end = g.op("Slice", offsets, g.const([-1]), g.const([2 ** 62]), g.const([0]))
+        member = g.op("And", member, g.op("Unsqueeze", g.op("Less", pos, end), g.const([0])))
+    if padding >= 0:
+        member = g.op("And", member, g.op("Unsqueeze", g.op("Not", g.op("Equal", ids, g.const(padding))), g.const([0])))
+    rows = g.op("Gather", weight, ids, axis=0)  # [N, D]
+    if per_sample is not None:
+        rows = g.op("Mul", rows, g.op("Unsqueeze", per_sample, g.const([1])))
+    weights = g.op("Cast", member, to=ONNX_DTYPES[dtype])
+    if mode in (0, 1):
+        out = g.op("MatMul", weights, rows)
+        if mode == 1:
+            size = g.op("Max", g.op("ReduceSum", weights, g.const([1]), keepdims=1), g.const([1.0], dtype))
+            out = g.op("Div", out, size)
+    else:
+        low = g.op("Where", g.op("Unsqueeze", member, g.const([2])), g.op("Unsqueeze", rows, g.const([0])),
+                   g.const([float("-inf")], dtype))
+        some = g.op("Cast", g.op("ReduceMax", g.op("Cast", member, to=ONNX_DTYPES["int32"]), g.const([1]),
+                                 keepdims=1), to=ONNX_DTYPES["bool"])
+        out = g.op("Where", some, g.op("ReduceMax", low, g.const([1]), keepdims=0), g.const([0.0], dtype))
+    # offset2bag and the bag sizes for real; no argmax (zeros of its shape): rnnc reads neither
+    sizes = g.op("ReduceSum", g.op("Cast", member, to=ONNX_DTYPES["int64"]), g.const([1]), keepdims=0)
+    from onnx import helper
+
+    zero = helper.make_tensor("value", ONNX_DTYPES["int64"], [1], [0])
+    argmax = g.op("ConstantOfShape", g.op("Shape", out) if mode == 2 else g.const([0]), value=zero)
+    return [g.op("Identity", v, hint=name) for v, name in zip((out, bag, sizes, argmax), node.outputs, strict=False)]
+
+
 @aten_renders("max.dim", "min.dim")
 def _max_dim(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     xt = _in_type(node, types)
