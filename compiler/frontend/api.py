@@ -181,9 +181,9 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         sizes = {d: int(n) for ds, e in zip(dims, examples, strict=True) for d, n in zip(ds, e.shape, strict=True)
                  if isinstance(d, str)}
         graph = merge_chunked_rnns(graph, sizes)
-        graph, weights, rolled, left = roll_loops(graph, weights, sizes, ctx.lines)
+        graph, weights, rolled, clocked, left = roll_loops(graph, weights, sizes, ctx.lines)
         if loops is not None:
-            loops.update(rolled=rolled, left=left)
+            loops.update(rolled=rolled, clocked=clocked, left=left)
     if loops is not None:
         loops["retimed"] = ctx.retimed
         loops["lines"] = ctx.lines
@@ -238,9 +238,20 @@ def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dyn
 
     # copies: a model that writes into its inputs changes rnnc's, not the caller's tensors
     examples = [e.clone() for e in _examples(example_inputs)]
+    from rnnc.frontend.fx_patches import shadows
+
     with inference_mode(model):
-        program = _trace(model, examples, dynamic)
+        with warnings.catch_warnings(record=True) as said:  # (said below, unless a retry replaces them)
+            warnings.simplefilter("always")
+            program = _trace(model, examples, dynamic)
         wrong = check_at_example(model, program, examples)
+        if wrong and not isinstance(model, torch.jit.ScriptModule):  # ``type(n) is int`` took another
+            with shadows(False):  # branch with ``int`` a stand-in: once more with the builtins themselves
+                again = _trace(model, examples, dynamic)
+            if not check_at_example(model, again, examples):
+                program, wrong, said = again, "", []
+    for w in said:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if wrong:  # every other check is at other sizes: never return a Program wrong where it was traced
         raise UnsupportedError(f"rnnc.trace: the traced Program differs from {type(model).__name__} on the example "
                                f"inputs themselves ({wrong}): the model changes a tensor in a way the trace "
@@ -279,7 +290,7 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
     with torch.no_grad():
         loops: dict[str, Any] = {}
         program = _build(model, examples, dims, names, cells=cells, loops=loops)
-        wrong = check_at_other_size(model, program, examples, dims)
+        wrong = check_at_other_size(model, program, examples, dims, each=bool(loops.get("clocked")))
     if wrong:  # the dims are the user's: kept, but never silently wrong at another size
         left = loops.get("left") or []
         warnings.warn(f"rnnc.trace: the Program is right at the example's sizes only; with {_show(dims, names)}: "
@@ -324,7 +335,7 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
             except Exception as exc:  # noqa: BLE001 -- this choice of dims failed; the next is tried
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
-            wrong = check_at_other_size(model, program, examples, dims)
+            wrong = check_at_other_size(model, program, examples, dims, each=bool(loops.get("clocked")))
             if wrong and (loops.get("rolled") or loops.get("retimed")):
                 # what the loop pass did was wrong for this model (a stack of per-step reads that
                 # is no loop over time): the same dims without it

@@ -87,7 +87,6 @@ def _split_group(model: Any, examples: list[torch.Tensor], members: list[Spot]) 
 
 def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> list[tuple[Dim, ...]]:
     groups = free_groups(model, examples)
-    tied = _tied(model, examples, names, groups)
     batch = next((g for g in groups if _is_batch(model, examples, g)), None)
     if batch is None:  # nothing provably separable (an example batch of 1, or outputs that
         # ``squeeze`` a batch of 1 away): the one group of size 1 -- a time-major [T, 1, F]
@@ -100,6 +99,7 @@ def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> lis
             batch = next((g for g in groups if any(roles[i][d] == "B" for i, d in g)), None)
         if batch is None:
             batch = next((g for g in groups if (0, 0) in g), None)
+    tied = _tied(model, examples, names, groups, batch)
     symbol: dict[Spot, str] = {}
     n_time = 0
     for g in groups:
@@ -116,8 +116,8 @@ def free_dims(model: Any, examples: list[torch.Tensor], names: list[str]) -> lis
     return [tuple(symbol.get((i, d), int(n)) for d, n in enumerate(e.shape)) for i, e in enumerate(examples)]
 
 
-def _tied(model: Any, examples: list[torch.Tensor], names: list[str], groups: list[list[Spot]]
-          ) -> dict[Spot, tuple[int, int, int]]:
+def _tied(model: Any, examples: list[torch.Tensor], names: list[str], groups: list[list[Spot]],
+          batch: list[Spot] | None) -> dict[Spot, tuple[int, int, int]]:
     """Dims the model runs with only when another group grows with them, by a factor and an
     offset: spot -> (the group's index in ``groups``, factor, offset).  WaveRNN's samples = hop x
     frames: the samples, doubled alone, fail; doubled with the (free) frames, run -- and with
@@ -125,7 +125,8 @@ def _tied(model: Any, examples: list[torch.Tensor], names: list[str], groups: li
     the model runs with alone, but does together (audio and its frame features, each required),
     make the smaller a new group in ``groups``.  A tied dim is named ``4*T-16`` after the group's
     symbol.  A dim *smaller* than the free one it moves with would need a division no input size
-    guarantees: it stays the example's, and the trace says so."""
+    guarantees: it stays the example's, and the trace says so.  Nothing is tied to the batch
+    (a dim that runs with a larger batch is a length bounded by another, not a multiple of it)."""
     free = {m for g in groups for m in g}
     by_size: dict[int, list[Spot]] = {}
     for i, e in enumerate(examples):
@@ -139,7 +140,7 @@ def _tied(model: Any, examples: list[torch.Tensor], names: list[str], groups: li
             continue
         for k, g in enumerate(groups):
             m = int(examples[g[0][0]].shape[g[0][1]])
-            if m < 2:
+            if m < 2 or g is batch:
                 continue
             if m > n:
                 if _runs(model, examples, [*members, *g]):
@@ -171,9 +172,9 @@ def _tie(model: Any, examples: list[torch.Tensor], members: list[Spot], group: l
     (size ``m``) doubles and ``members`` (size ``n``) grow by factor x m; the exact multiple is
     tried first, then the next factor (a negative offset: context frames cropped).  A model that
     only needs ``n`` at most so large (it reads a prefix of the longer input) takes the first."""
-    for factor in (n // m, n // m + 1):
-        sizes = {spot: 2 * m for spot in group} | {spot: n + factor * m for spot in members}
-        if factor and _runs_at(model, examples, sizes):
+    for factor in (n // m, n // m + 1):  # (confirmed at three times the size too)
+        if factor and all(_runs_at(model, examples, {spot: k * m for spot in group} |
+                                   {spot: n + (k - 1) * factor * m for spot in members}) for k in (2, 3)):
             return factor, n - factor * m
     return None
 
@@ -280,28 +281,38 @@ def check_at_example(model: Any, program: Any, examples: list[torch.Tensor]) -> 
     return _judge(want, lambda xs: program.run(*xs), examples)
 
 
-def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]) -> str:
+def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]],
+                        each: bool = False) -> str:
     """Why ``program`` disagrees with ``model`` at twice the example's size in every symbolic dim,
     then at twice plus one ("" when it agrees, or when the model itself cannot run there).
     Catches what a trace bakes in without knowing (a Python loop unrolled over the example's
-    length, a branch or a pad amount decided by its parity)."""
-    even = _compare_grown(model, program, examples, dims, odd=False)
-    return even or _compare_grown(model, program, examples, dims, odd=True)
+    length, a branch or a pad amount decided by its parity).  ``each``: then every symbol grown
+    alone -- a loop rolled over one symbol's length that really runs for another's (a clocked
+    loop, ``scan_match.clocked``, counts steps, not reads) agrees wherever both grow alike."""
+    symbols = {s: int(e.shape[d]) for ds, e in zip(dims, examples, strict=True)
+               for d, s in enumerate(ds) if isinstance(s, str) and symdims.symbols(s) == {s}}
+    tries = [{s: 2 * n for s, n in symbols.items()}, {s: 2 * n + 1 for s, n in symbols.items()}]
+    if each and len(symbols) > 1:
+        tries += [{**symbols, s: 2 * n} for s, n in symbols.items()]
+    for sizes in tries:
+        wrong = _compare_grown(model, program, examples, dims, sizes)
+        if wrong:
+            return wrong
+    return ""
 
 
 def _compare_grown(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]],
-                   odd: bool) -> str:
-    """One size of the check: every symbolic dim doubled (``2n``), or doubled and one more
-    (``2n + 1``: a model that pads or branches on the length's parity, ``if t % 2``, bakes the
-    example's even answer in and only an odd size shows it).  The first element is repeated,
-    so sorted lengths stay sorted and token ids stay valid."""
-    sizes = {s: 2 * int(e.shape[d]) + int(odd) for ds, e in zip(dims, examples, strict=True)
-             for d, s in enumerate(ds) if isinstance(s, str) and symdims.symbols(s) == {s}}
+                   sizes: dict[str, int]) -> str:
+    """One size of the check: the inputs with each symbol at its size in ``sizes`` (a dim named
+    ``4*T`` grows with T).  ``2n + 1`` shows what a model that pads or branches on the length's
+    parity (``if t % 2``) bakes in: the example's even answer.  Entries are repeated, the first
+    ones most, so sorted lengths stay sorted and token ids stay valid."""
     grown = list(examples)
     for i, ds in enumerate(dims):
         for d, s in enumerate(ds):
-            if isinstance(s, str):  # (a dim named ``4*T`` grows with T)
-                grown[i] = _grow(grown[i], d, symdims.evaluate(s, sizes) or 2 * int(grown[i].shape[d]) + int(odd))
+            new = symdims.evaluate(s, sizes) if isinstance(s, str) else None
+            if new is not None and new != int(grown[i].shape[d]):
+                grown[i] = _grow(grown[i], d, new)
     grown = _lengths_grown(examples, grown, {int(e.shape[d]): int(g.shape[d]) for ds, e, g in
                                              zip(dims, examples, grown, strict=True)
                                              for d, s in enumerate(ds) if isinstance(s, str) and s != "B"})

@@ -10,6 +10,7 @@ weight drop), ``Variable(...)`` -- and none of them may outlive the trace.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import sys
 from typing import Any
@@ -171,8 +172,29 @@ def _variables_pass_through() -> Any:
     return _patched(Variable, ("__new__",), wrap)
 
 
+#: whether traces replace ``int``/``range`` in the model's modules (``_builtins_traced``); off for
+#: a second try where a model uses them as types (``dtype=int``, ``type(n) is int``)
+_SHADOWS: contextvars.ContextVar[bool] = contextvars.ContextVar("rnnc_builtin_shadows", default=True)
+
+
+def shadows_on() -> bool:
+    return _SHADOWS.get()
+
+
+@contextlib.contextmanager
+def shadows(on: bool) -> Any:
+    """The block with the stand-ins off (``on`` False), or as they were."""
+    token = _SHADOWS.set(on and _SHADOWS.get())
+    try:
+        yield
+    finally:
+        _SHADOWS.reset(token)
+
+
 class _BuiltinType(type):
-    """``isinstance(n, int)`` and ``issubclass`` answer as for the builtin a class stands for."""
+    """``isinstance(n, int)``, ``issubclass``, ``type(n) == int``, ``int.from_bytes`` answer as
+    for the builtin a class stands for (``is`` cannot: a trace that trips on it is retried with
+    the builtins themselves)."""
 
     builtin: type
 
@@ -181,6 +203,15 @@ class _BuiltinType(type):
 
     def __subclasscheck__(cls, sub: Any) -> bool:
         return issubclass(sub, cls.builtin)
+
+    def __eq__(cls, other: object) -> bool:
+        return other is cls or other is cls.builtin
+
+    def __hash__(cls) -> int:
+        return hash(cls.builtin)
+
+    def __getattr__(cls, name: str) -> Any:
+        return getattr(cls.builtin, name)
 
 
 class _Range(metaclass=_BuiltinType):
@@ -206,14 +237,16 @@ class _Int(metaclass=_BuiltinType):
 
     builtin = int
 
-    def __new__(cls, x: Any = 0, *base: Any) -> Any:  # type: ignore[misc]
-        if not base and isinstance(x, TracedInt):
+    def __new__(cls, x: Any = 0, *base: Any, **kw: Any) -> Any:  # type: ignore[misc]
+        if base or kw:  # ``int(s, base=16)``
+            return int(x, *base, **kw)
+        if isinstance(x, TracedInt):
             return x
-        if not base and isinstance(x, fx.Proxy) and _one_int(x.node.meta.get("rnnc_ex")):
+        if isinstance(x, fx.Proxy) and _one_int(x.node.meta.get("rnnc_ex")):
             return x.item()  # ``int(lengths.max())``: a size read from data (``TracedInt.data``)
-        if not base and isinstance(x, TracedRatio):
+        if isinstance(x, TracedRatio):
             return math.trunc(x)
-        return int(x, *base)
+        return int(x)
 
 
 def _one_int(ex: Any) -> bool:
@@ -226,7 +259,7 @@ def _builtins_traced(model: nn.Module) -> Any:
     """``_Int`` as ``int`` and ``_Range`` as ``range`` in the modules that define the model's own
     classes (a name the module binds itself is left alone), for the trace only."""
     spaces = []
-    for m in model.modules():
+    for m in model.modules() if shadows_on() else ():
         owner = type(m).__module__
         ns = vars(sys.modules[owner]) if owner in sys.modules and owner.split(".")[0] not in ("torch", "rnnc") \
             else None

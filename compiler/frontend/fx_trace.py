@@ -420,18 +420,22 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
     # (fx would refuse ``scale=0.5`` as a constant: "specialized to have value 0.5")
     concrete = {p.name: None for p in params[len(examples):] if p.default is None}
     defaults = [p.default for p in params[len(examples):] if p.default is not p.empty]
-    from rnnc.frontend.fx_patches import while_tracing
+    from rnnc.frontend.fx_patches import shadows, shadows_on, while_tracing
 
-    tracer = ConcreteTracer([*examples, *defaults])
-    tracer.step_cells = set(step_cells)
-    try:
-        with while_tracing(tracer, model):
-            graph = tracer.trace(model, concrete_args=concrete or None)
-    except UnsupportedError:
-        raise
-    except Exception as exc:  # fx's own errors: say which model and why, keep the cause
-        raise UnsupportedError(f"torch.fx cannot trace {type(model).__name__}.forward: {exc}") from exc
-    return Traced(tracer.root, graph, defaults)
+    for shadowed in (True, False):
+        tracer = ConcreteTracer([*examples, *defaults])
+        tracer.step_cells = set(step_cells)
+        try:
+            with shadows(shadowed), while_tracing(tracer, model):
+                graph = tracer.trace(model, concrete_args=concrete or None)
+            return Traced(tracer.root, graph, defaults)
+        except UnsupportedError:
+            raise
+        except Exception as exc:  # fx's own errors: say which model and why, keep the cause
+            if shadowed and shadows_on():  # (``dtype=int`` with the model's ``int`` a stand-in:
+                continue  # once more with the builtins themselves, ``fx_patches._builtins_traced``)
+            raise UnsupportedError(f"torch.fx cannot trace {type(model).__name__}.forward: {exc}") from exc
+    raise AssertionError("unreachable")
 
 
 def function_name(target: Any) -> str:

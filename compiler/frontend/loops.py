@@ -150,8 +150,9 @@ def convert_cell_scan(ctx: Any, mod: nn.RNNCellBase, qual: str, x: Any, axis: in
     from rnnc.frontend.recurrent import cell_of, emit_rnn
 
     size = int(x.ex.shape[axis])
-    if size != steps:
-        stop = symdims.prefix_stop(x.shape[axis], steps, size)
+    if size != steps:  # a guess where it stops short of the end: retried without (``ctx.retimed``)
+        stop = symdims.prefix_stop(x.shape[axis], steps, size) if ctx.retime_loops else steps
+        ctx.retimed += stop < 0
         x = ctx.emit("slice", x, axis=axis, start=0, stop=stop, step=1)
     if not isinstance(mod, nn.RNNCellBase):
         return _user_cell_scan(ctx, mod, qual, x, axis, state, stack_dim)

@@ -287,7 +287,8 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
     if not y_keys:
         raise Skip("the loop has neither per-step outputs nor a final value")
     y_types = {key: g.types[value_at(g, mt, mt.m, key)] for key in y_keys}
-    odd = [t for key, t in y_types.items() if t.dtype != dtype and not _an_index(g, value_at(g, mt, mt.m, key))]
+    odd = [t for key, t in y_types.items() if t.dtype != dtype and not (
+        dtype in ("float32", "float64") and _an_index(g, value_at(g, mt, mt.m, key)))]
     if odd:  # the rnn op's y has its x's dtype (an index travels in it as a float, ``_an_index``)
         raise Skip(f"a per-step output is {odd[0].text()}, its inputs {dtype}")
     y_batch = {key: batch_axis(t, "a per-step output", sized=True) for key, t in y_types.items()}
@@ -552,16 +553,17 @@ def _assemble(g: Indexed, added: list[Node], dead: set[int], rename: dict[str, s
 
 
 def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, int],
-               lines: dict[str, str] | None = None) -> tuple[Graph, dict[str, torch.Tensor], int, list[str]]:
+               lines: dict[str, str] | None = None) -> tuple[Graph, dict[str, torch.Tensor], int, int, list[str]]:
     """Roll every loop over a symbolic dim that fits (module docstring); returns the graph, the
-    weights (with folded invariants added), how many loops rolled and why the loops that were
+    weights (with folded invariants added), how many loops rolled, how many of them by a clock
+    (their length a guess the caller checks, ``scan_match.clocked``) and why the loops that were
     found did not roll.
     ``sizes``: each symbolic dim's size in the example the graph was traced at; ``lines``: the
     user's source line of values, to say where a loop that stays unrolled reads its input."""
     weights = dict(weights)
     why: list[str] = []
     tried: set[frozenset[str]] = set()  # loops tried, by their reads
-    count = 0
+    count = clocks = 0
     while True:
         g = Indexed(graph)
         progress = False
@@ -582,10 +584,12 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, 
                 first = next(r for reads in loop.chains for r in reads if r is not None)
                 said = str(exc) if isinstance(exc, Skip) else f"{type(exc).__name__}: {exc}"
                 at = (lines or {}).get(g.nodes[first].outputs[0])
-                why.append(f"the {loop.n}-step loop reading {g.nodes[first].label}{f' at {at}' if at else ''}: {said}")
+                what = "repeating" if loop.clock else "reading"  # (a clocked loop's first repeated op)
+                why.append(f"the {loop.n}-step loop {what} {g.nodes[first].label}{f' at {at}' if at else ''}: {said}")
                 continue
             weights.update(added)
             count += 1
+            clocks += loop.clock is not None
             progress = True
             break
         if not progress:
@@ -593,4 +597,4 @@ def roll_loops(graph: Graph, weights: dict[str, torch.Tensor], sizes: dict[str, 
                 live = _live_values(graph.nodes, {v for _, v in graph.outputs})
                 graph = Graph(graph.name, graph.inputs, graph.params,
                               tuple(nd for nd in graph.nodes if any(o in live for o in nd.outputs)), graph.outputs)
-            return graph, weights, count, why
+            return graph, weights, count, clocks, why

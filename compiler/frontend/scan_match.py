@@ -226,10 +226,15 @@ def clocked(g: Indexed, sizes: dict[str, int], by_key: dict[Any, dict[int, list[
     occurrence a prologue).  Tried after every loop that reads X; a wrong guess is caught by the
     trace's check at other sizes (``api._trace_auto`` then builds without rolling)."""
     lengths: dict[int, tuple[str, int]] = {}
+    named: dict[int, set[str]] = {}
     for name, t in g.graph.inputs:  # the first input dim of each symbolic size: the loop's length
         for ax, d in enumerate(t.shape):
             if isinstance(d, str) and d != BATCH and sizes.get(d, 0) >= 3:
                 lengths.setdefault(sizes[d], (name, ax))
+                named.setdefault(sizes[d], set()).add(d)
+    for n, syms in named.items():  # two lengths of one example size: whose the loop runs is unknown
+        if len(syms) > 1:
+            del lengths[n]
     if not lengths:
         return []
     read_nodes = [i for by_index in by_key.values() if len(by_index) >= 3 for reads in by_index.values() for i in reads]

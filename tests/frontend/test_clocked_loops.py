@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 import torch.nn.functional as F
 from program_checks import matches_torch  # tests/program_checks.py
 from torch import nn
 
 import rnnc
+from rnnc.errors import UserInputError
 
 
 class Pointer(nn.Module):
@@ -115,3 +117,37 @@ def test_a_shared_layer_applied_as_often_as_the_example_is_long_is_no_loop_over_
     program = rnnc.trace(model, (torch.randn(2, 5, 6),))
     assert program.graph.inputs[0][1].shape == ("B", "T", 6)
     matches_torch(program, model, (torch.randn(3, 8, 6),))
+
+
+class HalfSteps(nn.Module):
+    """A decoder running ``(T + 1) // 2`` steps (a reduction factor of 2) that attends over a
+    memory of its own free length S -- traced where S equals the step count, so the memory's
+    length looks like the loop's clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(8, 8)
+        self.inp = nn.Linear(3, 8)
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.inp(x.mean(1)))
+        outs = []
+        for _ in range((x.size(1) + 1) // 2):
+            att = torch.softmax(torch.bmm(mem, h.unsqueeze(2)).squeeze(2), 1)
+            h = self.cell(torch.bmm(att.unsqueeze(1), mem).squeeze(1), h)
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+def test_a_loop_clocked_by_another_length_is_never_silently_wrong() -> None:
+    """The check grows each symbol alone where a loop rolled by its clock: the guess (the
+    memory's length) is caught and the trace says what it kept fixed."""
+    torch.manual_seed(0)
+    model = HalfSteps().eval()
+    with pytest.warns(UserWarning, match="rnnc.trace"):
+        program = rnnc.trace(model, (torch.randn(2, 10, 3), torch.randn(2, 5, 8)))
+    for b, t, s in ((2, 10, 5), (3, 10, 7), (4, 10, 11)):
+        inputs = (torch.randn(b, t, 3), torch.randn(b, s, 8))
+        matches_torch(program, model, inputs)
+    with pytest.raises(UserInputError):  # the step count's length stayed the example's, and says so
+        program.run(torch.randn(4, 20, 3), torch.randn(4, 10, 8))

@@ -238,3 +238,27 @@ def test_two_lengths_required_together_are_one_symbol_and_its_multiple(tmp_path)
     assert [t.shape for _, t in program.graph.inputs] == [("B", "T", 5), ("B", "4*T")]
     for b, t in ((3, 11), (1, 2)):
         matches_torch(program, model, (torch.randn(b, t, 5), torch.randn(b, 4 * t)), tmp_path, "paired")
+
+
+class Prompted(nn.Module):
+    """A prompt ``q [B, K, 4]`` added to the first K frames of ``x [B, T, 4]``: K runs at any size
+    up to T -- bounded by the length, tied to nothing (and never to the batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(4, 6, batch_first=True)
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        k = q.size(1)
+        return self.rnn(torch.cat([x[:, :k] + q, x[:, k:]], 1))[0]
+
+
+def test_a_dim_bounded_by_a_length_is_not_tied_to_the_batch() -> None:
+    torch.manual_seed(0)
+    model = Prompted().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = rnnc.trace(model, (torch.randn(2, 5, 4), torch.randn(2, 3, 4)))
+    assert [t.shape for _, t in program.graph.inputs] == [("B", "T", 4), ("B", 3, 4)]
+    for b, t in ((3, 5), (1, 9)):
+        matches_torch(program, model, (torch.randn(b, t, 4), torch.randn(b, 3, 4)))

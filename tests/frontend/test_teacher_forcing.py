@@ -125,3 +125,62 @@ def test_int_of_a_size_and_of_a_size_ratio_stay_symbolic(tmp_path) -> None:
         matches_torch(program, model, (torch.randn(b, 3, t),), tmp_path, "int_cast")
     assert not {"int", "range"} & set(vars(sys.modules[__name__]))  # the model's module is as it was
     assert int("12") == 12 and int(7.9) == 7
+
+
+class FixedCount(nn.Module):
+    """A cell loop of 6 steps -- a constant -- over ``cat([go, y])``, traced where T is 6."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(4, 6)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:  # [B, T, 4]
+        frames = torch.cat([y.new_zeros(y.size(0), 1, 4), y], 1)
+        h = y.new_zeros(y.size(0), 6)
+        for t in range(6):
+            h = self.cell(frames[:, t], h)
+        return h
+
+
+def test_a_fixed_count_that_equals_the_example_length_stays_a_count() -> None:
+    """The guess that the loop stops one short of the end fails the check at another length; the
+    retry without guesses runs the 6 steps at any length."""
+    torch.manual_seed(0)
+    model = FixedCount().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(2, 6, 4),))
+    assert program.graph.inputs[0][1].shape == ("B", "T", 4)
+    for b, t in ((3, 9), (2, 13)):
+        matches_torch(program, model, (torch.randn(b, t, 4),))
+
+
+class IntAsType(nn.Module):
+    """``int`` used as a type, not a cast: the trace's stand-in for it must not change the model."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind, self.k, self.code = kind, 2, "2"
+        self.rnn = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.rnn(x)[0]
+        if self.kind == "is":
+            return y * self.k if type(self.k) is int else y
+        if self.kind == "dtype":
+            return y + torch.ones(4, dtype=int)
+        if self.kind == "base":
+            return y * int(self.code, base=16)
+        return y * int.from_bytes(b"\x02", "little")
+
+
+@pytest.mark.parametrize("kind", ["is", "dtype", "base", "from_bytes"])
+def test_a_model_using_int_as_a_type_traces_as_before(kind: str) -> None:
+    torch.manual_seed(0)
+    model = IntAsType(kind).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(2, 5, 3),))
+    assert program.graph.inputs[0][1].shape == ("B", "T", 3)
+    matches_torch(program, model, (torch.randn(3, 9, 3),))
+    assert not {"int", "range"} & set(vars(sys.modules[__name__]))
