@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from rnnc.frontend.scan_io import BROADCAST, Emit, an_index, batch_first_init, clock_input, step_inputs
 from rnnc.frontend.scan_match import (
     BATCH,
     Indexed,
@@ -56,31 +57,9 @@ from rnnc.frontend.scan_step import batch_axis, from_batch_first, rest_dims, sim
 from rnnc.ir import Cell, Graph, GraphBuilder, Node, StateSpec, symdims
 from rnnc.ir.builder import retyped
 from rnnc.ir.graph import freeze_attrs
-from rnnc.ir.ops import OPS
 from rnnc.ir.scanform import is_linear
 from rnnc.ir.symdims import END as _END
 from rnnc.ir.types import TensorType, dtype_of_torch
-
-
-class _Emit:
-    """New top-level nodes with fresh names and inferred types."""
-
-    def __init__(self, g: Indexed, tag: str) -> None:
-        self.g, self.tag, self.count, self.nodes = g, tag, 0, []
-        self.taken = set(g.types)
-
-    def __call__(self, op: str, *inputs: str, **attrs: Any) -> Any:
-        frozen = freeze_attrs(attrs)
-        types = OPS[op].infer([self.g.types[v] if v else None for v in inputs], dict(frozen))
-        names = []
-        for _ in types:
-            while f"{self.tag}{self.count}" in self.taken:
-                self.count += 1
-            names.append(f"{self.tag}{self.count}")
-            self.taken.add(names[-1])
-        self.nodes.append(Node(op, tuple(inputs), tuple(names), tuple(types), frozen))
-        self.g.types.update(zip(names, types, strict=True))
-        return names[0] if len(names) == 1 else tuple(names)
 
 
 @dataclass
@@ -90,7 +69,7 @@ class _Scan:
     cell: Cell
     slots: list[tuple[str, int, bool, int]]  # per-step input: (source, time axis, keeps the axis, direction)
     layout: list[tuple[int, list[int], tuple[int, ...]]]  # per slot: batch axis, other axes, their sizes
-    ids: list[bool]  # per slot: integer ids carried as float32 (``_ids_only``)
+    ids: list[bool]  # per slot: integer ids carried as float32 (``ids_only``)
     carried: list[Key]  # the states' template values (a per-step map has one state of zeros instead)
     carried_axes: list[int]  # where each carried value keeps its batch (its state has it first)
     inits: list[str]  # per state, its initial value ("": zeros), pass-through states included
@@ -102,78 +81,6 @@ class _Scan:
     y_batch: dict[Key, int]
 
 
-def _slots(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]],
-                                           list[tuple[int, list[int], tuple[int, ...]]], list[bool]]:
-    slots = list(dict.fromkeys(mt.reads.values()))  # one per distinct read
-    if not slots and mt.loop.clock is None:
-        raise Skip("no per-step input")
-    layout = []
-    for x, ax, _keep, _d in slots:
-        xt = g.types[x]
-        rest = [k for k in range(xt.rank) if k != ax]
-        bpos = [k for k in rest if xt.shape[k] == BATCH]
-        if len(bpos) != 1 or not static(tuple(xt.shape[k] for k in rest if k != bpos[0])):
-            raise Skip(f"read source {xt.text()} has no batch dim or a symbolic feature dim")
-        layout.append((bpos[0], rest, tuple(xt.shape[k] for k in rest if k != bpos[0])))
-    ids = [_ids_only(g, mt, slot) for slot in slots]
-    if len({"float32" if as_float else g.types[x].dtype for (x, *_), as_float in zip(slots, ids, strict=True)}) > 1:
-        raise Skip("per-step inputs of several dtypes")
-    if len({symdims.slice_length(g.types[x].shape[ax], 0, mt.loop.stops.get((x, ax), _END), 1)
-            for x, ax, *_ in slots}) > 1:
-        raise Skip("the loop reads sequences of different symbolic lengths")
-    return slots, layout, ids
-
-
-#: token ids up to this many rows are exact in float32 (2**24)
-_EXACT_IDS = 1 << 24
-
-
-def _ids_only(g: Indexed, mt: Match, slot: tuple[str, int, bool, int]) -> bool:
-    """Whether a slot of integer reads only indexes embedding tables of at most 2**24 rows (a
-    teacher-forced decoder's ``emb(tgt[:, t])``): then the sequence travels as float32 -- exact
-    for every valid id -- and the step casts it back, since an rnn's sequence has one dtype."""
-    if not g.types[slot[0]].dtype.startswith("int"):
-        return False
-    tmpl = mt.bodies[mt.m]
-    reads = [tmpl[p] for p, sl in mt.reads.items() if sl == slot]
-    todo = list(reads)
-    while todo:  # through views that move ids unchanged (``emb(tgt[t].unsqueeze(0))``)
-        i = todo.pop()
-        for u in g.users[i]:
-            node = g.nodes[u]
-            if node.inputs[0] != g.nodes[i].outputs[0]:
-                return False
-            if node.op in _ID_VIEWS:
-                todo.append(u)
-                continue
-            rows = g.types[node.inputs[1]].shape[0] if node.op == "embedding" else None
-            if not isinstance(rows, int) or rows > _EXACT_IDS:
-                return False
-    return bool(reads)
-
-
-#: ops that move integer ids without computing on them
-_ID_VIEWS = frozenset({"unsqueeze", "squeeze", "reshape", "transpose", "select", "slice", "expand_dyn"})
-#: torch ops whose integer output (by index) is a position along a dim
-_INDEX_OUTPUTS = {"max.dim": 1, "min.dim": 1, "argmax.default": 0, "argmin.default": 0, "topk.default": 1,
-                  "sort.default": 1, "sort.stable": 1}
-
-
-def _an_index(g: Indexed, v: str) -> bool:
-    """Whether integer ``v`` is a position along a dim (a pointer network's ``scores.max(1)``
-    choice, collected per step): it then travels in the rnn's float y, exact for positions
-    below 2**24 -- a per-step reduction over more than 16M positions is no recurrent step."""
-    while v in g.prod:
-        i, j = g.prod[v]
-        node = g.nodes[i]
-        if node.op in _ID_VIEWS:
-            v = node.inputs[0]
-            continue
-        target = dict(node.attrs).get("target") if node.op == "aten" else None
-        return _INDEX_OUTPUTS.get(str(target)) == j
-    return False
-
-
 def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tensor], tag: str) -> _Scan:
     """The template as a Cell: reads unpacked from ``x``, carried values as states, invariants as
     constants, folded weights or pass-through states."""
@@ -182,7 +89,7 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
     b = GraphBuilder(f"{g.graph.name}_{tag}")
     carried = sorted(set(mt.carries.values()) | set(uses.finals))
     out_types = {key: g.types[value_at(g, mt, mt.m, key)] for key in carried}
-    slots, layout, ids = _slots(g, mt)
+    slots, layout, ids = step_inputs(g, mt)
     # a clocked loop reads nothing: its rnn runs over one zero per step (``_top_level``)
     dtype = "float32" if not slots or ids[0] else g.types[slots[0][0]].dtype
     widths = [math.prod(lay[2]) for lay in layout] or [1]
@@ -255,7 +162,7 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
             ext[v] = b.op("select", sv, axis=0, index=0)
             specs.append(StateSpec(name, t.shape, t.dtype))
             inits.append(v)
-            init_axes.append(_BROADCAST)
+            init_axes.append(BROADCAST)
             outputs_after.append((name, sv))
         else:
             raise Skip(f"the loop reads {v}: {t.text()}, computed from the inputs, with no one batch dim "
@@ -288,8 +195,8 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
         raise Skip("the loop has neither per-step outputs nor a final value")
     y_types = {key: g.types[value_at(g, mt, mt.m, key)] for key in y_keys}
     odd = [t for key, t in y_types.items() if t.dtype != dtype and not (
-        dtype in ("float32", "float64") and _an_index(g, value_at(g, mt, mt.m, key)))]
-    if odd:  # the rnn op's y has its x's dtype (an index travels in it as a float, ``_an_index``)
+        dtype in ("float32", "float64") and an_index(g, value_at(g, mt, mt.m, key)))]
+    if odd:  # the rnn op's y has its x's dtype (an index travels in it as a float, ``an_index``)
         raise Skip(f"a per-step output is {odd[0].text()}, its inputs {dtype}")
     y_batch = {key: batch_axis(t, "a per-step output", sized=True) for key, t in y_types.items()}
     # at most one per-step output may follow a symbol (attention weights over a memory of symbolic
@@ -327,7 +234,7 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
                  y_batch)
 
 
-def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dict[str, str]:
+def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: Emit) -> dict[str, str]:
     """The rnn node and what replaces the loop's outputs: old value -> new value."""
     n, start, forward = mt.loop.n, mt.start, mt.loop.forward
     xs = []
@@ -342,7 +249,7 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dic
             v = emit("transpose", v, perm=tuple(order))
         xs.append(emit("reshape", v, shape=(0, 0, math.prod(feat))))
     if not xs:  # a clocked loop: one zero per step, as many steps as its length
-        xs.append(_clock(g, mt, emit))
+        xs.append(clock_input(g, mt, emit))
     xcat = xs[0] if len(xs) == 1 else emit("concat", *xs, axis=2)  # [B, T, I]
     lengths = ""
     if start:
@@ -352,7 +259,7 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dic
                     emit("slice", xcat, axis=1, start=0, stop=1, step=1), axis=1)
         ones = emit("full_dyn", xcat, shape=([0, 0], ["-", [0, 1], 1]), value=1, dtype="int64")
         lengths = emit("sum", ones, axes=(1,), keepdim=False)
-    state_vals = [emit("unsqueeze", _batch_first(g, s, bp, emit), axis=0) if s else ""
+    state_vals = [emit("unsqueeze", batch_first_init(g, s, bp, emit), axis=0) if s else ""
                   for s, bp in zip(sc.inits, sc.init_axes, strict=True)]
     rnn_out = emit("rnn", xcat, lengths, *state_vals, *sc.params, cells=(sc.cell,), num_layers=1,
                    bidirectional=False, batch_first=True)
@@ -392,7 +299,7 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dic
             raise Skip("a concatenation of per-step values that are not size 1 on its axis")
         # dims labelled by their per-step axis: the rnn gives [T, batch, the others in order]
         others = [k for k in range(t.rank) if k != bp and (stacked or k != ax)]
-        if t.dtype != g.types[piece].dtype:  # an index, carried as a float (``_an_index``)
+        if t.dtype != g.types[piece].dtype:  # an index, carried as a float (``an_index``)
             piece = emit("cast", piece, dtype=t.dtype)
         v = emit("reshape", piece, shape=(0, 0, *(t.shape[k] if isinstance(t.shape[k], int) else -1 for k in others)))
         have: list[Any] = ["T", bp, *others]
@@ -414,35 +321,6 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: _Emit) -> dic
     return rename
 
 
-#: ``init_axes`` of a value with no batch dim, which its state holds once per sample
-_BROADCAST = -1
-
-
-def _batch_first(g: Indexed, s: str, bp: int, emit: _Emit) -> str:
-    """Initial value ``s`` with its batch (at ``bp``) first, or repeated over the batch."""
-    if bp == _BROADCAST:
-        batched = _batched_input(g)
-        return emit("expand_dyn", emit("unsqueeze", s, axis=0), batched[0],
-                    shape=((0, batched[1]), *[-1] * g.types[s].rank))
-    return s if not bp else emit("transpose", s, perm=to_batch_first(bp, g.types[s].rank))
-
-
-def _batched_input(g: Indexed) -> tuple[str, int]:
-    batched = next(((v, t.shape.index(BATCH)) for v, t in g.graph.inputs if BATCH in t.shape), None)
-    if batched is None:
-        raise Skip("the loop needs the batch size, and no input has a batch dim")
-    return batched
-
-
-def _clock(g: Indexed, mt: Match, emit: _Emit) -> str:
-    """``[B, T, 1]`` zeros, T the clocked loop's length (an input's dim), B read off an input."""
-    assert mt.loop.clock is not None
-    ref, ax = mt.loop.clock
-    batched = _batched_input(g)
-    refs = [ref] if batched[0] == ref else [batched[0], ref]
-    return emit("full_dyn", *refs, shape=((0, batched[1]), (len(refs) - 1, ax), 1), value=0, dtype="float32")
-
-
 def _rewrite(g: Indexed, mt: Match, weights: dict[str, torch.Tensor], tag: str
              ) -> tuple[Graph, dict[str, torch.Tensor]]:
     """The graph with the loop replaced by one rnn node, and the weights it adds."""
@@ -452,7 +330,7 @@ def _rewrite(g: Indexed, mt: Match, weights: dict[str, torch.Tensor], tag: str
     rolled = {i for s in range(mt.start, n - 1) for i in mt.bodies[s]} | last
     uses = uses_after(g, mt, pos_of, rolled, last)
     sc = _step_cell(g, mt, uses, weights, tag)
-    emit = _Emit(g, f"{tag}_")
+    emit = Emit(g, f"{tag}_")
     rename = _top_level(g, mt, uses, sc, emit)
     dead = rolled | {c[0] for c in uses.collects}
     if not mt.loop.forward:
