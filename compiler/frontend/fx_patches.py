@@ -249,6 +249,32 @@ class _Int(metaclass=_BuiltinType):
         return int(x)
 
 
+def _len(obj: Any, /) -> Any:
+    """``len(x)`` of a tensor is ``x.size(0)``: a size that stays symbolic (pytorch-dilated-rnn's
+    ``n_steps = len(inputs)`` then ``outputs[:n_steps]``); Python's ``len`` must return the
+    example's number."""
+    if isinstance(obj, fx.Proxy) and isinstance(obj.node.meta.get("rnnc_ex"), torch.Tensor):
+        return obj.size(0)
+    return len(obj)
+
+
+def _extreme(builtin: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        """``max(lengths)`` over a vector of integers (ESPnet's ``xs_pad[:, :max(ilens)]``): the
+        largest element as a size read from data (``TracedInt.data``), not a Python loop over the
+        example's elements."""
+        if len(args) == 1 and not kwargs and isinstance(args[0], fx.Proxy):
+            ex = args[0].node.meta.get("rnnc_ex")
+            if isinstance(ex, torch.Tensor) and ex.dim() == 1 and ex.numel() and _one_int(ex[:1]):
+                return getattr(args[0], builtin.__name__)().item()
+        return builtin(*args, **kwargs)
+
+    return call
+
+
+_MAX, _MIN = _extreme(max), _extreme(min)
+
+
 def _one_int(ex: Any) -> bool:
     return isinstance(ex, torch.Tensor) and ex.numel() == 1 and not ex.dtype.is_floating_point and \
         not ex.dtype.is_complex and ex.dtype != torch.bool
@@ -256,8 +282,9 @@ def _one_int(ex: Any) -> bool:
 
 @contextlib.contextmanager
 def _builtins_traced(model: nn.Module) -> Any:
-    """``_Int`` as ``int`` and ``_Range`` as ``range`` in the modules that define the model's own
-    classes (a name the module binds itself is left alone), for the trace only."""
+    """``_Int`` as ``int``, ``_Range`` as ``range``, ``len``, ``max`` and ``min`` of tensors as
+    sizes in the modules that define the model's own classes (a name the module binds itself is
+    left alone), for the trace only."""
     spaces = []
     for m in model.modules() if shadows_on() else ():
         owner = type(m).__module__
@@ -265,7 +292,7 @@ def _builtins_traced(model: nn.Module) -> Any:
             else None
         if ns is not None and all(ns is not seen for seen in spaces):
             spaces.append(ns)
-    shadows = {"int": _Int, "range": _Range}
+    shadows = {"int": _Int, "range": _Range, "len": _len, "max": _MAX, "min": _MIN}
     added = [(ns, name) for ns in spaces for name in shadows if name not in ns]
     try:
         for ns, name in added:

@@ -6,6 +6,8 @@ example's answer).  Checked against torch eager in the interpreter and onnxrunti
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from program_checks import matches_torch  # tests/program_checks.py
@@ -70,3 +72,30 @@ class Branches(nn.Module):
 def test_branching_or_looping_on_a_size_read_from_data_is_refused_by_name(kind: str) -> None:
     with pytest.raises(UnsupportedError, match="control flow on tensor data"):
         rnnc.trace(Branches(kind).eval(), (torch.randn(2, 12, 4), torch.tensor([12, 7])))
+
+
+class Trimmed(nn.Module):
+    """ESPnet's ``xs_pad[:, :max(ilens)]`` (builtin ``max`` over the lengths) and
+    pytorch-dilated-rnn's ``n_steps = len(x)`` ... ``outputs[:n_steps]`` (time-major)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(4, 6)
+
+    def forward(self, x: torch.Tensor, ilens: torch.Tensor) -> torch.Tensor:  # [T, B, 4], [B]
+        n_steps = len(x)
+        x = x[: max(ilens)]
+        y = self.rnn(torch.cat([x, x.new_zeros(2, x.size(1), 4)]))[0]
+        return y[:n_steps] * min(ilens)
+
+
+def test_len_max_and_min_of_tensors_are_sizes(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = Trimmed().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(12, 2, 4), torch.tensor([12, 7])))
+    assert [t.shape for _, t in program.graph.inputs] == [("T", "B", 4), ("B",)]
+    for lengths in ([17, 5, 9], [3]):
+        x = torch.randn(max(lengths), len(lengths), 4)
+        matches_torch(program, model, (x, torch.tensor(lengths)), tmp_path, "trimmed")
