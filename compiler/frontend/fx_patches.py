@@ -275,6 +275,16 @@ def _extreme(builtin: Any) -> Any:
 _MAX, _MIN = _extreme(max), _extreme(min)
 
 
+def _isinstance(obj: Any, kinds: Any, /) -> bool:
+    """``isinstance(x, torch.Tensor)`` of a traced tensor is True (DCCRN's complex convolutions
+    branch on it; a proxy is no Tensor to Python)."""
+    if isinstance(obj, fx.Proxy) and isinstance(obj.node.meta.get("rnnc_ex"), torch.Tensor):
+        every = kinds if isinstance(kinds, tuple) else (kinds,)
+        if any(isinstance(k, type) and issubclass(torch.Tensor, k) and k is not object for k in every):
+            return True
+    return isinstance(obj, kinds)
+
+
 def _one_int(ex: Any) -> bool:
     return isinstance(ex, torch.Tensor) and ex.numel() == 1 and not ex.dtype.is_floating_point and \
         not ex.dtype.is_complex and ex.dtype != torch.bool
@@ -283,8 +293,8 @@ def _one_int(ex: Any) -> bool:
 @contextlib.contextmanager
 def _builtins_traced(model: nn.Module) -> Any:
     """``_Int`` as ``int``, ``_Range`` as ``range``, ``len``, ``max`` and ``min`` of tensors as
-    sizes in the modules that define the model's own classes (a name the module binds itself is
-    left alone), for the trace only."""
+    sizes, ``isinstance`` that knows a traced tensor is a Tensor, in the modules that define the
+    model's own classes (a name the module binds itself is left alone), for the trace only."""
     spaces = []
     for m in model.modules() if shadows_on() else ():
         owner = type(m).__module__
@@ -292,7 +302,8 @@ def _builtins_traced(model: nn.Module) -> Any:
             else None
         if ns is not None and all(ns is not seen for seen in spaces):
             spaces.append(ns)
-    shadows = {"int": _Int, "range": _Range, "len": _len, "max": _MAX, "min": _MIN}
+    shadows = {"int": _Int, "range": _Range, "len": _len, "max": _MAX, "min": _MIN,
+               "isinstance": _isinstance}
     added = [(ns, name) for ns in spaces for name in shadows if name not in ns]
     try:
         for ns, name in added:

@@ -17,6 +17,7 @@ import operator
 import re
 from typing import Any
 
+import numpy as np
 import torch
 from torch import fx, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -259,6 +260,8 @@ class ConcreteTracer(fx.Tracer):
     def create_arg(self, a: Any) -> Any:
         if isinstance(a, TracedInt):
             return a.node
+        if isinstance(a, np.generic) and isinstance(a.item(), (bool, int, float)):  # ``mat[:, s:e]`` with
+            return a.item()  # numpy ints (``np.cumsum([0] + sizes)``, pytorch-ntm): the Python number
         return super().create_arg(a)
 
     def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, name: str | None = None,

@@ -42,6 +42,22 @@ def _reduce(op_type: str) -> AtenRenderer:
     return render
 
 
+@aten_renders("fmod", "remainder")
+def _fmod(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``torch.fmod`` (the sign of the dividend: ONNX ``Mod`` with ``fmod=1``) and
+    ``torch.remainder`` (the sign of the divisor: ``a - b * floor(a / b)``; for integers, Mod)."""
+    dtype = _in_type(node, types).dtype
+    a, b = args[0], args[1]
+    if not isinstance(b, str):
+        b = g.const(b, dtype)
+    fmod = node.attr("target").startswith("fmod")
+    if not dtype.startswith(("float", "bfloat")):  # integers: ONNX's Mod says both
+        return g.node("Mod", [a, b], _out(node), fmod=int(fmod))
+    if fmod:
+        return g.node("Mod", [a, b], _out(node), fmod=1)
+    return g.node("Sub", [a, g.op("Mul", b, g.op("Floor", g.op("Div", a, b)))], _out(node))
+
+
 @aten_renders("max.default", "min.default")
 def _max_all(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """``torch.max(lengths)``: the largest of every element (the length of NVIDIA's masks)."""
@@ -121,7 +137,7 @@ ATEN_RENDERERS.update({
     "le": _compare("LessOrEqual"), "gt": _compare("Greater"), "lt": _compare("Less"),
     "logical_and": _compare("And"), "logical_or": _compare("Or"), "logical_xor": _compare("Xor"),
     "bitwise_and": _compare("And"), "bitwise_or": _compare("Or"), "bitwise_xor": _compare("Xor"),
-    "maximum": _compare("Max"), "minimum": _compare("Min"), "remainder": _compare("Mod"),
+    "maximum": _compare("Max"), "minimum": _compare("Min"),
 })
 
 
