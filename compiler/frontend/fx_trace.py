@@ -278,6 +278,11 @@ class ConcreteTracer(fx.Tracer):
         written = _written_in_place(self, kind, target, args, kwargs)
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         node = proxy.node
+        if kind == "call_method" and target == "tolist" and not (  # (a buffer's values are constants)
+                isinstance(args[0], fx.Proxy) and args[0].node.op == "get_attr"):
+            raise UnsupportedError(f".tolist() at {user_line(node) or 'the model'} turns tensor data into Python "
+                                   "numbers, which a Program would keep as the example's; keep them a tensor "
+                                   "(a padding mask: torch.arange(T)[None, :] < lengths[:, None])")
         self._running += 1
         try:
             ex = node.meta["rnnc_ex"] = self._run(node)
@@ -425,6 +430,7 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
     defaults = [p.default for p in params[len(examples):] if p.default is not p.empty]
     from rnnc.frontend.fx_patches import shadows, shadows_on, while_tracing
 
+    first: Exception | None = None
     for shadowed in (True, False):
         tracer = ConcreteTracer([*examples, *defaults])
         tracer.step_cells = set(step_cells)
@@ -432,11 +438,13 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
             with shadows(shadowed), while_tracing(tracer, model):
                 graph = tracer.trace(model, concrete_args=concrete or None)
             return Traced(tracer.root, graph, defaults)
-        except UnsupportedError:
-            raise
-        except Exception as exc:  # fx's own errors: say which model and why, keep the cause
-            if shadowed and shadows_on():  # (``dtype=int`` with the model's ``int`` a stand-in:
-                continue  # once more with the builtins themselves, ``fx_patches._builtins_traced``)
+        except Exception as exc:  # noqa: BLE001 -- fx's own errors: say which model and why, keep the cause
+            if shadowed and shadows_on() and not isinstance(exc, UnsupportedError):
+                first = exc  # (``dtype=int`` with the model's ``int`` a stand-in: once more with the
+                continue  # builtins themselves, ``fx_patches._builtins_traced``)
+            exc = first or exc  # where both fail, the first blocker is the model's
+            if isinstance(exc, UnsupportedError):
+                raise exc from None
             raise UnsupportedError(f"torch.fx cannot trace {type(model).__name__}.forward: {exc}") from exc
     raise AssertionError("unreachable")
 

@@ -411,16 +411,23 @@ def _arange(ctx: Ctx, *args: Any, **kwargs: Any) -> Any:
         return NotImplemented
     if not any(isinstance(v, SymInt) for v in (start, end)) or isinstance(step, SymInt):
         return NotImplemented
-    n = end - start if step == 1 else (end - start + (step - 1 if step > 0 else step + 1)) // step
+    whole = int(step) if isinstance(step, float) and step.is_integer() else step  # ``arange(t - 1, -1, -1.0)``
+    if not isinstance(whole, int) or isinstance(end, float) or isinstance(start, float) or not whole:
+        return NotImplemented
+    n = end - start if whole == 1 else (end - start + (whole - 1 if whole > 0 else whole + 1)) // whole
     made = ctx.shape_entries([n])
-    if made is None or made[0] == (-1,) or isinstance(start, SymInt):
+    if made is None or made[0] == (-1,):
         return NotImplemented
     (entry,), refs = made
     out = kwargs.get("out")  # ``arange(0, n, out=torch.LongTensor(n))`` (NVIDIA's masks): its dtype only
     dtype = kwargs.get("dtype") or (out.ex.dtype if isinstance(out, TV) else out.dtype
                                     if isinstance(out, torch.Tensor) else None) or (
         torch.float32 if any(isinstance(v, float) for v in (start, end, step)) else torch.int64)
-    return ctx.emit("arange", *refs, n=entry, start=start, step=step, dtype=dtype_of_torch(dtype))
+    if not isinstance(start, SymInt):
+        return ctx.emit("arange", *refs, n=entry, start=start, step=step, dtype=dtype_of_torch(dtype))
+    # a start read at run time (Transformer-XL's relative positions ``arange(klen - 1, -1, -1.0)``)
+    steps = ctx.emit("arange", *refs, n=entry, start=0, step=step, dtype=dtype_of_torch(dtype))
+    return ctx.emit("add", steps, ctx.lift(start, like=steps))
 
 
 HANDLERS["arange"] = reads("start", "end", "step", "dtype", "out")(_arange)  # torch.arange(x.size(1)) in fx graphs

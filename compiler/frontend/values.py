@@ -174,7 +174,10 @@ class Ctx:
 
     # ------------------------------------------------------------------ building
     def emit(self, op: str, *inputs: TV | None, names: Sequence[str] | None = None, **attrs: Any) -> Any:
-        """Add one IR node and compute its shadow with the op's own torch semantics."""
+        """Add one IR node and compute its shadow with the op's own torch semantics.  A plain
+        tensor among the inputs -- one the model computed from constants alone, at the example's
+        sizes (``torch.arange(5.0)[:, None]`` fed to a layer) -- is a constant."""
+        inputs = tuple(self.lift(t) if isinstance(t, torch.Tensor) else t for t in inputs)
         vals = [self.materialize(t) if t is not None else None for t in inputs]
         try:
             out = self.builder.op(op, *vals, names=names, **attrs)

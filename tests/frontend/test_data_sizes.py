@@ -99,3 +99,21 @@ def test_len_max_and_min_of_tensors_are_sizes(tmp_path) -> None:
     for lengths in ([17, 5, 9], [3]):
         x = torch.randn(max(lengths), len(lengths), 4)
         matches_torch(program, model, (x, torch.tensor(lengths)), tmp_path, "trimmed")
+
+
+class ListedLengths(nn.Module):
+    """ESPnet's ``make_pad_mask(ilens.tolist(), T)``: the lengths as Python numbers."""
+
+    def forward(self, x: torch.Tensor, ilens: torch.Tensor) -> torch.Tensor:
+        x = x[:, : max(ilens)]  # (a stand-in rnnc takes: the error must name the tolist, not this)
+        lengths = ilens.tolist()
+        mask = torch.arange(x.size(1))[None, :] >= torch.tensor(lengths)[:, None]
+        return x.masked_fill(mask.unsqueeze(-1), 0.0)
+
+
+def test_tolist_of_tensor_data_is_refused_where_it_is_written() -> None:
+    import inspect
+
+    line = inspect.getsourcelines(ListedLengths.forward)[1] + 2
+    with pytest.raises(UnsupportedError, match=rf"\.tolist\(\) at test_data_sizes\.py:{line} turns tensor data"):
+        rnnc.trace(ListedLengths(), (torch.randn(2, 12, 3), torch.tensor([12, 7])))

@@ -275,3 +275,47 @@ def test_an_unfold_whose_kernel_spans_the_length_keeps_it(tmp_path) -> None:
     b, _, f, t = program.graph.inputs[0][1].shape
     assert b == "B" and isinstance(f, str) and isinstance(t, str) and f != t  # frequencies and frames free
     matches_torch(program, model, (torch.randn(3, 1, 11, 17),), tmp_path, "sub_bands")
+
+
+class RelativePositions(nn.Module):
+    """Transformer-XL's relative positions, ``arange(klen - 1, -1, -1.0)``, through a layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.r_net = nn.Linear(1, 8)
+        self.rnn = nn.GRU(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, 8]
+        pos = torch.arange(x.size(0) - 1, -1, -1.0)[:, None]
+        return self.rnn(x + self.r_net(pos)[:, None])[0]
+
+
+def test_a_descending_range_from_the_length_keeps_it() -> None:
+    torch.manual_seed(0)
+    model = RelativePositions().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(12, 2, 8),))
+    assert program.graph.inputs[0][1].shape == ("T", "B", 8)
+    matches_torch(program, model, (torch.randn(17, 3, 8),))
+
+
+class ConstantPositions(nn.Module):
+    """A tensor computed from constants alone (its length a fraction of T's steps: no run-time
+    form) fed to a layer: the length stays the example's, said, and the layer takes a constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.r_net = nn.Linear(1, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, 8]
+        return x + self.r_net(torch.arange(x.size(0) - 1, -1, -1.5)[:, None]).sum(0)
+
+
+def test_a_layer_given_a_tensor_of_constants_converts() -> None:
+    torch.manual_seed(0)
+    model = ConstantPositions().eval()
+    x = torch.randn(12, 2, 8)
+    with pytest.warns(UserWarning, match="rnnc.trace"):
+        program = rnnc.trace(model, (x,))
+    matches_torch(program, model, (x,))
