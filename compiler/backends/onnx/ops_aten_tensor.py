@@ -4,6 +4,7 @@ registry and helpers these use)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rnnc.backends.onnx.emit import ONNX_DTYPES, OnnxGraph
@@ -56,6 +57,21 @@ def _fmod(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: T
     if fmod:
         return g.node("Mod", [a, b], _out(node), fmod=1)
     return g.node("Sub", [a, g.op("Mul", b, g.op("Floor", g.op("Div", a, b)))], _out(node))
+
+
+@aten_renders("atan2")
+def _atan2(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``atan2(y, x)`` (the phase of a complex mask, DCCRN): ``atan(y / x)`` moved by pi into the
+    quadrant of ``(x, y)``, ``pi / 2`` signed by ``y`` on the axis ``x = 0`` (0 at the origin)."""
+    dtype = node.types[0].dtype
+    y, x = args[0], args[1]
+    zero, pi = g.const([0.0], dtype), g.const([math.pi], dtype)
+    base = g.op("Atan", g.op("Div", y, x))
+    shift = g.op("Where", g.op("Less", y, zero), g.op("Neg", pi), pi)
+    left = g.op("Add", base, shift)  # x < 0
+    axis = g.op("Mul", g.op("Sign", y), g.const([math.pi / 2], dtype))  # x = 0
+    inner = g.op("Where", g.op("Less", x, zero), left, axis)
+    return g.node("Where", [g.op("Greater", x, zero), base, inner], _out(node))
 
 
 @aten_renders("max.default", "min.default")
