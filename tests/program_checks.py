@@ -1,10 +1,12 @@
-"""One check the frontend tests share: a traced Program against the torch model it came from.
+"""What the frontend tests share: a traced Program against the torch model it came from, and a
+trace that must say nothing.
 
 The reference is torch eager on the same inputs (independent of rnnc); the Program runs in rnnc's
 interpreter and, unless ``tmp_path`` is None, as its ONNX export in onnxruntime."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -12,6 +14,13 @@ import torch
 import rnnc
 from rnnc.backends.onnx.runtime import StatefulSession
 from rnnc.tolerances import assert_close
+
+
+def trace_quietly(model: torch.nn.Module, example: tuple[Any, ...], **kwargs: Any) -> rnnc.ir.Program:
+    """``rnnc.trace`` with every warning an error: nothing fixed, nothing said."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return rnnc.trace(model, example, **kwargs)
 
 
 def _flat(out: Any) -> list[torch.Tensor]:

@@ -5,12 +5,10 @@ symbolic.  Checked against torch eager at other sizes, in the interpreter and on
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
-from program_checks import matches_torch  # tests/program_checks.py
+from program_checks import matches_torch, trace_quietly  # tests/program_checks.py
 from torch import nn
 
 import rnnc
@@ -71,16 +69,10 @@ class Greedy(nn.Module):
         return torch.stack(logits, 1)
 
 
-def _trace(model: nn.Module, example: tuple[torch.Tensor, ...]) -> rnnc.ir.Program:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nothing fixed, nothing said
-        return rnnc.trace(model, example)
-
-
 def test_a_pointer_network_keeps_batch_and_length(tmp_path) -> None:
     torch.manual_seed(0)
     model = Pointer().eval()
-    program = _trace(model, (torch.rand(2, 9, 2),))
+    program = trace_quietly(model, (torch.rand(2, 9, 2),))
     assert program.graph.inputs[0][1].shape == ("B", "T", 2)
     assert len(program.rnn_nodes()) == 2  # the encoder and the rolled decoder loop
     for b, n in ((3, 14), (1, 3)):
@@ -90,7 +82,7 @@ def test_a_pointer_network_keeps_batch_and_length(tmp_path) -> None:
 def test_a_greedy_decoder_over_the_source_length_keeps_batch_and_length(tmp_path) -> None:
     torch.manual_seed(0)
     model = Greedy().eval()
-    program = _trace(model, (torch.randint(0, 12, (2, 7)),))
+    program = trace_quietly(model, (torch.randint(0, 12, (2, 7)),))
     assert program.graph.inputs[0][1].shape == ("B", "T")
     for b, n in ((3, 11), (2, 3)):
         matches_torch(program, model, (torch.randint(0, 12, (b, n)),), tmp_path, "greedy")
