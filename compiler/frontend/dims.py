@@ -145,8 +145,9 @@ def _tied(model: Any, examples: list[torch.Tensor], names: list[str], groups: li
             if m > n:
                 if _runs(model, examples, [*members, *g]):
                     (i, d), (j, a) = members[0], g[0]
-                    said.append(f"{names[i]} dim {d} ({n}) changes only together with {names[j]} dim {a} ({m}): "
-                                f"the Program takes {names[i]} dim {d} at {n} only")
+                    said.append(f"{names[i]} dim {d} ({n}) runs at another size only with {names[j]} dim {a} "
+                                f"({m}) grown too (bounded by it, or a fraction of it): the Program takes "
+                                f"{names[i]} dim {d} at {n} only")
                     break
                 continue
             rule = _tie(model, examples, members, g, n, m)
@@ -161,8 +162,8 @@ def _tied(model: Any, examples: list[torch.Tensor], names: list[str], groups: li
                     tied.update((spot, (len(groups) - 1, *rule)) for spot in members)
                     break
     if said:
-        warnings.warn("rnnc.trace names a size tied to another as a multiple of it (plus a constant), never as a "
-                      "fraction, so these stay the example's: " + "; ".join(said), stacklevel=4)
+        warnings.warn("rnnc.trace names a size tied to another only as a multiple of it (plus a constant), so "
+                      "these stay the example's: " + "; ".join(said), stacklevel=4)
     return tied
 
 

@@ -172,8 +172,8 @@ def _variables_pass_through() -> Any:
     return _patched(Variable, ("__new__",), wrap)
 
 
-#: whether traces replace ``int``/``range`` in the model's modules (``_builtins_traced``); off for
-#: a second try where a model uses them as types (``dtype=int``, ``type(n) is int``)
+#: whether traces put stand-ins for builtins in the model's modules (``_builtins_traced``); off
+#: for a second try where a model uses one as a type (``dtype=int``, ``type(n) is int``)
 _SHADOWS: contextvars.ContextVar[bool] = contextvars.ContextVar("rnnc_builtin_shadows", default=True)
 
 
@@ -302,14 +302,13 @@ def _builtins_traced(model: nn.Module) -> Any:
             else None
         if ns is not None and all(ns is not seen for seen in spaces):
             spaces.append(ns)
-    shadows = {"int": _Int, "range": _Range, "len": _len, "max": _MAX, "min": _MIN,
-               "isinstance": _isinstance}
-    added = [(ns, name) for ns in spaces for name in shadows if name not in ns]
+    stand_ins = {"int": _Int, "range": _Range, "len": _len, "max": _MAX, "min": _MIN, "isinstance": _isinstance}
+    added = [(ns, name) for ns in spaces for name in stand_ins if name not in ns]
     try:
         for ns, name in added:
-            ns[name] = shadows[name]
+            ns[name] = stand_ins[name]
         yield
     finally:
         for ns, name in added:
-            if ns.get(name) is shadows[name]:
+            if ns.get(name) is stand_ins[name]:
                 del ns[name]
