@@ -242,7 +242,7 @@ class _Int(metaclass=_BuiltinType):
             return int(x, *base, **kw)
         if isinstance(x, TracedInt):
             return x
-        if isinstance(x, fx.Proxy) and _one_int(x.node.meta.get("rnnc_ex")):
+        if isinstance(x, fx.Proxy) and x.node.op != "get_attr" and _one_int(x.node.meta.get("rnnc_ex")):
             return x.item()  # ``int(lengths.max())``: a size read from data (``TracedInt.data``)
         if isinstance(x, TracedRatio):
             return math.trunc(x)
@@ -263,7 +263,7 @@ def _extreme(builtin: Any) -> Any:
         """``max(lengths)`` over a vector of integers (ESPnet's ``xs_pad[:, :max(ilens)]``): the
         largest element as a size read from data (``TracedInt.data``), not a Python loop over the
         example's elements."""
-        if len(args) == 1 and not kwargs and isinstance(args[0], fx.Proxy):
+        if len(args) == 1 and not kwargs and isinstance(args[0], fx.Proxy) and args[0].node.op != "get_attr":
             ex = args[0].node.meta.get("rnnc_ex")
             if isinstance(ex, torch.Tensor) and ex.dim() == 1 and ex.numel() and _one_int(ex[:1]):
                 return getattr(args[0], builtin.__name__)().item()

@@ -157,6 +157,8 @@ class TracedInt(int):
         value = op(*(int(a) if isinstance(a, TracedInt) else a for a in args))
         if self.tracer is None or self.tracer._running or isinstance(value, bool) or not (
                 isinstance(value, int) or isinstance(value, torch.Tensor)):
+            if not isinstance(value, bool) and any(isinstance(a, TracedInt) and a.data for a in args):
+                self.__float__()  # ``m * 0.5`` of a size read from data: the example's number; refused
             return value
         return self.tracer.create_proxy("call_function", op, args, {})
 
@@ -167,18 +169,22 @@ for _name, (_op, _reflected) in SIZE_DUNDERS.items():
 TracedInt.__neg__ = lambda self: self._record(operator.neg, self)  # type: ignore[method-assign]
 
 
+_AS_NUMBER = ("__float__", "__round__", "__trunc__")
+
+
 def _refuse_data(name: str, plain: Any) -> Any:
     def method(self: TracedInt, *other: Any) -> Any:
         if self.data or any(isinstance(o, TracedInt) and o.data for o in other):
-            raise UnsupportedError(f"control flow on tensor data: {name.strip('_')} of a size read from data "
-                                   f"(fx node {self.node.name!r}, {user_line(self.node) or 'the model'}) would keep "
-                                   "the example's answer; rnnc supports such sizes only as sizes of tensors")
+            what = "a Python number from tensor data" if name in _AS_NUMBER else "control flow on tensor data"
+            raise UnsupportedError(f"{what}: {name.strip('_')} of a size read from data (fx node "
+                                   f"{self.node.name!r}, {user_line(self.node) or 'the model'}) would keep the "
+                                   "example's answer; rnnc supports such sizes only as sizes of tensors")
         return plain(self, *other)
 
     return method
 
 
-for _name in ("__bool__", "__index__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
+for _name in ("__bool__", "__index__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", *_AS_NUMBER):
     setattr(TracedInt, _name, _refuse_data(_name, getattr(int, _name)))
 TracedInt.__hash__ = int.__hash__  # type: ignore[method-assign]
 
@@ -214,6 +220,9 @@ class TracedRatio(float):
 
 
 def _ratio(a: Any, b: Any) -> Any:
+    for v in (a, b):
+        if isinstance(v, TracedInt) and v.data:  # ``m / 2`` of a size read from data: no size, refused
+            v.__float__()
     if isinstance(b, int) and not isinstance(b, bool) and isinstance(a, int) and not isinstance(a, bool) and int(b):
         return TracedRatio(a, b)
     return int(a) / b if isinstance(a, int) else a / int(b)

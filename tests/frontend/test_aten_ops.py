@@ -110,7 +110,8 @@ CASES: dict[str, tuple[nn.Module, Callable[[int], torch.Tensor]]] = {
     "unfold": (Fn(lambda x: torch.cat([x.unfold(2, 4, 3).flatten(1), x.unfold(1, 3, 1).flatten(1)], 1)), _seq),
     "im2col": (Fn(lambda x: F.unfold(x, (3, 2), stride=(1, 2))), _img),
     "atan2": (Fn(lambda x: torch.atan2(x, x.flip(-1)) + torch.atan2(x.clamp(min=0), torch.zeros_like(x))
-                 + torch.atan2(torch.zeros_like(x), x)), _seq),
+                 + torch.atan2(x * 0, x) + torch.atan2(x * 0, x.flip(-1) * 0)), _seq),  # (x * 0: signed zeros)
+    "remainder_promoted": (Fn(lambda x: torch.remainder((x * 4).long(), 2.5) + x), _seq),
     "fmod_remainder": (Fn(lambda x: torch.fmod(x * 5, 1.5) + torch.remainder(x * 5, 1.5)
                           + torch.fmod(x * 3, x.abs() + 0.5)), _seq),
 }

@@ -113,3 +113,42 @@ def test_tolist_of_tensor_data_is_refused_where_it_is_written() -> None:
     line = inspect.getsourcelines(ListedLengths.forward)[1] + 2
     with pytest.raises(UnsupportedError, match=rf"\.tolist\(\) at test_data_sizes\.py:{line} turns tensor data"):
         rnnc.trace(ListedLengths(), (torch.randn(2, 12, 3), torch.tensor([12, 7])))
+
+
+class Scaled(nn.Module):
+    """The longest length as a Python float (``x / float(m)``), or scaled (``int(...) * 0.5``)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        m = lengths.max().item()
+        return x / float(m) if self.kind == "float" else x * (int(lengths.max()) * 0.5)
+
+
+@pytest.mark.parametrize("kind", ["float", "scaled"])
+def test_a_size_read_from_data_used_as_a_python_number_is_refused(kind: str) -> None:
+    with pytest.raises(UnsupportedError, match="a Python number from tensor data"):
+        rnnc.trace(Scaled(kind), (torch.randn(2, 6, 4), torch.tensor([6, 3])))
+
+
+class BufferCount(nn.Module):
+    """``range(int(self.n))`` over a buffer: a constant of the model, not data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("n", torch.tensor(2))
+        self.rnn = nn.GRU(4, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(int(self.n)):
+            x = self.rnn(x)[0]
+        return x
+
+
+def test_int_of_a_buffer_is_a_constant() -> None:
+    torch.manual_seed(0)
+    model = BufferCount().eval()
+    program = trace_quietly(model, (torch.randn(2, 6, 4),))
+    matches_torch(program, model, (torch.randn(3, 9, 4),))

@@ -47,10 +47,14 @@ def _reduce(op_type: str) -> AtenRenderer:
 def _fmod(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """``torch.fmod`` (the sign of the dividend: ONNX ``Mod`` with ``fmod=1``) and
     ``torch.remainder`` (the sign of the divisor: ``a - b * floor(a / b)``; for integers, Mod)."""
-    dtype = _in_type(node, types).dtype
+    dtype = node.types[0].dtype  # torch's promotion: ``remainder(int tensor, 2.5)`` is float
     a, b = args[0], args[1]
+    if _in_type(node, types).dtype != dtype:
+        a = g.op("Cast", a, to=ONNX_DTYPES[dtype])
     if not isinstance(b, str):
         b = g.const(b, dtype)
+    elif _in_type(node, types, 1).dtype != dtype:
+        b = g.op("Cast", b, to=ONNX_DTYPES[dtype])
     fmod = node.attr("target").startswith("fmod")
     if not dtype.startswith(("float", "bfloat")):  # integers: ONNX's Mod says both
         return g.node("Mod", [a, b], _out(node), fmod=int(fmod))
@@ -62,16 +66,20 @@ def _fmod(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: T
 @aten_renders("atan2")
 def _atan2(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """``atan2(y, x)`` (the phase of a complex mask, DCCRN): ``atan(y / x)`` moved by pi into the
-    quadrant of ``(x, y)``, ``pi / 2`` signed by ``y`` on the axis ``x = 0`` (0 at the origin)."""
+    quadrant of ``(x, y)``; on the axis ``x = 0``, ``pi / 2`` signed by ``y``, and where both are
+    zero torch's signed answers (0 or pi, by the signs of the zeros: a sign bit is ``1 / v < 0``)."""
     dtype = node.types[0].dtype
     y, x = args[0], args[1]
-    zero, pi = g.const([0.0], dtype), g.const([math.pi], dtype)
+    zero, one, pi = g.const([0.0], dtype), g.const([1.0], dtype), g.const([math.pi], dtype)
+    y_neg = g.op("Less", g.op("Div", one, y), zero)  # y < 0 or y = -0
+    x_neg = g.op("Less", g.op("Div", one, x), zero)
+    signed_pi = g.op("Where", y_neg, g.op("Neg", pi), pi)
     base = g.op("Atan", g.op("Div", y, x))
-    shift = g.op("Where", g.op("Less", y, zero), g.op("Neg", pi), pi)
-    left = g.op("Add", base, shift)  # x < 0
-    axis = g.op("Mul", g.op("Sign", y), g.const([math.pi / 2], dtype))  # x = 0
-    inner = g.op("Where", g.op("Less", x, zero), left, axis)
-    return g.node("Where", [g.op("Greater", x, zero), base, inner], _out(node))
+    off_axis = g.op("Where", g.op("Greater", x, zero), base, g.op("Add", base, signed_pi))
+    at_origin = g.op("Where", x_neg, signed_pi, g.op("Where", y_neg, g.const([-0.0], dtype), zero))
+    on_axis = g.op("Where", g.op("Equal", y, zero), at_origin,
+                   g.op("Mul", g.op("Sign", y), g.const([math.pi / 2], dtype)))
+    return g.node("Where", [g.op("Equal", x, zero), on_axis, off_axis], _out(node))
 
 
 @aten_renders("max.default", "min.default")
@@ -408,6 +416,9 @@ def _embedding_bag(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any],
     per_sample = _arg(args, 6, kwargs, "per_sample_weights", None)
     last = bool(_arg(args, 7, kwargs, "include_last_offset", False))
     padding = int(_arg(args, 8, kwargs, "padding_idx", -1))
+    if last and padding >= 0:  # (torch's kernels disagree on ids past the last offset there)
+        raise UnsupportedError(f"{node.label}: an EmbeddingBag with both padding_idx and include_last_offset "
+                               "has no ONNX form here")
     dtype = _in_type(node, types).dtype
     n = g.op("Shape", ids)
     starts = offsets
