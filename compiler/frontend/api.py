@@ -246,9 +246,12 @@ def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dyn
             program = _trace(model, examples, dynamic)
         wrong = check_at_example(model, program, examples)
         if wrong and not isinstance(model, torch.jit.ScriptModule):  # ``type(n) is int`` took another
-            with shadows(False):  # branch with ``int`` a stand-in: once more with the builtins themselves
-                again = _trace(model, examples, dynamic)
-            if not check_at_example(model, again, examples):
+            try:  # branch with ``int`` a stand-in: once more with the builtins themselves
+                with shadows(False):
+                    again = _trace(model, examples, dynamic)
+            except Exception:  # noqa: BLE001 -- the first trace's finding stands
+                again = None
+            if again is not None and not check_at_example(model, again, examples):
                 program, wrong, said = again, "", []
     for w in said:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
