@@ -50,7 +50,9 @@ def _item(ctx: Ctx, x: TV) -> Any:
     kept as a size read at run time -- ``arange(max_len) < lengths[:, None]`` then follows the
     data.  (The tracer refuses branching or looping on it, ``fx_trace._refuse_data``.)"""
     if x.ex.numel() != 1 or x.ex.dtype.is_floating_point or x.ex.dtype.is_complex or x.ex.dtype == torch.bool:
-        return NotImplemented
+        raise ctx.unsupported(f".item() of a {str(x.ex.dtype).removeprefix('torch.')} tensor (tensor data as a Python "
+                              "value, which a Program would keep as the example's: `if mask.any().item()`)",
+                              "an integer .item() used as a size")
     return SymInt(int(x.ex.reshape(-1)[0]), "?", data=x)
 
 

@@ -152,3 +152,16 @@ def test_int_of_a_buffer_is_a_constant() -> None:
     model = BufferCount().eval()
     program = trace_quietly(model, (torch.randn(2, 6, 4),))
     matches_torch(program, model, (torch.randn(3, 9, 4),))
+
+
+class MaskedIf(nn.Module):
+    """Transformer-XL's ``if attn_mask is not None and attn_mask.any().item():``."""
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        mask = torch.triu(s.new_ones(s.size(0), s.size(0)), diagonal=1).bool()
+        return s.masked_fill(mask, -1e9) if mask.any().item() else s
+
+
+def test_item_of_a_bool_is_refused_by_name() -> None:
+    with pytest.raises(UnsupportedError, match=r"\.item\(\) of a bool tensor"):
+        rnnc.trace(MaskedIf(), (torch.randn(5, 5),))
