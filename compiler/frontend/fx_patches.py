@@ -20,6 +20,7 @@ from torch import fx, nn
 
 from rnnc.errors import UnsupportedError
 from rnnc.frontend.fx_trace import ConcreteTracer, TracedInt, TracedRatio, is_rnnc_leaf, user_line
+from rnnc.frontend.values import one_integer
 
 
 @contextlib.contextmanager
@@ -242,7 +243,7 @@ class _Int(metaclass=_BuiltinType):
             return int(x, *base, **kw)
         if isinstance(x, TracedInt):
             return x
-        if isinstance(x, fx.Proxy) and x.node.op != "get_attr" and _one_int(x.node.meta.get("rnnc_ex")):
+        if _from_inputs(x) and one_integer(_example(x)):
             return x.item()  # ``int(lengths.max())``: a size read from data (``TracedInt.data``)
         if isinstance(x, TracedRatio):
             return math.trunc(x)
@@ -253,7 +254,7 @@ def _len(obj: Any, /) -> Any:
     """``len(x)`` of a tensor is ``x.size(0)``: a size that stays symbolic (pytorch-dilated-rnn's
     ``n_steps = len(inputs)`` then ``outputs[:n_steps]``); Python's ``len`` must return the
     example's number."""
-    if isinstance(obj, fx.Proxy) and isinstance(obj.node.meta.get("rnnc_ex"), torch.Tensor):
+    if isinstance(_example(obj), torch.Tensor):
         return obj.size(0)
     return len(obj)
 
@@ -263,9 +264,9 @@ def _extreme(builtin: Any) -> Any:
         """``max(lengths)`` over a vector of integers (ESPnet's ``xs_pad[:, :max(ilens)]``): the
         largest element as a size read from data (``TracedInt.data``), not a Python loop over the
         example's elements."""
-        if len(args) == 1 and not kwargs and isinstance(args[0], fx.Proxy) and args[0].node.op != "get_attr":
-            ex = args[0].node.meta.get("rnnc_ex")
-            if isinstance(ex, torch.Tensor) and ex.dim() == 1 and ex.numel() and _one_int(ex[:1]):
+        if len(args) == 1 and not kwargs and _from_inputs(args[0]):
+            ex = _example(args[0])
+            if isinstance(ex, torch.Tensor) and ex.dim() == 1 and ex.numel() and one_integer(ex[:1]):
                 return getattr(args[0], builtin.__name__)().item()
         return builtin(*args, **kwargs)
 
@@ -278,16 +279,21 @@ _MAX, _MIN = _extreme(max), _extreme(min)
 def _isinstance(obj: Any, kinds: Any, /) -> bool:
     """``isinstance(x, torch.Tensor)`` of a traced tensor is True (DCCRN's complex convolutions
     branch on it; a proxy is no Tensor to Python)."""
-    if isinstance(obj, fx.Proxy) and isinstance(obj.node.meta.get("rnnc_ex"), torch.Tensor):
+    if isinstance(_example(obj), torch.Tensor):
         every = kinds if isinstance(kinds, tuple) else (kinds,)
         if any(isinstance(k, type) and issubclass(torch.Tensor, k) and k is not object for k in every):
             return True
     return isinstance(obj, kinds)
 
 
-def _one_int(ex: Any) -> bool:
-    return isinstance(ex, torch.Tensor) and ex.numel() == 1 and not ex.dtype.is_floating_point and \
-        not ex.dtype.is_complex and ex.dtype != torch.bool
+def _example(obj: Any) -> Any:
+    """The example value a traced proxy stands for (None for anything else)."""
+    return obj.node.meta.get("rnnc_ex") if isinstance(obj, fx.Proxy) else None
+
+
+def _from_inputs(obj: Any) -> bool:
+    """A traced value that is not a buffer of the model (``int(self.n)`` is a constant)."""
+    return isinstance(obj, fx.Proxy) and obj.node.op != "get_attr"
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from rnnc.frontend.handlers import HANDLERS, handles, is_tensor, reads
-from rnnc.frontend.values import TV, Ctx, SymInt, axis
+from rnnc.frontend.values import TV, Ctx, SymInt, axis, one_integer
 from rnnc.ir import symdims
 from rnnc.ir.symdims import END as _END
 from rnnc.ir.types import dtype_of_torch
@@ -49,7 +49,7 @@ def _item(ctx: Ctx, x: TV) -> Any:
     """``lengths.max().item()`` (NVIDIA's ``get_mask_from_lengths``): an integer read from data,
     kept as a size read at run time -- ``arange(max_len) < lengths[:, None]`` then follows the
     data.  (The tracer refuses branching or looping on it, ``fx_trace._refuse_data``.)"""
-    if x.ex.numel() != 1 or x.ex.dtype.is_floating_point or x.ex.dtype.is_complex or x.ex.dtype == torch.bool:
+    if not one_integer(x.ex):
         raise ctx.unsupported(f".item() of a {str(x.ex.dtype).removeprefix('torch.')} tensor (tensor data as a Python "
                               "value, which a Program would keep as the example's: `if mask.any().item()`)",
                               "an integer .item() used as a size")

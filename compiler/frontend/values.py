@@ -383,6 +383,13 @@ class Ctx:
         raise self.unsupported(f"a value of type {type(x).__name__} where a tensor is expected")
 
 
+def one_integer(t: Any) -> bool:
+    """Whether ``t`` is a one-element integer tensor: what ``.item()``, ``int()`` or ``max()`` of a
+    vector turn into a size read from data (a bool or a float would be a Python value instead)."""
+    return isinstance(t, torch.Tensor) and t.numel() == 1 and not (
+        t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
+
+
 def axis(dim: int, rank: int) -> int:
     """Normalise a possibly negative axis."""
     return dim % rank if rank else 0
