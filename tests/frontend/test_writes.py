@@ -7,12 +7,10 @@ at sizes other than the traced ones, in rnnc's interpreter and as ONNX in onnxru
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
-from program_checks import matches_torch  # tests/program_checks.py
+from program_checks import matches_torch, trace_quietly  # tests/program_checks.py
 from torch import nn
 
 import rnnc
@@ -37,9 +35,7 @@ class PreallocatedOutputs(nn.Module):  # the seq2seq tutorials' decoder loop
 
 def _symbolic(model: nn.Module, example: torch.Tensor) -> rnnc.ir.Program:
     """The trace, which must keep every dim symbolic and roll every loop (no warning)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        program = rnnc.trace(model, (example,))
+    program = trace_quietly(model, (example,))
     assert not [n for n in program.graph.nodes if n.op == "rnn" and isinstance(
         program.graph.value_types()[n.inputs[0]].shape[0 if not n.attr("batch_first") else 1], int)]
     return program
@@ -144,9 +140,7 @@ class BoxWrites(nn.Module):
 
 def test_box_writes_keep_sizes_symbolic(tmp_path) -> None:
     model = BoxWrites().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        program = rnnc.trace(model, (torch.randn(2, 5, 6),))
+    program = trace_quietly(model, (torch.randn(2, 5, 6),))
     assert program.graph.inputs[0][1].shape == ("B", "T", "T1")
     assert not [n for n in program.graph.nodes if n.op == "aten"]  # not torch.export's masks
     matches_torch(program, model, (torch.randn(4, 9, 6),), tmp_path, "box")
@@ -232,9 +226,7 @@ class StatesAll(nn.Module):
 def test_collected_states_after_a_start_value_keep_their_length(tmp_path) -> None:
     torch.manual_seed(0)
     model = StatesAll().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        program = rnnc.trace(model, (torch.randn(2, 6, 8),))
+    program = trace_quietly(model, (torch.randn(2, 6, 8),))
     assert program.graph.inputs[0][1].shape == ("B", "T", 8)
     matches_torch(program, model, (torch.randn(3, 11, 8),), tmp_path, "states_all")
 
