@@ -28,7 +28,7 @@ import torch
 from torch import fx, nn
 from torch.utils import _pytree as pytree
 
-from rnnc.frontend.values import TV, Ctx, SymInt
+from rnnc.frontend.values import TV, Ctx, SymInt, size_op
 
 aten = torch.ops.aten
 
@@ -167,7 +167,8 @@ _ARITH: dict[Any, Callable[..., Any]] = {
     operator.add: operator.add, operator.sub: operator.sub, operator.mul: operator.mul,
     operator.floordiv: operator.floordiv, operator.truediv: operator.truediv, operator.mod: operator.mod,
     operator.neg: operator.neg, torch.sym_float: float, torch.sym_int: int, math.ceil: math.ceil,
-    math.floor: math.floor, torch.sym_max: max, torch.sym_min: min,
+    math.floor: math.floor, torch.sym_max: lambda a, b: size_op("max", a, b),
+    torch.sym_min: lambda a, b: size_op("min", a, b),
 }
 
 

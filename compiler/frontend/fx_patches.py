@@ -263,11 +263,26 @@ def _extreme(builtin: Any) -> Any:
     def call(*args: Any, **kwargs: Any) -> Any:
         """``max(lengths)`` over a vector of integers (ESPnet's ``xs_pad[:, :max(ilens)]``): the
         largest element as a size read from data (``TracedInt.data``), not a Python loop over the
-        example's elements."""
+        example's elements. ``max(a.size(1), b.size(1))`` (pad two streams to the longer) and
+        ``min(len(x), len(y))`` over traced sizes: a recorded size op, not the one that was larger
+        at the example."""
         if len(args) == 1 and not kwargs and _from_inputs(args[0]):
             ex = _example(args[0])
             if isinstance(ex, torch.Tensor) and ex.dim() == 1 and ex.numel() and one_integer(ex[:1]):
                 return getattr(args[0], builtin.__name__)().item()
+        if len(args) == 1 and not isinstance(args[0], fx.Proxy) and not isinstance(args[0], (str, bytes, dict)) \
+                and hasattr(args[0], "__iter__"):
+            args = (list(args[0]),)  # a generator is read once: the builtin below gets the list
+            items = args[0]
+        else:
+            items = list(args) if len(args) > 1 else []
+        sizes = all(isinstance(v, int) and not isinstance(v, bool) for v in items)
+        if items and not kwargs and sizes and any(isinstance(v, TracedInt) for v in items):
+            out = items[0]
+            for v in items[1:]:
+                traced = out if isinstance(out, TracedInt) else v
+                out = traced._record(builtin, out, v) if isinstance(traced, TracedInt) else builtin(out, v)
+            return out
         return builtin(*args, **kwargs)
 
     return call

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rnnc.frontend.values import TV, Ctx, SymInt, axis
+from rnnc.frontend.values import TV, Ctx, SymInt, axis, size_op
 from rnnc.ir.types import dtype_of_torch
 
 Handler = Callable[..., Any]
@@ -173,6 +173,8 @@ def _binary(name: str) -> Handler:
         if b is None:  # x.max(dim=...) and friends: not a binary op
             return NotImplemented
         if not is_tensor(a) and not is_tensor(b):
+            if name in ("max", "min", "maximum", "minimum") and not rest and not kwargs:
+                return size_op(name[:3], a, b)  # ``max(T, S)`` of sizes stays symbolic
             return _PY_BINARY[name](a, b)
         if rest and name in ("add", "sub"):  # aten::add(a, b, alpha)
             alpha = rest[0]

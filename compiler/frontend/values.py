@@ -89,6 +89,15 @@ for _name, (_sym_op, _reflected) in SIZE_DUNDERS.items():
 SymInt.__neg__ = lambda self: self._op("-", 0, self)  # type: ignore[method-assign]
 
 
+def size_op(op: str, a: Any, b: Any) -> Any:
+    """``a op b`` on sizes, symbolic where either is (``max(T, S)``: Python's ``max`` of two
+    ``SymInt``s would return whichever was larger at the example)."""
+    for s in (a, b):
+        if isinstance(s, SymInt):
+            return s._op(op, a, b)
+    return SIZE_OPS[op](a, b)
+
+
 #: the symbol of a size computed from symbolic ones (never an IR dim, so never "the same dim")
 DERIVED = "?derived"
 
@@ -339,13 +348,14 @@ class Ctx:
         if d.data is not None:
             return self.emit("cast", self.emit("reshape", d.data, shape=()), dtype="int64")
         read = d.source is not None and d.source[0].value is not None
-        if not read and d.expr is not None and d.expr[0] in ("+", "-", "*"):
+        elementwise = {"+": "add", "-": "sub", "*": "mul", "max": "max", "min": "min"}
+        if not read and d.expr is not None and d.expr[0] in elementwise:
             op, a, b = d.expr
             va = self._size_value(a) if isinstance(a, SymInt) else self.const(int(a), "int64")
             vb = self._size_value(b) if isinstance(b, SymInt) else self.const(int(b), "int64")
             if va is None or vb is None:
                 return None
-            return self.emit({"+": "add", "-": "sub", "*": "mul"}[op], va, vb)
+            return self.emit(elementwise[op], va, vb)
         made = self.shape_entries([d])
         if made is None or made[0][0] == -1:
             return None

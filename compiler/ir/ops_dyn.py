@@ -48,7 +48,8 @@ def _entry_dims(entries: Any, refs: Sequence[TensorType | None]) -> list[Dim]:
 
 #: the arithmetic a shape entry ``[op, a, b]`` may use; the frontend's symbolic sizes
 #: (``SymInt``, ``TracedInt``) compute with the same table
-SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod}
+SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod,
+            "max": max, "min": min}
 
 
 def _value(e: Any, refs: Sequence[Any]) -> int:

@@ -26,8 +26,10 @@ from collections.abc import Iterable, Mapping
 Poly = dict[tuple[str, ...], int]
 Dim = int | str
 
-_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_?][\w'?]*)|(//|[-+*%()])|('\d+))")
+_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_?][\w'?]*)|(//|[-+*%(),])|('\d+))")
 _IDENT = re.compile(r"[A-Za-z_?][\w'?]*")
+#: an identifier that is no call (``max`` in ``max(T,S)`` is none)
+_NAME = re.compile(r"[A-Za-z_?][\w'?]*(?![\w'?]|\s*\()")
 
 
 def const(n: int) -> Poly:
@@ -121,11 +123,26 @@ def divide(a: Poly, b: Poly) -> Poly | None:
     return out
 
 
-OPS = {"+": lambda a, b: add(a, b), "-": lambda a, b: add(a, b, -1), "*": mul, "//": floordiv, "%": mod}
+def extreme(op: str, a: Poly, b: Poly) -> Poly:
+    """``max(a, b)`` or ``min(a, b)`` (two audio streams padded to the longer, a skip connection
+    cropped to the shorter): the operand that is larger (smaller) at every size where the bounds of
+    ``a - b`` say so, else an atom ``max(a,b)`` with its operands in canonical order -- never the
+    operand that happened to be larger at the example."""
+    lo, hi = bounds(add(a, b, -1))
+    if lo >= 0 or hi <= 0:
+        return a if (lo >= 0) == (op == "max") else b
+    x, y = sorted((str(render(a)), str(render(b))))
+    return atom(f"{op}({x},{y})")
+
+
+OPS = {"+": lambda a, b: add(a, b), "-": lambda a, b: add(a, b, -1), "*": mul, "//": floordiv, "%": mod,
+       "max": lambda a, b: extreme("max", a, b), "min": lambda a, b: extreme("min", a, b)}
+#: the ops written as functions, ``max(T,S)``
+_CALLS = ("max", "min")
 
 
 def apply(op: str, a: Poly | None, b: Poly | None) -> Poly | None:
-    """``a op b`` for the size arithmetic ``+ - * // %``; ``None`` (unknown) in, ``None`` out."""
+    """``a op b`` for the size arithmetic ``+ - * // % max min``; ``None`` (unknown) in, ``None`` out."""
     if a is None or b is None:
         return None
     return OPS[op](a, b)
@@ -207,6 +224,14 @@ def _factor(tokens: list[str], i: int) -> tuple[Poly | None, int]:
         return p, i
     if tok.isdigit():
         return const(int(tok)), i + 1
+    if tok in _CALLS and i + 1 < len(tokens) and tokens[i + 1] == "(":  # max(T,S)
+        p, i = _expr(tokens, i + 2)
+        if tokens[i] != ",":
+            raise ValueError("max/min of one operand")
+        q, i = _expr(tokens, i + 1)
+        if tokens[i] != ")":
+            raise ValueError("unbalanced")
+        return apply(tok, p, q), i + 1
     if _IDENT.fullmatch(tok):
         return atom(tok), i + 1
     raise ValueError(tok)
@@ -255,6 +280,12 @@ def _atom_range(a: str) -> tuple[float, float]:
     [0, c-1] and ``(p//c)`` in p's interval over c; anything else could be any integer."""
     if _IDENT.fullmatch(a):
         return (0 if "'" in a else 1), math.inf
+    call = re.fullmatch(r"(max|min)\((.*)\)", a)
+    operands = [parse(f"({x})") for x in _split_comma(call.group(2))] if call else []
+    if len(operands) == 2 and None not in operands:
+        (lo1, hi1), (lo2, hi2) = (bounds(x) for x in operands if x is not None)
+        pick = max if call.group(1) == "max" else min
+        return pick(lo1, lo2), pick(hi1, hi2)
     m = re.fullmatch(r"\((.*)(//|%)(\d+)\)", a)
     if not m:
         return (0, math.inf) if a.endswith(tuple("0123456789")) and "'" in a else (-math.inf, math.inf)
@@ -265,6 +296,17 @@ def _atom_range(a: str) -> tuple[float, float]:
     if inner is None:
         return -math.inf, math.inf
     return tuple(x if math.isinf(x) else x // c for x in bounds(inner))  # type: ignore[return-value]
+
+
+def _split_comma(text: str) -> list[str]:
+    """``text`` split at its commas outside brackets (``max(T,(S%2))``'s two operands)."""
+    depth, parts, start = 0, [], 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
 
 
 def _times(x: tuple[float, float], y: tuple[float, float]) -> tuple[float, float]:
@@ -349,10 +391,12 @@ def evaluate(d: Dim, sizes: Mapping[str, int]) -> int | None:
     out = []
     for m in _TOKEN.finditer(d):
         number, ident, op, suffix = m.groups()
-        if suffix or (ident and ("'" in ident or ident not in sizes)):
+        call = ident in _CALLS and d[m.end():].lstrip().startswith("(")
+        if suffix or (ident and not call and ("'" in ident or ident not in sizes)):
             return None
-        out.append(str(sizes[ident]) if ident else (number or op))
-    return int(eval("".join(out), {"__builtins__": {}}))  # noqa: S307 -- digits and + - * // % ( ) only
+        out.append(ident if call else str(sizes[ident]) if ident else (number or op))
+    # digits, + - * // % ( ) , and max/min only
+    return int(eval("".join(out), {"__builtins__": {}, "max": max, "min": min}))  # noqa: S307
 
 
 def prefix_stop(d: Dim, n: int, size: int) -> int:
@@ -374,4 +418,4 @@ def symbols(d: Dim) -> set[str]:
     """The input symbols a dim is computed from (``T'5004`` and ``((T+4)//8)`` both: ``{T}``)."""
     if not isinstance(d, str):
         return set()
-    return {m.split("'")[0] for m in _IDENT.findall(d) if "?" not in m}
+    return {m.split("'")[0] for m in _NAME.findall(d) if "?" not in m}

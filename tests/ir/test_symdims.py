@@ -145,3 +145,18 @@ def test_unknown_and_malformed_names() -> None:
     assert symdims.evaluate("T'5004", {"T": 3}) is None  # derived through an op: not an expression
     assert symdims.evaluate("B*T", {"B": 2}) is None
     assert symdims.symbols("((T+4)//8)*B") == {"B", "T"} and symdims.symbols("T'5004") == {"T"}
+
+
+def test_max_and_min_of_sizes() -> None:
+    """``max``/``min`` pick an operand only where the bounds decide it at every size; otherwise
+    they are one canonical atom that reads back, evaluates and has an interval."""
+    assert symdims.name("max", "T", "T+1") == "T+1" and symdims.name("min", "T", "T+1") == "T"
+    assert symdims.name("max", "T", 0) == "T"  # a size is >= 1
+    both = symdims.name("max", "T", "S")
+    assert both == symdims.name("max", "S", "T") == "max(S,T)"
+    assert symdims.name("-", symdims.name("+", both, 1), 1) == both
+    assert symdims.evaluate(symdims.name("-", both, "T"), {"S": 9, "T": 5}) == 4
+    assert symdims.evaluate(symdims.name("min", "T", "S//2"), {"S": 9, "T": 5}) == 4
+    assert symdims.symbols(symdims.name("+", both, "B")) == {"B", "S", "T"}
+    assert symdims.bounds(symdims.parse(symdims.name("min", "T", 3))) == (1, 3)
+    assert symdims.bounds(symdims.parse(both))[0] == 1

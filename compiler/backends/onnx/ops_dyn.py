@@ -21,7 +21,7 @@ def shape_of(g: OnnxGraph, entries: Any, refs: Ins, minus_one_as: int = -1) -> s
     return parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=0)
 
 
-_ONNX_OPS = {"+": "Add", "-": "Sub", "*": "Mul", "//": "Div", "%": "Mod"}
+_ONNX_OPS = {"+": "Add", "-": "Sub", "*": "Mul", "//": "Div", "%": "Mod", "max": "Max", "min": "Min"}
 
 
 def _size(g: OnnxGraph, e: Any, refs: Ins) -> str:
