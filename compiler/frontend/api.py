@@ -162,6 +162,8 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         if cells is None:
             cells = find_step_cells(model, examples)
         gm = trace_module(model, examples, cells)
+        if loops is not None:
+            loops["compared"] = gm.compared
         gather_writes(gm)  # before the merge: a loop's writes become the stack it reads
         merge_cell_loops(gm, cells)
         out = convert_graph(ctx, gm, [*inputs, *gm.defaults], root_name="")
@@ -188,6 +190,13 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         loops["retimed"] = ctx.retimed
         loops["lines"] = ctx.lines
     return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})").verify()
+
+
+def _each(loops: dict[str, Any]) -> bool:
+    """Whether the trace checks grow each symbol alone too: a clocked loop rolled
+    (``scan_match.clocked``), or two sizes were compared in Python (``ConcreteTracer.compared``)
+    -- answers that hold wherever every symbol grows alike."""
+    return bool(loops.get("clocked") or loops.get("compared"))
 
 
 def _live(graph: Graph) -> Graph:
@@ -293,7 +302,7 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
     with torch.no_grad():
         loops: dict[str, Any] = {}
         program = _build(model, examples, dims, names, cells=cells, loops=loops)
-        wrong = check_at_other_size(model, program, examples, dims, each=bool(loops.get("clocked")))
+        wrong = check_at_other_size(model, program, examples, dims, each=_each(loops))
     if wrong:  # the dims are the user's: kept, but never silently wrong at another size
         left = loops.get("left") or []
         warnings.warn(f"rnnc.trace: the Program is right at the example's sizes only; with {_show(dims, names)}: "
@@ -338,7 +347,7 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
             except Exception as exc:  # noqa: BLE001 -- this choice of dims failed; the next is tried
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
-            wrong = check_at_other_size(model, program, examples, dims, each=bool(loops.get("clocked")))
+            wrong = check_at_other_size(model, program, examples, dims, each=_each(loops))
             if wrong and (loops.get("rolled") or loops.get("retimed")):
                 # what the loop pass did was wrong for this model (a stack of per-step reads that
                 # is no loop over time): the same dims without it

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import math
 import sys
+import types
 from typing import Any
 
 import torch
@@ -311,16 +312,25 @@ def _from_inputs(obj: Any) -> bool:
     return isinstance(obj, fx.Proxy) and obj.node.op != "get_attr"
 
 
+def _users(module: str) -> bool:
+    """A module of the user's code: not torch, rnnc, numpy or the standard library."""
+    top = module.split(".")[0]
+    return top not in ("torch", "rnnc", "numpy", "builtins") and top not in sys.stdlib_module_names
+
+
 @contextlib.contextmanager
 def _builtins_traced(model: nn.Module) -> Any:
     """``_Int`` as ``int``, ``_Range`` as ``range``, ``len``, ``max`` and ``min`` of tensors as
     sizes, ``isinstance`` that knows a traced tensor is a Tensor, in the modules that define the
-    model's own classes (a name the module binds itself is left alone), for the trace only."""
-    spaces = []
-    for m in model.modules() if shadows_on() else ():
-        owner = type(m).__module__
-        ns = vars(sys.modules[owner]) if owner in sys.modules and owner.split(".")[0] not in ("torch", "rnnc") \
-            else None
+    model's own classes and the modules of the functions and classes those import (a utilities
+    module's ``pad_to_same_length``; a name the module binds itself is left alone), for the trace
+    only."""
+    owners = list(dict.fromkeys(type(m).__module__ for m in model.modules())) if shadows_on() else []
+    helpers = [v.__module__ for owner in owners if owner in sys.modules for v in list(vars(sys.modules[owner]).values())
+               if isinstance(v, (types.FunctionType, type)) and isinstance(getattr(v, "__module__", None), str)]
+    spaces: list[dict[str, Any]] = []
+    for owner in dict.fromkeys([*owners, *helpers]):
+        ns = vars(sys.modules[owner]) if owner in sys.modules and _users(owner) else None
         if ns is not None and all(ns is not seen for seen in spaces):
             spaces.append(ns)
     stand_ins = {"int": _Int, "range": _Range, "len": _len, "max": _MAX, "min": _MIN, "isinstance": _isinstance}

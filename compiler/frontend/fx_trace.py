@@ -179,6 +179,10 @@ def _refuse_data(name: str, plain: Any) -> Any:
             raise UnsupportedError(f"{what}: {name.strip('_')} of a size read from data (fx node "
                                    f"{self.node.name!r}, {user_line(self.node) or 'the model'}) would keep the "
                                    "example's answer; rnnc supports such sizes only as sizes of tensors")
+        if name not in _AS_NUMBER and name not in ("__bool__", "__index__") and self.tracer is not None \
+                and not self.tracer._running and any(isinstance(o, TracedInt) and o.node is not self.node
+                                                     for o in other):
+            self.tracer.compared = True  # ``a.size(1) > b.size(1)`` (``TracedInt.compared``)
         return plain(self, *other)
 
     return method
@@ -247,6 +251,10 @@ class ConcreteTracer(fx.Tracer):
         self._running = 0  # > 0 while a node runs on example values: no recording then
         self.stale: set[fx.Node] = set()  # views of a tensor written after they were taken
         self.data_sizes: set[fx.Node] = set()  # sizes read from tensor data (``TracedInt.data``)
+        # two traced sizes compared in Python (``max(a.size(1), b.size(1))`` in a helper module,
+        # ``if a.size(1) > b.size(1): crop``): the answer is the example's, and growing every
+        # symbol together keeps it; the trace checks then grow each symbol alone too
+        self.compared = False
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         if self._running:
@@ -411,9 +419,11 @@ class Traced:
     code for it would register the autowrapped pack/pad functions in fx's global patch table in
     a way that breaks the next trace."""
 
-    def __init__(self, root: nn.Module, graph: fx.Graph, defaults: list[Any] | None = None) -> None:
+    def __init__(self, root: nn.Module, graph: fx.Graph, defaults: list[Any] | None = None,
+                 compared: bool = False) -> None:
         self.root, self.graph = root, graph
         self.defaults = defaults or []  # the values of forward's arguments beyond the examples
+        self.compared = compared  # two traced sizes were compared (``ConcreteTracer.compared``)
 
     def get_submodule(self, target: str) -> nn.Module:
         return self.root.get_submodule(target)
@@ -446,7 +456,7 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
         try:
             with shadows(shadowed), while_tracing(tracer, model):
                 graph = tracer.trace(model, concrete_args=concrete or None)
-            return Traced(tracer.root, graph, defaults)
+            return Traced(tracer.root, graph, defaults, tracer.compared)
         except Exception as exc:  # noqa: BLE001 -- fx's own errors: say which model and why, keep the cause
             if shadowed and shadows_on() and not isinstance(exc, UnsupportedError):
                 first = exc  # (``dtype=int`` with the model's ``int`` a stand-in: once more with the

@@ -7,6 +7,10 @@ interpreter, onnxruntime and ``rnnc.compile``."""
 
 from __future__ import annotations
 
+import sys
+import types
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +18,7 @@ from program_checks import matches_torch, trace_quietly  # tests/program_checks.
 from torch import nn
 
 import rnnc
+from rnnc.errors import UserInputError
 from rnnc.tolerances import assert_close
 
 
@@ -62,7 +67,37 @@ class LongestBuffer(nn.Module):
         return out + y.sum(-1, keepdim=True)[:, :1]
 
 
-MODELS = [PadToLonger, CropToShorter, LongestBuffer]
+# a utilities module of the user's, as models import ``pad_to_same_length`` from one
+_utils = types.ModuleType("rnnc_test_size_utils")
+exec(  # noqa: S102 -- the module's source, fixed here
+    "import torch.nn.functional as F\n"
+    "def pad_same(a, b):\n"
+    "    n = max(a.size(1), b.size(1))\n"
+    "    return F.pad(a, (0, 0, 0, n - a.size(1))), F.pad(b, (0, 0, 0, n - b.size(1)))\n"
+    "def crop_same(a, b):\n"
+    "    if a.size(1) > b.size(1):\n"
+    "        return a[:, :b.size(1)], b\n"
+    "    return a, b[:, :a.size(1)]\n", _utils.__dict__)
+_utils.pad_same.__module__ = _utils.crop_same.__module__ = _utils.__name__
+sys.modules[_utils.__name__] = _utils
+pad_same, crop_same = _utils.pad_same, _utils.crop_same
+
+
+class ImportedHelper(nn.Module):
+    """Two streams made the same length by a function of the user's utilities module."""
+
+    def __init__(self, align: str = "pad_same") -> None:
+        super().__init__()
+        self.a = nn.GRU(4, 8, batch_first=True)
+        self.b = nn.GRU(4, 8, batch_first=True)
+        self.align = align
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ha, hb = globals()[self.align](self.a(x)[0], self.b(y)[0])
+        return ha + hb
+
+
+MODELS = [PadToLonger, CropToShorter, LongestBuffer, ImportedHelper]
 
 
 def _inputs(batch: int, tx: int, ty: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,3 +144,27 @@ def test_max_of_a_size_and_a_constant() -> None:
     program = trace_quietly(model, (torch.randn(2, 20, 4),))
     for t in (5, 16, 30):
         matches_torch(program, model, (torch.randn(3, t, 4),))
+
+
+def test_branch_on_two_sizes_is_said() -> None:
+    """``if a.size(1) > b.size(1): crop a else crop b``: a branch on sizes keeps the example's
+    side; growing every length together would not show it, so the trace checks grow each alone and
+    the trace says what it fixed.  The Program is never silently wrong: it refuses a length it
+    fixed by name, and where the other side of the branch is taken (``x`` shorter than the fixed
+    ``y``) its crop fails at run time."""
+    model = ImportedHelper("crop_same").eval()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, _inputs(2, 10, 7))
+    assert any("rnnc.trace" in str(w.message) for w in said)
+    ran = 0
+    for sizes in ((3, 5, 12), (3, 12, 5), (3, 5, 7), (2, 10, 7)):
+        inputs = _inputs(*sizes)
+        try:
+            got = program.run(*inputs)
+        except (UserInputError, RuntimeError):
+            continue  # a length the trace fixed, refused by name; the other branch, failing
+        with torch.no_grad():
+            assert_close(got, model(*inputs), backend="interp")
+        ran += 1
+    assert ran >= 1
