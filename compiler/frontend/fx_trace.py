@@ -117,6 +117,14 @@ _VIEWS = frozenset({"getitem", "select", "narrow", "view", "view_as", "reshape",
 _SHARING = _VIEWS | _ALIASING
 
 
+def _holds_traced(m: nn.Module) -> bool:
+    """Whether ``m`` or a module under it keeps a traced value in an attribute: state the forward
+    stored on a shared module (pytorch-ntm's heads read ``self.memory.memory``, set by
+    ``memory.reset(B)``).  Such a step cell is traced through, not kept whole: run on example
+    values it would read the proxy."""
+    return any(isinstance(v, fx.Proxy) for sub in m.modules() for v in vars(sub).values())
+
+
 def _call_name(target: Any) -> str:
     """A call's name: a function's or method's (``masked_fill_``), else the target as written."""
     return str(getattr(target, "__name__", target))
@@ -269,7 +277,7 @@ class ConcreteTracer(fx.Tracer):
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_rnnc_leaf(m) or id(m) in self.step_cells
+        return is_rnnc_leaf(m) or (id(m) in self.step_cells and not _holds_traced(m))
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return ConcreteProxy(node, self)

@@ -290,3 +290,73 @@ def test_a_loop_after_a_rolled_loop_rolls() -> None:
     assert sum(1 for n in program.graph.nodes if n.op == "rnn") == 2
     x = torch.randn(3, 14, 8)
     assert_close(program.run(x), model(x), backend="interp")
+
+
+class _Memory(nn.Module):
+    """A memory the forward stores on a module shared by two heads (pytorch-ntm's NTMMemory)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("bias", torch.randn(6, 4) * 0.1)
+
+    def reset(self, batch: int) -> None:
+        self.memory = self.bias.clone().repeat(batch, 1, 1)
+
+    def address(self, k: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(torch.cosine_similarity(self.memory + 1e-16, k.unsqueeze(1) + 1e-16, dim=-1), dim=1)
+
+
+class _ReadHead(nn.Module):
+    def __init__(self, memory: _Memory) -> None:
+        super().__init__()
+        self.memory, self.key = memory, nn.Linear(8, 4)
+
+    def forward(self, h: torch.Tensor, w_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = 0.5 * self.memory.address(self.key(h)) + 0.5 * w_prev
+        return torch.matmul(w.unsqueeze(1), self.memory.memory).squeeze(1), w
+
+
+class _WriteHead(nn.Module):
+    def __init__(self, memory: _Memory) -> None:
+        super().__init__()
+        self.memory, self.key, self.add = memory, nn.Linear(8, 4), nn.Linear(8, 4)
+
+    def forward(self, h: torch.Tensor, w_prev: torch.Tensor) -> torch.Tensor:
+        w = 0.5 * self.memory.address(self.key(h)) + 0.5 * w_prev
+        self.memory.memory = self.memory.memory + w.unsqueeze(-1) * torch.tanh(self.add(h)).unsqueeze(1)
+        return w
+
+
+class SharedMemoryHeads(nn.Module):
+    """Heads called once per step that read and rebind memory stored on a shared module: kept
+    whole as step cells, run on example values they would read the traced memory (the trace
+    recursed until Python's limit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memory = _Memory()
+        self.cell = nn.LSTMCell(8, 8)
+        self.read, self.write = _ReadHead(self.memory), _WriteHead(self.memory)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, 4]
+        self.memory.reset(x.size(1))
+        h = c = x.new_zeros(x.size(1), 8)
+        r = x.new_zeros(x.size(1), 4)
+        wr = ww = x.new_zeros(x.size(1), 6)
+        ys = []
+        for t in range(x.size(0)):
+            h, c = self.cell(torch.cat([x[t], r], 1), (h, c))
+            r, wr = self.read(h, wr)
+            ww = self.write(h, ww)
+            ys.append(torch.cat([h, r], 1))
+        return torch.stack(ys)
+
+
+def test_heads_on_shared_memory_trace(tmp_path: object) -> None:
+    torch.manual_seed(0)
+    model = SharedMemoryHeads().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(9, 2, 4),))
+    for t, b in ((9, 2), (13, 3)):
+        matches_torch(program, model, (torch.randn(t, b, 4),), tmp_path, f"ntm_{t}")
