@@ -157,6 +157,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         from rnnc.frontend.fx_trace import trace_module
         from rnnc.frontend.loops import merge_cell_loops
         from rnnc.frontend.stepcells import find_step_cells
+        from rnnc.frontend.sums import gather_sums
         from rnnc.frontend.writes import gather_writes
 
         if cells is None:
@@ -165,6 +166,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         if loops is not None:
             loops["compared"] = gm.compared
         gather_writes(gm)  # before the merge: a loop's writes become the stack it reads
+        gather_sums(gm)  # and a loss summed from ``0`` across steps, the sum of a stack
         merge_cell_loops(gm, cells)
         out = convert_graph(ctx, gm, [*inputs, *gm.defaults], root_name="")
     flat: list[tuple[str, Any]] = []

@@ -220,7 +220,8 @@ def _keeps_rows(node: Node, types: dict[str, TensorType], rows: set[str]) -> boo
     a = node.attr_dict
     if OPS[node.op].elementwise or node.op == "cast":
         out_rank = node.types[0].rank
-        others_ok = all(types[i].rank < out_rank or types[i].shape[0] == 1 for i in ins if i not in rows)
+        others_ok = all(types[i].rank < out_rank or types[i].rank == 0 or types[i].shape[0] == 1  # (scalars)
+                        for i in ins if i not in rows)
         return all(types[i].rank == out_rank for i in x_in) and others_ok
     if node.op in ("linear", "qlinear"):
         return node.inputs[0] in rows and not any(i in rows for i in ins[1:])
