@@ -138,12 +138,14 @@ def _warn_fixed(tried: list[str]) -> None:
 
 def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str],
            probing: bool = False, cells: dict[int, Any] | None = None, loops: dict[str, Any] | None = None,
-           roll: bool = True) -> Program:
+           roll: bool = True, unreverse: bool = False) -> Program:
     """One conversion with the given dims; ``cells``: the step cells one eager run found
     (``stepcells.find_step_cells``), passed in so a trace that builds several times runs it once.
     ``roll``: roll loops over a symbolic dim back over it (``scan.py``; stacks of per-step values
     keep the dim); ``loops`` receives what that did: ``rolled``/``retimed`` counts and ``left``,
-    why loops found stayed unrolled."""
+    why loops found stayed unrolled.  ``unreverse``: stacks of a reversed list are the flip of
+    the stack in step order (``stacks.py``) -- tried where a loop stayed unrolled, since a loop
+    that steps backwards reads its reversed list in time order as it is."""
     name = type(model).__name__ if not isinstance(model, torch.jit.ScriptModule) else model.original_name
     b = GraphBuilder(name or "model")
     ctx = Ctx(b, probing=probing, retime_loops=roll)
@@ -156,6 +158,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         from rnnc.frontend.fx_convert import convert_graph
         from rnnc.frontend.fx_trace import trace_module
         from rnnc.frontend.loops import merge_cell_loops
+        from rnnc.frontend.stacks import unreverse_stacks
         from rnnc.frontend.stepcells import find_step_cells
         from rnnc.frontend.sums import gather_sums
         from rnnc.frontend.writes import gather_writes
@@ -167,6 +170,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
             loops["compared"] = gm.compared
         gather_writes(gm)  # before the merge: a loop's writes become the stack it reads
         gather_sums(gm)  # and a loss summed from ``0`` across steps, the sum of a stack
+        reversed_stacks = unreverse_stacks(gm, rewrite=unreverse)
         merge_cell_loops(gm, cells)
         out = convert_graph(ctx, gm, [*inputs, *gm.defaults], root_name="")
     flat: list[tuple[str, Any]] = []
@@ -186,6 +190,13 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
                  if isinstance(d, str)}
         graph = merge_chunked_rnns(graph, sizes)
         graph, weights, rolled, clocked, left = roll_loops(graph, weights, sizes, ctx.lines)
+        if left and not unreverse and not isinstance(model, torch.jit.ScriptModule) and reversed_stacks:
+            again: dict[str, Any] = {}
+            program = _build(model, examples, dims, names, probing, cells, again, roll, unreverse=True)
+            if len(again["left"]) < len(left):
+                if loops is not None:
+                    loops.update(again)
+                return program
         if loops is not None:
             loops.update(rolled=rolled, clocked=clocked, left=left)
     if loops is not None:
