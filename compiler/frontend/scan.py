@@ -317,8 +317,25 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: Emit) -> dict
             head = emit("stack", *peeled, axis=ax) if stacked else \
                 (emit("concat", *peeled, axis=ax) if len(peeled) > 1 else peeled[0])
             v = emit("concat", head, v, axis=ax) if forward else emit("concat", v, head, axis=ax)
+        if len(peeled) > 1:
+            v = _no_longer_than_reads(g, mt, uses, node, xcat, v, ax, emit)
         rename[node.outputs[0]] = v
     return rename
+
+
+def _no_longer_than_reads(g: Indexed, mt: Match, uses: Uses, node: Node, xcat: str, v: str, ax: int,
+                          emit: Emit) -> str:
+    """A collect with values from more than one step before the scan (a per-step value computed
+    from the previous step's state, ahead of the cell: Skip RNN's ``c = c + min(h, 1 - c)``) is
+    the peeled values and the scan's, which at a length shorter than the peel is the peel alone:
+    too long.  Cut to the steps read (the read length less what the collect skips, as traced);
+    the last step's carried values would be one step ahead there, so such a loop whose final
+    values are read is not rolled."""
+    if uses.finals:
+        raise Skip("values collected from two steps before the loop, and its final values read")
+    skipped = mt.loop.n - len(node.inputs)
+    stop = ("-", (0, 1), skipped) if skipped else (0, 1)
+    return emit("slice_dyn", v, xcat, axis=ax, start=0, stop=stop, step=1)
 
 
 def _rewrite(g: Indexed, mt: Match, weights: dict[str, torch.Tensor], tag: str

@@ -480,3 +480,42 @@ def test_a_time_major_loop_traced_at_batch_1_rolls_with_the_batch_found() -> Non
     x = torch.randn(14, 3, 5)
     with torch.no_grad():
         assert_close(program.run(x), model(x), backend="interp")
+
+
+class UpdateBeforeCell(nn.Module):
+    """Skip RNN's cumulative update probability: a per-step value computed from the previous
+    step's state ahead of the cell call, collected per step (two values before the rolled loop)."""
+
+    def __init__(self, final: bool = False) -> None:
+        super().__init__()
+        self.cell = nn.RNNCell(4, 1)
+        self.final = final
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # [B, T, 4]
+        h, c = torch.zeros(x.size(0), 1), torch.zeros(x.size(0), 1)
+        outs = []
+        for t in range(x.size(1)):
+            c = c + torch.min(h, 1.0 - c)
+            h = self.cell(x[:, t], h)
+            outs.append(c)
+        seq = torch.stack(outs, 1)
+        return (seq, seq.sum(1), c) if self.final else (seq, seq.sum(1))
+
+
+@pytest.mark.parametrize("final", [False, True], ids=["collected", "final_read"])
+def test_values_collected_ahead_of_the_cell_hold_at_every_length(final: bool, tmp_path: object) -> None:
+    """At T = 1 the two values peeled before the loop are one too many: the collect is cut to the
+    steps read (it was [B, 2, 1] with a wrong sum); where the last step's carried value is read
+    too, the loop is not rolled (that value would be a step ahead) and the length stays fixed."""
+    from program_checks import matches_torch  # tests/program_checks.py
+
+    torch.manual_seed(0)
+    model = UpdateBeforeCell(final).eval()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, (torch.randn(2, 12, 4),))
+    symbolic = isinstance(program.graph.inputs[0][1].shape[1], str)
+    assert symbolic != final
+    assert final == any("rnnc.trace" in str(w.message) for w in said)
+    for t in (1, 2, 3, 12, 20) if symbolic else (12,):
+        matches_torch(program, model, (torch.randn(3, t, 4),), tmp_path, f"ahead_{t}")
