@@ -48,13 +48,7 @@ def _fmod(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: T
     """``torch.fmod`` (the sign of the dividend: ONNX ``Mod`` with ``fmod=1``) and
     ``torch.remainder`` (the sign of the divisor: ``a - b * floor(a / b)``; for integers, Mod)."""
     dtype = node.types[0].dtype  # torch's promotion: ``remainder(int tensor, 2.5)`` is float
-    a, b = args[0], args[1]
-    if _in_type(node, types).dtype != dtype:
-        a = g.op("Cast", a, to=ONNX_DTYPES[dtype])
-    if not isinstance(b, str):
-        b = g.const(b, dtype)
-    elif _in_type(node, types, 1).dtype != dtype:
-        b = g.op("Cast", b, to=ONNX_DTYPES[dtype])
+    a, b = _common(g, node, args, types, dtype)  # (``t % self.periods``: a Python int first)
     fmod = node.attr("target").startswith("fmod")
     if not dtype.startswith(("float", "bfloat")):  # integers: ONNX's Mod says both
         return g.node("Mod", [a, b], _out(node), fmod=int(fmod))
@@ -144,14 +138,57 @@ def _argmax(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types:
 
 
 # --------------------------------------------------------------------------- comparisons, logic
+def _tensor_dtype(node: Node, types: Types, which: int) -> str | None:
+    raw = node.attr("args")[which]
+    return _in_type(node, types, which).dtype if isinstance(raw, str) and raw.startswith("%") else None
+
+
+def _common_dtype(node: Node, args: Args, types: Types) -> str:
+    """torch's common dtype of a binary call's operands (ONNX's comparisons and Max/Min want one
+    type): ``arange(T) >= lengths.int()`` compares int64 with int32; a Python float against an
+    integer tensor promotes the tensor to float32 (``lengths > 0.5`` must not become
+    ``lengths > 0``); a Python int against a bool tensor, to int64."""
+    import torch
+
+    dts = [_tensor_dtype(node, types, k) for k in (0, 1)]
+    if dts[0] is not None and dts[1] is not None:
+        return str(torch.promote_types(getattr(torch, dts[0]), getattr(torch, dts[1]))).removeprefix("torch.")
+    known = dts[0] if dts[0] is not None else dts[1]
+    scalar = args[1] if dts[0] is not None else args[0]
+    assert known is not None, f"{node.label}: no tensor operand"
+    if isinstance(scalar, float) and not known.startswith(("float", "bfloat")):
+        return "float32"
+    if isinstance(scalar, int) and not isinstance(scalar, bool) and known == "bool":
+        return "int64"
+    return known
+
+
+def _common(g: OnnxGraph, node: Node, args: Args, types: Types, dtype: str | None = None) -> tuple[str, str]:
+    """The two operands as ONNX values of ``dtype`` (default: their common dtype), a Python
+    scalar as a constant, a tensor cast where it differs."""
+    dtype = dtype or _common_dtype(node, args, types)
+    out = []
+    for k, arg in enumerate(args[:2]):
+        have = _tensor_dtype(node, types, k)
+        if have is None:
+            out.append(g.const(arg, dtype))
+        else:
+            out.append(arg if have == dtype else g.op("Cast", arg, to=ONNX_DTYPES[dtype]))
+    return out[0], out[1]
+
+
 def _compare(op_type: str, negate: bool = False) -> AtenRenderer:
     def render(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
-        a, b = args[0], args[1]
-        if not isinstance(b, str):  # a python scalar: a constant of a's dtype
-            b = g.const(b, _in_type(node, types).dtype)
+        logical = op_type in ("And", "Or", "Xor")
+        dtype = _common_dtype(node, args, types)
+        if logical and node.attr("target").startswith("bitwise") and dtype != "bool":
+            op = "Bitwise" + op_type  # integers: bit by bit (ONNX's And/Or/Xor take booleans only)
+        else:
+            op, dtype = op_type, "bool" if logical else dtype
+        a, b = _common(g, node, args, types, dtype)
         if negate:
-            return [g.op("Not", g.op(op_type, a, b), hint=_out(node))]
-        return g.node(op_type, [a, b], _out(node))
+            return [g.op("Not", g.op(op, a, b), hint=_out(node))]
+        return g.node(op, [a, b], _out(node))
 
     return render
 
