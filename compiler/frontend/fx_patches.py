@@ -20,7 +20,7 @@ import torch
 from torch import fx, nn
 
 from rnnc.errors import UnsupportedError
-from rnnc.frontend.fx_trace import ConcreteTracer, TracedInt, TracedRatio, is_rnnc_leaf, user_line
+from rnnc.frontend.fx_trace import ConcreteTracer, Repeated, TracedInt, TracedRatio, is_rnnc_leaf, user_line
 from rnnc.frontend.values import one_integer
 
 
@@ -93,11 +93,31 @@ class _SizedOpsRecorded(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if func in (torch.stack, torch.cat) and args and isinstance(args[0], Repeated) and not self.tracer._running:
+            out = self._repeated(func, args[0], args[1] if len(args) > 1 else kwargs.get("dim", 0))
+            if out is not None:
+                return out
         leaves = torch.utils._pytree.tree_leaves((args, kwargs))
         if (self.tracer._running or not any(isinstance(a, TracedInt) for a in leaves)
                 or any(isinstance(a, fx.Proxy) for a in leaves) or func in _FACTORY_FUNCS):
             return func(*args, **kwargs)
         return self.tracer.create_proxy("call_function", func, args, kwargs)
+
+
+    def _repeated(self, func: Any, items: Repeated, dim: Any) -> Any:
+        """``stack([z] * n, d)``: ``z`` stacked once and expanded to ``n`` along ``d`` (``cat``:
+        then flattened into ``d``), ``n`` the traced size the list was made with."""
+        first = items[0] if items else None
+        ex = _example(first) if isinstance(first, fx.Proxy) else first
+        if not isinstance(ex, torch.Tensor) or not isinstance(dim, int) or any(v is not first for v in items):
+            return None
+        rank = ex.dim() + 1
+        if func is torch.cat and ex.dim() == 0:
+            return None
+        axis = dim % (rank if func is torch.stack else rank - 1)
+        one = self.tracer.create_proxy("call_function", torch.stack, ([first], axis), {})
+        out = one.expand(*[items.count if k == axis else -1 for k in range(rank)])
+        return out if func is torch.stack else out.flatten(axis, axis + 1)
 
 
 _NONE = object()  # an attribute a module did not have

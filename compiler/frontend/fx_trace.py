@@ -163,6 +163,8 @@ class TracedInt(int):
         is ``t - 1 - torch.zeros(1)``, a size with a constant tensor (else the example's size is
         baked into the tensor)."""
         value = op(*(int(a) if isinstance(a, TracedInt) else a for a in args))
+        if isinstance(value, list) and op is operator.mul and self.tracer is not None and not self.tracer._running:
+            return Repeated(value, self)  # ``[z] * (T + 1)``: a stack of it keeps the count (``Repeated``)
         if self.tracer is None or self.tracer._running or isinstance(value, bool) or not (
                 isinstance(value, int) or isinstance(value, torch.Tensor)):
             if not isinstance(value, bool) and any(isinstance(a, TracedInt) and a.data for a in args):
@@ -175,6 +177,19 @@ for _name, (_op, _reflected) in SIZE_DUNDERS.items():
     setattr(TracedInt, _name, (lambda f, r: lambda self, o: (self._record(f, o, self) if r
                                                              else self._record(f, self, o)))(SIZE_OPS[_op], _reflected))
 TracedInt.__neg__ = lambda self: self._record(operator.neg, self)  # type: ignore[method-assign]
+
+
+class Repeated(list):
+    """``[z] * n`` with ``n`` a traced size (SketchRNN's ``torch.stack([z] * (Nmax + 1))`` and
+    ``torch.stack([sos] * batch_size)``): the list Python builds holds the example's number of
+    items; ``count`` is the size it was made with, so that ``stack``/``cat`` of it becomes an
+    ``expand`` by that size (``fx_patches._SizedOpsRecorded``) instead of the example's count."""
+
+    count: TracedInt
+
+    def __init__(self, items: list[Any], count: TracedInt) -> None:
+        super().__init__(items)
+        self.count = count
 
 
 _AS_NUMBER = ("__float__", "__round__", "__trunc__")
@@ -285,6 +300,9 @@ class ConcreteTracer(fx.Tracer):
     def create_arg(self, a: Any) -> Any:
         if isinstance(a, TracedInt):
             return a.node
+        if isinstance(a, TracedRatio) and not self._running and (isinstance(a.num, TracedInt)
+                                                                  or isinstance(a.den, TracedInt)):
+            return self.create_proxy("call_function", operator.truediv, (a.num, a.den), {}).node  # (values.SymRatio)
         if isinstance(a, np.generic) and isinstance(a.item(), (bool, int, float)):  # ``mat[:, s:e]`` with
             return a.item()  # numpy ints (``np.cumsum([0] + sizes)``, pytorch-ntm): the Python number
         return super().create_arg(a)

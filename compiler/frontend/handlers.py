@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rnnc.frontend.values import TV, Ctx, SymInt, axis, size_op
+from rnnc.frontend.values import TV, Ctx, SymInt, SymRatio, axis, size_op
 from rnnc.ir.types import dtype_of_torch
 
 Handler = Callable[..., Any]
@@ -175,6 +175,9 @@ def _binary(name: str) -> Handler:
         if not is_tensor(a) and not is_tensor(b):
             if name in ("max", "min", "maximum", "minimum") and not rest and not kwargs:
                 return size_op(name[:3], a, b)  # ``max(T, S)`` of sizes stays symbolic
+            if name in ("truediv", "div") and not kwargs and (isinstance(a, SymInt) or isinstance(b, SymInt)) \
+                    and isinstance(a, int) and isinstance(b, int) and int(b):
+                return SymRatio(a, b)  # a size ratio a tensor may be scaled by (``Ctx.lift``)
             return _PY_BINARY[name](a, b)
         if rest and name in ("add", "sub"):  # aten::add(a, b, alpha)
             alpha = rest[0]

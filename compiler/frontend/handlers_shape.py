@@ -6,6 +6,8 @@ ONNX-style ``0`` (copy the dim) instead of baking the example's batch size into 
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import torch
@@ -101,8 +103,43 @@ def _constant_minus_one(x: TV, want: list[Any]) -> list[Any]:
     rest = [d.dim if isinstance(d, SymInt) else int(d) for d in want if isinstance(d, SymInt) or d != -1]
     n = symdims.quotient(x.shape, rest)
     if not isinstance(n, int):
+        n = _other_dims(x, [d for d in want if isinstance(d, SymInt) or d != -1])
+    if not isinstance(n, int):
         return want
     return [n if (not isinstance(d, SymInt) and d == -1) else d for d in want]
+
+
+def _own_dims(x: TV, d: Any) -> tuple[list[int], int] | None:
+    """``d`` as a product of ``x``'s own dims (read with ``x.size(k)``) and a constant: (their
+    axes, the constant); None when it is anything else."""
+    if not isinstance(d, SymInt):
+        return ([], int(d)) if isinstance(d, int) else None
+    if d.source is not None and d.source[0] is x:
+        return [d.source[1] % x.rank], 1
+    if d.expr is not None and d.expr[0] == "*":
+        a, b = _own_dims(x, d.expr[1]), _own_dims(x, d.expr[2])
+        if a is not None and b is not None:
+            return a[0] + b[0], a[1] * b[1]
+    return None
+
+
+def _other_dims(x: TV, sizes: list[Any]) -> int | None:
+    """The -1 of ``y.view(t * n, -1)`` with ``t, n = y.size(0), y.size(1)``: the product of the
+    dims of ``y`` not read, where they are constants -- also when the read ones have no name (a
+    length from ``pad_packed_sequence``, ``?``), which shape inference cannot divide out."""
+    axes: list[int] = []
+    const = 1
+    for d in sizes:
+        own = _own_dims(x, d)
+        if own is None:
+            return None
+        axes += own[0]
+        const *= own[1]
+    others = [x.shape[i] for i in range(x.rank) if i not in axes]
+    if len(set(axes)) != len(axes) or not all(isinstance(o, int) for o in others) or not const:
+        return None
+    total = math.prod(others)
+    return total // const if total % const == 0 else None
 
 
 @handles("reshape", "view")
@@ -169,6 +206,11 @@ def unsqueeze(ctx: Ctx, x: TV, dim: int) -> TV:
 def squeeze(ctx: Ctx, x: TV, dim: Any = None) -> TV:
     dims = [i for i in range(x.rank) if x.ex.shape[i] == 1] if dim is None else (
         [dim] if isinstance(dim, int) else list(dim))
+    kept = [d for i, d in enumerate(x.shape) if isinstance(d, str) and x.ex.shape[i] != 1]
+    if dim is None and kept and not ctx.probing:  # ``h_n.squeeze()`` (Sentence-VAE): at a batch of one
+        warnings.warn(f"rnnc.trace: squeeze() without a dim at {ctx.source or 'the model'} keeps {', '.join(kept)}, "
+                      "which torch also drops where it is 1 at run time (a batch of one): the Program keeps the "
+                      "rank it was traced with; squeeze(0) says which dim", stacklevel=2)
     for d in sorted((axis(d, x.rank) for d in dims), reverse=True):
         # a symbolic dim that is 1 in the example is squeezed like torch does at run time
         if x.ex.shape[d] == 1:

@@ -89,6 +89,20 @@ for _name, (_sym_op, _reflected) in SIZE_DUNDERS.items():
 SymInt.__neg__ = lambda self: self._op("-", 0, self)  # type: ignore[method-assign]
 
 
+class SymRatio(float):
+    """``(W + 1) / 2`` of sizes: the float Python gives at the example, remembering its operands,
+    so that a tensor scaled by it (DRAW's ``x * ((W + 1) / 2)``) reads the sizes at run time
+    (``Ctx.lift``); used anywhere else it is the example's float."""
+
+    num: Any
+    den: Any
+
+    def __new__(cls, num: Any, den: Any) -> SymRatio:
+        obj = super().__new__(cls, int(num) / int(den))
+        obj.num, obj.den = num, den
+        return obj
+
+
 def size_op(op: str, a: Any, b: Any) -> Any:
     """``a op b`` on sizes, symbolic where either is (``max(T, S)``: Python's ``max`` of two
     ``SymInt``s would return whichever was larger at the example)."""
@@ -373,6 +387,11 @@ class Ctx:
             if x.dim() == 0:
                 return self.const(x.item(), dtype_of_torch(x.dtype))
             return self.param(x, "const")
+        if isinstance(x, SymRatio):  # ``x * ((w + 1) / 2)``: both sizes read at run time, divided
+            parts = [self.lift(v, None) if isinstance(v, SymInt) else self.const(int(v), "int64")
+                     for v in (x.num, x.den)]
+            want = dtype_of_torch(like.ex.dtype) if like is not None and like.ex.dtype.is_floating_point else "float32"
+            return self.emit("div", *(self.emit("cast", v, dtype=want) for v in parts))
         if isinstance(x, SymInt):  # ``out.sum(1) / out.size(1)``: the size at run time, not the example's
             n = self._size_value(x)
             if n is not None:

@@ -63,3 +63,33 @@ def test_packed_output_padded_to_the_longest_present_length() -> None:
     x, lengths = torch.randn(3, 9, 4), torch.tensor([9, 2, 7])  # the longest present is the padded length
     with torch.no_grad():
         assert_close(program.run(x, lengths), model(x, lengths))
+
+
+class SequenceWiseNorm(nn.Module):
+    """deepspeech.pytorch's SequenceWise(BatchNorm1d) after a packed GRU: the padded output
+    ``[t, n, 8]`` viewed as ``(t * n, -1)``, ``t`` the longest length (a size read from data)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(4, 8)
+        self.bn = nn.BatchNorm1d(8)
+        with torch.no_grad():
+            self.bn.running_mean.normal_(0, 0.1)
+            self.bn.running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        y, _ = pad_packed_sequence(self.rnn(pack_padded_sequence(x, lengths))[0])
+        t, n = y.size(0), y.size(1)
+        return self.bn(y.view(t * n, -1)).view(t, n, -1)
+
+
+def test_view_of_read_sizes_keeps_the_channels() -> None:
+    """The -1 of ``view(t * n, -1)`` is the 8 channels even where ``t`` has no name (the trace
+    failed in BatchNorm1d, which saw ``?`` channels)."""
+    torch.manual_seed(0)
+    model = SequenceWiseNorm().eval()
+    program = trace(model, (torch.randn(9, 2, 4), torch.tensor([9, 6])))
+    for x, lengths in ((torch.randn(13, 3, 4), torch.tensor([11, 7, 2])), (torch.randn(5, 1, 4), torch.tensor([5]))):
+        with torch.no_grad():
+            want = model(x, lengths)
+        assert_close(program.run(x, lengths), want, backend="interp")

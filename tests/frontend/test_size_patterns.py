@@ -94,7 +94,40 @@ class SizeAsScalar(nn.Module):  # hand-written mean pooling, a position ramp, ``
         return out.sum(dim=1) / out.size(1) + (out * ramp[None, :, None]).mean(1) + last
 
 
+class RepeatedLists(nn.Module):
+    """SketchRNN's decoder input: a start token stacked ``[sos] * batch_size`` (a constant) and
+    the latent repeated per step with ``torch.stack([z] * (T + 1))``; ``cat([h] * B)`` too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 5, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 8]
+        b, t = x.size(0), x.size(1)
+        sos = torch.stack([torch.Tensor([0, 0, 1, 0, 0])] * b).unsqueeze(1)  # [B, 1, 5]
+        z = self.gru(x)[1][0]  # [B, 5]
+        zs = torch.stack([z] * (t + 1), 1)  # [B, T + 1, 5]
+        rows = torch.cat([z.sum(0, keepdim=True)] * b, 0)  # [B, 5]
+        return torch.cat([sos, self.gru(x)[0]], 1) * zs + rows[:, None]
+
+
+class RatioScale(nn.Module):
+    """DRAW's attention window: a tensor scaled by Python divisions of sizes,
+    ``(A + 1) / 2 * (gx + 1)`` and ``(max(A, B) - 1) / (N - 1)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 3, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 8]
+        a, b = x.size(1), x.size(2)
+        g = self.gru(x)[0]
+        return (a + 1) / 2 * (g + 1) + g * ((max(a, b) - 1) / (a + 3))
+
+
 CASES = {
+    "ratio_scale": (RatioScale, lambda b, t: torch.randn(b, t, 8), (0, 1)),
+    "repeated_lists": (RepeatedLists, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "size_as_a_scalar": (SizeAsScalar, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "ceil_of_a_ratio": (CeilFrames, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "buffer_slice_time_major": (lambda: BufferSlice(True), lambda b, t: torch.randn(t, b, 8), (1, 0)),
@@ -315,3 +348,28 @@ def test_a_layer_given_a_tensor_of_constants_converts() -> None:
     with pytest.warns(UserWarning, match="rnnc.trace"):
         program = rnnc.trace(model, (x,))
     matches_torch(program, model, (x,))
+
+
+class SqueezeAll(nn.Module):
+    def __init__(self, dim: int | None) -> None:
+        super().__init__()
+        self.gru = nn.GRU(4, 8, batch_first=True)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.gru(x)[1]  # [1, B, 8]
+        return hidden.squeeze() if self.dim is None else hidden.squeeze(self.dim)
+
+
+def test_squeeze_without_a_dim_says_the_batch_of_one_differs() -> None:
+    """``h_n.squeeze()`` (Sentence-VAE) also drops the batch where it is 1; the Program keeps its
+    rank, so the trace says so and names the line; ``squeeze(0)`` is exact and says nothing."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(SqueezeAll(None).eval(), (torch.randn(2, 7, 4),))
+    said = [str(w.message) for w in caught if "squeeze()" in str(w.message)]
+    assert said and "test_size_patterns.py:" in said[0] and "keeps B" in said[0]
+    assert program.graph.outputs and program.graph.inputs[0][1].shape[0] == "B"
+    model = SqueezeAll(0).eval()
+    program = trace_quietly(model, (torch.randn(2, 7, 4),))
+    matches_torch(program, model, (torch.randn(1, 5, 4),))
