@@ -116,7 +116,7 @@ CASES: dict[str, tuple[nn.Module, Callable[[int], torch.Tensor]]] = {
                           + torch.fmod(x * 3, x.abs() + 0.5)), _seq),
     # operands of two dtypes (int64 positions against int32 lengths), a Python float against an
     # integer tensor, a Python int first (``t % self.periods``), integer bits, floats as truth
-    "compare_promoted": (Fn(lambda x: ((x * 4).long() >= (x * 3).int()).float() + ((x * 4).long() <= 0.5).float()
+    "compare_promoted": (Fn(lambda x: ((x * 4).long() >= (x * 3).int()).float() + ((x * 4).long() >= 0.5).float()
                             + ((x * 2).long() == 1.0).float() + torch.bitwise_and((x * 8).long(), 5).float()
                             + torch.logical_and(x, x.flip(-1)).float()
                             + (3 % ((x.abs() * 4).long() + 1)).float()), _seq),
