@@ -28,7 +28,7 @@ from rnnc.frontend.values import one_integer
 def while_tracing(tracer: ConcreteTracer, model: nn.Module) -> Any:
     """Every patch below, for one trace of ``model``."""
     with (_packing_recorded(), _factories_recorded(tracer), _SizedOpsRecorded(tracer), _module_writes(tracer),
-          _variables_pass_through(), _builtins_traced(model)):
+          _variables_pass_through(), _builtins_traced(model), _legacy_constructors()):
         yield
 
 
@@ -118,6 +118,43 @@ class _SizedOpsRecorded(torch.overrides.TorchFunctionMode):
         one = self.tracer.create_proxy("call_function", torch.stack, ([first], axis), {})
         out = one.expand(*[items.count if k == axis else -1 for k in range(rank)])
         return out if func is torch.stack else out.flatten(axis, axis + 1)
+
+
+#: torch's legacy typed constructors and the dtype each makes
+_LEGACY = {"FloatTensor": torch.float32, "DoubleTensor": torch.float64, "HalfTensor": torch.float16,
+           "BFloat16Tensor": torch.bfloat16, "LongTensor": torch.int64, "IntTensor": torch.int32,
+           "ShortTensor": torch.int16, "CharTensor": torch.int8, "ByteTensor": torch.uint8, "BoolTensor": torch.bool}
+
+
+def _legacy(name: str) -> type:
+    """``torch.BoolTensor(x.size())`` or ``torch.FloatTensor(x.size(0), 4)`` (deepspeech.pytorch's
+    MaskConv, NVIDIA's ``torch.LongTensor(max_len)``) with sizes read from a traced tensor: an
+    uninitialised tensor of those sizes, recorded as ``torch.zeros`` (any contents are right for
+    uninitialised memory, and models fill it next; the legacy constructor refuses a traced size,
+    or bakes the example's); data (``torch.LongTensor([1, 2])``) and ``isinstance`` as the
+    constructor itself."""
+    builtin = getattr(torch, name)
+
+    def new(cls: type, *args: Any) -> Any:
+        leaves = [a for a in args for a in (a if isinstance(a, (tuple, list)) else [a])]
+        sized = args and all(isinstance(a, int) or isinstance(_example(a), torch.Size) for a in leaves)
+        if sized and any(isinstance(a, (TracedInt, fx.Proxy)) for a in leaves):
+            return torch.zeros(*args, dtype=_LEGACY[name])  # (recorded: ``_factories_recorded``)
+        return builtin(*args)
+
+    return _BuiltinType(name, (), {"builtin": builtin, "__new__": new})
+
+
+@contextlib.contextmanager
+def _legacy_constructors() -> Any:
+    saved = {name: getattr(torch, name) for name in _LEGACY}
+    try:
+        for name in _LEGACY:
+            setattr(torch, name, _legacy(name))
+        yield
+    finally:
+        for name, cls in saved.items():
+            setattr(torch, name, cls)
 
 
 _NONE = object()  # an attribute a module did not have

@@ -125,7 +125,25 @@ class RatioScale(nn.Module):
         return (a + 1) / 2 * (g + 1) + g * ((max(a, b) - 1) / (a + 3))
 
 
+class LegacyConstructors(nn.Module):
+    """deepspeech.pytorch's MaskConv: ``torch.BoolTensor(x.size()).fill_(0)``, and
+    ``torch.FloatTensor(b, h).zero_()``; a legacy constructor of data stays a constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 8]
+        mask = torch.BoolTensor(x.size()).fill_(0)
+        mask[:, -1] = True
+        h0 = torch.FloatTensor(1, x.size(0), 8).zero_()
+        scale = torch.FloatTensor([0.5, 2.0])
+        assert isinstance(scale, torch.FloatTensor)
+        return self.gru(x.masked_fill(mask, 0), h0)[0] * scale[1]
+
+
 CASES = {
+    "legacy_constructors": (LegacyConstructors, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "ratio_scale": (RatioScale, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "repeated_lists": (RepeatedLists, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "size_as_a_scalar": (SizeAsScalar, lambda b, t: torch.randn(b, t, 8), (0, 1)),
