@@ -38,10 +38,16 @@ DROPPED_KWARGS = frozenset({"device", "layout", "pin_memory", "memory_format", "
 #: every anonymous ``?`` dim takes ``_ANON[r]`` (ops that need two of them equal accept that)
 _BASE = (10007, 20011)
 _ANON = (40009, 50021)
+#: the same for an op with a tensor of five or more symbolic dims (MaxPool3d over [B, C, T, H, W]):
+#: five sizes of 1e4 overflow a storage size; names derived there (``T'1013``) differ from the
+#: ones other ops give the same size, which only makes them "not known equal"
+_SMALL_BASE = (1009, 2003)
+_SMALL_ANON = (4001, 5003)
+_MANY_SYMBOLS = 5
 
 
-def _sentinel(sym: str, run: int, taken: set[int]) -> int:
-    n = _BASE[run] + 2 * (zlib.crc32(sym.encode()) % 1999)
+def _sentinel(sym: str, run: int, taken: set[int], small: bool = False) -> int:
+    n = (_SMALL_BASE if small else _BASE)[run] + 2 * (zlib.crc32(sym.encode()) % (199 if small else 1999))
     while n in taken:  # two symbols of one op on one size: the later moves (order is the op's)
         n += 1
     taken.add(n)
@@ -105,6 +111,11 @@ def _aten(xs: Sequence[Any], a: dict[str, Any]) -> tuple[Any, ...]:
     return call(a["target"], a["args"], a.get("kwargs", ()), xs)
 
 
+def _many(types: Sequence[TensorType | None]) -> bool:
+    """Whether a tensor of the op has so many symbolic dims that the usual sizes overflow."""
+    return any(sum(isinstance(d, str) for d in t.shape) >= _MANY_SYMBOLS for t in types if t is not None)
+
+
 def _meta_run(attrs: dict[str, Any], types: Sequence[TensorType | None], size: dict[str, int], run: int) -> Any:
     torch = _t()
     metas = []
@@ -112,7 +123,8 @@ def _meta_run(attrs: dict[str, Any], types: Sequence[TensorType | None], size: d
         if t is None:
             metas.append(None)
             continue
-        shape = [d if isinstance(d, int) else size.get(d, _ANON[run]) for d in t.shape]
+        anon = (_SMALL_ANON if _many(types) else _ANON)[run]
+        shape = [d if isinstance(d, int) else size.get(d, anon) for d in t.shape]
         metas.append(torch.empty(shape, dtype=torch_dtype(t.dtype), device="meta"))
     try:
         return call(attrs["target"], attrs["args"], attrs.get("kwargs", ()), metas)
@@ -153,7 +165,7 @@ def _infer_named(types: Sequence[TensorType | None], attrs: dict[str, Any]) -> t
     sizes: list[dict[str, int]] = []
     for run in (0, 1):
         taken: set[int] = set()
-        sizes.append({sym: _sentinel(sym, run, taken) for sym in symbols})
+        sizes.append({sym: _sentinel(sym, run, taken, _many(types)) for sym in symbols})
     runs = [_meta_run(attrs, types, sizes[r], r) for r in (0, 1)]
     moved: dict[str, Any] = {}
 

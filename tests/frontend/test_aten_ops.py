@@ -39,7 +39,15 @@ def _seq(b: int) -> torch.Tensor:
     return torch.randn(b, 4, 16, generator=torch.Generator().manual_seed(b + 7))
 
 
+def _pool_with_indices(x: torch.Tensor) -> torch.Tensor:
+    """Values and indices of 2-D and 3-D max pools (indices count within each channel's plane)."""
+    v2, i2 = F.max_pool2d(x, 2, return_indices=True)
+    v3, i3 = F.max_pool3d(x.unsqueeze(1), (1, 2, 2), return_indices=True)
+    return torch.cat([v2.flatten(1), i2.flatten(1).float(), v3.flatten(1), i3.flatten(1).float()], 1)
+
+
 CASES: dict[str, tuple[nn.Module, Callable[[int], torch.Tensor]]] = {
+    "max_pool_indices": (Fn(_pool_with_indices), _img),
     "conv2d_same_dilated": (Fn(lambda x, c: c(x), nn.Conv2d(4, 6, 3, padding="same", dilation=2)), _img),
     "conv2d_stride_groups": (Fn(lambda x, c: c(x), nn.Conv2d(4, 8, (3, 5), stride=(2, 1), padding=(1, 2),
                                                               groups=2)), _img),

@@ -391,3 +391,17 @@ def test_squeeze_without_a_dim_says_the_batch_of_one_differs() -> None:
     model = SqueezeAll(0).eval()
     program = trace_quietly(model, (torch.randn(2, 7, 4),))
     matches_torch(program, model, (torch.randn(1, 5, 4),))
+
+
+def test_a_pool_over_five_free_dims_keeps_them(tmp_path) -> None:
+    """LipNet's MaxPool3d over [B, C, T, H, W]: shape inference sized all five dims ~1e4 and
+    overflowed a storage size, so T, H and W were fixed with torch's overflow message."""
+
+    class Pool3d(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.max_pool3d(x, (1, 2, 2), (1, 2, 2))
+
+    model = Pool3d()
+    program = trace_quietly(model, (torch.randn(2, 3, 24, 8, 8),))
+    assert all(isinstance(d, str) for d in program.graph.inputs[0][1].shape)
+    matches_torch(program, model, (torch.randn(3, 5, 11, 6, 10),), tmp_path, "pool3d")

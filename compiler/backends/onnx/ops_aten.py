@@ -210,7 +210,27 @@ def _pool(kind: str) -> AtenRenderer:
     return render
 
 
-aten_renders("max_pool1d", "max_pool2d")(_pool("MaxPool"))
+aten_renders("max_pool1d", "max_pool2d", "max_pool3d")(_pool("MaxPool"))
+
+
+@aten_renders("max_pool2d_with_indices", "max_pool3d_with_indices")
+def _max_pool_indices(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``max_pool3d`` as torch.export decomposes it (LipNet's front end): ONNX ``MaxPool`` and its
+    indices, which ONNX counts over the whole input and torch within each channel's plane: the
+    remainder by the plane's size."""
+    n = _in_type(node, types).rank - 2
+    kernel = _ints(args[1], n)
+    stride = _arg(args, 2, kwargs, "stride", None)
+    stride = kernel if not stride else _ints(stride, n)
+    p = _ints(_arg(args, 3, kwargs, "padding", 0), n)
+    dilation = _ints(_arg(args, 4, kwargs, "dilation", 1), n)
+    ceil = int(bool(_arg(args, 5, kwargs, "ceil_mode", False)))
+    values, flat = g.node("MaxPool", [args[0]], _out(node), n_out=2, kernel_shape=kernel, strides=stride,
+                          pads=p + p, dilations=dilation, ceil_mode=ceil)
+    plane = g.op("ReduceProd", g.op("Slice", g.op("Shape", args[0]), g.const([2]), g.const([n + 2])), keepdims=1)
+    return [values, g.op("Mod", flat, plane)]
+
+
 aten_renders("avg_pool1d", "avg_pool2d")(_pool("AveragePool"))
 
 
