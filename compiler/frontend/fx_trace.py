@@ -52,13 +52,16 @@ class ConcreteProxy(fx.Proxy):
         const = self._constant()
         if isinstance(const, torch.Tensor) and const.numel() == 1:
             return float(const)
-        raise UnsupportedError(f"float() of fx node {self.node.name!r}: a value of the inputs, not a constant")
+        raise UnsupportedError(f"float() of fx node {self.node.name!r} at {_calling_line()}: a value of the inputs, "
+                               "not a constant (a Program would keep the example's number)")
 
     def __int__(self) -> int:
         const = self._constant()
         if isinstance(const, torch.Tensor) and const.numel() == 1:
             return int(const)
-        raise UnsupportedError(f"int() of fx node {self.node.name!r}: a value of the inputs, not a constant")
+        raise UnsupportedError(f"int() of fx node {self.node.name!r} at {_calling_line()}: a value of the inputs, "
+                               "not a constant -- a Python index or number taken from tensor data (a list or "
+                               "nn.ParameterList indexed by a tensor of ids: index a stacked tensor instead)")
 
     __index__ = __int__
 
@@ -506,6 +509,23 @@ def function_name(target: Any) -> str:
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _calling_line() -> str:
+    """The innermost frame of the user's code on the current stack (``model.py:42``): where a
+    traced value is being used as a Python number right now."""
+    import os
+    import traceback
+
+    import rnnc
+
+    own = os.path.dirname(os.path.abspath(rnnc.__file__))
+    for frame in reversed(traceback.extract_stack()):
+        path = frame.filename
+        if "/torch/" in path or path.startswith(own) or path.startswith("<frozen"):
+            continue
+        return f"{os.path.basename(path)}:{frame.lineno}"
+    return "the model"
 
 
 def user_line(node: fx.Node) -> str:

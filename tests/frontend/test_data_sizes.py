@@ -165,3 +165,21 @@ class MaskedIf(nn.Module):
 def test_item_of_a_bool_is_refused_by_name() -> None:
     with pytest.raises(UnsupportedError, match=r"\.item\(\) of a bool tensor"):
         rnnc.trace(MaskedIf(), (torch.randn(5, 5),))
+
+
+def test_a_parameter_list_indexed_by_data_names_the_line() -> None:
+    """ESRNN's per-series parameters ``self.plist[idx] for idx in idxs``, ``idxs`` an input: a
+    Python index from tensor data, refused at the line that indexes (the error named none)."""
+    import inspect
+
+    class PerSeries(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.plist = nn.ParameterList([nn.Parameter(torch.randn(1)) for _ in range(10)])
+
+        def forward(self, x: torch.Tensor, idxs: torch.Tensor) -> torch.Tensor:
+            return x * torch.stack([self.plist[idx] for idx in idxs])
+
+    line = inspect.getsourcelines(PerSeries.forward)[1] + 1
+    with pytest.raises(UnsupportedError, match=rf"test_data_sizes.py:{line}.*ParameterList"):
+        rnnc.trace(PerSeries(), (torch.randn(2, 5), torch.tensor([3, 7])))
