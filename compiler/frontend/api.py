@@ -138,14 +138,15 @@ def _warn_fixed(tried: list[str]) -> None:
 
 def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str],
            probing: bool = False, cells: dict[int, Any] | None = None, loops: dict[str, Any] | None = None,
-           roll: bool = True, unreverse: bool = False) -> Program:
+           roll: bool = True, unreverse: bool | None = None) -> Program:
     """One conversion with the given dims; ``cells``: the step cells one eager run found
     (``stepcells.find_step_cells``), passed in so a trace that builds several times runs it once.
     ``roll``: roll loops over a symbolic dim back over it (``scan.py``; stacks of per-step values
     keep the dim); ``loops`` receives what that did: ``rolled``/``retimed`` counts and ``left``,
     why loops found stayed unrolled.  ``unreverse``: stacks of a reversed list are the flip of
-    the stack in step order (``stacks.py``) -- tried where a loop stayed unrolled, since a loop
-    that steps backwards reads its reversed list in time order as it is."""
+    the stack in step order (``stacks.py``) -- ``None``: tried where a loop stayed unrolled (a loop
+    that steps backwards reads its reversed list in time order as it is; ``loops["unreversed"]``
+    says the try was kept), ``False``: never."""
     name = type(model).__name__ if not isinstance(model, torch.jit.ScriptModule) else model.original_name
     b = GraphBuilder(name or "model")
     ctx = Ctx(b, probing=probing, retime_loops=roll)
@@ -170,7 +171,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
             loops["compared"] = gm.compared
         gather_writes(gm)  # before the merge: a loop's writes become the stack it reads
         gather_sums(gm)  # and a loss summed from ``0`` across steps, the sum of a stack
-        reversed_stacks = unreverse_stacks(gm, rewrite=unreverse)
+        reversed_stacks = unreverse_stacks(gm, rewrite=bool(unreverse))
         merge_cell_loops(gm, cells)
         out = convert_graph(ctx, gm, [*inputs, *gm.defaults], root_name="")
     flat: list[tuple[str, Any]] = []
@@ -190,12 +191,12 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
                  if isinstance(d, str)}
         graph = merge_chunked_rnns(graph, sizes)
         graph, weights, rolled, clocked, left = roll_loops(graph, weights, sizes, ctx.lines)
-        if left and not unreverse and not isinstance(model, torch.jit.ScriptModule) and reversed_stacks:
+        if left and unreverse is None and not isinstance(model, torch.jit.ScriptModule) and reversed_stacks:
             again: dict[str, Any] = {}
             program = _build(model, examples, dims, names, probing, cells, again, roll, unreverse=True)
             if len(again["left"]) < len(left):
                 if loops is not None:
-                    loops.update(again)
+                    loops.update(again, unreversed=True)
                 return program
         if loops is not None:
             loops.update(rolled=rolled, clocked=clocked, left=left)
@@ -316,6 +317,11 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
         loops: dict[str, Any] = {}
         program = _build(model, examples, dims, names, cells=cells, loops=loops)
         wrong = check_at_other_size(model, program, examples, dims, each=_each(loops))
+        if wrong and loops.get("unreversed"):  # a fixed-count loop's reversed list: as it was
+            again: dict[str, Any] = {}
+            kept = _build(model, examples, dims, names, cells=cells, loops=again, unreverse=False)
+            if not check_at_other_size(model, kept, examples, dims, each=_each(again)):
+                program, wrong, loops = kept, "", again
     if wrong:  # the dims are the user's: kept, but never silently wrong at another size
         left = loops.get("left") or []
         warnings.warn(f"rnnc.trace: the Program is right at the example's sizes only; with {_show(dims, names)}: "
@@ -361,6 +367,13 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
             wrong = check_at_other_size(model, program, examples, dims, each=_each(loops))
+            if wrong and loops.get("unreversed"):  # a fixed-count loop's reversed list: as it was
+                try:
+                    kept = _build(model, examples, dims, names, cells=cells, unreverse=False)
+                    if not check_at_other_size(model, kept, examples, dims):
+                        program, wrong = kept, ""
+                except Exception:  # noqa: BLE001 -- the first build's verdict stands
+                    pass
             if wrong and (loops.get("rolled") or loops.get("retimed")):
                 # what the loop pass did was wrong for this model (a stack of per-step reads that
                 # is no loop over time): the same dims without it

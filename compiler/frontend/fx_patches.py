@@ -97,6 +97,9 @@ class _SizedOpsRecorded(torch.overrides.TorchFunctionMode):
             out = self._repeated(func, args[0], args[1] if len(args) > 1 else kwargs.get("dim", 0))
             if out is not None:
                 return out
+        if any(isinstance(a, Repeated) for a in (*args, *kwargs.values())):  # a plain list from here on
+            args = tuple(list(a) if isinstance(a, Repeated) else a for a in args)
+            kwargs = {k: list(v) if isinstance(v, Repeated) else v for k, v in kwargs.items()}
         leaves = torch.utils._pytree.tree_leaves((args, kwargs))
         if (self.tracer._running or not any(isinstance(a, TracedInt) for a in leaves)
                 or any(isinstance(a, fx.Proxy) for a in leaves) or func in _FACTORY_FUNCS):
@@ -109,7 +112,8 @@ class _SizedOpsRecorded(torch.overrides.TorchFunctionMode):
         then flattened into ``d``), ``n`` the traced size the list was made with."""
         first = items[0] if items else None
         ex = _example(first) if isinstance(first, fx.Proxy) else first
-        if not isinstance(ex, torch.Tensor) or not isinstance(dim, int) or any(v is not first for v in items):
+        if not isinstance(ex, torch.Tensor) or not isinstance(dim, int) or any(v is not first for v in items) \
+                or len(items) != int(items.count):  # (appended to or shortened since it was made)
             return None
         rank = ex.dim() + 1
         if func is torch.cat and ex.dim() == 0:
@@ -392,11 +396,15 @@ def _builtins_traced(model: nn.Module) -> Any:
             spaces.append(ns)
     stand_ins = {"int": _Int, "range": _Range, "len": _len, "max": _MAX, "min": _MIN, "isinstance": _isinstance}
     added = [(ns, name) for ns in spaces for name in stand_ins if name not in ns]
+    sym = {"sym_max": torch.sym_max, "sym_min": torch.sym_min}
     try:
         for ns, name in added:
             ns[name] = stand_ins[name]
+        if shadows_on():  # ``torch.sym_max(x.size(1), y.size(1))``: max of two sizes, as ``max``
+            torch.sym_max, torch.sym_min = _extreme(max), _extreme(min)
         yield
     finally:
+        torch.sym_max, torch.sym_min = sym["sym_max"], sym["sym_min"]
         for ns, name in added:
             if ns.get(name) is stand_ins[name]:
                 del ns[name]

@@ -166,7 +166,8 @@ class TracedInt(int):
         is ``t - 1 - torch.zeros(1)``, a size with a constant tensor (else the example's size is
         baked into the tensor)."""
         value = op(*(int(a) if isinstance(a, TracedInt) else a for a in args))
-        if isinstance(value, list) and op is operator.mul and self.tracer is not None and not self.tracer._running:
+        if isinstance(value, list) and op is operator.mul and self.tracer is not None and not self.tracer._running \
+                and any(isinstance(a, list) and len(a) == 1 for a in args):
             return Repeated(value, self)  # ``[z] * (T + 1)``: a stack of it keeps the count (``Repeated``)
         if self.tracer is None or self.tracer._running or isinstance(value, bool) or not (
                 isinstance(value, int) or isinstance(value, torch.Tensor)):

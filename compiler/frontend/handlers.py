@@ -201,6 +201,8 @@ def _binary(name: str) -> Handler:
 
 for _name in _PY_BINARY:
     HANDLERS[_name] = _binary(_name)
+HANDLERS["sym_max"] = lambda ctx, a, b: size_op("max", a, b)  # ``torch.sym_max`` recorded as itself
+HANDLERS["sym_min"] = lambda ctx, a, b: size_op("min", a, b)
 HANDLERS["rsub"] = lambda ctx, a, b, alpha=1: HANDLERS["sub"](ctx, b, a if alpha == 1 else
                                                                 HANDLERS["mul"](ctx, a, alpha))
 for _name in ("add_", "sub_", "mul_", "div_", "iadd", "isub", "imul", "itruediv"):

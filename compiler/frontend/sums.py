@@ -75,8 +75,10 @@ def _chains(graph: fx.Graph) -> list[tuple[Any, list[fx.Node], list[Any]]]:
             adds.append(user)
             terms.append(term)
         shapes = {(tuple(_example(t).shape), _example(t).dtype) for t in terms}
-        if len(terms) >= _MIN_TERMS and len(shapes) == 1:
-            out.append((init, adds, terms))
+        if len(terms) >= _MIN_TERMS and len(shapes) == 1 and _example(terms[0]).dtype.is_floating_point \
+                and _example(adds[-1]).dtype == _example(terms[0]).dtype:
+            out.append((init, adds, terms))  # (floats only: a sum over a stack widens integers, and
+            # a count of booleans from 0 is an int64 eager keeps running in its own dtype)
     return out
 
 
@@ -161,6 +163,11 @@ def _moved(graph: fx.Graph, nodes: list[fx.Node]) -> fx.Node | None:
     if reduce is None and fn not in _POINTWISE_FNS and name not in _POINTWISE_METHODS:
         return None
     places = [i for i, a in enumerate(first.args) if isinstance(a, fx.Node)]
+    for i in places:  # each column stacks: one shape and dtype at every step
+        kinds = {(tuple(_example(n.args[i]).shape), _example(n.args[i]).dtype) if isinstance(
+            _example(n.args[i]), torch.Tensor) else None for n in nodes}
+        if len(kinds) != 1:
+            return None
     if any(k != "dim" and isinstance(v, fx.Node) for k, v in first.kwargs.items()):
         return None
     args = list(first.args)

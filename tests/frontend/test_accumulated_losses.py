@@ -119,3 +119,45 @@ def test_running_sum_read_each_step_stays_right() -> None:
     if isinstance(program.graph.inputs[0][1].shape[1], str):
         x = torch.randn(3, 14, 4)
         assert_close(program.run(x), model(x), backend="interp")
+
+
+class Counts(nn.Module):
+    """Sums across steps the rewrite must leave to the loop: integer and boolean counts (a sum
+    over a stack would widen them), and terms of two shapes in one chain."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(4, 8)
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, 4]
+        h = torch.zeros(x.size(1), 8)
+        acc: object = 0.0 if self.kind == "float_of_ints" else 0
+        for t in range(x.size(0)):
+            h = self.cell(x[t], h)
+            if self.kind == "float_of_ints":
+                acc = acc + (h > 0).sum(1)
+            elif self.kind == "int32":
+                acc += (h > 0).sum(1).int()
+            elif self.kind == "bool":
+                acc = acc + (h > 0.1)
+            else:  # two terms of different shapes per step, both scalars
+                acc = acc + h.mean() + (x[t] ** 2).mean()
+        return acc
+
+
+@pytest.mark.parametrize("kind", ["float_of_ints", "int32", "bool", "mixed"])
+def test_sums_keep_torch_dtypes_and_shapes(kind: str) -> None:
+    """Eager's dtype at every size it runs (the rewrite returned int64 for float and int32 sums,
+    failed on booleans, and crashed stacking operands of two shapes)."""
+    torch.manual_seed(0)
+    model = Counts(kind).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # whether the loop rolls is not this test's question
+        program = rnnc.trace(model, (torch.randn(5, 2, 4),))
+    sizes = [(5, 2), (9, 3)] if isinstance(program.graph.inputs[0][1].shape[0], str) else [(5, 3)]
+    for t, b in sizes:
+        x = torch.randn(t, b, 4)
+        got, want = program.run(x), model(x)
+        assert got.dtype == want.dtype
+        assert_close(got, want, backend="interp")

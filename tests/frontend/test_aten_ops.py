@@ -128,6 +128,10 @@ CASES: dict[str, tuple[nn.Module, Callable[[int], torch.Tensor]]] = {
                             + ((x * 2).long() == 1.0).float() + torch.bitwise_and((x * 8).long(), 5).float()
                             + torch.logical_and(x, x.flip(-1)).float()
                             + (3 % ((x.abs() * 4).long() + 1)).float()), _seq),
+    # a 0-dim tensor does not widen a tensor of its kind (float16 against a float32 scalar tensor);
+    # uint8 against int8 is int16
+    "compare_zero_dim": (Fn(lambda x: (x.half() >= torch.tensor(0.1)).float()
+                            + ((x * 4).to(torch.uint8) >= (x * 4).to(torch.int8)).float()), _seq),
 }
 
 

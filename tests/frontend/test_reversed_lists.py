@@ -86,3 +86,28 @@ def test_reversed_cat_of_longer_pieces_is_left_alone() -> None:
     x = torch.randn(2, 8, 3)
     program = trace_quietly(model, (x,), dynamic={"x": {0: "B"}})
     matches_torch(program, model, (torch.randn(3, 8, 3),))
+
+
+def test_a_fixed_count_loop_reversed_keeps_the_length_free() -> None:
+    """Four steps of a cell whatever the length, traced at length four: the flipped stack would
+    roll them over T; that try is dropped when the check at another length disagrees."""
+
+    class FourSteps(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.GRUCell(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 4]
+            h = x.new_zeros(x.size(0), 4)
+            outs = []
+            for t in range(4):
+                h = self.cell(x[:, t], h)
+                outs.append(h)
+            outs.reverse()
+            return torch.stack(outs, 1) + x.mean(1, keepdim=True)
+
+    torch.manual_seed(0)
+    model = FourSteps().eval()
+    program = trace_quietly(model, (torch.randn(2, 4, 4),))
+    assert isinstance(program.graph.inputs[0][1].shape[1], str)
+    matches_torch(program, model, (torch.randn(3, 6, 4),))

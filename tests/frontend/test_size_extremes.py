@@ -168,3 +168,22 @@ def test_branch_on_two_sizes_is_said() -> None:
             assert_close(got, model(*inputs), backend="interp")
         ran += 1
     assert ran >= 1
+
+
+def test_torch_sym_max_of_two_sizes() -> None:
+    """``torch.sym_max(x.size(1), y.size(1))`` in a forward: the same size op as ``max``."""
+
+    class SymMax(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(4, 8, batch_first=True)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            h, _ = self.rnn(x)
+            return F.pad(h, (0, 0, 0, torch.sym_max(x.size(1), y.size(1)) - x.size(1)))
+
+    torch.manual_seed(0)
+    model = SymMax().eval()
+    program = trace_quietly(model, _inputs(2, 5, 3))
+    for sizes in ((1, 3, 7), (2, 6, 2)):
+        matches_torch(program, model, _inputs(*sizes))

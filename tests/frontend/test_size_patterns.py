@@ -142,7 +142,28 @@ class LegacyConstructors(nn.Module):
         return self.gru(x.masked_fill(mask, 0), h0)[0] * scale[1]
 
 
+class ListsOfALength(nn.Module):
+    """``outs = [None] * T`` filled by a loop, and ``[z] * T`` lists changed before the stack:
+    plain lists of the example's length (only an untouched ``[z] * n`` is an expand)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 8]
+        outs = [None] * x.size(1)
+        h = x.new_zeros(x.size(0), 4)
+        for t in range(x.size(1)):
+            h = self.cell(x[:, t], h)
+            outs[t] = h
+        z = outs[-1]
+        grown = [z] * x.size(1)
+        grown.append(z)
+        return torch.stack(outs, 1).sum(1) + torch.stack(grown, 1).mean(1)
+
+
 CASES = {
+    "lists_of_a_length": (ListsOfALength, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "legacy_constructors": (LegacyConstructors, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "ratio_scale": (RatioScale, lambda b, t: torch.randn(b, t, 8), (0, 1)),
     "repeated_lists": (RepeatedLists, lambda b, t: torch.randn(b, t, 8), (0, 1)),

@@ -144,23 +144,23 @@ def _tensor_dtype(node: Node, types: Types, which: int) -> str | None:
 
 
 def _common_dtype(node: Node, args: Args, types: Types) -> str:
-    """torch's common dtype of a binary call's operands (ONNX's comparisons and Max/Min want one
-    type): ``arange(T) >= lengths.int()`` compares int64 with int32; a Python float against an
-    integer tensor promotes the tensor to float32 (``lengths > 0.5`` must not become
-    ``lengths > 0``); a Python int against a bool tensor, to int64."""
+    """torch's result dtype of a binary call's operands (ONNX's comparisons and Max/Min want one
+    type), by ``torch.result_type`` itself: int64 positions against int32 lengths are int64; a
+    Python float against an integer tensor makes float32 (``lengths >= 0.5`` must not become
+    ``lengths >= 0``); a 0-dim tensor does not widen a tensor of its own kind (``x.half() >=
+    torch.tensor(0.1)`` compares in float16)."""
     import torch
 
-    dts = [_tensor_dtype(node, types, k) for k in (0, 1)]
-    if dts[0] is not None and dts[1] is not None:
-        return str(torch.promote_types(getattr(torch, dts[0]), getattr(torch, dts[1]))).removeprefix("torch.")
-    known = dts[0] if dts[0] is not None else dts[1]
-    scalar = args[1] if dts[0] is not None else args[0]
-    assert known is not None, f"{node.label}: no tensor operand"
-    if isinstance(scalar, float) and not known.startswith(("float", "bfloat")):
-        return "float32"
-    if isinstance(scalar, int) and not isinstance(scalar, bool) and known == "bool":
-        return "int64"
-    return known
+    operands = []
+    for k in (0, 1):
+        dtype = _tensor_dtype(node, types, k)
+        if dtype is None:
+            operands.append(args[k])
+        else:
+            rank = _in_type(node, types, k).rank
+            operands.append(torch.empty((1,) * rank, dtype=getattr(torch, dtype)))
+    assert any(isinstance(o, torch.Tensor) for o in operands), f"{node.label}: no tensor operand"
+    return str(torch.result_type(*operands)).removeprefix("torch.")
 
 
 def _common(g: OnnxGraph, node: Node, args: Args, types: Types, dtype: str | None = None) -> tuple[str, str]:
