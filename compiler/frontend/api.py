@@ -159,7 +159,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         from rnnc.frontend.fx_convert import convert_graph
         from rnnc.frontend.fx_trace import trace_module
         from rnnc.frontend.loops import merge_cell_loops
-        from rnnc.frontend.stacks import unreverse_stacks
+        from rnnc.frontend.stacks import index_late_reads, unreverse_stacks
         from rnnc.frontend.stepcells import find_step_cells
         from rnnc.frontend.sums import gather_sums
         from rnnc.frontend.writes import gather_writes
@@ -172,6 +172,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         gather_writes(gm)  # before the merge: a loop's writes become the stack it reads
         gather_sums(gm)  # and a loss summed from ``0`` across steps, the sum of a stack
         reversed_stacks = unreverse_stacks(gm, rewrite=bool(unreverse))
+        index_late_reads(gm)  # values a later loop walks one by one: read from their stack
         merge_cell_loops(gm, cells)
         out = convert_graph(ctx, gm, [*inputs, *gm.defaults], root_name="")
     flat: list[tuple[str, Any]] = []

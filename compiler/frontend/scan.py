@@ -48,6 +48,7 @@ from rnnc.frontend.scan_match import (
     depends_on_inputs,
     find_loops,
     read,
+    same_node,
     steps,
     template,
     uses_after,
@@ -79,6 +80,31 @@ class _Scan:
     y_keys: list[Key]  # what y packs: the collected values (or the first state)
     y_types: dict[Key, TensorType]
     y_batch: dict[Key, int]
+
+
+def _before_loop(g: Indexed, mt: Match, key: Key) -> str:
+    """The value a carried value, written in each step before any read of it, has before the
+    first rolled step -- what the Program returns for it where the rnn runs no step (T = 1 after
+    a peeled first step: a CRF's ``score = start + e[:, 0]; for t in range(1, T): score = ...``
+    rolls with the template starting at the read, ``score`` an output only).  Found where the
+    template's nodes after the key's first reader match the peeled step's last nodes one for one:
+    the peeled node in the reader's place reads the value wanted.  "" (zeros) where none is found
+    -- not reached at T >= 2, and a wrong answer at T = 1 then, which ``dims.check_at_other_size``
+    tries."""
+    if mt.start < 1:
+        return ""
+    tmpl, peel = mt.bodies[mt.m], mt.bodies[mt.start - 1]
+    made = g.nodes[tmpl[key[0]]].outputs[key[1]]
+    for q in range(key[0] + 1, len(tmpl)):
+        reader = g.nodes[tmpl[q]]
+        if made not in reader.inputs:
+            continue
+        tail = len(tmpl) - q
+        if tail > len(peel) or not all(same_node(g, tmpl[q + k], peel[len(peel) - tail + k]) for k in range(tail)):
+            continue
+        value = g.nodes[peel[len(peel) - tail]].inputs[reader.inputs.index(made)]
+        return value if g.types.get(value) == g.types[made] else ""
+    return ""
 
 
 def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tensor], tag: str) -> _Scan:
@@ -118,7 +144,7 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
         sv = b.input(f"s{k}", (BATCH, *rest_dims(t, bp)), t.dtype)
         state_in[key] = sv if bp == 0 else b.op("transpose", sv, perm=from_batch_first(bp, t.rank))
         specs.append(StateSpec(f"s{k}", rest_dims(t, bp), t.dtype))
-    inits = [mt.inits.get(key, "") for key in carried]
+    inits = [mt.inits.get(key) or (_before_loop(g, mt, key) if key in uses.finals else "") for key in carried]
     init_axes = list(carried_axes)  # per state, where its initial value keeps the batch
     outputs_after: list[tuple[str, Any]] = []
     if not carried:  # a per-step map carries nothing; the rnn op wants a state: one of zeros

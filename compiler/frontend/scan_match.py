@@ -399,7 +399,7 @@ def _index_of(g: Indexed, i: int) -> int | None:
     return None if r is None else r.index
 
 
-def _same_node(g: Indexed, ia: int, ib: int) -> bool:
+def same_node(g: Indexed, ia: int, ib: int) -> bool:
     a, b = g.nodes[ia], g.nodes[ib]
     if a.op != b.op or a.types != b.types or len(a.inputs) != len(b.inputs):
         return False
@@ -419,7 +419,7 @@ def _compare(g: Indexed, bodies: list[list[int]], m: int, s: int, first: bool, l
     pos_prev_s = {i: p for p, i in enumerate(bodies[s - 1])} if s > 0 else {}
     for p in range(length):
         tn, sn = g.nodes[bodies[m][p]], g.nodes[bodies[s][p]]
-        if not _same_node(g, bodies[m][p], bodies[s][p]):
+        if not same_node(g, bodies[m][p], bodies[s][p]):
             return False
         for slot, (tv, sv) in enumerate(zip(tn.inputs, sn.inputs, strict=True)):
             if not tv or tv not in g.prod:

@@ -14,6 +14,7 @@ a loop stayed unrolled (``api._build``).
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -65,4 +66,69 @@ def unreverse_stacks(gm: Traced, rewrite: bool = True) -> int:
         flipped.stack_trace = forward.stack_trace = node.stack_trace
         node.replace_all_uses_with(flipped)
         graph.erase_node(node)
+    return done
+
+
+def _signature(node: fx.Node) -> Any:
+    """A call's kind: what it calls and its arguments with nodes blanked (``index_late_reads``)."""
+    shape = fx.node.map_aggregate((node.args, tuple(sorted(node.kwargs.items()))),
+                                  lambda a: "node" if isinstance(a, fx.Node) else a)
+    try:
+        hash(shape)
+    except TypeError:
+        return None
+    return (node.op, node.target, shape)
+
+
+def index_late_reads(gm: Traced) -> int:
+    """Per-step values a later loop reads one by one (a Viterbi backtrack walking its history
+    ``for hist in reversed(history): best = hist.gather(1, best)``) are read from their stack:
+    ``S = stack(values)`` after the last of them and ``S[k]`` for each read (flipped, and read
+    from its start, where the reads walk from the last value).  The same values, now collected
+    by the loop that makes them -- which then rolls -- and read by position by the loop that
+    walks them, as from an input.  Returns how many families of values were stacked."""
+    graph = gm.graph
+    order = {n: k for k, n in enumerate(graph.nodes)}
+    groups: dict[Any, list[fx.Node]] = {}
+    for node in graph.nodes:
+        if node.op in ("call_function", "call_method"):
+            sig = _signature(node)
+            if sig is not None:
+                groups.setdefault(sig, []).append(node)
+    done = 0
+    for readers in groups.values():
+        if len(readers) < _MIN_VALUES:
+            continue
+        first_read = min(order[r] for r in readers)
+        for pos, arg in enumerate(readers[0].args):
+            if not isinstance(arg, fx.Node):
+                continue
+            values = [r.args[pos] for r in readers]
+            if len(set(values)) != len(values) or not all(isinstance(v, fx.Node) for v in values):
+                continue
+            values.sort(key=order.__getitem__)
+            kinds = {(_signature(v), tuple(_example(v).shape), _example(v).dtype) if isinstance(
+                _example(v), torch.Tensor) else None for v in values}
+            if len(kinds) != 1 or None in kinds or order[values[-1]] > first_read:
+                continue  # one kind of value, every one made before the first read
+            walked = [values.index(r.args[pos]) for r in sorted(readers, key=order.__getitem__)]
+            backwards = all(a > b for a, b in zip(walked, walked[1:], strict=False))
+            with graph.inserting_after(values[-1]):
+                stacked = graph.call_function(torch.stack, (list(values), 0))
+            stacked.meta["rnnc_ex"] = torch.stack([_example(v) for v in values], 0)
+            if backwards:  # (walked from the last: read forwards from the flipped stack)
+                with graph.inserting_after(stacked):
+                    stacked = graph.call_function(torch.flip, (stacked, [0]))
+                stacked.meta["rnnc_ex"] = torch.flip(stacked.args[0].meta["rnnc_ex"], [0])
+            stacked.stack_trace = values[-1].stack_trace
+            for r in readers:
+                v = r.args[pos]
+                k = len(values) - 1 - values.index(v) if backwards else values.index(v)
+                with graph.inserting_before(r):
+                    read = graph.call_function(operator.getitem, (stacked, k))
+                read.meta["rnnc_ex"] = _example(stacked)[k]
+                read.stack_trace = r.stack_trace
+                r.replace_input_with(v, read)
+            done += 1
+            break
     return done

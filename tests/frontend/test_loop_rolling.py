@@ -519,3 +519,74 @@ def test_values_collected_ahead_of_the_cell_hold_at_every_length(final: bool, tm
     assert final == any("rnnc.trace" in str(w.message) for w in said)
     for t in (1, 2, 3, 12, 20) if symbolic else (12,):
         matches_torch(program, model, (torch.randn(3, t, 4),), tmp_path, f"ahead_{t}")
+
+
+class CRFScores(nn.Module):
+    """A linear-chain CRF over emissions: the forward algorithm's log partition and the Viterbi
+    best score, each ``score = start + e[:, 0]; for t in range(1, T): score = ...``."""
+
+    def __init__(self, k: int = 5) -> None:
+        super().__init__()
+        self.emit = nn.Linear(4, k)
+        self.start = nn.Parameter(torch.randn(k))
+        self.trans = nn.Parameter(torch.randn(k, k))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # [B, T, 4]
+        e = self.emit(x)
+        alpha = self.start + e[:, 0]
+        for t in range(1, e.size(1)):
+            alpha = torch.logsumexp(alpha.unsqueeze(2) + self.trans + e[:, t].unsqueeze(1), dim=1)
+        best = self.start + e[:, 0]
+        for t in range(1, e.size(1)):
+            best, _ = torch.max(best.unsqueeze(2) + self.trans + e[:, t].unsqueeze(1), dim=1)
+        return torch.logsumexp(alpha, 1), best.max(1)[0]
+
+
+def test_a_score_written_before_it_is_read_holds_at_length_one(tmp_path: object) -> None:
+    """The rolled step starts at the read, so the score is only written there; at T = 1 the rnn
+    runs no step and returned zeros for it (a wrong log partition, silently): its value before
+    the loop is the peeled step's (``scan._before_loop``)."""
+    from program_checks import matches_torch  # tests/program_checks.py
+
+    torch.manual_seed(0)
+    model = CRFScores().eval()
+    program = rnnc.trace(model, (torch.randn(2, 9, 4),))
+    assert isinstance(program.graph.inputs[0][1].shape[1], str)
+    for t, b in ((1, 3), (1, 1), (2, 2), (13, 3)):
+        matches_torch(program, model, (torch.randn(b, t, 4),), tmp_path, f"crf_{t}_{b}")
+
+
+class ViterbiDecode(CRFScores):
+    """The BiLSTM-CRF tutorial's decode: the best score's history of argmax positions, walked
+    back from the best last tag (``for hist in reversed(history)``), the path reversed."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        e = self.emit(x)
+        score = self.start + e[:, 0]
+        history = []
+        for t in range(1, e.size(1)):
+            score, indices = torch.max(score.unsqueeze(2) + self.trans + e[:, t].unsqueeze(1), dim=1)
+            history.append(indices)
+        best_score, best = torch.max(score, dim=1)
+        path = [best]
+        for hist in reversed(history):
+            best = hist.gather(1, best.unsqueeze(1)).squeeze(1)
+            path.append(best)
+        path.reverse()
+        return best_score, torch.stack(path, dim=1)
+
+
+def test_a_history_walked_back_rolls_both_loops(tmp_path: object) -> None:
+    """The walk reads the first loop's values one by one: read from their stack
+    (``stacks.index_late_reads``), both loops roll and the length stays symbolic (it was fixed)."""
+    from program_checks import matches_torch  # tests/program_checks.py
+
+    torch.manual_seed(0)
+    model = ViterbiDecode().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = rnnc.trace(model, (torch.randn(2, 9, 4),))
+    assert sum(n.op == "rnn" for n in program.graph.nodes) == 2
+    for t, b in ((2, 2), (14, 3)):
+        matches_torch(program, model, (torch.randn(b, t, 4),), tmp_path, f"viterbi_{t}")
+    matches_torch(program, model, (torch.randn(3, 1, 4),))  # (onnxruntime's Scan refuses 0 steps)
