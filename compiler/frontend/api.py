@@ -368,20 +368,17 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
             wrong = check_at_other_size(model, program, examples, dims, each=_each(loops))
-            if wrong and loops.get("unreversed"):  # a fixed-count loop's reversed list: as it was
+            # what the loop pass did was wrong for this model: the same dims without the flipped
+            # stack (a fixed-count loop's reversed list), else without rolling (a stack of
+            # per-step reads that is no loop over time)
+            retries = [{"unreverse": False}] if loops.get("unreversed") else []
+            retries += [{"roll": False}] if loops.get("rolled") or loops.get("retimed") else []
+            for retry in retries if wrong else []:
                 try:
-                    kept = _build(model, examples, dims, names, cells=cells, unreverse=False)
-                    if not check_at_other_size(model, kept, examples, dims):
-                        program, wrong = kept, ""
-                except Exception:  # noqa: BLE001 -- the first build's verdict stands
-                    pass
-            if wrong and (loops.get("rolled") or loops.get("retimed")):
-                # what the loop pass did was wrong for this model (a stack of per-step reads that
-                # is no loop over time): the same dims without it
-                try:
-                    plain = _build(model, examples, dims, names, cells=cells, roll=False)
-                    if not check_at_other_size(model, plain, examples, dims):
-                        program, wrong = plain, ""
+                    again = _build(model, examples, dims, names, cells=cells, **retry)
+                    if not check_at_other_size(model, again, examples, dims):
+                        program, wrong = again, ""
+                        break
                 except Exception:  # noqa: BLE001 -- the first build's verdict stands
                     pass
             if wrong:

@@ -23,7 +23,7 @@ from torch import fx, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnc.errors import UnsupportedError
-from rnnc.frontend.values import SIZE_DUNDERS
+from rnnc.frontend.values import SIZE_DUNDERS, SymRatio
 from rnnc.ir.ops_dyn import SIZE_OPS
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -220,21 +220,13 @@ for _name in ("__bool__", "__index__", "__lt__", "__le__", "__gt__", "__ge__", "
 TracedInt.__hash__ = int.__hash__  # type: ignore[method-assign]
 
 
-class TracedRatio(float):
+class TracedRatio(SymRatio):
     """``t / n`` of traced sizes: the float Python gives, remembering its operands, so that
     ``math.ceil`` and ``math.floor`` of it -- the usual ways back to a size, as in
     ``pad = math.ceil(t / stride) * stride - t`` -- are recorded as integer size arithmetic and
     stay symbolic (so does ``math.trunc``; ``int()`` must return a plain int, the example's).
     Used as a float otherwise, it is the example's value (the trace check then sees the
     difference at another size)."""
-
-    num: Any
-    den: Any
-
-    def __new__(cls, num: Any, den: Any) -> TracedRatio:
-        obj = super().__new__(cls, int(num) / int(den))
-        obj.num, obj.den = num, den
-        return obj
 
     def __floor__(self) -> Any:
         return self.num // self.den
@@ -457,6 +449,19 @@ class Traced:
 
     def get_submodule(self, target: str) -> nn.Module:
         return self.root.get_submodule(target)
+
+
+def example_of(a: Any) -> Any:
+    """The example value a node of a traced graph holds (anything else is its own value): what
+    the graph rewrites (``writes.py``, ``sums.py``, ``stacks.py``) compute new examples from."""
+    return a.meta.get("rnnc_ex") if isinstance(a, fx.Node) else a
+
+
+def add_call(graph: fx.Graph, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> fx.Node:
+    """A new ``call_function`` node at the graph's insertion point, with its example computed."""
+    node = graph.call_function(fn, args, kwargs or {})
+    node.meta["rnnc_ex"] = fn(*fx.node.map_arg(args, example_of), **fx.node.map_arg(kwargs or {}, example_of))
+    return node
 
 
 def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) -> Traced:

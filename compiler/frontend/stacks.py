@@ -20,14 +20,11 @@ from typing import Any
 import torch
 from torch import fx
 
-from rnnc.frontend.fx_trace import Traced
+from rnnc.frontend.fx_trace import Traced, example_of
 
 #: the fewest values a reversed stack must hold to be rewritten (two are no loop)
 _MIN_VALUES = 3
 
-
-def _example(a: Any) -> Any:
-    return a.meta.get("rnnc_ex") if isinstance(a, fx.Node) else a
 
 
 def _dim(node: fx.Node) -> int | None:
@@ -51,18 +48,18 @@ def unreverse_stacks(gm: Traced, rewrite: bool = True) -> int:
         at = [order[v] for v in values]
         if any(a <= b for a, b in zip(at, at[1:], strict=False)):
             continue
-        rank = _example(node).dim()
+        rank = example_of(node).dim()
         axis = dim % rank if rank else 0
-        if node.target is torch.cat and any(_example(v).shape[axis] != 1 for v in values):
+        if node.target is torch.cat and any(example_of(v).shape[axis] != 1 for v in values):
             continue  # flipping a cat of longer pieces would reverse inside them too
         done += 1
         if not rewrite:
             continue
         with graph.inserting_before(node):
             forward = graph.call_function(node.target, (list(reversed(values)), dim))
-            forward.meta["rnnc_ex"] = node.target([_example(v) for v in reversed(values)], dim)
+            forward.meta["rnnc_ex"] = node.target([example_of(v) for v in reversed(values)], dim)
             flipped = graph.call_function(torch.flip, (forward, [axis]))
-            flipped.meta["rnnc_ex"] = torch.flip(_example(forward), [axis])
+            flipped.meta["rnnc_ex"] = torch.flip(example_of(forward), [axis])
         flipped.stack_trace = forward.stack_trace = node.stack_trace
         node.replace_all_uses_with(flipped)
         graph.erase_node(node)
@@ -107,15 +104,15 @@ def index_late_reads(gm: Traced) -> int:
             if len(set(values)) != len(values) or not all(isinstance(v, fx.Node) for v in values):
                 continue
             values.sort(key=order.__getitem__)
-            kinds = {(_signature(v), tuple(_example(v).shape), _example(v).dtype) if isinstance(
-                _example(v), torch.Tensor) else None for v in values}
+            kinds = {(_signature(v), tuple(example_of(v).shape), example_of(v).dtype) if isinstance(
+                example_of(v), torch.Tensor) else None for v in values}
             if len(kinds) != 1 or None in kinds or order[values[-1]] > first_read:
                 continue  # one kind of value, every one made before the first read
             walked = [values.index(r.args[pos]) for r in sorted(readers, key=order.__getitem__)]
             backwards = all(a > b for a, b in zip(walked, walked[1:], strict=False))
             with graph.inserting_after(values[-1]):
                 stacked = graph.call_function(torch.stack, (list(values), 0))
-            stacked.meta["rnnc_ex"] = torch.stack([_example(v) for v in values], 0)
+            stacked.meta["rnnc_ex"] = torch.stack([example_of(v) for v in values], 0)
             if backwards:  # (walked from the last: read forwards from the flipped stack)
                 with graph.inserting_after(stacked):
                     stacked = graph.call_function(torch.flip, (stacked, [0]))
@@ -126,7 +123,7 @@ def index_late_reads(gm: Traced) -> int:
                 k = len(values) - 1 - values.index(v) if backwards else values.index(v)
                 with graph.inserting_before(r):
                     read = graph.call_function(operator.getitem, (stacked, k))
-                read.meta["rnnc_ex"] = _example(stacked)[k]
+                read.meta["rnnc_ex"] = example_of(stacked)[k]
                 read.stack_trace = r.stack_trace
                 r.replace_input_with(v, read)
             done += 1

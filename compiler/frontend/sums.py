@@ -24,15 +24,12 @@ from typing import Any
 import torch
 from torch import fx
 
-from rnnc.frontend.fx_trace import Traced
+from rnnc.frontend.fx_trace import Traced, add_call, example_of
 
 #: the shortest chain rewritten: two additions are no loop to roll
 _MIN_TERMS = 3
 _ADDS = (operator.add, operator.iadd, torch.add)
 
-
-def _example(a: Any) -> Any:
-    return a.meta.get("rnnc_ex") if isinstance(a, fx.Node) else a
 
 
 def _addition(node: fx.Node) -> tuple[Any, Any] | None:
@@ -53,7 +50,7 @@ def _term(node: fx.Node, prev: fx.Node) -> Any:
     if ops is None or len(prev.users) != 1 or sum(a is prev for a in ops) != 1:
         return None
     term = ops[1] if ops[0] is prev else ops[0]
-    return term if isinstance(_example(term), torch.Tensor) else None
+    return term if isinstance(example_of(term), torch.Tensor) else None
 
 
 def _chains(graph: fx.Graph) -> list[tuple[Any, list[fx.Node], list[Any]]]:
@@ -64,7 +61,7 @@ def _chains(graph: fx.Graph) -> list[tuple[Any, list[fx.Node], list[Any]]]:
         if ops is None or sum(_number(a) for a in ops) != 1:
             continue
         init, first = (ops[0], ops[1]) if _number(ops[0]) else (ops[1], ops[0])
-        if not isinstance(_example(first), torch.Tensor):
+        if not isinstance(example_of(first), torch.Tensor):
             continue
         adds, terms = [node], [first]
         while len(adds[-1].users) == 1:
@@ -74,18 +71,13 @@ def _chains(graph: fx.Graph) -> list[tuple[Any, list[fx.Node], list[Any]]]:
                 break
             adds.append(user)
             terms.append(term)
-        shapes = {(tuple(_example(t).shape), _example(t).dtype) for t in terms}
-        if len(terms) >= _MIN_TERMS and len(shapes) == 1 and _example(terms[0]).dtype.is_floating_point \
-                and _example(adds[-1]).dtype == _example(terms[0]).dtype:
+        shapes = {(tuple(example_of(t).shape), example_of(t).dtype) for t in terms}
+        if len(terms) >= _MIN_TERMS and len(shapes) == 1 and example_of(terms[0]).dtype.is_floating_point \
+                and example_of(adds[-1]).dtype == example_of(terms[0]).dtype:
             out.append((init, adds, terms))  # (floats only: a sum over a stack widens integers, and
             # a count of booleans from 0 is an int64 eager keeps running in its own dtype)
     return out
 
-
-def _call(graph: fx.Graph, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> fx.Node:
-    node = graph.call_function(fn, args, kwargs or {})
-    node.meta["rnnc_ex"] = fn(*fx.node.map_arg(args, _example), **(kwargs or {}))
-    return node
 
 
 #: elementwise calls a stack moves through: ``stack([f(a_k, c)]) == f(stack([a_k]), c)``
@@ -117,10 +109,10 @@ def _stacked(graph: fx.Graph, nodes: list[Any]) -> fx.Node:
     the loop then collects the per-step values with their batch, not a scalar per step, and the
     work after them runs once over the whole sequence.  Checked on the example values."""
     alone = all(isinstance(n, fx.Node) and len(n.users) == 1 for n in nodes)  # (before the stack uses them)
-    plain = _call(graph, torch.stack, (nodes, 0))
+    plain = add_call(graph, torch.stack, (nodes, 0))
     before = set(graph.nodes)
     moved = _moved(graph, nodes) if alone else _whole(graph, nodes)
-    want, got = _example(plain), _example(moved) if moved is not None else None
+    want, got = example_of(plain), example_of(moved) if moved is not None else None
     if got is not None and got.shape == want.shape and got.dtype == want.dtype and torch.allclose(
             got, want, rtol=1e-4, atol=1e-6):
         graph.erase_node(plain)
@@ -138,25 +130,25 @@ def _whole(graph: fx.Graph, nodes: list[fx.Node]) -> fx.Node | None:
         return None
     base = nodes[0].args[0]
     items = [n.args[1] if isinstance(n.args[1], tuple) else (n.args[1],) for n in nodes]
-    if len({len(it) for it in items}) != 1 or not isinstance(_example(base), torch.Tensor):
+    if len({len(it) for it in items}) != 1 or not isinstance(example_of(base), torch.Tensor):
         return None
     ints = [k for k, it in enumerate(items[0]) if isinstance(it, int) and not isinstance(it, bool)]
     full = all(it == slice(None) for k, it in enumerate(items[0]) if k not in ints)
     if len(ints) != 1 or not full or any(it[:ints[0]] != items[0][:ints[0]] for it in items):
         return None
     axis = ints[0]
-    if [it[axis] for it in items] != list(range(len(nodes))) or _example(base).shape[axis] != len(nodes):
+    if [it[axis] for it in items] != list(range(len(nodes))) or example_of(base).shape[axis] != len(nodes):
         return None
-    return base if axis == 0 else _call(graph, torch.movedim, (base, axis, 0))
+    return base if axis == 0 else add_call(graph, torch.movedim, (base, axis, 0))
 
 
 def _moved(graph: fx.Graph, nodes: list[fx.Node]) -> fx.Node | None:
     whole = _whole(graph, nodes)
     if whole is not None:
         return whole
-    if not _same_call(nodes) or not all(isinstance(_example(n), torch.Tensor) for n in nodes):
+    if not _same_call(nodes) or not all(isinstance(example_of(n), torch.Tensor) for n in nodes):
         return None
-    first, rank = nodes[0], _example(nodes[0]).dim()
+    first, rank = nodes[0], example_of(nodes[0]).dim()
     name = first.target if first.op == "call_method" else None
     fn = first.target if first.op == "call_function" else None
     reduce = _REDUCE_FNS.get(fn) if fn is not None else (name if name in _REDUCE_METHODS else None)
@@ -164,8 +156,8 @@ def _moved(graph: fx.Graph, nodes: list[fx.Node]) -> fx.Node | None:
         return None
     places = [i for i, a in enumerate(first.args) if isinstance(a, fx.Node)]
     for i in places:  # each column stacks: one shape and dtype at every step
-        kinds = {(tuple(_example(n.args[i]).shape), _example(n.args[i]).dtype) if isinstance(
-            _example(n.args[i]), torch.Tensor) else None for n in nodes}
+        kinds = {(tuple(example_of(n.args[i]).shape), example_of(n.args[i]).dtype) if isinstance(
+            example_of(n.args[i]), torch.Tensor) else None for n in nodes}
         if len(kinds) != 1:
             return None
     if any(k != "dim" and isinstance(v, fx.Node) for k, v in first.kwargs.items()):
@@ -173,7 +165,7 @@ def _moved(graph: fx.Graph, nodes: list[fx.Node]) -> fx.Node | None:
     args = list(first.args)
     for i in places:
         column = [n.args[i] for n in nodes]
-        ex = _example(column[0])
+        ex = example_of(column[0])
         if not isinstance(ex, torch.Tensor):
             return None
         if all(a is column[0] for a in column):  # one value for every step: broadcast over the stack
@@ -186,7 +178,7 @@ def _moved(graph: fx.Graph, nodes: list[fx.Node]) -> fx.Node | None:
     if reduce is not None:
         if places != [0] or len(first.args) > 3:
             return None
-        x = _example(nodes[0].args[0])
+        x = example_of(nodes[0].args[0])
         dim = first.kwargs.get("dim", first.args[1] if len(first.args) > 1 else None)
         keep = first.kwargs.get("keepdim", first.args[2] if len(first.args) > 2 else False)
         if {k for k in first.kwargs} - {"dim", "keepdim"}:
@@ -195,13 +187,13 @@ def _moved(graph: fx.Graph, nodes: list[fx.Node]) -> fx.Node | None:
         shifted = tuple(d + 1 if d >= 0 else d for d in dims) if dims else None
         if shifted is None or not all(isinstance(d, int) for d in dims):
             return None
-        return _call(graph, getattr(torch, reduce), (args[0],), {"dim": shifted, "keepdim": bool(keep)})
+        return add_call(graph, getattr(torch, reduce), (args[0],), {"dim": shifted, "keepdim": bool(keep)})
     if first.op == "call_method":
         node = graph.call_method(name, tuple(args), dict(first.kwargs))
-        node.meta["rnnc_ex"] = getattr(_example(args[0]), name)(*fx.node.map_arg(tuple(args[1:]), _example),
-                                                               **fx.node.map_arg(dict(first.kwargs), _example))
+        node.meta["rnnc_ex"] = getattr(example_of(args[0]), name)(*fx.node.map_arg(tuple(args[1:]), example_of),
+                                                               **fx.node.map_arg(dict(first.kwargs), example_of))
         return node
-    return _call(graph, fn, tuple(args), dict(first.kwargs))
+    return add_call(graph, fn, tuple(args), dict(first.kwargs))
 
 
 def gather_sums(gm: Traced) -> int:
@@ -211,9 +203,9 @@ def gather_sums(gm: Traced) -> int:
     for init, adds, terms in chains:
         last = adds[-1]
         with graph.inserting_before(last):
-            total = _call(graph, torch.sum, (_stacked(graph, terms),), {"dim": 0})
+            total = add_call(graph, torch.sum, (_stacked(graph, terms),), {"dim": 0})
             if init != 0:
-                total = _call(graph, operator.add, (total, init))
+                total = add_call(graph, operator.add, (total, init))
         total.stack_trace = last.stack_trace
         last.replace_all_uses_with(total)
         for node in reversed(adds):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from rnnc.frontend.fx_trace import Traced, assign
+from rnnc.frontend.fx_trace import Traced, add_call, assign, example_of
 
 #: a loop that stops this many positions or fewer before the buffer's end is taken to run to
 #: ``end - k`` (``range(T - 1)``); one that stops further from it, to run a fixed count
@@ -59,9 +59,6 @@ def _key(items: tuple[Any, ...], axis: int) -> tuple[Any, ...]:
     return tuple((it.start, it.stop, it.step) if isinstance(it, slice) else it
                  for k, it in enumerate(items) if k != axis)
 
-
-def _example(a: Any) -> Any:
-    return a.meta.get("rnnc_ex") if isinstance(a, fx.Node) else a
 
 
 @dataclass
@@ -101,7 +98,7 @@ def _write(node: fx.Node) -> tuple[Any, ...] | None:
     if node.op != "call_function" or node.target is not assign:
         return None
     buf, idx, value = node.args
-    ex, v = _example(buf), _example(value)
+    ex, v = example_of(buf), example_of(value)
     items = _items(idx)
     if items is None or not isinstance(ex, torch.Tensor) or not isinstance(v, torch.Tensor) or len(items) > ex.dim():
         return None
@@ -131,7 +128,7 @@ def _start(prev: fx.Node, before: tuple[Any, ...] | None, items: tuple[Any, ...]
     p, q = _position(before[a]), _position(items[a])
     if p is None or q is None or p[1] != q[1]:
         return None
-    size = _example(prev.args[0])[tuple(it if k < a else slice(None) for k, it in enumerate(items[:a]))].shape
+    size = example_of(prev.args[0])[tuple(it if k < a else slice(None) for k, it in enumerate(items[:a]))].shape
     ints_before = sum(1 for it in items[:a] if isinstance(it, int))
     chain = _Chain(prev.args[0], before, a, p[1], int(size[a - ints_before]))
     first = chain.position(before)
@@ -171,24 +168,19 @@ def _chains(graph: fx.Graph) -> list[_Chain]:
 def _cast(graph: fx.Graph, value: fx.Node, dtype: torch.dtype) -> fx.Node:
     """The write casts to the buffer's dtype; so does its stacked form (cast where the value is
     made, since a read in the middle of the loop may use it)."""
-    if _example(value).dtype == dtype:
+    if example_of(value).dtype == dtype:
         return value
     with graph.inserting_after(value):
         node = graph.call_method("to", (value, dtype))
-    node.meta["rnnc_ex"] = _example(value).to(dtype)
+    node.meta["rnnc_ex"] = example_of(value).to(dtype)
     return node
 
-
-def _call(graph: fx.Graph, fn: Any, args: tuple[Any, ...]) -> fx.Node:
-    node = graph.call_function(fn, args)
-    node.meta["rnnc_ex"] = fn(*fx.node.map_arg(args, _example))
-    return node
 
 
 def _rewrite(graph: fx.Graph, chain: _Chain) -> fx.Node:
     """Replace the chain by its cat/stack form; returns the node that stands for its result."""
     base, a = chain.base, chain.axis
-    dtype = _example(base).dtype
+    dtype = example_of(base).dtype
     last = chain.writes[-1][0]
     stack_fn = torch.cat if chain.keep else torch.stack
     values = {pos: _cast(graph, v, dtype) for _, pos, v in chain.writes}
@@ -198,20 +190,20 @@ def _rewrite(graph: fx.Graph, chain: _Chain) -> fx.Node:
     whole = all(isinstance(it, slice) and it == slice(None) for it in sub_idx)
     axis = a - sum(1 for it in chain.items[:a] if isinstance(it, int))
     with graph.inserting_before(last):
-        sub = base if whole else _call(graph, operator.getitem, (base, sub_idx))
+        sub = base if whole else add_call(graph, operator.getitem, (base, sub_idx))
         lo, hi = min(values), max(values)
         pieces = []
         lead = (slice(None),) * axis
         if lo > 0:
-            pieces.append(_call(graph, operator.getitem, (sub, (*lead, slice(None, lo)))))
-        pieces.append(_call(graph, stack_fn, ([values[p] for p in range(lo, hi + 1)], axis)))
+            pieces.append(add_call(graph, operator.getitem, (sub, (*lead, slice(None, lo)))))
+        pieces.append(add_call(graph, stack_fn, ([values[p] for p in range(lo, hi + 1)], axis)))
         rest = chain.size - hi - 1
         if rest:
             start = -rest if rest <= _NEAR_END else hi + 1
-            pieces.append(_call(graph, operator.getitem, (sub, (*lead, slice(start, None)))))
-        new = pieces[0] if len(pieces) == 1 else _call(graph, torch.cat, (pieces, axis))
+            pieces.append(add_call(graph, operator.getitem, (sub, (*lead, slice(start, None)))))
+        new = pieces[0] if len(pieces) == 1 else add_call(graph, torch.cat, (pieces, axis))
         if not whole:  # one box write of the rest (``handlers_write.py``)
-            new = _call(graph, assign, (base, sub_idx, new))
+            new = add_call(graph, assign, (base, sub_idx, new))
     new.stack_trace = last.stack_trace
     # reads in the middle of the chain: the value written there, or the buffer's where unwritten
     written: set[int] = set()
