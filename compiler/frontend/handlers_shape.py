@@ -206,7 +206,8 @@ def unsqueeze(ctx: Ctx, x: TV, dim: int) -> TV:
 def squeeze(ctx: Ctx, x: TV, dim: Any = None) -> TV:
     dims = [i for i in range(x.rank) if x.ex.shape[i] == 1] if dim is None else (
         [dim] if isinstance(dim, int) else list(dim))
-    kept = [d for i, d in enumerate(x.shape) if isinstance(d, str) and x.ex.shape[i] != 1]
+    kept = [d for i, d in enumerate(x.shape) if isinstance(d, str) and x.ex.shape[i] != 1
+            and symdims.bounds(symdims.parse(d) or {(): 1})[0] <= 1]  # (``B*T+B`` is never 1)
     if dim is None and kept and not ctx.probing:  # ``h_n.squeeze()`` (Sentence-VAE): at a batch of one
         warnings.warn(f"rnnc.trace: squeeze() without a dim at {ctx.source or 'the model'} keeps {', '.join(kept)}, "
                       "which torch also drops where it is 1 at run time (a batch of one): the Program keeps the "
