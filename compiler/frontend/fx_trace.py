@@ -457,6 +457,14 @@ def example_of(a: Any) -> Any:
     return a.meta.get("rnnc_ex") if isinstance(a, fx.Node) else a
 
 
+def call_shape(node: fx.Node) -> Any:
+    """What a node calls and how: its op, target, and arguments with the nodes among them blanked
+    -- two nodes of one shape compute the same function of their node arguments."""
+    blank = fx.node.map_aggregate((node.args, tuple(sorted(node.kwargs.items()))),
+                                  lambda a: "node" if isinstance(a, fx.Node) else a)
+    return (node.op, node.target, blank)
+
+
 def add_call(graph: fx.Graph, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> fx.Node:
     """A new ``call_function`` node at the graph's insertion point, with its example computed."""
     node = graph.call_function(fn, args, kwargs or {})

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from rnnc.frontend.fx_trace import Traced, example_of
+from rnnc.frontend.fx_trace import Traced, call_shape, example_of
 
 #: the fewest values a reversed stack must hold to be rewritten (two are no loop)
 _MIN_VALUES = 3
@@ -68,13 +68,12 @@ def unreverse_stacks(gm: Traced, rewrite: bool = True) -> int:
 
 def _signature(node: fx.Node) -> Any:
     """A call's kind: what it calls and its arguments with nodes blanked (``index_late_reads``)."""
-    shape = fx.node.map_aggregate((node.args, tuple(sorted(node.kwargs.items()))),
-                                  lambda a: "node" if isinstance(a, fx.Node) else a)
+    shape = call_shape(node)
     try:
         hash(shape)
     except TypeError:
         return None
-    return (node.op, node.target, shape)
+    return shape
 
 
 def index_late_reads(gm: Traced) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from rnnc.frontend.fx_trace import Traced, add_call, example_of
+from rnnc.frontend.fx_trace import Traced, add_call, call_shape, example_of
 
 #: the shortest chain rewritten: two additions are no loop to roll
 _MIN_TERMS = 3
@@ -79,7 +79,6 @@ def _chains(graph: fx.Graph) -> list[tuple[Any, list[fx.Node], list[Any]]]:
     return out
 
 
-
 #: elementwise calls a stack moves through: ``stack([f(a_k, c)]) == f(stack([a_k]), c)``
 _POINTWISE_FNS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.pow, operator.neg,
                   torch.add, torch.sub, torch.mul, torch.div, torch.pow, torch.exp, torch.log, torch.abs,
@@ -94,13 +93,7 @@ def _same_call(nodes: list[fx.Node]) -> bool:
     """The nodes call one function the same way: node arguments at the same places, every other
     argument equal."""
     first = nodes[0]
-    if first.op not in ("call_function", "call_method"):
-        return False
-
-    def shape(n: fx.Node) -> Any:
-        return fx.node.map_aggregate((n.args, n.kwargs), lambda a: "node" if isinstance(a, fx.Node) else a)
-
-    return all(n.op == first.op and n.target == first.target and shape(n) == shape(first) for n in nodes)
+    return first.op in ("call_function", "call_method") and all(call_shape(n) == call_shape(first) for n in nodes)
 
 
 def _stacked(graph: fx.Graph, nodes: list[Any]) -> fx.Node:
