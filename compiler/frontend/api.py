@@ -169,6 +169,7 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
         gm = trace_module(model, examples, cells)
         if loops is not None:
             loops["compared"] = gm.compared
+            loops["thresholds"] = gm.thresholds
         gather_writes(gm)  # before the merge: a loop's writes become the stack it reads
         gather_sums(gm)  # and a loss summed from ``0`` across steps, the sum of a stack
         reversed_stacks = unreverse_stacks(gm, rewrite=bool(unreverse))
@@ -207,11 +208,13 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
     return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})").verify()
 
 
-def _each(loops: dict[str, Any]) -> bool:
-    """Whether the trace checks grow each symbol alone too: a clocked loop rolled
-    (``scan_match.clocked``), or two sizes were compared in Python (``ConcreteTracer.compared``)
-    -- answers that hold wherever every symbol grows alike."""
-    return bool(loops.get("clocked") or loops.get("compared"))
+def _checks(loops: dict[str, Any]) -> dict[str, Any]:
+    """What the trace checks (``dims.check_at_other_size``) try beyond growing every symbol
+    alike, from what the build saw: ``each`` symbol grown alone where a clocked loop rolled
+    (``scan_match.clocked``) or two sizes were compared in Python (``ConcreteTracer.compared``)
+    -- answers that hold wherever every symbol grows alike; the sizes ``near`` where a size
+    compared with a number changes Python's answer (``ConcreteTracer.thresholds``)."""
+    return {"each": bool(loops.get("clocked") or loops.get("compared")), "near": loops.get("thresholds", ())}
 
 
 def _live(graph: Graph) -> Graph:
@@ -317,11 +320,11 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
     with torch.no_grad():
         loops: dict[str, Any] = {}
         program = _build(model, examples, dims, names, cells=cells, loops=loops)
-        wrong = check_at_other_size(model, program, examples, dims, each=_each(loops))
+        wrong = check_at_other_size(model, program, examples, dims, **_checks(loops))
         if wrong and loops.get("unreversed"):  # a fixed-count loop's reversed list: as it was
             again: dict[str, Any] = {}
             kept = _build(model, examples, dims, names, cells=cells, loops=again, unreverse=False)
-            if not check_at_other_size(model, kept, examples, dims, each=_each(again)):
+            if not check_at_other_size(model, kept, examples, dims, **_checks(again)):
                 program, wrong, loops = kept, "", again
     if wrong:  # the dims are the user's: kept, but never silently wrong at another size
         left = loops.get("left") or []
@@ -335,7 +338,7 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
     """The default dims (``dims.py``): every dim the model leaves free, else the batch with one
     other group, else one group of them (batch first), else the dims that reach a recurrent layer,
     else the example's sizes; each choice is checked at another size, and a fallback warns why."""
-    from rnnc.frontend.dims import check_at_other_size, free_dims, rnn_dims
+    from rnnc.frontend.dims import BRANCH_KEPT, check_at_other_size, free_dims, rnn_dims
 
     static = [tuple(int(s) for s in e.shape) for e in examples]
     seen: list[list[tuple[Dim, ...]]] = [static]
@@ -367,7 +370,7 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
             except Exception as exc:  # noqa: BLE001 -- this choice of dims failed; the next is tried
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
-            wrong = check_at_other_size(model, program, examples, dims, each=_each(loops))
+            wrong = check_at_other_size(model, program, examples, dims, **_checks(loops))
             # what the loop pass did was wrong for this model: the same dims without the flipped
             # stack (a fixed-count loop's reversed list), else without rolling (a stack of
             # per-step reads that is no loop over time)
@@ -376,7 +379,7 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
             for retry in retries if wrong else []:
                 try:
                     again = _build(model, examples, dims, names, cells=cells, **retry)
-                    if not check_at_other_size(model, again, examples, dims):
+                    if not check_at_other_size(model, again, examples, dims, **_checks(loops)):
                         program, wrong = again, ""
                         break
                 except Exception:  # noqa: BLE001 -- the first build's verdict stands
@@ -384,8 +387,9 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
             if wrong:
                 left = loops.get("left") or []
                 cause = ("a loop over time stayed unrolled: " + "; ".join(dict.fromkeys(left)) if left
+                         else "" if BRANCH_KEPT in wrong  # (the check named the line)
                          else _fixed_here(program, dims, examples, loops.get("lines", {})))
-                why.append(f"with {_show(dims, names)}: {wrong} ({cause})")
+                why.append(f"with {_show(dims, names)}: {wrong}" + (f" ({cause})" if cause else ""))
                 continue
             fixed = _fixed_time_layers(program)
             if fixed and dims in pairs:  # another pair may keep the recurrent length symbolic

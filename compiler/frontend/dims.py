@@ -16,6 +16,7 @@ symbolic.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -282,14 +283,20 @@ def check_at_example(model: Any, program: Any, examples: list[torch.Tensor]) -> 
     return _judge(want, lambda xs: program.run(*xs), examples)
 
 
+#: the end of what ``check_at_other_size`` says when a size compared with a number is the cause
+BRANCH_KEPT = "and the Program keeps the branch Python took at the example's sizes"
+
+
 def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]],
-                        each: bool = False) -> str:
+                        each: bool = False, near: Sequence[tuple[int, int, str]] = ()) -> str:
     """Why ``program`` disagrees with ``model`` at twice the example's size in every symbolic dim,
     then at twice plus one ("" when it agrees, or when the model itself cannot run there).
     Catches what a trace bakes in without knowing (a Python loop unrolled over the example's
     length, a branch or a pad amount decided by its parity).  ``each``: then every symbol grown
     alone -- a loop rolled over one symbol's length that really runs for another's (a clocked
-    loop, ``scan_match.clocked``, counts steps, not reads) agrees wherever both grow alike."""
+    loop, ``scan_match.clocked``, counts steps, not reads) agrees wherever both grow alike.
+    ``near``: sizes the model compared with numbers (``fx_trace._threshold``): each symbol alone
+    at the sizes around each crossing (``_crossings``), which twice the example never reaches."""
     symbols = {s: int(e.shape[d]) for ds, e in zip(dims, examples, strict=True)
                for d, s in enumerate(ds) if isinstance(s, str) and symdims.symbols(s) == {s}}
     tries = [{s: 2 * n for s, n in symbols.items()}, {s: 2 * n + 1 for s, n in symbols.items()}]
@@ -299,7 +306,28 @@ def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], 
         wrong = _compare_grown(model, program, examples, dims, sizes)
         if wrong:
             return wrong
+    for sizes, (c, _, line) in _crossings(symbols, near):
+        wrong = _compare_grown(model, program, examples, dims, sizes)
+        if wrong:
+            return f"{wrong}: {line} compares a size with {c} in Python, {BRANCH_KEPT}"
     return ""
+
+
+def _crossings(symbols: dict[str, int], near: Sequence[tuple[int, int, str]]
+               ) -> list[tuple[dict[str, int], tuple[int, int, str]]]:
+    """The sizes that cross each comparison ``size <op> c`` the model made: the size was ``v`` at
+    the example, so a symbol ``n`` there that the size follows one to one (``T``, ``T - 1``,
+    ``len(x)``) crosses at ``n + c - v`` or next to it, whichever the operator; each symbol alone
+    (the others at the example's), sizes of at least 1 that the other checks do not take."""
+    out: list[tuple[dict[str, int], tuple[int, int, str]]] = []
+    seen: set[tuple[str, int]] = set()
+    for c, v, line in near:
+        for s, n in symbols.items():
+            for new in (n + c - v - 1, n + c - v, n + c - v + 1):
+                if new >= 1 and new not in (n, 2 * n, 2 * n + 1) and (s, new) not in seen:
+                    seen.add((s, new))
+                    out.append(({**symbols, s: new}, (c, v, line)))
+    return out
 
 
 def _compare_grown(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]],
@@ -332,8 +360,8 @@ def _lengths_grown(examples: list[torch.Tensor], grown: list[torch.Tensor], size
         if e.dim() != 1 or e.dtype.is_floating_point or e.dtype == torch.bool or not e.numel():
             continue
         n = int(e.max())
-        if n in sizes and sizes[n] != n and int(e.min()) >= 0:
-            out[i] = g * sizes[n] // n
+        if n in sizes and sizes[n] != n and int(e.min()) >= 0:  # (a length of at least 1 stays one)
+            out[i] = torch.where(g > 0, (g * sizes[n] // n).clamp(min=1), g)
     return out
 
 

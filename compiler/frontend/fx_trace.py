@@ -207,12 +207,42 @@ def _refuse_data(name: str, plain: Any) -> Any:
                                    f"{self.node.name!r}, {user_line(self.node) or 'the model'}) would keep the "
                                    "example's answer; rnnc supports such sizes only as sizes of tensors")
         if name not in _AS_NUMBER and name not in ("__bool__", "__index__") and self.tracer is not None \
-                and not self.tracer._running and any(isinstance(o, TracedInt) and o.node is not self.node
-                                                     for o in other):
-            self.tracer.compared = True  # ``a.size(1) > b.size(1)`` (``TracedInt.compared``)
+                and not self.tracer._running:
+            if any(isinstance(o, TracedInt) and o.node is not self.node for o in other):
+                self.tracer.compared = True  # ``a.size(1) > b.size(1)`` (``TracedInt.compared``)
+            elif len(other) == 1 and type(other[0]) is int:
+                _threshold(self, other[0])
         return plain(self, *other)
 
     return method
+
+
+#: how many distinct lines' comparisons of a size with a number the trace checks (``_threshold``)
+MAX_THRESHOLDS = 4
+
+
+def _threshold(size: TracedInt, c: int) -> None:
+    """Remember ``size`` compared with the number ``c`` in the model's code (the latent ODE's ``if
+    len(time_steps) == 1``, xLSTM's ``if S < 64``): Python takes the example's branch, and the
+    trace checks at twice the example's sizes never cross ``c``, so they would not see it.  Kept:
+    ``c``, the size's value at the example and the line, the first comparison of each line (a
+    loop's ``if t == T - 1`` compares once a step), at most ``MAX_THRESHOLDS`` lines; the checks
+    then try the sizes around the crossing (``dims.check_at_other_size``).  Comparisons in
+    rnnc's own code are its business, not the model's."""
+    import os
+    import sys
+
+    import rnnc
+
+    tracer = size.tracer
+    if len(tracer.thresholds) >= MAX_THRESHOLDS:
+        return
+    caller = sys._getframe(2).f_code.co_filename  # (the frame that wrote ``size < c``)
+    if os.path.abspath(caller).startswith(os.path.dirname(os.path.abspath(rnnc.__file__))):
+        return
+    line = _calling_line()
+    if all(at != line for _, _, at in tracer.thresholds):
+        tracer.thresholds.append((c, int(size), line))
 
 
 for _name in ("__bool__", "__index__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", *_AS_NUMBER):
@@ -274,6 +304,9 @@ class ConcreteTracer(fx.Tracer):
         # ``if a.size(1) > b.size(1): crop``): the answer is the example's, and growing every
         # symbol together keeps it; the trace checks then grow each symbol alone too
         self.compared = False
+        # a traced size compared with a number (``if len(time_steps) == 1``): (the number, the
+        # size at the example, the line) -- ``_threshold``
+        self.thresholds: list[tuple[int, int, str]] = []
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         if self._running:
@@ -442,10 +475,11 @@ class Traced:
     a way that breaks the next trace."""
 
     def __init__(self, root: nn.Module, graph: fx.Graph, defaults: list[Any] | None = None,
-                 compared: bool = False) -> None:
+                 compared: bool = False, thresholds: list[tuple[int, int, str]] | None = None) -> None:
         self.root, self.graph = root, graph
         self.defaults = defaults or []  # the values of forward's arguments beyond the examples
         self.compared = compared  # two traced sizes were compared (``ConcreteTracer.compared``)
+        self.thresholds = thresholds or []  # sizes compared with numbers (``ConcreteTracer.thresholds``)
 
     def get_submodule(self, target: str) -> nn.Module:
         return self.root.get_submodule(target)
@@ -499,7 +533,7 @@ def trace_module(model: nn.Module, examples: list[Any], step_cells: Any = ()) ->
         try:
             with shadows(shadowed), while_tracing(tracer, model):
                 graph = tracer.trace(model, concrete_args=concrete or None)
-            return Traced(tracer.root, graph, defaults, tracer.compared)
+            return Traced(tracer.root, graph, defaults, tracer.compared, tracer.thresholds)
         except Exception as exc:  # noqa: BLE001 -- fx's own errors: say which model and why, keep the cause
             if shadowed and shadows_on() and not isinstance(exc, UnsupportedError):
                 first = exc  # (``dtype=int`` with the model's ``int`` a stand-in: once more with the

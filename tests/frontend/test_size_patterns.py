@@ -18,6 +18,7 @@ from program_checks import matches_torch, trace_quietly  # tests/program_checks.
 from torch import nn
 
 import rnnc
+from rnnc.errors import UserInputError
 from rnnc.tolerances import assert_close
 
 
@@ -426,3 +427,88 @@ def test_a_pool_over_five_free_dims_keeps_them(tmp_path) -> None:
     program = trace_quietly(model, (torch.randn(2, 3, 24, 8, 8),))
     assert all(isinstance(d, str) for d in program.graph.inputs[0][1].shape)
     matches_torch(program, model, (torch.randn(3, 5, 11, 6, 10),), tmp_path, "pool3d")
+
+
+class OneStepOrLoop(nn.Module):  # the latent ODE's encoder: ``if len(time_steps) == 1`` one update
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(3, 4)
+        self.ode = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.size(0), 4)
+        if len(x[0]) == 1:
+            return self.cell(x[:, 0], h)
+        for t in reversed(range(x.size(1))):
+            h = h + 0.1 * torch.tanh(self.ode(h)) + 0.5
+            h = self.cell(x[:, t], h)
+        return h
+
+
+class ShortOrLong(nn.Module):  # xLSTM's ``if S < mask.size(-1)``: a cached mask up to 64 steps
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        if x.size(1) < 64:
+            return y.cumsum(1)
+        return y.cumsum(1) * 2
+
+
+@pytest.mark.parametrize("cls, crossing", [(OneStepOrLoop, 1), (ShortOrLong, 64)])
+def test_a_size_compared_with_a_number_is_checked_where_the_branch_turns(cls: type[nn.Module],
+                                                                           crossing: int) -> None:
+    """A Python branch on a size against a number (``len(x) == 1``, ``S < 64``) keeps the branch
+    of the example; twice the example's length never crosses the number, so the checks try the
+    sizes next to it.  There the model takes the other branch: the length is fixed, with the
+    line that compared it said, and the Program refuses other lengths by name -- before, it
+    returned the example's branch at every length (no warning)."""
+    import inspect
+
+    torch.manual_seed(0)
+    model = cls().eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(model, (torch.randn(2, 24, 3),))
+    said = " ".join(str(w.message) for w in caught if "rnnc.trace" in str(w.message))
+    source, first = inspect.getsourcelines(cls.forward)
+    line = first + next(i for i, s in enumerate(source) if s.lstrip().startswith("if "))
+    assert f"test_size_patterns.py:{line} compares a size with {crossing}" in said, said
+    assert program.graph.inputs[0][1].shape[1] == 24
+    x = torch.randn(3, 24, 3)
+    assert_close(program.run(x), model(x), backend="interp")
+    with pytest.raises(UserInputError):
+        program.run(torch.randn(3, crossing, 3))
+
+
+def test_a_size_compared_with_a_number_given_symbolic_warns() -> None:
+    """With the dims given (``dynamic``), the user's choice stands, and the warning says at which
+    size and line the Program stops being right."""
+    model = ShortOrLong().eval()
+    with pytest.warns(UserWarning, match=r"right at the example's sizes only.*\(2, 64, 3\).*compares a size with 64"):
+        program = rnnc.trace(model, (torch.randn(2, 24, 3),), dynamic={"x": {0: "B", 1: "T"}})
+    x = torch.randn(3, 40, 3)
+    assert_close(program.run(x), model(x), backend="interp")
+
+
+class AlwaysLonger(nn.Module):  # a comparison whose answer no length changes
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.gru(x)[0]
+        if x.size(1) >= 1:
+            h = h * 2
+        return h
+
+
+def test_a_comparison_no_length_turns_keeps_the_length() -> None:
+    """``if T >= 1`` holds at every length: the checks near 1 agree and T stays symbolic, silently."""
+    model = AlwaysLonger().eval()
+    program = trace_quietly(model, (torch.randn(2, 24, 3),))
+    assert program.graph.inputs[0][1].shape[:2] == ("B", "T")
+    for t in (1, 2, 30):
+        matches_torch(program, model, (torch.randn(3, t, 3),))
