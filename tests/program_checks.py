@@ -34,6 +34,7 @@ def matches_torch(program: rnnc.ir.Program, model: torch.nn.Module, inputs: tupl
     got = _flat(program.run(*inputs))
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype, f"the Program returns {g.dtype} where torch returns {w.dtype}"
         assert_close(g, w, backend="interp")
     if tmp_path is None:
         return
@@ -41,4 +42,5 @@ def matches_torch(program: rnnc.ir.Program, model: torch.nn.Module, inputs: tupl
     rnnc.export_onnx(program, path=path)
     outs = StatefulSession(str(path))(*inputs)
     for g, w in zip(outs, want, strict=True):
+        assert torch.from_numpy(g).dtype == w.dtype, f"the ONNX model returns {g.dtype} where torch returns {w.dtype}"
         assert_close(torch.from_numpy(g), w, backend="onnxruntime")

@@ -21,7 +21,7 @@ from torch import fx, nn
 
 from rnnc.errors import UnsupportedError
 from rnnc.frontend.fx_trace import ConcreteTracer, Repeated, TracedInt, TracedRatio, is_rnnc_leaf, user_line
-from rnnc.frontend.values import one_integer
+from rnnc.frontend.values import LEGACY_TENSORS, one_integer
 
 
 @contextlib.contextmanager
@@ -124,12 +124,6 @@ class _SizedOpsRecorded(torch.overrides.TorchFunctionMode):
         return out if func is torch.stack else out.flatten(axis, axis + 1)
 
 
-#: torch's legacy typed constructors and the dtype each makes
-_LEGACY = {"FloatTensor": torch.float32, "DoubleTensor": torch.float64, "HalfTensor": torch.float16,
-           "BFloat16Tensor": torch.bfloat16, "LongTensor": torch.int64, "IntTensor": torch.int32,
-           "ShortTensor": torch.int16, "CharTensor": torch.int8, "ByteTensor": torch.uint8, "BoolTensor": torch.bool}
-
-
 def _legacy(name: str) -> type:
     """``torch.BoolTensor(x.size())`` or ``torch.FloatTensor(x.size(0), 4)`` (deepspeech.pytorch's
     MaskConv, NVIDIA's ``torch.LongTensor(max_len)``) with sizes read from a traced tensor: an
@@ -143,7 +137,7 @@ def _legacy(name: str) -> type:
         leaves = [a for a in args for a in (a if isinstance(a, (tuple, list)) else [a])]
         sized = args and all(isinstance(a, int) or isinstance(_example(a), torch.Size) for a in leaves)
         if sized and any(isinstance(a, (TracedInt, fx.Proxy)) for a in leaves):
-            return torch.zeros(*args, dtype=_LEGACY[name])  # (recorded: ``_factories_recorded``)
+            return torch.zeros(*args, dtype=LEGACY_TENSORS[name])  # (recorded: ``_factories_recorded``)
         return builtin(*args)
 
     return _BuiltinType(name, (), {"builtin": builtin, "__new__": new})
@@ -151,9 +145,9 @@ def _legacy(name: str) -> type:
 
 @contextlib.contextmanager
 def _legacy_constructors() -> Any:
-    saved = {name: getattr(torch, name) for name in _LEGACY}
+    saved = {name: getattr(torch, name) for name in LEGACY_TENSORS}
     try:
-        for name in _LEGACY:
+        for name in LEGACY_TENSORS:
             setattr(torch, name, _legacy(name))
         yield
     finally:

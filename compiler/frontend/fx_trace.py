@@ -23,7 +23,7 @@ from torch import fx, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnc.errors import UnsupportedError
-from rnnc.frontend.values import SIZE_DUNDERS, SymRatio
+from rnnc.frontend.values import SIZE_DUNDERS, SymRatio, legacy_dtype
 from rnnc.ir.ops_dyn import SIZE_OPS
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -332,6 +332,8 @@ class ConcreteTracer(fx.Tracer):
         if isinstance(a, TracedRatio) and not self._running and (isinstance(a.num, TracedInt)
                                                                   or isinstance(a.den, TracedInt)):
             return self.create_proxy("call_function", operator.truediv, (a.num, a.den), {}).node  # (values.SymRatio)
+        if legacy_dtype(a) is not None and not isinstance(a, str):  # ``x.type(torch.FloatTensor)``: a dtype
+            return legacy_dtype(a)
         if isinstance(a, np.generic) and isinstance(a.item(), (bool, int, float)):  # ``mat[:, s:e]`` with
             return a.item()  # numpy ints (``np.cumsum([0] + sizes)``, pytorch-ntm): the Python number
         return super().create_arg(a)

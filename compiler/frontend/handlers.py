@@ -342,9 +342,16 @@ def _log_softmax(ctx: Ctx, x: TV, dim: int | None = None, *rest: Any, **kwargs: 
 
 
 def _reduce(op: str) -> Handler:
+    """``sum``/``mean``/``amax`` over dims.  A sum of booleans or integers counts in int64, as
+    torch's does (wenet's ``masks.sum(1)``, allennlp's ``mask.sum(0).long() - 1``): summed as
+    booleans it would be an or, typed bool.  (``dtype=`` is not declared: such calls take the
+    exact path.)"""
     def fn(ctx: Ctx, x: TV, dim: Any = None, keepdim: bool = False, *rest: Any, **kwargs: Any) -> TV:
         if isinstance(dim, bool):  # sum(x, keepdim) is not a thing; guard against dtype slots
             dim = None
+        if op == "sum" and is_tensor(x) and not (x.ex.dtype.is_floating_point or x.ex.dtype.is_complex) \
+                and x.ex.dtype != torch.int64:
+            x = HANDLERS["to"](ctx, x, torch.int64)
         axes = tuple(range(x.rank)) if dim is None or dim == [] else (
             (dim,) if isinstance(dim, int) else tuple(dim))
         return ctx.emit(op, x, axes=tuple(axis(a, x.rank) for a in axes), keepdim=bool(keepdim))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from rnnc.frontend.handlers import HANDLERS, handles, is_tensor, reads
-from rnnc.frontend.values import TV, Ctx, SymInt, axis, one_integer
+from rnnc.frontend.values import TV, Ctx, SymInt, axis, legacy_dtype, one_integer
 from rnnc.ir import symdims
 from rnnc.ir.symdims import END as _END
 from rnnc.ir.types import dtype_of_torch
@@ -24,8 +24,12 @@ _SCALAR_TYPES = {3: torch.int32, 4: torch.int64, 5: torch.float16, 6: torch.floa
 
 
 def torch_dtype_arg(a: Any) -> torch.dtype | None:
+    """A dtype as torch takes it in ``to``/``type``: a dtype, a TorchScript code, a legacy tensor
+    type or its name (``x.type('torch.LongTensor')``)."""
     if isinstance(a, torch.dtype):
         return a
+    if legacy_dtype(a) is not None:
+        return legacy_dtype(a)
     if isinstance(a, int) and not isinstance(a, bool) and a in _SCALAR_TYPES:
         return _SCALAR_TYPES[a]
     return None

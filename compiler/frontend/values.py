@@ -79,6 +79,26 @@ class SymInt(int):
 
 
 #: dunder -> (op, reflected): ``t * 2`` and ``2 * t`` both build ("*", ...)
+#: torch's legacy typed tensor classes and their dtypes: constructors (``torch.LongTensor(n)``,
+#: ``fx_patches._legacy``) and dtypes (``x.type(torch.FloatTensor)``, ``x.type('torch.LongTensor')``)
+LEGACY_TENSORS = {"FloatTensor": torch.float32, "DoubleTensor": torch.float64, "HalfTensor": torch.float16,
+                  "BFloat16Tensor": torch.bfloat16, "LongTensor": torch.int64, "IntTensor": torch.int32,
+                  "ShortTensor": torch.int16, "CharTensor": torch.int8, "ByteTensor": torch.uint8,
+                  "BoolTensor": torch.bool}
+
+
+def legacy_dtype(a: Any) -> torch.dtype | None:
+    """The dtype a legacy tensor class stands for, as a class (``torch.FloatTensor``, also CUDA's
+    and the trace's stand-in, ``fx_patches._legacy``) or its name (``'torch.cuda.LongTensor'``,
+    which ``Tensor.type`` takes); None for anything else.  The IR has no devices: a CUDA type is
+    its dtype."""
+    if isinstance(a, str):
+        return LEGACY_TENSORS.get(a.removeprefix("torch.").removeprefix("cuda.")) if a.startswith("torch.") else None
+    legacy = getattr(a, "builtin", a)
+    dtype = getattr(legacy, "dtype", None) if isinstance(legacy, type) else None
+    return dtype if isinstance(dtype, torch.dtype) and legacy.__name__ in LEGACY_TENSORS else None
+
+
 SIZE_DUNDERS = {"__add__": ("+", False), "__radd__": ("+", True), "__sub__": ("-", False),
                 "__rsub__": ("-", True), "__mul__": ("*", False), "__rmul__": ("*", True),
                 "__floordiv__": ("//", False), "__rfloordiv__": ("//", True), "__mod__": ("%", False),

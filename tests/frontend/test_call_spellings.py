@@ -69,6 +69,39 @@ def test_spelling_matches_torch(name: str, tmp_path) -> None:
     matches_torch(program, model, (torch.randn(3, 17, 8, generator=g),), tmp_path, name)  # the exact path exports
 
 
+#: calls whose result dtype is torch's own rule, returned as they are (``matches_torch`` checks
+#: the dtype): a count of a mask is int64, a legacy tensor class or its name is a dtype
+DTYPES = {
+    "count_of_a_mask": lambda x: (x > 0).sum(-1),
+    "count_of_int32": lambda x: (x > 0).int().sum(1),
+    "last_index_from_a_count": lambda x: x.gather(1, ((x[..., :1] > -9).sum(1, keepdim=True) - 1)
+                                                  .expand(-1, 1, x.size(2))),
+    "type_legacy_class": lambda x: x.type(torch.DoubleTensor) * 2,
+    "type_legacy_name": lambda x: (x > 0).type("torch.LongTensor") * x.type("torch.DoubleTensor"),
+}
+
+
+class _Returns(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+@pytest.mark.parametrize("name", sorted(DTYPES))
+def test_result_dtype_is_torchs(name: str, tmp_path) -> None:
+    """Summed as booleans, a count was typed bool (an allennlp CRF's ``mask.sum(0).long() - 1``
+    failed to convert, wenet's ``masks.sum(1)`` failed ONNX validation); ``x.type(torch.
+    LongTensor)`` failed to trace, and its string spelling was dropped (the input's dtype kept)."""
+    model = _Returns(DTYPES[name]).eval()
+    g = torch.Generator().manual_seed(1)
+    program = rnnc.trace(model, (torch.randn(2, 10, 8, generator=g),))
+    assert "B" in program.graph.inputs[0][1].shape
+    matches_torch(program, model, (torch.randn(3, 17, 8, generator=g),), tmp_path, name)
+
+
 class OldStyleVariable(nn.Module):  # DA-RNN and many tutorials: Variable(torch.zeros(b, h))
     def __init__(self) -> None:
         super().__init__()
