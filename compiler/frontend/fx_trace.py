@@ -15,6 +15,8 @@ import inspect
 import math
 import operator
 import re
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -72,8 +74,16 @@ class ConcreteProxy(fx.Proxy):
         const = self._constant()
         if isinstance(const, torch.Tensor) and const.numel() == 1:  # ``if self.initialized:`` on a buffer
             return bool(const)
-        raise UnsupportedError(f"control flow on tensor data at fx node {self.node.name!r} cannot be traced; "
-                               "rnnc supports branches on shapes and loops over sizes only")
+        passes = _asserted(sys._getframe(1))
+        if passes is not None:  # ``assert not torch.isnan(y).any()``: held at the example (it ran)
+            line = _calling_line()
+            if line not in self.tracer.asserts:
+                self.tracer.asserts.add(line)
+                warnings.warn(f"rnnc.trace: the assert at {line} checks tensor data; the Program does not check "
+                              "it (it held on the example)", stacklevel=2)
+            return passes
+        raise UnsupportedError(f"control flow on tensor data at fx node {self.node.name!r} at {_calling_line()} "
+                               "cannot be traced; rnnc supports branches on shapes and loops over sizes only")
 
     def __len__(self) -> int:
         """``len(x)``: the example's length (an ``int``: ``range(len(x))`` unrolls like ``x.size(0)``)."""
@@ -230,7 +240,6 @@ def _threshold(size: TracedInt, c: int) -> None:
     then try the sizes around the crossing (``dims.check_at_other_size``).  Comparisons in
     rnnc's own code are its business, not the model's."""
     import os
-    import sys
 
     import rnnc
 
@@ -307,6 +316,7 @@ class ConcreteTracer(fx.Tracer):
         # a traced size compared with a number (``if len(time_steps) == 1``): (the number, the
         # size at the example, the line) -- ``_threshold``
         self.thresholds: list[tuple[int, int, str]] = []
+        self.asserts: set[str] = set()  # lines of asserts on tensor data, said once (``_asserted``)
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         if self._running:
@@ -559,6 +569,28 @@ def function_name(target: Any) -> str:
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _asserted(frame: Any) -> bool | None:
+    """Whether ``frame`` is asking for a truth value to decide an ``assert``: the value that lets
+    the assert pass (``assert c`` jumps past the raise when ``c`` is true, ``assert not c`` when
+    it is false), else None.  Read from the bytecode: the conditional jump being run falls
+    through into ``raise AssertionError``.  (fx's own ``trace_asserts`` knows only Python 3.10's
+    jump names.)"""
+    import dis
+
+    insts = list(dis.get_instructions(frame.f_code))
+    at = next((i for i, inst in enumerate(insts) if inst.offset >= frame.f_lasti), None)
+    if at is None or at + 1 >= len(insts):
+        return None
+    if insts[at].opname == "TO_BOOL" and at + 2 < len(insts):  # (Python 3.13 converts first, then jumps)
+        at += 1
+    jump, after = insts[at], insts[at + 1]
+    raises = after.opname == "LOAD_ASSERTION_ERROR" or (after.opname == "LOAD_GLOBAL"
+                                                        and after.argval == "AssertionError")
+    if not raises or not jump.opname.startswith("POP_JUMP") or "NONE" in jump.opname:
+        return None
+    return jump.opname.endswith("IF_TRUE")
 
 
 def _calling_line() -> str:

@@ -83,8 +83,51 @@ class DataBranch(nn.Module):
 
 
 def test_data_dependent_branch_is_refused() -> None:
-    with pytest.raises(UnsupportedError, match="control flow on tensor data"):
+    with pytest.raises(UnsupportedError, match=r"control flow on tensor data .* at test_silero_and_errors\.py:\d+"):
         trace(DataBranch(), torch.ones(2, 3))
+
+
+#: latent_ode's ``assert(not torch.isnan(new_y).any())`` in a cell stepped in a loop; compiled here,
+#: not in this file: pytest rewrites a test module's asserts, and a user's model is not rewritten
+ASSERTS = """
+import torch
+from torch import nn
+
+
+class Asserts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.GRUCell(4, 5)
+
+    def forward(self, x):
+        h = x.new_zeros(x.size(0), 5)
+        assert x.abs().max() < 1e6, "inputs out of range"
+        for t in range(x.size(1)):
+            h = self.cell(x[:, t], h)
+            assert (not torch.isnan(h).any())
+        return h
+"""
+
+
+def test_asserts_on_tensor_data_are_said_once_each_and_dropped() -> None:
+    """An ``assert`` on tensor data (a NaN check) held on the example -- the model ran there --
+    and is a check, not a branch: the Program does not check it, and the trace says so once per
+    line (it was refused as control flow, naming no line).  A branch on data is still refused."""
+    import warnings
+
+    from program_checks import matches_torch  # tests/program_checks.py
+
+    space: dict[str, object] = {}
+    exec(compile(ASSERTS, "asserting_model.py", "exec"), space)  # noqa: S102 -- the model's source, above
+    torch.manual_seed(0)
+    model = space["Asserts"]().eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = trace(model, torch.randn(2, 6, 4))
+    said = [str(w.message) for w in caught if "the assert at" in str(w.message)]
+    assert sorted(m.split()[4] for m in said) == ["asserting_model.py:13", "asserting_model.py:16"], said
+    assert program.graph.inputs[0][1].shape[:2] == ("B", "T")
+    matches_torch(program, model, (torch.randn(3, 9, 4),))
 
 
 def test_wrong_example_inputs() -> None:
