@@ -325,12 +325,26 @@ def _slice_scatter(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any],
     return [g.op("Concat", head, args[1], tail, hint=_out(node), axis=dim)]
 
 
-@aten_renders("scatter_add", "scatter.src", "scatter_reduce.two")
+@aten_renders("scatter_add", "scatter.src", "scatter_reduce.two", "scatter.value", "scatter.reduce",
+              "scatter.value_reduce")
 def _scatter(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
     """``x.scatter_add(dim, idx, src)`` (a pointer-generator's copy distribution): ScatterElements
-    with an add reduction (opset 16); plain scatter overwrites; scatter_reduce sums or takes a max."""
-    name = node.attr("target").partition(".")[0]
+    with an add reduction (opset 16); plain scatter overwrites; scatter_reduce sums or takes a max.
+    A scalar value (a one-hot from ``zeros(...).scatter_(-1, ids, 1)``) is expanded to the index's
+    shape; the legacy ``reduce=`` adds or multiplies."""
+    name, _, overload = node.attr("target").partition(".")
     reduction = {"scatter_add": "add", "scatter": "none"}.get(name)
+    if name == "scatter" and overload.endswith("reduce"):
+        how = _arg(args, 4, kwargs, "reduce", None)
+        reduction = {"add": "add", "multiply": "mul"}.get(how)
+        if reduction is None:
+            raise UnsupportedError(f"{node.label}: scatter with reduce={how!r} has no ONNX form here")
+    if name == "scatter" and overload.startswith("value"):
+        dtype = _in_type(node, types).dtype
+        value = g.const(_arg(args, 3, kwargs, "value", 0), "float32" if dtype == "bfloat16" else dtype)
+        if dtype == "bfloat16":  # (numpy has no bfloat16)
+            value = g.op("Cast", value, to=ONNX_DTYPES[dtype])
+        args = (*args[:3], g.op("Expand", value, g.op("Shape", args[2])))
     if name == "scatter_reduce":
         how = _arg(args, 4, kwargs, "reduce", "sum")
         reduction = {"sum": "add", "prod": "mul", "amax": "max", "amin": "min"}.get(how)
