@@ -260,6 +260,21 @@ def _step_cell(g: Indexed, mt: Match, uses: Uses, weights: dict[str, torch.Tenso
                  y_batch)
 
 
+def _ranked(g: Indexed, init: str, carried: TensorType, emit: Emit) -> str:
+    """``init`` with leading ones added up to the carried value's rank: asappresearch/sru's loop
+    starts its carry at ``[B, H]`` and each step's reads (``U.chunk(length)``) are ``[1, B, H]``,
+    so broadcasting makes the carry ``[1, B, H]`` from the first step on.  Only leading ones:
+    they change nothing an elementwise step computes; a step they would change (a reduction over
+    axis 0) fails to roll or is caught by the trace checks."""
+    t = g.types[init]
+    lead = carried.rank - t.rank
+    if lead <= 0 or tuple(carried.shape[lead:]) != tuple(t.shape) or any(d != 1 for d in carried.shape[:lead]):
+        return init
+    for _ in range(lead):
+        init = emit("unsqueeze", init, axis=0)
+    return init
+
+
 def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: Emit) -> dict[str, str]:
     """The rnn node and what replaces the loop's outputs: old value -> new value."""
     n, start, forward = mt.loop.n, mt.start, mt.loop.forward
@@ -285,8 +300,10 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: Emit) -> dict
                     emit("slice", xcat, axis=1, start=0, stop=1, step=1), axis=1)
         ones = emit("full_dyn", xcat, shape=([0, 0], ["-", [0, 1], 1]), value=1, dtype="int64")
         lengths = emit("sum", ones, axes=(1,), keepdim=False)
+    inits = [_ranked(g, s, g.types[value_at(g, mt, mt.m, sc.carried[k])], emit) if s and k < len(sc.carried)
+             else s for k, s in enumerate(sc.inits)]
     state_vals = [emit("unsqueeze", batch_first_init(g, s, bp, emit), axis=0) if s else ""
-                  for s, bp in zip(sc.inits, sc.init_axes, strict=True)]
+                  for s, bp in zip(inits, sc.init_axes, strict=True)]
     rnn_out = emit("rnn", xcat, lengths, *state_vals, *sc.params, cells=(sc.cell,), num_layers=1,
                    bidirectional=False, batch_first=True)
     y_top, final_tops = rnn_out[0], rnn_out[1:]

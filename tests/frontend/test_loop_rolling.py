@@ -146,6 +146,26 @@ class PerStepMap(nn.Module):
         return torch.stack([torch.relu(self.lin(x[:, t])) for t in range(x.size(1))], dim=1)
 
 
+class ChunkedSteps(nn.Module):
+    """asappresearch/sru's CPU recurrence: steps read by ``U.chunk(length)`` are ``[1, B, H]``, the
+    carry starts ``[B, H]`` and is ``[1, B, H]`` after the first step (broadcasting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 16) * 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, 4]
+        length, batch = x.size(0), x.size(1)
+        u = x.contiguous().view(-1, 4).mm(self.w).view(length, batch, 8, 2)
+        u0, u1 = u[:, :, :, 0].chunk(length), u[:, :, :, 1].chunk(length)
+        c = x.new_zeros(batch, 8)
+        hs = []
+        for t in range(length):
+            c = u0[t] + (c - u0[t]) * u1[t].sigmoid()
+            hs.append(c)
+        return torch.stack(hs)
+
+
 class ShiftedRead(nn.Module):
     """Reads x[:, t + 1] with x[:, t]: a recurrence over T - 1 steps (not rolled; fixed T)."""
 
@@ -175,6 +195,7 @@ ROLLED = [
     (ContextLoop, lambda b, t: torch.randn(b, t, 4), 1),
     (HandWrittenLSTM, lambda b, t: torch.randn(b, t, 5), 1),
     (PerStepMap, lambda b, t: torch.randn(b, t, 4), 1),
+    (ChunkedSteps, lambda b, t: torch.randn(t, b, 4), 1),
 ]
 
 
