@@ -94,7 +94,8 @@ class _Chain:
 
 
 def _write(node: fx.Node) -> tuple[Any, ...] | None:
-    """The index of an ``assign`` node that writes a tensor of exactly the indexed shape."""
+    """The index of an ``assign`` node that writes a tensor of exactly the indexed shape, leading
+    ones aside (torch drops them: sru's ``h[t, :, d, :] = h_t`` of a ``[1, B, H]`` step)."""
     if node.op != "call_function" or node.target is not assign:
         return None
     buf, idx, value = node.args
@@ -106,7 +107,9 @@ def _write(node: fx.Node) -> tuple[Any, ...] | None:
         slot = ex[items].shape
     except (IndexError, RuntimeError):
         return None
-    return items if tuple(v.shape) == tuple(slot) else None  # broadcast writes stay functional writes
+    lead = v.dim() - len(slot)
+    exact = lead >= 0 and tuple(v.shape[lead:]) == tuple(slot) and all(d == 1 for d in v.shape[:lead])
+    return items if exact else None  # broadcast writes stay functional writes
 
 
 def _read_position(node: fx.Node, chain: _Chain) -> int | None:
@@ -176,6 +179,15 @@ def _cast(graph: fx.Graph, value: fx.Node, dtype: torch.dtype) -> fx.Node:
     return node
 
 
+def _slotted(graph: fx.Graph, value: fx.Node, rank: int) -> fx.Node:
+    """``value`` without the leading ones the write drops (``_write``), at the slot's rank."""
+    lead = example_of(value).dim() - rank
+    if lead <= 0:
+        return value
+    with graph.inserting_after(value):
+        return add_call(graph, operator.getitem, (value, (0,) * lead))
+
+
 
 def _rewrite(graph: fx.Graph, chain: _Chain) -> fx.Node:
     """Replace the chain by its cat/stack form; returns the node that stands for its result."""
@@ -183,7 +195,8 @@ def _rewrite(graph: fx.Graph, chain: _Chain) -> fx.Node:
     dtype = example_of(base).dtype
     last = chain.writes[-1][0]
     stack_fn = torch.cat if chain.keep else torch.stack
-    values = {pos: _cast(graph, v, dtype) for _, pos, v in chain.writes}
+    rank = example_of(base)[chain.items].dim()
+    values = {pos: _slotted(graph, _cast(graph, v, dtype), rank) for _, pos, v in chain.writes}
     # the written part: the buffer indexed by every item but the stepping one (all of ``base``
     # for ``h[t]``, ``h[:, :, d, :]`` for ``h[t, :, d, :]``), its axis ``a`` counted there
     sub_idx = tuple(slice(None) if k == a else it for k, it in enumerate(chain.items))
