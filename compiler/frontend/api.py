@@ -102,8 +102,11 @@ def _fixed_here(program: Program, dims: list[tuple[Dim, ...]], examples: list[to
     as a constant, the example's size of a symbolic dim that none of its inputs has (a Python
     loop unrolled over the length, ``torch.zeros(24, ...)`` from a size read as a plain int)."""
     sized = [(int(n), d) for ds, e in zip(dims, examples, strict=True) for d, n in zip(ds, e.shape, strict=True)
-             if isinstance(d, str) and int(n) > 2]  # (a 2 is as often a layer or direction count)
-    for traced in ({n: d for n, d in sized if d != "B"}, {n: d for n, d in sized if d == "B"}):  # lengths first
+             if isinstance(d, str) and int(n) > 1]
+    # lengths first, then the batch; a 2 last (as often a layer or direction count as the batch
+    # of 2 that ``np.zeros((batch_size, 1))`` baked in)
+    for traced in ({n: d for n, d in sized if d != "B" and n > 2}, {n: d for n, d in sized if d == "B" and n > 2},
+                   {n: d for n, d in sized if n == 2}):
         found = _first_fixed(program, traced, lines)
         if found:
             return found

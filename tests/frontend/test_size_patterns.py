@@ -512,3 +512,29 @@ def test_a_comparison_no_length_turns_keeps_the_length() -> None:
     assert program.graph.inputs[0][1].shape[:2] == ("B", "T")
     for t in (1, 2, 30):
         matches_torch(program, model, (torch.randn(3, t, 3),))
+
+
+class NumpyBatch(nn.Module):  # LAS's speller: ``torch.FloatTensor(np.zeros((batch_size, 1)))``
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+
+        start = torch.FloatTensor(np.zeros((x.size(0), 1)))  # numpy holds the example's batch
+        return self.lin(torch.cat([start, x[:, 0]], dim=-1))
+
+
+def test_a_batch_of_two_baked_into_a_constant_is_named() -> None:
+    """Sizes of 2 are searched last (often a direction count), but searched: the usual example
+    batch of 2 baked in by numpy is named with its line, not only the generic hint."""
+    import inspect
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = rnnc.trace(NumpyBatch().eval(), (torch.randn(2, 6, 4),))
+    said = " ".join(str(w.message) for w in caught if "rnnc.trace" in str(w.message))
+    line = inspect.getsourcelines(NumpyBatch.forward)[1] + 4  # the np.zeros line
+    assert f"test_size_patterns.py:{line} is f32[2,1], 2 being B" in said, said
+    assert program.graph.inputs[0][1].shape[0] == 2
