@@ -136,9 +136,17 @@ def batched_input(g: Indexed) -> tuple[str, int]:
 
 
 def clock_input(g: Indexed, mt: Match, emit: Emit) -> str:
-    """``[B, T, 1]`` zeros, T the clocked loop's length (an input's dim), B read off an input."""
+    """``[B, k * T + c, 1]`` zeros, ``k * T + c`` the clocked loop's step count (``Loop.clock``:
+    T an input's dim), B read off an input."""
     assert mt.loop.clock is not None
-    ref, ax = mt.loop.clock
+    ref, ax, k, c = mt.loop.clock
     batched = batched_input(g)
     refs = [ref] if batched[0] == ref else [batched[0], ref]
-    return emit("full_dyn", *refs, shape=((0, batched[1]), (len(refs) - 1, ax), 1), value=0, dtype="float32")
+    one = emit("full_dyn", *refs, shape=((0, batched[1]), (len(refs) - 1, ax), 1), value=0, dtype="float32")
+    clock = one if k == 1 else emit("concat", *[one] * k, axis=1)
+    if c > 0:
+        clock = emit("concat", clock, emit("full_dyn", batched[0], shape=((0, batched[1]), c, 1), value=0,
+                                           dtype="float32"), axis=1)
+    elif c < 0:
+        clock = emit("slice", clock, axis=1, start=0, stop=c, step=1)
+    return clock

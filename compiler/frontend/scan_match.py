@@ -22,6 +22,10 @@ BATCH = "B"
 MAX_PEELED = 1
 
 
+#: the step counts a clocked loop may run, ``k * T + c`` for (k, c) (``clocked``)
+CLOCK_SCALES = ((1, 0), (1, 1), (1, -1), (2, 0), (2, 1), (3, 0), (4, 0))
+
+
 class Skip(Exception):
     """This loop does not roll (the reason is kept for debugging, the loop stays unrolled)."""
 
@@ -147,8 +151,9 @@ class Loop:
     #: (``symdims.prefix_stop``: ``range(T)`` over the ``T+1`` frames of ``cat([go, targets])``)
     stops: dict[tuple[str, int], int] = field(default_factory=dict)
     #: a loop that reads no X (``for _ in range(T)``, a pointer network feeding back its own
-    #: choice): an (input, axis) of its length, which the rolled rnn runs over (``clocked``)
-    clock: tuple[str, int] | None = None
+    #: choice): an (input, axis) of length T, and (k, c): the rolled rnn runs ``k * T + c`` steps
+    #: (a greedy decoder's ``range(src.size(1) * 2)``) (``clocked``)
+    clock: tuple[str, int, int, int] | None = None
 
 
 def find_loops(g: Indexed, sizes: dict[str, int]) -> tuple[list[Loop], list[list[int | None]]]:
@@ -224,14 +229,18 @@ def clocked(g: Indexed, sizes: dict[str, int], by_key: dict[Any, dict[int, list[
     occurrence depending on the one before and on no time read; the occurrences play the part of
     the reads (a step then runs from one occurrence to the next, its work before the first
     occurrence a prologue).  Tried after every loop that reads X; a wrong guess is caught by the
-    trace's check at other sizes (``api._trace_auto`` then builds without rolling)."""
-    lengths: dict[int, tuple[str, int]] = {}
-    named: dict[int, set[str]] = {}
-    for name, t in g.graph.inputs:  # the first input dim of each symbolic size: the loop's length
-        for ax, d in enumerate(t.shape):
-            if isinstance(d, str) and d != BATCH and sizes.get(d, 0) >= 3:
-                lengths.setdefault(sizes[d], (name, ax))
-                named.setdefault(sizes[d], set()).add(d)
+    trace's check at other sizes (``api._trace_auto`` then builds without rolling).  A loop may
+    run a multiple of a length, give or take a step (``range(2 * T)``, ``range(T + 1)``:
+    ``CLOCK_SCALES``); an input's own length is tried first."""
+    lengths: dict[int, tuple[str, int, int, int]] = {}
+    named: dict[int, set[tuple[str, int, int]]] = {}
+    for k, c in CLOCK_SCALES:
+        for name, t in g.graph.inputs:  # the first input dim of each symbolic size: the loop's length
+            for ax, d in enumerate(t.shape):
+                if isinstance(d, str) and d != BATCH and sizes.get(d, 0) >= 3 and symdims.symbols(d) == {d}:
+                    n = k * sizes[d] + c
+                    lengths.setdefault(n, (name, ax, k, c))
+                    named.setdefault(n, set()).add((d, k, c))
     for n, syms in named.items():  # two lengths of one example size: whose the loop runs is unknown
         if len(syms) > 1:
             del lengths[n]

@@ -79,12 +79,37 @@ def test_a_pointer_network_keeps_batch_and_length(tmp_path) -> None:
         matches_torch(program, model, (torch.rand(b, n, 2),), tmp_path, "pointer")
 
 
-def test_a_greedy_decoder_over_the_source_length_keeps_batch_and_length(tmp_path) -> None:
+class GreedyScaled(Greedy):
+    """The greedy decoder of bentrevett's seq2seq tutorials at inference: ``max_len`` a multiple
+    of the source length, or one step more."""
+
+    def __init__(self, scale: int, extra: int) -> None:
+        super().__init__()
+        self.scale, self.extra = scale, extra
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:
+        _, (h, c) = self.enc(self.emb(src))
+        h, c = h[0], c[0]
+        tok = torch.zeros(src.size(0), dtype=torch.long)
+        logits = []
+        for _ in range(src.size(1) * self.scale + self.extra):
+            h, c = self.cell(self.emb(tok), (h, c))
+            step = self.out(h)
+            tok = step.argmax(-1)
+            logits.append(step)
+        return torch.stack(logits, 1)
+
+
+@pytest.mark.parametrize("make", [Greedy, lambda: GreedyScaled(2, 0), lambda: GreedyScaled(1, 1)],
+                         ids=["T", "2T", "T+1"])
+def test_a_greedy_decoder_over_the_source_length_keeps_batch_and_length(make, tmp_path) -> None:
+    """``range(src.size(1) * 2)`` stayed unrolled (T fixed, with a generic hint) before."""
     torch.manual_seed(0)
-    model = Greedy().eval()
+    model = make().eval()
     program = trace_quietly(model, (torch.randint(0, 12, (2, 7)),))
     assert program.graph.inputs[0][1].shape == ("B", "T")
-    for b, n in ((3, 11), (2, 3)):
+    assert len(program.rnn_nodes()) == 2  # the encoder and the rolled decoder loop
+    for b, n in ((3, 11), (2, 3), (1, 1)):
         matches_torch(program, model, (torch.randint(0, 12, (b, n)),), tmp_path, "greedy")
 
 
