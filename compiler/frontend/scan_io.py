@@ -43,7 +43,7 @@ class Emit:
 def step_inputs(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]],
                                                 list[tuple[int, list[int], tuple[int, ...]]], list[bool]]:
     """The loop's per-step inputs: one slot per distinct read (source, axis, keep, direction),
-    each source's batch axis and feature sizes, and whether it carries ids as floats.  One rnn
+    each source's batch axis and feature sizes, and whether it travels as float32 (ids, masks).  One rnn
     sequence holds them all, so they share a dtype and a length (a prefix counts as its length)."""
     slots = list(dict.fromkeys(mt.reads.values()))  # one per distinct read
     if not slots and mt.loop.clock is None:
@@ -56,7 +56,8 @@ def step_inputs(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]]
         if len(bpos) != 1 or not static(tuple(xt.shape[k] for k in rest if k != bpos[0])):
             raise Skip(f"read source {xt.text()} has no batch dim or a symbolic feature dim")
         layout.append((bpos[0], rest, tuple(xt.shape[k] for k in rest if k != bpos[0])))
-    ids = [ids_only(g, mt, slot) for slot in slots]
+    # (a mask read per step, pytorch-crf's ``mask[i]``, travels as float32 0/1 too: exact)
+    ids = [g.types[slot[0]].dtype == "bool" or ids_only(g, mt, slot) for slot in slots]
     if len({"float32" if as_float else g.types[x].dtype for (x, *_), as_float in zip(slots, ids, strict=True)}) > 1:
         raise Skip("per-step inputs of several dtypes")
     if len({symdims.slice_length(g.types[x].shape[ax], 0, mt.loop.stops.get((x, ax), _END), 1)

@@ -577,6 +577,41 @@ def test_a_score_written_before_it_is_read_holds_at_length_one(tmp_path: object)
         matches_torch(program, model, (torch.randn(b, t, 4),), tmp_path, f"crf_{t}_{b}")
 
 
+class MaskedCRF(nn.Module):
+    """pytorch-crf's ``_compute_normalizer``, time-major: the score moves only where the mask is
+    set, ``score = torch.where(mask[i].unsqueeze(1), next_score, score)``."""
+
+    def __init__(self, k: int = 5) -> None:
+        super().__init__()
+        self.start, self.end = nn.Parameter(torch.randn(k)), nn.Parameter(torch.randn(k))
+        self.trans = nn.Parameter(torch.randn(k, k))
+
+    def forward(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # [T, B, K], [T, B]
+        score = self.start + emissions[0]
+        for i in range(1, emissions.size(0)):
+            nxt = torch.logsumexp(score.unsqueeze(2) + self.trans + emissions[i].unsqueeze(1), dim=1)
+            score = torch.where(mask[i].unsqueeze(1), nxt, score)
+        return torch.logsumexp(score + self.end, dim=1)
+
+
+def test_a_loop_reading_a_boolean_mask_per_step_rolls(tmp_path: object) -> None:
+    """Per-step reads of a float and a bool source: the mask travels in the rnn's float32
+    sequence as 0/1 and is cast back in the step (the loop stayed unrolled, T fixed, before)."""
+    from program_checks import matches_torch  # tests/program_checks.py
+
+    def inputs(t: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = torch.randint(1, t + 1, (b,))
+        lengths[0] = t
+        return torch.randn(t, b, 5), torch.arange(t)[:, None] < lengths[None]
+
+    torch.manual_seed(0)
+    model = MaskedCRF().eval()
+    program = rnnc.trace(model, inputs(9, 2))
+    assert len(program.rnn_nodes()) == 1 and isinstance(program.graph.inputs[0][1].shape[0], str)
+    for t, b in ((1, 3), (2, 2), (13, 3)):
+        matches_torch(program, model, inputs(t, b), tmp_path, f"masked_crf_{t}_{b}")
+
+
 class ViterbiDecode(CRFScores):
     """The BiLSTM-CRF tutorial's decode: the best score's history of argmax positions, walked
     back from the best last tag (``for hist in reversed(history)``), the path reversed."""
