@@ -283,7 +283,7 @@ def trace(model: nn.Module | torch.jit.ScriptModule, example_inputs: Any, *, dyn
                 again = None
             if again is not None and not check_at_example(model, again, examples):
                 program, wrong, said = again, "", []
-    for w in said:
+    for w in {(str(w.message), w.category): w for w in said}.values():  # (once each: every build says them)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if wrong:  # every other check is at other sizes: never return a Program wrong where it was traced
         raise UnsupportedError(f"rnnc.trace: the traced Program differs from {type(model).__name__} on the example "

@@ -408,7 +408,7 @@ def test_squeeze_without_a_dim_says_the_batch_of_one_differs() -> None:
         warnings.simplefilter("always")
         program = rnnc.trace(SqueezeAll(None).eval(), (torch.randn(2, 7, 4),))
     said = [str(w.message) for w in caught if "squeeze()" in str(w.message)]
-    assert said and "test_size_patterns.py:" in said[0] and "keeps B" in said[0]
+    assert "test_size_patterns.py:" in said[0] and "keeps B" in said[0]
     assert program.graph.outputs and program.graph.inputs[0][1].shape[0] == "B"
     model = SqueezeAll(0).eval()
     program = trace_quietly(model, (torch.randn(2, 7, 4),))
@@ -538,3 +538,17 @@ def test_a_batch_of_two_baked_into_a_constant_is_named() -> None:
     line = inspect.getsourcelines(NumpyBatch.forward)[1] + 4  # the np.zeros line
     assert f"test_size_patterns.py:{line} is f32[2,1], 2 being B" in said, said
     assert program.graph.inputs[0][1].shape[0] == 2
+
+
+class SqueezeThenBranch(SqueezeAll):  # a fallback builds the Program again, and meets the squeeze again
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.gru(x)[1].squeeze()
+        return hidden * 2 if x.size(1) < 16 else hidden
+
+
+def test_a_warning_every_build_meets_is_said_once() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rnnc.trace(SqueezeThenBranch(None).eval(), (torch.randn(2, 7, 4),))
+    said = [str(w.message) for w in caught if "squeeze()" in str(w.message)]
+    assert len(said) == 1, said
