@@ -208,7 +208,8 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
     if loops is not None:
         loops["retimed"] = ctx.retimed
         loops["lines"] = ctx.lines
-    return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})").verify()
+    lines = {v: at for v, at in ctx.lines.items() if at}
+    return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})", lines=lines).verify()
 
 
 def _checks(loops: dict[str, Any]) -> dict[str, Any]:

@@ -190,6 +190,9 @@ class Program:
     graph: Graph
     weights: Weights = field(default_factory=Weights, compare=False, repr=False)
     source: str = field(default="", compare=False)
+    #: the user's source line (``model.py:42``) of top-level values the frontend made, so that a
+    #: backend refusing an op can say where the model wrote it; not part of the structure
+    lines: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     # The methods below live in sibling modules; they are attached lazily to keep this file small.
     def verify(self) -> Program:

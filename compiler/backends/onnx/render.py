@@ -52,8 +52,9 @@ def _render_loop(g: OnnxGraph, graph: Graph, names: dict[str, str], types: Mappi
 def unsupported(program: Program, opset: int) -> str:
     """Why ``program`` cannot be exported at ``opset`` ("" when it can)."""
     for graph, node in program.graph.walk():
+        at = program.lines.get(node.outputs[0]) if graph is program.graph and node.outputs else None
+        where = f"in graph {graph.name}" if graph is not program.graph else f"at {at}" if at else "at top level"
         if node.op not in RENDERERS:
-            where = f"in graph {graph.name}" if graph is not program.graph else "at top level"
             return (f"op {node.op!r} ({node.label} {where}) has no ONNX rendering; supported ops: "
                     f"{', '.join(sorted(RENDERERS))}")
         if node.op == "aten":
@@ -61,7 +62,6 @@ def unsupported(program: Program, opset: int) -> str:
 
             why = unsupported_aten(node)
             if why:
-                where = f"in graph {graph.name}" if graph is not program.graph else "at top level"
                 return f"{why} ({where}); it runs in rnnc's interpreter and compiled modules, not in ONNX"
         need = MIN_OPSET.get(node.op, MIN_EXPORT_OPSET)
         if opset < need:
