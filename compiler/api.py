@@ -104,7 +104,9 @@ class CompiledModule(torch.nn.Module):
         text = self.choice.explain()
         if hasattr(self.runner, "explain_lines"):  # what the last call did (parallel-in-time runners)
             text = "\n".join([text, *self.runner.explain_lines()])
-        in_torch = sorted({f"aten.{n.attr('target')}" for n in self.program.graph.nodes if n.op == "aten"})
+        lines = self.program.lines
+        in_torch = sorted({f"aten.{n.attr('target')}" + (f" ({lines[n.outputs[0]]})" if n.outputs[0] in lines else "")
+                           for n in self.program.graph.nodes if n.op == "aten"})
         if in_torch and self.choice.backend != "onnx":
             text += "\n  runs in torch (no rnnc op): " + ", ".join(in_torch)
         return text

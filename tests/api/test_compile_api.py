@@ -129,7 +129,8 @@ def test_explain_names_the_ops_that_run_in_torch():
             return self.gru(y)[0]
 
     compiled = rnnc.compile(ConvGRU().eval(), (torch.randn(2, 1, 5, 8),), backend="c")
-    assert "runs in torch" in compiled.explain() and "aten.conv2d.default" in compiled.explain()
+    # which op, and the model's line that calls it (``Program.lines``)
+    assert "runs in torch" in compiled.explain() and "aten.conv2d.default (test_compile_api.py:" in compiled.explain()
 
 
 def test_no_backend_fits_is_explained():
