@@ -228,7 +228,7 @@ def _refuse_data(name: str, plain: Any) -> Any:
 
 
 #: how many distinct lines' comparisons of a size with a number the trace checks (``_threshold``)
-MAX_THRESHOLDS = 4
+MAX_THRESHOLDS = 8
 
 
 def _threshold(size: TracedInt, c: int) -> None:
@@ -244,7 +244,7 @@ def _threshold(size: TracedInt, c: int) -> None:
     import rnnc
 
     tracer = size.tracer
-    if len(tracer.thresholds) >= MAX_THRESHOLDS:
+    if len(tracer.thresholds) >= MAX_THRESHOLDS or _rank(size.node.op, size.node.target, size.node.args):
         return
     caller = sys._getframe(2).f_code.co_filename  # (the frame that wrote ``size < c``)
     if os.path.abspath(caller).startswith(os.path.dirname(os.path.abspath(rnnc.__file__))):
@@ -374,6 +374,8 @@ class ConcreteTracer(fx.Tracer):
             self._running -= 1
         if written is not None:  # ``e.masked_fill_(m, v)``: ``e`` is the result from now on
             _rebind(self, written, node)
+        if isinstance(ex, int) and not isinstance(ex, bool) and kind == "call_method" and _rank(kind, target, args):
+            return ex  # ``x.dim()``: a Program's ranks are fixed; a plain number (no size to compare)
         if isinstance(ex, int) and not isinstance(ex, bool):
             data = (kind == "call_method" and target == "item") or any(
                 n in self.data_sizes for n in node.all_input_nodes)
@@ -569,6 +571,14 @@ def function_name(target: Any) -> str:
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _rank(kind: str, target: Any, args: Any) -> bool:
+    """Whether a call reads a tensor's rank (``x.dim()``, ``x.ndim``): SRU's and DRAW's ``if
+    input.dim() != 3`` checks compare no size, and as sizes they filled ``_threshold``'s lines.
+    (``x.dim()`` is the plain number; ``x.ndim``, an fx attribute, must stay a ``TracedInt``.)"""
+    return (kind == "call_method" and target in ("dim", "ndimension")) or (
+        kind == "call_function" and target is builtins.getattr and len(args) > 1 and args[1] == "ndim")
 
 
 def _asserted(frame: Any) -> bool | None:

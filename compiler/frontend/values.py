@@ -94,6 +94,8 @@ def legacy_dtype(a: Any) -> torch.dtype | None:
     its dtype."""
     if isinstance(a, str):
         return LEGACY_TENSORS.get(a.removeprefix("torch.").removeprefix("cuda.")) if a.startswith("torch.") else None
+    if not isinstance(a, type):  # (a traced value answers any attribute: not asked)
+        return None
     legacy = getattr(a, "builtin", a)
     dtype = getattr(legacy, "dtype", None) if isinstance(legacy, type) else None
     return dtype if isinstance(dtype, torch.dtype) and legacy.__name__ in LEGACY_TENSORS else None
