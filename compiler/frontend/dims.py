@@ -317,17 +317,24 @@ def _crossings(symbols: dict[str, int], near: Sequence[tuple[int, int, str]]
                ) -> list[tuple[dict[str, int], tuple[int, int, str]]]:
     """The sizes that cross each comparison ``size <op> c`` the model made: the size was ``v`` at
     the example, so a symbol ``n`` there that the size follows one to one (``T``, ``T - 1``,
-    ``len(x)``) crosses at ``n + c - v`` or next to it, whichever the operator; each symbol alone
-    (the others at the example's), sizes of at least 1 that the other checks do not take."""
+    ``len(x)``) crosses at ``n + c - v`` or next to it, whichever the operator, and one it
+    follows in proportion (``T // 2``, ``4 * T``) near ``n * c / v``; each symbol alone (the
+    others at the example's), sizes of at least 1 that the other checks do not take, at most
+    ``MAX_CROSSINGS`` of them (the comparisons met first first)."""
     out: list[tuple[dict[str, int], tuple[int, int, str]]] = []
     seen: set[tuple[str, int]] = set()
     for c, v, line in near:
         for s, n in symbols.items():
-            for new in (n + c - v - 1, n + c - v, n + c - v + 1):
+            centres = [n + c - v] + ([round(n * c / v)] if v > 0 and c > 0 else [])
+            for new in (k + d for k in centres for d in (-1, 0, 1)):
                 if new >= 1 and new not in (n, 2 * n, 2 * n + 1) and (s, new) not in seen:
                     seen.add((s, new))
                     out.append(({**symbols, s: new}, (c, v, line)))
-    return out
+    return out[:MAX_CROSSINGS]
+
+
+#: at most this many sizes next to compared numbers are tried (``_crossings``)
+MAX_CROSSINGS = 32
 
 
 def _compare_grown(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]],

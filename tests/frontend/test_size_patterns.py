@@ -457,6 +457,14 @@ class ShortOrLong(nn.Module):  # xLSTM's ``if S < mask.size(-1)``: a cached mask
         return y.cumsum(1) * 2
 
 
+class HalvedShort(ShortOrLong):  # a size that follows the length in proportion: T // 2 < 8 below T = 16
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        if x.size(1) // 2 < 8:
+            return y.cumsum(1)
+        return y.cumsum(1) * 2
+
+
 class RankChecksFirst(OneStepOrLoop):  # SRU's and DRAW's rank checks ahead of the branch on a size
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _ in range(3):
@@ -477,7 +485,8 @@ class RankChecksFirst(OneStepOrLoop):  # SRU's and DRAW's rank checks ahead of t
         return h
 
 
-@pytest.mark.parametrize("cls, crossing", [(OneStepOrLoop, 1), (ShortOrLong, 64), (RankChecksFirst, 1)])
+@pytest.mark.parametrize("cls, crossing", [(OneStepOrLoop, 1), (ShortOrLong, 64), (RankChecksFirst, 1),
+                                            (HalvedShort, 8)])
 def test_a_size_compared_with_a_number_is_checked_where_the_branch_turns(cls: type[nn.Module],
                                                                            crossing: int) -> None:
     """A Python branch on a size against a number (``len(x) == 1``, ``S < 64``) keeps the branch
