@@ -185,6 +185,8 @@ def _walk(ctx: Ctx, ep: Any, tvs: list[TV], qual: str, what: str) -> Any:
             spec = next(specs)
             if spec.kind == torch.export.graph_signature.InputKind.USER_INPUT:
                 env[node] = next(user)
+            elif spec.kind == torch.export.graph_signature.InputKind.TOKEN:
+                env[node] = None  # the order of side effects (``with_effects``): nothing to compute
             else:
                 name = str(spec.target).removeprefix("m.")
                 env[node] = ctx.param(_state(ep, spec.target), prefix + name if prefix or name else "const")
@@ -197,6 +199,9 @@ def _walk(ctx: Ctx, ep: Any, tvs: list[TV], qual: str, what: str) -> Any:
             env[node] = args[0][args[1]]
         elif node.target in _ARITH:
             env[node] = _ARITH[node.target](*args)  # SymInt arithmetic keeps its expression
+        elif node.target is torch.ops.higher_order.with_effects and isinstance(node.args[1], torch._ops.OpOverload) \
+                and not node.args[1]._schema.returns:
+            env[node] = (None,)  # ``torch.linalg.inv``'s error check (``_linalg_check_errors``): a check, no value
         elif isinstance(node.target, torch._ops.OpOverload):
             if not node.target._schema.returns:  # export's runtime asserts: nothing to compute
                 env[node] = None

@@ -199,3 +199,24 @@ def test_run_time_shapes_follow_the_batch(batch: int, tmp_path) -> None:
     rnnc.export_onnx(program, path=path)
     for g, w in zip(StatefulSession(str(path))(x, y), want, strict=True):
         torch.testing.assert_close(torch.from_numpy(g), w)
+
+
+@pytest.mark.parametrize("op", ["inv", "solve"])
+def test_ops_with_error_checks_trace(op: str) -> None:
+    """A Kalman filter's gain ``P @ H.T @ torch.linalg.inv(S)`` and its ``torch.linalg.solve(S, r)``:
+    their export carries an error check as a side effect (a token input and ``with_effects``),
+    which crashed the trace with a bare ``KeyError: None``.  The check is no value; the ops run
+    in the interpreter (ONNX names them: it has no rendering)."""
+    from rnnc.tolerances import assert_close
+
+    def gain(x: torch.Tensor) -> torch.Tensor:
+        s = x.transpose(-1, -2) @ x + torch.eye(16)
+        return torch.linalg.inv(s) if op == "inv" else torch.linalg.solve(s, x.transpose(-1, -2))
+
+    model = Fn(gain)
+    program = _program(model, _seq)
+    x = _seq(3)
+    with torch.no_grad():
+        assert_close(program.run(x), model(x), backend="interp")
+    with pytest.raises(rnnc.errors.UnsupportedError, match="linalg.*no ONNX rendering yet"):
+        rnnc.export_onnx(program)
