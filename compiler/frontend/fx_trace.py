@@ -75,12 +75,14 @@ class ConcreteProxy(fx.Proxy):
         if isinstance(const, torch.Tensor) and const.numel() == 1:  # ``if self.initialized:`` on a buffer
             return bool(const)
         passes = _asserted(sys._getframe(1))
-        if passes is not None:  # ``assert not torch.isnan(y).any()``: held at the example (it ran)
+        if passes is not None and isinstance(ex, torch.Tensor) and ex.numel() == 1 and bool(ex) == passes:
+            # ``assert not torch.isnan(y).any()``, ``if not mask[:, 0].all(): raise``: held at the
+            # example (the model ran there; a raise caught by the model is not this)
             line = _calling_line()
             if line not in self.tracer.asserts:
                 self.tracer.asserts.add(line)
-                warnings.warn(f"rnnc.trace: the assert at {line} checks tensor data; the Program does not check "
-                              "it (it held on the example)", stacklevel=2)
+                warnings.warn(f"rnnc.trace: the check at {line} (an assert, or an if that raises) reads tensor "
+                              "data; the Program does not check it (it held on the example)", stacklevel=2)
             return passes
         raise UnsupportedError(f"control flow on tensor data at fx node {self.node.name!r} at {_calling_line()} "
                                "cannot be traced; rnnc supports branches on shapes and loops over sizes only")
@@ -582,11 +584,13 @@ def _rank(kind: str, target: Any, args: Any) -> bool:
 
 
 def _asserted(frame: Any) -> bool | None:
-    """Whether ``frame`` is asking for a truth value to decide an ``assert``: the value that lets
-    the assert pass (``assert c`` jumps past the raise when ``c`` is true, ``assert not c`` when
-    it is false), else None.  Read from the bytecode: the conditional jump being run falls
-    through into ``raise AssertionError``.  (fx's own ``trace_asserts`` knows only Python 3.10's
-    jump names.)"""
+    """Whether ``frame`` is asking for a truth value to decide a check -- an ``assert``, or an
+    ``if`` whose body only raises (pytorch-crf's ``if not mask[:, 0].all(): raise ValueError``)
+    -- and then the value that skips the raise (``assert c`` and ``if not c: raise`` jump past it
+    when ``c`` is true; ``assert not c`` and ``if c: raise`` when it is false), else None.  Read
+    from the bytecode: the conditional jump being run falls through into a straight run of
+    instructions that ends in a raise.  (fx's own ``trace_asserts`` knows only Python 3.10's jump
+    names, and asserts only.)"""
     import dis
 
     insts = list(dis.get_instructions(frame.f_code))
@@ -595,10 +599,17 @@ def _asserted(frame: Any) -> bool | None:
         return None
     if insts[at].opname == "TO_BOOL" and at + 2 < len(insts):  # (Python 3.13 converts first, then jumps)
         at += 1
-    jump, after = insts[at], insts[at + 1]
-    raises = after.opname == "LOAD_ASSERTION_ERROR" or (after.opname == "LOAD_GLOBAL"
-                                                        and after.argval == "AssertionError")
-    if not raises or not jump.opname.startswith("POP_JUMP") or "NONE" in jump.opname:
+    jump = insts[at]
+    if not jump.opname.startswith("POP_JUMP") or "NONE" in jump.opname or not isinstance(jump.argval, int) \
+            or jump.argval <= jump.offset:
+        return None
+    body = [inst for inst in insts[at + 1:] if inst.offset < jump.argval]
+    straight = not any(inst.opname.startswith(("JUMP", "POP_JUMP", "RETURN", "FOR_ITER", "SEND", "YIELD"))
+                       or inst.opname in ("RERAISE", "PUSH_EXC_INFO") for inst in body)
+    if not body or body[-1].opname != "RAISE_VARARGS" or not straight:
+        return None
+    caught = getattr(dis.Bytecode(frame.f_code), "exception_entries", ())  # (a raise inside ``try``
+    if any(e.start <= body[-1].offset < e.end for e in caught):  # is control flow, not a check)
         return None
     return jump.opname.endswith("IF_TRUE")
 

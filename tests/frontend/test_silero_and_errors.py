@@ -105,14 +105,19 @@ class Asserts(nn.Module):
         for t in range(x.size(1)):
             h = self.cell(x[:, t], h)
             assert (not torch.isnan(h).any())
+        if not (h == h).all():
+            raise ValueError(f"the state of {x.shape} has NaNs")
+        if torch.isinf(h).any():
+            raise RuntimeError("diverged")
         return h
 """
 
 
 def test_asserts_on_tensor_data_are_said_once_each_and_dropped() -> None:
-    """An ``assert`` on tensor data (a NaN check) held on the example -- the model ran there --
-    and is a check, not a branch: the Program does not check it, and the trace says so once per
-    line (it was refused as control flow, naming no line).  A branch on data is still refused."""
+    """An ``assert`` on tensor data (a NaN check), or an ``if`` that only raises (pytorch-crf's
+    ``_validate``), held on the example -- the model ran there -- and is a check, not a branch:
+    the Program does not check it, and the trace says so once per line (it was refused as
+    control flow, naming no line).  A branch on data is still refused."""
     import warnings
 
     from program_checks import matches_torch  # tests/program_checks.py
@@ -124,8 +129,8 @@ def test_asserts_on_tensor_data_are_said_once_each_and_dropped() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         program = trace(model, torch.randn(2, 6, 4))
-    said = [str(w.message) for w in caught if "the assert at" in str(w.message)]
-    assert sorted(m.split()[4] for m in said) == ["asserting_model.py:13", "asserting_model.py:16"], said
+    said = [str(w.message) for w in caught if "the check at" in str(w.message)]
+    assert sorted(m.split()[4] for m in said) == [f"asserting_model.py:{n}" for n in (13, 16, 17, 19)], said
     assert program.graph.inputs[0][1].shape[:2] == ("B", "T")
     matches_torch(program, model, (torch.randn(3, 9, 4),))
 
@@ -148,3 +153,26 @@ def test_explicit_dynamic_dims() -> None:
     assert program.graph.inputs[0][1].shape == ("N", 5, 4)
     with pytest.raises(UserInputError):
         program.run(torch.randn(2, 6, 4))
+
+
+CAUGHT = """
+from torch import nn
+
+
+class Caught(nn.Module):
+    def forward(self, x):
+        try:
+            assert (x > 0).all()
+            return x + 1
+        except AssertionError:
+            return x
+"""
+
+
+def test_an_assert_caught_by_the_model_is_control_flow_and_refused() -> None:
+    """An assert inside ``try`` whose ``except`` takes another path is a branch on data: refused
+    (taken for a check, the Program returned ``x + 1`` where torch returns ``x``)."""
+    space: dict[str, object] = {}
+    exec(compile(CAUGHT, "caught_model.py", "exec"), space)  # noqa: S102 -- the model's source, above
+    with pytest.raises(UnsupportedError, match=r"control flow on tensor data .* at caught_model\.py:8"):
+        trace(space["Caught"]().eval(), torch.rand(2, 3) + 0.1)
