@@ -325,11 +325,20 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
         loops: dict[str, Any] = {}
         program = _build(model, examples, dims, names, cells=cells, loops=loops)
         wrong = check_at_other_size(model, program, examples, dims, **_checks(loops))
-        if wrong and loops.get("unreversed"):  # a fixed-count loop's reversed list: as it was
+        # what the loop pass did was wrong for this model (``_trace_auto`` likewise): the same dims
+        # without the flipped stack (a fixed-count loop's reversed list), else without rolling (a
+        # fixed-count loop taken for one clocked by the length)
+        retries = [{"unreverse": False}] if loops.get("unreversed") else []
+        retries += [{"roll": False}] if loops.get("rolled") or loops.get("retimed") else []
+        for retry in retries if wrong else []:
             again: dict[str, Any] = {}
-            kept = _build(model, examples, dims, names, cells=cells, loops=again, unreverse=False)
-            if not check_at_other_size(model, kept, examples, dims, **_checks(again)):
+            try:
+                kept = _build(model, examples, dims, names, cells=cells, loops=again, **retry)
+            except Exception:  # noqa: BLE001 -- the first build's verdict stands
+                continue
+            if not check_at_other_size(model, kept, examples, dims, **_checks({**loops, **again})):
                 program, wrong, loops = kept, "", again
+                break
     if wrong:  # the dims are the user's: kept, but never silently wrong at another size
         left = loops.get("left") or []
         warnings.warn(f"rnnc.trace: the Program is right at the example's sizes only; with {_show(dims, names)}: "

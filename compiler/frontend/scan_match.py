@@ -22,8 +22,9 @@ BATCH = "B"
 MAX_PEELED = 1
 
 
-#: the step counts a clocked loop may run, ``k * T + c`` for (k, c) (``clocked``)
-CLOCK_SCALES = ((1, 0), (1, 1), (1, -1), (2, 0), (2, 1), (3, 0), (4, 0))
+#: the step counts a clocked loop may run, ``k * T + c`` for (k, c) (``clocked``): never fewer
+#: than T (``range(T - 1)`` would run no step at T = 1, which no rnn backend takes)
+CLOCK_SCALES = ((1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (4, 0))
 
 
 class Skip(Exception):
@@ -242,7 +243,8 @@ def clocked(g: Indexed, sizes: dict[str, int], by_key: dict[Any, dict[int, list[
                     lengths.setdefault(n, (name, ax, k, c))
                     named.setdefault(n, set()).add((d, k, c))
     for n, syms in named.items():  # two lengths of one example size: whose the loop runs is unknown
-        if len(syms) > 1:
+        own = {d for d, k, c in syms if (k, c) == (1, 0)}  # (an input's own length before a multiple)
+        if len(own) > 1 or (not own and len(syms) > 1):
             del lengths[n]
     if not lengths:
         return []

@@ -13,6 +13,7 @@ from torch import nn
 
 import rnnc
 from rnnc.errors import UserInputError
+from rnnc.tolerances import assert_close
 
 
 class Pointer(nn.Module):
@@ -168,3 +169,76 @@ def test_a_loop_clocked_by_another_length_is_never_silently_wrong() -> None:
         matches_torch(program, model, inputs)
     with pytest.raises(UserInputError):  # the step count's length stayed the example's, and says so
         program.run(torch.randn(4, 20, 3), torch.randn(4, 10, 8))
+
+
+class Refine(nn.Module):
+    """A fixed count of refinement steps after an encoder: no loop over time, though traced where
+    the count is T, T + 1 or 2T (a clock's guess)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.enc, self.cell = nn.GRU(4, 8, batch_first=True), nn.GRUCell(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, h = self.enc(x)
+        h, z = h[0], y.mean(1)
+        for _ in range(self.steps):
+            h = self.cell(z, h)
+        return y * h[:, None]
+
+
+@pytest.mark.parametrize("steps", [3, 4, 6])
+def test_a_fixed_count_loop_with_the_dims_given_is_built_again_without_rolling(steps: int) -> None:
+    """With ``dynamic=`` given, a wrong clock guess is built again without rolling (as the
+    default dims are), not returned with a warning: wrong by 0.03 at T = 9 before (and at a
+    count of T, before this session's clocks too)."""
+    torch.manual_seed(0)
+    model = Refine(steps).eval()
+    program = trace_quietly(model, (torch.randn(2, 3, 4),), dynamic=[{0: "B", 1: "T"}])
+    matches_torch(program, model, (torch.randn(3, 9, 4),))
+
+
+class TwoLengths(nn.Module):
+    """A decoder clocked by its second input's length T1 = 2T at the example."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.enc2 = nn.GRU(4, 8, batch_first=True), nn.GRU(4, 8, batch_first=True)
+        self.cell, self.out = nn.GRUCell(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.enc(x)[1][0] + self.enc2(y)[1][0]
+        z = torch.zeros_like(h)
+        outs = []
+        for _ in range(y.size(1)):
+            h = self.cell(z, h)
+            z = torch.tanh(self.out(h))
+            outs.append(z)
+        return torch.stack(outs, 1)
+
+
+def test_an_inputs_own_length_wins_over_a_multiple_of_another() -> None:
+    """T1 = 6 = 2 * T at the example: the loop runs T1 (an input's own length), not 2T; a tie
+    of the two dropped the clock and fixed T1."""
+    torch.manual_seed(0)
+    model = TwoLengths().eval()
+    program = trace_quietly(model, (torch.randn(2, 3, 4), torch.randn(2, 6, 4)))
+    assert program.graph.inputs[1][1].shape[1] == "T1"
+    matches_torch(program, model, (torch.randn(3, 5, 4), torch.randn(3, 7, 4)))
+
+
+def test_a_loop_one_step_shorter_than_the_length_is_right_at_length_one() -> None:
+    """``range(T - 1)`` would run no step at T = 1, which no rnn backend takes: it is no clock
+    (it rolled as one, and was wrong by 0.6 at T = 1, silently)."""
+    torch.manual_seed(0)
+    model = GreedyScaled(1, -1).eval()
+    program = rnnc.trace(model, (torch.randint(0, 12, (2, 7)),))
+    for b, n in ((3, 11), (2, 1)):
+        x = torch.randint(0, 12, (b, n))
+        try:
+            got = program.run(x)
+        except UserInputError:
+            continue  # the length stayed the example's, and the Program says so
+        with torch.no_grad():
+            assert_close(got, model(x), backend="interp")
