@@ -15,6 +15,7 @@ symbolic.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -288,7 +289,7 @@ BRANCH_KEPT = "and the Program keeps the branch Python took at the example's siz
 
 
 def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]],
-                        each: bool = False, near: Sequence[tuple[int, int, str]] = ()) -> str:
+                        each: bool = False, near: Sequence[tuple[float, float, str]] = ()) -> str:
     """Why ``program`` disagrees with ``model`` at twice the example's size in every symbolic dim,
     then at twice plus one ("" when it agrees, or when the model itself cannot run there).
     Catches what a trace bakes in without knowing (a Python loop unrolled over the example's
@@ -313,23 +314,27 @@ def check_at_other_size(model: Any, program: Any, examples: list[torch.Tensor], 
     return ""
 
 
-def _crossings(symbols: dict[str, int], near: Sequence[tuple[int, int, str]]
-               ) -> list[tuple[dict[str, int], tuple[int, int, str]]]:
+def _crossings(symbols: dict[str, int], near: Sequence[tuple[float, float, str]]
+               ) -> list[tuple[dict[str, int], tuple[float, float, str]]]:
     """The sizes that cross each comparison ``size <op> c`` the model made: the size was ``v`` at
     the example, so a symbol ``n`` there that the size follows one to one (``T``, ``T - 1``,
     ``len(x)``) crosses at ``n + c - v`` or next to it, whichever the operator, and one it
     follows in proportion (``T // 2``, ``4 * T``) near ``n * c / v``; each symbol alone (the
     others at the example's), sizes of at least 1 that the other checks do not take, at most
-    ``MAX_CROSSINGS`` of them (the comparisons met first first)."""
-    out: list[tuple[dict[str, int], tuple[int, int, str]]] = []
+    ``MAX_CROSSINGS`` of them, the nearest the example's first."""
+    out: list[tuple[dict[str, int], tuple[float, float, str]]] = []
     seen: set[tuple[str, int]] = set()
     for c, v, line in near:
         for s, n in symbols.items():
-            centres = [n + c - v] + ([round(n * c / v)] if v > 0 and c > 0 else [])
-            for new in (k + d for k in centres for d in (-1, 0, 1)):
+            centres = [n + c - v] + ([n * c / v] if v > 0 and c > 0 else [])  # (floats: ``T < 9.5``)
+            near_ones = (k for x in centres for k in (math.floor(x) - 1, math.floor(x), math.ceil(x), math.ceil(x) + 1))
+            for new in dict.fromkeys(near_ones):
                 if new >= 1 and new not in (n, 2 * n, 2 * n + 1) and (s, new) not in seen:
                     seen.add((s, new))
                     out.append(({**symbols, s: new}, (c, v, line)))
+    # the nearest sizes first: a size that fails is then named by the comparison it crosses
+    # first, not by one of a fixed dim whose guessed crossing lies beyond it
+    out.sort(key=lambda t: sum(abs(t[0][s] - n) for s, n in symbols.items()))
     return out[:MAX_CROSSINGS]
 
 

@@ -222,18 +222,19 @@ def _refuse_data(name: str, plain: Any) -> Any:
                 and not self.tracer._running:
             if any(isinstance(o, TracedInt) and o.node is not self.node for o in other):
                 self.tracer.compared = True  # ``a.size(1) > b.size(1)`` (``TracedInt.compared``)
-            elif len(other) == 1 and type(other[0]) is int:
-                _threshold(self, other[0])
+            elif len(other) == 1 and type(other[0]) in (int, float):
+                _threshold(self.tracer, self.node, int(self), other[0])
         return plain(self, *other)
 
     return method
 
 
-#: how many distinct lines' comparisons of a size with a number the trace checks (``_threshold``)
-MAX_THRESHOLDS = 8
+#: how many distinct lines' comparisons of a size with a number the trace keeps (``_threshold``;
+#: the sizes they propose are capped apart, ``dims.MAX_CROSSINGS``)
+MAX_THRESHOLDS = 64
 
 
-def _threshold(size: TracedInt, c: int) -> None:
+def _threshold(tracer: Any, node: fx.Node | None, value: float, c: float) -> None:
     """Remember ``size`` compared with the number ``c`` in the model's code (the latent ODE's ``if
     len(time_steps) == 1``, xLSTM's ``if S < 64``): Python takes the example's branch, and the
     trace checks at twice the example's sizes never cross ``c``, so they would not see it.  Kept:
@@ -245,15 +246,14 @@ def _threshold(size: TracedInt, c: int) -> None:
 
     import rnnc
 
-    tracer = size.tracer
-    if len(tracer.thresholds) >= MAX_THRESHOLDS or _rank(size.node.op, size.node.target, size.node.args):
+    if len(tracer.thresholds) >= MAX_THRESHOLDS or (node is not None and _rank(node.op, node.target, node.args)):
         return
     caller = sys._getframe(2).f_code.co_filename  # (the frame that wrote ``size < c``)
     if os.path.abspath(caller).startswith(os.path.dirname(os.path.abspath(rnnc.__file__))):
         return
     line = _calling_line()
     if all(at != line for _, _, at in tracer.thresholds):
-        tracer.thresholds.append((c, int(size), line))
+        tracer.thresholds.append((c, value, line))
 
 
 for _name in ("__bool__", "__index__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", *_AS_NUMBER):
@@ -281,6 +281,24 @@ class TracedRatio(SymRatio):
         if int(self.num) < 0 or int(self.den) <= 0:
             return math.trunc(float(self))
         return self.num // self.den
+
+
+def _ratio_compared(name: str) -> Any:
+    """``T / 3 < 3``: the float's answer, the comparison remembered like a size's (``_threshold``)."""
+    plain = getattr(float, name)
+
+    def method(self: TracedRatio, other: Any) -> Any:
+        tracer = next((a.tracer for a in (self.num, self.den) if isinstance(a, TracedInt)), None)
+        if tracer is not None and not tracer._running and type(other) in (int, float):
+            _threshold(tracer, None, float(self), other)
+        return plain(self, other)
+
+    return method
+
+
+for _name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
+    setattr(TracedRatio, _name, _ratio_compared(_name))
+TracedRatio.__hash__ = float.__hash__  # type: ignore[method-assign]
 
 
 def _ratio(a: Any, b: Any) -> Any:
@@ -317,7 +335,7 @@ class ConcreteTracer(fx.Tracer):
         self.compared = False
         # a traced size compared with a number (``if len(time_steps) == 1``): (the number, the
         # size at the example, the line) -- ``_threshold``
-        self.thresholds: list[tuple[int, int, str]] = []
+        self.thresholds: list[tuple[float, float, str]] = []
         self.asserts: set[str] = set()  # lines of asserts on tensor data, said once (``_asserted``)
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
@@ -491,7 +509,7 @@ class Traced:
     a way that breaks the next trace."""
 
     def __init__(self, root: nn.Module, graph: fx.Graph, defaults: list[Any] | None = None,
-                 compared: bool = False, thresholds: list[tuple[int, int, str]] | None = None) -> None:
+                 compared: bool = False, thresholds: list[tuple[float, float, str]] | None = None) -> None:
         self.root, self.graph = root, graph
         self.defaults = defaults or []  # the values of forward's arguments beyond the examples
         self.compared = compared  # two traced sizes were compared (``ConcreteTracer.compared``)

@@ -465,6 +465,42 @@ class HalvedShort(ShortOrLong):  # a size that follows the length in proportion:
         return y.cumsum(1) * 2
 
 
+class FloatShort(ShortOrLong):  # a size compared with a float
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        if x.size(1) < 60.5:
+            return y.cumsum(1)
+        return y.cumsum(1) * 2
+
+
+class RatioShort(ShortOrLong):  # a ratio of sizes compared with a number: T / 3 < 20 below T = 60
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        if x.size(1) / 3 < 20:
+            return y.cumsum(1)
+        return y.cumsum(1) * 2
+
+
+class StaticChecksFirst(ShortOrLong):  # many checks of fixed dims ahead of the branch on the length
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = x.size(2)  # nine lines of checks: the cap on lines once took them all
+        ok = f == 3
+        ok = ok and f != 2
+        ok = ok and f > 2
+        ok = ok and f < 4
+        ok = ok and f >= 3
+        ok = ok and f <= 3
+        ok = ok and f != 5
+        ok = ok and f > 1
+        ok = ok and f < 9
+        if not ok:
+            raise ValueError("three features")
+        y = self.lin(x)
+        if x.size(1) < 60:
+            return y.cumsum(1)
+        return y.cumsum(1) * 2
+
+
 class RankChecksFirst(OneStepOrLoop):  # SRU's and DRAW's rank checks ahead of the branch on a size
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _ in range(3):
@@ -485,9 +521,10 @@ class RankChecksFirst(OneStepOrLoop):  # SRU's and DRAW's rank checks ahead of t
         return h
 
 
-@pytest.mark.parametrize("cls, crossing", [(OneStepOrLoop, 1), (ShortOrLong, 64), (RankChecksFirst, 1),
-                                            (HalvedShort, 8)])
-def test_a_size_compared_with_a_number_is_checked_where_the_branch_turns(cls: type[nn.Module],
+@pytest.mark.parametrize("cls, number, crossing", [
+    (OneStepOrLoop, 1, 1), (ShortOrLong, 64, 64), (RankChecksFirst, 1, 1), (HalvedShort, 8, 16),
+    (FloatShort, 60.5, 61), (RatioShort, 20, 60), (StaticChecksFirst, 60, 60)])
+def test_a_size_compared_with_a_number_is_checked_where_the_branch_turns(cls: type[nn.Module], number: float,
                                                                            crossing: int) -> None:
     """A Python branch on a size against a number (``len(x) == 1``, ``S < 64``) keeps the branch
     of the example; twice the example's length never crosses the number, so the checks try the
@@ -503,8 +540,9 @@ def test_a_size_compared_with_a_number_is_checked_where_the_branch_turns(cls: ty
         program = rnnc.trace(model, (torch.randn(2, 24, 3),))
     said = " ".join(str(w.message) for w in caught if "rnnc.trace" in str(w.message))
     source, first = inspect.getsourcelines(cls.forward)  # (rank checks are no comparison of sizes)
-    line = first + next(i for i, s in enumerate(source) if s.lstrip().startswith("if ") and "dim" not in s)
-    assert f"test_size_patterns.py:{line} compares a size with {crossing}" in said, said
+    line = first + next(i for i, s in enumerate(source)
+                        if s.lstrip().startswith("if ") and ("size(1)" in s or "len(" in s))
+    assert f"test_size_patterns.py:{line} compares a size with {number}" in said, said
     assert program.graph.inputs[0][1].shape[1] == 24
     x = torch.randn(3, 24, 3)
     assert_close(program.run(x), model(x), backend="interp")
