@@ -380,9 +380,12 @@ def _log_softmax(ctx: Ctx, x: TV, dim: int, *rest: Any) -> TV:
 
 def _reduce(name: str) -> AtenHandler:
     def fn(ctx: Ctx, x: TV, dims: Any = None, keepdim: bool = False, **kwargs: Any) -> Any:
-        if kwargs.get("dtype") is not None:  # torch casts the input first, then reduces
-            x = HANDLERS["to"](ctx, x, kwargs["dtype"])
-        return HANDLERS[name](ctx, x, list(dims) if dims is not None else None, keepdim)
+        dtype = kwargs.get("dtype")
+        if dtype is not None:  # torch casts the input first, then reduces in that dtype
+            x = HANDLERS["to"](ctx, x, dtype)
+        out = HANDLERS[name](ctx, x, list(dims) if dims is not None else None, keepdim)
+        # (``sum(dtype=torch.int32)`` stays int32: the frontend's sum counts integers in int64)
+        return HANDLERS["to"](ctx, out, dtype) if dtype is not None else out
 
     return fn
 

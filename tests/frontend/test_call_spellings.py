@@ -74,6 +74,7 @@ def test_spelling_matches_torch(name: str, tmp_path) -> None:
 DTYPES = {
     "count_of_a_mask": lambda x: (x > 0).sum(-1),
     "count_of_int32": lambda x: (x > 0).int().sum(1),
+    "count_in_int32": lambda x: (x > 0).sum(1, dtype=torch.int32),
     "last_index_from_a_count": lambda x: x.gather(1, ((x[..., :1] > -9).sum(1, keepdim=True) - 1)
                                                   .expand(-1, 1, x.size(2))),
     "type_legacy_class": lambda x: x.type(torch.DoubleTensor) * 2,
