@@ -56,8 +56,9 @@ def step_inputs(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]]
         if len(bpos) != 1 or not static(tuple(xt.shape[k] for k in rest if k != bpos[0])):
             raise Skip(f"read source {xt.text()} has no batch dim or a symbolic feature dim")
         layout.append((bpos[0], rest, tuple(xt.shape[k] for k in rest if k != bpos[0])))
-    # (a mask read per step, pytorch-crf's ``mask[i]``, travels as float32 0/1 too: exact)
-    ids = [g.types[slot[0]].dtype == "bool" or ids_only(g, mt, slot) for slot in slots]
+    # (a mask read per step, pytorch-crf's ``mask[i]``, bool or its older uint8, travels as
+    # float32 too: every value of a dtype of 16 bits or fewer is exact there)
+    ids = [g.types[slot[0]].dtype in EXACT_AS_FLOAT or ids_only(g, mt, slot) for slot in slots]
     if len({"float32" if as_float else g.types[x].dtype for (x, *_), as_float in zip(slots, ids, strict=True)}) > 1:
         raise Skip("per-step inputs of several dtypes")
     if len({symdims.slice_length(g.types[x].shape[ax], 0, mt.loop.stops.get((x, ax), _END), 1)
@@ -66,6 +67,8 @@ def step_inputs(g: Indexed, mt: Match) -> tuple[list[tuple[str, int, bool, int]]
     return slots, layout, ids
 
 
+#: per-step inputs of these dtypes travel in the rnn's float32 sequence, every value exact
+EXACT_AS_FLOAT = frozenset({"bool", "uint8", "int8", "int16"})
 #: token ids up to this many rows are exact in float32 (2**24)
 EXACT_IDS = 1 << 24
 

@@ -590,19 +590,25 @@ class MaskedCRF(nn.Module):
         score = self.start + emissions[0]
         for i in range(1, emissions.size(0)):
             nxt = torch.logsumexp(score.unsqueeze(2) + self.trans + emissions[i].unsqueeze(1), dim=1)
-            score = torch.where(mask[i].unsqueeze(1), nxt, score)
+            if mask.dtype == torch.bool:
+                score = torch.where(mask[i].unsqueeze(1), nxt, score)
+            else:  # pytorch-crf 0.6's uint8 mask
+                m = mask[i].unsqueeze(1)
+                score = nxt * m + score * (1 - m)
         return torch.logsumexp(score + self.end, dim=1)
 
 
-def test_a_loop_reading_a_boolean_mask_per_step_rolls(tmp_path: object) -> None:
-    """Per-step reads of a float and a bool source: the mask travels in the rnn's float32
-    sequence as 0/1 and is cast back in the step (the loop stayed unrolled, T fixed, before)."""
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8])
+def test_a_loop_reading_a_boolean_mask_per_step_rolls(dtype: torch.dtype, tmp_path: object) -> None:
+    """Per-step reads of a float and a bool (or uint8) source: the mask travels in the rnn's
+    float32 sequence, exact, and is cast back in the step (the loop stayed unrolled, T fixed,
+    before)."""
     from program_checks import matches_torch  # tests/program_checks.py
 
     def inputs(t: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.randint(1, t + 1, (b,))
         lengths[0] = t
-        return torch.randn(t, b, 5), torch.arange(t)[:, None] < lengths[None]
+        return torch.randn(t, b, 5), (torch.arange(t)[:, None] < lengths[None]).to(dtype)
 
     torch.manual_seed(0)
     model = MaskedCRF().eval()
