@@ -105,20 +105,23 @@ def _fixed_here(program: Program, dims: list[tuple[Dim, ...]], examples: list[to
              if isinstance(d, str) and int(n) > 1]
     # lengths first, then the batch; a 2 last (as often a layer or direction count as the batch
     # of 2 that ``np.zeros((batch_size, 1))`` baked in)
-    for traced in ({n: d for n, d in sized if d != "B" and n > 2}, {n: d for n, d in sized if d == "B" and n > 2},
-                   {n: d for n, d in sized if n == 2}):
-        found = _first_fixed(program, traced, lines)
+    for traced, consts in (({n: d for n, d in sized if d != "B" and n > 2}, False),
+                           ({n: d for n, d in sized if d == "B" and n > 2}, False),
+                           ({n: d for n, d in sized if n == 2}, True)):  # (a 2 in constants only)
+        found = _first_fixed(program, traced, lines, consts)
         if found:
             return found
     return "a size the trace fixed, e.g. a Python loop unrolled over the example's length"
 
 
-def _first_fixed(program: Program, traced: dict[int, str], lines: dict[str, str]) -> str:
+def _first_fixed(program: Program, traced: dict[int, str], lines: dict[str, str], consts: bool = False) -> str:
+    """The first node or constant with a dim of a size in ``traced`` none of its inputs has;
+    ``consts``: constants only (a size of 2 in a node's result is as often a feature count)."""
     types = program.graph.value_types()
     params = {p for p, _ in program.graph.params}
     for node in program.graph.nodes:
         made = [(v, f"constant %{v}") for v in node.inputs if v in params]  # a constant built at the
-        made += [(v, node.label) for v in node.outputs]  # example's size, or this node
+        made += [] if consts else [(v, node.label) for v in node.outputs]  # example's size, or this node
         for v, label in made:
             others = {d for u in node.inputs if u and u != v for d in types[u].shape if isinstance(d, int)}
             fixed = [d for d in types[v].shape if isinstance(d, int) and d in traced and d not in others]

@@ -275,12 +275,28 @@ def _ranked(g: Indexed, init: str, carried: TensorType, emit: Emit) -> str:
     return init
 
 
+def _may_be_empty(dim: Any, stop: int | None) -> bool:
+    """Whether the first ``dim + stop`` positions (``stop < 0``) can be none: ``T - 1`` at T = 1,
+    where ``T + 1 - 1`` cannot (``symdims.prefix_stop``)."""
+    if not stop or stop >= 0:
+        return False
+    p = symdims.parse(dim) if isinstance(dim, str) else None
+    rest = symdims.add(p, symdims.const(stop)) if p else None
+    return rest is None or rest.get((), 0) < 1 - sum(v for k, v in rest.items() if k != ())
+
+
 def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: Emit) -> dict[str, str]:
     """The rnn node and what replaces the loop's outputs: old value -> new value."""
     n, start, forward = mt.loop.n, mt.start, mt.loop.forward
+    # ``for t in range(T - 1)`` over sources of length T: a prefix that is empty at T = 1, which no
+    # rnn backend runs -- the whole sources instead, their last step masked off by lengths T - 1
+    empty = [_may_be_empty(g.types[x].shape[ax], mt.loop.stops.get((x, ax))) for x, ax, *_ in sc.slots]
+    masked_tail = bool(empty) and all(empty)
+    if any(empty) and (start or not masked_tail or not forward):
+        raise Skip("a loop one step shorter than its sources beside other reads or a first step apart")
     xs = []
     for (x, ax, _keep, d), (bpos, rest, feat), as_float in zip(sc.slots, sc.layout, sc.ids, strict=True):
-        stop = mt.loop.stops.get((x, ax))
+        stop = None if masked_tail else mt.loop.stops.get((x, ax))
         v = emit("slice", x, axis=ax, start=0, stop=stop, step=1) if stop else x  # the steps read
         v = emit("flip", v, axis=ax) if d < 0 else v  # in scan order
         if as_float:
@@ -298,6 +314,7 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: Emit) -> dict
         # lengths T - 1: so T = 1 runs no step, and no backend sees an empty sequence
         xcat = emit("concat", emit("slice", xcat, axis=1, start=1, stop=_END, step=1),
                     emit("slice", xcat, axis=1, start=0, stop=1, step=1), axis=1)
+    if start or masked_tail:
         ones = emit("full_dyn", xcat, shape=([0, 0], ["-", [0, 1], 1]), value=1, dtype="int64")
         lengths = emit("sum", ones, axes=(1,), keepdim=False)
     inits = [_ranked(g, s, g.types[value_at(g, mt, mt.m, sc.carried[k])], emit) if s and k < len(sc.carried)
@@ -307,7 +324,7 @@ def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: Emit) -> dict
     rnn_out = emit("rnn", xcat, lengths, *state_vals, *sc.params, cells=(sc.cell,), num_layers=1,
                    bidirectional=False, batch_first=True)
     y_top, final_tops = rnn_out[0], rnn_out[1:]
-    if start:
+    if start or masked_tail:
         y_top = emit("slice", y_top, axis=1, start=0, stop=-1, step=1)  # the masked last step
     rename: dict[str, str] = {}
     for k, key in enumerate(sc.carried):

@@ -177,7 +177,7 @@ def find_loops(g: Indexed, sizes: dict[str, int]) -> tuple[list[Loop], list[list
         if size is None or size < n:
             continue
         if size > n:  # a loop over a prefix: only one ending a fixed distance before X's end
-            stop = symdims.prefix_stop(dim, n, size)
+            stop = symdims.prefix_stop(dim, n, size, near_end=1)  # (``scan._top_level`` masks an empty one)
             if stop >= 0:
                 continue
             stops[x, axis] = stop

@@ -399,18 +399,22 @@ def evaluate(d: Dim, sizes: Mapping[str, int]) -> int | None:
     return int(eval("".join(out), {"__builtins__": {}, "max": max, "min": min}))  # noqa: S307
 
 
-def prefix_stop(d: Dim, n: int, size: int) -> int:
+def prefix_stop(d: Dim, n: int, size: int, near_end: int = 0) -> int:
     """The stop of the slice a loop of ``n`` steps over the first positions of a dim ``d`` (of
     ``size`` at the example) reads: ``-(size - n)`` when ``d`` less that many is a size of the
     inputs itself -- ``for t in range(T)`` over ``cat([go_frame, frames])`` (``T+1``) stops one
-    short of the end at every length -- else ``n``, a fixed count (``range(4)`` over ``T``: a
-    prologue).  Why a guess is safe: both read exactly the traced steps at the example, and the
-    trace checks the Program at other sizes."""
+    short of the end at every length -- or when it is at most ``near_end`` short of a symbolic
+    dim (``for t in range(T - 1)``, which runs no step at T = 1: the caller must allow for an
+    empty prefix), else ``n``, a fixed count (``range(4)`` over ``T``: a prologue).  Why a guess
+    is safe: both read exactly the traced steps at the example, and the trace checks the Program
+    at other sizes."""
     short = size - n
     p = parse(d)
     if short <= 0 or p is None or not p:
         return n
     rest = add(p, const(-short))
+    if short <= near_end and any(k != () for k in p):
+        return -short
     return -short if rest and () not in rest and all(v > 0 for v in rest.values()) else n
 
 

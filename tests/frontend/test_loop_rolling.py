@@ -618,6 +618,37 @@ def test_a_loop_reading_a_boolean_mask_per_step_rolls(dtype: torch.dtype, tmp_pa
         matches_torch(program, model, inputs(t, b), tmp_path, f"masked_crf_{t}_{b}")
 
 
+class AllButLast(nn.Module):
+    """A recurrence over every step but the last (Neural Hawkes' Monte-Carlo integral: ``for t in
+    range(T - 1)``), its final state and its per-step outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(4, 6)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # [B, T, 4]
+        h = x.new_zeros(x.size(0), 6)
+        outs = [h]
+        for t in range(x.size(1) - 1):
+            h = self.cell(x[:, t], h)
+            outs.append(torch.tanh(h))
+        return h, torch.stack(outs, 1)
+
+
+def test_a_loop_over_all_but_the_last_step_rolls_and_holds_at_length_one(tmp_path: object) -> None:
+    """``range(T - 1)`` over inputs of length T: the rnn runs the whole inputs with the last step
+    masked off (lengths T - 1), so T = 1 runs no step and no backend sees an empty sequence (it
+    stayed unrolled, T fixed, with a generic hint)."""
+    from program_checks import matches_torch  # tests/program_checks.py
+
+    torch.manual_seed(0)
+    model = AllButLast().eval()
+    program = rnnc.trace(model, (torch.randn(2, 9, 4),))
+    assert len(program.rnn_nodes()) == 1 and isinstance(program.graph.inputs[0][1].shape[1], str)
+    for t, b in ((1, 3), (2, 1), (13, 3)):
+        matches_torch(program, model, (torch.randn(b, t, 4),), tmp_path, f"all_but_last_{t}_{b}")
+
+
 class ViterbiDecode(CRFScores):
     """The BiLSTM-CRF tutorial's decode: the best score's history of argmax positions, walked
     back from the best last tag (``for hist in reversed(history)``), the path reversed."""
