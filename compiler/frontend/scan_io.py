@@ -148,9 +148,7 @@ def clock_input(g: Indexed, mt: Match, emit: Emit) -> str:
     refs = [ref] if batched[0] == ref else [batched[0], ref]
     one = emit("full_dyn", *refs, shape=((0, batched[1]), (len(refs) - 1, ax), 1), value=0, dtype="float32")
     clock = one if k == 1 else emit("concat", *[one] * k, axis=1)
-    if c > 0:
+    if c:  # (``scan_match.CLOCK_SCALES``: never negative)
         clock = emit("concat", clock, emit("full_dyn", batched[0], shape=((0, batched[1]), c, 1), value=0,
                                            dtype="float32"), axis=1)
-    elif c < 0:
-        clock = emit("slice", clock, axis=1, start=0, stop=c, step=1)
     return clock
