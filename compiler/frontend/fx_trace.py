@@ -621,13 +621,17 @@ def _asserted(frame: Any) -> bool | None:
     if not jump.opname.startswith("POP_JUMP") or "NONE" in jump.opname or not isinstance(jump.argval, int) \
             or jump.argval <= jump.offset:
         return None
-    body = [inst for inst in insts[at + 1:] if inst.offset < jump.argval]
-    straight = not any(inst.opname.startswith(("JUMP", "POP_JUMP", "RETURN", "FOR_ITER", "SEND", "YIELD"))
-                       or inst.opname in ("RERAISE", "PUSH_EXC_INFO") for inst in body)
-    if not body or body[-1].opname != "RAISE_VARARGS" or not straight:
-        return None
+    raise_at = None  # the fall-through path, up to its raise (code after it is another path's)
+    for inst in insts[at + 1:]:
+        if inst.offset >= jump.argval or inst.opname.startswith(
+                ("JUMP", "POP_JUMP", "RETURN", "FOR_ITER", "SEND", "YIELD")) or inst.opname in ("RERAISE",
+                                                                                             "PUSH_EXC_INFO"):
+            return None
+        if inst.opname == "RAISE_VARARGS":
+            raise_at = inst.offset
+            break
     caught = getattr(dis.Bytecode(frame.f_code), "exception_entries", ())  # (a raise inside ``try``
-    if any(e.start <= body[-1].offset < e.end for e in caught):  # is control flow, not a check)
+    if raise_at is None or any(e.start <= raise_at < e.end for e in caught):  # is control flow, not a check)
         return None
     return jump.opname.endswith("IF_TRUE")
 
