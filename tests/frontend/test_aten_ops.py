@@ -95,6 +95,8 @@ CASES: dict[str, tuple[nn.Module, Callable[[int], torch.Tensor]]] = {
                 + F.pad(x, (2, 1, 0, 1), mode="replicate")[..., :10, :12]
                 + F.pad(x, (1, 1, 1, 1), value=0.5)[..., :10, :12]), _img),
     "tril_triu": (Fn(lambda x: torch.tril(x, -1) + torch.triu(x, 2)), _img),
+    "prods": (Fn(lambda x: (1 + 0.1 * x).prod(-1, keepdim=True) + torch.prod(0.5 + 0.01 * x)
+                 + (x > 0).prod(1).unsqueeze(1)), _seq),
     "clamp_tensor": (Fn(lambda x: torch.clamp(x, min=x.mean(), max=x.amax() * 0.5)), _seq),
     "sort_topk": (Fn(lambda x: torch.sort(x, dim=-1, descending=True).values[..., :3]
                      + torch.topk(x, 3, dim=-1).values + torch.topk(x, 3, dim=-1, largest=False).values), _seq),

@@ -83,6 +83,18 @@ def _max_all(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types
     return g.node(op, [args[0]], _out(node), keepdims=0)
 
 
+@aten_renders("prod.dim_int", "prod.default")
+def _prod(g: OnnxGraph, node: Node, args: Args, kwargs: dict[str, Any], types: Types) -> list[str]:
+    """``x.prod(dim)`` (pytorch-dnc's exclusive cumprod of the sorted usage) and ``x.prod()``:
+    ReduceProd in the result's dtype (torch's: int64 for booleans and integers, or ``dtype=``)."""
+    whole = node.attr("target").endswith("default")
+    out_dtype = node.types[0].dtype
+    x = args[0] if _in_type(node, types).dtype == out_dtype else g.op("Cast", args[0], to=ONNX_DTYPES[out_dtype])
+    keep = 0 if whole else int(bool(_arg(args, 2, kwargs, "keepdim", False)))
+    axes = _axes(None if whole else _arg(args, 1, kwargs, "dim", None), _in_type(node, types).rank)
+    return g.node("ReduceProd", [x, g.const(axes)], _out(node), keepdims=keep)
+
+
 aten_renders("logsumexp")(_reduce("ReduceLogSumExp"))
 aten_renders("amin")(_reduce("ReduceMin"))
 
