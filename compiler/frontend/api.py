@@ -215,13 +215,37 @@ def _build(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]]
     return Program(graph, Weights(weights), source=f"rnnc.frontend.trace({name})", lines=lines).verify()
 
 
-def _checks(loops: dict[str, Any]) -> dict[str, Any]:
+def _checks(*builds: dict[str, Any]) -> dict[str, Any]:
     """What the trace checks (``dims.check_at_other_size``) try beyond growing every symbol
-    alike, from what the build saw: ``each`` symbol grown alone where a clocked loop rolled
-    (``scan_match.clocked``) or two sizes were compared in Python (``ConcreteTracer.compared``)
-    -- answers that hold wherever every symbol grows alike; the sizes ``near`` where a size
-    compared with a number changes Python's answer (``ConcreteTracer.thresholds``)."""
-    return {"each": bool(loops.get("clocked") or loops.get("compared")), "near": loops.get("thresholds", ())}
+    alike, from what the builds of one model saw: ``each`` symbol grown alone where a clocked
+    loop rolled (``scan_match.clocked``) or two sizes were compared in Python
+    (``ConcreteTracer.compared``) -- answers that hold wherever every symbol grows alike; the
+    sizes ``near`` where a size compared with a number changes Python's answer
+    (``ConcreteTracer.thresholds``, one trace's)."""
+    each = any(b.get("clocked") or b.get("compared") for b in builds)
+    return {"each": each, "near": builds[0].get("thresholds", ())}
+
+
+def _rebuilt(model: Any, examples: list[torch.Tensor], dims: list[tuple[Dim, ...]], names: list[str],
+             cells: dict[int, Any], loops: dict[str, Any]) -> tuple[Program, dict[str, Any]] | None:
+    """The same dims built again without what the loop pass did, where the first build (that
+    saw ``loops``) was wrong at another size: without the flipped stack (a fixed-count loop's
+    reversed list), else without rolling (a stack of per-step reads that is no loop over time, a
+    fixed-count loop taken for one clocked by the length).  The first that holds, with what its
+    build saw; None when none does."""
+    from rnnc.frontend.dims import check_at_other_size
+
+    retries = [{"unreverse": False}] if loops.get("unreversed") else []
+    retries += [{"roll": False}] if loops.get("rolled") or loops.get("retimed") else []
+    for retry in retries:
+        again: dict[str, Any] = {}
+        try:
+            program = _build(model, examples, dims, names, cells=cells, loops=again, **retry)
+        except Exception:  # noqa: BLE001 -- the first build's verdict stands
+            continue
+        if not check_at_other_size(model, program, examples, dims, **_checks(loops, again)):
+            return program, again
+    return None
 
 
 def _live(graph: Graph) -> Graph:
@@ -328,20 +352,9 @@ def _trace(model: nn.Module, example_inputs: Any, dynamic: DynamicSpec) -> Progr
         loops: dict[str, Any] = {}
         program = _build(model, examples, dims, names, cells=cells, loops=loops)
         wrong = check_at_other_size(model, program, examples, dims, **_checks(loops))
-        # what the loop pass did was wrong for this model (``_trace_auto`` likewise): the same dims
-        # without the flipped stack (a fixed-count loop's reversed list), else without rolling (a
-        # fixed-count loop taken for one clocked by the length)
-        retries = [{"unreverse": False}] if loops.get("unreversed") else []
-        retries += [{"roll": False}] if loops.get("rolled") or loops.get("retimed") else []
-        for retry in retries if wrong else []:
-            again: dict[str, Any] = {}
-            try:
-                kept = _build(model, examples, dims, names, cells=cells, loops=again, **retry)
-            except Exception:  # noqa: BLE001 -- the first build's verdict stands
-                continue
-            if not check_at_other_size(model, kept, examples, dims, **_checks({**loops, **again})):
-                program, wrong, loops = kept, "", again
-                break
+        found = _rebuilt(model, examples, dims, names, cells, loops) if wrong else None
+        if found is not None:
+            (program, loops), wrong = found, ""
     if wrong:  # the dims are the user's: kept, but never silently wrong at another size
         left = loops.get("left") or []
         warnings.warn(f"rnnc.trace: the Program is right at the example's sizes only; with {_show(dims, names)}: "
@@ -387,19 +400,9 @@ def _trace_auto(model: Any, examples: list[torch.Tensor], names: list[str], cell
                 why.append(f"with {_show(dims, names)}: {exc}")
                 continue
             wrong = check_at_other_size(model, program, examples, dims, **_checks(loops))
-            # what the loop pass did was wrong for this model: the same dims without the flipped
-            # stack (a fixed-count loop's reversed list), else without rolling (a stack of
-            # per-step reads that is no loop over time)
-            retries = [{"unreverse": False}] if loops.get("unreversed") else []
-            retries += [{"roll": False}] if loops.get("rolled") or loops.get("retimed") else []
-            for retry in retries if wrong else []:
-                try:
-                    again = _build(model, examples, dims, names, cells=cells, **retry)
-                    if not check_at_other_size(model, again, examples, dims, **_checks(loops)):
-                        program, wrong = again, ""
-                        break
-                except Exception:  # noqa: BLE001 -- the first build's verdict stands
-                    pass
+            found = _rebuilt(model, examples, dims, names, cells, loops) if wrong else None
+            if found is not None:
+                program, wrong = found[0], ""
             if wrong:
                 left = loops.get("left") or []
                 cause = ("a loop over time stayed unrolled: " + "; ".join(dict.fromkeys(left)) if left

@@ -11,9 +11,11 @@ Program would silently bake in the example's path.
 from __future__ import annotations
 
 import builtins
+import functools
 import inspect
 import math
 import operator
+import os
 import re
 import sys
 import warnings
@@ -235,21 +237,18 @@ MAX_THRESHOLDS = 64
 
 
 def _threshold(tracer: Any, node: fx.Node | None, value: float, c: float) -> None:
-    """Remember ``size`` compared with the number ``c`` in the model's code (the latent ODE's ``if
-    len(time_steps) == 1``, xLSTM's ``if S < 64``): Python takes the example's branch, and the
-    trace checks at twice the example's sizes never cross ``c``, so they would not see it.  Kept:
-    ``c``, the size's value at the example and the line, the first comparison of each line (a
-    loop's ``if t == T - 1`` compares once a step), at most ``MAX_THRESHOLDS`` lines; the checks
-    then try the sizes around the crossing (``dims.check_at_other_size``).  Comparisons in
-    rnnc's own code are its business, not the model's."""
-    import os
-
-    import rnnc
-
+    """Remember a traced size (or ratio of sizes), ``value`` at the example, compared with the
+    number ``c`` in the model's code (the latent ODE's ``if len(time_steps) == 1``, xLSTM's ``if
+    S < 64``): Python takes the example's branch, and the trace checks at twice the example's
+    sizes never cross ``c``, so they would not see it.  Kept: ``c``, ``value`` and the line, the
+    first comparison of each line (a loop's ``if t == T - 1`` compares once a step), at most
+    ``MAX_THRESHOLDS`` lines; the checks then try the sizes around the crossing
+    (``dims.check_at_other_size``).  Comparisons in rnnc's own code are its business, not the
+    model's; ``node``, the size's, says whether it is a rank (``_rank``: no size)."""
     if len(tracer.thresholds) >= MAX_THRESHOLDS or (node is not None and _rank(node.op, node.target, node.args)):
         return
     caller = sys._getframe(2).f_code.co_filename  # (the frame that wrote ``size < c``)
-    if os.path.abspath(caller).startswith(os.path.dirname(os.path.abspath(rnnc.__file__))):
+    if os.path.abspath(caller).startswith(_rnnc_dir()):
         return
     line = _calling_line()
     if all(at != line for _, _, at in tracer.thresholds):
@@ -362,8 +361,8 @@ class ConcreteTracer(fx.Tracer):
         if isinstance(a, TracedRatio) and not self._running and (isinstance(a.num, TracedInt)
                                                                   or isinstance(a.den, TracedInt)):
             return self.create_proxy("call_function", operator.truediv, (a.num, a.den), {}).node  # (values.SymRatio)
-        if legacy_dtype(a) is not None and not isinstance(a, str):  # ``x.type(torch.FloatTensor)``: a dtype
-            return legacy_dtype(a)
+        if not isinstance(a, str) and (dtype := legacy_dtype(a)) is not None:  # ``x.type(torch.FloatTensor)``
+            return dtype
         if isinstance(a, np.generic) and isinstance(a.item(), (bool, int, float)):  # ``mat[:, s:e]`` with
             return a.item()  # numpy ints (``np.cumsum([0] + sizes)``, pytorch-ntm): the Python number
         return super().create_arg(a)
@@ -636,34 +635,35 @@ def _asserted(frame: Any) -> bool | None:
     return jump.opname.endswith("IF_TRUE")
 
 
+@functools.cache
+def _rnnc_dir() -> str:
+    """Where rnnc's own code lives: frames there are not the model's."""
+    import rnnc
+
+    return os.path.dirname(os.path.abspath(rnnc.__file__))
+
+
+def _users(path: str) -> bool:
+    """Whether a frame at ``path`` is the user's code: not torch's, rnnc's or Python's own."""
+    return not ("/torch/" in path or path.startswith(_rnnc_dir()) or path.startswith("<frozen"))
+
+
 def _calling_line() -> str:
     """The innermost frame of the user's code on the current stack (``model.py:42``): where a
     traced value is being used as a Python number right now."""
-    import os
     import traceback
 
-    import rnnc
-
-    own = os.path.dirname(os.path.abspath(rnnc.__file__))
     for frame in reversed(traceback.extract_stack()):
-        path = frame.filename
-        if "/torch/" in path or path.startswith(own) or path.startswith("<frozen"):
-            continue
-        return f"{os.path.basename(path)}:{frame.lineno}"
+        if _users(frame.filename):
+            return f"{os.path.basename(frame.filename)}:{frame.lineno}"
     return "the model"
 
 
 def user_line(node: fx.Node) -> str:
     """The innermost frame of the user's code that made ``node`` (``model.py:42``): the last
     frame of its recorded stack outside torch and rnnc."""
-    import os
-
-    import rnnc
-
-    own = os.path.dirname(os.path.abspath(rnnc.__file__))
     found = ""
     for path, line in _FRAME.findall(node.stack_trace or ""):
-        if "/torch/" in path or path.startswith(own) or path.startswith("<frozen"):
-            continue
-        found = f"{os.path.basename(path)}:{line}"
+        if _users(path):
+            found = f"{os.path.basename(path)}:{line}"
     return found

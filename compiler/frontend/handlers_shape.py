@@ -28,8 +28,8 @@ def torch_dtype_arg(a: Any) -> torch.dtype | None:
     type or its name (``x.type('torch.LongTensor')``)."""
     if isinstance(a, torch.dtype):
         return a
-    if legacy_dtype(a) is not None:
-        return legacy_dtype(a)
+    if (legacy := legacy_dtype(a)) is not None:
+        return legacy
     if isinstance(a, int) and not isinstance(a, bool) and a in _SCALAR_TYPES:
         return _SCALAR_TYPES[a]
     return None

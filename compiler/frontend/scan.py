@@ -281,8 +281,7 @@ def _may_be_empty(dim: Any, stop: int | None) -> bool:
     if not stop or stop >= 0:
         return False
     p = symdims.parse(dim) if isinstance(dim, str) else None
-    rest = symdims.add(p, symdims.const(stop)) if p else None
-    return rest is None or rest.get((), 0) < 1 - sum(v for k, v in rest.items() if k != ())
+    return p is None or symdims.bounds(symdims.add(p, symdims.const(stop)))[0] < 1
 
 
 def _top_level(g: Indexed, mt: Match, uses: Uses, sc: _Scan, emit: Emit) -> dict[str, str]:
